@@ -1,0 +1,51 @@
+#include "test_paths.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace latmix::test {
+
+std::string data_dir() {
+  if (const char* env = std::getenv("LATMIX_DATA_DIR"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  return LATMIX_TEST_DATA_DIR;
+}
+
+std::string data_path(const std::string& relative) { return data_dir() + "/" + relative; }
+
+std::string fixtures_path(const std::string& relative) {
+  return std::string(LATMIX_FIXTURES_DIR) + "/" + relative;
+}
+
+std::string source_path(const std::string& relative) {
+  return std::string(LATMIX_SOURCE_DIR) + "/" + relative;
+}
+
+namespace {
+std::vector<fs::path>& temp_dirs() {
+  static std::vector<fs::path> dirs;
+  return dirs;
+}
+void remove_temp_dirs() {
+  std::error_code ec;
+  for (const auto& d : temp_dirs()) fs::remove_all(d, ec);
+}
+}  // namespace
+
+std::string temp_dir(const std::string& tag) {
+  static std::once_flag once;
+  std::call_once(once, [] { std::atexit(remove_temp_dirs); });
+  std::string pattern = (fs::temp_directory_path() / ("latmix-" + tag + "-XXXXXX")).string();
+  std::vector<char> buf(pattern.begin(), pattern.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
+  temp_dirs().emplace_back(buf.data());
+  return buf.data();
+}
+
+}  // namespace latmix::test
