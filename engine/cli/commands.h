@@ -1,0 +1,38 @@
+#pragma once
+// The `latmix` subcommands. Each file registers a group of commands.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "latmix/model.h"
+#include "latmix/tokenizer.h"
+
+namespace latmix::cli {
+
+struct Command {
+  CommandSpec spec;
+  std::function<int(const Args&)> run;
+};
+
+std::vector<Command> model_commands();  // info, tokenize, logits, generate
+std::vector<Command> eval_commands();   // ppl
+
+/// Applies --threads; returns the --device.
+at::Device apply_common_options(const Args& args);
+
+/// The model (and its tokenizer) named by --model / --tokenizer, loaded with progress on stderr.
+struct LoadedModel {
+  Model model;
+  std::unique_ptr<Tokenizer> tokenizer;
+};
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype);
+
+/// Options shared by the commands that load a model.
+OptionSpec model_option();
+OptionSpec tokenizer_option();
+OptionSpec dtype_option();
+
+}  // namespace latmix::cli

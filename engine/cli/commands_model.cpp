@@ -1,0 +1,203 @@
+// latmix info | tokenize | logits | generate
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "console.h"
+#include "latmix/error.h"
+#include "latmix/model_files.h"
+#include "latmix/tensor_io.h"
+
+namespace latmix::cli {
+
+using json = nlohmann::json;
+
+OptionSpec model_option() {
+  return {"model", "PATH", "Hugging Face model folder or llama2.c .bin checkpoint", "", true};
+}
+OptionSpec tokenizer_option() {
+  return {"tokenizer", "FILE", "tokenizer file (default: the model's own)", "", false};
+}
+OptionSpec dtype_option() { return {"dtype", "fp32|bf16", "compute dtype", "fp32", false}; }
+
+at::Device apply_common_options(const Args& args) {
+  const int64_t threads = args.integer("threads");
+  if (threads < 0) throw UsageError("--threads: expected 0 or more, found " + std::to_string(threads));
+  if (threads > 0) at::set_num_threads(static_cast<int>(threads));
+  return parse_device(args.get("device"));
+}
+
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype) {
+  const at::Device device = apply_common_options(args);
+  ProgressPrinter progress(args.flag("quiet"));
+  LoadOptions opts;
+  opts.dtype = dtype;
+  opts.device = device;
+  opts.job.progress = progress.callback();
+  Model model = load_model(args.get("model"), opts);
+  progress.finish();
+  auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"),
+                                  static_cast<int32_t>(model.config().vocab_size));
+  return {std::move(model), std::move(tok)};
+}
+
+namespace {
+
+std::string yes_no(bool b) { return b ? "yes" : "no"; }
+
+json info_json(const LoadedModel& m, const std::string& path) {
+  const ModelConfig& c = m.model.config();
+  json j = {{"path", path},
+            {"architecture", c.architecture_name},
+            {"family", to_string(c.arch)},
+            {"source_format", c.source_format},
+            {"layers", c.num_layers},
+            {"hidden_size", c.hidden_size},
+            {"intermediate_size", c.intermediate_size},
+            {"attention_heads", c.num_heads},
+            {"kv_heads", c.num_kv_heads},
+            {"head_dim", c.head_dim},
+            {"vocab_size", c.vocab_size},
+            {"max_position", c.max_position},
+            {"rope", {{"type", to_string(c.rope.type)}, {"theta", c.rope.theta}}},
+            {"rms_norm_eps", c.rms_norm_eps},
+            {"tied_embeddings", c.tie_word_embeddings},
+            {"attention_bias", c.attention_bias},
+            {"qk_norm", c.qk_norm},
+            {"checkpoint_dtype", c.dtype},
+            {"parameters", c.parameter_count()},
+            {"tokenizer", {{"kind", m.tokenizer->kind()}, {"vocab_size", m.tokenizer->vocab_size()}}}};
+  if (c.rope.type == RopeType::Llama3) {
+    j["rope"]["factor"] = c.rope.factor;
+    j["rope"]["original_max_position"] = c.rope.original_max_position;
+  }
+  return j;
+}
+
+int run_info(const Args& args) {
+  LoadedModel m = load_model_from_args(args, at::kFloat);
+  json j = info_json(m, args.get("model"));
+  if (args.flag("json")) {
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  const ModelConfig& c = m.model.config();
+  std::printf("model          %s\n", args.get("model").c_str());
+  std::printf("architecture   %s (%s, from %s)\n", c.architecture_name.c_str(), to_string(c.arch).c_str(),
+              c.source_format.c_str());
+  std::printf("layers         %lld\n", static_cast<long long>(c.num_layers));
+  std::printf("hidden         %lld   intermediate %lld\n", static_cast<long long>(c.hidden_size),
+              static_cast<long long>(c.intermediate_size));
+  std::printf("heads          %lld query, %lld key/value, head_dim %lld\n", static_cast<long long>(c.num_heads),
+              static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.head_dim));
+  std::printf("vocab          %lld   max positions %lld\n", static_cast<long long>(c.vocab_size),
+              static_cast<long long>(c.max_position));
+  std::printf("rope           %s, theta %g\n", to_string(c.rope.type).c_str(), c.rope.theta);
+  std::printf("tied head      %s   attention bias %s   qk-norm %s\n", yes_no(c.tie_word_embeddings).c_str(),
+              yes_no(c.attention_bias).c_str(), yes_no(c.qk_norm).c_str());
+  std::printf("dtype          %s (checkpoint)\n", c.dtype.c_str());
+  std::printf("parameters     %lld (%.2f M)\n", static_cast<long long>(c.parameter_count()),
+              static_cast<double>(c.parameter_count()) / 1e6);
+  std::printf("tokenizer      %s, %d ids\n", m.tokenizer->kind().c_str(), m.tokenizer->vocab_size());
+  return 0;
+}
+
+int run_tokenize(const Args& args) {
+  apply_common_options(args);
+  auto tok = args.has("tokenizer") || !is_llama2c_checkpoint(args.get("model"))
+                 ? load_model_tokenizer(args.get("model"), args.get("tokenizer"), 0)
+                 : load_model_from_args(args, at::kFloat).tokenizer;
+  std::vector<int32_t> ids = args.flag("bos") ? tok->encode_with_bos(args.get("text"), true)
+                                              : tok->encode(args.get("text"));
+  json j = ids;
+  if (args.flag("json")) {
+    json tokens = json::array();
+    for (int32_t id : ids) tokens.push_back(tok->token_text(id));
+    std::cout << json{{"ids", ids}, {"tokens", tokens}, {"count", ids.size()}}.dump() << "\n";
+  } else {
+    std::cout << j.dump() << "\n";
+  }
+  return 0;
+}
+
+int run_logits(const Args& args) {
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  std::vector<int64_t> ids = args.integer_list("ids");
+  if (ids.empty()) throw UsageError("--ids: no token ids given");
+  for (int64_t id : ids) {
+    if (id < 0 || id >= m.model.config().vocab_size) {
+      throw UsageError("--ids: token id " + std::to_string(id) + " outside the vocabulary (0.." +
+                       std::to_string(m.model.config().vocab_size - 1) + ")");
+    }
+  }
+  c10::InferenceMode guard;
+  at::Tensor logits = m.model.forward(at::tensor(ids, at::kLong)).to(at::kCPU).contiguous();
+  write_safetensors(args.get("out"), {{"logits", logits}},
+                    {{"ids", json(ids).dump()}, {"dtype", args.get("dtype")}, {"model", args.get("model")}});
+  at::Tensor top = logits.argmax(-1);
+  if (args.flag("json")) {
+    std::cout << json{{"out", args.get("out")},
+                      {"shape", {logits.size(0), logits.size(1)}},
+                      {"argmax", std::vector<int64_t>(top.data_ptr<int64_t>(), top.data_ptr<int64_t>() + top.numel())}}
+                     .dump()
+              << "\n";
+  } else {
+    std::printf("wrote logits [%lld, %lld] fp32 to %s\n", static_cast<long long>(logits.size(0)),
+                static_cast<long long>(logits.size(1)), args.get("out").c_str());
+  }
+  return 0;
+}
+
+int run_generate(const Args& args) {
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  const int64_t max_new = args.integer("max-new");
+  if (max_new < 0) throw UsageError("--max-new: expected 0 or more");
+  const bool bos = m.model.config().source_format == "llama2.c" || m.tokenizer->add_bos_by_default();
+  std::vector<int32_t> prompt = m.tokenizer->encode_with_bos(args.get("prompt"), bos);
+  if (prompt.empty()) throw UsageError("--prompt: empty prompt and the model has no BOS token");
+  ProgressPrinter progress(args.flag("quiet") || !args.flag("json"));
+  JobControl job;
+  job.progress = progress.callback();
+  c10::InferenceMode guard;
+  std::vector<int32_t> out = generate_greedy(m.model, prompt, max_new, m.tokenizer->eos_id(), job);
+  progress.finish();
+  std::vector<int32_t> all = prompt;
+  all.insert(all.end(), out.begin(), out.end());
+  const std::string text = m.tokenizer->decode(all);
+  if (args.flag("json")) {
+    std::cout << json{{"prompt_ids", prompt}, {"generated_ids", out}, {"text", text}}.dump() << "\n";
+  } else {
+    std::cout << text << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::vector<Command> model_commands() {
+  return {
+      {{"info", "Show a model's architecture, sizes, dtypes, parameter count and tokenizer.", "",
+        {model_option(), tokenizer_option()}},
+       run_info},
+      {{"tokenize", "Print the token ids of a text as JSON.", "",
+        {model_option(), tokenizer_option(), {"text", "STR", "the text to tokenize", "", true},
+         {"bos", "", "prepend the BOS token", "", false}}},
+       run_tokenize},
+      {{"logits", "Run the model on token ids and write the logits.",
+        "Writes a safetensors file with one tensor `logits` [T, vocab] in float32.",
+        {model_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(),
+         {"out", "FILE", "output .safetensors file (written atomically)", "", true}}},
+       run_logits},
+      {{"generate", "Greedy text generation.",
+        "The prompt is encoded with BOS when the tokenizer asks for it (always for llama2.c models).",
+        {model_option(), tokenizer_option(), {"prompt", "STR", "the prompt text", "", true},
+         {"max-new", "N", "tokens to generate", "64", false}, dtype_option()}},
+       run_generate},
+  };
+}
+
+}  // namespace latmix::cli

@@ -1,0 +1,39 @@
+#pragma once
+// Console output for `latmix`: progress on stderr (a redrawn bar on a terminal, plain lines
+// otherwise, nothing with --quiet) and small formatting helpers.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "latmix/progress.h"
+
+namespace latmix::cli {
+
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool quiet);
+  ~ProgressPrinter();
+  ProgressPrinter(const ProgressPrinter&) = delete;
+  ProgressPrinter& operator=(const ProgressPrinter&) = delete;
+
+  /// A ProgressFn bound to this printer.
+  ProgressFn callback();
+  void update(std::string_view stage, int64_t done, int64_t total);
+  /// Ends the current bar line (if any).
+  void finish();
+
+ private:
+  bool quiet_;
+  bool tty_;
+  bool open_line_ = false;
+  std::string stage_;
+  std::chrono::steady_clock::time_point stage_start_, last_draw_;
+  int last_decile_ = -1;
+};
+
+/// "12.3 s", "2 min 05 s"
+std::string format_duration(double seconds);
+
+}  // namespace latmix::cli

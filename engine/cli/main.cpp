@@ -1,0 +1,74 @@
+// latmix: the LATMiX Studio engine on the command line.
+#include <c10/util/Exception.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "latmix/error.h"
+
+namespace {
+
+using latmix::cli::Command;
+
+std::vector<Command> all_commands() {
+  std::vector<Command> cmds = latmix::cli::model_commands();
+  for (auto& c : latmix::cli::eval_commands()) cmds.push_back(std::move(c));
+  return cmds;
+}
+
+std::string version_line() {
+  return std::string("latmix ") + LATMIX_VERSION + " (commit " + LATMIX_GIT_COMMIT + ")";
+}
+
+void print_usage(const std::vector<Command>& cmds) {
+  std::printf("%s\nInspect and quantize LLMs to the OCP microscaling (MX) formats.\n\n", version_line().c_str());
+  std::printf("Usage: latmix COMMAND [options]     (latmix COMMAND --help for its options)\n\nCommands:\n");
+  for (const auto& c : cmds) std::printf("  %-12s %s\n", c.spec.name.c_str(), c.spec.summary.c_str());
+  std::printf("\nExit codes: 0 ok, 1 runtime error (bad file, failed computation), 2 usage error.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<Command> cmds = all_commands();
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    if (args.size() >= 2) args = {args[1], "--help"};
+    else {
+      print_usage(cmds);
+      return args.empty() ? 2 : 0;
+    }
+  }
+  if (args[0] == "--version") {
+    std::printf("%s\n", version_line().c_str());
+    return 0;
+  }
+  for (const auto& cmd : cmds) {
+    if (cmd.spec.name != args[0]) continue;
+    try {
+      latmix::cli::Args parsed(cmd.spec, std::vector<std::string>(args.begin() + 1, args.end()));
+      if (parsed.help()) {
+        std::cout << latmix::cli::command_help(cmd.spec);
+        return 0;
+      }
+      return cmd.run(parsed);
+    } catch (const latmix::UsageError& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 2;
+    } catch (const latmix::Error& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    } catch (const c10::Error& e) {
+      std::fprintf(stderr, "error: LibTorch: %s\n", e.what_without_backtrace());
+      return 1;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "error: unknown command '%s' (see latmix --help)\n", args[0].c_str());
+  return 2;
+}

@@ -1,0 +1,147 @@
+#pragma once
+/// \file model.h
+/// One decoder-only transformer for the Llama, Mistral, Qwen2 and Qwen3 families: GQA, RoPE
+/// (default and llama3 scaling), SwiGLU, RMSNorm, causal attention, fp32 or bf16, CPU or CUDA,
+/// batches of sequences, a KV cache for generation, and named capture points where statistics,
+/// transforms and fake quantization hook in.
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "latmix/config.h"
+#include "latmix/progress.h"
+
+namespace latmix {
+
+/// Where activations can be observed or replaced. Each is the input of one or more linear layers
+/// or a point of the residual stream. `layer` is the decoder layer index (FinalNormOut: num_layers).
+enum class CapturePoint {
+  Residual,     ///< residual stream entering layer l (before input_layernorm)   [B, T, hidden]
+  AttnIn,       ///< normalized input of q_proj/k_proj/v_proj                      [B, T, hidden]
+  OIn,          ///< attention output, input of o_proj                             [B, T, heads*head_dim]
+  ResidualMid,  ///< residual stream after attention (before post_attention_layernorm) [B, T, hidden]
+  MlpIn,        ///< normalized input of gate_proj/up_proj                         [B, T, hidden]
+  DownIn,       ///< SwiGLU output, input of down_proj                             [B, T, intermediate]
+  FinalNormOut  ///< normalized final hidden state, input of lm_head              [B, T, hidden]
+};
+
+/// Stable lower-case name ("residual", "attn_in", "o_in", "residual_mid", "mlp_in", "down_in", "lm_head_in").
+std::string capture_point_name(CapturePoint point);
+/// Inverse of capture_point_name; throws UsageError listing the valid names.
+CapturePoint parse_capture_point(const std::string& name);
+
+/// A hook on the model's capture points. The model first asks wants(); only then does it call
+/// on_capture(). With no hooks installed a capture point costs one empty-vector check.
+class CaptureHook {
+ public:
+  virtual ~CaptureHook() = default;
+  virtual bool wants(CapturePoint point, int64_t layer) const = 0;
+  /// Observes x. Returns a replacement of the same shape (a transformed or fake-quantized
+  /// activation), or an undefined tensor to leave x as it is.
+  virtual at::Tensor on_capture(CapturePoint point, int64_t layer, const at::Tensor& x) = 0;
+};
+
+/// The weights of one decoder layer, in Hugging Face orientation (Linear: [out, in]).
+/// Optional tensors (biases, q/k norms) are undefined when the architecture has none.
+struct LayerWeights {
+  at::Tensor attn_norm, q, k, v, o;
+  at::Tensor q_bias, k_bias, v_bias, o_bias;
+  at::Tensor q_norm, k_norm;
+  at::Tensor mlp_norm, gate, up, down;
+  at::Tensor gate_bias, up_bias, down_bias;
+};
+
+struct ModelWeights {
+  at::Tensor embed;  ///< [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  at::Tensor final_norm;  ///< [hidden]
+  at::Tensor lm_head;     ///< [vocab, hidden]; the same tensor as embed when tied
+};
+
+/// Key/value cache for incremental decoding. One per sequence batch.
+class KvCache {
+ public:
+  int64_t length() const { return length_; }
+  void clear() {
+    keys_.clear();
+    values_.clear();
+    length_ = 0;
+  }
+
+ private:
+  friend class Model;
+  std::vector<at::Tensor> keys_, values_;  // per layer [B, kv_heads, T, head_dim]
+  int64_t length_ = 0;
+};
+
+class Model {
+ public:
+  Model(ModelConfig config, ModelWeights weights);
+
+  const ModelConfig& config() const { return config_; }
+  ModelWeights& weights() { return weights_; }
+  const ModelWeights& weights() const { return weights_; }
+  at::ScalarType dtype() const { return weights_.embed.scalar_type(); }
+  at::Device device() const { return weights_.embed.device(); }
+
+  /// Logits [B, T, vocab] in float32 for token ids [B, T] (or [T]: then [T, vocab]).
+  /// With a cache, ids continue the cached sequence and the cache grows by T.
+  at::Tensor forward(const at::Tensor& ids, KvCache* cache = nullptr) const;
+
+  /// Final normalized hidden states [B, T, hidden] (the lm_head input), in the model's dtype.
+  at::Tensor hidden_states(const at::Tensor& ids, KvCache* cache = nullptr) const;
+
+  /// Applies lm_head to hidden states and returns float32 logits.
+  at::Tensor logits_from_hidden(const at::Tensor& hidden) const;
+
+  void add_hook(std::shared_ptr<CaptureHook> hook);
+  void remove_hook(const std::shared_ptr<CaptureHook>& hook);
+  void clear_hooks() { hooks_.clear(); }
+
+  /// A copy on another device / dtype (norm gains and biases follow the dtype too).
+  Model to(at::Device device, at::ScalarType dtype) const;
+
+ private:
+  at::Tensor capture(CapturePoint point, int64_t layer, const at::Tensor& x) const;
+  at::Tensor attention(const LayerWeights& w, int64_t layer, const at::Tensor& x, KvCache* cache,
+                       int64_t offset) const;
+  at::Tensor mlp(const LayerWeights& w, int64_t layer, const at::Tensor& x) const;
+  at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
+  std::pair<at::Tensor, at::Tensor> rope_tables(int64_t offset, int64_t length, at::ScalarType dtype) const;
+
+  ModelConfig config_;
+  ModelWeights weights_;
+  at::Tensor inv_freq_;  // float32 [head_dim/2] on the model's device
+  std::vector<std::shared_ptr<CaptureHook>> hooks_;
+};
+
+/// How to load: compute dtype (fp32 or bf16) and device.
+struct LoadOptions {
+  at::ScalarType dtype = at::kFloat;
+  at::Device device = at::kCPU;
+  /// See RopeConfig::bf16_inv_freq.
+  bool bf16_rope_frequencies = false;
+  JobControl job;
+};
+
+/// Loads a model from a Hugging Face folder (config.json + safetensors, sharded or not) or a
+/// llama2.c `.bin` file. Throws latmix::Error naming the file and the problem.
+Model load_model(const std::string& path, const LoadOptions& options = {});
+
+/// True when `path` names a llama2.c checkpoint (a regular file, not a folder).
+bool is_llama2c_checkpoint(const std::string& path);
+
+/// Greedy decoding with a KV cache; stops after max_new tokens or at `stop_id` when given.
+std::vector<int32_t> generate_greedy(const Model& model, const std::vector<int32_t>& prompt,
+                                     int64_t max_new, std::optional<int32_t> stop_id = std::nullopt,
+                                     const JobControl& job = {});
+
+/// Parses "cpu", "cuda", "cuda:N"; throws UsageError when CUDA is requested but unavailable.
+at::Device parse_device(const std::string& name);
+/// Parses "fp32"/"float32" or "bf16"/"bfloat16"; throws UsageError otherwise.
+at::ScalarType parse_compute_dtype(const std::string& name);
+
+}  // namespace latmix

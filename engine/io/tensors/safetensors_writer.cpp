@@ -1,0 +1,275 @@
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+
+#include "latmix/error.h"
+#include "latmix/tensor_io.h"
+
+namespace latmix {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+std::string label(const std::string& name) { return "tensor '" + name + "'"; }
+
+std::string shape_of(const at::Tensor& t) { return shape_to_string(t.sizes().vec()); }
+
+// A temp file beside its target; removed on destruction unless committed.
+class TempFile {
+ public:
+  explicit TempFile(const fs::path& target) : target_(target.string()) {
+    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+    std::string pattern = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
+    fd_ = ::mkstemp(pattern.data());
+    if (fd_ < 0) fail(target_, "cannot create a temp file beside the target", "", errno_text());
+    temp_ = pattern;
+    ::fchmod(fd_, 0644);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+
+  const std::string& target() const { return target_; }
+
+  void write(const void* data, size_t size) {
+    const auto* p = static_cast<const char*>(data);
+    while (size > 0) {
+      const ssize_t n = ::write(fd_, p, size);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) fail(target_, "write failed", "", errno_text());
+      p += n;
+      size -= static_cast<size_t>(n);
+    }
+  }
+
+  // Flushes to disk and closes; the data is complete but not yet visible under the target name.
+  void finish() {
+    if (::fsync(fd_) != 0) fail(target_, "fsync failed", "", errno_text());
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail(target_, "close failed", "", errno_text());
+  }
+
+  void commit() {
+    if (::rename(temp_.c_str(), target_.c_str()) != 0) {
+      fail(target_, "cannot rename the temp file over the target", "", errno_text());
+    }
+    committed_ = true;
+  }
+
+ private:
+  std::string target_;
+  std::string temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+void fsync_dir(const fs::path& target) {
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(dir.string(), "cannot open the folder to fsync it", "", errno_text());
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some file systems cannot fsync a folder (EINVAL): the rename is done, nothing more to do.
+  if (rc != 0 && err != EINVAL) fail(dir.string(), "fsync of the folder failed", "", std::strerror(err));
+}
+
+// One file to write: its sources, their layout and the header block.
+struct FilePlan {
+  fs::path path;
+  std::vector<const TensorSource*> sources;
+  std::vector<TensorInfo> infos;
+  std::string header;
+  uint64_t data_bytes = 0;
+};
+
+uint64_t source_bytes(const TensorSource& s, const std::string& path) {
+  for (int64_t d : s.shape) {
+    if (d < 0) fail(path, label(s.name) + ": shape " + shape_to_string(s.shape), "non-negative sizes");
+  }
+  const auto bytes = tensor_byte_size(s.dtype, s.shape);
+  if (!bytes) {
+    fail(path, label(s.name) + ": " + std::string(dtype_name(s.dtype)) + " " + shape_to_string(s.shape),
+         "a whole number of bytes that fits in 64 bits", "an odd bit count or an overflow");
+  }
+  return *bytes;
+}
+
+void check_sources(const std::vector<TensorSource>& sources, const std::string& path) {
+  std::set<std::string_view> names;
+  for (const TensorSource& s : sources) {
+    if (!names.insert(s.name).second) fail(path, label(s.name), "each tensor name once", "it twice");
+    if (!s.produce) fail(path, label(s.name) + ": produce", "a callable", "an empty function");
+  }
+}
+
+FilePlan plan_file(const fs::path& path, std::vector<const TensorSource*> sources,
+                   const std::map<std::string, std::string>& metadata) {
+  FilePlan plan;
+  plan.path = path;
+  plan.sources = std::move(sources);
+  for (const TensorSource* s : plan.sources) {
+    const uint64_t bytes = source_bytes(*s, path.string());
+    plan.infos.push_back(TensorInfo{s->name, s->dtype, s->shape, plan.data_bytes, plan.data_bytes + bytes});
+    plan.data_bytes += bytes;
+  }
+  plan.header = build_safetensors_header(plan.infos, metadata, path.string());
+  return plan;
+}
+
+// Calls produce() and checks its result against the declared dtype and shape.
+at::Tensor produce_checked(const TensorSource& s, const TensorInfo& info, const std::string& path) {
+  at::Tensor t = s.produce();
+  const std::string what = label(s.name) + ": produce() returned";
+  if (!t.defined()) fail(path, what + " an undefined tensor");
+  if (t.layout() != at::kStrided) fail(path, what + " a non-dense tensor", "a strided tensor");
+  const auto type = to_torch_dtype(s.dtype);
+  if (type) {
+    if (t.scalar_type() != *type) {
+      fail(path, what + " the wrong dtype", std::string(dtype_name(s.dtype)) + " (" + c10::toString(*type) + ")",
+           c10::toString(t.scalar_type()));
+    }
+    if (t.sizes() != at::IntArrayRef(s.shape)) {
+      fail(path, what + " the wrong shape", shape_to_string(s.shape), shape_of(t));
+    }
+  } else if (t.scalar_type() != at::kByte || static_cast<uint64_t>(t.numel()) != info.byte_size()) {
+    fail(path, what + " the wrong raw bytes for " + std::string(dtype_name(s.dtype)) + " " + shape_to_string(s.shape),
+         "a uint8 tensor of " + std::to_string(info.byte_size()) + " elements",
+         std::string(c10::toString(t.scalar_type())) + " " + shape_of(t));
+  }
+  return t.to(at::kCPU).resolve_conj().resolve_neg().contiguous();
+}
+
+struct ByteProgress {
+  const JobControl& job;
+  uint64_t done = 0;
+  uint64_t total = 0;
+  void add(uint64_t bytes) {
+    done += bytes;
+    job.report("write", static_cast<int64_t>(done), static_cast<int64_t>(total));
+  }
+};
+
+void write_file(TempFile& out, const FilePlan& plan, const JobControl& job, ByteProgress& progress) {
+  out.write(plan.header.data(), plan.header.size());
+  for (size_t i = 0; i < plan.sources.size(); ++i) {
+    job.cancel.check();
+    at::Tensor t = produce_checked(*plan.sources[i], plan.infos[i], out.target());
+    out.write(t.data_ptr(), plan.infos[i].byte_size());
+    t.reset();  // release before producing the next one
+    progress.add(plan.infos[i].byte_size());
+  }
+  out.finish();
+}
+
+std::string shard_name(size_t i, size_t n) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "model-%05zu-of-%05zu.safetensors", i + 1, n);
+  return buf;
+}
+
+}  // namespace
+
+TensorSource tensor_source(std::string name, at::Tensor tensor) {
+  const auto dtype = from_torch_dtype(tensor.scalar_type());
+  if (!dtype) {
+    fail("", label(name) + ": LibTorch type " + c10::toString(tensor.scalar_type()) + " has no safetensors dtype");
+  }
+  TensorSource s;
+  s.name = std::move(name);
+  s.dtype = *dtype;
+  s.shape = tensor.sizes().vec();
+  s.produce = [t = std::move(tensor)] { return t; };
+  return s;
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorSource>& tensors,
+                       const std::map<std::string, std::string>& metadata, const JobControl& job) {
+  check_sources(tensors, path);
+  std::vector<const TensorSource*> all;
+  for (const TensorSource& s : tensors) all.push_back(&s);
+  const FilePlan plan = plan_file(path, std::move(all), metadata);
+  ByteProgress progress{job, 0, plan.data_bytes};
+  job.report("write", 0, static_cast<int64_t>(plan.data_bytes));
+  TempFile out(plan.path);
+  write_file(out, plan, job, progress);
+  out.commit();
+  fsync_dir(plan.path);
+}
+
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<TensorSource> sources;
+  sources.reserve(tensors.size());
+  for (const auto& [name, t] : tensors) sources.push_back(tensor_source(name, t));
+  write_safetensors(path, sources, metadata);
+}
+
+void write_safetensors_sharded(const std::string& dir, const std::vector<TensorSource>& tensors,
+                               uint64_t max_shard_bytes,
+                               const std::map<std::string, std::string>& metadata,
+                               const JobControl& job) {
+  if (max_shard_bytes == 0) fail(dir, "max_shard_bytes", "more than 0", "0");
+  check_sources(tensors, dir);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir, "cannot create the output folder", "", ec.message());
+
+  // Greedy split in the given order; a tensor larger than the limit gets a shard of its own.
+  std::vector<std::vector<const TensorSource*>> groups(1);
+  uint64_t in_group = 0;
+  uint64_t total = 0;
+  for (const TensorSource& s : tensors) {
+    const uint64_t bytes = source_bytes(s, dir);
+    if (!groups.back().empty() && (in_group + bytes > max_shard_bytes || in_group + bytes < in_group)) {
+      groups.emplace_back();
+      in_group = 0;
+    }
+    groups.back().push_back(&s);
+    in_group += bytes;
+    total += bytes;
+  }
+  if (groups.size() == 1) {
+    write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, metadata, job);
+    return;
+  }
+
+  std::vector<FilePlan> plans;
+  SafetensorsIndex index;
+  index.total_size = total;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const std::string name = shard_name(i, groups.size());
+    for (const TensorSource* s : groups[i]) index.weight_map[s->name] = name;
+    plans.push_back(plan_file(fs::path(dir) / name, groups[i], metadata));
+  }
+  ByteProgress progress{job, 0, total};
+  job.report("write", 0, static_cast<int64_t>(total));
+  std::vector<std::unique_ptr<TempFile>> temps;  // all complete before any is renamed
+  for (const FilePlan& plan : plans) {
+    temps.push_back(std::make_unique<TempFile>(plan.path));
+    write_file(*temps.back(), plan, job, progress);
+  }
+  const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
+  temps.push_back(std::make_unique<TempFile>(index_path));
+  const std::string index_text = build_safetensors_index(index);
+  temps.back()->write(index_text.data(), index_text.size());
+  temps.back()->finish();
+  for (auto& temp : temps) temp->commit();
+  fsync_dir(index_path);
+}
+
+}  // namespace latmix

@@ -1,0 +1,199 @@
+// Loading models: Hugging Face folders (through TensorStore) and llama2.c .bin files.
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "latmix/error.h"
+#include "latmix/llama2c.h"
+#include "latmix/model.h"
+#include "latmix/tensor_io.h"
+
+namespace latmix {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string shape_string(at::IntArrayRef shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+class HfWeightReader {
+ public:
+  HfWeightReader(const TensorStore& store, const std::string& folder, const LoadOptions& opts)
+      : store_(store), folder_(folder), opts_(opts) {}
+
+  at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
+    if (!store_.contains(name)) fail(folder_, "tensor '" + name + "' is missing", "present", "absent");
+    at::Tensor t = store_.get(name);
+    if (t.sizes() != at::IntArrayRef(shape)) {
+      fail(folder_, "tensor '" + name + "' has the wrong shape", shape_string(shape), shape_string(t.sizes()));
+    }
+    if (!at::isFloatingType(t.scalar_type())) {
+      fail(folder_, "tensor '" + name + "' is not floating point", "F32, F16 or BF16",
+           std::string(c10::toString(t.scalar_type())));
+    }
+    return t.to(opts_.device, opts_.dtype).contiguous().clone();
+  }
+  at::Tensor optional(const std::string& name, std::vector<int64_t> shape, bool expected) const {
+    if (!expected) return {};
+    return get(name, std::move(shape));
+  }
+
+ private:
+  const TensorStore& store_;
+  std::string folder_;
+  const LoadOptions& opts_;
+};
+
+LayerWeights read_hf_layer(const HfWeightReader& r, const ModelConfig& c, int64_t l) {
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_size(), KV = c.kv_size();
+  LayerWeights w;
+  w.attn_norm = r.get(p + "input_layernorm.weight", {H});
+  w.q = r.get(p + "self_attn.q_proj.weight", {Q, H});
+  w.k = r.get(p + "self_attn.k_proj.weight", {KV, H});
+  w.v = r.get(p + "self_attn.v_proj.weight", {KV, H});
+  w.o = r.get(p + "self_attn.o_proj.weight", {H, Q});
+  w.q_bias = r.optional(p + "self_attn.q_proj.bias", {Q}, c.attention_bias);
+  w.k_bias = r.optional(p + "self_attn.k_proj.bias", {KV}, c.attention_bias);
+  w.v_bias = r.optional(p + "self_attn.v_proj.bias", {KV}, c.attention_bias);
+  w.o_bias = r.optional(p + "self_attn.o_proj.bias", {H}, c.o_bias);
+  w.q_norm = r.optional(p + "self_attn.q_norm.weight", {c.head_dim}, c.qk_norm);
+  w.k_norm = r.optional(p + "self_attn.k_norm.weight", {c.head_dim}, c.qk_norm);
+  w.mlp_norm = r.get(p + "post_attention_layernorm.weight", {H});
+  w.gate = r.get(p + "mlp.gate_proj.weight", {I, H});
+  w.up = r.get(p + "mlp.up_proj.weight", {I, H});
+  w.down = r.get(p + "mlp.down_proj.weight", {H, I});
+  w.gate_bias = r.optional(p + "mlp.gate_proj.bias", {I}, c.mlp_bias);
+  w.up_bias = r.optional(p + "mlp.up_proj.bias", {I}, c.mlp_bias);
+  w.down_bias = r.optional(p + "mlp.down_proj.bias", {H}, c.mlp_bias);
+  return w;
+}
+
+Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
+  ModelConfig cfg = load_model_config(folder);
+  TensorStore store = TensorStore::open(folder);
+  HfWeightReader r(store, folder, opts);
+  ModelWeights w;
+  const int64_t total = cfg.num_layers + 2;
+  opts.job.report("load", 0, total);
+  w.embed = r.get("model.embed_tokens.weight", {cfg.vocab_size, cfg.hidden_size});
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    opts.job.cancel.check();
+    w.layers.push_back(read_hf_layer(r, cfg, l));
+    opts.job.report("load", l + 2, total);
+  }
+  w.final_norm = r.get("model.norm.weight", {cfg.hidden_size});
+  if (cfg.tie_word_embeddings) {
+    w.lm_head = w.embed;
+  } else if (store.contains("lm_head.weight")) {
+    w.lm_head = r.get("lm_head.weight", {cfg.vocab_size, cfg.hidden_size});
+  } else {
+    fail(folder, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false", "present", "absent");
+  }
+  opts.job.report("load", total, total);
+  return Model(std::move(cfg), std::move(w));
+}
+
+/// Sequential reader of the fp32 arrays that follow a llama2.c header.
+class Llama2cReader {
+ public:
+  Llama2cReader(const std::string& path, uint64_t size) : in_(path, std::ios::binary), path_(path), size_(size) {
+    in_.seekg(28);
+  }
+  at::Tensor next(std::vector<int64_t> shape) {
+    at::Tensor t = at::empty(shape, at::kFloat);
+    const auto bytes = static_cast<std::streamsize>(t.numel() * 4);
+    in_.read(static_cast<char*>(t.data_ptr()), bytes);
+    if (in_.gcount() != bytes) fail(path_, "unexpected end of llama2.c checkpoint", std::to_string(size_), "less");
+    return t;
+  }
+  /// [L, rows, cols] stacked per-layer arrays, returned as L tensors.
+  std::vector<at::Tensor> per_layer(int64_t layers, std::vector<int64_t> shape) {
+    shape.insert(shape.begin(), layers);
+    return next(shape).unbind(0);
+  }
+  void skip(uint64_t bytes) { in_.seekg(static_cast<std::streamoff>(bytes), std::ios::cur); }
+
+ private:
+  std::ifstream in_;
+  std::string path_;
+  uint64_t size_;
+};
+
+/// llama2.c rotates adjacent pairs; Hugging Face rotates halves. Permute q/k rows per head so that
+/// the halves layout computes the same attention (transformers' conversion script does the same).
+at::Tensor permute_for_halves(const at::Tensor& w, int64_t heads) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  return w.view({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
+}
+
+Model load_llama2c(const std::string& path, const LoadOptions& opts) {
+  const uint64_t size = fs::file_size(path);
+  uint8_t head[28] = {};
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path, "cannot open file");
+    in.read(reinterpret_cast<char*>(head), 28);
+  }
+  Llama2cHeader h = parse_llama2c_header(head, size >= 28 ? 28 : static_cast<size_t>(size), size, path);
+  ModelConfig cfg = llama2c_model_config(h);
+  const int64_t D = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_layers, KV = cfg.kv_size();
+  Llama2cReader r(path, size);
+  at::Tensor embed = r.next({cfg.vocab_size, D});
+  auto att_norm = r.per_layer(L, {D});
+  auto wq = r.per_layer(L, {D, D});
+  auto wk = r.per_layer(L, {KV, D});
+  auto wv = r.per_layer(L, {KV, D});
+  auto wo = r.per_layer(L, {D, D});
+  auto ffn_norm = r.per_layer(L, {D});
+  auto w1 = r.per_layer(L, {I, D});
+  auto w2 = r.per_layer(L, {D, I});
+  auto w3 = r.per_layer(L, {I, D});
+  at::Tensor final_norm = r.next({D});
+  r.skip(static_cast<uint64_t>(cfg.max_position * cfg.head_dim) * 4);  // freq_cis_real + imag (unused)
+  at::Tensor cls = h.shared_classifier ? at::Tensor() : r.next({cfg.vocab_size, D});
+  auto conv = [&](const at::Tensor& t) { return t.to(opts.device, opts.dtype).contiguous(); };
+  ModelWeights w;
+  w.embed = conv(embed);
+  for (int64_t l = 0; l < L; ++l) {
+    const auto i = static_cast<size_t>(l);
+    LayerWeights lw;
+    lw.attn_norm = conv(att_norm[i]);
+    lw.q = conv(permute_for_halves(wq[i], cfg.num_heads));
+    lw.k = conv(permute_for_halves(wk[i], cfg.num_kv_heads));
+    lw.v = conv(wv[i]);
+    lw.o = conv(wo[i]);
+    lw.mlp_norm = conv(ffn_norm[i]);
+    lw.gate = conv(w1[i]);
+    lw.down = conv(w2[i]);
+    lw.up = conv(w3[i]);
+    w.layers.push_back(std::move(lw));
+  }
+  w.final_norm = conv(final_norm);
+  w.lm_head = h.shared_classifier ? w.embed : conv(cls);
+  opts.job.report("load", 1, 1);
+  return Model(std::move(cfg), std::move(w));
+}
+
+}  // namespace
+
+bool is_llama2c_checkpoint(const std::string& path) { return fs::is_regular_file(path); }
+
+Model load_model(const std::string& path, const LoadOptions& options) {
+  if (!fs::exists(path)) fail(path, "no such file or folder");
+  if (fs::path(path).extension() == ".safetensors") {
+    fail(path, "a single weights file is not a model: pass the folder that holds config.json");
+  }
+  Model model = is_llama2c_checkpoint(path) ? load_llama2c(path, options) : load_hf_folder(path, options);
+  if (!options.bf16_rope_frequencies) return model;
+  ModelConfig cfg = model.config();
+  cfg.rope.bf16_inv_freq = true;
+  return Model(std::move(cfg), std::move(model.weights()));
+}
+
+}  // namespace latmix

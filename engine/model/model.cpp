@@ -1,0 +1,238 @@
+#include "latmix/model.h"
+
+#include <cmath>
+
+#include "latmix/error.h"
+
+namespace latmix {
+
+namespace {
+
+at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
+  return b.defined() ? at::linear(x, w, b) : at::matmul(x, w.t());
+}
+
+/// inv_freq as transformers computes it (float32), with llama3 smoothing when configured.
+at::Tensor make_inv_freq(const ModelConfig& cfg) {
+  const int64_t dim = cfg.head_dim;
+  at::Tensor exponents = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<float>(dim);
+  at::Tensor inv_freq = 1.0 / at::pow(static_cast<float>(cfg.rope.theta), exponents);
+  if (cfg.rope.type != RopeType::Llama3) return inv_freq;
+  const auto& r = cfg.rope;
+  const double old_len = static_cast<double>(r.original_max_position);
+  const double low_wavelen = old_len / r.low_freq_factor;
+  const double high_wavelen = old_len / r.high_freq_factor;
+  at::Tensor wavelen = 2 * M_PI / inv_freq;
+  at::Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / r.factor, inv_freq);
+  at::Tensor smooth = (old_len / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
+  at::Tensor smoothed = (1 - smooth) * scaled / r.factor + smooth * scaled;
+  at::Tensor medium = (wavelen >= high_wavelen).logical_and(wavelen <= low_wavelen);
+  return at::where(medium, smoothed, scaled);
+}
+
+at::Tensor rotate_half(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+std::string capture_point_name(CapturePoint point) {
+  switch (point) {
+    case CapturePoint::Residual: return "residual";
+    case CapturePoint::AttnIn: return "attn_in";
+    case CapturePoint::OIn: return "o_in";
+    case CapturePoint::ResidualMid: return "residual_mid";
+    case CapturePoint::MlpIn: return "mlp_in";
+    case CapturePoint::DownIn: return "down_in";
+    case CapturePoint::FinalNormOut: return "lm_head_in";
+  }
+  return "unknown";
+}
+
+CapturePoint parse_capture_point(const std::string& name) {
+  for (auto p : {CapturePoint::Residual, CapturePoint::AttnIn, CapturePoint::OIn, CapturePoint::ResidualMid,
+                 CapturePoint::MlpIn, CapturePoint::DownIn, CapturePoint::FinalNormOut}) {
+    if (capture_point_name(p) == name) return p;
+  }
+  throw UsageError("unknown capture point '" + name +
+                   "' (expected residual, attn_in, o_in, residual_mid, mlp_in, down_in or lm_head_in)");
+}
+
+Model::Model(ModelConfig config, ModelWeights weights)
+    : config_(std::move(config)), weights_(std::move(weights)) {
+  inv_freq_ = make_inv_freq(config_).to(weights_.embed.device());
+  if (config_.rope.bf16_inv_freq) inv_freq_ = inv_freq_.to(at::kBFloat16).to(at::kFloat);
+}
+
+void Model::add_hook(std::shared_ptr<CaptureHook> hook) { hooks_.push_back(std::move(hook)); }
+
+void Model::remove_hook(const std::shared_ptr<CaptureHook>& hook) {
+  hooks_.erase(std::remove(hooks_.begin(), hooks_.end(), hook), hooks_.end());
+}
+
+at::Tensor Model::capture(CapturePoint point, int64_t layer, const at::Tensor& x) const {
+  at::Tensor out = x;
+  for (const auto& hook : hooks_) {
+    if (!hook->wants(point, layer)) continue;
+    at::Tensor replaced = hook->on_capture(point, layer, out);
+    if (replaced.defined()) {
+      TORCH_CHECK(replaced.sizes() == out.sizes(), "capture hook changed the activation shape at ",
+                  capture_point_name(point));
+      out = replaced;
+    }
+  }
+  return out;
+}
+
+at::Tensor Model::rms_norm(const at::Tensor& x, const at::Tensor& weight) const {
+  // As transformers: normalize in float32, cast back, then scale by the gain.
+  at::Tensor xf = x.to(at::kFloat);
+  at::Tensor var = xf.pow(2).mean(-1, true);
+  at::Tensor normed = (xf * at::rsqrt(var + config_.rms_norm_eps)).to(x.scalar_type());
+  return weight * normed;
+}
+
+std::pair<at::Tensor, at::Tensor> Model::rope_tables(int64_t offset, int64_t length,
+                                                     at::ScalarType dtype) const {
+  at::Tensor pos = at::arange(offset, offset + length, inv_freq_.options());
+  at::Tensor freqs = at::outer(pos, inv_freq_);
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+at::Tensor Model::attention(const LayerWeights& w, int64_t layer, const at::Tensor& x, KvCache* cache,
+                            int64_t offset) const {
+  const int64_t B = x.size(0), T = x.size(1);
+  const int64_t H = config_.num_heads, KVH = config_.num_kv_heads, D = config_.head_dim;
+  at::Tensor q = linear(x, w.q, w.q_bias).view({B, T, H, D});
+  at::Tensor k = linear(x, w.k, w.k_bias).view({B, T, KVH, D});
+  at::Tensor v = linear(x, w.v, w.v_bias).view({B, T, KVH, D});
+  if (config_.qk_norm) {
+    q = rms_norm(q, w.q_norm);
+    k = rms_norm(k, w.k_norm);
+  }
+  q = q.transpose(1, 2);  // [B, H, T, D]
+  k = k.transpose(1, 2);
+  v = v.transpose(1, 2);
+  auto [cos, sin] = rope_tables(offset, T, q.scalar_type());
+  q = q * cos + rotate_half(q) * sin;
+  k = k * cos + rotate_half(k) * sin;
+  if (cache != nullptr) {
+    auto& ck = cache->keys_[static_cast<size_t>(layer)];
+    auto& cv = cache->values_[static_cast<size_t>(layer)];
+    ck = ck.defined() ? at::cat({ck, k}, 2) : k;
+    cv = cv.defined() ? at::cat({cv, v}, 2) : v;
+    k = ck;
+    v = cv;
+  }
+  const int64_t S = k.size(2);
+  if (KVH != H) {
+    k = k.repeat_interleave(H / KVH, 1);
+    v = v.repeat_interleave(H / KVH, 1);
+  }
+  at::Tensor scores = at::matmul(q, k.transpose(2, 3)) * (1.0 / std::sqrt(static_cast<double>(D)));
+  if (T > 1) {
+    // query i (absolute position offset + i) sees keys j <= offset + i
+    at::Tensor mask = at::ones({T, S}, at::TensorOptions().dtype(at::kBool).device(x.device()))
+                          .triu(offset + 1);
+    scores = scores.masked_fill(mask, -std::numeric_limits<float>::infinity());
+  }
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = at::matmul(probs, v).transpose(1, 2).reshape({B, T, H * D});
+  out = capture(CapturePoint::OIn, layer, out);
+  return linear(out, w.o, w.o_bias);
+}
+
+at::Tensor Model::mlp(const LayerWeights& w, int64_t layer, const at::Tensor& x) const {
+  at::Tensor h = at::silu(linear(x, w.gate, w.gate_bias)) * linear(x, w.up, w.up_bias);
+  h = capture(CapturePoint::DownIn, layer, h);
+  return linear(h, w.down, w.down_bias);
+}
+
+at::Tensor Model::hidden_states(const at::Tensor& ids_in, KvCache* cache) const {
+  TORCH_CHECK(ids_in.dim() == 2, "hidden_states expects ids [B, T]");
+  at::Tensor ids = ids_in.to(device(), at::kLong);
+  const int64_t offset = cache != nullptr ? cache->length_ : 0;
+  if (cache != nullptr && cache->keys_.empty()) {
+    cache->keys_.resize(static_cast<size_t>(config_.num_layers));
+    cache->values_.resize(static_cast<size_t>(config_.num_layers));
+  }
+  at::Tensor h = at::embedding(weights_.embed, ids);
+  for (int64_t l = 0; l < config_.num_layers; ++l) {
+    const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
+    h = capture(CapturePoint::Residual, l, h);
+    at::Tensor a = capture(CapturePoint::AttnIn, l, rms_norm(h, w.attn_norm));
+    h = h + attention(w, l, a, cache, offset);
+    h = capture(CapturePoint::ResidualMid, l, h);
+    at::Tensor m = capture(CapturePoint::MlpIn, l, rms_norm(h, w.mlp_norm));
+    h = h + mlp(w, l, m);
+  }
+  if (cache != nullptr) cache->length_ += ids.size(1);
+  return capture(CapturePoint::FinalNormOut, config_.num_layers, rms_norm(h, weights_.final_norm));
+}
+
+at::Tensor Model::logits_from_hidden(const at::Tensor& hidden) const {
+  return at::matmul(hidden, weights_.lm_head.t()).to(at::kFloat);
+}
+
+at::Tensor Model::forward(const at::Tensor& ids, KvCache* cache) const {
+  if (ids.dim() == 1) return forward(ids.unsqueeze(0), cache).squeeze(0);
+  return logits_from_hidden(hidden_states(ids, cache));
+}
+
+Model Model::to(at::Device device, at::ScalarType dtype) const {
+  auto conv = [&](const at::Tensor& t) { return t.defined() ? t.to(device, dtype) : t; };
+  ModelWeights w;
+  w.embed = conv(weights_.embed);
+  w.final_norm = conv(weights_.final_norm);
+  w.lm_head = weights_.lm_head.is_same(weights_.embed) ? w.embed : conv(weights_.lm_head);
+  for (const auto& l : weights_.layers) {
+    w.layers.push_back({conv(l.attn_norm), conv(l.q), conv(l.k), conv(l.v), conv(l.o), conv(l.q_bias),
+                        conv(l.k_bias), conv(l.v_bias), conv(l.o_bias), conv(l.q_norm), conv(l.k_norm),
+                        conv(l.mlp_norm), conv(l.gate), conv(l.up), conv(l.down), conv(l.gate_bias),
+                        conv(l.up_bias), conv(l.down_bias)});
+  }
+  Model m(config_, std::move(w));
+  m.hooks_ = hooks_;
+  return m;
+}
+
+std::vector<int32_t> generate_greedy(const Model& model, const std::vector<int32_t>& prompt, int64_t max_new,
+                                     std::optional<int32_t> stop_id, const JobControl& job) {
+  if (prompt.empty()) throw UsageError("generate: the prompt has no tokens");
+  KvCache cache;
+  std::vector<int64_t> ids64(prompt.begin(), prompt.end());
+  at::Tensor input = at::tensor(ids64, at::kLong).unsqueeze(0);
+  std::vector<int32_t> out;
+  for (int64_t step = 0; step < max_new; ++step) {
+    job.cancel.check();
+    if (cache.length() + input.size(1) > model.config().max_position) break;
+    at::Tensor logits = model.forward(input, &cache);
+    int64_t next = logits[0][-1].argmax().item<int64_t>();
+    out.push_back(static_cast<int32_t>(next));
+    job.report("generate", step + 1, max_new);
+    if (stop_id && next == *stop_id) break;
+    input = at::full({1, 1}, next, at::kLong);
+  }
+  return out;
+}
+
+at::Device parse_device(const std::string& name) {
+  if (name == "cpu") return at::kCPU;
+  if (name.rfind("cuda", 0) == 0) {
+    if (!at::hasCUDA()) {
+      throw UsageError("--device " + name + ": this build's LibTorch has no CUDA support (or no GPU is visible)");
+    }
+    return at::Device(name);
+  }
+  throw UsageError("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
+}
+
+at::ScalarType parse_compute_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return at::kFloat;
+  if (name == "bf16" || name == "bfloat16") return at::kBFloat16;
+  throw UsageError("unknown dtype '" + name + "' (expected fp32 or bf16)");
+}
+
+}  // namespace latmix

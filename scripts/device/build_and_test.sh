@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (Ubuntu 24.04, pip torch with CUDA, no Qt): unpacks the carried Debian
+# -dev packages into /tmp/deps, builds the engine, CLI and tests against that machine's LibTorch
+# (-DLATMIX_BUILD_GUI=OFF), runs the tests whose data was carried, and a CUDA perplexity run.
+# Usage (from the repository root): bash scripts/device/build_and_test.sh [gtest filter]
+set -euo pipefail
+DEPS=/tmp/deps
+mkdir -p "$DEPS"
+for deb in .device/debs/*.deb; do dpkg -x "$deb" "$DEPS"; done
+for pc in "$DEPS"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$DEPS"/usr/share/pkgconfig/*.pc; do
+  [ -f "$pc" ] && sed -i "s|^prefix=.*|prefix=$DEPS/usr|" "$pc"
+done
+export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig"
+export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
+  -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
+  -DLATMIX_TEST_DATA_DIR="$PWD/.device/data" -DLATMIX_USE_CCACHE=OFF
+cmake --build /tmp/build-cuda -j "$(nproc)"
+export LATMIX_DATA_DIR="$PWD/.device/data"
+FILTER=${1:-*}
+/tmp/build-cuda/tests/latmix_model_tests --gtest_filter="$FILTER" || true
+/tmp/build-cuda/engine/latmix ppl --model .device/data/models/gutenberg-llama-6M --device cuda \
+  --data .device/data/eval/wikitext-2/wiki.test.raw --seqlen 512 --json

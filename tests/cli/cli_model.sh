@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `latmix` on real checkpoints: info, tokenize, logits, generate, ppl, and error paths.
+source "$(dirname "$0")/lib.sh"
+LATMIX=$1; SRC=$2; DATA=${LATMIX_DATA_DIR:-$3}
+M6=$SRC/resources/models/gutenberg-llama-6M
+STORIES=$DATA/models/stories260K/stories260K.bin
+
+expect 0 "$LATMIX" info --model "$M6";              contains stdout "LlamaForCausalLM"; contains stdout "6524160"
+expect 0 "$LATMIX" info --model "$M6" --json;       contains stdout '"parameters": 6524160'
+expect 0 "$LATMIX" info --model "$STORIES";         contains stdout "llama2.c"
+expect 0 "$LATMIX" tokenize --model "$M6" --text "The old house stood at the end of the lane, and" --bos
+contains stdout "[0,516,685,865,1152,363,264,1010,284,264,6035,13,277]"
+expect 0 "$LATMIX" logits --model "$M6" --ids 0,516,685 --out "$OUT/l.safetensors" --json
+contains stdout '"shape":[3,8192]'
+[ -f "$OUT/l.safetensors" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no logits file"; FAILED=$((FAILED + 1)); }
+expect 2 "$LATMIX" logits --model "$M6" --ids 0,99999 --out "$OUT/x.safetensors"; contains stderr "outside the vocabulary"
+[ ! -e "$OUT/x.safetensors" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: output written on error"; FAILED=$((FAILED + 1)); }
+expect 0 "$LATMIX" generate --model "$STORIES" --prompt "" --max-new 20
+contains stdout "Once upon a time, there was a little girl named Lily."
+expect 0 "$LATMIX" ppl --model "$M6" --data "$SRC/resources/calibration/pride_and_prejudice_ch1-6.txt" --seqlen 128 --max-windows 4 --json
+contains stdout '"windows": 4'; contains stdout '"tokens_scored": 508'
+expect 1 "$LATMIX" ppl --model "$M6" --data /nonexistent.txt;  contains stderr "/nonexistent.txt: cannot open file"
+printf 'tiny' > "$OUT/tiny.txt"
+expect 1 "$LATMIX" ppl --model "$M6" --data "$OUT/tiny.txt";   contains stderr "fewer than one window"
+printf 'not a model' > "$OUT/fake.bin"
+expect 1 "$LATMIX" info --model "$OUT/fake.bin";               contains stderr "fake.bin"
+finish
