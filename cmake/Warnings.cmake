@@ -1,8 +1,12 @@
 # Shared compile options for every LATMiX target.
 add_library(latmix_options INTERFACE)
 target_compile_options(latmix_options INTERFACE
-  -Wall -Wextra -Wpedantic -Wshadow=local -Wnon-virtual-dtor -Wcast-align
-  -Wno-unused-parameter)
+  -Wall -Wextra -Wpedantic -Wnon-virtual-dtor -Wcast-align -Wno-unused-parameter)
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  target_compile_options(latmix_options INTERFACE -Wshadow=local)
+elseif(CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+  target_compile_options(latmix_options INTERFACE -Wshadow-uncaptured-local)
+endif()
 if(LATMIX_WERROR)
   target_compile_options(latmix_options INTERFACE -Werror)
 endif()
@@ -10,4 +14,12 @@ if(LATMIX_SANITIZE)
   target_compile_options(latmix_options INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer
                                                   -fno-sanitize-recover=undefined)
   target_link_options(latmix_options INTERFACE -fsanitize=address,undefined)
+endif()
+if(LATMIX_BUILD_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "LATMIX_BUILD_FUZZ needs clang (use the `fuzz` preset)")
+  endif()
+  # Instrument every library the fuzzers reach, not just the fuzz entry points.
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
 endif()

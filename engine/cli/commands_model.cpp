@@ -137,7 +137,7 @@ int run_logits(const Args& args) {
   c10::InferenceMode guard;
   at::Tensor logits = m.model.forward(at::tensor(ids, at::kLong)).to(at::kCPU).contiguous();
   write_safetensors(args.get("out"), {{"logits", logits}},
-                    {{"ids", json(ids).dump()}, {"dtype", args.get("dtype")}, {"model", args.get("model")}});
+                    {{"format", "pt"}, {"ids", json(ids).dump()}, {"dtype", args.get("dtype")}, {"model", args.get("model")}});
   at::Tensor top = logits.argmax(-1);
   if (args.flag("json")) {
     std::cout << json{{"out", args.get("out")},
@@ -189,7 +189,7 @@ std::vector<Command> model_commands() {
        run_tokenize},
       {{"logits", "Run the model on token ids and write the logits.",
         "Writes a safetensors file with one tensor `logits` [T, vocab] in float32.",
-        {model_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(),
+        {model_option(), tokenizer_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(),
          {"out", "FILE", "output .safetensors file (written atomically)", "", true}}},
        run_logits},
       {{"generate", "Greedy text generation.",

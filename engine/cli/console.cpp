@@ -50,8 +50,9 @@ void ProgressPrinter::update(std::string_view stage, int64_t done, int64_t total
     open_line_ = true;
     if (total > 0 && done >= total) finish();
   } else {
+    // Plain lines (not a terminal): only for stages that take a while, at most one per 10%.
     const int decile = static_cast<int>(frac * 10);
-    if (decile == last_decile_) return;
+    if (decile == last_decile_ || elapsed < 2.0) return;
     last_decile_ = decile;
     std::fprintf(stderr, "%s: %lld/%lld (%d%%)%s\n", stage_.c_str(), static_cast<long long>(done),
                  static_cast<long long>(total), static_cast<int>(frac * 100), eta.c_str());

@@ -173,6 +173,7 @@ int64_t ModelConfig::parameter_count() const {
 
 ModelConfig parse_model_config(const std::string& json_text, const std::string& path) {
   json j;
+  if (json_text.find('\0') != std::string::npos) fail(path, "invalid JSON: contains a NUL byte");
   try {
     j = json::parse(json_text);
   } catch (const json::parse_error& e) {
