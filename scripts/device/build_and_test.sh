@@ -2,6 +2,7 @@
 # Runs on the GPU machine (Ubuntu 24.04, pip torch with CUDA, no Qt): unpacks the carried Debian
 # -dev packages into /tmp/deps, builds the engine, CLI and tests against that machine's LibTorch
 # (-DLATMIX_BUILD_GUI=OFF), runs the tests whose data was carried, and a CUDA perplexity run.
+# Warnings are not errors there: its gcc 13 reports false positives inside LibTorch 2.11 headers.
 # Usage (from the repository root): bash scripts/device/build_and_test.sh [gtest filter]
 set -euo pipefail
 DEPS=/tmp/deps
@@ -16,8 +17,8 @@ TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
 cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
-  -DLATMIX_TEST_DATA_DIR="$PWD/.device/data" -DLATMIX_USE_CCACHE=OFF
-cmake --build /tmp/build-cuda -j "$(nproc)"
+  -DLATMIX_TEST_DATA_DIR="$PWD/.device/data" -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF
+cmake --build /tmp/build-cuda -j "$(nproc)" --target latmix latmix_model_tests
 export LATMIX_DATA_DIR="$PWD/.device/data"
 FILTER=${1:-*}
 /tmp/build-cuda/tests/latmix_model_tests --gtest_filter="$FILTER" || true

@@ -147,8 +147,10 @@ TEST(ModelParity, CudaMatchesTransformersAndCpu) {
   c10::InferenceMode guard;
   latmix::LoadOptions opts;
   opts.device = at::Device("cuda");
+  opts.bf16_rope_frequencies = true;  // the goldens' convention (see above)
   latmix::Model gpu = latmix::load_model(dir, opts);
-  latmix::Model cpu = latmix::load_model(dir);
+  opts.device = at::kCPU;
+  latmix::Model cpu = latmix::load_model(dir, opts);
   json meta = json::parse(latmix::read_text_file(dir + "/golden_logits.json"));
   auto golden = latmix::SafetensorsFile::open(dir + "/golden_logits.safetensors");
   for (size_t i = 0; i < meta.at("prompts").size(); ++i) {
