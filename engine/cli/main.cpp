@@ -16,6 +16,7 @@ using latmix::cli::Command;
 std::vector<Command> all_commands() {
   std::vector<Command> cmds = latmix::cli::model_commands();
   for (auto& c : latmix::cli::eval_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::mx_commands()) cmds.push_back(std::move(c));
   return cmds;
 }
 
@@ -26,7 +27,7 @@ std::string version_line() {
 void print_usage(const std::vector<Command>& cmds) {
   std::printf("%s\nInspect and quantize LLMs to the OCP microscaling (MX) formats.\n\n", version_line().c_str());
   std::printf("Usage: latmix COMMAND [options]     (latmix COMMAND --help for its options)\n\nCommands:\n");
-  for (const auto& c : cmds) std::printf("  %-12s %s\n", c.spec.name.c_str(), c.spec.summary.c_str());
+  for (const auto& c : cmds) std::printf("  %-14s %s\n", c.spec.name.c_str(), c.spec.summary.c_str());
   std::printf("\nExit codes: 0 ok, 1 runtime error (bad file, failed computation), 2 usage error.\n");
 }
 
@@ -45,6 +46,17 @@ int main(int argc, char** argv) {
   if (args[0] == "--version") {
     std::printf("%s\n", version_line().c_str());
     return 0;
+  }
+  // Two-word commands ("mx quantize"): join the verb and its subverb.
+  if (args.size() >= 2) {
+    const std::string joined = args[0] + " " + args[1];
+    for (const auto& cmd : cmds) {
+      if (cmd.spec.name == joined) {
+        args.erase(args.begin() + 1);
+        args[0] = joined;
+        break;
+      }
+    }
   }
   for (const auto& cmd : cmds) {
     if (cmd.spec.name != args[0]) continue;
@@ -68,6 +80,14 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
     }
+  }
+  std::string group;
+  for (const auto& cmd : cmds) {
+    if (cmd.spec.name.rfind(args[0] + " ", 0) == 0) group += "\n  latmix " + cmd.spec.name + "  " + cmd.spec.summary;
+  }
+  if (!group.empty()) {
+    std::fprintf(stderr, "error: 'latmix %s' needs a subcommand:%s\n", args[0].c_str(), group.c_str());
+    return 2;
   }
   std::fprintf(stderr, "error: unknown command '%s' (see latmix --help)\n", args[0].c_str());
   return 2;

@@ -51,7 +51,9 @@ constexpr std::array<DTypeRow, kDTypeCount> kDTypes = {{
     {DType::F4, "F4", 4},
 }};
 
-const DTypeRow& row(DType dtype) { return kDTypes.at(static_cast<size_t>(dtype)); }
+const DTypeRow& row(DType dtype) {
+  return kDTypes.at(static_cast<size_t>(dtype));
+}
 
 constexpr uint64_t kInt64Max = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
 constexpr size_t kMaxQuotedChars = 120;
@@ -77,7 +79,9 @@ std::string quote(std::string_view text) {
   return out + "'";
 }
 
-std::string tensor_label(std::string_view name) { return "tensor " + quote(name); }
+std::string tensor_label(std::string_view name) {
+  return "tensor " + quote(name);
+}
 
 std::string offsets_to_string(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + "]";
@@ -140,9 +144,7 @@ class HeaderSax final : public nlohmann::json_sax<json> {
     unexpected("number " + std::to_string(value));
   }
 
-  bool number_float(number_float_t value, const string_t& text) override {
-    unexpected("non-integer number " + text);
-  }
+  bool number_float(number_float_t value, const string_t& text) override { unexpected("non-integer number " + text); }
 
   bool string(string_t& value) override {
     if (where_ == Where::Metadata) {
@@ -152,8 +154,7 @@ class HeaderSax final : public nlohmann::json_sax<json> {
     if (where_ == Where::Entry && field_ == "dtype") {
       const auto dtype = parse_dtype(value);
       if (!dtype) {
-        fail(path_, entry_label() + ": unknown dtype", "one of the safetensors dtypes (F32, BF16, ...)",
-             quote(value));
+        fail(path_, entry_label() + ": unknown dtype", "one of the safetensors dtypes (F32, BF16, ...)", quote(value));
       }
       entry_.dtype = *dtype;
       return true;
@@ -181,8 +182,7 @@ class HeaderSax final : public nlohmann::json_sax<json> {
   bool key(string_t& value) override {
     if (where_ == Where::Root) {
       if (!root_keys_.insert(value).second) {
-        fail(path_, "header: duplicate key " + quote(value), "each tensor named once",
-             "the name twice");
+        fail(path_, "header: duplicate key " + quote(value), "each tensor named once", "the name twice");
       }
       key_ = value;
     } else if (where_ == Where::Metadata) {
@@ -192,12 +192,10 @@ class HeaderSax final : public nlohmann::json_sax<json> {
       field_ = value;
     } else {  // Where::Entry: the only other place an object is accepted
       if (value != "dtype" && value != "shape" && value != "data_offsets") {
-        fail(path_, entry_label() + ": unknown field " + quote(value),
-             "only dtype, shape, data_offsets");
+        fail(path_, entry_label() + ": unknown field " + quote(value), "only dtype, shape, data_offsets");
       }
       if (!fields_.insert(value).second) {
-        fail(path_, entry_label() + ": duplicate field " + quote(value), "each field once",
-             "it twice");
+        fail(path_, entry_label() + ": duplicate field " + quote(value), "each field once", "it twice");
       }
       field_ = value;
     }
@@ -208,8 +206,7 @@ class HeaderSax final : public nlohmann::json_sax<json> {
     if (where_ == Where::Entry) {
       for (const char* name : {"dtype", "shape", "data_offsets"}) {
         if (fields_.count(name) == 0) {
-          fail(path_, entry_label() + ": missing field '" + name + "'",
-               "dtype, shape and data_offsets");
+          fail(path_, entry_label() + ": missing field '" + name + "'", "dtype, shape and data_offsets");
         }
       }
       entry_.begin = offsets_[0];
@@ -251,8 +248,7 @@ class HeaderSax final : public nlohmann::json_sax<json> {
     // quotes the last token, which can be as long as the header: keep the start.
     std::string what = ex.what();
     if (what.size() > 300) what = what.substr(0, 300) + "...";
-    fail(path_, "header is not valid JSON at file byte " + std::to_string(7 + position),
-         "UTF-8 JSON", what);
+    fail(path_, "header is not valid JSON at file byte " + std::to_string(7 + position), "UTF-8 JSON", what);
   }
 
  private:
@@ -302,13 +298,11 @@ void check_tensor_size(const TensorInfo& t, uint64_t data_size, const std::strin
   }
   const auto numel = checked_numel(t.shape);
   if (!numel) {
-    fail(path, label + ": shape " + shape_to_string(t.shape),
-         "an element count that fits in int64", "an overflow");
+    fail(path, label + ": shape " + shape_to_string(t.shape), "an element count that fits in int64", "an overflow");
   }
   uint64_t bits = 0;
   if (__builtin_mul_overflow(*numel, static_cast<uint64_t>(dtype_bits(t.dtype)), &bits)) {
-    fail(path, label + ": size of " + std::string(dtype_name(t.dtype)) + " " +
-                   shape_to_string(t.shape),
+    fail(path, label + ": size of " + std::string(dtype_name(t.dtype)) + " " + shape_to_string(t.shape),
          "a byte count that fits in 64 bits", "an overflow");
   }
   if (bits % 8 != 0) {
@@ -316,8 +310,9 @@ void check_tensor_size(const TensorInfo& t, uint64_t data_size, const std::strin
          "a whole number of bytes", std::to_string(bits) + " bits");
   }
   if (t.end - t.begin != bits / 8) {
-    fail(path, label + " (" + std::string(dtype_name(t.dtype)) + " " + shape_to_string(t.shape) +
-                   "): data_offsets " + offsets + " span",
+    fail(path,
+         label + " (" + std::string(dtype_name(t.dtype)) + " " + shape_to_string(t.shape) + "): data_offsets " +
+             offsets + " span",
          std::to_string(bits / 8) + " bytes", std::to_string(t.end - t.begin) + " bytes");
   }
   if (t.end > data_size) {
@@ -327,26 +322,24 @@ void check_tensor_size(const TensorInfo& t, uint64_t data_size, const std::strin
 }
 
 // The tensors, sorted by offset, must tile [0, data_size) exactly.
-void check_layout(const std::vector<TensorInfo>& sorted, uint64_t data_size,
-                  const std::string& path) {
+void check_layout(const std::vector<TensorInfo>& sorted, uint64_t data_size, const std::string& path) {
   uint64_t pos = 0;
   const TensorInfo* prev = nullptr;
   for (const TensorInfo& t : sorted) {
     if (t.begin < pos) {
-      fail(path, tensor_label(t.name) + ": data_offsets " + offsets_to_string(t.begin, t.end) +
-                     " overlap " + tensor_label(prev->name) + " " +
-                     offsets_to_string(prev->begin, prev->end),
+      fail(path,
+           tensor_label(t.name) + ": data_offsets " + offsets_to_string(t.begin, t.end) + " overlap " +
+               tensor_label(prev->name) + " " + offsets_to_string(prev->begin, prev->end),
            "begin >= " + std::to_string(pos), std::to_string(t.begin));
     }
     if (t.begin > pos) {
       const std::string where = prev == nullptr
                                     ? "before the first " + tensor_label(t.name)
-                                    : "between " + tensor_label(prev->name) + " and " +
-                                          tensor_label(t.name);
-      fail(path, "hole in the data area: bytes [" + std::to_string(pos) + ", " +
-                     std::to_string(t.begin) + ") " + where + " belong to no tensor",
-           "tensors that cover the data area contiguously",
-           "a gap of " + std::to_string(t.begin - pos) + " bytes");
+                                    : "between " + tensor_label(prev->name) + " and " + tensor_label(t.name);
+      fail(path,
+           "hole in the data area: bytes [" + std::to_string(pos) + ", " + std::to_string(t.begin) + ") " + where +
+               " belong to no tensor",
+           "tensors that cover the data area contiguously", "a gap of " + std::to_string(t.begin - pos) + " bytes");
     }
     pos = t.end;
     prev = &t;
@@ -355,8 +348,7 @@ void check_layout(const std::vector<TensorInfo>& sorted, uint64_t data_size,
     const std::string where =
         prev == nullptr ? "with no tensor in the header" : "after the last " + tensor_label(prev->name);
     fail(path, "data area has " + std::to_string(data_size - pos) + " trailing bytes " + where,
-         "the data area to end at data offset " + std::to_string(pos),
-         std::to_string(data_size) + " bytes of data");
+         "the data area to end at data offset " + std::to_string(pos), std::to_string(data_size) + " bytes of data");
   }
 }
 
@@ -371,7 +363,9 @@ const std::vector<DType>& all_dtypes() {
   return all;
 }
 
-std::string_view dtype_name(DType dtype) { return row(dtype).name; }
+std::string_view dtype_name(DType dtype) {
+  return row(dtype).name;
+}
 
 std::optional<DType> parse_dtype(std::string_view name) {
   for (const auto& r : kDTypes) {
@@ -380,7 +374,9 @@ std::optional<DType> parse_dtype(std::string_view name) {
   return std::nullopt;
 }
 
-int dtype_bits(DType dtype) { return row(dtype).bits; }
+int dtype_bits(DType dtype) {
+  return row(dtype).bits;
+}
 
 std::optional<uint64_t> tensor_byte_size(DType dtype, const std::vector<int64_t>& shape) {
   const auto numel = checked_numel(shape);
@@ -413,8 +409,8 @@ const TensorInfo* SafetensorsHeader::find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors[it->second];
 }
 
-SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t available,
-                                           uint64_t file_size, const std::string& path) {
+SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t available, uint64_t file_size,
+                                           const std::string& path) {
   if (file_size < 8 || available < 8) {
     fail(path, "file too small for a safetensors header", "at least 8 bytes",
          std::to_string(std::min<uint64_t>(file_size, available)) + " bytes");
@@ -430,13 +426,11 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
   }
   if (n > file_size - 8) {
     fail(path, "header length runs past the end of the file",
-         "at most " + std::to_string(file_size - 8) + " bytes (file size " +
-             std::to_string(file_size) + " - 8)",
+         "at most " + std::to_string(file_size - 8) + " bytes (file size " + std::to_string(file_size) + " - 8)",
          std::to_string(n) + " bytes");
   }
   if (n > available - 8) {
-    fail(path, "header truncated", std::to_string(8 + n) + " bytes",
-         std::to_string(available) + " bytes");
+    fail(path, "header truncated", std::to_string(8 + n) + " bytes", std::to_string(available) + " bytes");
   }
 
   const auto* text = reinterpret_cast<const char*>(bytes + 8);
@@ -444,8 +438,8 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
   // would accept "{}\0<anything>": reject it here.
   if (const void* nul = std::memchr(text, 0, n); nul != nullptr) {
     const auto at = static_cast<uint64_t>(static_cast<const char*>(nul) - text) + 8;
-    fail(path, "header is not valid JSON: NUL byte at file byte " + std::to_string(at),
-         "UTF-8 JSON padded with spaces", "a 0x00 byte");
+    fail(path, "header is not valid JSON: NUL byte at file byte " + std::to_string(at), "UTF-8 JSON padded with spaces",
+         "a 0x00 byte");
   }
   HeaderSax sax(path);
   json::sax_parse(text, text + n, &sax, nlohmann::json::input_format_t::json, true);
@@ -458,10 +452,9 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t availabl
   header.metadata = std::move(sax.metadata);
   header.tensors = std::move(sax.tensors);
   for (const TensorInfo& t : header.tensors) check_tensor_size(t, header.data_size, path);
-  std::sort(header.tensors.begin(), header.tensors.end(),
-            [](const TensorInfo& a, const TensorInfo& b) {
-              return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
-            });
+  std::sort(header.tensors.begin(), header.tensors.end(), [](const TensorInfo& a, const TensorInfo& b) {
+    return std::tie(a.begin, a.end, a.name) < std::tie(b.begin, b.end, b.name);
+  });
   check_layout(header.tensors, header.data_size, path);
   for (size_t i = 0; i < header.tensors.size(); ++i) header.index_[header.tensors[i].name] = i;
   return header;
@@ -471,8 +464,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (ec || !std::filesystem::is_regular_file(status)) {
-    fail(path, "cannot open safetensors file", "a readable regular file",
-         ec ? ec.message() : "not a regular file");
+    fail(path, "cannot open safetensors file", "a readable regular file", ec ? ec.message() : "not a regular file");
   }
   const uint64_t file_size = std::filesystem::file_size(path, ec);
   std::ifstream in(path, std::ios::binary);
@@ -494,8 +486,7 @@ SafetensorsHeader read_safetensors_header(const std::string& path) {
 }
 
 std::string build_safetensors_header(const std::vector<TensorInfo>& tensors,
-                                     const std::map<std::string, std::string>& metadata,
-                                     const std::string& path) {
+                                     const std::map<std::string, std::string>& metadata, const std::string& path) {
   // Built by hand, not as one JSON object, to keep the given order in linear time.
   auto dump = [&](const json& value) {
     try {
@@ -513,9 +504,8 @@ std::string build_safetensors_header(const std::vector<TensorInfo>& tensors,
     }
     if (!seen.insert(t.name).second) fail(path, tensor_label(t.name), "each name once", "it twice");
     if (text.size() > 1) text += ',';
-    text += dump(t.name) + ":{\"dtype\":\"" + std::string(dtype_name(t.dtype)) +
-            "\",\"shape\":" + dump(t.shape) + ",\"data_offsets\":[" + std::to_string(t.begin) +
-            "," + std::to_string(t.end) + "]}";
+    text += dump(t.name) + ":{\"dtype\":\"" + std::string(dtype_name(t.dtype)) + "\",\"shape\":" + dump(t.shape) +
+            ",\"data_offsets\":[" + std::to_string(t.begin) + "," + std::to_string(t.end) + "]}";
   }
   text += '}';
   text.append((8 - text.size() % 8) % 8, ' ');
@@ -540,8 +530,7 @@ SafetensorsIndex parse_safetensors_index(std::string_view json_text, const std::
   std::vector<std::set<std::string>> keys;  // keys seen per open object
   auto callback = [&](int depth, json::parse_event_t event, json& parsed) {
     if (depth > kMaxDepth) {
-      fail(path, "JSON nesting", "at most " + std::to_string(kMaxDepth) + " levels",
-           "deeper nesting");
+      fail(path, "JSON nesting", "at most " + std::to_string(kMaxDepth) + " levels", "deeper nesting");
     }
     if (event == json::parse_event_t::object_start) {
       keys.emplace_back();
@@ -571,14 +560,13 @@ SafetensorsIndex parse_safetensors_index(std::string_view json_text, const std::
   SafetensorsIndex index;
   for (const auto& [name, shard] : wm->items()) {
     if (!shard.is_string()) {
-      fail(path, "weight_map entry " + tensor_label(name), "a shard file name (string)",
-           shard.type_name());
+      fail(path, "weight_map entry " + tensor_label(name), "a shard file name (string)", shard.type_name());
     }
     const auto& file = shard.get_ref<const std::string&>();
     if (file.empty() || file == "." || file == ".." || file.find('/') != std::string::npos ||
         file.find('\\') != std::string::npos) {
-      fail(path, "weight_map entry " + tensor_label(name) + ": shard file",
-           "a plain file name in the same folder", quote(file));
+      fail(path, "weight_map entry " + tensor_label(name) + ": shard file", "a plain file name in the same folder",
+           quote(file));
     }
     index.weight_map.emplace(name, file);
   }

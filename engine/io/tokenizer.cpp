@@ -1,6 +1,7 @@
 // Tokenizer base class and load_tokenizer(): which file to read, and the special-token facts from
 // tokenizer_config.json / config.json beside it.
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include "io/tokenizer_internal.h"
@@ -12,13 +13,11 @@ namespace latmix {
 
 void Tokenizer::check_id(int32_t id) const {
   if (id < 0 || id >= vocab_size()) {
-    fail(source_file_, "token id out of range", "0.." + std::to_string(vocab_size() - 1),
-         std::to_string(id));
+    fail(source_file_, "token id out of range", "0.." + std::to_string(vocab_size() - 1), std::to_string(id));
   }
 }
 
-std::vector<int32_t> Tokenizer::encode_with_bos(std::string_view text,
-                                                std::optional<bool> add_bos) const {
+std::vector<int32_t> Tokenizer::encode_with_bos(std::string_view text, std::optional<bool> add_bos) const {
   std::vector<int32_t> ids;
   if (add_bos.value_or(special_.add_bos)) {
     if (!special_.bos) fail(source_file_, "BOS requested but the tokenizer defines no BOS token");
@@ -53,8 +52,7 @@ std::optional<int32_t> config_token(const Json& config, const char* key, const T
   } else if (value.is_object() && value.contains("content") && value["content"].is_string()) {
     text = value["content"].get<std::string>();
   } else {
-    fail(file, std::string("\"") + key + "\" is malformed", "a string or {\"content\": ...}",
-         value.dump());
+    fail(file, std::string("\"") + key + "\" is malformed", "a string or {\"content\": ...}", value.dump());
   }
   const auto id = tok.token_id(text);
   if (!id) fail(file, std::string("\"") + key + "\" is not in the vocabulary", "", tok::quote(text));
@@ -80,8 +78,7 @@ void apply_tokenizer_config(Tokenizer& tok, const fs::path& file) {
   if (const auto eos = config_token(config, "eos_token", tok, file.string())) special.eos = eos;
   if (config.contains("add_bos_token") && !config["add_bos_token"].is_null()) {
     if (!config["add_bos_token"].is_boolean()) {
-      fail(file.string(), "\"add_bos_token\" is not a boolean", "true or false",
-           config["add_bos_token"].dump());
+      fail(file.string(), "\"add_bos_token\" is not a boolean", "true or false", config["add_bos_token"].dump());
     }
     special.add_bos = config["add_bos_token"].get<bool>();
   }
@@ -112,8 +109,8 @@ fs::path tokenizer_file_in(const fs::path& dir) {
     std::error_code ec;
     if (fs::is_regular_file(dir / name, ec)) return dir / name;
   }
-  fail(dir.string(), "the folder holds no tokenizer",
-       "tokenizer.json, tokenizer.model or tokenizer.bin", "none of them");
+  fail(dir.string(), "the folder holds no tokenizer", "tokenizer.json, tokenizer.model or tokenizer.bin",
+       "none of them");
 }
 
 std::string lower_extension(const fs::path& file) {

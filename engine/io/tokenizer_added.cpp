@@ -60,22 +60,19 @@ AddedTokenMatcher::AddedTokenMatcher(std::vector<AddedToken> tokens) {
     by_first_byte_[static_cast<unsigned char>(tokens_[i].content[0])].push_back(i);
   }
   for (auto& list : by_first_byte_) {
-    std::stable_sort(list.begin(), list.end(), [this](size_t a, size_t b) {
-      return tokens_[a].content.size() > tokens_[b].content.size();
-    });
+    std::stable_sort(list.begin(), list.end(),
+                     [this](size_t a, size_t b) { return tokens_[a].content.size() > tokens_[b].content.size(); });
   }
 }
 
-bool AddedTokenMatcher::accept(std::string_view text, size_t begin, size_t end,
-                               const AddedToken& t) const {
+bool AddedTokenMatcher::accept(std::string_view text, size_t begin, size_t end, const AddedToken& t) const {
   if (!t.single_word) return true;
   const auto before = char_before(text, begin);
   const auto after = char_at(text, end);
   return !(before && is_word_char(before->cp)) && !(after && is_word_char(*after));
 }
 
-std::optional<AddedTokenMatcher::Match> AddedTokenMatcher::find(std::string_view text,
-                                                                size_t from) const {
+std::optional<AddedTokenMatcher::Match> AddedTokenMatcher::find(std::string_view text, size_t from) const {
   for (size_t pos = from; pos < text.size(); ++pos) {
     for (const size_t index : by_first_byte_[static_cast<unsigned char>(text[pos])]) {
       const AddedToken& t = tokens_[index];
@@ -110,8 +107,7 @@ std::vector<Segment> AddedTokenMatcher::split(const Segment& input) const {
       out.push_back({std::string(text.substr(pos, text_end - pos)), input.at_start && pos == 0, -1});
     }
     if (!match) break;
-    out.push_back({std::string(text.substr(match->begin, match->end - match->begin)), false,
-                   match->id});
+    out.push_back({std::string(text.substr(match->begin, match->end - match->begin)), false, match->id});
     pos = match->end;
   }
   return out;

@@ -12,8 +12,8 @@ constexpr size_t kMaxCachedWordBytes = 256;
 // Bound on the cache; it is cleared when full (simple, and hit rates stay high on real text).
 constexpr size_t kMaxCacheEntries = 1 << 18;
 
-int32_t lookup_merge_part(const std::unordered_map<std::string, int32_t>& vocab,
-                          const std::string& token, size_t rank, const std::string& file) {
+int32_t lookup_merge_part(const std::unordered_map<std::string, int32_t>& vocab, const std::string& token, size_t rank,
+                          const std::string& file) {
   const auto it = vocab.find(token);
   if (it == vocab.end()) {
     fail(file, "model.merges[" + std::to_string(rank) + "] refers to a token not in model.vocab",
@@ -33,12 +33,12 @@ BpeModel::BpeModel(BpeSpec spec, const std::string& file)
     if (id < 0) fail(file, "model.vocab: negative id for token " + quote(token));
     max_id = std::max(max_id, id);
   }
-  id_to_token_.resize(static_cast<size_t>(max_id + 1));
+  id_to_token_.resize(static_cast<size_t>(max_id) + 1);
   id_used_.assign(id_to_token_.size(), false);
   for (const auto& [token, id] : vocab_) {
     if (id_used_[id]) {
-      fail(file, "model.vocab: id " + std::to_string(id) + " is used twice",
-           "one token per id", quote(id_to_token_[id]) + " and " + quote(token));
+      fail(file, "model.vocab: id " + std::to_string(id) + " is used twice", "one token per id",
+           quote(id_to_token_[id]) + " and " + quote(token));
     }
     id_used_[id] = true;
     id_to_token_[id] = token;
@@ -59,8 +59,7 @@ BpeModel::BpeModel(BpeSpec spec, const std::string& file)
   if (spec.unk_token) {
     const auto it = vocab_.find(*spec.unk_token);
     if (it == vocab_.end()) {
-      fail(file, "model.unk_token is not in model.vocab", "a token of model.vocab",
-           quote(*spec.unk_token));
+      fail(file, "model.unk_token is not in model.vocab", "a token of model.vocab", quote(*spec.unk_token));
     }
     unk_id_ = it->second;
   }
@@ -129,9 +128,8 @@ void BpeModel::initial_symbols(std::string_view word, std::vector<int32_t>& ids)
       previous_unknown = false;
       continue;
     }
-    if (byte_fallback_ && std::all_of(ch.begin(), ch.end(), [&](char c) {
-          return byte_ids_[static_cast<unsigned char>(c)] >= 0;
-        })) {
+    if (byte_fallback_ &&
+        std::all_of(ch.begin(), ch.end(), [&](char c) { return byte_ids_[static_cast<unsigned char>(c)] >= 0; })) {
       for (const char c : ch) ids.push_back(byte_ids_[static_cast<unsigned char>(c)]);
       previous_unknown = false;
       continue;

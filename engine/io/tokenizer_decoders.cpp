@@ -36,7 +36,8 @@ class ByteLevelDecoder final : public Decoder {
       }
       out += mapped ? bytes : token;
     }
-    tokens.assign(1, std::move(out));
+    tokens.clear();
+    tokens.push_back(std::move(out));
   }
 };
 
@@ -100,7 +101,8 @@ class FuseDecoder final : public Decoder {
   void apply(std::vector<std::string>& tokens) const override {
     std::string out;
     for (const std::string& token : tokens) out += token;
-    tokens.assign(1, std::move(out));
+    tokens.clear();
+    tokens.push_back(std::move(out));
   }
 };
 
@@ -116,8 +118,7 @@ class StripDecoder final : public Decoder {
       size_t begin = 0;
       for (size_t i = 0; i < start_ && token.compare(begin, n, content_) == 0; ++i) begin += n;
       size_t end = token.size();
-      for (size_t i = 0; i < stop_ && end >= begin + n && token.compare(end - n, n, content_) == 0;
-           ++i) {
+      for (size_t i = 0; i < stop_ && end >= begin + n && token.compare(end - n, n, content_) == 0; ++i) {
         end -= n;
       }
       token = token.substr(begin, end - begin);
@@ -171,8 +172,8 @@ std::unique_ptr<Decoder> parse_decoder(const Json& j, const std::string& file) {
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Strip") {
-    return std::make_unique<StripDecoder>(json_string(j, "content", file),
-                                          json_count(j, "start", file), json_count(j, "stop", file));
+    return std::make_unique<StripDecoder>(json_string(j, "content", file), json_count(j, "start", file),
+                                          json_count(j, "stop", file));
   }
   fail(file, "unsupported decoder type " + quote(type),
        "Sequence, ByteLevel, Metaspace, Replace, ByteFallback, Fuse or Strip", quote(type));
@@ -196,8 +197,7 @@ PostProcessorInfo parse_template(const Json& j, const std::string& file) {
   if (!info.bos_token) return info;
   const Json& specials = j.contains("special_tokens") ? j["special_tokens"] : Json();
   if (specials.is_object() && specials.contains(*info.bos_token)) {
-    const Json& ids = specials[*info.bos_token].contains("ids") ? specials[*info.bos_token]["ids"]
-                                                                 : Json();
+    const Json& ids = specials[*info.bos_token].contains("ids") ? specials[*info.bos_token]["ids"] : Json();
     if (ids.is_array() && ids.size() == 1 && ids[0].is_number_integer()) {
       info.bos_id = ids[0].get<int32_t>();
     }

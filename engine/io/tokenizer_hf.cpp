@@ -1,6 +1,7 @@
 // Hugging Face tokenizer.json with a BPE model: parsing and the encode / decode pipeline
 // (added tokens -> normalizer -> pre-tokenizer -> BPE; decoder chain on the way back).
 #include <algorithm>
+#include <iterator>
 
 #include "io/tokenizer_internal.h"
 #include "latmix/error.h"
@@ -9,9 +10,8 @@ namespace latmix::tok {
 
 std::string json_string(const Json& j, const char* key, const std::string& file,
                         const std::optional<std::string>& fallback) {
-  const std::string type = j.contains("type") && j["type"].is_string()
-                               ? j["type"].get<std::string>() + ": "
-                               : std::string();
+  const std::string type =
+      j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() + ": " : std::string();
   if (!j.contains(key) || j[key].is_null()) {
     if (fallback) return *fallback;
     fail(file, type + "missing \"" + key + "\"");
@@ -30,8 +30,7 @@ bool json_bool(const Json& j, const char* key, const std::string& file, bool fal
   return j[key].get<bool>();
 }
 
-std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file,
-                                          const std::string& where) {
+std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file, const std::string& where) {
   const Json& p = j.contains("pattern") ? j["pattern"] : Json();
   if (p.is_object() && p.size() == 1) {
     if (p.contains("String") && p["String"].is_string()) return {p["String"].get<std::string>(), false};
@@ -93,7 +92,6 @@ HfTokenizer::HfTokenizer(std::string file, SpecialTokenIds special, Parts parts)
       pre_tokenizer_(std::move(parts.pre_tokenizer)),
       decoder_(std::move(parts.decoder)),
       raw_matcher_(select(parts.added, false)),
-      // Without a normalizer there is no difference between the two kinds.
       normalized_matcher_(select(parts.added, true)),
       kind_(std::move(parts.kind)) {
   vocab_size_ = model_->size();
@@ -171,7 +169,9 @@ std::string HfTokenizer::decode(const std::vector<int32_t>& ids) const {
   return out;
 }
 
-std::string HfTokenizer::token_text(int32_t id) const { return token_of(id); }
+std::string HfTokenizer::token_text(int32_t id) const {
+  return token_of(id);
+}
 
 std::optional<int32_t> HfTokenizer::token_id(std::string_view token) const {
   const std::string key(token);
@@ -237,9 +237,8 @@ std::unique_ptr<BpeModel> parse_model(const Json& root, const std::string& file)
   }
   const Json& model = root["model"];
   // Old files omit the type; a model with merges is a BPE there.
-  const std::string type = json_string(model, "type", file,
-                                       model.contains("merges") ? std::optional<std::string>("BPE")
-                                                                : std::nullopt);
+  const std::string type =
+      json_string(model, "type", file, model.contains("merges") ? std::optional<std::string>("BPE") : std::nullopt);
   if (type != "BPE") fail(file, "unsupported model type " + quote(type), "BPE", quote(type));
   // JSON dropout is a training-time setting; encoding here is always deterministic.
   return std::make_unique<BpeModel>(parse_bpe_spec(model, file), file);
@@ -251,8 +250,7 @@ std::vector<AddedToken> parse_added_tokens(const Json& root, const std::string& 
   const Json& list = root["added_tokens"];
   if (!list.is_array()) fail(file, "added_tokens is not an array");
   for (const Json& item : list) {
-    if (!item.is_object() || !item.contains("id") || !item["id"].is_number_integer() ||
-        item["id"].get<int64_t>() < 0) {
+    if (!item.is_object() || !item.contains("id") || !item["id"].is_number_integer() || item["id"].get<int64_t>() < 0) {
       fail(file, "malformed added_tokens entry", "{\"id\": n >= 0, \"content\": ...}", item.dump());
     }
     AddedToken t;

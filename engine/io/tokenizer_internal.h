@@ -39,7 +39,7 @@ size_t utf8_char_len(std::string_view s, size_t pos);
 /// Code point of the valid sequence at s[pos] of length len.
 uint32_t utf8_decode(std::string_view s, size_t pos, size_t len);
 void append_utf8(std::string& out, uint32_t cp);
-/// Replaces every occurrence of `from` (non-empty) by `to`.
+/// Replaces every occurrence of `from` by `to` (nothing when `from` is empty).
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
 /// "<0xNN>" for a byte.
 std::string byte_token(uint8_t byte);
@@ -138,8 +138,7 @@ std::string json_string(const Json& j, const char* key, const std::string& file,
                         const std::optional<std::string>& fallback = std::nullopt);
 bool json_bool(const Json& j, const char* key, const std::string& file, bool fallback);
 /// A {"String": s} or {"Regex": r} pattern: returns (text, is_regex).
-std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file,
-                                          const std::string& where);
+std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file, const std::string& where);
 
 // ---- added tokens (tokenizer_added.cpp) ------------------------------------------------------
 
@@ -235,12 +234,10 @@ class BpeModel {
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path);
 std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& path);
 /// vocab_size: entries to read; nullopt: read entries up to the end of the file.
-std::unique_ptr<Tokenizer> load_llama2c_bin(const std::string& path,
-                                            std::optional<int32_t> vocab_size);
+std::unique_ptr<Tokenizer> load_llama2c_bin(const std::string& path, std::optional<int32_t> vocab_size);
 
 /// Reads a whole file; throws Error naming it when it cannot be read.
 std::string read_file(const std::string& path);
 
 }  // namespace tok
 }  // namespace latmix
-

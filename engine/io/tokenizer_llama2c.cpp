@@ -24,20 +24,18 @@ struct Llama2cVocab {
 
 template <class T>
 T read_le(const std::string& bytes, size_t offset) {
-  T value;
+  T value{};
   std::memcpy(&value, bytes.data() + offset, sizeof value);  // the format and hosts are little-endian
   return value;
 }
 
-void need(const std::string& path, const std::string& bytes, size_t offset, size_t count,
-          const std::string& what) {
+void need(const std::string& path, const std::string& bytes, size_t offset, size_t count, const std::string& what) {
   if (offset + count <= bytes.size()) return;
   fail(path, "truncated at offset " + std::to_string(offset) + " while reading " + what,
        std::to_string(count) + " bytes", std::to_string(bytes.size() - offset) + " bytes");
 }
 
-Llama2cVocab parse_vocab(const std::string& path, const std::string& bytes,
-                         std::optional<int32_t> vocab_size) {
+Llama2cVocab parse_vocab(const std::string& path, const std::string& bytes, std::optional<int32_t> vocab_size) {
   need(path, bytes, 0, 4, "max_token_length");
   Llama2cVocab vocab;
   size_t offset = 4;
@@ -47,8 +45,8 @@ Llama2cVocab parse_vocab(const std::string& path, const std::string& bytes,
     const auto score = read_le<float>(bytes, offset);
     const auto length = read_le<int32_t>(bytes, offset + 4);
     if (length < 0) {
-      fail(path, "negative length at offset " + std::to_string(offset + 4) + " for " + what,
-           "length >= 0", std::to_string(length));
+      fail(path, "negative length at offset " + std::to_string(offset + 4) + " for " + what, "length >= 0",
+           std::to_string(length));
     }
     offset += 8;
     need(path, bytes, offset, static_cast<size_t>(length), what + " (its bytes)");
@@ -124,8 +122,7 @@ std::vector<int32_t> Llama2cTokenizer::encode(std::string_view text) const {
   push_piece_or_bytes(" ", ids);
   for (size_t pos = 0; pos < text.size();) {
     size_t len = 1;
-    while (pos + len < text.size() && len < 4 &&
-           (static_cast<unsigned char>(text[pos + len]) & 0xC0) == 0x80) {
+    while (pos + len < text.size() && len < 4 && (static_cast<unsigned char>(text[pos + len]) & 0xC0) == 0x80) {
       ++len;
     }
     push_piece_or_bytes(text.substr(pos, len), ids);
@@ -167,8 +164,7 @@ std::optional<int32_t> Llama2cTokenizer::token_id(std::string_view token) const 
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> load_llama2c_bin(const std::string& path,
-                                            std::optional<int32_t> vocab_size) {
+std::unique_ptr<Tokenizer> load_llama2c_bin(const std::string& path, std::optional<int32_t> vocab_size) {
   if (vocab_size && *vocab_size <= 0) {
     fail(path, "invalid vocab size for a llama2.c tokenizer", "> 0", std::to_string(*vocab_size));
   }

@@ -12,8 +12,7 @@ namespace {
 
 class SequenceNormalizer final : public Normalizer {
  public:
-  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps)
-      : steps_(std::move(steps)) {}
+  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps) : steps_(std::move(steps)) {}
   void apply(std::string& text) const override {
     for (const auto& step : steps_) step->apply(text);
   }
@@ -30,9 +29,8 @@ class UnicodeNormalizer final : public Normalizer {
   void apply(std::string& text) const override {
     if (text.empty()) return;
     utf8proc_uint8_t* out = nullptr;
-    const utf8proc_ssize_t len =
-        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                     static_cast<utf8proc_ssize_t>(text.size()), &out, options_);
+    const utf8proc_ssize_t len = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                                              static_cast<utf8proc_ssize_t>(text.size()), &out, options_);
     if (len >= 0) text.assign(reinterpret_cast<const char*>(out), static_cast<size_t>(len));
     std::free(out);
   }
@@ -92,8 +90,8 @@ class LowercaseNormalizer final : public Normalizer {
         out += text[pos++];
         continue;
       }
-      append_utf8(out, static_cast<uint32_t>(utf8proc_tolower(
-                           static_cast<utf8proc_int32_t>(utf8_decode(text, pos, len)))));
+      append_utf8(out,
+                  static_cast<uint32_t>(utf8proc_tolower(static_cast<utf8proc_int32_t>(utf8_decode(text, pos, len)))));
       pos += len;
     }
     text = std::move(out);
@@ -145,18 +143,15 @@ std::unique_ptr<Normalizer> parse_normalizer(const Json& j, const std::string& f
   if (type == "NFC") return std::make_unique<UnicodeNormalizer>(utf8proc_option_t(stable | UTF8PROC_COMPOSE));
   if (type == "NFD") return std::make_unique<UnicodeNormalizer>(utf8proc_option_t(stable | UTF8PROC_DECOMPOSE));
   if (type == "NFKC") {
-    return std::make_unique<UnicodeNormalizer>(
-        utf8proc_option_t(stable | UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
+    return std::make_unique<UnicodeNormalizer>(utf8proc_option_t(stable | UTF8PROC_COMPOSE | UTF8PROC_COMPAT));
   }
   if (type == "NFKD") {
-    return std::make_unique<UnicodeNormalizer>(
-        utf8proc_option_t(stable | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT));
+    return std::make_unique<UnicodeNormalizer>(utf8proc_option_t(stable | UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT));
   }
   if (type == "Prepend") return std::make_unique<PrependNormalizer>(json_string(j, "prepend", file));
   if (type == "Replace") {
     const auto [pattern, is_regex] = json_pattern(j, file, "normalizer Replace");
-    return std::make_unique<ReplaceNormalizer>(pattern, is_regex, json_string(j, "content", file),
-                                               file);
+    return std::make_unique<ReplaceNormalizer>(pattern, is_regex, json_string(j, "content", file), file);
   }
   if (type == "Lowercase") return std::make_unique<LowercaseNormalizer>();
   if (type == "Strip") {

@@ -1,5 +1,7 @@
 // tokenizer.json pre-tokenizers: Split, ByteLevel, Metaspace, Digits, Whitespace(Split), Sequence.
+#include <algorithm>
 #include <functional>
+#include <iterator>
 
 #include "io/tokenizer_internal.h"
 #include "latmix/error.h"
@@ -19,8 +21,7 @@ struct Span {
 using MatchFinder = std::function<std::vector<std::pair<size_t, size_t>>(std::string_view)>;
 
 // The pieces of a text between and at the matches, in order, none empty.
-std::vector<Span> spans_of(size_t size, const std::vector<std::pair<size_t, size_t>>& matches,
-                           bool invert) {
+std::vector<Span> spans_of(size_t size, const std::vector<std::pair<size_t, size_t>>& matches, bool invert) {
   std::vector<Span> spans;
   size_t pos = 0;
   for (const auto& [begin, end] : matches) {
@@ -32,51 +33,47 @@ std::vector<Span> spans_of(size_t size, const std::vector<std::pair<size_t, size
   return spans;
 }
 
-// Hugging Face's SplitDelimiterBehavior. A delimiter merges into its neighbour only when that
-// neighbour is not itself a delimiter.
-std::vector<Span> apply_behavior(const std::vector<Span>& spans, SplitBehavior behavior) {
+// Walks the spans (backwards for MergedWithNext) and glues a span onto the previous output span
+// when `joins(span, previous_was_delimiter)` says so.
+template <class Joins>
+std::vector<Span> glue(std::vector<Span> spans, bool backwards, Joins joins) {
+  if (backwards) std::reverse(spans.begin(), spans.end());
   std::vector<Span> out;
   bool previous_delimiter = false;
+  for (const Span& s : spans) {
+    if (!out.empty() && joins(s, previous_delimiter)) {
+      out.back().begin = std::min(out.back().begin, s.begin);
+      out.back().end = std::max(out.back().end, s.end);
+    } else {
+      out.push_back(s);
+    }
+    previous_delimiter = s.delimiter;
+  }
+  if (backwards) std::reverse(out.begin(), out.end());
+  return out;
+}
+
+// Hugging Face's SplitDelimiterBehavior. A delimiter merges into its neighbour only when that
+// neighbour is not itself a delimiter; Contiguous merges adjacent spans of the same kind.
+std::vector<Span> apply_behavior(const std::vector<Span>& spans, SplitBehavior behavior) {
+  const auto into_neighbour = [](const Span& s, bool previous_delimiter) { return s.delimiter && !previous_delimiter; };
   switch (behavior) {
     case SplitBehavior::Isolated:
       return spans;
-    case SplitBehavior::Removed:
-      for (const Span& s : spans) {
-        if (!s.delimiter) out.push_back(s);
-      }
+    case SplitBehavior::Removed: {
+      std::vector<Span> out;
+      std::copy_if(spans.begin(), spans.end(), std::back_inserter(out), [](const Span& s) { return !s.delimiter; });
       return out;
-    case SplitBehavior::Contiguous:
-      for (const Span& s : spans) {
-        if (s.delimiter && previous_delimiter) {
-          out.back().end = s.end;
-        } else {
-          out.push_back(s);
-        }
-        previous_delimiter = s.delimiter;
-      }
-      return out;
+    }
+    case SplitBehavior::Contiguous:  // runs of the same kind (with invert, runs of gaps too)
+      return glue(spans, false,
+                  [](const Span& s, bool previous_delimiter) { return s.delimiter == previous_delimiter; });
     case SplitBehavior::MergedWithPrevious:
-      for (const Span& s : spans) {
-        if (s.delimiter && !previous_delimiter && !out.empty()) {
-          out.back().end = s.end;
-        } else {
-          out.push_back(s);
-        }
-        previous_delimiter = s.delimiter;
-      }
-      return out;
+      return glue(spans, false, into_neighbour);
     case SplitBehavior::MergedWithNext:
-      for (auto it = spans.rbegin(); it != spans.rend(); ++it) {
-        if (it->delimiter && !previous_delimiter && !out.empty()) {
-          out.back().begin = it->begin;
-        } else {
-          out.push_back(*it);
-        }
-        previous_delimiter = it->delimiter;
-      }
-      return {out.rbegin(), out.rend()};
+      return glue(spans, true, into_neighbour);
   }
-  return out;
+  return spans;
 }
 
 void split_pieces(Pieces& pieces, const MatchFinder& find, SplitBehavior behavior, bool invert) {
@@ -113,8 +110,7 @@ SplitBehavior parse_behavior(const std::string& name, const std::string& file) {
 
 class SequencePreTokenizer final : public PreTokenizer {
  public:
-  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps)
-      : steps_(std::move(steps)) {}
+  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps) : steps_(std::move(steps)) {}
   void apply(Pieces& pieces) const override {
     for (const auto& step : steps_) step->apply(pieces);
   }
@@ -145,11 +141,11 @@ class SplitPreTokenizer final : public PreTokenizer {
   }
   void apply(Pieces& pieces) const override {
     if (regex_) {
-      split_pieces(pieces, [this](std::string_view t) { return regex_->find_all(t); }, behavior_,
-                   invert_);
+      split_pieces(
+          pieces, [this](std::string_view t) { return regex_->find_all(t); }, behavior_, invert_);
     } else {
-      split_pieces(pieces, [this](std::string_view t) { return find_literal(t, literal_); },
-                   behavior_, invert_);
+      split_pieces(
+          pieces, [this](std::string_view t) { return find_literal(t, literal_); }, behavior_, invert_);
     }
   }
 
@@ -173,8 +169,8 @@ class ByteLevelPreTokenizer final : public PreTokenizer {
       }
     }
     if (regex_) {
-      split_pieces(pieces, [this](std::string_view t) { return regex_->find_all(t); },
-                   SplitBehavior::Isolated, false);
+      split_pieces(
+          pieces, [this](std::string_view t) { return regex_->find_all(t); }, SplitBehavior::Isolated, false);
     }
     const ByteUnicodeMap& map = ByteUnicodeMap::get();
     for (Piece& piece : pieces) piece.text = map.encode_all(piece.text);
@@ -196,13 +192,13 @@ class MetaspacePreTokenizer final : public PreTokenizer {
     for (Piece& piece : pieces) {
       piece.text = replace_all(piece.text, " ", replacement_);
       const bool starts = piece.text.compare(0, replacement_.size(), replacement_) == 0;
-      const bool prepend = scheme_ == PrependScheme::Always ||
-                           (scheme_ == PrependScheme::First && piece.at_start);
+      const bool prepend = scheme_ == PrependScheme::Always || (scheme_ == PrependScheme::First && piece.at_start);
       if (prepend && !starts) piece.text.insert(0, replacement_);
     }
     if (split_) {
-      split_pieces(pieces, [this](std::string_view t) { return find_literal(t, replacement_); },
-                   SplitBehavior::MergedWithNext, false);
+      split_pieces(
+          pieces, [this](std::string_view t) { return find_literal(t, replacement_); }, SplitBehavior::MergedWithNext,
+          false);
     }
   }
   bool metaspace() const override { return true; }
@@ -226,21 +222,18 @@ std::unique_ptr<PreTokenizer> parse_metaspace(const Json& j, const std::string& 
     } else if (name == "never") {
       scheme = PrependScheme::Never;
     } else {
-      fail(file, "pre_tokenizer Metaspace: unknown prepend_scheme", "always, first or never",
-           quote(name));
+      fail(file, "pre_tokenizer Metaspace: unknown prepend_scheme", "always, first or never", quote(name));
     }
   } else if (!json_bool(j, "add_prefix_space", file, true)) {
     scheme = PrependScheme::Never;  // the older spelling of the same setting
   }
-  return std::make_unique<MetaspacePreTokenizer>(replacement, scheme,
-                                                 json_bool(j, "split", file, true));
+  return std::make_unique<MetaspacePreTokenizer>(replacement, scheme, json_bool(j, "split", file, true));
 }
 
 std::unique_ptr<PreTokenizer> parse_split(const Json& j, const std::string& file) {
   const auto [pattern, is_regex] = json_pattern(j, file, "pre_tokenizer Split");
-  return std::make_unique<SplitPreTokenizer>(
-      pattern, is_regex, parse_behavior(json_string(j, "behavior", file), file),
-      json_bool(j, "invert", file, false), file);
+  return std::make_unique<SplitPreTokenizer>(pattern, is_regex, parse_behavior(json_string(j, "behavior", file), file),
+                                             json_bool(j, "invert", file, false), file);
 }
 
 }  // namespace
@@ -268,12 +261,10 @@ std::unique_ptr<PreTokenizer> parse_pre_tokenizer(const Json& j, const std::stri
   if (type == "Digits") {
     const bool individual = json_bool(j, "individual_digits", file, false);
     return std::make_unique<SplitPreTokenizer>(
-        "\\p{N}", true, individual ? SplitBehavior::Isolated : SplitBehavior::Contiguous, false,
-        file);
+        "\\p{N}", true, individual ? SplitBehavior::Isolated : SplitBehavior::Contiguous, false, file);
   }
   if (type == "Whitespace") {
-    return std::make_unique<SplitPreTokenizer>("\\w+|[^\\w\\s]+", true, SplitBehavior::Removed,
-                                               true, file);
+    return std::make_unique<SplitPreTokenizer>("\\w+|[^\\w\\s]+", true, SplitBehavior::Removed, true, file);
   }
   if (type == "WhitespaceSplit") {
     return std::make_unique<SplitPreTokenizer>("\\s+", true, SplitBehavior::Removed, false, file);

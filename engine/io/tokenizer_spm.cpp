@@ -41,8 +41,7 @@ SpecialTokenIds SentencePieceTokenizer::specials_of(const sentencepiece::Sentenc
 
 // Control pieces (<s>, </s>) and the unknown piece are not matched by sentencepiece itself;
 // Hugging Face's slow tokenizers split them out of the text, and so do we.
-std::vector<AddedToken> SentencePieceTokenizer::literal_specials(
-    const sentencepiece::SentencePieceProcessor& sp) {
+std::vector<AddedToken> SentencePieceTokenizer::literal_specials(const sentencepiece::SentencePieceProcessor& sp) {
   std::vector<AddedToken> out;
   for (int id = 0; id < sp.GetPieceSize(); ++id) {
     if (!sp.IsControl(id) && !sp.IsUnknown(id)) continue;
@@ -55,8 +54,8 @@ std::vector<AddedToken> SentencePieceTokenizer::literal_specials(
   return out;
 }
 
-SentencePieceTokenizer::SentencePieceTokenizer(
-    std::string file, std::unique_ptr<sentencepiece::SentencePieceProcessor> sp)
+SentencePieceTokenizer::SentencePieceTokenizer(std::string file,
+                                               std::unique_ptr<sentencepiece::SentencePieceProcessor> sp)
     : Tokenizer(std::move(file), specials_of(*sp)), sp_(std::move(sp)), specials_(literal_specials(*sp_)) {
   // The normalizer spec is not reachable without the protobuf headers; whether the model adds
   // a dummy prefix shows in how it encodes one letter.
@@ -130,8 +129,7 @@ std::unique_ptr<Tokenizer> load_sentencepiece_model(const std::string& path) {
   const std::string bytes = read_file(path);
   const auto status = sp->LoadFromSerializedProto(bytes);
   if (!status.ok()) {
-    fail(path, "not a valid SentencePiece model", "a serialized SentencePiece ModelProto",
-         status.ToString());
+    fail(path, "not a valid SentencePiece model", "a serialized SentencePiece ModelProto", status.ToString());
   }
   return std::make_unique<SentencePieceTokenizer>(path, std::move(sp));
 }

@@ -67,6 +67,7 @@ void append_utf8(std::string& out, uint32_t cp) {
 }
 
 std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  if (from.empty()) return std::string(s);
   std::string out;
   out.reserve(s.size());
   size_t pos = 0;
@@ -104,8 +105,8 @@ std::optional<uint8_t> parse_byte_token(std::string_view token) {
 bool is_unicode_space(uint32_t cp) {
   if ((cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0) return true;
   if (cp < 0x1680) return false;
-  return cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+  return cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+         cp == 0x205F || cp == 0x3000;
 }
 
 std::string quote(std::string_view s) {
@@ -159,8 +160,7 @@ int ByteUnicodeMap::decode(uint32_t cp) const {
 
 // ---- regex ---------------------------------------------------------------------------------------
 
-const char* const kGpt2SplitPattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char* const kGpt2SplitPattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
 struct Regex::Impl {
   pcre2_code* code = nullptr;
@@ -171,8 +171,7 @@ Regex::Regex(const std::string& pattern, const std::string& file) : impl_(std::m
   int error = 0;
   PCRE2_SIZE offset = 0;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset,
-                              nullptr);
+                              PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &error, &offset, nullptr);
   if (impl_->code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error, message, sizeof message);
@@ -182,7 +181,9 @@ Regex::Regex(const std::string& pattern, const std::string& file) : impl_(std::m
   impl_->jit = pcre2_jit_compile(impl_->code, PCRE2_JIT_COMPLETE) == 0;
 }
 
-Regex::~Regex() { pcre2_code_free(impl_->code); }
+Regex::~Regex() {
+  pcre2_code_free(impl_->code);
+}
 
 std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject) const {
   std::vector<std::pair<size_t, size_t>> matches;
@@ -201,8 +202,7 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view subject)
     if (rc < 0) {
       PCRE2_UCHAR message[256];
       pcre2_get_error_message(rc, message, sizeof message);
-      throw Error(std::string("tokenizer regex match failed: ") +
-                  reinterpret_cast<const char*>(message));
+      throw Error(std::string("tokenizer regex match failed: ") + reinterpret_cast<const char*>(message));
     }
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(data.get());
     const size_t begin = ovector[0];

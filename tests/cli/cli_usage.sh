@@ -15,4 +15,8 @@ expect 2 "$LATMIX" info --model x --bogus;    contains stderr "unknown option '-
 expect 2 "$LATMIX" info --model x --threads many; contains stderr "expected an integer"
 expect 1 "$LATMIX" info --model /nonexistent; contains stderr "/nonexistent: no such file"
 expect 2 "$LATMIX" ppl --model x --data y --device tpu; contains stderr "unknown device 'tpu'"
+expect 2 "$LATMIX" mx;                       contains stderr "latmix mx quantize"
+expect 0 "$LATMIX" mx quantize --help;        contains stdout "Usage: latmix mx quantize"
+expect 0 "$LATMIX" mx stats --help;           contains stdout "Usage: latmix mx stats"
+expect 2 "$LATMIX" mx quantize --format mxfp5 --in a --out b; contains stderr "mxfp5"
 finish

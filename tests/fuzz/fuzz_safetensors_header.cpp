@@ -11,8 +11,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
-    const latmix::SafetensorsHeader header =
-        latmix::parse_safetensors_header(data, size, size, "fuzz.safetensors");
+    const latmix::SafetensorsHeader header = latmix::parse_safetensors_header(data, size, size, "fuzz.safetensors");
     // A valid header must describe itself consistently.
     uint64_t covered = 0;
     for (const auto& t : header.tensors) {
@@ -30,8 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     try {
       const auto* bytes = reinterpret_cast<const uint8_t*>(rebuilt.data());
-      const auto again = latmix::parse_safetensors_header(bytes, rebuilt.size(),
-                                                          rebuilt.size() + header.data_size, "fuzz");
+      const auto again =
+          latmix::parse_safetensors_header(bytes, rebuilt.size(), rebuilt.size() + header.data_size, "fuzz");
       if (again.tensors.size() != header.tensors.size() || again.metadata != header.metadata) {
         __builtin_trap();
       }

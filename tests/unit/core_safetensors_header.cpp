@@ -2,8 +2,10 @@
 // words its message must contain.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -23,8 +25,8 @@ std::string make_file(const std::string& header, size_t data_bytes = 0) {
 }
 
 SafetensorsHeader parse(const std::string& file) {
-  return parse_safetensors_header(reinterpret_cast<const uint8_t*>(file.data()), file.size(),
-                                  file.size(), "dir/x.safetensors");
+  return parse_safetensors_header(reinterpret_cast<const uint8_t*>(file.data()), file.size(), file.size(),
+                                  "dir/x.safetensors");
 }
 
 // Parses and expects a latmix::Error whose message holds every fragment (and the file name).
@@ -39,8 +41,8 @@ void expect_error(const std::string& file, std::initializer_list<std::string> fr
   }
 }
 
-std::string entry(const std::string& name, const std::string& dtype, const std::string& shape,
-                  uint64_t begin, uint64_t end) {
+std::string entry(const std::string& name, const std::string& dtype, const std::string& shape, uint64_t begin,
+                  uint64_t end) {
   return "\"" + name + "\":{\"dtype\":\"" + dtype + "\",\"shape\":" + shape + ",\"data_offsets\":[" +
          std::to_string(begin) + "," + std::to_string(end) + "]}";
 }
@@ -77,8 +79,8 @@ TEST(SafetensorsDType, TensorByteSize) {
 }
 
 TEST(SafetensorsHeader, ParsesValidFile) {
-  const std::string header = "{\"__metadata__\":{\"format\":\"pt\"}," +
-                             entry("b", "F32", "[2]", 8, 16) + "," + entry("a", "I64", "[1]", 0, 8) + "}";
+  const std::string header = "{\"__metadata__\":{\"format\":\"pt\"}," + entry("b", "F32", "[2]", 8, 16) + "," +
+                             entry("a", "I64", "[1]", 0, 8) + "}";
   const auto h = parse(make_file(header, 16));
   EXPECT_EQ(h.header_len, header.size());
   EXPECT_EQ(h.data_start, 8 + header.size());
@@ -100,8 +102,8 @@ TEST(SafetensorsHeader, ParsesValidFile) {
 TEST(SafetensorsHeader, EmptyHeaderScalarsZeroSizeAndPadding) {
   EXPECT_TRUE(parse(make_file("{}")).tensors.empty());
   EXPECT_TRUE(parse(make_file("{}      ")).tensors.empty());  // space padding
-  const std::string header = "{" + entry("s", "F64", "[]", 0, 8) + "," + entry("z", "BF16", "[0, 3]", 8, 8) +
-                             "," + entry("z2", "U8", "[0]", 0, 0) + "," + entry("p", "F4", "[2, 3]", 8, 11) + "}";
+  const std::string header = "{" + entry("s", "F64", "[]", 0, 8) + "," + entry("z", "BF16", "[0, 3]", 8, 8) + "," +
+                             entry("z2", "U8", "[0]", 0, 0) + "," + entry("p", "F4", "[2, 3]", 8, 11) + "}";
   const auto h = parse(make_file(header, 11));
   ASSERT_EQ(h.tensors.size(), 4u);
   EXPECT_EQ(h.tensors[0].name, "z2");
@@ -177,15 +179,18 @@ TEST(SafetensorsHeader, EntryStructureErrors) {
                {"tensor 'a': dtype", "a string", "number 1"});
   expect_error(make_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"extra\":1}}", 1),
                {"tensor 'a'", "unknown field 'extra'"});
-  expect_error(make_file("{\"a\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1), {"tensor 'a'", "missing field 'shape'"});
+  expect_error(make_file("{\"a\":{\"dtype\":\"U8\",\"data_offsets\":[0,1]}}", 1),
+               {"tensor 'a'", "missing field 'shape'"});
   expect_error(make_file("{\"a\":{\"shape\":[1],\"data_offsets\":[0,1]}}", 1), {"missing field 'dtype'"});
   expect_error(make_file("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1), {"missing field 'data_offsets'"});
   expect_error(make_file("{\"a\":{}}"), {"tensor 'a'", "missing field"});
 }
 
 TEST(SafetensorsHeader, ShapeAndOffsetTypeErrors) {
-  expect_error(make_file("{" + entry("a", "U8", "[-1]", 0, 0) + "}"), {"tensor 'a': shape dimension", "negative number -1"});
-  expect_error(make_file("{" + entry("a", "U8", "[2.0]", 0, 2) + "}", 2), {"shape dimension", "non-integer number 2.0"});
+  expect_error(make_file("{" + entry("a", "U8", "[-1]", 0, 0) + "}"),
+               {"tensor 'a': shape dimension", "negative number -1"});
+  expect_error(make_file("{" + entry("a", "U8", "[2.0]", 0, 2) + "}", 2),
+               {"shape dimension", "non-integer number 2.0"});
   expect_error(make_file("{" + entry("a", "U8", "[1e1]", 0, 10) + "}", 10), {"non-integer number 1e1"});
   expect_error(make_file("{" + entry("a", "U8", "[[2]]", 0, 2) + "}", 2), {"shape dimension", "found an array"});
   expect_error(make_file("{" + entry("a", "U8", "[\"2\"]", 0, 2) + "}", 2), {"shape dimension", "string '2'"});
@@ -212,7 +217,8 @@ TEST(SafetensorsHeader, SizeErrors) {
   // A zero dimension does not excuse an overflowing product (LibTorch computes it too).
   expect_error(make_file("{" + entry("a", "U8", "[4294967296, 4294967296, 0]", 0, 0) + "}"), {"fits in int64"});
   expect_error(make_file("{" + entry("a", "F64", "[4611686018427387904]", 0, 0) + "}"), {"fits in 64 bits"});
-  expect_error(make_file("{" + entry("a", "F4", "[3]", 0, 2) + "}", 2), {"tensor 'a'", "F4 [3]", "whole number of bytes", "12 bits"});
+  expect_error(make_file("{" + entry("a", "F4", "[3]", 0, 2) + "}", 2),
+               {"tensor 'a'", "F4 [3]", "whole number of bytes", "12 bits"});
   expect_error(make_file("{" + entry("a", "F6_E2M3", "[3]", 0, 2) + "}", 2), {"whole number of bytes", "18 bits"});
   expect_error(make_file("{" + entry("a", "U8", "[8]", 0, 8) + "}", 4),
                {"tensor 'a'", "run past the end of the file", "end <= 4", "found 8"});
@@ -227,7 +233,8 @@ TEST(SafetensorsHeader, LayoutErrors) {
                {"overlap tensor 'a'"});
   expect_error(make_file("{" + entry("a", "U8", "[4]", 0, 4) + "," + entry("b", "U8", "[4]", 8, 12) + "}", 12),
                {"hole in the data area", "bytes [4, 8)", "between tensor 'a' and tensor 'b'", "a gap of 4 bytes"});
-  expect_error(make_file("{" + entry("a", "U8", "[4]", 2, 6) + "}", 6), {"hole", "before the first tensor 'a'", "gap of 2 bytes"});
+  expect_error(make_file("{" + entry("a", "U8", "[4]", 2, 6) + "}", 6),
+               {"hole", "before the first tensor 'a'", "gap of 2 bytes"});
   expect_error(make_file("{" + entry("a", "U8", "[4]", 0, 4) + "}", 7),
                {"3 trailing bytes", "after the last tensor 'a'"});
   expect_error(make_file("{}", 5), {"5 trailing bytes", "with no tensor in the header"});
@@ -248,8 +255,10 @@ TEST(SafetensorsHeader, MessagesQuoteNamesSafely) {
 }
 
 TEST(SafetensorsHeader, BuildThenParseRoundTrip) {
-  std::vector<TensorInfo> infos = {{"w", DType::BF16, {3, 5}, 0, 30}, {"scalar", DType::F32, {}, 30, 34},
-                                   {"empty", DType::F8_E8M0, {0}, 34, 34}, {"p\xc3\xa9", DType::F4, {2, 2}, 34, 36}};
+  std::vector<TensorInfo> infos = {{"w", DType::BF16, {3, 5}, 0, 30},
+                                   {"scalar", DType::F32, {}, 30, 34},
+                                   {"empty", DType::F8_E8M0, {0}, 34, 34},
+                                   {"p\xc3\xa9", DType::F4, {2, 2}, 34, 36}};
   const std::string block = build_safetensors_header(infos, {{"format", "pt"}}, "out");
   EXPECT_EQ(block.size() % 8, 0u);
   const std::string file = block + std::string(36, '\x01');
@@ -294,6 +303,25 @@ TEST(SafetensorsHeader, ReadsHeaderFromDisk) {
   EXPECT_THROW(read_safetensors_header(path), Error);
   EXPECT_THROW(read_safetensors_header(dir + "/missing.safetensors"), Error);
   EXPECT_THROW(read_safetensors_header(dir), Error);
+}
+
+// The fuzz seed corpus doubles as a table of cases: files named valid_* parse, all others
+// (except inputs kept from fuzzing, crash_*) are rejected with a latmix::Error.
+TEST(SafetensorsHeader, SeedCorpusVerdicts) {
+  const std::string dir = test::source_path("tests/fuzz/corpus/safetensors_header");
+  int checked = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    std::ifstream in(e.path(), std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (name.rfind("valid_", 0) == 0) {
+      EXPECT_NO_THROW(parse(bytes)) << name;
+    } else if (name.rfind("crash_", 0) != 0) {
+      EXPECT_THROW(parse(bytes), Error) << name;
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 40);
 }
 
 // ---- shard index ----

@@ -118,7 +118,7 @@ TEST(TensorIo, ZeroCopyUnlessMisaligned) {
   const auto file = SafetensorsFile::open(path);
   const at::Tensor aligned = file->tensor("aligned");
   EXPECT_EQ(aligned.data_ptr(), file->raw_bytes("aligned").data_ptr());  // a view of the mapping
-  const at::Tensor shifted = file->tensor("shifted");  // starts 3 bytes after an 8-byte boundary
+  const at::Tensor shifted = file->tensor("shifted");                    // starts 3 bytes after an 8-byte boundary
   EXPECT_NE(shifted.data_ptr(), file->raw_bytes("shifted").data_ptr());
   EXPECT_EQ(reinterpret_cast<uintptr_t>(shifted.data_ptr()) % 4, 0u);
   EXPECT_TRUE(at::equal(shifted, f));
@@ -145,7 +145,12 @@ TEST(TensorIo, WritesNonContiguousAndRawDtypes) {
   std::vector<TensorSource> sources = {
       tensor_source("t", base.t()),
       {"fp8", DType::F8_E4M3, {2, 2}, [&] { return codes; }},
-      {"fp4", DType::F4, {2, 4}, [&] { return codes.reshape({2, 2}); }},
+      {"fp4",
+       DType::F4,
+       {2, 4},
+       [&] {
+         return codes.reshape({2, 2});
+       }},
       {"u16", DType::U16, {2}, [&] { return codes; }},
   };
   write_safetensors(path, sources);
@@ -172,13 +177,16 @@ TEST(TensorIo, WriterChecksProducedTensors) {
   EXPECT_CONTAINS(write_one({"w", DType::F32, {2}, [] { return at::Tensor(); }}), "undefined tensor");
   EXPECT_CONTAINS(write_one({"w", DType::F8_E5M2, {4}, [] { return at::zeros({3}, at::kByte); }}),
                   "a uint8 tensor of 4 elements");
-  EXPECT_CONTAINS(write_one({"w", DType::F4, {3}, [] { return at::zeros({2}, at::kByte); }}),
-                  "whole number of bytes");
+  EXPECT_CONTAINS(write_one({"w", DType::F4, {3}, [] { return at::zeros({2}, at::kByte); }}), "whole number of bytes");
   EXPECT_CONTAINS(write_one({"w", DType::F32, {-1}, [] { return at::zeros({2}); }}), "non-negative");
   EXPECT_CONTAINS(write_one({"__metadata__", DType::F32, {1}, [] { return at::zeros({1}); }}), "reserved");
-  EXPECT_CONTAINS(error_of([&] { write_safetensors(path, {{"a", at::zeros({1})}, {"a", at::zeros({1})}}); }),
+  EXPECT_CONTAINS(error_of([&] {
+                    write_safetensors(path, {{"a", at::zeros({1})}, {"a", at::zeros({1})}});
+                  }),
                   "tensor 'a'");
-  EXPECT_CONTAINS(error_of([&] { write_safetensors(path, {{"q", at::zeros({1}, at::kComplexDouble)}}); }),
+  EXPECT_CONTAINS(error_of([&] {
+                    write_safetensors(path, {{"q", at::zeros({1}, at::kComplexDouble)}});
+                  }),
                   "has no safetensors dtype");
   EXPECT_TRUE(list_dir(dir).empty());
 }
@@ -253,10 +261,9 @@ std::vector<TensorSource> five_tensors(int fail_at = -1) {
 TEST(TensorStore, ShardedRoundTrip) {
   const std::string dir = test::temp_dir("tio-shards") + "/out";
   write_safetensors_sharded(dir, five_tensors(), 250, {{"format", "pt"}});
-  EXPECT_EQ(list_dir(dir), (std::vector<std::string>{"model-00001-of-00003.safetensors",
-                                                    "model-00002-of-00003.safetensors",
-                                                    "model-00003-of-00003.safetensors",
-                                                    "model.safetensors.index.json"}));
+  EXPECT_EQ(list_dir(dir),
+            (std::vector<std::string>{"model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors",
+                                      "model-00003-of-00003.safetensors", "model.safetensors.index.json"}));
   const auto idx = parse_safetensors_index(slurp(dir + "/model.safetensors.index.json"), "idx");
   EXPECT_EQ(idx.total_size, 500u);
   EXPECT_EQ(idx.weight_map.at("layer.4"), "model-00003-of-00003.safetensors");
@@ -313,7 +320,8 @@ TEST(TensorStore, ValidatesTheIndex) {
     return error_of([&] { TensorStore::open(dir); });
   };
   EXPECT_CONTAINS(open_with(R"("a":"s1.safetensors","b":"s1.safetensors","c":"s2.safetensors")"),
-                  "tensor 'b' is listed in shard 's1.safetensors' (expected only in 's1.safetensors', found also in 's2.safetensors')");
+                  "tensor 'b' is listed in shard 's1.safetensors' (expected only in 's1.safetensors', found also in "
+                  "'s2.safetensors')");
   write_safetensors(dir + "/s2.safetensors", {{"c", at::zeros({2})}});
   EXPECT_EQ(open_with(R"("a":"s1.safetensors","b":"s1.safetensors","c":"s2.safetensors")"), "(no error)");
   EXPECT_CONTAINS(open_with(R"("a":"s1.safetensors","b":"s1.safetensors","c":"s3.safetensors")"),

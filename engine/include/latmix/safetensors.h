@@ -102,18 +102,17 @@ struct TensorInfo {
 
 /// A parsed, validated header.
 struct SafetensorsHeader {
-  uint64_t header_len = 0;  ///< N, the JSON length including padding
-  uint64_t data_start = 0;  ///< 8 + N: file offset of the data area
-  uint64_t data_size = 0;   ///< bytes in the data area (file size - data_start)
-  std::vector<TensorInfo> tensors;  ///< sorted by begin (ties: zero-size first, then by name)
+  uint64_t header_len = 0;                      ///< N, the JSON length including padding
+  uint64_t data_start = 0;                      ///< 8 + N: file offset of the data area
+  uint64_t data_size = 0;                       ///< bytes in the data area (file size - data_start)
+  std::vector<TensorInfo> tensors;              ///< sorted by begin (ties: zero-size first, then by name)
   std::map<std::string, std::string> metadata;  ///< "__metadata__" (empty if absent)
 
   /// The tensor of this name, or nullptr.
   const TensorInfo* find(std::string_view name) const;
 
  private:
-  friend SafetensorsHeader parse_safetensors_header(const uint8_t*, size_t, uint64_t,
-                                                    const std::string&);
+  friend SafetensorsHeader parse_safetensors_header(const uint8_t*, size_t, uint64_t, const std::string&);
   std::map<std::string, size_t, std::less<>> index_;  // name -> position in tensors
 };
 
@@ -126,8 +125,8 @@ constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
 /// \param file_size  the whole file's size (to check offsets against the data area)
 /// \param path_for_errors  the file name every error message starts with
 /// \throws latmix::Error on any violation; never reads past bytes + available.
-SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t available,
-                                           uint64_t file_size, const std::string& path_for_errors);
+SafetensorsHeader parse_safetensors_header(const uint8_t* bytes, size_t available, uint64_t file_size,
+                                           const std::string& path_for_errors);
 
 /// Reads and parses the header of a file on disk (reads only the header, not the data).
 SafetensorsHeader read_safetensors_header(const std::string& path);
@@ -152,8 +151,7 @@ struct SafetensorsIndex {
 /// Parses an index: a JSON object with an object "weight_map" of string values and an optional
 /// object "metadata" (its "total_size", when present, a non-negative integer). Shard names must
 /// be plain relative paths (no "..", not absolute). Duplicate keys are errors.
-SafetensorsIndex parse_safetensors_index(std::string_view json_text,
-                                         const std::string& path_for_errors);
+SafetensorsIndex parse_safetensors_index(std::string_view json_text, const std::string& path_for_errors);
 
 /// Serializes an index as transformers writes it (2-space indent, sorted keys, trailing newline).
 std::string build_safetensors_index(const SafetensorsIndex& index);

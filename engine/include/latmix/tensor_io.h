@@ -9,7 +9,9 @@
 ///    operation. Tensors of size zero and tensors that had to be copied (see below) are ordinary
 ///    writable tensors, but do not rely on it.
 ///  - **Lifetime.** Each tensor keeps the mapping alive (its deleter holds a shared_ptr to it), so
-///    tensors may outlive the SafetensorsFile / TensorStore they came from.
+///    tensors may outlive the SafetensorsFile / TensorStore they came from. Replacing the file
+///    by rename (as write_safetensors() does) is safe: the old contents stay mapped. Truncating
+///    it in place while mapped is not (reads past the new end raise SIGBUS).
 ///  - **Alignment.** The format does not align tensors: an offset may be odd. A tensor whose
 ///    address is not a multiple of its element size (up to 8) is copied into fresh memory
 ///    instead of being mapped. Files written by write_safetensors() (and by the reference writer
@@ -152,12 +154,10 @@ TensorSource tensor_source(std::string name, at::Tensor tensor);
 /// without {"format": "pt"}, so model exports should pass it.
 /// Progress: stage "write", done/total in bytes. Cancel is checked before each tensor.
 void write_safetensors(const std::string& path, const std::vector<TensorSource>& tensors,
-                       const std::map<std::string, std::string>& metadata = {},
-                       const JobControl& job = {});
+                       const std::map<std::string, std::string>& metadata = {}, const JobControl& job = {});
 
 /// Convenience: writes in-memory tensors (in the given order).
-void write_safetensors(const std::string& path,
-                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
 
 /// Writes a model's tensors into `dir` (created if missing), split into shards of at most
@@ -170,8 +170,7 @@ void write_safetensors(const std::string& path,
 /// does not overwrite (other shard counts) are left alone.
 /// Progress: stage "write", done/total in bytes over all shards.
 void write_safetensors_sharded(const std::string& dir, const std::vector<TensorSource>& tensors,
-                               uint64_t max_shard_bytes,
-                               const std::map<std::string, std::string>& metadata = {},
+                               uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata = {},
                                const JobControl& job = {});
 
 }  // namespace latmix

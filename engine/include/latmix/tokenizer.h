@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace latmix {
@@ -82,8 +83,7 @@ class Tokenizer {
 
   /// encode() plus BOS in front when add_bos (default: add_bos_by_default()). Throws Error when
   /// BOS is asked for and the tokenizer has none.
-  std::vector<int32_t> encode_with_bos(std::string_view text,
-                                       std::optional<bool> add_bos = std::nullopt) const;
+  std::vector<int32_t> encode_with_bos(std::string_view text, std::optional<bool> add_bos = std::nullopt) const;
 
   /// What was loaded, e.g. "byte-level BPE (tokenizer.json)", "SentencePiece (tokenizer.model)",
   /// "llama2.c tokenizer.bin".

@@ -43,9 +43,13 @@ class FileDescriptor {
   int fd_;
 };
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
-std::string label(std::string_view name) { return "tensor '" + std::string(name) + "'"; }
+std::string label(std::string_view name) {
+  return "tensor '" + std::string(name) + "'";
+}
 
 }  // namespace
 
@@ -74,7 +78,9 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   return file;
 }
 
-uint64_t SafetensorsFile::file_size() const { return mapping_->size; }
+uint64_t SafetensorsFile::file_size() const {
+  return mapping_->size;
+}
 
 const TensorInfo& SafetensorsFile::require(std::string_view name) const {
   const TensorInfo* info = header_.find(name);
@@ -86,8 +92,7 @@ at::Tensor SafetensorsFile::tensor(std::string_view name) const {
   const TensorInfo& info = require(name);
   const auto type = to_torch_dtype(info.dtype);
   if (!type) {
-    fail(path_, label(name) + ": dtype " + std::string(dtype_name(info.dtype)) +
-                    " not supported by this LibTorch",
+    fail(path_, label(name) + ": dtype " + std::string(dtype_name(info.dtype)) + " not supported by this LibTorch",
          "BOOL, U8, I8, I16, I32, I64, F16, BF16, F32, F64 or C64",
          std::string(dtype_name(info.dtype)) + " (raw_bytes() reads it as uint8)");
   }
@@ -112,8 +117,9 @@ at::Tensor SafetensorsFile::raw_bytes(std::string_view name) const {
   const auto size = static_cast<int64_t>(info.byte_size());
   if (size == 0) return at::empty({0}, at::kByte);
   auto keep = mapping_;
-  return at::from_blob(const_cast<uint8_t*>(mapping_->bytes + header_.data_start + info.begin),
-                       {size}, [keep](void*) mutable { keep.reset(); }, at::kByte);
+  return at::from_blob(
+      const_cast<uint8_t*>(mapping_->bytes + header_.data_start + info.begin), {size},
+      [keep](void*) mutable { keep.reset(); }, at::kByte);
 }
 
 }  // namespace latmix

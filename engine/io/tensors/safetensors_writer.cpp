@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -17,11 +18,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
+std::string errno_text() {
+  return std::strerror(errno);
+}
 
-std::string label(const std::string& name) { return "tensor '" + name + "'"; }
+std::string label(const std::string& name) {
+  return "tensor '" + name + "'";
+}
 
-std::string shape_of(const at::Tensor& t) { return shape_to_string(t.sizes().vec()); }
+std::string shape_of(const at::Tensor& t) {
+  return shape_to_string(t.sizes().vec());
+}
 
 // A temp file beside its target; removed on destruction unless committed.
 class TempFile {
@@ -181,6 +188,23 @@ std::string shard_name(size_t i, size_t n) {
   return buf;
 }
 
+// Greedy split in the given order; a tensor larger than the limit gets a shard of its own.
+std::vector<std::vector<const TensorSource*>> split_into_shards(const std::vector<TensorSource>& tensors,
+                                                                uint64_t max_shard_bytes, const std::string& dir) {
+  std::vector<std::vector<const TensorSource*>> groups(1);
+  uint64_t in_group = 0;
+  for (const TensorSource& s : tensors) {
+    const uint64_t bytes = source_bytes(s, dir);
+    if (!groups.back().empty() && bytes > max_shard_bytes - std::min(in_group, max_shard_bytes)) {
+      groups.emplace_back();
+      in_group = 0;
+    }
+    groups.back().push_back(&s);
+    in_group += bytes;
+  }
+  return groups;
+}
+
 }  // namespace
 
 TensorSource tensor_source(std::string name, at::Tensor tensor) {
@@ -210,8 +234,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorSource>&
   fsync_dir(plan.path);
 }
 
-void write_safetensors(const std::string& path,
-                       const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
   std::vector<TensorSource> sources;
   sources.reserve(tensors.size());
@@ -220,29 +243,14 @@ void write_safetensors(const std::string& path,
 }
 
 void write_safetensors_sharded(const std::string& dir, const std::vector<TensorSource>& tensors,
-                               uint64_t max_shard_bytes,
-                               const std::map<std::string, std::string>& metadata,
+                               uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata,
                                const JobControl& job) {
   if (max_shard_bytes == 0) fail(dir, "max_shard_bytes", "more than 0", "0");
   check_sources(tensors, dir);
+  const auto groups = split_into_shards(tensors, max_shard_bytes, dir);
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail(dir, "cannot create the output folder", "", ec.message());
-
-  // Greedy split in the given order; a tensor larger than the limit gets a shard of its own.
-  std::vector<std::vector<const TensorSource*>> groups(1);
-  uint64_t in_group = 0;
-  uint64_t total = 0;
-  for (const TensorSource& s : tensors) {
-    const uint64_t bytes = source_bytes(s, dir);
-    if (!groups.back().empty() && (in_group + bytes > max_shard_bytes || in_group + bytes < in_group)) {
-      groups.emplace_back();
-      in_group = 0;
-    }
-    groups.back().push_back(&s);
-    in_group += bytes;
-    total += bytes;
-  }
   if (groups.size() == 1) {
     write_safetensors((fs::path(dir) / "model.safetensors").string(), tensors, metadata, job);
     return;
@@ -250,12 +258,14 @@ void write_safetensors_sharded(const std::string& dir, const std::vector<TensorS
 
   std::vector<FilePlan> plans;
   SafetensorsIndex index;
-  index.total_size = total;
+  index.total_size = 0;
   for (size_t i = 0; i < groups.size(); ++i) {
     const std::string name = shard_name(i, groups.size());
     for (const TensorSource* s : groups[i]) index.weight_map[s->name] = name;
     plans.push_back(plan_file(fs::path(dir) / name, groups[i], metadata));
+    *index.total_size += plans.back().data_bytes;
   }
+  const uint64_t total = *index.total_size;
   ByteProgress progress{job, 0, total};
   job.report("write", 0, static_cast<int64_t>(total));
   std::vector<std::unique_ptr<TempFile>> temps;  // all complete before any is renamed

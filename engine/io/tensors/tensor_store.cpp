@@ -14,7 +14,9 @@ namespace {
 constexpr const char* kSingleName = "model.safetensors";
 constexpr const char* kIndexName = "model.safetensors.index.json";
 
-std::string label(std::string_view name) { return "tensor '" + std::string(name) + "'"; }
+std::string label(std::string_view name) {
+  return "tensor '" + std::string(name) + "'";
+}
 
 bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -44,8 +46,7 @@ TensorStore TensorStore::open(const std::string& path) {
     } else if (fs::exists(p / kIndexName, ec)) {
       index = p / kIndexName;
     } else {
-      fail(path, "no safetensors weights in the folder",
-           std::string(kSingleName) + " or " + kIndexName, "neither");
+      fail(path, "no safetensors weights in the folder", std::string(kSingleName) + " or " + kIndexName, "neither");
     }
   } else if (fs::is_regular_file(p, ec)) {
     (ends_with(path, ".index.json") ? index : single) = p;
@@ -76,8 +77,8 @@ TensorStore TensorStore::open(const std::string& path) {
     for (const TensorInfo& t : store.files_.back()->header().tensors) {
       const auto listed = idx.weight_map.find(t.name);
       if (listed == idx.weight_map.end()) {
-        fail(index_path, label(t.name) + " of shard '" + shard + "' is not in weight_map",
-             "every tensor listed", "an unlisted tensor");
+        fail(index_path, label(t.name) + " of shard '" + shard + "' is not in weight_map", "every tensor listed",
+             "an unlisted tensor");
       }
       if (listed->second != shard) {
         fail(index_path, label(t.name) + " is listed in shard '" + listed->second + "'",
@@ -88,8 +89,7 @@ TensorStore TensorStore::open(const std::string& path) {
   }
   for (const auto& [name, shard] : idx.weight_map) {
     if (store.entries_.count(name) == 0) {
-      fail(index_path, label(name) + " listed in weight_map", "in shard '" + shard + "'",
-           "not in that shard");
+      fail(index_path, label(name) + " listed in weight_map", "in shard '" + shard + "'", "not in that shard");
     }
   }
   return store;
@@ -101,7 +101,9 @@ const TensorStore::Entry& TensorStore::require(std::string_view name) const {
   return it->second;
 }
 
-bool TensorStore::contains(std::string_view name) const { return entries_.find(name) != entries_.end(); }
+bool TensorStore::contains(std::string_view name) const {
+  return entries_.find(name) != entries_.end();
+}
 
 at::Tensor TensorStore::get(std::string_view name) const {
   return files_[require(name).file]->tensor(name);
@@ -111,7 +113,9 @@ at::Tensor TensorStore::raw_bytes(std::string_view name) const {
   return files_[require(name).file]->raw_bytes(name);
 }
 
-const TensorInfo& TensorStore::info(std::string_view name) const { return *require(name).info; }
+const TensorInfo& TensorStore::info(std::string_view name) const {
+  return *require(name).info;
+}
 
 const SafetensorsFile& TensorStore::file_of(std::string_view name) const {
   return *files_[require(name).file];

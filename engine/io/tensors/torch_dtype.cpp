@@ -4,18 +4,30 @@ namespace latmix {
 
 std::optional<at::ScalarType> to_torch_dtype(DType dtype) {
   switch (dtype) {
-    case DType::BOOL: return at::kBool;
-    case DType::U8: return at::kByte;
-    case DType::I8: return at::kChar;
-    case DType::I16: return at::kShort;
-    case DType::I32: return at::kInt;
-    case DType::I64: return at::kLong;
-    case DType::F16: return at::kHalf;
-    case DType::BF16: return at::kBFloat16;
-    case DType::F32: return at::kFloat;
-    case DType::F64: return at::kDouble;
-    case DType::C64: return at::kComplexFloat;
-    default: return std::nullopt;  // no LibTorch 1.13 type: unsigned 16-64 bit, FP8, FP6, FP4
+    case DType::BOOL:
+      return at::kBool;
+    case DType::U8:
+      return at::kByte;
+    case DType::I8:
+      return at::kChar;
+    case DType::I16:
+      return at::kShort;
+    case DType::I32:
+      return at::kInt;
+    case DType::I64:
+      return at::kLong;
+    case DType::F16:
+      return at::kHalf;
+    case DType::BF16:
+      return at::kBFloat16;
+    case DType::F32:
+      return at::kFloat;
+    case DType::F64:
+      return at::kDouble;
+    case DType::C64:
+      return at::kComplexFloat;
+    default:
+      return std::nullopt;  // no LibTorch 1.13 type: unsigned 16-64 bit, FP8, FP6, FP4
   }
 }
 

@@ -1,0 +1,231 @@
+// latmix mx quantize | mx stats
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "console.h"
+#include "latmix/error.h"
+#include "latmix/mx.h"
+#include "latmix/tensor_io.h"
+
+namespace latmix::cli {
+
+using json = nlohmann::json;
+
+namespace {
+
+// The format named by --format (or NAME for stats) with --block / --scale / --round applied.
+MxFormat format_from_args(const Args& args, const std::string& name) {
+  MxFormat f = MxFormat::parse(name);
+  if (args.has("block")) f.block = args.integer("block");
+  f.scale = parse_scale_rule(args.get("scale"));
+  f.rounding = parse_rounding(args.get("round"));
+  f.tensor_scale = args.flag("tensor-scale");
+  if (f.tensor_scale && f.scale_type != ScaleType::E4M3) throw UsageError("--tensor-scale applies to nvfp4 only");
+  f.validate();
+  return f;
+}
+
+bool quantizable(const TensorInfo& info) {
+  const auto t = to_torch_dtype(info.dtype);
+  return t && at::isFloatingType(*t) && !info.shape.empty() && info.numel() > 0;
+}
+
+std::string skip_reason(const TensorInfo& info) {
+  const auto t = to_torch_dtype(info.dtype);
+  if (!t || !at::isFloatingType(*t)) return "not a floating tensor (" + std::string(dtype_name(info.dtype)) + ")";
+  return info.shape.empty() ? "a scalar" : "empty";
+}
+
+// An unchanged copy of a tensor (raw bytes where LibTorch lacks the dtype).
+TensorSource copy_source(const std::shared_ptr<SafetensorsFile>& file, const TensorInfo& info) {
+  const std::string name = info.name;
+  if (to_torch_dtype(info.dtype)) {
+    return {name, info.dtype, info.shape, [file, name] { return file->tensor(name); }};
+  }
+  return {name, info.dtype, info.shape, [file, name] { return file->raw_bytes(name); }};
+}
+
+// The packed tensors of one input tensor; the encoding runs once, when the codes are written.
+void add_packed_sources(std::vector<TensorSource>& out, const std::shared_ptr<SafetensorsFile>& file,
+                        const TensorInfo& info, const MxFormat& f) {
+  auto packed = std::make_shared<MxPacked>();
+  const std::string name = info.name;
+  auto encode = [file, name, f, packed] {
+    if (!packed->codes.defined()) *packed = mx_encode(file->tensor(name), f, -1, true);
+  };
+  std::vector<int64_t> cshape = info.shape, sshape = info.shape;
+  const int64_t n = info.shape.back();
+  cshape.back() = f.is_4bit() ? (n + 1) / 2 : n;
+  sshape.back() = (n + f.block - 1) / f.block;
+  out.push_back({name + ".codes", DType::U8, cshape, [encode, packed] {
+                   encode();
+                   return packed->codes;
+                 }});
+  out.push_back({name + ".scales", DType::U8, sshape, [encode, packed] {
+                   encode();
+                   return packed->scales;
+                 }});
+  if (f.tensor_scale) {
+    out.push_back({name + ".tensor_scale", DType::F32, {1}, [encode, packed] {
+                     encode();
+                     return at::full({1}, packed->tensor_scale, at::kFloat);
+                   }});
+  }
+}
+
+int run_quantize(const Args& args) {
+  apply_common_options(args);
+  const MxFormat f = format_from_args(args, args.get("format"));
+  const bool pack = args.flag("pack");
+  const auto file = SafetensorsFile::open(args.get("in"));
+  std::vector<TensorSource> sources;
+  json rows = json::array();
+  int64_t quantized = 0;
+  for (const TensorInfo& info : file->header().tensors) {
+    json row{{"name", info.name}, {"dtype", std::string(dtype_name(info.dtype))}, {"shape", info.shape}};
+    if (!quantizable(info)) {
+      sources.push_back(copy_source(file, info));
+      row["action"] = "copied";
+      row["note"] = skip_reason(info) + ": copied unchanged";
+    } else if (pack) {
+      add_packed_sources(sources, file, info, f);
+      row["action"] = "packed";
+      ++quantized;
+    } else {
+      const std::string name = info.name;
+      sources.push_back({name, info.dtype, info.shape, [file, name, f] { return fake_quantize(file->tensor(name), f); }});
+      row["action"] = "fake-quantized";
+      ++quantized;
+    }
+    if (info.shape.size() && quantizable(info) && info.shape.back() % f.block) {
+      row["note"] = "last dimension " + std::to_string(info.shape.back()) + " is not a multiple of " +
+                    std::to_string(f.block) + ": the last block is a shorter tail";
+    }
+    rows.push_back(row);
+  }
+  std::map<std::string, std::string> meta = file->header().metadata;
+  meta["latmix.mx.format"] = f.describe();
+  meta["latmix.mx.layout"] = pack ? "NAME.codes (U8, 4-bit formats: element 2i low nibble) + NAME.scales (U8)"
+                                  : "fake-quantized (dequantized values in the original dtype)";
+  ProgressPrinter progress(args.flag("quiet"));
+  JobControl job;
+  job.progress = progress.callback();
+  write_safetensors(args.get("out"), sources, meta, job);
+  progress.finish();
+  if (args.flag("json")) {
+    std::cout << json{{"in", args.get("in")}, {"out", args.get("out")}, {"format", f.describe()},
+                      {"packed", pack}, {"quantized", quantized}, {"tensors", rows}}
+                     .dump(2)
+              << "\n";
+    return 0;
+  }
+  for (const auto& r : rows) {
+    std::printf("%-48s %-6s %-16s %s\n", r["name"].get<std::string>().c_str(), r["dtype"].get<std::string>().c_str(),
+                r["action"].get<std::string>().c_str(), r.value("note", "").c_str());
+  }
+  std::printf("%lld of %zu tensors quantized to %s; wrote %s\n", static_cast<long long>(quantized), rows.size(),
+              f.describe().c_str(), args.get("out").c_str());
+  return 0;
+}
+
+std::vector<std::string> split_formats(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream s(list);
+  for (std::string item; std::getline(s, item, ',');) {
+    if (!item.empty()) out.push_back(item);
+  }
+  if (out.empty()) throw UsageError("--formats: expected a comma-separated list of formats");
+  return out;
+}
+
+json stats_json(const MxErrorStats& s) {
+  return {{"sqnr_db", std::isfinite(s.sqnr_db) ? json(s.sqnr_db) : json("inf")},
+          {"mse", s.mse},
+          {"clip_rate", s.clip_rate},
+          {"clipped", s.clipped},
+          {"blocks", s.blocks},
+          {"nan_blocks", s.nan_blocks}};
+}
+
+int run_stats(const Args& args) {
+  apply_common_options(args);
+  std::vector<MxFormat> formats;
+  for (const auto& name : split_formats(args.get("formats"))) formats.push_back(format_from_args(args, name));
+  const auto file = SafetensorsFile::open(args.get("in"));
+  ProgressPrinter progress(args.flag("quiet"));
+  const auto& tensors = file->header().tensors;
+  json out = json::array();
+  const bool as_json = args.flag("json");
+  if (!as_json) std::printf("%-40s %-12s %10s %9s\n", "tensor", "format", "SQNR dB", "clip %");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorInfo& info = tensors[i];
+    progress.update("stats", static_cast<int64_t>(i), static_cast<int64_t>(tensors.size()));
+    if (!quantizable(info)) {
+      out.push_back({{"name", info.name}, {"note", skip_reason(info) + ": skipped"}});
+      continue;
+    }
+    const at::Tensor t = file->tensor(info.name);
+    json per{{"name", info.name}, {"shape", info.shape}, {"dtype", std::string(dtype_name(info.dtype))}};
+    for (const MxFormat& f : formats) {
+      const MxErrorStats s = mx_error_stats(t, f);
+      per["formats"][f.name()] = stats_json(s);
+      if (!as_json) {
+        progress.finish();
+        std::printf("%-40s %-12s %10.2f %9.3f\n", info.name.c_str(), f.name().c_str(), s.sqnr_db, 100.0 * s.clip_rate);
+      }
+    }
+    out.push_back(per);
+  }
+  progress.finish();
+  if (as_json) {
+    json fm = json::array();
+    for (const auto& f : formats) fm.push_back(f.describe());
+    std::cout << json{{"in", args.get("in")}, {"formats", fm}, {"tensors", out}}.dump(2) << "\n";
+  }
+  return 0;
+}
+
+std::vector<OptionSpec> format_options() {
+  return {{"block", "N", "values per block (default: 32; nvfp4: 16)", "", false},
+          {"scale", "floor|ceil|rceil|even", "E8M0 scale rule", "floor", false},
+          {"round", "even|away", "element rounding: ties to even or away from zero", "even", false},
+          {"tensor-scale", "", "nvfp4: add the fp32 tensor scale (two-level scaling)", "", false}};
+}
+
+}  // namespace
+
+std::vector<Command> mx_commands() {
+  std::vector<OptionSpec> quantize_opts = {
+      {"format", "NAME", "mxfp4|mxfp6_e3m2|mxfp6_e2m3|mxfp8_e4m3|mxfp8_e5m2|mxint8|mxint4|nvfp4", "", true},
+      {"in", "FILE", "input .safetensors file", "", true},
+      {"out", "FILE", "output .safetensors file (written atomically)", "", true},
+      {"pack", "", "write NAME.codes and NAME.scales (U8) instead of fake-quantized values", "", false}};
+  std::vector<OptionSpec> stats_opts = {
+      {"in", "FILE", "input .safetensors file", "", true},
+      {"formats", "LIST", "comma-separated formats", "mxfp4,mxfp6_e3m2,mxfp6_e2m3,mxfp8_e4m3,mxfp8_e5m2,mxint8,mxint4,nvfp4",
+       false}};
+  for (const auto& o : format_options()) {
+    quantize_opts.push_back(o);
+    stats_opts.push_back(o);
+  }
+  return {
+      {{"mx quantize", "Quantize every floating tensor of a safetensors file to an MX format.",
+        "Each floating tensor is quantized along its last dimension in blocks of --block values (a shorter last\n"
+        "block is a tail with its own scale) and written back dequantized in its own dtype, or with --pack as\n"
+        "NAME.codes (4-bit formats two per byte, element 2i in the low nibble) and NAME.scales (E8M0; E4M3 for\n"
+        "nvfp4). Other tensors are copied unchanged. mxint4 is microxcaling's int4, not an OCP format.",
+        quantize_opts},
+       run_quantize},
+      {{"mx stats", "Quantization error (SQNR, clip rate) of each tensor in each MX format.",
+        "SQNR = 10 log10(sum x^2 / sum (x - q)^2) over the tensor; clip rate = fraction of values whose scaled\n"
+        "magnitude exceeded the element maximum. Blocks holding NaN/Inf are left out of both.",
+        stats_opts},
+       run_stats},
+  };
+}
+
+}  // namespace latmix::cli
