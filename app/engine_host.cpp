@@ -1,0 +1,120 @@
+#include "engine_host.h"
+
+#include <QMetaObject>
+#include <QPointer>
+
+#include <c10/util/Exception.h>
+
+#include <chrono>
+
+#include "latmix/error.h"
+
+namespace latmix::studio {
+
+EngineHost::EngineHost(QObject* parent) : QObject(parent) { thread_ = std::thread([this] { run(); }); }
+
+EngineHost::~EngineHost() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+    for (auto& job : queue_) job.cancel.cancel();
+    if (running_ != nullptr) running_->cancel.cancel();
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+quint64 EngineHost::submit(const QString& tag, Work work) {
+  quint64 id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!tag.isEmpty()) {
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        it = it->tag == tag ? queue_.erase(it) : it + 1;
+      }
+    }
+    id = next_id_++;
+    queue_.push_back(Job{id, tag, std::move(work), CancelToken()});
+  }
+  wake_.notify_one();
+  return id;
+}
+
+void EngineHost::cancel(quint64 id) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_ != nullptr && running_->id == id) running_->cancel.cancel();
+  for (auto& job : queue_) {
+    if (job.id == id) job.cancel.cancel();
+  }
+}
+
+void EngineHost::cancelAll() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (running_ != nullptr) running_->cancel.cancel();
+  for (auto& job : queue_) job.cancel.cancel();
+}
+
+bool EngineHost::busy() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return running_ != nullptr || !queue_.empty();
+}
+
+void EngineHost::post(QObject* context, std::function<void()> fn) {
+  QPointer<QObject> guard(context);
+  QMetaObject::invokeMethod(
+      context,
+      [guard, fn = std::move(fn)] {
+        if (guard) fn();
+      },
+      Qt::QueuedConnection);
+}
+
+void EngineHost::run() {
+  for (;;) {
+    Job job;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      running_ = &job;
+    }
+    execute(job);
+    std::lock_guard<std::mutex> lock(mutex_);
+    running_ = nullptr;
+  }
+}
+
+void EngineHost::execute(Job& job) {
+  const quint64 id = job.id;
+  const QString tag = job.tag;
+  if (job.cancel.cancelled()) {
+    emit jobCancelled(id, tag);
+    return;
+  }
+  emit jobStarted(id, tag);
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  auto last = Clock::time_point{};
+  JobControl control;
+  control.cancel = job.cancel;
+  control.progress = [this, id, &last](std::string_view stage, int64_t done, int64_t total) {
+    const auto now = Clock::now();
+    if (done < total && now - last < std::chrono::milliseconds(33)) return;
+    last = now;
+    emit jobProgress(id, QString::fromUtf8(stage.data(), static_cast<int>(stage.size())), done, total);
+  };
+  try {
+    job.work(control);
+    emit jobFinished(id, tag, std::chrono::duration<double>(Clock::now() - start).count());
+  } catch (const Cancelled&) {
+    emit jobCancelled(id, tag);
+  } catch (const c10::Error& e) {
+    emit jobFailed(id, tag, QString::fromStdString(std::string("LibTorch: ") + e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    emit jobFailed(id, tag, QString::fromStdString(e.what()));
+  }
+}
+
+}  // namespace latmix::studio

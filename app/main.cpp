@@ -1,0 +1,53 @@
+// latmix-studio: the desktop application.
+#include <QApplication>
+#include <QCommandLineParser>
+#include <QDir>
+#include <QSettings>
+#include <QTimer>
+
+#include "engine_host.h"
+#include "main_window.h"
+#include "model_session.h"
+
+int main(int argc, char** argv) {
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName("LATMiX");
+  QApplication::setApplicationName("LATMiX Studio");
+  QApplication::setApplicationVersion(LATMIX_VERSION);
+
+  QCommandLineParser parser;
+  parser.setApplicationDescription("Inspect and quantize LLMs to the OCP microscaling (MX) formats.");
+  parser.addHelpOption();
+  parser.addVersionOption();
+  QCommandLineOption model({"m", "model"}, "Open this model folder or llama2.c .bin.", "PATH");
+  QCommandLineOption shots("screenshot-dir", "Save a screenshot of each screen into DIR, then quit.", "DIR");
+  parser.addOption(model);
+  parser.addOption(shots);
+  parser.process(app);
+
+  latmix::studio::EngineHost host;
+  latmix::studio::ModelSession session(&host);
+  latmix::studio::MainWindow window(&host, &session);
+  window.show();
+
+  QString path = parser.value(model);
+  const bool first_start = !QSettings().contains("recent");
+  if (path.isEmpty() && (first_start || parser.isSet(shots))) {
+    path = latmix::studio::resources_dir() + "/models/gutenberg-llama-6M";
+  }
+  if (!path.isEmpty()) window.openModel(path);
+
+  if (parser.isSet(shots)) {
+    const QString dir = parser.value(shots);
+    QDir().mkpath(dir);
+    auto finish = [&window, &app, dir](bool ok) {
+      QTimer::singleShot(300, &window, [&window, &app, dir, ok] {
+        const bool saved = window.saveScreenshot(dir + "/main-window.png");
+        app.exit(ok && saved ? 0 : 1);
+      });
+    };
+    QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [finish] { finish(true); });
+    QObject::connect(&session, &latmix::studio::ModelSession::openFailed, &window, [finish] { finish(false); });
+  }
+  return app.exec();
+}

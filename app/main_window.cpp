@@ -1,0 +1,272 @@
+#include "main_window.h"
+
+#include <QAction>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QCoreApplication>
+#include <QDateTime>
+#include <QDir>
+#include <QDockWidget>
+#include <QDragEnterEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QHeaderView>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMimeData>
+#include <QPlainTextEdit>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScreen>
+#include <QSettings>
+#include <QStatusBar>
+#include <QTreeWidget>
+#include <QVBoxLayout>
+
+#include "engine_host.h"
+#include "heatmap_view.h"
+#include "imgui_host.h"
+#include "model_session.h"
+
+#include <imgui.h>
+
+namespace latmix::studio {
+
+QString resources_dir() {
+  const QStringList candidates = {qEnvironmentVariable("LATMIX_RESOURCES"),
+                                  QCoreApplication::applicationDirPath() + "/../share/latmix/resources",
+                                  QStringLiteral(LATMIX_RESOURCES_DIR)};
+  for (const QString& c : candidates) {
+    if (!c.isEmpty() && QFileInfo::exists(c + "/models")) return QDir(c).absolutePath();
+  }
+  return {};
+}
+
+MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
+    : QMainWindow(parent), host_(host), session_(session) {
+  setWindowTitle("LATMiX Studio");
+  setAcceptDrops(true);
+  auto* central = new QWidget(this);
+  auto* layout = new QVBoxLayout(central);
+  layout->setContentsMargins(0, 0, 0, 0);
+  banner_ = new QLabel(central);
+  banner_->setWordWrap(true);
+  banner_->setStyleSheet("QLabel { background: #8a1c1c; color: white; padding: 8px; }");
+  banner_->hide();
+  layout->addWidget(banner_);
+  heatmap_ = new latmix::widgets::HeatmapView();
+  if (latmix::widgets::ImGuiHost::openGLAvailable()) {
+    overview_ = new latmix::widgets::ImGuiHost(central);
+    overview_->setDrawFunction([this] {
+      if (!session_->hasModel()) {
+        ImGui::TextUnformatted("Open a model (File > Open) or drop a folder / .bin here.");
+        return;
+      }
+      heatmap_->draw();
+    });
+    layout->addWidget(overview_, 1);
+  } else {
+    auto* msg = new QLabel("OpenGL 3 is not available here: the live views are disabled.", central);
+    msg->setAlignment(Qt::AlignCenter);
+    layout->addWidget(msg, 1);
+  }
+  setCentralWidget(central);
+  buildMenus();
+  buildDocks();
+  connectEngine();
+  QSettings settings;
+  restoreGeometry(settings.value("window/geometry").toByteArray());
+  restoreState(settings.value("window/state").toByteArray());
+  if (!settings.contains("window/geometry")) resize(1280, 800);
+}
+
+MainWindow::~MainWindow() { delete heatmap_; }
+
+void MainWindow::buildMenus() {
+  QMenu* file = menuBar()->addMenu("&File");
+  QAction* open_dir = file->addAction("&Open model folder...", this, [this] {
+    const QString dir = QFileDialog::getExistingDirectory(this, "Open a Hugging Face model folder");
+    if (!dir.isEmpty()) openModel(dir);
+  });
+  open_dir->setShortcut(QKeySequence::Open);
+  file->addAction("Open llama2.c &checkpoint...", this, [this] {
+    const QString f = QFileDialog::getOpenFileName(this, "Open a llama2.c checkpoint", {}, "llama2.c (*.bin)");
+    if (!f.isEmpty()) openModel(f);
+  });
+  recent_menu_ = file->addMenu("Open &recent");
+  rebuildRecentMenu();
+  file->addAction("Open the &demo model", this, [this] {
+    openModel(resources_dir() + "/models/gutenberg-llama-6M");
+  });
+  file->addSeparator();
+  QAction* quit = file->addAction("&Quit", this, &QWidget::close);
+  quit->setShortcut(QKeySequence::Quit);
+}
+
+void MainWindow::buildDocks() {
+  auto* dock = new QDockWidget("Model", this);
+  dock->setObjectName("model-dock");
+  auto* panel = new QWidget(dock);
+  auto* layout = new QVBoxLayout(panel);
+  model_header_ = new QLabel("No model open.", panel);
+  model_header_->setWordWrap(true);
+  model_header_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  model_tree_ = new QTreeWidget(panel);
+  model_tree_->setHeaderLabels({"module", "shape", "dtype", "parameters"});
+  model_tree_->header()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  layout->addWidget(model_header_);
+  layout->addWidget(model_tree_, 1);
+  dock->setWidget(panel);
+  addDockWidget(Qt::LeftDockWidgetArea, dock);
+
+  auto* log_dock = new QDockWidget("Log", this);
+  log_dock->setObjectName("log-dock");
+  log_ = new QPlainTextEdit(log_dock);
+  log_->setReadOnly(true);
+  log_->setMaximumBlockCount(5000);
+  log_dock->setWidget(log_);
+  addDockWidget(Qt::BottomDockWidgetArea, log_dock);
+
+  progress_ = new QProgressBar(this);
+  progress_->setMaximumWidth(320);
+  progress_->hide();
+  cancel_ = new QPushButton("Cancel", this);
+  cancel_->hide();
+  connect(cancel_, &QPushButton::clicked, this, [this] { host_->cancel(current_job_); });
+  statusBar()->addPermanentWidget(progress_);
+  statusBar()->addPermanentWidget(cancel_);
+}
+
+void MainWindow::connectEngine() {
+  connect(host_, &EngineHost::jobStarted, this, [this](quint64 id, const QString& tag) {
+    current_job_ = id;
+    progress_->setRange(0, 0);
+    progress_->show();
+    cancel_->show();
+    if (overview_ != nullptr) overview_->setAnimating(true);
+    log("started: " + tag);
+  });
+  connect(host_, &EngineHost::jobProgress, this, [this](quint64, const QString& stage, qint64 done, qint64 total) {
+    progress_->setRange(0, total > 0 ? static_cast<int>(total) : 0);
+    progress_->setValue(static_cast<int>(done));
+    progress_->setFormat(stage + " %v/%m");
+  });
+  auto job_ended = [this] {
+    progress_->hide();
+    cancel_->hide();
+    if (overview_ != nullptr) overview_->setAnimating(false);
+  };
+  connect(host_, &EngineHost::jobFinished, this, [this, job_ended](quint64, const QString& tag, double s) {
+    job_ended();
+    log(QString("finished: %1 (%2 s)").arg(tag).arg(s, 0, 'f', 2));
+  });
+  connect(host_, &EngineHost::jobCancelled, this, [this, job_ended](quint64, const QString& tag) {
+    job_ended();
+    log("cancelled: " + tag);
+  });
+  connect(host_, &EngineHost::jobFailed, this, [this, job_ended](quint64, const QString& tag, const QString& msg) {
+    job_ended();
+    log("failed: " + tag + ": " + msg);
+  });
+  connect(session_, &ModelSession::opened, this, [this](const ModelSummary& s) { showModel(s); });
+  connect(session_, &ModelSession::openFailed, this, [this](const QString& path, const QString& msg) {
+    showBanner("Could not open " + path + ":\n" + msg);
+  });
+}
+
+void MainWindow::openModel(const QString& path) {
+  banner_->hide();
+  log("opening " + path);
+  session_->open(path);
+}
+
+void MainWindow::showModel(const ModelSummary& s) {
+  banner_->hide();
+  rememberRecent(s.path);
+  setWindowTitle("LATMiX Studio — " + QFileInfo(s.path).fileName());
+  model_header_->setText(QString("<b>%1</b> (%2, %3)<br>%4 layers, hidden %5, intermediate %6<br>"
+                                 "heads %7 / kv %8, head_dim %9, vocab %10<br>%11 parameters (%12 M)<br>%13")
+                             .arg(QFileInfo(s.path).fileName(), s.architecture, s.source_format)
+                             .arg(s.layers).arg(s.hidden).arg(s.intermediate).arg(s.heads).arg(s.kv_heads)
+                             .arg(s.head_dim).arg(s.vocab).arg(s.parameters)
+                             .arg(static_cast<double>(s.parameters) / 1e6, 0, 'f', 2)
+                             .arg(s.tokenizer.toHtmlEscaped()));
+  model_tree_->clear();
+  QMap<QString, QTreeWidgetItem*> groups;
+  for (const auto& row : s.modules) {
+    const QStringList parts = row.name.split('.');
+    QTreeWidgetItem* parent = nullptr;
+    if (parts.size() > 2 && parts[0] == "layers") {
+      const QString key = parts[0] + "." + parts[1];
+      if (!groups.contains(key)) groups[key] = new QTreeWidgetItem(model_tree_, {"layer " + parts[1]});
+      parent = groups[key];
+    }
+    const QString leaf = parent != nullptr ? QStringList(parts.mid(2)).join('.') : row.name;
+    auto* item = parent != nullptr ? new QTreeWidgetItem(parent) : new QTreeWidgetItem(model_tree_);
+    item->setText(0, leaf);
+    item->setText(1, row.shape);
+    item->setText(2, row.dtype);
+    item->setText(3, QString::number(row.parameters));
+  }
+  latmix::widgets::HeatmapData data;
+  data.title = "Weight outliers: max|W| / RMS(W) per linear layer (hover for values)";
+  data.value_label = "max|W| / RMS";
+  for (int r = 0; r < s.overview.rows; ++r) data.row_labels << QString("layer %1").arg(r);
+  data.col_labels = s.overview.columns;
+  data.values = s.overview.max_over_rms;
+  heatmap_->setData(std::move(data));
+  if (overview_ != nullptr) overview_->update();
+  log(QString("opened %1: %2 parameters").arg(s.path).arg(s.parameters));
+}
+
+void MainWindow::showBanner(const QString& message) {
+  banner_->setText(message);
+  banner_->show();
+  log("error: " + message);
+}
+
+QString MainWindow::bannerText() const { return banner_->isVisible() ? banner_->text() : QString(); }
+
+void MainWindow::log(const QString& line) {
+  log_->appendPlainText(QDateTime::currentDateTime().toString("HH:mm:ss  ") + line);
+}
+
+void MainWindow::rememberRecent(const QString& path) {
+  QSettings settings;
+  QStringList recent = settings.value("recent").toStringList();
+  recent.removeAll(path);
+  recent.prepend(path);
+  while (recent.size() > 10) recent.removeLast();
+  settings.setValue("recent", recent);
+  rebuildRecentMenu();
+}
+
+void MainWindow::rebuildRecentMenu() {
+  recent_menu_->clear();
+  const QStringList recent = QSettings().value("recent").toStringList();
+  for (const QString& path : recent) {
+    recent_menu_->addAction(path, this, [this, path] { openModel(path); });
+  }
+  recent_menu_->setEnabled(!recent.isEmpty());
+}
+
+bool MainWindow::saveScreenshot(const QString& path) { return grab().save(path, "PNG"); }
+
+void MainWindow::closeEvent(QCloseEvent* e) {
+  QSettings settings;
+  settings.setValue("window/geometry", saveGeometry());
+  settings.setValue("window/state", saveState());
+  host_->cancelAll();
+  e->accept();
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
+  if (e->mimeData()->hasUrls()) e->acceptProposedAction();
+}
+
+void MainWindow::dropEvent(QDropEvent* e) {
+  const auto urls = e->mimeData()->urls();
+  if (!urls.isEmpty() && urls.first().isLocalFile()) openModel(urls.first().toLocalFile());
+}
+
+}  // namespace latmix::studio

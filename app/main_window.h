@@ -1,0 +1,70 @@
+#pragma once
+// The studio's main window: model panel, central views, log, error banner, job progress + cancel.
+
+#include <QMainWindow>
+
+namespace latmix::widgets {
+class ImGuiHost;
+class HeatmapView;
+}  // namespace latmix::widgets
+
+class QLabel;
+class QPlainTextEdit;
+class QProgressBar;
+class QPushButton;
+class QTreeWidget;
+class QMenu;
+
+namespace latmix::studio {
+
+class EngineHost;
+class ModelSession;
+struct ModelSummary;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  MainWindow(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  /// Opens a model (folder or .bin): progress in the status bar, result in the model panel.
+  void openModel(const QString& path);
+  /// Writes a PNG of the whole window; returns false if it could not be written.
+  bool saveScreenshot(const QString& path);
+  /// The error banner's text ("" when hidden).
+  QString bannerText() const;
+
+ protected:
+  void closeEvent(QCloseEvent* e) override;
+  void dragEnterEvent(QDragEnterEvent* e) override;
+  void dropEvent(QDropEvent* e) override;
+
+ private:
+  void buildMenus();
+  void buildDocks();
+  void connectEngine();
+  void showModel(const ModelSummary& summary);
+  void showBanner(const QString& message);
+  void log(const QString& line);
+  void rememberRecent(const QString& path);
+  void rebuildRecentMenu();
+
+  EngineHost* host_;
+  ModelSession* session_;
+  QTreeWidget* model_tree_ = nullptr;
+  QLabel* model_header_ = nullptr;
+  QLabel* banner_ = nullptr;
+  QPlainTextEdit* log_ = nullptr;
+  QProgressBar* progress_ = nullptr;
+  QPushButton* cancel_ = nullptr;
+  QMenu* recent_menu_ = nullptr;
+  latmix::widgets::ImGuiHost* overview_ = nullptr;
+  latmix::widgets::HeatmapView* heatmap_ = nullptr;
+  quint64 current_job_ = 0;
+};
+
+/// The folder holding the bundled resources (demo model, calibration sample), or "" if absent.
+QString resources_dir();
+
+}  // namespace latmix::studio

@@ -1,0 +1,97 @@
+// Qt Test (offscreen): the engine thread and the model session, without any window.
+#include <QSignalSpy>
+#include <QTest>
+
+#include <atomic>
+#include <thread>
+
+#include "engine_host.h"
+#include "latmix/error.h"
+#include "model_session.h"
+
+using latmix::studio::EngineHost;
+using latmix::studio::ModelSession;
+
+class TestEngineHost : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void runsJobsOffTheGuiThread() {
+    EngineHost host;
+    QSignalSpy finished(&host, &EngineHost::jobFinished);
+    std::atomic<bool> on_gui_thread{true};
+    const auto gui = std::this_thread::get_id();
+    host.submit("t", [&](const latmix::JobControl&) { on_gui_thread = std::this_thread::get_id() == gui; });
+    QVERIFY(finished.wait(5000));
+    QVERIFY(!on_gui_thread);
+  }
+
+  void reportsFailuresWithTheMessage() {
+    EngineHost host;
+    QSignalSpy failed(&host, &EngineHost::jobFailed);
+    host.submit("bad", [](const latmix::JobControl&) { throw latmix::Error("model.bin: truncated"); });
+    QVERIFY(failed.wait(5000));
+    QCOMPARE(failed.at(0).at(2).toString(), QString("model.bin: truncated"));
+  }
+
+  void cancelStopsARunningJob() {
+    EngineHost host;
+    QSignalSpy started(&host, &EngineHost::jobStarted);
+    QSignalSpy cancelled(&host, &EngineHost::jobCancelled);
+    QSignalSpy progress(&host, &EngineHost::jobProgress);
+    const quint64 id = host.submit("loop", [](const latmix::JobControl& job) {
+      for (int i = 0; i < 100000; ++i) {
+        job.cancel.check();
+        job.report("spin", i, 100000);
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+    QVERIFY(started.wait(5000));
+    QTest::qWait(100);
+    host.cancel(id);
+    QVERIFY(cancelled.wait(5000));
+    QVERIFY(progress.count() > 0);
+    QVERIFY(progress.count() < 20);  // throttled to ~30 Hz over ~0.1 s
+  }
+
+  void aNewerRequestSupersedesAQueuedOneWithTheSameTag() {
+    EngineHost host;
+    QSignalSpy finished(&host, &EngineHost::jobFinished);
+    std::atomic<bool> release{false};
+    host.submit("blocker", [&](const latmix::JobControl&) {
+      while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    });
+    std::atomic<int> runs{0};
+    host.submit("refresh", [&](const latmix::JobControl&) { runs += 1; });
+    host.submit("refresh", [&](const latmix::JobControl&) { runs += 10; });
+    release = true;
+    QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 2, 5000);
+    QCOMPARE(runs.load(), 10);
+  }
+
+  void opensTheBundledModel() {
+    EngineHost host;
+    ModelSession session(&host);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    session.open(QStringLiteral(LATMIX_SOURCE_DIR) + "/resources/models/gutenberg-llama-6M");
+    QVERIFY(opened.wait(30000));
+    QVERIFY(session.hasModel());
+    QCOMPARE(session.summary().parameters, qint64(6524160));
+    QCOMPARE(session.summary().overview.rows, 6);
+    QCOMPARE(static_cast<int>(session.summary().overview.max_over_rms.size()), 6 * 7);
+    QVERIFY(session.summary().modules.size() > 6 * 9);
+  }
+
+  void aBrokenModelFailsWithAMessageAndKeepsRunning() {
+    EngineHost host;
+    ModelSession session(&host);
+    QSignalSpy failed(&session, &ModelSession::openFailed);
+    session.open("/nonexistent/model");
+    QVERIFY(failed.wait(10000));
+    QVERIFY(failed.at(0).at(1).toString().contains("no such file"));
+    QVERIFY(!session.hasModel());
+  }
+};
+
+QTEST_GUILESS_MAIN(TestEngineHost)
+#include "test_engine_host.moc"
