@@ -145,3 +145,13 @@ at::Device parse_device(const std::string& name);
 at::ScalarType parse_compute_dtype(const std::string& name);
 
 }  // namespace latmix
+
+namespace latmix {
+
+/// Runs the model on `ids` [T] (or [B, T]) and returns the activation seen at one capture point
+/// of one layer, as float32 on the CPU ([T, features], or [B, T, features]). Other hooks of the
+/// model stay active (a transform hook installed before it changes what is captured). The whole
+/// model runs once.
+at::Tensor capture_activation(const Model& model, const at::Tensor& ids, CapturePoint point, int64_t layer);
+
+}  // namespace latmix
