@@ -90,10 +90,10 @@ void EngineHost::execute(Job& job) {
   const quint64 id = job.id;
   const QString tag = job.tag;
   if (job.cancel.cancelled()) {
-    emit jobCancelled(id, tag);
+    Q_EMIT jobCancelled(id, tag);
     return;
   }
-  emit jobStarted(id, tag);
+  Q_EMIT jobStarted(id, tag);
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto last = Clock::time_point{};
@@ -103,17 +103,17 @@ void EngineHost::execute(Job& job) {
     const auto now = Clock::now();
     if (done < total && now - last < std::chrono::milliseconds(33)) return;
     last = now;
-    emit jobProgress(id, QString::fromUtf8(stage.data(), static_cast<int>(stage.size())), done, total);
+    Q_EMIT jobProgress(id, QString::fromUtf8(stage.data(), static_cast<int>(stage.size())), done, total);
   };
   try {
     job.work(control);
-    emit jobFinished(id, tag, std::chrono::duration<double>(Clock::now() - start).count());
+    Q_EMIT jobFinished(id, tag, std::chrono::duration<double>(Clock::now() - start).count());
   } catch (const Cancelled&) {
-    emit jobCancelled(id, tag);
+    Q_EMIT jobCancelled(id, tag);
   } catch (const c10::Error& e) {
-    emit jobFailed(id, tag, QString::fromStdString(std::string("LibTorch: ") + e.what_without_backtrace()));
+    Q_EMIT jobFailed(id, tag, QString::fromStdString(std::string("LibTorch: ") + e.what_without_backtrace()));
   } catch (const std::exception& e) {
-    emit jobFailed(id, tag, QString::fromStdString(e.what()));
+    Q_EMIT jobFailed(id, tag, QString::fromStdString(e.what()));
   }
 }
 

@@ -39,7 +39,7 @@ class EngineHost : public QObject {
   /// Runs `fn` on the GUI thread (queued) if `context` still exists then.
   static void post(QObject* context, std::function<void()> fn);
 
- signals:
+ Q_SIGNALS:
   void jobStarted(quint64 id, const QString& tag);
   /// Throttled to at most ~30 updates per second per job (the last update is always sent).
   void jobProgress(quint64 id, const QString& stage, qint64 done, qint64 total);

@@ -40,14 +40,10 @@ int main(int argc, char** argv) {
   if (parser.isSet(shots)) {
     const QString dir = parser.value(shots);
     QDir().mkpath(dir);
-    auto finish = [&window, &app, dir](bool ok) {
-      QTimer::singleShot(300, &window, [&window, &app, dir, ok] {
-        const bool saved = window.saveScreenshot(dir + "/main-window.png");
-        app.exit(ok && saved ? 0 : 1);
-      });
-    };
-    QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [finish] { finish(true); });
-    QObject::connect(&session, &latmix::studio::ModelSession::openFailed, &window, [finish] { finish(false); });
+    QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [&window, &app, dir] {
+      window.saveScreenshots(dir, [&app](bool ok) { app.exit(ok ? 0 : 1); });
+    });
+    QObject::connect(&session, &latmix::studio::ModelSession::openFailed, &window, [&app] { app.exit(1); });
   }
   return app.exec();
 }

@@ -20,12 +20,15 @@
 #include <QScreen>
 #include <QSettings>
 #include <QStatusBar>
+#include <QTabWidget>
+#include <QTimer>
 #include <QTreeWidget>
 #include <QVBoxLayout>
 
 #include "engine_host.h"
 #include "heatmap_view.h"
 #include "imgui_host.h"
+#include "microscope_panel.h"
 #include "model_session.h"
 
 #include <imgui.h>
@@ -54,9 +57,11 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   banner_->setStyleSheet("QLabel { background: #8a1c1c; color: white; padding: 8px; }");
   banner_->hide();
   layout->addWidget(banner_);
+  tabs_ = new QTabWidget(central);
+  layout->addWidget(tabs_, 1);
   heatmap_ = new latmix::widgets::HeatmapView();
   if (latmix::widgets::ImGuiHost::openGLAvailable()) {
-    overview_ = new latmix::widgets::ImGuiHost(central);
+    overview_ = new latmix::widgets::ImGuiHost(tabs_);
     overview_->setDrawFunction([this] {
       if (!session_->hasModel()) {
         ImGui::TextUnformatted("Open a model (File > Open) or drop a folder / .bin here.");
@@ -64,12 +69,14 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
       }
       heatmap_->draw();
     });
-    layout->addWidget(overview_, 1);
+    tabs_->addTab(overview_, "Overview");
   } else {
-    auto* msg = new QLabel("OpenGL 3 is not available here: the live views are disabled.", central);
+    auto* msg = new QLabel("OpenGL 3 is not available here: the live views are disabled.", tabs_);
     msg->setAlignment(Qt::AlignCenter);
-    layout->addWidget(msg, 1);
+    tabs_->addTab(msg, "Overview");
   }
+  microscope_ = new MicroscopePanel(host_, session_, tabs_);
+  tabs_->addTab(microscope_, "Block Microscope");
   setCentralWidget(central);
   buildMenus();
   buildDocks();
@@ -216,6 +223,7 @@ void MainWindow::showModel(const ModelSummary& s) {
   data.values = s.overview.max_over_rms;
   heatmap_->setData(std::move(data));
   if (overview_ != nullptr) overview_->update();
+  microscope_->modelChanged();
   log(QString("opened %1: %2 parameters").arg(s.path).arg(s.parameters));
 }
 
@@ -251,6 +259,21 @@ void MainWindow::rebuildRecentMenu() {
 }
 
 bool MainWindow::saveScreenshot(const QString& path) { return grab().save(path, "PNG"); }
+
+void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> done) {
+  // Overview first (the model is open), then the microscope once its first block arrived.
+  tabs_->setCurrentIndex(0);
+  QTimer::singleShot(300, this, [this, dir, done] {
+    bool ok = saveScreenshot(dir + "/overview.png");
+    tabs_->setCurrentWidget(microscope_);
+    auto conn = std::make_shared<QMetaObject::Connection>();
+    *conn = connect(microscope_, &MicroscopePanel::refreshed, this, [this, dir, done, ok, conn] {
+      disconnect(*conn);
+      QTimer::singleShot(300, this, [this, dir, done, ok] { done(ok && saveScreenshot(dir + "/microscope.png")); });
+    });
+    microscope_->select("residual", 1, 6);
+  });
+}
 
 void MainWindow::closeEvent(QCloseEvent* e) {
   QSettings settings;

@@ -3,6 +3,8 @@
 
 #include <QMainWindow>
 
+#include <functional>
+
 namespace latmix::widgets {
 class ImGuiHost;
 class HeatmapView;
@@ -14,11 +16,13 @@ class QProgressBar;
 class QPushButton;
 class QTreeWidget;
 class QMenu;
+class QTabWidget;
 
 namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
+class MicroscopePanel;
 struct ModelSummary;
 
 class MainWindow : public QMainWindow {
@@ -34,6 +38,9 @@ class MainWindow : public QMainWindow {
   bool saveScreenshot(const QString& path);
   /// The error banner's text ("" when hidden).
   QString bannerText() const;
+  /// Saves one screenshot per screen (tab) into `dir` once each has its data; calls `done(ok)`.
+  void saveScreenshots(const QString& dir, std::function<void(bool)> done);
+  MicroscopePanel* microscope() const { return microscope_; }
 
  protected:
   void closeEvent(QCloseEvent* e) override;
@@ -61,6 +68,8 @@ class MainWindow : public QMainWindow {
   QMenu* recent_menu_ = nullptr;
   latmix::widgets::ImGuiHost* overview_ = nullptr;
   latmix::widgets::HeatmapView* heatmap_ = nullptr;
+  QTabWidget* tabs_ = nullptr;
+  MicroscopePanel* microscope_ = nullptr;
   quint64 current_job_ = 0;
 };
 

@@ -79,7 +79,7 @@ ModelSummary summarize_model(const QString& path, const Model& model, const Toke
 ModelSession::ModelSession(EngineHost* host, QObject* parent) : QObject(parent), host_(host) {
   qRegisterMetaType<latmix::studio::ModelSummary>();
   connect(host_, &EngineHost::jobFailed, this, [this](quint64 id, const QString&, const QString& message) {
-    if (id == pending_) emit openFailed(pending_path_, message);
+    if (id == pending_) Q_EMIT openFailed(pending_path_, message);
   });
 }
 
@@ -97,7 +97,7 @@ quint64 ModelSession::open(const QString& path) {
       model_ = model;
       tokenizer_ = tok;
       summary_ = summary;
-      emit opened(summary_);
+      Q_EMIT opened(summary_);
     });
   });
 }

@@ -59,8 +59,9 @@ class ModelSession : public QObject {
   const ModelSummary& summary() const { return summary_; }
   /// Engine-side objects, for jobs that run on the engine thread.
   std::shared_ptr<latmix::Model> model() const { return model_; }
+  std::shared_ptr<latmix::Tokenizer> tokenizer() const { return tokenizer_; }
 
- signals:
+ Q_SIGNALS:
   void opened(const latmix::studio::ModelSummary& summary);
   void openFailed(const QString& path, const QString& message);
 

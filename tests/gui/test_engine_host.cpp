@@ -15,7 +15,7 @@ using latmix::studio::ModelSession;
 class TestEngineHost : public QObject {
   Q_OBJECT
 
- private slots:
+ private Q_SLOTS:
   void runsJobsOffTheGuiThread() {
     EngineHost host;
     QSignalSpy finished(&host, &EngineHost::jobFinished);

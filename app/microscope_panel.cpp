@@ -1,0 +1,156 @@
+#include "microscope_panel.h"
+
+#include <QComboBox>
+#include <QFormLayout>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QSpinBox>
+#include <QVBoxLayout>
+
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+
+#include "block_microscope_view.h"
+#include "engine_host.h"
+#include "imgui_host.h"
+#include "latmix/files.h"
+#include "latmix/model.h"
+#include "latmix/mx_block.h"
+#include "latmix/tokenizer.h"
+#include "main_window.h"
+#include "model_session.h"
+
+namespace latmix::studio {
+
+using latmix::widgets::FormatComparisonRow;
+using latmix::widgets::MicroscopeData;
+
+std::vector<int64_t> calibration_sample_ids(const Tokenizer& tokenizer, int count) {
+  const std::string text =
+      read_text_file((resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt").toStdString());
+  std::vector<int32_t> ids = tokenizer.encode_with_bos(text.substr(0, 8000));
+  if (ids.size() > static_cast<size_t>(count)) ids.resize(static_cast<size_t>(count));
+  return {ids.begin(), ids.end()};
+}
+
+namespace {
+
+const char* kComparisonFormats[] = {"mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "mxint4"};
+
+QString scale_label(const MxBlockView& b) {
+  const double e = std::log2(b.scale);
+  if (b.scale > 0 && std::abs(e - std::round(e)) < 1e-12) return QString("2^%1").arg(static_cast<int>(std::round(e)));
+  return QString::number(b.scale, 'g', 4);
+}
+
+std::vector<FormatComparisonRow> compare_formats(const at::Tensor& block) {
+  std::vector<FormatComparisonRow> rows;
+  for (const char* name : kComparisonFormats) {
+    MxBlockView v = inspect_mx_block(block, MxFormat::parse(name));
+    rows.push_back({QString::fromStdString(v.format), scale_label(v), v.sqnr_db, v.mse, v.clipped});
+  }
+  // NVFP4 uses blocks of 16: the 32 values are two NVFP4 blocks.
+  const MxFormat nv = MxFormat::parse("nvfp4");
+  MxErrorStats s = mx_error_stats(block, nv, 0);
+  rows.push_back({"nvfp4 (2 x 16)", "E4M3 per 16", s.sqnr_db, s.mse, static_cast<int>(s.clipped)});
+  return rows;
+}
+
+}  // namespace
+
+MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidget* parent)
+    : QWidget(parent), host_(host), session_(session), view_(std::make_unique<latmix::widgets::BlockMicroscopeView>()) {
+  auto* layout = new QVBoxLayout(this);
+  auto* controls = new QHBoxLayout();
+  point_ = new QComboBox(this);
+  for (const char* p : {"residual", "attn_in", "o_in", "residual_mid", "mlp_in", "down_in", "lm_head_in"}) {
+    point_->addItem(p);
+  }
+  layer_ = new QSpinBox(this);
+  token_ = new QSpinBox(this);
+  block_ = new QSpinBox(this);
+  format_ = new QComboBox(this);
+  for (const char* f : kComparisonFormats) format_->addItem(f);
+  const std::pair<const char*, QWidget*> items[] = {
+      {"capture point", point_}, {"layer", layer_}, {"token", token_}, {"block", block_}, {"format", format_}};
+  for (const auto& [label, w] : items) {
+    controls->addWidget(new QLabel(label, this));
+    controls->addWidget(w);
+  }
+  controls->addStretch(1);
+  layout->addLayout(controls);
+  status_ = new QLabel(this);
+  layout->addWidget(status_);
+  if (latmix::widgets::ImGuiHost::openGLAvailable()) {
+    host_view_ = new latmix::widgets::ImGuiHost(this);
+    host_view_->setDrawFunction([this] { view_->draw(); });
+    layout->addWidget(host_view_, 1);
+  } else {
+    layout->addWidget(new QLabel("OpenGL 3 is not available: the microscope cannot be drawn here.", this), 1);
+  }
+  for (QComboBox* c : {point_, format_}) connect(c, &QComboBox::currentIndexChanged, this, &MicroscopePanel::refresh);
+  for (QSpinBox* s : {layer_, token_, block_}) connect(s, &QSpinBox::valueChanged, this, &MicroscopePanel::refresh);
+}
+
+MicroscopePanel::~MicroscopePanel() = default;
+
+void MicroscopePanel::modelChanged() {
+  const auto& s = session_->summary();
+  sample_ids_.reset();
+  const QSignalBlocker b1(layer_), b2(block_), b3(token_);
+  layer_->setRange(0, static_cast<int>(s.layers) - 1);
+  token_->setRange(0, 127);
+  block_->setRange(0, static_cast<int>(std::max(s.hidden, s.intermediate) / 32) - 1);
+  refresh();
+}
+
+void MicroscopePanel::select(const QString& point, int layer, int block) {
+  const QSignalBlocker b1(point_), b2(layer_), b3(block_);
+  point_->setCurrentText(point);
+  layer_->setValue(layer);
+  block_->setValue(block);
+  refresh();
+}
+
+void MicroscopePanel::refresh() {
+  auto model = session_->model();
+  auto tokenizer = session_->tokenizer();
+  if (!model || !tokenizer) return;
+  const std::string point = point_->currentText().toStdString();
+  const int layer = layer_->value(), token = token_->value(), block = block_->value();
+  const std::string format = format_->currentText().toStdString();
+  auto ids_cache = sample_ids_;
+  host_->submit("microscope", [this, model, tokenizer, point, layer, token, block, format,
+                               ids_cache](const JobControl&) {
+    auto ids = ids_cache ? ids_cache : std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
+    const CapturePoint cp = parse_capture_point(point);
+    const int64_t lay = cp == CapturePoint::FinalNormOut ? model->config().num_layers : layer;
+    at::Tensor act = capture_activation(*model, at::tensor(*ids, at::kLong), cp, lay);
+    const int64_t t = std::min<int64_t>(token, act.size(0) - 1);
+    const int64_t nblocks = (act.size(1) + 31) / 32;
+    const int64_t b = std::min<int64_t>(block, nblocks - 1);
+    at::Tensor values = act[t].narrow(0, b * 32, std::min<int64_t>(32, act.size(1) - b * 32)).contiguous();
+    MicroscopeData data;
+    data.block = inspect_mx_block(values, MxFormat::parse(format));
+    data.comparison = compare_formats(values);
+    data.transform = "none";
+    const std::string tok = tokenizer->decode({static_cast<int32_t>((*ids)[static_cast<size_t>(t)])});
+    data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
+                     .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())
+                     .arg(b).arg(nblocks).arg(b * 32).arg(b * 32 + values.numel() - 1);
+    EngineHost::post(this, [this, data, ids] {
+      sample_ids_ = ids;
+      show(data);
+    });
+  });
+}
+
+void MicroscopePanel::show(const MicroscopeData& data) {
+  view_->setData(data);
+  status_->setText(data.where);
+  if (host_view_ != nullptr) host_view_->update();
+  Q_EMIT refreshed();
+}
+
+}  // namespace latmix::studio

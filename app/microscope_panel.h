@@ -1,0 +1,64 @@
+#pragma once
+// The Block Microscope panel: pick a capture point, layer, token, block and MX format; the engine
+// thread captures the activation on the calibration sample and explains that one block.
+
+#include <QWidget>
+
+#include <memory>
+#include <vector>
+
+class QComboBox;
+class QSpinBox;
+class QLabel;
+
+namespace latmix {
+class Tokenizer;
+}
+
+namespace latmix::widgets {
+class ImGuiHost;
+class BlockMicroscopeView;
+struct MicroscopeData;
+}  // namespace latmix::widgets
+
+namespace latmix::studio {
+
+class EngineHost;
+class ModelSession;
+
+class MicroscopePanel : public QWidget {
+  Q_OBJECT
+
+ public:
+  MicroscopePanel(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
+  ~MicroscopePanel() override;
+
+  /// Selects a block (e.g. from a click in the activation explorer) and refreshes.
+  void select(const QString& point, int layer, int block);
+  /// Re-reads the model's shape (after a model was opened) and refreshes.
+  void modelChanged();
+
+ Q_SIGNALS:
+  void refreshed();
+
+ private:
+  void refresh();
+  void show(const latmix::widgets::MicroscopeData& data);
+
+  EngineHost* host_;
+  ModelSession* session_;
+  QComboBox* point_ = nullptr;
+  QSpinBox* layer_ = nullptr;
+  QSpinBox* token_ = nullptr;
+  QSpinBox* block_ = nullptr;
+  QComboBox* format_ = nullptr;
+  QLabel* status_ = nullptr;
+  latmix::widgets::ImGuiHost* host_view_ = nullptr;
+  std::unique_ptr<latmix::widgets::BlockMicroscopeView> view_;
+  std::shared_ptr<std::vector<int64_t>> sample_ids_;
+};
+
+/// The token ids of the bundled calibration sample's opening (at most `count`), or an Error.
+std::vector<int64_t> calibration_sample_ids(const latmix::Tokenizer& tokenizer, int count);
+
+}  // namespace latmix::studio
