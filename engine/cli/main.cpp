@@ -17,6 +17,7 @@ std::vector<Command> all_commands() {
   std::vector<Command> cmds = latmix::cli::model_commands();
   for (auto& c : latmix::cli::eval_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::mx_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::stats_commands()) cmds.push_back(std::move(c));
   return cmds;
 }
 

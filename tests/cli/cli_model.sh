@@ -24,4 +24,11 @@ printf 'tiny' > "$OUT/tiny.txt"
 expect 1 "$LATMIX" ppl --model "$M6" --data "$OUT/tiny.txt";   contains stderr "fewer than one window"
 printf 'not a model' > "$OUT/fake.bin"
 expect 1 "$LATMIX" info --model "$OUT/fake.bin";               contains stderr "fake.bin"
+CALIB=$SRC/resources/calibration/pride_and_prejudice_ch1-6.txt
+expect 0 "$LATMIX" stats --model "$M6" --data "$CALIB" --samples 4 --seqlen 64 --transform block-hadamard --out "$OUT/s.json"
+contains stdout "transform block-hadamard"; contains stdout "residual: 256 channels, 8 blocks of 32"
+[ -s "$OUT/s.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no stats file"; FAILED=$((FAILED + 1)); }
+expect 2 "$LATMIX" stats --model "$M6" --data "$CALIB" --transform spin --out "$OUT/t.json"; contains stderr "unknown transform 'spin'"
+[ ! -e "$OUT/t.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: stats output written on error"; FAILED=$((FAILED + 1)); }
+expect 1 "$LATMIX" stats --model "$M6" --data "$OUT/tiny.txt" --out "$OUT/u.json"; contains stderr "tiny.txt"
 finish
