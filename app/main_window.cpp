@@ -28,6 +28,7 @@
 #include "engine_host.h"
 #include "heatmap_view.h"
 #include "imgui_host.h"
+#include "explorer_panel.h"
 #include "microscope_panel.h"
 #include "model_session.h"
 
@@ -75,8 +76,14 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
     msg->setAlignment(Qt::AlignCenter);
     tabs_->addTab(msg, "Overview");
   }
+  explorer_ = new ExplorerPanel(host_, session_, tabs_);
+  tabs_->addTab(explorer_, "Activation Explorer");
   microscope_ = new MicroscopePanel(host_, session_, tabs_);
   tabs_->addTab(microscope_, "Block Microscope");
+  connect(explorer_, &ExplorerPanel::blockClicked, this, [this](const QString& point, int layer, int block) {
+    tabs_->setCurrentWidget(microscope_);
+    microscope_->select(point, layer, block);
+  });
   setCentralWidget(central);
   buildMenus();
   buildDocks();
@@ -261,17 +268,33 @@ void MainWindow::rebuildRecentMenu() {
 bool MainWindow::saveScreenshot(const QString& path) { return grab().save(path, "PNG"); }
 
 void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> done) {
-  // Overview first (the model is open), then the microscope once its first block arrived.
-  tabs_->setCurrentIndex(0);
-  QTimer::singleShot(300, this, [this, dir, done] {
-    bool ok = saveScreenshot(dir + "/overview.png");
-    tabs_->setCurrentWidget(microscope_);
+  // Overview (the model is open) -> explorer (after a short calibration) -> microscope.
+  auto ok = std::make_shared<bool>(true);
+  auto shoot = [this, dir, ok](const QString& name) { *ok = saveScreenshot(dir + "/" + name + ".png") && *ok; };
+  auto after = [this](auto* sender, auto signal, std::function<void()> then) {
     auto conn = std::make_shared<QMetaObject::Connection>();
-    *conn = connect(microscope_, &MicroscopePanel::refreshed, this, [this, dir, done, ok, conn] {
+    *conn = connect(sender, signal, this, [this, conn, then] {
       disconnect(*conn);
-      QTimer::singleShot(300, this, [this, dir, done, ok] { done(ok && saveScreenshot(dir + "/microscope.png")); });
+      QTimer::singleShot(400, this, then);
     });
-    microscope_->select("residual", 1, 6);
+  };
+  tabs_->setCurrentIndex(0);
+  QTimer::singleShot(400, this, [this, shoot, after, done, ok] {
+    shoot("overview");
+    tabs_->setCurrentWidget(explorer_);
+    after(explorer_, &ExplorerPanel::calibrated, [this, shoot, after, done, ok] {
+      explorer_->setView("residual", "energy_share", "before");
+      QTimer::singleShot(300, this, [this, shoot, after, done, ok] {
+        shoot("explorer");
+        tabs_->setCurrentWidget(microscope_);
+        after(microscope_, &MicroscopePanel::refreshed, [shoot, done, ok] {
+          shoot("microscope");
+          done(*ok);
+        });
+        microscope_->select("residual", 1, 6);
+      });
+    });
+    if (explorer_->calibrate() == 0) done(false);
   });
 }
 

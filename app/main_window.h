@@ -23,6 +23,7 @@ namespace latmix::studio {
 class EngineHost;
 class ModelSession;
 class MicroscopePanel;
+class ExplorerPanel;
 struct ModelSummary;
 
 class MainWindow : public QMainWindow {
@@ -41,6 +42,7 @@ class MainWindow : public QMainWindow {
   /// Saves one screenshot per screen (tab) into `dir` once each has its data; calls `done(ok)`.
   void saveScreenshots(const QString& dir, std::function<void(bool)> done);
   MicroscopePanel* microscope() const { return microscope_; }
+  ExplorerPanel* explorer() const { return explorer_; }
 
  protected:
   void closeEvent(QCloseEvent* e) override;
@@ -70,6 +72,7 @@ class MainWindow : public QMainWindow {
   latmix::widgets::HeatmapView* heatmap_ = nullptr;
   QTabWidget* tabs_ = nullptr;
   MicroscopePanel* microscope_ = nullptr;
+  ExplorerPanel* explorer_ = nullptr;
   quint64 current_job_ = 0;
 };
 

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace latmix::widgets {
 
 unsigned int heat_colour(float t) {
+  if (std::isnan(t)) t = 0;
   t = std::clamp(t, 0.0f, 1.0f);
   // three-stop ramp: (20, 30, 90) -> (30, 150, 150) -> (250, 230, 60)
   const float stops[3][3] = {{20, 30, 90}, {30, 150, 150}, {250, 230, 60}};
@@ -22,9 +24,15 @@ void HeatmapView::setData(HeatmapData data) {
   lo_ = 0;
   hi_ = 1;
   if (data_.values.empty()) return;
-  auto [mn, mx] = std::minmax_element(data_.values.begin(), data_.values.end());
-  lo_ = data_.log_scale ? std::log10(std::max(*mn, 1e-12f)) : *mn;
-  hi_ = data_.log_scale ? std::log10(std::max(*mx, 1e-12f)) : *mx;
+  float mn = std::numeric_limits<float>::infinity(), mx = -mn;
+  for (float v : data_.values) {
+    if (!std::isfinite(v)) continue;  // e.g. +inf SQNR of an exact block: drawn at the top
+    mn = std::min(mn, v);
+    mx = std::max(mx, v);
+  }
+  if (!std::isfinite(mn)) mn = mx = 0;
+  lo_ = data_.log_scale ? std::log10(std::max(mn, 1e-12f)) : mn;
+  hi_ = data_.log_scale ? std::log10(std::max(mx, 1e-12f)) : mx;
   if (hi_ <= lo_) hi_ = lo_ + 1;
 }
 
@@ -43,6 +51,7 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
   ImDrawList* dl = ImGui::GetWindowDrawList();
   const ImVec2 mouse = ImGui::GetIO().MousePos;
   std::optional<std::pair<int, int>> clicked;
+  hovered_.reset();
   for (int r = 0; r < rows; ++r) {
     const float y = origin.y + static_cast<float>(r) * cell_h;
     dl->AddText(ImVec2(origin.x, y + cell_h / 2 - 7), IM_COL32(220, 220, 220, 255),
@@ -55,6 +64,7 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
       dl->AddRectFilled(a, b, heat_colour(t));
       if (mouse.x >= a.x && mouse.x < b.x && mouse.y >= a.y && mouse.y < b.y) {
         dl->AddRect(a, b, IM_COL32(255, 255, 255, 255), 0, 0, 2);
+        hovered_ = std::make_pair(r, c);
         ImGui::BeginTooltip();
         ImGui::Text("%s, %s", data_.row_labels[r].toUtf8().constData(), data_.col_labels[c].toUtf8().constData());
         ImGui::Text("%s: %.4g", data_.value_label.toUtf8().constData(), static_cast<double>(v));

@@ -27,8 +27,11 @@ class HeatmapView {
   const HeatmapData& data() const { return data_; }
   /// Draws into the current ImGui window; returns the clicked cell (row, col), if any.
   std::optional<std::pair<int, int>> draw();
+  /// The cell under the mouse during the last draw(), if any.
+  std::optional<std::pair<int, int>> hovered() const { return hovered_; }
 
  private:
+  std::optional<std::pair<int, int>> hovered_;
   HeatmapData data_;
   float lo_ = 0, hi_ = 1;
 };

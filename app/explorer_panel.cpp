@@ -1,0 +1,248 @@
+#include "explorer_panel.h"
+
+#include <QComboBox>
+#include <QFileDialog>
+#include <QGridLayout>
+#include <QHBoxLayout>
+#include <QHeaderView>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTableWidget>
+#include <QVBoxLayout>
+
+#include <cmath>
+
+#include "engine_host.h"
+#include "heatmap_view.h"
+#include "imgui_host.h"
+#include "latmix/calib.h"
+#include "latmix/calib_collector.h"
+#include "latmix/calib_data.h"
+#include "latmix/calib_transforms.h"
+#include "latmix/model.h"
+#include "latmix/tokenizer.h"
+#include "main_window.h"
+#include "model_session.h"
+
+namespace latmix::studio {
+
+namespace {
+
+const CapturePoint kPoints[] = {CapturePoint::Residual, CapturePoint::AttnIn, CapturePoint::OIn, CapturePoint::MlpIn,
+                                CapturePoint::DownIn};
+const char* kMetrics[] = {"energy_share", "block_max", "max_over_rms", "mean_crest", "quant_mse", "sqnr_db", "clip_rate"};
+
+QComboBox* combo(QWidget* parent, const QStringList& items) {
+  auto* c = new QComboBox(parent);
+  c->addItems(items);
+  return c;
+}
+
+}  // namespace
+
+ExplorerPanel::ExplorerPanel(EngineHost* host, ModelSession* session, QWidget* parent)
+    : QWidget(parent), host_(host), session_(session), heatmap_(std::make_unique<latmix::widgets::HeatmapView>()) {
+  buildControls();
+  auto enable = [this](quint64, const QString& tag) {
+    if (tag == "calibrate") run_->setEnabled(true);
+  };
+  connect(host_, &EngineHost::jobFinished, this, enable);
+  connect(host_, &EngineHost::jobCancelled, this, enable);
+  connect(host_, &EngineHost::jobFailed, this, enable);
+}
+
+ExplorerPanel::~ExplorerPanel() = default;
+
+void ExplorerPanel::buildControls() {
+  auto* layout = new QVBoxLayout(this);
+  auto* calib = new QHBoxLayout();
+  data_ = new QLineEdit(resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt", this);
+  data_->setToolTip("Calibration text: the bundled sample, WikiText-2, or any text file");
+  auto* browse = new QPushButton("...", this);
+  connect(browse, &QPushButton::clicked, this, [this] {
+    const QString f = QFileDialog::getOpenFileName(this, "Calibration text", {}, "Text (*.txt *.raw);;All files (*)");
+    if (!f.isEmpty()) data_->setText(f);
+  });
+  samples_ = new QSpinBox(this);
+  samples_->setRange(1, 4096);
+  samples_->setValue(16);
+  seqlen_ = new QSpinBox(this);
+  seqlen_->setRange(8, 8192);
+  seqlen_->setValue(256);
+  QStringList formats;
+  for (const auto& f : mx_format_names()) formats << QString::fromStdString(f);
+  format_ = combo(this, formats);
+  QStringList transforms;
+  for (const auto& t : builtin_transform_names()) transforms << QString::fromStdString(t);
+  transform_ = combo(this, transforms);
+  transform_->setCurrentText("hadamard");
+  run_ = new QPushButton("Calibrate", this);
+  run_->setShortcut(QKeySequence("Ctrl+R"));
+  connect(run_, &QPushButton::clicked, this, &ExplorerPanel::calibrate);
+  const std::pair<const char*, QWidget*> items[] = {{"text", data_},        {"", browse},
+                                                    {"samples", samples_},  {"seqlen", seqlen_},
+                                                    {"format", format_},    {"transform", transform_}};
+  for (const auto& [label, w] : items) {
+    if (*label != '\0') calib->addWidget(new QLabel(label, this));
+    calib->addWidget(w, w == data_ ? 1 : 0);
+  }
+  calib->addWidget(run_);
+  layout->addLayout(calib);
+
+  auto* view = new QHBoxLayout();
+  QStringList points;
+  for (auto p : kPoints) points << QString::fromStdString(capture_point_name(p));
+  point_ = combo(this, points);
+  QStringList metrics;
+  for (const char* m : kMetrics) metrics << m;
+  metric_ = combo(this, metrics);
+  view_ = combo(this, {"before", "after", "difference"});
+  view_->setToolTip("before: the activation as it is; after: T(x) for the chosen transform; difference: after - before");
+  for (auto [label, w] : std::initializer_list<std::pair<const char*, QComboBox*>>{
+           {"capture point", point_}, {"metric", metric_}, {"view", view_}}) {
+    view->addWidget(new QLabel(label, this));
+    view->addWidget(w);
+    connect(w, &QComboBox::currentIndexChanged, this, &ExplorerPanel::updateHeatmap);
+  }
+  view->addStretch(1);
+  layout->addLayout(view);
+  summary_ = new QLabel("Choose a calibration text and press Calibrate (Ctrl+R).", this);
+  summary_->setWordWrap(true);
+  layout->addWidget(summary_);
+
+  auto* split = new QSplitter(Qt::Vertical, this);
+  if (latmix::widgets::ImGuiHost::openGLAvailable()) {
+    canvas_ = new latmix::widgets::ImGuiHost(split);
+    canvas_->setDrawFunction([this] {
+      if (!stats_) return;
+      auto clicked = heatmap_->draw();
+      if (auto hov = heatmap_->hovered(); hov && hov->first != outlier_layer_) {
+        const int row = hov->first;
+        QMetaObject::invokeMethod(this, [this, row] { updateOutliers(row); }, Qt::QueuedConnection);
+      }
+      if (clicked) {
+        const auto cell = *clicked;
+        QMetaObject::invokeMethod(
+            this, [this, cell] { Q_EMIT blockClicked(point_->currentText(), cell.first, cell.second); },
+            Qt::QueuedConnection);
+      }
+    });
+    split->addWidget(canvas_);
+  } else {
+    split->addWidget(new QLabel("OpenGL 3 is not available: the heatmap cannot be drawn here.", split));
+  }
+  outliers_ = new QTableWidget(0, 6, split);
+  outliers_->setHorizontalHeaderLabels({"channel", "block", "RMS / median", "max |x|", "energy share",
+                                        "tokens that produce it (value)"});
+  outliers_->horizontalHeader()->setStretchLastSection(true);
+  outliers_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  split->addWidget(outliers_);
+  split->setStretchFactor(0, 3);
+  split->setStretchFactor(1, 1);
+  layout->addWidget(split, 1);
+}
+
+quint64 ExplorerPanel::calibrate() {
+  auto model = session_->model();
+  auto tokenizer = session_->tokenizer();
+  if (!model || !tokenizer) return 0;
+  CalibrationOptions copt;
+  copt.samples = samples_->value();
+  copt.seqlen = seqlen_->value();
+  const std::string path = data_->text().toStdString();
+  const std::string format = format_->currentText().toStdString();
+  const std::string transform = transform_->currentText().toStdString();
+  run_->setEnabled(false);
+  return host_->submit("calibrate", [this, model, tokenizer, copt, path, format, transform](const JobControl& job) {
+    CalibrationSet data = load_calibration_text(path, *tokenizer, copt);
+    StatsOptions opt;
+    opt.points.assign(std::begin(kPoints), std::end(kPoints));
+    opt.format = MxFormat::parse(format);
+    opt.transform_name = transform;
+    ActivationTransform t;
+    if (transform != "none") t = make_builtin_activation_transform(transform, *model, opt.format, 0);
+    Model probe = *model;  // own hook list; shares the weights
+    auto stats = std::make_shared<ActivationStats>(collect_activation_stats(probe, data, opt, t, job));
+    EngineHost::post(this, [this, stats] { showStats(stats); });
+  });
+}
+
+void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats) {
+  stats_ = std::move(stats);
+  run_->setEnabled(true);
+  summary_->setText(QString("%1 sequences x %2 tokens (%3 tokens), %4, transform %5. Hover a cell for numbers and "
+                            "its layer's outlier channels; click it to open the block in the microscope.")
+                        .arg(stats_->sequences).arg(stats_->seqlen).arg(stats_->tokens)
+                        .arg(QString::fromStdString(stats_->format_description))
+                        .arg(QString::fromStdString(stats_->transform)));
+  outlier_layer_ = -1;
+  updateHeatmap();
+  updateOutliers(1 < static_cast<int>(session_->summary().layers) ? 1 : 0);
+  Q_EMIT calibrated();
+}
+
+void ExplorerPanel::setView(const QString& point, const QString& metric, const QString& view) {
+  point_->setCurrentText(point);
+  metric_->setCurrentText(metric);
+  view_->setCurrentText(view);
+  updateHeatmap();
+}
+
+void ExplorerPanel::updateHeatmap() {
+  if (!stats_) return;
+  const CapturePoint point = parse_capture_point(point_->currentText().toStdString());
+  const HeatmapMetric metric = parse_heatmap_metric(metric_->currentText().toStdString());
+  const bool has_after = stats_->transform != "none";
+  const QString view = has_after ? view_->currentText() : "before";
+  Heatmap before = heatmap(*stats_, metric, point, StatsView::Original);
+  latmix::widgets::HeatmapData data;
+  data.values = before.values;
+  if (view != "before") {
+    Heatmap after = heatmap(*stats_, metric, point, StatsView::Transformed);
+    data.values = after.values;
+    if (view == "difference") {
+      for (size_t i = 0; i < data.values.size(); ++i) data.values[i] -= before.values[i];
+    }
+  }
+  data.title = QString("%1 at %2, %3 (%4)").arg(metric_->currentText(), point_->currentText(), view,
+                                               QString::fromStdString(stats_->transform));
+  data.value_label = metric_->currentText();
+  for (int64_t l : before.layers) data.row_labels << QString("layer %1").arg(l);
+  for (int64_t c = 0; c < before.cols; ++c) data.col_labels << QString("b%1").arg(c);
+  heatmap_->setData(std::move(data));
+  if (canvas_ != nullptr) canvas_->update();
+}
+
+void ExplorerPanel::updateOutliers(int layer) {
+  if (!stats_) return;
+  outlier_layer_ = layer;
+  const CapturePoint point = parse_capture_point(point_->currentText().toStdString());
+  const LayerStats* ls = stats_->find(point, layer);
+  outliers_->setRowCount(0);
+  if (ls == nullptr) return;
+  auto tokenizer = session_->tokenizer();
+  const auto& outliers = ls->original.outliers;
+  outliers_->setRowCount(static_cast<int>(outliers.size()));
+  for (int r = 0; r < static_cast<int>(outliers.size()); ++r) {
+    const OutlierChannel& o = outliers[static_cast<size_t>(r)];
+    QStringList toks;
+    for (const auto& t : o.tokens) {
+      const QString text = tokenizer && t.token_id >= 0 ? QString::fromStdString(tokenizer->decode({t.token_id})) : "?";
+      QString shown = text;
+      shown.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t");
+      toks << QString("'%1' (%2)").arg(shown).arg(static_cast<double>(t.value), 0, 'g', 3);
+    }
+    const QStringList cells = {QString::number(o.channel), QString::number(o.block),
+                               QString::number(static_cast<double>(o.rms_ratio), 'f', 1) + "x",
+                               QString::number(static_cast<double>(o.max_abs), 'g', 4),
+                               QString::number(100.0 * static_cast<double>(o.energy_share), 'f', 1) + "%",
+                               toks.join(", ")};
+    for (int c = 0; c < cells.size(); ++c) outliers_->setItem(r, c, new QTableWidgetItem(cells[c]));
+  }
+  outliers_->setToolTip(QString("layer %1: the channels with the largest RMS").arg(layer));
+}
+
+}  // namespace latmix::studio
