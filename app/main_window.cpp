@@ -278,6 +278,7 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
       QTimer::singleShot(400, this, then);
     });
   };
+  resize(1560, 960);
   tabs_->setCurrentIndex(0);
   QTimer::singleShot(400, this, [this, shoot, after, done, ok] {
     shoot("overview");

@@ -14,6 +14,7 @@
 #include "block_microscope_view.h"
 #include "engine_host.h"
 #include "imgui_host.h"
+#include "latmix/calib_transforms.h"
 #include "latmix/files.h"
 #include "latmix/model.h"
 #include "latmix/mx_block.h"
@@ -72,8 +73,13 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
   block_ = new QSpinBox(this);
   format_ = new QComboBox(this);
   for (const char* f : kComparisonFormats) format_->addItem(f);
-  const std::pair<const char*, QWidget*> items[] = {
-      {"capture point", point_}, {"layer", layer_}, {"token", token_}, {"block", block_}, {"format", format_}};
+  transform_ = new QComboBox(this);
+  for (const auto& t : builtin_transform_names()) transform_->addItem(QString::fromStdString(t));
+  transform_->setCurrentText("hadamard");
+  transform_->setToolTip("Show the same block of T(x) beside x: what the quantizer sees after the transform");
+  const std::pair<const char*, QWidget*> items[] = {{"capture point", point_}, {"layer", layer_},
+                                                    {"token", token_},         {"block", block_},
+                                                    {"format", format_},       {"transform", transform_}};
   for (const auto& [label, w] : items) {
     controls->addWidget(new QLabel(label, this));
     controls->addWidget(w);
@@ -89,7 +95,7 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
   } else {
     layout->addWidget(new QLabel("OpenGL 3 is not available: the microscope cannot be drawn here.", this), 1);
   }
-  for (QComboBox* c : {point_, format_}) connect(c, &QComboBox::currentIndexChanged, this, &MicroscopePanel::refresh);
+  for (QComboBox* c : {point_, format_, transform_}) connect(c, &QComboBox::currentIndexChanged, this, &MicroscopePanel::refresh);
   for (QSpinBox* s : {layer_, token_, block_}) connect(s, &QSpinBox::valueChanged, this, &MicroscopePanel::refresh);
 }
 
@@ -120,8 +126,9 @@ void MicroscopePanel::refresh() {
   const std::string point = point_->currentText().toStdString();
   const int layer = layer_->value(), token = token_->value(), block = block_->value();
   const std::string format = format_->currentText().toStdString();
+  const std::string transform = transform_->currentText().toStdString();
   auto ids_cache = sample_ids_;
-  host_->submit("microscope", [this, model, tokenizer, point, layer, token, block, format,
+  host_->submit("microscope", [this, model, tokenizer, point, layer, token, block, format, transform,
                                ids_cache](const JobControl&) {
     auto ids = ids_cache ? ids_cache : std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
     const CapturePoint cp = parse_capture_point(point);
@@ -132,9 +139,17 @@ void MicroscopePanel::refresh() {
     const int64_t b = std::min<int64_t>(block, nblocks - 1);
     at::Tensor values = act[t].narrow(0, b * 32, std::min<int64_t>(32, act.size(1) - b * 32)).contiguous();
     MicroscopeData data;
-    data.block = inspect_mx_block(values, MxFormat::parse(format));
+    const MxFormat fmt = MxFormat::parse(format);
+    data.block = inspect_mx_block(values, fmt);
     data.comparison = compare_formats(values);
-    data.transform = "none";
+    data.transform = QString::fromStdString(transform);
+    if (transform != "none") {
+      at::Tensor rotated = make_builtin_activation_transform(transform, *model, fmt, 0)(cp, lay, act[t]);
+      at::Tensor after = rotated.narrow(0, b * 32, values.numel()).contiguous();
+      data.has_after = true;
+      data.after = inspect_mx_block(after, fmt);
+      data.comparison_after = compare_formats(after);
+    }
     const std::string tok = tokenizer->decode({static_cast<int32_t>((*ids)[static_cast<size_t>(t)])});
     data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
                      .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())

@@ -52,6 +52,7 @@ class MicroscopePanel : public QWidget {
   QSpinBox* token_ = nullptr;
   QSpinBox* block_ = nullptr;
   QComboBox* format_ = nullptr;
+  QComboBox* transform_ = nullptr;
   QLabel* status_ = nullptr;
   latmix::widgets::ImGuiHost* host_view_ = nullptr;
   std::unique_ptr<latmix::widgets::BlockMicroscopeView> view_;

@@ -33,19 +33,32 @@ void BlockMicroscopeView::draw() {
   ImGui::Text("transform: %s   format: %s", data_.transform.toUtf8().constData(),
               data_.block.format_details.c_str());
   ImGui::Separator();
-  drawExplanation();
-  drawNumberLine();
-  if (ImGui::BeginTable("split", 2, ImGuiTableFlags_SizingStretchSame)) {
+  if (!data_.has_after) {
+    drawBlock("only", "", data_.block, data_.comparison);
+    return;
+  }
+  if (ImGui::BeginTable("beforeafter", 2, ImGuiTableFlags_SizingStretchSame | ImGuiTableFlags_BordersInnerV)) {
     ImGui::TableNextColumn();
-    drawValueTable();
+    drawBlock("before", "Before the transform: x", data_.block, data_.comparison);
     ImGui::TableNextColumn();
-    drawComparison();
+    const QString heading = "After the transform: T(x) with T = " + data_.transform;
+    drawBlock("after", heading.toUtf8().constData(), data_.after, data_.comparison_after);
     ImGui::EndTable();
   }
 }
 
-void BlockMicroscopeView::drawExplanation() {
-  const MxBlockView& b = data_.block;
+void BlockMicroscopeView::drawBlock(const char* id, const char* heading, const MxBlockView& block,
+                                    const std::vector<FormatComparisonRow>& comparison) {
+  ImGui::PushID(id);
+  if (*heading != '\0') ImGui::TextColored(ImVec4(0.5f, 0.8f, 1.0f, 1.0f), "%s", heading);
+  drawExplanation(block);
+  drawNumberLine(block);
+  drawValueTable("values", block);
+  drawComparison("formats", comparison);
+  ImGui::PopID();
+}
+
+void BlockMicroscopeView::drawExplanation(const MxBlockView& b) {
   const QString s = scale_text(b);
   ImGui::TextWrapped(
       "All %d values share one scale. The largest magnitude is amax = %.4g; the %s rule picks the scale %s "
@@ -56,11 +69,10 @@ void BlockMicroscopeView::drawExplanation() {
       b.element_max, b.element_max * b.scale, b.clipped, b.sqnr_db, b.mse);
 }
 
-void BlockMicroscopeView::drawNumberLine() {
-  const MxBlockView& b = data_.block;
+void BlockMicroscopeView::drawNumberLine(const MxBlockView& b) {
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const float width = ImGui::GetContentRegionAvail().x - 20;
-  const float height = 150;
+  const float height = 130;
   double range = std::max(b.amax, b.element_max * b.scale) * 1.05;
   if (range <= 0) range = 1;
   auto x_of = [&](double v) { return origin.x + 10 + static_cast<float>((v + range) / (2 * range)) * width; };
@@ -89,11 +101,10 @@ void BlockMicroscopeView::drawNumberLine() {
   ImGui::Dummy(ImVec2(width, height));
 }
 
-void BlockMicroscopeView::drawValueTable() {
-  const MxBlockView& b = data_.block;
+void BlockMicroscopeView::drawValueTable(const char* id, const MxBlockView& b) {
   ImGui::TextUnformatted("Values");
   const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_ScrollY | ImGuiTableFlags_BordersInnerV;
-  if (!ImGui::BeginTable("values", 5, flags, ImVec2(0, 300))) return;
+  if (!ImGui::BeginTable(id, 5, flags, ImVec2(0, 220))) return;
   ImGui::TableSetupColumn("#");
   ImGui::TableSetupColumn("value");
   ImGui::TableSetupColumn("code");
@@ -121,17 +132,17 @@ void BlockMicroscopeView::drawValueTable() {
   ImGui::EndTable();
 }
 
-void BlockMicroscopeView::drawComparison() {
+void BlockMicroscopeView::drawComparison(const char* id, const std::vector<FormatComparisonRow>& rows) {
   ImGui::TextUnformatted("The same values under other formats");
   const ImGuiTableFlags flags = ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV;
-  if (!ImGui::BeginTable("formats", 5, flags)) return;
+  if (!ImGui::BeginTable(id, 5, flags)) return;
   ImGui::TableSetupColumn("format");
   ImGui::TableSetupColumn("scale");
   ImGui::TableSetupColumn("SQNR dB");
   ImGui::TableSetupColumn("MSE");
   ImGui::TableSetupColumn("clipped");
   ImGui::TableHeadersRow();
-  for (const auto& row : data_.comparison) {
+  for (const auto& row : rows) {
     ImGui::TableNextRow();
     ImGui::TableNextColumn();
     ImGui::TextUnformatted(row.format.toUtf8().constData());

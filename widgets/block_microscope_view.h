@@ -25,6 +25,9 @@ struct MicroscopeData {
   QString transform; ///< "none", "hadamard", ...
   MxBlockView block;                  ///< under the selected format
   std::vector<FormatComparisonRow> comparison;
+  bool has_after = false;             ///< a transform was chosen: the same block of T(x)
+  MxBlockView after;
+  std::vector<FormatComparisonRow> comparison_after;
 };
 
 class BlockMicroscopeView {
@@ -34,10 +37,12 @@ class BlockMicroscopeView {
   void draw();
 
  private:
-  void drawExplanation();
-  void drawNumberLine();
-  void drawValueTable();
-  void drawComparison();
+  void drawBlock(const char* id, const char* heading, const MxBlockView& block,
+                 const std::vector<FormatComparisonRow>& comparison);
+  static void drawExplanation(const MxBlockView& b);
+  static void drawNumberLine(const MxBlockView& b);
+  static void drawValueTable(const char* id, const MxBlockView& b);
+  static void drawComparison(const char* id, const std::vector<FormatComparisonRow>& rows);
   MicroscopeData data_;
   bool has_data_ = false;
 };
