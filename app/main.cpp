@@ -8,6 +8,7 @@
 #include "engine_host.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "settings_dialog.h"
 
 int main(int argc, char** argv) {
   QApplication app(argc, argv);
@@ -27,6 +28,7 @@ int main(int argc, char** argv) {
 
   latmix::studio::EngineHost host;
   latmix::studio::ModelSession session(&host);
+  latmix::studio::apply_settings(latmix::studio::StudioSettings::load(), &host);
   latmix::studio::MainWindow window(&host, &session);
   window.show();
 

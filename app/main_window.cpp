@@ -29,6 +29,7 @@
 #include "heatmap_view.h"
 #include "imgui_host.h"
 #include "explorer_panel.h"
+#include "settings_dialog.h"
 #include "microscope_panel.h"
 #include "model_session.h"
 
@@ -112,6 +113,16 @@ void MainWindow::buildMenus() {
   file->addAction("Open the &demo model", this, [this] {
     openModel(resources_dir() + "/models/gutenberg-llama-6M");
   });
+  file->addSeparator();
+  QAction* prefs = file->addAction("&Settings...", this, [this] {
+    SettingsDialog dialog(this);
+    if (dialog.exec() != QDialog::Accepted) return;
+    const StudioSettings s = dialog.settings();
+    s.save();
+    apply_settings(s, host_);
+    log("settings: device " + s.device + ", threads " + QString::number(s.threads) + ", palette " + s.palette);
+  });
+  prefs->setShortcut(QKeySequence::Preferences);
   file->addSeparator();
   QAction* quit = file->addAction("&Quit", this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);

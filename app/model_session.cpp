@@ -5,6 +5,7 @@
 #include "latmix/model.h"
 #include "latmix/model_files.h"
 #include "latmix/tokenizer.h"
+#include "settings_dialog.h"
 
 namespace latmix::studio {
 
@@ -85,9 +86,11 @@ ModelSession::ModelSession(EngineHost* host, QObject* parent) : QObject(parent),
 
 quint64 ModelSession::open(const QString& path) {
   pending_path_ = path;
-  return pending_ = host_->submit("open-model", [this, path](const JobControl& job) {
+  const std::string device = StudioSettings::load().device.toStdString();
+  return pending_ = host_->submit("open-model", [this, path, device](const JobControl& job) {
     LoadOptions opts;
     opts.job = job;
+    opts.device = parse_device(device);
     auto model = std::make_shared<Model>(load_model(path.toStdString(), opts));
     std::shared_ptr<Tokenizer> tok =
         load_model_tokenizer(path.toStdString(), "", static_cast<int32_t>(model->config().vocab_size));

@@ -8,6 +8,9 @@
 #include "engine_host.h"
 #include "latmix/error.h"
 #include "model_session.h"
+#include "settings_dialog.h"
+
+#include <QStandardPaths>
 
 using latmix::studio::EngineHost;
 using latmix::studio::ModelSession;
@@ -16,6 +19,25 @@ class TestEngineHost : public QObject {
   Q_OBJECT
 
  private Q_SLOTS:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);  // settings go to a test location, not the user's
+    QCoreApplication::setOrganizationName("LATMiX-test");
+    QCoreApplication::setApplicationName("studio-tests");
+  }
+
+  void settingsPersist() {
+    latmix::studio::StudioSettings s;
+    s.threads = 3;
+    s.palette = "dark";
+    s.data_dir = "/tmp/data";
+    s.save();
+    const auto back = latmix::studio::StudioSettings::load();
+    QCOMPARE(back.threads, 3);
+    QCOMPARE(back.palette, QString("dark"));
+    QCOMPARE(back.data_dir, QString("/tmp/data"));
+    QCOMPARE(back.device, QString("cpu"));
+  }
+
   void runsJobsOffTheGuiThread() {
     EngineHost host;
     QSignalSpy finished(&host, &EngineHost::jobFinished);
