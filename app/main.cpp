@@ -2,11 +2,13 @@
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QDir>
+#include <QFile>
 #include <QSettings>
 #include <QTimer>
 
 #include "engine_host.h"
 #include "main_window.h"
+#include "latency_probe.h"
 #include "model_session.h"
 #include "settings_dialog.h"
 
@@ -42,8 +44,18 @@ int main(int argc, char** argv) {
   if (parser.isSet(shots)) {
     const QString dir = parser.value(shots);
     QDir().mkpath(dir);
-    QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [&window, &app, dir] {
-      window.saveScreenshots(dir, [&app](bool ok) { app.exit(ok ? 0 : 1); });
+    auto* probe = new latmix::studio::LatencyProbe(&host, &window);
+    QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [&window, &app, dir, probe] {
+      window.saveScreenshots(dir, [&app, dir, probe](bool ok) {
+        const auto s = probe->summary();
+        QFile f(dir + "/latency.txt");
+        if (f.open(QIODevice::WriteOnly | QIODevice::Text)) {
+          f.write(QString("gui event-loop lateness while jobs ran: %1 samples, p50 %2 ms, p99 %3 ms, max %4 ms\n")
+                      .arg(s.samples).arg(s.p50_ms, 0, 'f', 1).arg(s.p99_ms, 0, 'f', 1).arg(s.max_ms, 0, 'f', 1)
+                      .toUtf8());
+        }
+        app.exit(ok ? 0 : 1);
+      });
     });
     QObject::connect(&session, &latmix::studio::ModelSession::openFailed, &window, [&app] { app.exit(1); });
   }

@@ -64,10 +64,9 @@ QPalette dark_palette() {
 void apply_settings(const StudioSettings& settings, EngineHost* host) {
   QApplication::setStyle(QStyleFactory::create("Fusion"));
   QApplication::setPalette(settings.palette == "dark" ? dark_palette() : QApplication::style()->standardPalette());
-  const int threads = settings.threads;
-  if (threads > 0) {
-    host->submit("settings", [threads](const JobControl&) { at::set_num_threads(threads); });
-  }
+  // Default: leave one core to the GUI thread so that it stays responsive while the engine works.
+  const int threads = settings.threads > 0 ? settings.threads : std::max(1, QThread::idealThreadCount() - 1);
+  host->submit("settings", [threads](const JobControl&) { at::set_num_threads(threads); });
 }
 
 SettingsDialog::SettingsDialog(QWidget* parent) : QDialog(parent) {
@@ -84,7 +83,7 @@ SettingsDialog::SettingsDialog(QWidget* parent) : QDialog(parent) {
   device_->setCurrentText(current.device);
   threads_ = new QSpinBox(this);
   threads_->setRange(0, QThread::idealThreadCount() * 2);
-  threads_->setSpecialValueText("LibTorch default");
+  threads_->setSpecialValueText("all cores but one");
   threads_->setValue(current.threads);
   data_dir_ = new QLineEdit(current.data_dir, this);
   data_dir_->setPlaceholderText("shared data folder (evaluation sets, extra models)");

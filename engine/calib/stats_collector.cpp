@@ -1,4 +1,5 @@
 // The statistics hook and the calibration loop that drives it.
+#include <c10/core/GradMode.h>
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
@@ -89,7 +90,7 @@ void StatsCollector::observe(CapturePoint point, int64_t layer, const at::Tensor
     throw Error("statistics: " + capture_point_name(point) + ": expected an activation [B, T, F] or [T, F], found " +
                 std::to_string(x.dim()) + " dimensions");
   }
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   const at::Tensor x3 = x.dim() == 2 ? x.unsqueeze(0) : x;
   const int64_t B = x3.size(0), T = x3.size(1), F = x3.size(2);
   Entry& e = entry(point, layer, F, x.device());
@@ -114,7 +115,7 @@ void StatsCollector::observe(CapturePoint point, int64_t layer, const at::Tensor
 }
 
 ActivationStats StatsCollector::result() const {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   ActivationStats s;
   s.format = options_.format.name();
   s.format_description = options_.format.describe();

@@ -11,8 +11,12 @@ namespace latmix {
 namespace {
 
 at::Tensor quantize_no_grad(const at::Tensor& x, const MxFormat& f, int64_t axis, MxKernel kernel) {
-  if (kernel == MxKernel::Auto) kernel = x.device().is_cpu() ? MxKernel::CpuLoop : MxKernel::Aten;
+  if (kernel == MxKernel::Auto) {
+    if (x.device().is_cpu()) kernel = MxKernel::CpuLoop;
+    else kernel = x.is_cuda() && mx_cuda_kernel_built() ? MxKernel::Cuda : MxKernel::Aten;
+  }
   if (kernel == MxKernel::CpuLoop) return mx_detail::fake_quantize_cpu(x, f, axis);
+  if (kernel == MxKernel::Cuda) return mx_detail::fake_quantize_cuda(x, f, axis);
   return mx_detail::fake_quantize_aten(x, f, axis);
 }
 

@@ -108,13 +108,19 @@ int64_t normalize_axis(const at::Tensor& x, int64_t axis);
 /// Throws unless x is a floating tensor with at least one dimension.
 void require_floating(const at::Tensor& x, const char* what);
 
-/// The two implementations of fake quantization (no autograd).
+/// The implementations of fake quantization (no autograd).
 at::Tensor fake_quantize_aten(const at::Tensor& x, const MxFormat& f, int64_t axis);
 at::Tensor fake_quantize_cpu(const at::Tensor& x, const MxFormat& f, int64_t axis);
+/// The fused CUDA kernel (mx/cuda/, mx_cuda_dispatch.cpp). \throws latmix::Error for a tensor
+/// that is not on a CUDA device, and always in builds without CUDA.
+at::Tensor fake_quantize_cuda(const at::Tensor& x, const MxFormat& f, int64_t axis);
 
 /// CPU encoder over rows of the last dimension of a contiguous fp32 [rows, n] tensor: element
 /// codes (uint8 [rows, n], unpacked) and scale codes (uint8 [rows, ceil(n / block)]).
 void encode_rows_cpu(const at::Tensor& x2d, const MxFormat& f, float s2, at::Tensor& codes, at::Tensor& scales);
+/// The same on a CUDA [rows, n] tensor (fp32, bf16, fp16; others are rounded to fp32): codes and
+/// scales are CUDA tensors. \throws latmix::Error as fake_quantize_cuda.
+void encode_rows_cuda(const at::Tensor& x2d, const MxFormat& f, float s2, at::Tensor& codes, at::Tensor& scales);
 
 /// The value of every block scale of packed data (fp32, NaN for the NaN code), shaped like
 /// m.scales; NVFP4's include the tensor scale.

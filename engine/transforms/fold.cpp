@@ -1,4 +1,5 @@
 // Folding a TransformPlan into a decoder's weights (placements: transform_fold.h).
+#include <c10/core/GradMode.h>
 #include <ATen/ATen.h>
 
 #include "latmix/error.h"
@@ -187,7 +188,7 @@ at::Tensor OnlineTransformHook::on_capture(CapturePoint, int64_t layer, const at
 
 FoldResult fold_transforms(Model& model, const TransformPlan& plan, const FoldOptions& options) {
   check_plan(model.config(), plan);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   auto to_device = [&](const TransformPtr& t) {
     if (t) t->to(model.device());
   };

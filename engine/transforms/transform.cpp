@@ -1,5 +1,6 @@
 // Transform base class and the fixed/orthogonal transforms (identity, diagonal, Hadamard,
 // block Hadamard, dense orthogonal, learned rotation).
+#include <c10/core/GradMode.h>
 #include <ATen/ATen.h>
 
 #include <cmath>
@@ -112,7 +113,7 @@ at::Tensor Transform::log_abs_det() const {
 }
 
 TransformReport Transform::report() const {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   TransformReport r;
   r.kind = kind();
   r.dim = dim_;

@@ -15,9 +15,12 @@ export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share
 export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+# nvcc for the fused CUDA MX kernels (engine/mx/cuda), built when LibTorch has CUDA.
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
-  -DLATMIX_TEST_DATA_DIR="$PWD/.device/data" -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF
+  -DLATMIX_TEST_DATA_DIR="$PWD/.device/data" -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF \
+  -DCMAKE_CUDA_COMPILER="$NVCC"
 cmake --build /tmp/build-cuda -j "$(nproc)" --target latmix latmix_model_tests
 export LATMIX_DATA_DIR="$PWD/.device/data"
 FILTER=${1:-*}

@@ -1,11 +1,13 @@
 // Fake-quantization throughput against a plain tensor copy (never gates CI).
 //
-//   bench_mx [ROWS COLS [ITERS [DEVICE]]]      defaults: 4096 14336 3 cpu
+//   bench_mx [ROWS COLS [ITERS [DEVICE]]]      defaults: 4096 14336 3 cpu   (DEVICE: cpu or cuda)
 //
 // Times a bf16 ROWS x COLS tensor: clone() (the memory-bandwidth yardstick), then
-// fake_quantize with each kernel (Aten: unfused tensor ops; CpuLoop: one pass per block) for
-// a few formats. GB/s counts the bytes read plus written (2 bytes each way per bf16 value);
-// "x copy" is the time relative to the copy. Median of ITERS runs after one warm-up.
+// fake_quantize with each kernel (Aten: unfused tensor ops; CpuLoop: one pass per block on the
+// CPU; Cuda: the fused CUDA kernel, in builds with CUDA) for a few formats. GB/s counts the bytes
+// read plus written (2 bytes each way per bf16 value); "x copy" is the time relative to the copy,
+// "% copy" the bandwidth relative to the copy's. Median of ITERS samples after one warm-up; on
+// CUDA a sample is 20 back-to-back calls between two device synchronizations.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -19,25 +21,39 @@
 
 #include "latmix/mx.h"
 
+#if defined(LATMIX_WITH_CUDA)
+#include <cuda_runtime_api.h>
+#endif
+
 namespace {
 
+void synchronize(bool cuda) {
+  if (!cuda) return;
+#if defined(LATMIX_WITH_CUDA)
+  cudaDeviceSynchronize();
+#else
+  (void)at::zeros({1}, at::kCUDA).cpu();  // synchronizes the stream
+#endif
+}
+
 double median_seconds(const std::function<void()>& fn, int iters, bool cuda) {
+  const int reps = cuda ? 20 : 1;
   fn();
-  if (cuda) at::zeros({1}, at::kCUDA).cpu();  // synchronizes the stream
+  synchronize(cuda);
   std::vector<double> times;
   for (int i = 0; i < iters; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    if (cuda) at::zeros({1}, at::kCUDA).cpu();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    for (int r = 0; r < reps; ++r) fn();
+    synchronize(cuda);
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
 
 void report(const char* what, double seconds, double bytes, double copy_seconds) {
-  std::printf("%-34s %9.1f ms %8.2f GB/s %8.2f x copy\n", what, seconds * 1e3, bytes / seconds / 1e9,
-              seconds / copy_seconds);
+  std::printf("%-34s %10.3f ms %9.2f GB/s %8.2f x copy %7.1f %% copy\n", what, seconds * 1e3, bytes / seconds / 1e9,
+              seconds / copy_seconds, 100.0 * copy_seconds / seconds);
 }
 
 }  // namespace
@@ -58,13 +74,18 @@ int main(int argc, char** argv) {
               static_cast<long long>(cols), device.c_str(), at::get_num_threads(), iters);
   const double copy = median_seconds([&] { (void)x.clone(); }, iters, cuda);
   report("copy (clone)", copy, bytes, copy);
-  for (const char* name : {"mxfp4", "mxfp8_e4m3", "mxint8", "nvfp4"}) {
+  const std::vector<std::string> compared{"mxfp4", "mxfp8_e4m3", "mxint8", "nvfp4"};
+  for (const std::string& name : latmix::mx_format_names()) {
+    const bool all_kernels = std::find(compared.begin(), compared.end(), name) != compared.end();
+    if (!all_kernels && !(cuda && latmix::mx_cuda_kernel_built())) continue;
     const latmix::MxFormat f = latmix::MxFormat::parse(name);
-    for (latmix::MxKernel k : {latmix::MxKernel::Aten, latmix::MxKernel::CpuLoop}) {
-      if (cuda && k == latmix::MxKernel::CpuLoop) continue;
+    for (latmix::MxKernel k : {latmix::MxKernel::Aten, latmix::MxKernel::CpuLoop, latmix::MxKernel::Cuda}) {
+      if (k == latmix::MxKernel::CpuLoop && cuda) continue;
+      if (k == latmix::MxKernel::Cuda && !(cuda && latmix::mx_cuda_kernel_built())) continue;
+      if (k != latmix::MxKernel::Cuda && !all_kernels) continue;
       const double t = median_seconds([&] { (void)latmix::fake_quantize(x, f, -1, k); }, iters, cuda);
-      const std::string label = std::string(name) + (k == latmix::MxKernel::Aten ? "  aten" : "  cpu-loop");
-      report(label.c_str(), t, bytes, copy);
+      const char* kname = k == latmix::MxKernel::Aten ? "  aten" : (k == latmix::MxKernel::CpuLoop ? "  cpu-loop" : "  cuda-fused");
+      report((name + kname).c_str(), t, bytes, copy);
     }
   }
   return 0;

@@ -31,5 +31,7 @@ for s in shots:
     n, w, h = colours(s)
     print(f"{s.name}: {w}x{h}, {n} distinct samples")
     assert n > 8, f"{s}: looks blank"
+lat = d / "latency.txt"
+if lat.exists(): print(lat.read_text().strip())
 print(f"{len(shots)} passed, 0 failed")
 PY

@@ -1,5 +1,6 @@
 // Folding transforms into gutenberg-llama-6M (hidden 256, MLP 704 = 16 x 44, head_dim 64,
 // GQA 4/2, tied embeddings): QuaRot-style Hadamards and LATMiX affine maps.
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -32,7 +33,7 @@ at::Tensor ids() {
 
 std::shared_ptr<AffineTransform> perturbed(int64_t d, AffineTransform::Param param, uint64_t seed, double scale) {
   auto t = std::make_shared<AffineTransform>(d, param, latmix::OrthogonalTransform::random(d, seed)->q());
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   at::manual_seed(seed);
   for (const at::Tensor& p : t->parameters()) {
     at::Tensor m = p;
@@ -73,7 +74,7 @@ TEST(FoldGutenberg, LearnedRotationsAndAffineValuesKeepLogits) {
   auto rot =
       std::make_shared<latmix::RotationTransform>(c.hidden_size, latmix::OrthogonalTransform::random(256, 5)->q());
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor g = rot->generator();
     g.add_(at::randn_like(g) * 0.05);
   }

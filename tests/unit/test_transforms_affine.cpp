@@ -1,5 +1,6 @@
 // Affine (QR / LU), Kronecker, learned rotation, random orthogonal and diagonal transforms:
 // inverses, determinants, gradients, reports and serialization.
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -24,7 +25,7 @@ double max_abs(const at::Tensor& t) {
 
 /// Moves every trainable parameter away from its initial value (s stays near 1).
 void perturb(const latmix::Transform& t, double scale, uint64_t seed) {
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   at::manual_seed(seed);
   for (const at::Tensor& p : t.parameters()) {
     at::Tensor p_mut = p;
@@ -80,7 +81,7 @@ TEST(AffineTransform, StartsAtTheGivenRotation) {
 TEST(AffineTransform, LogDetIsTheVolumeTerm) {
   auto t = affine(16, AffineTransform::Param::QR, 5);
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor s = t->diag();
     s.copy_(at::linspace(0.5, 2.0, 16));
   }

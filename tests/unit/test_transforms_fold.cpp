@@ -1,5 +1,6 @@
 // Folding transforms into the tiny random-init fixtures (Llama 3, Mistral, Qwen2 with q/k/v
 // biases and tied embeddings, Qwen3 with q/k norms): invariance, bias homes, unfold.
+#include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
 
 #include <ATen/ATen.h>
@@ -37,7 +38,7 @@ at::Tensor ids() {
 
 TransformPtr perturbed_affine(int64_t d, AffineTransform::Param param, uint64_t seed, double scale = 0.1) {
   auto t = std::make_shared<AffineTransform>(d, param, latmix::OrthogonalTransform::random(d, seed)->q());
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   at::manual_seed(seed);
   for (const at::Tensor& p : t->parameters()) {
     at::Tensor m = p;
@@ -193,7 +194,7 @@ TEST(TransformFoldTiny, BlockHadamardAndKroneckerOnline) {
   plan.residual = std::make_shared<latmix::BlockHadamardTransform>(c.hidden_size, 32, 3);
   auto kron = latmix::KroneckerTransform::balanced(c.intermediate_size);
   {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     for (const at::Tensor& p : kron->parameters()) {
       at::Tensor m = p;
       m.add_(at::randn_like(p) * 0.1);

@@ -12,7 +12,7 @@
 /// Arithmetic is defined on fp32 values: bf16/fp16 inputs are widened exactly, fp64 inputs are
 /// rounded to fp32 first. For the MX formats every step is exact (power-of-two scaling), so the
 /// fp32 result is the exact dequantized value, and every implementation (the ATen path, the CPU
-/// loop, a future CUDA kernel, the Python reference in tests/golden/mx_reference.py) agrees bit
+/// loop, the fused CUDA kernel, the Python reference in tests/golden/mx_reference.py) agrees bit
 /// for bit. Results are returned in the input's dtype (bf16 results are exact except below
 /// 2^-126, where bf16 has fewer subnormals than fp32).
 ///
@@ -133,10 +133,15 @@ std::string to_string(Rounding rounding);
 
 /// Which implementation computes a quantization. Every choice gives the same bits.
 enum class MxKernel {
-  Auto,  ///< CPU tensors: CpuLoop; other devices: Aten (a fused CUDA kernel will slot in here)
+  Auto,  ///< CPU tensors: CpuLoop; CUDA tensors: Cuda in builds with CUDA; otherwise Aten
   Aten,  ///< unfused ATen tensor operations (any device)
   CpuLoop,  ///< direct C++ loop over blocks with at::parallel_for (CPU only)
+  Cuda,  ///< fused CUDA kernel, one pass over memory (CUDA tensors; throws latmix::Error elsewhere
+         ///< and in builds without CUDA, see mx_cuda_kernel_built)
 };
+
+/// Whether this build has the fused CUDA kernel (LibTorch with CUDA and nvcc at build time).
+bool mx_cuda_kernel_built();
 
 /// Quantize-then-dequantize along `axis` (negative counts from the end). Returns a tensor of
 /// x's shape, dtype and device. Floating inputs only (fp32, bf16, fp16, fp64).

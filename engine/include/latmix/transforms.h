@@ -12,6 +12,7 @@
 /// device; forward() and inverse() return the input's dtype. Trainable transforms expose their
 /// leaf tensors through parameters() (requires_grad set); the others return none.
 
+#include <c10/core/GradMode.h>
 #include <ATen/ATen.h>
 
 #include <nlohmann/json_fwd.hpp>
@@ -289,7 +290,7 @@ class AffineTransform : public Transform {
   std::vector<at::Tensor> parameters() const override;
   /// sum_i log|s_i| (differentiable): the LATMiX volume term.
   at::Tensor log_abs_det() const override;
-  /// The diagonal s and the bias v (leaves; modify under at::NoGradGuard).
+  /// The diagonal s and the bias v (leaves; modify under c10::NoGradGuard).
   const at::Tensor& diag() const { return s_; }
   const at::Tensor& bias_param() const { return v_; }
   void to(at::Device device) override;
