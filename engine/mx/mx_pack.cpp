@@ -92,13 +92,21 @@ MxPacked mx_encode(const at::Tensor& x, const MxFormat& format, int64_t axis, bo
   m.shape = x.sizes().vec();
   m.axis = mx_detail::normalize_axis(x, axis);
   m.nibbles = pack && format.is_4bit();
-  const at::Tensor xm = x.detach().to(at::kCPU).to(at::kFloat).movedim(m.axis, -1).contiguous();
+  // CUDA inputs are encoded by the fused kernel on the device (codes and scales stay there);
+  // everything else by the CPU encoder. Both give the same codes bit for bit.
+  const bool on_gpu = x.is_cuda() && mx_cuda_kernel_built();
+  const at::Tensor xm = on_gpu ? x.detach().movedim(m.axis, -1).contiguous()
+                               : x.detach().to(at::kCPU).to(at::kFloat).movedim(m.axis, -1).contiguous();
   const std::vector<int64_t> lead(xm.sizes().begin(), xm.sizes().end() - 1);
   const int64_t n = xm.size(-1);
   const bool nv = format.scale_type == ScaleType::E4M3;
-  m.tensor_scale = nv && format.tensor_scale ? mx_detail::nvfp4_tensor_scale(xm) : 1.0f;
+  m.tensor_scale = nv && format.tensor_scale ? mx_detail::nvfp4_tensor_scale(xm.to(at::kFloat)) : 1.0f;
   at::Tensor codes, scales;
-  mx_detail::encode_rows_cpu(xm.reshape({-1, n}), format, m.tensor_scale, codes, scales);
+  if (on_gpu) {
+    mx_detail::encode_rows_cuda(xm.reshape({-1, n}), format, m.tensor_scale, codes, scales);
+  } else {
+    mx_detail::encode_rows_cpu(xm.reshape({-1, n}), format, m.tensor_scale, codes, scales);
+  }
   std::vector<int64_t> cshape = lead, sshape = lead;
   cshape.push_back(n);
   sshape.push_back(scales.size(1));

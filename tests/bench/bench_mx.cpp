@@ -88,5 +88,18 @@ int main(int argc, char** argv) {
       report((name + kname).c_str(), t, bytes, copy);
     }
   }
+  // Packing: encode to uint8 codes (+ nibble packing for 4-bit) and scales, and decode back.
+  // GB/s counts the bytes actually read and written; "% copy" compares times with the clone.
+  for (const std::string name : {"mxfp4", "mxfp8_e4m3"}) {
+    const latmix::MxFormat f = latmix::MxFormat::parse(name);
+    const double n = static_cast<double>(x.numel());
+    const double code_bytes = f.is_4bit() ? n / 2 : n;
+    const double io = 2 * n + code_bytes + n / static_cast<double>(f.block);
+    const double enc = median_seconds([&] { (void)latmix::mx_encode(x, f, -1, true); }, iters, cuda);
+    report((name + "  encode+pack").c_str(), enc, io, copy);
+    const latmix::MxPacked packed = latmix::mx_encode(x, f, -1, true);
+    const double dec = median_seconds([&] { (void)latmix::mx_decode(packed, at::kBFloat16); }, iters, cuda);
+    report((name + "  unpack+decode (aten)").c_str(), dec, io, copy);
+  }
   return 0;
 }

@@ -311,3 +311,17 @@ TEST(MxCuda, StraightThroughGradientOnCuda) {
 }
 
 }  // namespace
+
+TEST(MxCuda, PublicEncodeOnCudaMatchesCpuAndPacks) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA device or a build without the CUDA kernel";
+  const at::Tensor x = nasty(32, 1000, 8).to(at::kBFloat16);
+  for (const MxFormat& f : all_formats()) {
+    SCOPED_TRACE(f.describe());
+    const latmix::MxPacked cpu = latmix::mx_encode(x, f, -1, true);
+    const latmix::MxPacked gpu = latmix::mx_encode(x.to(at::kCUDA), f, -1, true);
+    EXPECT_TRUE(gpu.codes.is_cuda());
+    EXPECT_EQ(byte_mismatches(cpu.codes, gpu.codes.cpu()), 0);
+    EXPECT_EQ(byte_mismatches(cpu.scales, gpu.scales.cpu()), 0);
+    EXPECT_EQ(cpu.tensor_scale, gpu.tensor_scale);
+  }
+}
