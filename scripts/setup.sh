@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   nlohmann-json3-dev libsentencepiece-dev libpcre2-dev libutf8proc-dev
   qt6-base-dev libqt6opengl6-dev libquazip1-qt6-dev libimgui-dev libgl-dev
-  xvfb xauth libgl1-mesa-dri
+  xvfb xauth libgl1-mesa-dri fonts-dejavu-core
   clang libclang-rt-14-dev
 )
 

@@ -31,4 +31,10 @@ contains stdout "transform block-hadamard"; contains stdout "residual: 256 chann
 expect 2 "$LATMIX" stats --model "$M6" --data "$CALIB" --transform spin --out "$OUT/t.json"; contains stderr "unknown transform 'spin'"
 [ ! -e "$OUT/t.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: stats output written on error"; FAILED=$((FAILED + 1)); }
 expect 1 "$LATMIX" stats --model "$M6" --data "$OUT/tiny.txt" --out "$OUT/u.json"; contains stderr "tiny.txt"
+W6=$M6/model.safetensors
+expect 0 "$LATMIX" mx quantize --format mxfp4 --in "$W6" --out "$OUT/q.safetensors" --json
+[ -s "$OUT/q.safetensors" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no quantized file"; FAILED=$((FAILED + 1)); }
+expect 0 "$LATMIX" mx quantize --format mxfp4 --in "$W6" --out "$OUT/p.safetensors" --pack
+expect 0 "$LATMIX" mx stats --in "$OUT/q.safetensors" --formats mxfp4 --json; contains stdout '"sqnr_db"'
+expect 1 "$LATMIX" mx stats --in "$OUT/missing.safetensors";  contains stderr "missing.safetensors"
 finish
