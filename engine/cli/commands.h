@@ -21,6 +21,7 @@ std::vector<Command> model_commands();  // info, tokenize, logits, generate
 std::vector<Command> eval_commands();   // ppl
 std::vector<Command> mx_commands();     // mx quantize, mx stats
 std::vector<Command> stats_commands();  // stats
+std::vector<Command> evaluate_commands();  // eval
 
 /// Applies --threads; returns the --device.
 at::Device apply_common_options(const Args& args);

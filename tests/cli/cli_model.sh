@@ -31,6 +31,12 @@ contains stdout "transform block-hadamard"; contains stdout "residual: 256 chann
 expect 2 "$LATMIX" stats --model "$M6" --data "$CALIB" --transform spin --out "$OUT/t.json"; contains stderr "unknown transform 'spin'"
 [ ! -e "$OUT/t.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: stats output written on error"; FAILED=$((FAILED + 1)); }
 expect 1 "$LATMIX" stats --model "$M6" --data "$OUT/tiny.txt" --out "$OUT/u.json"; contains stderr "tiny.txt"
+expect 0 "$LATMIX" eval --model "$M6" --data-dir "$DATA" --tasks copa,arc_easy,text:$CALIB --limit 10 --seqlen 128 --json --out "$OUT/e.json"
+contains stdout '"task": "copa"'; contains stdout 'first 10 of 2376 items, no BOS'; contains stdout 'seqlen 128, 10 windows, 1270 tokens scored, no BOS'
+[ -s "$OUT/e.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no eval results file"; FAILED=$((FAILED + 1)); }
+expect 0 "$LATMIX" eval --model "$M6" --data-dir "$DATA" --tasks winogrande --limit 10 --quant w=mxfp4,a=mxfp4; contains stdout "recovery"
+expect 2 "$LATMIX" eval --model "$M6" --tasks arc_easy,mmlu;          contains stderr "unknown task 'mmlu'"
+expect 1 "$LATMIX" eval --model "$M6" --data-dir "$OUT" --tasks copa; contains stderr "copa.mosaic.jsonl: cannot open file"
 W6=$M6/model.safetensors
 expect 0 "$LATMIX" mx quantize --format mxfp4 --in "$W6" --out "$OUT/q.safetensors" --json
 [ -s "$OUT/q.safetensors" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no quantized file"; FAILED=$((FAILED + 1)); }
