@@ -46,7 +46,7 @@ const Setup& setup() {
   return s;
 }
 
-const latmix::QuantizedModel& quantized(const std::string& spec) {
+const latmix::QuantizedModel& quantized(const char* spec) {
   static std::map<std::string, latmix::QuantizedModel> cache;
   auto it = cache.find(spec);
   if (it == cache.end()) {
