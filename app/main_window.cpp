@@ -28,6 +28,7 @@
 #include "engine_host.h"
 #include "heatmap_view.h"
 #include "imgui_host.h"
+#include "compare_panel.h"
 #include "explorer_panel.h"
 #include "settings_dialog.h"
 #include "microscope_panel.h"
@@ -81,6 +82,8 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   tabs_->addTab(explorer_, "Activation Explorer");
   microscope_ = new MicroscopePanel(host_, session_, tabs_);
   tabs_->addTab(microscope_, "Block Microscope");
+  compare_ = new ComparePanel(host_, session_, tabs_);
+  tabs_->addTab(compare_, "Compare");
   connect(explorer_, &ExplorerPanel::blockClicked, this, [this](const QString& point, int layer, int block) {
     tabs_->setCurrentWidget(microscope_);
     microscope_->select(point, layer, block);
@@ -299,9 +302,14 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
       QTimer::singleShot(300, this, [this, shoot, after, done, ok] {
         shoot("explorer");
         tabs_->setCurrentWidget(microscope_);
-        after(microscope_, &MicroscopePanel::refreshed, [shoot, done, ok] {
+        after(microscope_, &MicroscopePanel::refreshed, [this, shoot, after, done, ok] {
           shoot("microscope");
-          done(*ok);
+          tabs_->setCurrentWidget(compare_);
+          after(compare_, &ComparePanel::finished, [shoot, done, ok] {
+            shoot("compare");
+            done(*ok);
+          });
+          if (compare_->run() == 0) done(false);
         });
         microscope_->select("residual", 1, 6);
       });

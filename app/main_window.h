@@ -24,6 +24,7 @@ class EngineHost;
 class ModelSession;
 class MicroscopePanel;
 class ExplorerPanel;
+class ComparePanel;
 struct ModelSummary;
 
 class MainWindow : public QMainWindow {
@@ -73,6 +74,7 @@ class MainWindow : public QMainWindow {
   QTabWidget* tabs_ = nullptr;
   MicroscopePanel* microscope_ = nullptr;
   ExplorerPanel* explorer_ = nullptr;
+  ComparePanel* compare_ = nullptr;
   quint64 current_job_ = 0;
 };
 
