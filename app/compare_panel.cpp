@@ -96,6 +96,12 @@ ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* par
   connect(host_, &EngineHost::jobFailed, this, enable);
 }
 
+void ComparePanel::configure(const QString& tasks, const QString& specs, int limit) {
+  tasks_->setText(tasks);
+  specs_->setPlainText(specs);
+  limit_->setValue(limit);
+}
+
 quint64 ComparePanel::run() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();

@@ -34,6 +34,8 @@ class ComparePanel : public QWidget {
   /// Starts the comparison with the current settings; returns the job id (0 without a model).
   quint64 run();
   const std::vector<CompareColumn>& columns() const { return columns_; }
+  /// Sets the inputs (tasks, one spec per line, limit); used by scripted runs and screenshots.
+  void configure(const QString& tasks, const QString& specs, int limit);
   /// The table as Markdown (with the settings), for the report file.
   QString markdown() const;
 
