@@ -113,8 +113,7 @@ quint64 ComparePanel::run() {
   EvalOptions opt;
   opt.limit = limit_->value();
   opt.seqlen = seqlen_->value();
-  const QString data_dir = StudioSettings::load().data_dir;
-  opt.data_dir = data_dir.isEmpty() ? default_eval_data_dir() : data_dir.toStdString();
+  opt.data_dir = studio_data_dir().toStdString();
   const std::string tasks = tasks_->text().toStdString();
   const std::string calib = calibration_path().toStdString();
   settings_text_ = QString("model %1; tasks %2; limit %3; seqlen %4; data %5")

@@ -293,6 +293,15 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
     });
   };
   resize(1560, 960);
+  // A failed or cancelled step ends the scenario with an error instead of waiting forever.
+  auto failed = [this, done](quint64, const QString& tag, const QString& message = {}) {
+    if (tag == "calibrate" || tag == "microscope" || tag == "compare") {
+      log("screenshot scenario stopped: " + tag + " " + message);
+      done(false);
+    }
+  };
+  connect(host_, &EngineHost::jobFailed, this, failed);
+  connect(host_, &EngineHost::jobCancelled, this, [failed](quint64 id, const QString& tag) { failed(id, tag); });
   tabs_->setCurrentIndex(0);
   QTimer::singleShot(400, this, [this, shoot, after, done, ok] {
     shoot("overview");

@@ -2,6 +2,8 @@
 
 #include <QApplication>
 #include <QComboBox>
+#include <QDir>
+#include <QFileInfo>
 #include <QDialogButtonBox>
 #include <QFormLayout>
 #include <QLineEdit>
@@ -16,6 +18,7 @@
 #include <ATen/Parallel.h>
 
 #include "engine_host.h"
+#include "main_window.h"
 
 namespace latmix::studio {
 
@@ -36,6 +39,15 @@ void StudioSettings::save() const {
   s.setValue("engine/threads", threads);
   s.setValue("paths/data", data_dir);
   s.setValue("view/palette", palette);
+}
+
+QString studio_data_dir() {
+  const QString configured = StudioSettings::load().data_dir;
+  if (!configured.isEmpty()) return configured;
+  const QString env = qEnvironmentVariable("LATMIX_DATA_DIR");
+  if (!env.isEmpty()) return env;
+  const QString beside = resources_dir() + "/../../shared/data";
+  return QFileInfo::exists(beside) ? QDir(beside).absolutePath() : QString("../shared/data");
 }
 
 namespace {

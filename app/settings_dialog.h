@@ -23,6 +23,10 @@ struct StudioSettings {
   void save() const;
 };
 
+/// The shared data folder (evaluation sets): the setting, else $LATMIX_DATA_DIR, else
+/// `shared/data` beside the checkout that holds the bundled resources.
+QString studio_data_dir();
+
 /// Applies device/threads to the engine (queued on the engine thread) and the palette to the app.
 void apply_settings(const StudioSettings& settings, EngineHost* host);
 

@@ -3,6 +3,7 @@
 # that every screenshot exists and is not blank (more than a handful of distinct colours).
 set -euo pipefail
 STUDIO=$1; DIR=$2
+export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
 rm -rf "$DIR"; mkdir -p "$DIR"
 export XDG_CONFIG_HOME=$(mktemp -d)   # fresh settings: first start
 trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT
