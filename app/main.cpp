@@ -9,6 +9,7 @@
 #include "engine_host.h"
 #include "main_window.h"
 #include "latency_probe.h"
+#include "latmix/version.h"
 #include "model_session.h"
 #include "settings_dialog.h"
 
@@ -16,7 +17,7 @@ int main(int argc, char** argv) {
   QApplication app(argc, argv);
   QApplication::setOrganizationName("LATMiX");
   QApplication::setApplicationName("LATMiX Studio");
-  QApplication::setApplicationVersion(LATMIX_VERSION);
+  QApplication::setApplicationVersion(latmix::version());
 
   QCommandLineParser parser;
   parser.setApplicationDescription("Inspect and quantize LLMs to the OCP microscaling (MX) formats.");

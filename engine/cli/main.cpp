@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "latmix/error.h"
+#include "latmix/version.h"
 
 namespace {
 
@@ -23,7 +24,7 @@ std::vector<Command> all_commands() {
 }
 
 std::string version_line() {
-  return std::string("latmix ") + LATMIX_VERSION + " (commit " + LATMIX_GIT_COMMIT + ")";
+  return std::string("latmix ") + latmix::version() + " (commit " + latmix::git_commit() + ")";
 }
 
 void print_usage(const std::vector<Command>& cmds) {
