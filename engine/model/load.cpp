@@ -15,12 +15,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string shape_string(at::IntArrayRef shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 class HfWeightReader {
  public:
   HfWeightReader(const TensorStore& store, const std::string& folder, const LoadOptions& opts)
@@ -30,7 +24,7 @@ class HfWeightReader {
     if (!store_.contains(name)) fail(folder_, "tensor '" + name + "' is missing", "present", "absent");
     at::Tensor t = store_.get(name);
     if (t.sizes() != at::IntArrayRef(shape)) {
-      fail(folder_, "tensor '" + name + "' has the wrong shape", shape_string(shape), shape_string(t.sizes()));
+      fail(folder_, "tensor '" + name + "' has the wrong shape", shape_to_string(shape), shape_to_string(t.sizes()));
     }
     if (!at::isFloatingType(t.scalar_type())) {
       fail(folder_, "tensor '" + name + "' is not floating point", "F32, F16 or BF16",

@@ -3,18 +3,13 @@
 #include <limits>
 
 #include "latmix/error.h"
+#include "latmix/tensor_io.h"
 #include "latmix/mx.h"
 #include "mx/mx_internal.h"
 
 namespace latmix {
 
 namespace {
-
-std::string shape_string(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 // The element value of every code, as fp32 (index = code).
 at::Tensor element_table(ElementFormat f, const at::Device& device) {
@@ -55,10 +50,10 @@ void check_packed(const MxPacked& m, int64_t n, const std::vector<int64_t>& lead
   want_codes.push_back(m.nibbles ? (n + 1) / 2 : n);
   want_scales.push_back((n + m.format.block - 1) / m.format.block);
   if (m.codes.sizes().vec() != want_codes) {
-    fail("", "MX codes", "shape " + shape_string(want_codes), shape_string(m.codes.sizes()));
+    fail("", "MX codes", "shape " + shape_to_string(want_codes), shape_to_string(m.codes.sizes()));
   }
   if (m.scales.sizes().vec() != want_scales) {
-    fail("", "MX scales", "shape " + shape_string(want_scales), shape_string(m.scales.sizes()));
+    fail("", "MX scales", "shape " + shape_to_string(want_scales), shape_to_string(m.scales.sizes()));
   }
 }
 
@@ -126,7 +121,7 @@ at::Tensor mx_decode(const MxPacked& m, at::ScalarType dtype) {
   m.format.validate();
   if (m.shape.empty() || m.axis < 0 || m.axis >= static_cast<int64_t>(m.shape.size())) {
     fail("", "MX packed data", "a shape of at least one dimension and an axis inside it",
-         shape_string(m.shape) + ", axis " + std::to_string(m.axis));
+         shape_to_string(m.shape) + ", axis " + std::to_string(m.axis));
   }
   std::vector<int64_t> moved = m.shape;
   const int64_t n = moved[static_cast<size_t>(m.axis)];
@@ -169,12 +164,12 @@ at::Tensor gguf_mxfp4_decode(const at::Tensor& blocks, at::IntArrayRef shape) {
   int64_t numel = 1;
   for (int64_t s : shape) numel *= s;
   if (shape.empty() || shape.back() % 32 != 0) {
-    fail("", "GGUF MXFP4 shape", "a last dimension that is a multiple of 32", shape_string(shape));
+    fail("", "GGUF MXFP4 shape", "a last dimension that is a multiple of 32", shape_to_string(shape));
   }
   if (blocks.scalar_type() != at::kByte || blocks.dim() != 2 || blocks.size(1) != 17 ||
       blocks.size(0) * 32 != numel) {
     fail("", "GGUF MXFP4 blocks", "uint8 [" + std::to_string(numel / 32) + ", 17]",
-         std::string(c10::toString(blocks.scalar_type())) + " " + shape_string(blocks.sizes()));
+         std::string(c10::toString(blocks.scalar_type())) + " " + shape_to_string(blocks.sizes()));
   }
   const at::Tensor qs = blocks.narrow(1, 1, 16);
   MxPacked m;

@@ -55,6 +55,9 @@ std::optional<at::ScalarType> to_torch_dtype(DType dtype);
 /// complex double, ...).
 std::optional<DType> from_torch_dtype(at::ScalarType type);
 
+/// "[4096, 14336]": shape_to_string() for LibTorch sizes.
+inline std::string shape_to_string(at::IntArrayRef shape) { return shape_to_string(shape.vec()); }
+
 /// One memory-mapped safetensors file. Open once, share the pointer; thread-safe after open().
 class SafetensorsFile {
  public:
