@@ -159,17 +159,29 @@ at::Tensor Model::hidden_states(const at::Tensor& ids_in, KvCache* cache) const 
     cache->values_.resize(static_cast<size_t>(config_.num_layers));
   }
   at::Tensor h = at::embedding(weights_.embed, ids);
-  for (int64_t l = 0; l < config_.num_layers; ++l) {
-    const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
-    h = capture(CapturePoint::Residual, l, h);
-    at::Tensor a = capture(CapturePoint::AttnIn, l, rms_norm(h, w.attn_norm));
-    h = h + attention(w, l, a, cache, offset);
-    h = capture(CapturePoint::ResidualMid, l, h);
-    at::Tensor m = capture(CapturePoint::MlpIn, l, rms_norm(h, w.mlp_norm));
-    h = h + mlp(w, l, m);
-  }
+  for (int64_t l = 0; l < config_.num_layers; ++l) h = layer_step(l, h, cache, offset);
   if (cache != nullptr) cache->length_ += ids.size(1);
   return capture(CapturePoint::FinalNormOut, config_.num_layers, rms_norm(h, weights_.final_norm));
+}
+
+at::Tensor Model::layer_step(int64_t l, at::Tensor h, KvCache* cache, int64_t offset) const {
+  const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
+  h = capture(CapturePoint::Residual, l, h);
+  at::Tensor a = capture(CapturePoint::AttnIn, l, rms_norm(h, w.attn_norm));
+  h = h + attention(w, l, a, cache, offset);
+  h = capture(CapturePoint::ResidualMid, l, h);
+  at::Tensor m = capture(CapturePoint::MlpIn, l, rms_norm(h, w.mlp_norm));
+  return h + mlp(w, l, m);
+}
+
+at::Tensor Model::embed(const at::Tensor& ids) const {
+  return at::embedding(weights_.embed, ids.to(device(), at::kLong));
+}
+
+at::Tensor Model::forward_layer(int64_t layer, const at::Tensor& h) const {
+  TORCH_CHECK(layer >= 0 && layer < config_.num_layers, "forward_layer: layer ", layer, " out of range");
+  TORCH_CHECK(h.dim() == 3 && h.size(2) == config_.hidden_size, "forward_layer expects h [B, T, hidden]");
+  return layer_step(layer, h, nullptr, 0);
 }
 
 at::Tensor Model::logits_from_hidden(const at::Tensor& hidden) const {

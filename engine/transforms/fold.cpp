@@ -31,10 +31,16 @@ void check_plan(const ModelConfig& c, const TransformPlan& plan) {
   };
   check_list(plan.value, c.head_dim, "value");
   check_list(plan.down_online, c.intermediate_size, "down_online");
+  check_list(plan.attn_online, c.hidden_size, "attn_online");
+  check_list(plan.mlp_online, c.hidden_size, "mlp_online");
 }
 
+// Whether a transform's bias takes part in folding: a non-zero one, or a trainable one (it starts
+// at zero, and leaving it out would cut it from the gradient).
 bool has_nonzero(const at::Tensor& v) {
-  return v.defined() && v.ne(0).any().item<bool>();
+  if (!v.defined()) return false;
+  if (v.requires_grad() && at::GradMode::is_enabled()) return true;
+  return v.ne(0).any().item<bool>();
 }
 
 /// W [out, in] with each input column scaled by its norm gain.
@@ -51,6 +57,8 @@ class Folder {
 
   void fold_value(size_t l, const Transform& t);
   void fold_down(size_t l, const Transform& t);
+  /// An online transform before q/k/v (attn) or gate/up (mlp).
+  void fold_input_online(size_t l, const Transform& t, bool attn);
   void fuse_norms();
   void fold_residual(const Transform& t);
 
@@ -130,6 +138,37 @@ void Folder::fold_down(size_t l, const Transform& t) {
   lw.down_bias = bias;
 }
 
+void Folder::fold_input_online(size_t l, const Transform& t, bool attn) {
+  LayerWeights& lw = w_.layers[l];
+  const at::Tensor v = t.bias();
+  const bool with_v = has_nonzero(v);
+  auto fold_one = [&](at::Tensor& weight, at::Tensor& bias, const std::string& name) {
+    at::Tensor folded = t.fold_into_reader(weight);
+    if (with_v) {
+      if (!bias.defined()) {
+        if (options_.missing_bias != MissingBias::Create) {
+          fail("fold", layer_name(l, std::string(attn ? "attn" : "mlp") + "_online transform bias"),
+               std::string("a ") + name + " bias (" + (attn ? "attention_bias" : "mlp_bias") +
+                   "), v = 0, or MissingBias::Create",
+               "no " + name + " bias");
+        }
+        bias = make_bias(l, name + "_bias", folded.size(0), attn ? "attention_bias" : "mlp_bias");
+      }
+      at::Tensor vf = v.to(at::kDouble).to(bias.device());
+      bias = (bias.to(at::kDouble) - at::matmul(folded.to(at::kDouble), vf)).to(bias.scalar_type());
+    }
+    weight = folded;
+  };
+  if (attn) {
+    fold_one(lw.q, lw.q_bias, "q");
+    fold_one(lw.k, lw.k_bias, "k");
+    fold_one(lw.v, lw.v_bias, "v");
+  } else {
+    fold_one(lw.gate, lw.gate_bias, "gate");
+    fold_one(lw.up, lw.up_bias, "up");
+  }
+}
+
 void Folder::fuse_norms() {
   for (LayerWeights& lw : w_.layers) {
     lw.q = scale_columns(lw.q, lw.attn_norm);
@@ -174,50 +213,118 @@ void Folder::fold_residual(const Transform& t) {
 
 }  // namespace
 
-OnlineTransformHook::OnlineTransformHook(CapturePoint point, std::vector<TransformPtr> transforms)
-    : point_(point), transforms_(std::move(transforms)) {}
+OnlineTransformHook::OnlineTransformHook(CapturePoint point, std::vector<TransformPtr> transforms) {
+  add(point, std::move(transforms));
+}
+
+void OnlineTransformHook::add(CapturePoint point, std::vector<TransformPtr> transforms) {
+  slots_.emplace_back(point, std::move(transforms));
+}
+
+std::shared_ptr<OnlineTransformHook> OnlineTransformHook::for_plan(const TransformPlan& plan) {
+  std::shared_ptr<OnlineTransformHook> hook;
+  auto any = [](const std::vector<TransformPtr>& list) {
+    for (const auto& t : list) {
+      if (t) return true;
+    }
+    return false;
+  };
+  const std::pair<CapturePoint, const std::vector<TransformPtr>*> slots[] = {
+      {CapturePoint::AttnIn, &plan.attn_online},
+      {CapturePoint::MlpIn, &plan.mlp_online},
+      {CapturePoint::DownIn, &plan.down_online}};
+  for (const auto& [point, list] : slots) {
+    if (!any(*list)) continue;
+    if (!hook) {
+      hook = std::make_shared<OnlineTransformHook>(point, *list);
+    } else {
+      hook->add(point, *list);
+    }
+  }
+  return hook;
+}
+
+const TransformPtr* OnlineTransformHook::find(CapturePoint point, int64_t layer) const {
+  if (layer < 0) return nullptr;
+  for (const auto& [p, list] : slots_) {
+    if (p == point && static_cast<size_t>(layer) < list.size() && list[static_cast<size_t>(layer)]) {
+      return &list[static_cast<size_t>(layer)];
+    }
+  }
+  return nullptr;
+}
 
 bool OnlineTransformHook::wants(CapturePoint point, int64_t layer) const {
-  return point == point_ && layer >= 0 && static_cast<size_t>(layer) < transforms_.size() &&
-         transforms_[static_cast<size_t>(layer)] != nullptr;
+  return find(point, layer) != nullptr;
 }
 
-at::Tensor OnlineTransformHook::on_capture(CapturePoint, int64_t layer, const at::Tensor& x) {
-  return transforms_[static_cast<size_t>(layer)]->forward(x);
+at::Tensor OnlineTransformHook::on_capture(CapturePoint point, int64_t layer, const at::Tensor& x) {
+  return (*find(point, layer))->forward(x);
 }
 
-FoldResult fold_transforms(Model& model, const TransformPlan& plan, const FoldOptions& options) {
+bool TransformPlan::empty() const {
+  return all().empty();
+}
+
+std::vector<TransformPtr> TransformPlan::all() const {
+  std::vector<TransformPtr> out;
+  if (residual) out.push_back(residual);
+  for (const auto* list : {&value, &down_online, &attn_online, &mlp_online}) {
+    for (const auto& t : *list) {
+      if (t) out.push_back(t);
+    }
+  }
+  return out;
+}
+
+std::vector<at::Tensor> TransformPlan::parameters() const {
+  std::vector<at::Tensor> out;
+  for (const auto& t : all()) {
+    for (const auto& p : t->parameters()) out.push_back(p);
+  }
+  return out;
+}
+
+void TransformPlan::to(at::Device device) const {
+  for (const auto& t : all()) t->to(device);
+}
+
+ModelWeights folded_weights(const Model& model, const TransformPlan& plan, const FoldOptions& options,
+                            FoldResult* info) {
   check_plan(model.config(), plan);
-  c10::NoGradGuard no_grad;
-  auto to_device = [&](const TransformPtr& t) {
-    if (t) t->to(model.device());
-  };
-  to_device(plan.residual);
-  for (const auto& t : plan.value) to_device(t);
-  for (const auto& t : plan.down_online) to_device(t);
-
-  FoldResult result;
-  result.original = model.weights();
+  FoldResult local;
+  FoldResult& result = info != nullptr ? *info : local;
   Folder folder(model, options, result);
   for (size_t l = 0; l < plan.value.size(); ++l) {
     if (plan.value[l]) folder.fold_value(l, *plan.value[l]);
   }
-  bool any_online = false;
   for (size_t l = 0; l < plan.down_online.size(); ++l) {
-    if (plan.down_online[l]) {
-      folder.fold_down(l, *plan.down_online[l]);
-      any_online = true;
-    }
+    if (plan.down_online[l]) folder.fold_down(l, *plan.down_online[l]);
   }
   if (plan.residual) {
     folder.fuse_norms();
     folder.fold_residual(*plan.residual);
   }
-  model.weights() = folder.weights();
-  if (any_online) {
-    result.online_hook = std::make_shared<OnlineTransformHook>(CapturePoint::DownIn, plan.down_online);
-    model.add_hook(result.online_hook);
+  // After the residual transform: these act on the normalized input in its basis.
+  for (size_t l = 0; l < plan.attn_online.size(); ++l) {
+    if (plan.attn_online[l]) folder.fold_input_online(l, *plan.attn_online[l], true);
   }
+  for (size_t l = 0; l < plan.mlp_online.size(); ++l) {
+    if (plan.mlp_online[l]) folder.fold_input_online(l, *plan.mlp_online[l], false);
+  }
+  return folder.weights();
+}
+
+FoldResult fold_transforms(Model& model, const TransformPlan& plan, const FoldOptions& options) {
+  check_plan(model.config(), plan);
+  c10::NoGradGuard no_grad;
+  plan.to(model.device());
+  FoldResult result;
+  result.original = model.weights();
+  ModelWeights folded = folded_weights(model, plan, options, &result);
+  model.weights() = std::move(folded);
+  result.online_hook = OnlineTransformHook::for_plan(plan);
+  if (result.online_hook) model.add_hook(result.online_hook);
   return result;
 }
 

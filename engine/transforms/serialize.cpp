@@ -115,14 +115,17 @@ void save_transforms(const std::string& path_prefix, const TransformPlan& plan) 
   json j = {{"format", "latmix-transforms"}, {"version", 1}};
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   add_slot(plan.residual, "residual.", j["residual"], tensors);
-  j["value"] = json::array();
-  j["down_online"] = json::array();
-  for (size_t l = 0; l < plan.value.size(); ++l) {
-    add_slot(plan.value[l], "value." + std::to_string(l) + ".", j["value"][l], tensors);
-  }
-  for (size_t l = 0; l < plan.down_online.size(); ++l) {
-    add_slot(plan.down_online[l], "down_online." + std::to_string(l) + ".", j["down_online"][l], tensors);
-  }
+  auto add_list = [&](const char* key, const std::vector<TransformPtr>& list) {
+    j[key] = json::array();
+    for (size_t l = 0; l < list.size(); ++l) {
+      add_slot(list[l], std::string(key) + "." + std::to_string(l) + ".", j[key][l], tensors);
+    }
+  };
+  add_list("value", plan.value);
+  add_list("down_online", plan.down_online);
+  // Written only when used, so files of plans without them stay as before.
+  if (!plan.attn_online.empty()) add_list("attn_online", plan.attn_online);
+  if (!plan.mlp_online.empty()) add_list("mlp_online", plan.mlp_online);
   write_safetensors(path_prefix + ".safetensors", tensors, {{"format", "latmix-transforms"}});
   write_file_atomic(path_prefix + ".json", j.dump(2) + "\n");
 }
@@ -144,6 +147,8 @@ TransformPlan load_transforms(const std::string& path_prefix) {
   plan.residual = read_slot(j.value("residual", json()), "residual.", *file, json_path);
   plan.value = read_list(j, "value", *file, json_path);
   plan.down_online = read_list(j, "down_online", *file, json_path);
+  plan.attn_online = read_list(j, "attn_online", *file, json_path);
+  plan.mlp_online = read_list(j, "mlp_online", *file, json_path);
   return plan;
 }
 

@@ -97,6 +97,13 @@ class Model {
   /// Applies lm_head to hidden states and returns float32 logits.
   at::Tensor logits_from_hidden(const at::Tensor& hidden) const;
 
+  /// The residual stream entering layer 0: the embeddings of ids [B, T] ([B, T, hidden]).
+  at::Tensor embed(const at::Tensor& ids) const;
+  /// Runs decoder layer `layer` alone on the residual stream h [B, T, hidden] (positions 0..T-1,
+  /// no cache) and returns the residual stream leaving it; the layer's capture points fire.
+  /// Used by layer-wise transform learning.
+  at::Tensor forward_layer(int64_t layer, const at::Tensor& h) const;
+  const std::vector<std::shared_ptr<CaptureHook>>& hooks() const { return hooks_; }
   void add_hook(std::shared_ptr<CaptureHook> hook);
   void remove_hook(const std::shared_ptr<CaptureHook>& hook);
   void clear_hooks() { hooks_.clear(); }
@@ -109,6 +116,7 @@ class Model {
   at::Tensor attention(const LayerWeights& w, int64_t layer, const at::Tensor& x, KvCache* cache,
                        int64_t offset) const;
   at::Tensor mlp(const LayerWeights& w, int64_t layer, const at::Tensor& x) const;
+  at::Tensor layer_step(int64_t layer, at::Tensor h, KvCache* cache, int64_t offset) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
   std::pair<at::Tensor, at::Tensor> rope_tables(int64_t offset, int64_t length, at::ScalarType dtype) const;
 

@@ -15,6 +15,10 @@
 ///    through attention unchanged and o_proj's bias absorbs it: b_o -= sum_h W_o,h A^-1 v).
 ///  - down_online (width intermediate_size): applied at run time by a CaptureHook at
 ///    CapturePoint::DownIn; down_proj W -> W A^-1, b -> b - W A^-1 v. Exact.
+///  - attn_online / mlp_online (per layer, width hidden_size; FlatQuant's placement): applied at
+///    run time at CapturePoint::AttnIn / MlpIn (the normalized input of q/k/v resp. gate/up),
+///    their inverse folded into q/k/v resp. gate/up like down_online (biases: attention_bias resp.
+///    mlp_bias). Folded after the residual transform, so they act in its basis. Exact.
 
 #include <ATen/ATen.h>
 
@@ -32,6 +36,16 @@ struct TransformPlan {
   TransformPtr residual;                  ///< width hidden_size
   std::vector<TransformPtr> value;        ///< per layer (empty, or num_layers entries), width head_dim
   std::vector<TransformPtr> down_online;  ///< per layer (empty, or num_layers entries), width intermediate_size
+  std::vector<TransformPtr> attn_online;  ///< per layer (empty, or num_layers entries), width hidden_size
+  std::vector<TransformPtr> mlp_online;   ///< per layer (empty, or num_layers entries), width hidden_size
+
+  bool empty() const;
+  /// Every transform of the plan, in a fixed order (residual, value, down, attn, mlp; nulls skipped).
+  std::vector<TransformPtr> all() const;
+  /// Every trainable leaf tensor of every transform.
+  std::vector<at::Tensor> parameters() const;
+  /// Moves every transform to `device`.
+  void to(at::Device device) const;
 };
 
 /// What to do when a transform's bias v needs a bias tensor the architecture does not have
@@ -47,16 +61,20 @@ struct FoldOptions {
   MissingBias missing_bias = MissingBias::Fail;
 };
 
-/// A hook that applies per-layer transforms at one capture point (forward, with autograd).
+/// A hook that applies per-layer transforms at one or more capture points (forward, with autograd).
 class OnlineTransformHook : public CaptureHook {
  public:
   OnlineTransformHook(CapturePoint point, std::vector<TransformPtr> transforms);
+  /// The online transforms of a plan: down_online at DownIn, attn_online at AttnIn, mlp_online at
+  /// MlpIn. Returns null when the plan has none.
+  static std::shared_ptr<OnlineTransformHook> for_plan(const TransformPlan& plan);
+  void add(CapturePoint point, std::vector<TransformPtr> transforms);
   bool wants(CapturePoint point, int64_t layer) const override;
   at::Tensor on_capture(CapturePoint point, int64_t layer, const at::Tensor& x) override;
 
  private:
-  CapturePoint point_;
-  std::vector<TransformPtr> transforms_;
+  const TransformPtr* find(CapturePoint point, int64_t layer) const;
+  std::vector<std::pair<CapturePoint, std::vector<TransformPtr>>> slots_;
 };
 
 /// What fold_transforms() did, and what unfold_transforms() needs to undo it.
@@ -82,6 +100,14 @@ struct FoldResult {
 /// \throws latmix::Error for a width mismatch, a per-layer list of the wrong length, or a bias
 /// without a home (MissingBias::Fail); the model is unchanged when it throws.
 FoldResult fold_transforms(Model& model, const TransformPlan& plan, const FoldOptions& options = {});
+
+/// The folded weights of `model` under `plan` (see the file comment), computed with autograd
+/// when it is enabled: the result is differentiable in the transforms' parameters (a bias v that
+/// requires grad is always folded, even while it is zero). Does not install the online hook
+/// (use OnlineTransformHook::for_plan). `info` (optional) receives the notes of FoldResult.
+/// Used by transform learning; fold_transforms() is this under NoGradGuard plus the hook.
+ModelWeights folded_weights(const Model& model, const TransformPlan& plan, const FoldOptions& options = {},
+                            FoldResult* info = nullptr);
 
 /// Restores the weights saved in `result` exactly and removes its hook from the model.
 void unfold_transforms(Model& model, const FoldResult& result);
