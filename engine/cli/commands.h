@@ -22,6 +22,8 @@ std::vector<Command> eval_commands();   // ppl
 std::vector<Command> mx_commands();     // mx quantize, mx stats
 std::vector<Command> stats_commands();  // stats
 std::vector<Command> evaluate_commands();  // eval
+std::vector<Command> learn_commands();     // learn
+std::vector<Command> compare_commands();   // compare
 
 /// Applies --threads; returns the --device.
 at::Device apply_common_options(const Args& args);

@@ -20,6 +20,8 @@ std::vector<Command> all_commands() {
   for (auto& c : latmix::cli::mx_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::stats_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::evaluate_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::learn_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::compare_commands()) cmds.push_back(std::move(c));
   return cmds;
 }
 

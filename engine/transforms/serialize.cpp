@@ -39,7 +39,10 @@ TransformPtr build(const std::string& kind, int64_t dim, const json& j, const Na
   }
   if (kind == "orthogonal") return std::make_shared<OrthogonalTransform>(need(t, "q", origin));
   if (kind == "rotation") {
-    auto r = std::make_shared<RotationTransform>(dim, need(t, "base", origin));
+    const std::string map = j.value("map", "exp");
+    if (map != "exp" && map != "cayley") fail(origin, "rotation map", "exp or cayley", "'" + map + "'");
+    auto r = std::make_shared<RotationTransform>(
+        dim, need(t, "base", origin), map == "exp" ? RotationTransform::Map::Exp : RotationTransform::Map::Cayley);
     r->set_generator(need(t, "g", origin));
     return r;
   }
@@ -112,6 +115,10 @@ TransformPtr transform_from_state(const json& description, const NamedTensors& t
 }
 
 void save_transforms(const std::string& path_prefix, const TransformPlan& plan) {
+  save_transforms(path_prefix, plan, json());
+}
+
+void save_transforms(const std::string& path_prefix, const TransformPlan& plan, const json& metadata) {
   json j = {{"format", "latmix-transforms"}, {"version", 1}};
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   add_slot(plan.residual, "residual.", j["residual"], tensors);
@@ -126,6 +133,7 @@ void save_transforms(const std::string& path_prefix, const TransformPlan& plan) 
   // Written only when used, so files of plans without them stay as before.
   if (!plan.attn_online.empty()) add_list("attn_online", plan.attn_online);
   if (!plan.mlp_online.empty()) add_list("mlp_online", plan.mlp_online);
+  if (!metadata.is_null()) j["metadata"] = metadata;
   write_safetensors(path_prefix + ".safetensors", tensors, {{"format", "latmix-transforms"}});
   write_file_atomic(path_prefix + ".json", j.dump(2) + "\n");
 }
@@ -150,6 +158,19 @@ TransformPlan load_transforms(const std::string& path_prefix) {
   plan.attn_online = read_list(j, "attn_online", *file, json_path);
   plan.mlp_online = read_list(j, "mlp_online", *file, json_path);
   return plan;
+}
+
+json load_transforms_metadata(const std::string& path_prefix) {
+  const std::string json_path = path_prefix + ".json";
+  json j;
+  try {
+    j = json::parse(read_text_file(json_path));
+  } catch (const json::exception& e) {
+    fail(json_path, "JSON", "valid JSON", e.what());
+  }
+  if (!j.is_object() || !j.contains("metadata")) return nullptr;
+  if (!j["metadata"].is_object()) fail(json_path, "key 'metadata'", "an object", j["metadata"].type_name());
+  return j["metadata"];
 }
 
 }  // namespace latmix

@@ -306,7 +306,7 @@ at::Tensor OrthogonalTransform::apply_inverse_linear(const at::Tensor& y) const 
 
 // ---- Learned rotation -----------------------------------------------------------------------
 
-RotationTransform::RotationTransform(int64_t dim, const at::Tensor& base) : Transform(dim) {
+RotationTransform::RotationTransform(int64_t dim, const at::Tensor& base, Map map) : Transform(dim), map_(map) {
   if (dim <= 0) fail("rotation transform", "width", "positive", std::to_string(dim));
   if (base.defined()) {
     base_ = OrthogonalTransform(base).q();  // validates shape and orthogonality
@@ -319,8 +319,35 @@ RotationTransform::RotationTransform(int64_t dim, const at::Tensor& base) : Tran
 }
 
 at::Tensor RotationTransform::rotation() const {
-  return at::matmul(base_, at::linalg_matrix_exp(g_ - g_.t()));
+  return rotation_like(g_);
 }
+
+// Q0 M(G - G^T) in x's dtype and device (a float64 fold gets a rotation orthogonal to float64).
+at::Tensor RotationTransform::rotation_like(const at::Tensor& x) const {
+  at::Tensor g = like(g_, x);
+  at::Tensor skew = g - g.t();
+  at::Tensor m;
+  if (map_ == Map::Exp) {
+    m = at::linalg_matrix_exp(skew);
+  } else {
+    at::Tensor eye = at::eye(dim(), skew.options());
+    m = at::linalg_solve(eye + 0.5 * skew, eye - 0.5 * skew);
+  }
+  return at::matmul(like(base_, x), m);
+}
+
+void RotationTransform::recenter() {
+  c10::NoGradGuard no_grad;
+  base_ = rotation_like(base_).detach();
+  g_.zero_();
+}
+
+nlohmann::json RotationTransform::describe() const {
+  nlohmann::json j = Transform::describe();
+  j["map"] = map_ == Map::Exp ? "exp" : "cayley";
+  return j;
+}
+
 at::Tensor RotationTransform::log_abs_det() const {
   return zero_scalar(g_.device());
 }
@@ -335,14 +362,11 @@ void RotationTransform::set_generator(const at::Tensor& g) {
   g_ = leaf(g.to(g_.device()), true);
 }
 
-// The rotation is formed in x's dtype: a float64 fold gets a rotation orthogonal to float64.
 at::Tensor RotationTransform::apply_linear(const at::Tensor& x) const {
-  at::Tensor g = like(g_, x);
-  return at::matmul(x, at::matmul(like(base_, x), at::linalg_matrix_exp(g - g.t())).t());
+  return at::matmul(x, rotation_like(x).t());
 }
 at::Tensor RotationTransform::apply_inverse_linear(const at::Tensor& y) const {
-  at::Tensor g = like(g_, y);
-  return at::matmul(y, at::matmul(like(base_, y), at::linalg_matrix_exp(g - g.t())));
+  return at::matmul(y, rotation_like(y));
 }
 
 }  // namespace latmix

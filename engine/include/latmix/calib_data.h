@@ -67,4 +67,16 @@ CalibrationSet sample_calibration(const std::vector<int32_t>& ids, const Calibra
 CalibrationSet load_calibration_text(const std::string& path, const Tokenizer& tokenizer,
                                      const CalibrationOptions& options);
 
+/// The calibration texts named by `source`: "gutenberg" is every book of DATA/corpus/gutenberg
+/// except the held-out ones (pg84 Frankenstein, pg11 Alice: the gutenberg models' evaluation
+/// text), in file-name order; otherwise a comma-separated list of text files. 	hrows
+/// latmix::Error when a named file or the gutenberg folder does not exist.
+std::vector<std::string> calibration_files(const std::string& source, const std::string& data_dir);
+
+/// Tokenizes the files in order (no BOS, nothing between them) until at least `token_budget`
+/// tokens are read (0: all), then sample_calibration() on the concatenation. The "too short"
+/// error names the files.
+CalibrationSet load_calibration_files(const std::vector<std::string>& paths, const Tokenizer& tokenizer,
+                                      const CalibrationOptions& options, int64_t token_budget = 0);
+
 }  // namespace latmix

@@ -121,4 +121,13 @@ void save_transforms(const std::string& path_prefix, const TransformPlan& plan);
 /// Reads what save_transforms() wrote. \throws latmix::Error naming the file on any mismatch.
 TransformPlan load_transforms(const std::string& path_prefix);
 
+/// save_transforms() with provenance: `metadata` (a JSON object, e.g. the model fingerprint and
+/// the settings the transforms were learned with; null: none) is stored as "metadata" in PREFIX.json.
+/// load_transforms() ignores it. latmix/export.h writes and checks model fingerprints this way.
+void save_transforms(const std::string& path_prefix, const TransformPlan& plan, const nlohmann::json& metadata);
+
+/// The "metadata" object of PREFIX.json, or null when the file has none.
+/// \throws latmix::Error naming the file when it cannot be read or "metadata" is not an object.
+nlohmann::json load_transforms_metadata(const std::string& path_prefix);
+
 }  // namespace latmix

@@ -245,12 +245,21 @@ class OrthogonalTransform : public Transform {
   at::Tensor q_;
 };
 
-/// A learned rotation A = Q0 exp(G - G^T): orthogonal by construction, trainable through G
-/// (SpinQuant-style, exponential map instead of the Cayley transform). G starts at zero.
+/// A learned rotation A = Q0 M(G - G^T): orthogonal by construction, trainable through G, where
+/// the map M of the skew-symmetric S = G - G^T is the exponential exp(S) or the Cayley transform
+/// (I + S/2)^-1 (I - S/2). G starts at zero. With recenter() after every optimizer step
+/// (Q0 <- A, G <- 0) a gradient step on G is a retraction along the Riemannian gradient: with the
+/// Cayley map that is SpinQuant's Cayley SGD.
 class RotationTransform : public Transform {
  public:
+  enum class Map { Exp, Cayley };
   /// base: the starting rotation Q0 [dim, dim] (identity when undefined).
-  RotationTransform(int64_t dim, const at::Tensor& base = {});
+  RotationTransform(int64_t dim, const at::Tensor& base = {}, Map map = Map::Exp);
+  Map map() const { return map_; }
+  /// Q0 <- the current rotation, G <- 0 (under no-grad; G stays the same leaf tensor, so an
+  /// optimizer holding it keeps working).
+  void recenter();
+  nlohmann::json describe() const override;
   std::string kind() const override { return "rotation"; }
   bool is_orthogonal() const override { return true; }
   at::Tensor log_abs_det() const override;
@@ -269,7 +278,9 @@ class RotationTransform : public Transform {
   at::Tensor apply_inverse_right(const at::Tensor& w) const override { return apply_linear(w); }
 
  private:
+  at::Tensor rotation_like(const at::Tensor& x) const;
   at::Tensor base_, g_;
+  Map map_ = Map::Exp;
 };
 
 /// LATMiX's learned affine transform T(x) = A x + v with two parametrizations:

@@ -1,0 +1,181 @@
+#pragma once
+/// \file learn.h
+/// Transform learning: the method presets (rtn, gptq, quarot, mr-gptq, spinquant, flatquant,
+/// latmix), the learning loop with its events, and applying a method to a model
+/// (docs/methods.md says what each preset does and which choices were ours).
+///
+/// The student of a learning step is the model with the plan's transforms folded into its weights
+/// through autograd (folded_weights()), its covered weights fake-quantized round-to-nearest with a
+/// straight-through gradient, the online transforms applied by a hook and the activations
+/// fake-quantized (straight-through) at the inputs of the quantized linears. Only the transforms'
+/// parameters are trained; the model's weights never change. The final weights are quantized
+/// afterwards by the preset's weight method (GPTQ or RTN) on the folded model.
+
+#include <ATen/ATen.h>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "latmix/calib_data.h"
+#include "latmix/model.h"
+#include "latmix/progress.h"
+#include "latmix/quant.h"
+#include "latmix/transform_fold.h"
+#include "latmix/transforms.h"
+
+namespace latmix {
+
+/// Whole model at once, or one decoder layer at a time (bounded memory).
+enum class LearnMode { EndToEnd, LayerWise };
+/// KL(teacher || student) over the vocabulary; next-token cross-entropy of the student; or
+/// (layer-wise) the mean squared error between the FP and the student layer outputs.
+enum class LearnLoss { Kl, CrossEntropy, LayerMse };
+enum class OptimizerKind { AdamW, Sgd };
+/// The rotation a learned transform starts from.
+enum class TransformInit { Hadamard, Random, Identity };
+
+std::string to_string(LearnMode mode);
+std::string to_string(LearnLoss loss);
+std::string to_string(OptimizerKind kind);
+std::string to_string(TransformInit init);
+/// Parsers for the names above (and "e2e"/"layerwise", "kl"/"ce"/"mse", "adamw"/"sgd",
+/// "hadamard"/"random"/"identity"). \throws latmix::UsageError listing the valid names.
+LearnMode parse_learn_mode(const std::string& name);
+LearnLoss parse_learn_loss(const std::string& name);
+OptimizerKind parse_optimizer(const std::string& name);
+TransformInit parse_transform_init(const std::string& name);
+
+/// Every knob of a method. method_defaults() fills it for a preset; every field can be changed.
+struct LearnSettings {
+  std::string method = "latmix";
+  /// Formats of the student and of the final model; its weight method (rtn/gptq) is applied
+  /// after learning.
+  QuantSpec quant;
+  LearnMode mode = LearnMode::EndToEnd;
+  LearnLoss loss = LearnLoss::Kl;
+  int64_t steps = 0;   ///< optimizer steps (layer-wise: per layer); 0 for the fixed presets
+  int64_t batch = 4;   ///< calibration sequences per step
+  OptimizerKind optimizer = OptimizerKind::AdamW;
+  double lr = 1e-3;
+  double momentum = 0.0;      ///< SGD only
+  double weight_decay = 0.0;  ///< AdamW (decoupled)
+  double warmup = 0.05;       ///< fraction of the steps with a linear warm-up
+  bool cosine = true;         ///< cosine decay to zero after the warm-up (else constant)
+  double grad_clip = 1.0;     ///< max global gradient norm (0: off)
+  double lambda = 0.1;        ///< LATMiX volume regularizer weight: lambda * (sum_i log|s_i|)^2
+  AffineTransform::Param param = AffineTransform::Param::QR;
+  TransformInit init = TransformInit::Hadamard;
+  RotationTransform::Map rotation_map = RotationTransform::Map::Cayley;  ///< spinquant
+  bool affine_bias = true;  ///< latmix: learn the bias v of T1 too
+  uint64_t seed = 0;
+  /// Write a checkpoint of the transforms every N steps (0: never) and on cancel, to
+  /// checkpoint_prefix (PREFIX.safetensors/.json + PREFIX.state.json).
+  int64_t checkpoint_every = 0;
+  std::string checkpoint_prefix;
+  /// Start from checkpoint_prefix when it exists (after checking the fingerprint).
+  bool resume = false;
+
+  /// Every setting as JSON (for reports, manifests and the checkpoint fingerprint).
+  nlohmann::json to_json() const;
+};
+
+/// One preset: what it is, and whether it learns.
+struct MethodPreset {
+  std::string name;         ///< "latmix", ...
+  std::string summary;      ///< one line
+  std::string transforms;   ///< where its transforms go
+  bool learned = false;     ///< false: fixed transforms (or none)
+};
+const std::vector<MethodPreset>& method_presets();
+/// \throws latmix::UsageError naming the valid presets.
+const MethodPreset& find_method(const std::string& name);
+
+/// The preset's settings for `format` (the spec's weights/activations; its weights= is replaced
+/// by the preset's weight method), sized for `device`: a CPU default that runs in minutes on the
+/// bundled model, the papers' scale on a GPU. Step count and batch are the only differences.
+LearnSettings method_defaults(const std::string& method, const QuantSpec& format, at::Device device);
+
+/// One learning step's figures.
+struct LearnEvent {
+  int64_t step = 0;   ///< 1-based, counted over the whole run (layer-wise: over all layers)
+  int64_t total = 0;
+  int64_t layer = -1;  ///< layer-wise: the layer being learned
+  double loss = 0;     ///< total loss
+  /// The loss terms ("kl", "ce", "mse", "reg"), in a fixed order.
+  std::vector<std::pair<std::string, double>> terms;
+  double lr = 0;
+  double grad_norm = 0;
+  double seconds = 0;  ///< since the start of learning
+  double eta = 0;      ///< seconds left (estimated)
+  nlohmann::json to_json() const;
+};
+using LearnCallback = std::function<void(const LearnEvent&)>;
+
+/// Pauses a learning run between steps. Cheap to copy; copies share the state.
+class PauseToken {
+ public:
+  PauseToken();
+  void pause() const;
+  void resume() const;
+  bool paused() const;
+  /// Blocks while paused; returns early (and lets check() throw) when `cancel` is cancelled.
+  void wait(const CancelToken& cancel) const;
+
+ private:
+  struct State {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool paused = false;
+  };
+  std::shared_ptr<State> state_;
+};
+
+/// What learning (or building a fixed plan) produced.
+struct MethodResult {
+  std::string method;
+  LearnSettings settings;
+  TransformPlan plan;
+  std::vector<LearnEvent> curve;  ///< empty for fixed presets
+  double seconds = 0;
+  bool resumed = false;  ///< started from a checkpoint
+  /// Condition numbers of the learned transforms (name, value): the invertibility check.
+  std::vector<std::pair<std::string, double>> conditions;
+};
+
+struct LearnControl {
+  JobControl job;  ///< cancel; progress stage "learn", done/total in steps
+  PauseToken pause;
+  LearnCallback on_step;
+  /// Called with the current plan every `snapshot_every` steps (0: never), on the learning
+  /// thread, e.g. to refresh a heatmap with the transforms as they are. The plan's tensors are
+  /// detached copies.
+  std::function<void(const TransformPlan&)> on_snapshot;
+  int64_t snapshot_every = 0;
+};
+
+/// The plan of a preset: the fixed transforms of quarot / mr-gptq, nothing for rtn / gptq, and
+/// for the learned presets the transforms learned on `calib` (which they need). The model is not
+/// modified. \throws latmix::UsageError for bad settings (unknown method, a width no Hadamard
+/// supports, learned method without calibration data, layer-wise with a global transform that
+/// cannot be learned layer by layer...), latmix::Cancelled on cancel (after writing the
+/// checkpoint when one is configured).
+MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const LearnSettings& settings,
+                         const LearnControl& control = {});
+
+/// Applies a plan and the final weight quantization: a copy of `fp` with the plan folded (online
+/// hook installed), then quantize_model() with settings.quant. `calib` is needed for GPTQ.
+QuantizedModel apply_plan(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
+                          const CalibrationSet* calib, const JobControl& job = {});
+
+/// SHA-256 (hex) over the model's config and weights' shapes and a sample of their values plus
+/// the settings: what a checkpoint must match to be resumed.
+std::string learn_fingerprint(const Model& model, const LearnSettings& settings);
+
+}  // namespace latmix

@@ -1,0 +1,382 @@
+// The comparison report: run methods side by side, write Markdown, JSON and PNG plots (compare.h).
+#include <c10/core/InferenceMode.h>
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include "latmix/compare.h"
+#include "latmix/error.h"
+#include "latmix/files.h"
+#include "latmix/plot.h"
+#include "latmix/png.h"
+
+namespace latmix {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+double since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Accumulates signal and quantization-noise energy per layer at the inputs of the linears.
+class SqnrHook : public CaptureHook {
+ public:
+  SqnrHook(MxFormat format, int64_t layers) : format_(std::move(format)), signal_(layers, 0.0), noise_(layers, 0.0) {}
+  bool wants(CapturePoint point, int64_t layer) const override {
+    return layer >= 0 && layer < static_cast<int64_t>(signal_.size()) &&
+           (point == CapturePoint::AttnIn || point == CapturePoint::OIn || point == CapturePoint::MlpIn ||
+            point == CapturePoint::DownIn);
+  }
+  at::Tensor on_capture(CapturePoint, int64_t layer, const at::Tensor& x) override {
+    at::Tensor xf = x.to(at::kFloat);
+    at::Tensor q = fake_quantize(xf, format_, -1);
+    signal_[static_cast<size_t>(layer)] += xf.pow(2).sum().item<double>();
+    noise_[static_cast<size_t>(layer)] += (xf - q).pow(2).sum().item<double>();
+    return {};
+  }
+  std::vector<double> sqnr_db() const {
+    std::vector<double> out;
+    for (size_t l = 0; l < signal_.size(); ++l) {
+      out.push_back(noise_[l] > 0 ? 10 * std::log10(signal_[l] / noise_[l]) : std::numeric_limits<double>::infinity());
+    }
+    return out;
+  }
+
+ private:
+  MxFormat format_;
+  std::vector<double> signal_, noise_;
+};
+
+bool is_ppl_task(const TaskResult& r) {
+  return r.metrics.count("ppl") && !r.metrics.count("acc");
+}
+
+std::string fmt(double v, int digits) {
+  if (!std::isfinite(v)) return "n/a";
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(digits);
+  s << v;
+  return s.str();
+}
+
+const TaskResult* find_task(const std::vector<TaskResult>& results, const std::string& task) {
+  for (const auto& r : results) {
+    if (r.task == task) return &r;
+  }
+  return nullptr;
+}
+
+// Mean zero-shot accuracy and its standard error (independent tasks: sqrt(sum se^2) / n).
+std::pair<double, double> zero_shot_mean(const std::vector<TaskResult>& results) {
+  double sum = 0, var = 0;
+  int n = 0;
+  for (const auto& r : results) {
+    auto it = r.metrics.find("acc");
+    if (it == r.metrics.end()) continue;
+    sum += it->second;
+    auto se = r.standard_errors.find("acc");
+    if (se != r.standard_errors.end()) var += se->second * se->second;
+    ++n;
+  }
+  if (n == 0) return {std::nan(""), std::nan("")};
+  return {sum / n, std::sqrt(var) / n};
+}
+
+json task_json(const TaskResult& r) {
+  return {{"task", r.task},   {"metrics", r.metrics},       {"stderr", r.standard_errors},
+          {"items", r.items}, {"convention", r.convention}, {"seconds", r.seconds}};
+}
+
+}  // namespace
+
+double gap_closed(double fp, double baseline, double value) {
+  if (baseline == fp) return std::nan("");
+  return (baseline - value) / (baseline - fp) * 100.0;
+}
+
+std::vector<double> layer_activation_sqnr(const Model& model, const MxFormat& format, const at::Tensor& ids) {
+  c10::InferenceMode guard;
+  Model m = model.to(model.device(), model.dtype());
+  auto hook = std::make_shared<SqnrHook>(format, model.config().num_layers);
+  m.add_hook(hook);
+  m.hidden_states(ids.to(model.device()));
+  return hook->sqnr_db();
+}
+
+Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const CalibrationSet& calib,
+                          const CompareOptions& options, const LearnControl& control) {
+  if (options.methods.empty()) throw UsageError("compare: no methods given");
+  const auto start = Clock::now();
+  Comparison c;
+  c.calibration = calib.describe();
+  c.tasks = options.tasks;
+  const JobControl& job = control.job;
+  c.fp = run_tasks(fp, tokenizer, options.tasks, options.eval, job);
+  const at::Tensor sqnr_ids = calib.batch(0, std::min<int64_t>(options.sqnr_sequences, calib.size()), fp.device());
+  for (const std::string& method : options.methods) {
+    job.cancel.check();
+    MethodRow row;
+    row.method = method;
+    row.settings = options.settings_for(method);
+    LearnControl lc = control;
+    lc.job.progress = [&](std::string_view stage, int64_t done, int64_t total) {
+      job.report(method + ": " + std::string(stage), done, total);
+    };
+    MethodResult learned = obtain_plan(fp, &calib, row.settings, lc);
+    row.curve = learned.curve;
+    row.conditions = learned.conditions;
+    row.learn_seconds = learned.seconds;
+    auto t = Clock::now();
+    const bool gptq = row.settings.quant.method == WeightMethod::Gptq;
+    QuantizedModel q = apply_plan(fp, learned.plan, row.settings.quant, gptq ? &calib : nullptr, lc.job);
+    row.quantize_seconds = since(t);
+    if (q.activation_hook) {
+      q.model.remove_hook(q.activation_hook);
+      row.layer_sqnr_db = layer_activation_sqnr(q.model, q.activation_hook->format(), sqnr_ids);
+      q.model.add_hook(q.activation_hook);
+    }
+    t = Clock::now();
+    row.results = run_tasks(q.model, tokenizer, options.tasks, options.eval, lc.job);
+    row.eval_seconds = since(t);
+    c.rows.push_back(std::move(row));
+  }
+  c.seconds = since(start);
+  return c;
+}
+
+json Comparison::to_json() const {
+  json j = {{"model", model}, {"calibration", calibration}, {"tasks", tasks}, {"seconds", seconds}};
+  j["fp"] = json::array();
+  for (const auto& r : fp) j["fp"].push_back(task_json(r));
+  j["methods"] = json::array();
+  for (const auto& row : rows) {
+    json m = {{"method", row.method},
+              {"settings", row.settings.to_json()},
+              {"learn_seconds", row.learn_seconds},
+              {"quantize_seconds", row.quantize_seconds},
+              {"eval_seconds", row.eval_seconds},
+              {"layer_sqnr_db", row.layer_sqnr_db}};
+    m["results"] = json::array();
+    for (const auto& r : row.results) m["results"].push_back(task_json(r));
+    m["curve"] = json::array();
+    for (const auto& e : row.curve) m["curve"].push_back(e.to_json());
+    json cond = json::object();
+    for (const auto& [name, value] : row.conditions) cond[name] = value;
+    m["condition_numbers"] = cond;
+    j["methods"].push_back(m);
+  }
+  return j;
+}
+
+std::string Comparison::markdown(const std::vector<std::string>& plots) const {
+  std::ostringstream md;
+  md << "# Method comparison\n\n";
+  md << "- model: `" << model << "`\n";
+  md << "- calibration: " << calibration << "\n";
+  if (!rows.empty()) md << "- formats: `" << to_string(rows.front().settings.quant) << "` (weights= per method)\n";
+  md << "- total wall time: " << fmt(seconds, 1) << " s\n\n";
+  // The table: one column per perplexity task, then the zero-shot mean.
+  std::vector<std::string> ppl_tasks;
+  bool any_zero_shot = false;
+  for (const auto& r : fp) {
+    if (is_ppl_task(r)) {
+      ppl_tasks.push_back(r.task);
+    } else {
+      any_zero_shot = true;
+    }
+  }
+  md << "| method |";
+  for (const auto& t : ppl_tasks) md << " " << t << " ppl |";
+  if (any_zero_shot) md << " zero-shot acc (mean ± se) |";
+  md << " learn s | quantize s | eval s |\n|---|";
+  for (size_t i = 0; i < ppl_tasks.size() + (any_zero_shot ? 1 : 0) + 3; ++i) md << "---|";
+  md << "\n| FP |";
+  for (const auto& t : ppl_tasks) md << " " << fmt(find_task(fp, t)->metrics.at("ppl"), 3) << " |";
+  if (any_zero_shot) {
+    auto [m, se] = zero_shot_mean(fp);
+    md << " " << fmt(100 * m, 2) << " ± " << fmt(100 * se, 2) << " |";
+  }
+  md << " | | |\n";
+  for (const auto& row : rows) {
+    md << "| " << row.method << " |";
+    for (const auto& t : ppl_tasks) {
+      const TaskResult* r = find_task(row.results, t);
+      md << " " << (r ? fmt(r->metrics.at("ppl"), 3) : "n/a") << " |";
+    }
+    if (any_zero_shot) {
+      auto [m, se] = zero_shot_mean(row.results);
+      md << " " << fmt(100 * m, 2) << " ± " << fmt(100 * se, 2) << " |";
+    }
+    md << " " << fmt(row.learn_seconds, 1) << " | " << fmt(row.quantize_seconds, 1) << " | "
+       << fmt(row.eval_seconds, 1) << " |\n";
+  }
+  // Gap closed relative to RTN, per perplexity task.
+  const MethodRow* rtn = nullptr;
+  for (const auto& row : rows) {
+    if (row.method == "rtn") rtn = &row;
+  }
+  if (rtn != nullptr && !ppl_tasks.empty()) {
+    md << "\n## Share of the FP-to-RTN perplexity gap each method closes\n\n| method |";
+    for (const auto& t : ppl_tasks) md << " " << t << " |";
+    md << "\n|---|";
+    for (size_t i = 0; i < ppl_tasks.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& row : rows) {
+      md << "| " << row.method << " |";
+      for (const auto& t : ppl_tasks) {
+        const TaskResult* r = find_task(row.results, t);
+        const TaskResult* b = find_task(rtn->results, t);
+        const double closed =
+            r && b ? gap_closed(find_task(fp, t)->metrics.at("ppl"), b->metrics.at("ppl"), r->metrics.at("ppl"))
+                   : std::nan("");
+        md << " " << fmt(closed, 1) << " % |";
+      }
+      md << "\n";
+    }
+  }
+  if (any_zero_shot) {
+    md << "\n## Zero-shot tasks (acc %, ± standard error)\n\n| task | FP |";
+    for (const auto& row : rows) md << " " << row.method << " |";
+    md << "\n|---|---|";
+    for (size_t i = 0; i < rows.size(); ++i) md << "---|";
+    md << "\n";
+    for (const auto& r : fp) {
+      if (is_ppl_task(r)) continue;
+      auto cell = [](const TaskResult* t) {
+        if (!t || !t->metrics.count("acc")) return std::string("n/a");
+        auto se = t->standard_errors.find("acc");
+        return fmt(100 * t->metrics.at("acc"), 2) +
+               (se != t->standard_errors.end() ? " ± " + fmt(100 * se->second, 2) : std::string());
+      };
+      md << "| " << r.task << " | " << cell(&r) << " |";
+      for (const auto& row : rows) md << " " << cell(find_task(row.results, r.task)) << " |";
+      md << "\n";
+    }
+  }
+  md << "\n## Per-layer activation SQNR (dB)\n\n| method |";
+  size_t layers = 0;
+  for (const auto& row : rows) layers = std::max(layers, row.layer_sqnr_db.size());
+  for (size_t l = 0; l < layers; ++l) md << " L" << l << " |";
+  md << "\n|---|";
+  for (size_t l = 0; l < layers; ++l) md << "---|";
+  md << "\n";
+  for (const auto& row : rows) {
+    md << "| " << row.method << " |";
+    for (size_t l = 0; l < layers; ++l) {
+      md << " " << (l < row.layer_sqnr_db.size() ? fmt(row.layer_sqnr_db[l], 2) : "") << " |";
+    }
+    md << "\n";
+  }
+  md << "\n## Learning\n\n| method | steps | first loss | final loss | condition numbers | settings |\n"
+        "|---|---|---|---|---|---|\n";
+  for (const auto& row : rows) {
+    std::string cond;
+    for (const auto& [name, value] : row.conditions) cond += (cond.empty() ? "" : "; ") + name + " " + fmt(value, 3);
+    md << "| " << row.method << " | " << row.curve.size() << " | "
+       << (row.curve.empty() ? "" : fmt(row.curve.front().loss, 5)) << " | "
+       << (row.curve.empty() ? "" : fmt(row.curve.back().loss, 5)) << " | " << cond << " | `"
+       << row.settings.to_json().dump() << "` |\n";
+  }
+  md << "\n## Conventions\n\n";
+  for (const auto& r : fp) md << "- " << r.task << ": " << r.convention << "\n";
+  if (!plots.empty()) {
+    md << "\n## Plots\n\n";
+    for (const auto& p : plots) {
+      const std::string name = std::filesystem::path(p).filename().string();
+      md << "![" << name << "](" << name << ")\n\n";
+    }
+  }
+  return md.str();
+}
+
+std::vector<std::string> write_comparison_report(const Comparison& c, const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir, "report folder", "a folder that can be created", ec.message());
+  std::vector<std::string> written, plots;
+  auto png = [&](const std::string& name, const Image& image) {
+    const std::string path = (fs::path(dir) / name).string();
+    write_png(path, image);
+    plots.push_back(path);
+  };
+  LinePlot loss{"Learning curves", "step", "loss", true, {}, 900, 520};
+  for (const auto& row : c.rows) {
+    if (row.curve.empty()) continue;
+    Series s;
+    s.name = row.method;
+    for (const auto& e : row.curve) {
+      s.x.push_back(static_cast<double>(e.step));
+      s.y.push_back(e.loss);
+    }
+    loss.series.push_back(std::move(s));
+  }
+  if (!loss.series.empty()) png("loss.png", render(loss));
+  BarChart ppl{"Perplexity (lower is better)", "perplexity", {}, {}, true, true, 900, 520};
+  std::vector<std::string> ppl_tasks, zs_tasks;
+  for (const auto& r : c.fp) (is_ppl_task(r) ? ppl_tasks : zs_tasks).push_back(r.task);
+  ppl.series_names = ppl_tasks;
+  auto ppl_group = [&](const std::string& label, const std::vector<TaskResult>& results) {
+    BarGroup g{label, {}, {}};
+    for (const auto& t : ppl_tasks) {
+      const TaskResult* r = find_task(results, t);
+      g.values.push_back(r ? r->metrics.at("ppl") : std::nan(""));
+    }
+    ppl.groups.push_back(std::move(g));
+  };
+  if (!ppl_tasks.empty()) {
+    ppl_group("FP", c.fp);
+    for (const auto& row : c.rows) ppl_group(row.method, row.results);
+    png("perplexity.png", render(ppl));
+  }
+  if (!zs_tasks.empty()) {
+    BarChart acc{"Zero-shot accuracy (± standard error)", "accuracy %", zs_tasks, {}, false, false, 1100, 520};
+    auto acc_group = [&](const std::string& label, const std::vector<TaskResult>& results) {
+      BarGroup g{label, {}, {}};
+      for (const auto& t : zs_tasks) {
+        const TaskResult* r = find_task(results, t);
+        const bool ok = r && r->metrics.count("acc");
+        g.values.push_back(ok ? 100 * r->metrics.at("acc") : std::nan(""));
+        auto se = ok ? r->standard_errors.find("acc") : r->standard_errors.end();
+        g.errors.push_back(ok && se != r->standard_errors.end() ? 100 * se->second : 0.0);
+      }
+      acc.groups.push_back(std::move(g));
+    };
+    acc_group("FP", c.fp);
+    for (const auto& row : c.rows) acc_group(row.method, row.results);
+    png("accuracy.png", render(acc));
+  }
+  LinePlot sqnr{"Activation SQNR per layer (higher is better)", "decoder layer", "SQNR dB", false, {}, 900, 520};
+  for (const auto& row : c.rows) {
+    if (row.layer_sqnr_db.empty()) continue;
+    Series s;
+    s.name = row.method;
+    s.markers = true;
+    for (size_t l = 0; l < row.layer_sqnr_db.size(); ++l) {
+      s.x.push_back(static_cast<double>(l));
+      s.y.push_back(row.layer_sqnr_db[l]);
+    }
+    sqnr.series.push_back(std::move(s));
+  }
+  if (!sqnr.series.empty()) png("sqnr.png", render(sqnr));
+  const std::string md = (fs::path(dir) / "report.md").string();
+  const std::string js = (fs::path(dir) / "report.json").string();
+  write_file_atomic(md, c.markdown(plots));
+  write_file_atomic(js, c.to_json().dump(2) + "\n");
+  written.push_back(md);
+  written.push_back(js);
+  written.insert(written.end(), plots.begin(), plots.end());
+  return written;
+}
+
+}  // namespace latmix

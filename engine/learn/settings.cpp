@@ -1,0 +1,206 @@
+// Learning settings, presets, events and the pause token (learn.h).
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+#include "latmix/error.h"
+#include "latmix/learn.h"
+
+namespace latmix {
+
+namespace {
+
+template <typename E>
+E parse_named(const std::string& name, const std::vector<std::pair<std::string, E>>& names, const char* what) {
+  std::string valid;
+  for (const auto& [n, e] : names) {
+    if (n == name) return e;
+    valid += (valid.empty() ? "" : ", ") + n;
+  }
+  throw UsageError(std::string("unknown ") + what + " '" + name + "' (expected " + valid + ")");
+}
+
+}  // namespace
+
+std::string to_string(LearnMode mode) {
+  return mode == LearnMode::EndToEnd ? "e2e" : "layerwise";
+}
+std::string to_string(LearnLoss loss) {
+  switch (loss) {
+    case LearnLoss::Kl: return "kl";
+    case LearnLoss::CrossEntropy: return "ce";
+    case LearnLoss::LayerMse: return "mse";
+  }
+  return "?";
+}
+std::string to_string(OptimizerKind kind) {
+  return kind == OptimizerKind::AdamW ? "adamw" : "sgd";
+}
+std::string to_string(TransformInit init) {
+  switch (init) {
+    case TransformInit::Hadamard: return "hadamard";
+    case TransformInit::Random: return "random";
+    case TransformInit::Identity: return "identity";
+  }
+  return "?";
+}
+
+LearnMode parse_learn_mode(const std::string& name) {
+  return parse_named<LearnMode>(name, {{"e2e", LearnMode::EndToEnd}, {"layerwise", LearnMode::LayerWise}}, "mode");
+}
+LearnLoss parse_learn_loss(const std::string& name) {
+  return parse_named<LearnLoss>(
+      name, {{"kl", LearnLoss::Kl}, {"ce", LearnLoss::CrossEntropy}, {"mse", LearnLoss::LayerMse}}, "loss");
+}
+OptimizerKind parse_optimizer(const std::string& name) {
+  return parse_named<OptimizerKind>(name, {{"adamw", OptimizerKind::AdamW}, {"sgd", OptimizerKind::Sgd}},
+                                    "optimizer");
+}
+TransformInit parse_transform_init(const std::string& name) {
+  return parse_named<TransformInit>(
+      name,
+      {{"hadamard", TransformInit::Hadamard}, {"random", TransformInit::Random}, {"identity", TransformInit::Identity}},
+      "initialization");
+}
+
+nlohmann::json LearnSettings::to_json() const {
+  bool learned = false;
+  for (const auto& p : method_presets()) {
+    if (p.name == method) learned = p.learned;
+  }
+  // A fixed preset has no learning knobs: only what changes its result.
+  if (!learned) return {{"method", method}, {"quant", latmix::to_string(quant)}, {"seed", seed}};
+  return {{"method", method},
+          {"quant", latmix::to_string(quant)},
+          {"mode", latmix::to_string(mode)},
+          {"loss", latmix::to_string(loss)},
+          {"steps", steps},
+          {"batch", batch},
+          {"optimizer", latmix::to_string(optimizer)},
+          {"lr", lr},
+          {"momentum", momentum},
+          {"weight_decay", weight_decay},
+          {"warmup", warmup},
+          {"schedule", cosine ? "cosine" : "constant"},
+          {"grad_clip", grad_clip},
+          {"lambda", lambda},
+          {"param", param == AffineTransform::Param::QR ? "qr" : "lu"},
+          {"init", latmix::to_string(init)},
+          {"rotation_map", rotation_map == RotationTransform::Map::Exp ? "exp" : "cayley"},
+          {"affine_bias", affine_bias},
+          {"seed", seed}};
+}
+
+nlohmann::json LearnEvent::to_json() const {
+  nlohmann::json t = nlohmann::json::object();
+  for (const auto& [name, value] : terms) t[name] = value;
+  nlohmann::json j = {{"step", step}, {"total", total}, {"loss", loss}, {"terms", t},
+                      {"lr", lr},     {"grad_norm", grad_norm}, {"seconds", seconds}, {"eta", eta}};
+  if (layer >= 0) j["layer"] = layer;
+  return j;
+}
+
+PauseToken::PauseToken() : state_(std::make_shared<State>()) {}
+
+void PauseToken::pause() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->paused = true;
+}
+
+void PauseToken::resume() const {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->paused = false;
+  }
+  state_->cv.notify_all();
+}
+
+bool PauseToken::paused() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->paused;
+}
+
+void PauseToken::wait(const CancelToken& cancel) const {
+  std::unique_lock<std::mutex> lock(state_->mutex);
+  // Cancel does not notify: poll it every 50 ms while paused.
+  while (state_->paused && !cancel.cancelled()) {
+    state_->cv.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+const std::vector<MethodPreset>& method_presets() {
+  static const std::vector<MethodPreset> presets = {
+      {"rtn", "round-to-nearest MX weights, no transform", "none", false},
+      {"gptq", "MX-aware GPTQ weights, no transform", "none", false},
+      {"quarot", "random Hadamard rotations (fixed) + GPTQ",
+       "residual: full Hadamard; values: per-head Hadamard; down_proj input: online Hadamard", false},
+      {"mr-gptq", "block Hadamard of the MX block size (fixed) + MX-aware GPTQ",
+       "residual, values and down_proj input: block Hadamard (size = MX block)", false},
+      {"spinquant", "learned rotations (Cayley SGD, cross-entropy) + GPTQ",
+       "residual: learned R1; values: learned per-layer R2; down_proj input: online Hadamard (R4)", true},
+      {"flatquant", "per-layer Kronecker affine maps learned layer by layer (MSE)",
+       "q/k/v and gate/up inputs: online Kronecker affine; values: Kronecker affine; down_proj input: online "
+       "Kronecker affine",
+       true},
+      {"latmix", "learned affine T1 + per-layer T2 (KL to the FP model) + GPTQ",
+       "residual: learned affine T1; values: learned per-layer affine T2; down_proj input: online block Hadamard",
+       true},
+  };
+  return presets;
+}
+
+const MethodPreset& find_method(const std::string& name) {
+  std::string valid;
+  for (const auto& p : method_presets()) {
+    if (p.name == name) return p;
+    valid += (valid.empty() ? "" : ", ") + p.name;
+  }
+  throw UsageError("unknown method '" + name + "' (expected " + valid + ")");
+}
+
+LearnSettings method_defaults(const std::string& method, const QuantSpec& format, at::Device device) {
+  find_method(method);
+  const bool gpu = device.is_cuda();
+  LearnSettings s;
+  s.method = method;
+  s.quant = format;
+  s.quant.method = WeightMethod::Gptq;
+  s.steps = 0;
+  if (method == "rtn") {
+    s.quant.method = WeightMethod::Rtn;
+  } else if (method == "spinquant") {
+    // SpinQuant: Cayley SGD, lr 1.5, 100 iterations, cross-entropy on the calibration text.
+    s.loss = LearnLoss::CrossEntropy;
+    s.optimizer = OptimizerKind::Sgd;
+    s.lr = 1.5;
+    s.warmup = 0.0;
+    s.cosine = false;
+    s.grad_clip = 0.0;
+    s.steps = gpu ? 100 : 30;
+    s.batch = gpu ? 8 : 2;
+    s.rotation_map = RotationTransform::Map::Cayley;
+  } else if (method == "flatquant") {
+    // FlatQuant: AdamW lr 5e-3, cosine, layer-wise MSE, RTN weights in its headline W4A4 results.
+    s.mode = LearnMode::LayerWise;
+    s.loss = LearnLoss::LayerMse;
+    s.optimizer = OptimizerKind::AdamW;
+    s.lr = 5e-3;
+    s.warmup = 0.0;
+    s.steps = gpu ? 240 : 24;  // per layer: 15 epochs of 128 samples / batch 8 on a GPU
+    s.batch = gpu ? 8 : 2;
+    s.init = TransformInit::Identity;
+    s.quant.method = WeightMethod::Rtn;
+  } else if (method == "latmix") {
+    s.loss = LearnLoss::Kl;
+    s.optimizer = OptimizerKind::AdamW;
+    s.lr = 1e-3;
+    s.warmup = 0.1;
+    s.steps = gpu ? 256 : 40;
+    s.batch = gpu ? 8 : 2;
+    s.lambda = 0.1;
+    s.init = TransformInit::Hadamard;
+  }
+  return s;
+}
+
+}  // namespace latmix

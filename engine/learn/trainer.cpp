@@ -1,0 +1,629 @@
+// The learning loop: student construction, end-to-end and layer-wise training, optimizers,
+// schedule, checkpoints (learn.h).
+#include <c10/core/GradMode.h>
+#include <c10/core/InferenceMode.h>
+#include <ATen/ATen.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <sstream>
+
+#include "latmix/error.h"
+#include "latmix/files.h"
+#include "latmix/tensor_io.h"
+#include "learn/learn_internal.h"
+
+namespace latmix {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A learned transform frozen into dense matrices for one step: A, A^-1 and v are computed once
+// from the parameters (with autograd) and every fold and online application reuses them.
+class DenseTransform : public Transform {
+ public:
+  DenseTransform(at::Tensor a, at::Tensor a_inv, at::Tensor v)
+      : Transform(a.size(0)), a_(std::move(a)), a_inv_(std::move(a_inv)), v_(std::move(v)) {}
+  std::string kind() const override { return "dense"; }
+  at::Tensor bias() const override { return v_; }
+  void to(at::Device) override {}
+  NamedTensors state() const override { return {{"a", a_}}; }
+
+ protected:
+  at::Tensor apply_linear(const at::Tensor& x) const override {
+    return at::matmul(x, a_.to(x.scalar_type()).t());
+  }
+  at::Tensor apply_inverse_linear(const at::Tensor& y) const override {
+    return at::matmul(y, a_inv_.to(y.scalar_type()).t());
+  }
+  at::Tensor apply_inverse_right(const at::Tensor& w) const override {
+    return at::matmul(w, a_inv_.to(w.scalar_type()));
+  }
+
+ private:
+  at::Tensor a_, a_inv_, v_;
+};
+
+bool trainable(const TransformPtr& t) {
+  if (!t) return false;
+  for (const auto& p : t->parameters()) {
+    if (p.requires_grad()) return true;
+  }
+  return false;
+}
+
+TransformPtr densify(const TransformPtr& t) {
+  if (!trainable(t)) return t;
+  return std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
+}
+
+TransformPlan densify(const TransformPlan& plan) {
+  TransformPlan out;
+  out.residual = densify(plan.residual);
+  auto list = [](const std::vector<TransformPtr>& in) {
+    std::vector<TransformPtr> o;
+    o.reserve(in.size());
+    for (const auto& t : in) o.push_back(densify(t));
+    return o;
+  };
+  out.value = list(plan.value);
+  out.down_online = list(plan.down_online);
+  out.attn_online = list(plan.attn_online);
+  out.mlp_online = list(plan.mlp_online);
+  return out;
+}
+
+std::vector<at::Tensor> trainable_parameters(const TransformPlan& plan) {
+  std::vector<at::Tensor> out;
+  for (const auto& p : plan.parameters()) {
+    if (p.requires_grad()) out.push_back(p);
+  }
+  return out;
+}
+
+// The student: folded weights (through autograd), covered weights fake-quantized (STE), online
+// transforms and activation quantization as hooks. `only_layer` >= 0: only that layer's weights
+// are quantized (layer-wise learning runs that layer alone).
+Model build_student(const Model& fp, const TransformPlan& dense, const QuantSpec& spec, int64_t only_layer) {
+  FoldOptions options;
+  options.missing_bias = MissingBias::Drop;
+  ModelWeights w = folded_weights(fp, dense, options);
+  const int64_t layers = fp.config().num_layers;
+  if (spec.weights) {
+    for (int64_t l = 0; l < layers; ++l) {
+      if (!spec.covers_layer(l, layers) || (only_layer >= 0 && l != only_layer)) continue;
+      LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+      for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
+        *t = fake_quantize(*t, *spec.weights, -1);
+      }
+    }
+  }
+  if (spec.lm_head && only_layer < 0) w.lm_head = fake_quantize(w.lm_head, *spec.lm_head, -1);
+  Model student(fp.config(), std::move(w));
+  for (const auto& hook : fp.hooks()) student.add_hook(hook);
+  if (auto online = OnlineTransformHook::for_plan(dense)) student.add_hook(online);
+  if (spec.activations) {
+    const int64_t last = spec.last_layer < 0 ? layers - 1 : spec.last_layer;
+    student.add_hook(std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, last,
+                                                           spec.lm_head.has_value(), layers));
+  }
+  return student;
+}
+
+// ---- Optimizer ---------------------------------------------------------------------------------
+
+class Optimizer {
+ public:
+  Optimizer(std::vector<at::Tensor> params, const LearnSettings& s) : params_(std::move(params)), s_(s) {
+    for (const auto& p : params_) {
+      m_.push_back(at::zeros_like(p).detach());
+      v_.push_back(s.optimizer == OptimizerKind::AdamW ? at::zeros_like(p).detach() : at::Tensor());
+    }
+  }
+
+  /// Clips, steps, and returns the global gradient norm before clipping.
+  double step(double lr) {
+    c10::NoGradGuard no_grad;
+    double sq = 0;
+    for (const auto& p : params_) {
+      if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    }
+    const double norm = std::sqrt(sq);
+    const double clip = s_.grad_clip > 0 && norm > s_.grad_clip ? s_.grad_clip / (norm + 1e-12) : 1.0;
+    ++t_;
+    double lr_p = lr;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      at::Tensor p = params_[i];
+      if (!p.grad().defined()) continue;
+      at::Tensor g = p.grad() * clip;
+      // A matrix parameter [d, d] moves every one of its d^2 entries by about lr per Adam step:
+      // its learning rate is lr / sqrt(d), so a step changes the matrix's norm by about lr (as it
+      // does a vector's), whatever the width. Vectors (scales s, biases v) take lr as it is.
+      const double scale = p.dim() == 2 ? 1.0 / std::sqrt(static_cast<double>(p.size(1))) : 1.0;
+      lr_p = lr * scale;
+      if (s_.optimizer == OptimizerKind::AdamW) {
+        constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+        m_[i].mul_(b1).add_(g, 1 - b1);
+        v_[i].mul_(b2).addcmul_(g, g, 1 - b2);
+        const double c1 = 1 - std::pow(b1, static_cast<double>(t_));
+        const double c2 = 1 - std::pow(b2, static_cast<double>(t_));
+        if (s_.weight_decay > 0) p.mul_(1 - lr_p * s_.weight_decay);
+        p.addcdiv_(m_[i] / c1, (v_[i] / c2).sqrt_().add_(eps), -lr_p);
+      } else {
+        if (s_.momentum > 0) {
+          m_[i].mul_(s_.momentum).add_(g);
+          g = m_[i];
+        }
+        p.add_(g, -lr);
+      }
+      p.grad().zero_();
+    }
+    return norm;
+  }
+
+  NamedTensors state() const {
+    NamedTensors out;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      out.emplace_back("m." + std::to_string(i), m_[i].to(at::kCPU).contiguous());
+      if (v_[i].defined()) out.emplace_back("v." + std::to_string(i), v_[i].to(at::kCPU).contiguous());
+    }
+    return out;
+  }
+
+  void load(const SafetensorsFile& file, int64_t t) {
+    t_ = t;
+    for (size_t i = 0; i < params_.size(); ++i) {
+      m_[i].copy_(file.tensor("m." + std::to_string(i)));
+      if (v_[i].defined()) v_[i].copy_(file.tensor("v." + std::to_string(i)));
+    }
+  }
+
+ private:
+  std::vector<at::Tensor> params_, m_, v_;
+  const LearnSettings& s_;
+  int64_t t_ = 0;
+};
+
+double learning_rate(const LearnSettings& s, int64_t step, int64_t total) {
+  const auto warm = static_cast<int64_t>(std::floor(s.warmup * static_cast<double>(total)));
+  if (step < warm) return s.lr * static_cast<double>(step + 1) / static_cast<double>(warm);
+  if (!s.cosine) return s.lr;
+  const double progress = static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total - warm));
+  return s.lr * 0.5 * (1 + std::cos(M_PI * progress));
+}
+
+// ---- Losses ------------------------------------------------------------------------------------
+
+at::Tensor kl_loss(const at::Tensor& teacher_logits, const at::Tensor& student_logits) {
+  at::Tensor lt = at::log_softmax(teacher_logits.to(at::kFloat), -1);
+  at::Tensor ls = at::log_softmax(student_logits.to(at::kFloat), -1);
+  const int64_t positions = lt.numel() / lt.size(-1);
+  return (lt.exp() * (lt - ls)).sum() / static_cast<double>(positions);
+}
+
+at::Tensor ce_loss(const at::Tensor& logits, const at::Tensor& ids) {
+  at::Tensor lp = at::log_softmax(logits.narrow(1, 0, logits.size(1) - 1).to(at::kFloat), -1);
+  at::Tensor target = ids.narrow(1, 1, ids.size(1) - 1).to(lp.device(), at::kLong).unsqueeze(-1);
+  return -lp.gather(-1, target).mean();
+}
+
+// lambda * sum over the affine transforms of (log|det A|)^2.
+at::Tensor volume_term(const TransformPlan& plan, double lambda, at::Device device) {
+  at::Tensor reg = at::zeros({}, at::TensorOptions(at::kFloat).device(device));
+  if (lambda <= 0) return reg;
+  for (const auto& t : plan.all()) {
+    if (t->kind() == "affine_qr" || t->kind() == "affine_lu") reg = reg + t->log_abs_det().pow(2);
+  }
+  return reg * lambda;
+}
+
+// ---- Batches -----------------------------------------------------------------------------------
+
+// A seeded order over the calibration sequences, reshuffled every epoch (mt19937_64 and our own
+// index reduction, as calib_data.h, so the order is the same everywhere).
+class BatchOrder {
+ public:
+  BatchOrder(int64_t n, uint64_t seed) : n_(n), rng_(seed ^ 0x6c61746d6978ULL) { shuffle(); }
+  std::vector<int64_t> next(int64_t count) {
+    std::vector<int64_t> out;
+    while (static_cast<int64_t>(out.size()) < count) {
+      if (pos_ == n_) shuffle();
+      out.push_back(order_[static_cast<size_t>(pos_++)]);
+    }
+    return out;
+  }
+
+ private:
+  void shuffle() {
+    order_.resize(static_cast<size_t>(n_));
+    for (int64_t i = 0; i < n_; ++i) order_[static_cast<size_t>(i)] = i;
+    for (int64_t i = n_ - 1; i > 0; --i) {
+      const auto j = static_cast<int64_t>(rng_() % static_cast<uint64_t>(i + 1));
+      std::swap(order_[static_cast<size_t>(i)], order_[static_cast<size_t>(j)]);
+    }
+    pos_ = 0;
+  }
+  int64_t n_;
+  std::mt19937_64 rng_;
+  std::vector<int64_t> order_;
+  int64_t pos_ = 0;
+};
+
+at::Tensor gather_ids(const CalibrationSet& calib, const std::vector<int64_t>& rows, at::Device device) {
+  const int64_t L = calib.seqlen();
+  at::Tensor ids = at::empty({static_cast<int64_t>(rows.size()), L}, at::kLong);
+  auto acc = ids.accessor<int64_t, 2>();
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto& seq = calib.sequences[static_cast<size_t>(rows[r])];
+    for (int64_t t = 0; t < L; ++t) acc[static_cast<int64_t>(r)][t] = seq[static_cast<size_t>(t)];
+  }
+  return ids.to(device);
+}
+
+// ---- Checkpoints -------------------------------------------------------------------------------
+
+struct Checkpoint {
+  std::string prefix;
+  std::string fingerprint;
+  bool enabled() const { return !prefix.empty(); }
+  std::string state_path() const { return prefix + ".state.json"; }
+  std::string optim_path() const { return prefix + ".optim.safetensors"; }
+
+  void save(const TransformPlan& plan, const Optimizer& optim, int64_t step, const LearnSettings& s) const {
+    save_transforms(prefix, plan);
+    write_safetensors(optim_path(), optim.state(), {{"format", "latmix-optimizer"}});
+    nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
+                        {"version", 1},
+                        {"fingerprint", fingerprint},
+                        {"step", step},
+                        {"settings", s.to_json()}};
+    write_file_atomic(state_path(), j.dump(2) + "\n");
+  }
+};
+
+void check_settings(const LearnSettings& s, const CalibrationSet* calib, const MethodPreset& preset) {
+  if (!preset.learned) return;
+  if (calib == nullptr || calib->size() == 0) {
+    throw UsageError("method '" + s.method + "' learns its transforms: it needs calibration text");
+  }
+  if (s.steps < 1) throw UsageError("--steps must be at least 1 for method '" + s.method + "'");
+  if (s.batch < 1) throw UsageError("--batch must be at least 1");
+  if (s.lr <= 0 || !std::isfinite(s.lr)) throw UsageError("--lr must be a positive number");
+  if (s.warmup < 0 || s.warmup >= 1) throw UsageError("--warmup must be in [0, 1)");
+  if (s.mode == LearnMode::LayerWise && s.loss != LearnLoss::LayerMse) {
+    throw UsageError("layer-wise learning uses the layer MSE loss (--loss mse)");
+  }
+  if (s.mode == LearnMode::EndToEnd && s.loss == LearnLoss::LayerMse) {
+    throw UsageError("the layer MSE loss needs layer-wise learning (--mode layerwise)");
+  }
+  if (!s.quant.weights && !s.quant.activations) {
+    throw UsageError("learning needs something to quantize: the spec has neither weights nor activations");
+  }
+}
+
+std::vector<std::pair<std::string, double>> conditions(const TransformPlan& plan) {
+  c10::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, double>> out;
+  if (trainable(plan.residual)) out.emplace_back("residual", plan.residual->report().condition_number);
+  auto list = [&](const std::vector<TransformPtr>& l, const char* what) {
+    double worst = 0;
+    bool any = false;
+    for (const auto& t : l) {
+      if (!trainable(t)) continue;
+      worst = std::max(worst, t->report().condition_number);
+      any = true;
+    }
+    if (any) out.emplace_back(std::string(what) + " (max over layers)", worst);
+  };
+  list(plan.value, "value");
+  list(plan.attn_online, "attn_online");
+  list(plan.mlp_online, "mlp_online");
+  list(plan.down_online, "down_online");
+  return out;
+}
+
+// Runs the steps [start, total) of one objective. `loss_of(step, rows)` builds the loss of a batch
+// and returns it with its named terms.
+struct StepLoss {
+  at::Tensor loss;
+  std::vector<std::pair<std::string, at::Tensor>> terms;
+};
+
+class Loop {
+ public:
+  Loop(const LearnSettings& s, const LearnControl& control, const TransformPlan& plan, Optimizer& optim,
+       const Checkpoint& checkpoint, MethodResult& result)
+      : s_(s), control_(control), plan_(plan), optim_(optim), checkpoint_(checkpoint), result_(result) {}
+
+  void run(int64_t first, int64_t last, int64_t total, int64_t layer,
+           const std::function<StepLoss(int64_t step)>& loss_of) {
+    for (int64_t step = first; step < last; ++step) {
+      control_.pause.wait(control_.job.cancel);
+      if (control_.job.cancel.cancelled()) {
+        if (checkpoint_.enabled()) checkpoint_.save(plan_, optim_, step, s_);
+        control_.job.cancel.check();
+      }
+      const double lr = layer < 0 ? learning_rate(s_, step, total) : learning_rate(s_, step - layer * s_.steps, s_.steps);
+      StepLoss sl = loss_of(step);
+      sl.loss.backward();
+      const double grad_norm = optim_.step(lr);
+      for (const auto& t : plan_.all()) {
+        if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
+          r->recenter();
+        }
+      }
+      LearnEvent e;
+      e.step = step + 1;
+      e.total = total;
+      e.layer = layer;
+      e.loss = sl.loss.item<double>();
+      for (const auto& [name, value] : sl.terms) e.terms.emplace_back(name, value.item<double>());
+      e.lr = lr;
+      e.grad_norm = grad_norm;
+      e.seconds = std::chrono::duration<double>(Clock::now() - start_).count();
+      const int64_t done_here = step + 1 - resumed_at_;
+      e.eta = done_here > 0 ? e.seconds / static_cast<double>(done_here) * static_cast<double>(total - step - 1) : 0;
+      if (!std::isfinite(e.loss)) {
+        throw Error("learning diverged at step " + std::to_string(e.step) + " (loss " + std::to_string(e.loss) +
+                    "): lower --lr or raise --lambda");
+      }
+      result_.curve.push_back(e);
+      if (control_.on_step) control_.on_step(e);
+      control_.job.report("learn", e.step, total);
+      if (checkpoint_.enabled() && s_.checkpoint_every > 0 && e.step % s_.checkpoint_every == 0) {
+        checkpoint_.save(plan_, optim_, e.step, s_);
+      }
+      if (control_.on_snapshot && control_.snapshot_every > 0 && e.step % control_.snapshot_every == 0) {
+        control_.on_snapshot(clone_plan(plan_));
+      }
+    }
+  }
+
+  void set_resumed_at(int64_t step) { resumed_at_ = step; }
+
+ private:
+  const LearnSettings& s_;
+  const LearnControl& control_;
+  const TransformPlan& plan_;
+  Optimizer& optim_;
+  const Checkpoint& checkpoint_;
+  MethodResult& result_;
+  Clock::time_point start_ = Clock::now();
+  int64_t resumed_at_ = 0;
+};
+
+// The plan restricted to one layer's per-layer transforms (no residual).
+TransformPlan layer_plan(const TransformPlan& plan, size_t layer, size_t layers) {
+  TransformPlan out;
+  auto pick = [&](const std::vector<TransformPtr>& in, std::vector<TransformPtr>& o) {
+    if (in.empty()) return;
+    o.assign(layers, nullptr);
+    o[layer] = in[layer];
+  };
+  pick(plan.value, out.value);
+  pick(plan.down_online, out.down_online);
+  pick(plan.attn_online, out.attn_online);
+  pick(plan.mlp_online, out.mlp_online);
+  return out;
+}
+
+void freeze(const TransformPtr& t) {
+  if (!t) return;
+  for (const auto& p : t->parameters()) p.requires_grad_(false);
+}
+
+}  // namespace
+
+TransformPlan clone_plan(const TransformPlan& plan) {
+  auto clone = [](const TransformPtr& t) -> TransformPtr {
+    if (!t) return nullptr;
+    NamedTensors state;
+    for (const auto& [name, tensor] : t->state()) state.emplace_back(name, tensor.detach().clone());
+    return transform_from_state(t->describe(), state, "plan snapshot");
+  };
+  TransformPlan out;
+  out.residual = clone(plan.residual);
+  for (const auto& [in, o] : {std::pair{&plan.value, &out.value}, std::pair{&plan.down_online, &out.down_online},
+                               std::pair{&plan.attn_online, &out.attn_online},
+                               std::pair{&plan.mlp_online, &out.mlp_online}}) {
+    for (const auto& t : *in) o->push_back(clone(t));
+  }
+  return out;
+}
+
+std::string learn_fingerprint(const Model& model, const LearnSettings& settings) {
+  // FNV-1a 64 over the config, every weight's shape and bytes, and the settings.
+  uint64_t h = 1469598103934665603ULL;
+  auto mix = [&](const void* data, size_t n) {
+    const auto* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; ++i) {
+      h ^= p[i];
+      h *= 1099511628211ULL;
+    }
+  };
+  auto mix_str = [&](const std::string& s) { mix(s.data(), s.size()); };
+  auto mix_tensor = [&](const at::Tensor& t) {
+    if (!t.defined()) {
+      mix_str("-");
+      return;
+    }
+    at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
+    for (int64_t d : c.sizes()) mix(&d, sizeof d);
+    mix(c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(float));
+  };
+  const ModelConfig& c = model.config();
+  for (int64_t v : {c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
+                    c.vocab_size}) {
+    mix(&v, sizeof v);
+  }
+  const ModelWeights& w = model.weights();
+  mix_tensor(w.embed);
+  mix_tensor(w.final_norm);
+  mix_tensor(w.lm_head);
+  for (const auto& l : w.layers) {
+    for (const at::Tensor* t : {&l.attn_norm, &l.q, &l.k, &l.v, &l.o, &l.mlp_norm, &l.gate, &l.up, &l.down}) {
+      mix_tensor(*t);
+    }
+  }
+  mix_str(settings.to_json().dump());
+  std::ostringstream s;
+  s << std::hex;
+  s.width(16);
+  s.fill('0');
+  s << h;
+  return s.str();
+}
+
+MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const LearnSettings& s,
+                         const LearnControl& control) {
+  const MethodPreset& preset = find_method(s.method);
+  check_settings(s, calib, preset);
+  const auto start = Clock::now();
+  MethodResult result;
+  result.method = s.method;
+  result.settings = s;
+  result.plan = initial_plan(fp.config(), s);
+  result.plan.to(fp.device());
+  if (!preset.learned) {
+    result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    return result;
+  }
+  TransformPlan& plan = result.plan;
+  const size_t layers = static_cast<size_t>(fp.config().num_layers);
+  const bool layerwise = s.mode == LearnMode::LayerWise;
+  // Layer-wise: a global residual transform cannot be learned one layer at a time; it stays at
+  // its starting rotation and is folded into the FP model the layers are learned against.
+  if (layerwise) freeze(plan.residual);
+
+  Checkpoint checkpoint;
+  checkpoint.prefix = s.checkpoint_prefix;
+  if (checkpoint.enabled()) checkpoint.fingerprint = learn_fingerprint(fp, s);
+  const int64_t total = layerwise ? s.steps * static_cast<int64_t>(layers) : s.steps;
+  int64_t start_step = 0;
+  nlohmann::json resume_state;
+  if (s.resume) {
+    if (!checkpoint.enabled()) throw UsageError("--resume needs --checkpoint PREFIX");
+    if (std::filesystem::exists(checkpoint.state_path())) {
+      try {
+        resume_state = nlohmann::json::parse(read_text_file(checkpoint.state_path()));
+      } catch (const nlohmann::json::exception& e) {
+        fail(checkpoint.state_path(), "JSON", "valid JSON", e.what());
+      }
+      const std::string found = resume_state.value("fingerprint", "");
+      if (found != checkpoint.fingerprint) {
+        fail(checkpoint.state_path(), "fingerprint (model and settings)", checkpoint.fingerprint,
+             found + ": the checkpoint was made for another model or other settings");
+      }
+      start_step = resume_state.value("step", int64_t{0});
+      if (start_step < 0 || start_step > total) {
+        fail(checkpoint.state_path(), "step", "0.." + std::to_string(total), std::to_string(start_step));
+      }
+      TransformPlan loaded = load_transforms(checkpoint.prefix);
+      loaded.to(fp.device());
+      if (layerwise) freeze(loaded.residual);
+      // Keep the frozen value biases frozen (load_transforms makes every parameter a leaf).
+      for (size_t l = 0; l < plan.value.size() && l < loaded.value.size(); ++l) {
+        auto a = std::dynamic_pointer_cast<AffineTransform>(plan.value[l]);
+        auto b = std::dynamic_pointer_cast<AffineTransform>(loaded.value[l]);
+        if (a && b && !a->bias_param().requires_grad()) b->bias_param().requires_grad_(false);
+      }
+      plan = loaded;
+      result.resumed = true;
+    }
+  }
+  Optimizer optim(trainable_parameters(plan), s);
+  if (result.resumed) optim.load(*SafetensorsFile::open(checkpoint.optim_path()), start_step);
+  Loop loop(s, control, plan, optim, checkpoint, result);
+  loop.set_resumed_at(start_step);
+  BatchOrder order(calib->size(), s.seed);
+  // Keep the batch order of a resumed run identical to an uninterrupted one.
+  for (int64_t i = 0; i < start_step; ++i) order.next(s.batch);
+  const at::Device device = fp.device();
+
+  if (!layerwise) {
+    loop.run(start_step, total, total, -1, [&](int64_t) {
+      at::Tensor ids = gather_ids(*calib, order.next(s.batch), device);
+      TransformPlan dense = densify(plan);
+      Model student = build_student(fp, dense, s.quant, -1);
+      at::Tensor logits = student.forward(ids);
+      StepLoss out;
+      if (s.loss == LearnLoss::Kl) {
+        at::Tensor teacher;
+        {
+          c10::NoGradGuard no_grad;
+          teacher = fp.forward(ids);
+        }
+        out.terms.emplace_back("kl", kl_loss(teacher, logits));
+      } else {
+        out.terms.emplace_back("ce", ce_loss(logits, ids));
+      }
+      at::Tensor reg = volume_term(plan, s.lambda, device);
+      out.loss = out.terms.front().second + reg;
+      if (s.lambda > 0 && s.method == "latmix") out.terms.emplace_back("reg", reg);
+      for (auto& [name, t] : out.terms) t = t.detach();
+      return out;
+    });
+  } else {
+    // The FP model the layers are learned against: the frozen residual transform folded in.
+    Model base = fp.to(fp.device(), fp.dtype());
+    if (plan.residual) {
+      TransformPlan residual_only;
+      residual_only.residual = plan.residual;
+      FoldOptions options;
+      options.missing_bias = MissingBias::Drop;
+      fold_transforms(base, residual_only, options);
+    }
+    // FP inputs of layer 0 for every calibration sequence, then layer by layer.
+    at::Tensor inputs;
+    {
+      c10::NoGradGuard no_grad;
+      inputs = base.embed(calib->batch(0, calib->size(), device));
+    }
+    const int64_t first_layer = start_step / s.steps;
+    for (size_t l = 0; l < layers; ++l) {
+      const auto li = static_cast<int64_t>(l);
+      at::Tensor targets;
+      {
+        c10::NoGradGuard no_grad;
+        std::vector<at::Tensor> outs;
+        for (int64_t b = 0; b < inputs.size(0); b += s.batch) {
+          outs.push_back(base.forward_layer(li, inputs.narrow(0, b, std::min(s.batch, inputs.size(0) - b))));
+        }
+        targets = at::cat(outs, 0);
+      }
+      if (li >= first_layer) {
+        TransformPlan lp = layer_plan(plan, l, layers);
+        const int64_t from = std::max(start_step, li * s.steps);
+        loop.run(from, (li + 1) * s.steps, total, li, [&](int64_t) {
+          std::vector<int64_t> rows = order.next(s.batch);
+          at::Tensor idx = at::tensor(rows, at::kLong).to(device);
+          at::Tensor x = inputs.index_select(0, idx), y = targets.index_select(0, idx);
+          Model student = build_student(base, densify(lp), s.quant, li);
+          at::Tensor out = student.forward_layer(li, x);
+          StepLoss sl;
+          sl.loss = (out.to(at::kFloat) - y.to(at::kFloat)).pow(2).mean();
+          sl.terms.emplace_back("mse", sl.loss.detach());
+          return sl;
+        });
+      }
+      inputs = targets;
+    }
+  }
+  if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
+  {
+    c10::NoGradGuard no_grad;
+    for (const auto& p : plan.parameters()) {
+      if (p.grad().defined()) p.mutable_grad() = at::Tensor();
+    }
+  }
+  result.conditions = conditions(plan);
+  result.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  return result;
+}
+
+}  // namespace latmix

@@ -1,0 +1,252 @@
+// Transform learning on the real gutenberg-llama-6M: every learned preset lowers its loss and keeps
+// its transforms invertible; the student is what apply_plan() deploys; determinism, checkpoints,
+// resume, cancel and pause.
+#include <gtest/gtest.h>
+
+#include <c10/core/InferenceMode.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "latmix/calib_data.h"
+#include "latmix/compare.h"
+#include "latmix/learn.h"
+#include "latmix/model_files.h"
+#include "test_paths.h"
+
+namespace latmix {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Fixture {
+  Model model;
+  std::unique_ptr<Tokenizer> tokenizer;
+  CalibrationSet calib;
+};
+
+const Fixture& six_m() {
+  static const Fixture f = [] {
+    const std::string dir = test::data_path("models/gutenberg-llama-6M");
+    Model m = load_model(dir);
+    auto tok = load_model_tokenizer(dir, "", static_cast<int32_t>(m.config().vocab_size));
+    CalibrationOptions co;
+    co.samples = 4;
+    co.seqlen = 64;
+    CalibrationSet calib = load_calibration_files(
+        {test::data_path("corpus/gutenberg/pg1342_pride_and_prejudice.txt")}, *tok, co, 40000);
+    return Fixture{std::move(m), std::move(tok), std::move(calib)};
+  }();
+  return f;
+}
+
+// Settings whose every step sees the same batch (batch == samples), so the loss must go down.
+LearnSettings fixed_batch(const std::string& method, int64_t steps) {
+  LearnSettings s = method_defaults(method, parse_quant_spec("mxfp4"), at::kCPU);
+  s.steps = steps;
+  s.batch = six_m().calib.size();
+  s.warmup = 0;
+  return s;
+}
+
+double first_loss(const MethodResult& r) { return r.curve.front().loss; }
+// The loss of a step jumps a little as MX codes flip under the hard quantizer: the mean of the
+// last three steps is what must be lower than the first.
+double last_loss(const MethodResult& r) {
+  const size_t n = r.curve.size();
+  return (r.curve[n - 1].loss + r.curve[n - 2].loss + r.curve[n - 3].loss) / 3;
+}
+
+TEST(Learn, EveryLearnedPresetLowersItsLossAndStaysInvertible) {
+  const Fixture& f = six_m();
+  for (const std::string method : {"latmix", "spinquant", "flatquant"}) {
+    SCOPED_TRACE(method);
+    LearnSettings s = fixed_batch(method, method == "flatquant" ? 8 : 12);
+    if (method == "spinquant") s.lr = 0.5;
+    MethodResult r = obtain_plan(f.model, &f.calib, s);
+    const auto expected_steps = method == "flatquant" ? s.steps * f.model.config().num_layers : s.steps;
+    ASSERT_EQ(static_cast<int64_t>(r.curve.size()), expected_steps);
+    if (method == "flatquant") {
+      // Layer-wise: averaged over the layers, the last three steps of a layer are below its first.
+      double ratio = 0;
+      const int64_t layers = f.model.config().num_layers;
+      for (int64_t l = 0; l < layers; ++l) {
+        const size_t first = static_cast<size_t>(l * s.steps), end = static_cast<size_t>((l + 1) * s.steps);
+        EXPECT_EQ(r.curve[first].layer, l);
+        ratio += (r.curve[end - 1].loss + r.curve[end - 2].loss + r.curve[end - 3].loss) / 3 / r.curve[first].loss;
+      }
+      EXPECT_LT(ratio / static_cast<double>(layers), 1.0);
+    } else {
+      EXPECT_LT(last_loss(r), first_loss(r));
+    }
+    ASSERT_FALSE(r.conditions.empty());
+    for (const auto& [name, cond] : r.conditions) {
+      EXPECT_TRUE(std::isfinite(cond)) << name;
+      EXPECT_GE(cond, 1.0 - 1e-3) << name;
+      EXPECT_LT(cond, 1e3) << name;
+    }
+  }
+}
+
+TEST(Learn, LatmixLuParametrizationLearnsToo) {
+  const Fixture& f = six_m();
+  LearnSettings s = fixed_batch("latmix", 10);
+  s.param = AffineTransform::Param::LU;
+  MethodResult r = obtain_plan(f.model, &f.calib, s);
+  EXPECT_LT(last_loss(r), first_loss(r));
+  EXPECT_EQ(r.plan.residual->kind(), "affine_lu");
+}
+
+// The student optimized during learning is the model apply_plan() builds (RTN weights): their
+// KL to the FP model agree (the student folds through float32 dense matrices, the deployed
+// model in float64, so a few MX codes may differ).
+TEST(Learn, StudentLossMatchesTheDeployedModel) {
+  const Fixture& f = six_m();
+  LearnSettings s = fixed_batch("latmix", 6);
+  s.quant.method = WeightMethod::Rtn;
+  MethodResult r = obtain_plan(f.model, &f.calib, s);
+  // Compute the deployed model's KL directly.
+  QuantizedModel q = apply_plan(f.model, r.plan, s.quant, nullptr);
+  c10::InferenceMode guard;
+  at::Tensor ids = f.calib.batch(0, f.calib.size());
+  at::Tensor lt = at::log_softmax(f.model.forward(ids), -1);
+  at::Tensor lq = at::log_softmax(q.model.forward(ids), -1);
+  const double deployed = ((lt.exp() * (lt - lq)).sum() / static_cast<double>(ids.numel())).item<double>();
+  // The student's KL at the end of learning (the last event's kl term was measured before the
+  // last update, so compare with a tolerance that covers one step).
+  double student = 0;
+  for (const auto& [name, value] : r.curve.back().terms) {
+    if (name == "kl") student = value;
+  }
+  EXPECT_GT(deployed, 0);
+  EXPECT_NEAR(deployed, student, 0.25 * student);
+}
+
+TEST(Learn, SameSeedSameTransforms) {
+  const Fixture& f = six_m();
+  LearnSettings s = fixed_batch("latmix", 3);
+  s.batch = 2;
+  MethodResult a = obtain_plan(f.model, &f.calib, s);
+  MethodResult b = obtain_plan(f.model, &f.calib, s);
+  ASSERT_EQ(a.curve.size(), b.curve.size());
+  for (size_t i = 0; i < a.curve.size(); ++i) EXPECT_EQ(a.curve[i].loss, b.curve[i].loss);
+  EXPECT_TRUE(at::equal(a.plan.residual->matrix(), b.plan.residual->matrix()));
+  s.seed = 1;
+  MethodResult c = obtain_plan(f.model, &f.calib, s);
+  EXPECT_FALSE(at::equal(a.plan.residual->matrix(), c.plan.residual->matrix()));
+}
+
+TEST(Learn, ResumeFromCheckpointEqualsAnUninterruptedRun) {
+  const Fixture& f = six_m();
+  const fs::path dir = fs::path(test::temp_dir("learn_resume"));
+  LearnSettings s = fixed_batch("latmix", 6);
+  s.batch = 2;
+  MethodResult full = obtain_plan(f.model, &f.calib, s);
+
+  // Cancel after step 3: the checkpoint holds 3 steps; resuming runs the other 3.
+  s.checkpoint_prefix = (dir / "ck").string();
+  LearnControl control;
+  control.on_step = [&](const LearnEvent& e) {
+    if (e.step == 3) control.job.cancel.cancel();
+  };
+  EXPECT_THROW(obtain_plan(f.model, &f.calib, s, control), Cancelled);
+  ASSERT_TRUE(fs::exists(dir / "ck.state.json"));
+  ASSERT_TRUE(fs::exists(dir / "ck.safetensors"));
+  s.resume = true;
+  MethodResult resumed = obtain_plan(f.model, &f.calib, s);
+  EXPECT_TRUE(resumed.resumed);
+  ASSERT_EQ(resumed.curve.size(), 3u);
+  EXPECT_EQ(resumed.curve.front().step, 4);
+  EXPECT_NEAR(resumed.curve.back().loss, full.curve.back().loss, 1e-5 * full.curve.back().loss);
+  EXPECT_TRUE(at::allclose(resumed.plan.residual->matrix(), full.plan.residual->matrix(), 1e-5, 1e-6));
+
+  // Other settings: the checkpoint's fingerprint does not match.
+  LearnSettings other = s;
+  other.lr *= 2;
+  try {
+    obtain_plan(f.model, &f.calib, other);
+    FAIL() << "a checkpoint of other settings was resumed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fingerprint"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Learn, PauseHoldsTheLoopUntilResumed) {
+  const Fixture& f = six_m();
+  LearnSettings s = fixed_batch("latmix", 4);
+  s.batch = 1;
+  LearnControl control;
+  std::atomic<int64_t> last_step{0};
+  control.on_step = [&](const LearnEvent& e) {
+    last_step = e.step;
+    if (e.step == 2) control.pause.pause();
+  };
+  std::thread worker([&] { obtain_plan(f.model, &f.calib, s, control); });
+  // Wait until the loop has paused after step 2, check it stays there, then resume.
+  for (int i = 0; i < 600 && last_step < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(last_step.load(), 2);
+  EXPECT_TRUE(control.pause.paused());
+  control.pause.resume();
+  worker.join();
+  EXPECT_EQ(last_step.load(), 4);
+}
+
+TEST(Learn, FixedPresetsNeedNoCalibrationAndLearnedOnesDo) {
+  const Fixture& f = six_m();
+  for (const std::string method : {"rtn", "gptq", "quarot", "mr-gptq"}) {
+    MethodResult r = obtain_plan(f.model, nullptr, method_defaults(method, parse_quant_spec("mxfp4"), at::kCPU));
+    EXPECT_TRUE(r.curve.empty()) << method;
+    EXPECT_EQ(r.plan.empty(), method == "rtn" || method == "gptq") << method;
+  }
+  EXPECT_THROW(obtain_plan(f.model, nullptr, method_defaults("latmix", parse_quant_spec("mxfp4"), at::kCPU)),
+               UsageError);
+}
+
+// A fixed rotation plan folded and applied without quantization keeps the model's function
+// (quarot and mr-gptq are orthogonal), so a wrong placement shows up as a logit change.
+TEST(Learn, FixedPlansKeepTheModelExactWithoutQuantization) {
+  const Fixture& f = six_m();
+  c10::InferenceMode guard;
+  at::Tensor ids = f.calib.batch(0, 1);
+  at::Tensor ref = f.model.forward(ids);
+  for (const std::string method : {"quarot", "mr-gptq"}) {
+    MethodResult r = obtain_plan(f.model, nullptr, method_defaults(method, parse_quant_spec("mxfp4"), at::kCPU));
+    QuantSpec none;
+    QuantizedModel q = apply_plan(f.model, r.plan, none, nullptr);
+    EXPECT_LT((q.model.forward(ids) - ref).abs().max().item<double>(), 2e-3) << method;
+  }
+}
+
+TEST(Compare, ReportHasEveryMethodAndItsPlots) {
+  const Fixture& f = six_m();
+  CompareOptions o;
+  o.methods = {"rtn", "latmix"};
+  o.tasks = {"frankenstein"};
+  o.eval.data_dir = test::data_dir();
+  o.eval.limit = 2;
+  o.eval.seqlen = 64;
+  o.settings_for = [](const std::string& m) {
+    LearnSettings s = method_defaults(m, parse_quant_spec("mxfp4"), at::kCPU);
+    s.steps = m == "latmix" ? 3 : 0;
+    s.quant.method = WeightMethod::Rtn;
+    return s;
+  };
+  Comparison c = run_comparison(f.model, *f.tokenizer, f.calib, o);
+  ASSERT_EQ(c.rows.size(), 2u);
+  EXPECT_EQ(c.rows[1].curve.size(), 3u);
+  EXPECT_EQ(c.rows[0].layer_sqnr_db.size(), static_cast<size_t>(f.model.config().num_layers));
+  const fs::path dir = fs::path(test::temp_dir("compare_report"));
+  const auto files = write_comparison_report(c, dir.string());
+  for (const char* name : {"report.md", "report.json", "loss.png", "perplexity.png", "sqnr.png"}) {
+    EXPECT_TRUE(fs::exists(dir / name)) << name;
+  }
+  const std::string md = c.markdown({});
+  EXPECT_NE(md.find("| latmix |"), std::string::npos);
+  EXPECT_NE(md.find("gap"), std::string::npos);
+  EXPECT_NEAR(gap_closed(10, 20, 15), 50.0, 1e-12);
+}
+
+}  // namespace
+}  // namespace latmix
