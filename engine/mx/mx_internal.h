@@ -119,8 +119,17 @@ at::Tensor fake_quantize_cuda(const at::Tensor& x, const MxFormat& f, int64_t ax
 /// codes (uint8 [rows, n], unpacked) and scale codes (uint8 [rows, ceil(n / block)]).
 void encode_rows_cpu(const at::Tensor& x2d, const MxFormat& f, float s2, at::Tensor& codes, at::Tensor& scales);
 /// The same on a CUDA [rows, n] tensor (fp32, bf16, fp16; others are rounded to fp32): codes and
-/// scales are CUDA tensors. \throws latmix::Error as fake_quantize_cuda.
-void encode_rows_cuda(const at::Tensor& x2d, const MxFormat& f, float s2, at::Tensor& codes, at::Tensor& scales);
+/// scales are CUDA tensors. With `pack_nibbles` and a 4-bit format the codes come packed two per
+/// byte from the same kernel (uint8 [rows, ceil(n / 2)], as pack_nibbles packs them).
+/// \throws latmix::Error as fake_quantize_cuda.
+void encode_rows_cuda(const at::Tensor& x2d, const MxFormat& f, float s2, at::Tensor& codes, at::Tensor& scales,
+                      bool pack_nibbles = false);
+/// Decoding on the device in one kernel: CUDA codes [rows, n] (or [rows, ceil(n / 2)] with
+/// `nibbles`) and scale codes [rows, ceil(n / block)] to values [rows, n] of `dtype`, bit for bit
+/// mx_decode's CPU result. \throws latmix::Error as fake_quantize_cuda, and for scales on another
+/// device or byte codes without an element value.
+at::Tensor decode_rows_cuda(const at::Tensor& codes2d, const at::Tensor& scales2d, const MxFormat& f,
+                            float tensor_scale, int64_t n, bool nibbles, at::ScalarType dtype);
 
 /// The value of every block scale of packed data (fp32, NaN for the NaN code), shaped like
 /// m.scales; NVFP4's include the tensor scale.

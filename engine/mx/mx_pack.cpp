@@ -87,8 +87,8 @@ MxPacked mx_encode(const at::Tensor& x, const MxFormat& format, int64_t axis, bo
   m.shape = x.sizes().vec();
   m.axis = mx_detail::normalize_axis(x, axis);
   m.nibbles = pack && format.is_4bit();
-  // CUDA inputs are encoded by the fused kernel on the device (codes and scales stay there);
-  // everything else by the CPU encoder. Both give the same codes bit for bit.
+  // CUDA inputs are encoded by the fused kernel on the device (codes and scales stay there, 4-bit
+  // codes packed in the same pass); everything else by the CPU encoder. Same codes bit for bit.
   const bool on_gpu = x.is_cuda() && mx_cuda_kernel_built();
   const at::Tensor xm = on_gpu ? x.detach().movedim(m.axis, -1).contiguous()
                                : x.detach().to(at::kCPU).to(at::kFloat).movedim(m.axis, -1).contiguous();
@@ -98,16 +98,16 @@ MxPacked mx_encode(const at::Tensor& x, const MxFormat& format, int64_t axis, bo
   m.tensor_scale = nv && format.tensor_scale ? mx_detail::nvfp4_tensor_scale(xm.to(at::kFloat)) : 1.0f;
   at::Tensor codes, scales;
   if (on_gpu) {
-    mx_detail::encode_rows_cuda(xm.reshape({-1, n}), format, m.tensor_scale, codes, scales);
+    mx_detail::encode_rows_cuda(xm.reshape({-1, n}), format, m.tensor_scale, codes, scales, m.nibbles);
   } else {
     mx_detail::encode_rows_cpu(xm.reshape({-1, n}), format, m.tensor_scale, codes, scales);
   }
   std::vector<int64_t> cshape = lead, sshape = lead;
-  cshape.push_back(n);
+  cshape.push_back(codes.size(1));
   sshape.push_back(scales.size(1));
   m.codes = codes.view(cshape);
   m.scales = scales.view(sshape);
-  if (m.nibbles) m.codes = pack_nibbles(m.codes);
+  if (m.nibbles && !on_gpu) m.codes = pack_nibbles(m.codes);
   return m;
 }
 
@@ -129,6 +129,16 @@ at::Tensor mx_decode(const MxPacked& m, at::ScalarType dtype) {
   const std::vector<int64_t> lead = moved;
   moved.push_back(n);
   check_packed(m, n, lead);
+  if (m.codes.is_cuda() && mx_cuda_kernel_built()) {
+    // Unpacking and decoding in one kernel on the device: the same fp32 products as below.
+    int64_t rows = 1;
+    for (int64_t d : lead) rows *= d;
+    const at::Tensor codes2d = m.codes.reshape({rows, m.codes.size(-1)});
+    const at::Tensor scales2d = m.scales.reshape({rows, m.scales.size(-1)});
+    const at::Tensor out =
+        mx_detail::decode_rows_cuda(codes2d, scales2d, m.format, m.tensor_scale, n, m.nibbles, dtype);
+    return out.view(moved).movedim(-1, m.axis).contiguous();
+  }
   const at::Tensor codes = m.nibbles ? unpack_nibbles(m.codes, n) : m.codes;
   const at::Tensor vals = lookup(element_table(m.format.element, codes.device()), codes);
   const at::Tensor sc = mx_detail::scale_values(m);

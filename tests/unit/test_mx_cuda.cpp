@@ -1,8 +1,9 @@
-// The fused CUDA kernel (engine/mx/cuda): its scalar code checked on the host against the CPU loop
-// in every build, and on a CUDA device (skipped without one) fake quantization and encoding bit
-// for bit against the CPU loop over every format, scale rule, rounding and dtype, on tensors with
-// outliers, tails, zero blocks, subnormals, ties, values near FLT_MAX, NaN and Inf; plus the
-// straight-through gradient on CUDA.
+// The fused CUDA kernels (engine/mx/cuda): their scalar code checked on the host against the CPU
+// loop, encoder and decoder in every build, and on a CUDA device (skipped without one) fake
+// quantization, encoding (codes one per byte or packed two per byte), and decoding bit for bit
+// against the CPU over every format, scale rule, rounding and dtype, on tensors with outliers,
+// tails, odd rows, zero blocks, subnormals, ties, values near FLT_MAX, NaN and Inf, and on random
+// codes and scales; plus the straight-through gradient on CUDA.
 #include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 
@@ -144,8 +145,13 @@ HostResult host_emulation(const at::Tensor& x2d, const MxFormat& f, float s2) {
       if (!s.bad && k::bf16_exact(s, p)) {  // the vector kernel's bf16 truncation must be exact
         EXPECT_EQ(k::f2u(fast[start + j]) & 0xFFFFu, 0u) << f.describe();
       }
-      codes[start + j] =
-          static_cast<uint8_t>(s.bad ? 0u : k::element_code(k::element_value(in[start + j], s, p), p.el));
+      // The encoder's code (FpEncoder for the FP formats) against the code of the element value.
+      const uint32_t code = s.bad ? 0u : k::encode_element(in[start + j], s, p);
+      if (!s.bad) {
+        EXPECT_EQ(code, k::element_code(k::element_value(in[start + j], s, p), p.el)) << f.describe();
+        EXPECT_EQ(code, k::encode_element<true>(in[start + j], s, p)) << f.describe();
+      }
+      codes[start + j] = static_cast<uint8_t>(code);
     }
     scales[i] = static_cast<uint8_t>(s.code);
   }
@@ -173,11 +179,104 @@ TEST(MxCuda, KernelScalarCodeMatchesTheCpuLoopOnTheHost) {
               static_cast<long long>(cases), static_cast<long long>(values));
 }
 
+// The decode kernels' scalar code on the host, element by element: fp32 products, and the bf16
+// rounding the vector kernel does (a truncation where decode_bf16_exact says the product is exact).
+at::Tensor host_decode(const latmix::MxPacked& m, bool bf16) {
+  namespace k = latmix::mx_cuda;
+  const int64_t n = m.shape.back();
+  const at::Tensor codes = m.codes.reshape({-1, m.codes.size(-1)}).contiguous();
+  const at::Tensor scales = m.scales.reshape({-1, m.scales.size(-1)}).contiguous();
+  const int64_t rows = codes.size(0);
+  const k::DecodeParams p = k::make_decode_params(m.format, m.tensor_scale, rows, n, m.nibbles);
+  at::Tensor out = at::empty({rows, n}, bf16 ? at::kBFloat16 : at::kFloat);
+  const uint8_t* c = codes.data_ptr<uint8_t>();
+  const uint8_t* sc = scales.data_ptr<uint8_t>();
+  const int64_t cw = codes.size(1), nb = scales.size(1);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; ++j) {
+      const uint32_t byte = c[r * cw + (m.nibbles ? j / 2 : j)];
+      const uint32_t code = m.nibbles ? (j % 2 ? byte >> 4 : byte & 0xFu) : byte;
+      const uint32_t scode = sc[r * nb + j / p.block];
+      const float v = k::decode_value(code, scode, p);
+      if (!bf16) {
+        out.data_ptr<float>()[r * n + j] = v;
+        continue;
+      }
+      const uint32_t u = k::f2u(v);
+      uint16_t h;
+      if (v != v) {
+        h = 0x7FC0;
+      } else if (k::decode_bf16_exact(scode, p)) {
+        EXPECT_EQ(u & 0xFFFFu, 0u) << m.format.describe() << " code " << code << " scale " << scode;
+        h = static_cast<uint16_t>(u >> 16);
+      } else {
+        h = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+      }
+      std::memcpy(static_cast<uint16_t*>(out.data_ptr()) + r * n + j, &h, 2);
+    }
+  }
+  return out;
+}
+
+// Every code with every scale code: random bytes for both, on [rows, n] (packed when 4-bit).
+latmix::MxPacked random_packed(const MxFormat& f, int64_t rows, int64_t n, uint64_t seed) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  latmix::MxPacked m;
+  m.format = f;
+  m.shape = {rows, n};
+  m.axis = 1;
+  m.nibbles = f.is_4bit();
+  const int64_t top = m.nibbles ? 256 : (int64_t{1} << f.info().bits);
+  m.codes = at::randint(0, top, {rows, m.nibbles ? (n + 1) / 2 : n}, gen, at::TensorOptions().dtype(at::kByte));
+  if (m.nibbles && n % 2) m.codes.select(1, n / 2).bitwise_and_(15);  // pack_nibbles' zero high nibble
+  m.scales = at::randint(0, 256, {rows, (n + f.block - 1) / f.block}, gen, at::TensorOptions().dtype(at::kByte));
+  m.tensor_scale = f.tensor_scale ? 0.0371f : 1.0f;
+  return m;
+}
+
+TEST(MxCuda, DecodeScalarCodeMatchesTheCpuOnTheHost) {
+  int64_t cases = 0;
+  for (int64_t block : {int64_t{0}, int64_t{8}, int64_t{7}}) {
+    const at::Tensor x = nasty(24, 200, 31 + static_cast<uint64_t>(block));
+    for (const MxFormat& f : all_formats(block)) {
+      SCOPED_TRACE(f.describe());
+      for (const latmix::MxPacked& m : {latmix::mx_encode(x, f, -1, true), latmix::mx_encode(x, f, -1, false),
+                                        random_packed(f, 16, 199, 7 + static_cast<uint64_t>(cases))}) {
+        EXPECT_EQ(mismatches(latmix::mx_decode(m, at::kFloat), host_decode(m, false)), 0);
+        EXPECT_EQ(mismatches(latmix::mx_decode(m, at::kBFloat16), host_decode(m, true)), 0);
+        ++cases;
+      }
+    }
+  }
+  std::printf("[ host emulation ] decoding: %lld cases (encoded and random codes/scales), fp32 and bf16\n",
+              static_cast<long long>(cases));
+}
+
+TEST(MxCuda, Mxfp4EncoderConstantsMatchTheFormat) {
+  // The encoder's MXFP4 vector kernel (kFp4 in mx_kernels.cu) hard-codes these.
+  const latmix::mx_cuda::QuantParams q = latmix::mx_cuda::make_quant_params(MxFormat::parse("mxfp4"), 1, 32, 1.0f);
+  EXPECT_EQ(q.el.is_int, 0);
+  EXPECT_EQ(q.el.ebits, 2);
+  EXPECT_EQ(q.el.mbits, 1);
+  EXPECT_EQ(q.el.bias, 1);
+  EXPECT_EQ(q.el.emax, 2);
+  EXPECT_EQ(q.el.max, 6.0f);
+  EXPECT_EQ(q.el.min_normal_bits, 0x3F800000u);
+  EXPECT_EQ(q.el.min_exp, -1);
+  EXPECT_EQ(q.el.max_code, 7u);
+  EXPECT_EQ(q.el.sub_magic, 4194304.0f);
+  EXPECT_EQ(q.el.sub_inv_step, 2.0f);
+}
+
 TEST(MxCuda, KernelChoiceErrorsWithoutACudaTensor) {
   const at::Tensor x = nasty(4, 64, 1);
   EXPECT_THROW(fake_quantize(x, MxFormat::parse("mxfp4"), -1, MxKernel::Cuda), latmix::Error);
   at::Tensor codes, scales;
   EXPECT_THROW(latmix::mx_detail::encode_rows_cuda(x, MxFormat{}, 1.0f, codes, scales), latmix::Error);
+  EXPECT_THROW(latmix::mx_detail::encode_rows_cuda(x, MxFormat{}, 1.0f, codes, scales, true), latmix::Error);
+  const latmix::MxPacked m = latmix::mx_encode(x, MxFormat{});
+  EXPECT_THROW(latmix::mx_detail::decode_rows_cuda(m.codes, m.scales, m.format, 1.0f, 64, true, at::kFloat),
+               latmix::Error);
   if (!latmix::mx_cuda_kernel_built()) {
     try {
       fake_quantize(x, MxFormat{}, -1, MxKernel::Cuda);
@@ -272,6 +371,161 @@ TEST(MxCuda, EncodingMatchesTheCpuEncoderBitForBit) {
   }
   std::printf("[ cuda parity ] encoding: %lld cases, %lld mismatching codes/scales\n", static_cast<long long>(cases),
               static_cast<long long>(bad_total));
+}
+
+// mx_encode on CUDA tensors (the fused encoder, packing 4-bit codes in the same kernel) against
+// the CPU encoder and pack_nibbles, from aligned and misaligned pointers (vector and per-block
+// kernels), and the device round trip against the CPU loop's fake quantization.
+TEST(MxCuda, PackedEncodingMatchesTheCpuBitForBit) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA device or a build without the CUDA kernel";
+  std::vector<Input> inputs;
+  inputs.push_back({nasty(64, 512, 11), -1, "64x512 (vector kernel)"});
+  inputs.push_back({nasty(48, 1000, 12), -1, "48x1000 (tails)"});
+  inputs.push_back({nasty(16, 33, 13), -1, "16x33 (odd rows)"});
+  inputs.push_back({nasty(96, 40, 14).reshape({4, 24, 40}), 1, "4x24x40 axis 1"});
+  int64_t cases = 0, values = 0, bad_total = 0;
+  for (const Input& in : inputs) {
+    for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+      const at::Tensor x = in.x.to(dt);
+      const at::Tensor xg = x.to(at::kCUDA);
+      const at::Tensor flat = at::empty({xg.numel() + 1}, xg.options());
+      const at::Tensor xm = flat.narrow(0, 1, xg.numel()).view(xg.sizes()).copy_(xg);
+      const at::Tensor x32 = x.to(at::kFloat);
+      for (const MxFormat& f : all_formats()) {
+        SCOPED_TRACE(f.describe() + " on " + in.label + " " + std::string(c10::toString(dt)));
+        for (bool pack : {true, false}) {
+          const latmix::MxPacked cpu = latmix::mx_encode(x, f, in.axis, pack);
+          for (const at::Tensor& xin : {xg, xm}) {
+            const latmix::MxPacked gpu = latmix::mx_encode(xin, f, in.axis, pack);
+            ASSERT_TRUE(gpu.codes.is_cuda());
+            EXPECT_EQ(gpu.nibbles, cpu.nibbles);
+            EXPECT_EQ(gpu.tensor_scale, cpu.tensor_scale);
+            const int64_t bad = byte_mismatches(cpu.codes, gpu.codes) + byte_mismatches(cpu.scales, gpu.scales);
+            EXPECT_EQ(bad, 0);
+            bad_total += bad;
+            ++cases;
+            values += x.numel();
+          }
+        }
+      }
+      // The round trip on the device against the CPU loop's fake quantization (in fp32).
+      for (const MxFormat& f : all_formats()) {
+        SCOPED_TRACE(f.describe() + " round trip on " + in.label + " " + std::string(c10::toString(dt)));
+        const int64_t bad = mismatches(fake_quantize(x32, f, in.axis, MxKernel::CpuLoop),
+                                       latmix::mx_decode(latmix::mx_encode(xg, f, in.axis, true), at::kFloat));
+        EXPECT_EQ(bad, 0);
+        bad_total += bad;
+      }
+    }
+  }
+#if defined(LATMIX_WITH_CUDA)  // the kernel choice is defined with the kernels
+  // The vector kernel is the one the aligned 64x512 input takes.
+  namespace k = latmix::mx_cuda;
+  const at::Tensor xv = nasty(64, 512, 11).to(at::kBFloat16).to(at::kCUDA);
+  const at::Tensor packed = at::empty({64, 256}, xv.options().dtype(at::kByte));
+  const k::QuantParams qp = k::make_quant_params(MxFormat::parse("mxfp4"), 64, 512, 1.0f);
+  EXPECT_STREQ(k::encode_kernel_choice(xv.data_ptr(), packed.data_ptr<uint8_t>(), k::DType::BFloat16, qp, true),
+               "vector");
+#endif
+  std::printf("[ cuda parity ] packed encoding: %lld cases, %lld values, %lld mismatches (codes, scales, round trip)\n",
+              static_cast<long long>(cases), static_cast<long long>(values), static_cast<long long>(bad_total));
+}
+
+TEST(MxCuda, PackedEncodingEveryBlockSizeMatchesTheCpu) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA device or a build without the CUDA kernel";
+  const at::Tensor base = nasty(24, 771, 15);
+  int64_t cases = 0, bad_total = 0;
+  for (int64_t block : {1, 2, 3, 7, 8, 16, 24, 64, 100, 256}) {
+    for (at::ScalarType dt : {at::kFloat, at::kBFloat16}) {
+      const at::Tensor x = base.to(dt);
+      const at::Tensor xg = x.to(at::kCUDA);
+      for (const at::Tensor& xin : {x, x.narrow(1, 0, 768).contiguous()}) {
+        const at::Tensor xing = xin.to(at::kCUDA);
+        for (const MxFormat& f : all_formats(block)) {
+          SCOPED_TRACE(f.describe() + " " + std::string(c10::toString(dt)) + " n " + std::to_string(xin.size(1)));
+          const latmix::MxPacked cpu = latmix::mx_encode(xin, f, -1, true);
+          const latmix::MxPacked gpu = latmix::mx_encode(xing, f, -1, true);
+          int64_t bad = byte_mismatches(cpu.codes, gpu.codes) + byte_mismatches(cpu.scales, gpu.scales);
+          for (at::ScalarType out : {at::kFloat, at::kBFloat16}) {
+            bad += mismatches(latmix::mx_decode(cpu, out), latmix::mx_decode(gpu, out));
+          }
+          EXPECT_EQ(bad, 0);
+          bad_total += bad;
+          ++cases;
+        }
+      }
+    }
+  }
+  std::printf("[ cuda parity ] packed encode + decode, blocks 1..256, n 771 and 768: %lld cases, %lld mismatches\n",
+              static_cast<long long>(cases), static_cast<long long>(bad_total));
+}
+
+// Codes and scales on the device, the same bytes on the CPU: decoded values bit for bit.
+int64_t decode_mismatches(const latmix::MxPacked& cpu, at::ScalarType dt, bool misaligned) {
+  latmix::MxPacked gpu = cpu;
+  gpu.codes = cpu.codes.to(at::kCUDA);
+  gpu.scales = cpu.scales.to(at::kCUDA);
+  if (misaligned) {  // the same bytes one past a 16-byte boundary
+    const at::Tensor flat = at::empty({gpu.codes.numel() + 1}, gpu.codes.options());
+    gpu.codes = flat.narrow(0, 1, gpu.codes.numel()).view(gpu.codes.sizes()).copy_(gpu.codes);
+  }
+  const at::Tensor out = latmix::mx_decode(gpu, dt);
+  EXPECT_TRUE(out.is_cuda());
+  return mismatches(latmix::mx_decode(cpu, dt), out);
+}
+
+TEST(MxCuda, PackedDecodingMatchesTheCpuBitForBit) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA device or a build without the CUDA kernel";
+  std::vector<Input> inputs;
+  inputs.push_back({nasty(64, 512, 21), -1, "64x512 (vector kernel)"});
+  inputs.push_back({nasty(48, 1000, 22), -1, "48x1000 (tails)"});
+  inputs.push_back({nasty(16, 33, 23), -1, "16x33 (odd rows)"});
+  inputs.push_back({nasty(96, 40, 24).reshape({4, 24, 40}), 1, "4x24x40 axis 1"});
+  int64_t cases = 0, values = 0, bad_total = 0;
+  for (const MxFormat& f : all_formats()) {
+    std::vector<std::pair<std::string, latmix::MxPacked>> packed;
+    for (const Input& in : inputs) {
+      packed.emplace_back(in.label, latmix::mx_encode(in.x, f, in.axis, true));
+      packed.emplace_back(in.label + " unpacked", latmix::mx_encode(in.x, f, in.axis, false));
+    }
+    // Random codes and scale codes: every code with every scale, NaN scales, products that
+    // underflow to fp32 subnormals or overflow to Inf.
+    packed.emplace_back("random 64x512", random_packed(f, 64, 512, 100 + static_cast<uint64_t>(cases)));
+    packed.emplace_back("random 16x33", random_packed(f, 16, 33, 200 + static_cast<uint64_t>(cases)));
+    for (const auto& [label, m] : packed) {
+      for (at::ScalarType dt : {at::kFloat, at::kBFloat16, at::kHalf, at::kDouble}) {
+        for (bool misaligned : {false, true}) {
+          SCOPED_TRACE(f.describe() + " on " + label + " " + std::string(c10::toString(dt)) +
+                       (misaligned ? " misaligned" : ""));
+          const int64_t bad = decode_mismatches(m, dt, misaligned);
+          EXPECT_EQ(bad, 0);
+          bad_total += bad;
+          ++cases;
+          int64_t numel = 1;
+          for (int64_t d : m.shape) numel *= d;
+          values += numel;
+        }
+      }
+    }
+  }
+#if defined(LATMIX_WITH_CUDA)
+  namespace k = latmix::mx_cuda;
+  const at::Tensor codes = at::zeros({64, 256}, at::TensorOptions().dtype(at::kByte).device(at::kCUDA));
+  const at::Tensor out = at::empty({64, 512}, at::TensorOptions().dtype(at::kBFloat16).device(at::kCUDA));
+  const k::DecodeParams dp = k::make_decode_params(MxFormat::parse("mxfp4"), 1.0f, 64, 512, true);
+  EXPECT_STREQ(k::decode_kernel_choice(codes.data_ptr<uint8_t>(), out.data_ptr(), k::DType::BFloat16, dp), "vector");
+#endif
+  std::printf("[ cuda parity ] decoding: %lld cases, %lld values, %lld mismatches\n", static_cast<long long>(cases),
+              static_cast<long long>(values), static_cast<long long>(bad_total));
+}
+
+TEST(MxCuda, DecodingRejectsCodesWithoutAValue) {
+  if (!cuda_ready()) GTEST_SKIP() << "no CUDA device or a build without the CUDA kernel";
+  latmix::MxPacked m = latmix::mx_encode(nasty(4, 64, 25).to(at::kCUDA), MxFormat::parse("mxfp6_e2m3"));
+  m.codes[1][3] = 200;  // 6-bit codes stop at 63
+  EXPECT_THROW(latmix::mx_decode(m), latmix::Error);
+  m.scales = m.scales.cpu();
+  EXPECT_THROW(latmix::mx_decode(m), latmix::Error);
 }
 
 TEST(MxCuda, AtenPathOnCudaMatchesTheCpuLoop) {

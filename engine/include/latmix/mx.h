@@ -170,13 +170,15 @@ struct MxPacked {
   float tensor_scale = 1.0f;   ///< NVFP4's fp32 tensor scale (1 when unused)
 };
 
-/// Encodes x (any floating dtype, any device; computed on the CPU). 4-bit formats are packed
-/// two codes per byte when `pack_nibbles`; 6- and 8-bit formats always use one byte per code.
+/// Encodes x (any floating dtype, any device; CUDA tensors in builds with CUDA by one fused kernel
+/// on the device, codes and scales staying there; everything else on the CPU). 4-bit formats are
+/// packed two codes per byte when `pack_nibbles`; 6- and 8-bit formats always use one byte per code.
 /// mx_decode(mx_encode(x, f)) equals fake_quantize(x, f) (as fp32) bit for bit.
 MxPacked mx_encode(const at::Tensor& x, const MxFormat& format, int64_t axis = -1, bool pack_nibbles = true);
 
-/// Dequantizes MxPacked data to a tensor of the original shape (CPU unless the codes live
-/// elsewhere). \throws latmix::Error when the codes/scales do not match shape and format.
+/// Dequantizes MxPacked data to a tensor of the original shape, on the codes' device (CUDA codes
+/// in builds with CUDA: one fused unpack + decode kernel, the same bits as on the CPU).
+/// \throws latmix::Error when the codes/scales do not match shape and format.
 at::Tensor mx_decode(const MxPacked& packed, at::ScalarType dtype = at::kFloat);
 
 /// Packs 4-bit codes (uint8, values 0..15) along the last dimension: byte i = codes[2i] |

@@ -36,6 +36,9 @@ struct ElemParams {
   float int_step = 0;        ///< 2^-mbits (INT formats)
   float int_inv_step = 0;    ///< 2^mbits (INT formats)
   int min_exp = 0;           ///< exponent of the smallest non-zero magnitude (FP: emin - mbits)
+  uint32_t max_code = 0;     ///< FP: the code of the largest finite magnitude (max)
+  float sub_magic = 0;       ///< FP: 2^(23 + emin - mbits), whose fp32 ulp is the subnormal step 2^(emin - mbits)
+  float sub_inv_step = 0;    ///< FP: 2^(mbits - emin), the reciprocal of the subnormal step
 };
 
 /// Everything a kernel needs to quantize a [rows, n] row-major tensor along its rows.
@@ -95,6 +98,14 @@ LATMIX_HD float div_rn(float a, float b) {
   return __fdiv_rn(a, b);
 #else
   return a / b;
+#endif
+}
+
+LATMIX_HD float add_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(a, b);
+#else
+  return a + b;
 #endif
 }
 
@@ -272,6 +283,94 @@ template <bool kFinite = false>
 LATMIX_HD float element_value(float v, const BlockScale& s, const QuantParams& p) {
   if (p.nvfp4) return s.X == 0.0f ? copy_sign(0.0f, v) : quantize_value<kFinite>(div_rn(v, s.X), p.el, p.away);
   return quantize_value<kFinite>(mul_rn(v, s.mul), p.el, p.away);
+}
+
+/// The code of a finite scaled value x of an FP element format (the element code of x / X), bit
+/// for bit element_code(quantize_value(x)), without computing the element value: above the
+/// element's smallest normal, the rounding to mbits mantissa bits (ties as quantize_magnitude
+/// breaks them) is an integer addition on the fp32 bits whose carry moves into the exponent exactly
+/// as the CPU's r * step does, and the code is those bits re-biased, saturated at max_code (codes
+/// grow with the magnitude). Below it, adding sub_magic rounds to the subnormal grid (ties to even:
+/// the fp32 adder's own rounding) and the count of steps is the code (2^mbits, the smallest
+/// normal's code, when it rounds up). Branch-free; the constants are computed once per thread.
+struct FpEncoder {
+  uint32_t sign_shift, sh, half_m1, offset, max_code, min_normal, magic_bits;
+  float magic, sub_inv_step;
+  int away;
+
+  LATMIX_HD explicit FpEncoder(const QuantParams& p)
+      : sign_shift(static_cast<uint32_t>(p.el.ebits + p.el.mbits)),
+        sh(static_cast<uint32_t>(23 - p.el.mbits)),
+        half_m1((1u << (22 - p.el.mbits)) - 1u),
+        offset(static_cast<uint32_t>(127 - p.el.bias) << p.el.mbits),
+        max_code(p.el.max_code),
+        min_normal(p.el.min_normal_bits),
+        magic_bits(f2u(p.el.sub_magic)),
+        magic(p.el.sub_magic),
+        sub_inv_step(p.el.sub_inv_step),
+        away(p.away) {}
+
+  LATMIX_HD uint32_t code(float x) const {
+    const uint32_t u = f2u(x);
+    const uint32_t a = u & 0x7FFFFFFFu;
+    const uint32_t sign = (u >> 31) << sign_shift;
+    uint32_t sub;
+    if (!away) {
+      sub = f2u(add_rn(u2f(a), magic)) - magic_bits;
+    } else {
+      const float t = mul_rn(u2f(a), sub_inv_step);  // exact: a power of two, no underflow
+      const float fl = floor_f(t);
+      sub = static_cast<uint32_t>((t - fl >= 0.5f) ? fl + 1.0f : fl);
+    }
+    const uint32_t rnd = away ? half_m1 + 1u : half_m1 + ((a >> sh) & 1u);
+    uint32_t nrm = ((a + rnd) >> sh) - offset;  // wraps below min_normal, where it is not used
+    nrm = nrm < max_code ? nrm : max_code;
+    return sign | (a < min_normal ? sub : nrm);
+  }
+};
+
+/// The scaled value of v in a good block (v / X): the value element_value rounds.
+LATMIX_HD float scaled_value(float v, const BlockScale& s, const QuantParams& p) {
+  return p.nvfp4 ? div_rn(v, s.X) : mul_rn(v, s.mul);
+}
+
+/// The element code of v in a good block: element_code(element_value(v, s, p), p.el), bit for bit;
+/// FP formats through FpEncoder. INT formats and non-finite scaled values (never in a good block:
+/// see element_value; kFinite drops the check) take the general path.
+template <bool kFinite = false>
+LATMIX_HD uint32_t encode_element(float v, const BlockScale& s, const QuantParams& p) {
+  if (p.el.is_int) return element_code(element_value<kFinite>(v, s, p), p.el);
+  if (p.nvfp4 && s.X == 0.0f) return (f2u(v) >> 31) << (p.el.ebits + p.el.mbits);
+  const float x = scaled_value(v, s, p);
+  if (!kFinite && (f2u(x) & 0x7FFFFFFFu) >= 0x7F800000u) return element_code(element_value<kFinite>(v, s, p), p.el);
+  return FpEncoder(p).code(x);
+}
+
+/// Everything the decode kernels need: the value of every element code and of every scale code,
+/// as mx_decode's tables hold them (element_decode; e8m0_decode, or NVFP4's E4M3 value times the
+/// tensor scale), so that a decoded value is the same fp32 product on the device as on the CPU.
+struct DecodeParams {
+  int64_t rows = 0;
+  int64_t n = 0;          ///< values per row
+  int64_t block = 32;
+  int nibbles = 0;        ///< codes packed two per byte (element 2i low nibble, 2i+1 high)
+  int e8m0 = 1;           ///< E8M0 scales (else NVFP4's E4M3)
+  int min_exp = 0;        ///< ElemParams::min_exp of the element format
+  int has_nan = 0;        ///< the element format has NaN codes (E4M3, E5M2)
+  float values[256];      ///< element value of every code (4-bit formats use the first 16)
+  float scales[256];      ///< scale value of every scale code (NaN for the NaN code)
+};
+
+/// The decoded fp32 value of an element code in a block with scale code `scode`.
+LATMIX_HD float decode_value(uint32_t code, uint32_t scode, const DecodeParams& p) {
+  return mul_rn(p.values[code], p.scales[scode]);
+}
+
+/// Whether every value decoded from an E8M0 scale code is exact in bf16, so that rounding fp32 to
+/// bf16 is a truncation (bf16_exact for a scale code): no NaN (neither the scale nor an element
+/// code) and a normal smallest non-zero product.
+LATMIX_HD bool decode_bf16_exact(uint32_t scode, const DecodeParams& p) {
+  return p.e8m0 && !p.has_nan && scode != 0xFFu && static_cast<int>(scode) - 127 + p.min_exp >= -126;
 }
 
 /// The dequantized value of v (the block must not be bad).
