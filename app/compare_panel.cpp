@@ -1,20 +1,34 @@
 #include "compare_panel.h"
 
-#include <QFile>
+#include <QCheckBox>
+#include <QComboBox>
 #include <QFileDialog>
+#include <QFileInfo>
+#include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
+#include <QPointer>
+#include <QProgressBar>
 #include <QPushButton>
 #include <QSaveFile>
+#include <QSettings>
 #include <QSpinBox>
+#include <QSplitter>
+#include <QStackedWidget>
 #include <QTableWidget>
 #include <QVBoxLayout>
 
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+
 #include "engine_host.h"
 #include "latmix/calib_data.h"
+#include "latmix/compare.h"
+#include "latmix/model.h"
 #include "latmix/quant.h"
 #include "latmix/tasks.h"
 #include "main_window.h"
@@ -25,7 +39,9 @@ namespace latmix::studio {
 
 namespace {
 
-QString calibration_path() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
+QString calibration_path() {
+  return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
+}
 
 /// "acc" for accuracy tasks, "ppl" for perplexity tasks: the headline metric of a result.
 QString headline(const TaskResult& r) {
@@ -47,56 +63,472 @@ QString cell(const TaskResult& r, const QString& metric, const TaskResult* fp) {
   return text;
 }
 
+bool is_ppl_task(const TaskResult& r) {
+  return r.metrics.count("ppl") != 0U && r.metrics.count("acc") == 0U;
+}
+
+const TaskResult* find_task(const std::vector<TaskResult>& results, const std::string& task) {
+  for (const auto& r : results) {
+    if (r.task == task) return &r;
+  }
+  return nullptr;
+}
+
+double zero_shot_mean(const std::vector<TaskResult>& results) {
+  double sum = 0;
+  int n = 0;
+  for (const auto& r : results) {
+    if (is_ppl_task(r) || r.metrics.count("acc") == 0U) continue;
+    sum += r.metrics.at("acc");
+    ++n;
+  }
+  return n > 0 ? sum / n : std::nan("");
+}
+
+QTableWidgetItem* item(const QString& text, const QString& tip = {}) {
+  auto* i = new QTableWidgetItem(text);
+  i->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+  if (!tip.isEmpty()) i->setToolTip(tip);
+  return i;
+}
+
+QTableWidget* table(QWidget* parent) {
+  auto* t = new QTableWidget(parent);
+  t->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  t->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  return t;
+}
+
 }  // namespace
 
 ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* parent)
     : QWidget(parent), host_(host), session_(session) {
   auto* layout = new QVBoxLayout(this);
   auto* row = new QHBoxLayout();
+  mode_ = new QComboBox(this);
+  mode_->addItems({"methods (latmix compare)", "quantization specs (latmix eval --quant)"});
   tasks_ = new QLineEdit("text:" + calibration_path() + ",alice,arc_easy,piqa,winogrande", this);
-  tasks_->setToolTip("Comma-separated tasks (latmix eval --tasks): wikitext2, ptb, frankenstein, alice, text:PATH, "
-                     "arc_easy, arc_challenge, boolq, hellaswag, openbookqa, piqa, winogrande, lambada, copa, all");
+  tasks_->setToolTip(
+      "Comma-separated tasks (latmix eval --tasks): wikitext2, ptb, frankenstein, alice, text:PATH, "
+      "arc_easy, arc_challenge, boolq, hellaswag, openbookqa, piqa, winogrande, lambada, copa, all");
   limit_ = new QSpinBox(this);
   limit_->setRange(0, 100000);
   limit_->setValue(50);
   limit_->setSpecialValueText("all");
+  limit_->setToolTip("First N items per zero-shot task / N windows per text (--limit)");
   seqlen_ = new QSpinBox(this);
   seqlen_->setRange(16, 8192);
   seqlen_->setValue(256);
-  run_ = new QPushButton("Run comparison", this);
-  save_ = new QPushButton("Save report...", this);
-  save_->setEnabled(false);
+  seqlen_->setToolTip("Perplexity window in tokens (--eval-seqlen)");
+  row->addWidget(new QLabel("compare", this));
+  row->addWidget(mode_);
   row->addWidget(new QLabel("tasks", this));
   row->addWidget(tasks_, 1);
   row->addWidget(new QLabel("limit", this));
   row->addWidget(limit_);
   row->addWidget(new QLabel("seqlen", this));
   row->addWidget(seqlen_);
+  layout->addLayout(row);
+  pages_ = new QStackedWidget(this);
+  pages_->addWidget(buildMethodsPage());
+  pages_->addWidget(buildSpecsPage());
+  layout->addWidget(pages_, 1);
+  connect(mode_, &QComboBox::currentIndexChanged, pages_, &QStackedWidget::setCurrentIndex);
+  connect(tasks_, &QLineEdit::textChanged, this, [this] { m_cli_->setText(methodsCliCommand()); });
+
+  auto job_ended = [this](quint64 id, const QString& tag, const QString& message) {
+    if (tag == "compare") run_->setEnabled(true);
+    if (id == report_job_) m_status_->setText("Save failed: " + message);
+    if (id == methods_job_) methodsEnded(message.isEmpty() ? "Cancelled." : "Failed: " + message);
+  };
+  connect(host_, &EngineHost::jobCancelled, this,
+          [job_ended](quint64 id, const QString& tag) { job_ended(id, tag, {}); });
+  connect(host_, &EngineHost::jobFailed, this, job_ended);
+  connect(host_, &EngineHost::jobProgress, this, [this](quint64 id, const QString& stage, qint64 done, qint64 total) {
+    if (id != methods_job_) return;
+    m_progress_->setRange(0, total > 0 ? static_cast<int>(total) : 0);
+    m_progress_->setValue(static_cast<int>(done));
+    m_progress_->setFormat(stage + " %v/%m");
+  });
+  QSettings s;
+  mode_->setCurrentIndex(s.value("compare/mode", 0).toInt());
+  const QStringList checked =
+      s.value("compare/methods", QStringList{"rtn", "gptq", "quarot", "mr-gptq", "latmix"}).toStringList();
+  for (QCheckBox* b : method_boxes_) b->setChecked(checked.contains(b->text()));
+  connect(mode_, &QComboBox::currentIndexChanged, this, [](int i) { QSettings().setValue("compare/mode", i); });
+  m_cli_->setText(methodsCliCommand());
+}
+
+ComparePanel::~ComparePanel() = default;
+
+QWidget* ComparePanel::buildMethodsPage() {
+  auto* page = new QWidget(this);
+  auto* layout = new QVBoxLayout(page);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* methods = new QHBoxLayout();
+  methods->addWidget(new QLabel("methods", page));
+  for (const auto& p : method_presets()) {
+    auto* b = new QCheckBox(QString::fromStdString(p.name), page);
+    b->setToolTip(QString::fromStdString(p.summary + "\n" + p.transforms));
+    method_boxes_.push_back(b);
+    methods->addWidget(b);
+    connect(b, &QCheckBox::toggled, this, [this] {
+      m_cli_->setText(methodsCliCommand());
+      QSettings().setValue("compare/methods", checkedMethods());
+    });
+  }
+  methods->addStretch(1);
+  layout->addLayout(methods);
+
+  auto* opts = new QHBoxLayout();
+  m_quant_ = new QComboBox(page);
+  m_quant_->setEditable(true);
+  m_quant_->addItems({"mxfp4", "mxint4", "mxfp6", "mxfp8", "w=mxfp4,a=none"});
+  m_quant_->setToolTip("Formats for every method (--quant); weights= in the spec overrides every method's quantizer");
+  m_calib_ = new QComboBox(page);
+  m_calib_->setEditable(true);
+  m_calib_->setSizeAdjustPolicy(
+      QComboBox::AdjustToMinimumContentsLengthWithIcon);  // long paths must not widen the page
+  m_calib_->setMinimumContentsLength(16);
+  if (QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg")) m_calib_->addItem("gutenberg");
+  m_calib_->addItem(calibration_path());
+  m_calib_->setToolTip("Calibration text (--calib): gutenberg (the training books) or comma-separated files");
+  m_samples_ = new QSpinBox(page);
+  m_samples_->setRange(1, 100000);
+  m_samples_->setValue(32);
+  m_seqlen_ = new QSpinBox(page);
+  m_seqlen_->setRange(2, 131072);
+  m_seqlen_->setValue(128);
+  m_steps_ = new QSpinBox(page);
+  m_steps_->setRange(0, 1000000);
+  m_steps_->setSpecialValueText("method default");
+  m_steps_->setToolTip("Optimizer steps of every learned method (--steps; 0: each method's default)");
+  m_seed_ = new QSpinBox(page);
+  m_seed_->setRange(0, 1 << 30);
+  const std::pair<const char*, QWidget*> items[] = {{"format", m_quant_},    {"calibration", m_calib_},
+                                                    {"samples", m_samples_}, {"seq. length", m_seqlen_},
+                                                    {"steps", m_steps_},     {"seed", m_seed_}};
+  for (const auto& [label, w] : items) {
+    opts->addWidget(new QLabel(label, page));
+    opts->addWidget(w, w == m_calib_ ? 1 : 0);
+  }
+  layout->addLayout(opts);
+
+  auto* actions = new QHBoxLayout();
+  m_run_ = new QPushButton("Run methods", page);
+  m_cancel_ = new QPushButton("Cancel", page);
+  m_cancel_->setEnabled(false);
+  m_save_ = new QPushButton("Save report...", page);
+  m_save_->setEnabled(false);
+  m_save_->setToolTip("Writes report.md, report.json and PNG plots into a folder (latmix compare --out DIR)");
+  m_progress_ = new QProgressBar(page);
+  m_progress_->setTextVisible(true);
+  m_progress_->hide();
+  for (QWidget* w : std::initializer_list<QWidget*>{m_run_, m_cancel_, m_save_}) actions->addWidget(w);
+  actions->addWidget(m_progress_, 2);
+  actions->addStretch(1);
+  layout->addLayout(actions);
+  m_cli_ = new QLineEdit(page);
+  m_cli_->setReadOnly(true);
+  layout->addWidget(m_cli_);
+  m_status_ = new QLabel(
+      "Choose methods and press Run methods. Each method: learn (or build) its transforms, fold, "
+      "quantize the weights with its quantizer, evaluate.",
+      page);
+  m_status_->setWordWrap(true);
+  layout->addWidget(m_status_);
+
+  auto* split = new QSplitter(Qt::Vertical, page);
+  m_table_ = table(split);
+  m_sqnr_ = table(split);
+  m_sqnr_->setToolTip(
+      "Per decoder layer: SQNR (dB) of the activation quantization at the inputs of the quantized "
+      "linears, on the transformed, weight-quantized model (higher is better)");
+  split->addWidget(m_table_);
+  split->addWidget(m_sqnr_);
+  split->setStretchFactor(0, 3);
+  split->setStretchFactor(1, 2);
+  layout->addWidget(split, 1);
+
+  connect(m_run_, &QPushButton::clicked, this, &ComparePanel::runMethods);
+  connect(m_cancel_, &QPushButton::clicked, this, &ComparePanel::cancelMethods);
+  connect(m_save_, &QPushButton::clicked, this, [this] {
+    const QString dir = QFileDialog::getExistingDirectory(this, "Save the comparison report into a folder");
+    if (!dir.isEmpty()) saveReport(dir);
+  });
+  for (QComboBox* c : {m_quant_, m_calib_}) {
+    connect(c, &QComboBox::currentTextChanged, this, [this] { m_cli_->setText(methodsCliCommand()); });
+  }
+  for (QSpinBox* s : {m_samples_, m_seqlen_, m_steps_, m_seed_, limit_, seqlen_}) {
+    connect(s, &QSpinBox::valueChanged, this, [this] { m_cli_->setText(methodsCliCommand()); });
+  }
+  return page;
+}
+
+QWidget* ComparePanel::buildSpecsPage() {
+  auto* page = new QWidget(this);
+  auto* layout = new QVBoxLayout(page);
+  layout->setContentsMargins(0, 0, 0, 0);
+  auto* row = new QHBoxLayout();
+  run_ = new QPushButton("Run comparison", page);
+  save_ = new QPushButton("Save report...", page);
+  save_->setEnabled(false);
+  row->addWidget(new QLabel("Quantization specs (one per line), compared with the full-precision model:", page));
+  row->addStretch(1);
   row->addWidget(run_);
   row->addWidget(save_);
   layout->addLayout(row);
-  specs_ = new QPlainTextEdit("w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=none,weights=gptq\nw=mxfp4,a=mxfp4,weights=rtn\n"
-                              "w=mxfp4,a=mxfp4,weights=gptq",
-                              this);
+  specs_ = new QPlainTextEdit(
+      "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=none,weights=gptq\nw=mxfp4,a=mxfp4,weights=rtn\n"
+      "w=mxfp4,a=mxfp4,weights=gptq",
+      page);
   specs_->setMaximumHeight(90);
-  specs_->setToolTip("One quantization spec per line (latmix eval --quant grammar); FP is always the first column. "
-                     "GPTQ calibrates on the bundled sample.");
-  layout->addWidget(new QLabel("Quantization specs (one per line), compared with the full-precision model:", this));
+  specs_->setToolTip(
+      "One quantization spec per line (latmix eval --quant grammar); FP is always the first column. "
+      "GPTQ calibrates on the bundled sample.");
   layout->addWidget(specs_);
-  table_ = new QTableWidget(this);
-  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  table_ = table(page);
   layout->addWidget(table_, 1);
   connect(run_, &QPushButton::clicked, this, &ComparePanel::run);
   connect(save_, &QPushButton::clicked, this, &ComparePanel::save);
-  auto enable = [this](quint64, const QString& tag) {
-    if (tag == "compare") run_->setEnabled(true);
-  };
-  connect(host_, &EngineHost::jobCancelled, this, enable);
-  connect(host_, &EngineHost::jobFailed, this, enable);
+  return page;
 }
 
+// ---------------------------------------------------------------- methods (latmix compare)
+
+QStringList ComparePanel::checkedMethods() const {
+  QStringList out;
+  for (const QCheckBox* b : method_boxes_) {
+    if (b->isChecked()) out << b->text();
+  }
+  return out;
+}
+
+LearnRequest ComparePanel::methodsRequest() const {
+  LearnRequest r;
+  r.quant = m_quant_->currentText().trimmed();
+  r.calib = m_calib_->currentText().trimmed();
+  r.data_dir = studio_data_dir();
+  r.samples = m_samples_->value();
+  r.seqlen = m_seqlen_->value();
+  r.seed = static_cast<quint64>(m_seed_->value());
+  if (m_steps_->value() > 0) r.steps = m_steps_->value();
+  return r;
+}
+
+void ComparePanel::configureMethods(const QStringList& methods, const QString& tasks, int limit, int eval_seqlen,
+                                    const LearnRequest& learning) {
+  mode_->setCurrentIndex(0);
+  for (QCheckBox* b : method_boxes_) b->setChecked(methods.contains(b->text()));
+  tasks_->setText(tasks);
+  limit_->setValue(limit);
+  seqlen_->setValue(eval_seqlen);
+  m_quant_->setCurrentText(learning.quant);
+  m_calib_->setCurrentText(learning.calib);
+  m_samples_->setValue(learning.samples);
+  m_seqlen_->setValue(learning.seqlen);
+  m_steps_->setValue(learning.steps ? static_cast<int>(*learning.steps) : 0);
+  m_seed_->setValue(static_cast<int>(learning.seed));
+}
+
+QString ComparePanel::methodsCliCommand() const {
+  QStringList argv = {"latmix",        "compare",
+                      "--model",       session_->summary().path,
+                      "--methods",     checkedMethods().join(','),
+                      "--tasks",       tasks_->text(),
+                      "--limit",       QString::number(limit_->value()),
+                      "--eval-seqlen", QString::number(seqlen_->value())};
+  argv << methodsRequest().cliArguments() << "--device" << StudioSettings::load().device << "--out"
+       << "DIR";
+  return shell_command(argv);
+}
+
+quint64 ComparePanel::runMethods() {
+  auto model = session_->model();
+  auto tokenizer = session_->tokenizer();
+  const QStringList methods = checkedMethods();
+  if (!model || !tokenizer || methods.isEmpty() || methods_job_ != 0) return 0;
+  const LearnRequest request = methodsRequest();
+  CompareOptions o;
+  for (const QString& m : methods) o.methods.push_back(m.toStdString());
+  o.eval.data_dir = studio_data_dir().toStdString();
+  o.eval.limit = limit_->value();
+  o.eval.seqlen = seqlen_->value();
+  const std::string tasks = tasks_->text().toStdString();
+  const std::string model_path = session_->summary().path.toStdString();
+  m_cli_->setText(methodsCliCommand());
+  m_run_->setEnabled(false);
+  m_cancel_->setEnabled(true);
+  m_save_->setEnabled(false);
+  m_progress_->setRange(0, 0);
+  m_progress_->show();
+  m_status_->setText("Running: " + methods.join(", ") + " ...");
+  QPointer<ComparePanel> self(this);
+  methods_job_ = host_->submit(
+      "compare-methods", [self, model, tokenizer, request, o, tasks, model_path](const JobControl& job) mutable {
+        o.tasks = parse_task_list(tasks);
+        const at::Device device = model->device();
+        auto settings_for = [request, device](const std::string& method) {
+          LearnRequest r = request;
+          r.method = QString::fromStdString(method);
+          return r.settings(device);
+        };
+        for (const auto& m : o.methods) settings_for(m);  // bad settings fail before anything runs
+        o.settings_for = settings_for;
+        const CalibrationSet calib = load_learning_calibration(request, *tokenizer);
+        LearnControl control;
+        control.job = job;
+        auto c = std::make_shared<Comparison>(run_comparison(*model, *tokenizer, calib, o, control));
+        c->model = model_path;
+        EngineHost::post(self, [self, c] { self->showComparison(c); });
+      });
+  return methods_job_;
+}
+
+void ComparePanel::cancelMethods() {
+  if (methods_job_ != 0) host_->cancel(methods_job_);
+}
+
+void ComparePanel::methodsEnded(const QString& message) {
+  const bool cancelled = message == "Cancelled.";
+  methods_job_ = 0;
+  m_run_->setEnabled(true);
+  m_cancel_->setEnabled(false);
+  m_progress_->hide();
+  m_save_->setEnabled(comparison_ != nullptr);
+  m_status_->setText(message);
+  if (cancelled) Q_EMIT methodsCancelled();
+}
+
+void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
+  comparison_ = std::move(result);
+  methodsEnded(QString("%1 methods on %2; total %3 s. Recovery: accuracy / FP accuracy (zero-shot mean), "
+                       "or FP perplexity / perplexity without zero-shot tasks; gap closed: share of the "
+                       "FP-to-RTN perplexity gap.")
+                   .arg(comparison_->rows.size())
+                   .arg(QString::fromStdString(comparison_->calibration))
+                   .arg(comparison_->seconds, 0, 'f', 1));
+  const Comparison& cmp = *comparison_;
+  std::vector<const TaskResult*> ppl, zs;
+  for (const auto& r : cmp.fp) (is_ppl_task(r) ? ppl : zs).push_back(&r);
+  const MethodRow* rtn = nullptr;
+  for (const auto& row : cmp.rows) {
+    if (row.method == "rtn") rtn = &row;
+  }
+  QStringList headers = {"method"};
+  for (const TaskResult* t : ppl) {
+    headers << QString::fromStdString(t->task) + " ppl";
+    if (rtn != nullptr) headers << QString::fromStdString(t->task) + " gap closed vs RTN";
+  }
+  for (const TaskResult* t : zs) headers << QString::fromStdString(t->task) + " acc %";
+  if (!zs.empty()) headers << "zero-shot mean %";
+  headers << "recovery %"
+          << "learn s"
+          << "quantize s"
+          << "eval s";
+  m_table_->clear();
+  m_table_->setColumnCount(static_cast<int>(headers.size()));
+  m_table_->setHorizontalHeaderLabels(headers);
+  m_table_->setRowCount(static_cast<int>(cmp.rows.size()) + 1);
+  const double fp_mean = zero_shot_mean(cmp.fp);
+  auto fill = [&](int r, const QString& name, const std::vector<TaskResult>& results, const MethodRow* row) {
+    int c = 0;
+    m_table_->setItem(r, c++, new QTableWidgetItem(name));
+    for (const TaskResult* t : ppl) {
+      const TaskResult* mine = find_task(results, t->task);
+      const double v = mine != nullptr ? mine->metrics.at("ppl") : std::nan("");
+      m_table_->setItem(r, c++, item(QString::number(v, 'f', 3), QString::fromStdString(t->convention)));
+      if (rtn == nullptr) continue;
+      const TaskResult* base = find_task(rtn->results, t->task);
+      const double closed = row != nullptr && base != nullptr
+                                ? gap_closed(t->metrics.at("ppl"), base->metrics.at("ppl"), v)
+                                : std::nan("");
+      m_table_->setItem(r, c++, item(std::isnan(closed) ? QString() : QString::number(closed, 'f', 1) + " %"));
+    }
+    for (const TaskResult* t : zs) {
+      const TaskResult* mine = find_task(results, t->task);
+      QString text = "n/a";
+      if (mine != nullptr && mine->metrics.count("acc") != 0U) {
+        text = QString::number(100 * mine->metrics.at("acc"), 'f', 1);
+        if (auto se = mine->standard_errors.find("acc"); se != mine->standard_errors.end()) {
+          text += QString(" ± %1").arg(100 * se->second, 0, 'f', 1);
+        }
+      }
+      m_table_->setItem(r, c++, item(text, QString::fromStdString(t->convention)));
+    }
+    const double mean = zero_shot_mean(results);
+    if (!zs.empty()) m_table_->setItem(r, c++, item(QString::number(100 * mean, 'f', 2)));
+    double recovery = std::nan("");
+    if (!zs.empty()) {
+      recovery = fp_mean > 0 ? 100 * mean / fp_mean : std::nan("");
+    } else if (!ppl.empty()) {
+      const TaskResult* mine = find_task(results, ppl.front()->task);
+      if (mine != nullptr) recovery = 100 * ppl.front()->metrics.at("ppl") / mine->metrics.at("ppl");
+    }
+    m_table_->setItem(r, c++, item(std::isnan(recovery) ? QString() : QString::number(recovery, 'f', 2)));
+    for (double s :
+         {row ? row->learn_seconds : 0.0, row ? row->quantize_seconds : 0.0, row ? row->eval_seconds : 0.0}) {
+      m_table_->setItem(r, c++, item(row != nullptr ? QString::number(s, 'f', 1) : QString()));
+    }
+  };
+  fill(0, "FP", cmp.fp, nullptr);
+  for (size_t i = 0; i < cmp.rows.size(); ++i) {
+    const MethodRow& row = cmp.rows[i];
+    fill(static_cast<int>(i) + 1, QString::fromStdString(row.method), row.results, &row);
+    m_table_->item(static_cast<int>(i) + 1, 0)->setToolTip(QString::fromStdString(row.settings.to_json().dump()));
+  }
+
+  size_t layers = 0;
+  for (const auto& row : cmp.rows) layers = std::max(layers, row.layer_sqnr_db.size());
+  double lo = INFINITY, hi = -INFINITY;
+  for (const auto& row : cmp.rows) {
+    for (double v : row.layer_sqnr_db) {
+      if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+    }
+  }
+  m_sqnr_->clear();
+  m_sqnr_->setRowCount(static_cast<int>(cmp.rows.size()));
+  m_sqnr_->setColumnCount(static_cast<int>(layers) + 1);
+  QStringList sh = {"activation SQNR dB"};
+  for (size_t l = 0; l < layers; ++l) sh << QString("layer %1").arg(l);
+  m_sqnr_->setHorizontalHeaderLabels(sh);
+  for (size_t i = 0; i < cmp.rows.size(); ++i) {
+    const MethodRow& row = cmp.rows[i];
+    m_sqnr_->setItem(static_cast<int>(i), 0, new QTableWidgetItem(QString::fromStdString(row.method)));
+    for (size_t l = 0; l < layers; ++l) {
+      const bool has = l < row.layer_sqnr_db.size();
+      const double v = has ? row.layer_sqnr_db[l] : std::nan("");
+      auto* it = item(has ? QString::number(v, 'f', 2) : "n/a", has ? QString() : "no activation quantization");
+      if (has && std::isfinite(v) && hi > lo) {  // red (worst) -> green (best) within the table
+        const double t = (v - lo) / (hi - lo);
+        it->setBackground(QColor::fromHsvF(0.33 * t, 0.35, 0.95));
+        it->setForeground(Qt::black);
+      }
+      m_sqnr_->setItem(static_cast<int>(i), static_cast<int>(l) + 1, it);
+    }
+  }
+  Q_EMIT methodsFinished();
+}
+
+quint64 ComparePanel::saveReport(const QString& dir) {
+  if (!comparison_) return 0;
+  auto c = comparison_;
+  QPointer<ComparePanel> self(this);
+  m_status_->setText("Writing the report into " + dir + " ...");
+  return report_job_ = host_->submit("compare-report", [self, c, dir](const JobControl&) {
+    QStringList files;
+    for (const auto& f : write_comparison_report(*c, dir.toStdString())) files << QString::fromStdString(f);
+    EngineHost::post(self, [self, files] {
+      self->m_status_->setText("Written: " + files.join(", "));
+      Q_EMIT self->reportSaved(files);
+    });
+  });
+}
+
+// ---------------------------------------------------------------- quantization specs (latmix eval)
+
 void ComparePanel::configure(const QString& tasks, const QString& specs, int limit) {
+  mode_->setCurrentIndex(1);
   tasks_->setText(tasks);
   specs_->setPlainText(specs);
   limit_->setValue(limit);
@@ -118,7 +550,9 @@ quint64 ComparePanel::run() {
   const std::string calib = calibration_path().toStdString();
   settings_text_ = QString("model %1; tasks %2; limit %3; seqlen %4; data %5")
                        .arg(session_->summary().path, tasks_->text())
-                       .arg(opt.limit).arg(opt.seqlen).arg(QString::fromStdString(opt.data_dir));
+                       .arg(opt.limit)
+                       .arg(opt.seqlen)
+                       .arg(QString::fromStdString(opt.data_dir));
   run_->setEnabled(false);
   return host_->submit("compare", [this, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
     const std::vector<std::string> names = parse_task_list(tasks);
@@ -150,8 +584,9 @@ void ComparePanel::showColumns(const std::vector<CompareColumn>& columns) {
   table_->setRowCount(static_cast<int>(fp.size()));
   for (int r = 0; r < static_cast<int>(fp.size()); ++r) {
     const QString metric = headline(fp[static_cast<size_t>(r)]);
-    table_->setItem(r, 0, new QTableWidgetItem(QString::fromStdString(fp[static_cast<size_t>(r)].task) + " / " +
-                                               metric + (metric == "ppl" ? "" : " %")));
+    table_->setItem(r, 0,
+                    new QTableWidgetItem(QString::fromStdString(fp[static_cast<size_t>(r)].task) + " / " + metric +
+                                         (metric == "ppl" ? "" : " %")));
     for (size_t c = 0; c < columns.size(); ++c) {
       const TaskResult& res = columns[c].results[static_cast<size_t>(r)];
       table_->setItem(r, static_cast<int>(c) + 1,

@@ -7,9 +7,19 @@
 
 #include <chrono>
 
+#ifdef __linux__
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #include "latmix/error.h"
 
 namespace latmix::studio {
+
+namespace {
+constexpr int kEngineNice = 10;
+}
 
 EngineHost::EngineHost(QObject* parent) : QObject(parent) { thread_ = std::thread([this] { run(); }); }
 
@@ -70,6 +80,11 @@ void EngineHost::post(QObject* context, std::function<void()> fn) {
 }
 
 void EngineHost::run() {
+#ifdef __linux__
+  // A lower priority than the GUI thread (nice is per thread on Linux; threads LibTorch starts
+  // from here inherit it): when both want the same core, the event loop runs first.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kEngineNice);
+#endif
   for (;;) {
     Job job;
     {

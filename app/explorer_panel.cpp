@@ -145,27 +145,59 @@ void ExplorerPanel::buildControls() {
   layout->addWidget(split, 1);
 }
 
+ExplorerPanel::StatsRequest ExplorerPanel::statsRequest() const {
+  StatsRequest r;
+  r.options.samples = samples_->value();
+  r.options.seqlen = seqlen_->value();
+  r.path = data_->text().toStdString();
+  r.format = format_->currentText().toStdString();
+  r.transform = transform_->currentText().toStdString();
+  r.plan_prefix = transform_->currentData().toString().toStdString();  // set for learned / loaded plans
+  return r;
+}
+
+std::shared_ptr<ActivationStats> ExplorerPanel::computeStats(const Model& model, const Tokenizer& tokenizer,
+                                                             const StatsRequest& r, const JobControl& job) {
+  CalibrationSet data = load_calibration_text(r.path, tokenizer, r.options);
+  StatsOptions opt;
+  opt.points.assign(std::begin(kPoints), std::end(kPoints));
+  opt.format = MxFormat::parse(r.format);
+  opt.transform_name = r.transform;
+  ActivationTransform t;
+  if (!r.plan_prefix.empty()) {
+    t = make_plan_activation_transform(r.plan_prefix, model);
+  } else if (r.transform != "none") {
+    t = make_builtin_activation_transform(r.transform, model, opt.format, 0);
+  }
+  Model probe = model;  // own hook list; shares the weights
+  return std::make_shared<ActivationStats>(collect_activation_stats(probe, data, opt, t, job));
+}
+
+void ExplorerPanel::addPlanChoice(const QString& label, const QString& prefix) {
+  int i = transform_->findText(label);
+  if (i < 0) {
+    transform_->addItem(label, prefix);
+    i = transform_->count() - 1;
+  }
+  transform_->setItemData(i, prefix);
+  transform_->setItemData(i, prefix + ".json", Qt::ToolTipRole);
+  transform_->setCurrentIndex(i);
+}
+
+void ExplorerPanel::removePlanChoices() {
+  for (int i = transform_->count() - 1; i >= 0; --i) {
+    if (!transform_->itemData(i).toString().isEmpty()) transform_->removeItem(i);
+  }
+}
+
 quint64 ExplorerPanel::calibrate() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
-  CalibrationOptions copt;
-  copt.samples = samples_->value();
-  copt.seqlen = seqlen_->value();
-  const std::string path = data_->text().toStdString();
-  const std::string format = format_->currentText().toStdString();
-  const std::string transform = transform_->currentText().toStdString();
+  const StatsRequest request = statsRequest();
   run_->setEnabled(false);
-  return host_->submit("calibrate", [this, model, tokenizer, copt, path, format, transform](const JobControl& job) {
-    CalibrationSet data = load_calibration_text(path, *tokenizer, copt);
-    StatsOptions opt;
-    opt.points.assign(std::begin(kPoints), std::end(kPoints));
-    opt.format = MxFormat::parse(format);
-    opt.transform_name = transform;
-    ActivationTransform t;
-    if (transform != "none") t = make_builtin_activation_transform(transform, *model, opt.format, 0);
-    Model probe = *model;  // own hook list; shares the weights
-    auto stats = std::make_shared<ActivationStats>(collect_activation_stats(probe, data, opt, t, job));
+  return host_->submit("calibrate", [this, model, tokenizer, request](const JobControl& job) {
+    auto stats = computeStats(*model, *tokenizer, request, job);
     EngineHost::post(this, [this, stats] { showStats(stats); });
   });
 }

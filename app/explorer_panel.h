@@ -6,6 +6,9 @@
 #include <QWidget>
 
 #include <memory>
+#include <string>
+
+#include "latmix/calib_data.h"
 
 class QComboBox;
 class QLabel;
@@ -16,7 +19,10 @@ class QTableWidget;
 
 namespace latmix {
 struct ActivationStats;
-}
+struct JobControl;
+class Model;
+class Tokenizer;
+}  // namespace latmix
 
 namespace latmix::widgets {
 class ImGuiHost;
@@ -42,6 +48,29 @@ class ExplorerPanel : public QWidget {
   /// Selects what the heatmap shows ("energy_share", "sqnr_db", ...; view "before"/"after"/"difference").
   void setView(const QString& point, const QString& metric, const QString& view);
 
+  /// What a calibration computes: the text, sequences, format and transform (a built-in name, or
+  /// a plan saved by save_transforms at plan_prefix, shown as `transform`).
+  struct StatsRequest {
+    std::string path;
+    latmix::CalibrationOptions options;
+    std::string format;
+    std::string transform = "none";
+    std::string plan_prefix;
+  };
+  /// The request the current controls describe (GUI thread).
+  StatsRequest statsRequest() const;
+  /// Runs a request (engine thread): calibration text, transform, collect_activation_stats.
+  static std::shared_ptr<latmix::ActivationStats> computeStats(const latmix::Model& model,
+                                                               const latmix::Tokenizer& tokenizer,
+                                                               const StatsRequest& request,
+                                                               const latmix::JobControl& job);
+  /// Adds (or updates) a learned or loaded plan as a transform choice and selects it.
+  void addPlanChoice(const QString& label, const QString& prefix);
+  /// Removes the plan choices (another model is open: they would not fit it).
+  void removePlanChoices();
+  /// Shows statistics computed elsewhere (e.g. with a snapshot of a plan that is still learning).
+  void showStats(std::shared_ptr<latmix::ActivationStats> stats);
+
  Q_SIGNALS:
   void calibrated();
   /// A heatmap cell was clicked: open that block in the microscope.
@@ -49,7 +78,6 @@ class ExplorerPanel : public QWidget {
 
  private:
   void buildControls();
-  void showStats(std::shared_ptr<latmix::ActivationStats> stats);
   void updateHeatmap();
   void updateOutliers(int layer);
 

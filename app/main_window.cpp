@@ -30,6 +30,8 @@
 #include "imgui_host.h"
 #include "compare_panel.h"
 #include "explorer_panel.h"
+#include "latency_probe.h"
+#include "learn_panel.h"
 #include "settings_dialog.h"
 #include "microscope_panel.h"
 #include "model_session.h"
@@ -82,12 +84,17 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   tabs_->addTab(explorer_, "Activation Explorer");
   microscope_ = new MicroscopePanel(host_, session_, tabs_);
   tabs_->addTab(microscope_, "Block Microscope");
+  learn_ = new LearnPanel(host_, session_, explorer_, tabs_);
+  tabs_->addTab(learn_, "Learn");
   compare_ = new ComparePanel(host_, session_, tabs_);
   tabs_->addTab(compare_, "Compare");
+  // Export tab (issue #9, item 5): the export screen adds itself here, after Compare:
+  //   export_ = new ExportPanel(host_, session_, tabs_); tabs_->addTab(export_, "Export");
   connect(explorer_, &ExplorerPanel::blockClicked, this, [this](const QString& point, int layer, int block) {
     tabs_->setCurrentWidget(microscope_);
     microscope_->select(point, layer, block);
   });
+  connect(learn_, &LearnPanel::showExplorer, this, [this] { tabs_->setCurrentWidget(explorer_); });
   setCentralWidget(central);
   buildMenus();
   buildDocks();
@@ -95,6 +102,7 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   QSettings settings;
   restoreGeometry(settings.value("window/geometry").toByteArray());
   restoreState(settings.value("window/state").toByteArray());
+  tabs_->setCurrentIndex(settings.value("window/tab", 0).toInt());
   if (!settings.contains("window/geometry")) resize(1280, 800);
 }
 
@@ -129,6 +137,10 @@ void MainWindow::buildMenus() {
   file->addSeparator();
   QAction* quit = file->addAction("&Quit", this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
+
+  QMenu* learn = menuBar()->addMenu("&Learn");
+  for (QAction* a : {learn_->startAction(), learn_->pauseAction(), learn_->cancelAction()}) learn->addAction(a);
+  connect(learn_->startAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(learn_); });
 }
 
 void MainWindow::buildDocks() {
@@ -161,6 +173,9 @@ void MainWindow::buildDocks() {
   cancel_ = new QPushButton("Cancel", this);
   cancel_->hide();
   connect(cancel_, &QPushButton::clicked, this, [this] { host_->cancel(current_job_); });
+  learn_status_ = new QLabel(this);
+  connect(learn_, &LearnPanel::statusText, learn_status_, &QLabel::setText);
+  statusBar()->addPermanentWidget(learn_status_);
   statusBar()->addPermanentWidget(progress_);
   statusBar()->addPermanentWidget(cancel_);
 }
@@ -245,6 +260,7 @@ void MainWindow::showModel(const ModelSummary& s) {
   heatmap_->setData(std::move(data));
   if (overview_ != nullptr) overview_->update();
   microscope_->modelChanged();
+  learn_->modelChanged();
   log(QString("opened %1: %2 parameters").arg(s.path).arg(s.parameters));
 }
 
@@ -281,59 +297,142 @@ void MainWindow::rebuildRecentMenu() {
 
 bool MainWindow::saveScreenshot(const QString& path) { return grab().save(path, "PNG"); }
 
+namespace {
+
+// Runs `then` (after a short settle) the first time `signal` fires.
+template <typename Sender, typename Signal>
+void after(QObject* receiver, Sender* sender, Signal signal, std::function<void()> then, int settle_ms = 400) {
+  auto conn = std::make_shared<QMetaObject::Connection>();
+  *conn = QObject::connect(sender, signal, receiver, [receiver, conn, then, settle_ms] {
+    QObject::disconnect(*conn);
+    QTimer::singleShot(settle_ms, receiver, then);
+  });
+}
+
+}  // namespace
+
 void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> done) {
-  // Overview (the model is open) -> explorer (after a short calibration) -> microscope.
+  // Overview -> explorer (after a short calibration) -> microscope -> compare (specs) -> learn
+  // (20 steps; a second run refreshed mid-run and cancelled) -> compare (methods).
   auto ok = std::make_shared<bool>(true);
-  auto shoot = [this, dir, ok](const QString& name) { *ok = saveScreenshot(dir + "/" + name + ".png") && *ok; };
-  auto after = [this](auto* sender, auto signal, std::function<void()> then) {
-    auto conn = std::make_shared<QMetaObject::Connection>();
-    *conn = connect(sender, signal, this, [this, conn, then] {
-      disconnect(*conn);
-      QTimer::singleShot(400, this, then);
-    });
+  auto ended = std::make_shared<bool>(false);
+  auto finish = [done, ended](bool result) {  // once, whichever way the scenario ends
+    if (*ended) return;
+    *ended = true;
+    done(result);
   };
+  auto shoot = [this, dir, ok](const QString& name) { *ok = saveScreenshot(dir + "/" + name + ".png") && *ok; };
   resize(1560, 960);
-  // A failed or cancelled step ends the scenario with an error instead of waiting forever.
-  auto failed = [this, done](quint64, const QString& tag, const QString& message = {}) {
-    if (tag == "calibrate" || tag == "microscope" || tag == "compare") {
-      log("screenshot scenario stopped: " + tag + " " + message);
-      done(false);
-    }
+  // A failed (or unexpectedly cancelled) step ends the scenario with an error instead of waiting forever.
+  auto failed = [this, finish](quint64, const QString& tag, const QString& message) {
+    static const QStringList watched = {"calibrate", "microscope", "compare", "learn", "compare-methods",
+                                        "compare-report"};
+    if (!watched.contains(tag)) return;
+    log("screenshot scenario stopped: " + tag + " " + message);
+    finish(false);
   };
   connect(host_, &EngineHost::jobFailed, this, failed);
-  connect(host_, &EngineHost::jobCancelled, this, [failed](quint64 id, const QString& tag) { failed(id, tag); });
+  connect(host_, &EngineHost::jobCancelled, this, [failed](quint64 id, const QString& tag) {
+    if (tag != "learn") failed(id, tag, "cancelled");  // the scenario cancels one learning run itself
+  });
   tabs_->setCurrentIndex(0);
-  QTimer::singleShot(400, this, [this, shoot, after, done, ok] {
+  QTimer::singleShot(400, this, [this, dir, shoot, finish, ok] {
     shoot("overview");
     tabs_->setCurrentWidget(explorer_);
-    after(explorer_, &ExplorerPanel::calibrated, [this, shoot, after, done, ok] {
+    after(this, explorer_, &ExplorerPanel::calibrated, [this, dir, shoot, finish, ok] {
       explorer_->setView("residual", "energy_share", "before");
-      QTimer::singleShot(300, this, [this, shoot, after, done, ok] {
+      QTimer::singleShot(300, this, [this, dir, shoot, finish, ok] {
         shoot("explorer");
         tabs_->setCurrentWidget(microscope_);
-        after(microscope_, &MicroscopePanel::refreshed, [this, shoot, after, done, ok] {
+        after(this, microscope_, &MicroscopePanel::refreshed, [this, dir, shoot, finish, ok] {
           shoot("microscope");
           tabs_->setCurrentWidget(compare_);
-          after(compare_, &ComparePanel::finished, [shoot, done, ok] {
+          after(this, compare_, &ComparePanel::finished, [this, dir, shoot, finish, ok] {
             shoot("compare");
-            done(*ok);
+            shootLearning(dir, shoot, [finish, ok](bool result) { finish(result && *ok); });
           });
           // a short comparison, so that the scripted run stays quick on a small machine
           compare_->configure("text:" + resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt,winogrande",
                               "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=mxfp4,weights=gptq", 20);
-          if (compare_->run() == 0) done(false);
+          if (compare_->run() == 0) finish(false);
         });
         microscope_->select("residual", 1, 6);
       });
     });
-    if (explorer_->calibrate() == 0) done(false);
+    if (explorer_->calibrate() == 0) finish(false);
   });
+}
+
+void MainWindow::shootLearning(const QString& dir, std::function<void(const QString&)> shoot,
+                               std::function<void(bool)> done) {
+  const QString sample = resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
+  LearnRequest r;
+  r.method = "latmix";
+  r.quant = "mxfp4";
+  r.calib = QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg") ? "gutenberg" : sample;
+  r.samples = 32;
+  r.seqlen = 128;
+  r.steps = 20;
+  tabs_->setCurrentWidget(learn_);
+  learn_->setRequest(r);
+  learn_->setLogScale(true);  // the regularizer is two decades below the KL term
+  learn_probe_ = new LatencyProbe(host_, this);  // event-loop lateness while learning runs
+  LearnController* ctl = learn_->controller();
+  after(this, ctl, &LearnController::finished, [this, dir, shoot, done, ctl, r]() mutable {
+    const size_t steps = ctl->curve().size();
+    log(QString("scenario: learned %1 steps, loss %2 -> %3").arg(steps)
+            .arg(steps > 0 ? ctl->curve().front().loss : 0.0).arg(steps > 0 ? ctl->curve().back().loss : 0.0));
+    shoot("learn");
+    if (steps != 20) done(false);
+    // A second, longer run: refresh the explorer's heatmap from a snapshot mid-run, then cancel it.
+    r.steps = 400;
+    learn_->setRequest(r);
+    after(this, ctl, &LearnController::stepsArrived, [this, ctl] {
+      log("scenario: refreshing the heatmap from the run in progress");
+      if (!learn_->refreshHeatmap()) ctl->cancel();
+    }, 0);
+    after(this, learn_, &LearnPanel::heatmapRefreshed, [this, ctl] {
+      log("scenario: heatmap refreshed mid-run; cancelling the run");
+      ctl->cancel();
+    }, 0);
+    after(this, ctl, &LearnController::cancelled, [this, dir, shoot, done] {
+      const auto s = learn_probe_->summary();
+      learning_latency_ = {s.samples, s.p50_ms, s.p99_ms, s.max_ms};
+      delete learn_probe_;
+      learn_probe_ = nullptr;
+      log(QString("scenario: learning run cancelled; GUI lateness while learning p50 %1 ms, p99 %2 ms, max %3 ms")
+              .arg(s.p50_ms, 0, 'f', 1).arg(s.p99_ms, 0, 'f', 1).arg(s.max_ms, 0, 'f', 1));
+      tabs_->setCurrentWidget(compare_);
+      after(this, compare_, &ComparePanel::methodsFinished, [this, dir, shoot, done] {
+        shoot("compare-methods");
+        after(this, compare_, &ComparePanel::reportSaved, [done] { done(true); }, 0);
+        if (compare_->saveReport(dir + "/compare-report") == 0) done(false);
+      });
+      LearnRequest m;
+      m.quant = "mxfp4";
+      m.calib = resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
+      m.samples = 16;
+      m.seqlen = 128;
+      m.steps = 8;
+      // held-out text of the gutenberg models when the data folder is there, else the bundled sample
+      const bool data = QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg");
+      compare_->configureMethods({"rtn", "quarot", "mr-gptq", "latmix"}, data ? "frankenstein" : "text:" + m.calib, 8,
+                                 256, m);
+      if (compare_->runMethods() == 0) done(false);
+    });
+    // started a moment after the screenshot, as a person would
+    QTimer::singleShot(300, this, [this, done] {
+      if (learn_->start() == 0) done(false);
+    });
+  });
+  if (learn_->start() == 0) done(false);
 }
 
 void MainWindow::closeEvent(QCloseEvent* e) {
   QSettings settings;
   settings.setValue("window/geometry", saveGeometry());
   settings.setValue("window/state", saveState());
+  settings.setValue("window/tab", tabs_->currentIndex());
   host_->cancelAll();
   e->accept();
 }

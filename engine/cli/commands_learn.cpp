@@ -10,6 +10,7 @@
 #include "latmix/calib_data.h"
 #include "latmix/compare.h"
 #include "latmix/error.h"
+#include "latmix/export.h"
 #include "latmix/files.h"
 #include "latmix/learn.h"
 #include "latmix/tasks.h"
@@ -37,7 +38,7 @@ std::vector<OptionSpec> learn_options() {
       {"grad-clip", "X", "max global gradient norm (0: off)", "", false},
       {"lambda", "X", "latmix: weight of the volume term (sum log|s|)^2", "", false},
       {"param", "qr|lu", "latmix: affine parametrization", "", false},
-      {"init", "hadamard|random|identity", "rotation the learned transforms start from", "", false},
+      {"init", "hadamard|block_hadamard|random|identity", "rotation the learned transforms start from", "", false},
       {"affine-bias", "yes|no", "latmix: learn the bias v of T1 (T(x) = A x + v)", "", false},
       {"rotation-map", "cayley|exp", "spinquant: map of the skew generator", "", false},
       {"mode", "e2e|layerwise", "end-to-end, or one decoder layer at a time", "", false},
@@ -178,7 +179,8 @@ int run_learn(const Args& args) {
   out["condition_numbers"] = cond;
   if (args.has("out")) {
     if (r.plan.empty()) throw UsageError("method '" + method + "' has no transforms to write (--out)");
-    save_transforms(args.get("out"), r.plan);
+    // With the model's fingerprint, so export and the studio can refuse it for another model.
+    save_transforms_for_model(args.get("out"), r.plan, args.get("model"), s.to_json());
     out["transforms"] = args.get("out") + ".safetensors";
   }
   if (args.flag("json")) {

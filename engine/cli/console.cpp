@@ -1,12 +1,28 @@
 #include "console.h"
 
+#include <ATen/Context.h>
+#include <torch/version.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <system_error>
+
+#include "latmix/version.h"
 
 namespace latmix::cli {
 
-ProgressPrinter::ProgressPrinter(bool quiet) : quiet_(quiet), tty_(::isatty(STDERR_FILENO) == 1) {}
+bool stderr_is_terminal() {
+  if (::isatty(STDERR_FILENO) != 1) return false;
+  // A terminal that cannot move the cursor back (Emacs shell, some CI log viewers) gets plain lines.
+  const char* term = std::getenv("TERM");
+  return term == nullptr || std::strcmp(term, "dumb") != 0;
+}
+
+ProgressPrinter::ProgressPrinter(bool quiet) : quiet_(quiet), tty_(stderr_is_terminal()) {}
 
 ProgressPrinter::~ProgressPrinter() { finish(); }
 
@@ -65,6 +81,68 @@ void ProgressPrinter::finish() {
     std::fprintf(stderr, "\n");
     open_line_ = false;
   }
+}
+
+namespace {
+
+bool has_models(const std::filesystem::path& dir) {
+  std::error_code ec;
+  return !dir.empty() && std::filesystem::is_directory(dir / "models", ec);
+}
+
+}  // namespace
+
+std::string bundled_resources_dir() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (const char* env = std::getenv("LATMIX_RESOURCES"); env != nullptr && has_models(env)) {
+    return fs::absolute(env, ec).lexically_normal().string();
+  }
+  // Beside the executable: /usr/bin/latmix -> /usr/share/latmix/resources, which is where the .deb
+  // puts them (and where an unpacked package, dpkg -x DIR, has them under DIR too).
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    const fs::path installed = exe.parent_path() / ".." / "share" / "latmix" / "resources";
+    if (has_models(installed)) return installed.lexically_normal().string();
+  }
+#ifdef LATMIX_RESOURCES_DIR
+  if (has_models(LATMIX_RESOURCES_DIR)) return fs::path(LATMIX_RESOURCES_DIR).lexically_normal().string();
+#endif
+  return {};
+}
+
+std::string version_report(bool json) {
+  // hasCUDART: this LibTorch has its CUDA part; hasCUDA: that, and the driver sees at least one GPU.
+  const bool cuda_built = at::globalContext().hasCUDART();
+  const bool cuda_available = cuda_built && at::hasCUDA();
+  std::string cuda_runtime;
+  if (cuda_built) {
+    const long v = at::globalContext().versionCUDART();  // 12080 for CUDA 12.8
+    cuda_runtime = std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+  }
+#ifdef LATMIX_WITH_CUDA
+  const bool mx_kernels = true;
+#else
+  const bool mx_kernels = false;
+#endif
+  const std::string resources = bundled_resources_dir();
+  if (json) {
+    nlohmann::json j = {{"version", latmix::version()},
+                        {"commit", latmix::git_commit()},
+                        {"libtorch", TORCH_VERSION},
+                        {"cuda", {{"built", cuda_built}, {"available", cuda_available}}},
+                        {"cuda_mx_kernels", mx_kernels},
+                        {"resources", resources.empty() ? nlohmann::json(nullptr) : nlohmann::json(resources)}};
+    if (cuda_built) j["cuda"]["runtime"] = cuda_runtime;
+    return j.dump(2) + "\n";
+  }
+  std::string out = std::string("latmix ") + latmix::version() + " (commit " + latmix::git_commit() + ")\n";
+  out += std::string("LibTorch ") + TORCH_VERSION + ", CUDA: ";
+  if (!cuda_built) out += "no (this LibTorch is built without CUDA)\n";
+  else out += "yes (runtime " + cuda_runtime + (cuda_available ? ", a GPU is available)\n" : ", no GPU found)\n");
+  out += std::string("fused CUDA MX kernels: ") + (mx_kernels ? "yes" : "no") + "\n";
+  out += "bundled demo model and calibration text: " + (resources.empty() ? "not found" : resources) + "\n";
+  return out;
 }
 
 }  // namespace latmix::cli

@@ -1,6 +1,6 @@
 #pragma once
 // Console output for `latmix`: progress on stderr (a redrawn bar on a terminal, plain lines
-// otherwise, nothing with --quiet) and small formatting helpers.
+// otherwise, nothing with --quiet), what `latmix --version` prints, and small formatting helpers.
 
 #include <chrono>
 #include <cstdint>
@@ -35,5 +35,17 @@ class ProgressPrinter {
 
 /// "12.3 s", "2 min 05 s"
 std::string format_duration(double seconds);
+
+/// Whether progress on stderr is drawn as a redrawn bar: stderr is a terminal and TERM is not "dumb".
+bool stderr_is_terminal();
+
+/// The bundled resources (models/gutenberg-llama-6M, calibration/): $LATMIX_RESOURCES, else
+/// <executable's folder>/../share/latmix/resources (the installed package: /usr/share/latmix/resources),
+/// else the source tree's resources/ this binary was built from. Empty when none has a models/ folder.
+std::string bundled_resources_dir();
+
+/// `latmix --version`: version, git commit, LibTorch version, CUDA (built with / available), the fused
+/// MX kernels and the bundled resources folder; as text or (json) one JSON object.
+std::string version_report(bool json);
 
 }  // namespace latmix::cli

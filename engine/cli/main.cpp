@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "commands.h"
+#include "completion.h"
+#include "console.h"
 #include "latmix/error.h"
 #include "latmix/version.h"
 
@@ -20,8 +22,10 @@ std::vector<Command> all_commands() {
   for (auto& c : latmix::cli::mx_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::stats_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::evaluate_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::export_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::learn_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::compare_commands()) cmds.push_back(std::move(c));
+  cmds.push_back(latmix::cli::completion_command(cmds));  // last: it completes every command above
   return cmds;
 }
 
@@ -49,9 +53,16 @@ int main(int argc, char** argv) {
     }
   }
   if (args[0] == "--version") {
-    std::printf("%s\n", version_line().c_str());
+    const bool json = args.size() == 2 && args[1] == "--json";
+    if (args.size() > 1 && !json) {
+      std::fprintf(stderr, "error: latmix --version takes only --json\n");
+      return 2;
+    }
+    std::fputs(latmix::cli::version_report(json).c_str(), stdout);
     return 0;
   }
+  // `latmix verify PATH`: the path may come without --path.
+  if (args[0] == "verify" && args.size() >= 2 && args[1].rfind("--", 0) != 0) args.insert(args.begin() + 1, "--path");
   // Two-word commands ("mx quantize"): join the verb and its subverb.
   if (args.size() >= 2) {
     const std::string joined = args[0] + " " + args[1];

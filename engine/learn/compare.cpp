@@ -104,6 +104,20 @@ double gap_closed(double fp, double baseline, double value) {
   return (baseline - value) / (baseline - fp) * 100.0;
 }
 
+double mean_kl_divergence(const Model& reference, const Model& model, const at::Tensor& ids, int64_t batch) {
+  c10::InferenceMode guard;
+  double sum = 0;
+  int64_t tokens = 0;
+  for (int64_t first = 0; first < ids.size(0); first += batch) {
+    at::Tensor chunk = ids.narrow(0, first, std::min(batch, ids.size(0) - first)).to(reference.device());
+    at::Tensor lr = at::log_softmax(reference.forward(chunk), -1);
+    at::Tensor lm = at::log_softmax(model.forward(chunk), -1);
+    sum += (lr.exp() * (lr - lm)).sum().to(at::kDouble).item<double>();
+    tokens += chunk.numel();
+  }
+  return tokens > 0 ? sum / static_cast<double>(tokens) : std::nan("");
+}
+
 std::vector<double> layer_activation_sqnr(const Model& model, const MxFormat& format, const at::Tensor& ids) {
   c10::InferenceMode guard;
   Model m = model.to(model.device(), model.dtype());
@@ -123,6 +137,25 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
   const JobControl& job = control.job;
   c.fp = run_tasks(fp, tokenizer, options.tasks, options.eval, job);
   const at::Tensor sqnr_ids = calib.batch(0, std::min<int64_t>(options.sqnr_sequences, calib.size()), fp.device());
+  // Fidelity to the FP model on held-out text: the first perplexity task's first windows.
+  at::Tensor kl_ids;
+  for (const auto& task : options.tasks) {
+    const auto file = perplexity_task_file(task);
+    if (!file || options.kl_windows <= 0) continue;
+    const std::string path = task.rfind("text:", 0) == 0 ? *file : (std::filesystem::path(options.eval.data_dir) / *file).string();
+    const std::vector<int32_t> ids = tokenizer.encode(read_text_file(path));
+    const int64_t L = options.eval.seqlen;
+    const int64_t n = std::min<int64_t>(options.kl_windows, static_cast<int64_t>(ids.size()) / L);
+    if (n < 1) continue;
+    kl_ids = at::empty({n, L}, at::kLong);
+    auto acc = kl_ids.accessor<int64_t, 2>();
+    for (int64_t w = 0; w < n; ++w) {
+      for (int64_t t = 0; t < L; ++t) acc[w][t] = ids[static_cast<size_t>(w * L + t)];
+    }
+    c.kl_text = "mean per-token KL(FP || quantized) over the first " + std::to_string(n) + " windows of " +
+                std::to_string(L) + " tokens of " + task + " (no BOS)";
+    break;
+  }
   for (const std::string& method : options.methods) {
     job.cancel.check();
     MethodRow row;
@@ -145,6 +178,7 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
       row.layer_sqnr_db = layer_activation_sqnr(q.model, q.activation_hook->format(), sqnr_ids);
       q.model.add_hook(q.activation_hook);
     }
+    row.kl_to_fp = kl_ids.defined() ? mean_kl_divergence(fp, q.model, kl_ids) : std::nan("");
     t = Clock::now();
     row.results = run_tasks(q.model, tokenizer, options.tasks, options.eval, lc.job);
     row.eval_seconds = since(t);
@@ -155,7 +189,7 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
 }
 
 json Comparison::to_json() const {
-  json j = {{"model", model}, {"calibration", calibration}, {"tasks", tasks}, {"seconds", seconds}};
+  json j = {{"model", model}, {"calibration", calibration}, {"tasks", tasks}, {"seconds", seconds}, {"kl_text", kl_text}};
   j["fp"] = json::array();
   for (const auto& r : fp) j["fp"].push_back(task_json(r));
   j["methods"] = json::array();
@@ -165,6 +199,7 @@ json Comparison::to_json() const {
               {"learn_seconds", row.learn_seconds},
               {"quantize_seconds", row.quantize_seconds},
               {"eval_seconds", row.eval_seconds},
+              {"kl_to_fp", std::isfinite(row.kl_to_fp) ? json(row.kl_to_fp) : json()},
               {"layer_sqnr_db", row.layer_sqnr_db}};
     m["results"] = json::array();
     for (const auto& r : row.results) m["results"].push_back(task_json(r));
@@ -195,17 +230,21 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
       any_zero_shot = true;
     }
   }
+  const bool with_kl = !kl_text.empty();
+  if (with_kl) md << "- KL to FP: " << kl_text << "\n\n";
   md << "| method |";
   for (const auto& t : ppl_tasks) md << " " << t << " ppl |";
   if (any_zero_shot) md << " zero-shot acc (mean ± se) |";
+  if (with_kl) md << " KL to FP |";
   md << " learn s | quantize s | eval s |\n|---|";
-  for (size_t i = 0; i < ppl_tasks.size() + (any_zero_shot ? 1 : 0) + 3; ++i) md << "---|";
+  for (size_t i = 0; i < ppl_tasks.size() + (any_zero_shot ? 1 : 0) + (with_kl ? 1 : 0) + 3; ++i) md << "---|";
   md << "\n| FP |";
   for (const auto& t : ppl_tasks) md << " " << fmt(find_task(fp, t)->metrics.at("ppl"), 3) << " |";
   if (any_zero_shot) {
     auto [m, se] = zero_shot_mean(fp);
     md << " " << fmt(100 * m, 2) << " ± " << fmt(100 * se, 2) << " |";
   }
+  if (with_kl) md << " 0 |";
   md << " | | |\n";
   for (const auto& row : rows) {
     md << "| " << row.method << " |";
@@ -217,6 +256,7 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
       auto [m, se] = zero_shot_mean(row.results);
       md << " " << fmt(100 * m, 2) << " ± " << fmt(100 * se, 2) << " |";
     }
+    if (with_kl) md << " " << fmt(row.kl_to_fp, 4) << " |";
     md << " " << fmt(row.learn_seconds, 1) << " | " << fmt(row.quantize_seconds, 1) << " | "
        << fmt(row.eval_seconds, 1) << " |\n";
   }
@@ -355,6 +395,12 @@ std::vector<std::string> write_comparison_report(const Comparison& c, const std:
     acc_group("FP", c.fp);
     for (const auto& row : c.rows) acc_group(row.method, row.results);
     png("accuracy.png", render(acc));
+  }
+  if (!c.kl_text.empty()) {
+    BarChart kl{"KL divergence from the FP model on held-out text (lower is better)", "KL (nats / token)", {}, {}, false,
+                true, 900, 520};
+    for (const auto& row : c.rows) kl.groups.push_back({row.method, {row.kl_to_fp}, {}});
+    png("kl.png", render(kl));
   }
   LinePlot sqnr{"Activation SQNR per layer (higher is better)", "decoder layer", "SQNR dB", false, {}, 900, 520};
   for (const auto& row : c.rows) {

@@ -14,20 +14,26 @@ uint64_t slot_seed(uint64_t seed, uint64_t slot, int64_t layer) {
   return seed * 1000003ULL + slot * 10007ULL + static_cast<uint64_t>(layer + 1);
 }
 
-// The rotation a learned transform starts from (undefined: the identity).
-at::Tensor start_rotation(TransformInit init, int64_t dim, uint64_t seed) {
-  switch (init) {
-    case TransformInit::Hadamard: return HadamardTransform(dim, seed).matrix();
-    case TransformInit::Random: return OrthogonalTransform::random(dim, seed)->q();
-    case TransformInit::Identity: return {};
-  }
-  return {};
-}
-
 int64_t mx_block(const QuantSpec& spec) {
   if (spec.activations) return spec.activations->block;
   if (spec.weights) return spec.weights->block;
   return 32;
+}
+
+// The rotation a learned transform starts from (undefined: the identity).
+at::Tensor start_rotation(TransformInit init, int64_t dim, uint64_t seed, int64_t block) {
+  switch (init) {
+    case TransformInit::Hadamard: return HadamardTransform(dim, seed).matrix();
+    case TransformInit::BlockHadamard:
+      if (dim % block != 0) {
+        throw UsageError("--init block_hadamard: width " + std::to_string(dim) + " is not a multiple of the MX block " +
+                         std::to_string(block));
+      }
+      return BlockHadamardTransform(dim, block, seed).matrix();
+    case TransformInit::Random: return OrthogonalTransform::random(dim, seed)->q();
+    case TransformInit::Identity: return {};
+  }
+  return {};
 }
 
 std::shared_ptr<BlockHadamardTransform> block_hadamard(int64_t dim, int64_t block, uint64_t seed, const char* where) {
@@ -69,11 +75,11 @@ TransformPlan initial_plan(const ModelConfig& c, const LearnSettings& s) {
   }
   if (m == "spinquant") {
     plan.residual = std::make_shared<RotationTransform>(
-        c.hidden_size, start_rotation(s.init, c.hidden_size, slot_seed(seed, 1, -1)), s.rotation_map);
+        c.hidden_size, start_rotation(s.init, c.hidden_size, slot_seed(seed, 1, -1), mx_block(s.quant)), s.rotation_map);
     for (size_t l = 0; l < layers; ++l) {
       const auto li = static_cast<int64_t>(l);
       plan.value.push_back(std::make_shared<RotationTransform>(
-          c.head_dim, start_rotation(s.init, c.head_dim, slot_seed(seed, 2, li)), s.rotation_map));
+          c.head_dim, start_rotation(s.init, c.head_dim, slot_seed(seed, 2, li), mx_block(s.quant)), s.rotation_map));
       plan.down_online.push_back(std::make_shared<HadamardTransform>(c.intermediate_size, slot_seed(seed, 3, li)));
     }
     return plan;
@@ -89,14 +95,14 @@ TransformPlan initial_plan(const ModelConfig& c, const LearnSettings& s) {
   }
   if (m == "latmix") {
     auto residual = std::make_shared<AffineTransform>(
-        c.hidden_size, s.param, start_rotation(s.init, c.hidden_size, slot_seed(seed, 1, -1)));
+        c.hidden_size, s.param, start_rotation(s.init, c.hidden_size, slot_seed(seed, 1, -1), mx_block(s.quant)));
     if (!s.affine_bias) residual->bias_param().requires_grad_(false);
     plan.residual = residual;
     const int64_t b = mx_block(s.quant);
     for (size_t l = 0; l < layers; ++l) {
       const auto li = static_cast<int64_t>(l);
       auto value = std::make_shared<AffineTransform>(c.head_dim, s.param,
-                                                     start_rotation(s.init, c.head_dim, slot_seed(seed, 2, li)));
+                                                     start_rotation(s.init, c.head_dim, slot_seed(seed, 2, li), mx_block(s.quant)));
       // Llama has no v_proj/o_proj bias: the value bias cancels in o_proj (transform_fold.h), so
       // it has no gradient; it is not trained.
       value->bias_param().requires_grad_(false);

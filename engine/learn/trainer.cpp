@@ -32,17 +32,21 @@ class DenseTransform : public Transform {
   std::string kind() const override { return "dense"; }
   at::Tensor bias() const override { return v_; }
   void to(at::Device) override {}
+  /// y A^-T (no bias).
+  at::Tensor inverse_linear(const at::Tensor& y) const { return apply_inverse_linear(y); }
   NamedTensors state() const override { return {{"a", a_}}; }
 
  protected:
+  // In float32 whatever the caller's dtype: the folds call these with float64 weights, which
+  // learning does not need (and which cost 2x on a CPU, more on most GPUs).
   at::Tensor apply_linear(const at::Tensor& x) const override {
-    return at::matmul(x, a_.to(x.scalar_type()).t());
+    return at::matmul(x.to(at::kFloat), a_.t()).to(x.scalar_type());
   }
   at::Tensor apply_inverse_linear(const at::Tensor& y) const override {
-    return at::matmul(y, a_inv_.to(y.scalar_type()).t());
+    return at::matmul(y.to(at::kFloat), a_inv_.t()).to(y.scalar_type());
   }
   at::Tensor apply_inverse_right(const at::Tensor& w) const override {
-    return at::matmul(w, a_inv_.to(w.scalar_type()));
+    return at::matmul(w.to(at::kFloat), a_inv_).to(w.scalar_type());
   }
 
  private:
@@ -86,12 +90,41 @@ std::vector<at::Tensor> trainable_parameters(const TransformPlan& plan) {
   return out;
 }
 
+// The residual transform at the embedding output and (its linear inverse) at the lm_head input,
+// instead of folded into the vocab x hidden matrices (FoldOptions::residual_skips_embedding_and_head).
+class EmbedHeadHook : public CaptureHook {
+ public:
+  EmbedHeadHook(std::shared_ptr<DenseTransform> t, int64_t layers) : t_(std::move(t)), layers_(layers) {}
+  bool wants(CapturePoint point, int64_t layer) const override {
+    return (point == CapturePoint::Residual && layer == 0) || (point == CapturePoint::FinalNormOut && layer == layers_);
+  }
+  at::Tensor on_capture(CapturePoint point, int64_t, const at::Tensor& x) override {
+    return point == CapturePoint::Residual ? t_->forward(x) : t_->inverse_linear(x);
+  }
+
+ private:
+  std::shared_ptr<DenseTransform> t_;
+  int64_t layers_;
+};
+
 // The student: folded weights (through autograd), covered weights fake-quantized (STE), online
 // transforms and activation quantization as hooks. `only_layer` >= 0: only that layer's weights
 // are quantized (layer-wise learning runs that layer alone).
-Model build_student(const Model& fp, const TransformPlan& dense, const QuantSpec& spec, int64_t only_layer) {
+Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
   FoldOptions options;
   options.missing_bias = MissingBias::Drop;
+  // With lm_head kept in high precision, the model's function is the same whether T goes into
+  // the embedding and lm_head or runs at their input/output; the latter is far cheaper.
+  std::shared_ptr<DenseTransform> embed_head;
+  if (dense.residual && !spec.lm_head) {
+    embed_head = std::dynamic_pointer_cast<DenseTransform>(dense.residual);
+    if (!embed_head) {
+      const TransformPtr& t = dense.residual;
+      embed_head = std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
+      dense.residual = embed_head;
+    }
+    options.residual_skips_embedding_and_head = true;
+  }
   ModelWeights w = folded_weights(fp, dense, options);
   const int64_t layers = fp.config().num_layers;
   if (spec.weights) {
@@ -112,6 +145,7 @@ Model build_student(const Model& fp, const TransformPlan& dense, const QuantSpec
     student.add_hook(std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, last,
                                                            spec.lm_head.has_value(), layers));
   }
+  if (embed_head) student.add_hook(std::make_shared<EmbedHeadHook>(embed_head, layers));
   return student;
 }
 

@@ -192,13 +192,14 @@ void Folder::fuse_norms() {
 
 void Folder::fold_residual(const Transform& t) {
   const bool tied = w_.lm_head.is_same(w_.embed);
-  w_.embed = t.forward(w_.embed);
   for (LayerWeights& lw : w_.layers) {
     for (at::Tensor* reader : {&lw.q, &lw.k, &lw.v, &lw.gate, &lw.up}) *reader = t.fold_into_reader(*reader);
     for (at::Tensor* writer : {&lw.o, &lw.o_bias, &lw.down, &lw.down_bias}) {
       if (writer->defined()) *writer = t.fold_into_writer(*writer);
     }
   }
+  if (options_.residual_skips_embedding_and_head) return;
+  w_.embed = t.forward(w_.embed);
   // A tied head stays tied only when E A^-1 = E A^T + v, i.e. T is orthogonal without bias.
   if (tied && t.is_orthogonal()) {
     w_.lm_head = w_.embed;

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Starts the studio under Xvfb on the bundled model, saves a screenshot of each screen, and checks
-# that every screenshot exists and is not blank (more than a handful of distinct colours).
+# that every screenshot exists and is not blank (more than a handful of distinct colours). The
+# scenario also learns 20 steps (learn.png), cancels a second run, compares methods
+# (compare-methods.png) and measures the GUI's event-loop lateness while learning runs: the studio
+# exits non-zero when its p99 is 50 ms or more (latency.txt has the figures).
 set -euo pipefail
 STUDIO=$1; DIR=$2
 export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
 rm -rf "$DIR"; mkdir -p "$DIR"
 export XDG_CONFIG_HOME=$(mktemp -d)   # fresh settings: first start
 trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT
-xvfb-run -a -s "-screen 0 1600x1000x24" "$STUDIO" --screenshot-dir "$DIR"
+start=$(date +%s)
+rc=0
+xvfb-run -a -s "-screen 0 1600x1000x24" "$STUDIO" --screenshot-dir "$DIR" || rc=$?
+echo "studio exited with $rc after $(( $(date +%s) - start )) s"
 python3 - "$DIR" <<'PY'
 import sys, zlib, struct, pathlib
 d = pathlib.Path(sys.argv[1])
 shots = sorted(d.glob("*.png"))
 assert shots, "no screenshots written"
+for name in ("overview", "explorer", "microscope", "compare", "learn", "compare-methods"):
+    assert (d / f"{name}.png").exists(), f"{name}.png not written"
 def colours(path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG"
@@ -32,7 +40,16 @@ for s in shots:
     n, w, h = colours(s)
     print(f"{s.name}: {w}x{h}, {n} distinct samples")
     assert n > 8, f"{s}: looks blank"
+for name in ("report.md", "report.json", "perplexity.png", "sqnr.png", "loss.png"):
+    assert (d / "compare-report" / name).exists(), f"compare-report/{name} not written"
 lat = d / "latency.txt"
-if lat.exists(): print(lat.read_text().strip())
+assert lat.exists(), "latency.txt not written"
+text = lat.read_text()
+print(text.strip())
+import re
+m = re.search(r"while learning ran: (\d+) samples, p50 ([\d.]+) ms, p99 ([\d.]+) ms", text)
+assert m and int(m.group(1)) > 0, "no latency samples while learning ran"
+assert float(m.group(3)) < 50, f"GUI event-loop p99 lateness while learning {m.group(3)} ms (limit 50 ms)"
 print(f"{len(shots)} passed, 0 failed")
 PY
+exit $rc

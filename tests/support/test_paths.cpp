@@ -39,7 +39,12 @@ void remove_temp_dirs() {
 
 std::string temp_dir(const std::string& tag) {
   static std::once_flag once;
-  std::call_once(once, [] { std::atexit(remove_temp_dirs); });
+  // Construct the list before registering the handler: exit handlers and static destructors run
+  // in reverse order of registration, so the list must outlive remove_temp_dirs().
+  std::call_once(once, [] {
+    temp_dirs();
+    std::atexit(remove_temp_dirs);
+  });
   std::string pattern = (fs::temp_directory_path() / ("latmix-" + tag + "-XXXXXX")).string();
   std::vector<char> buf(pattern.begin(), pattern.end());
   buf.push_back('\0');

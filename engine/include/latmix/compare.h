@@ -23,6 +23,9 @@ struct CompareOptions {
   std::function<LearnSettings(const std::string& method)> settings_for;
   /// Tokens per sequence and sequences used for the per-layer SQNR (taken from the calibration set).
   int64_t sqnr_sequences = 4;
+  /// Windows (of eval.seqlen tokens) of the first perplexity task's text on which the KL divergence
+  /// from the FP model's next-token distribution is measured (0: not measured).
+  int64_t kl_windows = 32;
 };
 
 /// One method's row.
@@ -36,6 +39,8 @@ struct MethodRow {
   /// quantized linears (energy-weighted over q/k/v, o, gate/up and down inputs), measured on the
   /// transformed weight-quantized model.
   std::vector<double> layer_sqnr_db;
+  /// Mean KL(FP || quantized) per token on held-out text (Comparison::kl_text); NaN when not measured.
+  double kl_to_fp = 0;
   double learn_seconds = 0, quantize_seconds = 0, eval_seconds = 0;
 };
 
@@ -43,6 +48,7 @@ struct Comparison {
   std::string model;        ///< path as given
   std::string calibration;  ///< CalibrationSet::describe()
   std::vector<std::string> tasks;
+  std::string kl_text;  ///< how the KL to the FP model was measured (empty: not measured)
   std::vector<TaskResult> fp;
   std::vector<MethodRow> rows;
   double seconds = 0;
@@ -65,6 +71,10 @@ std::vector<std::string> write_comparison_report(const Comparison& comparison, c
 /// Per-layer activation SQNR (dB) of `spec`'s activation format on `model` (which should hold the
 /// transforms, folded or online, and no activation quantization) over `ids` [B, T].
 std::vector<double> layer_activation_sqnr(const Model& model, const MxFormat& format, const at::Tensor& ids);
+
+/// Mean per-token KL(reference || model) of the next-token distributions over ids [N, T], in
+/// batches of `batch` sequences.
+double mean_kl_divergence(const Model& reference, const Model& model, const at::Tensor& ids, int64_t batch = 4);
 
 /// Share of the FP-to-baseline gap a value closes, in percent: (base - value) / (base - fp) * 100
 /// (NaN when base == fp).

@@ -38,8 +38,9 @@ enum class LearnMode { EndToEnd, LayerWise };
 /// (layer-wise) the mean squared error between the FP and the student layer outputs.
 enum class LearnLoss { Kl, CrossEntropy, LayerMse };
 enum class OptimizerKind { AdamW, Sgd };
-/// The rotation a learned transform starts from.
-enum class TransformInit { Hadamard, Random, Identity };
+/// The rotation a learned transform starts from: a full-width Hadamard with random signs, a
+/// block-diagonal one of the MX block size (MR-GPTQ's transform), a Haar-random rotation, or I.
+enum class TransformInit { Hadamard, BlockHadamard, Random, Identity };
 
 std::string to_string(LearnMode mode);
 std::string to_string(LearnLoss loss);

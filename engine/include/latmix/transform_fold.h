@@ -59,6 +59,11 @@ enum class MissingBias {
 
 struct FoldOptions {
   MissingBias missing_bias = MissingBias::Fail;
+  /// Leave the embedding and lm_head out of the residual transform (norm gains are still fused):
+  /// the caller applies T to the embedding output and the linear part of T^-1 to the lm_head
+  /// input at run time. Transform learning does this: folding into vocab x hidden matrices every
+  /// step costs more than the rest of the model (for Llama-3.2-1B's 128256 x 2048).
+  bool residual_skips_embedding_and_head = false;
 };
 
 /// A hook that applies per-layer transforms at one or more capture points (forward, with autograd).

@@ -1,0 +1,140 @@
+#pragma once
+// LearnController: one learning run at a time on the EngineHost (obtain_plan with a LearnControl),
+// and loading / saving transforms. Steps come back to the GUI thread as LearnStep values in
+// batches, at most ~30 per second however fast the learner is: the engine thread appends to a
+// buffer and posts one flush, and only when none is pending; the flush waits out the rest of its
+// 33 ms slot before it takes the buffer. Nothing here touches a tensor on the GUI thread: the
+// learned plan is only held and handed back to engine jobs.
+
+#include <QElapsedTimer>
+#include <QObject>
+#include <QString>
+#include <QStringList>
+
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "learn_request.h"
+
+class QTemporaryDir;
+
+namespace latmix {
+struct TransformPlan;
+struct JobControl;
+}  // namespace latmix
+
+namespace latmix::studio {
+
+class EngineHost;
+class ModelSession;
+
+/// One learning step (LearnEvent as Qt values).
+struct LearnStep {
+  qint64 step = 0, total = 0, layer = -1;
+  double loss = 0;
+  std::vector<std::pair<QString, double>> terms;  ///< "kl", "ce", "mse", "reg"
+  double lr = 0, grad_norm = 0, seconds = 0, eta = 0;
+};
+
+/// What a finished run (or a loaded transforms file) produced, for the summary.
+struct LearnOutcome {
+  QString method;
+  QString quant;          ///< the spec of the run (canonical)
+  QString settings_json;  ///< LearnSettings::to_json()
+  QString calibration;    ///< CalibrationSet::describe() ("" without)
+  bool learned = false;   ///< a learned preset (it has a curve)
+  bool loaded = false;    ///< read by Load transforms, not learned here
+  qint64 steps = 0;
+  double first_loss = 0, last_loss = 0, seconds = 0;
+  std::vector<std::pair<QString, double>> conditions;  ///< condition numbers of the learned transforms
+  QStringList transforms;  ///< one line per placement: "residual: affine_qr 288 (condition 1.8)"
+  QString plan_prefix;     ///< the plan on disk (a private copy, or the loaded file); "" when the plan is empty
+};
+
+class LearnController : public QObject {
+  Q_OBJECT
+
+ public:
+  /// What a caller runs on the learning thread with the latest snapshot of the plan.
+  using SnapshotWork =
+      std::function<void(const latmix::TransformPlan& plan, qint64 step, const latmix::JobControl& job)>;
+
+  LearnController(EngineHost* host, ModelSession* session, QObject* parent = nullptr);
+  ~LearnController() override;
+
+  /// Starts a run (tag "learn"): calibration text, then obtain_plan(); returns its job id, or 0
+  /// without a model or while one runs.
+  quint64 start(const LearnRequest& request);
+
+  /// What a run computes on the engine thread with the controller's LearnControl (its on_step,
+  /// pause token and snapshots feed this controller); `calibration` describes the data it used.
+  struct RunResult {
+    latmix::MethodResult result;
+    std::string calibration;
+  };
+  using RunWork = std::function<RunResult(const latmix::LearnControl& control)>;
+  /// start() with another computation in place of obtain_plan (the same events, pause, cancel and
+  /// outcome; e.g. a scripted learner in tests). `request` is kept as request().
+  quint64 startWork(const LearnRequest& request, RunWork work);
+  void pause();
+  void resume();
+  void cancel();
+  bool running() const { return job_ != 0; }
+  bool paused() const;
+  quint64 jobId() const { return job_; }
+
+  /// Runs `work` on the learning thread with the current transforms: after the step in progress,
+  /// or at once while paused (the run waits meanwhile). False when no step has completed yet.
+  bool withSnapshot(SnapshotWork work);
+  /// Reads PREFIX.json + PREFIX.safetensors (engine thread) and checks their widths against the
+  /// open model; on success the plan becomes the current one (loaded()). Returns the job id.
+  quint64 load(const QString& prefix);
+  /// Writes the current plan to PREFIX.json + PREFIX.safetensors (saved()). Returns the job id.
+  quint64 save(const QString& prefix);
+
+  const std::vector<LearnStep>& curve() const { return curve_; }
+  const LearnOutcome& outcome() const { return outcome_; }
+  bool hasPlan() const { return plan_ != nullptr && !outcome_.plan_prefix.isEmpty(); }
+  /// Forgets the current plan (e.g. when another model is opened: it would not fit).
+  void clearPlan();
+  const LearnRequest& request() const { return request_; }
+
+ Q_SIGNALS:
+  void started(quint64 id, qint64 total_steps);
+  /// New steps were appended to curve(): indices [first, first + count), in step order.
+  void stepsArrived(int first, int count);
+  void pausedChanged(bool paused);
+  void finished(const latmix::studio::LearnOutcome& outcome);
+  void cancelled();
+  void failed(const QString& message);
+  void loaded(const latmix::studio::LearnOutcome& outcome);
+  void saved(const QString& prefix);
+  void saveFailed(const QString& message);
+
+ private:
+  struct RunState;
+  void flush(bool final);
+  void finish(const LearnOutcome& outcome, std::shared_ptr<latmix::TransformPlan> plan);
+  void ended();
+
+  EngineHost* host_;
+  ModelSession* session_;
+  std::shared_ptr<QTemporaryDir> temp_;  // private copies of learned plans (shared with jobs)
+  std::shared_ptr<RunState> state_;
+  quint64 job_ = 0;
+  quint64 load_job_ = 0, save_job_ = 0;
+  int runs_ = 0;
+  LearnRequest request_;
+  std::vector<LearnStep> curve_;
+  LearnOutcome outcome_;
+  std::shared_ptr<latmix::TransformPlan> plan_;
+  QElapsedTimer clock_;
+  qint64 last_flush_ms_ = -1000;
+  bool flush_timer_armed_ = false;
+};
+
+}  // namespace latmix::studio
+
+Q_DECLARE_METATYPE(latmix::studio::LearnOutcome)

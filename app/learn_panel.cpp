@@ -1,0 +1,641 @@
+#include "learn_panel.h"
+
+#include <QAction>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDoubleValidator>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPointer>
+#include <QPushButton>
+#include <QSettings>
+#include <QSpinBox>
+#include <QSplitter>
+#include <QTemporaryDir>
+#include <QVBoxLayout>
+
+#include <cmath>
+#include <cstring>
+
+#include "engine_host.h"
+#include "explorer_panel.h"
+#include "latmix/calib.h"
+#include "latmix/error.h"
+#include "latmix/quant.h"
+#include "latmix/transform_fold.h"
+#include "loss_chart.h"
+#include "main_window.h"
+#include "model_session.h"
+#include "settings_dialog.h"
+
+namespace latmix::studio {
+
+QString format_seconds(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<qint64>(std::llround(seconds));
+  if (s >= 3600) return QString("%1 h %2 min").arg(s / 3600).arg((s % 3600) / 60, 2, 10, QChar('0'));
+  if (s >= 60) return QString("%1 min %2 s").arg(s / 60).arg(s % 60, 2, 10, QChar('0'));
+  return QString("%1 s").arg(seconds, 0, 'f', 1);
+}
+
+namespace {
+
+QString bundled_sample() {
+  return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
+}
+
+bool has_gutenberg() {
+  return QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg");
+}
+
+at::Device settings_device() {
+  return StudioSettings::load().device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
+}
+
+QLineEdit* number_field(QWidget* parent) {
+  auto* e = new QLineEdit(parent);
+  auto* v = new QDoubleValidator(0, 1e6, 12, e);
+  v->setNotation(QDoubleValidator::ScientificNotation);
+  v->setLocale(QLocale::c());
+  e->setValidator(v);
+  return e;
+}
+
+std::optional<double> number_of(const QLineEdit* e) {
+  bool ok = false;
+  const double v = QLocale::c().toDouble(e->text().trimmed(), &ok);
+  return ok ? std::optional<double>(v) : std::nullopt;
+}
+
+QComboBox* choice(QWidget* parent, const QStringList& items) {
+  auto* c = new QComboBox(parent);
+  c->addItem("method default", QString());
+  for (const QString& i : items) c->addItem(i, i);
+  return c;
+}
+
+}  // namespace
+
+LearnPanel::LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* explorer, QWidget* parent)
+    : QWidget(parent),
+      host_(host),
+      session_(session),
+      explorer_(explorer),
+      controller_(new LearnController(host, session, this)),
+      snapshots_(std::make_shared<QTemporaryDir>()) {
+  auto* split = new QSplitter(Qt::Horizontal, this);
+  auto* settings = new QWidget(split);
+  buildSettings(settings);
+  settings->setMaximumWidth(520);
+  split->addWidget(settings);
+  split->addWidget(buildResults());
+  split->setStretchFactor(1, 1);
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(4, 4, 4, 4);
+  layout->addWidget(split);
+
+  start_action_ = new QAction("&Start learning", this);
+  start_action_->setShortcut(QKeySequence("Ctrl+L"));
+  pause_action_ = new QAction("&Pause / resume learning", this);
+  pause_action_->setShortcut(QKeySequence("Ctrl+Shift+P"));
+  cancel_action_ = new QAction("&Cancel learning", this);
+  cancel_action_->setShortcut(QKeySequence("Ctrl+Shift+L"));
+  for (QAction* a : {start_action_, pause_action_, cancel_action_}) a->setShortcutContext(Qt::ApplicationShortcut);
+  connect(start_action_, &QAction::triggered, this, &LearnPanel::start);
+  connect(pause_action_, &QAction::triggered, this,
+          [this] { controller_->paused() ? controller_->resume() : controller_->pause(); });
+  connect(cancel_action_, &QAction::triggered, controller_, &LearnController::cancel);
+  connect(start_, &QPushButton::clicked, start_action_, &QAction::trigger);
+  connect(pause_, &QPushButton::clicked, pause_action_, &QAction::trigger);
+  connect(cancel_, &QPushButton::clicked, cancel_action_, &QAction::trigger);
+  start_->setToolTip("Start learning (Ctrl+L)");
+  pause_->setToolTip("Pause after the step in progress, or resume (Ctrl+Shift+P)");
+  cancel_->setToolTip("Cancel learning (Ctrl+Shift+L); nothing is kept");
+
+  connect(controller_, &LearnController::stepsArrived, this, &LearnPanel::onSteps);
+  connect(controller_, &LearnController::finished, this, &LearnPanel::onFinished);
+  connect(controller_, &LearnController::loaded, this, &LearnPanel::onLoaded);
+  connect(controller_, &LearnController::pausedChanged, this, [this](bool paused) {
+    live_->setText(live_->text().remove(QStringLiteral(" — paused")) + (paused ? " — paused" : ""));
+    Q_EMIT statusText(paused ? "learning paused" : "learning");
+    updateButtons();
+  });
+  connect(controller_, &LearnController::cancelled, this, [this] {
+    live_->setText(live_->text() + " — cancelled");
+    Q_EMIT statusText("");
+    updateButtons();
+  });
+  connect(controller_, &LearnController::failed, this, [this](const QString& message) {
+    summary_->setText("<span style='color:#c0392b'><b>Failed:</b> " + message.toHtmlEscaped() + "</span>");
+    Q_EMIT statusText("");
+    updateButtons();
+  });
+  connect(controller_, &LearnController::saved, this, [this](const QString& prefix) {
+    summary_->setText(summary_->text() +
+                      "<br>Saved: " + (prefix + ".safetensors, " + prefix + ".json").toHtmlEscaped());
+  });
+  connect(controller_, &LearnController::saveFailed, this, [this](const QString& message) {
+    summary_->setText(summary_->text() + "<br><span style='color:#c0392b'>Save failed: " + message.toHtmlEscaped() +
+                      "</span>");
+  });
+  restoreSettings();
+  updateButtons();
+}
+
+LearnPanel::~LearnPanel() = default;
+
+void LearnPanel::buildSettings(QWidget* box) {
+  auto* outer = new QVBoxLayout(box);
+  auto* form = new QFormLayout();
+  method_ = new QComboBox(box);
+  for (const auto& p : method_presets()) {
+    method_->addItem(QString::fromStdString(p.name), QString::fromStdString(p.name));
+    method_->setItemData(method_->count() - 1, QString::fromStdString(p.summary + "\n" + p.transforms),
+                         Qt::ToolTipRole);
+  }
+  method_summary_ = new QLabel(box);
+  method_summary_->setWordWrap(true);
+  method_summary_->setMinimumWidth(260);
+  quant_ = new QComboBox(box);
+  quant_->setEditable(true);
+  quant_->addItems({"mxfp4", "mxint4", "mxfp6", "mxfp8", "mxint8", "nvfp4", "w=mxfp4,a=none", "w=mxfp4,a=mxfp8"});
+  quant_->setToolTip(
+      "Formats (latmix --quant grammar): FORMAT for weights and activations, or w=..,a=..; "
+      "block=, scale=, round=, weights=rtn|gptq (overrides the method's quantizer)");
+  steps_ = new QSpinBox(box);
+  steps_->setRange(1, 1000000);
+  batch_ = new QSpinBox(box);
+  batch_->setRange(1, 4096);
+  lr_ = number_field(box);
+  calib_ = new QComboBox(box);
+  calib_->setEditable(true);
+  calib_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);  // long paths must not widen the form
+  calib_->setMinimumContentsLength(16);
+  if (has_gutenberg()) calib_->addItem("gutenberg");
+  calib_->addItem(bundled_sample());
+  calib_->setToolTip(
+      "gutenberg: the gutenberg models' training books in the data folder (held-out books excluded);\n"
+      "or one or more text files, comma-separated");
+  auto* browse = new QPushButton("...", box);
+  browse->setToolTip("Choose calibration text files");
+  connect(browse, &QPushButton::clicked, this, [this] {
+    const QStringList files =
+        QFileDialog::getOpenFileNames(this, "Calibration text", {}, "Text (*.txt *.raw);;All files (*)");
+    if (!files.isEmpty()) calib_->setCurrentText(files.join(','));
+  });
+  auto* calib_row = new QHBoxLayout();
+  calib_row->addWidget(calib_, 1);
+  calib_row->addWidget(browse);
+  samples_ = new QSpinBox(box);
+  samples_->setRange(1, 100000);
+  seqlen_ = new QSpinBox(box);
+  seqlen_->setRange(2, 131072);
+  seed_ = new QSpinBox(box);
+  seed_->setRange(0, 1 << 30);
+  device_ = new QLabel(box);
+  device_->setToolTip("The device is a setting (File > Settings); the model is loaded there.");
+  form->addRow("method", method_);
+  form->addRow("", method_summary_);
+  form->addRow("format", quant_);
+  form->addRow("steps", steps_);
+  form->addRow("batch", batch_);
+  form->addRow("learning rate", lr_);
+  form->addRow("calibration", calib_row);
+  form->addRow("samples", samples_);
+  form->addRow("seq. length", seqlen_);
+  form->addRow("seed", seed_);
+  form->addRow("device", device_);
+  outer->addLayout(form);
+
+  auto* advanced = new QGroupBox("Advanced (empty: the method's default)", box);
+  advanced->setCheckable(true);
+  advanced->setChecked(false);
+  auto* adv_form = new QFormLayout();
+  auto* adv_inner = new QWidget(advanced);
+  adv_inner->setLayout(adv_form);
+  adv_inner->setVisible(false);
+  auto* adv_layout = new QVBoxLayout(advanced);
+  adv_layout->addWidget(adv_inner);
+  advanced->setFlat(true);
+  connect(advanced, &QGroupBox::toggled, adv_inner, &QWidget::setVisible);
+  connect(advanced, &QGroupBox::toggled, advanced, [advanced](bool on) { advanced->setFlat(!on); });
+  optimizer_ = choice(advanced, {"adamw", "sgd"});
+  schedule_ = choice(advanced, {"cosine", "constant"});
+  init_ = choice(advanced, {"hadamard", "random", "identity"});
+  lambda_ = number_field(advanced);
+  warmup_ = number_field(advanced);
+  grad_clip_ = number_field(advanced);
+  adv_form->addRow("optimizer", optimizer_);
+  adv_form->addRow("schedule", schedule_);
+  adv_form->addRow("init", init_);
+  adv_form->addRow("lambda (volume term)", lambda_);
+  adv_form->addRow("warm-up fraction", warmup_);
+  adv_form->addRow("gradient clip", grad_clip_);
+  outer->addWidget(advanced);
+  learn_knobs_ = {steps_, batch_, lr_, samples_, seqlen_, calib_, browse, advanced};
+
+  auto* buttons = new QHBoxLayout();
+  start_ = new QPushButton("Start", box);
+  pause_ = new QPushButton("Pause", box);
+  cancel_ = new QPushButton("Cancel", box);
+  buttons->addWidget(start_);
+  buttons->addWidget(pause_);
+  buttons->addWidget(cancel_);
+  outer->addLayout(buttons);
+  outer->addWidget(new QLabel("The same run from the command line:", box));
+  cli_ = new QLineEdit(box);
+  cli_->setReadOnly(true);
+  cli_->setCursorPosition(0);
+  outer->addWidget(cli_);
+  outer->addStretch(1);
+
+  connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
+  for (QComboBox* c : {quant_, calib_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
+  for (QComboBox* c : {optimizer_, schedule_, init_})
+    connect(c, &QComboBox::currentIndexChanged, this, &LearnPanel::updateCli);
+  for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
+    connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
+  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_})
+    connect(e, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
+}
+
+QWidget* LearnPanel::buildResults() {
+  auto* box = new QWidget(this);
+  auto* layout = new QVBoxLayout(box);
+  auto* bar = new QHBoxLayout();
+  log_scale_ = new QCheckBox("log scale", box);
+  bar->addWidget(new QLabel("Loss per step (click a legend entry to hide or show that curve)", box));
+  bar->addStretch(1);
+  bar->addWidget(log_scale_);
+  layout->addLayout(bar);
+  chart_ = new latmix::widgets::LossChart(box);
+  chart_->setTitle("loss");
+  layout->addWidget(chart_, 1);
+  connect(log_scale_, &QCheckBox::toggled, this, [this](bool on) {
+    chart_->setLogScale(on);
+    QSettings().setValue("learn/log_scale", on);
+  });
+  live_ = new QLabel("Not started.", box);
+  live_->setWordWrap(true);
+  live_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  layout->addWidget(live_);
+  auto* row = new QHBoxLayout();
+  refresh_ = new QPushButton("Refresh heatmap with current transforms", box);
+  refresh_->setToolTip(
+      "Computes the Activation Explorer's statistics (its text, samples, format) with the "
+      "transforms as they are now; learning waits meanwhile");
+  connect(refresh_, &QPushButton::clicked, this, &LearnPanel::refreshHeatmap);
+  row->addWidget(refresh_);
+  row->addStretch(1);
+  layout->addLayout(row);
+  auto* results = new QGroupBox("Result", box);
+  auto* rl = new QVBoxLayout(results);
+  summary_ = new QLabel("No result yet.", results);
+  summary_->setWordWrap(true);
+  summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  rl->addWidget(summary_);
+  auto* actions = new QHBoxLayout();
+  save_ = new QPushButton("Save transforms...", results);
+  show_ = new QPushButton("Show in explorer", results);
+  load_ = new QPushButton("Load transforms...", results);
+  save_->setToolTip("Writes PREFIX.safetensors + PREFIX.json (latmix learn --out PREFIX)");
+  show_->setToolTip(
+      "Adds the plan to the explorer's transform choices and calibrates with it, before / after "
+      "(latmix stats --transforms PREFIX)");
+  load_->setToolTip("Reads PREFIX.json + PREFIX.safetensors written by latmix learn --out or Save transforms");
+  connect(save_, &QPushButton::clicked, this, &LearnPanel::saveTransforms);
+  connect(show_, &QPushButton::clicked, this, &LearnPanel::showInExplorer);
+  connect(load_, &QPushButton::clicked, this, &LearnPanel::loadTransforms);
+  for (QPushButton* b : {save_, show_, load_}) actions->addWidget(b);
+  actions->addStretch(1);
+  rl->addLayout(actions);
+  layout->addWidget(results);
+  return box;
+}
+
+void LearnPanel::methodChanged() {
+  const std::string method = method_->currentData().toString().toStdString();
+  const MethodPreset& preset = find_method(method);
+  method_summary_->setText(QString("<i>%1</i><br><small>%2</small>")
+                               .arg(QString::fromStdString(preset.summary).toHtmlEscaped(),
+                                    QString::fromStdString(preset.transforms).toHtmlEscaped()));
+  QuantSpec spec;
+  try {
+    spec = parse_quant_spec(quant_->currentText().toStdString());
+  } catch (const Error&) {
+    spec = parse_quant_spec("mxfp4");  // defaults only depend on the device; the spec is checked at Start
+  }
+  const at::Device device = settings_device();
+  const LearnSettings d = method_defaults(method, spec, device);
+  steps_->setValue(static_cast<int>(std::max<int64_t>(1, d.steps)));
+  batch_->setValue(static_cast<int>(d.batch));
+  lr_->setText(QString::number(d.lr, 'g', 6));
+  lambda_->setPlaceholderText(QString::number(d.lambda, 'g', 6));
+  warmup_->setPlaceholderText(QString::number(d.warmup, 'g', 6));
+  grad_clip_->setPlaceholderText(QString::number(d.grad_clip, 'g', 6));
+  optimizer_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.optimizer)) + ")");
+  schedule_->setItemText(0, QString("method default (%1)").arg(d.cosine ? "cosine" : "constant"));
+  init_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.init)) + ")");
+  device_->setText(QString::fromStdString(device.str()) + "  (File > Settings)");
+  for (QWidget* w : learn_knobs_) w->setEnabled(preset.learned);
+  updateButtons();
+  updateCli();
+}
+
+void LearnPanel::setLogScale(bool on) {
+  log_scale_->setChecked(on);
+}
+
+void LearnPanel::modelChanged() {
+  // The settings stay (they belong to the method and the device); a plan of another model does not fit.
+  controller_->clearPlan();
+  explorer_->removePlanChoices();
+  summary_->setText("No result yet.");
+  updateButtons();
+  updateCli();
+}
+
+LearnRequest LearnPanel::request() const {
+  LearnRequest r;
+  r.method = method_->currentData().toString();
+  r.quant = quant_->currentText().trimmed();
+  r.calib = calib_->currentText().trimmed();
+  r.data_dir = studio_data_dir();
+  r.samples = samples_->value();
+  r.seqlen = seqlen_->value();
+  r.seed = static_cast<quint64>(seed_->value());
+  if (!find_method(r.method.toStdString()).learned) return r;
+  r.steps = steps_->value();
+  r.batch = batch_->value();
+  r.lr = number_of(lr_);
+  r.lambda = number_of(lambda_);
+  r.warmup = number_of(warmup_);
+  r.grad_clip = number_of(grad_clip_);
+  r.optimizer = optimizer_->currentData().toString();
+  r.schedule = schedule_->currentData().toString();
+  r.init = init_->currentData().toString();
+  return r;
+}
+
+void LearnPanel::setRequest(const LearnRequest& r) {
+  method_->setCurrentIndex(method_->findData(r.method));
+  quant_->setCurrentText(r.quant);
+  methodChanged();  // the method's defaults first, then what the request sets
+  calib_->setCurrentText(r.calib);
+  samples_->setValue(r.samples);
+  seqlen_->setValue(r.seqlen);
+  seed_->setValue(static_cast<int>(r.seed));
+  if (r.steps) steps_->setValue(static_cast<int>(*r.steps));
+  if (r.batch) batch_->setValue(static_cast<int>(*r.batch));
+  if (r.lr) lr_->setText(QString::number(*r.lr, 'g', 6));
+  auto set_number = [](QLineEdit* e, const std::optional<double>& v) {
+    e->setText(v ? QString::number(*v, 'g', 6) : "");
+  };
+  set_number(lambda_, r.lambda);
+  set_number(warmup_, r.warmup);
+  set_number(grad_clip_, r.grad_clip);
+  optimizer_->setCurrentIndex(std::max(0, optimizer_->findData(r.optimizer)));
+  schedule_->setCurrentIndex(std::max(0, schedule_->findData(r.schedule)));
+  init_->setCurrentIndex(std::max(0, init_->findData(r.init)));
+  updateCli();
+}
+
+QString LearnPanel::cliCommand() const {
+  const LearnRequest r = request();
+  QStringList argv = {"latmix", "learn", "--model", session_->summary().path, "--method", r.method};
+  argv << r.cliArguments() << "--device" << StudioSettings::load().device << "--out"
+       << "PREFIX";
+  return shell_command(argv);
+}
+
+void LearnPanel::updateCli() {
+  cli_->setText(cliCommand());
+  cli_->setCursorPosition(0);
+  cli_->setToolTip(cli_->text());
+}
+
+quint64 LearnPanel::start() {
+  if (controller_->running() || !session_->hasModel()) return 0;
+  const LearnRequest r = request();
+  try {
+    r.settings(settings_device());  // a typo in the spec or a bad value: say so now, not from the engine
+  } catch (const Error& e) {
+    summary_->setText("<span style='color:#c0392b'>" + QString::fromUtf8(e.what()).toHtmlEscaped() + "</span>");
+    return 0;
+  }
+  storeSettings();
+  chart_->clear(r.steps.value_or(0));
+  chart_->setTitle(QString("%1, %2").arg(r.method, r.quant));
+  summary_->setText("Learning...");
+  live_->setText(QString("Waiting for the engine: %1").arg(cliCommand()));
+  const quint64 id = controller_->start(r);
+  updateButtons();
+  Q_EMIT statusText("learning " + r.method);
+  return id;
+}
+
+void LearnPanel::onSteps(int first, int count) {
+  const auto& curve = controller_->curve();
+  if (first == 0 && count > 0) chart_->clear(curve.front().total);
+  for (int i = first; i < first + count; ++i) {
+    const LearnStep& s = curve[static_cast<size_t>(i)];
+    chart_->addPoint("total", static_cast<double>(s.step), s.loss);
+    for (const auto& [name, value] : s.terms) chart_->addPoint(name, static_cast<double>(s.step), value);
+  }
+  const LearnStep& s = curve.back();
+  QStringList terms;
+  for (const auto& [name, value] : s.terms) terms << QString("%1 %2").arg(name).arg(value, 0, 'g', 5);
+  QString text = QString("step %1/%2%3: loss %4 (%5), lr %6, |g| %7; %8 elapsed, ETA %9")
+                     .arg(s.step)
+                     .arg(s.total)
+                     .arg(s.layer >= 0 ? QString(" (layer %1)").arg(s.layer) : QString())
+                     .arg(s.loss, 0, 'g', 5)
+                     .arg(terms.join(", "))
+                     .arg(s.lr, 0, 'g', 3)
+                     .arg(s.grad_norm, 0, 'g', 3)
+                     .arg(format_seconds(s.seconds), format_seconds(s.eta));
+  if (controller_->paused()) text += " — paused";
+  live_->setText(text);
+  Q_EMIT statusText(QString("learning %1: step %2/%3, loss %4, ETA %5")
+                        .arg(controller_->request().method)
+                        .arg(s.step)
+                        .arg(s.total)
+                        .arg(s.loss, 0, 'g', 4)
+                        .arg(format_seconds(s.eta)));
+  if (first == 0) updateButtons();  // the refresh button needs a step
+}
+
+void LearnPanel::onFinished(const LearnOutcome& o) {
+  showSummary(o);
+  live_->setText(o.learned ? QString("Finished: %1 steps in %2.").arg(o.steps).arg(format_seconds(o.seconds))
+                           : QString("Built the fixed transforms in %1.").arg(format_seconds(o.seconds)));
+  Q_EMIT statusText("");
+  updateButtons();
+}
+
+void LearnPanel::onLoaded(const LearnOutcome& o) {
+  showSummary(o);
+  updateButtons();
+}
+
+void LearnPanel::showSummary(const LearnOutcome& o) {
+  QString html;
+  if (o.loaded) {
+    html = QString("<b>Loaded</b> %1.json").arg(o.plan_prefix.toHtmlEscaped());
+  } else {
+    html = QString("<b>%1</b> on <code>%2</code>").arg(o.method.toHtmlEscaped(), o.quant.toHtmlEscaped());
+    if (o.learned) {
+      html += QString(": loss %1 &rarr; %2 over %3 steps (%4%), %5")
+                  .arg(o.first_loss, 0, 'g', 5)
+                  .arg(o.last_loss, 0, 'g', 5)
+                  .arg(o.steps)
+                  .arg(o.first_loss != 0 ? 100.0 * (o.last_loss - o.first_loss) / o.first_loss : 0.0, 0, 'f', 1)
+                  .arg(format_seconds(o.seconds));
+    } else {
+      html += QString(": fixed transforms, built in %1").arg(format_seconds(o.seconds));
+    }
+    if (!o.calibration.isEmpty()) html += "<br>calibration: " + o.calibration.toHtmlEscaped();
+  }
+  if (!o.conditions.empty()) {
+    QStringList c;
+    for (const auto& [name, value] : o.conditions)
+      c << QString("%1 %2").arg(name.toHtmlEscaped()).arg(value, 0, 'g', 4);
+    html += "<br>condition numbers: " + c.join("; ");
+  }
+  html += o.transforms.isEmpty() ? QString("<br>no transforms (the weights are quantized as they are)")
+                                 : "<br>transforms: " + o.transforms.join("; ").toHtmlEscaped();
+  summary_->setText(html);
+}
+
+bool LearnPanel::refreshHeatmap() {
+  if (!controller_->running()) {
+    if (!controller_->hasPlan()) return false;
+    showInExplorer();
+    return true;
+  }
+  auto model = session_->model();
+  auto tokenizer = session_->tokenizer();
+  if (!model || !tokenizer || !snapshots_->isValid()) return false;
+  ExplorerPanel::StatsRequest request = explorer_->statsRequest();
+  const QString method = controller_->request().method;
+  const std::string prefix = snapshots_->filePath("snapshot").toStdString();
+  auto keep = snapshots_;
+  QPointer<LearnPanel> self(this);
+  ExplorerPanel* explorer = explorer_;
+  const bool queued = controller_->withSnapshot([self, explorer, keep, prefix, request, method, model, tokenizer](
+                                                    const TransformPlan& plan, qint64 step, const JobControl& job) {
+    try {
+      save_transforms(prefix, plan);
+      ExplorerPanel::StatsRequest r = request;
+      r.plan_prefix = prefix;
+      r.transform = QString("%1, step %2").arg(method).arg(step).toStdString();
+      auto stats = ExplorerPanel::computeStats(*model, *tokenizer, r, job);
+      EngineHost::post(explorer, [explorer, stats] { explorer->showStats(stats); });
+      EngineHost::post(self, [self, step] {
+        self->updateButtons();
+        Q_EMIT self->heatmapRefreshed(step);
+      });
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const std::exception& e) {  // a bad explorer text must not end the learning run
+      const QString message = QString::fromUtf8(e.what());
+      EngineHost::post(self, [self, message] {
+        self->updateButtons();
+        self->summary_->setText("<span style='color:#c0392b'>Heatmap refresh failed: " + message.toHtmlEscaped() +
+                                "</span>");
+      });
+    }
+  });
+  if (queued) refresh_->setEnabled(false);
+  return queued;
+}
+
+void LearnPanel::showInExplorer() {
+  if (!controller_->hasPlan()) return;
+  const LearnOutcome& o = controller_->outcome();
+  const QString label =
+      o.loaded ? "loaded (" + QFileInfo(o.plan_prefix).fileName() + ")" : "learned (" + o.method + ")";
+  explorer_->addPlanChoice(label, o.plan_prefix);
+  explorer_->calibrate();
+  Q_EMIT showExplorer();
+}
+
+void LearnPanel::saveTransforms() {
+  QString path = QFileDialog::getSaveFileName(this, "Save transforms (PREFIX.safetensors + PREFIX.json)",
+                                              controller_->outcome().method + "-transforms.safetensors",
+                                              "Transforms (*.safetensors *.json)");
+  if (path.isEmpty()) return;
+  for (const char* ext : {".safetensors", ".json"}) {
+    if (path.endsWith(ext)) path.chop(static_cast<int>(strlen(ext)));
+  }
+  controller_->save(path);
+}
+
+void LearnPanel::loadTransforms() {
+  QString path = QFileDialog::getOpenFileName(this, "Load transforms", {}, "Transforms (*.json *.safetensors)");
+  if (path.isEmpty()) return;
+  for (const char* ext : {".safetensors", ".json"}) {
+    if (path.endsWith(ext)) path.chop(static_cast<int>(strlen(ext)));
+  }
+  controller_->load(path);
+}
+
+void LearnPanel::updateButtons() {
+  const bool running = controller_->running();
+  start_action_->setEnabled(!running && session_->hasModel());
+  pause_action_->setEnabled(running && find_method(controller_->request().method.toStdString()).learned);
+  cancel_action_->setEnabled(running);
+  start_->setEnabled(start_action_->isEnabled());
+  pause_->setEnabled(pause_action_->isEnabled());
+  pause_->setText(controller_->paused() ? "Resume" : "Pause");
+  cancel_->setEnabled(running);
+  refresh_->setEnabled(running ? !controller_->curve().empty() : controller_->hasPlan());
+  save_->setEnabled(!running && controller_->hasPlan());
+  show_->setEnabled(!running && controller_->hasPlan());
+  load_->setEnabled(!running && session_->hasModel());
+}
+
+void LearnPanel::restoreSettings() {
+  QSettings s;
+  s.beginGroup("learn");
+  const int m = method_->findData(s.value("method", "latmix").toString());
+  method_->setCurrentIndex(m >= 0 ? m : 0);
+  quant_->setCurrentText(s.value("quant", "mxfp4").toString());
+  const bool gpu = settings_device().is_cuda();
+  samples_->setValue(s.value("samples", default_calibration_samples(gpu)).toInt());
+  seqlen_->setValue(s.value("seqlen", default_calibration_seqlen(gpu, 0)).toInt());
+  seed_->setValue(s.value("seed", 0).toInt());
+  if (s.contains("calib")) calib_->setCurrentText(s.value("calib").toString());
+  log_scale_->setChecked(s.value("log_scale", false).toBool());
+  methodChanged();
+  if (s.value("steps_method").toString() == method_->currentData().toString()) {  // the knobs belong to a method
+    steps_->setValue(s.value("steps", steps_->value()).toInt());
+    batch_->setValue(s.value("batch", batch_->value()).toInt());
+    lr_->setText(s.value("lr", lr_->text()).toString());
+  }
+  s.endGroup();
+}
+
+void LearnPanel::storeSettings() const {
+  QSettings s;
+  s.beginGroup("learn");
+  s.setValue("method", method_->currentData());
+  s.setValue("quant", quant_->currentText());
+  s.setValue("calib", calib_->currentText());
+  s.setValue("samples", samples_->value());
+  s.setValue("seqlen", seqlen_->value());
+  s.setValue("seed", seed_->value());
+  s.setValue("log_scale", log_scale_->isChecked());
+  s.setValue("steps_method", method_->currentData());
+  s.setValue("steps", steps_->value());
+  s.setValue("batch", batch_->value());
+  s.setValue("lr", lr_->text());
+  s.endGroup();
+}
+
+}  // namespace latmix::studio

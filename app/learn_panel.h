@@ -1,0 +1,127 @@
+#pragma once
+// The Learn screen: a method preset and its settings (the options of `latmix learn`), Start /
+// Pause / Resume / Cancel, the loss curves as they come (total, KL / CE / MSE, regularizer; log
+// scale), and afterwards a summary with Save transforms, Show in explorer and Load transforms.
+// During a run the Activation Explorer's heatmap can be refreshed with the transforms as they are.
+
+#include <QWidget>
+
+#include <memory>
+
+#include "learn_controller.h"
+
+class QAction;
+class QCheckBox;
+class QComboBox;
+class QLabel;
+class QLineEdit;
+class QPushButton;
+class QSpinBox;
+class QTemporaryDir;
+
+namespace latmix::widgets {
+class LossChart;
+}
+
+namespace latmix::studio {
+
+class EngineHost;
+class ModelSession;
+class ExplorerPanel;
+
+class LearnPanel : public QWidget {
+  Q_OBJECT
+
+ public:
+  LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* explorer, QWidget* parent = nullptr);
+  ~LearnPanel() override;
+
+  /// The request the controls describe (GUI thread; no engine call).
+  LearnRequest request() const;
+  /// Sets the controls from a request (scripted runs, restored settings).
+  void setRequest(const LearnRequest& request);
+  /// Starts learning with the current controls; returns the job id (0: no model, or already running).
+  quint64 start();
+  /// Refreshes the explorer's heatmap with the current transforms (a snapshot during a run, the
+  /// result afterwards). False when there is nothing to show yet.
+  bool refreshHeatmap();
+  /// The equivalent `latmix learn` command line.
+  QString cliCommand() const;
+
+  LearnController* controller() const { return controller_; }
+  latmix::widgets::LossChart* chart() const { return chart_; }
+  void setLogScale(bool on);
+  QAction* startAction() const { return start_action_; }
+  QAction* pauseAction() const { return pause_action_; }
+  QAction* cancelAction() const { return cancel_action_; }
+  /// Call when the open model changes (resets the defaults that depend on it).
+  void modelChanged();
+
+ Q_SIGNALS:
+  /// One line for the status bar while learning: step, loss, ETA ("" when idle).
+  void statusText(const QString& text);
+  /// The user asked to see the learned plan in the explorer (the explorer is calibrating with it).
+  void showExplorer();
+  /// The explorer got statistics with a snapshot of the transforms being learned.
+  void heatmapRefreshed(qint64 step);
+
+ private:
+  void buildSettings(QWidget* box);
+  QWidget* buildResults();
+  void methodChanged();
+  void updateButtons();
+  void updateCli();
+  void onSteps(int first, int count);
+  void onFinished(const LearnOutcome& outcome);
+  void onLoaded(const LearnOutcome& outcome);
+  void showSummary(const LearnOutcome& outcome);
+  void showInExplorer();
+  void saveTransforms();
+  void loadTransforms();
+  void restoreSettings();
+  void storeSettings() const;
+
+  EngineHost* host_;
+  ModelSession* session_;
+  ExplorerPanel* explorer_;
+  LearnController* controller_;
+  std::shared_ptr<QTemporaryDir> snapshots_;
+  QComboBox* method_ = nullptr;
+  QLabel* method_summary_ = nullptr;
+  QComboBox* quant_ = nullptr;
+  QSpinBox* steps_ = nullptr;
+  QSpinBox* batch_ = nullptr;
+  QLineEdit* lr_ = nullptr;
+  QComboBox* calib_ = nullptr;
+  QSpinBox* samples_ = nullptr;
+  QSpinBox* seqlen_ = nullptr;
+  QSpinBox* seed_ = nullptr;
+  QLabel* device_ = nullptr;
+  QLineEdit* lambda_ = nullptr;
+  QLineEdit* warmup_ = nullptr;
+  QLineEdit* grad_clip_ = nullptr;
+  QComboBox* optimizer_ = nullptr;
+  QComboBox* schedule_ = nullptr;
+  QComboBox* init_ = nullptr;
+  QLineEdit* cli_ = nullptr;
+  QPushButton* start_ = nullptr;
+  QPushButton* pause_ = nullptr;
+  QPushButton* cancel_ = nullptr;
+  QAction* start_action_ = nullptr;
+  QAction* pause_action_ = nullptr;
+  QAction* cancel_action_ = nullptr;
+  QCheckBox* log_scale_ = nullptr;
+  latmix::widgets::LossChart* chart_ = nullptr;
+  QLabel* live_ = nullptr;
+  QPushButton* refresh_ = nullptr;
+  QLabel* summary_ = nullptr;
+  QPushButton* save_ = nullptr;
+  QPushButton* show_ = nullptr;
+  QPushButton* load_ = nullptr;
+  QList<QWidget*> learn_knobs_;  // disabled for the fixed presets
+};
+
+/// "1 h 02 min", "3 min 05 s", "12.3 s".
+QString format_seconds(double seconds);
+
+}  // namespace latmix::studio

@@ -1,0 +1,307 @@
+// latmix export | verify
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "console.h"
+#include "latmix/calib_data.h"
+#include "latmix/config.h"
+#include "latmix/error.h"
+#include "latmix/export.h"
+#include "latmix/learn.h"
+#include "latmix/files.h"
+#include "latmix/model_files.h"
+#include "latmix/quant.h"
+#ifdef LATMIX_WITH_BUNDLE
+#include "bundle.h"
+#endif
+
+namespace latmix::cli {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr bool kHasBundle =
+#ifdef LATMIX_WITH_BUNDLE
+    true;
+#else
+    false;
+#endif
+
+/// The plan of a method and what the manifest records about it.
+struct MethodPlan {
+  TransformPlan plan;
+  json settings = json::object();  ///< every setting of the method
+  std::string source = "none";     ///< where the plan came from
+  std::vector<std::string> notes;
+};
+
+/// Where `--method NAME` without --transforms becomes a plan: nothing for rtn/gptq, the fixed
+/// transforms of quarot/mr-gptq, and for the learned presets a learning run with the method's
+/// defaults (latmix/learn.h) on the --calib text, announced on stderr.
+MethodPlan obtain_method_plan(const std::string& method, const Model& model, const CalibrationSet* calib,
+                              const QuantSpec& spec, const JobControl& job) {
+  const MethodPreset& preset = find_method(method);
+  MethodPlan out;
+  if (method == "rtn" || method == "gptq") {
+    const WeightMethod want = method == "rtn" ? WeightMethod::Rtn : WeightMethod::Gptq;
+    if (spec.weights && spec.method != want) {
+      throw UsageError("--method " + method + " quantizes the weights with " + to_string(want) + ": put weights=" +
+                       to_string(want) + " in --quant (it says weights=" + to_string(spec.method) + ")");
+    }
+    out.settings = {{"method", method}, {"transforms", "none"}};
+    return out;
+  }
+  LearnSettings s = method_defaults(method, spec, model.device());
+  s.quant = spec;  // the export's --quant decides the final weight quantizer
+  if (preset.learned) {
+    if (calib == nullptr) {
+      throw UsageError("--method " + method +
+                       " learns its transforms: give --calib FILE (training text; never the evaluation text) "
+                       "or --transforms PREFIX from `latmix learn`");
+    }
+    std::fprintf(stderr, "note: no --transforms: learning %s with its defaults first (%lld steps%s, %s)\n",
+                 method.c_str(), static_cast<long long>(s.steps), s.mode == LearnMode::LayerWise ? " per layer" : "",
+                 calib->describe().c_str());
+  }
+  LearnControl control;
+  control.job = job;
+  MethodResult r = obtain_plan(model, calib, s, control);
+  out.plan = std::move(r.plan);
+  out.settings = s.to_json();
+  out.source = preset.learned ? "learned by this export (method defaults)" : "built by this export (fixed transforms)";
+  for (const auto& [name, value] : r.conditions) {
+    out.notes.push_back("condition number of the learned " + name + ": " + std::to_string(value));
+  }
+  return out;
+}
+
+CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tok) {
+  CalibrationOptions co;
+  co.samples = args.integer("calib-samples");
+  co.seqlen = args.integer("calib-seqlen");
+  return load_calibration_text(args.get("calib"), tok, co);
+}
+
+// The text of the perplexity check: --verify-data, else the bundled calibration sample.
+std::string verify_text_path(const Args& args) {
+  if (args.has("verify-data")) return args.get("verify-data");
+  const std::string res = bundled_resources_dir();
+  if (res.empty()) return {};
+  const fs::path p = fs::path(res) / "calibration" / "pride_and_prejudice_ch1-6.txt";
+  std::error_code ec;
+  return fs::is_regular_file(p, ec) ? p.string() : std::string();
+}
+
+// A hidden folder beside the zip for the export before it is zipped (removed afterwards).
+std::string staging_folder_for(const std::string& zip) {
+  const fs::path z(zip);
+  const fs::path dir = z.has_parent_path() ? z.parent_path() : fs::path(".");
+  return (dir / ("." + z.filename().string() + ".folder-" + std::to_string(::getpid()))).string();
+}
+
+struct RemoveOnExit {
+  std::string path;
+  ~RemoveOnExit() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+void print_result(const ExportResult& r, const std::string& out_path, bool zipped) {
+  std::printf("%s export written to %s (%s bytes, %zu files%s) in %s\n", to_string(r.kind).c_str(), out_path.c_str(),
+              std::to_string(r.bytes).c_str(), r.files.size(), zipped ? ", zipped" : "",
+              format_duration(r.seconds).c_str());
+  if (!r.quantization.spec.empty()) std::printf("%s\n", r.quantization.describe().c_str());
+  std::printf("verification:\n%s", r.verification.describe().c_str());
+  for (const auto& n : r.notes) std::printf("note: %s\n", n.c_str());
+}
+
+int run_export(const Args& args) {
+  const ExportKind kind = parse_export_kind(args.get("as"));
+  const QuantSpec spec = parse_quant_spec(args.get("quant"));
+  const bool zip = args.flag("zip");
+  const std::string out = args.get("out");
+  if (zip && !kHasBundle) {
+    throw UsageError(
+        "--zip needs the Qt build of latmix (the bundle library uses Qt 6 Core and QuaZip); this build "
+        "has neither: export the folder without --zip, or build with Qt 6 and QuaZip installed");
+  }
+  if (zip && fs::path(out).extension() != ".zip")
+    throw UsageError("--zip: --out must name a .zip file, found '" + out + "'");
+  if (args.integer("shard-size") < 1) throw UsageError("--shard-size: expected 1 (MB) or more");
+  if (args.has("calib") && spec.method != WeightMethod::Gptq && !find_method(args.get("method")).learned)
+    throw UsageError("--calib is for weights=gptq in --quant, or for learning a method's transforms");
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  ProgressPrinter progress(args.flag("quiet"));
+  JobControl job;
+  job.progress = progress.callback();
+  std::optional<CalibrationSet> calib;
+  if (args.has("calib")) calib = calibration_from_args(args, *m.tokenizer);
+
+  const std::string method = args.get("method");
+  MethodPlan mp;
+  if (args.has("transforms")) {
+    CheckedTransforms t = load_transforms_checked(args.get("transforms"), args.get("model"));
+    mp.plan = std::move(t.plan);
+    mp.source = args.get("transforms");
+    mp.notes = std::move(t.notes);
+    if (!t.metadata.is_null() && t.metadata.contains("settings")) mp.settings = t.metadata["settings"];
+    const std::string learned = mp.settings.value("method", method);
+    if (learned != method) {
+      mp.notes.push_back("the transforms were saved with --method " + learned + "; recorded as " + method);
+    }
+    mp.settings["method"] = method;
+  } else {
+    mp = obtain_method_plan(method, m.model, calib ? &*calib : nullptr, spec, job);
+  }
+
+  ExportOptions o;
+  o.kind = kind;
+  o.overwrite = args.flag("overwrite");
+  o.method = method;
+  o.settings = mp.settings;
+  if (calib) o.settings["calibration"] = {{"file", args.get("calib")}, {"description", calib->describe()}};
+  o.transforms_source = mp.source;
+  o.max_shard_bytes = static_cast<uint64_t>(args.integer("shard-size")) << 20;
+  o.verify = !args.flag("no-verify");
+  const std::string text = verify_text_path(args);
+  if (o.verify && kind == ExportKind::FoldedBf16 && !text.empty()) {
+    o.verify_ids = m.tokenizer->encode(read_text_file(text));
+    o.verify_text = text;
+    o.verify_ppl.seqlen = args.integer("verify-seqlen");
+    o.verify_ppl.max_windows = args.integer("verify-windows");
+  }
+  RemoveOnExit staging;
+  o.out = out;
+  if (zip) {
+    std::error_code ec;
+    if (fs::exists(out, ec) && !o.overwrite)
+      fail(out, "already exists", "a new path, or --overwrite", "an existing file");
+    staging.path = staging_folder_for(out);
+    o.out = staging.path;
+    o.overwrite = false;
+    o.space_factor = 2.0;
+  }
+  ExportResult r = export_model(m.model, args.get("model"), mp.plan, spec, calib ? &*calib : nullptr, o, job);
+  for (auto& n : mp.notes) r.notes.insert(r.notes.begin(), n);
+#ifdef LATMIX_WITH_BUNDLE
+  if (zip) {
+    write_bundle(staging.path, out, args.flag("overwrite"), job);
+    const ExportVerification v = verify_bundle(out, job);
+    for (const auto& c : v.checks) {
+      if (!c.ok) {
+        std::error_code ec;
+        fs::remove(out, ec);
+        fail(out, "the bundle failed its verification and was removed: " + c.what + ": " + c.detail);
+      }
+    }
+    r.verification.add("bundle " + fs::path(out).filename().string(), true,
+                       std::to_string(v.checks.size()) + " entries match the manifest");
+  }
+#endif
+  progress.finish();
+  if (args.flag("json")) {
+    json j = {{"path", out},      {"kind", to_string(r.kind)}, {"zip", zip},
+              {"bytes", r.bytes}, {"seconds", r.seconds},      {"verification", r.verification.to_json()},
+              {"notes", r.notes}, {"manifest", r.manifest}};
+    std::cout << j.dump(2) << "\n";
+  } else {
+    print_result(r, out, zip);
+  }
+  return 0;
+}
+
+int run_verify(const Args& args) {
+  const std::string path = args.get("path");
+  ProgressPrinter progress(args.flag("quiet"));
+  JobControl job;
+  job.progress = progress.callback();
+  ExportVerification v;
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) {
+#ifdef LATMIX_WITH_BUNDLE
+    v = verify_bundle(path, job);
+#else
+    throw UsageError(
+        "verifying a .zip bundle needs the Qt build of latmix (Qt 6 Core and QuaZip); this build can "
+        "verify an export folder: unzip it and run latmix verify on the folder");
+#endif
+  } else {
+    std::vector<int32_t> ids;
+    const std::string text = args.has("data") ? args.get("data") : manifest_verify_text(path);
+    if (!args.flag("no-ppl") && !text.empty() && fs::is_regular_file(text, ec)) {
+      // The folder's own tokenizer; when it cannot be read (a damaged file), the file checks below say why.
+      try {
+        const ModelConfig config = load_model_config(path);
+        auto tok = load_model_tokenizer(path, "", static_cast<int32_t>(config.vocab_size));
+        ids = tok->encode(read_text_file(text));
+      } catch (const std::exception& e) {  // latmix::Error, or sentencepiece's protobuf check (docs/export.md)
+        std::fprintf(stderr, "note: perplexity check skipped: %s\n", e.what());
+      }
+    }
+    v = verify_export(path, ids, job);
+  }
+  progress.finish();
+  if (args.flag("json")) {
+    std::cout << v.to_json().dump(2) << "\n";
+  } else {
+    std::printf("%s%s: %s\n", v.describe().c_str(), path.c_str(), v.ok() ? "verified" : "VERIFICATION FAILED");
+  }
+  return v.ok() ? 0 : 1;
+}
+
+}  // namespace
+
+std::vector<Command> export_commands() {
+  return {
+      {{"export",
+        "Export a model with its transforms and quantization: folded bf16, compressed-tensors MXFP4, or transforms.",
+        "--as folded-bf16: a plain Hugging Face folder (bf16) of the weight-quantized model, every transform folded\n"
+        "(online ones into effective weights Q(W A^-1) A); compressed-tensors: mxfp4-pack-quantized (vLLM,\n"
+        "compressed-tensors), online transforms in transform_config; transforms: the plan with the model's\n"
+        "fingerprint, for --transforms later. --method names the preset (recorded in the manifest); without\n"
+        "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
+        "checked before it appears (packed codes bit for bit; folded-bf16 perplexity on --verify-data, default the\n"
+        "bundled calibration text), with README.md and manifest.json (SHA-256 of every file). --zip (Qt build):\n"
+        "the folder as one .zip (stored, zip64). See docs/export.md.",
+        {model_option(),
+         tokenizer_option(),
+         {"method", "NAME", "method preset (rtn, gptq, or the method the --transforms were learned with)", "", true},
+         {"transforms", "PREFIX",
+          "transforms saved by latmix learn / export --as transforms (PREFIX.json + .safetensors)", "", false},
+         {"quant", "SPEC", "quantization (latmix/quant.h grammar), e.g. w=mxfp4,a=mxfp4", "", true},
+         {"as", "KIND", "folded-bf16, compressed-tensors or transforms", "", true},
+         {"out", "PATH", "export folder to create (with --zip: the .zip file)", "", true},
+         {"zip", "", "write the export as one .zip bundle (needs the Qt build)", "", false},
+         {"overwrite", "", "replace an earlier export at --out", "", false},
+         {"calib", "FILE", "calibration text (weights=gptq)", "", false},
+         {"calib-samples", "N", "calibration sequences", "16", false},
+         {"calib-seqlen", "N", "calibration sequence length", "256", false},
+         {"shard-size", "MB", "largest safetensors shard (tensor data)", "4096", false},
+         {"verify-data", "FILE", "text of the folded-bf16 perplexity check (default: the bundled sample)", "", false},
+         {"verify-seqlen", "N", "perplexity window of the check", "256", false},
+         {"verify-windows", "K", "windows of the check (0: all)", "8", false},
+         {"no-verify", "", "skip the verification pass", "", false},
+         dtype_option()}},
+       run_export},
+      {{"verify",
+        "Check an export folder or .zip bundle against its manifest.",
+        "Every file's size and SHA-256 against manifest.json (nothing missing, nothing extra); then for a folder what\n"
+        "its kind allows: folded-bf16 loads (and its perplexity on the recorded text matches the manifest, when\n"
+        "that text is found), compressed-tensors packed weights decode, transforms reload. Exit code 1 when a check\n"
+        "fails. A .zip bundle needs the Qt build.",
+        {{"path", "PATH", "export folder or .zip bundle", "", true},
+         {"data", "FILE", "text for the perplexity check (default: the one the manifest recorded)", "", false},
+         {"no-ppl", "", "skip the perplexity check", "", false}}},
+       run_verify},
+  };
+}
+
+}  // namespace latmix::cli

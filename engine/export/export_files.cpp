@@ -1,0 +1,219 @@
+// Files and folders of an export: the temp folder and its atomic rename, target and space checks.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "export/export_internal.h"
+#include "latmix/error.h"
+#include "latmix/files.h"
+#include "latmix/sha256.h"
+
+namespace latmix::export_detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
+fs::path canonical_or_lexical(const std::string& p) {
+  std::error_code ec;
+  fs::path c = fs::weakly_canonical(fs::absolute(p, ec), ec);
+  if (ec) return fs::absolute(p).lexically_normal();
+  return c;
+}
+
+// Whether `inner` is `outer` or lies inside it (both canonical).
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  auto i = inner.begin();
+  for (auto o = outer.begin(); o != outer.end(); ++o, ++i) {
+    if (o->empty()) continue;  // trailing separator
+    if (i == inner.end() || *i != *o) return false;
+  }
+  return true;
+}
+
+bool is_earlier_export(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_empty(dir, ec) && !ec) return true;
+  const fs::path manifest = dir / "manifest.json";
+  if (!fs::is_regular_file(manifest, ec)) return false;
+  try {
+    const auto j = nlohmann::json::parse(read_text_file(manifest.string()));
+    return j.is_object() && j.value("format", "") == "latmix-export";
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+std::string parent_of(const std::string& path) {
+  fs::path p = fs::path(path).lexically_normal();
+  if (p.has_filename() == false) p = p.parent_path();  // "dir/" -> "dir"
+  const fs::path parent = p.parent_path();
+  return parent.empty() ? "." : parent.string();
+}
+
+void fsync_path(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+TempFolder::TempFolder(const std::string& target) : target_(fs::path(target).lexically_normal().string()) {
+  if (!target_.empty() && target_.back() == '/') target_.pop_back();
+  const fs::path t(target_);
+  const std::string parent = parent_of(target_);
+  std::string pattern = (fs::path(parent) / ("." + t.filename().string() + ".latmix-tmp-XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    fail(parent, "cannot create the export's temp folder there (is the folder writable?)", "", errno_text());
+  }
+  ::chmod(pattern.c_str(), 0755);
+  path_ = pattern;
+}
+
+TempFolder::~TempFolder() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void TempFolder::commit() {
+  for (const auto& entry : fs::directory_iterator(path_)) {
+    if (entry.is_regular_file()) fsync_path(entry.path().string());
+  }
+  fsync_path(path_);
+  std::error_code ec;
+  std::string aside;
+  if (fs::exists(fs::symlink_status(target_, ec))) {
+    // Replace an earlier export: move it aside, move the new one in, then delete the old one.
+    aside = path_ + ".old";
+    if (::rename(target_.c_str(), aside.c_str()) != 0)
+      fail(target_, "cannot move the earlier export aside", "", errno_text());
+  }
+  if (::rename(path_.c_str(), target_.c_str()) != 0) {
+    const std::string why = errno_text();
+    if (!aside.empty()) ::rename(aside.c_str(), target_.c_str());
+    fail(target_, "cannot rename the finished export into place", "", why);
+  }
+  committed_ = true;
+  if (!aside.empty()) fs::remove_all(aside, ec);
+  fsync_path(parent_of(target_));
+}
+
+void check_target(const std::string& out, const std::string& source, bool overwrite) {
+  if (out.empty()) throw UsageError("export: no output path");
+  const fs::path target = canonical_or_lexical(out);
+  const fs::path src = canonical_or_lexical(source);
+  if (is_within(src, target)) {
+    fail(out, "refusing to write the export there: it would overwrite the source model",
+         "a path outside " + src.string(), target.string());
+  }
+  std::error_code ec;
+  const fs::path parent = parent_of(target.string());
+  if (!fs::is_directory(parent, ec)) {
+    fail(out, "the parent folder does not exist or is not a folder", "an existing folder", parent.string());
+  }
+  if (fs::exists(fs::symlink_status(target, ec))) {
+    if (!overwrite)
+      fail(out, "already exists", "a new path, or --overwrite to replace an earlier export",
+           "an existing file or folder");
+    if (!fs::is_directory(target, ec) || !is_earlier_export(target)) {
+      fail(out, "refusing to replace it", "an earlier export (a folder with a latmix manifest.json) or an empty folder",
+           "something else");
+    }
+  }
+}
+
+uint64_t free_bytes(const std::string& dir) {
+  struct statvfs st {};
+  if (::statvfs(dir.c_str(), &st) != 0) fail(dir, "cannot read the file system's free space", "", errno_text());
+  return static_cast<uint64_t>(st.f_bavail) * static_cast<uint64_t>(st.f_frsize);
+}
+
+void check_space(const std::string& dir, uint64_t needed) {
+  const uint64_t free = free_bytes(dir);
+  // A margin for file system overhead: 1% and 1 MB.
+  const uint64_t want = needed + needed / 100 + (1u << 20);
+  if (free < want) {
+    fail(dir, "not enough free space for the export", "about " + format_bytes(want) + " free",
+         format_bytes(free) + " free");
+  }
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) fail(from, "cannot open file: " + errno_text());
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  if (!out) fail(to, "cannot create file: " + errno_text());
+  std::vector<char> buf(1 << 20);
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const std::streamsize n = in.gcount();
+    if (n > 0) out.write(buf.data(), n);
+    if (!out) fail(to, "write failed: " + errno_text());
+  }
+  if (in.bad()) fail(from, "read error");
+  out.close();
+  if (!out) fail(to, "write failed: " + errno_text());
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) fail(path, "cannot create file: " + errno_text());
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  out.close();
+  if (!out) fail(path, "write failed: " + errno_text());
+}
+
+std::vector<ExportedFile> hash_folder(const std::string& dir, const JobControl& job) {
+  std::vector<ExportedFile> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (!entry.is_regular_file()) continue;
+    const std::string name = entry.path().filename().string();
+    if (name == "manifest.json") continue;
+    files.push_back({name, static_cast<uint64_t>(entry.file_size()), {}});
+  }
+  std::sort(files.begin(), files.end(), [](const ExportedFile& a, const ExportedFile& b) { return a.name < b.name; });
+  uint64_t total = 0, done = 0;
+  for (const auto& f : files) total += f.bytes;
+  for (auto& f : files) {
+    JobControl per_file;
+    per_file.cancel = job.cancel;
+    per_file.progress = [&](std::string_view, int64_t d, int64_t) {
+      job.report("hash", static_cast<int64_t>(done) + d, static_cast<int64_t>(total));
+    };
+    f.sha256 = sha256_file((fs::path(dir) / f.name).string(), per_file);
+    done += f.bytes;
+  }
+  return files;
+}
+
+std::string format_bytes(uint64_t bytes) {
+  char buf[32];
+  const double b = static_cast<double>(bytes);
+  if (bytes < 1000)
+    std::snprintf(buf, sizeof(buf), "%llu B", static_cast<unsigned long long>(bytes));
+  else if (bytes < 1000000)
+    std::snprintf(buf, sizeof(buf), "%.1f kB", b / 1e3);
+  else if (bytes < 1000000000)
+    std::snprintf(buf, sizeof(buf), "%.1f MB", b / 1e6);
+  else
+    std::snprintf(buf, sizeof(buf), "%.2f GB", b / 1e9);
+  return buf;
+}
+
+}  // namespace latmix::export_detail

@@ -1,0 +1,131 @@
+#pragma once
+// Shared pieces of the export module (latmix/export.h): files and folders, the tensors of each
+// format, the README and manifest texts.
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "latmix/export.h"
+#include "latmix/tensor_io.h"
+
+namespace latmix::export_detail {
+
+// ---- files (export_files.cpp) ----------------------------------------------------------------
+
+/// A folder `.NAME.latmix-tmp-XXXXXX` beside `target`, removed with everything in it on
+/// destruction unless commit() moved it into place.
+class TempFolder {
+ public:
+  explicit TempFolder(const std::string& target);
+  ~TempFolder();
+  TempFolder(const TempFolder&) = delete;
+  TempFolder& operator=(const TempFolder&) = delete;
+  const std::string& path() const { return path_; }
+  /// fsyncs every file and the folder, then renames it to the target (an existing target, which
+  /// check_target() allowed, is moved aside first and removed after), then fsyncs the parent.
+  void commit();
+
+ private:
+  std::string target_, path_;
+  bool committed_ = false;
+};
+
+/// The checks before any work (see export.h): not the source, not an existing folder unless
+/// `overwrite` and it is an earlier export, a parent folder that exists.
+void check_target(const std::string& out, const std::string& source, bool overwrite);
+/// Free bytes for an unprivileged user on the file system that holds `dir`.
+uint64_t free_bytes(const std::string& dir);
+/// \throws latmix::Error "DIR: not enough free space: the export needs about X, Y are free".
+void check_space(const std::string& dir, uint64_t needed);
+/// Copies a file (streaming) into the export folder.
+void copy_file(const std::string& from, const std::string& to);
+/// Writes a text file (inside the temp folder: the folder as a whole is what appears atomically).
+void write_text(const std::string& path, const std::string& text);
+/// Every regular file of `dir` (not recursive) but manifest.json, sorted, with size and SHA-256.
+std::vector<ExportedFile> hash_folder(const std::string& dir, const JobControl& job);
+/// "13.1 MB", "812 kB", "4.20 GB" (powers of 1000).
+std::string format_bytes(uint64_t bytes);
+/// The parent folder of a path ("." when none).
+std::string parent_of(const std::string& path);
+/// fsync of one file or folder (best effort for folders).
+void fsync_path(const std::string& path);
+
+// ---- tensors (export_tensors.cpp) ------------------------------------------------------------
+
+/// The folded, quantized model an export writes, and what it needs to write it.
+struct ExportModel {
+  Model fp;         // the model as given (shares its tensors)
+  Model quantized;  // plan folded, weights quantized; online hooks installed, no activation hook
+  TransformPlan plan;
+  QuantSpec spec;
+  QuantReport report;
+  std::vector<std::string> notes;
+  bool untied_lm_head = false;  // the export needs its own lm_head tensor
+  bool attention_bias = false;  // the export's config must declare attention biases
+  bool mlp_bias = false;        // ... and MLP biases
+};
+
+/// Folds `plan` into a copy of `fp` and quantizes it by `spec` (see export.h).
+ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
+                                 const CalibrationSet* calib, const JobControl& job);
+
+/// The online transform in front of linear `name` ("q", ..., "down") of layer l, or null.
+TransformPtr online_transform(const TransformPlan& plan, int64_t layer, const std::string& name);
+
+/// Effective weight Q A (and bias b + Q v) of a linear whose input passes through the online
+/// transform t: the weight in the original basis (export.h, folded-bf16).
+at::Tensor effective_weight(const at::Tensor& q, const Transform& t);
+at::Tensor effective_bias(const at::Tensor& bias, const at::Tensor& q, const Transform& t);
+
+/// Whether linear `name` of layer l is quantized by the spec.
+bool linear_quantized(const ExportModel& m, int64_t layer, const std::string& name);
+
+/// Hugging Face names: "model.layers.3.self_attn.q_proj", "model.layers.3.mlp.down_proj".
+std::string hf_linear_name(int64_t layer, const std::string& name);
+
+/// The tensors of the folded-bf16 folder, in writing order, produced lazily.
+std::vector<TensorSource> folded_bf16_tensors(const ExportModel& m);
+/// The tensors of the compressed-tensors folder, in writing order, produced lazily.
+/// \throws latmix::UsageError for what the format cannot hold.
+std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m);
+/// The transform_config scheme of the online transform before a linear ("down_online",
+/// "mlp_online", "attn_online"): its group name, and the infix of its stored matrix.
+std::string transform_scheme_name(const std::string& linear);
+/// MXFP4 as compressed-tensors packs it: E2M1, block 32, E8M0 scales (floor rule; decoding does
+/// not depend on the rule).
+MxFormat compressed_tensors_format();
+/// Checks that `spec` and `plan` fit compressed-tensors MXFP4 (before any work).
+void check_compressed_tensors_spec(const QuantSpec& spec, const TransformPlan& plan, const ModelConfig& config);
+
+/// config.json for the export: the source's (or, for a llama2.c source, one written from the
+/// ModelConfig) with dtype bf16, tie_word_embeddings / attention_bias / mlp_bias as the export
+/// needs, and for compressed-tensors its quantization_config.
+nlohmann::ordered_json export_config(const ExportModel& m, const std::string& source_path, ExportKind kind);
+
+/// Copies generation_config.json and the tokenizer files of the source into `dir`; returns notes.
+std::vector<std::string> copy_side_files(const std::string& source_path, const std::string& dir);
+
+/// Bytes the export will take (tensor data, headers and side files, roughly).
+uint64_t estimate_export_bytes(const ExportModel& m, const std::string& source_path, ExportKind kind);
+
+// ---- verification (export_verify.cpp) --------------------------------------------------------
+
+/// The verification pass of export_model() over the folder written at `dir`.
+ExportVerification verify_written(const ExportModel& m, const std::string& dir, const ExportOptions& options,
+                                  const JobControl& job);
+/// The transforms kind: the files at PREFIX reload to `plan`'s tensors bit for bit.
+void verify_transforms_files(const TransformPlan& plan, const std::string& prefix, ExportVerification& out);
+
+// ---- texts (export_texts.cpp) ----------------------------------------------------------------
+
+/// The JSON description of a plan for manifests: {"residual": kind or null, "value": [kinds], ...}.
+nlohmann::json describe_plan(const TransformPlan& plan);
+/// README.md of the export folder.
+std::string export_readme(const nlohmann::json& manifest);
+/// What the compressed-tensors README says about the runtimes that read it.
+std::string compressed_tensors_runtime_note();
+
+}  // namespace latmix::export_detail

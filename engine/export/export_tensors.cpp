@@ -1,0 +1,340 @@
+// The folded, quantized model of an export and the tensors of each format (export.h).
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "export/export_internal.h"
+#include "latmix/error.h"
+#include "latmix/files.h"
+
+namespace latmix::export_detail {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct LinearSlot {
+  const char* name;  // "q", ...
+  at::Tensor LayerWeights::*weight;
+  at::Tensor LayerWeights::*bias;
+};
+
+const LinearSlot kLinears[] = {
+    {"q", &LayerWeights::q, &LayerWeights::q_bias},          {"k", &LayerWeights::k, &LayerWeights::k_bias},
+    {"v", &LayerWeights::v, &LayerWeights::v_bias},          {"o", &LayerWeights::o, &LayerWeights::o_bias},
+    {"gate", &LayerWeights::gate, &LayerWeights::gate_bias}, {"up", &LayerWeights::up, &LayerWeights::up_bias},
+    {"down", &LayerWeights::down, &LayerWeights::down_bias},
+};
+
+bool is_attention(const std::string& name) {
+  return name == "q" || name == "k" || name == "v" || name == "o";
+}
+
+bool nonzero_bias(const TransformPtr& t) {
+  if (!t) return false;
+  const at::Tensor v = t->bias();
+  return v.defined() && v.ne(0).any().item<bool>();
+}
+
+bool any_online_bias(const TransformPlan& plan) {
+  for (const auto* list : {&plan.down_online, &plan.attn_online, &plan.mlp_online}) {
+    for (const auto& t : *list) {
+      if (nonzero_bias(t)) return true;
+    }
+  }
+  return false;
+}
+
+at::Tensor bf16(const at::Tensor& t) {
+  return t.detach().to(at::kCPU).to(at::kBFloat16).contiguous();
+}
+
+TensorSource bf16_source(std::string name, std::function<at::Tensor()> produce, std::vector<int64_t> shape) {
+  return {std::move(name), DType::BF16, std::move(shape), [p = std::move(produce)] { return bf16(p()); }};
+}
+
+TensorSource bf16_of(std::string name, const at::Tensor& t) {
+  return bf16_source(
+      std::move(name), [t] { return t; }, t.sizes().vec());
+}
+
+// Decides which bias tensors the export declares; throws where the architecture has no such option.
+void resolve_biases(ExportModel& m) {
+  const ModelConfig& c = m.fp.config();
+  bool attn = false, o = false, mlp = false;
+  for (const LayerWeights& lw : m.quantized.weights().layers) {
+    attn = attn || (!c.attention_bias && (lw.q_bias.defined() || lw.k_bias.defined() || lw.v_bias.defined()));
+    o = o || (!c.o_bias && lw.o_bias.defined());
+    mlp = mlp || (!c.mlp_bias && (lw.gate_bias.defined() || lw.up_bias.defined() || lw.down_bias.defined()));
+  }
+  const bool llama_like = c.arch == Architecture::Llama || c.arch == Architecture::Qwen3;
+  if ((attn || o) && !llama_like) {
+    throw UsageError("export: the folded transforms need attention biases, which " + c.architecture_name +
+                     " cannot declare (Llama and Qwen3 can, through attention_bias); use transforms without a bias v");
+  }
+  if (mlp && c.arch != Architecture::Llama) {
+    throw UsageError("export: the folded transforms need MLP biases, which " + c.architecture_name +
+                     " cannot declare (Llama can, through mlp_bias); use transforms without a bias v");
+  }
+  m.attention_bias = attn || o;
+  m.mlp_bias = mlp;
+  if (m.attention_bias)
+    m.notes.push_back("config.json: attention_bias set to true (the folded transforms added biases)");
+  if (m.mlp_bias) m.notes.push_back("config.json: mlp_bias set to true (the folded transforms added biases)");
+}
+
+// The bias to write for a linear: its own, a zero one when the export declares biases it lacks, or none.
+at::Tensor bias_to_write(const ExportModel& m, const LayerWeights& lw, const LinearSlot& s) {
+  const at::Tensor b = lw.*(s.bias);
+  const ModelConfig& c = m.fp.config();
+  const std::string n = s.name;
+  bool declared = false;
+  if (is_attention(n))
+    declared = n == "o" ? (c.o_bias || m.attention_bias) : (c.attention_bias || m.attention_bias);
+  else
+    declared = c.mlp_bias || m.mlp_bias;
+  if (!declared) return {};
+  if (b.defined()) return b;
+  return at::zeros({(lw.*(s.weight)).size(0)}, (lw.*(s.weight)).options());
+}
+
+bool lm_head_written(const ExportModel& m) {
+  const ModelWeights& w = m.quantized.weights();
+  return !(m.fp.config().tie_word_embeddings && w.lm_head.is_same(w.embed));
+}
+
+// The tensors every format writes as bf16: embedding, norms; `linear` adds each linear's tensors.
+std::vector<TensorSource> model_tensors(
+    const ExportModel& m,
+    const std::function<void(std::vector<TensorSource>&, int64_t, const LinearSlot&, const LayerWeights&)>& linear,
+    const std::function<void(std::vector<TensorSource>&)>& lm_head) {
+  const ModelWeights& w = m.quantized.weights();
+  std::vector<TensorSource> out;
+  out.push_back(bf16_of("model.embed_tokens.weight", w.embed));
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    out.push_back(bf16_of(p + "input_layernorm.weight", lw.attn_norm));
+    for (int i = 0; i < 4; ++i) linear(out, static_cast<int64_t>(l), kLinears[i], lw);
+    if (lw.q_norm.defined()) out.push_back(bf16_of(p + "self_attn.q_norm.weight", lw.q_norm));
+    if (lw.k_norm.defined()) out.push_back(bf16_of(p + "self_attn.k_norm.weight", lw.k_norm));
+    out.push_back(bf16_of(p + "post_attention_layernorm.weight", lw.mlp_norm));
+    for (int i = 4; i < 7; ++i) linear(out, static_cast<int64_t>(l), kLinears[i], lw);
+  }
+  out.push_back(bf16_of("model.norm.weight", w.final_norm));
+  if (lm_head_written(m)) lm_head(out);
+  return out;
+}
+
+}  // namespace
+
+std::string transform_scheme_name(const std::string& linear) {
+  if (linear == "down") return "down_online";
+  if (linear == "gate" || linear == "up") return "mlp_online";
+  return "attn_online";
+}
+
+MxFormat compressed_tensors_format() {
+  return MxFormat::parse("mxfp4");
+}
+
+std::string hf_linear_name(int64_t layer, const std::string& name) {
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  if (is_attention(name)) return p + "self_attn." + name + "_proj";
+  return p + "mlp." + name + "_proj";
+}
+
+TransformPtr online_transform(const TransformPlan& plan, int64_t layer, const std::string& name) {
+  auto at = [&](const std::vector<TransformPtr>& list) -> TransformPtr {
+    return layer < static_cast<int64_t>(list.size()) ? list[static_cast<size_t>(layer)] : nullptr;
+  };
+  if (name == "q" || name == "k" || name == "v") return at(plan.attn_online);
+  if (name == "gate" || name == "up") return at(plan.mlp_online);
+  if (name == "down") return at(plan.down_online);
+  return nullptr;
+}
+
+at::Tensor effective_weight(const at::Tensor& q, const Transform& t) {
+  c10::InferenceMode guard;
+  const at::Tensor qd = q.to(at::kDouble);
+  // For an orthogonal A, A^-T = A, so the inverse map of the rows is exactly q A.
+  if (t.is_orthogonal()) return t.inverse(qd);
+  at::Tensor a_t = t.forward(at::eye(t.dim(), qd.options()));  // rows e_i A^T + v
+  const at::Tensor v = t.bias();
+  if (v.defined()) a_t = a_t - v.to(qd.options()).unsqueeze(0);
+  return at::matmul(qd, a_t.t());
+}
+
+at::Tensor effective_bias(const at::Tensor& bias, const at::Tensor& q, const Transform& t) {
+  const at::Tensor v = t.bias();
+  if (!v.defined() || !v.ne(0).any().item<bool>()) return bias;
+  const at::Tensor qv = at::matmul(q.to(at::kDouble), v.to(q.device(), at::kDouble));
+  return bias.defined() ? bias.to(at::kDouble) + qv : qv;
+}
+
+bool linear_quantized(const ExportModel& m, int64_t layer, const std::string& name) {
+  if (name == "lm_head") return m.spec.lm_head.has_value();
+  return m.spec.weights.has_value() && m.spec.covers_layer(layer, m.fp.config().num_layers);
+}
+
+ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
+                                 const CalibrationSet* calib, const JobControl& job) {
+  ExportModel m{fp, fp, plan, spec, {}, {}};
+  Model work = fp;
+  if (!plan.empty()) {
+    FoldOptions options;
+    // A value transform's bias folds away exactly without new tensors (Drop); an online one needs a home.
+    options.missing_bias = any_online_bias(plan) ? MissingBias::Create : MissingBias::Drop;
+    FoldResult folded = fold_transforms(work, plan, options);
+    for (auto& n : folded.notes) m.notes.push_back(std::move(n));
+  }
+  QuantizedModel q = quantize_model(work, spec, calib, job);
+  if (q.activation_hook) q.model.remove_hook(q.activation_hook);
+  m.quantized = std::move(q.model);
+  m.report = std::move(q.report);
+  resolve_biases(m);
+  if (lm_head_written(m) && m.fp.config().tie_word_embeddings) {
+    m.untied_lm_head = true;
+    m.notes.push_back(
+        "config.json: tie_word_embeddings set to false (lm_head is its own tensor after folding or quantizing)");
+  }
+  return m;
+}
+
+std::vector<TensorSource> folded_bf16_tensors(const ExportModel& m) {
+  auto linear = [&m](std::vector<TensorSource>& out, int64_t l, const LinearSlot& s, const LayerWeights& lw) {
+    const std::string name = hf_linear_name(l, s.name);
+    const at::Tensor q = lw.*(s.weight);
+    const TransformPtr t = online_transform(m.plan, l, s.name);
+    if (t) {
+      out.push_back(bf16_source(
+          name + ".weight", [q, t] { return effective_weight(q, *t); }, q.sizes().vec()));
+    } else {
+      out.push_back(bf16_of(name + ".weight", q));
+    }
+    at::Tensor b = bias_to_write(m, lw, s);
+    if (b.defined()) {
+      if (t)
+        out.push_back(bf16_source(
+            name + ".bias", [b, q, t] { return effective_bias(b, q, *t); }, b.sizes().vec()));
+      else
+        out.push_back(bf16_of(name + ".bias", b));
+    }
+  };
+  auto lm_head = [&m](std::vector<TensorSource>& out) {
+    out.push_back(bf16_of("lm_head.weight", m.quantized.weights().lm_head));
+  };
+  return model_tensors(m, linear, lm_head);
+}
+
+void check_compressed_tensors_spec(const QuantSpec& spec, const TransformPlan& plan, const ModelConfig& c) {
+  auto is_mxfp4 = [](const MxFormat& f) {
+    return f.element == ElementFormat::E2M1 && f.block == 32 && f.scale_type == ScaleType::E8M0;
+  };
+  if (!spec.weights || !is_mxfp4(*spec.weights)) {
+    throw UsageError(
+        "compressed-tensors export: the mxfp4-pack-quantized format holds MXFP4 weights (E2M1, block 32, "
+        "E8M0 scales); the spec has w=" +
+        (spec.weights ? spec.weights->name() : std::string("none")) + " (use --as folded-bf16 for other formats)");
+  }
+  if (spec.activations && !is_mxfp4(*spec.activations)) {
+    throw UsageError("compressed-tensors export: activations must be mxfp4 (block 32) or none, not " +
+                     spec.activations->name());
+  }
+  if (spec.lm_head && !is_mxfp4(*spec.lm_head)) {
+    throw UsageError("compressed-tensors export: lm_head must be mxfp4 (block 32) or none, not " +
+                     spec.lm_head->name());
+  }
+  for (int64_t width : {c.hidden_size, c.intermediate_size, c.q_size()}) {
+    if (width % 32 != 0) {
+      throw UsageError(
+          "compressed-tensors export: every linear's input width must be a multiple of 32; this model has " +
+          std::to_string(width));
+    }
+  }
+  for (const auto* list : {&plan.down_online, &plan.attn_online, &plan.mlp_online}) {
+    for (size_t l = 0; l < list->size(); ++l) {
+      const TransformPtr& t = (*list)[l];
+      if (nonzero_bias(t)) {
+        throw UsageError("compressed-tensors export: the online transform of layer " + std::to_string(l) + " (" +
+                         t->kind() +
+                         ") has a bias v, which transform_config cannot declare (a runtime applies x W "
+                         "to the input of a linear without bias); use --as folded-bf16");
+      }
+    }
+  }
+}
+
+std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
+  const MxFormat format = compressed_tensors_format();
+  auto packed = [format](std::vector<TensorSource>& out, const std::string& name, const at::Tensor& q) {
+    const int64_t rows = q.size(0), cols = q.size(1);
+    // Both tensors come from one encode; produce() runs once per tensor, in order, so the
+    // scales wait in a shared slot until their turn.
+    auto scales = std::make_shared<at::Tensor>();
+    out.push_back({name + ".weight_packed", DType::U8, {rows, cols / 2}, [q, format, scales] {
+                     MxPacked p = mx_encode(q.detach().to(at::kCPU, at::kFloat), format, -1, true);
+                     *scales = p.scales;
+                     return p.codes;
+                   }});
+    out.push_back({name + ".weight_scale", DType::U8, {rows, cols / 32}, [scales] {
+                     at::Tensor s = *scales;
+                     scales->reset();
+                     return s;
+                   }});
+  };
+  auto linear = [&m, packed](std::vector<TensorSource>& out, int64_t l, const LinearSlot& s, const LayerWeights& lw) {
+    const std::string name = hf_linear_name(l, s.name);
+    const at::Tensor q = lw.*(s.weight);
+    if (linear_quantized(m, l, s.name))
+      packed(out, name, q);
+    else
+      out.push_back(bf16_of(name + ".weight", q));
+    const at::Tensor b = bias_to_write(m, lw, s);
+    if (b.defined()) out.push_back(bf16_of(name + ".bias", b));
+    const TransformPtr t = online_transform(m.plan, l, s.name);
+    if (t) {
+      // transform_config semantics (compressed-tensors and vLLM): input x -> x W / sqrt(n) with the
+      // stored W, so W = sqrt(n) A^T gives x A^T.
+      const std::string scheme = transform_scheme_name(s.name);
+      const int64_t n = t->dim();
+      out.push_back(bf16_source(name + "." + scheme + "_input.weight",
+                                [t, n] {
+                                  c10::InferenceMode guard;
+                                  at::Tensor a_t = t->forward(at::eye(n, at::TensorOptions().dtype(at::kDouble)));
+                                  return a_t * std::sqrt(static_cast<double>(n));
+                                },
+                                {n, n}));
+    }
+  };
+  auto lm_head = [&m, packed](std::vector<TensorSource>& out) {
+    const at::Tensor w = m.quantized.weights().lm_head;
+    if (m.spec.lm_head)
+      packed(out, "lm_head", w);
+    else
+      out.push_back(bf16_of("lm_head.weight", w));
+  };
+  return model_tensors(m, linear, lm_head);
+}
+
+uint64_t estimate_export_bytes(const ExportModel& m, const std::string& source_path, ExportKind kind) {
+  uint64_t bytes = 1u << 20;  // config, README, manifest, headers
+  if (kind == ExportKind::Transforms) {
+    for (const auto& t : m.plan.all()) {
+      for (const auto& [name, tensor] : t->state()) bytes += static_cast<uint64_t>(tensor.numel()) * 4;
+    }
+    return bytes;
+  }
+  const std::vector<TensorSource> tensors =
+      kind == ExportKind::FoldedBf16 ? folded_bf16_tensors(m) : compressed_tensors_tensors(m);
+  for (const TensorSource& t : tensors) bytes += *tensor_byte_size(t.dtype, t.shape) + 64 + t.name.size();
+  std::error_code ec;
+  const fs::path dir = fs::is_directory(source_path, ec) ? fs::path(source_path) : fs::path(source_path).parent_path();
+  for (const char* f : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json"}) {
+    if (fs::is_regular_file(dir / f, ec)) bytes += static_cast<uint64_t>(fs::file_size(dir / f, ec));
+  }
+  return bytes;
+}
+
+}  // namespace latmix::export_detail

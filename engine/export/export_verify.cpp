@@ -1,0 +1,351 @@
+// Verification of an export: right after writing (against the in-memory model) and later from
+// the folder alone (latmix verify).
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "export/export_internal.h"
+#include "latmix/error.h"
+#include "latmix/files.h"
+
+namespace latmix {
+
+namespace fs = std::filesystem;
+using namespace export_detail;
+
+namespace {
+
+std::string round_to(double value, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, value);
+  return buf;
+}
+
+const char* kLinearNames[] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+at::Tensor read_packed(const TensorStore& store, const std::string& name, int64_t rows, int64_t cols) {
+  MxPacked p;
+  p.codes = store.raw_bytes(name + ".weight_packed").view({rows, cols / 2});
+  p.scales = store.raw_bytes(name + ".weight_scale").view({rows, cols / 32});
+  p.shape = {rows, cols};
+  p.axis = 1;
+  p.format = compressed_tensors_format();
+  p.nibbles = true;
+  return mx_decode(p, at::kFloat);
+}
+
+// The packed (compressed-tensors) or bf16 (folded) weights read back equal the fake-quantized ones.
+void check_quantized_weights(const ExportModel& m, const TensorStore& store, ExportKind kind, ExportVerification& out) {
+  c10::InferenceMode guard;
+  int64_t tensors = 0, values = 0;
+  std::string first_mismatch;
+  auto compare = [&](const std::string& name, const at::Tensor& q) {
+    const at::Tensor want = q.detach().to(at::kCPU, at::kFloat);
+    at::Tensor got;
+    if (kind == ExportKind::CompressedTensors)
+      got = read_packed(store, name, want.size(0), want.size(1));
+    else
+      got = store.get(name + ".weight").to(at::kFloat);
+    ++tensors;
+    values += want.numel();
+    if (first_mismatch.empty() && !at::equal(got, want)) {
+      const int64_t differ = got.ne(want).sum().item<int64_t>();
+      first_mismatch = name + ": " + std::to_string(differ) + " of " + std::to_string(want.numel()) + " values differ";
+    }
+  };
+  const ModelWeights& w = m.quantized.weights();
+  for (int64_t l = 0; l < static_cast<int64_t>(w.layers.size()); ++l) {
+    const LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    const at::Tensor* slots[] = {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down};
+    for (int i = 0; i < 7; ++i) {
+      if (!linear_quantized(m, l, kLinearNames[i])) continue;
+      // Folded-bf16 holds Q A, not Q, behind an online transform: the perplexity check covers those.
+      if (kind == ExportKind::FoldedBf16 && online_transform(m.plan, l, kLinearNames[i])) continue;
+      compare(hf_linear_name(l, kLinearNames[i]), *slots[i]);
+    }
+  }
+  if (m.spec.lm_head) compare("lm_head", w.lm_head);
+  const std::string what = kind == ExportKind::CompressedTensors ? "packed codes decode to the fake-quantized weights"
+                                                                 : "quantized weights read back bit for bit";
+  out.figures["weights_checked"] = {{"tensors", tensors}, {"values", values}};
+  if (!first_mismatch.empty()) {
+    out.add(what, false, first_mismatch);
+  } else {
+    out.add(what, true, std::to_string(tensors) + " tensors, " + std::to_string(values) + " values equal bit for bit");
+  }
+}
+
+// The in-memory weight-quantized model as the folder stores it: online transforms folded into
+// effective weights, every tensor rounded to bf16 (then back to the compute dtype).
+Model stored_model(const ExportModel& m) {
+  c10::InferenceMode guard;
+  const ModelWeights& w = m.quantized.weights();
+  const at::ScalarType dtype = w.embed.scalar_type();
+  auto r = [dtype](const at::Tensor& t) { return t.defined() ? t.to(at::kBFloat16).to(dtype) : t; };
+  ModelWeights s;
+  s.embed = r(w.embed);
+  s.final_norm = r(w.final_norm);
+  s.lm_head = w.lm_head.is_same(w.embed) ? s.embed : r(w.lm_head);
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    LayerWeights lw = w.layers[l];
+    at::Tensor* weights[] = {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down};
+    at::Tensor* biases[] = {&lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias, &lw.gate_bias, &lw.up_bias, &lw.down_bias};
+    for (int i = 0; i < 7; ++i) {
+      const TransformPtr t = online_transform(m.plan, static_cast<int64_t>(l), kLinearNames[i]);
+      if (!t) continue;
+      const at::Tensor q = *weights[i];
+      *biases[i] = effective_bias(*biases[i], q, *t);
+      *weights[i] = effective_weight(q, *t);
+    }
+    for (at::Tensor* t :
+         {&lw.attn_norm, &lw.q, &lw.k, &lw.v, &lw.o, &lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias, &lw.q_norm,
+          &lw.k_norm, &lw.mlp_norm, &lw.gate, &lw.up, &lw.down, &lw.gate_bias, &lw.up_bias, &lw.down_bias}) {
+      *t = r(*t);
+    }
+    s.layers.push_back(lw);
+  }
+  return Model(m.fp.config(), std::move(s));
+}
+
+// bf16 keeps 8 significant bits: a model stored in it moves by about this much, relatively.
+constexpr double kBf16Tolerance = 1.0 / 256;
+
+void check_perplexity(const ExportModel& m, const std::string& dir, const ExportOptions& o, const JobControl& job,
+                      ExportVerification& out) {
+  LoadOptions lo;
+  lo.dtype = m.fp.dtype();
+  lo.device = m.fp.device();
+  lo.job.cancel = job.cancel;
+  const Model reloaded = load_model(dir, lo);
+  const PerplexityResult exp = evaluate_perplexity(reloaded, o.verify_ids, o.verify_ppl, job);
+  const PerplexityResult stored = evaluate_perplexity(stored_model(m), o.verify_ids, o.verify_ppl, job);
+  const PerplexityResult mem = evaluate_perplexity(m.quantized, o.verify_ids, o.verify_ppl, job);
+  const std::string e = round_to(exp.perplexity, o.ppl_digits), s = round_to(stored.perplexity, o.ppl_digits),
+                    f = round_to(mem.perplexity, o.ppl_digits);
+  const double rel = std::fabs(exp.perplexity - mem.perplexity) / mem.perplexity;
+  out.figures["perplexity"] = {{"text", o.verify_text},
+                               {"exported", exp.perplexity},
+                               {"in_memory_as_stored", stored.perplexity},
+                               {"in_memory", mem.perplexity},
+                               {"relative_difference", rel},
+                               {"digits", o.ppl_digits},
+                               {"convention", exp.describe()},
+                               {"seqlen", exp.seqlen},
+                               {"windows", exp.windows},
+                               {"bos", exp.bos},
+                               {"dtype", std::string(c10::toString(lo.dtype))}};
+  out.add("perplexity of the exported folder (" + o.verify_text + ")", e == s,
+          e + ", the in-memory weight-quantized model as stored (bf16, online transforms in effective weights) " + s +
+              " (" + exp.describe() + ")");
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.2g", rel);
+  out.add("perplexity against the in-memory model (" + std::string(c10::toString(lo.dtype)) +
+              ", online transforms as hooks)",
+          rel <= kBf16Tolerance, e + " vs " + f + ", relative difference " + buf + " (bf16 storage: at most 1/256)");
+}
+
+}  // namespace
+
+bool ExportVerification::ok() const {
+  for (const auto& c : checks) {
+    if (!c.ok) return false;
+  }
+  return !checks.empty();
+}
+
+void ExportVerification::add(std::string what, bool ok, std::string detail) {
+  checks.push_back({std::move(what), ok, std::move(detail)});
+}
+
+std::string ExportVerification::describe() const {
+  std::ostringstream s;
+  for (const auto& c : checks)
+    s << (c.ok ? "ok    " : "FAIL  ") << c.what << (c.detail.empty() ? "" : ": ") << c.detail << "\n";
+  return s.str();
+}
+
+nlohmann::json ExportVerification::to_json() const {
+  nlohmann::json j = {{"ok", ok()}, {"checks", nlohmann::json::array()}, {"figures", figures}};
+  for (const auto& c : checks) j["checks"].push_back({{"what", c.what}, {"ok", c.ok}, {"detail", c.detail}});
+  return j;
+}
+
+void check_manifest_files(const nlohmann::json& manifest, const std::map<std::string, ExportedFile>& found,
+                          ExportVerification& out) {
+  std::map<std::string, bool> listed;
+  const nlohmann::json files = manifest.value("files", nlohmann::json::array());
+  for (const auto& f : files) {
+    const std::string name = f.value("name", "");
+    listed[name] = true;
+    auto it = found.find(name);
+    if (it == found.end()) {
+      out.add("file " + name, false, "missing");
+      continue;
+    }
+    const uint64_t bytes = f.value("bytes", uint64_t{0});
+    const std::string sha = f.value("sha256", "");
+    if (it->second.bytes != bytes) {
+      out.add("file " + name, false,
+              std::to_string(it->second.bytes) + " bytes, the manifest says " + std::to_string(bytes));
+    } else if (it->second.sha256 != sha) {
+      out.add("file " + name, false, "SHA-256 " + it->second.sha256 + ", the manifest says " + sha);
+    } else {
+      out.add("file " + name, true, "SHA-256 " + sha.substr(0, 16) + "..., " + std::to_string(bytes) + " bytes");
+    }
+  }
+  for (const auto& [name, f] : found) {
+    if (name != "manifest.json" && !listed.count(name)) out.add("file " + name, false, "not listed in manifest.json");
+  }
+  if (files.empty()) out.add("manifest files", false, "manifest.json lists no files");
+}
+
+namespace export_detail {
+
+ExportVerification verify_written(const ExportModel& m, const std::string& dir, const ExportOptions& o,
+                                  const JobControl& job) {
+  ExportVerification out;
+  job.report("verify", 0, 1);
+  if (o.kind == ExportKind::Transforms) {
+    verify_transforms_files(m.plan, (fs::path(dir) / "transforms").string(), out);
+    return out;
+  }
+  const TensorStore store = TensorStore::open(dir);
+  check_quantized_weights(m, store, o.kind, out);
+  if (o.kind == ExportKind::FoldedBf16 && !o.verify_ids.empty()) check_perplexity(m, dir, o, job, out);
+  job.report("verify", 1, 1);
+  return out;
+}
+
+void verify_transforms_files(const TransformPlan& plan, const std::string& prefix, ExportVerification& out) {
+  const TransformPlan back = load_transforms(prefix);
+  const auto a = plan.all(), b = back.all();
+  std::string mismatch;
+  int64_t tensors = 0;
+  if (a.size() != b.size())
+    mismatch = std::to_string(b.size()) + " transforms read back, " + std::to_string(a.size()) + " written";
+  for (size_t i = 0; mismatch.empty() && i < a.size(); ++i) {
+    const NamedTensors sa = a[i]->state(), sb = b[i]->state();
+    if (a[i]->kind() != b[i]->kind() || sa.size() != sb.size()) {
+      mismatch = "transform " + std::to_string(i) + " (" + a[i]->kind() + ") reads back as " + b[i]->kind();
+      break;
+    }
+    for (size_t k = 0; k < sa.size(); ++k, ++tensors) {
+      if (sa[k].first != sb[k].first ||
+          !at::equal(sa[k].second.detach().to(at::kCPU), sb[k].second.detach().to(at::kCPU))) {
+        mismatch = "transform " + std::to_string(i) + " (" + a[i]->kind() + "): tensor " + sa[k].first + " differs";
+        break;
+      }
+    }
+  }
+  out.add("transforms reload", mismatch.empty(),
+          mismatch.empty()
+              ? std::to_string(a.size()) + " transforms, " + std::to_string(tensors) + " tensors equal bit for bit"
+              : mismatch);
+}
+
+}  // namespace export_detail
+
+// ---- latmix verify DIR ------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json read_manifest(const std::string& path) {
+  const std::string file = (fs::path(path) / "manifest.json").string();
+  std::error_code ec;
+  if (!fs::is_regular_file(file, ec)) fail(path, "not an export folder", "a manifest.json", "none");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(file));
+  } catch (const nlohmann::json::exception& e) {
+    fail(file, "JSON", "valid JSON", e.what());
+  }
+  if (!j.is_object() || j.value("format", "") != "latmix-export") {
+    fail(file, "format", "\"latmix-export\"", j.is_object() ? j.value("format", "none") : "not an object");
+  }
+  return j;
+}
+
+void check_packed_folder(const std::string& path, ExportVerification& out) {
+  const TensorStore store = TensorStore::open(path);
+  int64_t tensors = 0;
+  std::string problem;
+  for (const std::string& name : store.names()) {
+    const std::string suffix = ".weight_packed";
+    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const std::string base = name.substr(0, name.size() - suffix.size());
+    const TensorInfo& packed = store.info(name);
+    if (!store.contains(base + ".weight_scale")) {
+      problem = base + ": weight_packed without weight_scale";
+      break;
+    }
+    const TensorInfo& scale = store.info(base + ".weight_scale");
+    if (packed.dtype != DType::U8 || scale.dtype != DType::U8 || packed.shape.size() != 2 || scale.shape.size() != 2 ||
+        scale.shape[0] != packed.shape[0] || scale.shape[1] * 16 != packed.shape[1]) {
+      problem = base + ": weight_packed " + shape_to_string(packed.shape) + " and weight_scale " +
+                shape_to_string(scale.shape) + " are not U8 [out, in/2] and U8 [out, in/32]";
+      break;
+    }
+    const at::Tensor decoded = read_packed(store, base, packed.shape[0], packed.shape[1] * 2);
+    if (!at::isfinite(decoded).all().item<bool>()) {
+      problem = base + ": NaN scales (E8M0 0xFF)";
+      break;
+    }
+    ++tensors;
+  }
+  if (problem.empty() && tensors == 0) problem = "no weight_packed tensors";
+  out.add("packed weights decode", problem.empty(), problem.empty() ? std::to_string(tensors) + " linears" : problem);
+}
+
+}  // namespace
+
+std::string manifest_verify_text(const std::string& export_path) {
+  const nlohmann::json j = read_manifest(export_path);
+  const nlohmann::json figures =
+      j.value("verification", nlohmann::json::object()).value("figures", nlohmann::json::object());
+  if (!figures.contains("perplexity")) return {};
+  return figures["perplexity"].value("text", "");
+}
+
+ExportVerification verify_export(const std::string& path, const std::vector<int32_t>& ppl_ids, const JobControl& job) {
+  const nlohmann::json manifest = read_manifest(path);
+  ExportVerification out;
+  std::map<std::string, ExportedFile> found;
+  for (auto& f : hash_folder(path, job)) found[f.name] = f;
+  check_manifest_files(manifest, found, out);
+  const ExportKind kind = parse_export_kind(manifest.value("kind", ""));
+  try {
+    if (kind == ExportKind::FoldedBf16) {
+      const Model model = load_model(path);
+      out.add("loads with load_model", true,
+              model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers");
+      const nlohmann::json recorded =
+          manifest.value("verification", nlohmann::json::object()).value("figures", nlohmann::json::object());
+      if (!ppl_ids.empty() && recorded.contains("perplexity") && !recorded["perplexity"].value("bos", false)) {
+        const nlohmann::json& p = recorded["perplexity"];
+        PerplexityOptions po;
+        po.seqlen = p.value("seqlen", int64_t{512});
+        po.max_windows = p.value("windows", int64_t{0});
+        const PerplexityResult r = evaluate_perplexity(model, ppl_ids, po, job);
+        const int digits = p.value("digits", 2);
+        const std::string got = round_to(r.perplexity, digits), want = round_to(p.value("exported", 0.0), digits);
+        out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
+      }
+    } else if (kind == ExportKind::CompressedTensors) {
+      check_packed_folder(path, out);
+    } else {
+      const std::string prefix = (fs::path(path) / "transforms").string();
+      verify_transforms_files(load_transforms(prefix), prefix, out);
+      out.add("fingerprint recorded", !load_transforms_metadata(prefix).is_null(), "transforms.json metadata.model");
+    }
+  } catch (const Cancelled&) {
+    throw;
+  } catch (const Error& e) {
+    out.add("contents", false, e.what());
+  }
+  return out;
+}
+
+}  // namespace latmix

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine: the full-recipe method comparisons of issue #7 and the learning
+# throughput benchmark. Builds like build_and_test.sh (latmix and bench_learn only), then
+#  - `latmix compare` on gutenberg-llama-22M under W4A4 MXFP4 and MXINT4 (every preset, CUDA
+#    defaults: 256 x 1024 calibration tokens from training books), and on gutenberg-llama-6M (MXFP4);
+#  - bench_learn: a Llama-3.2-1B-shaped model with random weights, end-to-end and layer-wise.
+# Needs (carried, gitignored): .device/debs, .device/evalpack/zs22m.tar.xz (22M model + eval data
+# + pg1342), .device/learnpack/books.tar.xz (two more training books), and the 6M model in the tree
+# (resources/models). Results go to $OUT (tarred, since only a few files come back).
+# Usage: bash scripts/device/learn_runs.sh [compare22|compare6|bench|all]...
+set -uo pipefail
+STAGES=${*:-all}
+O=${OUT:-/tmp/out}
+R=/tmp/learn-results
+mkdir -p "$R" "$O"
+T0=$(date +%s)
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$R/timeline.txt"; }
+want() { [[ " $STAGES " == *" $1 "* || " $STAGES " == *" all "* ]]; }
+finish() { tar -czf "$O/learn-results.tgz" -C "$R" . ; log "results in $O/learn-results.tgz"; }
+trap finish EXIT
+
+if [ ! -x /tmp/build-cuda/engine/latmix ]; then
+  DEPS=/tmp/deps
+  mkdir -p "$DEPS"
+  for deb in .device/debs/*.deb; do dpkg -x "$deb" "$DEPS"; done
+  for pc in "$DEPS"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$DEPS"/usr/share/pkgconfig/*.pc; do
+    [ -f "$pc" ] && sed -i "s|^prefix=.*|prefix=$DEPS/usr|" "$pc"
+  done
+  export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig"
+  TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
+  GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+  NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
+    -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF -DCMAKE_CUDA_COMPILER="$NVCC" >"$R/configure.log" 2>&1 \
+    || { tail -30 "$R/configure.log"; exit 1; }
+  cmake --build /tmp/build-cuda -j "$(nproc)" --target latmix bench_learn >"$R/build.log" 2>&1 \
+    || { grep -E "error" -A5 "$R/build.log" | head -60; exit 1; }
+  log "built"
+fi
+export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+L=/tmp/build-cuda/engine/latmix
+D=/tmp/learn-data
+if [ ! -d "$D/model" ]; then
+  mkdir -p "$D"
+  tar -xJf .device/evalpack/zs22m.tar.xz -C "$D"
+  tar -xJf .device/learnpack/books.tar.xz -C "$D/data/corpus/gutenberg"
+fi
+BOOKS="$D/data/corpus/gutenberg/pg1260_jane_eyre.txt,$D/data/corpus/gutenberg/pg1342_pride_and_prejudice.txt,$D/data/corpus/gutenberg/pg1400_great_expectations.txt"
+TASKS=frankenstein,alice,wikitext2,arc_easy,arc_challenge,boolq,hellaswag,openbookqa,piqa,winogrande,lambada,copa
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >>"$R/timeline.txt"
+
+compare() {  # name model format extra...
+  local name=$1 model=$2 fmt=$3; shift 3
+  log "compare $name ($fmt) start"
+  local q="w=${fmt%%,*},a=${fmt%%,*}"; [[ "$fmt" == *,* ]] && q="$q,${fmt#*,}"
+  $L compare --model "$model" --device cuda --quant "$q" --calib "$BOOKS" --data-dir "$D/data" \
+    --tasks "$TASKS" --limit 300 --out "$R/$name" --quiet "$@" >"$R/$name.stdout" 2>"$R/$name.stderr"
+  log "compare $name exit $? "
+}
+if want compare22; then compare 22m-mxfp4 "$D/model" mxfp4; fi
+if want compare22int; then compare 22m-mxint4 "$D/model" mxint4; fi
+# Ablations of latmix on gutenberg-llama-22M (perplexity only): loss, learning rate, start, weights.
+if want ablate; then
+  TASKS=frankenstein,alice,wikitext2 compare abl-ce "$D/model" mxfp4 --methods latmix --loss ce
+  TASKS=frankenstein,alice,wikitext2 compare abl-lr3e-3 "$D/model" mxfp4 --methods latmix --lr 3e-3
+  TASKS=frankenstein,alice,wikitext2 compare abl-init-hadamard "$D/model" mxfp4 --methods latmix --init hadamard
+  TASKS=frankenstein,alice,wikitext2 compare abl-rtn "$D/model" "mxfp4,weights=rtn" --methods mr-gptq,spinquant,latmix
+fi
+if want compare6; then
+  TASKS=frankenstein,alice,wikitext2 compare 6m-mxfp4 resources/models/gutenberg-llama-6M mxfp4
+fi
+bench() {  # mode
+  log "bench_learn $1 start"
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >"$R/mem_$1.csv" 2>/dev/null &
+  local smi=$!
+  /tmp/build-cuda/tests/bench/bench_learn cuda 12 1 2048 "$1" 16 >"$R/bench_$1.txt" 2>&1
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  echo "peak GPU memory (nvidia-smi, MiB): $(sort -n "$R/mem_$1.csv" | tail -1)" >>"$R/bench_$1.txt"
+  log "bench_learn $1 done"
+}
+if want bench; then
+  bench e2e
+  bench layerwise
+fi

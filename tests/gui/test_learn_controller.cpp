@@ -1,0 +1,357 @@
+// Qt Test (offscreen): the learn controller on the bundled model — step events in order and
+// throttled, cancel with the GUI thread still running its timers, pause / resume (with work run
+// on a snapshot while paused), saving and loading transforms, and the request's CLI parity; the
+// Learn and Compare panels' command lines, and the loss chart's drawing.
+#include <QElapsedTimer>
+#include <QFileInfo>
+#include <QSignalSpy>
+#include <QStandardPaths>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <memory>
+#include <thread>
+
+#include <QAction>
+#include <QImage>
+
+#include "compare_panel.h"
+#include "engine_host.h"
+#include "explorer_panel.h"
+#include "latency_probe.h"
+#include "latmix/learn.h"
+#include "latmix/quant.h"
+#include "latmix/transform_fold.h"
+#include "learn_controller.h"
+#include "learn_panel.h"
+#include "loss_chart.h"
+#include "model_session.h"
+
+using latmix::studio::EngineHost;
+using latmix::studio::LearnController;
+using latmix::studio::LearnRequest;
+using latmix::studio::ModelSession;
+
+namespace {
+
+QString source(const QString& rel) {
+  return QStringLiteral(LATMIX_SOURCE_DIR) + "/" + rel;
+}
+
+// A small run: short sequences, one per step, so that steps take milliseconds to a second.
+LearnRequest tiny_request(qint64 steps) {
+  LearnRequest r;
+  r.method = "latmix";
+  r.quant = "mxfp4";
+  r.calib = source("resources/calibration/pride_and_prejudice_ch1-6.txt");
+  r.samples = 4;
+  r.seqlen = 32;
+  r.steps = steps;
+  r.batch = 1;
+  return r;
+}
+
+}  // namespace
+
+class TestLearnController : public QObject {
+  Q_OBJECT
+
+ private Q_SLOTS:
+  void initTestCase() {
+    QStandardPaths::setTestModeEnabled(true);
+    QCoreApplication::setOrganizationName("LATMiX-test");
+    QCoreApplication::setApplicationName("studio-learn-tests");
+    host_ = std::make_unique<EngineHost>();
+    session_ = std::make_unique<ModelSession>(host_.get());
+    QSignalSpy opened(session_.get(), &ModelSession::opened);
+    session_->open(source("resources/models/gutenberg-llama-6M"));
+    QVERIFY(opened.wait(60000));
+  }
+
+  void cleanupTestCase() {
+    session_.reset();
+    host_.reset();
+  }
+
+  void theRequestBuildsTheSettingsAsTheCliDoes() {
+    LearnRequest r;
+    r.method = "latmix";
+    r.quant = "mxint4,weights=rtn";
+    r.steps = 7;
+    r.lr = 0.01;
+    r.schedule = "constant";
+    const latmix::LearnSettings s = r.settings(at::kCPU);
+    QCOMPARE(s.steps, int64_t(7));
+    QCOMPARE(s.lr, 0.01);
+    QVERIFY(!s.cosine);
+    QVERIFY(s.quant.method == latmix::WeightMethod::Rtn);  // weights= given explicitly wins
+    QCOMPARE(QString::fromStdString(s.quant.weights->name()), QString("mxint4"));
+    r.quant = "mxfp4";
+    QVERIFY(r.settings(at::kCPU).quant.method == latmix::WeightMethod::Gptq);  // the method's quantizer
+    r.method = "quarot";  // a fixed preset ignores the learning knobs
+    QCOMPARE(r.settings(at::kCPU).steps, int64_t(0));
+    const QStringList args = r.cliArguments();
+    QVERIFY(args.contains("--steps") && args.contains("--lr") && args.contains("--schedule"));
+    r.quant = "mxfp9";
+    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, r.settings(at::kCPU));
+    QCOMPARE(latmix::studio::shell_command({"latmix", "--calib", "a b.txt"}), QString("latmix --calib 'a b.txt'"));
+  }
+
+  void stepsArriveInOrderAndTheResultIsSaved() {
+    LearnController ctl(host_.get(), session_.get());
+    QSignalSpy finished(&ctl, &LearnController::finished);
+    QSignalSpy failed(&ctl, &LearnController::failed);
+    std::vector<std::pair<int, int>> batches;
+    connect(&ctl, &LearnController::stepsArrived, this,
+            [&](int first, int count) { batches.emplace_back(first, count); });
+    QVERIFY(ctl.start(tiny_request(6)) != 0);
+    QVERIFY(ctl.running());
+    QVERIFY(ctl.start(tiny_request(6)) == 0);  // one run at a time
+    QVERIFY2(finished.wait(180000), failed.isEmpty() ? "timeout" : qPrintable(failed.at(0).at(0).toString()));
+    QVERIFY(!ctl.running());
+    QCOMPARE(static_cast<int>(ctl.curve().size()), 6);
+    int next = 0;
+    for (const auto& [first, count] : batches) {  // contiguous batches, nothing twice
+      QCOMPARE(first, next);
+      QVERIFY(count > 0);
+      next += count;
+    }
+    QCOMPARE(next, 6);
+    for (int i = 0; i < 6; ++i) {
+      const auto& s = ctl.curve()[static_cast<size_t>(i)];
+      QCOMPARE(s.step, qint64(i + 1));
+      QCOMPARE(s.total, qint64(6));
+      QVERIFY(std::isfinite(s.loss) && s.loss > 0);
+      QVERIFY(!s.terms.empty() && s.terms.front().first == "kl");
+    }
+    const auto& o = ctl.outcome();
+    QCOMPARE(o.method, QString("latmix"));
+    QCOMPARE(o.steps, qint64(6));
+    QCOMPARE(o.first_loss, ctl.curve().front().loss);
+    QCOMPARE(o.last_loss, ctl.curve().back().loss);
+    QVERIFY(!o.conditions.empty());
+    QVERIFY(ctl.hasPlan());
+    QVERIFY(QFileInfo::exists(o.plan_prefix + ".json") && QFileInfo::exists(o.plan_prefix + ".safetensors"));
+
+    // Save, then load what was saved: the same placements come back.
+    QTemporaryDir dir;
+    QSignalSpy saved(&ctl, &LearnController::saved);
+    QVERIFY(ctl.save(dir.filePath("t")) != 0);
+    QVERIFY(saved.wait(30000));
+    QVERIFY(QFileInfo::exists(dir.filePath("t.safetensors")));
+    const QStringList learned = o.transforms;
+    QSignalSpy loaded(&ctl, &LearnController::loaded);
+    QVERIFY(ctl.load(dir.filePath("t")) != 0);
+    QVERIFY(loaded.wait(30000));
+    QVERIFY(ctl.outcome().loaded);
+    QCOMPARE(ctl.outcome().transforms.size(), learned.size());
+    QVERIFY(ctl.outcome().transforms.front().startsWith("residual: affine_qr 256"));
+    QVERIFY(ctl.hasPlan());
+
+    // A missing file fails with a message naming it; the controller keeps working.
+    QVERIFY(ctl.load(dir.filePath("missing")) != 0);
+    QVERIFY(failed.wait(30000));
+    QVERIFY(failed.last().at(0).toString().contains("missing"));
+  }
+
+  void aFastLearnerDoesNotFloodTheGui() {
+    // A scripted learner sends 4000 steps as fast as it can (through the same LearnControl that
+    // obtain_plan gets): they must all arrive, in order, in batches at most ~30 per second.
+    LearnController ctl(host_.get(), session_.get());
+    QSignalSpy finished(&ctl, &LearnController::finished);
+    QElapsedTimer clock;
+    clock.start();
+    std::vector<qint64> at_ms;
+    connect(&ctl, &LearnController::stepsArrived, this, [&](int, int) { at_ms.push_back(clock.elapsed()); });
+    constexpr int64_t kSteps = 4000;
+    std::atomic<qint64> learner_ms{0};
+    QVERIFY(ctl.startWork(tiny_request(kSteps), [&learner_ms, &clock](const latmix::LearnControl& control) {
+      LearnController::RunResult run;
+      run.result.method = "latmix";
+      for (int64_t i = 1; i <= kSteps; ++i) {
+        control.pause.wait(control.job.cancel);
+        control.job.cancel.check();
+        latmix::LearnEvent e;
+        e.step = i;
+        e.total = kSteps;
+        e.loss = 1.0 / static_cast<double>(i);
+        e.terms = {{"kl", e.loss}, {"reg", 0.0}};
+        control.on_step(e);
+        run.result.curve.push_back(e);
+        if (i % 8 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      }
+      learner_ms = clock.elapsed();
+      return run;
+    }) != 0);
+    QVERIFY(finished.wait(60000));
+    QCOMPARE(static_cast<int64_t>(ctl.curve().size()), kSteps);
+    for (int64_t i = 0; i < kSteps; ++i) QCOMPARE(ctl.curve()[static_cast<size_t>(i)].step, i + 1);
+    for (size_t i = 1; i + 1 < at_ms.size(); ++i)
+      QVERIFY2(at_ms[i] - at_ms[i - 1] >= 30, "deliveries closer than 30 ms");
+    const double seconds = static_cast<double>(clock.elapsed()) / 1000.0;
+    qInfo("%lld steps sent in %lld ms, delivered in %zu batches over %.2f s", static_cast<long long>(kSteps),
+          static_cast<long long>(learner_ms.load()), at_ms.size(), seconds);
+    QVERIFY(static_cast<double>(at_ms.size()) <= seconds * 31 + 2);
+    QVERIFY(at_ms.size() < static_cast<size_t>(kSteps) / 10);
+    QCOMPARE(ctl.outcome().steps, kSteps);
+    QVERIFY(!ctl.hasPlan());  // the scripted learner has no transforms
+  }
+
+  void cancelEndsTheRunAndTheGuiKeepsRunning() {
+    LearnController ctl(host_.get(), session_.get());
+    QSignalSpy arrived(&ctl, &LearnController::stepsArrived);
+    QSignalSpy cancelled(&ctl, &LearnController::cancelled);
+    QSignalSpy finished(&ctl, &LearnController::finished);
+    latmix::studio::LatencyProbe probe(host_.get());  // a 10 ms timer on this (the GUI) thread
+    QVERIFY(ctl.start(tiny_request(100000)) != 0);
+    QVERIFY(arrived.wait(120000));
+    QTest::qWait(500);
+    QElapsedTimer t;
+    t.start();
+    ctl.cancel();
+    QVERIFY(cancelled.wait(30000));
+    qInfo("cancelled after %lld ms, %zu steps", static_cast<long long>(t.elapsed()), ctl.curve().size());
+    QVERIFY(!ctl.running());
+    QVERIFY(finished.isEmpty());
+    QVERIFY(!ctl.hasPlan());
+    const auto s = probe.summary();
+    qInfo("GUI timer lateness during the run: %d samples, p50 %.1f ms, p99 %.1f ms, max %.1f ms", s.samples, s.p50_ms,
+          s.p99_ms, s.max_ms);
+    QVERIFY(s.samples > 20);
+    QVERIFY2(s.p99_ms < 100, "the GUI thread stalled while learning ran");
+    // and a new run can start afterwards
+    QVERIFY(ctl.start(tiny_request(100000)) != 0);
+    ctl.cancel();
+    QVERIFY(cancelled.wait(60000));
+  }
+
+  void pauseStopsStepsAndResumeContinues() {
+    LearnController ctl(host_.get(), session_.get());
+    QSignalSpy arrived(&ctl, &LearnController::stepsArrived);
+    QSignalSpy paused(&ctl, &LearnController::pausedChanged);
+    QSignalSpy cancelled(&ctl, &LearnController::cancelled);
+    QVERIFY(!ctl.withSnapshot([](const latmix::TransformPlan&, qint64, const latmix::JobControl&) {}));  // no run
+    QVERIFY(ctl.start(tiny_request(100000)) != 0);
+    QVERIFY(arrived.wait(120000));
+    ctl.pause();
+    QCOMPARE(paused.count(), 1);
+    QVERIFY(ctl.paused());
+    QTest::qWait(2000);  // the step in progress ends and is delivered
+    const size_t n = ctl.curve().size();
+    QTest::qWait(1500);
+    QCOMPARE(ctl.curve().size(), n);  // nothing learned while paused
+
+    // Work on a snapshot runs while paused, with the transforms of the last step.
+    std::atomic<qint64> seen_step{-1};
+    std::atomic<bool> has_residual{false};
+    QVERIFY(ctl.withSnapshot([&](const latmix::TransformPlan& plan, qint64 step, const latmix::JobControl&) {
+      has_residual = plan.residual != nullptr;
+      seen_step = step;
+    }));
+    QTRY_VERIFY_WITH_TIMEOUT(seen_step.load() >= 0, 10000);
+    QCOMPARE(seen_step.load(), qint64(n));
+    QVERIFY(has_residual.load());
+    QCOMPARE(ctl.curve().size(), n);
+
+    ctl.resume();
+    QVERIFY(!ctl.paused());
+    QTRY_VERIFY_WITH_TIMEOUT(ctl.curve().size() > n, 60000);
+    for (size_t i = 0; i < ctl.curve().size(); ++i) QCOMPARE(ctl.curve()[i].step, qint64(i + 1));
+    // cancel while paused ends the run too
+    ctl.pause();
+    ctl.cancel();
+    QVERIFY(cancelled.wait(30000));
+  }
+
+  void thePanelsWriteTheirCommandLines() {
+    latmix::studio::ExplorerPanel explorer(host_.get(), session_.get());
+    latmix::studio::LearnPanel panel(host_.get(), session_.get(), &explorer);
+    LearnRequest r = tiny_request(12);
+    r.quant = "mxint4";
+    r.lr = 0.002;
+    r.lambda = 0.5;
+    r.init = "identity";
+    panel.setRequest(r);
+    const LearnRequest back = panel.request();
+    QCOMPARE(back.method, r.method);
+    QCOMPARE(back.quant, r.quant);
+    QCOMPARE(back.calib, r.calib);
+    QCOMPARE(back.samples, r.samples);
+    QCOMPARE(back.seqlen, r.seqlen);
+    QCOMPARE(*back.steps, qint64(12));
+    QCOMPARE(*back.batch, qint64(1));
+    QCOMPARE(*back.lr, 0.002);
+    QCOMPARE(*back.lambda, 0.5);
+    QCOMPARE(back.init, QString("identity"));
+    QVERIFY(!back.warmup);  // left empty: the method's default
+    const QString cli = panel.cliCommand();
+    QVERIFY2(cli.startsWith("latmix learn --model " + source("resources/models/gutenberg-llama-6M") +
+                            " --method latmix --quant mxint4 --calib "),
+             qPrintable(cli));
+    for (const char* part : {"--samples 4", "--seqlen 32", "--steps 12", "--batch 1", "--lr 0.002", "--lambda 0.5",
+                             "--init identity", "--device cpu", "--out PREFIX"}) {
+      QVERIFY2(cli.contains(part), qPrintable(cli + " lacks " + part));
+    }
+    QCOMPARE(panel.startAction()->shortcut(), QKeySequence("Ctrl+L"));
+    QCOMPARE(panel.cancelAction()->shortcut(), QKeySequence("Ctrl+Shift+L"));
+
+    latmix::studio::ComparePanel compare(host_.get(), session_.get());
+    LearnRequest m = tiny_request(3);
+    compare.configureMethods({"rtn", "latmix"}, "frankenstein", 8, 256, m);
+    QCOMPARE(compare.checkedMethods(), QStringList({"rtn", "latmix"}));
+    const QString ccli = compare.methodsCliCommand();
+    QVERIFY2(ccli.startsWith("latmix compare --model " + source("resources/models/gutenberg-llama-6M") +
+                             " --methods rtn,latmix --tasks frankenstein --limit 8 --eval-seqlen 256 --quant mxfp4"),
+             qPrintable(ccli));
+    QVERIFY(ccli.contains("--steps 3") && ccli.contains("--out DIR"));
+  }
+
+  void theLossChartDrawsItsCurves() {
+    latmix::widgets::LossChart chart;
+    chart.resize(480, 320);
+    const QColor total(31, 119, 180);  // the first series' colour
+    auto pixels = [&](const QColor& c) {
+      const QImage img = chart.grab().toImage();
+      int n = 0;
+      for (int y = 40; y < img.height() - 40; ++y) {  // the plot area, below the legend
+        for (int x = 70; x < img.width() - 10; ++x) {
+          const QColor p = img.pixelColor(x, y);
+          n += std::abs(p.red() - c.red()) + std::abs(p.green() - c.green()) + std::abs(p.blue() - c.blue()) < 40;
+        }
+      }
+      return n;
+    };
+    QCOMPARE(pixels(total), 0);
+    chart.clear(100);
+    for (int i = 1; i <= 100; ++i) {
+      chart.addPoint("total", i, 1.0 / i);
+      chart.addPoint("reg", i, i == 1 ? 0.0 : 1e-4 * i);  // a zero is skipped on the log axis
+    }
+    QCOMPARE(chart.pointCount("total"), 100);
+    QCOMPARE(chart.seriesNames(), QStringList({"total", "reg"}));
+    const int drawn = pixels(total);
+    QVERIFY2(drawn > 100, qPrintable(QString::number(drawn)));
+    chart.setLogScale(true);
+    QVERIFY(pixels(total) > 100);
+    chart.setSeriesVisible("total", false);
+    QCOMPARE(pixels(total), 0);
+    // a long curve is decimated to about two points per pixel column, and still drawn
+    chart.setSeriesVisible("total", true);
+    chart.clear(0);
+    for (int i = 1; i <= 200000; ++i) chart.addPoint("total", i, 1.0 + std::sin(i * 0.001));
+    QElapsedTimer t;
+    t.start();
+    QVERIFY(pixels(total) > 100);
+    qInfo("200000-point curve drawn in %lld ms", static_cast<long long>(t.elapsed()));
+  }
+
+ private:
+  std::unique_ptr<EngineHost> host_;
+  std::unique_ptr<ModelSession> session_;
+};
+
+QTEST_MAIN(TestLearnController)
+#include "test_learn_controller.moc"
