@@ -63,6 +63,8 @@ int main(int argc, char** argv) {
     path = latmix::studio::resources_dir() + "/models/gutenberg-llama-6M";
   }
   if (!path.isEmpty()) window.openModel(path);
+  // The first-run tour (issue #10); the screenshot scenario shows and dismisses it itself.
+  if (!parser.isSet(shots)) QTimer::singleShot(500, &window, [&window] { window.startTourIfFirstRun(); });
 
   if (parser.isSet(shots)) {
     const QString dir = parser.value(shots);

@@ -20,6 +20,7 @@
 #include <QScreen>
 #include <QSettings>
 #include <QStatusBar>
+#include <QTabBar>
 #include <QTabWidget>
 #include <QTimer>
 #include <QTreeWidget>
@@ -30,11 +31,13 @@
 #include "imgui_host.h"
 #include "compare_panel.h"
 #include "explorer_panel.h"
+#include "export_panel.h"
 #include "latency_probe.h"
 #include "learn_panel.h"
 #include "settings_dialog.h"
 #include "microscope_panel.h"
 #include "model_session.h"
+#include "tour.h"
 
 #include <imgui.h>
 
@@ -88,8 +91,8 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   tabs_->addTab(learn_, "Learn");
   compare_ = new ComparePanel(host_, session_, tabs_);
   tabs_->addTab(compare_, "Compare");
-  // Export tab (issue #9, item 5): the export screen adds itself here, after Compare:
-  //   export_ = new ExportPanel(host_, session_, tabs_); tabs_->addTab(export_, "Export");
+  export_ = new ExportPanel(host_, session_, learn_, tabs_);  // issue #9, item 5
+  tabs_->addTab(export_, "Export");
   connect(explorer_, &ExplorerPanel::blockClicked, this, [this](const QString& point, int layer, int block) {
     tabs_->setCurrentWidget(microscope_);
     microscope_->select(point, layer, block);
@@ -99,6 +102,7 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   buildMenus();
   buildDocks();
   connectEngine();
+  buildTour();
   QSettings settings;
   restoreGeometry(settings.value("window/geometry").toByteArray());
   restoreState(settings.value("window/state").toByteArray());
@@ -135,12 +139,20 @@ void MainWindow::buildMenus() {
   });
   prefs->setShortcut(QKeySequence::Preferences);
   file->addSeparator();
+  file->addAction(export_->exportAction());
+  file->addAction(export_->verifyAction());
+  connect(export_->exportAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(export_); });
+  connect(export_->verifyAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(export_); });
+  file->addSeparator();
   QAction* quit = file->addAction("&Quit", this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
 
   QMenu* learn = menuBar()->addMenu("&Learn");
   for (QAction* a : {learn_->startAction(), learn_->pauseAction(), learn_->cancelAction()}) learn->addAction(a);
   connect(learn_->startAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(learn_); });
+
+  QMenu* help = menuBar()->addMenu("&Help");
+  help->addAction("Show &tour", this, [this] { showTour(); });
 }
 
 void MainWindow::buildDocks() {
@@ -176,6 +188,9 @@ void MainWindow::buildDocks() {
   learn_status_ = new QLabel(this);
   connect(learn_, &LearnPanel::statusText, learn_status_, &QLabel::setText);
   statusBar()->addPermanentWidget(learn_status_);
+  export_status_ = new QLabel(this);
+  connect(export_, &ExportPanel::statusText, export_status_, &QLabel::setText);
+  statusBar()->addPermanentWidget(export_status_);
   statusBar()->addPermanentWidget(progress_);
   statusBar()->addPermanentWidget(cancel_);
 }
@@ -190,9 +205,11 @@ void MainWindow::connectEngine() {
     log("started: " + tag);
   });
   connect(host_, &EngineHost::jobProgress, this, [this](quint64, const QString& stage, qint64 done, qint64 total) {
-    progress_->setRange(0, total > 0 ? static_cast<int>(total) : 0);
-    progress_->setValue(static_cast<int>(done));
-    progress_->setFormat(stage + " %v/%m");
+    // Byte counts pass 2^31 on large models: the bar counts in units that fit an int.
+    const qint64 unit = std::max<qint64>(1, total / (qint64(1) << 30));
+    progress_->setRange(0, total > 0 ? static_cast<int>(total / unit) : 0);
+    progress_->setValue(static_cast<int>(done / unit));
+    progress_->setFormat(stage + (unit > 1 ? " %p%" : " %v/%m"));
   });
   auto job_ended = [this] {
     progress_->hide();
@@ -261,6 +278,7 @@ void MainWindow::showModel(const ModelSummary& s) {
   if (overview_ != nullptr) overview_->update();
   microscope_->modelChanged();
   learn_->modelChanged();
+  export_->modelChanged();
   log(QString("opened %1: %2 parameters").arg(s.path).arg(s.parameters));
 }
 
@@ -297,6 +315,66 @@ void MainWindow::rebuildRecentMenu() {
 
 bool MainWindow::saveScreenshot(const QString& path) { return grab().save(path, "PNG"); }
 
+void MainWindow::buildTour() {
+  // Each step points at a tab (or the Learn tab's Start button) in window coordinates, computed when
+  // shown so that it follows resizes and moved docks.
+  auto tab_rect = [this](QWidget* page) {
+    QTabBar* bar = tabs_->tabBar();
+    const QRect r = bar->tabRect(tabs_->indexOf(page));
+    return QRect(bar->mapTo(this, r.topLeft()), r.size());
+  };
+  auto widget_rect = [this](QWidget* w) {
+    return w != nullptr && w->isVisible() ? QRect(w->mapTo(this, QPoint(0, 0)), w->size()) : QRect();
+  };
+  QPushButton* start = nullptr;
+  for (QPushButton* b : learn_->findChildren<QPushButton*>()) {
+    if (b->text() == "Start") start = b;
+  }
+  std::vector<TourStep> steps;
+  steps.push_back({"Welcome: look inside the MX formats",
+                   "The demo model (a 6M-parameter Llama trained on Gutenberg books) is open; its layers are in "
+                   "the Model panel.<br><br>Start with the <b>Activation Explorer</b>: <i>Calibrate</i> runs a text "
+                   "through the model and maps, per layer and per block of 32 values, where the energy and the "
+                   "outliers are &mdash; before and after a transform.",
+                   [this, tab_rect] { return tab_rect(explorer_); },
+                   [this] { tabs_->setCurrentWidget(explorer_); }});
+  steps.push_back({"The Block Microscope",
+                   "Click a heatmap cell (or open this tab) to see one block: its 32 values, the shared power-of-two "
+                   "scale, the format's grid, and the error of every value, before and after the transform. "
+                   "Compare MXFP4, MXFP6, MXFP8, MXINT8 and NVFP4 on the same block.",
+                   [this, tab_rect] { return tab_rect(microscope_); },
+                   [this] { tabs_->setCurrentWidget(microscope_); }});
+  steps.push_back({"Learn transforms",
+                   "Pick a method (LATMiX learns an affine transform that makes the blocks easier to quantize) "
+                   "and press <b>Start</b>: the loss curves come live; Pause, Resume and Cancel any time "
+                   "(Ctrl+L starts).",
+                   [widget_rect, start] { return widget_rect(start); },
+                   [this] { tabs_->setCurrentWidget(learn_); }});
+  steps.push_back({"Compare and export",
+                   "<b>Compare</b> evaluates methods side by side (perplexity, tasks, SQNR). <b>Export</b> writes "
+                   "the quantized model with its transforms as a verified compressed-tensors bundle in one click."
+                   "<br><br>This tour is in Help &gt; Show tour.",
+                   [this, tab_rect] { return tab_rect(export_); },
+                   [this] { tabs_->setCurrentWidget(export_); }});
+  tour_ = new Tour(this, std::move(steps));
+}
+
+void MainWindow::showTour() {
+  const int tab = tabs_->currentIndex();
+  auto conn = std::make_shared<QMetaObject::Connection>();
+  *conn = connect(tour_, &Tour::ended, this, [this, tab, conn] {  // back where the person was
+    QObject::disconnect(*conn);
+    tabs_->setCurrentIndex(tab);
+  });
+  tour_->start();
+}
+
+bool MainWindow::startTourIfFirstRun() {
+  if (Tour::seen()) return false;
+  showTour();
+  return true;
+}
+
 namespace {
 
 // Runs `then` (after a short settle) the first time `signal` fires.
@@ -325,8 +403,8 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
   resize(1560, 960);
   // A failed (or unexpectedly cancelled) step ends the scenario with an error instead of waiting forever.
   auto failed = [this, finish](quint64, const QString& tag, const QString& message) {
-    static const QStringList watched = {"calibrate", "microscope", "compare", "learn", "compare-methods",
-                                        "compare-report"};
+    static const QStringList watched = {"calibrate",       "microscope",     "compare", "learn",
+                                        "compare-methods", "compare-report", "export",  "verify-export"};
     if (!watched.contains(tag)) return;
     log("screenshot scenario stopped: " + tag + " " + message);
     finish(false);
@@ -336,7 +414,12 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
     if (tag != "learn") failed(id, tag, "cancelled");  // the scenario cancels one learning run itself
   });
   tabs_->setCurrentIndex(0);
-  QTimer::singleShot(400, this, [this, dir, shoot, finish, ok] {
+  showTour();  // the first-run tour's first step (tour.png), dismissed before the scenario goes on
+  QTimer::singleShot(400, this, [this, shoot] {
+    shoot("tour");
+    tour_->dismiss();
+  });
+  QTimer::singleShot(800, this, [this, dir, shoot, finish, ok] {
     shoot("overview");
     tabs_->setCurrentWidget(explorer_);
     after(this, explorer_, &ExplorerPanel::calibrated, [this, dir, shoot, finish, ok] {
@@ -349,7 +432,13 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
           tabs_->setCurrentWidget(compare_);
           after(this, compare_, &ComparePanel::finished, [this, dir, shoot, finish, ok] {
             shoot("compare");
-            shootLearning(dir, shoot, [finish, ok](bool result) { finish(result && *ok); });
+            shootLearning(dir, shoot, [this, dir, shoot, finish, ok](bool result) {
+              if (!result) {
+                finish(false);
+                return;
+              }
+              shootExport(dir, shoot, [finish, ok](bool exported) { finish(exported && *ok); });
+            });
           });
           // a short comparison, so that the scripted run stays quick on a small machine
           compare_->configure("text:" + resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt,winogrande",
@@ -384,6 +473,7 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
             .arg(steps > 0 ? ctl->curve().front().loss : 0.0).arg(steps > 0 ? ctl->curve().back().loss : 0.0));
     shoot("learn");
     if (steps != 20) done(false);
+    scenario_plan_ = std::make_shared<LearnOutcome>(ctl->outcome());  // exported at the end
     // A second, longer run: refresh the explorer's heatmap from a snapshot mid-run, then cancel it.
     r.steps = 400;
     learn_->setRequest(r);
@@ -426,6 +516,46 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
     });
   });
   if (learn_->start() == 0) done(false);
+}
+
+void MainWindow::shootExport(const QString& dir, std::function<void(const QString&)> shoot,
+                             std::function<void(bool)> done) {
+  // The plan learned first (20 steps), as compressed-tensors in a .zip bundle in `dir`, with the Learn
+  // tab's format; then the bundle is verified again from disk, as Verify bundle... does.
+  tabs_->setCurrentWidget(export_);
+  if (scenario_plan_ && !scenario_plan_->plan_prefix.isEmpty()) {
+    export_->setPlan(*scenario_plan_);
+  } else {
+    log("scenario: no learned plan to export");
+    done(false);
+    return;
+  }
+  export_->setOutputFolder(dir);
+  export_->setKind("compressed-tensors");
+  export_->setZip(true);
+  export_->setQuant("");
+  after(this, export_, &ExportPanel::exported, [this, shoot, done] {
+    const ExportOutcome o = export_->lastOutcome();
+    log(QString("scenario: exported %1 (%2, verified: %3)").arg(o.path).arg(format_bytes(o.zip_bytes))
+            .arg(o.verified ? "yes" : "NO"));
+    if (!o.verified) {
+      done(false);
+      return;
+    }
+    after(this, export_, &ExportPanel::verified, [this, shoot, done] {
+      const ExportOutcome v = export_->lastOutcome();
+      log(QString("scenario: bundle %1: %2").arg(v.path, v.verified ? "verified" : "VERIFICATION FAILED"));
+      shoot("export");
+      done(v.verified);
+    }, 300);
+    if (export_->verify(o.path) == 0) done(false);
+  }, 0);
+  after(this, export_, &ExportPanel::exportFailed, [this, done] {
+    log("scenario: export failed: " + export_->lastOutcome().message);
+    done(false);
+  }, 0);
+  after(this, export_, &ExportPanel::exportCancelled, [done] { done(false); }, 0);
+  if (export_->startExport() == 0) done(false);
 }
 
 void MainWindow::closeEvent(QCloseEvent* e) {

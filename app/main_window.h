@@ -4,6 +4,7 @@
 #include <QMainWindow>
 
 #include <functional>
+#include <memory>
 
 namespace latmix::widgets {
 class ImGuiHost;
@@ -27,7 +28,10 @@ class ExplorerPanel;
 class ComparePanel;
 class LearnPanel;
 class LatencyProbe;
+class ExportPanel;
+class Tour;
 struct ModelSummary;
+struct LearnOutcome;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -48,6 +52,13 @@ class MainWindow : public QMainWindow {
   ExplorerPanel* explorer() const { return explorer_; }
   LearnPanel* learn() const { return learn_; }
   ComparePanel* compare() const { return compare_; }
+  ExportPanel* exportPanel() const { return export_; }
+  /// The first-run tour (issue #10); hidden unless showing.
+  Tour* tour() const { return tour_; }
+  /// Shows the tour (Help > Show tour).
+  void showTour();
+  /// Shows the tour when it has not been seen (finished or skipped) yet; returns whether it did.
+  bool startTourIfFirstRun();
   /// GUI event-loop lateness measured while the scenario's learning runs were in progress
   /// (samples 0 before saveScreenshots() got there).
   struct LatencySummary {
@@ -71,6 +82,8 @@ class MainWindow : public QMainWindow {
   void rememberRecent(const QString& path);
   void rebuildRecentMenu();
   void shootLearning(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
+  void shootExport(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
+  void buildTour();
 
   EngineHost* host_;
   ModelSession* session_;
@@ -88,8 +101,10 @@ class MainWindow : public QMainWindow {
   ExplorerPanel* explorer_ = nullptr;
   ComparePanel* compare_ = nullptr;
   LearnPanel* learn_ = nullptr;
-  // The Export tab (issue #9, item 5) is added by the export screen: see the marked place in the
-  // constructor; its menu entries go into File after "Settings".
+  ExportPanel* export_ = nullptr;  // the Export tab (issue #9, item 5); its actions are in File after "Settings"
+  Tour* tour_ = nullptr;
+  QLabel* export_status_ = nullptr;
+  std::shared_ptr<LearnOutcome> scenario_plan_;  // the plan the scenario learned first, for its export
   QLabel* learn_status_ = nullptr;
   LatencyProbe* learn_probe_ = nullptr;
   LatencySummary learning_latency_;

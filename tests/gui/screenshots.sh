@@ -3,9 +3,12 @@
 # that every screenshot exists and is not blank (more than a handful of distinct colours). The
 # scenario also learns 20 steps (learn.png), cancels a second run, compares methods
 # (compare-methods.png) and measures the GUI's event-loop lateness while learning runs: the studio
-# exits non-zero when its p99 is 50 ms or more (latency.txt has the figures).
+# exits non-zero when its p99 is 50 ms or more (latency.txt has the figures). It starts with the
+# first-run tour (tour.png, then dismissed) and ends by exporting the plan it learned as a
+# compressed-tensors .zip bundle into DIR and verifying it (export.png; the studio exits non-zero
+# when either fails); here the bundle is checked once more with the CLI, `latmix verify` (4th argument).
 set -euo pipefail
-STUDIO=$1; DIR=$2
+STUDIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$STUDIO")/../engine/latmix}
 export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
 rm -rf "$DIR"; mkdir -p "$DIR"
 export XDG_CONFIG_HOME=$(mktemp -d)   # fresh settings: first start
@@ -19,7 +22,7 @@ import sys, zlib, struct, pathlib
 d = pathlib.Path(sys.argv[1])
 shots = sorted(d.glob("*.png"))
 assert shots, "no screenshots written"
-for name in ("overview", "explorer", "microscope", "compare", "learn", "compare-methods"):
+for name in ("tour", "overview", "explorer", "microscope", "compare", "learn", "compare-methods", "export"):
     assert (d / f"{name}.png").exists(), f"{name}.png not written"
 def colours(path):
     data = path.read_bytes()
@@ -52,4 +55,12 @@ assert m and int(m.group(1)) > 0, "no latency samples while learning ran"
 assert float(m.group(3)) < 50, f"GUI event-loop p99 lateness while learning {m.group(3)} ms (limit 50 ms)"
 print(f"{len(shots)} passed, 0 failed")
 PY
+# The bundle the scenario exported, checked by the CLI (it reads the zip on its own).
+shopt -s nullglob
+zips=("$DIR"/*.zip)
+if [ ${#zips[@]} -ne 1 ]; then
+  echo "FAIL: expected one exported .zip in $DIR, found ${#zips[@]}"
+  exit 1
+fi
+"$LATMIX" verify "${zips[0]}"
 exit $rc

@@ -1,0 +1,726 @@
+#include "export_panel.h"
+
+#include <QAction>
+#include <QCheckBox>
+#include <QComboBox>
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QFormLayout>
+#include <QGroupBox>
+#include <QHBoxLayout>
+#include <QLabel>
+#include <QLineEdit>
+#include <QPointer>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QSettings>
+#include <QSpinBox>
+#include <QStandardPaths>
+#include <QVBoxLayout>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <system_error>
+
+#include <unistd.h>
+
+#include "bundle.h"
+#include "engine_host.h"
+#include "latmix/calib_data.h"
+#include "latmix/config.h"
+#include "latmix/error.h"
+#include "latmix/export.h"
+#include "latmix/files.h"
+#include "latmix/model.h"
+#include "latmix/model_files.h"
+#include "latmix/quant.h"
+#include "latmix/tokenizer.h"
+#include "latmix/transform_fold.h"
+#include "learn_panel.h"
+#include "main_window.h"
+#include "model_session.h"
+
+namespace latmix::studio {
+
+namespace fs = std::filesystem;
+
+QString format_bytes(qint64 bytes) {
+  const double b = static_cast<double>(bytes);
+  if (bytes >= (qint64(1) << 30)) return QString("%1 GB").arg(b / double(1 << 30), 0, 'f', 2);
+  if (bytes >= (qint64(1) << 20)) return QString("%1 MB").arg(b / double(1 << 20), 0, 'f', 1);
+  if (bytes >= 1024) return QString("%1 KB").arg(b / 1024.0, 0, 'f', 1);
+  return QString("%1 B").arg(bytes);
+}
+
+QString ExportRequest::cliCommand(const QString& model) const {
+  QStringList argv = {"latmix", "export", "--model", model, "--method", method};
+  if (!plan_prefix.isEmpty()) argv << "--transforms" << plan_prefix;
+  argv << "--quant" << quant << "--as" << kind;
+  if (zip) argv << "--zip";
+  argv << "--out" << out;
+  if (overwrite) argv << "--overwrite";
+  if (shard_mb != 4096) argv << "--shard-size" << QString::number(shard_mb);
+  if (!verify) {
+    argv << "--no-verify";
+  } else if (kind == "folded-bf16") {
+    if (!verify_text.isEmpty()) argv << "--verify-data" << verify_text;
+    if (verify_seqlen != 256) argv << "--verify-seqlen" << QString::number(verify_seqlen);
+    if (verify_windows != 8) argv << "--verify-windows" << QString::number(verify_windows);
+  }
+  return shell_command(argv);
+}
+
+namespace {
+
+QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
+
+QString notes_html(const QStringList& notes) {
+  if (notes.isEmpty()) return {};
+  QStringList lines;
+  for (const QString& n : notes) lines << "note: " + n.toHtmlEscaped();
+  return "<small>" + lines.join("<br>") + "</small>";
+}
+
+bool is_byte_stage(const QString& stage) { return stage == "hash" || stage == "write" || stage == "zip"; }
+
+// Entries an export of `target` may leave in its folder while it runs: the export's temp folder
+// (.NAME.latmix-tmp-*), the zip's temp file (.NAME.tmp-*) and the staging folder (.NAME.folder-*).
+QStringList leftovers_of(const fs::path& target, const fs::path& staging) {
+  QStringList out;
+  std::error_code ec;
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string mine = "." + target.filename().string() + ".";
+  const std::string staged = staging.empty() ? std::string() : "." + staging.filename().string() + ".";
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(mine, 0) == 0 || (!staged.empty() && (name.rfind(staged, 0) == 0 ||
+                                                         name == staging.filename().string()))) {
+      out << QString::fromStdString(it->path().string());
+    }
+  }
+  return out;
+}
+
+// Removes a folder when it goes out of scope (the staging folder of a zipped export).
+struct RemoveOnExit {
+  std::string path;
+  ~RemoveOnExit() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+ExportPanel::ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* learn, QWidget* parent)
+    : QWidget(parent), host_(host), session_(session), learn_(learn) {
+  qRegisterMetaType<latmix::studio::ExportOutcome>();
+  buildUi();
+  export_action_ = new QAction("&Export model...", this);
+  export_action_->setShortcut(QKeySequence("Ctrl+E"));
+  export_action_->setToolTip("Export with the options of the Export tab (Ctrl+E)");
+  verify_action_ = new QAction("&Verify export or bundle...", this);
+  connect(export_action_, &QAction::triggered, this, [this] { startExport(); });
+  connect(verify_action_, &QAction::triggered, this, &ExportPanel::verifyDialog);
+  connect(export_, &QPushButton::clicked, export_action_, &QAction::trigger);
+  connect(verify_, &QPushButton::clicked, verify_action_, &QAction::trigger);
+  connect(cancel_, &QPushButton::clicked, this, &ExportPanel::cancel);
+  connect(host_, &EngineHost::jobProgress, this, &ExportPanel::onProgress);
+  // A job's outcome comes as a posted value from the job itself, before the host's signal (showOutcome
+  // forgets the id); a job still known here when the host says it ended posted none: it was cancelled
+  // while queued, before it started.
+  auto ended = [this](quint64 id) {
+    if (id != 0 && id == job_) {
+      ExportOutcome o;
+      o.status = ExportOutcome::Status::Cancelled;
+      o.path = request().out;
+      showOutcome(o);
+    }
+    if (id != 0 && id == verify_job_) verify_job_ = 0;
+    updateButtons();
+  };
+  connect(host_, &EngineHost::jobFinished, this, [ended](quint64 id, const QString&, double) { ended(id); });
+  connect(host_, &EngineHost::jobCancelled, this, [ended](quint64 id, const QString&) { ended(id); });
+  connect(host_, &EngineHost::jobFailed, this,
+          [ended](quint64 id, const QString&, const QString&) { ended(id); });
+  // The plan follows the Learn tab: a new run clears it, a finished run or a loaded file sets it.
+  LearnController* ctl = learn_->controller();
+  connect(ctl, &LearnController::started, this, [this] { clearPlan(); });
+  connect(ctl, &LearnController::finished, this, [this](const LearnOutcome& o) { setPlan(o); });
+  connect(ctl, &LearnController::loaded, this, [this](const LearnOutcome& o) { setPlan(o); });
+  restoreSettings();
+  updatePlanText();
+  updateButtons();
+}
+
+ExportPanel::~ExportPanel() {
+  if (job_ != 0) host_->cancel(job_);
+  if (verify_job_ != 0) host_->cancel(verify_job_);
+}
+
+void ExportPanel::buildUi() {
+  auto* layout = new QVBoxLayout(this);
+  layout->setContentsMargins(8, 8, 8, 8);
+  auto* intro = new QLabel(
+      "<b>Export</b> the open model, quantized, with its transforms folded in, as a folder other runtimes load "
+      "(vLLM, compressed-tensors, Hugging Face) and a manifest that makes it verifiable. "
+      "<i>One click</i>: compressed-tensors MXFP4 in a .zip bundle, checked bit for bit before it appears.",
+      this);
+  intro->setWordWrap(true);
+  layout->addWidget(intro);
+  plan_text_ = new QLabel(this);
+  plan_text_->setWordWrap(true);
+  plan_text_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  layout->addWidget(plan_text_);
+
+  auto* where = new QHBoxLayout();
+  where->addWidget(new QLabel("Into folder:", this));
+  folder_ = new QLineEdit(this);
+  where->addWidget(folder_, 1);
+  auto* browse = new QPushButton("...", this);
+  browse->setToolTip("Choose the folder the export (or the .zip) is written into");
+  connect(browse, &QPushButton::clicked, this, &ExportPanel::chooseFolder);
+  where->addWidget(browse);
+  layout->addLayout(where);
+  target_ = new QLabel(this);
+  target_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  layout->addWidget(target_);
+
+  auto* buttons = new QHBoxLayout();
+  export_ = new QPushButton("Export", this);
+  export_->setDefault(true);
+  export_->setMinimumWidth(140);
+  QFont f = export_->font();
+  f.setBold(true);
+  export_->setFont(f);
+  options_button_ = new QPushButton("Options...", this);
+  options_button_->setCheckable(true);
+  options_button_->setToolTip("Every option of latmix export: kind, bundle, format, method, overwrite, verification");
+  verify_ = new QPushButton("Verify bundle...", this);
+  verify_->setToolTip("Checks an export folder or .zip bundle against its manifest (latmix verify)");
+  cancel_ = new QPushButton("Cancel", this);
+  cancel_->setToolTip("Stops the export; nothing is left behind (the temp folder is removed, an existing target kept)");
+  for (QPushButton* b : {export_, options_button_, verify_, cancel_}) buttons->addWidget(b);
+  buttons->addStretch(1);
+  layout->addLayout(buttons);
+
+  options_ = new QGroupBox("Options", this);
+  auto* form = new QFormLayout(options_);
+  kind_ = new QComboBox(options_);
+  kind_->addItem("compressed-tensors (MXFP4, vLLM)", "compressed-tensors");
+  kind_->addItem("folded-bf16 (plain Hugging Face folder)", "folded-bf16");
+  kind_->addItem("transforms (the plan, with the model's fingerprint)", "transforms");
+  kind_->setToolTip(
+      "compressed-tensors: mxfp4-pack-quantized, online transforms declared in transform_config (MXFP4 weights "
+      "only);\nfolded-bf16: every transform folded, weights quantized, stored as bf16;\ntransforms: the plan "
+      "alone, reloadable with --transforms");
+  zip_ = new QCheckBox("one .zip bundle (stored, zip64, manifest.json first)", options_);
+  quant_ = new QComboBox(options_);
+  quant_->setEditable(true);
+  quant_->addItems({"", "w=mxfp4,a=mxfp4", "w=mxfp4,a=none", "w=mxfp4,a=mxfp4,weights=gptq", "mxfp8", "mxint8"});
+  quant_->setToolTip(
+      "The quantization (latmix --quant grammar). Empty: the Learn tab's format. compressed-tensors holds MXFP4 "
+      "weights only; weights=gptq uses the Learn tab's calibration text.");
+  method_ = new QLineEdit(options_);
+  method_->setToolTip("The method recorded in the manifest. Empty: the plan's method (rtn or gptq without a plan)");
+  name_ = new QLineEdit(options_);
+  name_->setToolTip("The export's name in the folder. Empty: MODEL-METHOD-KIND, numbered when it exists");
+  overwrite_ = new QCheckBox("replace an earlier export of that name (never anything else)", options_);
+  verify_check_ = new QCheckBox("verify before it appears (packed codes / weights bit for bit, perplexity)", options_);
+  verify_text_ = new QLineEdit(options_);
+  auto* verify_browse = new QPushButton("...", options_);
+  connect(verify_browse, &QPushButton::clicked, this, [this] {
+    const QString file = QFileDialog::getOpenFileName(this, "Verification text", {}, "Text (*.txt *.raw);;All files (*)");
+    if (!file.isEmpty()) verify_text_->setText(file);
+  });
+  auto* verify_row = new QHBoxLayout();
+  verify_row->addWidget(verify_text_, 1);
+  verify_row->addWidget(verify_browse);
+  verify_text_->setToolTip("folded-bf16: the text of the perplexity check (latmix export --verify-data)");
+  verify_seqlen_ = new QSpinBox(options_);
+  verify_seqlen_->setRange(8, 131072);
+  verify_windows_ = new QSpinBox(options_);
+  verify_windows_->setRange(0, 100000);
+  verify_windows_->setToolTip("windows of the perplexity check (0: all)");
+  shard_ = new QSpinBox(options_);
+  shard_->setRange(1, 1 << 20);
+  shard_->setSuffix(" MB");
+  form->addRow("kind", kind_);
+  form->addRow("bundle", zip_);
+  form->addRow("format", quant_);
+  form->addRow("method recorded", method_);
+  form->addRow("name", name_);
+  form->addRow("overwrite", overwrite_);
+  form->addRow("verification", verify_check_);
+  form->addRow("verification text", verify_row);
+  form->addRow("perplexity window", verify_seqlen_);
+  form->addRow("perplexity windows", verify_windows_);
+  form->addRow("largest shard", shard_);
+  options_->setVisible(false);
+  connect(options_button_, &QPushButton::toggled, options_, &QWidget::setVisible);
+  layout->addWidget(options_);
+
+  layout->addWidget(new QLabel("The same export from the command line:", this));
+  cli_ = new QLineEdit(this);
+  cli_->setReadOnly(true);
+  layout->addWidget(cli_);
+
+  auto* prog = new QHBoxLayout();
+  progress_ = new QProgressBar(this);
+  progress_->setRange(0, 1000);
+  progress_->setTextVisible(false);
+  progress_->setMaximumWidth(360);
+  progress_text_ = new QLabel(this);
+  prog->addWidget(progress_);
+  prog->addWidget(progress_text_, 1);
+  layout->addLayout(prog);
+
+  auto* result = new QGroupBox("Result", this);
+  auto* rl = new QVBoxLayout(result);
+  summary_ = new QLabel("No export yet.", result);
+  summary_->setWordWrap(true);
+  summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  summary_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+  rl->addWidget(summary_);
+  layout->addWidget(result, 1);
+
+  for (QComboBox* c : {kind_, quant_}) connect(c, &QComboBox::currentTextChanged, this, &ExportPanel::updateCli);
+  for (QCheckBox* c : {zip_, overwrite_, verify_check_}) connect(c, &QCheckBox::toggled, this, &ExportPanel::updateCli);
+  for (QLineEdit* e : {folder_, method_, name_, verify_text_})
+    connect(e, &QLineEdit::textChanged, this, &ExportPanel::updateCli);
+  for (QSpinBox* s : {verify_seqlen_, verify_windows_, shard_})
+    connect(s, &QSpinBox::valueChanged, this, &ExportPanel::updateCli);
+}
+
+void ExportPanel::setPlan(const LearnOutcome& plan) {
+  plan_ = plan;
+  updatePlanText();
+  updateCli();
+}
+
+void ExportPanel::clearPlan() {
+  plan_.reset();
+  updatePlanText();
+  updateCli();
+}
+
+void ExportPanel::modelChanged() {
+  clearPlan();
+  updateButtons();
+}
+
+void ExportPanel::setOutputFolder(const QString& dir) { folder_->setText(dir); }
+
+void ExportPanel::setKind(const QString& kind) {
+  const int i = kind_->findData(kind);
+  if (i >= 0) kind_->setCurrentIndex(i);
+}
+
+void ExportPanel::setZip(bool zip) { zip_->setChecked(zip); }
+
+void ExportPanel::setQuant(const QString& spec) { quant_->setCurrentText(spec); }
+
+void ExportPanel::updatePlanText() {
+  QString html;
+  if (plan_ && !plan_->plan_prefix.isEmpty()) {
+    const LearnOutcome& o = *plan_;
+    html = o.loaded ? QString("Plan: <b>loaded</b> from %1.json").arg(o.plan_prefix.toHtmlEscaped())
+                    : QString("Plan: <b>%1</b> learned in the Learn tab%2")
+                          .arg(o.method.toHtmlEscaped())
+                          .arg(o.learned ? QString(" (%1 steps, loss %2)").arg(o.steps).arg(o.last_loss, 0, 'g', 4)
+                                         : QString(" (fixed transforms)"));
+    if (!o.transforms.isEmpty()) html += "<br><small>" + o.transforms.join("; ").toHtmlEscaped() + "</small>";
+  } else {
+    html = "Plan: <b>none</b>: the weights are quantized as they are (method rtn). Learn or load transforms in the "
+           "Learn tab to export them.";
+  }
+  plan_text_->setText(html);
+}
+
+QString ExportPanel::outputName(const ExportRequest& r) const {
+  if (!name_->text().trimmed().isEmpty()) return name_->text().trimmed();
+  QString model = QFileInfo(session_->summary().path).completeBaseName();
+  if (model.isEmpty()) model = "model";
+  const QString kind = r.kind == "compressed-tensors" ? "ct" : r.kind == "folded-bf16" ? "bf16" : "transforms";
+  return QString("%1-%2-%3").arg(model, r.method, kind);
+}
+
+ExportRequest ExportPanel::request() const {
+  ExportRequest r;
+  r.kind = kind_->currentData().toString();
+  r.zip = zip_->isChecked();
+  const LearnRequest learn = learn_->request();
+  r.quant = quant_->currentText().trimmed().isEmpty() ? learn.quant : quant_->currentText().trimmed();
+  r.calibration = learn;
+  bool gptq = false;
+  try {
+    gptq = parse_quant_spec(r.quant.toStdString()).method == WeightMethod::Gptq;
+  } catch (const Error&) {
+    // a bad spec is reported by the export itself, with the engine's message
+  }
+  if (plan_ && !plan_->plan_prefix.isEmpty()) {
+    r.plan_prefix = plan_->plan_prefix;
+    r.plan_learned = !plan_->loaded;
+    r.settings_json = plan_->settings_json;
+    r.method = plan_->loaded ? learn.method : plan_->method;
+    r.transforms_source = plan_->loaded ? plan_->plan_prefix
+                                        : QString("learned in LATMiX Studio (%1%2)")
+                                              .arg(plan_->method)
+                                              .arg(plan_->learned ? QString(", %1 steps").arg(plan_->steps) : "");
+  } else {
+    r.method = gptq ? "gptq" : "rtn";
+  }
+  if (!method_->text().trimmed().isEmpty()) r.method = method_->text().trimmed();
+  r.overwrite = overwrite_->isChecked();
+  r.verify = verify_check_->isChecked();
+  r.verify_text = verify_text_->text().trimmed();
+  r.verify_seqlen = verify_seqlen_->value();
+  r.verify_windows = verify_windows_->value();
+  r.shard_mb = shard_->value();
+  // The target: NAME (or NAME.zip) in the folder, numbered rather than failing on an earlier export.
+  const QString dir = folder_->text().trimmed().isEmpty() ? QDir::homePath() : folder_->text().trimmed();
+  const QString base = QDir(dir).filePath(outputName(r));
+  const QString ext = r.zip ? ".zip" : "";
+  r.out = base + ext;
+  for (int n = 2; !r.overwrite && QFileInfo::exists(r.out) && n < 1000; ++n) {
+    r.out = QString("%1-%2%3").arg(base).arg(n).arg(ext);
+  }
+  return r;
+}
+
+void ExportPanel::updateCli() {
+  const ExportRequest r = request();
+  target_->setText("Writes: <b>" + r.out.toHtmlEscaped() + "</b>" +
+                   (r.kind == "compressed-tensors" ? QString(" &nbsp; (%1)").arg(r.quant.toHtmlEscaped()) : QString()));
+  cli_->setText(r.cliCommand(session_->summary().path));
+  cli_->setCursorPosition(0);
+  cli_->setToolTip(cli_->text());
+  QString hint = learn_->request().quant;
+  quant_->lineEdit()->setPlaceholderText("the Learn tab's format (" + hint + ")");
+}
+
+void ExportPanel::updateButtons() {
+  const bool busy = job_ != 0 || verify_job_ != 0;
+  export_->setEnabled(!busy && session_->hasModel());
+  export_action_->setEnabled(export_->isEnabled());
+  verify_->setEnabled(!busy);
+  verify_action_->setEnabled(!busy);
+  cancel_->setEnabled(busy);
+  progress_->setVisible(busy);
+  if (!busy) {
+    progress_->setValue(0);
+    progress_text_->clear();
+  }
+}
+
+quint64 ExportPanel::startExport() {
+  storeSettings();
+  return startExport(request());
+}
+
+quint64 ExportPanel::startExport(const ExportRequest& r) {
+  auto model = session_->model();
+  auto tokenizer = session_->tokenizer();
+  if (!model || !tokenizer || running() || verify_job_ != 0) return 0;
+  const QString source = session_->summary().path;
+  const QString verify_text = r.verify_text.isEmpty() ? bundled_sample() : r.verify_text;
+  summary_->setText("Exporting to " + r.out.toHtmlEscaped() + " ...<br><code>" +
+                    r.cliCommand(source).toHtmlEscaped() + "</code>");
+  stage_.clear();
+  QPointer<ExportPanel> self(this);
+  job_ = host_->submit("export", [self, r, model, tokenizer, source, verify_text](const JobControl& job) {
+    const fs::path target(r.out.toStdString());
+    std::error_code ec;
+    const bool existed = fs::exists(target, ec);
+    const fs::path staging =
+        r.zip ? target.parent_path() / ("." + target.filename().string() + ".folder-" + std::to_string(::getpid()))
+              : fs::path();
+    ExportOutcome o;
+    o.path = r.out;
+    o.kind = r.kind;
+    o.zipped = r.zip;
+    // After a cancel or an error: look at what is there, so that the summary can say nothing was left.
+    auto look = [&](ExportOutcome::Status status, const QString& message) {
+      o.status = status;
+      o.message = message;
+      o.leftovers = leftovers_of(target, staging);
+      o.target_untouched = existed || !fs::exists(target, ec);
+      EngineHost::post(self, [self, o] { self->showOutcome(o); });
+    };
+    try {
+      RemoveOnExit remove_staging;
+      const QuantSpec spec = parse_quant_spec(r.quant.toStdString());
+      TransformPlan plan;
+      std::vector<std::string> notes;
+      nlohmann::json settings = nlohmann::json::object();
+      if (!r.settings_json.isEmpty()) settings = nlohmann::json::parse(r.settings_json.toStdString());
+      if (!r.plan_prefix.isEmpty()) {
+        if (r.plan_learned) {  // this session's private copy of a learned plan: no fingerprint to check
+          plan = load_transforms(r.plan_prefix.toStdString());
+        } else {  // a file: checked against the model, as latmix export --transforms does
+          CheckedTransforms t = load_transforms_checked(r.plan_prefix.toStdString(), source.toStdString());
+          plan = std::move(t.plan);
+          notes = std::move(t.notes);
+          if (!t.metadata.is_null() && t.metadata.contains("settings")) settings = t.metadata["settings"];
+        }
+      }
+      settings["method"] = r.method.toStdString();
+      job.cancel.check();
+      std::optional<CalibrationSet> calib;
+      if (spec.method == WeightMethod::Gptq) {
+        calib = load_learning_calibration(r.calibration, *tokenizer);
+        settings["calibration"] = {{"file", r.calibration.calib.toStdString()}, {"description", calib->describe()}};
+      }
+      ExportOptions eo;
+      eo.kind = parse_export_kind(r.kind.toStdString());
+      eo.out = r.out.toStdString();
+      eo.overwrite = r.overwrite;
+      eo.method = r.method.toStdString();
+      eo.settings = settings;
+      eo.transforms_source = r.transforms_source.toStdString();
+      eo.max_shard_bytes = static_cast<uint64_t>(r.shard_mb) << 20;
+      eo.verify = r.verify;
+      if (eo.verify && eo.kind == ExportKind::FoldedBf16 && QFileInfo::exists(verify_text)) {
+        eo.verify_ids = tokenizer->encode(read_text_file(verify_text.toStdString()));
+        eo.verify_text = verify_text.toStdString();
+        eo.verify_ppl.seqlen = r.verify_seqlen;
+        eo.verify_ppl.max_windows = r.verify_windows;
+      }
+      if (r.zip) {
+        if (fs::exists(target, ec) && !r.overwrite)
+          fail(r.out.toStdString(), "already exists", "a new path, or overwrite", "an existing file");
+        remove_staging.path = staging.string();
+        eo.out = staging.string();
+        eo.overwrite = false;
+        eo.space_factor = 2.0;
+      }
+      ExportResult res = export_model(*model, source.toStdString(), plan, spec, calib ? &*calib : nullptr, eo, job);
+      for (auto& n : notes) res.notes.insert(res.notes.begin(), n);
+      if (r.zip) {
+        write_bundle(staging.string(), r.out.toStdString(), r.overwrite, job);
+        const ExportVerification v = verify_bundle(r.out.toStdString(), job);
+        if (!v.ok()) {
+          fs::remove(target, ec);
+          fail(r.out.toStdString(), "the bundle failed its verification and was removed:\n" + v.describe());
+        }
+        res.verification.add("bundle " + target.filename().string(), true,
+                             std::to_string(v.checks.size()) + " entries match the manifest");
+        o.zip_bytes = static_cast<qint64>(fs::file_size(target, ec));
+      }
+      o.status = ExportOutcome::Status::Written;
+      o.bytes = static_cast<qint64>(res.bytes);
+      o.files = static_cast<int>(res.files.size());
+      o.seconds = res.seconds;
+      if (!res.quantization.spec.empty()) o.quantization = QString::fromStdString(res.quantization.describe());
+      o.verification = QString::fromStdString(res.verification.describe());
+      o.verified = res.verification.ok();
+      for (const auto& n : res.notes) o.notes << QString::fromStdString(n);
+    } catch (const Cancelled&) {
+      look(ExportOutcome::Status::Cancelled, "cancelled");
+      throw;
+    } catch (const std::exception& e) {
+      look(ExportOutcome::Status::Failed, QString::fromUtf8(e.what()));
+      throw;
+    }
+    // Posted once the staging folder is gone (the try block's scope), so that the outcome sees the final state.
+    EngineHost::post(self, [self, o] { self->showOutcome(o); });
+  });
+  updateButtons();
+  Q_EMIT statusText("export: starting");
+  return job_;
+}
+
+quint64 ExportPanel::verify(const QString& path) {
+  if (running() || verify_job_ != 0) return 0;
+  summary_->setText("Verifying " + path.toHtmlEscaped() + " ...<br><code>" +
+                    shell_command({"latmix", "verify", path}).toHtmlEscaped() + "</code>");
+  stage_.clear();
+  QPointer<ExportPanel> self(this);
+  verify_job_ = host_->submit("verify-export", [self, path](const JobControl& job) {
+    ExportOutcome o;
+    o.path = path;
+    try {
+      const std::string p = path.toStdString();
+      std::error_code ec;
+      ExportVerification v;
+      if (fs::is_regular_file(p, ec)) {
+        o.zipped = true;
+        o.kind = QString::fromStdString(read_bundle_manifest(p).value("kind", std::string("?")));
+        v = verify_bundle(p, job);
+      } else {
+        // As latmix verify: the perplexity check on the text the manifest recorded, with the folder's tokenizer.
+        std::vector<int32_t> ids;
+        const std::string text = manifest_verify_text(p);
+        if (!text.empty() && fs::is_regular_file(text, ec)) {
+          try {
+            const ModelConfig config = load_model_config(p);
+            auto tok = load_model_tokenizer(p, "", static_cast<int32_t>(config.vocab_size));
+            ids = tok->encode(read_text_file(text));
+          } catch (const std::exception& e) {  // a damaged file: the file checks say why
+            o.notes << "perplexity check skipped: " + QString::fromUtf8(e.what());
+          }
+        }
+        v = verify_export(p, ids, job);
+      }
+      o.status = ExportOutcome::Status::Verified;
+      o.verification = QString::fromStdString(v.describe());
+      o.verified = v.ok();
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const std::exception& e) {
+      o.status = ExportOutcome::Status::Verified;
+      o.verified = false;
+      o.message = QString::fromUtf8(e.what());
+      o.verification = "FAIL  " + o.message + "\n";
+    }
+    EngineHost::post(self, [self, o] { self->showOutcome(o); });
+  });
+  updateButtons();
+  return verify_job_;
+}
+
+void ExportPanel::cancel() {
+  if (job_ != 0) host_->cancel(job_);
+  if (verify_job_ != 0) host_->cancel(verify_job_);
+}
+
+void ExportPanel::onProgress(quint64 id, const QString& stage, qint64 done, qint64 total) {
+  if (id == 0 || (id != job_ && id != verify_job_)) return;
+  if (stage != stage_) {  // the ETA is per stage: each stage has its own unit and rate
+    stage_ = stage;
+    stage_first_done_ = done;
+    stage_clock_.start();
+  }
+  const bool bytes = is_byte_stage(stage);
+  auto amount = [bytes](qint64 n) { return bytes ? format_bytes(n) : QString::number(n); };
+  QString text = QString("%1 %2").arg(id == job_ ? "export:" : "verify:", stage);
+  if (total > 0) {
+    progress_->setValue(static_cast<int>(1000.0 * static_cast<double>(done) / static_cast<double>(total)));
+    text += QString(" %1 / %2 (%3%)").arg(amount(done), amount(total)).arg(100.0 * done / total, 0, 'f', 0);
+    const double secs = static_cast<double>(stage_clock_.elapsed()) / 1000.0;
+    const qint64 progressed = done - stage_first_done_;
+    if (progressed > 0 && secs > 0.2 && done < total) {
+      const double rate = static_cast<double>(progressed) / secs;
+      if (bytes) text += QString(", %1/s").arg(format_bytes(static_cast<qint64>(rate)));
+      text += ", ETA " + format_seconds(static_cast<double>(total - done) / rate);
+    }
+  } else {
+    progress_->setValue(0);
+    if (done > 0) text += " " + amount(done);
+  }
+  progress_text_->setText(text);
+  Q_EMIT statusText(text);
+}
+
+void ExportPanel::showOutcome(const ExportOutcome& o) {
+  // A verification of the export just written goes under its summary.
+  const bool of_last_export = last_.status == ExportOutcome::Status::Written && last_.path == o.path;
+  last_ = o;
+  if (o.status == ExportOutcome::Status::Verified) {
+    verify_job_ = 0;
+  } else {
+    job_ = 0;
+  }
+  updateButtons();
+  QString html;
+  auto pre = [](const QString& text) { return "<pre style='margin:2px'>" + text.toHtmlEscaped() + "</pre>"; };
+  auto left = [&o] {
+    if (o.leftovers.isEmpty() && o.target_untouched)
+      return QString("Nothing was left behind: no temp folder, no partial file, %1 untouched.")
+          .arg(o.path.toHtmlEscaped());
+    QString s = "<span style='color:#c0392b'>Left behind: " + o.leftovers.join(", ").toHtmlEscaped();
+    if (!o.target_untouched) s += " (and " + o.path.toHtmlEscaped() + ")";
+    return s + "</span>";
+  };
+  switch (o.status) {
+    case ExportOutcome::Status::Written: {
+      html = QString("<b style='color:%1'>%2</b> %3 export: <b>%4</b><br>%5 in %6 files%7, written in %8")
+                 .arg(o.verified ? "#1e8449" : "#c0392b", o.verified ? "Exported and verified" : "Exported, NOT verified",
+                      o.kind.toHtmlEscaped(), o.path.toHtmlEscaped(), format_bytes(o.bytes))
+                 .arg(o.files)
+                 .arg(o.zipped ? QString(", zipped to %1").arg(format_bytes(o.zip_bytes)) : QString())
+                 .arg(format_seconds(o.seconds));
+      if (!o.quantization.isEmpty()) html += pre(o.quantization.trimmed());
+      html += "<b>Verification</b>" + pre(o.verification.trimmed());
+      html += notes_html(o.notes);
+      written_html_ = html;
+      summary_->setText(html);  // before the signal: a handler may start the next job
+      Q_EMIT exported(o);
+      break;
+    }
+    case ExportOutcome::Status::Cancelled:
+      html = "<b>Export cancelled.</b> " + left();
+      Q_EMIT exportCancelled(o);
+      break;
+    case ExportOutcome::Status::Failed:
+      html = "<b style='color:#c0392b'>Export failed:</b> " + o.message.toHtmlEscaped() + "<br>" + left();
+      Q_EMIT exportFailed(o);
+      break;
+    case ExportOutcome::Status::Verified:
+      html = QString("<b style='color:%1'>%2</b>: %3%4")
+                 .arg(o.verified ? "#1e8449" : "#c0392b", o.verified ? "Verified" : "VERIFICATION FAILED",
+                      o.path.toHtmlEscaped(), o.kind.isEmpty() ? QString() : " (" + o.kind.toHtmlEscaped() + ")");
+      html += pre(o.verification.trimmed());
+      html += notes_html(o.notes);
+      if (of_last_export) html = written_html_ + "<hr>Checked again from disk (Verify bundle): " + html;
+      Q_EMIT verified(o);
+      break;
+  }
+  summary_->setText(html);
+  Q_EMIT statusText("");
+  updateCli();  // the next free name
+}
+
+void ExportPanel::chooseFolder() {
+  const QString dir = QFileDialog::getExistingDirectory(this, "Export into folder", folder_->text());
+  if (dir.isEmpty()) return;
+  folder_->setText(dir);
+  storeSettings();
+}
+
+void ExportPanel::verifyDialog() {
+  // One dialog for both: a .zip bundle, or an export folder by its manifest.json.
+  QString path = QFileDialog::getOpenFileName(this, "Verify an export: a .zip bundle, or a folder's manifest.json",
+                                              folder_->text(), "Exports (*.zip manifest.json);;All files (*)");
+  if (path.isEmpty()) return;
+  if (QFileInfo(path).fileName() == "manifest.json") path = QFileInfo(path).absolutePath();
+  verify(path);
+}
+
+void ExportPanel::restoreSettings() {
+  QSettings s;
+  s.beginGroup("export");
+  const QString docs = QStandardPaths::writableLocation(QStandardPaths::DocumentsLocation);
+  folder_->setText(s.value("folder", docs.isEmpty() ? QDir::homePath() : docs).toString());
+  setKind(s.value("kind", "compressed-tensors").toString());
+  zip_->setChecked(s.value("zip", true).toBool());
+  quant_->setCurrentText(s.value("quant", "").toString());
+  overwrite_->setChecked(false);  // never remembered: replacing is a decision per export
+  verify_check_->setChecked(s.value("verify", true).toBool());
+  verify_text_->setText(s.value("verify_text", "").toString());
+  verify_text_->setPlaceholderText("the bundled sample (" + QFileInfo(bundled_sample()).fileName() + ")");
+  verify_seqlen_->setValue(s.value("verify_seqlen", 256).toInt());
+  verify_windows_->setValue(s.value("verify_windows", 8).toInt());
+  shard_->setValue(s.value("shard_mb", 4096).toInt());
+  s.endGroup();
+}
+
+void ExportPanel::storeSettings() const {
+  QSettings s;
+  s.beginGroup("export");
+  s.setValue("folder", folder_->text());
+  s.setValue("kind", kind_->currentData());
+  s.setValue("zip", zip_->isChecked());
+  s.setValue("quant", quant_->currentText());
+  s.setValue("verify", verify_check_->isChecked());
+  s.setValue("verify_text", verify_text_->text());
+  s.setValue("verify_seqlen", verify_seqlen_->value());
+  s.setValue("verify_windows", verify_windows_->value());
+  s.setValue("shard_mb", shard_->value());
+  s.endGroup();
+}
+
+}  // namespace latmix::studio

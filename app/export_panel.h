@@ -1,0 +1,176 @@
+#pragma once
+// The Export screen (issue #9, item 5): one click writes the open model with the plan learned or
+// loaded in the Learn tab (none: rtn, no transforms) as compressed-tensors MXFP4 in a verified
+// .zip bundle (latmix export --as compressed-tensors --zip); Options shows every choice of
+// `latmix export`. The export runs on the EngineHost (export_model, write_bundle, verify_bundle)
+// with progress in bytes and an ETA; Cancel leaves nothing behind, and the summary says so after
+// looking. "Verify bundle..." checks an existing folder or .zip (latmix verify).
+
+#include <QElapsedTimer>
+#include <QString>
+#include <QStringList>
+#include <QWidget>
+
+#include <optional>
+
+#include "learn_controller.h"
+#include "learn_request.h"
+
+class QAction;
+class QCheckBox;
+class QComboBox;
+class QGroupBox;
+class QLabel;
+class QLineEdit;
+class QProgressBar;
+class QPushButton;
+class QSpinBox;
+
+namespace latmix::studio {
+
+class EngineHost;
+class ModelSession;
+class LearnPanel;
+
+/// Everything one export needs, as plain values (the options of `latmix export`).
+struct ExportRequest {
+  QString kind = "compressed-tensors";  ///< --as: folded-bf16, compressed-tensors, transforms
+  bool zip = true;                      ///< --zip: one .zip bundle (else a folder)
+  QString out;                          ///< --out: the folder, or the .zip with `zip`
+  QString quant = "mxfp4";              ///< --quant
+  QString method = "rtn";               ///< --method: recorded in the manifest
+  QString plan_prefix;                  ///< --transforms PREFIX ("" = no transforms)
+  bool plan_learned = false;            ///< the plan is a private copy of a run of this session (no fingerprint)
+  QString settings_json;                ///< the method's settings (LearnSettings::to_json), "" = none
+  QString transforms_source = "none";   ///< for the manifest
+  bool overwrite = false;               ///< --overwrite
+  bool verify = true;                   ///< !--no-verify
+  QString verify_text;                  ///< --verify-data (folded-bf16 perplexity check; "" = none)
+  int verify_seqlen = 256;              ///< --verify-seqlen
+  int verify_windows = 8;               ///< --verify-windows
+  int shard_mb = 4096;                  ///< --shard-size
+  LearnRequest calibration;             ///< the calibration text for weights=gptq (the Learn tab's)
+
+  /// The equivalent command line (`model` is the open model's path).
+  QString cliCommand(const QString& model) const;
+};
+
+/// What an export or a verification found, for the summary.
+struct ExportOutcome {
+  enum class Status { Written, Failed, Cancelled, Verified };
+  Status status = Status::Failed;
+  QString path;          ///< the export (folder or .zip) or the verified path
+  QString kind;          ///< the export kind
+  bool zipped = false;
+  qint64 bytes = 0;      ///< size of the exported files (before zipping)
+  qint64 zip_bytes = 0;  ///< size of the .zip
+  int files = 0;
+  double seconds = 0;
+  QString quantization;       ///< QuantReport::describe()
+  QString verification;       ///< ExportVerification::describe()
+  bool verified = false;      ///< every check passed
+  QStringList notes;
+  QString message;            ///< the error (Failed)
+  QStringList leftovers;      ///< after a cancel or failure: what the export left in the target's folder (none!)
+  bool target_untouched = true;  ///< after a cancel or failure: the target is as it was
+};
+
+class ExportPanel : public QWidget {
+  Q_OBJECT
+
+ public:
+  ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* learn, QWidget* parent = nullptr);
+  ~ExportPanel() override;
+
+  /// The request the controls describe, with the current plan and a free output name.
+  ExportRequest request() const;
+  /// Starts an export with the controls (the one-click Export); returns the job id (0: no model or busy).
+  quint64 startExport();
+  /// Starts an export of `r`; returns the job id (0: no model, or one runs).
+  quint64 startExport(const ExportRequest& r);
+  /// Verifies an export folder or .zip bundle (tag "verify-export"); returns the job id.
+  quint64 verify(const QString& path);
+  void cancel();
+  bool running() const { return job_ != 0; }
+
+  /// Uses this learned / loaded plan for the next exports (normally tracked from the Learn tab).
+  void setPlan(const LearnOutcome& plan);
+  void clearPlan();
+  /// The folder the output goes into, and the export options shown in the Options area.
+  void setOutputFolder(const QString& dir);
+  void setKind(const QString& kind);
+  void setZip(bool zip);
+  /// The quantization spec; "" follows the Learn tab's format.
+  void setQuant(const QString& spec);
+  /// Call when the open model changes (a plan of another model does not fit).
+  void modelChanged();
+  const ExportOutcome& lastOutcome() const { return last_; }
+  QAction* exportAction() const { return export_action_; }
+  QAction* verifyAction() const { return verify_action_; }
+
+ Q_SIGNALS:
+  /// One line for the status bar while an export runs: stage, bytes, ETA ("" when idle).
+  void statusText(const QString& text);
+  void exported(const latmix::studio::ExportOutcome& outcome);
+  void exportFailed(const latmix::studio::ExportOutcome& outcome);
+  void exportCancelled(const latmix::studio::ExportOutcome& outcome);
+  void verified(const latmix::studio::ExportOutcome& outcome);
+
+ private:
+  void buildUi();
+  void updatePlanText();
+  void updateButtons();
+  void updateCli();
+  void onProgress(quint64 id, const QString& stage, qint64 done, qint64 total);
+  void showOutcome(const ExportOutcome& o);
+  void chooseFolder();
+  void verifyDialog();
+  QString outputName(const ExportRequest& r) const;
+  void restoreSettings();
+  void storeSettings() const;
+
+  EngineHost* host_;
+  ModelSession* session_;
+  LearnPanel* learn_;
+  std::optional<LearnOutcome> plan_;
+  quint64 job_ = 0;
+  quint64 verify_job_ = 0;
+  ExportOutcome last_;
+  QString written_html_;  // the summary of the last export written
+  QElapsedTimer stage_clock_;
+  QString stage_;
+  qint64 stage_first_done_ = 0;
+
+  QLabel* plan_text_ = nullptr;
+  QLineEdit* folder_ = nullptr;
+  QLabel* target_ = nullptr;
+  QPushButton* export_ = nullptr;
+  QPushButton* options_button_ = nullptr;
+  QPushButton* verify_ = nullptr;
+  QPushButton* cancel_ = nullptr;
+  QGroupBox* options_ = nullptr;
+  QComboBox* kind_ = nullptr;
+  QCheckBox* zip_ = nullptr;
+  QComboBox* quant_ = nullptr;
+  QLineEdit* method_ = nullptr;
+  QLineEdit* name_ = nullptr;
+  QCheckBox* overwrite_ = nullptr;
+  QCheckBox* verify_check_ = nullptr;
+  QLineEdit* verify_text_ = nullptr;
+  QSpinBox* verify_seqlen_ = nullptr;
+  QSpinBox* verify_windows_ = nullptr;
+  QSpinBox* shard_ = nullptr;
+  QLineEdit* cli_ = nullptr;
+  QProgressBar* progress_ = nullptr;
+  QLabel* progress_text_ = nullptr;
+  QLabel* summary_ = nullptr;
+  QAction* export_action_ = nullptr;
+  QAction* verify_action_ = nullptr;
+};
+
+/// "1.5 GB", "17.3 MB", "512 B".
+QString format_bytes(qint64 bytes);
+
+}  // namespace latmix::studio
+
+Q_DECLARE_METATYPE(latmix::studio::ExportOutcome)
