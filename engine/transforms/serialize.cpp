@@ -102,6 +102,14 @@ std::vector<TransformPtr> read_list(const json& j, const char* key, const Safete
   return out;
 }
 
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_text_file(path));
+  } catch (const json::exception& e) {
+    fail(path, "JSON", "valid JSON", e.what());
+  }
+}
+
 }  // namespace
 
 TransformPtr transform_from_state(const json& description, const NamedTensors& tensors, const std::string& origin) {
@@ -140,12 +148,7 @@ void save_transforms(const std::string& path_prefix, const TransformPlan& plan, 
 
 TransformPlan load_transforms(const std::string& path_prefix) {
   const std::string json_path = path_prefix + ".json";
-  json j;
-  try {
-    j = json::parse(read_text_file(json_path));
-  } catch (const json::exception& e) {
-    fail(json_path, "JSON", "valid JSON", e.what());
-  }
+  const json j = read_json(json_path);
   if (!j.is_object() || j.value("format", "") != "latmix-transforms") {
     fail(json_path, "format", "\"latmix-transforms\"", j.is_object() ? j.value("format", "none") : "not an object");
   }
@@ -162,12 +165,7 @@ TransformPlan load_transforms(const std::string& path_prefix) {
 
 json load_transforms_metadata(const std::string& path_prefix) {
   const std::string json_path = path_prefix + ".json";
-  json j;
-  try {
-    j = json::parse(read_text_file(json_path));
-  } catch (const json::exception& e) {
-    fail(json_path, "JSON", "valid JSON", e.what());
-  }
+  const json j = read_json(json_path);
   if (!j.is_object() || !j.contains("metadata")) return nullptr;
   if (!j["metadata"].is_object()) fail(json_path, "key 'metadata'", "an object", j["metadata"].type_name());
   return j["metadata"];

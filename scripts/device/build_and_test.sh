@@ -5,16 +5,7 @@
 # Warnings are not errors there: its gcc 13 reports false positives inside LibTorch 2.11 headers.
 # Usage (from the repository root): bash scripts/device/build_and_test.sh [gtest filter]
 set -euo pipefail
-DEPS=/tmp/deps
-mkdir -p "$DEPS"
-for deb in .device/debs/*.deb; do dpkg -x "$deb" "$DEPS"; done
-for pc in "$DEPS"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$DEPS"/usr/share/pkgconfig/*.pc; do
-  [ -f "$pc" ] && sed -i "s|^prefix=.*|prefix=$DEPS/usr|" "$pc"
-done
-export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig"
-export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+source scripts/device/deps.sh
 # nvcc for the fused CUDA MX kernels (engine/mx/cuda), built when LibTorch has CUDA.
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \

@@ -12,16 +12,7 @@
 set -euo pipefail
 OUT=${OUT:-/tmp/export-client}
 mkdir -p "$OUT"
-DEPS=/tmp/deps
-mkdir -p "$DEPS"
-for deb in .device/debs/*.deb; do dpkg -x "$deb" "$DEPS"; done
-for pc in "$DEPS"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$DEPS"/usr/share/pkgconfig/*.pc; do
-  [ -f "$pc" ] && sed -i "s|^prefix=.*|prefix=$DEPS/usr|" "$pc"
-done
-export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig"
-export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+source scripts/device/deps.sh
 cmake -S . -B /tmp/build-export -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF -DLATMIX_BUILD_TESTS=OFF \
   -DLATMIX_CUDA_KERNELS=OFF -DLATMIX_WERROR=OFF -DLATMIX_USE_CCACHE=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" >/dev/null

@@ -20,15 +20,7 @@ finish() { tar -czf "$O/learn-results.tgz" -C "$R" . ; log "results in $O/learn-
 trap finish EXIT
 
 if [ ! -x /tmp/build-cuda/engine/latmix ]; then
-  DEPS=/tmp/deps
-  mkdir -p "$DEPS"
-  for deb in .device/debs/*.deb; do dpkg -x "$deb" "$DEPS"; done
-  for pc in "$DEPS"/usr/lib/x86_64-linux-gnu/pkgconfig/*.pc "$DEPS"/usr/share/pkgconfig/*.pc; do
-    [ -f "$pc" ] && sed -i "s|^prefix=.*|prefix=$DEPS/usr|" "$pc"
-  done
-  export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share/pkgconfig"
-  TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
-  GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+  source scripts/device/deps.sh
   NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
