@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "args.h"
+#include "latmix/calib_data.h"
 #include "latmix/model.h"
 #include "latmix/tokenizer.h"
 
@@ -35,6 +36,9 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype);
+
+/// The GPTQ calibration sequences of --calib FILE, --calib-samples N, --calib-seqlen L (eval, export).
+CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tokenizer);
 
 /// Options shared by the commands that load a model.
 OptionSpec model_option();

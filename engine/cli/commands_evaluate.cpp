@@ -107,14 +107,6 @@ void print_table(const std::vector<TaskResult>& fp, const std::vector<TaskResult
   for (const TaskResult& r : fp) std::printf("  %-*s %s\n", w, r.task.c_str(), r.convention.c_str());
 }
 
-// ---- The quantized model (docs/quantization.md): --quant SPEC [--calib FILE] --------------------
-
-CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tok) {
-  CalibrationOptions co;
-  co.samples = args.integer("calib-samples");
-  co.seqlen = args.integer("calib-seqlen");
-  return load_calibration_text(args.get("calib"), tok, co);
-}
 
 std::vector<TaskResult> run_quantized(const Args& args, const LoadedModel& m, const std::vector<std::string>& tasks,
                                       const EvalOptions& o, const JobControl& job, json& info) {
@@ -158,6 +150,14 @@ int run_eval(const Args& args) {
 }
 
 }  // namespace
+
+
+CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tok) {
+  CalibrationOptions co;
+  co.samples = args.integer("calib-samples");
+  co.seqlen = args.integer("calib-seqlen");
+  return load_calibration_text(args.get("calib"), tok, co);
+}
 
 std::vector<Command> evaluate_commands() {
   return {

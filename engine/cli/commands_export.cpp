@@ -82,13 +82,6 @@ MethodPlan obtain_method_plan(const std::string& method, const Model& model, con
   return out;
 }
 
-CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tok) {
-  CalibrationOptions co;
-  co.samples = args.integer("calib-samples");
-  co.seqlen = args.integer("calib-seqlen");
-  return load_calibration_text(args.get("calib"), tok, co);
-}
-
 // The text of the perplexity check: --verify-data, else the bundled calibration sample.
 std::string verify_text_path(const Args& args) {
   if (args.has("verify-data")) return args.get("verify-data");
