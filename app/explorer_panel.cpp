@@ -198,13 +198,27 @@ quint64 ExplorerPanel::calibrate() {
   run_->setEnabled(false);
   return host_->submit("calibrate", [this, model, tokenizer, request](const JobControl& job) {
     auto stats = computeStats(*model, *tokenizer, request, job);
-    EngineHost::post(this, [this, stats] { showStats(stats); });
+    EngineHost::post(this, [this, stats, model] { showStats(stats, model); });
   });
 }
 
-void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats) {
-  stats_ = std::move(stats);
+int ExplorerPanel::outlierRows() const { return outliers_->rowCount(); }
+
+void ExplorerPanel::modelChanged() {
+  removePlanChoices();
+  stats_.reset();
+  outlier_layer_ = -1;
+  outliers_->setRowCount(0);
+  outliers_->setToolTip(QString());
+  heatmap_->setData({});
+  if (canvas_ != nullptr) canvas_->update();
+  summary_->setText("No statistics yet for this model: choose a text and press Calibrate.");
+}
+
+void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source) {
   run_->setEnabled(true);
+  if (!stats || source != session_->model()) return;  // computed for a model that is no longer open
+  stats_ = std::move(stats);
   summary_->setText(QString("%1 sequences x %2 tokens (%3 tokens), %4, transform %5. Hover a cell for numbers and "
                             "its layer's outlier channels; click it to open the block in the microscope.")
                         .arg(stats_->sequences).arg(stats_->seqlen).arg(stats_->tokens)
@@ -262,7 +276,13 @@ void ExplorerPanel::updateOutliers(int layer) {
     const OutlierChannel& o = outliers[static_cast<size_t>(r)];
     QStringList toks;
     for (const auto& t : o.tokens) {
-      const QString text = tokenizer && t.token_id >= 0 ? QString::fromStdString(tokenizer->decode({t.token_id})) : "?";
+      QString text = "?";
+      if (tokenizer && t.token_id >= 0 && t.token_id < tokenizer->vocab_size()) {
+        try {
+          text = QString::fromStdString(tokenizer->decode({t.token_id}));
+        } catch (const std::exception&) {  // an id the tokenizer cannot decode: show it as "?"
+        }
+      }
       QString shown = text;
       shown.replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t");
       toks << QString("'%1' (%2)").arg(shown).arg(static_cast<double>(t.value), 0, 'g', 3);

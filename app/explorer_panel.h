@@ -69,7 +69,17 @@ class ExplorerPanel : public QWidget {
   /// Removes the plan choices (another model is open: they would not fit it).
   void removePlanChoices();
   /// Shows statistics computed elsewhere (e.g. with a snapshot of a plan that is still learning).
-  void showStats(std::shared_ptr<latmix::ActivationStats> stats);
+  /// Statistics of a model that is no longer the session's (a switch while they were computed)
+  /// are dropped: their token ids and layers belong to the other model.
+  void showStats(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source);
+  /// Fills the outlier table with one layer's channels and the tokens behind them (what hovering a
+  /// heatmap row does). Nothing without statistics.
+  void updateOutliers(int layer);
+  /// The outlier table's rows, as shown (tests).
+  int outlierRows() const;
+  /// Another model is open: clears the statistics, heatmap, outlier table and summary, and the
+  /// plan choices (they would not fit it).
+  void modelChanged();
 
  Q_SIGNALS:
   void calibrated();
@@ -79,7 +89,6 @@ class ExplorerPanel : public QWidget {
  private:
   void buildControls();
   void updateHeatmap();
-  void updateOutliers(int layer);
 
   EngineHost* host_;
   ModelSession* session_;

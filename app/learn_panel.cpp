@@ -354,7 +354,6 @@ void LearnPanel::setLogScale(bool on) {
 void LearnPanel::modelChanged() {
   // The settings stay (they belong to the method and the device); a plan of another model does not fit.
   controller_->clearPlan();
-  explorer_->removePlanChoices();
   summary_->setText("No result yet.");
   updateButtons();
   updateCli();
@@ -535,7 +534,7 @@ bool LearnPanel::refreshHeatmap() {
       r.plan_prefix = prefix;
       r.transform = QString("%1, step %2").arg(method).arg(step).toStdString();
       auto stats = ExplorerPanel::computeStats(*model, *tokenizer, r, job);
-      EngineHost::post(explorer, [explorer, stats] { explorer->showStats(stats); });
+      EngineHost::post(explorer, [explorer, stats, model] { explorer->showStats(stats, model); });
       EngineHost::post(self, [self, step] {
         self->updateButtons();
         Q_EMIT self->heatmapRefreshed(step);

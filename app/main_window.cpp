@@ -276,6 +276,7 @@ void MainWindow::showModel(const ModelSummary& s) {
   data.values = s.overview.max_over_rms;
   heatmap_->setData(std::move(data));
   if (overview_ != nullptr) overview_->update();
+  explorer_->modelChanged();
   microscope_->modelChanged();
   learn_->modelChanged();
   export_->modelChanged();

@@ -154,8 +154,13 @@ void MicroscopePanel::refresh() {
     data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
                      .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())
                      .arg(b).arg(nblocks).arg(b * 32).arg(b * 32 + values.numel() - 1);
-    EngineHost::post(this, [this, data, ids] {
+    const int shown_token = static_cast<int>(t), shown_block = static_cast<int>(b);
+    EngineHost::post(this, [this, data, ids, shown_token, shown_block] {
       sample_ids_ = ids;
+      // The spin boxes say what is shown: a block or token past this point's end was clamped.
+      const QSignalBlocker keep_block(block_), keep_token(token_);
+      block_->setValue(shown_block);
+      token_->setValue(shown_token);
       show(data);
     });
   });

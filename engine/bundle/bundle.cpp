@@ -9,6 +9,7 @@
 #include <QString>
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -52,13 +53,29 @@ class TempZip {
     if (!committed_) ::unlink(path_.c_str());
   }
   const std::string& path() const { return path_; }
-  void commit(const std::string& target) {
+  // A file that appeared at the target while the zip was written is replaced only with
+  // `overwrite` (renameat2 RENAME_NOREPLACE; plain rename where the file system lacks it).
+  void commit(const std::string& target, bool overwrite) {
     const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
       ::fsync(fd);
       ::close(fd);
     }
-    if (::rename(path_.c_str(), target.c_str()) != 0) fail(target, "rename failed", "", std::strerror(errno));
+    int rc = overwrite ? ::rename(path_.c_str(), target.c_str())
+                       : ::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && !overwrite && (errno == EINVAL || errno == ENOSYS)) {
+      struct stat st {};
+      if (::lstat(target.c_str(), &st) == 0) {
+        errno = EEXIST;
+      } else {
+        rc = ::rename(path_.c_str(), target.c_str());
+      }
+    }
+    if (rc != 0 && errno == EEXIST) {
+      fail(target, "appeared while the bundle was written; refusing to replace it (nothing was written)",
+           "a new path, or --overwrite", "an existing file");
+    }
+    if (rc != 0) fail(target, "rename failed", "", std::strerror(errno));
     committed_ = true;
     const fs::path dir = fs::path(target).has_parent_path() ? fs::path(target).parent_path() : fs::path(".");
     const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -178,7 +195,7 @@ void write_bundle(const std::string& folder, const std::string& zip_path, bool o
     }
   }
   job.cancel.check();
-  temp.commit(zip_path);
+  temp.commit(zip_path, overwrite);
 }
 
 nlohmann::json read_bundle_manifest(const std::string& zip_path) {

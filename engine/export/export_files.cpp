@@ -91,26 +91,55 @@ TempFolder::~TempFolder() {
   fs::remove_all(path_, ec);
 }
 
-void TempFolder::commit() {
+namespace {
+
+// rename(2) that fails with EEXIST when `to` exists (renameat2 RENAME_NOREPLACE), or swaps the two
+// atomically (RENAME_EXCHANGE). Where the file system lacks renameat2 (EINVAL), NOREPLACE falls
+// back to a check then rename (a short window) and EXCHANGE reports the error.
+int rename_noreplace(const std::string& from, const std::string& to) {
+  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  struct stat st {};
+  if (::lstat(to.c_str(), &st) == 0) {
+    errno = EEXIST;
+    return -1;
+  }
+  return ::rename(from.c_str(), to.c_str());
+}
+
+int rename_exchange(const std::string& a, const std::string& b) {
+  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE);
+}
+
+}  // namespace
+
+void TempFolder::commit(bool overwrite) {
   for (const auto& entry : fs::directory_iterator(path_)) {
     if (entry.is_regular_file()) fsync_path(entry.path().string());
   }
   fsync_path(path_);
-  std::error_code ec;
-  std::string aside;
-  if (fs::exists(fs::symlink_status(target_, ec))) {
-    // Replace an earlier export: move it aside, move the new one in, then delete the old one.
-    aside = path_ + ".old";
-    if (::rename(target_.c_str(), aside.c_str()) != 0)
-      fail(target_, "cannot move the earlier export aside", "", errno_text());
-  }
-  if (::rename(path_.c_str(), target_.c_str()) != 0) {
-    const std::string why = errno_text();
-    if (!aside.empty()) ::rename(aside.c_str(), target_.c_str());
-    fail(target_, "cannot rename the finished export into place", "", why);
+  // Whatever is at the target now is judged now, not at the start: a folder that appeared while
+  // the export ran is never replaced unless it is an earlier export and --overwrite was given.
+  if (rename_noreplace(path_, target_) != 0) {
+    const int err = errno;
+    if (err != EEXIST && err != ENOTEMPTY) fail(target_, "cannot rename the finished export into place", "", std::strerror(err));
+    if (!overwrite) {
+      fail(target_, "appeared while the export ran; refusing to replace it (nothing was written)",
+           "a new path, or --overwrite to replace an earlier export", "an existing file or folder");
+    }
+    std::error_code ec;
+    if (!fs::is_directory(fs::symlink_status(target_, ec)) || !is_earlier_export(target_)) {
+      fail(target_, "refusing to replace it (nothing was written)",
+           "an earlier export (a folder with a latmix manifest.json) or an empty folder", "something else");
+    }
+    // One atomic swap: the target is never absent; the earlier export ends up at our temp path.
+    if (rename_exchange(path_, target_) != 0) {
+      fail(target_, "cannot replace the earlier export atomically (rename exchange)", "", errno_text());
+    }
+    committed_ = true;
+    fs::remove_all(path_, ec);
   }
   committed_ = true;
-  if (!aside.empty()) fs::remove_all(aside, ec);
   fsync_path(parent_of(target_));
 }
 

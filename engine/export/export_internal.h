@@ -24,9 +24,11 @@ class TempFolder {
   TempFolder(const TempFolder&) = delete;
   TempFolder& operator=(const TempFolder&) = delete;
   const std::string& path() const { return path_; }
-  /// fsyncs every file and the folder, then renames it to the target (an existing target, which
-  /// check_target() allowed, is moved aside first and removed after), then fsyncs the parent.
-  void commit();
+  /// fsyncs every file and the folder, then renames it to the target without replacing anything.
+  /// A target that exists at that moment is refused unless `overwrite` and it is an earlier export
+  /// (or empty); then the two are swapped atomically (the target is never absent) and the earlier
+  /// one removed. Then fsyncs the parent.
+  void commit(bool overwrite);
 
  private:
   std::string target_, path_;

@@ -182,7 +182,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   }
   write_text((fs::path(temp.path()) / "manifest.json").string(), manifest.dump(2) + "\n");
   job.cancel.check();
-  temp.commit();
+  temp.commit(o.overwrite);
   result.path = o.out;
   result.manifest = std::move(manifest);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -29,9 +29,15 @@ Llama2cHeader parse_llama2c_header(const uint8_t* bytes, size_t available, uint6
   }
   int32_t f[7];
   std::memcpy(f, bytes, sizeof(f));
-  Llama2cHeader h{f[0], f[1], f[2], f[3], f[4], f[5], f[6], true};
-  h.shared_classifier = h.vocab_size > 0;
-  if (h.vocab_size < 0) h.vocab_size = -h.vocab_size;
+  // A negative vocab_size means an unshared classifier. Negate in 64 bits: -INT32_MIN overflows int32
+  // (undefined behaviour that let such a header past the range check below).
+  const int64_t raw_vocab = f[5];
+  const int64_t vocab = raw_vocab < 0 ? -raw_vocab : raw_vocab;
+  if (vocab > (1 << 22) || vocab == 0) {
+    fail(path, "llama2.c header field vocab_size out of range", "1..4194304 (negative: unshared classifier)",
+         std::to_string(raw_vocab));
+  }
+  Llama2cHeader h{f[0], f[1], f[2], f[3], f[4], static_cast<int32_t>(vocab), f[6], raw_vocab > 0};
   const char* names[] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
   const int32_t values[] = {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab_size, h.seq_len};
   const int32_t limits[] = {1 << 16, 1 << 18, 1024, 1024, 1024, 1 << 22, 1 << 22};

@@ -12,12 +12,14 @@
 #include <QTest>
 
 #include "engine_host.h"
+#include "explorer_panel.h"
 #include "export_panel.h"
 #include "main_window.h"
 #include "model_session.h"
 #include "tour.h"
 
 using latmix::studio::EngineHost;
+using latmix::studio::ExplorerPanel;
 using latmix::studio::ExportOutcome;
 using latmix::studio::ExportPanel;
 using latmix::studio::ExportRequest;
@@ -28,6 +30,13 @@ using latmix::studio::Tour;
 namespace {
 
 const QString kModel = QStringLiteral(LATMIX_SOURCE_DIR "/resources/models/gutenberg-llama-6M");
+
+// stories260K.bin from the shared data ($LATMIX_DATA_DIR or ../shared/data beside the checkout).
+QString storiesModel() {
+  const QByteArray env = qgetenv("LATMIX_DATA_DIR");
+  const QString data = env.isEmpty() ? QStringLiteral(LATMIX_TEST_DATA_DIR) : QString::fromLocal8Bit(env);
+  return data + "/models/stories260K/stories260K.bin";
+}
 
 QStringList entries(const QString& dir) {
   return QDir(dir).entryList(QDir::AllEntries | QDir::Hidden | QDir::System | QDir::NoDotAndDotDot);
@@ -87,6 +96,51 @@ class TestStudioWindow : public QObject {
     QVERIFY(!again.tour()->isVisible());
     QSettings().remove("tour/done");
     QVERIFY(again.startTourIfFirstRun());
+  }
+
+  // Issue 17's Blocker: calibrate the explorer on one model, open another (a llama2.c model whose
+  // vocabulary is 512 tokens), hover every layer: the old token ids must never reach the new
+  // tokenizer (it threw inside a Qt slot and killed the app). The views are reset on the switch,
+  // and a calibration of the old model that finishes after the switch is dropped.
+  void modelSwitchAfterCalibrationResetsTheExplorer() {
+    if (!QFileInfo::exists(storiesModel())) QSKIP("stories260K.bin not in the shared data folder (LATMIX_DATA_DIR)");
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    ExplorerPanel* e = w.explorer();
+    QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
+    QVERIFY(e->calibrate() != 0);
+    QVERIFY(calibrated.wait(300000));
+    QVERIFY(e->hasStats());
+    e->updateOutliers(1);
+    QVERIFY(e->outlierRows() > 0);
+
+    w.openModel(storiesModel());
+    QVERIFY(opened.wait(120000));
+    QVERIFY(!e->hasStats());
+    QCOMPARE(e->outlierRows(), 0);
+    for (int layer = 0; layer < 6; ++layer) e->updateOutliers(layer);  // a hover: nothing to show, no throw
+    QCOMPARE(e->outlierRows(), 0);
+
+    // Calibrate the new model: its own tokens decode.
+    QVERIFY(e->calibrate() != 0);
+    QVERIFY(calibrated.wait(300000));
+    QVERIFY(e->hasStats());
+    for (int layer = 0; layer < 5; ++layer) e->updateOutliers(layer);
+    QVERIFY(e->outlierRows() > 0);
+
+    // A calibration queued just before another model opens: whatever order its result and the
+    // switch arrive in, the views end empty for the new model.
+    QVERIFY(e->calibrate() != 0);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(300000));
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 300000);
+    QTest::qWait(50);  // a posted result, if any, is delivered
+    QVERIFY(!e->hasStats());
+    QCOMPARE(e->outlierRows(), 0);
   }
 
   void exportsAVerifiedBundleAndVerifiesIt() {

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+
 #include "latmix/config.h"
 #include "latmix/error.h"
 #include "latmix/llama2c.h"
@@ -147,4 +149,35 @@ TEST(Llama2cHeader, Stories260KShapeAndSizeCheck) {
   EXPECT_THROW(latmix::parse_llama2c_header(reinterpret_cast<const uint8_t*>(f), 28, 1056540, "s.bin"),
                latmix::Error);
   EXPECT_THROW(latmix::parse_llama2c_header(reinterpret_cast<const uint8_t*>(f), 10, 10, "s.bin"), latmix::Error);
+}
+
+// Issue 20, High 2: vocab_size = INT32_MIN (its negation overflows int32) and the other extremes
+// are refused with the field named, before any arithmetic on them.
+TEST(Llama2cHeader, ExtremeFieldsAreRefusedNamingTheField) {
+  for (int32_t v : {INT32_MIN, INT32_MIN + 1, INT32_MAX, 0, -(1 << 23)}) {
+    int32_t f[7] = {64, 172, 5, 8, 4, v, 512};
+    try {
+      latmix::parse_llama2c_header(reinterpret_cast<const uint8_t*>(f), 28, 28, "s.bin");
+      ADD_FAILURE() << "vocab_size " << v << " accepted";
+    } catch (const latmix::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("vocab_size"), std::string::npos) << e.what();
+    }
+  }
+  for (int field = 0; field < 7; ++field) {
+    for (int32_t v : {INT32_MIN, -1, INT32_MAX}) {
+      int32_t f[7] = {64, 172, 5, 8, 4, 512, 512};
+      f[field] = v;
+      if (field == 5 && v == -1) continue;  // -1: a 1-token unshared classifier, size check refuses it
+      EXPECT_THROW(latmix::parse_llama2c_header(reinterpret_cast<const uint8_t*>(f), 28, 28, "s.bin"),
+                   latmix::Error)
+          << "field " << field << " = " << v;
+    }
+  }
+  // A negative vocab_size in range still means an unshared classifier.
+  int32_t f[7] = {64, 172, 5, 8, 4, -512, 512};
+  try {
+    latmix::parse_llama2c_header(reinterpret_cast<const uint8_t*>(f), 28, 28, "s.bin");
+  } catch (const latmix::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("size does not match"), std::string::npos) << e.what();
+  }
 }

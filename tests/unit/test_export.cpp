@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "latmix/error.h"
@@ -299,6 +300,54 @@ TEST(Export, TargetChecksSpaceAndCancelLeaveNothing) {
   EXPECT_NE(run(root + "/again", false).find("already exists"), std::string::npos);
   EXPECT_EQ(run(root + "/again", true), "");
   EXPECT_TRUE(latmix::verify_export(root + "/again").ok());
+  EXPECT_FALSE(dir_has_temp(root));
+}
+
+// Issue 20, High 1: a folder that appears at --out while the export runs is never replaced
+// without overwrite, and only when it is an earlier export with it; two exports to one new path:
+// the second is refused, not silently swapped in.
+TEST(Export, TargetThatAppearsDuringTheExportIsNeverReplaced) {
+  const std::string root = latmix::test::temp_dir("export-race");
+  const std::string src = write_tiny_model(root + "/src");
+  const latmix::Model fp = latmix::load_model(src);
+  const latmix::QuantSpec spec = latmix::parse_quant_spec("w=mxfp4");
+  auto run_with = [&](const std::string& out, bool overwrite, const std::function<void()>& during) {
+    latmix::ExportOptions o;
+    o.out = out;
+    o.overwrite = overwrite;
+    bool done = false;
+    latmix::JobControl job;
+    job.progress = [&](std::string_view stage, int64_t, int64_t) {
+      if (stage == "write" && !done) {
+        done = true;
+        during();
+      }
+    };
+    return message_of([&] { latmix::export_model(fp, src, {}, spec, nullptr, o, job); });
+  };
+  const std::string out = root + "/out";
+  auto user_folder = [&] {
+    fs::create_directories(out);
+    std::ofstream(out + "/notes.txt") << "mine";
+  };
+  EXPECT_NE(run_with(out, false, user_folder).find("appeared while the export ran"), std::string::npos);
+  EXPECT_TRUE(fs::exists(out + "/notes.txt"));
+  EXPECT_NE(run_with(out + "2", true, [&] {
+              fs::create_directories(out + "2");
+              std::ofstream(out + "2/notes.txt") << "mine";
+            }).find("refusing to replace it"),
+            std::string::npos);
+  EXPECT_TRUE(fs::exists(out + "2/notes.txt"));
+  EXPECT_FALSE(dir_has_temp(root));
+  // A second export to the same new path finishing first: the later one is refused.
+  const std::string both = root + "/both";
+  EXPECT_NE(run_with(both, false, [&] { EXPECT_EQ(run_with(both, false, [] {}), ""); })
+                .find("appeared while the export ran"),
+            std::string::npos);
+  EXPECT_TRUE(latmix::verify_export(both).ok());
+  // With overwrite, an earlier export that appears is swapped out atomically and removed.
+  EXPECT_EQ(run_with(both, true, [&] {}), "");
+  EXPECT_TRUE(latmix::verify_export(both).ok());
   EXPECT_FALSE(dir_has_temp(root));
 }
 
