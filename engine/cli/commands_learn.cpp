@@ -44,6 +44,13 @@ std::vector<OptionSpec> learn_options() {
       {"mode", "e2e|layerwise", "end-to-end, or one decoder layer at a time", "", false},
       {"loss", "kl|ce|mse", "objective (mse: layer-wise only)", "", false},
       {"seed", "N", "seed of the random rotations and the batch order", "0", false},
+      {"micro-batch", "N",
+       "end-to-end: sequences per forward/backward pass, gradients accumulated over the batch "
+       "(default: the most that fit in the device's free memory; CPU: the batch)",
+       "", false},
+      {"loss-chunk", "N", "end-to-end: positions per lm_head + loss chunk (default: 256 MB of logits)", "", false},
+      {"recompute", "yes|no",
+       "end-to-end: keep only each layer's input and recompute the layer in the backward pass", "yes", false},
   };
 }
 
@@ -84,6 +91,17 @@ LearnSettings settings_from_args(const Args& args, const std::string& method, at
     if (v != "cayley" && v != "exp") throw UsageError("--rotation-map: expected cayley or exp, found '" + v + "'");
     s.rotation_map = v == "exp" ? RotationTransform::Map::Exp : RotationTransform::Map::Cayley;
   }
+  if (args.has("micro-batch")) {
+    s.micro_batch = args.integer("micro-batch");
+    if (s.micro_batch < 1) throw UsageError("--micro-batch: expected 1 or more");
+  }
+  if (args.has("loss-chunk")) {
+    s.loss_chunk = args.integer("loss-chunk");
+    if (s.loss_chunk < 1) throw UsageError("--loss-chunk: expected 1 or more");
+  }
+  const std::string recompute = args.get("recompute");
+  if (recompute != "yes" && recompute != "no") throw UsageError("--recompute: expected yes or no, found '" + recompute + "'");
+  s.checkpoint_layers = recompute == "yes";
   if (args.has("mode")) s.mode = parse_learn_mode(args.get("mode"));
   if (args.has("loss")) s.loss = parse_learn_loss(args.get("loss"));
   if (args.has("mode") && !args.has("loss")) {
@@ -152,6 +170,9 @@ int run_learn(const Args& args) {
                  to_string(s.optimizer).c_str(), s.lr);
   }
   LearnControl control;
+  control.on_note = [&](const std::string& note) {
+    if (!quiet) std::fprintf(stderr, "%s\n", note.c_str());
+  };
   control.on_step = [&](const LearnEvent& e) {
     if (events) *events << e.to_json().dump() << "\n" << std::flush;
     if (quiet) return;
@@ -170,6 +191,7 @@ int run_learn(const Args& args) {
               {"steps", r.curve.size()},
               {"resumed", r.resumed},
               {"calibration", calib ? calib->describe() : ""}};
+  if (!r.memory_plan.empty()) out["memory"] = r.memory_plan;
   if (!r.curve.empty()) {
     out["first_loss"] = r.curve.front().loss;
     out["final_loss"] = r.curve.back().loss;

@@ -16,71 +16,16 @@
 #include "latmix/files.h"
 #include "latmix/tensor_io.h"
 #include "learn/learn_internal.h"
+#include "learn/student.h"
 
 namespace latmix {
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A learned transform frozen into dense matrices for one step: A, A^-1 and v are computed once
-// from the parameters (with autograd) and every fold and online application reuses them.
-class DenseTransform : public Transform {
- public:
-  DenseTransform(at::Tensor a, at::Tensor a_inv, at::Tensor v)
-      : Transform(a.size(0)), a_(std::move(a)), a_inv_(std::move(a_inv)), v_(std::move(v)) {}
-  std::string kind() const override { return "dense"; }
-  at::Tensor bias() const override { return v_; }
-  void to(at::Device) override {}
-  /// y A^-T (no bias).
-  at::Tensor inverse_linear(const at::Tensor& y) const { return apply_inverse_linear(y); }
-  NamedTensors state() const override { return {{"a", a_}}; }
-
- protected:
-  // In float32 whatever the caller's dtype: the folds call these with float64 weights, which
-  // learning does not need (and which cost 2x on a CPU, more on most GPUs).
-  at::Tensor apply_linear(const at::Tensor& x) const override {
-    return at::matmul(x.to(at::kFloat), a_.t()).to(x.scalar_type());
-  }
-  at::Tensor apply_inverse_linear(const at::Tensor& y) const override {
-    return at::matmul(y.to(at::kFloat), a_inv_.t()).to(y.scalar_type());
-  }
-  at::Tensor apply_inverse_right(const at::Tensor& w) const override {
-    return at::matmul(w.to(at::kFloat), a_inv_).to(w.scalar_type());
-  }
-
- private:
-  at::Tensor a_, a_inv_, v_;
-};
-
-bool trainable(const TransformPtr& t) {
-  if (!t) return false;
-  for (const auto& p : t->parameters()) {
-    if (p.requires_grad()) return true;
-  }
-  return false;
-}
-
-TransformPtr densify(const TransformPtr& t) {
-  if (!trainable(t)) return t;
-  return std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
-}
-
-TransformPlan densify(const TransformPlan& plan) {
-  TransformPlan out;
-  out.residual = densify(plan.residual);
-  auto list = [](const std::vector<TransformPtr>& in) {
-    std::vector<TransformPtr> o;
-    o.reserve(in.size());
-    for (const auto& t : in) o.push_back(densify(t));
-    return o;
-  };
-  out.value = list(plan.value);
-  out.down_online = list(plan.down_online);
-  out.attn_online = list(plan.attn_online);
-  out.mlp_online = list(plan.mlp_online);
-  return out;
-}
+using learn_detail::build_student;
+using learn_detail::densify;
+using learn_detail::trainable;
 
 std::vector<at::Tensor> trainable_parameters(const TransformPlan& plan) {
   std::vector<at::Tensor> out;
@@ -88,65 +33,6 @@ std::vector<at::Tensor> trainable_parameters(const TransformPlan& plan) {
     if (p.requires_grad()) out.push_back(p);
   }
   return out;
-}
-
-// The residual transform at the embedding output and (its linear inverse) at the lm_head input,
-// instead of folded into the vocab x hidden matrices (FoldOptions::residual_skips_embedding_and_head).
-class EmbedHeadHook : public CaptureHook {
- public:
-  EmbedHeadHook(std::shared_ptr<DenseTransform> t, int64_t layers) : t_(std::move(t)), layers_(layers) {}
-  bool wants(CapturePoint point, int64_t layer) const override {
-    return (point == CapturePoint::Residual && layer == 0) || (point == CapturePoint::FinalNormOut && layer == layers_);
-  }
-  at::Tensor on_capture(CapturePoint point, int64_t, const at::Tensor& x) override {
-    return point == CapturePoint::Residual ? t_->forward(x) : t_->inverse_linear(x);
-  }
-
- private:
-  std::shared_ptr<DenseTransform> t_;
-  int64_t layers_;
-};
-
-// The student: folded weights (through autograd), covered weights fake-quantized (STE), online
-// transforms and activation quantization as hooks. `only_layer` >= 0: only that layer's weights
-// are quantized (layer-wise learning runs that layer alone).
-Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
-  FoldOptions options;
-  options.missing_bias = MissingBias::Drop;
-  // With lm_head kept in high precision, the model's function is the same whether T goes into
-  // the embedding and lm_head or runs at their input/output; the latter is far cheaper.
-  std::shared_ptr<DenseTransform> embed_head;
-  if (dense.residual && !spec.lm_head) {
-    embed_head = std::dynamic_pointer_cast<DenseTransform>(dense.residual);
-    if (!embed_head) {
-      const TransformPtr& t = dense.residual;
-      embed_head = std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
-      dense.residual = embed_head;
-    }
-    options.residual_skips_embedding_and_head = true;
-  }
-  ModelWeights w = folded_weights(fp, dense, options);
-  const int64_t layers = fp.config().num_layers;
-  if (spec.weights) {
-    for (int64_t l = 0; l < layers; ++l) {
-      if (!spec.covers_layer(l, layers) || (only_layer >= 0 && l != only_layer)) continue;
-      LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-      for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
-        *t = fake_quantize(*t, *spec.weights, -1);
-      }
-    }
-  }
-  if (spec.lm_head && only_layer < 0) w.lm_head = fake_quantize(w.lm_head, *spec.lm_head, -1);
-  Model student(fp.config(), std::move(w));
-  for (const auto& hook : fp.hooks()) student.add_hook(hook);
-  if (auto online = OnlineTransformHook::for_plan(dense)) student.add_hook(online);
-  if (spec.activations) {
-    const int64_t last = spec.last_layer < 0 ? layers - 1 : spec.last_layer;
-    student.add_hook(std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, last,
-                                                           spec.lm_head.has_value(), layers));
-  }
-  if (embed_head) student.add_hook(std::make_shared<EmbedHeadHook>(embed_head, layers));
-  return student;
 }
 
 // ---- Optimizer ---------------------------------------------------------------------------------
@@ -232,19 +118,6 @@ double learning_rate(const LearnSettings& s, int64_t step, int64_t total) {
 }
 
 // ---- Losses ------------------------------------------------------------------------------------
-
-at::Tensor kl_loss(const at::Tensor& teacher_logits, const at::Tensor& student_logits) {
-  at::Tensor lt = at::log_softmax(teacher_logits.to(at::kFloat), -1);
-  at::Tensor ls = at::log_softmax(student_logits.to(at::kFloat), -1);
-  const int64_t positions = lt.numel() / lt.size(-1);
-  return (lt.exp() * (lt - ls)).sum() / static_cast<double>(positions);
-}
-
-at::Tensor ce_loss(const at::Tensor& logits, const at::Tensor& ids) {
-  at::Tensor lp = at::log_softmax(logits.narrow(1, 0, logits.size(1) - 1).to(at::kFloat), -1);
-  at::Tensor target = ids.narrow(1, 1, ids.size(1) - 1).to(lp.device(), at::kLong).unsqueeze(-1);
-  return -lp.gather(-1, target).mean();
-}
 
 // lambda * sum over the affine transforms of (log|det A|)^2.
 at::Tensor volume_term(const TransformPlan& plan, double lambda, at::Device device) {
@@ -366,6 +239,7 @@ std::vector<std::pair<std::string, double>> conditions(const TransformPlan& plan
 struct StepLoss {
   at::Tensor loss;
   std::vector<std::pair<std::string, at::Tensor>> terms;
+  bool backward_done = false;  // the gradients are already in the parameters
 };
 
 class Loop {
@@ -384,7 +258,7 @@ class Loop {
       }
       const double lr = layer < 0 ? learning_rate(s_, step, total) : learning_rate(s_, step - layer * s_.steps, s_.steps);
       StepLoss sl = loss_of(step);
-      sl.loss.backward();
+      if (!sl.backward_done) sl.loss.backward();
       const double grad_norm = optim_.step(lr);
       for (const auto& t : plan_.all()) {
         if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
@@ -580,26 +454,19 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   const at::Device device = fp.device();
 
   if (!layerwise) {
+    const learn_detail::StepMemory memory = learn_detail::plan_step_memory(fp, s, calib->seqlen());
+    result.memory_plan = memory.describe();
+    if (control.on_note) control.on_note(result.memory_plan);
     loop.run(start_step, total, total, -1, [&](int64_t) {
       at::Tensor ids = gather_ids(*calib, order.next(s.batch), device);
-      TransformPlan dense = densify(plan);
-      Model student = build_student(fp, dense, s.quant, -1);
-      at::Tensor logits = student.forward(ids);
-      StepLoss out;
-      if (s.loss == LearnLoss::Kl) {
-        at::Tensor teacher;
-        {
-          c10::NoGradGuard no_grad;
-          teacher = fp.forward(ids);
-        }
-        out.terms.emplace_back("kl", kl_loss(teacher, logits));
-      } else {
-        out.terms.emplace_back("ce", ce_loss(logits, ids));
-      }
+      at::Tensor term = learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory);
       at::Tensor reg = volume_term(plan, s.lambda, device);
-      out.loss = out.terms.front().second + reg;
-      if (s.lambda > 0 && s.method == "latmix") out.terms.emplace_back("reg", reg);
-      for (auto& [name, t] : out.terms) t = t.detach();
+      if (reg.requires_grad()) reg.backward();
+      StepLoss out;
+      out.terms.emplace_back(s.loss == LearnLoss::Kl ? "kl" : "ce", term);
+      out.loss = (term + reg).detach();
+      if (s.lambda > 0 && s.method == "latmix") out.terms.emplace_back("reg", reg.detach());
+      out.backward_done = true;
       return out;
     });
   } else {

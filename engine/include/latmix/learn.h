@@ -83,6 +83,20 @@ struct LearnSettings {
   /// Start from checkpoint_prefix when it exists (after checking the fingerprint).
   bool resume = false;
 
+  /// Memory of end-to-end learning (docs/methods.md, "How memory is chosen"). None of these change
+  /// the step's result beyond float rounding, so they are not in to_json() nor in a checkpoint's
+  /// fingerprint: a run may resume with other values.
+  /// Sequences per forward/backward pass; the gradients of a step's batch are accumulated over
+  /// its micro-batches. 0: chosen from the device's free memory (CPU: the whole batch).
+  int64_t micro_batch = 0;
+  /// Positions per lm_head + loss chunk (the [positions, vocab] logits exist one chunk at a time).
+  /// 0: chunks of about 256 MB of float32 logits.
+  int64_t loss_chunk = 0;
+  /// Keep only each decoder layer's input in the forward pass and recompute the layer in the
+  /// backward pass (activation checkpointing, with the transforms folded layer by layer). Not
+  /// available when lm_head is quantized (the residual transform then folds into it).
+  bool checkpoint_layers = true;
+
   /// Every setting as JSON (for reports, manifests and the checkpoint fingerprint).
   nlohmann::json to_json() const;
 };
@@ -148,6 +162,8 @@ struct MethodResult {
   bool resumed = false;  ///< started from a checkpoint
   /// Condition numbers of the learned transforms (name, value): the invertibility check.
   std::vector<std::pair<std::string, double>> conditions;
+  /// How end-to-end learning used memory (what on_note said); empty otherwise.
+  std::string memory_plan;
 };
 
 struct LearnControl {
@@ -159,6 +175,9 @@ struct LearnControl {
   /// detached copies.
   std::function<void(const TransformPlan&)> on_snapshot;
   int64_t snapshot_every = 0;
+  /// Called once before the first step with how memory was planned (micro-batch, loss chunk,
+  /// checkpointing, the estimate and the device's free memory), e.g. for the log.
+  std::function<void(const std::string&)> on_note;
 };
 
 /// The plan of a preset: the fixed transforms of quarot / mr-gptq, nothing for rtn / gptq, and

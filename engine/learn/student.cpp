@@ -1,0 +1,139 @@
+// The student of end-to-end learning: dense transforms, leaf plans, the folded quantized student
+// and the unchunked losses (student.h).
+#include "learn/student.h"
+
+#include <c10/core/GradMode.h>
+
+#include "latmix/quant.h"
+#include "latmix/transform_fold.h"
+
+namespace latmix::learn_detail {
+
+namespace {
+
+TransformPtr densify(const TransformPtr& t) {
+  if (!trainable(t)) return t;
+  return std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
+}
+
+template <typename F>
+TransformPlan map_plan(const TransformPlan& plan, F&& f) {
+  TransformPlan out;
+  out.residual = f(plan.residual);
+  auto list = [&](const std::vector<TransformPtr>& in) {
+    std::vector<TransformPtr> o;
+    o.reserve(in.size());
+    for (const auto& t : in) o.push_back(f(t));
+    return o;
+  };
+  out.value = list(plan.value);
+  out.down_online = list(plan.down_online);
+  out.attn_online = list(plan.attn_online);
+  out.mlp_online = list(plan.mlp_online);
+  return out;
+}
+
+}  // namespace
+
+at::Tensor DenseTransform::apply_linear(const at::Tensor& x) const {
+  return at::matmul(x.to(at::kFloat), a_.t()).to(x.scalar_type());
+}
+at::Tensor DenseTransform::apply_inverse_linear(const at::Tensor& y) const {
+  return at::matmul(y.to(at::kFloat), a_inv_.t()).to(y.scalar_type());
+}
+at::Tensor DenseTransform::apply_inverse_right(const at::Tensor& w) const {
+  return at::matmul(w.to(at::kFloat), a_inv_).to(w.scalar_type());
+}
+
+bool trainable(const TransformPtr& t) {
+  if (!t) return false;
+  for (const auto& p : t->parameters()) {
+    if (p.requires_grad()) return true;
+  }
+  return false;
+}
+
+TransformPlan densify(const TransformPlan& plan) {
+  return map_plan(plan, [](const TransformPtr& t) { return densify(t); });
+}
+
+LeafPlan::LeafPlan(const TransformPlan& plan) {
+  dense_ = map_plan(plan, [this](const TransformPtr& t) { return leaf(t); });
+}
+
+TransformPtr LeafPlan::leaf(const TransformPtr& t) {
+  if (!trainable(t)) return t;
+  auto make = [this](const at::Tensor& graph) {
+    if (!graph.defined() || !graph.requires_grad()) return graph;
+    at::Tensor l = graph.detach().requires_grad_(true);
+    pairs_.emplace_back(graph, l);
+    return l;
+  };
+  return std::make_shared<DenseTransform>(make(t->matrix()), make(t->inverse_matrix()), make(t->bias()));
+}
+
+void LeafPlan::finish() {
+  // sum_i <graph_i, dL/dleaf_i> has the gradient dL/dparams by the chain rule.
+  at::Tensor total;
+  for (const auto& [graph, leaf] : pairs_) {
+    if (!leaf.grad().defined()) continue;
+    at::Tensor term = (graph * leaf.grad()).sum();
+    total = total.defined() ? total + term : term;
+  }
+  if (total.defined()) total.backward();
+  pairs_.clear();
+}
+
+Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
+  FoldOptions options;
+  options.missing_bias = MissingBias::Drop;
+  // With lm_head kept in high precision, the model's function is the same whether T goes into
+  // the embedding and lm_head or runs at their input/output; the latter is far cheaper.
+  std::shared_ptr<DenseTransform> embed_head;
+  if (dense.residual && !spec.lm_head) {
+    embed_head = std::dynamic_pointer_cast<DenseTransform>(dense.residual);
+    if (!embed_head) {
+      const TransformPtr& t = dense.residual;
+      embed_head = std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
+      dense.residual = embed_head;
+    }
+    options.residual_skips_embedding_and_head = true;
+  }
+  ModelWeights w = folded_weights(fp, dense, options);
+  const int64_t layers = fp.config().num_layers;
+  if (spec.weights) {
+    for (int64_t l = 0; l < layers; ++l) {
+      if (!spec.covers_layer(l, layers) || (only_layer >= 0 && l != only_layer)) continue;
+      LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+      for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
+        *t = fake_quantize(*t, *spec.weights, -1);
+      }
+    }
+  }
+  if (spec.lm_head && only_layer < 0) w.lm_head = fake_quantize(w.lm_head, *spec.lm_head, -1);
+  Model student(fp.config(), std::move(w));
+  for (const auto& hook : fp.hooks()) student.add_hook(hook);
+  if (auto online = OnlineTransformHook::for_plan(dense)) student.add_hook(online);
+  if (spec.activations) {
+    const int64_t last = spec.last_layer < 0 ? layers - 1 : spec.last_layer;
+    student.add_hook(std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, last,
+                                                           spec.lm_head.has_value(), layers));
+  }
+  if (embed_head) student.add_hook(std::make_shared<EmbedHeadHook>(embed_head, layers));
+  return student;
+}
+
+at::Tensor kl_loss(const at::Tensor& teacher_logits, const at::Tensor& student_logits) {
+  at::Tensor lt = at::log_softmax(teacher_logits.to(at::kFloat), -1);
+  at::Tensor ls = at::log_softmax(student_logits.to(at::kFloat), -1);
+  const int64_t positions = lt.numel() / lt.size(-1);
+  return (lt.exp() * (lt - ls)).sum() / static_cast<double>(positions);
+}
+
+at::Tensor ce_loss(const at::Tensor& logits, const at::Tensor& ids) {
+  at::Tensor lp = at::log_softmax(logits.narrow(1, 0, logits.size(1) - 1).to(at::kFloat), -1);
+  at::Tensor target = ids.narrow(1, 1, ids.size(1) - 1).to(lp.device(), at::kLong).unsqueeze(-1);
+  return -lp.gather(-1, target).mean();
+}
+
+}  // namespace latmix::learn_detail

@@ -1,0 +1,104 @@
+#pragma once
+// The student of end-to-end learning (not public API): the learned transforms as dense matrices,
+// the quantized student model, and one step's loss and gradients with bounded memory
+// (micro-batches, per-layer recomputation, chunked lm_head + loss).
+#include <ATen/ATen.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "latmix/learn.h"
+
+namespace latmix::learn_detail {
+
+/// A learned transform frozen into dense matrices for one step: A, A^-1 and v are computed once
+/// from the parameters and every fold and online application reuses them.
+class DenseTransform : public Transform {
+ public:
+  DenseTransform(at::Tensor a, at::Tensor a_inv, at::Tensor v)
+      : Transform(a.size(0)), a_(std::move(a)), a_inv_(std::move(a_inv)), v_(std::move(v)) {}
+  std::string kind() const override { return "dense"; }
+  at::Tensor bias() const override { return v_; }
+  void to(at::Device) override {}
+  /// y A^-T (no bias).
+  at::Tensor inverse_linear(const at::Tensor& y) const { return apply_inverse_linear(y); }
+  NamedTensors state() const override { return {{"a", a_}}; }
+
+ protected:
+  // In float32 whatever the caller's dtype: the folds call these with float64 weights, which
+  // learning does not need (and which cost 2x on a CPU, more on most GPUs).
+  at::Tensor apply_linear(const at::Tensor& x) const override;
+  at::Tensor apply_inverse_linear(const at::Tensor& y) const override;
+  at::Tensor apply_inverse_right(const at::Tensor& w) const override;
+
+ private:
+  at::Tensor a_, a_inv_, v_;
+};
+
+// The residual transform at the embedding output and (its linear inverse) at the lm_head input,
+// instead of folded into the vocab x hidden matrices (FoldOptions::residual_skips_embedding_and_head).
+class EmbedHeadHook : public CaptureHook {
+ public:
+  EmbedHeadHook(std::shared_ptr<DenseTransform> t, int64_t layers) : t_(std::move(t)), layers_(layers) {}
+  bool wants(CapturePoint point, int64_t layer) const override {
+    return (point == CapturePoint::Residual && layer == 0) || (point == CapturePoint::FinalNormOut && layer == layers_);
+  }
+  at::Tensor on_capture(CapturePoint point, int64_t, const at::Tensor& x) override {
+    return point == CapturePoint::Residual ? t_->forward(x) : t_->inverse_linear(x);
+  }
+
+ private:
+  std::shared_ptr<DenseTransform> t_;
+  int64_t layers_;
+};
+
+bool trainable(const TransformPtr& t);
+
+/// The plan with every trainable transform replaced by a DenseTransform of its current matrices
+/// (with autograd to the parameters); fixed transforms are kept as they are.
+TransformPlan densify(const TransformPlan& plan);
+
+/// A plan whose dense matrices are leaves of their own: the step's many backward passes
+/// (micro-batches, layers, loss chunks) accumulate into the leaves, and finish() carries the sum
+/// to the transform parameters through one backward pass of the (small) matrix graph.
+class LeafPlan {
+ public:
+  explicit LeafPlan(const TransformPlan& plan);
+  const TransformPlan& dense() const { return dense_; }
+  /// Backward from the leaves' gradients into the parameters (adds to their .grad).
+  void finish();
+
+ private:
+  TransformPtr leaf(const TransformPtr& t);
+  TransformPlan dense_;
+  std::vector<std::pair<at::Tensor, at::Tensor>> pairs_;  // (graph tensor, leaf)
+};
+
+/// The quantized student with the whole model folded (see trainer.cpp). `only_layer` >= 0: only
+/// that layer's weights are quantized (layer-wise learning).
+Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer);
+
+at::Tensor kl_loss(const at::Tensor& teacher_logits, const at::Tensor& student_logits);
+at::Tensor ce_loss(const at::Tensor& logits, const at::Tensor& ids);
+
+/// How an end-to-end step uses memory.
+struct StepMemory {
+  int64_t micro_batch = 1;
+  int64_t loss_chunk = 1;  // positions
+  bool checkpoint_layers = false;
+  uint64_t estimate_bytes = 0;  // the estimated peak of a step (device memory), 0 when not estimated
+  uint64_t free_bytes = 0;      // the device's free memory when planned (0: unknown / CPU)
+  std::string describe() const;
+};
+
+/// Chooses micro-batch, loss chunk and checkpointing for `settings` on the model's device.
+/// \throws latmix::Error before any step when even one sequence cannot fit, with the numbers.
+StepMemory plan_step_memory(const Model& fp, const LearnSettings& settings, int64_t seqlen);
+
+/// The KL (teacher fp) or CE loss of one batch of ids [B, T] for the plan's student, with the
+/// gradients added to the transform parameters. Returns the loss term (detached, a 0-dim float).
+at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
+                                    const at::Tensor& ids, const StepMemory& memory);
+
+}  // namespace latmix::learn_detail

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine: issue 14's measurements at real model shapes, the PyTorch anchor and
+# ours in the same command. Builds like build_and_test.sh (latmix, bench_learn, unit tests), then
+# stages (any of: tests anchor learn1b presets1b gptq1b learn8b export8b; default: all):
+#  - tests:     the CPU tests of the memory code and the CUDA MX/GPTQ unit tests;
+#  - anchor:    ../shared/bench/latmix_step_anchor.py 4 2048 (carried in .device/scale);
+#  - learn1b:   `latmix learn --method latmix --device cuda --dtype bf16` with its defaults on a
+#               Llama-3.2-1B-shaped random model (make_model.py), the whole recipe or STEPS steps;
+#  - presets1b: every learned preset's CUDA defaults, a few steps each, peak memory;
+#  - gptq1b:    `latmix export --as folded-bf16` with GPTQ on 128 x 2048 (time of GPTQ);
+#  - learn8b / export8b: the Llama-3.1-8B shape, end-to-end at 4 x 2048, layer-wise, and export.
+# Peak GPU memory: nvidia-smi sampled every 100 ms (what the card reports, context included).
+# Needs (carried, gitignored): .device/debs, .device/scale/{make_model.py,latmix_step_anchor.py,books.txt.xz}.
+# Usage: bash scripts/device/scale_runs.sh [stage]...
+set -uo pipefail
+STAGES=${*:-all}
+O=${OUT:-/tmp/out}
+mkdir -p "$O"
+T0=$(date +%s)
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$O/timeline.txt"; }
+want() { [[ " $STAGES " == *" $1 "* || " $STAGES " == *" all "* ]]; }
+
+if [ ! -x /tmp/build-cuda/engine/latmix ] || [ -n "${REBUILD:-}" ]; then
+  source scripts/device/deps.sh
+  NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
+    -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF -DCMAKE_CUDA_COMPILER="$NVCC" >"$O/configure.log" 2>&1 \
+    || { tail -30 "$O/configure.log"; exit 1; }
+  cmake --build /tmp/build-cuda -j "$(nproc)" --target latmix latmix_unit_tests >"$O/build.log" 2>&1 \
+    || { grep -E "error" -A5 "$O/build.log" | head -60; exit 1; }
+  log "built"
+fi
+export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+L=/tmp/build-cuda/engine/latmix
+S=.device/scale
+[ -f /tmp/books.txt ] || xz -dc $S/books.txt.xz > /tmp/books.txt
+
+# peak MiB of GPU memory used while CMD runs (nvidia-smi, 100 ms)
+peak() {
+  local tag=$1; shift
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$O/smi-$tag.txt" 2>/dev/null &
+  local smi=$!
+  local t=$(date +%s.%N)
+  "$@" > "$O/$tag.out" 2> "$O/$tag.err"
+  local rc=$?
+  kill $smi 2>/dev/null; wait $smi 2>/dev/null
+  local el=$(echo "$(date +%s.%N) - $t" | bc)
+  local mib=$(sort -n "$O/smi-$tag.txt" | tail -1)
+  log "$tag: rc $rc, ${el}s, peak ${mib} MiB (nvidia-smi)"
+  tail -4 "$O/$tag.err" | sed 's/^/    /'
+}
+
+model() {  # model SHAPE: a random-init folder with a tokenizer beside it
+  local dir=/tmp/m$1
+  if [ ! -f "$dir/config.json" ]; then
+    python3 $S/make_model.py "$dir" "$1" > /dev/null && cp resources/models/gutenberg-llama-6M/tokenizer*.json "$dir/"
+    log "model $1 written"
+  fi
+  echo "$dir"
+}
+
+if want tests; then
+  /tmp/build-cuda/tests/latmix_unit_tests --gtest_filter='LearnMemory*:Gptq*:*Scales*' 2>&1 | tail -8
+  log "tests"
+fi
+if want anchor; then
+  peak anchor python3 $S/latmix_step_anchor.py 4 2048 6
+  grep anchor: "$O/anchor.out"
+fi
+M1=$(model 1b)
+if want learn1b; then
+  peak learn1b $L learn --model "$M1" --method latmix --device cuda --dtype bf16 --calib /tmp/books.txt \
+    --steps "${STEPS:-256}" --events "$O/learn1b.jsonl" --json
+  python3 - "$O/learn1b.jsonl" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+if len(ev) > 3:
+    a, b = ev[2], ev[-1]
+    print(f"    steps {len(ev)}, {(b['seconds']-a['seconds'])/(b['step']-a['step']):.3f} s/step after step 3, "
+          f"{8*2048*(b['step']-a['step'])/(b['seconds']-a['seconds']):.0f} tokens/s, total {b['seconds']:.1f} s")
+PY
+fi
+if want presets1b; then
+  for m in spinquant flatquant latmix; do
+    peak "preset-$m" $L learn --model "$M1" --method $m --device cuda --dtype bf16 --calib /tmp/books.txt --steps 3
+  done
+fi
+if want gptq1b; then
+  peak gptq1b $L export --model "$M1" --method gptq --quant w=mxfp4 --device cuda --dtype bf16 --calib /tmp/books.txt \
+    --calib-samples 128 --calib-seqlen 2048 --as folded-bf16 --out /tmp/exp1b --overwrite
+fi
+if want learn8b || want export8b; then M8=$(model 8b); fi
+if want learn8b; then
+  peak learn8b $L learn --model "$M8" --method latmix --device cuda --dtype bf16 --calib /tmp/books.txt \
+    --steps 4 --batch 4 --seqlen 2048 --events "$O/learn8b.jsonl"
+  peak learn8b-layerwise $L learn --model "$M8" --method latmix --mode layerwise --device cuda --dtype bf16 \
+    --calib /tmp/books.txt --steps 2 --batch 2 --seqlen 2048
+fi
+if want export8b; then
+  /usr/bin/time -v $L export --model "$M8" --method gptq --quant w=mxfp4 --device cuda --dtype bf16 \
+    --calib /tmp/books.txt --calib-samples 128 --calib-seqlen 2048 --as compressed-tensors --out /tmp/exp8b --overwrite \
+    > "$O/export8b.out" 2> "$O/export8b.err" &
+  pid=$!
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$O/smi-export8b.txt" &
+  smi=$!; wait $pid; kill $smi
+  log "export8b: peak $(sort -n "$O/smi-export8b.txt" | tail -1) MiB GPU, $(grep 'Maximum resident' "$O/export8b.err")"
+fi
+log "done"
