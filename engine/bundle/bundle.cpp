@@ -22,6 +22,7 @@
 
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/sha256.h"
 
 namespace latmix {
@@ -206,16 +207,10 @@ nlohmann::json read_bundle_manifest(const std::string& zip_path) {
   if (!f.open(QIODevice::ReadOnly)) fail(zip_path, "cannot read manifest.json");
   const QByteArray bytes = f.readAll();
   f.close();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(bytes.toStdString());
-  } catch (const nlohmann::json::exception& e) {
-    fail(zip_path + ":manifest.json", "JSON", "valid JSON", e.what());
-  }
-  if (!j.is_object() || j.value("format", "") != "latmix-export") {
-    fail(zip_path + ":manifest.json", "format", "\"latmix-export\"",
-         j.is_object() ? j.value("format", "none") : "not an object");
-  }
+  const std::string file = zip_path + ":manifest.json";
+  nlohmann::json j = parse_json_file(file, std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
+  const JsonObject m(j, file);
+  if (m.string_or("format", "") != "latmix-export") fail(file, "format", "\"latmix-export\"", m.string_or("format", "none"));
   return j;
 }
 
@@ -235,8 +230,8 @@ ExportVerification verify_bundle(const std::string& zip_path, const JobControl& 
     if (found.count(f.name)) out.add("entry " + f.name, false, "appears twice in the zip");
     found[f.name] = f;
   }
-  check_manifest_files(manifest, found, out);
-  out.figures["kind"] = manifest.value("kind", "");
+  check_manifest_files(manifest, zip_path + ":manifest.json", found, out);
+  out.figures["kind"] = JsonObject(manifest, zip_path + ":manifest.json").string_or("kind", "");
   out.figures["entries"] = found.size();
   return out;
 }

@@ -6,6 +6,7 @@
 #include "latmix/calib.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix {
@@ -25,13 +26,29 @@ json number(double x) {
   return std::isfinite(x) ? json(x) : json(nullptr);
 }
 
-double read_number(const json& j) {
-  return j.is_null() ? std::numeric_limits<double>::infinity() : j.get<double>();
+// Null (a non-finite number when written) reads back as +inf.
+double read_number(const JsonObject& o, std::string_view key) {
+  return o.has(key) ? o.number(key) : std::numeric_limits<double>::infinity();
 }
 template <class T>
-std::vector<T> read_numbers(const json& j) {
+std::vector<T> read_numbers(const JsonObject& o, std::string_view key) {
+  const json& list = o.array(key);
   std::vector<T> out;
-  for (const json& x : j) out.push_back(static_cast<T>(read_number(x)));
+  out.reserve(list.size());
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json& x = list[i];
+    if (!x.is_null() && !x.is_number()) o.fail_key(std::string(key) + "[" + std::to_string(i) + "]", "a number or null", x);
+    out.push_back(static_cast<T>(x.is_null() ? std::numeric_limits<double>::infinity() : x.get<double>()));
+  }
+  return out;
+}
+std::vector<int64_t> read_integers(const JsonObject& o, std::string_view key) {
+  const json& list = o.array(key);
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (!list[i].is_number_integer()) o.fail_key(std::string(key) + "[" + std::to_string(i) + "]", "an integer", list[i]);
+    out.push_back(list[i].get<int64_t>());
+  }
   return out;
 }
 
@@ -89,48 +106,51 @@ json view_json(const ViewStats& v) {
           {"outliers", outliers_json(v.outliers)}};
 }
 
-ViewStats view_from_json(const json& j) {
-  ViewStats v;
-  v.mean = j.at("mean").get<double>();
-  v.rms = j.at("rms").get<double>();
-  v.max_abs = j.at("max_abs").get<double>();
-  v.kurtosis = j.at("kurtosis").get<double>();
-  v.energy = j.at("energy").get<double>();
-  const json& c = j.at("channels");
-  v.channels = {read_numbers<float>(c.at("max_abs")), read_numbers<float>(c.at("rms")),
-                read_numbers<float>(c.at("mean")), read_numbers<float>(c.at("kurtosis"))};
-  const json& b = j.at("blocks");
-  v.blocks = {b.at("block").get<int64_t>(),
-              read_numbers<double>(b.at("energy")),
-              read_numbers<float>(b.at("energy_share")),
-              read_numbers<float>(b.at("max_abs")),
-              read_numbers<float>(b.at("max_over_rms")),
-              read_numbers<float>(b.at("mean_crest"))};
-  const json& q = j.at("quant");
-  v.quant = {q.at("format").get<std::string>(),
-             q.at("elements").get<int64_t>(),
-             q.at("clipped").get<int64_t>(),
-             q.at("mse").get<double>(),
-             read_number(q.at("sqnr_db")),
-             q.at("clip_rate").get<double>(),
-             read_numbers<float>(q.at("block_mse")),
-             read_numbers<float>(q.at("block_sqnr_db")),
-             read_numbers<float>(q.at("block_clip_rate")),
-             q.at("scale_histogram").get<std::vector<int64_t>>()};
-  for (const json& o : j.at("outliers")) {
-    OutlierChannel oc{o.at("channel").get<int64_t>(),
-                      o.at("block").get<int64_t>(),
-                      o.at("max_abs").get<float>(),
-                      o.at("rms").get<float>(),
-                      o.at("rms_ratio").get<float>(),
-                      o.at("energy_share").get<float>(),
-                      {}};
-    for (const json& t : o.at("tokens")) {
-      oc.tokens.push_back({t.at("token_id").get<int32_t>(), t.at("sequence").get<int64_t>(),
-                           t.at("position").get<int64_t>(), t.at("value").get<float>()});
-    }
-    v.outliers.push_back(std::move(oc));
+OutlierChannel outlier_from_json(const JsonObject& o) {
+  OutlierChannel oc{o.integer("channel"),
+                    o.integer("block"),
+                    static_cast<float>(o.number("max_abs")),
+                    static_cast<float>(o.number("rms")),
+                    static_cast<float>(o.number("rms_ratio")),
+                    static_cast<float>(o.number("energy_share")),
+                    {}};
+  for (size_t i = 0; i < o.array("tokens").size(); ++i) {
+    const JsonObject t = o.element("tokens", i);
+    oc.tokens.push_back({static_cast<int32_t>(t.integer_in("token_id", -1, INT32_MAX)), t.integer("sequence"),
+                         t.integer("position"), static_cast<float>(t.number("value"))});
   }
+  return oc;
+}
+
+ViewStats view_from_json(const JsonObject& j) {
+  ViewStats v;
+  v.mean = j.number("mean");
+  v.rms = j.number("rms");
+  v.max_abs = j.number("max_abs");
+  v.kurtosis = j.number("kurtosis");
+  v.energy = j.number("energy");
+  const JsonObject c = j.object("channels");
+  v.channels = {read_numbers<float>(c, "max_abs"), read_numbers<float>(c, "rms"), read_numbers<float>(c, "mean"),
+                read_numbers<float>(c, "kurtosis")};
+  const JsonObject b = j.object("blocks");
+  v.blocks = {b.integer("block"),
+              read_numbers<double>(b, "energy"),
+              read_numbers<float>(b, "energy_share"),
+              read_numbers<float>(b, "max_abs"),
+              read_numbers<float>(b, "max_over_rms"),
+              read_numbers<float>(b, "mean_crest")};
+  const JsonObject q = j.object("quant");
+  v.quant = {q.string("format"),
+             q.integer("elements"),
+             q.integer("clipped"),
+             q.number("mse"),
+             read_number(q, "sqnr_db"),
+             q.number("clip_rate"),
+             read_numbers<float>(q, "block_mse"),
+             read_numbers<float>(q, "block_sqnr_db"),
+             read_numbers<float>(q, "block_clip_rate"),
+             read_integers(q, "scale_histogram")};
+  for (size_t i = 0; i < j.array("outliers").size(); ++i) v.outliers.push_back(outlier_from_json(j.element("outliers", i)));
   return v;
 }
 
@@ -161,33 +181,31 @@ std::string stats_to_json(const ActivationStats& s, int indent) {
 }
 
 ActivationStats stats_from_json(const std::string& text, const std::string& origin) {
-  try {
-    const json j = json::parse(text);
-    if (j.value("kind", "") != "latmix.activation_stats") {
-      fail(origin, "not an activation statistics file", "kind \"latmix.activation_stats\"", j.value("kind", "none"));
-    }
-    ActivationStats s;
-    s.format = j.at("format").get<std::string>();
-    s.format_description = j.at("format_description").get<std::string>();
-    s.block = j.at("block").get<int64_t>();
-    s.transform = j.at("transform").get<std::string>();
-    s.sequences = j.at("sequences").get<int64_t>();
-    s.seqlen = j.at("seqlen").get<int64_t>();
-    s.tokens = j.at("tokens").get<int64_t>();
-    for (const json& e : j.at("layers")) {
-      LayerStats l;
-      l.point = parse_capture_point(e.at("point").get<std::string>());
-      l.layer = e.at("layer").get<int64_t>();
-      l.features = e.at("features").get<int64_t>();
-      l.tokens = e.at("tokens").get<int64_t>();
-      l.original = view_from_json(e.at("original"));
-      if (e.contains("transformed")) l.transformed = view_from_json(e.at("transformed"));
-      s.layers.push_back(std::move(l));
-    }
-    return s;
-  } catch (const json::exception& e) {
-    fail(origin, "malformed activation statistics", "", e.what());
+  const json j = parse_json_file(origin, text);
+  const JsonObject r(j, origin);
+  if (r.string_or("kind", "") != "latmix.activation_stats") {
+    fail(origin, "not an activation statistics file", "kind \"latmix.activation_stats\"", r.string_or("kind", "none"));
   }
+  ActivationStats s;
+  s.format = r.string("format");
+  s.format_description = r.string("format_description");
+  s.block = r.integer("block");
+  s.transform = r.string("transform");
+  s.sequences = r.integer("sequences");
+  s.seqlen = r.integer("seqlen");
+  s.tokens = r.integer("tokens");
+  for (size_t i = 0; i < r.array("layers").size(); ++i) {
+    const JsonObject e = r.element("layers", i);
+    LayerStats l;
+    l.point = parse_capture_point(e.string("point"));
+    l.layer = e.integer("layer");
+    l.features = e.integer("features");
+    l.tokens = e.integer("tokens");
+    l.original = view_from_json(e.object("original"));
+    if (e.has("transformed")) l.transformed = view_from_json(e.object("transformed"));
+    s.layers.push_back(std::move(l));
+  }
+  return s;
 }
 
 void write_stats_json(const std::string& path, const ActivationStats& stats) {

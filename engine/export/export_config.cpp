@@ -4,6 +4,7 @@
 #include "export/export_internal.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 
 namespace latmix::export_detail {
 
@@ -126,11 +127,7 @@ ojson export_config(const ExportModel& m, const std::string& source_path, Export
   ojson j;
   if (fs::is_directory(source_path, ec)) {
     const std::string path = (dir / "config.json").string();
-    try {
-      j = ojson::parse(read_text_file(path));
-    } catch (const ojson::exception& e) {
-      fail(path, "JSON", "valid JSON", e.what());
-    }
+    j = parse_ordered_json_file(path, read_text_file(path));
   } else {
     j = config_from_model(m.fp.config());
   }

@@ -15,6 +15,7 @@
 #include "export/export_internal.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/sha256.h"
 
 namespace latmix::export_detail {
@@ -50,8 +51,8 @@ bool is_earlier_export(const fs::path& dir) {
   const fs::path manifest = dir / "manifest.json";
   if (!fs::is_regular_file(manifest, ec)) return false;
   try {
-    const auto j = nlohmann::json::parse(read_text_file(manifest.string()));
-    return j.is_object() && j.value("format", "") == "latmix-export";
+    const auto j = read_json_file(manifest.string());
+    return JsonObject(j, manifest.string()).string_or("format", "") == "latmix-export";
   } catch (const std::exception&) {
     return false;
   }

@@ -10,6 +10,7 @@
 #include "export/export_internal.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 
 namespace latmix {
 
@@ -173,20 +174,22 @@ nlohmann::json ExportVerification::to_json() const {
   return j;
 }
 
-void check_manifest_files(const nlohmann::json& manifest, const std::map<std::string, ExportedFile>& found,
-                          ExportVerification& out) {
+void check_manifest_files(const nlohmann::json& manifest, const std::string& manifest_file,
+                          const std::map<std::string, ExportedFile>& found, ExportVerification& out) {
+  const JsonObject m(manifest, manifest_file);
+  const size_t count = m.has("files") ? m.array("files").size() : 0;
   std::map<std::string, bool> listed;
-  const nlohmann::json files = manifest.value("files", nlohmann::json::array());
-  for (const auto& f : files) {
-    const std::string name = f.value("name", "");
+  for (size_t i = 0; i < count; ++i) {
+    const JsonObject f = m.element("files", i);
+    const std::string name = f.string_or("name", "");
     listed[name] = true;
     auto it = found.find(name);
     if (it == found.end()) {
       out.add("file " + name, false, "missing");
       continue;
     }
-    const uint64_t bytes = f.value("bytes", uint64_t{0});
-    const std::string sha = f.value("sha256", "");
+    const auto bytes = static_cast<uint64_t>(f.integer_in("bytes", 0, INT64_MAX));
+    const std::string sha = f.string_or("sha256", "");
     if (it->second.bytes != bytes) {
       out.add("file " + name, false,
               std::to_string(it->second.bytes) + " bytes, the manifest says " + std::to_string(bytes));
@@ -199,7 +202,7 @@ void check_manifest_files(const nlohmann::json& manifest, const std::map<std::st
   for (const auto& [name, f] : found) {
     if (name != "manifest.json" && !listed.count(name)) out.add("file " + name, false, "not listed in manifest.json");
   }
-  if (files.empty()) out.add("manifest files", false, "manifest.json lists no files");
+  if (count == 0) out.add("manifest files", false, "manifest.json lists no files");
 }
 
 namespace export_detail {
@@ -252,20 +255,24 @@ void verify_transforms_files(const TransformPlan& plan, const std::string& prefi
 
 namespace {
 
+std::string manifest_path(const std::string& export_path) {
+  return (fs::path(export_path) / "manifest.json").string();
+}
+
 nlohmann::json read_manifest(const std::string& path) {
-  const std::string file = (fs::path(path) / "manifest.json").string();
+  const std::string file = manifest_path(path);
   std::error_code ec;
-  if (!fs::is_regular_file(file, ec)) fail(path, "not an export folder", "a manifest.json", "none");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(file));
-  } catch (const nlohmann::json::exception& e) {
-    fail(file, "JSON", "valid JSON", e.what());
-  }
-  if (!j.is_object() || j.value("format", "") != "latmix-export") {
-    fail(file, "format", "\"latmix-export\"", j.is_object() ? j.value("format", "none") : "not an object");
-  }
+  // exists, not is_regular_file: a FIFO or device there gets read_text_file's precise refusal.
+  if (!fs::exists(file, ec)) fail(path, "not an export folder", "a manifest.json", "none");
+  nlohmann::json j = read_json_file(file);
+  const JsonObject m(j, file);
+  if (m.string_or("format", "") != "latmix-export") fail(file, "format", "\"latmix-export\"", m.string_or("format", "none"));
   return j;
+}
+
+/// The perplexity check the export recorded (an empty object when none).
+JsonObject recorded_perplexity(const JsonObject& manifest) {
+  return manifest.object_or_empty("verification").object_or_empty("figures").object_or_empty("perplexity");
 }
 
 void check_packed_folder(const std::string& path, ExportVerification& out) {
@@ -303,34 +310,34 @@ void check_packed_folder(const std::string& path, ExportVerification& out) {
 
 std::string manifest_verify_text(const std::string& export_path) {
   const nlohmann::json j = read_manifest(export_path);
-  const nlohmann::json figures =
-      j.value("verification", nlohmann::json::object()).value("figures", nlohmann::json::object());
-  if (!figures.contains("perplexity")) return {};
-  return figures["perplexity"].value("text", "");
+  return recorded_perplexity(JsonObject(j, manifest_path(export_path))).string_or("text", "");
 }
 
 ExportVerification verify_export(const std::string& path, const std::vector<int32_t>& ppl_ids, const JobControl& job) {
   const nlohmann::json manifest = read_manifest(path);
+  const JsonObject m(manifest, manifest_path(path));
   ExportVerification out;
   std::map<std::string, ExportedFile> found;
   for (auto& f : hash_folder(path, job)) found[f.name] = f;
-  check_manifest_files(manifest, found, out);
-  const ExportKind kind = parse_export_kind(manifest.value("kind", ""));
+  check_manifest_files(manifest, m.file(), found, out);
+  const ExportKind kind = parse_export_kind(m.string_or("kind", ""));
   try {
     if (kind == ExportKind::FoldedBf16) {
       const Model model = load_model(path);
       out.add("loads with load_model", true,
               model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers");
-      const nlohmann::json recorded =
-          manifest.value("verification", nlohmann::json::object()).value("figures", nlohmann::json::object());
-      if (!ppl_ids.empty() && recorded.contains("perplexity") && !recorded["perplexity"].value("bos", false)) {
-        const nlohmann::json& p = recorded["perplexity"];
+      const JsonObject p = recorded_perplexity(m);
+      if (!ppl_ids.empty() && !p.value().empty() && !p.boolean_or("bos", false)) {
+        // Bounded: a tampered manifest must not ask for a window of 10^12 tokens.
+        auto in_range = [&](const char* key, int64_t fallback, int64_t min, int64_t max) {
+          return p.has(key) ? p.integer_in(key, min, max) : fallback;
+        };
         PerplexityOptions po;
-        po.seqlen = p.value("seqlen", int64_t{512});
-        po.max_windows = p.value("windows", int64_t{0});
+        po.seqlen = in_range("seqlen", 512, 1, int64_t{1} << 20);
+        po.max_windows = in_range("windows", 0, 0, INT64_MAX);
         const PerplexityResult r = evaluate_perplexity(model, ppl_ids, po, job);
-        const int digits = p.value("digits", 2);
-        const std::string got = round_to(r.perplexity, digits), want = round_to(p.value("exported", 0.0), digits);
+        const int digits = static_cast<int>(in_range("digits", 2, 0, 17));
+        const std::string got = round_to(r.perplexity, digits), want = round_to(p.number("exported"), digits);
         out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
       }
     } else if (kind == ExportKind::CompressedTensors) {

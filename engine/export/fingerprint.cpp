@@ -1,7 +1,8 @@
 // Model fingerprints, and transforms saved and loaded with them (export.h).
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "export/export_internal.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/sha256.h"
 #include "latmix/version.h"
 
@@ -21,11 +23,12 @@ namespace {
 
 // The first `count` bytes of a file (fewer when it is shorter).
 std::string read_prefix(const std::string& path, uint64_t count) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file");
+  const int fd = open_regular_file(path);
   std::string bytes(count, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(count));
-  bytes.resize(static_cast<size_t>(in.gcount()));
+  const ssize_t got = ::pread(fd, bytes.data(), bytes.size(), 0);
+  ::close(fd);
+  if (got < 0) fail(path, "read error");
+  bytes.resize(static_cast<size_t>(got));
   return bytes;
 }
 
@@ -56,24 +59,37 @@ std::string canonical(const std::string& path) {
   return ec ? fs::absolute(path).lexically_normal().string() : c.string();
 }
 
+struct FileFacts {
+  int64_t bytes = 0;
+  std::string sha256;
+};
+
+// The "files" list of a fingerprint by name; `file` and `where` name it in errors.
+std::map<std::string, FileFacts> file_facts(const json& list, const std::string& file, const std::string& where) {
+  if (!list.is_array()) fail(file, "key '" + where + "'", "an array", json_excerpt(list));
+  std::map<std::string, FileFacts> out;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const JsonObject f(list[i], file, where + "[" + std::to_string(i) + "]");
+    out[f.string_or("name", "")] = {f.integer_or("bytes", 0), f.string_or("sha256", "")};
+  }
+  return out;
+}
+
 // "model.safetensors: 13054392 bytes (was 13054400)", one part per file that differs.
-std::string describe_differences(const json& recorded, const json& current) {
-  std::map<std::string, json> before, after;
-  for (const auto& f : recorded) before[f.value("name", "")] = f;
-  for (const auto& f : current) after[f.value("name", "")] = f;
+std::string describe_differences(const std::map<std::string, FileFacts>& before,
+                                 const std::map<std::string, FileFacts>& after) {
   std::vector<std::string> parts;
   for (const auto& [name, f] : before) {
     auto it = after.find(name);
     if (it == after.end()) {
       parts.push_back(name + " is gone");
-    } else if (name == "config.json" && f.value("sha256", "") != it->second.value("sha256", "")) {
+    } else if (name == "config.json" && f.sha256 != it->second.sha256) {
       parts.push_back("config.json: contents differ");
-    } else if (f.value("bytes", uint64_t{0}) != it->second.value("bytes", uint64_t{0})) {
-      parts.push_back(name + ": " + std::to_string(it->second.value("bytes", uint64_t{0})) + " bytes (was " +
-                      std::to_string(f.value("bytes", uint64_t{0})) + ")");
-    } else if (f.value("sha256", "") != it->second.value("sha256", "")) {
-      parts.push_back(name + ": header differs (SHA-256 " + it->second.value("sha256", "").substr(0, 12) + "..., was " +
-                      f.value("sha256", "").substr(0, 12) + "...)");
+    } else if (f.bytes != it->second.bytes) {
+      parts.push_back(name + ": " + std::to_string(it->second.bytes) + " bytes (was " + std::to_string(f.bytes) + ")");
+    } else if (f.sha256 != it->second.sha256) {
+      parts.push_back(name + ": header differs (SHA-256 " + it->second.sha256.substr(0, 12) + "..., was " +
+                      f.sha256.substr(0, 12) + "...)");
     }
   }
   for (const auto& [name, f] : after) {
@@ -141,17 +157,21 @@ CheckedTransforms load_transforms_checked(const std::string& path_prefix, const 
   if (out.metadata.is_null() || !out.metadata.contains("model")) {
     out.notes.push_back(json_path + " carries no model fingerprint: it could not be checked against " + model_path);
   } else {
-    const json& recorded = out.metadata["model"];
-    const ModelFingerprint now = model_fingerprint(model_path, recorded.value("settings", json::object()));
-    if (now.model_digest != recorded.value("model_digest", "")) {
-      const std::string was = recorded.value("path", "");
-      const std::string diff = describe_differences(recorded.value("files", json::array()), now.files);
+    const JsonObject recorded(out.metadata["model"], json_path, "metadata.model");
+    const json settings = recorded.has("settings") ? recorded.object("settings").value() : json::object();
+    const ModelFingerprint now = model_fingerprint(model_path, settings);
+    if (now.model_digest != recorded.string_or("model_digest", "")) {
+      const std::string was = recorded.string_or("path", "");
+      const json no_files = json::array();
+      const std::string diff = describe_differences(
+          file_facts(recorded.has("files") ? recorded.at("files") : no_files, json_path, recorded.path_of("files")),
+          file_facts(now.files, "", "files"));
       if (was == now.model_path) {
         fail(json_path, "the model at " + now.model_path + " changed on disk since these transforms were learned (" +
                             diff + "); learn them again for the model as it is now");
       }
       fail(json_path, "these transforms were learned for another model (" + was + ", fingerprint " +
-                          recorded.value("fingerprint", "").substr(0, 16) + "...), not " + now.model_path + " (" +
+                          recorded.string_or("fingerprint", "").substr(0, 16) + "...), not " + now.model_path + " (" +
                           diff + ")");
     }
   }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "latmix/error.h"
+#include "latmix/files.h"
 
 namespace latmix {
 
@@ -134,8 +135,7 @@ std::string sha256_hex(std::string_view data) {
 }
 
 std::string sha256_file(const std::string& path, const JobControl& job) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, std::string("cannot open file: ") + std::strerror(errno));
+  const int fd = open_regular_file(path);  // a FIFO would block forever
   struct stat st {};
   const int64_t total = ::fstat(fd, &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
   Sha256 h;

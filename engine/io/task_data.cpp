@@ -6,6 +6,7 @@
 #include "latmix/error.h"
 #include "latmix/eval_data.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 
 namespace latmix {
 
@@ -43,12 +44,7 @@ void for_each_json_line(const std::string& path, Fn fn) {
   const std::vector<std::string> lines = read_lines(path);
   for (size_t i = 0; i < lines.size(); ++i) {
     if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
-    Json j;
-    try {
-      j = Json::parse(lines[i]);
-    } catch (const Json::exception& e) {
-      fail(where(path, i), "not valid JSON", "one JSON object per line", e.what());
-    }
+    const Json j = parse_json_file(where(path, i), lines[i]);
     if (!j.is_object()) fail(where(path, i), "not a JSON object", "an object", shorten(lines[i]));
     fn(j, i);
   }

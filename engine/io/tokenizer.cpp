@@ -32,14 +32,7 @@ namespace {
 
 using tok::Json;
 
-Json read_json(const fs::path& path) {
-  const std::string text = tok::read_file(path.string());
-  try {
-    return Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    fail(path.string(), "invalid JSON", "", e.what());
-  }
-}
+Json read_json(const fs::path& path) { return read_json_file(path.string()); }
 
 // tokenizer_config.json writes a token as "<s>" or as {"content": "<s>", ...}.
 std::optional<int32_t> config_token(const Json& config, const char* key, const Tokenizer& tok,
@@ -52,7 +45,7 @@ std::optional<int32_t> config_token(const Json& config, const char* key, const T
   } else if (value.is_object() && value.contains("content") && value["content"].is_string()) {
     text = value["content"].get<std::string>();
   } else {
-    fail(file, std::string("\"") + key + "\" is malformed", "a string or {\"content\": ...}", value.dump());
+    fail(file, std::string("\"") + key + "\" is malformed", "a string or {\"content\": ...}", json_excerpt(value));
   }
   const auto id = tok.token_id(text);
   if (!id) fail(file, std::string("\"") + key + "\" is not in the vocabulary", "", tok::quote(text));
@@ -78,7 +71,7 @@ void apply_tokenizer_config(Tokenizer& tok, const fs::path& file) {
   if (const auto eos = config_token(config, "eos_token", tok, file.string())) special.eos = eos;
   if (config.contains("add_bos_token") && !config["add_bos_token"].is_null()) {
     if (!config["add_bos_token"].is_boolean()) {
-      fail(file.string(), "\"add_bos_token\" is not a boolean", "true or false", config["add_bos_token"].dump());
+      fail(file.string(), "\"add_bos_token\" is not a boolean", "true or false", json_excerpt(config["add_bos_token"]));
     }
     special.add_bos = config["add_bos_token"].get<bool>();
   }

@@ -189,7 +189,7 @@ PostProcessorInfo parse_template(const Json& j, const std::string& file) {
     if (item.is_object() && item.contains("Sequence")) break;  // only what comes before $A
     if (!item.is_object() || !item.contains("SpecialToken") || !item["SpecialToken"].is_object()) {
       fail(file, "post_processor TemplateProcessing: malformed \"single\" item",
-           "{\"SpecialToken\": ...} or {\"Sequence\": ...}", item.dump());
+           "{\"SpecialToken\": ...} or {\"Sequence\": ...}", json_excerpt(item));
     }
     info.bos_token = json_string(item["SpecialToken"], "id", file);
     break;
@@ -199,7 +199,7 @@ PostProcessorInfo parse_template(const Json& j, const std::string& file) {
   if (specials.is_object() && specials.contains(*info.bos_token)) {
     const Json& ids = specials[*info.bos_token].contains("ids") ? specials[*info.bos_token]["ids"] : Json();
     if (ids.is_array() && ids.size() == 1 && ids[0].is_number_integer()) {
-      info.bos_id = ids[0].get<int32_t>();
+      info.bos_id = json_token_id(ids[0], file, "post_processor special_tokens." + quote(*info.bos_token) + ".ids");
     }
   }
   return info;
@@ -225,9 +225,9 @@ PostProcessorInfo parse_post_processor(const Json& j, const std::string& file) {
   if (type == "RobertaProcessing" || type == "BertProcessing") {
     const Json& cls = j.contains("cls") ? j["cls"] : Json();
     if (!cls.is_array() || cls.size() != 2 || !cls[0].is_string() || !cls[1].is_number_integer()) {
-      fail(file, "post_processor " + type + ": malformed \"cls\"", "[token, id]", cls.dump());
+      fail(file, "post_processor " + type + ": malformed \"cls\"", "[token, id]", json_excerpt(cls));
     }
-    return {cls[0].get<std::string>(), cls[1].get<int32_t>()};
+    return {cls[0].get<std::string>(), json_token_id(cls[1], file, "post_processor " + type + " cls")};
   }
   fail(file, "unsupported post_processor type " + quote(type),
        "TemplateProcessing, ByteLevel, Sequence, RobertaProcessing or BertProcessing", quote(type));

@@ -5,6 +5,7 @@
 
 #include "io/tokenizer_internal.h"
 #include "latmix/error.h"
+#include "latmix/json.h"
 
 namespace latmix::tok {
 
@@ -25,9 +26,16 @@ std::string json_string(const Json& j, const char* key, const std::string& file,
 bool json_bool(const Json& j, const char* key, const std::string& file, bool fallback) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
   if (!j[key].is_boolean()) {
-    fail(file, std::string("\"") + key + "\" is not a boolean", "true or false", j[key].dump());
+    fail(file, std::string("\"") + key + "\" is not a boolean", "true or false", json_excerpt(j[key]));
   }
   return j[key].get<bool>();
+}
+
+int32_t json_token_id(const Json& id, const std::string& file, const std::string& where) {
+  const bool ok = id.is_number_unsigned() ? id.get<uint64_t>() <= INT32_MAX
+                                          : id.is_number_integer() && id.get<int64_t>() >= 0;
+  if (!ok) fail(file, where + ": token id", "an integer in 0..2147483647", json_excerpt(id));
+  return static_cast<int32_t>(id.get<int64_t>());
 }
 
 std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file, const std::string& where) {
@@ -36,7 +44,7 @@ std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file
     if (p.contains("String") && p["String"].is_string()) return {p["String"].get<std::string>(), false};
     if (p.contains("Regex") && p["Regex"].is_string()) return {p["Regex"].get<std::string>(), true};
   }
-  fail(file, where + ": malformed \"pattern\"", "{\"String\": ...} or {\"Regex\": ...}", p.dump());
+  fail(file, where + ": malformed \"pattern\"", "{\"String\": ...} or {\"Regex\": ...}", json_excerpt(p));
 }
 
 namespace {
@@ -196,26 +204,51 @@ std::pair<std::string, std::string> parse_merge(const Json& m, size_t rank, cons
   if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
     return {m[0].get<std::string>(), m[1].get<std::string>()};
   }
-  fail(file, where + " is malformed", "\"a b\" or [\"a\", \"b\"]", m.dump());
+  fail(file, where + " is malformed", "\"a b\" or [\"a\", \"b\"]", json_excerpt(m));
 }
 
 void check_model_options(const Json& model, const std::string& file) {
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (model.contains(key) && !model[key].is_null() &&
         !(model[key].is_string() && model[key].get<std::string>().empty())) {
-      fail(file, std::string("model.") + key + " is not supported", "null", model[key].dump());
+      fail(file, std::string("model.") + key + " is not supported", "null", json_excerpt(model[key]));
     }
   }
 }
 
-BpeSpec parse_bpe_spec(const Json& model, const std::string& file) {
+// Ids are dense in real files (0..n-1 over the vocabulary and the added tokens); a few reserved
+// gaps are fine, but the tokenizer allocates one slot per id up to the largest, so an id far past
+// the number of tokens (1e8 in a 60-byte file) is refused instead of costing gigabytes.
+constexpr int64_t kMaxIdGap = 1 << 16;
+
+int64_t token_id_limit(const Json& root) {
+  const auto count = [&](const Json& parent, const char* key) {
+    return parent.is_object() && parent.contains(key) && parent[key].is_structured() ? parent[key].size() : size_t{0};
+  };
+  const Json& model = root.contains("model") ? root["model"] : Json();
+  const int64_t tokens = static_cast<int64_t>(count(model, "vocab") + count(root, "added_tokens"));
+  return std::min<int64_t>(tokens + kMaxIdGap, INT32_MAX);
+}
+
+/// The id of a model.vocab or added_tokens entry: an integer in 0..limit-1, never truncated.
+int32_t token_id_of(const Json& id, int64_t limit, const std::string& file, const std::string& where) {
+  const int32_t value = json_token_id(id, file, where);
+  if (value >= limit) {
+    fail(file, where + ": token id far beyond the number of tokens",
+         "below " + std::to_string(limit) + " (the number of tokens + " + std::to_string(kMaxIdGap) + ")",
+         std::to_string(value));
+  }
+  return value;
+}
+
+BpeSpec parse_bpe_spec(const Json& model, const std::string& file, int64_t id_limit) {
   BpeSpec spec;
   const Json& vocab = model.contains("vocab") ? model["vocab"] : Json();
   if (!vocab.is_object()) fail(file, "model.vocab is not an object", "{token: id}", vocab.type_name());
   spec.vocab.reserve(vocab.size());
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer()) fail(file, "model.vocab[" + quote(token) + "] is not an integer id");
-    spec.vocab.emplace(token, id.get<int32_t>());
+    spec.vocab.emplace(token, token_id_of(id, id_limit, file, "model.vocab[" + quote(token) + "]"));
   }
   const Json& merges = model.contains("merges") ? model["merges"] : Json();
   if (!merges.is_array()) fail(file, "model.merges is not an array", "array", merges.type_name());
@@ -241,7 +274,7 @@ std::unique_ptr<BpeModel> parse_model(const Json& root, const std::string& file)
       json_string(model, "type", file, model.contains("merges") ? std::optional<std::string>("BPE") : std::nullopt);
   if (type != "BPE") fail(file, "unsupported model type " + quote(type), "BPE", quote(type));
   // JSON dropout is a training-time setting; encoding here is always deterministic.
-  return std::make_unique<BpeModel>(parse_bpe_spec(model, file), file);
+  return std::make_unique<BpeModel>(parse_bpe_spec(model, file, token_id_limit(root)), file);
 }
 
 std::vector<AddedToken> parse_added_tokens(const Json& root, const std::string& file) {
@@ -249,12 +282,13 @@ std::vector<AddedToken> parse_added_tokens(const Json& root, const std::string& 
   if (!root.contains("added_tokens") || root["added_tokens"].is_null()) return out;
   const Json& list = root["added_tokens"];
   if (!list.is_array()) fail(file, "added_tokens is not an array");
+  const int64_t id_limit = token_id_limit(root);
   for (const Json& item : list) {
-    if (!item.is_object() || !item.contains("id") || !item["id"].is_number_integer() || item["id"].get<int64_t>() < 0) {
-      fail(file, "malformed added_tokens entry", "{\"id\": n >= 0, \"content\": ...}", item.dump());
+    if (!item.is_object() || !item.contains("id") || !item["id"].is_number_integer()) {
+      fail(file, "malformed added_tokens entry", "{\"id\": n >= 0, \"content\": ...}", json_excerpt(item));
     }
     AddedToken t;
-    t.id = item["id"].get<int32_t>();
+    t.id = token_id_of(item["id"], id_limit, file, "added_tokens[" + std::to_string(out.size()) + "]");
     t.content = json_string(item, "content", file);
     t.special = json_bool(item, "special", file, false);
     t.normalized = json_bool(item, "normalized", file, !t.special);
@@ -277,14 +311,8 @@ std::string kind_of(const Json& root, const HfTokenizer::Parts& parts) {
   return "BPE (tokenizer.json)";
 }
 
-Json parse_json_file(const std::string& path) {
-  const std::string text = read_file(path);
-  Json root;
-  try {
-    root = Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    fail(path, "invalid JSON", "a tokenizer.json document", e.what());
-  }
+Json read_tokenizer_json(const std::string& path) {
+  Json root = read_json_file(path);
   if (!root.is_object()) fail(path, "not a JSON object", "object", root.type_name());
   return root;
 }
@@ -301,7 +329,10 @@ std::unique_ptr<Tokenizer> build_hf_tokenizer(const Json& root, const std::strin
   auto tokenizer = std::make_unique<HfTokenizer>(path, SpecialTokenIds{}, std::move(parts));
   if (post.bos_token) {
     const std::optional<int32_t> id = post.bos_id ? post.bos_id : tokenizer->token_id(*post.bos_token);
-    if (!id) fail(path, "post_processor names a token that is not in the vocabulary", "", quote(*post.bos_token));
+    if (!id || *id >= tokenizer->vocab_size()) {
+      fail(path, "post_processor names a token that is not in the vocabulary", "",
+           quote(*post.bos_token) + (id ? " with id " + std::to_string(*id) : ""));
+    }
     detail::TokenizerAccess::special(*tokenizer) = SpecialTokenIds{id, std::nullopt, true};
   }
   return tokenizer;
@@ -310,7 +341,7 @@ std::unique_ptr<Tokenizer> build_hf_tokenizer(const Json& root, const std::strin
 }  // namespace
 
 std::unique_ptr<Tokenizer> load_hf_tokenizer_json(const std::string& path) {
-  const Json root = parse_json_file(path);
+  const Json root = read_tokenizer_json(path);
   try {
     return build_hf_tokenizer(root, path);
   } catch (const Json::exception& e) {

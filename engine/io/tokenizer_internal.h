@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/tokenizer_merge_queue.h"
+#include "latmix/json.h"
 #include "latmix/tokenizer.h"
 
 namespace latmix {
@@ -137,6 +138,8 @@ PostProcessorInfo parse_post_processor(const Json& j, const std::string& file);
 std::string json_string(const Json& j, const char* key, const std::string& file,
                         const std::optional<std::string>& fallback = std::nullopt);
 bool json_bool(const Json& j, const char* key, const std::string& file, bool fallback);
+/// A token id written in the file: an integer in 0..INT32_MAX (never truncated); `where` names it.
+int32_t json_token_id(const Json& id, const std::string& file, const std::string& where);
 /// A {"String": s} or {"Regex": r} pattern: returns (text, is_regex).
 std::pair<std::string, bool> json_pattern(const Json& j, const std::string& file, const std::string& where);
 

@@ -3,11 +3,10 @@
 #include <pcre2.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "io/tokenizer_internal.h"
 #include "latmix/error.h"
+#include "latmix/files.h"
 
 namespace latmix::tok {
 
@@ -117,14 +116,7 @@ std::string quote(std::string_view s) {
   return out + "\"";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) fail(path, "read error");
-  return std::move(buffer).str();
-}
+std::string read_file(const std::string& path) { return read_text_file(path); }
 
 // ---- byte-level map ----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/tensor_io.h"
 #include "latmix/transform_fold.h"
 
@@ -21,25 +22,19 @@ const at::Tensor& need(const NamedTensors& tensors, const std::string& name, con
   fail(origin, "tensor '" + name + "'", "present", "missing");
 }
 
-int64_t need_int(const json& j, const char* key, const std::string& origin) {
-  if (!j.contains(key) || !j[key].is_number_integer())
-    fail(origin, std::string("key '") + key + "'", "an integer", "missing or mistyped");
-  return j[key].get<int64_t>();
-}
-
-TransformPtr build(const std::string& kind, int64_t dim, const json& j, const NamedTensors& t,
+TransformPtr build(const std::string& kind, int64_t dim, const JsonObject& j, const NamedTensors& t,
                    const std::string& origin) {
   if (kind == "identity") return std::make_shared<IdentityTransform>(dim);
   if (kind == "diagonal") {
-    return std::make_shared<DiagonalTransform>(need(t, "scale", origin), j.value("trainable", false));
+    return std::make_shared<DiagonalTransform>(need(t, "scale", origin), j.boolean_or("trainable", false));
   }
   if (kind == "hadamard") return std::make_shared<HadamardTransform>(dim, need(t, "signs", origin));
   if (kind == "block_hadamard") {
-    return std::make_shared<BlockHadamardTransform>(dim, need_int(j, "block", origin), need(t, "signs", origin));
+    return std::make_shared<BlockHadamardTransform>(dim, j.integer("block"), need(t, "signs", origin));
   }
   if (kind == "orthogonal") return std::make_shared<OrthogonalTransform>(need(t, "q", origin));
   if (kind == "rotation") {
-    const std::string map = j.value("map", "exp");
+    const std::string map = j.string_or("map", "exp");
     if (map != "exp" && map != "cayley") fail(origin, "rotation map", "exp or cayley", "'" + map + "'");
     auto r = std::make_shared<RotationTransform>(
         dim, need(t, "base", origin), map == "exp" ? RotationTransform::Map::Exp : RotationTransform::Map::Cayley);
@@ -53,8 +48,7 @@ TransformPtr build(const std::string& kind, int64_t dim, const json& j, const Na
     return a;
   }
   if (kind == "kronecker") {
-    auto k = std::make_shared<KroneckerTransform>(need_int(j, "d1", origin), need_int(j, "d2", origin),
-                                                  j.value("bias", false));
+    auto k = std::make_shared<KroneckerTransform>(j.integer("d1"), j.integer("d2"), j.boolean_or("bias", false));
     k->load_state(t, origin);
     return k;
   }
@@ -79,7 +73,7 @@ TransformPtr read_slot(const json& slot, const std::string& prefix, const Safete
                        const std::string& origin) {
   if (slot.is_null()) return nullptr;
   if (!slot.is_object() || !slot.contains("kind") || !slot["kind"].is_string()) {
-    fail(origin, "transform '" + prefix + "'", "an object with a kind", slot.dump());
+    fail(origin, "transform '" + prefix + "'", "an object with a kind", json_excerpt(slot));
   }
   NamedTensors tensors;
   for (const auto& info : file.header().tensors) {
@@ -102,22 +96,15 @@ std::vector<TransformPtr> read_list(const json& j, const char* key, const Safete
   return out;
 }
 
-json read_json(const std::string& path) {
-  try {
-    return json::parse(read_text_file(path));
-  } catch (const json::exception& e) {
-    fail(path, "JSON", "valid JSON", e.what());
-  }
-}
-
 }  // namespace
 
 TransformPtr transform_from_state(const json& description, const NamedTensors& tensors, const std::string& origin) {
   if (!description.is_object() || !description.contains("kind") || !description["kind"].is_string()) {
-    fail(origin, "transform description", "an object with \"kind\"", description.dump());
+    fail(origin, "transform description", "an object with \"kind\"", json_excerpt(description));
   }
-  const int64_t dim = need_int(description, "dim", origin);
-  TransformPtr t = build(description["kind"].get<std::string>(), dim, description, tensors, origin);
+  const JsonObject d(description, origin);
+  const int64_t dim = d.integer("dim");
+  TransformPtr t = build(d.string("kind"), dim, d, tensors, origin);
   if (t->dim() != dim) fail(origin, "transform width", std::to_string(dim), std::to_string(t->dim()));
   return t;
 }
@@ -148,14 +135,15 @@ void save_transforms(const std::string& path_prefix, const TransformPlan& plan, 
 
 TransformPlan load_transforms(const std::string& path_prefix) {
   const std::string json_path = path_prefix + ".json";
-  const json j = read_json(json_path);
-  if (!j.is_object() || j.value("format", "") != "latmix-transforms") {
-    fail(json_path, "format", "\"latmix-transforms\"", j.is_object() ? j.value("format", "none") : "not an object");
+  const json j = read_json_file(json_path);
+  const JsonObject r(j, json_path);
+  if (r.string_or("format", "") != "latmix-transforms") {
+    fail(json_path, "format", "\"latmix-transforms\"", r.string_or("format", "none"));
   }
-  if (j.value("version", 0) != 1) fail(json_path, "version", "1", std::to_string(j.value("version", 0)));
+  if (r.integer_or("version", 0) != 1) fail(json_path, "version", "1", std::to_string(r.integer_or("version", 0)));
   auto file = SafetensorsFile::open(path_prefix + ".safetensors");
   TransformPlan plan;
-  plan.residual = read_slot(j.value("residual", json()), "residual.", *file, json_path);
+  plan.residual = read_slot(r.has("residual") ? j["residual"] : json(), "residual.", *file, json_path);
   plan.value = read_list(j, "value", *file, json_path);
   plan.down_online = read_list(j, "down_online", *file, json_path);
   plan.attn_online = read_list(j, "attn_online", *file, json_path);
@@ -165,7 +153,7 @@ TransformPlan load_transforms(const std::string& path_prefix) {
 
 json load_transforms_metadata(const std::string& path_prefix) {
   const std::string json_path = path_prefix + ".json";
-  const json j = read_json(json_path);
+  const json j = read_json_file(json_path);
   if (!j.is_object() || !j.contains("metadata")) return nullptr;
   if (!j["metadata"].is_object()) fail(json_path, "key 'metadata'", "an object", j["metadata"].type_name());
   return j["metadata"];

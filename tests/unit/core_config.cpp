@@ -22,14 +22,16 @@ json base(const std::string& arch) {
 
 latmix::ModelConfig parse(const json& j) { return latmix::parse_model_config(j.dump(), "/m/config.json"); }
 
-std::string error_of(const json& j) {
+std::string error_text(const std::string& text) {
   try {
-    parse(j);
+    latmix::parse_model_config(text, "/m/config.json");
   } catch (const latmix::Error& e) {
     return e.what();
   }
   return "";
 }
+
+std::string error_of(const json& j) { return error_text(j.dump()); }
 
 }  // namespace
 
@@ -98,6 +100,7 @@ TEST(ModelConfig, MistralSlidingWindowRefusedUnlessItCoversTheContext) {
 
 TEST(ModelConfig, EosListTakesTheFirst) {
   json j = base("LlamaForCausalLM");
+  j["vocab_size"] = 128256;
   j["eos_token_id"] = {128001, 128009};
   j["bos_token_id"] = 128000;
   auto c = parse(j);
@@ -122,6 +125,85 @@ TEST(ModelConfig, ClearRefusals) {
   EXPECT_NE(error_of(j).find("vocab_size"), std::string::npos);
   EXPECT_NE(error_of(j).find("/m/config.json"), std::string::npos);
   EXPECT_THROW(latmix::parse_model_config("{not json", "x"), latmix::Error);
+}
+
+// Issue 20 items 12, 13, 21 and 22: values in range, not just present and typed. Each refusal
+// names the file and the key.
+TEST(ModelConfig, ValueRangesAreCheckedNamingFileAndKey) {
+  auto expect_refused = [](const json& j, const std::string& key, const std::string& detail) {
+    const std::string message = error_of(j);
+    EXPECT_NE(message.find("/m/config.json"), std::string::npos) << message;
+    EXPECT_NE(message.find("'" + key + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find(detail), std::string::npos) << message;
+  };
+  for (double theta : {0.0, -10000.0, 0.5, 1e39}) {
+    json j = base("LlamaForCausalLM");
+    j["rope_theta"] = theta;
+    expect_refused(j, "rope_theta", "expected a number in 1..3.4e38");
+  }
+  json j = base("LlamaForCausalLM");
+  j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", -1.0}};
+  expect_refused(j, "rope_theta", "found -1");
+  for (int64_t n : {int64_t{0}, int64_t{-5}, int64_t{1} << 40}) {
+    j = base("LlamaForCausalLM");
+    j["max_position_embeddings"] = n;
+    expect_refused(j, "max_position_embeddings", "found " + std::to_string(n));
+  }
+  // Head counts whose products overflow int64 (q_size * hidden_size) pass one by one today.
+  j = base("LlamaForCausalLM");
+  j["num_attention_heads"] = int64_t{1} << 40;
+  j["num_key_value_heads"] = int64_t{1} << 40;
+  j["head_dim"] = int64_t{1} << 30;
+  expect_refused(j, "num_attention_heads", "expected an integer in 1..16777216");
+  j = base("LlamaForCausalLM");
+  j["num_attention_heads"] = int64_t{1} << 24;
+  j["num_key_value_heads"] = int64_t{1} << 24;
+  j["head_dim"] = int64_t{1} << 24;
+  j["hidden_size"] = int64_t{1} << 24;
+  EXPECT_NE(error_of(j).find("at most 2^53 parameters"), std::string::npos) << error_of(j);
+  j = base("LlamaForCausalLM");
+  j["rms_norm_eps"] = 0.0;
+  expect_refused(j, "rms_norm_eps", "found 0");
+  j = base("LlamaForCausalLM");
+  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0},
+                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  expect_refused(j, "rope_scaling.high_freq_factor", "a number > low_freq_factor");
+}
+
+TEST(ModelConfig, TokenIdsOutsideInt32OrTheVocabularyAreRefused) {
+  auto expect_refused = [](const json& j, const std::string& key) {
+    const std::string message = error_of(j);
+    EXPECT_NE(message.find("/m/config.json: key '" + key + "'"), std::string::npos) << message;
+    EXPECT_NE(message.find("expected a token id in 0..999"), std::string::npos) << message;
+  };
+  json j = base("LlamaForCausalLM");
+  j["bos_token_id"] = int64_t{1} << 40;  // was truncated to 0
+  expect_refused(j, "bos_token_id");
+  j["bos_token_id"] = 1000;  // == vocab_size
+  expect_refused(j, "bos_token_id");
+  j["bos_token_id"] = -1;
+  expect_refused(j, "bos_token_id");
+  j["bos_token_id"] = 1;
+  j["eos_token_id"] = {2, uint64_t{18446744073709551615ULL}};
+  expect_refused(j, "eos_token_id[1]");
+  j["eos_token_id"] = "2";
+  expect_refused(j, "eos_token_id");
+  j["eos_token_id"] = {999};
+  EXPECT_EQ(parse(j).eos_token_id, 999);
+}
+
+TEST(ModelConfig, MistypedOrOverflowingValuesNameTheKey) {
+  json j = base("LlamaForCausalLM");
+  j["rope_theta"] = "10000";
+  EXPECT_NE(error_of(j).find("key 'rope_theta' (expected a number, found \"10000\")"), std::string::npos) << error_of(j);
+  std::string text = base("LlamaForCausalLM").dump();
+  text.insert(1, "\"rope_theta\": 1e400, ");
+  const std::string message = error_text(text);
+  EXPECT_NE(message.find("/m/config.json: key 'rope_theta': number overflow parsing '1e400'"), std::string::npos)
+      << message;
+  j = base("LlamaForCausalLM");
+  j["vocab_size"] = std::string(50 << 20, '9');  // 50 MB: never echoed in full
+  EXPECT_LT(error_of(j).size(), 300u);
 }
 
 TEST(ModelConfig, ParameterCountOfGutenberg6MShape) {

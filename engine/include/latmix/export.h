@@ -163,10 +163,11 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
 std::string manifest_verify_text(const std::string& export_path);
 
 /// Compares what was found (file name -> size and SHA-256) with the manifest's "files" list.
-/// Adds one check per listed file, and one failed check per unlisted file; `origin` names the
-/// folder or zip in messages. Used for folders here and for zip bundles by the bundle library.
-void check_manifest_files(const nlohmann::json& manifest, const std::map<std::string, ExportedFile>& found,
-                          ExportVerification& out);
+/// Adds one check per listed file, and one failed check per unlisted file; `manifest_file` names
+/// the manifest in errors (a mistyped entry throws latmix::Error naming it and the key). Used for
+/// folders here and for zip bundles by the bundle library.
+void check_manifest_files(const nlohmann::json& manifest, const std::string& manifest_file,
+                          const std::map<std::string, ExportedFile>& found, ExportVerification& out);
 
 // ---- Fingerprints ------------------------------------------------------------------------------
 

@@ -6,7 +6,13 @@
 
 namespace latmix {
 
-/// Reads a whole file; throws latmix::Error naming the file when it cannot be read.
+/// Opens a regular file for reading and returns its descriptor (the caller closes it). A FIFO,
+/// device, socket or folder is refused with a latmix::Error naming the file and what it is,
+/// without blocking: opening a FIFO for reading would otherwise wait for a writer forever.
+int open_regular_file(const std::string& path);
+
+/// Reads a whole regular file (see open_regular_file); throws latmix::Error naming the file when
+/// it cannot be read.
 std::string read_text_file(const std::string& path);
 
 /// Writes `contents` to `path` atomically: a temp file in the same folder, fsync, rename,

@@ -54,7 +54,8 @@ std::string label(std::string_view name) {
 }  // namespace
 
 std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  // O_NONBLOCK: a FIFO is refused below instead of blocking open() until a writer appears.
+  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (fd.get() < 0) fail(path, "cannot open safetensors file", "a readable file", errno_text());
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail(path, "cannot stat safetensors file", "", errno_text());

@@ -1,8 +1,7 @@
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "latmix/error.h"
+#include "latmix/files.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix {
@@ -20,15 +19,6 @@ std::string label(std::string_view name) {
 
 bool ends_with(const std::string& s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string read_index_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open shard index", "a readable file", "cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail(path, "cannot read shard index", "a readable file", "a read error");
-  return text.str();
 }
 
 }  // namespace
@@ -63,7 +53,7 @@ TensorStore TensorStore::open(const std::string& path) {
   }
 
   const std::string index_path = index.string();
-  const SafetensorsIndex idx = parse_safetensors_index(read_index_text(index_path), index_path);
+  const SafetensorsIndex idx = parse_safetensors_index(read_text_file(index_path), index_path);
   if (idx.weight_map.empty()) fail(index_path, "weight_map", "at least one tensor", "none");
   const fs::path folder = index.parent_path();
   for (const std::string& shard : idx.shards()) {
