@@ -25,10 +25,6 @@ namespace {
 
 constexpr uint64_t kChunkLogitBytes = 256ull << 20;  // float32 logits of one loss chunk
 
-std::vector<TransformPtr> one(const std::vector<TransformPtr>& list, size_t l) {
-  return list.empty() ? std::vector<TransformPtr>{} : std::vector<TransformPtr>{list[l]};
-}
-
 // The student one layer at a time: the same folds, fake quantization and hooks as
 // build_student(), but a layer's folded weights exist only while that layer runs.
 class StreamedStudent {
@@ -58,7 +54,6 @@ class StreamedStudent {
       }
       final_norm_ = at::ones_like(final_norm_);
     }
-    ones_ = at::ones_like(w.final_norm);
   }
 
   /// Layer l of the student on h (autograd when grad mode is on).
@@ -96,27 +91,8 @@ class StreamedStudent {
     return w;
   }
 
-  // folded_weights() of a one-layer view of the model: the same arithmetic as the whole-model
-  // fold for that layer (final norm of ones, so no lm_head work).
   LayerWeights fold_layer(int64_t l) const {
-    const auto li = static_cast<size_t>(l);
-    ModelConfig c = fp_.config();
-    c.num_layers = 1;
-    ModelWeights w;
-    w.embed = fp_.weights().embed;
-    w.lm_head = w.embed;
-    w.final_norm = ones_;
-    w.layers = {fp_.weights().layers[li]};
-    TransformPlan p;
-    p.residual = dense_.residual;
-    p.value = one(dense_.value, li);
-    p.down_online = one(dense_.down_online, li);
-    p.attn_online = one(dense_.attn_online, li);
-    p.mlp_online = one(dense_.mlp_online, li);
-    FoldOptions options;
-    options.missing_bias = MissingBias::Drop;
-    options.residual_skips_embedding_and_head = true;
-    LayerWeights lw = folded_weights(Model(c, std::move(w)), p, options).layers[0];
+    LayerWeights lw = learn_detail::fold_layer(fp_, dense_, l);
     const int64_t layers = fp_.config().num_layers;
     if (spec_.weights && spec_.covers_layer(l, layers)) {
       for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
@@ -130,7 +106,7 @@ class StreamedStudent {
   TransformPlan dense_;
   const QuantSpec& spec_;
   Model student_;
-  at::Tensor final_norm_, lm_head_, ones_;
+  at::Tensor final_norm_, lm_head_;
 };
 
 // The loss over hidden states [m, T, D] (a leaf: its .grad receives dLoss/dhidden), chunk by

@@ -84,6 +84,42 @@ void LeafPlan::finish() {
   pairs_.clear();
 }
 
+LayerWeights fold_layer(const Model& fp, const TransformPlan& plan, int64_t l) {
+  const auto li = static_cast<size_t>(l);
+  auto one = [li](const std::vector<TransformPtr>& list) {
+    return list.empty() ? std::vector<TransformPtr>{} : std::vector<TransformPtr>{list[li]};
+  };
+  ModelConfig c = fp.config();
+  c.num_layers = 1;
+  ModelWeights w;
+  w.embed = fp.weights().embed;
+  w.lm_head = w.embed;
+  w.final_norm = at::ones({c.hidden_size}, fp.weights().final_norm.options());  // no lm_head fusing here
+  w.layers = {fp.weights().layers[li]};
+  TransformPlan p;
+  p.residual = plan.residual;
+  p.value = one(plan.value);
+  p.down_online = one(plan.down_online);
+  p.attn_online = one(plan.attn_online);
+  p.mlp_online = one(plan.mlp_online);
+  FoldOptions options;
+  options.missing_bias = MissingBias::Drop;
+  options.residual_skips_embedding_and_head = true;
+  return folded_weights(Model(c, std::move(w)), p, options).layers[0];
+}
+
+Model layer_model(const Model& fp, int64_t l, LayerWeights weights) {
+  ModelWeights w;
+  w.embed = fp.weights().embed;
+  w.final_norm = fp.weights().final_norm;
+  w.lm_head = fp.weights().lm_head;
+  w.layers.resize(fp.weights().layers.size());
+  w.layers[static_cast<size_t>(l)] = std::move(weights);
+  Model m(fp.config(), std::move(w));
+  for (const auto& hook : fp.hooks()) m.add_hook(hook);
+  return m;
+}
+
 Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
   FoldOptions options;
   options.missing_bias = MissingBias::Drop;

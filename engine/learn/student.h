@@ -75,6 +75,15 @@ class LeafPlan {
   std::vector<std::pair<at::Tensor, at::Tensor>> pairs_;  // (graph tensor, leaf)
 };
 
+/// folded_weights() of one layer: the same arithmetic as folding the whole model, for layer l
+/// alone (the residual transform's embedding and lm_head parts are left out: see
+/// FoldOptions::residual_skips_embedding_and_head). `plan` has the model's per-layer lists.
+LayerWeights fold_layer(const Model& fp, const TransformPlan& plan, int64_t l);
+
+/// A model that holds only layer l (the other layers are empty; forward_layer(l) is all it can
+/// run), with fp's embedding, final norm, lm_head and hooks. Costs no weight copies.
+Model layer_model(const Model& fp, int64_t l, LayerWeights weights);
+
 /// The quantized student with the whole model folded (see trainer.cpp). `only_layer` >= 0: only
 /// that layer's weights are quantized (layer-wise learning).
 Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer);

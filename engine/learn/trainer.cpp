@@ -470,30 +470,39 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       return out;
     });
   } else {
-    // The FP model the layers are learned against: the frozen residual transform folded in.
-    Model base = fp.to(fp.device(), fp.dtype());
-    if (plan.residual) {
-      TransformPlan residual_only;
-      residual_only.residual = plan.residual;
-      FoldOptions options;
-      options.missing_bias = MissingBias::Drop;
-      fold_transforms(base, residual_only, options);
-    }
-    // FP inputs of layer 0 for every calibration sequence, then layer by layer.
+    // The FP model the layers are learned against has the frozen residual transform folded in,
+    // one layer at a time (never a second copy of the model). The layer inputs and targets of
+    // every calibration sequence stay in host memory when learning on a GPU and go to the device
+    // a batch at a time: device memory is the model plus one layer's work.
+    TransformPlan residual_only;
+    residual_only.residual = plan.residual;
+    const at::Device store = device.is_cuda() ? at::Device(at::kCPU) : device;
+    auto base_layer = [&](int64_t l) {
+      return learn_detail::layer_model(fp, l, learn_detail::fold_layer(fp, residual_only, l));
+    };
     at::Tensor inputs;
     {
       c10::NoGradGuard no_grad;
-      inputs = base.embed(calib->batch(0, calib->size(), device));
+      std::vector<at::Tensor> parts;
+      for (int64_t b = 0; b < calib->size(); b += s.batch) {
+        at::Tensor h = fp.embed(calib->batch(b, std::min(s.batch, calib->size() - b), device));
+        // = the embedding with T folded into its rows (fold_residual), a batch of rows at a time
+        if (plan.residual) h = plan.residual->forward(h);
+        parts.push_back(h.to(store));
+      }
+      inputs = at::cat(parts, 0);
     }
     const int64_t first_layer = start_step / s.steps;
     for (size_t l = 0; l < layers; ++l) {
       const auto li = static_cast<int64_t>(l);
+      const Model base = base_layer(li);
       at::Tensor targets;
       {
         c10::NoGradGuard no_grad;
         std::vector<at::Tensor> outs;
         for (int64_t b = 0; b < inputs.size(0); b += s.batch) {
-          outs.push_back(base.forward_layer(li, inputs.narrow(0, b, std::min(s.batch, inputs.size(0) - b))));
+          const at::Tensor x = inputs.narrow(0, b, std::min(s.batch, inputs.size(0) - b)).to(device);
+          outs.push_back(base.forward_layer(li, x).to(store));
         }
         targets = at::cat(outs, 0);
       }
@@ -502,8 +511,8 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
         const int64_t from = std::max(start_step, li * s.steps);
         loop.run(from, (li + 1) * s.steps, total, li, [&](int64_t) {
           std::vector<int64_t> rows = order.next(s.batch);
-          at::Tensor idx = at::tensor(rows, at::kLong).to(device);
-          at::Tensor x = inputs.index_select(0, idx), y = targets.index_select(0, idx);
+          at::Tensor idx = at::tensor(rows, at::kLong).to(store);
+          at::Tensor x = inputs.index_select(0, idx).to(device), y = targets.index_select(0, idx).to(device);
           Model student = build_student(base, densify(lp), s.quant, li);
           at::Tensor out = student.forward_layer(li, x);
           StepLoss sl;

@@ -20,10 +20,14 @@ T0=$(date +%s)
 log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$O/timeline.txt"; }
 want() { [[ " $STAGES " == *" $1 "* || " $STAGES " == *" all "* ]]; }
 
+# SRC_TAR (a `git archive` of the commit to measure, carried) builds that commit rather than the
+# working tree, which may hold other work in progress.
+SRC=.
+if [ -n "${SRC_TAR:-}" ]; then rm -rf /tmp/src && mkdir -p /tmp/src && tar -xf "$SRC_TAR" -C /tmp/src && SRC=/tmp/src; fi
 if [ ! -x /tmp/build-cuda/engine/latmix ] || [ -n "${REBUILD:-}" ]; then
   source scripts/device/deps.sh
   NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-  cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
+  cmake -S "$SRC" -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
     -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
     -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF -DCMAKE_CUDA_COMPILER="$NVCC" >"$O/configure.log" 2>&1 \
     || { tail -30 "$O/configure.log"; exit 1; }
