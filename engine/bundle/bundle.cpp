@@ -210,7 +210,8 @@ nlohmann::json read_bundle_manifest(const std::string& zip_path) {
   const std::string file = zip_path + ":manifest.json";
   nlohmann::json j = parse_json_file(file, std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
   const JsonObject m(j, file);
-  if (m.string_or("format", "") != "latmix-export") fail(file, "format", "\"latmix-export\"", m.string_or("format", "none"));
+  if (m.string_or("format", "") != "latmix-export")
+    fail(file, "format", "\"latmix-export\"", m.string_or("format", "none"));
   return j;
 }
 

@@ -37,7 +37,8 @@ std::vector<T> read_numbers(const JsonObject& o, std::string_view key) {
   out.reserve(list.size());
   for (size_t i = 0; i < list.size(); ++i) {
     const json& x = list[i];
-    if (!x.is_null() && !x.is_number()) o.fail_key(std::string(key) + "[" + std::to_string(i) + "]", "a number or null", x);
+    if (!x.is_null() && !x.is_number())
+      o.fail_key(std::string(key) + "[" + std::to_string(i) + "]", "a number or null", x);
     out.push_back(static_cast<T>(x.is_null() ? std::numeric_limits<double>::infinity() : x.get<double>()));
   }
   return out;
@@ -46,7 +47,8 @@ std::vector<int64_t> read_integers(const JsonObject& o, std::string_view key) {
   const json& list = o.array(key);
   std::vector<int64_t> out;
   for (size_t i = 0; i < list.size(); ++i) {
-    if (!list[i].is_number_integer()) o.fail_key(std::string(key) + "[" + std::to_string(i) + "]", "an integer", list[i]);
+    if (!list[i].is_number_integer())
+      o.fail_key(std::string(key) + "[" + std::to_string(i) + "]", "an integer", list[i]);
     out.push_back(list[i].get<int64_t>());
   }
   return out;
@@ -150,7 +152,8 @@ ViewStats view_from_json(const JsonObject& j) {
              read_numbers<float>(q, "block_sqnr_db"),
              read_numbers<float>(q, "block_clip_rate"),
              read_integers(q, "scale_histogram")};
-  for (size_t i = 0; i < j.array("outliers").size(); ++i) v.outliers.push_back(outlier_from_json(j.element("outliers", i)));
+  for (size_t i = 0; i < j.array("outliers").size(); ++i)
+    v.outliers.push_back(outlier_from_json(j.element("outliers", i)));
   return v;
 }
 

@@ -266,7 +266,8 @@ nlohmann::json read_manifest(const std::string& path) {
   if (!fs::exists(file, ec)) fail(path, "not an export folder", "a manifest.json", "none");
   nlohmann::json j = read_json_file(file);
   const JsonObject m(j, file);
-  if (m.string_or("format", "") != "latmix-export") fail(file, "format", "\"latmix-export\"", m.string_or("format", "none"));
+  if (m.string_or("format", "") != "latmix-export")
+    fail(file, "format", "\"latmix-export\"", m.string_or("format", "none"));
   return j;
 }
 

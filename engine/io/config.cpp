@@ -258,7 +258,8 @@ void validate_model_config(const ModelConfig& cfg, const std::string& origin) {
          "a divisor of " + std::to_string(cfg.num_heads), std::to_string(cfg.num_kv_heads));
   }
   if (parameter_bound(cfg) > 0x1p53) {
-    fail(origin, "the sizes (hidden_size, intermediate_size, num_hidden_layers, heads, head_dim, vocab_size) multiply out",
+    fail(origin,
+         "the sizes (hidden_size, intermediate_size, num_hidden_layers, heads, head_dim, vocab_size) multiply out",
          "at most 2^53 parameters", describe_number(parameter_bound(cfg)));
   }
   if (!(cfg.rms_norm_eps > 0 && cfg.rms_norm_eps < 1)) {

@@ -71,8 +71,8 @@ BasicJson parse_limited(const std::string& file, std::string_view text, int max_
   auto callback = [&](int depth, typename BasicJson::parse_event_t event, BasicJson& parsed) {
     using E = typename BasicJson::parse_event_t;
     if ((event == E::object_start || event == E::array_start) && depth >= max_depth) {
-      fail(file, at_key(position.path()) + "JSON nesting too deep",
-           "at most " + std::to_string(max_depth) + " levels", "more");
+      fail(file, at_key(position.path()) + "JSON nesting too deep", "at most " + std::to_string(max_depth) + " levels",
+           "more");
     }
     const std::string* key = event == E::key ? parsed.template get_ptr<const std::string*>() : nullptr;
     position.on_event(event, key);
@@ -111,7 +111,8 @@ std::string json_excerpt(const json& value) {
   if (value.is_string() && value.get_ref<const std::string&>().size() > kMax) {
     return json(value.get_ref<const std::string&>().substr(0, kMax)).dump() + "...";
   }
-  if (value.is_structured() && value.size() > 8) return std::string(value.type_name()) + " of " + std::to_string(value.size()) + " items";
+  if (value.is_structured() && value.size() > 8)
+    return std::string(value.type_name()) + " of " + std::to_string(value.size()) + " items";
   std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
   return text.size() <= kMax ? text : text.substr(0, kMax) + "...";
 }
@@ -125,7 +126,9 @@ JsonObject::JsonObject(const json& value, std::string file, std::string where)
   }
 }
 
-std::string JsonObject::path_of(std::string_view key) const { return joined(where_, key); }
+std::string JsonObject::path_of(std::string_view key) const {
+  return joined(where_, key);
+}
 
 void JsonObject::fail_key(std::string_view key, const std::string& expected, const json& found) const {
   fail(file_, "key '" + path_of(key) + "'", expected, json_excerpt(found));
@@ -144,9 +147,9 @@ const json& JsonObject::at(std::string_view key) const {
 
 int64_t JsonObject::integer(std::string_view key) const {
   const json& v = at(key);
-  const bool fits = v.is_number_integer() &&
-                    (!v.is_number_unsigned() ||
-                     v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+  const bool fits =
+      v.is_number_integer() &&
+      (!v.is_number_unsigned() || v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
   if (!fits) fail_key(key, "an integer", v);
   return v.get<int64_t>();
 }
@@ -190,7 +193,9 @@ std::string JsonObject::string_or(std::string_view key, const std::string& fallb
   return has(key) ? string(key) : fallback;
 }
 
-JsonObject JsonObject::object(std::string_view key) const { return JsonObject(at(key), file_, path_of(key)); }
+JsonObject JsonObject::object(std::string_view key) const {
+  return JsonObject(at(key), file_, path_of(key));
+}
 
 JsonObject JsonObject::object_or_empty(std::string_view key) const {
   static const json empty = json::object();
@@ -205,7 +210,9 @@ const json& JsonObject::array(std::string_view key) const {
 
 JsonObject JsonObject::element(std::string_view key, size_t index) const {
   const json& list = array(key);
-  if (index >= list.size()) fail(file_, "key '" + path_of(key) + "'", "more than " + std::to_string(index) + " items", std::to_string(list.size()));
+  if (index >= list.size())
+    fail(file_, "key '" + path_of(key) + "'", "more than " + std::to_string(index) + " items",
+         std::to_string(list.size()));
   return JsonObject(list[index], file_, path_of(key) + "[" + std::to_string(index) + "]");
 }
 

@@ -32,7 +32,9 @@ namespace {
 
 using tok::Json;
 
-Json read_json(const fs::path& path) { return read_json_file(path.string()); }
+Json read_json(const fs::path& path) {
+  return read_json_file(path.string());
+}
 
 // tokenizer_config.json writes a token as "<s>" or as {"content": "<s>", ...}.
 std::optional<int32_t> config_token(const Json& config, const char* key, const Tokenizer& tok,

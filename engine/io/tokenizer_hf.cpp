@@ -32,8 +32,8 @@ bool json_bool(const Json& j, const char* key, const std::string& file, bool fal
 }
 
 int32_t json_token_id(const Json& id, const std::string& file, const std::string& where) {
-  const bool ok = id.is_number_unsigned() ? id.get<uint64_t>() <= INT32_MAX
-                                          : id.is_number_integer() && id.get<int64_t>() >= 0;
+  const bool ok =
+      id.is_number_unsigned() ? id.get<uint64_t>() <= INT32_MAX : id.is_number_integer() && id.get<int64_t>() >= 0;
   if (!ok) fail(file, where + ": token id", "an integer in 0..2147483647", json_excerpt(id));
   return static_cast<int32_t>(id.get<int64_t>());
 }

@@ -116,7 +116,9 @@ std::string quote(std::string_view s) {
   return out + "\"";
 }
 
-std::string read_file(const std::string& path) { return read_text_file(path); }
+std::string read_file(const std::string& path) {
+  return read_text_file(path);
+}
 
 // ---- byte-level map ----------------------------------------------------------------------------
 

@@ -31,7 +31,9 @@ std::string error_text(const std::string& text) {
   return "";
 }
 
-std::string error_of(const json& j) { return error_text(j.dump()); }
+std::string error_of(const json& j) {
+  return error_text(j.dump());
+}
 
 }  // namespace
 
@@ -165,8 +167,11 @@ TEST(ModelConfig, ValueRangesAreCheckedNamingFileAndKey) {
   j["rms_norm_eps"] = 0.0;
   expect_refused(j, "rms_norm_eps", "found 0");
   j = base("LlamaForCausalLM");
-  j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0},
-                       {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  j["rope_scaling"] = {{"rope_type", "llama3"},
+                       {"factor", 8.0},
+                       {"low_freq_factor", 4.0},
+                       {"high_freq_factor", 4.0},
+                       {"original_max_position_embeddings", 8192}};
   expect_refused(j, "rope_scaling.high_freq_factor", "a number > low_freq_factor");
 }
 
@@ -195,7 +200,8 @@ TEST(ModelConfig, TokenIdsOutsideInt32OrTheVocabularyAreRefused) {
 TEST(ModelConfig, MistypedOrOverflowingValuesNameTheKey) {
   json j = base("LlamaForCausalLM");
   j["rope_theta"] = "10000";
-  EXPECT_NE(error_of(j).find("key 'rope_theta' (expected a number, found \"10000\")"), std::string::npos) << error_of(j);
+  EXPECT_NE(error_of(j).find("key 'rope_theta' (expected a number, found \"10000\")"), std::string::npos)
+      << error_of(j);
   std::string text = base("LlamaForCausalLM").dump();
   text.insert(1, "\"rope_theta\": 1e400, ");
   const std::string message = error_text(text);

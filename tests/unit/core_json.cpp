@@ -69,8 +69,7 @@ TEST(JsonFile, NumberOverflowNamesFileAndKey) {
   EXPECT_CONTAINS(message, "/m/config.json: key 'a.b[1]'");
   EXPECT_CONTAINS(message, "number overflow parsing '1e400'");
   EXPECT_EQ(message.find("json.exception"), std::string::npos) << message;
-  EXPECT_CONTAINS(error_of([] { latmix::parse_json_file("c.json", R"({"rope_theta": -1e999})"); }),
-                  "key 'rope_theta'");
+  EXPECT_CONTAINS(error_of([] { latmix::parse_json_file("c.json", R"({"rope_theta": -1e999})"); }), "key 'rope_theta'");
 }
 
 TEST(JsonFile, SyntaxErrorsAndNulBytes) {
@@ -113,13 +112,14 @@ TEST(JsonFile, DeepConfigAndTokenizerFilesAreRefusedNotCrashed) {
   for (int i = 0; i < 100000; ++i) normalizer += R"({"type": "Sequence", "normalizers": [)";
   normalizer += R"({"type": "NFC"})";
   for (int i = 0; i < 100000; ++i) normalizer += "]}";
-  const std::string tok = write_file(dir, "tokenizer.json",
-                                     R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": )" +
-                                         normalizer + "}");
+  const std::string tok =
+      write_file(dir, "tokenizer.json",
+                 R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "normalizer": )" + normalizer + "}");
   EXPECT_CONTAINS(error_of([&] { latmix::load_tokenizer(tok); }), tok + ": key 'normalizer");
   // tokenizer_config.json beside a valid tokenizer.json: bos_token nested 100,000 times.
   write_file(dir, "tokenizer.json", R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}})");
-  const std::string cfg = write_file(dir, "tokenizer_config.json", "{\"bos_token\": " + nested(100000, "{\"content\":", "}") + "}");
+  const std::string cfg =
+      write_file(dir, "tokenizer_config.json", "{\"bos_token\": " + nested(100000, "{\"content\":", "}") + "}");
   EXPECT_CONTAINS(error_of([&] { latmix::load_tokenizer(dir); }), cfg + ": key 'bos_token");
 }
 
@@ -128,7 +128,8 @@ TEST(RegularFile, FifoDeviceAndFolderAreRefusedWithoutBlocking) {
   const std::string fifo = dir + "/config.json";
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
   // No writer ever opens the FIFO: a blocking open() would hang this test until ctest's timeout.
-  EXPECT_CONTAINS(error_of([&] { latmix::read_text_file(fifo); }), fifo + ": cannot read this file (expected a regular file, found a FIFO");
+  EXPECT_CONTAINS(error_of([&] { latmix::read_text_file(fifo); }),
+                  fifo + ": cannot read this file (expected a regular file, found a FIFO");
   EXPECT_CONTAINS(error_of([&] { latmix::load_model_config(dir); }), "found a FIFO");
   EXPECT_CONTAINS(error_of([] { latmix::read_text_file("/dev/zero"); }), "found a character device");
   EXPECT_CONTAINS(error_of([&] { latmix::read_json_file(dir); }), "found a folder");

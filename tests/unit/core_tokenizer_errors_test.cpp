@@ -131,7 +131,8 @@ TEST(TokenizerErrors, MergesReferringToUnknownTokens) {
 // of tokens (+ 65536 for reserved gaps) and by int32; before, a 60-byte file with id 1e8 took
 // 3.26 GB and ids >= 2^32 were silently truncated.
 TEST(TokenizerErrors, TokenIdsBoundedByTheVocabulary) {
-  for (const json& id : {json(100000000), json(2147483647), json(uint64_t{1} << 32), json(uint64_t{1} << 63), json(-1)}) {
+  for (const json& id :
+       {json(100000000), json(2147483647), json(uint64_t{1} << 32), json(uint64_t{1} << 63), json(-1)}) {
     json j = minimal_tokenizer();
     j["model"]["vocab"]["ab"] = id;
     expect_load_error(j, {"model.vocab[\"ab\"]", "token id"});
