@@ -11,7 +11,7 @@
 #  - learn8b / export8b: the Llama-3.1-8B shape, end-to-end at 4 x 2048, layer-wise, and export.
 # Peak GPU memory: nvidia-smi sampled every 100 ms (what the card reports, context included).
 # Needs (carried, gitignored): .device/debs, .device/scale/{make_model.py,latmix_step_anchor.py,books.txt.xz}.
-# Usage: bash scripts/device/scale_runs.sh [stage]...
+# Usage (device machine, repository root): bash tests/bench/scale_bench.sh [stage]...
 set -uo pipefail
 STAGES=${*:-all}
 O=${OUT:-/tmp/out}
