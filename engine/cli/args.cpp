@@ -10,7 +10,7 @@ std::vector<OptionSpec> common_options() {
   return {
       {"json", "", "print machine-readable JSON on stdout instead of the table", "", false},
       {"device", "cpu|cuda", "where to compute", "cpu", false},
-      {"threads", "N", "CPU threads for LibTorch (0: LibTorch's default)", "0", false},
+      {"threads", "N", "CPU threads for LibTorch (0: LibTorch's default; capped at the cores available)", "0", false},
       {"quiet", "", "no progress output on stderr", "", false},
       {"help", "", "show this help and exit", "", false},
   };

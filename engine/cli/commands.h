@@ -36,6 +36,8 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype);
+/// The model of --model alone, for commands that take token ids and need no tokenizer.
+Model load_model_only(const Args& args, at::ScalarType dtype);
 
 /// The GPTQ calibration sequences of --calib FILE, --calib-samples N, --calib-seqlen L (eval, export).
 CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tokenizer);

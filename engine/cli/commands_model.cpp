@@ -2,9 +2,15 @@
 #include <ATen/Parallel.h>
 #include <c10/core/InferenceMode.h>
 
+#include <sched.h>
+#include <sys/stat.h>
+
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "commands.h"
 #include "console.h"
@@ -15,6 +21,7 @@
 namespace latmix::cli {
 
 using json = nlohmann::json;
+namespace fs = std::filesystem;
 
 OptionSpec model_option() {
   return {"model", "PATH", "Hugging Face model folder or llama2.c .bin checkpoint", "", true};
@@ -24,14 +31,32 @@ OptionSpec tokenizer_option() {
 }
 OptionSpec dtype_option() { return {"dtype", "fp32|bf16", "compute dtype", "fp32", false}; }
 
+namespace {
+
+// The CPUs this process may run on (its affinity mask, which containers narrow), else the machine's.
+int64_t available_cores() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+}  // namespace
+
 at::Device apply_common_options(const Args& args) {
-  const int64_t threads = args.integer("threads");
+  int64_t threads = args.integer("threads");
   if (threads < 0) throw UsageError("--threads: expected 0 or more, found " + std::to_string(threads));
+  const int64_t cores = available_cores();
+  if (threads > cores) {
+    // More threads than cores only adds contention: 512 on 2 cores made ppl spin for minutes.
+    std::fprintf(stderr, "note: --threads %lld is more than the %lld cores available; using %lld\n",
+                 static_cast<long long>(threads), static_cast<long long>(cores), static_cast<long long>(cores));
+    threads = cores;
+  }
   if (threads > 0) at::set_num_threads(static_cast<int>(threads));
   return parse_device(args.get("device"));
 }
 
-LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype) {
+Model load_model_only(const Args& args, at::ScalarType dtype) {
   const at::Device device = apply_common_options(args);
   ProgressPrinter progress(args.flag("quiet"));
   LoadOptions opts;
@@ -40,6 +65,11 @@ LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype) {
   opts.job.progress = progress.callback();
   Model model = load_model(args.get("model"), opts);
   progress.finish();
+  return model;
+}
+
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype) {
+  Model model = load_model_only(args, dtype);
   auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"),
                                   static_cast<int32_t>(model.config().vocab_size));
   return {std::move(model), std::move(tok)};
@@ -124,18 +154,39 @@ int run_tokenize(const Args& args) {
   return 0;
 }
 
+// write_safetensors renames its result over the target, so `--out MODEL/model.safetensors` would
+// replace the weights: refuse a target that is the model or any file of its folder (the same
+// inode, so links and other spellings of the path count too).
+void refuse_model_file_as_out(const std::string& out, const std::string& model_path) {
+  struct stat target {};
+  if (::stat(out.c_str(), &target) != 0) return;  // nothing there yet
+  std::vector<fs::path> files{model_path};
+  std::error_code ec;
+  if (fs::is_directory(model_path, ec)) {
+    for (const auto& entry : fs::directory_iterator(model_path, ec)) files.push_back(entry.path());
+  }
+  for (const fs::path& f : files) {
+    struct stat st {};
+    if (::stat(f.c_str(), &st) == 0 && st.st_dev == target.st_dev && st.st_ino == target.st_ino) {
+      throw UsageError("--out " + out + " is " + f.string() + ", part of the model: write the logits elsewhere");
+    }
+  }
+}
+
 int run_logits(const Args& args) {
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  refuse_model_file_as_out(args.get("out"), args.get("model"));
+  // Token ids in, logits out: no tokenizer is needed (save_pretrained folders often have none).
+  const Model model = load_model_only(args, parse_compute_dtype(args.get("dtype")));
   std::vector<int64_t> ids = args.integer_list("ids");
   if (ids.empty()) throw UsageError("--ids: no token ids given");
   for (int64_t id : ids) {
-    if (id < 0 || id >= m.model.config().vocab_size) {
+    if (id < 0 || id >= model.config().vocab_size) {
       throw UsageError("--ids: token id " + std::to_string(id) + " outside the vocabulary (0.." +
-                       std::to_string(m.model.config().vocab_size - 1) + ")");
+                       std::to_string(model.config().vocab_size - 1) + ")");
     }
   }
   c10::InferenceMode guard;
-  at::Tensor logits = m.model.forward(at::tensor(ids, at::kLong)).to(at::kCPU).contiguous();
+  at::Tensor logits = model.forward(at::tensor(ids, at::kLong)).to(at::kCPU).contiguous();
   write_safetensors(args.get("out"), {{"logits", logits}},
                     {{"format", "pt"}, {"ids", json(ids).dump()}, {"dtype", args.get("dtype")}, {"model", args.get("model")}});
   at::Tensor top = logits.argmax(-1);
@@ -188,8 +239,9 @@ std::vector<Command> model_commands() {
          {"bos", "", "prepend the BOS token", "", false}}},
        run_tokenize},
       {{"logits", "Run the model on token ids and write the logits.",
-        "Writes a safetensors file with one tensor `logits` [T, vocab] in float32.",
-        {model_option(), tokenizer_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(),
+        "Writes a safetensors file with one tensor `logits` [T, vocab] in float32. Needs no tokenizer; --out may not\n"
+        "be a file of the model.",
+        {model_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(),
          {"out", "FILE", "output .safetensors file (written atomically)", "", true}}},
        run_logits},
       {{"generate", "Greedy text generation.",

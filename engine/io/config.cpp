@@ -41,6 +41,17 @@ Architecture parse_architecture(const JsonObject& r, std::string* name) {
        "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM", *name);
 }
 
+// theta is used as a float; below 1 the frequency schedule inverts, at 0 or below it yields NaN.
+constexpr double kMaxTheta = std::numeric_limits<float>::max();
+const char* const kThetaRange = "a number in 1..3.4e38";
+
+double rope_theta(const JsonObject& obj, double fallback) {
+  if (!obj.has("rope_theta")) return fallback;
+  const double theta = obj.number("rope_theta");
+  if (!(theta >= 1.0 && theta <= kMaxTheta)) obj.fail_key("rope_theta", kThetaRange, obj.at("rope_theta"));
+  return theta;
+}
+
 std::string rope_type_of(const JsonObject& obj) {
   for (const char* k : {"rope_type", "type"}) {
     if (obj.has(k) && obj.at(k).is_string()) return obj.at(k).get<std::string>();
@@ -68,7 +79,7 @@ void parse_llama3_rope(const JsonObject& obj, RopeConfig* rope) {
 /// Reads one rope parameter object (transformers 5 `rope_parameters`, or 4's `rope_scaling`).
 void parse_rope_object(const JsonObject& obj, RopeConfig* rope) {
   const std::string type = rope_type_of(obj);
-  if (obj.has("rope_theta")) rope->theta = obj.number("rope_theta");
+  rope->theta = rope_theta(obj, rope->theta);
   if (type == "default") {
     rope->type = RopeType::Default;
   } else if (type == "llama3") {
@@ -85,7 +96,7 @@ void parse_rope_object(const JsonObject& obj, RopeConfig* rope) {
 
 RopeConfig parse_rope(const JsonObject& r) {
   RopeConfig rope;
-  rope.theta = r.number_or("rope_theta", 10000.0);
+  rope.theta = rope_theta(r, 10000.0);
   if (r.has("rope_parameters")) {
     parse_rope_object(r.object("rope_parameters"), &rope);
   } else if (r.has("rope_scaling")) {
@@ -229,10 +240,8 @@ double parameter_bound(const ModelConfig& c) {
 }
 
 void validate_rope(const ModelConfig& cfg, const std::string& origin) {
-  // theta is used as a float; below 1 the frequency schedule inverts, at 0 or below it yields NaN.
-  const double max_theta = std::numeric_limits<float>::max();
-  if (!(cfg.rope.theta >= 1.0 && cfg.rope.theta <= max_theta)) {
-    fail(origin, "key 'rope_theta'", "a number in 1..3.4e38", describe_number(cfg.rope.theta));
+  if (!(cfg.rope.theta >= 1.0 && cfg.rope.theta <= kMaxTheta)) {
+    fail(origin, "key 'rope_theta'", kThetaRange, describe_number(cfg.rope.theta));
   }
 }
 

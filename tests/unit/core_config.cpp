@@ -145,7 +145,7 @@ TEST(ModelConfig, ValueRangesAreCheckedNamingFileAndKey) {
   }
   json j = base("LlamaForCausalLM");
   j["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", -1.0}};
-  expect_refused(j, "rope_theta", "found -1");
+  expect_refused(j, "rope_parameters.rope_theta", "found -1");
   for (int64_t n : {int64_t{0}, int64_t{-5}, int64_t{1} << 40}) {
     j = base("LlamaForCausalLM");
     j["max_position_embeddings"] = n;
