@@ -1,24 +1,19 @@
-// Weight quantizers of one linear layer: RTN, the MX element grid, Hessians and MX-aware GPTQ
-// (quant_gptq.h, docs/quantization.md).
+// Weight quantizers of one linear layer: RTN, the MX element grid, block scales, Hessians and
+// MX-aware GPTQ (quant_gptq.h, docs/quantization.md). The sweep itself is in gptq_sweep.cpp.
 #include <cmath>
+#include <limits>
 #include <set>
 #include <string>
 #include <vector>
 
 #include "latmix/error.h"
 #include "latmix/quant_gptq.h"
+#include "mx/mx_internal.h"
+#include "quant/gptq_sweep.h"
 
 namespace latmix {
 
-namespace {
-
-// The finite element values of a format, sorted, with what a tie between neighbours picks.
-struct GridTables {
-  at::Tensor values;      // fp32 [G]
-  at::Tensor midpoints;   // fp32 [G - 1]
-  at::Tensor pick_upper;  // int64 [G - 1]: 1 when a tie between values[i] and values[i + 1] goes up
-  bool signed_zero = true;
-};
+namespace gptq_detail {
 
 GridTables make_grid(const MxFormat& format, at::Device device) {
   const ElementInfo& info = format.info();
@@ -61,6 +56,10 @@ at::Tensor round_on_grid(const at::Tensor& values, const at::Tensor& scales, con
   return t.signed_zero ? at::copysign(q, y) : q;
 }
 
+}  // namespace gptq_detail
+
+namespace {
+
 void check_gptq_inputs(const at::Tensor& weight, const at::Tensor& hessian, const MxFormat& format,
                        const GptqOptions& options) {
   format.validate();
@@ -80,111 +79,49 @@ void check_gptq_inputs(const at::Tensor& weight, const at::Tensor& hessian, cons
   if (!at::isfinite(weight).all().item<bool>()) fail("", "GPTQ weight", "finite values", "NaN or Inf");
 }
 
-// The upper Cholesky factor of (H + damp I)^-1, as the reference GPTQ uses it.
-at::Tensor inverse_hessian_factor(at::Tensor H, double percdamp) {
-  const double damp = percdamp * H.diagonal().mean().item<double>();
-  H.diagonal().add_(damp);
-  auto [L, info] = at::linalg_cholesky_ex(H, /*upper=*/false, /*check_errors=*/false);
-  if (info.item<int64_t>() != 0) {
-    fail("", "GPTQ Hessian", "positive definite after damping",
-         "not (raise damp, now " + std::to_string(percdamp) + ")");
-  }
-  return at::linalg_cholesky(at::cholesky_inverse(L), /*upper=*/true);
-}
-
-// State of one GPTQ sweep over the permuted columns.
-struct Sweep {
-  at::Tensor W;                        // [rows, n] permuted, updated by the lazy batch updates
-  at::Tensor Hinv;                     // [n, n] upper factor, permuted
-  std::vector<int64_t> perm, invperm;  // position -> original column, and back
-  at::Tensor scales;                   // [rows, groups]
-  std::vector<bool> scaled;
-  MxFormat format;
-  GridTables grid;
-};
-
-// The current weights of MX block g's columns (in original order) when the sweep is at position
-// i1 + i, with W1 the current lazy batch [i1, i2) and Err1 its errors so far: columns of the
-// batch are current in W1; later ones still owe the batch's pending update -Err1 Hinv.
-at::Tensor current_block(const Sweep& s, int64_t g, int64_t i1, int64_t i2, int64_t i, const at::Tensor& W1,
-                         const at::Tensor& Err1) {
-  const int64_t n = s.W.size(1), B = s.format.block;
-  const int64_t c0 = g * B, c1 = std::min(n, c0 + B);
-  std::vector<int64_t> slot_in, pos_in, slot_out, pos_out;
-  for (int64_t c = c0; c < c1; ++c) {
-    const int64_t p = s.invperm[static_cast<size_t>(c)];
-    if (p < i2) {
-      slot_in.push_back(c - c0);
-      pos_in.push_back(p - i1);
-    } else {
-      slot_out.push_back(c - c0);
-      pos_out.push_back(p);
-    }
-  }
-  const auto idx = [&](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong).to(s.W.device()); };
-  at::Tensor G = at::empty({s.W.size(0), c1 - c0}, s.W.options());
-  if (!slot_in.empty()) G.index_copy_(1, idx(slot_in), W1.index_select(1, idx(pos_in)));
-  if (!slot_out.empty()) {
-    at::Tensor upd = s.W.index_select(1, idx(pos_out));
-    if (i > 0) upd = upd - Err1.slice(1, 0, i).matmul(s.Hinv.slice(0, i1, i1 + i).index_select(1, idx(pos_out)));
-    G.index_copy_(1, idx(slot_out), upd);
-  }
-  return G;
-}
-
-// Quantizes the lazy batch [i1, i2) column by column and applies its update to later columns.
-void sweep_batch(Sweep& s, int64_t i1, int64_t i2, at::Tensor& Q) {
-  const int64_t count = i2 - i1;
-  at::Tensor W1 = s.W.slice(1, i1, i2).clone();
-  at::Tensor Err1 = at::zeros_like(W1);
-  const at::Tensor Hinv1 = s.Hinv.slice(0, i1, i2).slice(1, i1, i2);
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t g = s.perm[static_cast<size_t>(i1 + i)] / s.format.block;
-    if (!s.scaled[static_cast<size_t>(g)]) {
-      at::Tensor block = current_block(s, g, i1, i2, i, W1, Err1);
-      s.scales.select(1, g).copy_(mx_block_scales(block, s.format).select(1, 0));
-      s.scaled[static_cast<size_t>(g)] = true;
-    }
-    const at::Tensor w = W1.select(1, i);
-    const at::Tensor q = round_on_grid(w, s.scales.select(1, g), s.grid);
-    Q.select(1, i1 + i).copy_(q);
-    const at::Tensor err = (w - q) / Hinv1[i][i];
-    W1.slice(1, i).sub_(err.unsqueeze(1) * Hinv1[i].slice(0, i).unsqueeze(0));
-    Err1.select(1, i).copy_(err);
-  }
-  if (i2 < s.W.size(1)) s.W.slice(1, i2).sub_(Err1.matmul(s.Hinv.slice(0, i1, i2).slice(1, i2)));
-}
-
-// Orders the columns (act-order or not), factors H^-1 and prepares the block scales.
-Sweep start_sweep(const at::Tensor& W, const at::Tensor& H, const MxFormat& format, const GptqOptions& options) {
-  const int64_t n = W.size(1);
-  Sweep s;
-  s.format = format;
-  s.grid = make_grid(format, W.device());
-  const at::Tensor perm = options.act_order ? at::argsort(H.diagonal(), /*dim=*/0, /*descending=*/true)
-                                            : at::arange(n, at::TensorOptions().dtype(at::kLong).device(W.device()));
-  const at::Tensor perm_cpu = perm.to(at::kCPU).contiguous();
-  s.perm.assign(perm_cpu.data_ptr<int64_t>(), perm_cpu.data_ptr<int64_t>() + n);
-  s.invperm.assign(static_cast<size_t>(n), 0);
-  for (int64_t p = 0; p < n; ++p) s.invperm[static_cast<size_t>(s.perm[static_cast<size_t>(p)])] = p;
-  const int64_t groups = (n + format.block - 1) / format.block;
-  if (options.static_scales) {
-    s.scales = mx_block_scales(W, format);
-    s.scaled.assign(static_cast<size_t>(groups), true);
-  } else {
-    s.scales = at::zeros({W.size(0), groups}, W.options());
-    s.scaled.assign(static_cast<size_t>(groups), false);
-  }
-  s.W = W.index_select(1, perm);
-  s.Hinv = inverse_hessian_factor(H.index_select(0, perm).index_select(1, perm), options.percdamp);
-  return s;
-}
-
 double relative_output_error(const at::Tensor& W, const at::Tensor& Q, const at::Tensor& H) {
   const at::Tensor dW = W - Q;
   const double num = (dW.matmul(H) * dW).sum().item<double>();
   const double den = (W.matmul(H) * W).sum().item<double>();
   return den > 0 ? num / den : 0.0;
+}
+
+// The E8M0 exponents (int32, -127..127) of finite block maxima amax (fp32), exactly as
+// mx_detail::e8m0_exponent computes them on the CPU: frexp of the value as fp64, and for RCeil a
+// correctly rounded fp64 quotient (a division by a tensor: ATen turns a division by a scalar into
+// a multiplication by its reciprocal on CUDA, which would round differently).
+at::Tensor e8m0_exponents(const at::Tensor& amax, const MxFormat& format) {
+  const mx_detail::ElementParams p = mx_detail::element_params(format.element);
+  const at::Tensor ad = amax.to(at::kDouble);
+  const auto fr = at::frexp(ad);  // amax = m 2^ex, m in [0.5, 1)
+  const at::Tensor& m = std::get<0>(fr);
+  const at::Tensor ex = std::get<1>(fr).to(at::kInt);
+  const at::Tensor fl = ex - 1;  // floor(log2 amax)
+  at::Tensor e;
+  switch (format.scale) {
+    case ScaleRule::Floor:
+      e = fl - p.emax;
+      break;
+    case ScaleRule::Ceil:
+      e = at::where(m.eq(0.5), fl, ex) - p.emax;
+      break;
+    case ScaleRule::RCeil: {
+      const auto fr2 = at::frexp(ad / at::full_like(ad, static_cast<double>(p.max)));
+      const at::Tensor ex2 = std::get<1>(fr2).to(at::kInt);
+      e = at::where(std::get<0>(fr2).eq(0.5), ex2 - 1, ex2);
+      break;
+    }
+    case ScaleRule::Even:
+      e = at::where(m.ge(1.0 - std::ldexp(1.0, -(p.mbits + 2))), ex, fl) - p.emax;
+      break;
+  }
+  return at::where(amax.eq(0), at::full_like(e, -127), e).clamp(-127, 127).to(at::kInt);
+}
+
+// 2^e for int32 e in -127..127 as fp32, built from the bits (2^-127 is the subnormal 0x00400000).
+at::Tensor pow2_tensor(const at::Tensor& e) {
+  const at::Tensor normal = (e + 127) * 8388608;  // the biased exponent << 23
+  return at::where(e.ge(-126), normal, at::full_like(e, 0x00400000)).to(at::kInt).view(at::kFloat);
 }
 
 }  // namespace
@@ -194,17 +131,28 @@ at::Tensor rtn_quantize_weight(const at::Tensor& weight, const MxFormat& format)
 }
 
 at::Tensor round_to_mx_grid(const at::Tensor& values, const at::Tensor& scales, const MxFormat& format) {
-  return round_on_grid(values, scales, make_grid(format, values.device()));
+  return gptq_detail::round_on_grid(values, scales, gptq_detail::make_grid(format, values.device()));
 }
 
 at::Tensor mx_block_scales(const at::Tensor& x, const MxFormat& format) {
   if (format.scale_type != ScaleType::E8M0)
     throw UsageError("mx_block_scales: " + format.name() + " is not an MX format");
-  const MxPacked packed = mx_encode(x.detach().to(at::kCPU, at::kFloat), format, -1, false);
-  const at::Tensor codes = packed.scales.to(at::kFloat);
-  at::Tensor scales = at::exp2(codes - 127.0f);
-  scales = at::where(codes == 255.0f, at::full_like(scales, std::nanf("")), scales);
-  return scales.to(x.device());
+  mx_detail::require_floating(x, "MX block scales input");
+  mx_detail::normalize_axis(x, -1);  // throws for a 0-dimensional x
+  format.validate();
+  const at::Tensor xf = x.detach().to(at::kFloat);
+  std::vector<int64_t> shape = xf.sizes().vec();
+  const int64_t n = shape.back();
+  const int64_t nb = (n + format.block - 1) / format.block;
+  shape.back() = nb;
+  if (xf.numel() == 0) return at::empty(shape, xf.options());
+  // Zeros padded into the tail block change neither its maximum nor whether it holds NaN/Inf.
+  const at::Tensor xp = nb * format.block == n ? xf : at::constant_pad_nd(xf, {0, nb * format.block - n}, 0);
+  const at::Tensor xb = xp.reshape({-1, nb, format.block});
+  const at::Tensor bad = at::isfinite(xb).logical_not().any(-1);
+  const at::Tensor amax = at::where(bad, at::zeros({}, xb.options()), xb.abs().amax(-1));
+  const at::Tensor scales = pow2_tensor(e8m0_exponents(amax, format));
+  return at::where(bad, at::full_like(scales, std::numeric_limits<float>::quiet_NaN()), scales).view(shape);
 }
 
 void HessianAccumulator::add(const at::Tensor& x) {
@@ -222,30 +170,31 @@ void HessianAccumulator::add(const at::Tensor& x) {
   samples_ += n;
 }
 
-GptqResult gptq_quantize_weight(const at::Tensor& weight, const at::Tensor& hessian, const MxFormat& format,
-                                const GptqOptions& options, const JobControl& job) {
+namespace gptq_detail {
+
+GptqResult quantize_weight(const at::Tensor& weight, const at::Tensor& hessian, const MxFormat& format,
+                           const GptqOptions& options, const JobControl& job, SweepKernel kernel) {
   check_gptq_inputs(weight, hessian, format, options);
   const at::Tensor W0 = weight.detach().to(at::kFloat);
   at::Tensor H = hessian.detach().to(W0.device(), at::kFloat).clone();
   const at::Tensor H0 = H.clone();
-  const int64_t n = W0.size(1);
   GptqResult result;
   const at::Tensor dead = H.diagonal() == 0;
   result.dead_columns = dead.sum().item<int64_t>();
   H.diagonal().masked_fill_(dead, 1.0);
-  Sweep s = start_sweep(W0.masked_fill(dead.unsqueeze(0), 0.0), H, format, options);
-  at::Tensor Q = at::zeros_like(s.W);
-  for (int64_t i1 = 0; i1 < n; i1 += options.block_columns) {
-    job.cancel.check();
-    sweep_batch(s, i1, std::min(n, i1 + options.block_columns), Q);
-  }
-  const at::Tensor inv = at::tensor(s.invperm, at::kLong).to(W0.device());
-  Q = Q.index_select(1, inv);
+  const at::Tensor Q = gptq_sweep(W0.masked_fill(dead.unsqueeze(0), 0.0), H, format, options, job, kernel);
   const at::Tensor projected = fake_quantize(Q, format, -1);
   result.reprojected = (projected != Q).sum().item<int64_t>();
   result.relative_output_error = relative_output_error(W0, projected, H0);
   result.weight = projected.to(weight.scalar_type());
   return result;
+}
+
+}  // namespace gptq_detail
+
+GptqResult gptq_quantize_weight(const at::Tensor& weight, const at::Tensor& hessian, const MxFormat& format,
+                                const GptqOptions& options, const JobControl& job) {
+  return gptq_detail::quantize_weight(weight, hessian, format, options, job, gptq_detail::SweepKernel::Auto);
 }
 
 }  // namespace latmix

@@ -5,7 +5,11 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
+#include <optional>
 #include <sstream>
+#include <utility>
+#include <vector>
 
 #include "latmix/error.h"
 #include "latmix/quant.h"
@@ -40,22 +44,17 @@ const LinearRef kLinears[] = {
 };
 constexpr int64_t kLinearsPerLayer = 7;
 
-// Thrown by HessianHook at the first capture after the layer it needs: the rest of the forward
-// pass would be wasted work. Only Model::capture lies between the throw and the catch.
-struct StopForward {};
-
 // Accumulates the Hessians of the inputs of one layer's linears (layer == num_layers: lm_head).
 class HessianHook : public CaptureHook {
  public:
   HessianHook(int64_t layer, int64_t num_layers) : layer_(layer), num_layers_(num_layers) {}
 
   bool wants(CapturePoint point, int64_t layer) const override {
-    if (layer == layer_) return layer_ == num_layers_ ? point == CapturePoint::FinalNormOut : is_linear_input(point);
-    return layer == layer_ + 1 && (point == CapturePoint::Residual || point == CapturePoint::FinalNormOut);
+    if (layer != layer_) return false;
+    return layer_ == num_layers_ ? point == CapturePoint::FinalNormOut : is_linear_input(point);
   }
 
-  at::Tensor on_capture(CapturePoint point, int64_t layer, const at::Tensor& x) override {
-    if (layer != layer_) throw StopForward{};
+  at::Tensor on_capture(CapturePoint point, int64_t, const at::Tensor& x) override {
     auto it = hessians_.find(point);
     if (it == hessians_.end()) it = hessians_.emplace(point, HessianAccumulator(x.size(-1))).first;
     it->second.add(x);
@@ -69,26 +68,82 @@ class HessianHook : public CaptureHook {
   std::map<CapturePoint, HessianAccumulator> hessians_;
 };
 
-// Runs the calibration set through `model` up to `layer` and returns the Hessian hook.
-std::shared_ptr<HessianHook> collect_hessians(Model& model, const CalibrationSet& calib, int64_t layer,
-                                              int64_t batch_size, const JobControl& job) {
-  c10::InferenceMode guard;
-  auto hook = std::make_shared<HessianHook>(layer, model.config().num_layers);
-  model.add_hook(hook);
-  try {
+// Installs a hook for the lifetime of the object (removed on exceptions too).
+class ScopedHook {
+ public:
+  ScopedHook(Model& model, std::shared_ptr<CaptureHook> hook) : model_(model), hook_(std::move(hook)) {
+    model_.add_hook(hook_);
+  }
+  ~ScopedHook() { model_.remove_hook(hook_); }
+  ScopedHook(const ScopedHook&) = delete;
+  ScopedHook& operator=(const ScopedHook&) = delete;
+
+ private:
+  Model& model_;
+  std::shared_ptr<CaptureHook> hook_;
+};
+
+// The residual stream of every calibration batch entering decoder layer layer(), kept on the
+// model's device so that GPTQ's layer-by-layer calibration runs each layer twice (once for its
+// Hessians, once through its quantized weights) instead of running the model from the embeddings
+// for every layer. The batches are the ones a full forward pass would see, and forward_layer is
+// that pass's layer step, so every Hessian gets the same inputs, bit for bit.
+class CalibrationStream {
+ public:
+  CalibrationStream(const Model& model, const CalibrationSet& calib, int64_t batch_size, const JobControl& job) {
+    c10::InferenceMode guard;
     for (int64_t first = 0; first < calib.size(); first += batch_size) {
       job.cancel.check();
-      const at::Tensor ids = calib.batch(first, std::min(batch_size, calib.size() - first), model.device());
-      try {
-        model.hidden_states(ids);
-      } catch (const StopForward&) {
-      }
+      h_.push_back(model.embed(calib.batch(first, std::min(batch_size, calib.size() - first), model.device())));
     }
-  } catch (...) {
-    model.remove_hook(hook);
-    throw;
   }
-  model.remove_hook(hook);
+
+  int64_t layer() const { return layer_; }
+
+  // Runs layer() over every batch for its capture points only (the hooks see its inputs).
+  void observe(const Model& model, const JobControl& job) const {
+    c10::InferenceMode guard;
+    for (const at::Tensor& h : h_) {
+      job.cancel.check();
+      model.forward_layer(layer_, h);
+    }
+  }
+
+  // Moves the stream through layer() with the layer's current weights.
+  void advance(const Model& model, const JobControl& job) {
+    c10::InferenceMode guard;
+    for (at::Tensor& h : h_) {
+      job.cancel.check();
+      h = model.forward_layer(layer_, h);
+    }
+    ++layer_;
+  }
+
+ private:
+  std::vector<at::Tensor> h_;
+  int64_t layer_ = 0;
+};
+
+// The Hessians of the linear inputs of the stream's layer.
+std::shared_ptr<HessianHook> collect_layer_hessians(Model& model, const CalibrationStream& stream,
+                                                    const JobControl& job) {
+  auto hook = std::make_shared<HessianHook>(stream.layer(), model.config().num_layers);
+  const ScopedHook installed(model, hook);
+  stream.observe(model, job);
+  return hook;
+}
+
+// Runs the calibration set through the whole model for the Hessian of lm_head's input.
+std::shared_ptr<HessianHook> collect_lm_head_hessian(Model& model, const CalibrationSet& calib, int64_t batch_size,
+                                                     const JobControl& job) {
+  c10::InferenceMode guard;
+  const int64_t layers = model.config().num_layers;
+  auto hook = std::make_shared<HessianHook>(layers, layers);
+  const ScopedHook installed(model, hook);
+  for (int64_t first = 0; first < calib.size(); first += batch_size) {
+    job.cancel.check();
+    model.hidden_states(calib.batch(first, std::min(batch_size, calib.size() - first), model.device()));
+  }
   return hook;
 }
 
@@ -143,10 +198,15 @@ void check_spec(const Model& fp, const QuantSpec& spec, const CalibrationSet* ca
 void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* calib, QuantReport& report,
                      int64_t total, const JobControl& job) {
   const int64_t layers = model.config().num_layers;
+  std::optional<CalibrationStream> stream;
   for (int64_t l = 0; l < layers; ++l) {
     if (!spec.covers_layer(l, layers)) continue;
     std::shared_ptr<HessianHook> hook;
-    if (spec.method == WeightMethod::Gptq) hook = collect_hessians(model, *calib, l, spec.gptq.batch_size, job);
+    if (spec.method == WeightMethod::Gptq) {
+      if (!stream) stream.emplace(model, *calib, spec.gptq.batch_size, job);
+      while (stream->layer() < l) stream->advance(model, job);
+      hook = collect_layer_hessians(model, *stream, job);
+    }
     LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
     for (const LinearRef& ref : kLinears) {
       job.cancel.check();
@@ -164,7 +224,7 @@ void quantize_lm_head(Model& model, const QuantSpec& spec, const CalibrationSet*
                       int64_t total, const JobControl& job) {
   const int64_t layers = model.config().num_layers;
   std::shared_ptr<HessianHook> hook;
-  if (spec.method == WeightMethod::Gptq) hook = collect_hessians(model, *calib, layers, spec.gptq.batch_size, job);
+  if (spec.method == WeightMethod::Gptq) hook = collect_lm_head_hessian(model, *calib, spec.gptq.batch_size, job);
   ModelWeights& w = model.weights();
   // A tied lm_head becomes its own tensor; the embedding stays in high precision.
   at::Tensor slot = w.lm_head;

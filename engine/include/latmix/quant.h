@@ -137,7 +137,11 @@ struct QuantizedModel {
 /// layer: the Hessians of layer l's four linear inputs are collected in one pass over the
 /// calibration data through the model whose layers < l are already quantized (weights only, the
 /// GPTQ convention: no activation quantization while calibrating), then layer l's weights are
-/// quantized. Memory: the Hessians of one layer. The calibration forward stops after layer l.
+/// quantized. The calibration set's residual stream is carried from layer to layer (each layer
+/// runs twice: for its Hessians, then with its quantized weights for the next layer's inputs), so
+/// the work grows linearly with the depth. Memory: that stream (samples x seqlen x hidden in the
+/// model's dtype, on its device) and the Hessians of one layer. lm_head's Hessian comes from one
+/// full pass of the quantized model.
 /// Progress: stage "quantize", done/total in linears; cancel checked between linears and batches.
 /// \throws latmix::UsageError for a layer range outside the model, GPTQ without calibration data,
 /// or GPTQ with nvfp4 weights; latmix::Cancelled when cancelled.

@@ -66,7 +66,8 @@ at::Tensor rtn_quantize_weight(const at::Tensor& weight, const MxFormat& format)
 at::Tensor round_to_mx_grid(const at::Tensor& values, const at::Tensor& scales, const MxFormat& format);
 
 /// The E8M0 block scales fake_quantize() would use for x [rows, n] along the last dimension:
-/// fp32 [rows, ceil(n / block)] of powers of two.
+/// fp32 [rows, ceil(n / block)] of powers of two (NaN for a block holding NaN or Inf), computed on
+/// x's device without a round trip to the host, bit for bit the scales mx_encode() gives.
 at::Tensor mx_block_scales(const at::Tensor& x, const MxFormat& format);
 
 /// Accumulates H = 2/n sum x^T x over batches of inputs x [..., in] (fp32, on x's device).
@@ -87,7 +88,9 @@ class HessianAccumulator {
 };
 
 /// MX-aware GPTQ of one weight W [out, in] against the Hessian H [in, in] (see the file comment).
-/// Runs on W's device in fp32; H is moved there. Cancel is checked once per lazy batch.
+/// Runs on W's device in fp32; H is moved there. On CUDA (in builds with the CUDA kernels) the
+/// column loop of each lazy batch is one fused kernel, with the same bits as the ATen loop used
+/// elsewhere. Cancel is checked once per lazy batch.
 /// \throws latmix::UsageError for an NVFP4 format (its scales are not powers of two) or bad
 /// options; latmix::Error when the shapes disagree, W is not finite, or the damped H is not
 /// positive definite (raise percdamp).
