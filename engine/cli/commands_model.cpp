@@ -16,6 +16,7 @@
 #include "console.h"
 #include "latmix/error.h"
 #include "latmix/model_files.h"
+#include "latmix/model_inspect.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix::cli {
@@ -79,8 +80,18 @@ namespace {
 
 std::string yes_no(bool b) { return b ? "yes" : "no"; }
 
-json info_json(const LoadedModel& m, const std::string& path) {
-  const ModelConfig& c = m.model.config();
+std::string stored_dtypes(const ModelHeaders& h) {
+  std::string out;
+  for (const auto& [dtype, count] : h.dtypes) {
+    if (!out.empty()) out += ", ";
+    out += dtype + " (" + std::to_string(count) + " tensors)";
+  }
+  return out;
+}
+
+// From the headers only: `info` reads no weight (a 16 GB model is described in milliseconds).
+json info_json(const ModelHeaders& h, const Tokenizer& tok, const std::string& path) {
+  const ModelConfig& c = h.config;
   json j = {{"path", path},
             {"architecture", c.architecture_name},
             {"family", to_string(c.arch)},
@@ -100,7 +111,9 @@ json info_json(const LoadedModel& m, const std::string& path) {
             {"qk_norm", c.qk_norm},
             {"checkpoint_dtype", c.dtype},
             {"parameters", c.parameter_count()},
-            {"tokenizer", {{"kind", m.tokenizer->kind()}, {"vocab_size", m.tokenizer->vocab_size()}}}};
+            {"weight_bytes", h.weight_bytes},
+            {"stored_dtypes", h.dtypes},
+            {"tokenizer", {{"kind", tok.kind()}, {"vocab_size", tok.vocab_size()}}}};
   if (c.rope.type == RopeType::Llama3) {
     j["rope"]["factor"] = c.rope.factor;
     j["rope"]["original_max_position"] = c.rope.original_max_position;
@@ -109,13 +122,16 @@ json info_json(const LoadedModel& m, const std::string& path) {
 }
 
 int run_info(const Args& args) {
-  LoadedModel m = load_model_from_args(args, at::kFloat);
-  json j = info_json(m, args.get("model"));
+  apply_common_options(args);
+  const ModelHeaders h = inspect_model(args.get("model"));
+  const auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"),
+                                        static_cast<int32_t>(h.config.vocab_size));
+  json j = info_json(h, *tok, args.get("model"));
   if (args.flag("json")) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  const ModelConfig& c = m.model.config();
+  const ModelConfig& c = h.config;
   std::printf("model          %s\n", args.get("model").c_str());
   std::printf("architecture   %s (%s, from %s)\n", c.architecture_name.c_str(), to_string(c.arch).c_str(),
               c.source_format.c_str());
@@ -132,7 +148,9 @@ int run_info(const Args& args) {
   std::printf("dtype          %s (checkpoint)\n", c.dtype.c_str());
   std::printf("parameters     %lld (%.2f M)\n", static_cast<long long>(c.parameter_count()),
               static_cast<double>(c.parameter_count()) / 1e6);
-  std::printf("tokenizer      %s, %d ids\n", m.tokenizer->kind().c_str(), m.tokenizer->vocab_size());
+  std::printf("weights        %.2f GB stored: %s\n", static_cast<double>(h.weight_bytes) / 1e9,
+              stored_dtypes(h).c_str());
+  std::printf("tokenizer      %s, %d ids\n", tok->kind().c_str(), tok->vocab_size());
   return 0;
 }
 
@@ -231,7 +249,9 @@ int run_generate(const Args& args) {
 
 std::vector<Command> model_commands() {
   return {
-      {{"info", "Show a model's architecture, sizes, dtypes, parameter count and tokenizer.", "",
+      {{"info", "Show a model's architecture, sizes, stored dtypes, parameter count and tokenizer.",
+        "Reads config.json (or the llama2.c header) and the safetensors headers only: no weight is loaded, every\n"
+        "tensor the model needs is checked by name, shape and dtype.",
         {model_option(), tokenizer_option()}},
        run_info},
       {{"tokenize", "Print the token ids of a text as JSON.", "",

@@ -7,6 +7,7 @@
 #include "latmix/error.h"
 #include "latmix/llama2c.h"
 #include "latmix/model.h"
+#include "latmix/model_inspect.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix {
@@ -15,23 +16,33 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Reads (or, with `headers`, only checks against the safetensors headers and tallies) the
+// tensors a model needs: one list of names and shapes for loading and for inspect_model().
 class HfWeightReader {
  public:
-  HfWeightReader(const TensorStore& store, const std::string& folder, const LoadOptions& opts)
-      : store_(store), folder_(folder), opts_(opts) {}
+  HfWeightReader(const TensorStore& store, const std::string& folder, const LoadOptions& opts,
+                 ModelHeaders* headers = nullptr)
+      : store_(store), folder_(folder), opts_(opts), headers_(headers) {}
 
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
     if (!store_.contains(name)) fail(folder_, "tensor '" + name + "' is missing", "present", "absent");
-    at::Tensor t = store_.get(name);
-    if (t.sizes() != at::IntArrayRef(shape)) {
-      fail(folder_, "tensor '" + name + "' has the wrong shape", shape_to_string(shape), shape_to_string(t.sizes()));
+    const TensorInfo& info = store_.info(name);
+    if (info.shape != shape) {
+      fail(folder_, "tensor '" + name + "' has the wrong shape", shape_to_string(shape), shape_to_string(info.shape));
     }
-    if (!at::isFloatingType(t.scalar_type())) {
-      fail(folder_, "tensor '" + name + "' is not floating point", "F32, F16 or BF16",
-           std::string(c10::toString(t.scalar_type())));
+    const DType d = info.dtype;
+    if (d != DType::F32 && d != DType::F16 && d != DType::BF16 && d != DType::F64) {
+      fail(folder_, "tensor '" + name + "' is not floating point", "F32, F16 or BF16", std::string(dtype_name(d)));
     }
-    return t.to(opts_.device, opts_.dtype).contiguous().clone();
+    if (headers_ != nullptr) {
+      headers_->weight_bytes += info.byte_size();
+      ++headers_->dtypes[std::string(dtype_name(d))];
+      return {};
+    }
+    return store_.get(name).to(opts_.device, opts_.dtype).contiguous().clone();
   }
+  bool contains(const std::string& name) const { return store_.contains(name); }
+  const std::string& folder() const { return folder_; }
   at::Tensor optional(const std::string& name, std::vector<int64_t> shape, bool expected) const {
     if (!expected) return {};
     return get(name, std::move(shape));
@@ -41,6 +52,7 @@ class HfWeightReader {
   const TensorStore& store_;
   std::string folder_;
   const LoadOptions& opts_;
+  ModelHeaders* headers_;
 };
 
 LayerWeights read_hf_layer(const HfWeightReader& r, const ModelConfig& c, int64_t l) {
@@ -68,10 +80,7 @@ LayerWeights read_hf_layer(const HfWeightReader& r, const ModelConfig& c, int64_
   return w;
 }
 
-Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
-  ModelConfig cfg = load_model_config(folder);
-  TensorStore store = TensorStore::open(folder);
-  HfWeightReader r(store, folder, opts);
+ModelWeights read_hf_weights(const HfWeightReader& r, const ModelConfig& cfg, const LoadOptions& opts) {
   ModelWeights w;
   const int64_t total = cfg.num_layers + 2;
   opts.job.report("load", 0, total);
@@ -84,12 +93,20 @@ Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
   w.final_norm = r.get("model.norm.weight", {cfg.hidden_size});
   if (cfg.tie_word_embeddings) {
     w.lm_head = w.embed;
-  } else if (store.contains("lm_head.weight")) {
+  } else if (r.contains("lm_head.weight")) {
     w.lm_head = r.get("lm_head.weight", {cfg.vocab_size, cfg.hidden_size});
   } else {
-    fail(folder, "tensor 'lm_head.weight' is missing and tie_word_embeddings is false", "present", "absent");
+    fail(r.folder(), "tensor 'lm_head.weight' is missing and tie_word_embeddings is false", "present", "absent");
   }
   opts.job.report("load", total, total);
+  return w;
+}
+
+Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
+  ModelConfig cfg = load_model_config(folder);
+  TensorStore store = TensorStore::open(folder);
+  HfWeightReader r(store, folder, opts);
+  ModelWeights w = read_hf_weights(r, cfg, opts);
   return Model(std::move(cfg), std::move(w));
 }
 
@@ -126,7 +143,7 @@ at::Tensor permute_for_halves(const at::Tensor& w, int64_t heads) {
   return w.view({heads, rows / heads / 2, 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
 }
 
-Model load_llama2c(const std::string& path, const LoadOptions& opts) {
+Llama2cHeader read_llama2c_header(const std::string& path) {
   const uint64_t size = fs::file_size(path);
   uint8_t head[28] = {};
   {
@@ -134,7 +151,12 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     if (!in) fail(path, "cannot open file");
     in.read(reinterpret_cast<char*>(head), 28);
   }
-  Llama2cHeader h = parse_llama2c_header(head, size >= 28 ? 28 : static_cast<size_t>(size), size, path);
+  return parse_llama2c_header(head, size >= 28 ? 28 : static_cast<size_t>(size), size, path);
+}
+
+Model load_llama2c(const std::string& path, const LoadOptions& opts) {
+  const uint64_t size = fs::file_size(path);
+  Llama2cHeader h = read_llama2c_header(path);
   ModelConfig cfg = llama2c_model_config(h);
   const int64_t D = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_layers, KV = cfg.kv_size();
   Llama2cReader r(path, size);
@@ -178,11 +200,37 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
 
 bool is_llama2c_checkpoint(const std::string& path) { return fs::is_regular_file(path); }
 
-Model load_model(const std::string& path, const LoadOptions& options) {
+namespace {
+
+void check_model_path(const std::string& path) {
   if (!fs::exists(path)) fail(path, "no such file or folder");
   if (fs::path(path).extension() == ".safetensors") {
     fail(path, "a single weights file is not a model: pass the folder that holds config.json");
   }
+}
+
+}  // namespace
+
+ModelHeaders inspect_model(const std::string& path) {
+  check_model_path(path);
+  ModelHeaders out;
+  if (is_llama2c_checkpoint(path)) {
+    const Llama2cHeader h = read_llama2c_header(path);
+    out.config = llama2c_model_config(h);
+    out.weight_bytes = 4 * h.parameter_count();
+    out.dtypes["F32"] = 9 * h.n_layers + 2 + (h.shared_classifier ? 0 : 1);
+    return out;
+  }
+  out.config = load_model_config(path);
+  const TensorStore store = TensorStore::open(path);
+  const LoadOptions none;
+  const HfWeightReader r(store, path, none, &out);
+  read_hf_weights(r, out.config, none);
+  return out;
+}
+
+Model load_model(const std::string& path, const LoadOptions& options) {
+  check_model_path(path);
   Model model = is_llama2c_checkpoint(path) ? load_llama2c(path, options) : load_hf_folder(path, options);
   if (!options.bf16_rope_frequencies) return model;
   ModelConfig cfg = model.config();
