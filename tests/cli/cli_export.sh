@@ -31,9 +31,11 @@ expect 0 "$LATMIX" verify --path "$OUT/ct" --json;          contains stdout '"ok
 expect 0 "$LATMIX" export --model "$M6" --method rtn --quant $Q --as transforms --out "$OUT/t"
 expect 0 "$LATMIX" export --model "$M6" --method rtn --transforms "$OUT/t/transforms" --quant $Q --as folded-bf16 --out "$OUT/f2"
 cmp -s "$OUT/f/model.safetensors" "$OUT/f2/model.safetensors" && PASSED=$((PASSED + 1)) || { echo "FAIL: re-export differs"; FAILED=$((FAILED + 1)); }
-expect 0 "$LATMIX" export --model "$STORIES" --method rtn --quant w=mxfp4 --as folded-bf16 --out "$OUT/s"
-contains stdout "ok    perplexity of the exported folder"
-[ -f "$OUT/s/tokenizer.model" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no tokenizer.model"; FAILED=$((FAILED + 1)); }
+if has_data "$STORIES"; then
+  expect 0 "$LATMIX" export --model "$STORIES" --method rtn --quant w=mxfp4 --as folded-bf16 --out "$OUT/s"
+  contains stdout "ok    perplexity of the exported folder"
+  [ -f "$OUT/s/tokenizer.model" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no tokenizer.model"; FAILED=$((FAILED + 1)); }
+fi
 
 # Tampering is caught.
 printf 'x' >> "$OUT/f/tokenizer_config.json"
@@ -86,8 +88,10 @@ contains stderr "write failed"; contains stderr "File too large"
 absent "$OUT/full"; no_leftovers "$OUT"
 
 # Fingerprints: transforms of one model refused for another, and for the same model changed on disk.
-expect 1 "$LATMIX" export --model "$STORIES" --method rtn --transforms "$OUT/t/transforms" --quant $Q --as folded-bf16 --out "$OUT/x1"
-contains stderr "these transforms were learned for another model"
+if has_data "$STORIES"; then
+  expect 1 "$LATMIX" export --model "$STORIES" --method rtn --transforms "$OUT/t/transforms" --quant $Q --as folded-bf16 --out "$OUT/x1"
+  contains stderr "these transforms were learned for another model"
+fi
 mkdir -p "$OUT/m" && cp "$M6"/* "$OUT/m/"
 expect 0 "$LATMIX" export --model "$OUT/m" --method rtn --quant $Q --as transforms --out "$OUT/mt"
 sed -i 's/"rms_norm_eps": 1e-05/"rms_norm_eps": 1e-06/' "$OUT/m/config.json"

@@ -39,6 +39,14 @@ expect 1 $T "$LATMIX" info --model "$OUT/heads";  contains stderr "heads/config.
 config bos "c['bos_token_id']=2**40"
 expect 1 $T "$LATMIX" info --model "$OUT/bos";    contains stderr "bos/config.json: key 'bos_token_id' (expected a token id in 0..8191"
 
+# Items 3, 21 in an export's manifest.json: a mistyped entry and deep nesting name the file and key.
+mkdir "$OUT/exp-typed" "$OUT/exp-deep"
+printf 'x' > "$OUT/exp-typed/a.bin"
+printf '{"format":"latmix-export","kind":"transforms","files":[{"name":"a.bin","bytes":"1","sha256":"0"}]}' > "$OUT/exp-typed/manifest.json"
+expect 1 $T "$LATMIX" verify "$OUT/exp-typed"; contains stderr "exp-typed/manifest.json: key 'files[0].bytes' (expected an integer, found \"1\")"
+python3 -c "print('{\"format\":\"latmix-export\",\"files\":' + '['*100000 + ']'*100000 + '}')" > "$OUT/exp-deep/manifest.json"
+expect 1 $T "$LATMIX" verify "$OUT/exp-deep"; contains stderr "exp-deep/manifest.json: key 'files[0][0]"; contains stderr "nesting too deep"
+
 # Item 9: a 60-byte tokenizer.json with vocab id 1e8 (it took 3.26 GB) or 2^32 (truncated).
 mkdir "$OUT/tok"
 printf '{"model":{"type":"BPE","vocab":{"a":0,"b":100000000},"merges":[]}}' > "$OUT/tok/tokenizer.json"

@@ -23,7 +23,22 @@ contains() {  # contains stdout|stderr TEXT
     PASSED=$((PASSED + 1))
   fi
 }
+# has_data PATH...: true when every PATH of the shared data exists. Otherwise prints a skip line with
+# the reason and counts it: a bare clone (no ../shared/data) runs what it can and reports the rest.
+SKIPPED=0
+has_data() {
+  local p
+  for p in "$@"; do
+    if [ ! -e "$p" ]; then
+      echo "SKIP: $p is missing (shared data: set LATMIX_DATA_DIR or put it at ../shared/data)"
+      SKIPPED=$((SKIPPED + 1))
+      return 1
+    fi
+  done
+}
+# Exit status: 1 when a check failed, else 77 (ctest's SKIP_RETURN_CODE) when a part was skipped, else 0.
 finish() {
-  echo "$PASSED passed, $FAILED failed"
-  [ "$FAILED" -eq 0 ]
+  echo "$PASSED passed, $FAILED failed, $SKIPPED skipped"
+  [ "$FAILED" -eq 0 ] || exit 1
+  [ "$SKIPPED" -eq 0 ] || exit 77
 }

@@ -10,6 +10,13 @@
 set -euo pipefail
 STUDIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$STUDIO")/../engine/latmix}
 export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
+# The scenario's Compare step scores winogrande from the shared data; a bare clone has none, and the
+# scenario (app/main_window.cpp) has no way round it: skip (ctest's SKIP_RETURN_CODE) and say why.
+if [ ! -d "$LATMIX_DATA_DIR/eval/winogrande" ]; then
+  echo "SKIP: ${LATMIX_DATA_DIR:-(no data folder)}/eval/winogrande is missing (shared data: set LATMIX_DATA_DIR" \
+       "or put it at ../shared/data); the scenario's Compare step needs it"
+  exit 77
+fi
 rm -rf "$DIR"; mkdir -p "$DIR"
 export XDG_CONFIG_HOME=$(mktemp -d)   # fresh settings: first start
 trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT

@@ -34,6 +34,7 @@ class TokenizerGoldens : public ::testing::Test {
 };
 
 TEST_F(TokenizerGoldens, TokenizerJsonMatchesHuggingFace) {
+  LATMIX_REQUIRE_DATA(golden["tokenizer_json"]["path"].get<std::string>());
   const auto tok = load("tokenizer_json");
   for (const auto& c : golden["cases"]) {
     const auto text = c["text"].get<std::string>();
@@ -46,6 +47,7 @@ TEST_F(TokenizerGoldens, TokenizerJsonMatchesHuggingFace) {
 }
 
 TEST_F(TokenizerGoldens, SentencePieceModelMatchesSentencePiece) {
+  LATMIX_REQUIRE_DATA(golden["sentencepiece_model"]["path"].get<std::string>());
   const auto tok = load("sentencepiece_model");
   for (const auto& c : golden["cases"]) {
     const auto text = c["text"].get<std::string>();

@@ -25,6 +25,7 @@ std::string slurp(const std::string& path) {
 class GutenbergTokenizer : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GutenbergTokenizer, MatchesTransformersGoldenIds) {
+  LATMIX_REQUIRE_DATA("models/" + GetParam());
   const std::string folder = data_path("models/" + GetParam());
   const auto tok = latmix::load_tokenizer(folder);
   EXPECT_EQ(tok->kind(), "byte-level BPE (tokenizer.json)");
@@ -48,6 +49,8 @@ TEST_P(GutenbergTokenizer, MatchesTransformersGoldenIds) {
 INSTANTIATE_TEST_SUITE_P(Models, GutenbergTokenizer, ::testing::Values("gutenberg-llama-6M", "gutenberg-llama-22M"));
 
 TEST(GutenbergTokenizerText, SpecialTokensAndRoundTrips) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M");
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg84_frankenstein.txt");
   const auto tok = latmix::load_tokenizer(data_path("models/gutenberg-llama-6M/tokenizer.json"));
   EXPECT_EQ(tok->encode("a<|end_of_text|>b<|begin_of_text|>").size(), 4u);
   EXPECT_EQ(tok->encode("<|end_of_text|>"), (std::vector<int32_t>{1}));
@@ -64,6 +67,8 @@ TEST(GutenbergTokenizerText, SpecialTokensAndRoundTrips) {
 // Encode speed on WikiText-2's test split (1.29 MB). Measured on the development machine
 // (2 cores, Release): about 0.1 s. The bound is loose so that sanitizer / debug builds pass too.
 TEST(GutenbergTokenizerText, EncodesWikiTextQuickly) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M");
+  LATMIX_REQUIRE_DATA("eval/wikitext-2/wiki.test.raw");
   const auto tok = latmix::load_tokenizer(data_path("models/gutenberg-llama-6M"));
   const std::string text = slurp(data_path("eval/wikitext-2/wiki.test.raw"));
   ASSERT_GT(text.size(), 1000000u);

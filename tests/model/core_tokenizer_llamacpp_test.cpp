@@ -68,6 +68,7 @@ std::string ids_text(const std::vector<int32_t>& ids) {
 }
 
 TEST(LlamaCppVocab, Gpt2ByteLevelBpe) {
+  LATMIX_REQUIRE_DATA(kVocabDir + "ggml-vocab-gpt-2.gguf");
   const std::string gguf = data_path(kVocabDir + "ggml-vocab-gpt-2.gguf");
   const auto kv = latmix::test::read_gguf_metadata(gguf);
   ASSERT_EQ(kv.at("tokenizer.ggml.model").text, "gpt2");
@@ -87,6 +88,8 @@ TEST(LlamaCppVocab, Gpt2ByteLevelBpe) {
 }
 
 TEST(LlamaCppVocab, LlamaSpmMatchesLlama2TokenizerModel) {
+  LATMIX_REQUIRE_DATA(kVocabDir + "ggml-vocab-llama-spm.gguf");
+  LATMIX_REQUIRE_DATA("models/llama2_tokenizer_32k/tokenizer.model");
   const std::string gguf = data_path(kVocabDir + "ggml-vocab-llama-spm.gguf");
   const auto kv = latmix::test::read_gguf_metadata(gguf);
   ASSERT_EQ(kv.at("tokenizer.ggml.model").text, "llama");

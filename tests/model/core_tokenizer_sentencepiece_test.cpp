@@ -59,6 +59,7 @@ void expect_same_pieces(const latmix::Tokenizer& model, const latmix::Tokenizer&
 }
 
 TEST(Stories260KTokenizer, BinAndModelAgree) {
+  LATMIX_REQUIRE_DATA("models/stories260K");
   const std::string dir = data_path("models/stories260K/");
   const auto model = latmix::load_tokenizer(dir + "tok512.model");
   const auto bin = latmix::load_llama2c_tokenizer(dir + "tok512.bin", 512);
@@ -76,6 +77,7 @@ TEST(Stories260KTokenizer, BinAndModelAgree) {
 // sentencepiece drops leading / trailing spaces and collapses runs of spaces; run.c has no
 // normalizer and encodes every space. (The Llama 2 32k model has it off; there both agree.)
 TEST(Stories260KTokenizer, WhitespaceRunsDifferBetweenSentencePieceAndRunC) {
+  LATMIX_REQUIRE_DATA("models/stories260K");
   const std::string dir = data_path("models/stories260K/");
   const auto model = latmix::load_tokenizer(dir + "tok512.model");
   const auto bin = latmix::load_llama2c_tokenizer(dir + "tok512.bin", 512);
@@ -85,6 +87,7 @@ TEST(Stories260KTokenizer, WhitespaceRunsDifferBetweenSentencePieceAndRunC) {
 }
 
 TEST(Stories260KTokenizer, ReferenceGenerationDecodesAndReEncodes) {
+  LATMIX_REQUIRE_DATA("models/stories260K");
   const auto ref = reference("stories260K");
   const auto generated = ref["generated_token_ids"].get<std::vector<int32_t>>();
   const auto text = ref["generated_text"].get<std::string>();
@@ -102,6 +105,9 @@ TEST(Stories260KTokenizer, ReferenceGenerationDecodesAndReEncodes) {
 }
 
 TEST(Llama2cTokenizers, OtherReferenceGenerationsDecode) {
+  LATMIX_REQUIRE_DATA("models/aidreams260K");
+  LATMIX_REQUIRE_DATA("models/babyllama_tok105");
+  LATMIX_REQUIRE_DATA("models/llama2xs_tinystories_280K");
   for (const char* dir : {"aidreams260K", "babyllama_tok105", "llama2xs_tinystories_280K"}) {
     const auto ref = reference(dir);
     const auto tok = latmix::load_tokenizer(data_path(ref["tokenizer"].get<std::string>()));
@@ -112,6 +118,7 @@ TEST(Llama2cTokenizers, OtherReferenceGenerationsDecode) {
 }
 
 TEST(Llama2cTokenizers, Tok105WithoutByteFallback) {
+  LATMIX_REQUIRE_DATA("models/babyllama_tok105");
   const std::string dir = data_path("models/babyllama_tok105/");
   const auto model = latmix::load_tokenizer(dir + "tok105.model");
   const auto bin = latmix::load_tokenizer(dir + "tok105.bin");
@@ -122,6 +129,8 @@ TEST(Llama2cTokenizers, Tok105WithoutByteFallback) {
 }
 
 TEST(Llama2Tokenizer32k, BinAndModelAgreeOnWikiText) {
+  LATMIX_REQUIRE_DATA("models/llama2_tokenizer_32k");
+  LATMIX_REQUIRE_DATA("eval/wikitext-2/wiki.test.raw");
   const std::string dir = data_path("models/llama2_tokenizer_32k/");
   const auto model = latmix::load_tokenizer(dir + "tokenizer.model");
   const auto bin = latmix::load_llama2c_tokenizer(dir + "tokenizer.bin", 32000);

@@ -62,6 +62,7 @@ bool contains(const std::vector<int64_t>& v, int64_t x) {
 // (blocks 10 and 11) lead in every layer, 16x..4x the median channel RMS. Channel 61, which the
 // training summary lists too, is in the top 8 of layers 1-3 on this text and fades after that.
 TEST(CalibGutenberg, ResidualOutlierChannelsRecurInEveryLayer) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const latmix::ActivationStats& s = run().none;
   ASSERT_EQ(s.layers.size(), 6u);
   for (int64_t layer = 1; layer < 6; ++layer) {
@@ -82,6 +83,7 @@ TEST(CalibGutenberg, ResidualOutlierChannelsRecurInEveryLayer) {
 }
 
 TEST(CalibGutenberg, HadamardSpreadsTheOutlierBlockAndBlockHadamardKeepsIt) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const Runs& r = run();
   for (int64_t layer = 1; layer < 6; ++layer) {
     const latmix::ViewStats& before = r.none.find(CapturePoint::Residual, layer)->original;

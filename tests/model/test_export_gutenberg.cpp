@@ -25,7 +25,7 @@ using nlohmann::json;
 namespace {
 
 std::string model6m() {
-  return latmix::test::data_path("models/gutenberg-llama-6M");
+  return latmix::test::source_path("resources/models/gutenberg-llama-6M");
 }
 std::string stories() {
   return latmix::test::data_path("models/stories260K/stories260K.bin");
@@ -104,6 +104,7 @@ TEST(ExportGutenberg, HadamardPlanFoldedAndPackedVerify) {
 }
 
 TEST(ExportGutenberg, GptqWeightsAndTransformsRoundTrip) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const latmix::Model fp = latmix::load_model(model6m());
   auto tok = latmix::load_model_tokenizer(model6m(), "", 8192);
   latmix::CalibrationOptions co;
@@ -141,6 +142,7 @@ TEST(ExportGutenberg, GptqWeightsAndTransformsRoundTrip) {
 }
 
 TEST(ExportGutenberg, Llama2cCheckpointExportsAsHuggingFaceFolder) {
+  LATMIX_REQUIRE_DATA("models/stories260K");
   const latmix::Model fp = latmix::load_model(stories());
   auto tok = latmix::load_model_tokenizer(stories(), "", 512);
   const std::vector<int32_t> ids = tok->encode(latmix::read_text_file(pride()));

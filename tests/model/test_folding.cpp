@@ -23,7 +23,7 @@ double max_abs(const at::Tensor& t) {
 }
 
 Model load() {
-  return latmix::load_model(latmix::test::data_path("models/gutenberg-llama-6M"));
+  return latmix::load_model(latmix::test::source_path("resources/models/gutenberg-llama-6M"));
 }
 
 at::Tensor ids() {

@@ -28,7 +28,7 @@ struct Fixture {
 
 const Fixture& six_m() {
   static const Fixture f = [] {
-    const std::string dir = test::data_path("models/gutenberg-llama-6M");
+    const std::string dir = test::source_path("resources/models/gutenberg-llama-6M");
     Model m = load_model(dir);
     auto tok = load_model_tokenizer(dir, "", static_cast<int32_t>(m.config().vocab_size));
     CalibrationOptions co;
@@ -59,6 +59,7 @@ double last_loss(const MethodResult& r) {
 }
 
 TEST(Learn, EveryLearnedPresetLowersItsLossAndStaysInvertible) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   for (const std::string method : {"latmix", "spinquant", "flatquant"}) {
     SCOPED_TRACE(method);
@@ -90,6 +91,7 @@ TEST(Learn, EveryLearnedPresetLowersItsLossAndStaysInvertible) {
 }
 
 TEST(Learn, LatmixLuParametrizationLearnsToo) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   LearnSettings s = fixed_batch("latmix", 10);
   s.param = AffineTransform::Param::LU;
@@ -102,6 +104,7 @@ TEST(Learn, LatmixLuParametrizationLearnsToo) {
 // KL to the FP model agree (the student folds through float32 dense matrices, the deployed
 // model in float64, so a few MX codes may differ).
 TEST(Learn, StudentLossMatchesTheDeployedModel) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   LearnSettings s = fixed_batch("latmix", 6);
   s.quant.method = WeightMethod::Rtn;
@@ -124,6 +127,7 @@ TEST(Learn, StudentLossMatchesTheDeployedModel) {
 }
 
 TEST(Learn, SameSeedSameTransforms) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   LearnSettings s = fixed_batch("latmix", 3);
   s.batch = 2;
@@ -138,6 +142,7 @@ TEST(Learn, SameSeedSameTransforms) {
 }
 
 TEST(Learn, ResumeFromCheckpointEqualsAnUninterruptedRun) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   const fs::path dir = fs::path(test::temp_dir("learn_resume"));
   LearnSettings s = fixed_batch("latmix", 6);
@@ -173,6 +178,7 @@ TEST(Learn, ResumeFromCheckpointEqualsAnUninterruptedRun) {
 }
 
 TEST(Learn, PauseHoldsTheLoopUntilResumed) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   LearnSettings s = fixed_batch("latmix", 4);
   s.batch = 1;
@@ -194,6 +200,7 @@ TEST(Learn, PauseHoldsTheLoopUntilResumed) {
 }
 
 TEST(Learn, FixedPresetsNeedNoCalibrationAndLearnedOnesDo) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   for (const std::string method : {"rtn", "gptq", "quarot", "mr-gptq"}) {
     MethodResult r = obtain_plan(f.model, nullptr, method_defaults(method, parse_quant_spec("mxfp4"), at::kCPU));
@@ -207,6 +214,7 @@ TEST(Learn, FixedPresetsNeedNoCalibrationAndLearnedOnesDo) {
 // A fixed rotation plan folded and applied without quantization keeps the model's function
 // (quarot and mr-gptq are orthogonal), so a wrong placement shows up as a logit change.
 TEST(Learn, FixedPlansKeepTheModelExactWithoutQuantization) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
   c10::InferenceMode guard;
   at::Tensor ids = f.calib.batch(0, 1);
@@ -220,6 +228,8 @@ TEST(Learn, FixedPlansKeepTheModelExactWithoutQuantization) {
 }
 
 TEST(Compare, ReportHasEveryMethodAndItsPlots) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg84_frankenstein.txt");
   const Fixture& f = six_m();
   CompareOptions o;
   o.methods = {"rtn", "latmix"};

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const latmix::Model& small_model() {
-  static latmix::Model model = latmix::load_model(latmix::test::data_path("models/gutenberg-llama-6M"));
+  static latmix::Model model = latmix::load_model(latmix::test::source_path("resources/models/gutenberg-llama-6M"));
   return model;
 }
 
@@ -133,7 +133,7 @@ namespace {
 
 /// A copy of the 6M model folder with one tensor removed or reshaped.
 std::string broken_copy(const std::string& tag, const std::string& victim, bool reshape) {
-  const std::string src = latmix::test::data_path("models/gutenberg-llama-6M");
+  const std::string src = latmix::test::source_path("resources/models/gutenberg-llama-6M");
   const std::string dir = latmix::test::temp_dir(tag);
   fs::copy_file(src + "/config.json", dir + "/config.json");
   auto file = latmix::SafetensorsFile::open(src + "/model.safetensors");
@@ -177,6 +177,7 @@ TEST(ModelLoading, NotAModel) {
 }
 
 TEST(ModelLoading, TruncatedLlama2cCheckpoint) {
+  LATMIX_REQUIRE_DATA("models/stories260K/stories260K.bin");
   const std::string src = latmix::test::data_path("models/stories260K/stories260K.bin");
   const std::string dst = latmix::test::temp_dir("trunc") + "/model.bin";
   std::string bytes = latmix::read_text_file(src);

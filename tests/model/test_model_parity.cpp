@@ -55,16 +55,19 @@ void check_golden(const std::string& model_dir, const std::string& golden_dir, d
 // convention we match them to ~1e-5; with exact frequencies the positions > 0 differ by ~5e-3,
 // while our fp32 forward agrees with our own fp64 forward to ~1e-5 (checked below).
 TEST(ModelParity, GutenbergLlama6MMatchesTransformers) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M");
   const std::string dir = latmix::test::data_path("models/gutenberg-llama-6M");
   check_golden(dir, dir, 1e-3, true);
 }
 
 TEST(ModelParity, GutenbergLlama22MShardedMatchesTransformers) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const std::string dir = latmix::test::data_path("models/gutenberg-llama-22M");
   check_golden(dir, dir, 1e-3, true);
 }
 
 TEST(ModelParity, ExactRopeFp32AgreesWithFp64AndStaysNearTheGoldens) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M");
   const std::string dir = latmix::test::data_path("models/gutenberg-llama-6M");
   c10::InferenceMode guard;
   latmix::Model fp32 = latmix::load_model(dir);
@@ -113,6 +116,7 @@ struct Llama2cCase {
 class Llama2cReference : public ::testing::TestWithParam<Llama2cCase> {};
 
 TEST_P(Llama2cReference, ReproducesRunCGreedyIdsAndLogits) {
+  LATMIX_REQUIRE_DATA("models/" + GetParam().folder);
   const auto& c = GetParam();
   const std::string dir = latmix::test::data_path("models/" + c.folder);
   json ref = json::parse(latmix::read_text_file(dir + "/reference_greedy.json"));
@@ -142,6 +146,7 @@ INSTANTIATE_TEST_SUITE_P(Checkpoints, Llama2cReference,
                          [](const ::testing::TestParamInfo<Llama2cCase>& p) { return p.param.folder; });
 
 TEST(ModelParity, CudaMatchesTransformersAndCpu) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M");
   if (!at::hasCUDA()) GTEST_SKIP() << "this LibTorch has no CUDA (runs on the device machine)";
   const std::string dir = latmix::test::data_path("models/gutenberg-llama-6M");
   c10::InferenceMode guard;

@@ -33,7 +33,7 @@ struct Setup {
 
 const Setup& setup() {
   static const Setup s = [] {
-    const std::string dir = latmix::test::data_path("models/gutenberg-llama-6M");
+    const std::string dir = latmix::test::source_path("resources/models/gutenberg-llama-6M");
     Model model = latmix::load_model(dir);
     auto tok = latmix::load_model_tokenizer(dir, "", static_cast<int32_t>(model.config().vocab_size));
     latmix::CalibrationOptions co;
@@ -155,6 +155,7 @@ TEST(QuantGutenberg, GptqWeightsAreValidMxCodes) {
 }
 
 TEST(QuantGutenberg, W4A4PerplexityIsFiniteAndAboveFp) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg11_alice_in_wonderland.txt");
   latmix::PerplexityOptions o;
   o.seqlen = 256;
   o.max_windows = 8;

@@ -73,6 +73,7 @@ void expect_llama_layout(const TensorStore& store, int64_t hidden, int64_t inter
 }
 
 TEST(TensorIoModels, Gutenberg22MSharded) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const std::string dir = test::data_path("models/gutenberg-llama-22M");
   const TensorStore store = TensorStore::open(dir);
   EXPECT_EQ(store.files().size(), 3u);
@@ -85,7 +86,7 @@ TEST(TensorIoModels, Gutenberg22MSharded) {
 }
 
 TEST(TensorIoModels, Gutenberg6MSingleFile) {
-  const std::string dir = test::data_path("models/gutenberg-llama-6M");
+  const std::string dir = test::source_path("resources/models/gutenberg-llama-6M");
   const TensorStore store = TensorStore::open(dir);
   EXPECT_EQ(store.files(), std::vector<std::string>{dir + "/model.safetensors"});
   expect_llama_layout(store, 256, 704, 128);
@@ -94,6 +95,7 @@ TEST(TensorIoModels, Gutenberg6MSingleFile) {
 }
 
 TEST(TensorIoModels, GoldenLogitsAreF32) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M/golden_logits.safetensors");
   const auto file = SafetensorsFile::open(test::data_path("models/gutenberg-llama-6M/golden_logits.safetensors"));
   const at::Tensor logits = file->tensor("logits_0");
   EXPECT_EQ(logits.scalar_type(), at::kFloat);
@@ -102,6 +104,7 @@ TEST(TensorIoModels, GoldenLogitsAreF32) {
 }
 
 TEST(TensorIoModels, ReshardedCopyIsIdentical) {
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const TensorStore store = TensorStore::open(test::data_path("models/gutenberg-llama-22M"));
   std::vector<TensorSource> sources;
   for (const auto& name : store.names()) {

@@ -29,10 +29,6 @@ Loaded load(const std::string& name) {
   return {std::move(model), std::move(tok)};
 }
 
-bool have(const std::string& relative) {
-  return std::filesystem::exists(latmix::test::data_path(relative));
-}
-
 json goldens() {
   std::ifstream in(latmix::test::fixtures_path("zero_shot/goldens.json"));
   return json::parse(in);
@@ -43,7 +39,8 @@ json goldens() {
 // transformers (fp32, eager) vs our fp32 model on the first 10 items of four tasks: the same prompt
 // strings, the same token ids, log-likelihood sums within 1e-3, the same greedy verdicts.
 TEST(ZeroShotGoldens, MatchTransformersOnGutenberg22M) {
-  if (!have("models/gutenberg-llama-22M") || !have("eval/arc_easy")) GTEST_SKIP() << "no shared data";
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
+  LATMIX_REQUIRE_DATA("eval/arc_easy");
   if (!std::filesystem::exists(latmix::test::fixtures_path("zero_shot/goldens.json"))) GTEST_SKIP() << "no goldens";
   const json g = goldens();
   ASSERT_FALSE(g.at("bos").get<bool>());
@@ -81,7 +78,8 @@ TEST(ZeroShotGoldens, MatchTransformersOnGutenberg22M) {
 
 // Every task runs with --limit on the 6M model; prefix caching and batching agree.
 TEST(ZeroShotGutenberg, EveryTaskRunsWithALimit) {
-  if (!have("models/gutenberg-llama-6M") || !have("eval/arc_easy")) GTEST_SKIP() << "no shared data";
+  LATMIX_REQUIRE_DATA("models/gutenberg-llama-6M");
+  LATMIX_REQUIRE_DATA("eval/arc_easy");
   const Loaded m = load("gutenberg-llama-6M");
   latmix::EvalOptions o;
   o.data_dir = latmix::test::data_dir();

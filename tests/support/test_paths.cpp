@@ -16,7 +16,14 @@ std::string data_dir() {
   return LATMIX_TEST_DATA_DIR;
 }
 
-std::string data_path(const std::string& relative) { return data_dir() + "/" + relative; }
+std::string data_path(const std::string& relative) {
+  return data_dir() + "/" + relative;
+}
+
+bool have_data(const std::string& relative) {
+  std::error_code ec;
+  return fs::exists(data_path(relative), ec);
+}
 
 std::string fixtures_path(const std::string& relative) {
   return std::string(LATMIX_FIXTURES_DIR) + "/" + relative;

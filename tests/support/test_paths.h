@@ -1,4 +1,6 @@
 #pragma once
+#include <gtest/gtest.h>
+
 #include <string>
 
 namespace latmix::test {
@@ -7,6 +9,8 @@ namespace latmix::test {
 std::string data_dir();
 /// A path inside the shared data folder.
 std::string data_path(const std::string& relative);
+/// True when the shared data folder holds `relative` (a bare clone has no ../shared/data).
+bool have_data(const std::string& relative);
 /// tests/fixtures inside the source tree.
 std::string fixtures_path(const std::string& relative);
 /// The source tree root.
@@ -15,3 +19,13 @@ std::string source_path(const std::string& relative);
 std::string temp_dir(const std::string& tag);
 
 }  // namespace latmix::test
+
+/// Skips the running test (in a TEST body, a fixture's SetUp or SetUpTestSuite) unless the shared
+/// data holds `relative`, saying which path is missing and how to provide it.
+#define LATMIX_REQUIRE_DATA(relative)                                              \
+  do {                                                                             \
+    if (!latmix::test::have_data(relative)) {                                      \
+      GTEST_SKIP() << "shared data missing: " << latmix::test::data_path(relative) \
+                   << " (set LATMIX_DATA_DIR or put the data at ../shared/data)";  \
+    }                                                                              \
+  } while (0)
