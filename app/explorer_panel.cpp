@@ -51,8 +51,26 @@ ExplorerPanel::ExplorerPanel(EngineHost* host, ModelSession* session, QWidget* p
   };
   connect(host_, &EngineHost::jobFinished, this, enable);
   connect(host_, &EngineHost::jobCancelled, this, enable);
-  connect(host_, &EngineHost::jobFailed, this, enable);
+  // A failed calibration says why in this panel (not only in the log) and leaves no stale heatmap
+  // that looks like its result (issue 17, Major 4).
+  connect(host_, &EngineHost::jobFailed, this, [this](quint64, const QString& tag, const QString& message) {
+    if (tag != "calibrate") return;
+    run_->setEnabled(true);
+    stats_.reset();
+    outliers_->setRowCount(0);
+    heatmap_->setData({});
+    if (canvas_ != nullptr) canvas_->update();
+    summary_->setText("<span style='color:#c0392b'>Calibration failed: " + message.toHtmlEscaped() + "</span>");
+    Q_EMIT calibrationFailed(message);
+  });
 }
+
+void ExplorerPanel::setTransform(const QString& name) {
+  const int i = transform_->findText(name);
+  if (i >= 0) transform_->setCurrentIndex(i);
+}
+
+QString ExplorerPanel::summaryText() const { return summary_->text(); }
 
 ExplorerPanel::~ExplorerPanel() = default;
 

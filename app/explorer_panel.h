@@ -81,8 +81,15 @@ class ExplorerPanel : public QWidget {
   /// plan choices (they would not fit it).
   void modelChanged();
 
+  /// Selects a transform choice by its label ("none", "hadamard", a plan's label).
+  void setTransform(const QString& name);
+  /// The line above the heatmap (what was calibrated, or why it failed).
+  QString summaryText() const;
+
  Q_SIGNALS:
   void calibrated();
+  /// A calibration failed (the message is also shown above the heatmap).
+  void calibrationFailed(const QString& message);
   /// A heatmap cell was clicked: open that block in the microscope.
   void blockClicked(const QString& point, int layer, int block);
 

@@ -451,6 +451,11 @@ quint64 ExportPanel::startExport(const ExportRequest& r) {
       EngineHost::post(self, [self, o] { self->showOutcome(o); });
     };
     try {
+      // The chosen folder is made when missing (a fresh account has no ~/Documents).
+      if (target.has_parent_path() && !fs::exists(target.parent_path(), ec)) {
+        fs::create_directories(target.parent_path(), ec);
+        if (ec) fail(target.parent_path().string(), "cannot create the export folder", "", ec.message());
+      }
       RemoveOnExit remove_staging;
       const QuantSpec spec = parse_quant_spec(r.quant.toStdString());
       TransformPlan plan;

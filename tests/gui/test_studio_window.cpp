@@ -125,7 +125,18 @@ class TestStudioWindow : public QObject {
     for (int layer = 0; layer < 6; ++layer) e->updateOutliers(layer);  // a hover: nothing to show, no throw
     QCOMPARE(e->outlierRows(), 0);
 
-    // Calibrate the new model: its own tokens decode.
+    // A transform that does not fit the model (no Hadamard of stories260K's width 172): the panel
+    // says why and shows no stale result (issue 17, Major 4).
+    QSignalSpy failed(e, &ExplorerPanel::calibrationFailed);
+    e->setTransform("hadamard");
+    QVERIFY(e->calibrate() != 0);
+    QVERIFY(failed.wait(120000));
+    QVERIFY2(e->summaryText().contains("Calibration failed: ") && e->summaryText().contains("172"),
+             qPrintable(e->summaryText()));
+    QVERIFY(!e->hasStats());
+
+    // Calibrate the new model without a transform: its own tokens decode.
+    e->setTransform("none");
     QVERIFY(e->calibrate() != 0);
     QVERIFY(calibrated.wait(300000));
     QVERIFY(e->hasStats());
@@ -153,14 +164,16 @@ class TestStudioWindow : public QObject {
     w.openModel(kModel);
     QVERIFY(opened.wait(120000));
     ExportPanel* p = w.exportPanel();
-    p->setOutputFolder(dir.path());
+    // Issue 17, Major 5: the folder (the default is ~/Documents) is created when it is missing.
+    const QString folder = dir.filePath("Documents/exports");
+    p->setOutputFolder(folder);
     p->setKind("compressed-tensors");
     p->setZip(true);
     p->setQuant("w=mxfp4,a=mxfp4");
     const ExportRequest r = p->request();
     QCOMPARE(r.method, QString("rtn"));  // no plan learned: rtn, no transforms
     QVERIFY(r.plan_prefix.isEmpty());
-    QCOMPARE(r.out, dir.filePath("gutenberg-llama-6M-rtn-ct.zip"));
+    QCOMPARE(r.out, QDir(folder).filePath("gutenberg-llama-6M-rtn-ct.zip"));
     QVERIFY(r.cliCommand(kModel).contains("--as compressed-tensors --zip --out"));
     QSignalSpy exported(p, &ExportPanel::exported);
     QVERIFY(p->startExport(r) != 0);
@@ -170,9 +183,9 @@ class TestStudioWindow : public QObject {
     QVERIFY2(o.verified, qPrintable(o.verification));
     QVERIFY2(o.verification.contains("ok    packed codes"), qPrintable(o.verification));
     QVERIFY2(o.verification.contains("ok    bundle gutenberg-llama-6M-rtn-ct.zip"), qPrintable(o.verification));
-    QCOMPARE(entries(dir.path()), QStringList{"gutenberg-llama-6M-rtn-ct.zip"});  // no staging folder left
+    QCOMPARE(entries(folder), QStringList{"gutenberg-llama-6M-rtn-ct.zip"});  // no staging folder left
     QVERIFY(o.zip_bytes == QFileInfo(r.out).size() && o.zip_bytes > o.bytes);
-    QCOMPARE(p->request().out, dir.filePath("gutenberg-llama-6M-rtn-ct-2.zip"));  // the next one is numbered
+    QCOMPARE(p->request().out, QDir(folder).filePath("gutenberg-llama-6M-rtn-ct-2.zip"));  // the next one is numbered
 
     QSignalSpy verified(p, &ExportPanel::verified);
     QVERIFY(p->verify(r.out) != 0);

@@ -34,16 +34,16 @@ assert j["cuda"]["available"] <= j["cuda"]["built"], j["cuda"]' && pass || fail 
 "$LATMIX" --version --bogus >/dev/null 2>&1; [ $? -eq 2 ] && pass || fail "latmix --version --bogus: not exit 2"
 
 # Progress. script(1) runs the command on a pseudo-terminal; its stdout goes to /dev/null, so what script
-# records is stderr.
+# records is stderr. `generate` loads the weights (with a progress bar); `info` reads headers only.
 on_tty() { script -qec "$*" /dev/null </dev/null; }
-"$LATMIX" info --model "$MODEL" 2>"$WORK/plain" >/dev/null || fail "latmix info exited with $?"
+"$LATMIX" generate --model "$MODEL" --prompt Once --max-new 1 2>"$WORK/plain" >/dev/null || fail "latmix generate exited with $?"
 grep -q $'\r' "$WORK/plain" && fail "progress redraws (\\r) although stderr is a file" || pass
-on_tty "TERM=xterm '$LATMIX' info --model '$MODEL' >/dev/null" >"$WORK/tty"
+on_tty "TERM=xterm '$LATMIX' generate --model '$MODEL' --prompt Once --max-new 1 >/dev/null" >"$WORK/tty"
 grep -q $'\r' "$WORK/tty" && grep -q '\[#' "$WORK/tty" && pass ||
   fail "no progress bar on a terminal: $(od -c "$WORK/tty" | head -3)"
-on_tty "'$LATMIX' info --model '$MODEL' --quiet >/dev/null" >"$WORK/quiet"
+on_tty "'$LATMIX' generate --model '$MODEL' --prompt Once --max-new 1 --quiet >/dev/null" >"$WORK/quiet"
 [ ! -s "$WORK/quiet" ] && pass || fail "--quiet still printed: $(head -c 200 "$WORK/quiet")"
-on_tty "TERM=dumb '$LATMIX' info --model '$MODEL' >/dev/null" >"$WORK/dumb"
+on_tty "TERM=dumb '$LATMIX' generate --model '$MODEL' --prompt Once --max-new 1 >/dev/null" >"$WORK/dumb"
 # (the terminal turns each \n into \r\n; only a \r that is not before \n redraws)
 sed 's/\r$//' "$WORK/dumb" | grep -q $'\r' && fail "progress redraws on a TERM=dumb terminal" || pass
 echo "$PASSED passed, $FAILED failed"
