@@ -284,7 +284,9 @@ at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, 
   const int64_t B = ids.size(0), T = ids.size(1);
   const bool kl = s.loss == LearnLoss::Kl;
   const double denom = kl ? static_cast<double>(B * T) : static_cast<double>(B * (T - 1));
-  LeafPlan leaves(plan);
+  // Products with the transforms in the model's dtype: bf16 tensor cores for a bf16 model (the
+  // folds of T into every weight were a third of a step in float32 on an H200); float32 otherwise.
+  LeafPlan leaves(plan, fp.dtype() == at::kBFloat16 ? at::kBFloat16 : at::kFloat);
   at::Tensor total = at::zeros({}, at::TensorOptions(at::kFloat).device(fp.device()));
   for (int64_t b0 = 0; b0 < B; b0 += memory.micro_batch) {
     const at::Tensor mb = ids.narrow(0, b0, std::min(memory.micro_batch, B - b0));

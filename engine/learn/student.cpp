@@ -36,13 +36,13 @@ TransformPlan map_plan(const TransformPlan& plan, F&& f) {
 }  // namespace
 
 at::Tensor DenseTransform::apply_linear(const at::Tensor& x) const {
-  return at::matmul(x.to(at::kFloat), a_.t()).to(x.scalar_type());
+  return at::matmul(x.to(dtype_), a_.t().to(dtype_)).to(x.scalar_type());
 }
 at::Tensor DenseTransform::apply_inverse_linear(const at::Tensor& y) const {
-  return at::matmul(y.to(at::kFloat), a_inv_.t()).to(y.scalar_type());
+  return at::matmul(y.to(dtype_), a_inv_.t().to(dtype_)).to(y.scalar_type());
 }
 at::Tensor DenseTransform::apply_inverse_right(const at::Tensor& w) const {
-  return at::matmul(w.to(at::kFloat), a_inv_).to(w.scalar_type());
+  return at::matmul(w.to(dtype_), a_inv_.to(dtype_)).to(w.scalar_type());
 }
 
 bool trainable(const TransformPtr& t) {
@@ -57,7 +57,7 @@ TransformPlan densify(const TransformPlan& plan) {
   return map_plan(plan, [](const TransformPtr& t) { return densify(t); });
 }
 
-LeafPlan::LeafPlan(const TransformPlan& plan) {
+LeafPlan::LeafPlan(const TransformPlan& plan, at::ScalarType matmul_dtype) : dtype_(matmul_dtype) {
   dense_ = map_plan(plan, [this](const TransformPtr& t) { return leaf(t); });
 }
 
@@ -69,7 +69,7 @@ TransformPtr LeafPlan::leaf(const TransformPtr& t) {
     pairs_.emplace_back(graph, l);
     return l;
   };
-  return std::make_shared<DenseTransform>(make(t->matrix()), make(t->inverse_matrix()), make(t->bias()));
+  return std::make_shared<DenseTransform>(make(t->matrix()), make(t->inverse_matrix()), make(t->bias()), dtype_);
 }
 
 void LeafPlan::finish() {

@@ -16,8 +16,11 @@ namespace latmix::learn_detail {
 /// from the parameters and every fold and online application reuses them.
 class DenseTransform : public Transform {
  public:
-  DenseTransform(at::Tensor a, at::Tensor a_inv, at::Tensor v)
-      : Transform(a.size(0)), a_(std::move(a)), a_inv_(std::move(a_inv)), v_(std::move(v)) {}
+  /// `matmul_dtype`: the dtype of the products with weights and activations (float32, or the
+  /// model's bfloat16 on a GPU: tensor-core products with float32 accumulation, as a PyTorch
+  /// user's bf16 step does); the matrices stay float32 leaves of the parameters either way.
+  DenseTransform(at::Tensor a, at::Tensor a_inv, at::Tensor v, at::ScalarType matmul_dtype = at::kFloat)
+      : Transform(a.size(0)), a_(std::move(a)), a_inv_(std::move(a_inv)), v_(std::move(v)), dtype_(matmul_dtype) {}
   std::string kind() const override { return "dense"; }
   at::Tensor bias() const override { return v_; }
   void to(at::Device) override {}
@@ -34,6 +37,7 @@ class DenseTransform : public Transform {
 
  private:
   at::Tensor a_, a_inv_, v_;
+  at::ScalarType dtype_;
 };
 
 // The residual transform at the embedding output and (its linear inverse) at the lm_head input,
@@ -64,7 +68,8 @@ TransformPlan densify(const TransformPlan& plan);
 /// to the transform parameters through one backward pass of the (small) matrix graph.
 class LeafPlan {
  public:
-  explicit LeafPlan(const TransformPlan& plan);
+  /// `matmul_dtype`: see DenseTransform.
+  explicit LeafPlan(const TransformPlan& plan, at::ScalarType matmul_dtype = at::kFloat);
   const TransformPlan& dense() const { return dense_; }
   /// Backward from the leaves' gradients into the parameters (adds to their .grad).
   void finish();
@@ -73,6 +78,7 @@ class LeafPlan {
   TransformPtr leaf(const TransformPtr& t);
   TransformPlan dense_;
   std::vector<std::pair<at::Tensor, at::Tensor>> pairs_;  // (graph tensor, leaf)
+  at::ScalarType dtype_;
 };
 
 /// folded_weights() of one layer: the same arithmetic as folding the whole model, for layer l

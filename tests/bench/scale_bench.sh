@@ -45,11 +45,11 @@ peak() {
   local tag=$1; shift
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 > "$O/smi-$tag.txt" 2>/dev/null &
   local smi=$!
-  local t=$(date +%s.%N)
+  local t=$(date +%s%N)
   "$@" > "$O/$tag.out" 2> "$O/$tag.err"
   local rc=$?
   kill $smi 2>/dev/null; wait $smi 2>/dev/null
-  local el=$(echo "$(date +%s.%N) - $t" | bc)
+  local el=$(python3 -c "print(f'{($(date +%s%N) - $t) / 1e9:.1f}')")
   local mib=$(sort -n "$O/smi-$tag.txt" | tail -1)
   log "$tag: rc $rc, ${el}s, peak ${mib} MiB (nvidia-smi)"
   tail -4 "$O/$tag.err" | sed 's/^/    /'
@@ -58,14 +58,15 @@ peak() {
 model() {  # model SHAPE: a random-init folder with a tokenizer beside it
   local dir=/tmp/m$1
   if [ ! -f "$dir/config.json" ]; then
-    python3 $S/make_model.py "$dir" "$1" > /dev/null && cp resources/models/gutenberg-llama-6M/tokenizer*.json "$dir/"
-    log "model $1 written"
+    python3 $S/make_model.py "$dir" "$1" > /dev/null 2>&1 && cp resources/models/gutenberg-llama-6M/tokenizer*.json "$dir/"
+    log "model $1 written" >&2
   fi
   echo "$dir"
 }
 
 if want tests; then
-  /tmp/build-cuda/tests/latmix_unit_tests --gtest_filter='LearnMemory*:Gptq*:*Scales*' 2>&1 | tail -8
+  /tmp/build-cuda/tests/latmix_unit_tests --gtest_filter='LearnMemory*:Gptq*:*Scales*' > "$O/unit-tests.txt" 2>&1
+  grep -E "Failure|Expected|Which is|actual|FAILED|PASSED" "$O/unit-tests.txt" | head -30
   log "tests"
 fi
 if want anchor; then
