@@ -14,6 +14,7 @@
 
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/tensor_io.h"
 #include "learn/learn_internal.h"
 #include "learn/student.h"
@@ -417,11 +418,9 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   if (s.resume) {
     if (!checkpoint.enabled()) throw UsageError("--resume needs --checkpoint PREFIX");
     if (std::filesystem::exists(checkpoint.state_path())) {
-      try {
-        resume_state = nlohmann::json::parse(read_text_file(checkpoint.state_path()));
-      } catch (const nlohmann::json::exception& e) {
-        fail(checkpoint.state_path(), "JSON", "valid JSON", e.what());
-      }
+      // The shared reader: depth-limited, and errors that name the file (issue 20, item 3).
+      resume_state = read_json_file(checkpoint.state_path());
+      if (!resume_state.is_object()) fail(checkpoint.state_path(), "checkpoint state", "a JSON object", "something else");
       const std::string found = resume_state.value("fingerprint", "");
       if (found != checkpoint.fingerprint) {
         fail(checkpoint.state_path(), "fingerprint (model and settings)", checkpoint.fingerprint,

@@ -92,7 +92,7 @@ if want presets1b; then
   done
 fi
 if want gptq1b; then
-  peak gptq1b $L export --model "$M1" --method gptq --quant w=mxfp4 --device cuda --dtype bf16 --calib /tmp/books.txt \
+  peak gptq1b $L export --model "$M1" --method gptq --quant w=mxfp4,weights=gptq --device cuda --dtype bf16 --calib /tmp/books.txt \
     --calib-samples 128 --calib-seqlen 2048 --as folded-bf16 --out /tmp/exp1b --overwrite
 fi
 if want learn8b || want export8b; then M8=$(model 8b); fi
@@ -103,7 +103,7 @@ if want learn8b; then
     --calib /tmp/books.txt --steps 2 --batch 2 --seqlen 2048
 fi
 if want export8b; then
-  /usr/bin/time -v $L export --model "$M8" --method gptq --quant w=mxfp4 --device cuda --dtype bf16 \
+  /usr/bin/time -v $L export --model "$M8" --method gptq --quant w=mxfp4,weights=gptq --device cuda --dtype bf16 \
     --calib /tmp/books.txt --calib-samples 128 --calib-seqlen 2048 --as compressed-tensors --out /tmp/exp8b --overwrite \
     > "$O/export8b.out" 2> "$O/export8b.err" &
   pid=$!
