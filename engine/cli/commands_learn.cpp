@@ -313,7 +313,11 @@ std::vector<Command> learn_commands() {
         "latmix (learned; see docs/methods.md). The student is the transformed model with fake-quantized weights\n"
         "(RTN) and activations; only the transforms learn. Every default can be changed; the defaults depend on\n"
         "the device (CPU: minutes on the bundled model; CUDA: the papers' scale). Ctrl-C is not a checkpoint:\n"
-        "use --checkpoint PREFIX (--checkpoint-every N) and --resume.",
+        "use --checkpoint PREFIX (--checkpoint-every N) and --resume.\n"
+        "Memory (end-to-end): the loss runs through lm_head in chunks of positions, each decoder layer is\n"
+        "recomputed in the backward pass with its transforms folded as it runs, and the batch is split into\n"
+        "micro-batches (gradients accumulated) sized from the device's free memory; the plan is printed before\n"
+        "the first step, and a run that cannot fit stops there with the numbers (docs/methods.md).",
         options},
        run_learn},
   };
