@@ -33,6 +33,7 @@ int run_ppl(const Args& args) {
   const std::string text = read_text_file(args.get("data"));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<int32_t> ids = m.tokenizer->encode(text);

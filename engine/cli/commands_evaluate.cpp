@@ -128,6 +128,7 @@ int run_eval(const Args& args) {
   LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   const std::vector<TaskResult> fp = run_tasks(m.model, *m.tokenizer, tasks, o, job);
   std::vector<TaskResult> quantized;

@@ -71,6 +71,7 @@ MethodPlan obtain_method_plan(const std::string& method, const Model& model, con
                  calib->describe().c_str());
   }
   LearnControl control;
+  control.job.cancel = interrupt_token();
   control.job = job;
   MethodResult r = obtain_plan(model, calib, s, control);
   out.plan = std::move(r.plan);
@@ -134,6 +135,7 @@ int run_export(const Args& args) {
   LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   std::optional<CalibrationSet> calib;
   if (args.has("calib")) calib = calibration_from_args(args, *m.tokenizer);
@@ -215,6 +217,7 @@ int run_verify(const Args& args) {
   const std::string path = args.get("path");
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   ExportVerification v;
   std::error_code ec;

@@ -170,6 +170,7 @@ int run_learn(const Args& args) {
                  to_string(s.optimizer).c_str(), s.lr);
   }
   LearnControl control;
+  control.job.cancel = interrupt_token();
   control.on_note = [&](const std::string& note) {
     if (!quiet) std::fprintf(stderr, "%s\n", note.c_str());
   };
@@ -251,6 +252,7 @@ int run_compare(const Args& args) {
   if (!quiet) std::fprintf(stderr, "calibration: %s\n", calib.describe().c_str());
   ProgressPrinter progress(quiet);
   LearnControl control;
+  control.job.cancel = interrupt_token();
   control.job.progress = progress.callback();
   Comparison c = run_comparison(m.model, *m.tokenizer, calib, o, control);
   progress.finish();

@@ -64,6 +64,7 @@ Model load_model_only(const Args& args, at::ScalarType dtype) {
   opts.dtype = dtype;
   opts.device = device;
   opts.job.progress = progress.callback();
+  opts.job.cancel = interrupt_token();
   Model model = load_model(args.get("model"), opts);
   progress.finish();
   return model;
@@ -230,6 +231,7 @@ int run_generate(const Args& args) {
   if (prompt.empty()) throw UsageError("--prompt: empty prompt and the model has no BOS token");
   ProgressPrinter progress(args.flag("quiet") || !args.flag("json"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   c10::InferenceMode guard;
   std::vector<int32_t> out = generate_greedy(m.model, prompt, max_new, m.tokenizer->eos_id(), job);

@@ -113,6 +113,7 @@ int run_quantize(const Args& args) {
                                   : "fake-quantized (dequantized values in the original dtype)";
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   write_safetensors(args.get("out"), sources, meta, job);
   progress.finish();

@@ -131,6 +131,7 @@ int run_stats(const Args& args) {
   const CalibrationSet data = load_calibration_text(args.get("data"), *m.tokenizer, data_opt);
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
+  job.cancel = interrupt_token();
   job.progress = progress.callback();
   const auto t0 = std::chrono::steady_clock::now();
   const ActivationStats stats = collect_activation_stats(m.model, data, opt, transform, job);

@@ -2,9 +2,11 @@
 
 #include <ATen/Context.h>
 #include <torch/version.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -143,6 +145,35 @@ std::string version_report(bool json) {
   out += std::string("fused CUDA MX kernels: ") + (mx_kernels ? "yes" : "no") + "\n";
   out += "bundled demo model and calibration text: " + (resources.empty() ? "not found" : resources) + "\n";
   return out;
+}
+
+namespace {
+
+volatile std::sig_atomic_t g_signal = 0;
+
+const CancelToken& the_token() {
+  static const CancelToken token;
+  return token;
+}
+
+extern "C" void on_interrupt(int sig) {
+  g_signal = sig;
+  the_token().cancel();  // one relaxed atomic store (the token exists before the handler is set)
+}
+
+}  // namespace
+
+const CancelToken& interrupt_token() { return the_token(); }
+
+int interrupt_signal() { return static_cast<int>(g_signal); }
+
+void install_interrupt_handlers() {
+  the_token();
+  struct sigaction sa {};
+  sa.sa_handler = on_interrupt;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND;  // the second signal takes the default action: the process ends
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
 }
 
 }  // namespace latmix::cli

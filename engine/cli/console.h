@@ -44,6 +44,15 @@ bool stderr_is_terminal();
 /// else the source tree's resources/ this binary was built from. Empty when none has a models/ folder.
 std::string bundled_resources_dir();
 
+/// The process's cancel token. After install_interrupt_handlers(), SIGINT, SIGTERM and SIGHUP
+/// cancel it: the running job stops at its next check and removes what it was writing (an export's
+/// temp folder; learning writes its checkpoint first), and the command exits with 128 + the signal.
+/// A second signal ends the process at once (the default action).
+const CancelToken& interrupt_token();
+void install_interrupt_handlers();
+/// The signal that cancelled interrupt_token(), 0 when none did.
+int interrupt_signal();
+
 /// `latmix --version`: version, git commit, LibTorch version, CUDA (built with / available), the fused
 /// MX kernels and the bundled resources folder; as text or (json) one JSON object.
 std::string version_report(bool json);

@@ -1,6 +1,7 @@
 // latmix: the LATMiX Studio engine on the command line.
 #include <c10/util/Exception.h>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -43,6 +44,7 @@ void print_usage(const std::vector<Command>& cmds) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  latmix::cli::install_interrupt_handlers();
   const std::vector<Command> cmds = all_commands();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
@@ -86,6 +88,11 @@ int main(int argc, char** argv) {
     } catch (const latmix::UsageError& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 2;
+    } catch (const latmix::Cancelled&) {
+      const int sig = latmix::cli::interrupt_signal();
+      std::fprintf(stderr, "\ncancelled%s: the job stopped and removed what it was writing\n",
+                   sig == SIGINT ? " (SIGINT)" : sig == SIGTERM ? " (SIGTERM)" : sig == SIGHUP ? " (SIGHUP)" : "");
+      return sig > 0 ? 128 + sig : 1;
     } catch (const latmix::Error& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;

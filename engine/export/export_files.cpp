@@ -1,5 +1,6 @@
 // Files and folders of an export: the temp folder and its atomic rename, target and space checks.
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -74,11 +76,38 @@ void fsync_path(const std::string& path) {
   ::close(fd);
 }
 
+namespace {
+
+// Removes `.NAME.latmix-tmp-PID-XXXXXX` folders beside the target whose process is gone (a kill -9
+// or a power cut during an earlier export). Folders of a running export, and names we did not
+// make, are left alone.
+void remove_stale_temp_folders(const fs::path& parent, const std::string& name) {
+  const std::string prefix = "." + name + ".latmix-tmp-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string n = entry.path().filename().string();
+    if (n.rfind(prefix, 0) != 0 || !entry.is_directory(ec) || entry.is_symlink(ec)) continue;
+    const std::string rest = n.substr(prefix.size());
+    const auto dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0 || rest.size() - dash - 1 != 6) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(rest.c_str(), &end, 10);
+    if (end != rest.c_str() + dash || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    fs::remove_all(entry.path(), ec);
+  }
+}
+
+}  // namespace
+
 TempFolder::TempFolder(const std::string& target) : target_(fs::path(target).lexically_normal().string()) {
   if (!target_.empty() && target_.back() == '/') target_.pop_back();
   const fs::path t(target_);
   const std::string parent = parent_of(target_);
-  std::string pattern = (fs::path(parent) / ("." + t.filename().string() + ".latmix-tmp-XXXXXX")).string();
+  remove_stale_temp_folders(parent, t.filename().string());
+  // The pid in the name lets a later export tell a dead run's folder from a running one's.
+  std::string pattern = (fs::path(parent) / ("." + t.filename().string() + ".latmix-tmp-" +
+                                             std::to_string(::getpid()) + "-XXXXXX")).string();
   if (::mkdtemp(pattern.data()) == nullptr) {
     fail(parent, "cannot create the export's temp folder there (is the folder writable?)", "", errno_text());
   }

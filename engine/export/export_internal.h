@@ -15,8 +15,9 @@ namespace latmix::export_detail {
 
 // ---- files (export_files.cpp) ----------------------------------------------------------------
 
-/// A folder `.NAME.latmix-tmp-XXXXXX` beside `target`, removed with everything in it on
-/// destruction unless commit() moved it into place.
+/// A folder `.NAME.latmix-tmp-PID-XXXXXX` beside `target`, removed with everything in it on
+/// destruction unless commit() moved it into place. Such folders of processes that no longer run
+/// (an export killed with -9) are removed when the next export to the same target starts.
 class TempFolder {
  public:
   explicit TempFolder(const std::string& target);

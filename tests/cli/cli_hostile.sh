@@ -70,4 +70,24 @@ fi
 rm "$OUT/m6/tokenizer.json" "$OUT/m6/tokenizer_config.json"
 expect 0 "$LATMIX" logits --model "$OUT/m6" --ids 0,516,685 --out "$OUT/l.safetensors" --json
 contains stdout '"shape":[3,8192]'
+
+# Item 4: SIGTERM (and SIGINT, SIGHUP) during an export is a cancel: exit 128 + 15 and no temp folder
+# left. Should the export win the race and finish first, it must have exited 0 with a verified folder.
+for sig in TERM INT; do
+  "$LATMIX" export --model "$M6" --method rtn --quant w=mxfp4 --as folded-bf16 --out "$OUT/sig-$sig" --quiet \
+    >/dev/null 2>"$OUT/sig.err" &
+  pid=$!
+  for _ in $(seq 1 400); do
+    ls -A "$OUT" | grep -q "^\.sig-$sig\.latmix-tmp-" && break
+    kill -0 $pid 2>/dev/null || break
+    sleep 0.01
+  done
+  kill -$sig $pid 2>/dev/null
+  wait $pid; rc=$?
+  left=$(ls -A "$OUT" | grep -c "^\.sig-$sig\.latmix-tmp-")
+  if [ "$left" -ne 0 ]; then echo "FAIL: SIG$sig left a temp folder"; FAILED=$((FAILED + 1));
+  elif [ $rc -eq 0 ] && "$LATMIX" verify "$OUT/sig-$sig" >/dev/null 2>&1; then PASSED=$((PASSED + 1));
+  elif [ $rc -gt 128 ] && [ ! -e "$OUT/sig-$sig" ] && grep -q "cancelled (SIG$sig)" "$OUT/sig.err"; then PASSED=$((PASSED + 1));
+  else echo "FAIL: SIG$sig: exit $rc"; sed 's/^/  /' "$OUT/sig.err" | head -5; FAILED=$((FAILED + 1)); fi
+done
 finish

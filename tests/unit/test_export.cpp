@@ -4,6 +4,7 @@
 // and space checks, cancel, and fingerprints.
 #include <c10/core/GradMode.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <ATen/ATen.h>
 
@@ -349,6 +350,28 @@ TEST(Export, TargetThatAppearsDuringTheExportIsNeverReplaced) {
   EXPECT_EQ(run_with(both, true, [&] {}), "");
   EXPECT_TRUE(latmix::verify_export(both).ok());
   EXPECT_FALSE(dir_has_temp(root));
+}
+
+// Issue 20, item 4: temp folders of runs killed outright are removed by the next export to the
+// same target; a running export's folder (a live pid) and names we did not make are not.
+TEST(Export, StaleTempFoldersOfDeadRunsAreRemoved) {
+  const std::string root = latmix::test::temp_dir("export-stale");
+  const std::string src = write_tiny_model(root + "/src");
+  const latmix::Model fp = latmix::load_model(src);
+  const std::string dead = root + "/.out.latmix-tmp-4194305-abcdef";  // above the kernel's pid_max
+  const std::string live = root + "/.out.latmix-tmp-" + std::to_string(::getpid()) + "-ghijkl";
+  const std::string other = root + "/.out.latmix-tmp-notapid";
+  for (const auto& d : {dead, live, other}) {
+    fs::create_directories(d);
+    std::ofstream(d + "/model.safetensors") << "partial";
+  }
+  latmix::ExportOptions o;
+  o.out = root + "/out";
+  latmix::export_model(fp, src, {}, latmix::parse_quant_spec("w=mxfp4"), nullptr, o);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_TRUE(latmix::verify_export(root + "/out").ok());
 }
 
 TEST(Export, FingerprintsTieTransformsToTheirModel) {

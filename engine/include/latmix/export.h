@@ -21,7 +21,7 @@
 ///    transforms.json) with the model fingerprint and the settings in the JSON's "metadata",
 ///    reloadable with load_transforms_checked() to export again without learning again.
 ///
-/// How a folder is written: into a temp folder beside the target (`.NAME.latmix-tmp-XXXXXX`),
+/// How a folder is written: into a temp folder beside the target (`.NAME.latmix-tmp-PID-XXXXXX`),
 /// tensors produced, written and dropped one at a time (write_safetensors_sharded), checked
 /// (the verification below), README.md and manifest.json added, every file fsync'ed, then the
 /// folder renamed into place. On any error or cancel the temp folder is removed and an existing
