@@ -12,3 +12,19 @@ export PKG_CONFIG_PATH="$DEPS/usr/lib/x86_64-linux-gnu/pkgconfig:$DEPS/usr/share
 export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
+
+# cuda_build SRC LOGDIR TARGET...: configures and builds SRC into /tmp/build-cuda against that
+# machine's LibTorch (GUI off, nvcc for the CUDA kernels; warnings not errors: its gcc 13 reports
+# false positives inside LibTorch 2.11 headers). Logs in LOGDIR; on failure prints the errors and
+# returns 1.
+cuda_build() {
+  local src=$1 logs=$2; shift 2
+  local nvcc
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  cmake -S "$src" -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
+    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
+    -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF -DCMAKE_CUDA_COMPILER="$nvcc" >"$logs/configure.log" 2>&1 \
+    || { tail -30 "$logs/configure.log"; return 1; }
+  cmake --build /tmp/build-cuda -j "$(nproc)" --target "$@" >"$logs/build.log" 2>&1 \
+    || { grep -E "error" -A5 "$logs/build.log" | head -60; return 1; }
+}

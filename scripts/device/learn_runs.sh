@@ -21,13 +21,7 @@ trap finish EXIT
 
 if [ ! -x /tmp/build-cuda/engine/latmix ]; then
   source scripts/device/deps.sh
-  NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-  cmake -S . -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
-    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
-    -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF -DCMAKE_CUDA_COMPILER="$NVCC" >"$R/configure.log" 2>&1 \
-    || { tail -30 "$R/configure.log"; exit 1; }
-  cmake --build /tmp/build-cuda -j "$(nproc)" --target latmix bench_learn >"$R/build.log" 2>&1 \
-    || { grep -E "error" -A5 "$R/build.log" | head -60; exit 1; }
+  cuda_build . "$R" latmix bench_learn || exit 1
   log "built"
 fi
 export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"

@@ -26,13 +26,7 @@ SRC=.
 if [ -n "${SRC_TAR:-}" ]; then rm -rf /tmp/src && mkdir -p /tmp/src && tar -xf "$SRC_TAR" -C /tmp/src && SRC=/tmp/src; fi
 if [ ! -x /tmp/build-cuda/engine/latmix ] || [ -n "${REBUILD:-}" ]; then
   source scripts/device/deps.sh
-  NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
-  cmake -S "$SRC" -B /tmp/build-cuda -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BUILD_GUI=OFF \
-    -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" \
-    -DLATMIX_USE_CCACHE=OFF -DLATMIX_WERROR=OFF -DCMAKE_CUDA_COMPILER="$NVCC" >"$O/configure.log" 2>&1 \
-    || { tail -30 "$O/configure.log"; exit 1; }
-  cmake --build /tmp/build-cuda -j "$(nproc)" --target latmix latmix_unit_tests >"$O/build.log" 2>&1 \
-    || { grep -E "error" -A5 "$O/build.log" | head -60; exit 1; }
+  cuda_build "$SRC" "$O" latmix latmix_unit_tests || exit 1
   log "built"
 fi
 export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
