@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
       return 2;
     } catch (const latmix::Cancelled&) {
       const int sig = latmix::cli::interrupt_signal();
-      std::fprintf(stderr, "\ncancelled%s: the job stopped and removed what it was writing\n",
+      std::fprintf(stderr, "\ncancelled%s\n",
                    sig == SIGINT ? " (SIGINT)" : sig == SIGTERM ? " (SIGTERM)" : sig == SIGHUP ? " (SIGHUP)" : "");
       return sig > 0 ? 128 + sig : 1;
     } catch (const latmix::Error& e) {
