@@ -129,6 +129,18 @@ int run_export(const Args& args) {
   }
   if (zip && fs::path(out).extension() != ".zip")
     throw UsageError("--zip: --out must name a .zip file, found '" + out + "'");
+  if (zip) {
+    // The folder export checks its own target; the zip is written elsewhere, so check it here too,
+    // before any work: never the source model, nor inside its folder (issue 20, item 15).
+    std::error_code ec;
+    const fs::path zip_path = fs::weakly_canonical(fs::absolute(out), ec);
+    const fs::path source = fs::weakly_canonical(fs::absolute(args.get("model")), ec);
+    const auto rel = zip_path.lexically_relative(source);
+    if (!ec && (zip_path == source || (!rel.empty() && *rel.begin() != ".."))) {
+      fail(out, "refusing to write the bundle there: it would write into the source model",
+           "a path outside " + source.string(), zip_path.string());
+    }
+  }
   if (args.integer("shard-size") < 1) throw UsageError("--shard-size: expected 1 (MB) or more");
   if (args.has("calib") && spec.method != WeightMethod::Gptq && !find_method(args.get("method")).learned)
     throw UsageError("--calib is for weights=gptq in --quant, or for learning a method's transforms");

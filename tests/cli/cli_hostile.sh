@@ -71,6 +71,11 @@ rm "$OUT/m6/tokenizer.json" "$OUT/m6/tokenizer_config.json"
 expect 0 "$LATMIX" logits --model "$OUT/m6" --ids 0,516,685 --out "$OUT/l.safetensors" --json
 contains stdout '"shape":[3,8192]'
 
+# Item 15: --zip never writes into the source model's folder (the folder export checked, the zip did not).
+expect 1 "$LATMIX" export --model "$OUT/m6" --method rtn --quant w=mxfp4 --as folded-bf16 --zip --out "$OUT/m6/e.zip" --quiet
+contains stderr "refusing to write the bundle there: it would write into the source model"
+[ ! -e "$OUT/m6/e.zip" ] && [ -z "$(ls -A "$OUT/m6" | grep '^\.')" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: the source folder was written to"; FAILED=$((FAILED + 1)); }
+
 # Item 4: SIGTERM (and SIGINT, SIGHUP) during an export is a cancel: exit 128 + 15 and no temp folder
 # left. Should the export win the race and finish first, it must have exited 0 with a verified folder.
 for sig in TERM INT; do
