@@ -302,7 +302,7 @@ std::vector<Command> learn_commands() {
   for (const auto& o : std::vector<OptionSpec>{
            {"out", "PREFIX", "write the transforms to PREFIX.safetensors + PREFIX.json", "", false},
            {"events", "FILE", "write every step as a JSON line to FILE", "", false},
-           {"checkpoint", "PREFIX", "checkpoint the transforms and optimizer to PREFIX.* (and on cancel)", "", false},
+           {"checkpoint", "PREFIX", "checkpoint the transforms and optimizer to the folder PREFIX.checkpoint/ (and on cancel)", "", false},
            {"checkpoint-every", "N", "checkpoint every N steps (0: only at the end and on cancel)", "0", false},
            {"resume", "", "continue from --checkpoint when it exists (same model and settings)", "", false},
            dtype_option()}) {
@@ -314,8 +314,8 @@ std::vector<Command> learn_commands() {
         "Methods: rtn, gptq (no transforms), quarot, mr-gptq (fixed Hadamard transforms), spinquant, flatquant,\n"
         "latmix (learned; see docs/methods.md). The student is the transformed model with fake-quantized weights\n"
         "(RTN) and activations; only the transforms learn. Every default can be changed; the defaults depend on\n"
-        "the device (CPU: minutes on the bundled model; CUDA: the papers' scale). Ctrl-C is not a checkpoint:\n"
-        "use --checkpoint PREFIX (--checkpoint-every N) and --resume.\n"
+        "the device (CPU: minutes on the bundled model; CUDA: the papers' scale). Ctrl-C cancels (with\n"
+        "--checkpoint PREFIX the checkpoint is written first); --checkpoint-every N and --resume continue a run.\n"
         "Memory (end-to-end): the loss runs through lm_head in chunks of positions, each decoder layer is\n"
         "recomputed in the backward pass with its transforms folded as it runs, and the batch is split into\n"
         "micro-batches (gradients accumulated) sized from the device's free memory; the plan is printed before\n"

@@ -6,7 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <random>
@@ -175,24 +182,80 @@ at::Tensor gather_ids(const CalibrationSet& calib, const std::vector<int64_t>& r
 
 // ---- Checkpoints -------------------------------------------------------------------------------
 
+// A checkpoint is one folder, PREFIX.checkpoint/ (transforms.safetensors/.json, optim.safetensors,
+// state.json), written beside it under a temp name and swapped in with one rename (an existing
+// checkpoint by renameat2 RENAME_EXCHANGE), so a kill at any moment leaves either the old
+// checkpoint or the new one, never files of two different steps (issue 20, item 5).
 struct Checkpoint {
   std::string prefix;
   std::string fingerprint;
+  std::string calibration;  // hash of the calibration token ids: another text is refused on resume
   bool enabled() const { return !prefix.empty(); }
-  std::string state_path() const { return prefix + ".state.json"; }
-  std::string optim_path() const { return prefix + ".optim.safetensors"; }
+  std::string folder() const { return prefix + ".checkpoint"; }
+  std::string state_path() const { return folder() + "/state.json"; }
+  std::string transforms_prefix() const { return folder() + "/transforms"; }
+  std::string optim_path() const { return folder() + "/optim.safetensors"; }
 
   void save(const TransformPlan& plan, const Optimizer& optim, int64_t step, const LearnSettings& s) const {
-    save_transforms(prefix, plan);
-    write_safetensors(optim_path(), optim.state(), {{"format", "latmix-optimizer"}});
-    nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
-                        {"version", 1},
-                        {"fingerprint", fingerprint},
-                        {"step", step},
-                        {"settings", s.to_json()}};
-    write_file_atomic(state_path(), j.dump(2) + "\n");
+    const std::filesystem::path target(folder());
+    const std::string parent = target.has_parent_path() ? target.parent_path().string() : ".";
+    std::string temp = (std::filesystem::path(parent) / ("." + target.filename().string() + ".tmp-" +
+                                                         std::to_string(::getpid()) + "-XXXXXX")).string();
+    if (::mkdtemp(temp.data()) == nullptr) fail(parent, "cannot create the checkpoint's temp folder", "", std::strerror(errno));
+    try {
+      save_transforms(temp + "/transforms", plan);
+      write_safetensors(temp + "/optim.safetensors", optim.state(), {{"format", "latmix-optimizer"}});
+      nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
+                          {"version", 2},
+                          {"fingerprint", fingerprint},
+                          {"calibration", calibration},
+                          {"step", step},
+                          {"settings", s.to_json()}};
+      write_file_atomic(temp + "/state.json", j.dump(2) + "\n");
+      fsync_folder(temp);
+      if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, folder().c_str(), RENAME_NOREPLACE) != 0) {
+        if (errno != EEXIST && errno != ENOTEMPTY) fail(folder(), "cannot move the checkpoint into place", "", std::strerror(errno));
+        if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, folder().c_str(), RENAME_EXCHANGE) != 0) {
+          fail(folder(), "cannot replace the checkpoint atomically", "", std::strerror(errno));
+        }
+      }
+      fsync_folder(parent);
+    } catch (...) {
+      std::error_code ec;
+      std::filesystem::remove_all(temp, ec);
+      throw;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(temp, ec);  // the previous checkpoint, after an exchange
+  }
+
+ private:
+  static void fsync_folder(const std::string& dir) {
+    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    ::fsync(fd);
+    ::close(fd);
   }
 };
+
+// FNV-1a 64 over the calibration sequences' token ids, as hex.
+std::string calibration_hash(const CalibrationSet& calib) {
+  uint64_t h = 1469598103934665603ULL;
+  for (const auto& seq : calib.sequences) {
+    for (const auto id : seq) {
+      const auto v = static_cast<uint64_t>(static_cast<int64_t>(id));
+      for (int b = 0; b < 8; ++b) {
+        h ^= (v >> (8 * b)) & 0xff;
+        h *= 1099511628211ULL;
+      }
+    }
+    h ^= 0xff;  // sequence boundary
+    h *= 1099511628211ULL;
+  }
+  std::ostringstream o;
+  o << std::hex << h;
+  return o.str();
+}
 
 void check_settings(const LearnSettings& s, const CalibrationSet* calib, const MethodPreset& preset) {
   if (!preset.learned) return;
@@ -411,12 +474,19 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
 
   Checkpoint checkpoint;
   checkpoint.prefix = s.checkpoint_prefix;
-  if (checkpoint.enabled()) checkpoint.fingerprint = learn_fingerprint(fp, s);
+  if (checkpoint.enabled()) {
+    checkpoint.fingerprint = learn_fingerprint(fp, s);
+    checkpoint.calibration = calibration_hash(*calib);
+  }
   const int64_t total = layerwise ? s.steps * static_cast<int64_t>(layers) : s.steps;
   int64_t start_step = 0;
   nlohmann::json resume_state;
   if (s.resume) {
     if (!checkpoint.enabled()) throw UsageError("--resume needs --checkpoint PREFIX");
+    if (std::filesystem::exists(checkpoint.prefix + ".state.json") && !std::filesystem::exists(checkpoint.folder())) {
+      fail(checkpoint.prefix + ".state.json", "a checkpoint of an earlier version (four separate files, which a kill can leave "
+           "from two different steps)", "a checkpoint folder " + checkpoint.folder(), "the old layout: start the run again");
+    }
     if (std::filesystem::exists(checkpoint.state_path())) {
       // The shared reader: depth-limited, and errors that name the file (issue 20, item 3).
       resume_state = read_json_file(checkpoint.state_path());
@@ -426,11 +496,16 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
         fail(checkpoint.state_path(), "fingerprint (model and settings)", checkpoint.fingerprint,
              found + ": the checkpoint was made for another model or other settings");
       }
+      const std::string text = resume_state.value("calibration", "");
+      if (text != checkpoint.calibration) {
+        fail(checkpoint.state_path(), "calibration data (hash of its token ids)", checkpoint.calibration,
+             text + ": the checkpoint was made with another --calib text, --samples or --seqlen");
+      }
       start_step = resume_state.value("step", int64_t{0});
       if (start_step < 0 || start_step > total) {
         fail(checkpoint.state_path(), "step", "0.." + std::to_string(total), std::to_string(start_step));
       }
-      TransformPlan loaded = load_transforms(checkpoint.prefix);
+      TransformPlan loaded = load_transforms(checkpoint.transforms_prefix());
       loaded.to(fp.device());
       if (layerwise) freeze(loaded.residual);
       // Keep the frozen value biases frozen (load_transforms makes every parameter a leaf).

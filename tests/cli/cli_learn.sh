@@ -42,8 +42,8 @@ fi
 # Checkpoint and resume: 2 steps, then resume to 4 continues at step 3.
 expect 0 "$LATMIX" learn --model "$M6" --method latmix "${SMALL[@]}" --steps 4 --checkpoint "$OUT/ck" \
   --checkpoint-every 2 --events "$OUT/ev1.jsonl" --quiet
-[ -f "$OUT/ck.state.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no checkpoint"; FAILED=$((FAILED + 1)); }
-python3 - "$OUT/ck.state.json" <<'EOF' && PASSED=$((PASSED + 1)) || { echo "FAIL: rewind checkpoint"; FAILED=$((FAILED + 1)); }
+[ -f "$OUT/ck.checkpoint/state.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no checkpoint"; FAILED=$((FAILED + 1)); }
+python3 - "$OUT/ck.checkpoint/state.json" <<'EOF' && PASSED=$((PASSED + 1)) || { echo "FAIL: rewind checkpoint"; FAILED=$((FAILED + 1)); }
 import json, sys
 j = json.load(open(sys.argv[1]))
 assert j["step"] == 4, j["step"]
@@ -54,6 +54,10 @@ contains stdout '"steps": 0'   # nothing left to do after a finished run
 # Other settings: the checkpoint is refused.
 expect 1 "$LATMIX" learn --model "$M6" --method latmix "${SMALL[@]}" --steps 4 --lr 0.01 --checkpoint "$OUT/ck" --resume
 contains stderr "fingerprint"
+# Another calibration text (here: fewer sequences) is refused too (issue 20, item 20).
+expect 1 "$LATMIX" learn --model "$M6" --method latmix --calib "$TEXT" --samples 3 --seqlen 32 --batch 2 --steps 4 \
+  --checkpoint "$OUT/ck" --resume
+contains stderr "calibration data"
 
 # Usage errors.
 expect 2 "$LATMIX" learn --model "$M6" --method nope

@@ -156,8 +156,12 @@ TEST(Learn, ResumeFromCheckpointEqualsAnUninterruptedRun) {
     if (e.step == 3) control.job.cancel.cancel();
   };
   EXPECT_THROW(obtain_plan(f.model, &f.calib, s, control), Cancelled);
-  ASSERT_TRUE(fs::exists(dir / "ck.state.json"));
-  ASSERT_TRUE(fs::exists(dir / "ck.safetensors"));
+  ASSERT_TRUE(fs::exists(dir / "ck.checkpoint" / "state.json"));
+  ASSERT_TRUE(fs::exists(dir / "ck.checkpoint" / "transforms.safetensors"));
+  ASSERT_TRUE(fs::exists(dir / "ck.checkpoint" / "optim.safetensors"));
+  for (const auto& e : fs::directory_iterator(dir)) {  // the temp folder was swapped in, none is left
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+  }
   s.resume = true;
   MethodResult resumed = obtain_plan(f.model, &f.calib, s);
   EXPECT_TRUE(resumed.resumed);

@@ -77,7 +77,8 @@ struct LearnSettings {
   bool affine_bias = true;  ///< latmix: learn the bias v of T1 too
   uint64_t seed = 0;
   /// Write a checkpoint of the transforms every N steps (0: never) and on cancel, to
-  /// checkpoint_prefix (PREFIX.safetensors/.json + PREFIX.state.json).
+  /// checkpoint_prefix: one folder PREFIX.checkpoint/ (transforms, optimizer moments, state.json),
+  /// swapped in with one rename.
   int64_t checkpoint_every = 0;
   std::string checkpoint_prefix;
   /// Start from checkpoint_prefix when it exists (after checking the fingerprint).
