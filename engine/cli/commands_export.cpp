@@ -141,6 +141,12 @@ int run_export(const Args& args) {
            "a path outside " + source.string(), zip_path.string());
     }
   }
+  // The export ships the folder's own tokenizer files; checking its perplexity with another
+  // tokenizer would verify something else than what is shipped (issue 20, item 7).
+  if (args.has("tokenizer") && fs::is_directory(args.get("model"))) {
+    throw UsageError("--tokenizer: an export ships the model folder's own tokenizer files, so it is checked with "
+                     "them; put the tokenizer you want in the folder instead (or leave --tokenizer out)");
+  }
   if (args.integer("shard-size") < 1) throw UsageError("--shard-size: expected 1 (MB) or more");
   if (args.has("calib") && spec.method != WeightMethod::Gptq && !find_method(args.get("method")).learned)
     throw UsageError("--calib is for weights=gptq in --quant, or for learning a method's transforms");

@@ -76,6 +76,12 @@ expect 1 "$LATMIX" export --model "$OUT/m6" --method rtn --quant w=mxfp4 --as fo
 contains stderr "refusing to write the bundle there: it would write into the source model"
 [ ! -e "$OUT/m6/e.zip" ] && [ -z "$(ls -A "$OUT/m6" | grep '^\.')" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: the source folder was written to"; FAILED=$((FAILED + 1)); }
 
+# Item 7: --tokenizer with a folder export (the check used it, the folder's tokenizer was shipped).
+expect 2 "$LATMIX" export --model "$M6" --tokenizer "$M6/tokenizer.json" --method rtn --quant w=mxfp4 --as folded-bf16 \
+  --out "$OUT/tok-export" --quiet
+contains stderr "an export ships the model folder's own tokenizer files"
+[ ! -e "$OUT/tok-export" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: exported with --tokenizer"; FAILED=$((FAILED + 1)); }
+
 # Item 4: SIGTERM (and SIGINT, SIGHUP) during an export is a cancel: exit 128 + 15 and no temp folder
 # left. Should the export win the race and finish first, it must have exited 0 with a verified folder.
 for sig in TERM INT; do
