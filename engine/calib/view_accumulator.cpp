@@ -2,6 +2,8 @@
 // top-|x| heap per channel, per-block energy / crest / quantization error, and a scale histogram.
 #include "calib/view_accumulator.h"
 
+#include "mx/mx_internal.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -13,36 +15,6 @@ namespace {
 
 at::Tensor pow2_of(const at::Tensor& e) {
   return at::exp2(e.to(at::kDouble)).to(at::kFloat);
-}
-
-// The unbiased E8M0 exponent of each block maximum (the rules of ScaleRule, as mx.h defines them).
-at::Tensor e8m0_exponents(const at::Tensor& amax, const MxFormat& f) {
-  const ElementInfo& p = f.info();
-  const at::Tensor ad = amax.to(at::kDouble);
-  auto fr = at::frexp(ad);
-  const at::Tensor m = std::get<0>(fr);
-  const at::Tensor ex = std::get<1>(fr).to(at::kLong);
-  const at::Tensor fl = ex - 1;
-  at::Tensor e;
-  switch (f.scale) {
-    case ScaleRule::Floor:
-      e = fl - p.emax;
-      break;
-    case ScaleRule::Ceil:
-      e = at::where(m.eq(0.5), fl, ex) - p.emax;
-      break;
-    case ScaleRule::RCeil: {
-      auto fr2 = at::frexp(ad / p.max);
-      const at::Tensor ex2 = std::get<1>(fr2).to(at::kLong);
-      e = at::where(std::get<0>(fr2).eq(0.5), ex2 - 1, ex2);
-      break;
-    }
-    case ScaleRule::Even:
-      e = at::where(m.ge(1.0 - std::ldexp(1.0, -(p.mbits + 2))), ex, fl) - p.emax;
-      break;
-  }
-  e = at::where(amax.eq(0), at::full_like(e, -127), e);
-  return e.clamp(-127, 127);
 }
 
 // NVFP4's block scale: E4M3(amax / 6 [/ s2]) [* s2].
@@ -96,7 +68,7 @@ float sqnr_db(double signal, double noise) {
 
 std::pair<at::Tensor, at::Tensor> block_scales(const at::Tensor& amax, const at::Tensor& x2d, const MxFormat& f) {
   if (f.scale_type == ScaleType::E8M0) {
-    const at::Tensor e = e8m0_exponents(amax, f);
+    const at::Tensor e = mx_detail::e8m0_exponents(amax, f).to(at::kLong);
     return {pow2_of(e), e + 127};
   }
   const at::Tensor s = nvfp4_scales(amax, x2d, f);

@@ -123,4 +123,36 @@ at::Tensor fake_quantize_aten(const at::Tensor& x, const MxFormat& f, int64_t ax
   return y.to(x.scalar_type()).contiguous();
 }
 
+// The E8M0 exponents (int32, -127..127) of finite block maxima amax (fp32), exactly as
+// mx_detail::e8m0_exponent computes them on the CPU: frexp of the value as fp64, and for RCeil a
+// correctly rounded fp64 quotient (a division by a tensor: ATen turns a division by a scalar into
+// a multiplication by its reciprocal on CUDA, which would round differently).
+at::Tensor e8m0_exponents(const at::Tensor& amax, const MxFormat& format) {
+  const ElementParams p = element_params(format.element);
+  const at::Tensor ad = amax.to(at::kDouble);
+  const auto fr = at::frexp(ad);  // amax = m 2^ex, m in [0.5, 1)
+  const at::Tensor& m = std::get<0>(fr);
+  const at::Tensor ex = std::get<1>(fr).to(at::kInt);
+  const at::Tensor fl = ex - 1;  // floor(log2 amax)
+  at::Tensor e;
+  switch (format.scale) {
+    case ScaleRule::Floor:
+      e = fl - p.emax;
+      break;
+    case ScaleRule::Ceil:
+      e = at::where(m.eq(0.5), fl, ex) - p.emax;
+      break;
+    case ScaleRule::RCeil: {
+      const auto fr2 = at::frexp(ad / at::full_like(ad, static_cast<double>(p.max)));
+      const at::Tensor ex2 = std::get<1>(fr2).to(at::kInt);
+      e = at::where(std::get<0>(fr2).eq(0.5), ex2 - 1, ex2);
+      break;
+    }
+    case ScaleRule::Even:
+      e = at::where(m.ge(1.0 - std::ldexp(1.0, -(p.mbits + 2))), ex, fl) - p.emax;
+      break;
+  }
+  return at::where(amax.eq(0), at::full_like(e, -127), e).clamp(-127, 127).to(at::kInt);
+}
+
 }  // namespace latmix::mx_detail

@@ -131,6 +131,11 @@ void encode_rows_cuda(const at::Tensor& x2d, const MxFormat& f, float s2, at::Te
 at::Tensor decode_rows_cuda(const at::Tensor& codes2d, const at::Tensor& scales2d, const MxFormat& f,
                             float tensor_scale, int64_t n, bool nibbles, at::ScalarType dtype);
 
+/// The E8M0 exponents (int32, -127..127) of block maxima `amax` on any device, bit for bit
+/// e8m0_exponent()'s scalar rule (every ScaleRule; amax 0 gives -127). Used by GPTQ's device
+/// scales and the statistics' block views.
+at::Tensor e8m0_exponents(const at::Tensor& amax, const MxFormat& format);
+
 /// The value of every block scale of packed data (fp32, NaN for the NaN code), shaped like
 /// m.scales; NVFP4's include the tensor scale.
 at::Tensor scale_values(const MxPacked& m);

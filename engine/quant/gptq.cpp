@@ -86,38 +86,6 @@ double relative_output_error(const at::Tensor& W, const at::Tensor& Q, const at:
   return den > 0 ? num / den : 0.0;
 }
 
-// The E8M0 exponents (int32, -127..127) of finite block maxima amax (fp32), exactly as
-// mx_detail::e8m0_exponent computes them on the CPU: frexp of the value as fp64, and for RCeil a
-// correctly rounded fp64 quotient (a division by a tensor: ATen turns a division by a scalar into
-// a multiplication by its reciprocal on CUDA, which would round differently).
-at::Tensor e8m0_exponents(const at::Tensor& amax, const MxFormat& format) {
-  const mx_detail::ElementParams p = mx_detail::element_params(format.element);
-  const at::Tensor ad = amax.to(at::kDouble);
-  const auto fr = at::frexp(ad);  // amax = m 2^ex, m in [0.5, 1)
-  const at::Tensor& m = std::get<0>(fr);
-  const at::Tensor ex = std::get<1>(fr).to(at::kInt);
-  const at::Tensor fl = ex - 1;  // floor(log2 amax)
-  at::Tensor e;
-  switch (format.scale) {
-    case ScaleRule::Floor:
-      e = fl - p.emax;
-      break;
-    case ScaleRule::Ceil:
-      e = at::where(m.eq(0.5), fl, ex) - p.emax;
-      break;
-    case ScaleRule::RCeil: {
-      const auto fr2 = at::frexp(ad / at::full_like(ad, static_cast<double>(p.max)));
-      const at::Tensor ex2 = std::get<1>(fr2).to(at::kInt);
-      e = at::where(std::get<0>(fr2).eq(0.5), ex2 - 1, ex2);
-      break;
-    }
-    case ScaleRule::Even:
-      e = at::where(m.ge(1.0 - std::ldexp(1.0, -(p.mbits + 2))), ex, fl) - p.emax;
-      break;
-  }
-  return at::where(amax.eq(0), at::full_like(e, -127), e).clamp(-127, 127).to(at::kInt);
-}
-
 // 2^e for int32 e in -127..127 as fp32, built from the bits (2^-127 is the subnormal 0x00400000).
 at::Tensor pow2_tensor(const at::Tensor& e) {
   const at::Tensor normal = (e + 127) * 8388608;  // the biased exponent << 23
@@ -151,7 +119,7 @@ at::Tensor mx_block_scales(const at::Tensor& x, const MxFormat& format) {
   const at::Tensor xb = xp.reshape({-1, nb, format.block});
   const at::Tensor bad = at::isfinite(xb).logical_not().any(-1);
   const at::Tensor amax = at::where(bad, at::zeros({}, xb.options()), xb.abs().amax(-1));
-  const at::Tensor scales = pow2_tensor(e8m0_exponents(amax, format));
+  const at::Tensor scales = pow2_tensor(mx_detail::e8m0_exponents(amax, format));
   return at::where(bad, at::full_like(scales, std::numeric_limits<float>::quiet_NaN()), scales).view(shape);
 }
 
