@@ -7,6 +7,7 @@
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
+#include <QColor>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPlainTextEdit>
@@ -138,6 +139,7 @@ ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* par
 
   auto job_ended = [this](quint64 id, const QString& tag, const QString& message) {
     if (tag == "compare") run_->setEnabled(true);
+    if (tag == "compare" && !message.isEmpty()) showFailure(message);
     if (id == report_job_) m_status_->setText("Save failed: " + message);
     if (id == methods_job_) methodsEnded(message.isEmpty() ? "Cancelled." : "Failed: " + message);
   };
@@ -569,6 +571,32 @@ quint64 ComparePanel::run() {
     }
     EngineHost::post(this, [this, columns] { showColumns(columns); });
   });
+}
+
+// A failed run says why in the table and leaves no earlier result that looks like its own
+// (issue 17, Major 4).
+void ComparePanel::showFailure(const QString& message) {
+  columns_.clear();
+  save_->setEnabled(false);
+  table_->clear();
+  table_->setColumnCount(1);
+  table_->setRowCount(1);
+  table_->setHorizontalHeaderLabels({"comparison failed"});
+  auto* item = new QTableWidgetItem("Failed: " + message);
+  item->setForeground(QColor(0xc0, 0x39, 0x2b));
+  item->setToolTip(message);
+  table_->setItem(0, 0, item);
+  Q_EMIT failed(message);
+}
+
+QString ComparePanel::tableText() const {
+  QStringList cells;
+  for (int r = 0; r < table_->rowCount(); ++r) {
+    for (int c = 0; c < table_->columnCount(); ++c) {
+      if (const QTableWidgetItem* item = table_->item(r, c)) cells << item->text();
+    }
+  }
+  return cells.join('\n');
 }
 
 void ComparePanel::showColumns(const std::vector<CompareColumn>& columns) {

@@ -56,6 +56,8 @@ class ComparePanel : public QWidget {
   void configure(const QString& tasks, const QString& specs, int limit);
   /// The spec table as Markdown (with the settings), for the report file.
   QString markdown() const;
+  /// Every cell of the spec table, one per line (tests).
+  QString tableText() const;
 
   // -- methods (latmix compare)
   /// Sets the methods comparison's inputs and shows its page. `learning` supplies the format,
@@ -75,6 +77,8 @@ class ComparePanel : public QWidget {
 
  Q_SIGNALS:
   void finished();
+  /// The spec comparison failed (the message is shown in its table).
+  void failed(const QString& message);
   void methodsFinished();
   void methodsCancelled();
   void reportSaved(const QStringList& files);
@@ -83,6 +87,7 @@ class ComparePanel : public QWidget {
   QWidget* buildMethodsPage();
   QWidget* buildSpecsPage();
   void showColumns(const std::vector<CompareColumn>& columns);
+  void showFailure(const QString& message);
   void showComparison(std::shared_ptr<const latmix::Comparison> comparison);
   void save();
   LearnRequest methodsRequest() const;

@@ -11,6 +11,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include "compare_panel.h"
 #include "engine_host.h"
 #include "explorer_panel.h"
 #include "export_panel.h"
@@ -18,6 +19,7 @@
 #include "model_session.h"
 #include "tour.h"
 
+using latmix::studio::ComparePanel;
 using latmix::studio::EngineHost;
 using latmix::studio::ExplorerPanel;
 using latmix::studio::ExportOutcome;
@@ -152,6 +154,29 @@ class TestStudioWindow : public QObject {
     QTest::qWait(50);  // a posted result, if any, is delivered
     QVERIFY(!e->hasStats());
     QCOMPARE(e->outlierRows(), 0);
+  }
+
+  // Issue 17, Major 4: a failed spec comparison says why in its table and drops the earlier result.
+  void compareFailureReplacesTheEarlierResult() {
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    ComparePanel* c = w.compare();
+    QSignalSpy finished(c, &ComparePanel::finished);
+    QSignalSpy failed(c, &ComparePanel::failed);
+    const QString text = QStringLiteral(LATMIX_SOURCE_DIR "/resources/calibration/pride_and_prejudice_ch1-6.txt");
+    c->configure("text:" + text, "w=mxfp4", 2);
+    QVERIFY(c->run() != 0);
+    QVERIFY(finished.wait(300000));
+    QCOMPARE(c->columns().size(), size_t{2});  // FP and the spec
+    c->configure("text:/nonexistent/missing.txt", "w=mxfp4", 2);
+    QVERIFY(c->run() != 0);
+    QVERIFY(failed.wait(300000));
+    QVERIFY(c->columns().empty());
+    QVERIFY2(c->tableText().startsWith("Failed: ") && c->tableText().contains("missing.txt"), qPrintable(c->tableText()));
   }
 
   void exportsAVerifiedBundleAndVerifiesIt() {
