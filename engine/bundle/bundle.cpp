@@ -62,16 +62,7 @@ class TempZip {
       ::fsync(fd);
       ::close(fd);
     }
-    int rc = overwrite ? ::rename(path_.c_str(), target.c_str())
-                       : ::renameat2(AT_FDCWD, path_.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE);
-    if (rc != 0 && !overwrite && (errno == EINVAL || errno == ENOSYS)) {
-      struct stat st {};
-      if (::lstat(target.c_str(), &st) == 0) {
-        errno = EEXIST;
-      } else {
-        rc = ::rename(path_.c_str(), target.c_str());
-      }
-    }
+    const int rc = overwrite ? ::rename(path_.c_str(), target.c_str()) : rename_no_replace(path_, target);
     if (rc != 0 && errno == EEXIST) {
       fail(target, "appeared while the bundle was written; refusing to replace it (nothing was written)",
            "a new path, or --overwrite", "an existing file");

@@ -121,28 +121,6 @@ TempFolder::~TempFolder() {
   fs::remove_all(path_, ec);
 }
 
-namespace {
-
-// rename(2) that fails with EEXIST when `to` exists (renameat2 RENAME_NOREPLACE), or swaps the two
-// atomically (RENAME_EXCHANGE). Where the file system lacks renameat2 (EINVAL), NOREPLACE falls
-// back to a check then rename (a short window) and EXCHANGE reports the error.
-int rename_noreplace(const std::string& from, const std::string& to) {
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS) return -1;
-  struct stat st {};
-  if (::lstat(to.c_str(), &st) == 0) {
-    errno = EEXIST;
-    return -1;
-  }
-  return ::rename(from.c_str(), to.c_str());
-}
-
-int rename_exchange(const std::string& a, const std::string& b) {
-  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE);
-}
-
-}  // namespace
-
 void TempFolder::commit(bool overwrite) {
   for (const auto& entry : fs::directory_iterator(path_)) {
     if (entry.is_regular_file()) fsync_path(entry.path().string());
@@ -150,7 +128,7 @@ void TempFolder::commit(bool overwrite) {
   fsync_path(path_);
   // Whatever is at the target now is judged now, not at the start: a folder that appeared while
   // the export ran is never replaced unless it is an earlier export and --overwrite was given.
-  if (rename_noreplace(path_, target_) != 0) {
+  if (rename_no_replace(path_, target_) != 0) {
     const int err = errno;
     if (err != EEXIST && err != ENOTEMPTY) fail(target_, "cannot rename the finished export into place", "", std::strerror(err));
     if (!overwrite) {

@@ -6,7 +6,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -213,9 +212,9 @@ struct Checkpoint {
                           {"settings", s.to_json()}};
       write_file_atomic(temp + "/state.json", j.dump(2) + "\n");
       fsync_folder(temp);
-      if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, folder().c_str(), RENAME_NOREPLACE) != 0) {
+      if (rename_no_replace(temp, folder()) != 0) {
         if (errno != EEXIST && errno != ENOTEMPTY) fail(folder(), "cannot move the checkpoint into place", "", std::strerror(errno));
-        if (::renameat2(AT_FDCWD, temp.c_str(), AT_FDCWD, folder().c_str(), RENAME_EXCHANGE) != 0) {
+        if (rename_exchange(temp, folder()) != 0) {
           fail(folder(), "cannot replace the checkpoint atomically", "", std::strerror(errno));
         }
       }
@@ -227,14 +226,6 @@ struct Checkpoint {
     }
     std::error_code ec;
     std::filesystem::remove_all(temp, ec);  // the previous checkpoint, after an exchange
-  }
-
- private:
-  static void fsync_folder(const std::string& dir) {
-    const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
   }
 };
 

@@ -19,4 +19,15 @@ std::string read_text_file(const std::string& path);
 /// fsync of the folder. On failure nothing is left behind and the old file is untouched.
 void write_file_atomic(const std::string& path, const std::string& contents);
 
+/// fsync of a folder (best effort: what a rename inside it needs to be durable).
+void fsync_folder(const std::string& dir);
+
+/// rename(2) that never replaces anything: renameat2 RENAME_NOREPLACE, or where the file system
+/// lacks it (EINVAL/ENOSYS) a check then rename. Returns 0, or -1 with errno (EEXIST when `to`
+/// exists).
+int rename_no_replace(const std::string& from, const std::string& to);
+
+/// Swaps two existing paths in one step (renameat2 RENAME_EXCHANGE). Returns 0, or -1 with errno.
+int rename_exchange(const std::string& a, const std::string& b);
+
 }  // namespace latmix
