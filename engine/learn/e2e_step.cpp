@@ -3,7 +3,6 @@
 // transforms folded when the layer runs), and the lm_head + KL/CE computed chunk by chunk of
 // positions, so [batch, seq, vocab] logits never exist.
 #include <c10/core/GradMode.h>
-#include <c10/core/InferenceMode.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -30,23 +29,14 @@ constexpr uint64_t kChunkLogitBytes = 256ull << 20;  // float32 logits of one lo
 class StreamedStudent {
  public:
   StreamedStudent(const Model& fp, const TransformPlan& dense, const QuantSpec& spec)
-      : fp_(fp), dense_(dense), spec_(spec), student_(fp.config(), skeleton(fp)) {
-    const int64_t layers = fp.config().num_layers;
-    for (const auto& hook : fp.hooks()) student_.add_hook(hook);
-    if (auto online = OnlineTransformHook::for_plan(dense)) student_.add_hook(online);
-    if (spec.activations) {
-      const int64_t last = spec.last_layer < 0 ? layers - 1 : spec.last_layer;
-      student_.add_hook(std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, last, false, layers));
-    }
+      : fp_(fp), dense_(dense), spec_(spec), student_(layer_model(fp, 0, {})) {
     const ModelWeights& w = fp.weights();
     final_norm_ = w.final_norm;
     lm_head_ = w.lm_head;
+    std::shared_ptr<DenseTransform> embed_head;
     if (dense.residual) {
-      auto t = std::dynamic_pointer_cast<DenseTransform>(dense.residual);
-      if (!t) t = std::make_shared<DenseTransform>(dense.residual->matrix(), dense.residual->inverse_matrix(),
-                                                   dense.residual->bias());
-      student_.add_hook(std::make_shared<EmbedHeadHook>(t, layers));
-      dense_.residual = t;
+      embed_head = as_dense(dense.residual);
+      dense_.residual = embed_head;
       // fold_transforms fuses the final norm gain into lm_head when a residual transform is folded.
       c10::NoGradGuard no_grad;
       if (!final_norm_.eq(1).all().item<bool>()) {
@@ -54,6 +44,8 @@ class StreamedStudent {
       }
       final_norm_ = at::ones_like(final_norm_);
     }
+    student_.clear_hooks();  // layer_model copied fp's hooks; add_student_hooks adds them in order
+    add_student_hooks(student_, fp, dense_, spec, embed_head);
   }
 
   /// Layer l of the student on h (autograd when grad mode is on).
@@ -82,23 +74,9 @@ class StreamedStudent {
   const at::Tensor& lm_head() const { return lm_head_; }
 
  private:
-  static ModelWeights skeleton(const Model& fp) {
-    ModelWeights w;
-    w.embed = fp.weights().embed;
-    w.final_norm = fp.weights().final_norm;
-    w.lm_head = fp.weights().lm_head;
-    w.layers.resize(fp.weights().layers.size());
-    return w;
-  }
-
   LayerWeights fold_layer(int64_t l) const {
     LayerWeights lw = learn_detail::fold_layer(fp_, dense_, l);
-    const int64_t layers = fp_.config().num_layers;
-    if (spec_.weights && spec_.covers_layer(l, layers)) {
-      for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
-        *t = fake_quantize(*t, *spec_.weights, -1);
-      }
-    }
+    fake_quantize_layer(lw, spec_, l, fp_.config().num_layers);
     return lw;
   }
 
@@ -292,11 +270,9 @@ at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, 
     const at::Tensor mb = ids.narrow(0, b0, std::min(memory.micro_batch, B - b0));
     at::Tensor teacher;
     if (kl) {
-      c10::InferenceMode inference;
+      c10::NoGradGuard no_grad;
       teacher = fp.hidden_states(mb);
     }
-    // A tensor made in inference mode cannot enter autograd: clone it out (same values).
-    if (teacher.defined()) teacher = teacher.clone();
     total += memory.checkpoint_layers
                  ? checkpointed_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom)
                  : plain_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom);

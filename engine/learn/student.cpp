@@ -120,34 +120,21 @@ Model layer_model(const Model& fp, int64_t l, LayerWeights weights) {
   return m;
 }
 
-Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
-  FoldOptions options;
-  options.missing_bias = MissingBias::Drop;
-  // With lm_head kept in high precision, the model's function is the same whether T goes into
-  // the embedding and lm_head or runs at their input/output; the latter is far cheaper.
-  std::shared_ptr<DenseTransform> embed_head;
-  if (dense.residual && !spec.lm_head) {
-    embed_head = std::dynamic_pointer_cast<DenseTransform>(dense.residual);
-    if (!embed_head) {
-      const TransformPtr& t = dense.residual;
-      embed_head = std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
-      dense.residual = embed_head;
-    }
-    options.residual_skips_embedding_and_head = true;
+std::shared_ptr<DenseTransform> as_dense(const TransformPtr& t) {
+  if (auto d = std::dynamic_pointer_cast<DenseTransform>(t)) return d;
+  return std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
+}
+
+void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int64_t layers) {
+  if (!spec.weights || !spec.covers_layer(l, layers)) return;
+  for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
+    *t = fake_quantize(*t, *spec.weights, -1);
   }
-  ModelWeights w = folded_weights(fp, dense, options);
+}
+
+void add_student_hooks(Model& student, const Model& fp, const TransformPlan& dense, const QuantSpec& spec,
+                       const std::shared_ptr<DenseTransform>& embed_head) {
   const int64_t layers = fp.config().num_layers;
-  if (spec.weights) {
-    for (int64_t l = 0; l < layers; ++l) {
-      if (!spec.covers_layer(l, layers) || (only_layer >= 0 && l != only_layer)) continue;
-      LayerWeights& lw = w.layers[static_cast<size_t>(l)];
-      for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
-        *t = fake_quantize(*t, *spec.weights, -1);
-      }
-    }
-  }
-  if (spec.lm_head && only_layer < 0) w.lm_head = fake_quantize(w.lm_head, *spec.lm_head, -1);
-  Model student(fp.config(), std::move(w));
   for (const auto& hook : fp.hooks()) student.add_hook(hook);
   if (auto online = OnlineTransformHook::for_plan(dense)) student.add_hook(online);
   if (spec.activations) {
@@ -156,20 +143,28 @@ Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec,
                                                            spec.lm_head.has_value(), layers));
   }
   if (embed_head) student.add_hook(std::make_shared<EmbedHeadHook>(embed_head, layers));
+}
+
+Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
+  FoldOptions options;
+  options.missing_bias = MissingBias::Drop;
+  // With lm_head kept in high precision, the model's function is the same whether T goes into
+  // the embedding and lm_head or runs at their input/output; the latter is far cheaper.
+  std::shared_ptr<DenseTransform> embed_head;
+  if (dense.residual && !spec.lm_head) {
+    embed_head = as_dense(dense.residual);
+    dense.residual = embed_head;
+    options.residual_skips_embedding_and_head = true;
+  }
+  ModelWeights w = folded_weights(fp, dense, options);
+  const int64_t layers = fp.config().num_layers;
+  for (int64_t l = 0; l < layers; ++l) {
+    if (only_layer < 0 || l == only_layer) fake_quantize_layer(w.layers[static_cast<size_t>(l)], spec, l, layers);
+  }
+  if (spec.lm_head && only_layer < 0) w.lm_head = fake_quantize(w.lm_head, *spec.lm_head, -1);
+  Model student(fp.config(), std::move(w));
+  add_student_hooks(student, fp, dense, spec, embed_head);
   return student;
-}
-
-at::Tensor kl_loss(const at::Tensor& teacher_logits, const at::Tensor& student_logits) {
-  at::Tensor lt = at::log_softmax(teacher_logits.to(at::kFloat), -1);
-  at::Tensor ls = at::log_softmax(student_logits.to(at::kFloat), -1);
-  const int64_t positions = lt.numel() / lt.size(-1);
-  return (lt.exp() * (lt - ls)).sum() / static_cast<double>(positions);
-}
-
-at::Tensor ce_loss(const at::Tensor& logits, const at::Tensor& ids) {
-  at::Tensor lp = at::log_softmax(logits.narrow(1, 0, logits.size(1) - 1).to(at::kFloat), -1);
-  at::Tensor target = ids.narrow(1, 1, ids.size(1) - 1).to(lp.device(), at::kLong).unsqueeze(-1);
-  return -lp.gather(-1, target).mean();
 }
 
 }  // namespace latmix::learn_detail

@@ -90,12 +90,20 @@ LayerWeights fold_layer(const Model& fp, const TransformPlan& plan, int64_t l);
 /// run), with fp's embedding, final norm, lm_head and hooks. Costs no weight copies.
 Model layer_model(const Model& fp, int64_t l, LayerWeights weights);
 
+/// `t` as a DenseTransform (itself when it is one).
+std::shared_ptr<DenseTransform> as_dense(const TransformPtr& t);
+
+/// RTN fake quantization of layer l's linear weights when the spec's weight format covers it.
+void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int64_t layers);
+
+/// The student's hooks: fp's own, the plan's online transforms, activation quantization, and the
+/// residual transform at the embedding output and lm_head input (`embed_head`, may be null).
+void add_student_hooks(Model& student, const Model& fp, const TransformPlan& dense, const QuantSpec& spec,
+                       const std::shared_ptr<DenseTransform>& embed_head);
+
 /// The quantized student with the whole model folded (see trainer.cpp). `only_layer` >= 0: only
 /// that layer's weights are quantized (layer-wise learning).
 Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer);
-
-at::Tensor kl_loss(const at::Tensor& teacher_logits, const at::Tensor& student_logits);
-at::Tensor ce_loss(const at::Tensor& logits, const at::Tensor& ids);
 
 /// How an end-to-end step uses memory.
 struct StepMemory {
