@@ -51,6 +51,14 @@ std::vector<OptionSpec> learn_options() {
       {"loss-chunk", "N", "end-to-end: positions per lm_head + loss chunk (default: 256 MB of logits)", "", false},
       {"recompute", "yes|no",
        "end-to-end: keep only each layer's input and recompute the layer in the backward pass", "yes", false},
+      {"kept-layers", "N",
+       "end-to-end with --recompute yes: the last N layers keep their graph instead (default: as many as fit "
+       "in 30 % of the GPU's memory; CPU: 0)",
+       "", false},
+      {"teacher-cache", "yes|no",
+       "end-to-end KL: keep the FP model's final hidden states of every calibration sequence after its first "
+       "use (default: yes on a GPU when sequences repeat and it fits in 30 % of its memory; CPU: no)",
+       "", false},
   };
 }
 
@@ -102,6 +110,15 @@ LearnSettings settings_from_args(const Args& args, const std::string& method, at
   const std::string recompute = args.get("recompute");
   if (recompute != "yes" && recompute != "no") throw UsageError("--recompute: expected yes or no, found '" + recompute + "'");
   s.checkpoint_layers = recompute == "yes";
+  if (args.has("kept-layers")) {
+    s.kept_layers = args.integer("kept-layers");
+    if (*s.kept_layers < 0) throw UsageError("--kept-layers: expected 0 or more");
+  }
+  if (args.has("teacher-cache")) {
+    const std::string v = args.get("teacher-cache");
+    if (v != "yes" && v != "no") throw UsageError("--teacher-cache: expected yes or no, found '" + v + "'");
+    s.cache_teacher = v == "yes";
+  }
   if (args.has("mode")) s.mode = parse_learn_mode(args.get("mode"));
   if (args.has("loss")) s.loss = parse_learn_loss(args.get("loss"));
   if (args.has("mode") && !args.has("loss")) {
@@ -318,8 +335,9 @@ std::vector<Command> learn_commands() {
         "--checkpoint PREFIX the checkpoint is written first); --checkpoint-every N and --resume continue a run.\n"
         "Memory (end-to-end): the loss runs through lm_head in chunks of positions, each decoder layer is\n"
         "recomputed in the backward pass with its transforms folded as it runs, and the batch is split into\n"
-        "micro-batches (gradients accumulated) sized from the device's free memory; the plan is printed before\n"
-        "the first step, and a run that cannot fit stops there with the numbers (docs/methods.md).",
+        "micro-batches (gradients accumulated) sized from the device's free memory; on a GPU up to 30 % of its\n"
+        "memory then buys speed (the teacher's hidden states kept, the top layers' graph kept). The plan is\n"
+        "printed before the first step, and a run that cannot fit stops there with the numbers (docs/methods.md).",
         options},
        run_learn},
   };

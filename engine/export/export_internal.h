@@ -71,9 +71,11 @@ struct ExportModel {
   bool mlp_bias = false;        // ... and MLP biases
 };
 
-/// Folds `plan` into a copy of `fp` and quantizes it by `spec` (see export.h).
+/// Folds `plan` into a copy of `fp` and quantizes it by `spec` (see export.h). `host_layers`:
+/// the quantized layers go to host memory as they are made (QuantizeMemory::layers_to_host; only
+/// for exports that never run the quantized model).
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
-                                 const CalibrationSet* calib, const JobControl& job);
+                                 const CalibrationSet* calib, const JobControl& job, bool host_layers = false);
 
 /// The online transform in front of linear `name` ("q", ..., "down") of layer l, or null.
 TransformPtr online_transform(const TransformPlan& plan, int64_t layer, const std::string& name);

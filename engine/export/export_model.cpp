@@ -135,7 +135,11 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   TempFolder temp(o.out);  // an unwritable target fails here, before any long work
   check_space(parent_of(o.out), static_cast<uint64_t>(static_cast<double>(needed) * std::max(1.0, o.space_factor)));
   job.cancel.check();
-  if (o.kind != ExportKind::Transforms) m = prepare_export_model(fp, plan, spec, calib, job);
+  // compressed-tensors never runs the quantized model (its verification decodes the codes), so its
+  // layers wait in host memory: device memory is the FP model plus one layer's work.
+  if (o.kind != ExportKind::Transforms) {
+    m = prepare_export_model(fp, plan, spec, calib, job, o.kind == ExportKind::CompressedTensors);
+  }
   ExportResult result;
   result.kind = o.kind;
   result.notes = m.notes;

@@ -179,7 +179,7 @@ bool linear_quantized(const ExportModel& m, int64_t layer, const std::string& na
 }
 
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
-                                 const CalibrationSet* calib, const JobControl& job) {
+                                 const CalibrationSet* calib, const JobControl& job, bool host_layers) {
   ExportModel m{fp, fp, plan, spec, {}, {}};
   Model work = fp;
   if (!plan.empty()) {
@@ -189,7 +189,9 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
     FoldResult folded = fold_transforms(work, plan, options);
     for (auto& n : folded.notes) m.notes.push_back(std::move(n));
   }
-  QuantizedModel q = quantize_model(work, spec, calib, job);
+  QuantizeMemory memory;
+  memory.layers_to_host = host_layers;
+  QuantizedModel q = quantize_model(work, spec, calib, job, memory);
   if (q.activation_hook) q.model.remove_hook(q.activation_hook);
   m.quantized = std::move(q.model);
   m.report = std::move(q.report);
@@ -268,15 +270,18 @@ void check_compressed_tensors_spec(const QuantSpec& spec, const TransformPlan& p
 
 std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
   const MxFormat format = compressed_tensors_format();
-  auto packed = [format](std::vector<TensorSource>& out, const std::string& name, const at::Tensor& q) {
+  // Encoded on the FP model's device (the CUDA encoder equals the CPU one bit for bit; the
+  // 8B-shaped export spent minutes encoding on the host), the codes then go to the host.
+  const at::Device device = m.fp.device();
+  auto packed = [format, device](std::vector<TensorSource>& out, const std::string& name, const at::Tensor& q) {
     const int64_t rows = q.size(0), cols = q.size(1);
     // Both tensors come from one encode; produce() runs once per tensor, in order, so the
     // scales wait in a shared slot until their turn.
     auto scales = std::make_shared<at::Tensor>();
-    out.push_back({name + ".weight_packed", DType::U8, {rows, cols / 2}, [q, format, scales] {
-                     MxPacked p = mx_encode(q.detach().to(at::kCPU, at::kFloat), format, -1, true);
-                     *scales = p.scales;
-                     return p.codes;
+    out.push_back({name + ".weight_packed", DType::U8, {rows, cols / 2}, [q, format, scales, device] {
+                     MxPacked p = mx_encode(q.detach().to(device, at::kFloat), format, -1, true);
+                     *scales = p.scales.to(at::kCPU);
+                     return p.codes.to(at::kCPU);
                    }});
     out.push_back({name + ".weight_scale", DType::U8, {rows, cols / 32}, [scales] {
                      at::Tensor s = *scales;

@@ -5,6 +5,8 @@
 #include <c10/core/GradMode.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <sstream>
 
@@ -23,6 +25,40 @@ namespace latmix::learn_detail {
 namespace {
 
 constexpr uint64_t kChunkLogitBytes = 256ull << 20;  // float32 logits of one loss chunk
+// The share of the device's memory a step may use for speed (kept layers, the teacher cache).
+constexpr double kSpeedShare = 0.30;
+
+// LATMIX_PROFILE_STEP=1: each micro-batch's phases timed (the device synchronized around each)
+// and printed to stderr, for the benchmarks (docs/benchmarks.md).
+class PhaseClock {
+ public:
+  explicit PhaseClock(at::Device device) : device_(device) {
+    const char* e = std::getenv("LATMIX_PROFILE_STEP");
+    on_ = e != nullptr && *e != '\0' && std::string(e) != "0";
+    if (on_) last_ = now();
+  }
+  void mark(const char* phase) {
+    if (!on_) return;
+    const double t = now();
+    line_ += std::string(line_.empty() ? "" : ", ") + phase + " " + std::to_string(static_cast<int>((t - last_) * 1e3)) + " ms";
+    last_ = t;
+  }
+  ~PhaseClock() {
+    if (on_ && !line_.empty()) std::fprintf(stderr, "step phases: %s\n", line_.c_str());
+  }
+
+ private:
+  double now() const {
+#if defined(LATMIX_WITH_CUDA)
+    if (device_.is_cuda()) cudaDeviceSynchronize();
+#endif
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  at::Device device_;
+  bool on_ = false;
+  double last_ = 0;
+  std::string line_;
+};
 
 // The student one layer at a time: the same folds, fake quantization and hooks as
 // build_student(), but a layer's folded weights exist only while that layer runs.
@@ -128,37 +164,46 @@ at::Tensor chunked_loss_backward(const at::Tensor& hidden, const at::Tensor& hea
   return total;
 }
 
-// One micro-batch through the checkpointed student: a no-grad pass keeps each layer's input,
-// then the loss, then the layers backwards, each recomputed with autograd.
+// One micro-batch through the checkpointed student: a no-grad pass keeps the input of each layer
+// below the last `kept` ones, the kept layers run with autograd, then the loss, then the kept
+// layers' graph backwards, then the layers below, each recomputed with autograd.
 at::Tensor checkpointed_micro_batch(const Model& fp, const TransformPlan& dense, const LearnSettings& s,
                                     const at::Tensor& ids, const at::Tensor& teacher_hidden, int64_t chunk,
-                                    double denom) {
+                                    double denom, int64_t kept, PhaseClock& clock) {
   StreamedStudent student(fp, dense, s.quant);
   const int64_t L = fp.config().num_layers;
-  std::vector<at::Tensor> inputs(static_cast<size_t>(L) + 1);
+  const int64_t first_kept = L - std::clamp<int64_t>(kept, 0, L);
+  std::vector<at::Tensor> inputs(static_cast<size_t>(first_kept));
+  at::Tensor h;
   {
     c10::NoGradGuard no_grad;
-    at::Tensor h = fp.embed(ids);
-    for (int64_t l = 0; l < L; ++l) {
+    h = fp.embed(ids);
+    for (int64_t l = 0; l < first_kept; ++l) {
       inputs[static_cast<size_t>(l)] = h;
       h = student.layer(l, h);
     }
-    inputs[static_cast<size_t>(L)] = h;
   }
-  at::Tensor last = inputs.back().detach().requires_grad_(true);
-  at::Tensor hidden = student.final_hidden(last);
+  // The kept layers' input: a leaf whose gradient goes on to the recomputed layers below.
+  at::Tensor x = h.detach().requires_grad_(first_kept > 0);
+  at::Tensor top = x;
+  for (int64_t l = first_kept; l < L; ++l) top = student.layer(l, top);
+  clock.mark("forward");
+  at::Tensor hidden = student.final_hidden(top);
   at::Tensor leaf = hidden.detach().requires_grad_(true);
   at::Tensor loss = chunked_loss_backward(leaf, student.lm_head(), teacher_hidden, fp.weights().lm_head, ids, chunk, denom);
+  clock.mark("loss");
   hidden.backward(leaf.grad());
-  at::Tensor grad = last.grad();
-  inputs.back() = at::Tensor();
-  for (int64_t l = L - 1; l >= 0; --l) {
-    at::Tensor x = inputs[static_cast<size_t>(l)].detach().requires_grad_(l > 0);
+  clock.mark("backward (kept layers)");
+  at::Tensor grad = first_kept > 0 ? x.grad() : at::Tensor();
+  x = at::Tensor();
+  for (int64_t l = first_kept - 1; l >= 0; --l) {
+    at::Tensor xl = inputs[static_cast<size_t>(l)].detach().requires_grad_(l > 0);
     inputs[static_cast<size_t>(l)] = at::Tensor();
-    at::Tensor y = student.layer(l, x);
+    at::Tensor y = student.layer(l, xl);
     y.backward(grad);
-    grad = l > 0 ? x.grad() : at::Tensor();
+    grad = l > 0 ? xl.grad() : at::Tensor();
   }
+  clock.mark("recompute + backward");
   return loss;
 }
 
@@ -207,11 +252,13 @@ std::string StepMemory::describe() const {
   std::ostringstream o;
   o << "memory: micro-batch " << micro_batch << ", loss chunk " << loss_chunk << " positions, "
     << (checkpoint_layers ? "per-layer recomputation" : "whole-model graph");
+  if (checkpoint_layers && kept_layers > 0) o << " (graph kept for the last " << kept_layers << " layers)";
+  if (teacher_cache) o << ", teacher cache " << gb(cache_bytes);
   if (free_bytes > 0) o << "; estimated peak " << gb(estimate_bytes) << " of " << gb(free_bytes) << " free";
   return o.str();
 }
 
-StepMemory plan_step_memory(const Model& fp, const LearnSettings& s, int64_t seqlen) {
+StepMemory plan_step_memory(const Model& fp, const LearnSettings& s, int64_t samples, int64_t seqlen) {
   const ModelConfig& c = fp.config();
   StepMemory m;
   m.checkpoint_layers = s.checkpoint_layers && !s.quant.lm_head;
@@ -253,12 +300,66 @@ StepMemory plan_step_memory(const Model& fp, const LearnSettings& s, int64_t seq
     const int64_t passes = (s.batch + std::min(fits, s.batch) - 1) / std::min(fits, s.batch);
     m.micro_batch = (s.batch + passes - 1) / passes;
   }
-  m.estimate_bytes = static_cast<uint64_t>(fixed + per_seq * static_cast<double>(m.micro_batch));
+  double estimate = fixed + per_seq * static_cast<double>(m.micro_batch);
+  // Speed within kSpeedShare of the device's memory: first the teacher cache (a sequence's teacher
+  // pass is as dear as a student forward pass), then the graph of as many top layers as fit (each
+  // spares its recomputation).
+  const double cap = std::min(0.85 * static_cast<double>(dm.free), kSpeedShare * static_cast<double>(dm.total));
+  const double cache = static_cast<double>(samples) * T * D * elt;
+  const bool repeats = s.steps * s.batch > samples;
+  m.teacher_cache = s.loss == LearnLoss::Kl &&
+                    (s.cache_teacher ? *s.cache_teacher : dm.free > 0 && repeats && estimate + cache <= cap);
+  if (m.teacher_cache) {
+    m.cache_bytes = static_cast<uint64_t>(cache);
+    estimate += cache;
+  }
+  if (m.checkpoint_layers) {
+    const double layer_graph = layer_acts * static_cast<double>(m.micro_batch);
+    if (s.kept_layers) {
+      m.kept_layers = std::clamp<int64_t>(*s.kept_layers, 0, c.num_layers);
+    } else if (dm.free > 0 && cap > estimate) {
+      m.kept_layers = std::min<int64_t>(c.num_layers, static_cast<int64_t>((cap - estimate) / layer_graph));
+    }
+    estimate += static_cast<double>(m.kept_layers) * layer_graph;
+  }
+  m.estimate_bytes = static_cast<uint64_t>(estimate);
   return m;
 }
 
+TeacherCache::TeacherCache(int64_t samples, int64_t seqlen, int64_t hidden, at::TensorOptions options)
+    : store_(at::empty({samples, seqlen, hidden}, options)), have_(static_cast<size_t>(samples), false) {}
+
+at::Tensor TeacherCache::get(const Model& fp, const std::vector<int64_t>& rows, const at::Tensor& ids,
+                             int64_t micro_batch) {
+  c10::NoGradGuard no_grad;
+  std::vector<int64_t> missing_at, missing_rows;  // positions in the batch, calibration rows
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto r = static_cast<size_t>(rows[i]);
+    if (r >= have_.size()) throw Error("teacher cache: calibration row " + std::to_string(rows[i]) + " out of range");
+    if (!have_[r] && std::find(missing_rows.begin(), missing_rows.end(), rows[i]) == missing_rows.end()) {
+      missing_at.push_back(static_cast<int64_t>(i));
+      missing_rows.push_back(rows[i]);
+    }
+  }
+  const auto on = [this](const std::vector<int64_t>& v) {
+    return at::tensor(v, at::TensorOptions(at::kLong)).to(store_.device());
+  };
+  if (!missing_at.empty()) {
+    const at::Tensor todo = ids.index_select(0, on(missing_at).to(ids.device()));
+    const int64_t n = todo.size(0);
+    for (int64_t b0 = 0; b0 < n; b0 += std::max<int64_t>(1, micro_batch)) {
+      const int64_t k = std::min(std::max<int64_t>(1, micro_batch), n - b0);
+      const at::Tensor out = fp.hidden_states(todo.narrow(0, b0, k));
+      const std::vector<int64_t> part(missing_rows.begin() + b0, missing_rows.begin() + b0 + k);
+      store_.index_copy_(0, on(part), out.to(store_.scalar_type()));
+    }
+    for (int64_t r : missing_rows) have_[static_cast<size_t>(r)] = true;
+  }
+  return store_.index_select(0, on(rows));
+}
+
 at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
-                                    const at::Tensor& ids, const StepMemory& memory) {
+                                    const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher_all) {
   const int64_t B = ids.size(0), T = ids.size(1);
   const bool kl = s.loss == LearnLoss::Kl;
   const double denom = kl ? static_cast<double>(B * T) : static_cast<double>(B * (T - 1));
@@ -267,17 +368,26 @@ at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, 
   LeafPlan leaves(plan, fp.dtype() == at::kBFloat16 ? at::kBFloat16 : at::kFloat);
   at::Tensor total = at::zeros({}, at::TensorOptions(at::kFloat).device(fp.device()));
   for (int64_t b0 = 0; b0 < B; b0 += memory.micro_batch) {
-    const at::Tensor mb = ids.narrow(0, b0, std::min(memory.micro_batch, B - b0));
+    PhaseClock clock(fp.device());
+    const int64_t n = std::min(memory.micro_batch, B - b0);
+    const at::Tensor mb = ids.narrow(0, b0, n);
     at::Tensor teacher;
-    if (kl) {
+    if (kl && teacher_all.defined()) {
+      teacher = teacher_all.narrow(0, b0, n);
+    } else if (kl) {
       c10::NoGradGuard no_grad;
       teacher = fp.hidden_states(mb);
     }
-    total += memory.checkpoint_layers
-                 ? checkpointed_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom)
-                 : plain_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom);
+    clock.mark("teacher");
+    total += memory.checkpoint_layers ? checkpointed_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk,
+                                                                 denom, memory.kept_layers, clock)
+                                      : plain_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom);
   }
-  leaves.finish();
+  {
+    PhaseClock clock(fp.device());
+    leaves.finish();
+    clock.mark("transform parameters");
+  }
   return total;
 }
 

@@ -110,18 +110,42 @@ struct StepMemory {
   int64_t micro_batch = 1;
   int64_t loss_chunk = 1;  // positions
   bool checkpoint_layers = false;
+  int64_t kept_layers = 0;      // with checkpoint_layers: the last layers whose graph is kept
+  bool teacher_cache = false;   // the teacher's hidden states of every sequence kept (TeacherCache)
+  uint64_t cache_bytes = 0;     // its size
   uint64_t estimate_bytes = 0;  // the estimated peak of a step (device memory), 0 when not estimated
   uint64_t free_bytes = 0;      // the device's free memory when planned (0: unknown / CPU)
   std::string describe() const;
 };
 
-/// Chooses micro-batch, loss chunk and checkpointing for `settings` on the model's device.
+/// Chooses micro-batch, loss chunk, checkpointing, kept layers and the teacher cache for
+/// `settings` on the model's device (`samples` calibration sequences of `seqlen`).
 /// \throws latmix::Error before any step when even one sequence cannot fit, with the numbers.
-StepMemory plan_step_memory(const Model& fp, const LearnSettings& settings, int64_t seqlen);
+StepMemory plan_step_memory(const Model& fp, const LearnSettings& settings, int64_t samples, int64_t seqlen);
+
+/// The teacher's final hidden states (what goes into lm_head) of every calibration sequence,
+/// computed at a sequence's first use and kept: the FP model is fixed, so later batches that draw
+/// the sequence again read them instead of running the teacher.
+class TeacherCache {
+ public:
+  TeacherCache() = default;  // disabled
+  TeacherCache(int64_t samples, int64_t seqlen, int64_t hidden, at::TensorOptions options);
+  bool enabled() const { return store_.defined(); }
+  /// [rows.size(), T, D] for calibration rows `rows` whose ids are `ids` [rows.size(), T]; the
+  /// rows not yet kept run through fp in passes of at most `micro_batch` sequences.
+  at::Tensor get(const Model& fp, const std::vector<int64_t>& rows, const at::Tensor& ids, int64_t micro_batch);
+
+ private:
+  at::Tensor store_;
+  std::vector<bool> have_;
+};
 
 /// The KL (teacher fp) or CE loss of one batch of ids [B, T] for the plan's student, with the
 /// gradients added to the transform parameters. Returns the loss term (detached, a 0-dim float).
+/// `teacher`: the teacher's final hidden states of the batch when known (TeacherCache), else
+/// computed here for KL.
 at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
-                                    const at::Tensor& ids, const StepMemory& memory);
+                                    const at::Tensor& ids, const StepMemory& memory,
+                                    const at::Tensor& teacher = at::Tensor());
 
 }  // namespace latmix::learn_detail

@@ -519,12 +519,21 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   const at::Device device = fp.device();
 
   if (!layerwise) {
-    const learn_detail::StepMemory memory = learn_detail::plan_step_memory(fp, s, calib->seqlen());
+    const learn_detail::StepMemory memory =
+        learn_detail::plan_step_memory(fp, s, calib->size(), calib->seqlen());
     result.memory_plan = memory.describe();
     if (control.on_note) control.on_note(result.memory_plan);
+    learn_detail::TeacherCache teacher_cache;
+    if (memory.teacher_cache) {
+      teacher_cache = learn_detail::TeacherCache(calib->size(), calib->seqlen(), fp.config().hidden_size,
+                                                 at::TensorOptions(fp.dtype()).device(device));
+    }
     loop.run(start_step, total, total, -1, [&](int64_t) {
-      at::Tensor ids = gather_ids(*calib, order.next(s.batch), device);
-      at::Tensor term = learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory);
+      const std::vector<int64_t> rows = order.next(s.batch);
+      at::Tensor ids = gather_ids(*calib, rows, device);
+      const at::Tensor teacher =
+          teacher_cache.enabled() ? teacher_cache.get(fp, rows, ids, memory.micro_batch) : at::Tensor();
+      at::Tensor term = learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory, teacher);
       at::Tensor reg = volume_term(plan, s.lambda, device);
       if (reg.requires_grad()) reg.backward();
       StepLoss out;

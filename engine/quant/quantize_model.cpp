@@ -195,8 +195,16 @@ void check_spec(const Model& fp, const QuantSpec& spec, const CalibrationSet* ca
   if (spec.gptq.batch_size < 1) throw UsageError("GPTQ: batch_size: expected 1 or more");
 }
 
+// A layer's linears in host memory (see QuantizeMemory::layers_to_host).
+void layer_to_host(LayerWeights& lw) {
+  for (const LinearRef& ref : kLinears) {
+    at::Tensor& t = lw.*ref.member;
+    if (t.defined() && !t.is_cpu()) t = t.to(at::kCPU);
+  }
+}
+
 void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* calib, QuantReport& report,
-                     int64_t total, const JobControl& job) {
+                     int64_t total, const JobControl& job, bool to_host) {
   const int64_t layers = model.config().num_layers;
   std::optional<CalibrationStream> stream;
   for (int64_t l = 0; l < layers; ++l) {
@@ -216,6 +224,11 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
       r.name = ref.name;
       report.linears.push_back(r);
       job.report("quantize", static_cast<int64_t>(report.linears.size()), total);
+    }
+    if (to_host) {
+      // The stream passes this layer with its quantized weights before they leave the device.
+      if (stream && stream->layer() == l && l + 1 < layers) stream->advance(model, job);
+      layer_to_host(lw);
     }
   }
 }
@@ -282,6 +295,11 @@ std::string QuantReport::describe() const {
 
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
                               const JobControl& job) {
+  return quantize_model(fp, spec, calib, job, QuantizeMemory{});
+}
+
+QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
+                              const JobControl& job, const QuantizeMemory& memory) {
   check_spec(fp, spec, calib);
   const auto start = Clock::now();
   QuantizedModel out{fp, nullptr, {}};  // shares fp's tensors until they are replaced
@@ -294,7 +312,10 @@ QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const Cali
     out.report.calibration_sequences = calib->size();
     out.report.calibration_seqlen = calib->seqlen();
   }
-  if (spec.weights) quantize_layers(out.model, spec, calib, out.report, total, job);
+  // GPTQ of lm_head runs the whole quantized model: its layers stay where it runs.
+  const bool to_host = memory.layers_to_host && !fp.device().is_cpu() &&
+                       !(spec.lm_head && spec.method == WeightMethod::Gptq);
+  if (spec.weights) quantize_layers(out.model, spec, calib, out.report, total, job, to_host);
   if (spec.lm_head) quantize_lm_head(out.model, spec, calib, out.report, total, job);
   if (spec.activations) {
     out.activation_hook = std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, spec.last_layer,

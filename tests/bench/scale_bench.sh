@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine: issue 14's measurements at real model shapes, the PyTorch anchor and
 # ours in the same command. Builds like build_and_test.sh (latmix, bench_learn, unit tests), then
-# stages (any of: tests anchor learn1b presets1b gptq1b learn8b export8b; default: all):
+# stages (any of: tests anchor learn1b profile1b presets1b gptq1b learn8b export8b; default: all):
 #  - tests:     the CPU tests of the memory code and the CUDA MX/GPTQ unit tests;
 #  - anchor:    ../shared/bench/latmix_step_anchor.py 4 2048 (carried in .device/scale);
 #  - learn1b:   `latmix learn --method latmix --device cuda --dtype bf16` with its defaults on a
 #               Llama-3.2-1B-shaped random model (make_model.py), the whole recipe or STEPS steps;
+#  - profile1b: 4 steps with LATMIX_PROFILE_STEP=1 (phase times), defaults and without the speed budget;
 #  - presets1b: every learned preset's CUDA defaults, a few steps each, peak memory;
 #  - gptq1b:    `latmix export --as folded-bf16` with GPTQ on 128 x 2048 (time of GPTQ);
 #  - learn8b / export8b: the Llama-3.1-8B shape, end-to-end at 4 x 2048, layer-wise, and export.
@@ -79,6 +80,16 @@ if len(ev) > 3:
     print(f"    steps {len(ev)}, {(b['seconds']-a['seconds'])/(b['step']-a['step']):.3f} s/step after step 3, "
           f"{8*2048*(b['step']-a['step'])/(b['seconds']-a['seconds']):.0f} tokens/s, total {b['seconds']:.1f} s")
 PY
+fi
+if want profile1b; then
+  # Each micro-batch's phases (LATMIX_PROFILE_STEP=1 synchronizes the device around each), with the
+  # speed budget and without it (teacher recomputed, every layer recomputed).
+  LATMIX_PROFILE_STEP=1 peak profile1b $L learn --model "$M1" --method latmix --device cuda --dtype bf16 \
+    --calib /tmp/books.txt --steps 4
+  grep -E "memory:|step phases" "$O/profile1b.err" | head -8
+  LATMIX_PROFILE_STEP=1 peak profile1b-plain $L learn --model "$M1" --method latmix --device cuda --dtype bf16 \
+    --calib /tmp/books.txt --steps 4 --teacher-cache no --kept-layers 0
+  grep -E "memory:|step phases" "$O/profile1b-plain.err" | head -8
 fi
 if want presets1b; then
   for m in spinquant flatquant latmix; do

@@ -162,4 +162,28 @@ TEST(GptqStream, HooksOfTheFpModelActOnTheStreamAsOnAFullPass) {
   EXPECT_FALSE(same_bits(plain.model.weights().layers[0].gate, q.model.weights().layers[0].gate));
 }
 
+// The export of a model on a GPU moves each quantized layer to the host once the stream has
+// passed it (QuantizeMemory::layers_to_host): the same weights, bit for bit, now on the host.
+TEST(GptqStream, LayersToHostOnCudaEqualTheDeviceResult) {
+  if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (layers_to_host only acts on a GPU model)";
+  const latmix::CalibrationSet calib = random_calibration(6, 16);
+  const Model fp = tiny().to(at::Device(at::kCUDA), at::kFloat);
+  for (const char* text : {"w=mxfp4,a=none,weights=gptq", "w=mxfp4,a=none,weights=gptq,layers=1", "w=mxfp4,a=none"}) {
+    const latmix::QuantSpec spec = latmix::parse_quant_spec(text);
+    const latmix::QuantizedModel on_device = latmix::quantize_model(fp, spec, &calib);
+    latmix::QuantizeMemory memory;
+    memory.layers_to_host = true;
+    const latmix::QuantizedModel hosted = latmix::quantize_model(fp, spec, &calib, {}, memory);
+    for (size_t l = 0; l < hosted.model.weights().layers.size(); ++l) {
+      const bool covered = spec.covers_layer(static_cast<int64_t>(l), fp.config().num_layers);
+      for (const LinearSlot& s : kSlots) {
+        const at::Tensor& w = hosted.model.weights().layers[l].*s.member;
+        EXPECT_EQ(w.is_cpu(), covered) << text << ": layer " << l << " " << s.name;
+        EXPECT_TRUE(same_bits(w.cpu(), (on_device.model.weights().layers[l].*s.member).cpu()))
+            << text << ": layer " << l << " " << s.name;
+      }
+    }
+  }
+}
+
 }  // namespace

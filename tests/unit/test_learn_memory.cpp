@@ -100,6 +100,34 @@ TEST(LearnMemory, ChunksMicroBatchesAndRecomputationGiveTheSameSteps) {
   }
 }
 
+// Kept layers (graph kept instead of recomputed) and the teacher cache (steps x batch > samples:
+// later steps read the hidden states the first ones computed) change nothing beyond rounding.
+TEST(LearnMemory, KeptLayersAndTheTeacherCacheGiveTheSameSteps) {
+  LearnSettings s = sgd("latmix", "w=mxfp4,a=mxfp4");
+  s.batch = 3;  // 4 samples: the second and third steps draw sequences the cache already holds
+  const MethodResult ref = run(s, 3, 1 << 20, false);
+  const int64_t layers = tiny().config().num_layers;
+  ASSERT_GE(layers, 2);
+  for (int64_t kept : {int64_t{1}, layers, layers + 5}) {
+    LearnSettings k = s;
+    k.kept_layers = kept;
+    const MethodResult got = run(k, 2, 7, true);
+    expect_same_run(ref, got, "kept layers " + std::to_string(kept));
+    EXPECT_NE(got.memory_plan.find("graph kept for the last " + std::to_string(std::min(kept, layers)) + " layers"),
+              std::string::npos)
+        << got.memory_plan;
+  }
+  LearnSettings c = s;
+  c.cache_teacher = true;
+  const MethodResult cached = run(c, 2, 7, true);
+  expect_same_run(ref, cached, "teacher cache");
+  EXPECT_NE(cached.memory_plan.find("teacher cache"), std::string::npos) << cached.memory_plan;
+  // The CPU's default: neither (its figures stay those of the plain step).
+  const MethodResult plain = run(s, 0, 0, true);
+  EXPECT_EQ(plain.memory_plan.find("teacher cache"), std::string::npos) << plain.memory_plan;
+  EXPECT_EQ(plain.memory_plan.find("graph kept"), std::string::npos) << plain.memory_plan;
+}
+
 TEST(LearnMemory, CeLossChunkedEqualsUnchunked) {
   LearnSettings s = sgd("latmix", "w=mxfp4,a=mxfp4");
   s.loss = latmix::LearnLoss::CrossEntropy;

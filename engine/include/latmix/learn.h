@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,14 @@ struct LearnSettings {
   /// backward pass (activation checkpointing, with the transforms folded layer by layer). Not
   /// available when lm_head is quantized (the residual transform then folds into it).
   bool checkpoint_layers = true;
+  /// With checkpoint_layers: the last N decoder layers keep their autograd graph instead of being
+  /// recomputed (faster, more memory). Unset: as many as fit in the speed budget (on a GPU, 30 %
+  /// of its memory for the whole step; CPU: 0).
+  std::optional<int64_t> kept_layers;
+  /// Keep the FP model's final hidden states of every calibration sequence on the device after
+  /// its first use (KL loss), instead of running the teacher for every batch. Unset: on a GPU when
+  /// sequences repeat (steps x batch > samples) and the cache fits in the speed budget; CPU: no.
+  std::optional<bool> cache_teacher;
 
   /// Every setting as JSON (for reports, manifests and the checkpoint fingerprint).
   nlohmann::json to_json() const;

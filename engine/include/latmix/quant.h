@@ -148,4 +148,15 @@ struct QuantizedModel {
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib = nullptr,
                               const JobControl& job = {});
 
+/// Where quantize_model() keeps what it made.
+struct QuantizeMemory {
+  /// Each layer's quantized linears move to host memory once the calibration stream has passed
+  /// the layer (the export of a model on a GPU: device memory stays the FP model plus one layer's
+  /// work, not two models). The quantized model then cannot run forward; GPTQ of lm_head (which
+  /// runs the whole quantized model) keeps the layers on the device.
+  bool layers_to_host = false;
+};
+QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
+                              const JobControl& job, const QuantizeMemory& memory);
+
 }  // namespace latmix
