@@ -284,7 +284,10 @@ std::vector<Command> export_commands() {
         "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
         "checked before it appears (packed codes bit for bit; folded-bf16 perplexity on --verify-data, default the\n"
         "bundled calibration text), with README.md and manifest.json (SHA-256 of every file). --zip (Qt build):\n"
-        "the folder as one .zip (stored, zip64). See docs/export.md.",
+        "the folder as one .zip (stored, zip64). Memory: GPTQ runs layer by layer on the calibration stream\n"
+        "(samples x seqlen x hidden, on the model's device) with one layer's Hessians; compressed-tensors moves\n"
+        "each quantized layer to host memory once the stream has passed it, so the device holds the model plus\n"
+        "one layer's work. See docs/export.md.",
         {model_option(),
          tokenizer_option(),
          {"method", "NAME", "method preset (rtn, gptq, or the method the --transforms were learned with)", "", true},
