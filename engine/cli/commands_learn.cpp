@@ -51,6 +51,13 @@ std::vector<OptionSpec> learn_options() {
       {"loss-chunk", "N", "end-to-end: positions per lm_head + loss chunk (default: 256 MB of logits)", "", false},
       {"recompute", "yes|no",
        "end-to-end: keep only each layer's input and recompute the layer in the backward pass", "yes", false},
+      {"validation", "N",
+       "calibration sequences held out as the validation set (default: one in eight; 0: none); the plan with "
+       "the lowest validation loss, the initialization included, is the result",
+       "", false},
+      {"eval-every", "N", "steps between validation measurements (default: an eighth of the steps)", "", false},
+      {"patience", "N", "end-to-end: stop after N validation measurements without a new best (0: never)", "4",
+       false},
       {"kept-layers", "N",
        "end-to-end with --recompute yes: the last N layers keep their graph instead (default: as many as fit "
        "in 30 % of the GPU's memory; CPU: 0)",
@@ -110,6 +117,16 @@ LearnSettings settings_from_args(const Args& args, const std::string& method, at
   const std::string recompute = args.get("recompute");
   if (recompute != "yes" && recompute != "no") throw UsageError("--recompute: expected yes or no, found '" + recompute + "'");
   s.checkpoint_layers = recompute == "yes";
+  if (args.has("validation")) {
+    s.validation = args.integer("validation");
+    if (s.validation < 0) throw UsageError("--validation: expected 0 or more");
+  }
+  if (args.has("eval-every")) {
+    s.eval_every = args.integer("eval-every");
+    if (s.eval_every < 1) throw UsageError("--eval-every: expected 1 or more");
+  }
+  s.patience = args.integer("patience");
+  if (s.patience < 0) throw UsageError("--patience: expected 0 or more");
   if (args.has("kept-layers")) {
     s.kept_layers = args.integer("kept-layers");
     if (*s.kept_layers < 0) throw UsageError("--kept-layers: expected 0 or more");
@@ -148,6 +165,11 @@ std::string event_line(const LearnEvent& e) {
   for (const auto& [name, value] : e.terms) {
     char t[64];
     std::snprintf(t, sizeof t, " %s %.5g", name.c_str(), value);
+    terms += t;
+  }
+  if (e.validation) {
+    char t[64];
+    std::snprintf(t, sizeof t, " val %.5g", *e.validation);
     terms += t;
   }
   std::snprintf(buf, sizeof buf, "step %lld/%lld%s loss %.5g%s lr %.3g |g| %.3g  %s, ETA %s",
@@ -198,7 +220,8 @@ int run_learn(const Args& args) {
     if (tty) {
       std::fprintf(stderr, "\r\033[K%s", line.c_str());
       if (e.step == e.total) std::fprintf(stderr, "\n");
-    } else if (e.step == 1 || e.step == e.total || e.step % std::max<int64_t>(1, e.total / 20) == 0) {
+    } else if (e.step == 1 || e.step == e.total || e.validation ||
+               e.step % std::max<int64_t>(1, e.total / 20) == 0) {
       std::fprintf(stderr, "%s\n", line.c_str());
     }
   };
@@ -210,6 +233,15 @@ int run_learn(const Args& args) {
               {"resumed", r.resumed},
               {"calibration", calib ? calib->describe() : ""}};
   if (!r.memory_plan.empty()) out["memory"] = r.memory_plan;
+  if (r.validation_samples > 0) {
+    json curve = json::array();
+    for (const auto& [step, value] : r.validation_curve) curve.push_back({{"step", step}, {"loss", value}});
+    out["validation"] = {{"samples", r.validation_samples},
+                         {"curve", curve},
+                         {"best_step", r.best_step},
+                         {"stopped_early", r.stopped_early},
+                         {"note", r.validation_note}};
+  }
   if (!r.curve.empty()) {
     out["first_loss"] = r.curve.front().loss;
     out["final_loss"] = r.curve.back().loss;
@@ -235,6 +267,7 @@ int run_learn(const Args& args) {
   } else {
     std::printf("transforms fixed (%s), built in %s\n", preset.transforms.c_str(), format_duration(r.seconds).c_str());
   }
+  if (!r.validation_note.empty()) std::printf("%s\n", r.validation_note.c_str());
   for (const auto& [name, value] : r.conditions) std::printf("condition  %s: %.4g\n", name.c_str(), value);
   if (args.has("out")) std::printf("written    %s.safetensors, %s.json\n", args.get("out").c_str(), args.get("out").c_str());
   return 0;

@@ -158,7 +158,7 @@ at::Tensor chunked_loss_backward(const at::Tensor& hidden, const at::Tensor& hea
     } else {
       term = -(ls.gather(-1, targets.narrow(0, r0, n)).squeeze(-1) * valid.narrow(0, r0, n)).sum() / denom;
     }
-    term.backward({}, /*retain_graph=*/head_grad);
+    if (term.requires_grad()) term.backward({}, /*retain_graph=*/head_grad);
     total += term.detach();
   }
   return total;
@@ -387,6 +387,50 @@ at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, 
     PhaseClock clock(fp.device());
     leaves.finish();
     clock.mark("transform parameters");
+  }
+  return total;
+}
+
+StepMemory validation_memory(const Model& fp, const LearnSettings& s, int64_t seqlen) {
+  LearnSettings e = s;
+  e.loss = LearnLoss::Kl;
+  e.cache_teacher = false;
+  e.kept_layers = 0;
+  StepMemory m;
+  try {
+    m = plan_step_memory(fp, e, 1, seqlen);
+  } catch (const Error&) {
+    m.micro_batch = 1;
+    m.loss_chunk = std::max<int64_t>(1, static_cast<int64_t>(kChunkLogitBytes / (4 * fp.config().vocab_size)));
+  }
+  m.checkpoint_layers = true;
+  return m;
+}
+
+at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const LearnSettings& s, const at::Tensor& ids,
+                           const StepMemory& memory, const at::Tensor& teacher_all) {
+  c10::NoGradGuard no_grad;
+  const int64_t B = ids.size(0), T = ids.size(1);
+  const bool kl = s.loss != LearnLoss::CrossEntropy;  // layer-wise learning is validated by KL
+  const double denom = kl ? static_cast<double>(B * T) : static_cast<double>(B * (T - 1));
+  const TransformPlan dense = densify(plan);
+  at::Tensor total = at::zeros({}, at::TensorOptions(at::kFloat).device(fp.device()));
+  for (int64_t b0 = 0; b0 < B; b0 += memory.micro_batch) {
+    const int64_t n = std::min(memory.micro_batch, B - b0);
+    const at::Tensor mb = ids.narrow(0, b0, n);
+    at::Tensor teacher;
+    if (kl) teacher = teacher_all.defined() ? teacher_all.narrow(0, b0, n) : fp.hidden_states(mb);
+    if (s.quant.lm_head) {
+      Model student = build_student(fp, dense, s.quant, -1);
+      total += chunked_loss_backward(student.hidden_states(mb), student.weights().lm_head, teacher,
+                                     fp.weights().lm_head, mb, memory.loss_chunk, denom);
+    } else {
+      StreamedStudent student(fp, dense, s.quant);
+      at::Tensor h = fp.embed(mb);
+      for (int64_t l = 0; l < fp.config().num_layers; ++l) h = student.layer(l, h);
+      total += chunked_loss_backward(student.final_hidden(h), student.lm_head(), teacher, fp.weights().lm_head, mb,
+                                     memory.loss_chunk, denom);
+    }
   }
   return total;
 }

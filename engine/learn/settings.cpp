@@ -92,6 +92,9 @@ nlohmann::json LearnSettings::to_json() const {
           {"init", latmix::to_string(init)},
           {"rotation_map", rotation_map == RotationTransform::Map::Exp ? "exp" : "cayley"},
           {"affine_bias", affine_bias},
+          {"validation", validation},
+          {"eval_every", eval_every},
+          {"patience", patience},
           {"seed", seed}};
 }
 
@@ -101,6 +104,7 @@ nlohmann::json LearnEvent::to_json() const {
   nlohmann::json j = {{"step", step}, {"total", total}, {"loss", loss}, {"terms", t},
                       {"lr", lr},     {"grad_norm", grad_norm}, {"seconds", seconds}, {"eta", eta}};
   if (layer >= 0) j["layer"] = layer;
+  if (validation) j["validation"] = *validation;
   return j;
 }
 

@@ -148,4 +148,13 @@ at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, 
                                     const at::Tensor& ids, const StepMemory& memory,
                                     const at::Tensor& teacher = at::Tensor());
 
+/// Memory for end_to_end_loss() when no end-to-end step was planned (layer-wise learning): the
+/// micro-batch a step would use (one sequence when even that would not fit a step), streamed.
+StepMemory validation_memory(const Model& fp, const LearnSettings& settings, int64_t seqlen);
+
+/// The same loss as end_to_end_loss_backward() without gradients (validation): the student
+/// streamed one layer at a time, the lm_head + loss in chunks. Returns a 0-dim float tensor.
+at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
+                           const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher = at::Tensor());
+
 }  // namespace latmix::learn_detail

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 #include <sstream>
 
@@ -257,6 +258,9 @@ void check_settings(const LearnSettings& s, const CalibrationSet* calib, const M
   if (s.batch < 1) throw UsageError("--batch must be at least 1");
   if (s.lr <= 0 || !std::isfinite(s.lr)) throw UsageError("--lr must be a positive number");
   if (s.warmup < 0 || s.warmup >= 1) throw UsageError("--warmup must be in [0, 1)");
+  if (s.validation < -1) throw UsageError("--validation: expected 0 or more");
+  if (s.eval_every < 0) throw UsageError("--eval-every: expected 1 or more");
+  if (s.patience < 0) throw UsageError("--patience: expected 0 or more");
   if (s.mode == LearnMode::LayerWise && s.loss != LearnLoss::LayerMse) {
     throw UsageError("layer-wise learning uses the layer MSE loss (--loss mse)");
   }
@@ -335,6 +339,7 @@ class Loop {
         throw Error("learning diverged at step " + std::to_string(e.step) + " (loss " + std::to_string(e.loss) +
                     "): lower --lr or raise --lambda");
       }
+      const bool stop = after_step_ && after_step_(e);
       result_.curve.push_back(e);
       if (control_.on_step) control_.on_step(e);
       control_.job.report("learn", e.step, total);
@@ -344,10 +349,14 @@ class Loop {
       if (control_.on_snapshot && control_.snapshot_every > 0 && e.step % control_.snapshot_every == 0) {
         control_.on_snapshot(clone_plan(plan_));
       }
+      if (stop) return;
     }
   }
 
   void set_resumed_at(int64_t step) { resumed_at_ = step; }
+  /// Called with each step's event before it is reported (it may add the validation loss);
+  /// returning true ends run() after that step.
+  void set_after_step(std::function<bool(LearnEvent&)> f) { after_step_ = std::move(f); }
 
  private:
   const LearnSettings& s_;
@@ -358,6 +367,7 @@ class Loop {
   MethodResult& result_;
   Clock::time_point start_ = Clock::now();
   int64_t resumed_at_ = 0;
+  std::function<bool(LearnEvent&)> after_step_;
 };
 
 // The plan restricted to one layer's per-layer transforms (no residual).
@@ -442,6 +452,86 @@ std::string learn_fingerprint(const Model& model, const LearnSettings& settings)
   return s.str();
 }
 
+// The held-out part of the calibration set and the best plan seen on it (LearnSettings::validation).
+struct Validation {
+  std::vector<int64_t> rows, train;  // calibration rows held out / learned from
+  double best = std::numeric_limits<double>::infinity();
+  double initial = 0;
+  int64_t best_step = -1, start_step = 0, since_best = 0, patience = 0;
+  TransformPlan best_plan;
+
+  Validation(const CalibrationSet& calib, const LearnSettings& s) : patience(s.patience) {
+    const int64_t n = calib.size();
+    const int64_t k = s.validation >= 0 ? s.validation : (n >= 8 ? n / 8 : 0);
+    if (k >= n) {
+      throw UsageError("--validation " + std::to_string(k) + ": the calibration set has " + std::to_string(n) +
+                       " sequences; at least one must be left to learn from");
+    }
+    std::vector<bool> held(static_cast<size_t>(n), false);
+    for (int64_t j = 0; j < k; ++j) held[static_cast<size_t>((2 * j + 1) * n / (2 * k))] = true;
+    for (int64_t i = 0; i < n; ++i) (held[static_cast<size_t>(i)] ? rows : train).push_back(i);
+  }
+  bool enabled() const { return !rows.empty(); }
+
+  // The student's loss on the held-out rows (KL to the FP model, or CE), a batch at a time.
+  double measure(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
+                 const learn_detail::StepMemory& memory, at::Device device, learn_detail::TeacherCache* cache) const {
+    double sum = 0;
+    const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
+    for (size_t i = 0; i < rows.size(); i += per) {
+      const std::vector<int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(i),
+                                      rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), i + per)));
+      const at::Tensor ids = gather_ids(*calib_, part, device);
+      const at::Tensor teacher =
+          cache != nullptr && cache->enabled() ? cache->get(fp, part, ids, memory.micro_batch) : at::Tensor();
+      sum += learn_detail::end_to_end_loss(fp, plan, s, ids, memory, teacher).item<double>() *
+             static_cast<double>(part.size());
+    }
+    return sum / static_cast<double>(rows.size());
+  }
+  void start(int64_t step, double v, const TransformPlan& plan, MethodResult& r) {
+    start_step = step;
+    initial = v;
+    best = v;
+    best_step = step;
+    best_plan = clone_plan(plan);
+    r.validation_curve.emplace_back(step, v);
+  }
+  // Records step's value; true when learning should stop (patience spent).
+  bool update(int64_t step, double v, const TransformPlan& plan, MethodResult& r) {
+    r.validation_curve.emplace_back(step, v);
+    if (v < best) {
+      best = v;
+      best_step = step;
+      best_plan = clone_plan(plan);
+      since_best = 0;
+      return false;
+    }
+    ++since_best;
+    r.stopped_early = patience > 0 && since_best >= patience;
+    return r.stopped_early;
+  }
+  void finish(TransformPlan& plan, MethodResult& r, int64_t total) {
+    r.best_step = best_step;
+    std::ostringstream o;
+    o.precision(5);
+    const int64_t last = r.validation_curve.empty() ? total : r.validation_curve.back().first;
+    if (best_step == start_step) {
+      o << "validation (" << rows.size() << " held-out sequences): learning added nothing; the plan of step "
+        << start_step << " stays (loss " << best << "; step " << last << ": " << r.validation_curve.back().second
+        << ")";
+    } else {
+      o << "validation (" << rows.size() << " held-out sequences): best at step " << best_step << " of " << total
+        << ", loss " << best << " (start " << initial << ", " << std::showpos << 100.0 * (best - initial) / initial
+        << std::noshowpos << " %)";
+    }
+    if (r.stopped_early) o << "; stopped at step " << last << " after " << patience << " evaluations without a new best";
+    r.validation_note = o.str();
+    if (best_step != last) plan = best_plan;
+  }
+  const CalibrationSet* calib_ = nullptr;
+};
+
 MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const LearnSettings& s,
                          const LearnControl& control) {
   const MethodPreset& preset = find_method(s.method);
@@ -513,7 +603,16 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   if (result.resumed) optim.load(*SafetensorsFile::open(checkpoint.optim_path()), start_step);
   Loop loop(s, control, plan, optim, checkpoint, result);
   loop.set_resumed_at(start_step);
-  BatchOrder order(calib->size(), s.seed);
+  // Validation: held-out sequences, evenly spaced; training draws from the others.
+  Validation val(*calib, s);
+  val.calib_ = calib;
+  result.validation_samples = static_cast<int64_t>(val.rows.size());
+  BatchOrder order(static_cast<int64_t>(val.train.size()), s.seed);
+  auto next_rows = [&] {
+    std::vector<int64_t> rows = order.next(s.batch);
+    for (auto& r : rows) r = val.train[static_cast<size_t>(r)];
+    return rows;
+  };
   // Keep the batch order of a resumed run identical to an uninterrupted one.
   for (int64_t i = 0; i < start_step; ++i) order.next(s.batch);
   const at::Device device = fp.device();
@@ -528,8 +627,18 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       teacher_cache = learn_detail::TeacherCache(calib->size(), calib->seqlen(), fp.config().hidden_size,
                                                  at::TensorOptions(fp.dtype()).device(device));
     }
+    const auto measure = [&] { return val.measure(fp, plan, s, memory, device, &teacher_cache); };
+    if (val.enabled()) {
+      val.start(start_step, measure(), plan, result);
+      const int64_t every = s.eval_every > 0 ? s.eval_every : std::max<int64_t>(1, s.steps / 8);
+      loop.set_after_step([&, every](LearnEvent& e) {
+        if (e.step % every != 0 && e.step != total) return false;
+        e.validation = measure();
+        return val.update(e.step, *e.validation, plan, result) && e.step != total;
+      });
+    }
     loop.run(start_step, total, total, -1, [&](int64_t) {
-      const std::vector<int64_t> rows = order.next(s.batch);
+      const std::vector<int64_t> rows = next_rows();
       at::Tensor ids = gather_ids(*calib, rows, device);
       const at::Tensor teacher =
           teacher_cache.enabled() ? teacher_cache.get(fp, rows, ids, memory.micro_batch) : at::Tensor();
@@ -566,6 +675,8 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       }
       inputs = at::cat(parts, 0);
     }
+    const learn_detail::StepMemory vmem = learn_detail::validation_memory(fp, s, calib->seqlen());
+    if (val.enabled()) val.start(start_step, val.measure(fp, plan, s, vmem, device, nullptr), plan, result);
     const int64_t first_layer = start_step / s.steps;
     for (size_t l = 0; l < layers; ++l) {
       const auto li = static_cast<int64_t>(l);
@@ -584,7 +695,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
         TransformPlan lp = layer_plan(plan, l, layers);
         const int64_t from = std::max(start_step, li * s.steps);
         loop.run(from, (li + 1) * s.steps, total, li, [&](int64_t) {
-          std::vector<int64_t> rows = order.next(s.batch);
+          std::vector<int64_t> rows = next_rows();
           at::Tensor idx = at::tensor(rows, at::kLong).to(store);
           at::Tensor x = inputs.index_select(0, idx).to(device), y = targets.index_select(0, idx).to(device);
           Model student = build_student(base, densify(lp), s.quant, li);
@@ -597,8 +708,14 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       }
       inputs = targets;
     }
+    if (val.enabled()) {
+      const double v = val.measure(fp, plan, s, vmem, device, nullptr);
+      if (!result.curve.empty()) result.curve.back().validation = v;
+      val.update(total, v, plan, result);
+    }
   }
   if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
+  if (val.enabled()) val.finish(plan, result, total);
   {
     c10::NoGradGuard no_grad;
     for (const auto& p : plan.parameters()) {

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "latmix/calib_data.h"
 #include "latmix/compare.h"
@@ -124,6 +125,95 @@ TEST(Learn, StudentLossMatchesTheDeployedModel) {
   }
   EXPECT_GT(deployed, 0);
   EXPECT_NEAR(deployed, student, 0.25 * student);
+}
+
+// Validation (issue 21): a held-out sequence measured before the first step and after every
+// step; the result is the plan of the best measurement, never worse than the initialization.
+LearnSettings validated(double lr, int64_t patience) {
+  LearnSettings s = method_defaults("latmix", parse_quant_spec("mxfp4"), at::kCPU);
+  s.steps = 6;
+  s.batch = 2;
+  s.validation = 1;  // of the fixture's 4 sequences
+  s.eval_every = 1;
+  s.patience = patience;
+  s.lr = lr;
+  s.warmup = 0;
+  return s;
+}
+
+bool same_plan(const TransformPlan& a, const TransformPlan& b, double atol = 0) {
+  const auto ta = a.all(), tb = b.all();
+  if (ta.size() != tb.size()) return false;
+  for (size_t i = 0; i < ta.size(); ++i) {
+    const auto sa = ta[i]->state(), sb = tb[i]->state();
+    if (sa.size() != sb.size()) return false;
+    for (size_t j = 0; j < sa.size(); ++j) {
+      const at::Tensor x = sa[j].second.detach().cpu(), y = sb[j].second.detach().cpu();
+      if (atol == 0 ? !at::equal(x, y) : !at::allclose(x, y, 0, atol)) return false;
+    }
+  }
+  return true;
+}
+
+TEST(Learn, ValidationKeepsTheBestPlan) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  const Fixture& f = six_m();
+  std::vector<TransformPlan> snapshots;
+  LearnControl control;
+  control.snapshot_every = 1;
+  control.on_snapshot = [&](const TransformPlan& p) { snapshots.push_back(p); };
+  const MethodResult r = obtain_plan(f.model, &f.calib, validated(2e-3, 0), control);
+  EXPECT_EQ(r.validation_samples, 1);
+  ASSERT_EQ(r.validation_curve.size(), 7u);  // the initialization, then every step
+  EXPECT_EQ(r.validation_curve.front().first, 0);
+  EXPECT_FALSE(r.stopped_early);
+  size_t best = 0;
+  for (size_t i = 1; i < r.validation_curve.size(); ++i) {
+    if (r.validation_curve[i].second < r.validation_curve[best].second) best = i;
+    EXPECT_TRUE(r.curve[i - 1].validation.has_value());
+    EXPECT_EQ(*r.curve[i - 1].validation, r.validation_curve[i].second);
+  }
+  EXPECT_EQ(r.best_step, r.validation_curve[best].first) << r.validation_note;
+  ASSERT_EQ(snapshots.size(), 6u);
+  if (best > 0) {
+    EXPECT_TRUE(same_plan(r.plan, snapshots[best - 1])) << r.validation_note;
+    EXPECT_NE(r.validation_note.find("best at step " + std::to_string(best)), std::string::npos) << r.validation_note;
+  }
+  if (best != 6) {
+    EXPECT_FALSE(same_plan(r.plan, snapshots.back())) << r.validation_note;
+  }
+}
+
+TEST(Learn, ValidationNeverEndsWorseThanTheStartAndStopsEarly) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  const Fixture& f = six_m();
+  // A learning rate far too high: every step makes the held-out loss worse than the start.
+  const MethodResult r = obtain_plan(f.model, &f.calib, validated(0.5, 2));
+  ASSERT_GE(r.validation_curve.size(), 3u);
+  EXPECT_EQ(r.best_step, 0) << r.validation_note;
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_EQ(r.curve.size(), 2u);  // patience 2: two measurements without a new best
+  EXPECT_NE(r.validation_note.find("learning added nothing"), std::string::npos) << r.validation_note;
+  // The result is the initial plan: that of a run whose one step moves a parameter by about 1e-30
+  // (lr 1e-30: a zero bias becomes +-1e-30, the rest cannot move in float32); a step at lr 0.5
+  // moves them by far more than 1e-20.
+  LearnSettings still = validated(1e-30, 0);
+  still.steps = 1;
+  still.validation = 0;
+  const MethodResult start = obtain_plan(f.model, &f.calib, still);
+  EXPECT_TRUE(same_plan(r.plan, start.plan, 1e-20));
+  LearnSettings moved = validated(0.5, 0);
+  moved.steps = 1;
+  moved.validation = 0;
+  EXPECT_FALSE(same_plan(obtain_plan(f.model, &f.calib, moved).plan, start.plan, 1e-20));
+  EXPECT_TRUE(r.validation_note.find("validation (1 held-out sequences)") == 0) << r.validation_note;
+}
+
+TEST(Learn, ValidationSplitIsChecked) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  LearnSettings s = validated(1e-3, 0);
+  s.validation = 4;  // every sequence: nothing left to learn from
+  EXPECT_THROW(obtain_plan(six_m().model, &six_m().calib, s), UsageError);
 }
 
 TEST(Learn, SameSeedSameTransforms) {

@@ -85,6 +85,18 @@ struct LearnSettings {
   /// Start from checkpoint_prefix when it exists (after checking the fingerprint).
   bool resume = false;
 
+  /// Validation (docs/methods.md, "Never worse than the start"): `validation` calibration
+  /// sequences, evenly spaced over the set, are held out of training (-1: one in eight, none when
+  /// fewer than 8 sequences); the student's loss on them (KL to the FP model; CE when training
+  /// with CE) is measured before the first step, every `eval_every` steps (0: an eighth of the
+  /// steps) and after the last; the plan with the lowest validation loss is the result, so it is
+  /// never worse than the initialization on validation. End-to-end learning stops early after
+  /// `patience` evaluations without a new best (0: never); layer-wise learning is measured at the
+  /// start and the end only.
+  int64_t validation = -1;
+  int64_t eval_every = 0;
+  int64_t patience = 4;
+
   /// Memory of end-to-end learning (docs/methods.md, "How memory is chosen"). None of these change
   /// the step's result beyond float rounding, so they are not in to_json() nor in a checkpoint's
   /// fingerprint: a run may resume with other values.
@@ -139,6 +151,8 @@ struct LearnEvent {
   double grad_norm = 0;
   double seconds = 0;  ///< since the start of learning
   double eta = 0;      ///< seconds left (estimated)
+  /// The validation loss measured after this step (LearnSettings::validation), when it was.
+  std::optional<double> validation;
   nlohmann::json to_json() const;
 };
 using LearnCallback = std::function<void(const LearnEvent&)>;
@@ -174,6 +188,14 @@ struct MethodResult {
   std::vector<std::pair<std::string, double>> conditions;
   /// How end-to-end learning used memory (what on_note said); empty otherwise.
   std::string memory_plan;
+  /// Validation: the held-out sequences, the loss measured (step, value; step 0 is the
+  /// initialization), the step whose plan is the result, and a sentence saying what happened
+  /// (best step, early stop, or "learning added nothing").
+  int64_t validation_samples = 0;
+  std::vector<std::pair<int64_t, double>> validation_curve;
+  int64_t best_step = -1;
+  bool stopped_early = false;
+  std::string validation_note;
 };
 
 struct LearnControl {
