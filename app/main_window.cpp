@@ -473,7 +473,8 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
     log(QString("scenario: learned %1 steps, loss %2 -> %3").arg(steps)
             .arg(steps > 0 ? ctl->curve().front().loss : 0.0).arg(steps > 0 ? ctl->curve().back().loss : 0.0));
     shoot("learn");
-    if (steps != 20) done(false);
+    // 20 steps, or fewer when validation stopped the run early (LearnSettings::patience).
+    if (steps == 0 || steps > 20) done(false);
     scenario_plan_ = std::make_shared<LearnOutcome>(ctl->outcome());  // exported at the end
     // A second, longer run: refresh the explorer's heatmap from a snapshot mid-run, then cancel it.
     r.steps = 400;
