@@ -1,6 +1,7 @@
 // latmix export | verify
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -60,6 +61,7 @@ MethodPlan obtain_method_plan(const std::string& method, const Model& model, con
   }
   LearnSettings s = method_defaults(method, spec, model.device());
   s.quant = spec;  // the export's --quant decides the final weight quantizer
+  if (calib != nullptr) s.batch = std::min(s.batch, calib->size());  // --calib-samples below the default batch
   if (preset.learned) {
     if (calib == nullptr) {
       throw UsageError("--method " + method +
