@@ -291,7 +291,7 @@ ExportVerification verify_bundle(const std::string& zip_path, const JobControl& 
     const EntryInfo& e = entries[i];
     const std::string problem = name_problem(e.name);
     if (!problem.empty()) {
-      out.add("entry '" + json_excerpt(nlohmann::json(e.name)) + "'", false, problem + " (not read)");
+      out.add("entry " + json_excerpt(nlohmann::json(e.name)), false, problem + " (not read)");
       continue;
     }
     if (++seen[e.name] > 1) {

@@ -266,6 +266,9 @@ int run_verify(const Args& args) {
   if (fs::is_regular_file(path, ec)) {
 #ifdef LATMIX_WITH_BUNDLE
     v = verify_bundle(path, job);
+    std::fprintf(stderr,
+                 "note: a bundle is checked by its entries' sizes and hashes; unzip it and verify the folder for "
+                 "the decode and perplexity checks\n");
 #else
     throw UsageError(
         "verifying a .zip bundle needs the Qt build of latmix (Qt 6 Core and QuaZip); this build can "
@@ -303,9 +306,10 @@ std::vector<Command> export_commands() {
         "compressed-tensors), online transforms in transform_config; transforms: the plan with the model's\n"
         "fingerprint, for --transforms later. --method names the preset (recorded in the manifest); without\n"
         "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
-        "checked before it appears (packed codes bit for bit; folded-bf16 perplexity on --verify-data, default the\n"
-        "bundled calibration text), with README.md and manifest.json (SHA-256 of every file). --zip (Qt build):\n"
-        "the folder as one .zip (stored, zip64). See docs/export.md.",
+        "checked before it appears (packed codes bit for bit; the perplexity of the folder as load_model() reads it\n"
+        "on --verify-data, default the bundled calibration text: the part of that text the check uses is written\n"
+        "into the export as perplexity-text.txt), with README.md and manifest.json (SHA-256 of every file).\n"
+        "--zip (Qt build): the folder as one .zip (stored, zip64). See docs/export.md.",
         {model_option(),
          tokenizer_option(),
          {"method", "NAME", "method preset (rtn, gptq, or the method the --transforms were learned with)", "", true},
@@ -320,7 +324,7 @@ std::vector<Command> export_commands() {
          {"calib-samples", "N", "calibration sequences", "16", false},
          {"calib-seqlen", "N", "calibration sequence length", "256", false},
          {"shard-size", "MB", "largest safetensors shard (tensor data)", "4096", false},
-         {"verify-data", "FILE", "text of the folded-bf16 perplexity check (default: the bundled sample)", "", false},
+         {"verify-data", "FILE", "text of the perplexity check (default: the bundled sample)", "", false},
          {"verify-seqlen", "N", "perplexity window of the check", "256", false},
          {"verify-windows", "K", "windows of the check (0: all)", "8", false},
          {"no-verify", "", "skip the verification pass", "", false},
@@ -328,12 +332,14 @@ std::vector<Command> export_commands() {
        run_export},
       {{"verify",
         "Check an export folder or .zip bundle against its manifest.",
-        "Every file's size and SHA-256 against manifest.json (nothing missing, nothing extra); then for a folder what\n"
-        "its kind allows: folded-bf16 loads (and its perplexity on the recorded text matches the manifest, when\n"
-        "that text is found), compressed-tensors packed weights decode, transforms reload. Exit code 1 when a check\n"
-        "fails. A .zip bundle needs the Qt build.",
+        "Every file's size and SHA-256 against manifest.json (nothing missing, nothing extra, no folder or link); then\n"
+        "for a folder what its kind allows: folded-bf16 and compressed-tensors load (packed codes decoded) and their\n"
+        "perplexity on the export's own perplexity-text.txt (or --data) matches the manifest; transforms reload.\n"
+        "A recorded perplexity that cannot be recomputed is reported as SKIP and the export is NOT VERIFIED. A .zip\n"
+        "bundle (Qt build): entry names must be plain, sizes are checked against the manifest before anything is\n"
+        "read, then every entry is hashed. Exit code 1 when a check fails or could not run.",
         {{"path", "PATH", "export folder or .zip bundle", "", true},
-         {"data", "FILE", "text for the perplexity check (default: the one the manifest recorded)", "", false},
+         {"data", "FILE", "text for the perplexity check (default: the export's perplexity-text.txt)", "", false},
          {"no-ppl", "", "skip the perplexity check", "", false}}},
        run_verify},
   };

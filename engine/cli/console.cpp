@@ -43,7 +43,16 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+namespace {
+std::string g_last_stage;  // the CLI is one thread; progress comes from it
+}  // namespace
+
+const std::string& last_progress_stage() {
+  return g_last_stage;
+}
+
 void ProgressPrinter::update(std::string_view stage, int64_t done, int64_t total) {
+  if (stage != g_last_stage) g_last_stage = std::string(stage);
   if (quiet_) return;
   const auto now = std::chrono::steady_clock::now();
   if (stage != stage_) {

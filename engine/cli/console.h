@@ -33,6 +33,10 @@ class ProgressPrinter {
   int last_decile_ = -1;
 };
 
+/// The stage of the last progress report any ProgressPrinter got, quiet or not ("" before the
+/// first): what an out-of-memory message says the command was doing.
+const std::string& last_progress_stage();
+
 /// "12.3 s", "2 min 05 s"
 std::string format_duration(double seconds);
 
