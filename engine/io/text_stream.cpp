@@ -49,24 +49,35 @@ std::vector<int32_t> continuation(const Tokenizer& tok, std::string_view piece, 
   return ids;
 }
 
-// Whether encode(a + b) == encode(a) + continuation(b) on texts with both kinds of cut.
+bool is_cut(std::string_view text, size_t p) {
+  return last_cut(text.substr(0, std::min(text.size(), p + 2)), p, p) == p;
+}
+
+// Whether encode(a + b) == encode(a) + continuation(b) at every cut of sample texts: prose, and
+// a line start and a word start with every ASCII letter.
 bool splits_exactly(const Tokenizer& tok, const std::vector<int32_t>& nl) {
-  static const char* samples[] = {
+  std::string letters;
+  for (char c = 'A'; c <= 'z'; ++c) {
+    if (!ascii_letter(c)) continue;
+    letters += std::string("end.\n") + c + "ow " + "one " + c + "y, x\n";
+  }
+  const std::string samples[] = {
       "It was the best of times.\nThe worst of times, 1,234 said: \"no\"!\nAnd then",
       "Chapter 1\n\nIt is a truth universally acknowledged, that a single man\nin possession",
-      "tab\tand  two spaces;\nzebra's café naïve – dash\nQuiet",
-      "one two three four five six seven eight nine ten eleven twelve",
+      "tab\tand  two spaces;\nzebra's caf\xc3\xa9 na\xc3\xafve \xe2\x80\x93 dash\nQuiet",
+      letters,
   };
-  for (const char* s : samples) {
-    const std::string_view text(s);
-    const size_t p = last_cut(text, text.size() - 1);
-    if (p == 0) return false;
-    std::vector<int32_t> parts = tok.encode(text.substr(0, p));
-    bool ok = false;
-    const std::vector<int32_t> rest = continuation(tok, text.substr(p), nl, ok);
-    if (!ok) return false;
-    parts.insert(parts.end(), rest.begin(), rest.end());
-    if (parts != tok.encode(text)) return false;
+  for (const std::string& text : samples) {
+    const std::vector<int32_t> whole = tok.encode(text);
+    for (size_t p = 2; p + 1 < text.size(); ++p) {
+      if (!is_cut(text, p)) continue;
+      std::vector<int32_t> parts = tok.encode(std::string_view(text).substr(0, p));
+      bool ok = false;
+      const std::vector<int32_t> rest = continuation(tok, std::string_view(text).substr(p), nl, ok);
+      if (!ok) return false;
+      parts.insert(parts.end(), rest.begin(), rest.end());
+      if (parts != whole) return false;
+    }
   }
   return true;
 }
