@@ -120,16 +120,21 @@ CalibrationSet load_calibration_text(const std::string& path, const Tokenizer& t
   // to count its windows, once to take the chosen ones. Memory stays bounded by the windows.
   constexpr size_t kKeptTokens = size_t{16} << 20;
   std::vector<int32_t> ids;
+  int64_t n = 0;
   {
     TextTokenStream stream(tokenizer, path);
     bool more = true;
     while (ids.size() <= kKeptTokens && (more = stream.next(ids))) {
     }
     if (!more) return sample_impl(ids, options, path);
+    n = static_cast<int64_t>(ids.size());  // too long to keep: count the rest
+    ids.clear();
+    ids.shrink_to_fit();
+    while (stream.next(ids)) {
+      n += static_cast<int64_t>(ids.size());
+      ids.clear();
+    }
   }
-  ids.clear();
-  ids.shrink_to_fit();
-  const int64_t n = count_text_file_tokens(tokenizer, path);
   CalibrationSet layout = sample_impl(std::vector<int32_t>(), options, path, n);
   TextTokenStream stream(tokenizer, path);
   std::vector<int32_t> piece;
