@@ -48,7 +48,9 @@ std::vector<std::string> calibration_files(const std::string& source, const std:
 
 CalibrationSet load_calibration_files(const std::vector<std::string>& paths, const Tokenizer& tokenizer,
                                       const CalibrationOptions& options, int64_t token_budget) {
-  if (paths.size() == 1 && token_budget == 0) return load_calibration_text(paths.front(), tokenizer, options);
+  // One file: its windows come from all of its tokens whatever the budget (the budget is checked
+  // between files), and load_calibration_text reads a long file in bounded memory.
+  if (paths.size() == 1) return load_calibration_text(paths.front(), tokenizer, options);
   std::vector<int32_t> ids;
   std::string names;
   for (const auto& path : paths) {
