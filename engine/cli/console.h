@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "latmix/progress.h"
+#include "start.h"
 
 namespace latmix::cli {
 
@@ -60,5 +61,7 @@ int interrupt_signal();
 /// `latmix --version`: version, git commit, LibTorch version, CUDA (built with / available), the fused
 /// MX kernels and the bundled resources folder; as text or (json) one JSON object.
 std::string version_report(bool json);
+/// What version_report() reports about LibTorch, probed now (CUDA: is a GPU there).
+VersionFacts version_facts();
 
 }  // namespace latmix::cli
