@@ -335,12 +335,14 @@ RecordedPerplexity recorded_perplexity_of(const std::string& export_path) {
     const bool bos = p.boolean_or("bos", false);
     r.tokens = p.integer_in("windows", 0, int64_t{1} << 20) * (p.integer_in("seqlen", 1, int64_t{1} << 20) - (bos ? 1 : 0));
   }
-  // Only the file the export wrote, and only when the manifest lists it (so its hash is checked).
-  if (p.string_or("file", "") == kPerplexityTextFile) {
+  // Only the file the export wrote, only when the manifest lists it (so its hash is checked), and
+  // never through a symbolic link put in its place.
+  const fs::path file = fs::path(export_path) / kPerplexityTextFile;
+  std::error_code ec;
+  if (p.string_or("file", "") == kPerplexityTextFile && !fs::is_symlink(fs::symlink_status(file, ec))) {
     const size_t count = m.has("files") ? m.array("files").size() : 0;
     for (size_t i = 0; i < count; ++i) {
-      if (m.element("files", i).string_or("name", "") == kPerplexityTextFile)
-        r.text_file = (fs::path(export_path) / kPerplexityTextFile).string();
+      if (m.element("files", i).string_or("name", "") == kPerplexityTextFile) r.text_file = file.string();
     }
   }
   return r;
