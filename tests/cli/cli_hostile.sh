@@ -133,8 +133,10 @@ contains stdout "FAIL  perplexity as recorded"; contains stdout "VERIFICATION FA
 # Item 17: a subfolder or symbolic link added to an export, or a listed file replaced by a link.
 cp -r "$OUT/ct" "$OUT/ct-odd"; mkdir "$OUT/ct-odd/sub"; ln -s /etc/hostname "$OUT/ct-odd/link"
 mv "$OUT/ct-odd/config.json" "$OUT/config.json.real"; ln -s "$OUT/config.json.real" "$OUT/ct-odd/config.json"
+rm "$OUT/ct-odd/perplexity-text.txt"; ln -s /etc/hostname "$OUT/ct-odd/perplexity-text.txt"
 expect 1 $T "$LATMIX" verify "$OUT/ct-odd"; contains stdout "FAIL  entry sub: a folder, not written by an export"
 contains stdout "FAIL  entry link: a symbolic link"; contains stdout "FAIL  entry config.json: a symbolic link"
+contains stdout "SKIP  perplexity as recorded"  # the text is never read through the link
 
 # Items 8, 17: hostile zips, made here. Sizes are judged against the manifest before anything is
 # read, names must be plain, a manifest entry is bounded.
