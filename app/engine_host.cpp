@@ -6,6 +6,7 @@
 #include <c10/util/Exception.h>
 
 #include <chrono>
+#include <new>
 
 #ifdef __linux__
 #include <sys/resource.h>
@@ -112,9 +113,11 @@ void EngineHost::execute(Job& job) {
   using Clock = std::chrono::steady_clock;
   const auto start = Clock::now();
   auto last = Clock::time_point{};
+  std::string last_stage;  // for an out-of-memory message
   JobControl control;
   control.cancel = job.cancel;
-  control.progress = [this, id, &last](std::string_view stage, int64_t done, int64_t total) {
+  control.progress = [this, id, &last, &last_stage](std::string_view stage, int64_t done, int64_t total) {
+    if (stage != last_stage) last_stage = std::string(stage);
     const auto now = Clock::now();
     if (done < total && now - last < std::chrono::milliseconds(33)) return;
     last = now;
@@ -127,6 +130,14 @@ void EngineHost::execute(Job& job) {
     Q_EMIT jobCancelled(id, tag);
   } catch (const c10::Error& e) {
     Q_EMIT jobFailed(id, tag, QString::fromStdString(std::string("LibTorch: ") + e.what_without_backtrace()));
+  } catch (const std::bad_alloc&) {
+    // Not a bare "std::bad_alloc" in the banner (issue 20, item 21): what ran and where.
+    const std::string during = last_stage.empty() ? std::string() : " during '" + last_stage + "'";
+    Q_EMIT jobFailed(id, tag,
+                     QString::fromStdString("out of memory in '" + tag.toStdString() + "'" + during +
+                                            " (std::bad_alloc): the inputs ask for more memory than this machine "
+                                            "gives; lower the samples, sequence length or batch, or check the "
+                                            "input files"));
   } catch (const std::exception& e) {
     Q_EMIT jobFailed(id, tag, QString::fromStdString(e.what()));
   }

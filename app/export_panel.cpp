@@ -37,6 +37,7 @@
 #include "latmix/model.h"
 #include "latmix/model_files.h"
 #include "latmix/quant.h"
+#include "latmix/text_stream.h"
 #include "latmix/tokenizer.h"
 #include "latmix/transform_fold.h"
 #include "learn_panel.h"
@@ -488,11 +489,15 @@ quint64 ExportPanel::startExport(const ExportRequest& r) {
       eo.transforms_source = r.transforms_source.toStdString();
       eo.max_shard_bytes = static_cast<uint64_t>(r.shard_mb) << 20;
       eo.verify = r.verify;
-      if (eo.verify && eo.kind == ExportKind::FoldedBf16 && QFileInfo::exists(verify_text)) {
-        eo.verify_ids = tokenizer->encode(read_text_file(verify_text.toStdString()));
-        eo.verify_text = verify_text.toStdString();
+      if (eo.verify && eo.kind != ExportKind::Transforms && QFileInfo::exists(verify_text)) {
         eo.verify_ppl.seqlen = r.verify_seqlen;
         eo.verify_ppl.max_windows = r.verify_windows;
+        // Only what the windows need; that text is written into the export (as latmix export does).
+        EncodedText t = encode_text_file(*tokenizer, verify_text.toStdString(),
+                                         eo.verify_ppl.max_windows * eo.verify_ppl.seqlen, true);
+        eo.verify_ids = std::move(t.ids);
+        eo.verify_text = verify_text.toStdString();
+        eo.verify_text_bytes = std::move(t.text);
       }
       if (r.zip) {
         if (fs::exists(target, ec) && !r.overwrite)
@@ -556,19 +561,9 @@ quint64 ExportPanel::verify(const QString& path) {
         o.kind = QString::fromStdString(read_bundle_manifest(p).value("kind", std::string("?")));
         v = verify_bundle(p, job);
       } else {
-        // As latmix verify: the perplexity check on the text the manifest recorded, with the folder's tokenizer.
-        std::vector<int32_t> ids;
-        const std::string text = manifest_verify_text(p);
-        if (!text.empty() && fs::is_regular_file(text, ec)) {
-          try {
-            const ModelConfig config = load_model_config(p);
-            auto tok = load_model_tokenizer(p, "", static_cast<int32_t>(config.vocab_size));
-            ids = tok->encode(read_text_file(text));
-          } catch (const std::exception& e) {  // a damaged file: the file checks say why
-            o.notes << "perplexity check skipped: " + QString::fromUtf8(e.what());
-          }
-        }
-        v = verify_export(p, ids, job);
+        // As latmix verify: the perplexity check on the text inside the export (never a path the
+        // manifest names), with the folder's tokenizer; a check that cannot run is not a pass.
+        v = verify_export_with_text(p, "", false, job);
       }
       o.status = ExportOutcome::Status::Verified;
       o.verification = QString::fromStdString(v.describe());

@@ -127,29 +127,79 @@ void add_entry(QuaZip& zip, const fs::path& file, const std::string& zip_path, u
   }
 }
 
-// Reads the current entry of an open zip to its end: SHA-256 and size (QuaZip checks the CRC-32
-// on close and reports a mismatch as an error).
-ExportedFile read_entry(QuaZip& zip, const std::string& zip_path, const JobControl& job, uint64_t& done,
-                        uint64_t total) {
-  QuaZipFileInfo64 info;
-  zip.getCurrentFileInfo(&info);
+// The manifest of a bundle is a few kB; a bigger entry is refused before it is read.
+constexpr uint64_t kMaxManifestBytes = 16ull << 20;
+
+// What the central directory says about one entry, read before any entry is decompressed.
+struct EntryInfo {
+  std::string name;
+  uint64_t bytes = 0;       // uncompressed size the zip declares
+  uint64_t compressed = 0;  // size in the archive
+  uint16_t method = 0;      // 0 stored, 8 deflate
+};
+
+// A plain relative file name: what an export folder holds (issue 20, item 17). No folders, no
+// "..", no absolute paths, no backslashes or control characters.
+std::string name_problem(const std::string& name) {
+  if (name.empty()) return "an empty name";
+  if (name == "." || name == ".." || name.rfind("../", 0) == 0 || name.find("/../") != std::string::npos ||
+      (name.size() >= 3 && name.compare(name.size() - 3, 3, "/..") == 0)) {
+    return "'..' in the name (a path outside the export)";
+  }
+  if (name.front() == '/') return "an absolute path";
+  if (name.find('/') != std::string::npos) return "a path with a folder (an export holds plain files)";
+  if (name.find('\\') != std::string::npos) return "a backslash in the name";
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return "a control character in the name";
+  }
+  return {};
+}
+
+std::vector<EntryInfo> list_entries(QuaZip& zip, const std::string& zip_path) {
+  std::vector<EntryInfo> out;
+  for (bool more = zip.goToFirstFile(); more; more = zip.goToNextFile()) {
+    QuaZipFileInfo64 info;
+    if (!zip.getCurrentFileInfo(&info)) fail(zip_path, "cannot read the zip's central directory");
+    out.push_back({info.name.toStdString(), info.uncompressedSize, info.compressedSize, info.method});
+  }
+  if (zip.getZipError() != 0)
+    fail(zip_path, "cannot read the zip's central directory", "", "QuaZip error " + std::to_string(zip.getZipError()));
+  return out;
+}
+
+// Reads the current entry, at most `declared` bytes (the size both the manifest and the zip
+// state): SHA-256 and size. An entry that inflates past its declared size is cut there and
+// reported, so a bomb costs no more than what the manifest lists. QuaZip checks the CRC-32 on
+// close and reports a mismatch as an error.
+ExportedFile read_entry(QuaZip& zip, const EntryInfo& e, const std::string& zip_path, const JobControl& job,
+                        uint64_t& done, uint64_t total) {
   QuaZipFile f(&zip);
-  if (!f.open(QIODevice::ReadOnly)) fail(zip_path, "cannot read entry " + info.name.toStdString());
+  if (!f.open(QIODevice::ReadOnly)) fail(zip_path, "cannot read entry " + e.name);
   Sha256 h;
   uint64_t bytes = 0;
+  bool longer = false;
   for (;;) {
     job.cancel.check();
-    const QByteArray buf = f.read(kChunk);
+    const qint64 want = static_cast<qint64>(std::min<uint64_t>(kChunk, e.bytes - bytes + 1));
+    const QByteArray buf = f.read(want);
     if (buf.isEmpty()) break;
-    h.update(buf.constData(), static_cast<size_t>(buf.size()));
-    bytes += static_cast<uint64_t>(buf.size());
-    done += static_cast<uint64_t>(buf.size());
+    const auto n = static_cast<uint64_t>(buf.size());
+    if (bytes + n > e.bytes) {
+      longer = true;
+      break;
+    }
+    h.update(buf.constData(), static_cast<size_t>(n));
+    bytes += n;
+    done += n;
     job.report("hash", static_cast<int64_t>(done), static_cast<int64_t>(total));
   }
   f.close();
-  ExportedFile out{info.name.toStdString(), bytes, h.hex()};
-  if (f.getZipError() != 0)
+  ExportedFile out{e.name, bytes, h.hex()};
+  if (longer) {
+    out.sha256 = "not hashed (the entry holds more than the " + std::to_string(e.bytes) + " bytes it declares)";
+  } else if (f.getZipError() != 0) {
     out.sha256 = "unreadable (QuaZip error " + std::to_string(f.getZipError()) + ", CRC mismatch?)";
+  }
   return out;
 }
 
@@ -194,11 +244,22 @@ nlohmann::json read_bundle_manifest(const std::string& zip_path) {
   QuaZip zip(q(zip_path));
   open_for_reading(zip, zip_path);
   if (!zip.setCurrentFile("manifest.json")) fail(zip_path, "not an export bundle", "a manifest.json entry", "none");
+  QuaZipFileInfo64 info;
+  zip.getCurrentFileInfo(&info);
+  const std::string file = zip_path + ":manifest.json";
+  if (info.uncompressedSize > kMaxManifestBytes) {
+    fail(file, "entry too large to be a manifest (not read)", "at most " + std::to_string(kMaxManifestBytes) + " bytes",
+         std::to_string(info.uncompressedSize) + " bytes declared");
+  }
   QuaZipFile f(&zip);
   if (!f.open(QIODevice::ReadOnly)) fail(zip_path, "cannot read manifest.json");
-  const QByteArray bytes = f.readAll();
+  // Read to the declared size and one byte more: a stream that inflates further is refused.
+  const QByteArray bytes = f.read(static_cast<qint64>(info.uncompressedSize) + 1);
   f.close();
-  const std::string file = zip_path + ":manifest.json";
+  if (static_cast<uint64_t>(bytes.size()) > info.uncompressedSize) {
+    fail(file, "the entry holds more than it declares (not read further)",
+         std::to_string(info.uncompressedSize) + " bytes", "more");
+  }
   nlohmann::json j = parse_json_file(file, std::string_view(bytes.constData(), static_cast<size_t>(bytes.size())));
   const JsonObject m(j, file);
   if (m.string_or("format", "") != "latmix-export")
@@ -208,23 +269,70 @@ nlohmann::json read_bundle_manifest(const std::string& zip_path) {
 
 ExportVerification verify_bundle(const std::string& zip_path, const JobControl& job) {
   const nlohmann::json manifest = read_bundle_manifest(zip_path);
+  const std::string manifest_file = zip_path + ":manifest.json";
+  const JsonObject m(manifest, manifest_file);
+  // What the manifest lists, with sizes: entries are judged against it before any is read.
+  std::map<std::string, uint64_t> listed;
+  const size_t count = m.has("files") ? m.array("files").size() : 0;
+  for (size_t i = 0; i < count; ++i) {
+    const JsonObject f = m.element("files", i);
+    listed[f.string_or("name", "")] = static_cast<uint64_t>(f.integer_in("bytes", 0, INT64_MAX));
+  }
   QuaZip zip(q(zip_path));
   open_for_reading(zip, zip_path);
-  uint64_t total = 0, done = 0;
-  for (bool more = zip.goToFirstFile(); more; more = zip.goToNextFile()) {
-    QuaZipFileInfo64 info;
-    if (zip.getCurrentFileInfo(&info)) total += info.uncompressedSize;
+  const std::vector<EntryInfo> entries = list_entries(zip, zip_path);
+  std::error_code ec;
+  const uint64_t archive_bytes = fs::file_size(zip_path, ec);
+  ExportVerification out;
+  std::map<std::string, int> seen;
+  uint64_t total = 0, stored = 0;
+  std::vector<bool> readable(entries.size(), false);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const EntryInfo& e = entries[i];
+    const std::string problem = name_problem(e.name);
+    if (!problem.empty()) {
+      out.add("entry " + json_excerpt(nlohmann::json(e.name)), false, problem + " (not read)");
+      continue;
+    }
+    if (++seen[e.name] > 1) {
+      out.add("entry " + e.name, false, "appears more than once in the zip (not read)");
+      continue;
+    }
+    if (e.name == "manifest.json") continue;
+    const auto it = listed.find(e.name);
+    if (it == listed.end()) continue;  // reported by check_manifest_files, never read
+    if (e.bytes != it->second) continue;  // check_manifest_files reports the sizes; never read
+    if (e.method != 0 && e.method != 8) {
+      out.add("entry " + e.name, false,
+              "compression method " + std::to_string(e.method) + " (expected stored or deflate; not read)");
+      continue;
+    }
+    readable[i] = true;
+    total += e.bytes;
+    stored += e.compressed;
+  }
+  if (stored > archive_bytes) {
+    out.add("zip sizes", false,
+            "the entries declare " + std::to_string(stored) + " compressed bytes, the file has " +
+                std::to_string(archive_bytes) + " (not read)");
+    std::fill(readable.begin(), readable.end(), false);
   }
   std::map<std::string, ExportedFile> found;
-  ExportVerification out;
-  for (bool more = zip.goToFirstFile(); more; more = zip.goToNextFile()) {
-    ExportedFile f = read_entry(zip, zip_path, job, done, total);
-    if (found.count(f.name)) out.add("entry " + f.name, false, "appears twice in the zip");
-    found[f.name] = f;
+  uint64_t done = 0;
+  size_t i = 0;
+  for (bool more = zip.goToFirstFile(); more && i < entries.size(); more = zip.goToNextFile(), ++i) {
+    const EntryInfo& e = entries[i];
+    if (readable[i]) {
+      found[e.name] = read_entry(zip, e, zip_path, job, done, total);
+    } else if (name_problem(e.name).empty() && seen[e.name] == 1 && !found.count(e.name)) {
+      // Not read (unlisted, or a size that does not match): what check_manifest_files needs to
+      // report it, with a digest that matches nothing.
+      found[e.name] = {e.name, e.bytes, "not read"};
+    }
   }
-  check_manifest_files(manifest, zip_path + ":manifest.json", found, out);
-  out.figures["kind"] = JsonObject(manifest, zip_path + ":manifest.json").string_or("kind", "");
-  out.figures["entries"] = found.size();
+  check_manifest_files(manifest, manifest_file, found, out);
+  out.figures["kind"] = m.string_or("kind", "");
+  out.figures["entries"] = entries.size();
   return out;
 }
 

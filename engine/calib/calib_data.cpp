@@ -7,6 +7,7 @@
 
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/text_stream.h"
 
 namespace latmix {
 
@@ -38,7 +39,10 @@ std::vector<int64_t> choose_windows(int64_t available, const CalibrationOptions&
   return chosen;
 }
 
-CalibrationSet sample_impl(const std::vector<int32_t>& ids, const CalibrationOptions& o, const std::string& origin) {
+// With `counted` >= 0 the text is not in `ids`: the set gets its windows' offsets and each
+// sequence only its BOS (the caller appends the text tokens).
+CalibrationSet sample_impl(const std::vector<int32_t>& ids, const CalibrationOptions& o, const std::string& origin,
+                           int64_t counted = -1) {
   const int64_t min_len = o.bos_id ? 3 : 2;
   if (o.samples < 1) throw UsageError("calibration samples: expected 1 or more, found " + std::to_string(o.samples));
   if (o.seqlen < min_len) {
@@ -46,7 +50,7 @@ CalibrationSet sample_impl(const std::vector<int32_t>& ids, const CalibrationOpt
                      std::to_string(o.seqlen));
   }
   const int64_t text_per_window = o.bos_id ? o.seqlen - 1 : o.seqlen;
-  const auto n = static_cast<int64_t>(ids.size());
+  const auto n = counted >= 0 ? counted : static_cast<int64_t>(ids.size());
   const int64_t available = n / text_per_window;
   if (available < o.samples) {
     fail(origin, "calibration text too short",
@@ -64,7 +68,7 @@ CalibrationSet sample_impl(const std::vector<int32_t>& ids, const CalibrationOpt
     std::vector<int32_t> seq;
     seq.reserve(static_cast<size_t>(o.seqlen));
     if (o.bos_id) seq.push_back(*o.bos_id);
-    seq.insert(seq.end(), ids.begin() + start, ids.begin() + start + text_per_window);
+    if (counted < 0) seq.insert(seq.end(), ids.begin() + start, ids.begin() + start + text_per_window);
     set.sequences.push_back(std::move(seq));
     set.offsets.push_back(start);
   }
@@ -112,8 +116,47 @@ CalibrationSet sample_calibration(const std::vector<int32_t>& ids, const Calibra
 
 CalibrationSet load_calibration_text(const std::string& path, const Tokenizer& tokenizer,
                                      const CalibrationOptions& options) {
-  const std::string text = read_text_file(path);
-  return sample_impl(tokenizer.encode(text), options, path);
+  // A text of up to kKeptTokens tokens is kept whole; a longer one is read twice, in pieces: once
+  // to count its windows, once to take the chosen ones. Memory stays bounded by the windows.
+  constexpr size_t kKeptTokens = size_t{16} << 20;
+  std::vector<int32_t> ids;
+  int64_t n = 0;
+  {
+    TextTokenStream stream(tokenizer, path);
+    bool more = true;
+    while (ids.size() <= kKeptTokens && (more = stream.next(ids))) {
+    }
+    if (!more) return sample_impl(ids, options, path);
+    n = static_cast<int64_t>(ids.size());  // too long to keep: count the rest
+    ids.clear();
+    ids.shrink_to_fit();
+    while (stream.next(ids)) {
+      n += static_cast<int64_t>(ids.size());
+      ids.clear();
+    }
+  }
+  CalibrationSet layout = sample_impl(std::vector<int32_t>(), options, path, n);
+  TextTokenStream stream(tokenizer, path);
+  std::vector<int32_t> piece;
+  int64_t first = 0;  // file position of piece[0], in tokens
+  size_t w = 0;
+  const int64_t text_per_window = options.bos_id ? options.seqlen - 1 : options.seqlen;
+  while (w < layout.offsets.size() && stream.next(piece)) {
+    while (w < layout.offsets.size() &&
+           layout.offsets[w] + text_per_window <= first + static_cast<int64_t>(piece.size())) {
+      auto& seq = layout.sequences[w];
+      const auto begin = piece.begin() + (layout.offsets[w] - first);
+      seq.insert(seq.end(), begin, begin + text_per_window);
+      ++w;
+    }
+    // Keep what the next window may still need from this piece.
+    const int64_t end = first + static_cast<int64_t>(piece.size());
+    const int64_t keep_from = w < layout.offsets.size() ? std::min(std::max(layout.offsets[w], first), end) : end;
+    piece.erase(piece.begin(), piece.begin() + (keep_from - first));
+    first = keep_from;
+  }
+  if (w != layout.offsets.size()) fail(path, "the file changed while it was read (fewer tokens on the second pass)");
+  return layout;
 }
 
 }  // namespace latmix

@@ -5,6 +5,7 @@
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/text_stream.h"
 
 namespace latmix {
 
@@ -47,11 +48,14 @@ std::vector<std::string> calibration_files(const std::string& source, const std:
 
 CalibrationSet load_calibration_files(const std::vector<std::string>& paths, const Tokenizer& tokenizer,
                                       const CalibrationOptions& options, int64_t token_budget) {
-  if (paths.size() == 1 && token_budget == 0) return load_calibration_text(paths.front(), tokenizer, options);
+  // One file: its windows come from all of its tokens whatever the budget (the budget is checked
+  // between files), and load_calibration_text reads a long file in bounded memory.
+  if (paths.size() == 1) return load_calibration_text(paths.front(), tokenizer, options);
   std::vector<int32_t> ids;
   std::string names;
   for (const auto& path : paths) {
-    const std::vector<int32_t> part = tokenizer.encode(read_text_file(path));
+    // Every file whole, in pieces (the budget is checked between files, as it always was).
+    const std::vector<int32_t> part = encode_text_file(tokenizer, path).ids;
     ids.insert(ids.end(), part.begin(), part.end());
     names += (names.empty() ? "" : ", ") + fs::path(path).filename().string();
     if (token_budget > 0 && static_cast<int64_t>(ids.size()) >= token_budget) break;

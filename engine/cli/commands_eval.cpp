@@ -1,4 +1,5 @@
 // latmix ppl
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include "latmix/error.h"
 #include "latmix/eval.h"
 #include "latmix/files.h"
+#include "latmix/text_stream.h"
 
 namespace latmix::cli {
 
@@ -30,13 +32,15 @@ int run_ppl(const Args& args) {
   }
   if (opt.max_windows < 0) throw UsageError("--max-windows: expected 0 or more");
   if (opt.batch_size < 1) throw UsageError("--batch: expected 1 or more");
-  const std::string text = read_text_file(args.get("data"));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
   job.cancel = interrupt_token();
   job.progress = progress.callback();
   const auto t0 = std::chrono::steady_clock::now();
-  std::vector<int32_t> ids = m.tokenizer->encode(text);
+  // Read in pieces, and only as far as --max-windows needs (issue 20, item 10).
+  const int64_t per_window = opt.bos ? opt.seqlen - 1 : opt.seqlen;
+  const EncodedText text = encode_text_file(*m.tokenizer, args.get("data"), opt.max_windows * std::max<int64_t>(per_window, 1));
+  const std::vector<int32_t>& ids = text.ids;
   const auto t1 = std::chrono::steady_clock::now();
   PerplexityResult r = evaluate_perplexity(m.model, ids, opt, job);
   const auto t2 = std::chrono::steady_clock::now();
@@ -52,6 +56,7 @@ int run_ppl(const Args& args) {
                       {"windows", r.windows},
                       {"tokens_scored", r.tokens_scored},
                       {"text_tokens", r.text_tokens},
+                      {"text_read_whole", text.whole},
                       {"bos", r.bos},
                       {"dtype", args.get("dtype")},
                       {"device", args.get("device")},
@@ -61,8 +66,9 @@ int run_ppl(const Args& args) {
               << "\n";
   } else {
     std::printf("%s\n", r.describe().c_str());
-    std::printf("text: %lld tokens from %s; tokenized in %s, evaluated in %s\n",
-                static_cast<long long>(r.text_tokens), args.get("data").c_str(), format_duration(tok_s).c_str(),
+    std::printf("text: %lld tokens from %s%s; tokenized in %s, evaluated in %s\n",
+                static_cast<long long>(r.text_tokens), args.get("data").c_str(),
+                text.whole ? "" : " (read as far as --max-windows needs)", format_duration(tok_s).c_str(),
                 format_duration(eval_s).c_str());
   }
   return 0;

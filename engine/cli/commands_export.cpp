@@ -1,6 +1,7 @@
 // latmix export | verify
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -14,6 +15,8 @@
 #include "latmix/export.h"
 #include "latmix/learn.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
+#include "latmix/text_stream.h"
 #include "latmix/model_files.h"
 #include "latmix/quant.h"
 #ifdef LATMIX_WITH_BUNDLE
@@ -60,6 +63,7 @@ MethodPlan obtain_method_plan(const std::string& method, const Model& model, con
   }
   LearnSettings s = method_defaults(method, spec, model.device());
   s.quant = spec;  // the export's --quant decides the final weight quantizer
+  if (calib != nullptr) s.batch = std::min(s.batch, calib->size());  // --calib-samples below the default batch
   if (preset.learned) {
     if (calib == nullptr) {
       throw UsageError("--method " + method +
@@ -148,6 +152,17 @@ int run_export(const Args& args) {
                      "them; put the tokenizer you want in the folder instead (or leave --tokenizer out)");
   }
   if (args.integer("shard-size") < 1) throw UsageError("--shard-size: expected 1 (MB) or more");
+  // The perplexity check's text, judged before any work (issue 20, item 22): an empty path or a
+  // folder used to skip the check without a word.
+  const std::string text = verify_text_path(args);
+  if (args.has("verify-data")) {
+    if (text.empty()) throw UsageError("--verify-data: empty path (give a text file, or leave the option out)");
+    if (args.flag("no-verify")) throw UsageError("--verify-data is the text of the verification, which --no-verify skips");
+    if (kind == ExportKind::Transforms) throw UsageError("--verify-data: --as transforms has no perplexity check");
+    ::close(open_regular_file(text));  // a folder, FIFO or device is refused naming what it is
+  }
+  if (args.integer("verify-seqlen") < 2) throw UsageError("--verify-seqlen: expected 2 or more");
+  if (args.integer("verify-windows") < 0) throw UsageError("--verify-windows: expected 0 (all) or more");
   if (args.has("calib") && spec.method != WeightMethod::Gptq && !find_method(args.get("method")).learned)
     throw UsageError("--calib is for weights=gptq in --quant, or for learning a method's transforms");
   LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
@@ -184,12 +199,21 @@ int run_export(const Args& args) {
   o.transforms_source = mp.source;
   o.max_shard_bytes = static_cast<uint64_t>(args.integer("shard-size")) << 20;
   o.verify = !args.flag("no-verify");
-  const std::string text = verify_text_path(args);
-  if (o.verify && kind == ExportKind::FoldedBf16 && !text.empty()) {
-    o.verify_ids = m.tokenizer->encode(read_text_file(text));
-    o.verify_text = text;
+  if (o.verify && kind != ExportKind::Transforms && !text.empty()) {
     o.verify_ppl.seqlen = args.integer("verify-seqlen");
     o.verify_ppl.max_windows = args.integer("verify-windows");
+    // Only what the check's windows need, and that text travels inside the export.
+    EncodedText t = encode_text_file(*m.tokenizer, text, o.verify_ppl.max_windows * o.verify_ppl.seqlen, true);
+    if (static_cast<int64_t>(t.ids.size()) < o.verify_ppl.seqlen) {
+      fail(text, "too short for the perplexity check (--verify-data)",
+           "at least one window of " + std::to_string(o.verify_ppl.seqlen) + " tokens (--verify-seqlen)",
+           std::to_string(t.ids.size()) + " tokens");
+    }
+    o.verify_ids = std::move(t.ids);
+    o.verify_text = text;
+    o.verify_text_bytes = std::move(t.text);
+  } else if (o.verify && kind != ExportKind::Transforms) {
+    std::fprintf(stderr, "note: no perplexity check: the bundled sample text is not installed; give --verify-data FILE\n");
   }
   RemoveOnExit staging;
   o.out = out;
@@ -242,31 +266,31 @@ int run_verify(const Args& args) {
   if (fs::is_regular_file(path, ec)) {
 #ifdef LATMIX_WITH_BUNDLE
     v = verify_bundle(path, job);
+    std::fprintf(stderr,
+                 "note: a bundle is checked by its entries' sizes and hashes; unzip it and verify the folder for "
+                 "the decode and perplexity checks\n");
 #else
     throw UsageError(
         "verifying a .zip bundle needs the Qt build of latmix (Qt 6 Core and QuaZip); this build can "
         "verify an export folder: unzip it and run latmix verify on the folder");
 #endif
   } else {
-    std::vector<int32_t> ids;
-    const std::string text = args.has("data") ? args.get("data") : manifest_verify_text(path);
-    if (!args.flag("no-ppl") && !text.empty() && fs::is_regular_file(text, ec)) {
-      // The folder's own tokenizer; when it cannot be read (a damaged file), the file checks below say why.
-      try {
-        const ModelConfig config = load_model_config(path);
-        auto tok = load_model_tokenizer(path, "", static_cast<int32_t>(config.vocab_size));
-        ids = tok->encode(read_text_file(text));
-      } catch (const std::exception& e) {  // latmix::Error, or sentencepiece's protobuf check (docs/export.md)
-        std::fprintf(stderr, "note: perplexity check skipped: %s\n", e.what());
-      }
-    }
-    v = verify_export(path, ids, job);
+    v = verify_export_with_text(path, args.has("data") ? args.get("data") : "", args.flag("no-ppl"), job);
+    if (args.flag("no-ppl")) std::fprintf(stderr, "note: no perplexity check (--no-ppl)\n");
   }
   progress.finish();
   if (args.flag("json")) {
     std::cout << v.to_json().dump(2) << "\n";
   } else {
-    std::printf("%s%s: %s\n", v.describe().c_str(), path.c_str(), v.ok() ? "verified" : "VERIFICATION FAILED");
+    bool not_run = false, failed = false;
+    for (const auto& c : v.checks) {
+      if (!c.ran) not_run = true;
+      else if (!c.ok) failed = true;
+    }
+    std::printf("%s%s: %s\n", v.describe().c_str(), path.c_str(),
+                v.ok()                   ? "verified"
+                : not_run && !failed     ? "NOT VERIFIED (a check could not run)"
+                                         : "VERIFICATION FAILED");
   }
   return v.ok() ? 0 : 1;
 }
@@ -282,12 +306,13 @@ std::vector<Command> export_commands() {
         "compressed-tensors), online transforms in transform_config; transforms: the plan with the model's\n"
         "fingerprint, for --transforms later. --method names the preset (recorded in the manifest); without\n"
         "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
-        "checked before it appears (packed codes bit for bit; folded-bf16 perplexity on --verify-data, default the\n"
-        "bundled calibration text), with README.md and manifest.json (SHA-256 of every file). --zip (Qt build):\n"
-        "the folder as one .zip (stored, zip64). Memory: GPTQ runs layer by layer on the calibration stream\n"
-        "(samples x seqlen x hidden, on the model's device) with one layer's Hessians; compressed-tensors moves\n"
-        "each quantized layer to host memory once the stream has passed it, so the device holds the model plus\n"
-        "one layer's work. See docs/export.md.",
+        "checked before it appears (packed codes bit for bit; the perplexity of the folder as load_model() reads it\n"
+        "on --verify-data, default the bundled calibration text: the part of that text the check uses is written\n"
+        "into the export as perplexity-text.txt), with README.md and manifest.json (SHA-256 of every file).\n"
+        "--zip (Qt build): the folder as one .zip (stored, zip64). Memory: GPTQ runs layer by layer on the\n"
+        "calibration stream (samples x seqlen x hidden, on the model's device) with one layer's Hessians;\n"
+        "compressed-tensors moves each quantized layer to host memory once the stream has passed it, so the\n"
+        "device holds the model plus one layer's work. See docs/export.md.",
         {model_option(),
          tokenizer_option(),
          {"method", "NAME", "method preset (rtn, gptq, or the method the --transforms were learned with)", "", true},
@@ -302,7 +327,7 @@ std::vector<Command> export_commands() {
          {"calib-samples", "N", "calibration sequences", "16", false},
          {"calib-seqlen", "N", "calibration sequence length", "256", false},
          {"shard-size", "MB", "largest safetensors shard (tensor data)", "4096", false},
-         {"verify-data", "FILE", "text of the folded-bf16 perplexity check (default: the bundled sample)", "", false},
+         {"verify-data", "FILE", "text of the perplexity check (default: the bundled sample)", "", false},
          {"verify-seqlen", "N", "perplexity window of the check", "256", false},
          {"verify-windows", "K", "windows of the check (0: all)", "8", false},
          {"no-verify", "", "skip the verification pass", "", false},
@@ -310,12 +335,14 @@ std::vector<Command> export_commands() {
        run_export},
       {{"verify",
         "Check an export folder or .zip bundle against its manifest.",
-        "Every file's size and SHA-256 against manifest.json (nothing missing, nothing extra); then for a folder what\n"
-        "its kind allows: folded-bf16 loads (and its perplexity on the recorded text matches the manifest, when\n"
-        "that text is found), compressed-tensors packed weights decode, transforms reload. Exit code 1 when a check\n"
-        "fails. A .zip bundle needs the Qt build.",
+        "Every file's size and SHA-256 against manifest.json (nothing missing, nothing extra, no folder or link); then\n"
+        "for a folder what its kind allows: folded-bf16 and compressed-tensors load (packed codes decoded) and their\n"
+        "perplexity on the export's own perplexity-text.txt (or --data) matches the manifest; transforms reload.\n"
+        "A recorded perplexity that cannot be recomputed is reported as SKIP and the export is NOT VERIFIED. A .zip\n"
+        "bundle (Qt build): entry names must be plain, sizes are checked against the manifest before anything is\n"
+        "read, then every entry is hashed. Exit code 1 when a check fails or could not run.",
         {{"path", "PATH", "export folder or .zip bundle", "", true},
-         {"data", "FILE", "text for the perplexity check (default: the one the manifest recorded)", "", false},
+         {"data", "FILE", "text for the perplexity check (default: the export's perplexity-text.txt)", "", false},
          {"no-ppl", "", "skip the perplexity check", "", false}}},
        run_verify},
   };

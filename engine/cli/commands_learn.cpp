@@ -1,4 +1,5 @@
 // latmix learn: one method's transforms, learned (or built) on calibration text.
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -193,6 +194,8 @@ int run_learn(const Args& args) {
   std::optional<CalibrationSet> calib;
   if (preset.learned || s.quant.method == WeightMethod::Gptq) {
     calib = calibration_for_learning(args, m.model, *m.tokenizer);
+    // The method's default batch fits the samples given; a --batch given larger is refused.
+    if (!args.has("batch")) s.batch = std::min(s.batch, calib->size());
   }
   const bool quiet = args.flag("quiet");
   const bool tty = stderr_is_terminal();
@@ -296,8 +299,12 @@ int run_compare(const Args& args) {
   LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
   const at::Device device = m.model.device();
   for (const auto& method : methods) settings_from_args(args, method, device);  // bad settings fail early
-  o.settings_for = [&](const std::string& method) { return settings_from_args(args, method, device); };
   const CalibrationSet calib = calibration_for_learning(args, m.model, *m.tokenizer);
+  o.settings_for = [&](const std::string& method) {
+    LearnSettings s = settings_from_args(args, method, device);
+    if (!args.has("batch")) s.batch = std::min(s.batch, calib.size());  // a given --batch is checked as it is
+    return s;
+  };
   const bool quiet = args.flag("quiet");
   if (!quiet) std::fprintf(stderr, "calibration: %s\n", calib.describe().c_str());
   ProgressPrinter progress(quiet);

@@ -43,7 +43,16 @@ std::string format_duration(double seconds) {
   return buf;
 }
 
+namespace {
+std::string g_last_stage;  // the CLI is one thread; progress comes from it
+}  // namespace
+
+const std::string& last_progress_stage() {
+  return g_last_stage;
+}
+
 void ProgressPrinter::update(std::string_view stage, int64_t done, int64_t total) {
+  if (stage != g_last_stage) g_last_stage = std::string(stage);
   if (quiet_) return;
   const auto now = std::chrono::steady_clock::now();
   if (stage != stage_) {
@@ -85,66 +94,24 @@ void ProgressPrinter::finish() {
   }
 }
 
-namespace {
-
-bool has_models(const std::filesystem::path& dir) {
-  std::error_code ec;
-  return !dir.empty() && std::filesystem::is_directory(dir / "models", ec);
-}
-
-}  // namespace
-
-std::string bundled_resources_dir() {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (const char* env = std::getenv("LATMIX_RESOURCES"); env != nullptr && has_models(env)) {
-    return fs::absolute(env, ec).lexically_normal().string();
+VersionFacts version_facts() {
+  VersionFacts f;
+  f.libtorch = TORCH_VERSION;
+  // hasCUDART: this LibTorch has its CUDA part; hasCUDA: that, and the driver sees at least one GPU.
+  f.cuda_built = at::globalContext().hasCUDART();
+  f.cuda_available = f.cuda_built && at::hasCUDA();
+  if (f.cuda_built) {
+    const long v = at::globalContext().versionCUDART();  // 12080 for CUDA 12.8
+    f.cuda_runtime = std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
   }
-  // Beside the executable: /usr/bin/latmix -> /usr/share/latmix/resources, which is where the .deb
-  // puts them (and where an unpacked package, dpkg -x DIR, has them under DIR too).
-  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    const fs::path installed = exe.parent_path() / ".." / "share" / "latmix" / "resources";
-    if (has_models(installed)) return installed.lexically_normal().string();
-  }
-#ifdef LATMIX_RESOURCES_DIR
-  if (has_models(LATMIX_RESOURCES_DIR)) return fs::path(LATMIX_RESOURCES_DIR).lexically_normal().string();
+#ifdef LATMIX_WITH_CUDA
+  f.mx_kernels = true;
 #endif
-  return {};
+  return f;
 }
 
 std::string version_report(bool json) {
-  // hasCUDART: this LibTorch has its CUDA part; hasCUDA: that, and the driver sees at least one GPU.
-  const bool cuda_built = at::globalContext().hasCUDART();
-  const bool cuda_available = cuda_built && at::hasCUDA();
-  std::string cuda_runtime;
-  if (cuda_built) {
-    const long v = at::globalContext().versionCUDART();  // 12080 for CUDA 12.8
-    cuda_runtime = std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
-  }
-#ifdef LATMIX_WITH_CUDA
-  const bool mx_kernels = true;
-#else
-  const bool mx_kernels = false;
-#endif
-  const std::string resources = bundled_resources_dir();
-  if (json) {
-    nlohmann::json j = {{"version", latmix::version()},
-                        {"commit", latmix::git_commit()},
-                        {"libtorch", TORCH_VERSION},
-                        {"cuda", {{"built", cuda_built}, {"available", cuda_available}}},
-                        {"cuda_mx_kernels", mx_kernels},
-                        {"resources", resources.empty() ? nlohmann::json(nullptr) : nlohmann::json(resources)}};
-    if (cuda_built) j["cuda"]["runtime"] = cuda_runtime;
-    return j.dump(2) + "\n";
-  }
-  std::string out = std::string("latmix ") + latmix::version() + " (commit " + latmix::git_commit() + ")\n";
-  out += std::string("LibTorch ") + TORCH_VERSION + ", CUDA: ";
-  if (!cuda_built) out += "no (this LibTorch is built without CUDA)\n";
-  else out += "yes (runtime " + cuda_runtime + (cuda_available ? ", a GPU is available)\n" : ", no GPU found)\n");
-  out += std::string("fused CUDA MX kernels: ") + (mx_kernels ? "yes" : "no") + "\n";
-  out += "bundled demo model and calibration text: " + (resources.empty() ? "not found" : resources) + "\n";
-  return out;
+  return version_text(version_facts(), json);
 }
 
 namespace {

@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "latmix/progress.h"
+#include "start.h"
 
 namespace latmix::cli {
 
@@ -33,6 +34,10 @@ class ProgressPrinter {
   int last_decile_ = -1;
 };
 
+/// The stage of the last progress report any ProgressPrinter got, quiet or not ("" before the
+/// first): what an out-of-memory message says the command was doing.
+const std::string& last_progress_stage();
+
 /// "12.3 s", "2 min 05 s"
 std::string format_duration(double seconds);
 
@@ -56,5 +61,7 @@ int interrupt_signal();
 /// `latmix --version`: version, git commit, LibTorch version, CUDA (built with / available), the fused
 /// MX kernels and the bundled resources folder; as text or (json) one JSON object.
 std::string version_report(bool json);
+/// What version_report() reports about LibTorch, probed now (CUDA: is a GPU there).
+VersionFacts version_facts();
 
 }  // namespace latmix::cli

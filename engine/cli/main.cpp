@@ -3,7 +3,9 @@
 
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -30,15 +32,19 @@ std::vector<Command> all_commands() {
   return cmds;
 }
 
-std::string version_line() {
-  return std::string("latmix ") + latmix::version() + " (commit " + latmix::git_commit() + ")";
-}
-
-void print_usage(const std::vector<Command>& cmds) {
-  std::printf("%s\nInspect and quantize LLMs to the OCP microscaling (MX) formats.\n\n", version_line().c_str());
-  std::printf("Usage: latmix COMMAND [options]     (latmix COMMAND --help for its options)\n\nCommands:\n");
-  for (const auto& c : cmds) std::printf("  %-14s %s\n", c.spec.name.c_str(), c.spec.summary.c_str());
-  std::printf("\nExit codes: 0 ok, 1 runtime error (bad file, failed computation), 2 usage error.\n");
+// Out of memory: what ran, at which stage, on which inputs, instead of a bare "std::bad_alloc"
+// (issue 20, item 21). Each argument is shortened: a value may be huge.
+std::string out_of_memory(const std::string& command, const std::vector<std::string>& args, const std::string& what) {
+  std::string inputs;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    inputs += " " + (a.size() > 80 ? a.substr(0, 60) + "...(" + std::to_string(a.size()) + " characters)" : a);
+  }
+  const std::string& stage = latmix::cli::last_progress_stage();
+  return "out of memory in 'latmix " + command + "'" + (stage.empty() ? "" : " during '" + stage + "'") +
+         " with" + inputs + " (" + what +
+         "): the inputs ask for more memory than this machine gives; lower the sizes asked for (--samples, "
+         "--seqlen, --batch, --max-windows) or check that the input files are what they should be";
 }
 
 }  // namespace
@@ -50,9 +56,23 @@ int main(int argc, char** argv) {
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     if (args.size() >= 2) args = {args[1], "--help"};
     else {
-      print_usage(cmds);
+      std::vector<latmix::cli::CommandSpec> specs;
+      for (const auto& c : cmds) specs.push_back(c.spec);
+      std::fputs(latmix::cli::usage_text(specs).c_str(), stdout);
       return args.empty() ? 2 : 0;
     }
+  }
+  // For the build: the launcher's command table (engine/launcher/main.cpp), as a C++ file.
+  if (args[0] == "--cli-table-cpp" && args.size() == 2) {
+    std::vector<latmix::cli::CommandSpec> specs;
+    for (const auto& c : cmds) specs.push_back(c.spec);
+    const std::string table = latmix::cli::cli_table_json(specs, latmix::cli::version_facts()).dump();
+    std::ofstream out(args[1], std::ios::trunc);
+    out << "// Written by `latmix-engine --cli-table-cpp` when it was built: its command table.\n"
+        << "extern const char* const kLatmixCliTable;\n"
+        << "const char* const kLatmixCliTable = R\"latmix(" << table << ")latmix\";\n";
+    out.close();
+    return out ? 0 : 1;
   }
   if (args[0] == "--version") {
     const bool json = args.size() == 2 && args[1] == "--json";
@@ -97,7 +117,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "error: %s\n", e.what());
       return 1;
     } catch (const c10::Error& e) {
-      std::fprintf(stderr, "error: LibTorch: %s\n", e.what_without_backtrace());
+      const std::string what = e.what_without_backtrace();
+      if (what.find("can't allocate memory") != std::string::npos) {
+        std::fprintf(stderr, "error: %s\n", out_of_memory(cmd.spec.name, args, "LibTorch: " + what).c_str());
+      } else {
+        std::fprintf(stderr, "error: LibTorch: %s\n", what.c_str());
+      }
+      return 1;
+    } catch (const std::bad_alloc& e) {
+      std::fprintf(stderr, "error: %s\n", out_of_memory(cmd.spec.name, args, "std::bad_alloc").c_str());
       return 1;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());

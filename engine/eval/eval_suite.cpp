@@ -7,6 +7,7 @@
 #include "latmix/eval.h"
 #include "latmix/eval_data.h"
 #include "latmix/files.h"
+#include "latmix/text_stream.h"
 #include "latmix/tasks.h"
 
 namespace latmix {
@@ -61,14 +62,18 @@ TaskResult run_perplexity(const Model& model, const Tokenizer& tok, const std::s
     if (!bos) throw UsageError("perplexity with BOS: the model's tokenizer has no BOS token");
     po.bos_id = *bos;
   }
-  const std::vector<int32_t> ids = tok.encode(read_text_file(path));
+  // Only as far as --limit windows need (issue 20, item 10).
+  const int64_t per_window = po.bos ? po.seqlen - 1 : po.seqlen;
+  const EncodedText text = encode_text_file(tok, path, po.max_windows * std::max<int64_t>(per_window, 1));
+  const std::vector<int32_t>& ids = text.ids;
   const PerplexityResult p = evaluate_perplexity(model, ids, po, task_job(task, job));
   TaskResult r;
   r.task = task;
   r.metrics = {{"ppl", p.perplexity}, {"mean_nll", p.mean_nll}};
   r.items = p.windows;
   r.convention =
-      p.describe() + "; " + std::to_string(p.text_tokens) + " text tokens of " + path + " tokenized as it is";
+      p.describe() + "; " + (text.whole ? "" : "the first ") + std::to_string(p.text_tokens) + " text tokens of " +
+      path + " tokenized as it is" + (text.whole ? "" : " (read as far as --limit needs)");
   return r;
 }
 

@@ -219,7 +219,7 @@ void write_text(const std::string& path, const std::string& text) {
 std::vector<ExportedFile> hash_folder(const std::string& dir, const JobControl& job) {
   std::vector<ExportedFile> files;
   for (const auto& entry : fs::directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
+    if (!fs::is_regular_file(entry.symlink_status())) continue;  // a symlink is not followed (odd_entries)
     const std::string name = entry.path().filename().string();
     if (name == "manifest.json") continue;
     files.push_back({name, static_cast<uint64_t>(entry.file_size()), {}});
@@ -237,6 +237,21 @@ std::vector<ExportedFile> hash_folder(const std::string& dir, const JobControl& 
     done += f.bytes;
   }
   return files;
+}
+
+std::vector<std::string> odd_entries(const std::string& dir) {
+  std::vector<std::string> out;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const fs::file_status st = entry.symlink_status();
+    if (fs::is_regular_file(st)) continue;
+    const std::string what = fs::is_symlink(st)     ? "a symbolic link"
+                             : fs::is_directory(st) ? "a folder"
+                             : fs::is_fifo(st)      ? "a FIFO"
+                                                    : "not a regular file";
+    out.push_back(entry.path().filename().string() + ": " + what);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 std::string format_bytes(uint64_t bytes) {

@@ -49,6 +49,9 @@ void copy_file(const std::string& from, const std::string& to);
 void write_text(const std::string& path, const std::string& text);
 /// Every regular file of `dir` (not recursive) but manifest.json, sorted, with size and SHA-256.
 std::vector<ExportedFile> hash_folder(const std::string& dir, const JobControl& job);
+/// Entries of `dir` an export never writes: folders, symbolic links, FIFOs, devices ("NAME: a
+/// folder"), sorted. hash_folder() skips them; verification reports them.
+std::vector<std::string> odd_entries(const std::string& dir);
 /// "13.1 MB", "812 kB", "4.20 GB" (powers of 1000).
 std::string format_bytes(uint64_t bytes);
 /// The parent folder of a path ("." when none).

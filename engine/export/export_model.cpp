@@ -152,6 +152,10 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
     save_transforms_for_model((fs::path(temp.path()) / "transforms").string(), plan, source_path, settings);
   } else {
     write_model_folder(m, source_path, o, temp.path(), job, result.notes);
+    // The text of the perplexity check travels with the export (hashed like every file), so
+    // `latmix verify` reads nothing outside it (issue 20, item 11).
+    if (o.verify && !o.verify_ids.empty() && !o.verify_text_bytes.empty())
+      write_text((fs::path(temp.path()) / kPerplexityTextFile).string(), o.verify_text_bytes);
   }
   job.cancel.check();
   if (o.verify) result.verification = verify_written(m, temp.path(), o, job);

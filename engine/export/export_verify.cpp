@@ -2,6 +2,7 @@
 // the folder alone (latmix verify).
 #include <c10/core/InferenceMode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +12,8 @@
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/json.h"
+#include "latmix/model_files.h"
+#include "latmix/text_stream.h"
 
 namespace latmix {
 
@@ -111,25 +114,41 @@ Model stored_model(const ExportModel& m) {
   return Model(m.fp.config(), std::move(s));
 }
 
+// The model with every layer tensor on `device`: a compressed-tensors export keeps the quantized
+// layers in host memory (QuantizeMemory::layers_to_host) until this check needs them.
+Model on_device(const Model& model, at::Device device) {
+  Model out = model;
+  for (LayerWeights& lw : out.weights().layers) {
+    for (at::Tensor* t : {&lw.attn_norm, &lw.q, &lw.k, &lw.v, &lw.o, &lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias,
+                          &lw.q_norm, &lw.k_norm, &lw.mlp_norm, &lw.gate, &lw.up, &lw.down, &lw.gate_bias, &lw.up_bias,
+                          &lw.down_bias}) {
+      if (t->defined() && t->device() != device) *t = t->to(device);
+    }
+  }
+  return out;
+}
+
 // bf16 keeps 8 significant bits: a model stored in it moves by about this much, relatively.
 constexpr double kBf16Tolerance = 1.0 / 256;
 
+// The folder as load_model() reads it (compressed-tensors: codes decoded, transform_config
+// matrices in the weights) against the in-memory model; what `latmix verify` recomputes later.
 void check_perplexity(const ExportModel& m, const std::string& dir, const ExportOptions& o, const JobControl& job,
                       ExportVerification& out) {
   LoadOptions lo;
   lo.dtype = m.fp.dtype();
   lo.device = m.fp.device();
   lo.job.cancel = job.cancel;
-  const Model reloaded = load_model(dir, lo);
-  const PerplexityResult exp = evaluate_perplexity(reloaded, o.verify_ids, o.verify_ppl, job);
-  const PerplexityResult stored = evaluate_perplexity(stored_model(m), o.verify_ids, o.verify_ppl, job);
-  const PerplexityResult mem = evaluate_perplexity(m.quantized, o.verify_ids, o.verify_ppl, job);
-  const std::string e = round_to(exp.perplexity, o.ppl_digits), s = round_to(stored.perplexity, o.ppl_digits),
-                    f = round_to(mem.perplexity, o.ppl_digits);
+  PerplexityResult exp;
+  {
+    const Model reloaded = load_model(dir, lo);
+    exp = evaluate_perplexity(reloaded, o.verify_ids, o.verify_ppl, job);
+  }  // released before the in-memory model's layers come back to the device
+  const PerplexityResult mem = evaluate_perplexity(on_device(m.quantized, lo.device), o.verify_ids, o.verify_ppl, job);
+  const std::string e = round_to(exp.perplexity, o.ppl_digits), f = round_to(mem.perplexity, o.ppl_digits);
   const double rel = std::fabs(exp.perplexity - mem.perplexity) / mem.perplexity;
   out.figures["perplexity"] = {{"text", o.verify_text},
                                {"exported", exp.perplexity},
-                               {"in_memory_as_stored", stored.perplexity},
                                {"in_memory", mem.perplexity},
                                {"relative_difference", rel},
                                {"digits", o.ppl_digits},
@@ -138,9 +157,15 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
                                {"windows", exp.windows},
                                {"bos", exp.bos},
                                {"dtype", std::string(c10::toString(lo.dtype))}};
-  out.add("perplexity of the exported folder (" + o.verify_text + ")", e == s,
-          e + ", the in-memory weight-quantized model as stored (bf16, online transforms in effective weights) " + s +
-              " (" + exp.describe() + ")");
+  if (!o.verify_text_bytes.empty()) out.figures["perplexity"]["file"] = kPerplexityTextFile;
+  if (o.kind == ExportKind::FoldedBf16) {
+    const PerplexityResult stored = evaluate_perplexity(stored_model(m), o.verify_ids, o.verify_ppl, job);
+    const std::string s = round_to(stored.perplexity, o.ppl_digits);
+    out.figures["perplexity"]["in_memory_as_stored"] = stored.perplexity;
+    out.add("perplexity of the exported folder (" + o.verify_text + ")", e == s,
+            e + ", the in-memory weight-quantized model as stored (bf16, online transforms in effective weights) " + s +
+                " (" + exp.describe() + ")");
+  }
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.2g", rel);
   out.add("perplexity against the in-memory model (" + std::string(c10::toString(lo.dtype)) +
@@ -152,7 +177,7 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
 
 bool ExportVerification::ok() const {
   for (const auto& c : checks) {
-    if (!c.ok) return false;
+    if (!c.ok || !c.ran) return false;
   }
   return !checks.empty();
 }
@@ -161,16 +186,23 @@ void ExportVerification::add(std::string what, bool ok, std::string detail) {
   checks.push_back({std::move(what), ok, std::move(detail)});
 }
 
+void ExportVerification::add_not_run(std::string what, std::string why) {
+  checks.push_back({std::move(what), false, std::move(why), false});
+}
+
 std::string ExportVerification::describe() const {
   std::ostringstream s;
-  for (const auto& c : checks)
-    s << (c.ok ? "ok    " : "FAIL  ") << c.what << (c.detail.empty() ? "" : ": ") << c.detail << "\n";
+  for (const auto& c : checks) {
+    s << (!c.ran ? "SKIP  " : c.ok ? "ok    " : "FAIL  ") << c.what << (c.detail.empty() ? "" : ": ") << c.detail
+      << "\n";
+  }
   return s.str();
 }
 
 nlohmann::json ExportVerification::to_json() const {
   nlohmann::json j = {{"ok", ok()}, {"checks", nlohmann::json::array()}, {"figures", figures}};
-  for (const auto& c : checks) j["checks"].push_back({{"what", c.what}, {"ok", c.ok}, {"detail", c.detail}});
+  for (const auto& c : checks)
+    j["checks"].push_back({{"what", c.what}, {"ok", c.ok}, {"ran", c.ran}, {"detail", c.detail}});
   return j;
 }
 
@@ -217,7 +249,7 @@ ExportVerification verify_written(const ExportModel& m, const std::string& dir, 
   }
   const TensorStore store = TensorStore::open(dir);
   check_quantized_weights(m, store, o.kind, out);
-  if (o.kind == ExportKind::FoldedBf16 && !o.verify_ids.empty()) check_perplexity(m, dir, o, job, out);
+  if (!o.verify_ids.empty()) check_perplexity(m, dir, o, job, out);
   job.report("verify", 1, 1);
   return out;
 }
@@ -309,40 +341,92 @@ void check_packed_folder(const std::string& path, ExportVerification& out) {
 
 }  // namespace
 
-std::string manifest_verify_text(const std::string& export_path) {
+RecordedPerplexity recorded_perplexity_of(const std::string& export_path) {
   const nlohmann::json j = read_manifest(export_path);
-  return recorded_perplexity(JsonObject(j, manifest_path(export_path))).string_or("text", "");
+  const JsonObject m(j, manifest_path(export_path));
+  const JsonObject p = recorded_perplexity(m);
+  RecordedPerplexity r;
+  r.recorded = !p.value().empty() && p.has("exported");
+  r.text_name = p.string_or("text", "");
+  if (p.has("seqlen") && p.has("windows")) {
+    const bool bos = p.boolean_or("bos", false);
+    r.tokens = p.integer_in("windows", 0, int64_t{1} << 20) * (p.integer_in("seqlen", 1, int64_t{1} << 20) - (bos ? 1 : 0));
+  }
+  // Only the file the export wrote, only when the manifest lists it (so its hash is checked), and
+  // never through a symbolic link put in its place.
+  const fs::path file = fs::path(export_path) / kPerplexityTextFile;
+  std::error_code ec;
+  if (p.string_or("file", "") == kPerplexityTextFile && !fs::is_symlink(fs::symlink_status(file, ec))) {
+    const size_t count = m.has("files") ? m.array("files").size() : 0;
+    for (size_t i = 0; i < count; ++i) {
+      if (m.element("files", i).string_or("name", "") == kPerplexityTextFile) r.text_file = file.string();
+    }
+  }
+  return r;
 }
 
-ExportVerification verify_export(const std::string& path, const std::vector<int32_t>& ppl_ids, const JobControl& job) {
+namespace {
+
+void check_recorded_perplexity(const Model& model, const JsonObject& m, const std::vector<int32_t>& ppl_ids,
+                               const std::string& ppl_missing, const JobControl& job, ExportVerification& out) {
+  const JsonObject p = recorded_perplexity(m);
+  if (p.value().empty() || !p.has("exported")) return;  // the export recorded none
+  if (ppl_ids.empty()) {
+    out.add_not_run("perplexity as recorded",
+                    ppl_missing.empty() ? "no text for it (give --data FILE)" : ppl_missing);
+    return;
+  }
+  // Bounded: a tampered manifest must not ask for a window of 10^12 tokens.
+  auto in_range = [&](const char* key, int64_t fallback, int64_t min, int64_t max) {
+    return p.has(key) ? p.integer_in(key, min, max) : fallback;
+  };
+  PerplexityOptions po;
+  po.seqlen = in_range("seqlen", 512, 2, int64_t{1} << 20);
+  po.max_windows = in_range("windows", 0, 0, INT64_MAX);
+  po.bos = p.boolean_or("bos", false);
+  if (po.bos) {
+    const auto bos = model.config().bos_token_id;
+    if (!bos) {
+      out.add_not_run("perplexity as recorded", "recorded with BOS, and config.json names no bos_token_id");
+      return;
+    }
+    po.bos_id = *bos;
+  }
+  try {
+    const PerplexityResult r = evaluate_perplexity(model, ppl_ids, po, job);
+    const int digits = static_cast<int>(in_range("digits", 2, 0, 17));
+    const std::string got = round_to(r.perplexity, digits), want = round_to(p.number("exported"), digits);
+    out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
+  } catch (const Cancelled&) {
+    throw;
+  } catch (const Error& e) {
+    out.add_not_run("perplexity as recorded", e.what());
+  }
+}
+
+}  // namespace
+
+ExportVerification verify_export(const std::string& path, const std::vector<int32_t>& ppl_ids, const JobControl& job,
+                                 const std::string& ppl_missing) {
   const nlohmann::json manifest = read_manifest(path);
   const JsonObject m(manifest, manifest_path(path));
   ExportVerification out;
+  // An export holds regular files only: a folder or link added later is not part of it (item 17).
+  for (const std::string& odd : odd_entries(path)) {
+    out.add("entry " + odd.substr(0, odd.find(':')), false, odd.substr(odd.find(':') + 2) + ", not written by an export");
+  }
   std::map<std::string, ExportedFile> found;
   for (auto& f : hash_folder(path, job)) found[f.name] = f;
   check_manifest_files(manifest, m.file(), found, out);
   const ExportKind kind = parse_export_kind(m.string_or("kind", ""));
   try {
-    if (kind == ExportKind::FoldedBf16) {
+    if (kind == ExportKind::FoldedBf16 || kind == ExportKind::CompressedTensors) {
+      if (kind == ExportKind::CompressedTensors) check_packed_folder(path, out);
       const Model model = load_model(path);
       out.add("loads with load_model", true,
-              model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers");
-      const JsonObject p = recorded_perplexity(m);
-      if (!ppl_ids.empty() && !p.value().empty() && !p.boolean_or("bos", false)) {
-        // Bounded: a tampered manifest must not ask for a window of 10^12 tokens.
-        auto in_range = [&](const char* key, int64_t fallback, int64_t min, int64_t max) {
-          return p.has(key) ? p.integer_in(key, min, max) : fallback;
-        };
-        PerplexityOptions po;
-        po.seqlen = in_range("seqlen", 512, 1, int64_t{1} << 20);
-        po.max_windows = in_range("windows", 0, 0, INT64_MAX);
-        const PerplexityResult r = evaluate_perplexity(model, ppl_ids, po, job);
-        const int digits = static_cast<int>(in_range("digits", 2, 0, 17));
-        const std::string got = round_to(r.perplexity, digits), want = round_to(p.number("exported"), digits);
-        out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
-      }
-    } else if (kind == ExportKind::CompressedTensors) {
-      check_packed_folder(path, out);
+              model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers" +
+                  (kind == ExportKind::CompressedTensors ? " (packed weights decoded)" : ""));
+      check_recorded_perplexity(model, m, ppl_ids, ppl_missing, job, out);
     } else {
       const std::string prefix = (fs::path(path) / "transforms").string();
       verify_transforms_files(load_transforms(prefix), prefix, out);
@@ -354,6 +438,36 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
     out.add("contents", false, e.what());
   }
   return out;
+}
+
+ExportVerification verify_export_with_text(const std::string& path, const std::string& text, bool no_ppl,
+                                           const JobControl& job) {
+  const RecordedPerplexity rec = recorded_perplexity_of(path);
+  std::vector<int32_t> ids;
+  std::string missing;
+  const std::string file = text.empty() ? rec.text_file : text;
+  if (rec.recorded && !no_ppl) {
+    if (file.empty()) {
+      missing = std::string("the export holds no ") + kPerplexityTextFile +
+                " (older exports); give --data FILE with the text it was made on" +
+                (rec.text_name.empty() ? "" : " (recorded as " + json_excerpt(nlohmann::json(rec.text_name)) + ")");
+    } else {
+      try {  // the folder's own tokenizer; when it cannot be read, the file checks say why
+        const ModelConfig config = load_model_config(path);
+        const auto tok = load_model_tokenizer(path, "", static_cast<int32_t>(config.vocab_size));
+        ids = encode_text_file(*tok, file, rec.tokens).ids;  // a FIFO or device is refused
+        if (ids.empty()) missing = file + ": no text";
+      } catch (const std::exception& e) {  // latmix::Error, or sentencepiece's protobuf check (docs/export.md)
+        missing = e.what();
+      }
+    }
+  }
+  ExportVerification v = verify_export(path, ids, job, missing);
+  if (no_ppl) {  // asked for: not a check that failed to run
+    v.checks.erase(std::remove_if(v.checks.begin(), v.checks.end(), [](const VerifyCheck& c) { return !c.ran; }),
+                   v.checks.end());
+  }
+  return v;
 }
 
 }  // namespace latmix

@@ -16,6 +16,12 @@ using json = nlohmann::json;
 
 namespace {
 
+// A name from the file as messages show it: whole when short, cut when long (a 50 MB value is never
+// echoed in full; issue 20, item 21).
+std::string shortened(const std::string& s) {
+  return s.size() <= 60 ? s : s.substr(0, 57) + "...(" + std::to_string(s.size()) + " bytes)";
+}
+
 // Each size in config.json is at most this: far above any real model (vocabularies of ~260k,
 // hidden sizes of ~16k), small enough that a product of two sizes never overflows, and token ids
 // below it fit in int32. The parameter count, a product of several, is bounded on its own.
@@ -38,7 +44,7 @@ Architecture parse_architecture(const JsonObject& r, std::string* name) {
   if (*name == "Qwen2ForCausalLM") return Architecture::Qwen2;
   if (*name == "Qwen3ForCausalLM") return Architecture::Qwen3;
   fail(r.file(), "unsupported architecture",
-       "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM", *name);
+       "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM or Qwen3ForCausalLM", shortened(*name));
 }
 
 // theta is used as a float; below 1 the frequency schedule inverts, at 0 or below it yields NaN.
@@ -86,7 +92,7 @@ void parse_rope_object(const JsonObject& obj, RopeConfig* rope) {
     rope->type = RopeType::Llama3;
     parse_llama3_rope(obj, rope);
   } else {
-    fail(obj.file(), "unsupported rope type in '" + obj.path_of("") + "'", "default or llama3", type);
+    fail(obj.file(), "unsupported rope type in '" + obj.path_of("") + "'", "default or llama3", shortened(type));
   }
   if (obj.has("partial_rotary_factor") && obj.number("partial_rotary_factor") != 1.0) {
     fail(obj.file(), "partial rotary embeddings are not supported", "partial_rotary_factor 1.0",
@@ -131,7 +137,7 @@ std::optional<int32_t> token_id(const JsonObject& r, const char* key, int64_t vo
 
 void check_unsupported_options(const JsonObject& r, const ModelConfig& cfg) {
   std::string act = r.string_or("hidden_act", "silu");
-  if (act != "silu") fail(r.file(), "unsupported activation 'hidden_act'", "silu", act);
+  if (act != "silu") fail(r.file(), "unsupported activation 'hidden_act'", "silu", shortened(act));
   if (cfg.arch == Architecture::Mistral && r.has("sliding_window")) {
     int64_t window = r.integer("sliding_window");
     if (window < cfg.max_position) {

@@ -13,6 +13,7 @@
 #include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/text_stream.h"
 #include "latmix/plot.h"
 #include "latmix/png.h"
 
@@ -143,8 +144,8 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
     const auto file = perplexity_task_file(task);
     if (!file || options.kl_windows <= 0) continue;
     const std::string path = task.rfind("text:", 0) == 0 ? *file : (std::filesystem::path(options.eval.data_dir) / *file).string();
-    const std::vector<int32_t> ids = tokenizer.encode(read_text_file(path));
     const int64_t L = options.eval.seqlen;
+    const std::vector<int32_t> ids = encode_text_file(tokenizer, path, options.kl_windows * L).ids;
     const int64_t n = std::min<int64_t>(options.kl_windows, static_cast<int64_t>(ids.size()) / L);
     if (n < 1) continue;
     kl_ids = at::empty({n, L}, at::kLong);

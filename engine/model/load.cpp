@@ -1,6 +1,7 @@
 // Loading models: Hugging Face folders (through TensorStore) and llama2.c .bin files.
 #include <sys/stat.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -8,6 +9,7 @@
 #include "latmix/llama2c.h"
 #include "latmix/model.h"
 #include "latmix/model_inspect.h"
+#include "latmix/mx.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix {
@@ -25,6 +27,10 @@ class HfWeightReader {
       : store_(store), folder_(folder), opts_(opts), headers_(headers) {}
 
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
+    const std::string base = name.size() > 7 ? name.substr(0, name.size() - 7) : std::string();  // less ".weight"
+    if (!store_.contains(name) && !base.empty() && store_.contains(base + ".weight_packed")) {
+      return with_input_transform(base, packed(base, shape));
+    }
     if (!store_.contains(name)) fail(folder_, "tensor '" + name + "' is missing", "present", "absent");
     const TensorInfo& info = store_.info(name);
     if (info.shape != shape) {
@@ -39,9 +45,63 @@ class HfWeightReader {
       ++headers_->dtypes[std::string(dtype_name(d))];
       return {};
     }
-    return store_.get(name).to(opts_.device, opts_.dtype).contiguous().clone();
+    at::Tensor t = store_.get(name).to(opts_.device, opts_.dtype).contiguous().clone();
+    return base.empty() ? t : with_input_transform(base, t);
   }
-  bool contains(const std::string& name) const { return store_.contains(name); }
+  bool contains(const std::string& name) const {
+    return store_.contains(name) ||
+           (name.size() > 7 && store_.contains(name.substr(0, name.size() - 7) + ".weight_packed"));
+  }
+
+  // compressed-tensors mxfp4-pack-quantized: weight_packed U8 [out, in/2] (element 2i in the low
+  // nibble) and weight_scale U8 [out, in/32] (E8M0), decoded to the weight they stand for.
+  at::Tensor packed(const std::string& base, const std::vector<int64_t>& shape) const {
+    const std::string pn = base + ".weight_packed", sn = base + ".weight_scale";
+    if (!store_.contains(sn)) fail(folder_, "tensor '" + pn + "' has no '" + sn + "' beside it", "present", "absent");
+    const TensorInfo& pi = store_.info(pn);
+    const TensorInfo& si = store_.info(sn);
+    if (shape.size() != 2 || shape[1] % 32 != 0) fail(folder_, "tensor '" + pn + "': the weight's width is not a multiple of 32");
+    const std::vector<int64_t> want_p = {shape[0], shape[1] / 2}, want_s = {shape[0], shape[1] / 32};
+    if (pi.dtype != DType::U8 || pi.shape != want_p)
+      fail(folder_, "tensor '" + pn + "'", "U8 " + shape_to_string(want_p), std::string(dtype_name(pi.dtype)) + " " + shape_to_string(pi.shape));
+    if (si.dtype != DType::U8 || si.shape != want_s)
+      fail(folder_, "tensor '" + sn + "'", "U8 " + shape_to_string(want_s), std::string(dtype_name(si.dtype)) + " " + shape_to_string(si.shape));
+    if (headers_ != nullptr) {
+      headers_->weight_bytes += pi.byte_size() + si.byte_size();
+      ++headers_->dtypes["U8"];
+      return {};
+    }
+    MxPacked p;
+    p.codes = store_.raw_bytes(pn).view({want_p[0], want_p[1]});
+    p.scales = store_.raw_bytes(sn).view({want_s[0], want_s[1]});
+    p.shape = shape;
+    p.axis = 1;
+    p.format = MxFormat::parse("mxfp4");
+    p.nibbles = true;
+    return mx_decode(p, at::kFloat).to(opts_.device, opts_.dtype).contiguous();
+  }
+
+  // An input transform of transform_config stored beside a linear ("<linear>.<scheme>_input.weight",
+  // applied as x W / sqrt(n)) becomes part of the weight: W_eff = Q W^T / sqrt(n).
+  at::Tensor with_input_transform(const std::string& base, const at::Tensor& weight) const {
+    for (const char* scheme : {"attn_online", "mlp_online", "down_online"}) {
+      const std::string tn = base + "." + scheme + "_input.weight";
+      if (!store_.contains(tn)) continue;
+      const TensorInfo& ti = store_.info(tn);
+      if (headers_ != nullptr) {
+        headers_->weight_bytes += ti.byte_size();
+        return weight;
+      }
+      const int64_t n = weight.size(1);
+      if (ti.shape != std::vector<int64_t>{n, n})
+        fail(folder_, "tensor '" + tn + "' has the wrong shape", shape_to_string(std::vector<int64_t>{n, n}),
+             shape_to_string(ti.shape));
+      const at::Tensor w = store_.get(tn).to(at::kDouble);
+      const at::Tensor eff = at::matmul(weight.to(at::kCPU, at::kDouble), w.t()) / std::sqrt(static_cast<double>(n));
+      return eff.to(opts_.device, opts_.dtype).contiguous();
+    }
+    return weight;
+  }
   const std::string& folder() const { return folder_; }
   at::Tensor optional(const std::string& name, std::vector<int64_t> shape, bool expected) const {
     if (!expected) return {};

@@ -82,6 +82,115 @@ expect 2 "$LATMIX" export --model "$M6" --tokenizer "$M6/tokenizer.json" --metho
 contains stderr "an export ships the model folder's own tokenizer files"
 [ ! -e "$OUT/tok-export" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: exported with --tokenizer"; FAILED=$((FAILED + 1)); }
 
+# Item 22: an empty, folder or too short --verify-data is refused before any work (it skipped the check).
+EXP="$LATMIX export --model $M6 --method rtn --quant w=mxfp4 --quiet"
+expect 2 $T $EXP --as folded-bf16 --out "$OUT/v22" --verify-data "";  contains stderr "--verify-data: empty path"
+expect 1 $T $EXP --as folded-bf16 --out "$OUT/v22" --verify-data "$OUT"; contains stderr "(expected a regular file, found a folder)"
+printf 'Hello.' > "$OUT/short.txt"
+expect 1 $T $EXP --as folded-bf16 --out "$OUT/v22" --verify-data "$OUT/short.txt"; contains stderr "short.txt: too short for the perplexity check"
+[ ! -e "$OUT/v22" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: an export was written"; FAILED=$((FAILED + 1)); }
+
+# Item 11: a compressed-tensors export records its perplexity and carries the text; verify reads
+# only that copy (never the path the manifest names: here a FIFO, which would hang a reader).
+expect 0 $T $EXP --as compressed-tensors --out "$OUT/ct" --verify-windows 2
+contains stdout "ok    perplexity against the in-memory model"
+python3 - "$OUT/ct/manifest.json" "$OUT/text.fifo" <<'PY'
+import json, sys
+m = json.load(open(sys.argv[1])); m["verification"]["figures"]["perplexity"]["text"] = sys.argv[2]
+open(sys.argv[1], "w").write(json.dumps(m))
+PY
+expect 0 $T "$LATMIX" verify "$OUT/ct"; contains stdout "ok    perplexity as recorded"; contains stdout "ct: verified"
+expect 1 $T "$LATMIX" verify "$OUT/ct" --data "$OUT/text.fifo"; contains stdout "SKIP  perplexity as recorded"
+contains stdout "text.fifo: cannot read this file (expected a regular file, found a FIFO"; contains stdout "NOT VERIFIED"
+expect 0 $T "$LATMIX" verify "$OUT/ct" --no-ppl; contains stderr "note: no perplexity check (--no-ppl)"
+rehash() {  # rehash DIR: the manifest's sizes and digests recomputed for the files it lists that exist
+  python3 - "$1" <<'PY'
+import hashlib, json, os, sys
+d = sys.argv[1]; m = json.load(open(d + "/manifest.json"))
+m["files"] = [f for f in m["files"] if os.path.exists(os.path.join(d, f["name"]))]
+for f in m["files"]:
+    b = open(os.path.join(d, f["name"]), "rb").read(); f["bytes"] = len(b); f["sha256"] = hashlib.sha256(b).hexdigest()
+open(d + "/manifest.json", "w").write(json.dumps(m))
+PY
+}
+cp -r "$OUT/ct" "$OUT/ct-notext"; rm "$OUT/ct-notext/perplexity-text.txt"; rehash "$OUT/ct-notext"
+expect 1 $T "$LATMIX" verify "$OUT/ct-notext"; contains stdout "SKIP  perplexity as recorded: the export holds no perplexity-text.txt"
+contains stdout "NOT VERIFIED (a check could not run)"
+# Zeroed packed codes behind a recomputed manifest: every hash matches, the perplexity does not.
+cp -r "$OUT/ct" "$OUT/ct-zero"
+python3 - "$OUT/ct-zero/model.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read()); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+for k, v in h.items():
+    if k.endswith(".weight_packed"):
+        s, e = v["data_offsets"]; b[8 + n + s:8 + n + e] = bytes(e - s)
+open(sys.argv[1], "wb").write(b)
+PY
+rehash "$OUT/ct-zero"
+expect 1 $T "$LATMIX" verify "$OUT/ct-zero"; contains stdout "ok    file model.safetensors"
+contains stdout "FAIL  perplexity as recorded"; contains stdout "VERIFICATION FAILED"
+
+# Item 17: a subfolder or symbolic link added to an export, or a listed file replaced by a link.
+cp -r "$OUT/ct" "$OUT/ct-odd"; mkdir "$OUT/ct-odd/sub"; ln -s /etc/hostname "$OUT/ct-odd/link"
+mv "$OUT/ct-odd/config.json" "$OUT/config.json.real"; ln -s "$OUT/config.json.real" "$OUT/ct-odd/config.json"
+rm "$OUT/ct-odd/perplexity-text.txt"; ln -s /etc/hostname "$OUT/ct-odd/perplexity-text.txt"
+expect 1 $T "$LATMIX" verify "$OUT/ct-odd"; contains stdout "FAIL  entry sub: a folder, not written by an export"
+contains stdout "FAIL  entry link: a symbolic link"; contains stdout "FAIL  entry config.json: a symbolic link"
+contains stdout "SKIP  perplexity as recorded"  # the text is never read through the link
+
+# Items 8, 17: hostile zips, made here. Sizes are judged against the manifest before anything is
+# read, names must be plain, a manifest entry is bounded.
+python3 -W ignore - "$OUT" <<'PY'
+import hashlib, json, struct, sys, zipfile
+out = sys.argv[1]; D = zipfile.ZIP_DEFLATED
+def man(files): return json.dumps({"format": "latmix-export", "kind": "folded-bf16", "files": files})
+def ent(name, data): return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+x = b"x" * 13
+with zipfile.ZipFile(out + "/bomb.zip", "w") as z:  # 200 MB of zeros where the manifest lists 13 bytes
+    z.writestr("manifest.json", man([ent("a.bin", x)])); z.writestr("a.bin", bytes(200 << 20), compress_type=D)
+with zipfile.ZipFile(out + "/lying.zip", "w") as z:  # the same, its headers claiming 13 bytes
+    z.writestr("manifest.json", man([ent("a.bin", x)])); z.writestr("a.bin", bytes(200 << 20), compress_type=D)
+b = bytearray(open(out + "/lying.zip", "rb").read())
+for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+    i = -1
+    while (i := b.find(sig, i + 1)) >= 0:
+        name_at = i + (30 if sig == b"PK\x03\x04" else 46)
+        if bytes(b[name_at:name_at + 5]) == b"a.bin": b[i + off:i + off + 4] = struct.pack("<I", 13)
+open(out + "/lying.zip", "wb").write(b)
+with zipfile.ZipFile(out + "/manbomb.zip", "w") as z:  # a 100 MB manifest.json
+    z.writestr("manifest.json", b" " * (100 << 20) + b"{}", compress_type=D)
+with zipfile.ZipFile(out + "/evil.zip", "w") as z:  # names outside the export, and a name twice
+    z.writestr("manifest.json", man([ent("../../evil", x), ent("/tmp/abs", x), ent("a.bin", x)]))
+    for n in ("../../evil", "/tmp/abs", "a.bin", "a.bin"): z.writestr(n, x)
+PY
+/usr/bin/time -f "%M" -o "$OUT/rss" $T "$LATMIX" verify "$OUT/bomb.zip" >"$OUT/stdout" 2>"$OUT/stderr"
+[ $? -eq 1 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: bomb.zip verified"; FAILED=$((FAILED + 1)); }
+contains stdout "FAIL  file a.bin: 209715200 bytes, the manifest says 13"
+[ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: bomb.zip took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }
+expect 1 $T "$LATMIX" verify "$OUT/lying.zip"; contains stdout "FAIL  file a.bin"
+expect 1 $T "$LATMIX" verify "$OUT/manbomb.zip"; contains stderr "manbomb.zip:manifest.json: entry too large to be a manifest (not read)"
+expect 1 $T "$LATMIX" verify "$OUT/evil.zip"; contains stdout "FAIL  entry \"../../evil\": '..' in the name"
+contains stdout "FAIL  entry \"/tmp/abs\": an absolute path"; contains stdout "FAIL  entry a.bin: appears more than once"
+
+# Item 18: --batch above --samples is refused (it asked for 7.2 GB, then failed to allocate).
+expect 2 $T "$LATMIX" learn --model "$M6" --method latmix --quant w=mxfp4,a=mxfp4 --calib "$SRC/resources/calibration/pride_and_prejudice_ch1-6.txt" \
+  --samples 4 --seqlen 32 --steps 1 --batch 1000000 --out "$OUT/b18" --quiet
+contains stderr "--batch 1000000 is larger than the 4 calibration sequences (--samples)"
+
+# Item 10: text is read in pieces and only as far as --max-windows needs: a 200 MB file costs
+# about what a small one does.
+python3 -c "
+import sys
+line = b'It is a truth universally acknowledged, that a single man in possession of a good fortune.\n'
+with open(sys.argv[1], 'wb') as f:
+    for _ in range(2): f.write(line * ((100 << 20) // len(line)))
+" "$OUT/big.txt"
+/usr/bin/time -f "%M" -o "$OUT/rss" $T "$LATMIX" ppl --model "$M6" --data "$OUT/big.txt" --seqlen 64 --max-windows 2 >"$OUT/stdout" 2>"$OUT/stderr"
+[ $? -eq 0 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: ppl on big.txt"; sed 's/^/  /' "$OUT/stderr" | head -3; FAILED=$((FAILED + 1)); }
+contains stdout "(read as far as --max-windows needs)"
+[ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: ppl on 200 MB took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }
+echo "max RSS of ppl --max-windows 2 on a 200 MB text: $(tail -1 "$OUT/rss") kB"
+
 # Item 4: SIGTERM (and SIGINT, SIGHUP) during an export is a cancel: exit 128 + 15 and no temp folder
 # left. Should the export win the race and finish first, it must have exited 0 with a verified folder.
 for sig in TERM INT; do

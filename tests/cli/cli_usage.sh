@@ -22,4 +22,24 @@ expect 2 "$LATMIX" mx;                       contains stderr "latmix mx quantize
 expect 0 "$LATMIX" mx quantize --help;        contains stdout "Usage: latmix mx quantize"
 expect 0 "$LATMIX" mx stats --help;           contains stdout "Usage: latmix mx stats"
 expect 2 "$LATMIX" mx quantize --format mxfp5 --in a --out b; contains stderr "mxfp5"
+# Issue 20: usage, help and version come from the launcher without loading LibTorch (0.75 s of CPU),
+# and say exactly what the engine (latmix-engine, beside it) says.
+ENGINE=$(dirname "$LATMIX")/latmix-engine
+for args in "--help" "ppl --help" "mx quantize --help" "help export" "--version" "--version --json"; do
+  # A LibTorch with CUDA: --version asks the engine whether a GPU is there.
+  if [[ $args == --version* ]] && "$LATMIX" --version | grep -q "CUDA: yes"; then continue; fi
+  # shellcheck disable=SC2086
+  if LD_DEBUG=libs "$LATMIX" $args 2>&1 >/dev/null | grep -q "libtorch_cpu"; then
+    echo "FAIL: latmix $args loads LibTorch"; FAILED=$((FAILED + 1))
+  else
+    PASSED=$((PASSED + 1))
+  fi
+  # shellcheck disable=SC2086
+  if [ -x "$ENGINE" ] && cmp -s <("$LATMIX" $args 2>&1) <("$ENGINE" $args 2>&1); then
+    PASSED=$((PASSED + 1))
+  else
+    echo "FAIL: latmix $args differs from latmix-engine $args"; FAILED=$((FAILED + 1))
+  fi
+done
+expect 2 "$LATMIX" --version --bogus;         contains stderr "takes only --json"
 finish

@@ -103,6 +103,60 @@ TEST(ExportGutenberg, HadamardPlanFoldedAndPackedVerify) {
   EXPECT_TRUE(latmix::verify_export(root + "/ct").ok());
 }
 
+// Issue 20, item 11: a compressed-tensors export records the perplexity of its decoded weights and
+// carries the text it was measured on; verify recomputes it, so zeroing the packed codes (or the
+// scales) and recomputing every hash in the manifest is caught.
+TEST(ExportGutenberg, CompressedTensorsPerplexityCatchesZeroedCodesBehindARecomputedManifest) {
+  const latmix::Model fp = latmix::load_model(model6m());
+  auto tok = latmix::load_model_tokenizer(model6m(), "", 8192);
+  const std::string text = latmix::read_text_file(pride());
+  const std::string root = latmix::test::temp_dir("export-ct-ppl");
+  latmix::ExportOptions o = options(root + "/ct", tok->encode(text), latmix::ExportKind::CompressedTensors);
+  o.verify_text_bytes = text;
+  const auto ct = latmix::export_model(fp, model6m(), hadamard_plan(fp.config()), latmix::parse_quant_spec("w=mxfp4"),
+                                       nullptr, o);
+  ASSERT_TRUE(ct.verification.ok()) << ct.verification.describe();
+  const json& p = ct.verification.figures["perplexity"];
+  EXPECT_EQ(p["file"], latmix::kPerplexityTextFile);
+  EXPECT_LT(p["relative_difference"].get<double>(), 1.0 / 256);
+  EXPECT_EQ(latmix::read_text_file(root + "/ct/" + latmix::kPerplexityTextFile), text);
+  const latmix::ExportVerification good = latmix::verify_export_with_text(root + "/ct");
+  EXPECT_TRUE(good.ok()) << good.describe();
+  EXPECT_NE(good.describe().find("ok    perplexity as recorded"), std::string::npos) << good.describe();
+
+  for (const char* part : {"weight_packed", "weight_scale"}) {
+    const std::string bad = root + "/zeroed-" + part;
+    fs::copy(root + "/ct", bad);
+    {
+      const latmix::TensorStore store = latmix::TensorStore::open(bad);
+      std::vector<std::pair<std::string, at::Tensor>> tensors;
+      for (const std::string& name : store.names()) {
+        at::Tensor t = store.get(name).clone();
+        if (name.find(part) != std::string::npos) t.zero_();
+        tensors.emplace_back(name, t);
+      }
+      latmix::write_safetensors(bad + "/model.safetensors.new", tensors, {{"format", "pt"}});
+    }
+    fs::rename(bad + "/model.safetensors.new", bad + "/model.safetensors");
+    json manifest = json::parse(latmix::read_text_file(bad + "/manifest.json"));
+    for (auto& f : manifest["files"]) {
+      const std::string path = bad + "/" + f["name"].get<std::string>();
+      f["bytes"] = fs::file_size(path);
+      f["sha256"] = latmix::sha256_file(path);
+    }
+    latmix::write_file_atomic(bad + "/manifest.json", manifest.dump(2));
+    const latmix::ExportVerification v = latmix::verify_export_with_text(bad);
+    EXPECT_FALSE(v.ok()) << part;
+    EXPECT_NE(v.describe().find("ok    file model.safetensors"), std::string::npos) << v.describe();
+    EXPECT_NE(v.describe().find("FAIL  perplexity as recorded"), std::string::npos) << part << "\n" << v.describe();
+  }
+  // Without the text inside the export, the check is reported as not run, not as a pass.
+  fs::remove(root + "/ct/" + std::string(latmix::kPerplexityTextFile));
+  const latmix::ExportVerification none = latmix::verify_export_with_text(root + "/ct");
+  EXPECT_FALSE(none.ok());
+  EXPECT_NE(none.describe().find("SKIP  perplexity as recorded"), std::string::npos) << none.describe();
+}
+
 TEST(ExportGutenberg, GptqWeightsAndTransformsRoundTrip) {
   LATMIX_REQUIRE_DATA("models/gutenberg-llama-22M");
   const latmix::Model fp = latmix::load_model(model6m());

@@ -210,6 +210,17 @@ TEST(ModelConfig, MistypedOrOverflowingValuesNameTheKey) {
   j = base("LlamaForCausalLM");
   j["vocab_size"] = std::string(50 << 20, '9');  // 50 MB: never echoed in full
   EXPECT_LT(error_of(j).size(), 300u);
+  // Nor the strings that are compared with a list of names (issue 20, item 21).
+  const std::string huge(50 << 20, 'A');
+  j = base(huge);
+  EXPECT_LT(error_of(j).size(), 300u);
+  EXPECT_NE(error_of(j).find("unsupported architecture"), std::string::npos) << error_of(j).substr(0, 300);
+  j = base("LlamaForCausalLM");
+  j["hidden_act"] = huge;
+  EXPECT_LT(error_of(j).size(), 300u);
+  j = base("LlamaForCausalLM");
+  j["rope_scaling"] = {{"rope_type", huge}, {"factor", 2.0}};
+  EXPECT_LT(error_of(j).size(), 300u);
 }
 
 TEST(ModelConfig, ParameterCountOfGutenberg6MShape) {

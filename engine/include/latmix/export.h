@@ -95,6 +95,9 @@ struct ExportOptions {
   std::vector<int32_t> verify_ids;
   std::string verify_text;
   PerplexityOptions verify_ppl;
+  /// The text that gave verify_ids (a prefix of the file, see text_stream.h): written into the
+  /// export as kPerplexityTextFile, so that verify_export() needs nothing outside the export.
+  std::string verify_text_bytes;
   int ppl_digits = 2;
 };
 
@@ -110,6 +113,7 @@ struct VerifyCheck {
   std::string what;  ///< "sha256 model.safetensors", "packed codes", "perplexity", ...
   bool ok = false;
   std::string detail;  ///< figures or the mismatch
+  bool ran = true;     ///< false: the check could not run (detail says why); not a pass
 };
 
 /// What a verification found.
@@ -117,9 +121,12 @@ struct ExportVerification {
   std::vector<VerifyCheck> checks;
   /// Figures measured on the way (perplexities, counts), for reports and manifests.
   nlohmann::json figures = nlohmann::json::object();
+  /// Every check ran and passed (and there is at least one).
   bool ok() const;
   void add(std::string what, bool ok, std::string detail);
-  /// One line per check: "ok    what: detail" or "FAIL  what: detail".
+  /// A check that could not run: reported as "SKIP", and ok() is false.
+  void add_not_run(std::string what, std::string why);
+  /// One line per check: "ok    what: detail", "FAIL  what: detail" or "SKIP  what: why".
   std::string describe() const;
   nlohmann::json to_json() const;
 };
@@ -150,17 +157,39 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
                           const JobControl& job = {});
 
 /// Checks an export folder written by export_model(): every file the manifest lists is there
-/// with its size and SHA-256 and no other file is (manifest.json aside), then what the kind
-/// allows without the source model: folded-bf16 loads with load_model() (and when `ppl_ids` is
-/// given and the manifest recorded a perplexity on a text, it is recomputed and compared);
-/// compressed-tensors: every packed tensor has the shapes config.json implies and decodes to
-/// finite values; transforms: the files reload. Never throws for a mismatch (that is a failed
+/// with its size and SHA-256, no other file is (manifest.json aside), and nothing else is in the
+/// folder (a subfolder, a symbolic link or a FIFO fails the check); then what the kind allows
+/// without the source model: folded-bf16 and compressed-tensors load with load_model() (packed
+/// codes decoded, transform_config matrices applied) and, when the manifest recorded a
+/// perplexity, it is recomputed on `ppl_ids` and compared; compressed-tensors also checks every
+/// packed tensor's shapes and finite scales; transforms: the files reload. A recorded perplexity
+/// that cannot be recomputed (no `ppl_ids`) is a check that did not run, with
+/// `ppl_missing` as its reason: ok() is then false. Never throws for a mismatch (that is a failed
 /// check); throws latmix::Error when `path` is no export (no or unreadable manifest.json).
 ExportVerification verify_export(const std::string& path, const std::vector<int32_t>& ppl_ids = {},
-                                 const JobControl& job = {});
+                                 const JobControl& job = {}, const std::string& ppl_missing = "");
 
-/// The text a manifest recorded its perplexity check on (empty when none).
-std::string manifest_verify_text(const std::string& export_path);
+/// verify_export() as `latmix verify` runs it: the text of the recorded perplexity check is `text`
+/// when given (a regular file), else the copy inside the export (kPerplexityTextFile), never the
+/// path the manifest recorded; it is tokenized with the export's own tokenizer, only as far as
+/// the recorded windows need. When that cannot be done the check is reported as not run (ok()
+/// is false), except with `no_ppl`, which leaves it out.
+ExportVerification verify_export_with_text(const std::string& path, const std::string& text = "", bool no_ppl = false,
+                                           const JobControl& job = {});
+
+/// The file inside an export that holds the text of its perplexity check.
+inline constexpr const char* kPerplexityTextFile = "perplexity-text.txt";
+
+/// The perplexity check an export recorded, and where its text is.
+struct RecordedPerplexity {
+  bool recorded = false;   ///< the manifest holds a perplexity to compare with
+  std::string text_file;   ///< EXPORT/perplexity-text.txt when the manifest lists it; empty otherwise
+  int64_t tokens = 0;      ///< text tokens the check uses (windows x window), 0 = all
+  std::string text_name;   ///< the text it was computed on, as the export was given it (information only)
+};
+/// Reads the manifest of `export_path`. Only a file inside the export is ever named: never the
+/// path the manifest recorded (issue 20, item 11). 	hrows latmix::Error as verify_export().
+RecordedPerplexity recorded_perplexity_of(const std::string& export_path);
 
 /// Compares what was found (file name -> size and SHA-256) with the manifest's "files" list.
 /// Adds one check per listed file, and one failed check per unlisted file; `manifest_file` names
