@@ -108,6 +108,13 @@ struct RemoveOnExit {
   }
 };
 
+GgmlType parse_gguf_float(const std::string& name) {
+  if (name == "f32") return GgmlType::F32;
+  if (name == "f16") return GgmlType::F16;
+  if (name == "bf16") return GgmlType::BF16;
+  throw UsageError("--gguf-float: expected f32, f16 or bf16, found '" + name + "'");
+}
+
 void print_result(const ExportResult& r, const std::string& out_path, bool zipped) {
   std::printf("%s export written to %s (%s bytes, %zu files%s) in %s\n", to_string(r.kind).c_str(), out_path.c_str(),
               std::to_string(r.bytes).c_str(), r.files.size(), zipped ? ", zipped" : "",
@@ -156,7 +163,9 @@ int run_export(const Args& args) {
   job.cancel = interrupt_token();
   job.progress = progress.callback();
   std::optional<CalibrationSet> calib;
-  if (args.has("calib")) calib = calibration_from_args(args, *m.tokenizer);
+  std::string calib_file;
+  if (args.has("calib") || spec.method == WeightMethod::Gptq)
+    calib = calibration_from_args(args, m.model, *m.tokenizer, &calib_file);
 
   const std::string method = args.get("method");
   MethodPlan mp;
@@ -172,7 +181,8 @@ int run_export(const Args& args) {
     }
     mp.settings["method"] = method;
   } else {
-    mp = obtain_method_plan(method, m.model, calib ? &*calib : nullptr, spec, job);
+    // Learning takes only text the user named (the bundled sample is GPTQ's default, not training text).
+    mp = obtain_method_plan(method, m.model, args.has("calib") && calib ? &*calib : nullptr, spec, job);
   }
 
   ExportOptions o;
@@ -180,10 +190,18 @@ int run_export(const Args& args) {
   o.overwrite = args.flag("overwrite");
   o.method = method;
   o.settings = mp.settings;
-  if (calib) o.settings["calibration"] = {{"file", args.get("calib")}, {"description", calib->describe()}};
+  if (calib) o.settings["calibration"] = {{"file", calib_file}, {"description", calib->describe()}};
   o.transforms_source = mp.source;
   o.max_shard_bytes = static_cast<uint64_t>(args.integer("shard-size")) << 20;
   o.verify = !args.flag("no-verify");
+  o.gguf_float = parse_gguf_float(args.get("gguf-float"));
+  if (kind != ExportKind::Gguf && args.get("gguf-float") != "f32")
+    throw UsageError("--gguf-float is for --as gguf");
+  if (kind == ExportKind::Gguf && spec.activations) {
+    mp.notes.push_back("the spec's activation format (" + spec.activations->name() +
+                       ") is not in a GGUF file: llama.cpp runs the MXFP4 weights with its own activation "
+                       "handling (Q8_0 on the CPU)");
+  }
   const std::string text = verify_text_path(args);
   if (o.verify && kind == ExportKind::FoldedBf16 && !text.empty()) {
     o.verify_ids = m.tokenizer->encode(read_text_file(text));
@@ -274,12 +292,15 @@ int run_verify(const Args& args) {
 }  // namespace
 
 std::vector<Command> export_commands() {
-  return {
+  std::vector<Command> commands = {
       {{"export",
-        "Export a model with its transforms and quantization: folded bf16, compressed-tensors MXFP4, or transforms.",
+        "Export a model with its transforms and quantization: folded bf16, compressed-tensors MXFP4, GGUF MXFP4, or "
+        "transforms.",
         "--as folded-bf16: a plain Hugging Face folder (bf16) of the weight-quantized model, every transform folded\n"
         "(online ones into effective weights Q(W A^-1) A); compressed-tensors: mxfp4-pack-quantized (vLLM,\n"
-        "compressed-tensors), online transforms in transform_config; transforms: the plan with the model's\n"
+        "compressed-tensors), online transforms in transform_config; gguf: OUT/model.gguf for llama.cpp (llama\n"
+        "architecture, byte-level BPE vocabulary, MXFP4 weights as ggml blocks from our codes, other tensors\n"
+        "--gguf-float; plans with an online transform are refused); transforms: the plan with the model's\n"
         "fingerprint, for --transforms later. --method names the preset (recorded in the manifest); without\n"
         "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
         "checked before it appears (packed codes bit for bit; folded-bf16 perplexity on --verify-data, default the\n"
@@ -291,13 +312,12 @@ std::vector<Command> export_commands() {
          {"transforms", "PREFIX",
           "transforms saved by latmix learn / export --as transforms (PREFIX.json + .safetensors)", "", false},
          {"quant", "SPEC", "quantization (latmix/quant.h grammar), e.g. w=mxfp4,a=mxfp4", "", true},
-         {"as", "KIND", "folded-bf16, compressed-tensors or transforms", "", true},
+         {"as", "KIND", "folded-bf16, compressed-tensors, gguf or transforms", "", true},
+         {"gguf-float", "TYPE", "gguf: type of the tensors that are not MXFP4 (norms stay f32): f32, f16 or bf16", "f32",
+          false},
          {"out", "PATH", "export folder to create (with --zip: the .zip file)", "", true},
          {"zip", "", "write the export as one .zip bundle (needs the Qt build)", "", false},
          {"overwrite", "", "replace an earlier export at --out", "", false},
-         {"calib", "FILE", "calibration text (weights=gptq)", "", false},
-         {"calib-samples", "N", "calibration sequences", "16", false},
-         {"calib-seqlen", "N", "calibration sequence length", "256", false},
          {"shard-size", "MB", "largest safetensors shard (tensor data)", "4096", false},
          {"verify-data", "FILE", "text of the folded-bf16 perplexity check (default: the bundled sample)", "", false},
          {"verify-seqlen", "N", "perplexity window of the check", "256", false},
@@ -316,6 +336,9 @@ std::vector<Command> export_commands() {
          {"no-ppl", "", "skip the perplexity check", "", false}}},
        run_verify},
   };
+  auto& options = commands[0].spec.options;
+  for (auto& o : calibration_options()) options.insert(options.end() - 1, o);
+  return commands;
 }
 
 }  // namespace latmix::cli

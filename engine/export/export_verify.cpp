@@ -215,8 +215,14 @@ ExportVerification verify_written(const ExportModel& m, const std::string& dir, 
     verify_transforms_files(m.plan, (fs::path(dir) / "transforms").string(), out);
     return out;
   }
+  if (o.kind == ExportKind::Gguf) {
+    verify_gguf_written(m, (fs::path(dir) / kGgufFileName).string(), o.gguf_float, out);
+    job.report("verify", 1, 1);
+    return out;
+  }
   const TensorStore store = TensorStore::open(dir);
   check_quantized_weights(m, store, o.kind, out);
+  if (o.kind == ExportKind::CompressedTensors) check_ct_transform_groups(dir, out);
   if (o.kind == ExportKind::FoldedBf16 && !o.verify_ids.empty()) check_perplexity(m, dir, o, job, out);
   job.report("verify", 1, 1);
   return out;
@@ -343,6 +349,9 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
       }
     } else if (kind == ExportKind::CompressedTensors) {
       check_packed_folder(path, out);
+      check_ct_transform_groups(path, out);
+    } else if (kind == ExportKind::Gguf) {
+      check_gguf_file((fs::path(path) / kGgufFileName).string(), out);
     } else {
       const std::string prefix = (fs::path(path) / "transforms").string();
       verify_transforms_files(load_transforms(prefix), prefix, out);
