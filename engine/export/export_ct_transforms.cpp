@@ -20,7 +20,8 @@ namespace {
 int64_t repeated_block(const at::Tensor& m) {
   const int64_t n = m.size(0);
   for (int64_t b = 2; b < n; b *= 2) {
-    if (n % b != 0) continue;
+    // Quick reject on row 0 before building an n x n comparison.
+    if (n % b != 0 || m[0].narrow(0, b, n - b).ne(0).any().item<bool>()) continue;
     const at::Tensor first = m.narrow(0, 0, b).narrow(1, 0, b);
     const at::Tensor expected = at::kron(at::eye(n / b, m.options()), first);
     if (at::equal(m, expected)) return b;
@@ -30,9 +31,37 @@ int64_t repeated_block(const at::Tensor& m) {
 
 const char* kTransformed[] = {"q", "k", "v", "gate", "up", "down"};
 
+// For F = A^T = D B^T (A = B D: signs first, then a block-diagonal B, as MR-GPTQ's block
+// Hadamard): the signs d that make D F block-diagonal with equal blocks, or undefined. Row jb + i
+// takes the sign that matches its block to block 0's row i.
+at::Tensor factor_signs(const at::Tensor& f) {
+  const int64_t n = f.size(0);
+  for (int64_t b = 2; b < n; b *= 2) {
+    if (n % b != 0 || f[0].narrow(0, b, n - b).ne(0).any().item<bool>()) continue;
+    // Block 0's rows get the sign that makes the block's first column non-negative (for a Hadamard
+    // block: the plain Sylvester matrix), so that layers with different signs share one block.
+    at::Tensor d = at::where(f.select(1, 0) < 0, at::full({n}, -1.0, f.options()), at::ones({n}, f.options()));
+    d.narrow(0, b, n - b).fill_(1);
+    bool ok = true;
+    for (int64_t r = b; r < n && ok; ++r) {
+      const int64_t j = r / b, i = r % b;
+      const at::Tensor mine = f[r].narrow(0, j * b, b), ref = f[i].narrow(0, 0, b) * d[i];
+      if (at::equal(mine, ref)) continue;
+      if (at::equal(mine, -ref)) {
+        d[r] = -1;
+        continue;
+      }
+      ok = false;
+    }
+    if (ok && repeated_block(f * d.unsqueeze(1)) == b) return d;
+  }
+  return {};
+}
+
 }  // namespace
 
-std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, const ModelConfig& config) {
+std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, const ModelConfig& config,
+                                                  std::vector<std::pair<int64_t, at::Tensor>>* down_signs) {
   c10::InferenceMode guard;
   std::vector<CtTransformGroup> groups;
   for (int64_t l = 0; l < config.num_layers; ++l) {
@@ -44,9 +73,17 @@ std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, con
       if (t.get() != last) {  // q/k/v (and gate/up) share one transform: one matrix
         const int64_t n = t->dim();
         // Rows e_i A^T; stored as sqrt(n) A^T so that x W / sqrt(n) = x A^T (both runtimes).
-        const at::Tensor a_t = t->forward(at::eye(n, at::TensorOptions().dtype(at::kDouble)));
-        const at::Tensor f = a_t.to(at::kFloat);
-        const int64_t b = repeated_block(f);
+        at::Tensor a_t = t->forward(at::eye(n, at::TensorOptions().dtype(at::kDouble)));
+        int64_t b = repeated_block(a_t.to(at::kFloat));
+        if (b == n && std::string(name) == "down") {
+          // Signs before the blocks fold into up_proj's rows: (s * up(h)) * silu(gate(h)) = s * x.
+          const at::Tensor d = factor_signs(a_t.to(at::kFloat));
+          if (d.defined()) {
+            a_t = a_t * d.to(at::kDouble).unsqueeze(1);
+            b = repeated_block(a_t.to(at::kFloat));
+            if (down_signs) down_signs->emplace_back(l, d);
+          }
+        }
         block = (a_t.narrow(0, 0, b).narrow(1, 0, b) * std::sqrt(static_cast<double>(b))).to(at::kFloat).contiguous();
         last = t.get();
       }
@@ -70,6 +107,19 @@ std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, con
     if (count[g.scheme] > 1) g.name = g.scheme + "_" + std::to_string(index[g.scheme]++);
   }
   return groups;
+}
+
+std::string fold_ct_down_signs(Model& model, const std::vector<std::pair<int64_t, at::Tensor>>& down_signs) {
+  c10::InferenceMode guard;
+  for (const auto& [layer, d] : down_signs) {
+    LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
+    lw.up = lw.up * d.to(lw.up.device(), lw.up.scalar_type()).unsqueeze(1);
+    if (lw.up_bias.defined()) lw.up_bias = lw.up_bias * d.to(lw.up_bias.device(), lw.up_bias.scalar_type());
+  }
+  if (down_signs.empty()) return {};
+  return "the random signs of " + std::to_string(down_signs.size()) +
+         " down_proj transforms were folded into up_proj's rows (exact: a sign flip of quantized rows), so each "
+         "is stored as one block with head_dim";
 }
 
 std::string ct_transform_tensor_name(const std::string& module, const std::string& group) {

@@ -78,6 +78,10 @@ contains stderr "no block type for mxfp6"
 expect 2 "$LATMIX" export --model "$M6" --method rtn --quant $Q --as folded-bf16 --gguf-float f16 --out "$OUT/u7"
 contains stderr "--gguf-float is for --as gguf"
 absent "$OUT/u5"; absent "$OUT/u6"; absent "$OUT/u7"
+# GPTQ without --calib: the one default (16 x 256 on the CPU, the bundled sample), stated on stderr.
+expect 0 "$LATMIX" export --model "$M6" --method gptq --quant w=mxfp4,a=none,weights=gptq --as gguf --out "$OUT/gq"
+contains stderr "16 x 256 tokens"; contains stderr "the GPTQ default on the CPU"
+grep -q '"calibration"' "$OUT/gq/manifest.json" && PASSED=$((PASSED + 1)) || { echo "FAIL: no calibration in the manifest"; FAILED=$((FAILED + 1)); }
 expect 2 "$LATMIX" export --model "$M6" --method gptq --quant w=mxfp4 --as folded-bf16 --out "$OUT/u3"
 contains stderr "put weights=gptq in --quant"
 expect 2 "$LATMIX" export --model "$M6" --method rtn --quant w=mxfp6 --as compressed-tensors --out "$OUT/u4"
