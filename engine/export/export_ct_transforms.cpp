@@ -61,7 +61,7 @@ at::Tensor factor_signs(const at::Tensor& f) {
 }  // namespace
 
 std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, const ModelConfig& config,
-                                                  std::vector<std::pair<int64_t, at::Tensor>>* down_signs) {
+                                                  std::vector<CtSignFold>* sign_folds) {
   c10::InferenceMode guard;
   std::vector<CtTransformGroup> groups;
   for (int64_t l = 0; l < config.num_layers; ++l) {
@@ -75,13 +75,14 @@ std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, con
         // Rows e_i A^T; stored as sqrt(n) A^T so that x W / sqrt(n) = x A^T (both runtimes).
         at::Tensor a_t = t->forward(at::eye(n, at::TensorOptions().dtype(at::kDouble)));
         int64_t b = repeated_block(a_t.to(at::kFloat));
-        if (b == n && std::string(name) == "down") {
-          // Signs before the blocks fold into up_proj's rows: (s * up(h)) * silu(gate(h)) = s * x.
+        if (b == n) {
+          // Signs before the blocks fold into what produces the input: up_proj's rows for down_proj
+          // ((s * up(h)) * silu(gate(h)) = s * x), the norm's gain for q/k/v and gate/up.
           const at::Tensor d = factor_signs(a_t.to(at::kFloat));
           if (d.defined()) {
             a_t = a_t * d.to(at::kDouble).unsqueeze(1);
             b = repeated_block(a_t.to(at::kFloat));
-            if (down_signs) down_signs->emplace_back(l, d);
+            if (sign_folds) sign_folds->push_back({l, transform_scheme_name(name), d});
           }
         }
         block = (a_t.narrow(0, 0, b).narrow(1, 0, b) * std::sqrt(static_cast<double>(b))).to(at::kFloat).contiguous();
@@ -109,17 +110,26 @@ std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, con
   return groups;
 }
 
-std::string fold_ct_down_signs(Model& model, const std::vector<std::pair<int64_t, at::Tensor>>& down_signs) {
+std::string fold_ct_signs(Model& model, const std::vector<CtSignFold>& folds) {
   c10::InferenceMode guard;
-  for (const auto& [layer, d] : down_signs) {
-    LayerWeights& lw = model.weights().layers[static_cast<size_t>(layer)];
-    lw.up = lw.up * d.to(lw.up.device(), lw.up.scalar_type()).unsqueeze(1);
-    if (lw.up_bias.defined()) lw.up_bias = lw.up_bias * d.to(lw.up_bias.device(), lw.up_bias.scalar_type());
+  auto flip_rows = [](at::Tensor& t, const at::Tensor& d) {
+    if (t.defined()) t = t * (t.dim() == 2 ? d.to(t.device(), t.scalar_type()).unsqueeze(1) : d.to(t.device(), t.scalar_type()));
+  };
+  for (const CtSignFold& f : folds) {
+    LayerWeights& lw = model.weights().layers[static_cast<size_t>(f.layer)];
+    if (f.scheme == "down_online") {
+      flip_rows(lw.up, f.signs);
+      flip_rows(lw.up_bias, f.signs);
+    } else if (f.scheme == "mlp_online") {
+      flip_rows(lw.mlp_norm, f.signs);
+    } else {
+      flip_rows(lw.attn_norm, f.signs);
+    }
   }
-  if (down_signs.empty()) return {};
-  return "the random signs of " + std::to_string(down_signs.size()) +
-         " down_proj transforms were folded into up_proj's rows (exact: a sign flip of quantized rows), so each "
-         "is stored as one block with head_dim";
+  if (folds.empty()) return {};
+  return "the random signs of " + std::to_string(folds.size()) +
+         " online transforms were folded into what produces their input (up_proj's rows for down_proj, the "
+         "norm's gain for q/k/v and gate/up; exact sign flips), so each is stored as one block with head_dim";
 }
 
 std::string ct_transform_tensor_name(const std::string& module, const std::string& group) {

@@ -112,15 +112,23 @@ struct CtTransformGroup {
   int64_t head_dim = 0;              ///< b when A is block-diagonal with equal blocks (b < n), else 0
   int64_t n = 0;                     ///< the transform's width
 };
-/// The groups of a plan's online transforms, in layer order. A down_proj transform A = B D with
-/// random signs D before a block-diagonal B of equal blocks (MR-GPTQ's block Hadamard) is stored
-/// as B's block; D must then be folded into up_proj's rows: `down_signs` gets (layer, signs) for
-/// each such layer (see fold_ct_down_signs).
+/// Signs D of an online transform A = B D (B block-diagonal with equal blocks) that the export
+/// folds into what produces the transform's input, so that only B's block is stored.
+struct CtSignFold {
+  int64_t layer = 0;
+  std::string scheme;  ///< "down_online" (into up_proj's rows), "attn_online"/"mlp_online" (the norm's gain)
+  at::Tensor signs;    ///< float32 [n], +-1
+};
+/// The groups of a plan's online transforms, in layer order. A transform A = B D with random
+/// signs D before a block-diagonal B of equal blocks (MR-GPTQ's block Hadamard) is stored as B's
+/// block (made canonical: first column non-negative); D must then be folded (fold_ct_signs):
+/// `sign_folds` gets one entry per such transform.
 std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, const ModelConfig& config,
-                                                  std::vector<std::pair<int64_t, at::Tensor>>* down_signs = nullptr);
-/// Multiplies up_proj's rows (and bias) of `model` by each layer's signs: exact, a sign flip of
-/// MX-quantized rows is their codes with the sign bit flipped. Returns a note, empty when none.
-std::string fold_ct_down_signs(Model& model, const std::vector<std::pair<int64_t, at::Tensor>>& down_signs);
+                                                  std::vector<CtSignFold>* sign_folds = nullptr);
+/// Folds the signs into `model`: up_proj's rows (and bias) for down_proj, input_layernorm's gain for
+/// q/k/v, post_attention_layernorm's for gate/up. Exact: a sign flip of MX-quantized rows is their
+/// codes with the sign bit flipped, of a bf16 gain its sign bit. Returns a note, empty when none.
+std::string fold_ct_signs(Model& model, const std::vector<CtSignFold>& folds);
 /// "<module>.<group>_input.weight": where compressed-tensors and vLLM look for a group's matrix.
 std::string ct_transform_tensor_name(const std::string& module, const std::string& group);
 /// Checks the transform_config of a compressed-tensors folder as the runtimes read it: every

@@ -154,9 +154,9 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   job.cancel.check();
   if (o.kind != ExportKind::Transforms) m = prepare_export_model(fp, plan, spec, calib, job);
   if (o.kind == ExportKind::CompressedTensors) {
-    std::vector<std::pair<int64_t, at::Tensor>> down_signs;
-    const std::vector<CtTransformGroup> groups = ct_transform_groups(plan, c, &down_signs);
-    const std::string folded = fold_ct_down_signs(m.quantized, down_signs);
+    std::vector<CtSignFold> sign_folds;
+    const std::vector<CtTransformGroup> groups = ct_transform_groups(plan, c, &sign_folds);
+    const std::string folded = fold_ct_signs(m.quantized, sign_folds);
     if (!folded.empty()) m.notes.push_back(folded);
     for (const auto& g : groups) {
       if (g.head_dim == 0 && g.n >= 1024) {

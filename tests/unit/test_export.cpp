@@ -293,6 +293,39 @@ TEST(Export, CompressedTensorsOneGroupPerDistinctMatrixCheckedAsRuntimesReadThem
   EXPECT_TRUE(caught) << v.describe();
 }
 
+TEST(Export, CompressedTensorsFoldsBlockHadamardSignsIntoTheNormGain) {
+  const std::string root = latmix::test::temp_dir("export-ct-norm-signs");
+  const std::string src = write_tiny_model(root + "/src");
+  const latmix::Model fp = latmix::load_model(src);
+  latmix::TransformPlan plan;  // random-sign block Hadamards before gate/up, different per layer
+  for (int l = 0; l < 2; ++l) plan.mlp_online.push_back(std::make_shared<latmix::BlockHadamardTransform>(64, 32, 90 + l));
+  latmix::ExportOptions o;
+  o.kind = latmix::ExportKind::CompressedTensors;
+  o.out = root + "/ct";
+  const latmix::QuantSpec spec = latmix::parse_quant_spec("w=mxfp4,a=none");
+  const latmix::ExportResult r = latmix::export_model(fp, src, plan, spec, nullptr, o);
+  ASSERT_TRUE(r.verification.ok()) << r.verification.describe();
+  const json q = json::parse(latmix::read_text_file(o.out + "/config.json"))["quantization_config"];
+  const json& groups = q["transform_config"]["config_groups"];
+  ASSERT_EQ(groups.size(), 1u);  // one canonical 32-block for both layers' four linears
+  EXPECT_EQ(groups["mlp_online"]["head_dim"], 32);
+  EXPECT_EQ(groups["mlp_online"]["apply"][0]["targets"].size(), 4u);
+  // The signs went into post_attention_layernorm's gain: with it, B (D g) * n = A (g * n).
+  const latmix::TensorStore store = latmix::TensorStore::open(o.out);
+  for (size_t l = 0; l < 2; ++l) {
+    const at::Tensor signs =
+        dynamic_cast<const latmix::BlockHadamardTransform&>(*plan.mlp_online[l]).signs().to(at::kFloat);
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const at::Tensor gain = store.get(p + "post_attention_layernorm.weight").to(at::kFloat);
+    const at::Tensor want = (fp.weights().layers[l].mlp_norm.to(at::kFloat) * signs).to(at::kBFloat16).to(at::kFloat);
+    EXPECT_TRUE(at::equal(gain, want)) << l;
+    const at::Tensor w = store.get(p + "mlp.up_proj.mlp_online_input.weight").to(at::kDouble);
+    const at::Tensor b_t = at::kron(at::eye(2, at::kDouble), w / std::sqrt(32.0));
+    EXPECT_LT((b_t - signs.to(at::kDouble).unsqueeze(1) * plan.mlp_online[l]->matrix().t().to(at::kDouble))
+                  .abs().max().item<double>(), 1e-6);
+  }
+}
+
 TEST(Export, CompressedTensorsRefusesABiasOnATransformedLinear) {
   const std::string root = latmix::test::temp_dir("export-ct-bias");
   const std::string src = write_tiny_model(root + "/src");
