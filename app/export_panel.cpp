@@ -399,7 +399,9 @@ ExportRequest ExportPanel::request() const {
 void ExportPanel::updateCli() {
   const ExportRequest r = request();
   target_->setText("Writes: <b>" + r.out.toHtmlEscaped() + "</b>" +
-                   (r.kind == "compressed-tensors" || r.kind == "gguf" ? QString(" &nbsp; (%1)").arg(r.quant.toHtmlEscaped()) : QString()));
+                   (r.kind == "compressed-tensors" || r.kind == "gguf"
+                        ? QString(" &nbsp; (%1)").arg(r.quant.toHtmlEscaped())
+                        : QString()));
   cli_->setText(r.cliCommand(session_->summary().path));
   cli_->setCursorPosition(0);
   cli_->setToolTip(cli_->text());

@@ -195,8 +195,7 @@ int run_export(const Args& args) {
   o.max_shard_bytes = static_cast<uint64_t>(args.integer("shard-size")) << 20;
   o.verify = !args.flag("no-verify");
   o.gguf_float = parse_gguf_float(args.get("gguf-float"));
-  if (kind != ExportKind::Gguf && args.get("gguf-float") != "f32")
-    throw UsageError("--gguf-float is for --as gguf");
+  if (kind != ExportKind::Gguf && args.get("gguf-float") != "f32") throw UsageError("--gguf-float is for --as gguf");
   if (kind == ExportKind::Gguf && spec.activations) {
     mp.notes.push_back("the spec's activation format (" + spec.activations->name() +
                        ") is not in a GGUF file: llama.cpp runs the MXFP4 weights with its own activation "
@@ -313,8 +312,8 @@ std::vector<Command> export_commands() {
           "transforms saved by latmix learn / export --as transforms (PREFIX.json + .safetensors)", "", false},
          {"quant", "SPEC", "quantization (latmix/quant.h grammar), e.g. w=mxfp4,a=mxfp4", "", true},
          {"as", "KIND", "folded-bf16, compressed-tensors, gguf or transforms", "", true},
-         {"gguf-float", "TYPE", "gguf: type of the tensors that are not MXFP4 (norms stay f32): f32, f16 or bf16", "f32",
-          false},
+         {"gguf-float", "TYPE", "gguf: type of the tensors that are not MXFP4 (norms stay f32): f32, f16 or bf16",
+          "f32", false},
          {"out", "PATH", "export folder to create (with --zip: the .zip file)", "", true},
          {"zip", "", "write the export as one .zip bundle (needs the Qt build)", "", false},
          {"overwrite", "", "replace an earlier export at --out", "", false},

@@ -113,7 +113,8 @@ std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, con
 std::string fold_ct_signs(Model& model, const std::vector<CtSignFold>& folds) {
   c10::InferenceMode guard;
   auto flip_rows = [](at::Tensor& t, const at::Tensor& d) {
-    if (t.defined()) t = t * (t.dim() == 2 ? d.to(t.device(), t.scalar_type()).unsqueeze(1) : d.to(t.device(), t.scalar_type()));
+    if (t.defined())
+      t = t * (t.dim() == 2 ? d.to(t.device(), t.scalar_type()).unsqueeze(1) : d.to(t.device(), t.scalar_type()));
   };
   for (const CtSignFold& f : folds) {
     LayerWeights& lw = model.weights().layers[static_cast<size_t>(f.layer)];
@@ -140,10 +141,9 @@ void check_ct_transform_groups(const std::string& dir, ExportVerification& out) 
   const std::string config_path = (fs::path(dir) / "config.json").string();
   const nlohmann::json config = read_json_file(config_path);
   const nlohmann::json q = config.value("quantization_config", nlohmann::json::object());
-  const nlohmann::json groups =
-      q.contains("transform_config") && q["transform_config"].is_object()
-          ? q["transform_config"].value("config_groups", nlohmann::json::object())
-          : nlohmann::json::object();
+  const nlohmann::json groups = q.contains("transform_config") && q["transform_config"].is_object()
+                                    ? q["transform_config"].value("config_groups", nlohmann::json::object())
+                                    : nlohmann::json::object();
   if (groups.empty()) return;
   const TensorStore store = TensorStore::open(dir);
   std::string problem;
@@ -167,15 +167,16 @@ void check_ct_transform_groups(const std::string& dir, ExportVerification& out) 
           break;
         }
         const TensorInfo& info = store.info(tensor);
-        const std::string weight = store.contains(module + ".weight_packed") ? module + ".weight_packed" : module + ".weight";
-        const int64_t in = !store.contains(weight) ? -1
+        const std::string weight =
+            store.contains(module + ".weight_packed") ? module + ".weight_packed" : module + ".weight";
+        const int64_t in = !store.contains(weight)               ? -1
                            : weight == module + ".weight_packed" ? store.info(weight).shape.at(1) * 2
                                                                  : store.info(weight).shape.at(1);
         const int64_t want = head.is_number_integer() ? head.get<int64_t>() : in;
         if (info.dtype != DType::F32 || info.shape != std::vector<int64_t>{want, want} || in < 0 || in % want != 0) {
-          problem = "group " + name + ": " + tensor + " is " + shape_to_string(info.shape) +
-                    " (want F32 [" + std::to_string(want) + ", " + std::to_string(want) + "] for an input of " +
-                    std::to_string(in) + ")";
+          problem = "group " + name + ": " + tensor + " is " + shape_to_string(info.shape) + " (want F32 [" +
+                    std::to_string(want) + ", " + std::to_string(want) + "] for an input of " + std::to_string(in) +
+                    ")";
           break;
         }
         // compressed-tensors keeps one matrix per size in a group: every target must hold the same one.
@@ -183,7 +184,8 @@ void check_ct_transform_groups(const std::string& dir, ExportVerification& out) 
         if (!first.defined()) {
           first = m;
         } else if (!at::equal(first, m)) {
-          problem = "group " + name + ": " + tensor + " differs from the group's first matrix (compressed-tensors "
+          problem = "group " + name + ": " + tensor +
+                    " differs from the group's first matrix (compressed-tensors "
                     "would apply that one to every target)";
           break;
         }

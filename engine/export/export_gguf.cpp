@@ -78,7 +78,8 @@ GgufVocab read_vocab(const std::string& source_path, int64_t vocab_size) {
   const json& model = t["model"];
   if (!model.is_object() || model.value("type", "") != "BPE" || !t["pre_tokenizer"].is_object() ||
       !t["decoder"].is_object() || t["decoder"].value("type", "") != "ByteLevel" || !t["normalizer"].is_null()) {
-    fail(path, "GGUF export: the tokenizer", "byte-level BPE (model BPE, ByteLevel pre-tokenizer and decoder, no normalizer)",
+    fail(path, "GGUF export: the tokenizer",
+         "byte-level BPE (model BPE, ByteLevel pre-tokenizer and decoder, no normalizer)",
          "another kind (GGUF's gpt2 vocabulary could not reproduce it)");
   }
   GgufVocab v;
@@ -95,7 +96,8 @@ GgufVocab read_vocab(const std::string& source_path, int64_t vocab_size) {
   v.types.assign(static_cast<size_t>(vocab_size), 0);
   for (const auto& [piece, id] : model["vocab"].items()) {
     const int64_t i = id.get<int64_t>();
-    if (i < 0 || i >= vocab_size) fail(path, "token " + piece, "an id below vocab_size " + std::to_string(vocab_size), std::to_string(i));
+    if (i < 0 || i >= vocab_size)
+      fail(path, "token " + piece, "an id below vocab_size " + std::to_string(vocab_size), std::to_string(i));
     v.tokens[static_cast<size_t>(i)] = piece;
     v.types[static_cast<size_t>(i)] = 1;  // normal
   }
@@ -133,7 +135,8 @@ GgufKeyValue kv_bool(std::string key, bool v) {
 
 bool any_bias(const ModelWeights& w) {
   for (const LayerWeights& lw : w.layers) {
-    for (const at::Tensor* b : {&lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias, &lw.gate_bias, &lw.up_bias, &lw.down_bias}) {
+    for (const at::Tensor* b :
+         {&lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias, &lw.gate_bias, &lw.up_bias, &lw.down_bias}) {
       if (b->defined()) return true;
     }
   }
@@ -166,9 +169,12 @@ at::Tensor llama3_rope_factors(const ModelConfig& c) {
 at::Tensor cast_to(const at::Tensor& t, GgmlType type) {
   const at::Tensor c = t.detach().to(at::kCPU);
   switch (type) {
-    case GgmlType::F16: return c.to(at::kHalf).contiguous();
-    case GgmlType::BF16: return c.to(at::kBFloat16).contiguous();
-    default: return c.to(at::kFloat).contiguous();
+    case GgmlType::F16:
+      return c.to(at::kHalf).contiguous();
+    case GgmlType::BF16:
+      return c.to(at::kBFloat16).contiguous();
+    default:
+      return c.to(at::kFloat).contiguous();
   }
 }
 
@@ -187,9 +193,9 @@ at::Tensor gguf_permute_rows(const at::Tensor& w, int64_t heads) {
 }
 
 std::string gguf_linear_name(int64_t layer, const std::string& name) {
-  static const std::map<std::string, std::string> names = {
-      {"q", "attn_q"},       {"k", "attn_k"},     {"v", "attn_v"},    {"o", "attn_output"},
-      {"gate", "ffn_gate"},  {"up", "ffn_up"},    {"down", "ffn_down"}};
+  static const std::map<std::string, std::string> names = {{"q", "attn_q"},      {"k", "attn_k"},      {"v", "attn_v"},
+                                                           {"o", "attn_output"}, {"gate", "ffn_gate"}, {"up", "ffn_up"},
+                                                           {"down", "ffn_down"}};
   return "blk." + std::to_string(layer) + "." + names.at(name) + ".weight";
 }
 
@@ -357,8 +363,12 @@ void verify_gguf_written(const ExportModel& m, const std::string& file, GgmlType
         const LayerWeights& lw = mw.layers[static_cast<size_t>(layer)];
         for (const auto& [linear, tensor, h] :
              {std::tuple<const char*, const at::Tensor*, int64_t>{"q", &lw.q, m.fp.config().num_heads},
-              {"k", &lw.k, m.fp.config().num_kv_heads}, {"v", &lw.v, 0}, {"o", &lw.o, 0}, {"gate", &lw.gate, 0},
-              {"up", &lw.up, 0}, {"down", &lw.down, 0}}) {
+              {"k", &lw.k, m.fp.config().num_kv_heads},
+              {"v", &lw.v, 0},
+              {"o", &lw.o, 0},
+              {"gate", &lw.gate, 0},
+              {"up", &lw.up, 0},
+              {"down", &lw.down, 0}}) {
           if (gguf_linear_name(layer, linear) == n) {
             q = *tensor;
             heads = h;
@@ -377,24 +387,28 @@ void verify_gguf_written(const ExportModel& m, const std::string& file, GgmlType
     }
   }
   out.add("GGUF tensors read back", problem.empty(),
-          problem.empty() ? std::to_string(blocks) + " MXFP4 blocks decode to the fake-quantized weights bit for bit, " +
-                                std::to_string(floats) + " float tensors equal"
-                          : problem);
+          problem.empty()
+              ? std::to_string(blocks) + " MXFP4 blocks decode to the fake-quantized weights bit for bit, " +
+                    std::to_string(floats) + " float tensors equal"
+              : problem);
   const GgufKeyValue* tokens = f.find("tokenizer.ggml.tokens");
   const bool vocab_ok = tokens && static_cast<int64_t>(tokens->value.size()) == m.fp.config().vocab_size;
   out.add("GGUF vocabulary", vocab_ok,
-          tokens ? std::to_string(tokens->value.size()) + " tokens for vocab_size " + std::to_string(m.fp.config().vocab_size)
+          tokens ? std::to_string(tokens->value.size()) + " tokens for vocab_size " +
+                       std::to_string(m.fp.config().vocab_size)
                  : "tokenizer.ggml.tokens missing");
 }
 
 void check_gguf_file(const std::string& file, ExportVerification& out) {
   const GgufFile f = read_gguf(file);
   std::string problem;
-  for (const char* key : {"general.architecture", "llama.block_count", "llama.embedding_length", "llama.attention.head_count",
-                          "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges"}) {
+  for (const char* key :
+       {"general.architecture", "llama.block_count", "llama.embedding_length", "llama.attention.head_count",
+        "tokenizer.ggml.model", "tokenizer.ggml.tokens", "tokenizer.ggml.merges"}) {
     if (!f.find(key) && problem.empty()) problem = std::string("key ") + key + " missing";
   }
-  out.add("GGUF metadata", problem.empty(), problem.empty() ? f.tensors.size() == 0 ? "no tensors" : "llama keys and tokenizer present" : problem);
+  out.add("GGUF metadata", problem.empty(),
+          problem.empty() ? f.tensors.size() == 0 ? "no tensors" : "llama keys and tokenizer present" : problem);
   int64_t mx = 0;
   std::string bad;
   for (const GgufTensorInfo& t : f.tensors) {

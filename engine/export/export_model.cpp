@@ -98,8 +98,9 @@ json formats_json(ExportKind kind, GgmlType gguf_float) {
 void write_model_folder(const ExportModel& m, const std::string& source_path, const ExportOptions& o,
                         const std::string& dir, const JobControl& job, std::vector<std::string>& notes) {
   if (o.kind == ExportKind::Gguf) {
-    const std::string description = std::string("latmix ") + version() + " export: method " + o.method + ", quantization " +
-                                    to_string(m.spec) + " (weights only; see README.md beside this file)";
+    const std::string description = std::string("latmix ") + version() + " export: method " + o.method +
+                                    ", quantization " + to_string(m.spec) +
+                                    " (weights only; see README.md beside this file)";
     write_gguf((fs::path(dir) / kGgufFileName).string(), gguf_metadata(m, source_path, o.gguf_float, description),
                gguf_tensors(m, o.gguf_float), job);
     return;
@@ -128,7 +129,8 @@ std::string to_string(ExportKind kind) {
 }
 
 ExportKind parse_export_kind(const std::string& name) {
-  for (ExportKind k : {ExportKind::FoldedBf16, ExportKind::CompressedTensors, ExportKind::Gguf, ExportKind::Transforms}) {
+  for (ExportKind k :
+       {ExportKind::FoldedBf16, ExportKind::CompressedTensors, ExportKind::Gguf, ExportKind::Transforms}) {
     if (name == to_string(k)) return k;
   }
   throw UsageError("export kind: expected folded-bf16, compressed-tensors, gguf or transforms, found '" + name + "'");

@@ -314,7 +314,8 @@ std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
       // transform_config semantics (compressed-tensors and vLLM): input x -> x W / sqrt(n) with the
       // stored W (per block of head_dim when set), so W = sqrt(b) B^T gives x A^T; float32, as both load it.
       const at::Tensor w = g->second->matrix;
-      out.push_back({ct_transform_tensor_name(name, g->second->name), DType::F32, w.sizes().vec(), [w, groups] { return w; }});
+      out.push_back(
+          {ct_transform_tensor_name(name, g->second->name), DType::F32, w.sizes().vec(), [w, groups] { return w; }});
     }
   };
   auto lm_head = [&m, packed](std::vector<TensorSource>& out) {

@@ -49,7 +49,8 @@ void what_is_in(std::ostringstream& s, const std::string& kind, const json& m) {
          "(32 values in 17 bytes: the OCP E8M0 scale byte, then 16 bytes holding element j in the low nibble and\n"
          "element j + 16 in the high nibble), encoded from latmix's own codes; norms are F32, the embedding and\n"
          "unquantized layers "
-      << m["formats"].value("other_tensors", std::string("F32")) << ". q and k rows are permuted into llama.cpp's\n"
+      << m["formats"].value("other_tensors", std::string("F32"))
+      << ". q and k rows are permuted into llama.cpp's\n"
          "rotary layout; the tokenizer is the source's byte-level BPE with its merges.\n"
          "Run it: `llama-cli -m model.gguf`, or any runtime built on llama.cpp.\n\n"
       << gguf_runtime_note();

@@ -216,8 +216,9 @@ TEST(Export, CompressedTensorsPackedCodesDecodeBitForBit) {
   const at::Tensor b_t = at::kron(at::eye(4), stored / std::sqrt(32.0));
   EXPECT_LT((b_t - signs.unsqueeze(1) * a_t).abs().max().item<double>(), 1e-6);
   const at::Tensor up0 = store.get("model.layers.0.mlp.up_proj.weight").to(at::kFloat);
-  EXPECT_TRUE(at::equal(up0, (ref.weights().layers[0].up.to(at::kFloat) *
-                              plan_signs(plan, 0).unsqueeze(1)).to(at::kBFloat16).to(at::kFloat)));
+  EXPECT_TRUE(at::equal(
+      up0,
+      (ref.weights().layers[0].up.to(at::kFloat) * plan_signs(plan, 0).unsqueeze(1)).to(at::kBFloat16).to(at::kFloat)));
   const json q = json::parse(latmix::read_text_file(o.out + "/config.json"))["quantization_config"];
   EXPECT_EQ(q["format"], "mxfp4-pack-quantized");
   EXPECT_EQ(q["quant_method"], "compressed-tensors");
@@ -274,13 +275,17 @@ TEST(Export, CompressedTensorsOneGroupPerDistinctMatrixCheckedAsRuntimesReadThem
   const at::Tensor w1 = store.get("model.layers.1.mlp.down_proj.down_online_1_input.weight");
   EXPECT_EQ(w1.scalar_type(), at::kFloat);
   EXPECT_LT((w1.to(at::kDouble) / std::sqrt(128.0) - plan.down_online[1]->matrix().t().to(at::kDouble))
-                .abs().max().item<double>(), 1e-6);
+                .abs()
+                .max()
+                .item<double>(),
+            1e-6);
   // What a runtime sees in the README and the output: which runtime applies which part.
   const std::string readme = latmix::read_text_file(o.out + "/README.md");
   EXPECT_NE(readme.find("**not the online transforms**"), std::string::npos);
   EXPECT_NE(readme.find("**Activations are not quantized**"), std::string::npos);
   bool noted = false;
-  for (const auto& n : r.notes) noted = noted || n.find("transformers applies the weights but NOT the transforms") != std::string::npos;
+  for (const auto& n : r.notes)
+    noted = noted || n.find("transformers applies the weights but NOT the transforms") != std::string::npos;
   EXPECT_TRUE(noted);
   // One group holding both layers (the fault of issue 18: compressed-tensors would apply layer 0's
   // matrix everywhere) fails latmix verify.
@@ -298,7 +303,8 @@ TEST(Export, CompressedTensorsFoldsBlockHadamardSignsIntoTheNormGain) {
   const std::string src = write_tiny_model(root + "/src");
   const latmix::Model fp = latmix::load_model(src);
   latmix::TransformPlan plan;  // random-sign block Hadamards before gate/up, different per layer
-  for (int l = 0; l < 2; ++l) plan.mlp_online.push_back(std::make_shared<latmix::BlockHadamardTransform>(64, 32, 90 + l));
+  for (int l = 0; l < 2; ++l)
+    plan.mlp_online.push_back(std::make_shared<latmix::BlockHadamardTransform>(64, 32, 90 + l));
   latmix::ExportOptions o;
   o.kind = latmix::ExportKind::CompressedTensors;
   o.out = root + "/ct";
@@ -322,7 +328,10 @@ TEST(Export, CompressedTensorsFoldsBlockHadamardSignsIntoTheNormGain) {
     const at::Tensor w = store.get(p + "mlp.up_proj.mlp_online_input.weight").to(at::kDouble);
     const at::Tensor b_t = at::kron(at::eye(2, at::kDouble), w / std::sqrt(32.0));
     EXPECT_LT((b_t - signs.to(at::kDouble).unsqueeze(1) * plan.mlp_online[l]->matrix().t().to(at::kDouble))
-                  .abs().max().item<double>(), 1e-6);
+                  .abs()
+                  .max()
+                  .item<double>(),
+              1e-6);
   }
 }
 

@@ -97,7 +97,8 @@ TEST(ExportGguf, Mxfp4BlocksAreOurCodesAndDecodeToTheFakeQuantizedWeights) {
   }
   EXPECT_EQ(checked, 42);
   // Float tensors: F32 as stored; norms F32.
-  EXPECT_TRUE(at::equal(latmix::read_gguf_tensor(f, *f.tensor("token_embd.weight")), fp.weights().embed.to(at::kFloat)));
+  EXPECT_TRUE(
+      at::equal(latmix::read_gguf_tensor(f, *f.tensor("token_embd.weight")), fp.weights().embed.to(at::kFloat)));
   EXPECT_EQ(f.tensor("blk.0.attn_norm.weight")->type, latmix::GgmlType::F32);
   // Metadata and the vocabulary.
   EXPECT_EQ(key(f, "general.architecture").value, "llama");
@@ -148,7 +149,8 @@ TEST(ExportGguf, RefusesWhatGgufCannotHold) {
   o.kind = latmix::ExportKind::Gguf;
   o.out = root + "/g";
   latmix::TransformPlan online;
-  for (int l = 0; l < 6; ++l) online.down_online.push_back(std::make_shared<latmix::BlockHadamardTransform>(704, 32, l));
+  for (int l = 0; l < 6; ++l)
+    online.down_online.push_back(std::make_shared<latmix::BlockHadamardTransform>(704, 32, l));
   const std::string a = message_of(
       [&] { latmix::export_model(fp, src, online, latmix::parse_quant_spec("w=mxfp4,a=none"), nullptr, o); });
   EXPECT_NE(a.find("GGUF has no online transforms"), std::string::npos) << a;
@@ -161,13 +163,12 @@ TEST(ExportGguf, RefusesWhatGgufCannotHold) {
 TEST(Gguf, ContainerRoundTripAndTruncation) {
   const std::string root = latmix::test::temp_dir("gguf-container");
   const std::string path = root + "/t.gguf";
-  std::vector<latmix::GgufKeyValue> kv = {
-      {"a.string", latmix::GgufType::STRING, "x y"},
-      {"a.u32", latmix::GgufType::U32, 7},
-      {"a.f32", latmix::GgufType::F32, 0.5},
-      {"a.bool", latmix::GgufType::BOOL, true},
-      {"a.strings", latmix::GgufType::ARRAY, {"p", "q"}, latmix::GgufType::STRING},
-      {"a.ints", latmix::GgufType::ARRAY, {-1, 2}, latmix::GgufType::I32}};
+  std::vector<latmix::GgufKeyValue> kv = {{"a.string", latmix::GgufType::STRING, "x y"},
+                                          {"a.u32", latmix::GgufType::U32, 7},
+                                          {"a.f32", latmix::GgufType::F32, 0.5},
+                                          {"a.bool", latmix::GgufType::BOOL, true},
+                                          {"a.strings", latmix::GgufType::ARRAY, {"p", "q"}, latmix::GgufType::STRING},
+                                          {"a.ints", latmix::GgufType::ARRAY, {-1, 2}, latmix::GgufType::I32}};
   at::manual_seed(1);
   const at::Tensor x = at::randn({3, 64});
   const std::vector<latmix::GgufTensorSource> tensors = {

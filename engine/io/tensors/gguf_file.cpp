@@ -42,19 +42,44 @@ void put_string(std::string& out, const std::string& s) {
 
 void put_scalar(std::string& out, GgufType type, const nlohmann::json& v, const std::string& key) {
   switch (type) {
-    case GgufType::U8: put<uint8_t>(out, v.get<uint8_t>()); break;
-    case GgufType::I8: put<int8_t>(out, v.get<int8_t>()); break;
-    case GgufType::U16: put<uint16_t>(out, v.get<uint16_t>()); break;
-    case GgufType::I16: put<int16_t>(out, v.get<int16_t>()); break;
-    case GgufType::U32: put<uint32_t>(out, v.get<uint32_t>()); break;
-    case GgufType::I32: put<int32_t>(out, v.get<int32_t>()); break;
-    case GgufType::F32: put<float>(out, v.get<float>()); break;
-    case GgufType::BOOL: put<uint8_t>(out, v.get<bool>() ? 1 : 0); break;
-    case GgufType::STRING: put_string(out, v.get<std::string>()); break;
-    case GgufType::U64: put<uint64_t>(out, v.get<uint64_t>()); break;
-    case GgufType::I64: put<int64_t>(out, v.get<int64_t>()); break;
-    case GgufType::F64: put<double>(out, v.get<double>()); break;
-    case GgufType::ARRAY: fail("", "GGUF key " + key, "no nested arrays");
+    case GgufType::U8:
+      put<uint8_t>(out, v.get<uint8_t>());
+      break;
+    case GgufType::I8:
+      put<int8_t>(out, v.get<int8_t>());
+      break;
+    case GgufType::U16:
+      put<uint16_t>(out, v.get<uint16_t>());
+      break;
+    case GgufType::I16:
+      put<int16_t>(out, v.get<int16_t>());
+      break;
+    case GgufType::U32:
+      put<uint32_t>(out, v.get<uint32_t>());
+      break;
+    case GgufType::I32:
+      put<int32_t>(out, v.get<int32_t>());
+      break;
+    case GgufType::F32:
+      put<float>(out, v.get<float>());
+      break;
+    case GgufType::BOOL:
+      put<uint8_t>(out, v.get<bool>() ? 1 : 0);
+      break;
+    case GgufType::STRING:
+      put_string(out, v.get<std::string>());
+      break;
+    case GgufType::U64:
+      put<uint64_t>(out, v.get<uint64_t>());
+      break;
+    case GgufType::I64:
+      put<int64_t>(out, v.get<int64_t>());
+      break;
+    case GgufType::F64:
+      put<double>(out, v.get<double>());
+      break;
+    case GgufType::ARRAY:
+      fail("", "GGUF key " + key, "no nested arrays");
   }
 }
 
@@ -134,26 +159,40 @@ class Reader {
   }
   std::string string(const char* what) {
     const uint64_t n = get<uint64_t>(what);
-    if (n > size_) fail(path_, "GGUF string at offset " + std::to_string(pos_), "a length inside the file", std::to_string(n));
+    if (n > size_)
+      fail(path_, "GGUF string at offset " + std::to_string(pos_), "a length inside the file", std::to_string(n));
     std::string s(n, '\0');
     read(s.data(), n, what);
     return s;
   }
   nlohmann::json scalar(GgufType type, const std::string& key) {
     switch (type) {
-      case GgufType::U8: return get<uint8_t>("u8");
-      case GgufType::I8: return get<int8_t>("i8");
-      case GgufType::U16: return get<uint16_t>("u16");
-      case GgufType::I16: return get<int16_t>("i16");
-      case GgufType::U32: return get<uint32_t>("u32");
-      case GgufType::I32: return get<int32_t>("i32");
-      case GgufType::F32: return get<float>("f32");
-      case GgufType::BOOL: return get<uint8_t>("bool") != 0;
-      case GgufType::STRING: return string("string");
-      case GgufType::U64: return get<uint64_t>("u64");
-      case GgufType::I64: return get<int64_t>("i64");
-      case GgufType::F64: return get<double>("f64");
-      case GgufType::ARRAY: break;
+      case GgufType::U8:
+        return get<uint8_t>("u8");
+      case GgufType::I8:
+        return get<int8_t>("i8");
+      case GgufType::U16:
+        return get<uint16_t>("u16");
+      case GgufType::I16:
+        return get<int16_t>("i16");
+      case GgufType::U32:
+        return get<uint32_t>("u32");
+      case GgufType::I32:
+        return get<int32_t>("i32");
+      case GgufType::F32:
+        return get<float>("f32");
+      case GgufType::BOOL:
+        return get<uint8_t>("bool") != 0;
+      case GgufType::STRING:
+        return string("string");
+      case GgufType::U64:
+        return get<uint64_t>("u64");
+      case GgufType::I64:
+        return get<int64_t>("i64");
+      case GgufType::F64:
+        return get<double>("f64");
+      case GgufType::ARRAY:
+        break;
     }
     fail(path_, "GGUF key " + key + " at offset " + std::to_string(pos_), "a scalar value type (0-12, not 9)",
          std::to_string(static_cast<uint32_t>(type)));
@@ -193,20 +232,27 @@ struct Fd {
 
 std::string to_string(GgmlType type) {
   switch (type) {
-    case GgmlType::F32: return "F32";
-    case GgmlType::F16: return "F16";
-    case GgmlType::BF16: return "BF16";
-    case GgmlType::MXFP4: return "MXFP4";
+    case GgmlType::F32:
+      return "F32";
+    case GgmlType::F16:
+      return "F16";
+    case GgmlType::BF16:
+      return "BF16";
+    case GgmlType::MXFP4:
+      return "MXFP4";
   }
   return "?";
 }
 
 uint64_t ggml_byte_size(GgmlType type, uint64_t n) {
   switch (type) {
-    case GgmlType::F32: return n * 4;
+    case GgmlType::F32:
+      return n * 4;
     case GgmlType::F16:
-    case GgmlType::BF16: return n * 2;
-    case GgmlType::MXFP4: return n / 32 * 17;
+    case GgmlType::BF16:
+      return n * 2;
+    case GgmlType::MXFP4:
+      return n / 32 * 17;
   }
   return 0;
 }
@@ -217,7 +263,8 @@ void write_gguf(const std::string& path, const std::vector<GgufKeyValue>& metada
   uint64_t data = 0;
   for (const GgufTensorSource& t : tensors) {
     if (t.type == GgmlType::MXFP4 && (t.ne.empty() || t.ne[0] % 32 != 0)) {
-      fail(path, "GGUF tensor " + t.name, "ne[0] a multiple of 32 for MXFP4", std::to_string(t.ne.empty() ? 0 : t.ne[0]));
+      fail(path, "GGUF tensor " + t.name, "ne[0] a multiple of 32 for MXFP4",
+           std::to_string(t.ne.empty() ? 0 : t.ne[0]));
     }
     offsets.push_back(data);
     data = align_up(data + ggml_byte_size(t.type, elements(t.ne)));
@@ -282,7 +329,8 @@ GgufFile read_gguf(const std::string& path) {
   const uint64_t n_tensors = r.get<uint64_t>("tensor count");
   const uint64_t n_kv = r.get<uint64_t>("key/value count");
   if (n_tensors > kMaxCount || n_kv > kMaxCount) {
-    fail(path, "GGUF counts", "at most " + std::to_string(kMaxCount), std::to_string(n_tensors) + " tensors, " + std::to_string(n_kv) + " keys");
+    fail(path, "GGUF counts", "at most " + std::to_string(kMaxCount),
+         std::to_string(n_tensors) + " tensors, " + std::to_string(n_kv) + " keys");
   }
   uint64_t alignment = kAlignment;
   for (uint64_t i = 0; i < n_kv; ++i) {
@@ -301,7 +349,8 @@ GgufFile read_gguf(const std::string& path) {
     if (kv.key == "general.alignment") alignment = kv.value.get<uint64_t>();
     f.metadata.push_back(std::move(kv));
   }
-  if (alignment == 0 || (alignment & (alignment - 1)) != 0) fail(path, "general.alignment", "a power of two", std::to_string(alignment));
+  if (alignment == 0 || (alignment & (alignment - 1)) != 0)
+    fail(path, "general.alignment", "a power of two", std::to_string(alignment));
   for (uint64_t i = 0; i < n_tensors; ++i) {
     GgufTensorInfo t;
     t.name = r.string("tensor name");
@@ -310,19 +359,23 @@ GgufFile read_gguf(const std::string& path) {
     uint64_t n = 1;
     for (uint32_t d = 0; d < dims; ++d) {
       const uint64_t v = r.get<uint64_t>("dimension");
-      if (v == 0 || v > r.size() * 2 || n > r.size() * 2) fail(path, "GGUF tensor " + t.name, "a plausible dimension", std::to_string(v));
+      if (v == 0 || v > r.size() * 2 || n > r.size() * 2)
+        fail(path, "GGUF tensor " + t.name, "a plausible dimension", std::to_string(v));
       t.ne.push_back(static_cast<int64_t>(v));
       n *= v;
     }
     t.type = tensor_type(r, t.name);
-    if (t.type == GgmlType::MXFP4 && t.ne[0] % 32 != 0) fail(path, "GGUF tensor " + t.name, "ne[0] a multiple of 32", std::to_string(t.ne[0]));
+    if (t.type == GgmlType::MXFP4 && t.ne[0] % 32 != 0)
+      fail(path, "GGUF tensor " + t.name, "ne[0] a multiple of 32", std::to_string(t.ne[0]));
     t.offset = r.get<uint64_t>("tensor offset");
     t.bytes = ggml_byte_size(t.type, n);
     f.tensors.push_back(std::move(t));
   }
   f.data_offset = (r.pos() + alignment - 1) / alignment * alignment;
   for (GgufTensorInfo& t : f.tensors) {
-    if (t.offset % alignment != 0) fail(path, "GGUF tensor " + t.name, "an offset aligned to " + std::to_string(alignment), std::to_string(t.offset));
+    if (t.offset % alignment != 0)
+      fail(path, "GGUF tensor " + t.name, "an offset aligned to " + std::to_string(alignment),
+           std::to_string(t.offset));
     t.offset += f.data_offset;
     if (t.offset > r.size() || t.bytes > r.size() - t.offset) {
       fail(path, "GGUF tensor " + t.name, "data inside the file (" + std::to_string(r.size()) + " bytes)",
@@ -340,7 +393,8 @@ at::Tensor read_gguf_bytes(const GgufFile& file, const GgufTensorInfo& info) {
   while (done < info.bytes) {
     const ssize_t got = ::pread(fd.fd, p + done, info.bytes - done, static_cast<off_t>(info.offset + done));
     if (got < 0 && errno == EINTR) continue;
-    if (got <= 0) fail(file.path, "GGUF tensor " + info.name, "its bytes", got == 0 ? "end of file" : std::strerror(errno));
+    if (got <= 0)
+      fail(file.path, "GGUF tensor " + info.name, "its bytes", got == 0 ? "end of file" : std::strerror(errno));
     done += static_cast<uint64_t>(got);
   }
   return out;
@@ -350,10 +404,14 @@ at::Tensor read_gguf_tensor(const GgufFile& file, const GgufTensorInfo& info) {
   std::vector<int64_t> shape(info.ne.rbegin(), info.ne.rend());
   const at::Tensor bytes = read_gguf_bytes(file, info);
   switch (info.type) {
-    case GgmlType::F32: return bytes.view(at::kFloat).reshape(shape).clone();
-    case GgmlType::F16: return bytes.view(at::kHalf).reshape(shape).to(at::kFloat);
-    case GgmlType::BF16: return bytes.view(at::kBFloat16).reshape(shape).to(at::kFloat);
-    case GgmlType::MXFP4: return gguf_mxfp4_decode(bytes.reshape({-1, 17}), shape);
+    case GgmlType::F32:
+      return bytes.view(at::kFloat).reshape(shape).clone();
+    case GgmlType::F16:
+      return bytes.view(at::kHalf).reshape(shape).to(at::kFloat);
+    case GgmlType::BF16:
+      return bytes.view(at::kBFloat16).reshape(shape).to(at::kFloat);
+    case GgmlType::MXFP4:
+      return gguf_mxfp4_decode(bytes.reshape({-1, 17}), shape);
   }
   return {};
 }
