@@ -213,10 +213,12 @@ void ExportPanel::buildUi() {
   kind_ = new QComboBox(options_);
   kind_->addItem("compressed-tensors (MXFP4, vLLM)", "compressed-tensors");
   kind_->addItem("folded-bf16 (plain Hugging Face folder)", "folded-bf16");
+  kind_->addItem("gguf (MXFP4, llama.cpp / ollama / LM Studio)", "gguf");
   kind_->addItem("transforms (the plan, with the model's fingerprint)", "transforms");
   kind_->setToolTip(
       "compressed-tensors: mxfp4-pack-quantized, online transforms declared in transform_config (MXFP4 weights "
-      "only);\nfolded-bf16: every transform folded, weights quantized, stored as bf16;\ntransforms: the plan "
+      "only);\nfolded-bf16: every transform folded, weights quantized, stored as bf16;\ngguf: model.gguf for "
+      "llama.cpp, MXFP4 weights as ggml blocks, other tensors f32 (no online transforms);\ntransforms: the plan "
       "alone, reloadable with --transforms");
   zip_ = new QCheckBox("one .zip bundle (stored, zip64, manifest.json first)", options_);
   quant_ = new QComboBox(options_);
@@ -345,7 +347,10 @@ QString ExportPanel::outputName(const ExportRequest& r) const {
   if (!name_->text().trimmed().isEmpty()) return name_->text().trimmed();
   QString model = QFileInfo(session_->summary().path).completeBaseName();
   if (model.isEmpty()) model = "model";
-  const QString kind = r.kind == "compressed-tensors" ? "ct" : r.kind == "folded-bf16" ? "bf16" : "transforms";
+  const QString kind = r.kind == "compressed-tensors" ? "ct"
+                       : r.kind == "folded-bf16"      ? "bf16"
+                       : r.kind == "gguf"             ? "gguf"
+                                                      : "transforms";
   return QString("%1-%2-%3").arg(model, r.method, kind);
 }
 
@@ -395,7 +400,9 @@ ExportRequest ExportPanel::request() const {
 void ExportPanel::updateCli() {
   const ExportRequest r = request();
   target_->setText("Writes: <b>" + r.out.toHtmlEscaped() + "</b>" +
-                   (r.kind == "compressed-tensors" ? QString(" &nbsp; (%1)").arg(r.quant.toHtmlEscaped()) : QString()));
+                   (r.kind == "compressed-tensors" || r.kind == "gguf"
+                        ? QString(" &nbsp; (%1)").arg(r.quant.toHtmlEscaped())
+                        : QString()));
   cli_->setText(r.cliCommand(session_->summary().path));
   cli_->setCursorPosition(0);
   cli_->setToolTip(cli_->text());

@@ -39,8 +39,16 @@ LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype);
 /// The model of --model alone, for commands that take token ids and need no tokenizer.
 Model load_model_only(const Args& args, at::ScalarType dtype);
 
-/// The GPTQ calibration sequences of --calib FILE, --calib-samples N, --calib-seqlen L (eval, export).
-CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tokenizer);
+/// The calibration sequences of eval and export (GPTQ; export also learns on them): --calib FILE
+/// (default: the bundled sample), --calib-samples N and --calib-seqlen L, by default the one GPTQ
+/// default everywhere: the literature's 128 x 2048 on CUDA, 16 x 256 on the CPU (L at most the
+/// model's context); without --calib-samples, a text with fewer windows gives all it has. Says on
+/// stderr what it took and why. `file` (out) is the text's path.
+CalibrationSet calibration_from_args(const Args& args, const Model& model, const Tokenizer& tokenizer,
+                                     std::string* file = nullptr);
+
+/// The calibration options of eval and export (help texts state the defaults).
+std::vector<OptionSpec> calibration_options();
 
 /// Options shared by the commands that load a model.
 OptionSpec model_option();

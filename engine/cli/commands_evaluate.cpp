@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -112,7 +113,8 @@ std::vector<TaskResult> run_quantized(const Args& args, const LoadedModel& m, co
                                       const EvalOptions& o, const JobControl& job, json& info) {
   const QuantSpec spec = parse_quant_spec(args.get("quant"));
   std::optional<CalibrationSet> calib;
-  if (args.has("calib")) calib = calibration_from_args(args, *m.tokenizer);
+  if (args.has("calib") || spec.method == WeightMethod::Gptq)
+    calib = calibration_from_args(args, m.model, *m.tokenizer);
   QuantizedModel q = quantize_model(m.model, spec, calib ? &*calib : nullptr, job);
   info = {{"spec", q.report.spec}, {"seconds", q.report.seconds}};
   return run_tasks(q.model, *m.tokenizer, tasks, o, job);
@@ -152,42 +154,71 @@ int run_eval(const Args& args) {
 
 }  // namespace
 
-
-CalibrationSet calibration_from_args(const Args& args, const Tokenizer& tok) {
+CalibrationSet calibration_from_args(const Args& args, const Model& model, const Tokenizer& tok, std::string* file) {
+  const bool gpu = model.device().is_cuda();
+  const int64_t context = model.config().max_position > 0 ? model.config().max_position : 2048;
   CalibrationOptions co;
-  co.samples = args.integer("calib-samples");
-  co.seqlen = args.integer("calib-seqlen");
-  return load_calibration_text(args.get("calib"), tok, co);
+  co.samples = args.has("calib-samples") ? args.integer("calib-samples") : (gpu ? 128 : 16);
+  co.seqlen = args.has("calib-seqlen") ? args.integer("calib-seqlen") : std::min<int64_t>(context, gpu ? 2048 : 256);
+  std::string path = args.get("calib");
+  if (path.empty()) {
+    const std::string res = bundled_resources_dir();
+    path = res.empty() ? std::string() : res + "/calibration/pride_and_prejudice_ch1-6.txt";
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::is_regular_file(path, ec))
+      throw UsageError("weights=gptq calibrates on text: give --calib FILE (the bundled sample was not found)");
+  }
+  if (file) *file = path;
+  const std::vector<int32_t> ids = tok.encode(read_text_file(path));
+  const bool defaults = !args.has("calib-samples");
+  const int64_t windows = co.seqlen > 0 ? static_cast<int64_t>(ids.size()) / co.seqlen : 0;
+  std::string why = args.has("calib-samples") || args.has("calib-seqlen")
+                        ? "as given"
+                        : std::string("the GPTQ default on ") +
+                              (gpu ? "CUDA: 128 x 2048, the literature's" : "the CPU: 16 x 256 (128 x 2048 on CUDA)");
+  if (defaults && windows >= 1 && windows < co.samples) {
+    why +=
+        "; the text has only " + std::to_string(windows) + " windows of " + std::to_string(co.seqlen) + ", all taken";
+    co.samples = windows;
+  }
+  CalibrationSet set = sample_calibration(ids, co);
+  std::fprintf(stderr, "calibration: %s of %s (%s)\n", set.describe().c_str(), path.c_str(), why.c_str());
+  return set;
+}
+
+std::vector<OptionSpec> calibration_options() {
+  return {{"calib", "FILE", "calibration text (GPTQ; default: the bundled sample)", "", false},
+          {"calib-samples", "N", "calibration sequences (default: 128 on CUDA, 16 on the CPU)", "", false},
+          {"calib-seqlen", "N",
+           "calibration sequence length (default: 2048 on CUDA, 256 on the CPU; at most the context)", "", false}};
 }
 
 std::vector<Command> evaluate_commands() {
-  return {
-      {{"eval",
-        "Perplexity and zero-shot accuracy on named tasks.",
-        "Tasks: wikitext2, ptb, frankenstein, alice (perplexity of the text file as it is, windows of --seqlen,\n"
-        "tail dropped, no BOS unless --ppl-bos), text:PATH (any text file, same protocol), and the lm-eval\n"
-        "zero-shot tasks arc_easy, arc_challenge, boolq, hellaswag, openbookqa, piqa, winogrande, lambada, copa\n"
-        "(acc, acc_norm where lm-eval reports it, stderr sqrt(p(1-p)/(n-1))); 'all' is every named task.\n"
-        "--limit N takes the first N items of each zero-shot file (file order) and at most N perplexity windows.\n"
-        "Data: --data-dir, else $LATMIX_DATA_DIR, else ../shared/data. See docs/evaluation.md.",
-        {model_option(),
-         tokenizer_option(),
-         {"tasks", "LIST", "comma-separated task names, or all", "", true},
-         {"limit", "N", "first N items per zero-shot task / N windows per text (0: all)", "0", false},
-         {"seqlen", "N", "perplexity window in tokens", "512", false},
-         {"ppl-bos", "", "perplexity: start every window with BOS", "", false},
-         {"bos", "auto|yes|no", "zero-shot: BOS before each context (auto: the tokenizer's default)", "auto", false},
-         {"batch", "N", "zero-shot rows per forward pass", "16", false},
-         {"prefix-cache", "", "zero-shot: run each context once with a KV cache", "", false},
-         {"data-dir", "DIR", "shared data folder (holding eval/ and corpus/)", "", false},
-         {"out", "FILE", "also write the JSON results (settings included) to FILE", "", false},
-         {"quant", "SPEC", "also evaluate the model quantized by SPEC (latmix/quant.h grammar)", "", false},
-         {"calib", "FILE", "calibration text for --quant (GPTQ)", "", false},
-         {"calib-samples", "N", "calibration sequences", "16", false},
-         {"calib-seqlen", "N", "calibration sequence length", "256", false},
-         dtype_option()}},
-       run_eval},
-  };
+  Command eval{
+      {"eval",
+       "Perplexity and zero-shot accuracy on named tasks.",
+       "Tasks: wikitext2, ptb, frankenstein, alice (perplexity of the text file as it is, windows of --seqlen,\n"
+       "tail dropped, no BOS unless --ppl-bos), text:PATH (any text file, same protocol), and the lm-eval\n"
+       "zero-shot tasks arc_easy, arc_challenge, boolq, hellaswag, openbookqa, piqa, winogrande, lambada, copa\n"
+       "(acc, acc_norm where lm-eval reports it, stderr sqrt(p(1-p)/(n-1))); 'all' is every named task.\n"
+       "--limit N takes the first N items of each zero-shot file (file order) and at most N perplexity windows.\n"
+       "Data: --data-dir, else $LATMIX_DATA_DIR, else ../shared/data. See docs/evaluation.md.",
+       {model_option(),
+        tokenizer_option(),
+        {"tasks", "LIST", "comma-separated task names, or all", "", true},
+        {"limit", "N", "first N items per zero-shot task / N windows per text (0: all)", "0", false},
+        {"seqlen", "N", "perplexity window in tokens", "512", false},
+        {"ppl-bos", "", "perplexity: start every window with BOS", "", false},
+        {"bos", "auto|yes|no", "zero-shot: BOS before each context (auto: the tokenizer's default)", "auto", false},
+        {"batch", "N", "zero-shot rows per forward pass", "16", false},
+        {"prefix-cache", "", "zero-shot: run each context once with a KV cache", "", false},
+        {"data-dir", "DIR", "shared data folder (holding eval/ and corpus/)", "", false},
+        {"out", "FILE", "also write the JSON results (settings included) to FILE", "", false},
+        {"quant", "SPEC", "also evaluate the model quantized by SPEC (latmix/quant.h grammar)", "", false},
+        dtype_option()}},
+      run_eval};
+  for (auto& o : calibration_options()) eval.spec.options.insert(eval.spec.options.end() - 1, o);
+  return {eval};
 }
 
 }  // namespace latmix::cli

@@ -112,6 +112,13 @@ struct RemoveOnExit {
   }
 };
 
+GgmlType parse_gguf_float(const std::string& name) {
+  if (name == "f32") return GgmlType::F32;
+  if (name == "f16") return GgmlType::F16;
+  if (name == "bf16") return GgmlType::BF16;
+  throw UsageError("--gguf-float: expected f32, f16 or bf16, found '" + name + "'");
+}
+
 void print_result(const ExportResult& r, const std::string& out_path, bool zipped) {
   std::printf("%s export written to %s (%s bytes, %zu files%s) in %s\n", to_string(r.kind).c_str(), out_path.c_str(),
               std::to_string(r.bytes).c_str(), r.files.size(), zipped ? ", zipped" : "",
@@ -158,7 +165,9 @@ int run_export(const Args& args) {
   if (args.has("verify-data")) {
     if (text.empty()) throw UsageError("--verify-data: empty path (give a text file, or leave the option out)");
     if (args.flag("no-verify")) throw UsageError("--verify-data is the text of the verification, which --no-verify skips");
-    if (kind == ExportKind::Transforms) throw UsageError("--verify-data: --as transforms has no perplexity check");
+    if (kind == ExportKind::Transforms || kind == ExportKind::Gguf) {
+      throw UsageError("--verify-data: --as " + to_string(kind) + " has no perplexity check");
+    }
     ::close(open_regular_file(text));  // a folder, FIFO or device is refused naming what it is
   }
   if (args.integer("verify-seqlen") < 2) throw UsageError("--verify-seqlen: expected 2 or more");
@@ -171,7 +180,9 @@ int run_export(const Args& args) {
   job.cancel = interrupt_token();
   job.progress = progress.callback();
   std::optional<CalibrationSet> calib;
-  if (args.has("calib")) calib = calibration_from_args(args, *m.tokenizer);
+  std::string calib_file;
+  if (args.has("calib") || spec.method == WeightMethod::Gptq)
+    calib = calibration_from_args(args, m.model, *m.tokenizer, &calib_file);
 
   const std::string method = args.get("method");
   MethodPlan mp;
@@ -187,7 +198,8 @@ int run_export(const Args& args) {
     }
     mp.settings["method"] = method;
   } else {
-    mp = obtain_method_plan(method, m.model, calib ? &*calib : nullptr, spec, job);
+    // Learning takes only text the user named (the bundled sample is GPTQ's default, not training text).
+    mp = obtain_method_plan(method, m.model, args.has("calib") && calib ? &*calib : nullptr, spec, job);
   }
 
   ExportOptions o;
@@ -195,11 +207,20 @@ int run_export(const Args& args) {
   o.overwrite = args.flag("overwrite");
   o.method = method;
   o.settings = mp.settings;
-  if (calib) o.settings["calibration"] = {{"file", args.get("calib")}, {"description", calib->describe()}};
+  if (calib) o.settings["calibration"] = {{"file", calib_file}, {"description", calib->describe()}};
   o.transforms_source = mp.source;
   o.max_shard_bytes = static_cast<uint64_t>(args.integer("shard-size")) << 20;
   o.verify = !args.flag("no-verify");
-  if (o.verify && kind != ExportKind::Transforms && !text.empty()) {
+  o.gguf_float = parse_gguf_float(args.get("gguf-float"));
+  if (kind != ExportKind::Gguf && args.get("gguf-float") != "f32") throw UsageError("--gguf-float is for --as gguf");
+  if (kind == ExportKind::Gguf && spec.activations) {
+    mp.notes.push_back("the spec's activation format (" + spec.activations->name() +
+                       ") is not in a GGUF file: llama.cpp runs the MXFP4 weights with its own activation "
+                       "handling (Q8_0 on the CPU)");
+  }
+  // load_model() reads folded-bf16 and compressed-tensors folders; a GGUF file is checked by decoding.
+  const bool ppl_check = kind == ExportKind::FoldedBf16 || kind == ExportKind::CompressedTensors;
+  if (o.verify && ppl_check && !text.empty()) {
     o.verify_ppl.seqlen = args.integer("verify-seqlen");
     o.verify_ppl.max_windows = args.integer("verify-windows");
     // Only what the check's windows need, and that text travels inside the export.
@@ -212,7 +233,7 @@ int run_export(const Args& args) {
     o.verify_ids = std::move(t.ids);
     o.verify_text = text;
     o.verify_text_bytes = std::move(t.text);
-  } else if (o.verify && kind != ExportKind::Transforms) {
+  } else if (o.verify && ppl_check) {
     std::fprintf(stderr, "note: no perplexity check: the bundled sample text is not installed; give --verify-data FILE\n");
   }
   RemoveOnExit staging;
@@ -298,12 +319,15 @@ int run_verify(const Args& args) {
 }  // namespace
 
 std::vector<Command> export_commands() {
-  return {
+  std::vector<Command> commands = {
       {{"export",
-        "Export a model with its transforms and quantization: folded bf16, compressed-tensors MXFP4, or transforms.",
+        "Export a model with its transforms and quantization: folded bf16, compressed-tensors MXFP4, GGUF MXFP4, or "
+        "transforms.",
         "--as folded-bf16: a plain Hugging Face folder (bf16) of the weight-quantized model, every transform folded\n"
         "(online ones into effective weights Q(W A^-1) A); compressed-tensors: mxfp4-pack-quantized (vLLM,\n"
-        "compressed-tensors), online transforms in transform_config; transforms: the plan with the model's\n"
+        "compressed-tensors), online transforms in transform_config; gguf: OUT/model.gguf for llama.cpp (llama\n"
+        "architecture, byte-level BPE vocabulary, MXFP4 weights as ggml blocks from our codes, other tensors\n"
+        "--gguf-float; plans with an online transform are refused); transforms: the plan with the model's\n"
         "fingerprint, for --transforms later. --method names the preset (recorded in the manifest); without\n"
         "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
         "checked before it appears (packed codes bit for bit; the perplexity of the folder as load_model() reads it\n"
@@ -319,13 +343,12 @@ std::vector<Command> export_commands() {
          {"transforms", "PREFIX",
           "transforms saved by latmix learn / export --as transforms (PREFIX.json + .safetensors)", "", false},
          {"quant", "SPEC", "quantization (latmix/quant.h grammar), e.g. w=mxfp4,a=mxfp4", "", true},
-         {"as", "KIND", "folded-bf16, compressed-tensors or transforms", "", true},
+         {"as", "KIND", "folded-bf16, compressed-tensors, gguf or transforms", "", true},
+         {"gguf-float", "TYPE", "gguf: type of the tensors that are not MXFP4 (norms stay f32): f32, f16 or bf16",
+          "f32", false},
          {"out", "PATH", "export folder to create (with --zip: the .zip file)", "", true},
          {"zip", "", "write the export as one .zip bundle (needs the Qt build)", "", false},
          {"overwrite", "", "replace an earlier export at --out", "", false},
-         {"calib", "FILE", "calibration text (weights=gptq)", "", false},
-         {"calib-samples", "N", "calibration sequences", "16", false},
-         {"calib-seqlen", "N", "calibration sequence length", "256", false},
          {"shard-size", "MB", "largest safetensors shard (tensor data)", "4096", false},
          {"verify-data", "FILE", "text of the perplexity check (default: the bundled sample)", "", false},
          {"verify-seqlen", "N", "perplexity window of the check", "256", false},
@@ -346,6 +369,9 @@ std::vector<Command> export_commands() {
          {"no-ppl", "", "skip the perplexity check", "", false}}},
        run_verify},
   };
+  auto& options = commands[0].spec.options;
+  for (auto& o : calibration_options()) options.insert(options.end() - 1, o);
+  return commands;
 }
 
 }  // namespace latmix::cli

@@ -61,34 +61,29 @@ ojson mxfp4_args(bool dynamic) {
 }
 
 ojson transform_config(const ExportModel& m) {
-  std::map<std::string, std::vector<std::string>> targets;  // scheme -> module names
-  const int64_t layers = m.fp.config().num_layers;
-  for (int64_t l = 0; l < layers; ++l) {
-    for (const char* name : {"q", "k", "v", "gate", "up", "down"}) {
-      if (online_transform(m.plan, l, name)) targets[transform_scheme_name(name)].push_back(hf_linear_name(l, name));
-    }
-  }
-  if (targets.empty()) return ojson::object();
-  ojson groups = ojson::object();
-  for (const auto& [scheme, modules] : targets) {
+  const std::vector<CtTransformGroup> groups = ct_transform_groups(m.plan, m.fp.config());
+  if (groups.empty()) return ojson::object();
+  ojson config_groups = ojson::object();
+  for (const CtTransformGroup& group : groups) {
     ojson args;
-    args["targets"] = modules;
+    args["targets"] = group.modules;
     args["location"] = "input";
     args["inverse"] = false;
     args["ignore"] = ojson::array();
     ojson g;
-    // Loaded with the matrices stored in the checkpoint ("<module>.<scheme>_input.weight"),
+    // Loaded with the matrices stored in the checkpoint ("<module>.<group>_input.weight"),
     // applied as x W / sqrt(n) by compressed-tensors' Hadamard transforms and vLLM's dense path
     // (type other than "hadamard", which vLLM would replace by its own Sylvester transform).
+    // One group per distinct matrix: compressed-tensors keeps one matrix per size in a group.
     g["type"] = "random-hadamard";
     g["apply"] = ojson::array({args});
     g["randomize"] = false;
     g["requires_grad"] = false;
-    g["head_dim"] = nullptr;
-    groups[scheme] = g;
+    g["head_dim"] = group.head_dim > 0 ? ojson(group.head_dim) : ojson(nullptr);
+    config_groups[group.name] = g;
   }
   ojson t;
-  t["config_groups"] = groups;
+  t["config_groups"] = config_groups;
   return t;
 }
 

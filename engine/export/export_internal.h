@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "latmix/export.h"
+#include "latmix/gguf.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix::export_detail {
@@ -105,6 +106,40 @@ std::string transform_scheme_name(const std::string& linear);
 /// MXFP4 as compressed-tensors packs it: E2M1, block 32, E8M0 scales (floor rule; decoding does
 /// not depend on the rule).
 MxFormat compressed_tensors_format();
+/// One transform group of compressed-tensors' transform_config: the linears that share one
+/// stored matrix (compressed-tensors keeps one matrix per size in a group, so layers whose
+/// transforms differ get groups of their own).
+struct CtTransformGroup {
+  std::string name;                  ///< "down_online", or "down_online_0", "down_online_1", ...
+  std::string scheme;                ///< "down_online", "attn_online", "mlp_online"
+  std::vector<std::string> modules;  ///< Hugging Face module names
+  at::Tensor matrix;                 ///< float32 [b, b]: sqrt(b) B^T for the block B of A
+  int64_t head_dim = 0;              ///< b when A is block-diagonal with equal blocks (b < n), else 0
+  int64_t n = 0;                     ///< the transform's width
+};
+/// Signs D of an online transform A = B D (B block-diagonal with equal blocks) that the export
+/// folds into what produces the transform's input, so that only B's block is stored.
+struct CtSignFold {
+  int64_t layer = 0;
+  std::string scheme;  ///< "down_online" (into up_proj's rows), "attn_online"/"mlp_online" (the norm's gain)
+  at::Tensor signs;    ///< float32 [n], +-1
+};
+/// The groups of a plan's online transforms, in layer order. A transform A = B D with random
+/// signs D before a block-diagonal B of equal blocks (MR-GPTQ's block Hadamard) is stored as B's
+/// block (made canonical: first column non-negative); D must then be folded (fold_ct_signs):
+/// `sign_folds` gets one entry per such transform.
+std::vector<CtTransformGroup> ct_transform_groups(const TransformPlan& plan, const ModelConfig& config,
+                                                  std::vector<CtSignFold>* sign_folds = nullptr);
+/// Folds the signs into `model`: up_proj's rows (and bias) for down_proj, input_layernorm's gain for
+/// q/k/v, post_attention_layernorm's for gate/up. Exact: a sign flip of MX-quantized rows is their
+/// codes with the sign bit flipped, of a bf16 gain its sign bit. Returns a note, empty when none.
+std::string fold_ct_signs(Model& model, const std::vector<CtSignFold>& folds);
+/// "<module>.<group>_input.weight": where compressed-tensors and vLLM look for a group's matrix.
+std::string ct_transform_tensor_name(const std::string& module, const std::string& group);
+/// Checks the transform_config of a compressed-tensors folder as the runtimes read it: every
+/// target's matrix present, F32, [head_dim or input width]^2, identical within its group, no
+/// module in two groups. Adds one check (none when there are no transforms).
+void check_ct_transform_groups(const std::string& dir, ExportVerification& out);
 /// Checks that `spec` and `plan` fit compressed-tensors MXFP4 (before any work).
 void check_compressed_tensors_spec(const QuantSpec& spec, const TransformPlan& plan, const ModelConfig& config);
 
@@ -118,6 +153,34 @@ std::vector<std::string> copy_side_files(const std::string& source_path, const s
 
 /// Bytes the export will take (tensor data, headers and side files, roughly).
 uint64_t estimate_export_bytes(const ExportModel& m, const std::string& source_path, ExportKind kind);
+
+// ---- GGUF (export_gguf.cpp) -----------------------------------------------------------------
+
+/// The GGUF file's name inside the export folder.
+inline constexpr const char* kGgufFileName = "model.gguf";
+/// Checks, before any work, that the plan, spec, architecture and tokenizer fit the GGUF export
+/// (no online transform, MXFP4 or no weight quantization, llama architecture, byte-level BPE
+/// tokenizer with a pre-tokenizer llama.cpp names). \throws latmix::UsageError saying why.
+void check_gguf_spec(const QuantSpec& spec, const TransformPlan& plan, const ModelConfig& config,
+                     const std::string& source_path);
+/// The key/values of the GGUF file: llama metadata and the tokenizer.
+std::vector<GgufKeyValue> gguf_metadata(const ExportModel& m, const std::string& source_path, GgmlType float_type,
+                                        const std::string& description);
+/// The tensors of the GGUF file in writing order, produced lazily (quantized linears as MXFP4
+/// blocks, norms F32, the rest `float_type`). \throws latmix::UsageError for biases.
+std::vector<GgufTensorSource> gguf_tensors(const ExportModel& m, GgmlType float_type);
+/// llama.cpp's q/k row order (its converter's permute): rows [heads, 2, d/2] -> [heads, d/2, 2].
+at::Tensor gguf_permute_rows(const at::Tensor& w, int64_t heads);
+/// "blk.3.attn_q.weight", ..., "blk.3.ffn_down.weight" for linear "q", ..., "down".
+std::string gguf_linear_name(int64_t layer, const std::string& name);
+/// The verification right after writing: `file` read back against the in-memory model (every
+/// tensor bit for bit: MXFP4 decoded, floats as cast), one check per kind of tensor.
+void verify_gguf_written(const ExportModel& m, const std::string& file, GgmlType float_type, ExportVerification& out);
+/// `latmix verify` of a GGUF export: the header reads, the llama keys and the vocabulary are there,
+/// every tensor lies inside the file, MXFP4 tensors decode to finite values.
+void check_gguf_file(const std::string& file, ExportVerification& out);
+/// What the README says about the runtimes that read the GGUF file.
+std::string gguf_runtime_note();
 
 // ---- verification (export_verify.cpp) --------------------------------------------------------
 
@@ -135,5 +198,7 @@ nlohmann::json describe_plan(const TransformPlan& plan);
 std::string export_readme(const nlohmann::json& manifest);
 /// What the compressed-tensors README says about the runtimes that read it.
 std::string compressed_tensors_runtime_note();
+/// The one-line note of the command's output: which runtime applies which part.
+std::string compressed_tensors_output_note(bool has_transforms, bool activations);
 
 }  // namespace latmix::export_detail

@@ -68,7 +68,7 @@ json quantization_json(const QuantSpec& spec, const QuantReport& report, ExportK
   return j;
 }
 
-json formats_json(ExportKind kind) {
+json formats_json(ExportKind kind, GgmlType gguf_float) {
   switch (kind) {
     case ExportKind::FoldedBf16:
       return {{"container", "safetensors"},
@@ -83,6 +83,13 @@ json formats_json(ExportKind kind) {
               {"other_tensors", "bf16"}};
     case ExportKind::Transforms:
       return {{"container", "safetensors + JSON"}, {"files", "transforms.safetensors, transforms.json"}};
+    case ExportKind::Gguf:
+      return {{"container", "GGUF v3"},
+              {"file", kGgufFileName},
+              {"architecture", "llama"},
+              {"packed", "ggml block_mxfp4: E8M0 byte + 16 bytes, element j low nibble, j + 16 high"},
+              {"norms", "F32"},
+              {"other_tensors", to_string(gguf_float)}};
   }
   return json::object();
 }
@@ -90,6 +97,14 @@ json formats_json(ExportKind kind) {
 // The tensors, config and side files of a model folder.
 void write_model_folder(const ExportModel& m, const std::string& source_path, const ExportOptions& o,
                         const std::string& dir, const JobControl& job, std::vector<std::string>& notes) {
+  if (o.kind == ExportKind::Gguf) {
+    const std::string description = std::string("latmix ") + version() + " export: method " + o.method +
+                                    ", quantization " + to_string(m.spec) +
+                                    " (weights only; see README.md beside this file)";
+    write_gguf((fs::path(dir) / kGgufFileName).string(), gguf_metadata(m, source_path, o.gguf_float, description),
+               gguf_tensors(m, o.gguf_float), job);
+    return;
+  }
   const std::vector<TensorSource> tensors =
       o.kind == ExportKind::FoldedBf16 ? folded_bf16_tensors(m) : compressed_tensors_tensors(m);
   write_safetensors_sharded(dir, tensors, o.max_shard_bytes, {{"format", "pt"}}, job);
@@ -107,15 +122,18 @@ std::string to_string(ExportKind kind) {
       return "compressed-tensors";
     case ExportKind::Transforms:
       return "transforms";
+    case ExportKind::Gguf:
+      return "gguf";
   }
   return "?";
 }
 
 ExportKind parse_export_kind(const std::string& name) {
-  for (ExportKind k : {ExportKind::FoldedBf16, ExportKind::CompressedTensors, ExportKind::Transforms}) {
+  for (ExportKind k :
+       {ExportKind::FoldedBf16, ExportKind::CompressedTensors, ExportKind::Gguf, ExportKind::Transforms}) {
     if (name == to_string(k)) return k;
   }
-  throw UsageError("export kind: expected folded-bf16, compressed-tensors or transforms, found '" + name + "'");
+  throw UsageError("export kind: expected folded-bf16, compressed-tensors, gguf or transforms, found '" + name + "'");
 }
 
 ExportResult export_model(const Model& fp, const std::string& source_path, const TransformPlan& plan,
@@ -123,6 +141,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
                           const JobControl& job) {
   const auto start = std::chrono::steady_clock::now();
   if (o.kind == ExportKind::CompressedTensors) check_compressed_tensors_spec(spec, plan, fp.config());
+  if (o.kind == ExportKind::Gguf) check_gguf_spec(spec, plan, fp.config(), source_path);
   check_target(o.out, source_path, o.overwrite);
   // Space first, from the shapes alone (nothing is produced): the FP model's tensors as the
   // export lists them, plus an lm_head of its own when folding or quantizing unties it.
@@ -135,10 +154,26 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   TempFolder temp(o.out);  // an unwritable target fails here, before any long work
   check_space(parent_of(o.out), static_cast<uint64_t>(static_cast<double>(needed) * std::max(1.0, o.space_factor)));
   job.cancel.check();
-  // compressed-tensors never runs the quantized model (its verification decodes the codes), so its
-  // layers wait in host memory: device memory is the FP model plus one layer's work.
+  // compressed-tensors never runs the quantized model while writing (its verification brings the
+  // layers back for the perplexity check), so its layers wait in host memory: device memory is the
+  // FP model plus one layer's work.
   if (o.kind != ExportKind::Transforms) {
     m = prepare_export_model(fp, plan, spec, calib, job, o.kind == ExportKind::CompressedTensors);
+  }
+  if (o.kind == ExportKind::CompressedTensors) {
+    std::vector<CtSignFold> sign_folds;
+    const std::vector<CtTransformGroup> groups = ct_transform_groups(plan, c, &sign_folds);
+    const std::string folded = fold_ct_signs(m.quantized, sign_folds);
+    if (!folded.empty()) m.notes.push_back(folded);
+    for (const auto& g : groups) {
+      if (g.head_dim == 0 && g.n >= 1024) {
+        m.notes.push_back("transform group " + g.name + " is stored dense (" + std::to_string(g.n) + " x " +
+                          std::to_string(g.n) + " float32, " + format_bytes(static_cast<uint64_t>(g.n * g.n * 4)) +
+                          " for each of its " + std::to_string(g.modules.size()) +
+                          " targets): its blocks differ, so no block of head_dim describes it");
+      }
+    }
+    m.notes.push_back(compressed_tensors_output_note(!groups.empty(), spec.activations.has_value()));
   }
   ExportResult result;
   result.kind = o.kind;
@@ -176,7 +211,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
                      {"transforms_source", o.transforms_source},
                      {"plan", describe_plan(plan)}}},
                    {"quantization", quantization_json(spec, m.report, o.kind)},
-                   {"formats", formats_json(o.kind)},
+                   {"formats", formats_json(o.kind, o.gguf_float)},
                    {"evaluation", o.evaluation.is_null() ? json::object() : o.evaluation},
                    {"verification", result.verification.to_json()},
                    {"notes", result.notes}};

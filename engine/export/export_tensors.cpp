@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
+#include <memory>
 
 #include "export/export_internal.h"
 #include "latmix/error.h"
@@ -289,7 +291,14 @@ std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
                      return s;
                    }});
   };
-  auto linear = [&m, packed](std::vector<TensorSource>& out, int64_t l, const LinearSlot& s, const LayerWeights& lw) {
+  // Each transformed linear's group (float32 matrix, one block when the transform is block-diagonal).
+  std::map<std::string, const CtTransformGroup*> group_of;
+  auto groups = std::make_shared<std::vector<CtTransformGroup>>(ct_transform_groups(m.plan, m.fp.config()));
+  for (const auto& g : *groups) {
+    for (const auto& module : g.modules) group_of[module] = &g;
+  }
+  auto linear = [&m, packed, group_of, groups](std::vector<TensorSource>& out, int64_t l, const LinearSlot& s,
+                                               const LayerWeights& lw) {
     const std::string name = hf_linear_name(l, s.name);
     const at::Tensor q = lw.*(s.weight);
     if (linear_quantized(m, l, s.name))
@@ -297,20 +306,21 @@ std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
     else
       out.push_back(bf16_of(name + ".weight", q));
     const at::Tensor b = bias_to_write(m, lw, s);
+    const auto g = group_of.find(name);
+    if (g != group_of.end() && b.defined()) {
+      const std::string origin = (lw.*(s.bias)).defined() ? "" : " (a zero bias the export must declare)";
+      throw UsageError("compressed-tensors export: " + name + " has an online transform in front of it and a bias" +
+                       origin +
+                       "; vLLM's transform support requires a linear without bias and a bias cannot be folded "
+                       "through the transform: use --as folded-bf16, or transforms without a bias v");
+    }
     if (b.defined()) out.push_back(bf16_of(name + ".bias", b));
-    const TransformPtr t = online_transform(m.plan, l, s.name);
-    if (t) {
+    if (g != group_of.end()) {
       // transform_config semantics (compressed-tensors and vLLM): input x -> x W / sqrt(n) with the
-      // stored W, so W = sqrt(n) A^T gives x A^T.
-      const std::string scheme = transform_scheme_name(s.name);
-      const int64_t n = t->dim();
-      out.push_back(bf16_source(name + "." + scheme + "_input.weight",
-                                [t, n] {
-                                  c10::InferenceMode guard;
-                                  at::Tensor a_t = t->forward(at::eye(n, at::TensorOptions().dtype(at::kDouble)));
-                                  return a_t * std::sqrt(static_cast<double>(n));
-                                },
-                                {n, n}));
+      // stored W (per block of head_dim when set), so W = sqrt(b) B^T gives x A^T; float32, as both load it.
+      const at::Tensor w = g->second->matrix;
+      out.push_back(
+          {ct_transform_tensor_name(name, g->second->name), DType::F32, w.sizes().vec(), [w, groups] { return w; }});
     }
   };
   auto lm_head = [&m, packed](std::vector<TensorSource>& out) {
@@ -330,6 +340,15 @@ uint64_t estimate_export_bytes(const ExportModel& m, const std::string& source_p
       for (const auto& [name, tensor] : t->state()) bytes += static_cast<uint64_t>(tensor.numel()) * 4;
     }
     return bytes;
+  }
+  if (kind == ExportKind::Gguf) {
+    // An upper bound from the shapes (the tensors are produced only when written): F32 for all.
+    for (const auto& t : folded_bf16_tensors(m)) {
+      uint64_t n = 1;
+      for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
+      bytes += n * 4 + 96 + t.name.size();
+    }
+    return bytes + 64 * static_cast<uint64_t>(m.fp.config().vocab_size);  // vocabulary and merges
   }
   const std::vector<TensorSource> tensors =
       kind == ExportKind::FoldedBf16 ? folded_bf16_tensors(m) : compressed_tensors_tensors(m);

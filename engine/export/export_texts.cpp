@@ -38,9 +38,22 @@ void what_is_in(std::ostringstream& s, const std::string& kind, const json& m) {
          "`config.json` carries `quantization_config` with the scheme "
       << (acts ? "MXFP4 (weights, and activations quantized dynamically in groups of 32 at run time)"
                : "MXFP4A16 (weights only)")
-      << ".\nOnline transforms that remain are declared in `quantization_config.transform_config`, their matrices\n"
-         "stored as `<module>.<scheme>_input.weight` (sqrt(n) A^T, applied to the input as x W / sqrt(n)).\n\n"
+      << ".\nOnline transforms that remain are declared in `quantization_config.transform_config`: one group per\n"
+         "distinct matrix (layers whose transforms differ get groups of their own), each matrix stored in float32\n"
+         "as `<module>.<group>_input.weight` = sqrt(n) A^T, applied to the input as x W / sqrt(n); a block-diagonal\n"
+         "transform whose blocks are all equal is stored as its one block with the group's `head_dim`.\n\n"
       << compressed_tensors_runtime_note();
+  } else if (kind == "gguf") {
+    s << "`model.gguf`: a GGUF v3 file of llama.cpp's `llama` architecture. Every transform of the plan is\n"
+         "folded into the weights (GGUF has no online transforms). Quantized linear layers are ggml MXFP4 blocks\n"
+         "(32 values in 17 bytes: the OCP E8M0 scale byte, then 16 bytes holding element j in the low nibble and\n"
+         "element j + 16 in the high nibble), encoded from latmix's own codes; norms are F32, the embedding and\n"
+         "unquantized layers "
+      << m["formats"].value("other_tensors", std::string("F32"))
+      << ". q and k rows are permuted into llama.cpp's\n"
+         "rotary layout; the tokenizer is the source's byte-level BPE with its merges.\n"
+         "Run it: `llama-cli -m model.gguf`, or any runtime built on llama.cpp.\n\n"
+      << gguf_runtime_note();
   } else {
     s << "The learned transforms alone: `transforms.safetensors` (every transform's tensors) and\n"
          "`transforms.json` (what each transform is and where it goes, and under `metadata` the fingerprint of\n"
@@ -62,17 +75,34 @@ json describe_plan(const TransformPlan& plan) {
 }
 
 std::string compressed_tensors_runtime_note() {
-  return "Runtimes that read this format (checked against their sources, 2026-11):\n"
-         "- vLLM: dense MXFP4 weights through `CompressedTensorsW4A16Mxfp4` (Marlin kernel, GPU compute\n"
-         "  capability >= 8.0), added by vllm-project/vllm PR #31926 (merged January 2026): releases after it.\n"
-         "  That path runs weight-only and ignores `input_activations`. vLLM applies `transform_config` input\n"
-         "  transforms to linear layers (compressed_tensors/transform/linear.py), without tensor parallelism\n"
-         "  and only on linears without a bias. Issue #56770 (September 2026) reports MXFP4A16 checkpoints\n"
-         "  dispatched to a W4A4 kernel on SM100+ GPUs.\n"
-         "- compressed-tensors (and transformers through it): the `mxfp4-pack-quantized` compressor\n"
-         "  (compressors/mxfp4/base.py, E8M0 scales) and the MXFP4A16 / MXFP4 presets of quant_scheme.py;\n"
-         "  experimental since llm-compressor 0.9.0 (January 2026). Older compressed-tensors releases register\n"
-         "  the format name but cannot decompress it (NotImplementedError).\n";
+  return "What each runtime applies to this folder (read from their sources, 2026-11/12):\n"
+         "- **vLLM** (`CompressedTensorsW4A16Mxfp4`, Marlin kernel, GPU compute capability >= 8.0; added by\n"
+         "  vllm-project/vllm PR #31926, January 2026): the MXFP4 weights as stored, and the online transforms of\n"
+         "  `transform_config` (compressed_tensors/transform/, one matrix per target; no tensor parallelism; linears\n"
+         "  without a bias, which the export checks). **Activations are not quantized**: the W4A16 path ignores\n"
+         "  `input_activations`, so a spec's `a=mxfp4` does nothing there. Issue #56770 (September 2026) reports\n"
+         "  MXFP4A16 checkpoints dispatched to a W4A4 kernel on SM100+ GPUs.\n"
+         "- **transformers** (5.17, through compressed-tensors): the MXFP4 weights, **not the online transforms**:\n"
+         "  its CompressedTensorsConfig has no `transform_config` field and drops it, so a folder with transforms\n"
+         "  loads as another model (gutenberg-llama-6M with a block-Hadamard plan: perplexity 95,327 instead of\n"
+         "  341). For transformers, export with `--as folded-bf16` (the transforms folded into effective weights).\n"
+         "- **compressed-tensors** itself: the weights (`mxfp4-pack-quantized` compressor, experimental since\n"
+         "  llm-compressor 0.9.0; older releases cannot decompress it) and the transforms group by group (one\n"
+         "  matrix per size in a group: the export gives layers with different matrices groups of their own).\n"
+         "  With `input_activations` set it quantizes activations with its own E8M0 scale rule (EVEN: amax rounded\n"
+         "  to the element's mantissa first), not latmix's (the spec's rule, FLOOR by default).\n"
+         "- **latmix** evaluated `a=` with the spec's own rule in memory; none of the runtimes above reproduces that\n"
+         "  exactly.\n";
+}
+
+std::string compressed_tensors_output_note(bool has_transforms, bool activations) {
+  std::string s = "runtimes: vLLM applies the MXFP4 weights";
+  s += has_transforms ? " and the online transforms" : "";
+  s += activations ? ", activations unquantized (its W4A16 path ignores a=mxfp4)" : " (weight-only, as exported)";
+  s += has_transforms ? "; transformers applies the weights but NOT the transforms (use --as folded-bf16 there)"
+                      : "; transformers applies the weights";
+  s += "; details in README.md";
+  return s;
 }
 
 std::string export_readme(const json& m) {

@@ -247,9 +247,17 @@ ExportVerification verify_written(const ExportModel& m, const std::string& dir, 
     verify_transforms_files(m.plan, (fs::path(dir) / "transforms").string(), out);
     return out;
   }
+  if (o.kind == ExportKind::Gguf) {
+    verify_gguf_written(m, (fs::path(dir) / kGgufFileName).string(), o.gguf_float, out);
+    job.report("verify", 1, 1);
+    return out;
+  }
   const TensorStore store = TensorStore::open(dir);
   check_quantized_weights(m, store, o.kind, out);
-  if (!o.verify_ids.empty()) check_perplexity(m, dir, o, job, out);
+  if (o.kind == ExportKind::CompressedTensors) check_ct_transform_groups(dir, out);
+  if ((o.kind == ExportKind::FoldedBf16 || o.kind == ExportKind::CompressedTensors) && !o.verify_ids.empty()) {
+    check_perplexity(m, dir, o, job, out);
+  }
   job.report("verify", 1, 1);
   return out;
 }
@@ -426,7 +434,10 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
       out.add("loads with load_model", true,
               model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers" +
                   (kind == ExportKind::CompressedTensors ? " (packed weights decoded)" : ""));
+      if (kind == ExportKind::CompressedTensors) check_ct_transform_groups(path, out);
       check_recorded_perplexity(model, m, ppl_ids, ppl_missing, job, out);
+    } else if (kind == ExportKind::Gguf) {
+      check_gguf_file((fs::path(path) / kGgufFileName).string(), out);
     } else {
       const std::string prefix = (fs::path(path) / "transforms").string();
       verify_transforms_files(load_transforms(prefix), prefix, out);

@@ -66,7 +66,22 @@ no_leftovers "$OUT"
 # Usage errors (exit 2) before any work.
 expect 2 "$LATMIX" export --model "$M6" --method latmix --quant $Q --as folded-bf16 --out "$OUT/u1"
 contains stderr "learns its transforms"
-expect 2 "$LATMIX" export --model "$M6" --method rtn --quant $Q --as gguf --out "$OUT/u2"; contains stderr "export kind"
+expect 2 "$LATMIX" export --model "$M6" --method rtn --quant $Q --as onnx --out "$OUT/u2"; contains stderr "export kind"
+# GGUF: a folded plan is fine, an online transform is refused (GGUF has none), and so is MXFP6.
+expect 0 "$LATMIX" export --model "$M6" --method rtn --quant w=mxfp4,a=none --as gguf --gguf-float f16 --out "$OUT/g"
+contains stdout "ok    GGUF tensors read back"
+expect 0 "$LATMIX" verify "$OUT/g"; contains stdout "$OUT/g: verified"
+expect 2 "$LATMIX" export --model "$M6" --method quarot --quant w=mxfp4,a=mxfp4 --as gguf --out "$OUT/u5"
+contains stderr "GGUF has no online transforms"
+expect 2 "$LATMIX" export --model "$M6" --method rtn --quant w=mxfp6 --as gguf --out "$OUT/u6"
+contains stderr "no block type for mxfp6"
+expect 2 "$LATMIX" export --model "$M6" --method rtn --quant $Q --as folded-bf16 --gguf-float f16 --out "$OUT/u7"
+contains stderr "--gguf-float is for --as gguf"
+absent "$OUT/u5"; absent "$OUT/u6"; absent "$OUT/u7"
+# GPTQ without --calib: the one default (16 x 256 on the CPU, the bundled sample), stated on stderr.
+expect 0 "$LATMIX" export --model "$M6" --method gptq --quant w=mxfp4,a=none,weights=gptq --as gguf --out "$OUT/gq"
+contains stderr "16 x 256 tokens"; contains stderr "the GPTQ default on the CPU"
+grep -q '"calibration"' "$OUT/gq/manifest.json" && PASSED=$((PASSED + 1)) || { echo "FAIL: no calibration in the manifest"; FAILED=$((FAILED + 1)); }
 expect 2 "$LATMIX" export --model "$M6" --method gptq --quant w=mxfp4 --as folded-bf16 --out "$OUT/u3"
 contains stderr "put weights=gptq in --quant"
 expect 2 "$LATMIX" export --model "$M6" --method rtn --quant w=mxfp6 --as compressed-tensors --out "$OUT/u4"

@@ -106,6 +106,10 @@ bool dir_has_temp(const std::string& dir) {
   return false;
 }
 
+at::Tensor plan_signs(const latmix::TransformPlan& plan, size_t layer) {
+  return dynamic_cast<const latmix::BlockHadamardTransform&>(*plan.down_online[layer]).signs().to(at::kFloat);
+}
+
 std::string message_of(const std::function<void()>& f) {
   try {
     f();
@@ -200,10 +204,21 @@ TEST(Export, CompressedTensorsPackedCodesDecodeBitForBit) {
   // Layer 0 is not quantized (layers=1): plain bf16 weights, listed in ignore.
   EXPECT_TRUE(store.contains("model.layers.0.mlp.down_proj.weight"));
   EXPECT_FALSE(store.contains("model.layers.0.mlp.down_proj.weight_packed"));
-  // The online transform: x W / sqrt(n) with the stored W = sqrt(n) A^T.
-  const at::Tensor stored = store.get("model.layers.1.mlp.down_proj.down_online_input.weight").to(at::kFloat);
+  // The online transform: A = B D (random signs D, then 32-blocks of one Hadamard B). D is folded
+  // into up_proj's rows, so the stored W = sqrt(32) B_block^T (float32, head_dim 32), applied per
+  // block as x W / sqrt(32), gives B; with the flipped up rows, B D x = A x.
+  const at::Tensor stored = store.get("model.layers.1.mlp.down_proj.down_online_input.weight");
+  ASSERT_EQ(stored.scalar_type(), at::kFloat);
+  ASSERT_EQ(stored.sizes(), (std::vector<int64_t>{32, 32}));
+  const auto* bh = dynamic_cast<const latmix::BlockHadamardTransform*>(plan.down_online[1].get());
+  const at::Tensor signs = bh->signs().to(at::kFloat);
   const at::Tensor a_t = plan.down_online[1]->matrix().t();
-  EXPECT_LT((stored / std::sqrt(128.0) - a_t).abs().max().item<double>(), 2e-3);
+  const at::Tensor b_t = at::kron(at::eye(4), stored / std::sqrt(32.0));
+  EXPECT_LT((b_t - signs.unsqueeze(1) * a_t).abs().max().item<double>(), 1e-6);
+  const at::Tensor up0 = store.get("model.layers.0.mlp.up_proj.weight").to(at::kFloat);
+  EXPECT_TRUE(at::equal(
+      up0,
+      (ref.weights().layers[0].up.to(at::kFloat) * plan_signs(plan, 0).unsqueeze(1)).to(at::kBFloat16).to(at::kFloat)));
   const json q = json::parse(latmix::read_text_file(o.out + "/config.json"))["quantization_config"];
   EXPECT_EQ(q["format"], "mxfp4-pack-quantized");
   EXPECT_EQ(q["quant_method"], "compressed-tensors");
@@ -211,8 +226,10 @@ TEST(Export, CompressedTensorsPackedCodesDecodeBitForBit) {
   EXPECT_EQ(q["config_groups"]["group_0"]["weights"]["group_size"], 32);
   EXPECT_EQ(q["ignore"].size(), 8u);  // lm_head + layer 0's seven linears
   const json& tc = q["transform_config"]["config_groups"]["down_online"];
+  EXPECT_EQ(q["transform_config"]["config_groups"].size(), 1u);  // both layers' blocks are the same
   EXPECT_EQ(tc["apply"][0]["location"], "input");
   EXPECT_EQ(tc["apply"][0]["targets"].size(), 2u);
+  EXPECT_EQ(tc["head_dim"], 32);
   const latmix::ExportVerification v = latmix::verify_export(o.out);
   EXPECT_TRUE(v.ok()) << v.describe();
 }
@@ -232,6 +249,118 @@ TEST(Export, CompressedTensorsRefusesWhatItCannotHold) {
   const std::string bias =
       message_of([&] { latmix::export_model(fp, src, plan, latmix::parse_quant_spec("w=mxfp4"), nullptr, o); });
   EXPECT_NE(bias.find("has a bias v, which transform_config cannot declare"), std::string::npos) << bias;
+  EXPECT_FALSE(fs::exists(o.out));
+  EXPECT_FALSE(dir_has_temp(root));
+}
+
+TEST(Export, CompressedTensorsOneGroupPerDistinctMatrixCheckedAsRuntimesReadThem) {
+  const std::string root = latmix::test::temp_dir("export-ct-groups");
+  const std::string src = write_tiny_model(root + "/src");
+  const latmix::Model fp = latmix::load_model(src);
+  latmix::TransformPlan plan;  // a different dense rotation per layer: one group each
+  for (int l = 0; l < 2; ++l) plan.down_online.push_back(latmix::OrthogonalTransform::random(128, 60 + l));
+  latmix::ExportOptions o;
+  o.kind = latmix::ExportKind::CompressedTensors;
+  o.out = root + "/ct";
+  const latmix::ExportResult r =
+      latmix::export_model(fp, src, plan, latmix::parse_quant_spec("w=mxfp4,a=mxfp4"), nullptr, o);
+  ASSERT_TRUE(r.verification.ok()) << r.verification.describe();
+  const std::string cfg_path = o.out + "/config.json";
+  json cfg = json::parse(latmix::read_text_file(cfg_path));
+  json& groups = cfg["quantization_config"]["transform_config"]["config_groups"];
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_EQ(groups["down_online_1"]["apply"][0]["targets"], json({"model.layers.1.mlp.down_proj"}));
+  EXPECT_TRUE(groups["down_online_1"]["head_dim"].is_null());
+  const latmix::TensorStore store = latmix::TensorStore::open(o.out);
+  const at::Tensor w1 = store.get("model.layers.1.mlp.down_proj.down_online_1_input.weight");
+  EXPECT_EQ(w1.scalar_type(), at::kFloat);
+  EXPECT_LT((w1.to(at::kDouble) / std::sqrt(128.0) - plan.down_online[1]->matrix().t().to(at::kDouble))
+                .abs()
+                .max()
+                .item<double>(),
+            1e-6);
+  // What a runtime sees in the README and the output: which runtime applies which part.
+  const std::string readme = latmix::read_text_file(o.out + "/README.md");
+  EXPECT_NE(readme.find("**not the online transforms**"), std::string::npos);
+  EXPECT_NE(readme.find("**Activations are not quantized**"), std::string::npos);
+  bool noted = false;
+  for (const auto& n : r.notes)
+    noted = noted || n.find("transformers applies the weights but NOT the transforms") != std::string::npos;
+  EXPECT_TRUE(noted);
+  // One group holding both layers (the fault of issue 18: compressed-tensors would apply layer 0's
+  // matrix everywhere) fails latmix verify.
+  groups["down_online_0"]["apply"][0]["targets"].push_back("model.layers.1.mlp.down_proj");
+  groups.erase("down_online_1");
+  latmix::write_file_atomic(cfg_path, cfg.dump(2));
+  const latmix::ExportVerification v = latmix::verify_export(o.out);
+  bool caught = false;
+  for (const auto& c : v.checks) caught = caught || (c.what == "transform groups" && !c.ok);
+  EXPECT_TRUE(caught) << v.describe();
+}
+
+TEST(Export, CompressedTensorsFoldsBlockHadamardSignsIntoTheNormGain) {
+  const std::string root = latmix::test::temp_dir("export-ct-norm-signs");
+  const std::string src = write_tiny_model(root + "/src");
+  const latmix::Model fp = latmix::load_model(src);
+  latmix::TransformPlan plan;  // random-sign block Hadamards before gate/up, different per layer
+  for (int l = 0; l < 2; ++l)
+    plan.mlp_online.push_back(std::make_shared<latmix::BlockHadamardTransform>(64, 32, 90 + l));
+  latmix::ExportOptions o;
+  o.kind = latmix::ExportKind::CompressedTensors;
+  o.out = root + "/ct";
+  const latmix::QuantSpec spec = latmix::parse_quant_spec("w=mxfp4,a=none");
+  const latmix::ExportResult r = latmix::export_model(fp, src, plan, spec, nullptr, o);
+  ASSERT_TRUE(r.verification.ok()) << r.verification.describe();
+  const json q = json::parse(latmix::read_text_file(o.out + "/config.json"))["quantization_config"];
+  const json& groups = q["transform_config"]["config_groups"];
+  ASSERT_EQ(groups.size(), 1u);  // one canonical 32-block for both layers' four linears
+  EXPECT_EQ(groups["mlp_online"]["head_dim"], 32);
+  EXPECT_EQ(groups["mlp_online"]["apply"][0]["targets"].size(), 4u);
+  // The signs went into post_attention_layernorm's gain: with it, B (D g) * n = A (g * n).
+  const latmix::TensorStore store = latmix::TensorStore::open(o.out);
+  for (size_t l = 0; l < 2; ++l) {
+    const at::Tensor signs =
+        dynamic_cast<const latmix::BlockHadamardTransform&>(*plan.mlp_online[l]).signs().to(at::kFloat);
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const at::Tensor gain = store.get(p + "post_attention_layernorm.weight").to(at::kFloat);
+    const at::Tensor want = (fp.weights().layers[l].mlp_norm.to(at::kFloat) * signs).to(at::kBFloat16).to(at::kFloat);
+    EXPECT_TRUE(at::equal(gain, want)) << l;
+    const at::Tensor w = store.get(p + "mlp.up_proj.mlp_online_input.weight").to(at::kDouble);
+    const at::Tensor b_t = at::kron(at::eye(2, at::kDouble), w / std::sqrt(32.0));
+    EXPECT_LT((b_t - signs.to(at::kDouble).unsqueeze(1) * plan.mlp_online[l]->matrix().t().to(at::kDouble))
+                  .abs()
+                  .max()
+                  .item<double>(),
+              1e-6);
+  }
+}
+
+TEST(Export, CompressedTensorsRefusesABiasOnATransformedLinear) {
+  const std::string root = latmix::test::temp_dir("export-ct-bias");
+  const std::string src = write_tiny_model(root + "/src");
+  {  // the same Llama with attention biases (attention_bias: q, k, v and o)
+    json cfg = json::parse(latmix::read_text_file(src + "/config.json"));
+    cfg["attention_bias"] = true;
+    latmix::write_file_atomic(src + "/config.json", cfg.dump(2));
+    const latmix::TensorStore store = latmix::TensorStore::open(src);
+    std::vector<std::pair<std::string, at::Tensor>> t;
+    for (const auto& name : store.names()) t.emplace_back(name, store.get(name).clone());
+    for (int l = 0; l < 2; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+      for (const auto& [proj, rows] : {std::pair<const char*, int64_t>{"q", 64}, {"k", 32}, {"v", 32}, {"o", 64}})
+        t.emplace_back(p + proj + "_proj.bias", (at::randn({rows}) * 0.1).to(at::kBFloat16));
+    }
+    latmix::write_safetensors(src + "/model.safetensors", t, {{"format", "pt"}});
+  }
+  const latmix::Model fp = latmix::load_model(src);
+  latmix::TransformPlan plan;
+  for (int l = 0; l < 2; ++l) plan.attn_online.push_back(latmix::OrthogonalTransform::random(64, 80 + l));
+  latmix::ExportOptions o;
+  o.kind = latmix::ExportKind::CompressedTensors;
+  o.out = root + "/ct";
+  const std::string m =
+      message_of([&] { latmix::export_model(fp, src, plan, latmix::parse_quant_spec("w=mxfp4"), nullptr, o); });
+  EXPECT_NE(m.find("has an online transform in front of it and a bias"), std::string::npos) << m;
   EXPECT_FALSE(fs::exists(o.out));
   EXPECT_FALSE(dir_has_temp(root));
 }

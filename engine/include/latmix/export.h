@@ -17,6 +17,13 @@
 ///    (weights only) or MXFP4 (plus dynamic group-32 activations), and the online transforms
 ///    that remain declared in its `transform_config` with their matrices stored beside the
 ///    weights. MXFP4 (E2M1, block 32, E8M0 scales) weights only.
+///  - gguf: `model.gguf`, a GGUF v3 file of llama.cpp's `llama` architecture (Llama, Mistral):
+///    llama metadata, the tokenizer.json's byte-level BPE vocabulary and merges with the
+///    pre-tokenizer's llama.cpp name (llama-bpe, qwen2, gpt-2) and add_bos_token as the
+///    tokenizer's post-processor has it, q/k rows permuted to llama.cpp's rotary layout, MXFP4
+///    linear weights as ggml block_mxfp4 (encoded from our codes: they decode to the fake-quantized
+///    weights bit for bit), norms F32, other tensors `gguf_float`. Refused: online transforms
+///    (GGUF has none), weight formats other than MXFP4, biases, other architectures.
 ///  - transforms: the plan as save_transforms() writes it (transforms.safetensors +
 ///    transforms.json) with the model fingerprint and the settings in the JSON's "metadata",
 ///    reloadable with load_transforms_checked() to export again without learning again.
@@ -46,6 +53,8 @@
 ///    the online transforms as hooks (bf16 storage of folded, off-grid values moves perplexity:
 ///    2e-4 relative measured on gutenberg-llama-6M with a Hadamard plan, 1.7e-3 for the fp32
 ///    stories260K, docs/export.md);
+///  - gguf: the file read back: every MXFP4 tensor decodes to the fake-quantized weight (q/k rows
+///    permuted) bit for bit, every float tensor equals the in-memory one cast to its type;
 ///  - transforms: the files reload to the same tensors, bit for bit.
 
 #include <nlohmann/json.hpp>
@@ -58,6 +67,7 @@
 
 #include "latmix/calib_data.h"
 #include "latmix/eval.h"
+#include "latmix/gguf.h"
 #include "latmix/model.h"
 #include "latmix/progress.h"
 #include "latmix/quant.h"
@@ -65,9 +75,9 @@
 
 namespace latmix {
 
-enum class ExportKind { FoldedBf16, CompressedTensors, Transforms };
+enum class ExportKind { FoldedBf16, CompressedTensors, Transforms, Gguf };
 
-/// "folded-bf16", "compressed-tensors", "transforms".
+/// "folded-bf16", "compressed-tensors", "transforms", "gguf".
 std::string to_string(ExportKind kind);
 /// The inverse of to_string. \throws latmix::UsageError listing the valid names.
 ExportKind parse_export_kind(const std::string& name);
@@ -75,6 +85,8 @@ ExportKind parse_export_kind(const std::string& name);
 struct ExportOptions {
   ExportKind kind = ExportKind::FoldedBf16;
   std::string out;         ///< the folder to create
+  /// gguf: the type of the tensors that are neither MX-quantized nor norms (F32, F16 or BF16).
+  GgmlType gguf_float = GgmlType::F32;
   bool overwrite = false;  ///< replace an existing export at `out`
   /// The method preset that produced the plan, and every one of its settings (an object), for
   /// the manifest and the README.
