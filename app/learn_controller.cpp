@@ -402,7 +402,9 @@ quint64 LearnController::load(const QString& prefix) {
     o.method = QString::fromStdString(settings.value("method", std::string()));
     o.quant = QString::fromStdString(settings.value("quant", std::string()));
     if (!settings.empty()) o.settings_json = QString::fromStdString(settings.dump());
-    if (!o.method.isEmpty()) o.learned = find_method(o.method.toStdString()).learned;
+    for (const auto& preset : method_presets()) {  // a method this build does not know stays "not learned"
+      if (preset.name == o.method.toStdString()) o.learned = preset.learned;
+    }
     if (meta.is_object() && meta.contains("model") && meta["model"].is_object()) {
       o.model_digest = QString::fromStdString(meta["model"].value("model_digest", std::string()));
     }

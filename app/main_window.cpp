@@ -267,8 +267,8 @@ void MainWindow::showAbout() {
                              "OCP microscaling (MX) formats, with learnable affine transforms (LATMiX, "
                              "arXiv 2602.17681) and the methods it is measured against.<br><br>Qt %3, LibTorch "
                              "engine. MIT licence.")
-                         .arg(QString::fromStdString(latmix::version()), QString::fromStdString(latmix::git_commit()),
-                              qVersion()));
+                         .arg(QString::fromLatin1(latmix::version()), QString::fromLatin1(latmix::git_commit()),
+                              QString::fromLatin1(qVersion())));
 }
 
 void MainWindow::showShortcuts() {
@@ -383,7 +383,7 @@ bool MainWindow::confirmDiscard(const QString& action, bool unsaved_runs_too) {
   const QString question = QString("To %1, this is lost:\n - %2\n\n%3 anyway?")
                                .arg(action, lost.join("\n - "), action.left(1).toUpper() + action.mid(1));
   const bool go = confirm_(QString("LATMiX Studio: %1?").arg(action), question);
-  log(QString("asked before %1 (%2): %3").arg(action, lost.join("; "), go ? "yes" : "no"));
+  log(QString("asked before %1 (%2): %3").arg(action, lost.join("; "), QString(go ? "yes" : "no")));
   return go;
 }
 
@@ -547,7 +547,7 @@ void MainWindow::showBanner(const QString& message) {
   log("error: " + message);
 }
 
-QString MainWindow::bannerText() const { return banner_box_->isVisible() ? banner_->text() : QString(); }
+QString MainWindow::bannerText() const { return banner_box_->isHidden() ? QString() : banner_->text(); }
 
 void MainWindow::log(const QString& line) {
   log_->appendPlainText(QDateTime::currentDateTime().toString("HH:mm:ss  ") + line);
