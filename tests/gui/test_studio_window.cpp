@@ -22,6 +22,7 @@
 #include "engine_host.h"
 #include "explorer_panel.h"
 #include "export_panel.h"
+#include "heatmap_view.h"
 #include "latmix/error.h"
 #include "latmix/learn.h"
 #include "latmix/quant.h"
