@@ -651,7 +651,8 @@ quint64 ComparePanel::run() {
                        .arg(opt.seqlen)
                        .arg(QString::fromStdString(opt.data_dir));
   run_->setEnabled(false);
-  return specs_job_ = host_->submit("compare", [this, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
+  QPointer<ComparePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
+  return specs_job_ = host_->submit("compare", [self, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
     const std::vector<std::string> names = parse_task_list(tasks);
     for (const auto& s : specs) parse_quant_spec(s);  // fail early on a typo
     std::vector<CompareColumn> columns;
@@ -664,8 +665,8 @@ quint64 ComparePanel::run() {
       QuantizedModel q = quantize_model(*model, parse_quant_spec(s), &calib_set, job);
       columns.push_back({QString::fromStdString(s), run_tasks(q.model, *tokenizer, names, opt, job)});
     }
-    EngineHost::post(this, [this, columns, model] {
-      if (model == session_->model()) showColumns(columns);  // else: of the model open before
+    EngineHost::post(self, [self, columns, model] {
+      if (model == self->session_->model()) self->showColumns(columns);  // else: of the model open before
     });
   });
 }

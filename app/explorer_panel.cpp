@@ -7,6 +7,7 @@
 #include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPointer>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QSplitter>
@@ -261,9 +262,10 @@ quint64 ExplorerPanel::calibrate() {
   if (!model || !tokenizer) return 0;
   const StatsRequest request = statsRequest();
   run_->setEnabled(false);
-  return host_->submit("calibrate", [this, model, tokenizer, request](const JobControl& job) {
+  QPointer<ExplorerPanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
+  return host_->submit("calibrate", [self, model, tokenizer, request](const JobControl& job) {
     auto stats = computeStats(*model, *tokenizer, request, job);
-    EngineHost::post(this, [this, stats, model] { showStats(stats, model); });
+    EngineHost::post(self, [self, stats, model] { self->showStats(stats, model); });
   });
 }
 

@@ -215,7 +215,7 @@ void MainWindow::buildMenus() {
   QAction* open_session = file->addAction("Open s&ession...", this, [this] { chooseSession(false); });
   open_session->setShortcut(QKeySequence("Ctrl+Shift+O"));
   QAction* save_session = file->addAction("Sa&ve session...", this, [this] { chooseSession(true); });
-  save_session->setShortcut(QKeySequence::Save);
+  save_session->setShortcut(QKeySequence("Ctrl+S"));
   save_session->setToolTip("The model, the Learn settings and every learned run with its plan and curve");
   file->addSeparator();
   QAction* prefs = file->addAction("&Settings...", this, [this] {
@@ -234,7 +234,7 @@ void MainWindow::buildMenus() {
   connect(export_->verifyAction(), &QAction::triggered, this, [this] { showTab(export_); });
   file->addSeparator();
   QAction* quit = file->addAction("&Quit", this, &QWidget::close);
-  quit->setShortcut(QKeySequence::Quit);
+  quit->setShortcut(QKeySequence("Ctrl+Q"));  // explicit: some platform themes bind no Quit key
 
   QMenu* learn = menuBar()->addMenu("&Learn");
   for (QAction* a : {learn_->startAction(), learn_->pauseAction(), learn_->cancelAction()}) learn->addAction(a);
@@ -256,7 +256,7 @@ void MainWindow::buildMenus() {
                              "beside this installation.");
   });
   QAction* keys = help->addAction("&Keyboard shortcuts", this, [this] { showShortcuts(); });
-  keys->setShortcut(QKeySequence::HelpContents);
+  keys->setShortcut(QKeySequence("F1"));
   help->addSeparator();
   help->addAction("&About LATMiX Studio", this, [this] { showAbout(); });
 }
@@ -441,7 +441,7 @@ quint64 MainWindow::saveSession(const QString& path) {
 }
 
 void MainWindow::autosave() {
-  if (!session_->hasModel() && learn_->controller()->allRuns().empty()) return;
+  if (!session_->hasModel()) return;  // e.g. a session whose model is still opening: its copy comes once it is
   const StudioSession s = session_of(*session_, *learn_, tabs_->currentIndex());
   const QString path = recovery_session_path();
   QDir().mkpath(QFileInfo(path).absolutePath());
@@ -478,7 +478,10 @@ bool MainWindow::offerRecovery() {
   QString error;
   QStringList notes;
   const StudioSession s = load_session(path, &error, &notes);
-  if (!error.isEmpty() || s.model_path.isEmpty()) return false;
+  if (!error.isEmpty() || s.model_path.isEmpty()) {
+    log("recovery copy not usable: " + (error.isEmpty() ? path + ": no model" : error));
+    return false;
+  }
   const QString question =
       QString("LATMiX Studio did not quit normally last time. Restore that session: %1 with %2 learned run%3?")
           .arg(QFileInfo(s.model_path).fileName())

@@ -5,6 +5,7 @@
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QPointer>
 #include <QSpinBox>
 #include <QVBoxLayout>
 
@@ -169,7 +170,8 @@ void MicroscopePanel::refresh() {
   const std::string transform = transform_->currentText().toStdString();
   const std::string plan_prefix = transform_->currentData().toString().toStdString();  // learned / loaded plans
   auto ids_cache = sample_ids_;
-  host_->submit("microscope", [this, model, tokenizer, point, layer, token, block, format, transform, plan_prefix,
+  QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
+  host_->submit("microscope", [self, model, tokenizer, point, layer, token, block, format, transform, plan_prefix,
                                ids_cache](const JobControl&) {
     auto ids = ids_cache ? ids_cache : std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
     const CapturePoint cp = parse_capture_point(point);
@@ -200,14 +202,14 @@ void MicroscopePanel::refresh() {
                      .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())
                      .arg(b).arg(nblocks).arg(b * size).arg(b * size + values.numel() - 1);
     const int shown_token = static_cast<int>(t), shown_block = static_cast<int>(b);
-    EngineHost::post(this, [this, data, ids, shown_token, shown_block, model] {
-      if (model != session_->model()) return;  // a block of the model that was open before
-      sample_ids_ = ids;
+    EngineHost::post(self, [self, data, ids, shown_token, shown_block, model] {
+      if (model != self->session_->model()) return;  // a block of the model that was open before
+      self->sample_ids_ = ids;
       // The spin boxes say what is shown: a block or token past this point's end was clamped.
-      const QSignalBlocker keep_block(block_), keep_token(token_);
-      block_->setValue(shown_block);
-      token_->setValue(shown_token);
-      show(data);
+      const QSignalBlocker keep_block(self->block_), keep_token(self->token_);
+      self->block_->setValue(shown_block);
+      self->token_->setValue(shown_token);
+      self->show(data);
     });
   });
 }

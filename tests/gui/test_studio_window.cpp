@@ -107,7 +107,7 @@ LearnController::RunWork scripted(std::vector<double> losses, bool fail = false,
 
 QAction* quitAction(MainWindow& w) {
   for (QAction* a : w.findChildren<QAction*>()) {
-    if (a->shortcut() == QKeySequence(QKeySequence::Quit)) return a;
+    if (a->text() == "&Quit" && a->shortcut() == QKeySequence("Ctrl+Q")) return a;
   }
   return nullptr;
 }
@@ -438,6 +438,7 @@ class TestStudioWindow : public QObject {
     QCOMPARE(w2.learn()->chart()->pointCount("total"), 2);  // the curve came back too
 
     // A start after a crash (the last start never quit cleanly) offers the recovery copy.
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);  // the recovery copy of w2's state is written
     w.reset();  // destroyed without a clean quit
     QSettings().setValue("session/running", true);
     ModelSession session3(&host);
@@ -448,7 +449,14 @@ class TestStudioWindow : public QObject {
       return true;
     });
     QSignalSpy recovered(&w3, &MainWindow::sessionOpened);
-    QVERIFY(w3.offerRecovery());
+    const bool offered_back = w3.offerRecovery();
+    if (!offered_back) {
+      QString e;
+      QStringList n;
+      const auto rec = latmix::studio::load_session(latmix::studio::recovery_session_path(), &e, &n);
+      qWarning("recovery: error '%s', model '%s', %zu runs", qPrintable(e), qPrintable(rec.model_path), rec.runs.size());
+    }
+    QVERIFY(offered_back);
     QVERIFY2(offered.size() == 1 && offered[0].contains("gutenberg-llama-6M"), qPrintable(offered.join("; ")));
     QVERIFY(recovered.wait(120000));
     QCOMPARE(w3.learn()->runLabels().size(), 2);
@@ -456,6 +464,7 @@ class TestStudioWindow : public QObject {
     w3.close();
     MainWindow w4(&host, &session3);
     QVERIFY(!w4.offerRecovery());
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);  // no job outlives the windows
   }
 
   // Issue 17, Major 10 and Minors: before and after share one colour scale, the difference map is
