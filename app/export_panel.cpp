@@ -14,6 +14,7 @@
 #include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSettings>
 #include <QSpinBox>
 #include <QStandardPaths>
@@ -187,6 +188,7 @@ void ExportPanel::buildUi() {
   where->addWidget(browse);
   layout->addLayout(where);
   target_ = new QLabel(this);
+  target_->setWordWrap(true);  // a long path must not widen the page past the window
   target_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   layout->addWidget(target_);
 
@@ -286,7 +288,13 @@ void ExportPanel::buildUi() {
   summary_->setWordWrap(true);
   summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   summary_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
-  rl->addWidget(summary_);
+  // The result scrolls inside its box (verification tables are long), so the page fits the window.
+  auto* result_scroll = new QScrollArea(result);
+  result_scroll->setWidgetResizable(true);
+  result_scroll->setFrameShape(QFrame::NoFrame);
+  result_scroll->setWidget(summary_);
+  result_scroll->setMinimumHeight(120);
+  rl->addWidget(result_scroll);
   layout->addWidget(result, 1);
 
   for (QComboBox* c : {kind_, quant_}) connect(c, &QComboBox::currentTextChanged, this, &ExportPanel::updateCli);

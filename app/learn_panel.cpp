@@ -13,6 +13,7 @@
 #include <QLineEdit>
 #include <QPointer>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
@@ -333,7 +334,13 @@ QWidget* LearnPanel::buildResults() {
   summary_ = new QLabel("No result yet.", results);
   summary_->setWordWrap(true);
   summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  rl->addWidget(summary_);
+  auto* summary_scroll = new QScrollArea(results);  // a long summary scrolls instead of being cut
+  summary_scroll->setWidgetResizable(true);
+  summary_scroll->setFrameShape(QFrame::NoFrame);
+  summary_scroll->setWidget(summary_);
+  summary_scroll->setMinimumHeight(90);
+  summary_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+  rl->addWidget(summary_scroll, 1);
   auto* actions = new QHBoxLayout();
   save_ = new QPushButton("Save transforms...", results);
   show_ = new QPushButton("Show in explorer", results);

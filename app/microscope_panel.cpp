@@ -115,6 +115,10 @@ bool MicroscopePanel::hasBlock() const { return view_->hasData(); }
 
 QString MicroscopePanel::statusText() const { return status_->text(); }
 
+QString MicroscopePanel::formatText() const { return format_->currentText(); }
+
+QString MicroscopePanel::transformText() const { return transform_->currentText(); }
+
 void MicroscopePanel::modelChanged() {
   const auto& s = session_->summary();
   sample_ids_.reset();

@@ -46,6 +46,9 @@ class MicroscopePanel : public QWidget {
   /// Whether a block is shown, and the line saying which (tests).
   bool hasBlock() const;
   QString statusText() const;
+  /// The format and transform chosen (tests).
+  QString formatText() const;
+  QString transformText() const;
 
  Q_SIGNALS:
   void refreshed();

@@ -23,6 +23,7 @@
 #include "explorer_panel.h"
 #include "export_panel.h"
 #include "heatmap_view.h"
+#include "latmix/calib.h"
 #include "latmix/error.h"
 #include "latmix/learn.h"
 #include "latmix/quant.h"
@@ -506,6 +507,38 @@ class TestStudioWindow : public QObject {
     e->setView("mlp_in", "block_max", "before");
     QVERIFY2(e->outlierCaption().contains("layer 2") && e->outlierCaption().contains("mlp_in"),
              qPrintable(e->outlierCaption()));
+
+    // Major 6: a click carries the explorer's format and transform to the microscope.
+    e->setView("residual", "block_max", "before");
+    e->clickCell(3, 5);
+    latmix::studio::MicroscopePanel* m = w.microscope();
+    QCOMPARE(m->transformText(), QString("hadamard"));
+    QCOMPARE(m->formatText(), QString::fromStdString(e->stats()->format));
+    QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("layer 3") && m->statusText().contains("block 5 of 8"), 120000);
+    // NVFP4 blocks are 16 values: the residual (256 wide) has 16 of them.
+    m->select("residual", 3, 9, "nvfp4");
+    QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("block 9 of 16"), 120000);
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
+  // Minors: the error banner can be dismissed; file dialogs start where the last one of the kind was.
+  void bannerDismissesAndFoldersAreRemembered() {
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy failed(&session, &ModelSession::openFailed);
+    w.openModel("/nonexistent/model-folder");
+    QVERIFY(failed.wait(60000));
+    QVERIFY(w.bannerText().contains("/nonexistent/model-folder"));
+    auto* dismiss = w.findChild<QPushButton*>("dismiss-banner");
+    QVERIFY(dismiss != nullptr);
+    dismiss->click();
+    QVERIFY(w.bannerText().isEmpty());
+    QTemporaryDir dir;
+    QCOMPARE(latmix::studio::last_folder("transforms"), QDir::homePath());
+    latmix::studio::remember_folder("transforms", dir.filePath("plan.safetensors"));
+    QCOMPARE(latmix::studio::last_folder("transforms"), QFileInfo(dir.path()).absoluteFilePath());
+    QCOMPARE(latmix::studio::last_folder("text"), QDir::homePath());  // per kind
   }
 
   // Issue 17, Major 4: a failed spec comparison says why in its table and drops the earlier result.
