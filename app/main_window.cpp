@@ -165,7 +165,10 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   tabs_->setCurrentIndex(settings.value("window/tab", 0).toInt());
   if (!settings.contains("window/geometry")) resize(1280, 720);
   if (!settings.contains("window/state")) {  // a short log: the panes get the height of a 720-px screen
-    if (auto* log_dock = findChild<QDockWidget*>("log-dock")) resizeDocks({log_dock}, {110}, Qt::Vertical);
+    // once the window is laid out (before that the dock area has no height to share)
+    QTimer::singleShot(0, this, [this] {
+      if (auto* log_dock = findChild<QDockWidget*>("log-dock")) resizeDocks({log_dock}, {110}, Qt::Vertical);
+    });
   }
   // Never larger than the screen it is on (a geometry saved on a larger display included).
   if (QScreen* screen = this->screen()) {
