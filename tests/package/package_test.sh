@@ -35,7 +35,9 @@ command -v dpkg-shlibdeps >/dev/null || skip "dpkg-shlibdeps not found: install 
 [ -x "$BUILD/engine/latmix" ] || skip "$BUILD/engine/latmix not built"
 [ -w "$BUILD" ] || skip "$BUILD is not writable (CPack writes install_manifest.txt there)"
 if [ "$GUI" = ON ] && [ ! -x "$BUILD/app/latmix-studio" ]; then skip "$BUILD/app/latmix-studio not built"; fi
-TORCH_LIB=$(ldd "$BUILD/engine/latmix" | awk '/libtorch_cpu/ {print $3; exit}')
+# The engine links LibTorch; `latmix` itself is a launcher without it (engine/launcher).
+[ -x "$BUILD/engine/latmix-engine" ] || skip "$BUILD/engine/latmix-engine not built"
+TORCH_LIB=$(ldd "$BUILD/engine/latmix-engine" | awk '/libtorch_cpu/ {print $3; exit}')
 if [ -z "$TORCH_LIB" ] || ! dpkg -S "$(readlink -f "$TORCH_LIB")" >/dev/null 2>&1; then
   skip "LibTorch (${TORCH_LIB:-not found}) is not from a Debian package, so the package's Depends cannot be computed"
 fi
