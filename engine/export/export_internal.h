@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,9 @@ struct ExportModel {
   bool untied_lm_head = false;  // the export needs its own lm_head tensor
   bool attention_bias = false;  // the export's config must declare attention biases
   bool mlp_bias = false;        // ... and MLP biases
+  // compressed-tensors: `quantized` before the block Hadamards' signs were folded into its weights
+  // (fold_ct_signs); with its hooks it is the in-memory side of the perplexity check. Else undefined.
+  std::optional<Model> before_sign_fold;
 };
 
 /// Folds `plan` into a copy of `fp` and quantizes it by `spec` (see export.h). `host_layers`:

@@ -145,7 +145,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   check_target(o.out, source_path, o.overwrite);
   // Space first, from the shapes alone (nothing is produced): the FP model's tensors as the
   // export lists them, plus an lm_head of its own when folding or quantizing unties it.
-  ExportModel m{fp, fp, plan, spec, {}, {}};
+  ExportModel m{fp, fp, plan, spec, {}, {}, false, false, false, std::nullopt};
   uint64_t needed = estimate_export_bytes(m, source_path, o.kind);
   const ModelConfig& c = fp.config();
   if (o.kind != ExportKind::Transforms && c.tie_word_embeddings && (plan.residual || spec.lm_head)) {
@@ -163,6 +163,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   if (o.kind == ExportKind::CompressedTensors) {
     std::vector<CtSignFold> sign_folds;
     const std::vector<CtTransformGroup> groups = ct_transform_groups(plan, c, &sign_folds);
+    if (!sign_folds.empty()) m.before_sign_fold = m.quantized;  // shares the tensors fold_ct_signs replaces
     const std::string folded = fold_ct_signs(m.quantized, sign_folds);
     if (!folded.empty()) m.notes.push_back(folded);
     for (const auto& g : groups) {

@@ -182,7 +182,7 @@ bool linear_quantized(const ExportModel& m, int64_t layer, const std::string& na
 
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
                                  const CalibrationSet* calib, const JobControl& job, bool host_layers) {
-  ExportModel m{fp, fp, plan, spec, {}, {}};
+  ExportModel m{fp, fp, plan, spec, {}, {}, false, false, false, std::nullopt};
   Model work = fp;
   if (!plan.empty()) {
     FoldOptions options;

@@ -144,7 +144,8 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
     const Model reloaded = load_model(dir, lo);
     exp = evaluate_perplexity(reloaded, o.verify_ids, o.verify_ppl, job);
   }  // released before the in-memory model's layers come back to the device
-  const PerplexityResult mem = evaluate_perplexity(on_device(m.quantized, lo.device), o.verify_ids, o.verify_ppl, job);
+  const PerplexityResult mem = evaluate_perplexity(on_device(m.before_sign_fold ? *m.before_sign_fold : m.quantized, lo.device),
+                                                   o.verify_ids, o.verify_ppl, job);
   const std::string e = round_to(exp.perplexity, o.ppl_digits), f = round_to(mem.perplexity, o.ppl_digits);
   const double rel = std::fabs(exp.perplexity - mem.perplexity) / mem.perplexity;
   out.figures["perplexity"] = {{"text", o.verify_text},

@@ -92,12 +92,18 @@ class HfWeightReader {
         headers_->weight_bytes += ti.byte_size();
         return weight;
       }
+      // [n, n]: the whole input; [b, b] with b dividing n: one block applied to every b-wide block of
+      // the input (the scheme's head_dim), x_blk W / sqrt(b).
       const int64_t n = weight.size(1);
-      if (ti.shape != std::vector<int64_t>{n, n})
-        fail(folder_, "tensor '" + tn + "' has the wrong shape", shape_to_string(std::vector<int64_t>{n, n}),
+      const int64_t b = ti.shape.size() == 2 && ti.shape[0] == ti.shape[1] ? ti.shape[0] : 0;
+      if (b < 1 || b > n || n % b != 0)
+        fail(folder_, "tensor '" + tn + "' has the wrong shape",
+             shape_to_string(std::vector<int64_t>{n, n}) + " or a square block dividing " + std::to_string(n),
              shape_to_string(ti.shape));
       const at::Tensor w = store_.get(tn).to(at::kDouble);
-      const at::Tensor eff = at::matmul(weight.to(at::kCPU, at::kDouble), w.t()) / std::sqrt(static_cast<double>(n));
+      const at::Tensor wd = weight.to(at::kCPU, at::kDouble);
+      const at::Tensor eff =
+          at::matmul(wd.reshape({wd.size(0), n / b, b}), w.t()).reshape({wd.size(0), n}) / std::sqrt(static_cast<double>(b));
       return eff.to(opts_.device, opts_.dtype).contiguous();
     }
     return weight;
