@@ -3,6 +3,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -82,6 +83,13 @@ void check_quantized_weights(const ExportModel& m, const TensorStore& store, Exp
   }
 }
 
+// Every tensor of a decoder layer (weights, biases, norms).
+std::array<at::Tensor*, 18> layer_tensors(LayerWeights& lw) {
+  return {&lw.attn_norm, &lw.q,      &lw.k,      &lw.v,        &lw.o,      &lw.q_bias,
+          &lw.k_bias,    &lw.v_bias, &lw.o_bias, &lw.q_norm,   &lw.k_norm, &lw.mlp_norm,
+          &lw.gate,      &lw.up,     &lw.down,   &lw.gate_bias, &lw.up_bias, &lw.down_bias};
+}
+
 // The in-memory weight-quantized model as the folder stores it: online transforms folded into
 // effective weights, every tensor rounded to bf16 (then back to the compute dtype).
 Model stored_model(const ExportModel& m) {
@@ -104,11 +112,7 @@ Model stored_model(const ExportModel& m) {
       *biases[i] = effective_bias(*biases[i], q, *t);
       *weights[i] = effective_weight(q, *t);
     }
-    for (at::Tensor* t :
-         {&lw.attn_norm, &lw.q, &lw.k, &lw.v, &lw.o, &lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias, &lw.q_norm,
-          &lw.k_norm, &lw.mlp_norm, &lw.gate, &lw.up, &lw.down, &lw.gate_bias, &lw.up_bias, &lw.down_bias}) {
-      *t = r(*t);
-    }
+    for (at::Tensor* t : layer_tensors(lw)) *t = r(*t);
     s.layers.push_back(lw);
   }
   return Model(m.fp.config(), std::move(s));
@@ -119,9 +123,7 @@ Model stored_model(const ExportModel& m) {
 Model on_device(const Model& model, at::Device device) {
   Model out = model;
   for (LayerWeights& lw : out.weights().layers) {
-    for (at::Tensor* t : {&lw.attn_norm, &lw.q, &lw.k, &lw.v, &lw.o, &lw.q_bias, &lw.k_bias, &lw.v_bias, &lw.o_bias,
-                          &lw.q_norm, &lw.k_norm, &lw.mlp_norm, &lw.gate, &lw.up, &lw.down, &lw.gate_bias, &lw.up_bias,
-                          &lw.down_bias}) {
+    for (at::Tensor* t : layer_tensors(lw)) {
       if (t->defined() && t->device() != device) *t = t->to(device);
     }
   }
