@@ -1,6 +1,7 @@
 #include "test_paths.h"
 
 #include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <mutex>
 #include <vector>
@@ -58,6 +59,15 @@ std::string temp_dir(const std::string& tag) {
   if (mkdtemp(buf.data()) == nullptr) throw std::runtime_error("mkdtemp failed for " + pattern);
   temp_dirs().emplace_back(buf.data());
   return buf.data();
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
 }
 
 }  // namespace latmix::test

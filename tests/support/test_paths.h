@@ -1,6 +1,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 
 namespace latmix::test {
@@ -17,6 +18,9 @@ std::string fixtures_path(const std::string& relative);
 std::string source_path(const std::string& relative);
 /// A fresh, empty temporary directory, removed at process exit.
 std::string temp_dir(const std::string& tag);
+
+/// The what() of the std::exception `f` throws, "" when it throws nothing.
+std::string message_of(const std::function<void()>& f);
 
 }  // namespace latmix::test
 

@@ -110,14 +110,7 @@ at::Tensor plan_signs(const latmix::TransformPlan& plan, size_t layer) {
   return dynamic_cast<const latmix::BlockHadamardTransform&>(*plan.down_online[layer]).signs().to(at::kFloat);
 }
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using latmix::test::message_of;
 
 }  // namespace
 

@@ -20,14 +20,7 @@ namespace {
 
 const std::string kModel = "resources/models/gutenberg-llama-6M";
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using latmix::test::message_of;
 
 // llama.cpp's rotary row order, written out index by index: within each head, HF row r (pairs
 // (i, i + d/2)) goes to 2i (first half) or 2i + 1 (second half).
