@@ -125,7 +125,7 @@ int run_eval(const Args& args) {
   const EvalOptions o = eval_options(args);
   if (args.has("quant")) parse_quant_spec(args.get("quant"));  // a bad spec fails before the model loads
   if (args.has("calib") && !args.has("quant")) throw UsageError("--calib needs --quant");
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
   job.cancel = interrupt_token();
@@ -185,7 +185,8 @@ std::vector<Command> evaluate_commands() {
          {"calib", "FILE", "calibration text for --quant (GPTQ)", "", false},
          {"calib-samples", "N", "calibration sequences", "16", false},
          {"calib-seqlen", "N", "calibration sequence length", "256", false},
-         dtype_option()}},
+         dtype_option(),
+         weights_option()}},
        run_eval},
   };
 }

@@ -150,7 +150,10 @@ int run_export(const Args& args) {
   if (args.integer("shard-size") < 1) throw UsageError("--shard-size: expected 1 (MB) or more");
   if (args.has("calib") && spec.method != WeightMethod::Gptq && !find_method(args.get("method")).learned)
     throw UsageError("--calib is for weights=gptq in --quant, or for learning a method's transforms");
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  // Mapped weights stream an rtn/gptq export without transforms; the methods that build or learn
+  // transforms (and folding) need the model in memory.
+  const bool streamable = !args.has("transforms") && (args.get("method") == "rtn" || args.get("method") == "gptq");
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args) && streamable);
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
   job.cancel = interrupt_token();
@@ -284,7 +287,9 @@ std::vector<Command> export_commands() {
         "--transforms only rtn and gptq (no transforms) export. Written atomically (temp folder, fsync, rename),\n"
         "checked before it appears (packed codes bit for bit; folded-bf16 perplexity on --verify-data, default the\n"
         "bundled calibration text), with README.md and manifest.json (SHA-256 of every file). --zip (Qt build):\n"
-        "the folder as one .zip (stored, zip64). See docs/export.md.",
+        "the folder as one .zip (stored, zip64). With --weights mapped (the default) an rtn/gptq export without\n"
+        "transforms streams: each weight is quantized (GPTQ: one layer's Hessians at a time), written and dropped,\n"
+        "so an 8B model exports in a few GB; other exports hold the model in memory. See docs/export.md.",
         {model_option(),
          tokenizer_option(),
          {"method", "NAME", "method preset (rtn, gptq, or the method the --transforms were learned with)", "", true},
@@ -303,7 +308,8 @@ std::vector<Command> export_commands() {
          {"verify-seqlen", "N", "perplexity window of the check", "256", false},
          {"verify-windows", "K", "windows of the check (0: all)", "8", false},
          {"no-verify", "", "skip the verification pass", "", false},
-         dtype_option()}},
+         dtype_option(),
+         weights_option()}},
        run_export},
       {{"verify",
         "Check an export folder or .zip bundle against its manifest.",

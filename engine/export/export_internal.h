@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -58,7 +60,22 @@ void fsync_path(const std::string& path);
 
 // ---- tensors (export_tensors.cpp) ------------------------------------------------------------
 
+/// What a streaming export saw of each quantized tensor it wrote, for the verification: the
+/// produced bytes' digest (compared with the file read back), and whether the produced encoding
+/// held the fake-quantized weight exactly (checked right when it was produced).
+struct StreamedWeights {
+  std::map<std::string, uint64_t> digests;  // tensor name -> bytes_digest of what was written
+  std::string first_mismatch;               // the first tensor whose encoding did not hold its weight
+  int64_t tensors = 0, values = 0;
+};
+
+/// A 64-bit digest of a contiguous tensor's bytes (not cryptographic: it catches a write or read
+/// that changed data, as the SHA-256 of the manifest does for files).
+uint64_t bytes_digest(const at::Tensor& t);
+
 /// The folded, quantized model an export writes, and what it needs to write it.
+/// Streaming (a mapped model, no transforms): `quantized` is the FP model itself and each
+/// quantized weight comes from `stream` when its tensor is produced; `streamed` records them.
 struct ExportModel {
   Model fp;         // the model as given (shares its tensors)
   Model quantized;  // plan folded, weights quantized; online hooks installed, no activation hook
@@ -69,7 +86,14 @@ struct ExportModel {
   bool untied_lm_head = false;  // the export needs its own lm_head tensor
   bool attention_bias = false;  // the export's config must declare attention biases
   bool mlp_bias = false;        // ... and MLP biases
+  std::shared_ptr<StreamingQuantizer> stream = nullptr;
+  std::shared_ptr<StreamedWeights> streamed = nullptr;
+  /// The quantized weight of linear `name` of layer l ("lm_head": the lm_head), held or streamed.
+  at::Tensor quantized_weight(int64_t layer, const std::string& name) const;
 };
+
+/// Whether export_model() streams this export (see ExportModel).
+bool streams(const Model& fp, const TransformPlan& plan, const QuantSpec& spec);
 
 /// Folds `plan` into a copy of `fp` and quantizes it by `spec` (see export.h).
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,

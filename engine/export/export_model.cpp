@@ -148,6 +148,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
     save_transforms_for_model((fs::path(temp.path()) / "transforms").string(), plan, source_path, settings);
   } else {
     write_model_folder(m, source_path, o, temp.path(), job, result.notes);
+    if (m.stream) m.report = m.stream->report();
   }
   job.cancel.check();
   if (o.verify) result.verification = verify_written(m, temp.path(), o, job);
