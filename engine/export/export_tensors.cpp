@@ -235,7 +235,11 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
   ExportModel m{fp, fp, plan, spec, {}, {}};
   if (streams(fp, plan, spec)) {
     // Nothing is quantized here: each weight is, when the writer asks for its tensor.
-    m.stream = std::make_shared<StreamingQuantizer>(fp, spec, calib, job);
+    // The writer reports progress ("write", bytes); quantizing happens inside it, so the quantizer
+    // only shares the cancel token (two interleaved stages would reset the console's bar and ETA).
+    JobControl cancel_only;
+    cancel_only.cancel = job.cancel;
+    m.stream = std::make_shared<StreamingQuantizer>(fp, spec, calib, cancel_only);
     m.streamed = std::make_shared<StreamedWeights>();
     m.report.spec = to_string(spec);
     resolve_biases(m);

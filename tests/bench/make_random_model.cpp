@@ -7,12 +7,15 @@
 //
 // Shapes: 1b and 8b are Llama-3.2-1B's and Llama-3.1-8B's (as ../shared/bench/make_model.py
 // writes them with transformers: vocab 128256, llama3 RoPE, 1B tied, 8B untied); tiny is a
-// 2-layer model for tests. Weights are N(0, 0.02) (transformers' initializer_range), norm gains 1.
+// 2-layer model for tests. Weights are N(0, 0.02) (transformers' initializer_range; drawn from a
+// pool, see RandomPool), norm gains 1.
 // --tokenizer copies a tokenizer.json beside the weights (its ids must be < the vocabulary).
 #include <ATen/ATen.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -64,16 +67,42 @@ ordered_json config_json(const Shape& s, const std::string& dtype) {
           {"attention_bias", false},
           {"mlp_bias", false},
           {"tie_word_embeddings", s.tied},
-          {"bos_token_id", 128000},
-          {"eos_token_id", 128001},
+          // Llama 3's ids, or (a vocabulary cut short, as tiny's) the bundled model tokenizer's.
+          {"bos_token_id", s.vocab > 128001 ? 128000 : 0},
+          {"eos_token_id", s.vocab > 128001 ? 128001 : 1},
           {"torch_dtype", dtype}};
 }
+
+// Drawing 8 G normal samples takes longer than writing them on a small machine, so the values come
+// from one pool of 2^24 N(0, 0.02) samples: each tensor is a run through the pool from a random
+// offset (wrapping), at copy speed. The figures this folder is for depend on shapes, not values.
+class RandomPool {
+ public:
+  explicit RandomPool(at::ScalarType type) : pool_((at::randn({int64_t{1} << 24}) * 0.02).to(type)) {}
+  at::Tensor take(const std::vector<int64_t>& shape) const {
+    at::Tensor out = at::empty(shape, pool_.options());
+    at::Tensor flat = out.view({-1});
+    const int64_t size = pool_.numel();
+    int64_t from = at::randint(0, size, {1}, at::kLong).item<int64_t>();
+    for (int64_t done = 0; done < flat.numel();) {
+      const int64_t n = std::min(flat.numel() - done, size - from);
+      flat.narrow(0, done, n).copy_(pool_.narrow(0, from, n));
+      done += n;
+      from = 0;
+    }
+    return out;
+  }
+
+ private:
+  at::Tensor pool_;
+};
 
 // Every tensor in the order transformers' save_pretrained lists a Llama's (layer by layer).
 std::vector<latmix::TensorSource> tensors(const Shape& s, latmix::DType dtype, at::ScalarType type) {
   std::vector<latmix::TensorSource> out;
+  auto pool = std::make_shared<RandomPool>(type);
   auto randn = [&](const std::string& name, std::vector<int64_t> shape) {
-    out.push_back({name, dtype, shape, [shape, type] { return (at::randn(shape) * 0.02).to(type); }});
+    out.push_back({name, dtype, shape, [shape, pool] { return pool->take(shape); }});
   };
   auto ones = [&](const std::string& name, int64_t n) {
     out.push_back({name, dtype, {n}, [n, type] { return at::ones({n}, type); }});

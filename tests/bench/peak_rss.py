@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Runs a command and reports its peak anonymous resident memory (RssAnon: what the process owns,
-not the page cache of files it maps) and peak RSS, sampled every 10 ms from /proc, and its wall
-time. Children count too (the sum over the process tree). Used by tests/bench/bigmodel_bench.sh.
+not the page cache of files it maps) and peak RSS, sampled every 10 ms from /proc, its wall time
+and its CPU time (user + system: less sensitive than wall time to a loaded machine). Children count too (the sum over the process tree). Used by tests/bench/bigmodel_bench.sh.
 usage: peak_rss.py [--label TEXT] -- CMD ARGS..."""
-import os, subprocess, sys, time
+import os, resource, subprocess, sys, time
 
 def tree(pid):
     out, todo = [], [pid]
@@ -43,8 +43,10 @@ def main():
         peak_rss = max(peak_rss, sum(status_kb(p, "VmRSS") for p in pids))
         time.sleep(0.01)
     wall = time.monotonic() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     print(f"PEAK {label}: RssAnon {peak_anon / 1024 / 1024:.2f} GiB, RSS {peak_rss / 1024 / 1024:.2f} GiB, "
-          f"wall {wall:.1f} s, exit {proc.returncode}", file=sys.stderr, flush=True)
+          f"wall {wall:.1f} s, cpu {usage.ru_utime + usage.ru_stime:.1f} s, exit {proc.returncode}",
+          file=sys.stderr, flush=True)
     sys.exit(proc.returncode)
 
 main()

@@ -175,7 +175,9 @@ TEST(MappedModel, QuantizationAndTheStreamingQuantizerAreTheSame) {
         EXPECT_TRUE(at::equal(*sa[i], s.weight(l, names[i]))) << text << " streamed, layer " << l << " " << names[i];
       }
     }
-    if (spec.lm_head) EXPECT_TRUE(at::equal(a.model.weights().lm_head, s.weight(6, "lm_head")));
+    if (spec.lm_head) {
+      EXPECT_TRUE(at::equal(a.model.weights().lm_head, s.weight(6, "lm_head")));
+    }
     EXPECT_EQ(s.report().linears.size(), a.report.linears.size());
     const std::vector<int32_t> ids = text_ids(model6m());
     latmix::PerplexityOptions po;
