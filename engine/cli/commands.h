@@ -35,9 +35,12 @@ struct LoadedModel {
   Model model;
   std::unique_ptr<Tokenizer> tokenizer;
 };
-LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype);
+/// `mapped`: keep the matrices memory-mapped in the file's dtype, converted at use (Model).
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped = false);
 /// The model of --model alone, for commands that take token ids and need no tokenizer.
-Model load_model_only(const Args& args, at::ScalarType dtype);
+Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped = false);
+/// Whether --weights says mapped (the commands that declare weights_option()).
+bool mapped_weights(const Args& args);
 
 /// The calibration sequences of eval and export (GPTQ; export also learns on them): --calib FILE
 /// (default: the bundled sample), --calib-samples N and --calib-seqlen L, by default the one GPTQ
@@ -50,9 +53,25 @@ CalibrationSet calibration_from_args(const Args& args, const Model& model, const
 /// The calibration options of eval and export (help texts state the defaults).
 std::vector<OptionSpec> calibration_options();
 
+/// A JobControl for `model`'s forward passes whose bar moves layer by layer: a LayerProgressHook
+/// (installed on the model until the returned guard dies) reports `stage` in units of layers over
+/// `passes` passes, and the engine's own coarser reports of `stage` are dropped but for the last.
+struct LayerProgress {
+  LayerProgress(Model& model, const std::string& stage, int64_t passes, ProgressFn print);
+  ~LayerProgress();
+  LayerProgress(const LayerProgress&) = delete;
+  LayerProgress& operator=(const LayerProgress&) = delete;
+  JobControl job;
+
+ private:
+  Model& model_;
+  std::shared_ptr<CaptureHook> hook_;
+};
+
 /// Options shared by the commands that load a model.
 OptionSpec model_option();
 OptionSpec tokenizer_option();
 OptionSpec dtype_option();
+OptionSpec weights_option();
 
 }  // namespace latmix::cli

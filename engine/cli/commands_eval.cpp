@@ -19,7 +19,7 @@ using json = nlohmann::json;
 namespace {
 
 int run_ppl(const Args& args) {
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
   PerplexityOptions opt;
   opt.seqlen = args.integer("seqlen");
   opt.max_windows = args.integer("max-windows");
@@ -33,16 +33,18 @@ int run_ppl(const Args& args) {
   if (opt.max_windows < 0) throw UsageError("--max-windows: expected 0 or more");
   if (opt.batch_size < 1) throw UsageError("--batch: expected 1 or more");
   ProgressPrinter progress(args.flag("quiet"));
-  JobControl job;
-  job.cancel = interrupt_token();
-  job.progress = progress.callback();
   const auto t0 = std::chrono::steady_clock::now();
   // Read in pieces, and only as far as --max-windows needs (issue 20, item 10).
   const int64_t per_window = opt.bos ? opt.seqlen - 1 : opt.seqlen;
   const EncodedText text = encode_text_file(*m.tokenizer, args.get("data"), opt.max_windows * std::max<int64_t>(per_window, 1));
   const std::vector<int32_t>& ids = text.ids;
   const auto t1 = std::chrono::steady_clock::now();
-  PerplexityResult r = evaluate_perplexity(m.model, ids, opt, job);
+  // The bar moves per layer: one pass of a big model takes minutes on a CPU.
+  int64_t windows = static_cast<int64_t>(ids.size()) / std::max<int64_t>(1, opt.bos ? opt.seqlen - 1 : opt.seqlen);
+  if (opt.max_windows > 0) windows = std::min(windows, opt.max_windows);
+  const LayerProgress layers(m.model, "perplexity", (windows + opt.batch_size - 1) / opt.batch_size,
+                             progress.callback());
+  PerplexityResult r = evaluate_perplexity(m.model, ids, opt, layers.job);
   const auto t2 = std::chrono::steady_clock::now();
   progress.finish();
   const double tok_s = std::chrono::duration<double>(t1 - t0).count();
@@ -86,7 +88,7 @@ std::vector<Command> eval_commands() {
          {"seqlen", "N", "window length in tokens", "512", false},
          {"max-windows", "K", "evaluate at most K windows (0: all)", "0", false},
          {"bos", "", "start every window with the BOS token", "", false},
-         {"batch", "N", "windows per forward pass", "4", false}, dtype_option()}},
+         {"batch", "N", "windows per forward pass", "4", false}, dtype_option(), weights_option()}},
        run_ppl},
   };
 }

@@ -127,7 +127,7 @@ int run_eval(const Args& args) {
   const EvalOptions o = eval_options(args);
   if (args.has("quant")) parse_quant_spec(args.get("quant"));  // a bad spec fails before the model loads
   if (args.has("calib") && !args.has("quant")) throw UsageError("--calib needs --quant");
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
   job.cancel = interrupt_token();
@@ -215,9 +215,10 @@ std::vector<Command> evaluate_commands() {
         {"data-dir", "DIR", "shared data folder (holding eval/ and corpus/)", "", false},
         {"out", "FILE", "also write the JSON results (settings included) to FILE", "", false},
         {"quant", "SPEC", "also evaluate the model quantized by SPEC (latmix/quant.h grammar)", "", false},
-        dtype_option()}},
+        dtype_option(),
+        weights_option()}},
       run_eval};
-  for (auto& o : calibration_options()) eval.spec.options.insert(eval.spec.options.end() - 1, o);
+  for (auto& o : calibration_options()) eval.spec.options.insert(eval.spec.options.end() - 2, o);
   return {eval};
 }
 

@@ -174,7 +174,10 @@ int run_export(const Args& args) {
   if (args.integer("verify-windows") < 0) throw UsageError("--verify-windows: expected 0 (all) or more");
   if (args.has("calib") && spec.method != WeightMethod::Gptq && !find_method(args.get("method")).learned)
     throw UsageError("--calib is for weights=gptq in --quant, or for learning a method's transforms");
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  // Mapped weights stream an rtn/gptq export without transforms; the methods that build or learn
+  // transforms (and folding) need the model in memory.
+  const bool streamable = !args.has("transforms") && (args.get("method") == "rtn" || args.get("method") == "gptq");
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args) && streamable);
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
   job.cancel = interrupt_token();
@@ -333,10 +336,12 @@ std::vector<Command> export_commands() {
         "checked before it appears (packed codes bit for bit; the perplexity of the folder as load_model() reads it\n"
         "on --verify-data, default the bundled calibration text: the part of that text the check uses is written\n"
         "into the export as perplexity-text.txt), with README.md and manifest.json (SHA-256 of every file).\n"
-        "--zip (Qt build): the folder as one .zip (stored, zip64). Memory: GPTQ runs layer by layer on the\n"
-        "calibration stream (samples x seqlen x hidden, on the model's device) with one layer's Hessians;\n"
-        "compressed-tensors moves each quantized layer to host memory once the stream has passed it, so the\n"
-        "device holds the model plus one layer's work. See docs/export.md.",
+        "--zip (Qt build): the folder as one .zip (stored, zip64). Memory: with --weights mapped (the default) an\n"
+        "rtn/gptq export without transforms streams: each weight is quantized (GPTQ: one layer's Hessians at a\n"
+        "time), written and dropped, so an 8B model exports in a few GB. Other exports hold the model in memory;\n"
+        "GPTQ runs layer by layer on the calibration stream (samples x seqlen x hidden, on the model's device) with\n"
+        "one layer's Hessians; compressed-tensors moves each quantized layer to host memory once the stream has\n"
+        "passed it, so the device holds the model plus one layer's work. See docs/export.md.",
         {model_option(),
          tokenizer_option(),
          {"method", "NAME", "method preset (rtn, gptq, or the method the --transforms were learned with)", "", true},
@@ -354,7 +359,8 @@ std::vector<Command> export_commands() {
          {"verify-seqlen", "N", "perplexity window of the check", "256", false},
          {"verify-windows", "K", "windows of the check (0: all)", "8", false},
          {"no-verify", "", "skip the verification pass", "", false},
-         dtype_option()}},
+         dtype_option(),
+         weights_option()}},
        run_export},
       {{"verify",
         "Check an export folder or .zip bundle against its manifest.",

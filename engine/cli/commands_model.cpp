@@ -31,6 +31,18 @@ OptionSpec tokenizer_option() {
   return {"tokenizer", "FILE", "tokenizer file (default: the model's own)", "", false};
 }
 OptionSpec dtype_option() { return {"dtype", "fp32|bf16", "compute dtype", "fp32", false}; }
+OptionSpec weights_option() {
+  return {"weights", "mapped|memory",
+          "mapped: matrices stay memory-mapped in the file's dtype, converted one at a time when used (same "
+          "results, a fraction of the memory); memory: all converted at load (Hugging Face folders; .bin: memory)",
+          "mapped", false};
+}
+
+bool mapped_weights(const Args& args) {
+  const std::string w = args.get("weights");
+  if (w != "mapped" && w != "memory") throw UsageError("--weights: expected mapped or memory, found '" + w + "'");
+  return w == "mapped";
+}
 
 namespace {
 
@@ -57,12 +69,13 @@ at::Device apply_common_options(const Args& args) {
   return parse_device(args.get("device"));
 }
 
-Model load_model_only(const Args& args, at::ScalarType dtype) {
+Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped) {
   const at::Device device = apply_common_options(args);
   ProgressPrinter progress(args.flag("quiet"));
   LoadOptions opts;
   opts.dtype = dtype;
   opts.device = device;
+  opts.mapped = mapped;
   opts.job.progress = progress.callback();
   opts.job.cancel = interrupt_token();
   Model model = load_model(args.get("model"), opts);
@@ -70,8 +83,25 @@ Model load_model_only(const Args& args, at::ScalarType dtype) {
   return model;
 }
 
-LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype) {
-  Model model = load_model_only(args, dtype);
+LayerProgress::LayerProgress(Model& model, const std::string& stage, int64_t passes, ProgressFn print)
+    : model_(model) {
+  const int64_t total = model.config().num_layers * std::max<int64_t>(1, passes);
+  job.cancel = interrupt_token();
+  JobControl layers;
+  layers.cancel = job.cancel;
+  layers.progress = print;
+  hook_ = std::make_shared<LayerProgressHook>(stage, model.config().num_layers, std::max<int64_t>(1, passes), layers);
+  model_.add_hook(hook_);
+  job.progress = [stage, total, print](std::string_view s, int64_t done, int64_t all) {
+    if (s != stage) return print(s, done, all);
+    if (all > 0 && done >= all) print(s, total, total);
+  };
+}
+
+LayerProgress::~LayerProgress() { model_.remove_hook(hook_); }
+
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped) {
+  Model model = load_model_only(args, dtype, mapped);
   auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"),
                                   static_cast<int32_t>(model.config().vocab_size));
   return {std::move(model), std::move(tok)};
@@ -195,7 +225,7 @@ void refuse_model_file_as_out(const std::string& out, const std::string& model_p
 int run_logits(const Args& args) {
   refuse_model_file_as_out(args.get("out"), args.get("model"));
   // Token ids in, logits out: no tokenizer is needed (save_pretrained folders often have none).
-  const Model model = load_model_only(args, parse_compute_dtype(args.get("dtype")));
+  const Model model = load_model_only(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
   std::vector<int64_t> ids = args.integer_list("ids");
   if (ids.empty()) throw UsageError("--ids: no token ids given");
   for (int64_t id : ids) {
@@ -263,7 +293,7 @@ std::vector<Command> model_commands() {
       {{"logits", "Run the model on token ids and write the logits.",
         "Writes a safetensors file with one tensor `logits` [T, vocab] in float32. Needs no tokenizer; --out may not\n"
         "be a file of the model.",
-        {model_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(),
+        {model_option(), {"ids", "1,2,3", "comma-separated token ids", "", true}, dtype_option(), weights_option(),
          {"out", "FILE", "output .safetensors file (written atomically)", "", true}}},
        run_logits},
       {{"generate", "Greedy text generation.",

@@ -114,7 +114,7 @@ int run_stats(const Args& args) {
   data_opt.seqlen = args.integer("seqlen");
   data_opt.sampling = parse_window_sampling(args.get("sampling"));
   data_opt.seed = static_cast<uint64_t>(args.integer("seed"));
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
   if (args.flag("bos")) {
     auto bos = m.tokenizer->bos_id() ? m.tokenizer->bos_id() : m.model.config().bos_token_id;
     if (!bos) throw UsageError("--bos: the model's tokenizer has no BOS token");
@@ -130,11 +130,12 @@ int run_stats(const Args& args) {
   }
   const CalibrationSet data = load_calibration_text(args.get("data"), *m.tokenizer, data_opt);
   ProgressPrinter progress(args.flag("quiet"));
-  JobControl job;
-  job.cancel = interrupt_token();
-  job.progress = progress.callback();
+  // The bar moves per layer: one pass of a big model takes minutes on a CPU.
+  const int64_t batch = std::max<int64_t>(1, opt.batch_size);  // the engine rejects < 1 itself
+  const LayerProgress layers(m.model, "stats", (data.size() + batch - 1) / batch,
+                             progress.callback());
   const auto t0 = std::chrono::steady_clock::now();
-  const ActivationStats stats = collect_activation_stats(m.model, data, opt, transform, job);
+  const ActivationStats stats = collect_activation_stats(m.model, data, opt, transform, layers.job);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   progress.finish();
   if (args.has("out")) write_stats_json(args.get("out"), stats);
@@ -186,7 +187,8 @@ std::vector<Command> stats_commands() {
          {"batch", "N", "sequences per forward pass", "4", false},
          {"out", "FILE", "write the full result as JSON (atomically)", "", false},
          {"safetensors", "FILE", "also write the per-channel/per-block vectors as safetensors", "", false},
-         dtype_option()}},
+         dtype_option(),
+         weights_option()}},
        run_stats},
   };
 }

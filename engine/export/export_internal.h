@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,7 +65,22 @@ void fsync_path(const std::string& path);
 
 // ---- tensors (export_tensors.cpp) ------------------------------------------------------------
 
+/// What a streaming export saw of each quantized tensor it wrote, for the verification: the
+/// produced bytes' digest (compared with the file read back), and whether the produced encoding
+/// held the fake-quantized weight exactly (checked right when it was produced).
+struct StreamedWeights {
+  std::map<std::string, uint64_t> digests;  // tensor name -> bytes_digest of what was written
+  std::string first_mismatch;               // the first tensor whose encoding did not hold its weight
+  int64_t tensors = 0, values = 0;
+};
+
+/// A 64-bit digest of a contiguous tensor's bytes (not cryptographic: it catches a write or read
+/// that changed data, as the SHA-256 of the manifest does for files).
+uint64_t bytes_digest(const at::Tensor& t);
+
 /// The folded, quantized model an export writes, and what it needs to write it.
+/// Streaming (a mapped model, no transforms): `quantized` is the FP model itself and each
+/// quantized weight comes from `stream` when its tensor is produced; `streamed` records them.
 struct ExportModel {
   Model fp;         // the model as given (shares its tensors)
   Model quantized;  // plan folded, weights quantized; online hooks installed, no activation hook
@@ -77,13 +94,21 @@ struct ExportModel {
   // compressed-tensors: `quantized` before the block Hadamards' signs were folded into its weights
   // (fold_ct_signs); with its hooks it is the in-memory side of the perplexity check. Else undefined.
   std::optional<Model> before_sign_fold;
+  std::shared_ptr<StreamingQuantizer> stream = nullptr;
+  std::shared_ptr<StreamedWeights> streamed = nullptr;
+  /// The quantized weight of linear `name` of layer l ("lm_head": the lm_head), held or streamed.
+  at::Tensor quantized_weight(int64_t layer, const std::string& name) const;
 };
 
-/// Folds `plan` into a copy of `fp` and quantizes it by `spec` (see export.h). `host_layers`:
-/// the quantized layers go to host memory as they are made (QuantizeMemory::layers_to_host; only
-/// for exports that never run the quantized model).
+/// Whether export_model() streams this export (see ExportModel): a mapped model, no transforms,
+/// no GPTQ of lm_head, a Hugging Face folder (the GGUF writer and its check read held weights).
+bool streams(const Model& fp, const TransformPlan& plan, const QuantSpec& spec, ExportKind kind);
+
+/// Folds `plan` into a copy of `fp` and quantizes it by `spec` for an export of `kind` (see
+/// export.h). Compressed-tensors: the quantized layers go to host memory as they are made
+/// (QuantizeMemory::layers_to_host; that writer never runs the quantized model).
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
-                                 const CalibrationSet* calib, const JobControl& job, bool host_layers = false);
+                                 const CalibrationSet* calib, const JobControl& job, ExportKind kind);
 
 /// The online transform in front of linear `name` ("q", ..., "down") of layer l, or null.
 TransformPtr online_transform(const TransformPlan& plan, int64_t layer, const std::string& name);

@@ -158,7 +158,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   // layers back for the perplexity check), so its layers wait in host memory: device memory is the
   // FP model plus one layer's work.
   if (o.kind != ExportKind::Transforms) {
-    m = prepare_export_model(fp, plan, spec, calib, job, o.kind == ExportKind::CompressedTensors);
+    m = prepare_export_model(fp, plan, spec, calib, job, o.kind);
   }
   if (o.kind == ExportKind::CompressedTensors) {
     std::vector<CtSignFold> sign_folds;
@@ -188,6 +188,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
     save_transforms_for_model((fs::path(temp.path()) / "transforms").string(), plan, source_path, settings);
   } else {
     write_model_folder(m, source_path, o, temp.path(), job, result.notes);
+    if (m.stream) m.report = m.stream->report();
     // The text of the perplexity check travels with the export (hashed like every file), so
     // `latmix verify` reads nothing outside it (issue 20, item 11).
     if (o.verify && !o.verify_ids.empty() && !o.verify_text_bytes.empty())

@@ -2,9 +2,11 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include "export/export_internal.h"
 #include "latmix/error.h"
@@ -61,11 +63,29 @@ TensorSource bf16_of(std::string name, const at::Tensor& t) {
       std::move(name), [t] { return t; }, t.sizes().vec());
 }
 
+// A quantized weight of a streaming export as bf16: produced when written, checked to hold the
+// fake-quantized values exactly, its bytes' digest kept for the verification.
+TensorSource streamed_bf16(const ExportModel& m, const std::string& tensor, int64_t layer, const std::string& linear,
+                           std::vector<int64_t> shape) {
+  return {tensor, DType::BF16, std::move(shape),
+          [stream = m.stream, rec = m.streamed, tensor, layer, linear] {
+            const at::Tensor q = stream->weight(layer, linear).detach().to(at::kCPU, at::kFloat);
+            at::Tensor b = q.to(at::kBFloat16).contiguous();
+            if (rec->first_mismatch.empty() && !at::equal(b.to(at::kFloat), q)) {
+              rec->first_mismatch = tensor + ": bf16 does not hold the fake-quantized values";
+            }
+            rec->digests[tensor] = bytes_digest(b);
+            ++rec->tensors;
+            rec->values += q.numel();
+            return b;
+          }};
+}
+
 // Decides which bias tensors the export declares; throws where the architecture has no such option.
 void resolve_biases(ExportModel& m) {
   const ModelConfig& c = m.fp.config();
   bool attn = false, o = false, mlp = false;
-  for (const LayerWeights& lw : m.quantized.weights().layers) {
+  for (const LayerWeights& lw : std::as_const(m.quantized).weights().layers) {
     attn = attn || (!c.attention_bias && (lw.q_bias.defined() || lw.k_bias.defined() || lw.v_bias.defined()));
     o = o || (!c.o_bias && lw.o_bias.defined());
     mlp = mlp || (!c.mlp_bias && (lw.gate_bias.defined() || lw.up_bias.defined() || lw.down_bias.defined()));
@@ -102,6 +122,7 @@ at::Tensor bias_to_write(const ExportModel& m, const LayerWeights& lw, const Lin
 }
 
 bool lm_head_written(const ExportModel& m) {
+  if (m.stream) return !m.fp.config().tie_word_embeddings || m.spec.lm_head.has_value();  // no plan when streaming
   const ModelWeights& w = m.quantized.weights();
   return !(m.fp.config().tie_word_embeddings && w.lm_head.is_same(w.embed));
 }
@@ -180,9 +201,58 @@ bool linear_quantized(const ExportModel& m, int64_t layer, const std::string& na
   return m.spec.weights.has_value() && m.spec.covers_layer(layer, m.fp.config().num_layers);
 }
 
+bool streams(const Model& fp, const TransformPlan& plan, const QuantSpec& spec, ExportKind kind) {
+  return fp.mapped() && plan.empty() && !(spec.method == WeightMethod::Gptq && spec.lm_head) &&
+         (kind == ExportKind::FoldedBf16 || kind == ExportKind::CompressedTensors);
+}
+
+at::Tensor ExportModel::quantized_weight(int64_t layer, const std::string& name) const {
+  if (stream) return stream->weight(layer, name);
+  const ModelWeights& w = quantized.weights();
+  if (name == "lm_head") return w.lm_head;
+  const LayerWeights& lw = w.layers[static_cast<size_t>(layer)];
+  for (const LinearSlot& s : kLinears) {
+    if (name == s.name) return lw.*(s.weight);
+  }
+  throw UsageError("export: no linear '" + name + "'");
+}
+
+uint64_t bytes_digest(const at::Tensor& t) {
+  TORCH_CHECK(t.is_contiguous() && t.device().is_cpu(), "bytes_digest: a contiguous CPU tensor");
+  const auto* p = static_cast<const uint8_t*>(t.data_ptr());
+  const size_t n = static_cast<size_t>(t.numel()) * t.element_size();
+  uint64_t h = 0xcbf29ce484222325ull ^ n;
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+    h ^= h >> 29;
+  }
+  for (; i < n; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  return h;
+}
+
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
-                                 const CalibrationSet* calib, const JobControl& job, bool host_layers) {
+                                 const CalibrationSet* calib, const JobControl& job, ExportKind kind) {
   ExportModel m{fp, fp, plan, spec, {}, {}, false, false, false, std::nullopt};
+  if (streams(fp, plan, spec, kind)) {
+    // Nothing is quantized here: each weight is, when the writer asks for its tensor.
+    // The writer reports progress ("write", bytes); quantizing happens inside it, so the quantizer
+    // only shares the cancel token (two interleaved stages would reset the console's bar and ETA).
+    JobControl cancel_only;
+    cancel_only.cancel = job.cancel;
+    m.stream = std::make_shared<StreamingQuantizer>(fp, spec, calib, cancel_only);
+    m.streamed = std::make_shared<StreamedWeights>();
+    m.report.spec = to_string(spec);
+    resolve_biases(m);
+    if (lm_head_written(m) && m.fp.config().tie_word_embeddings) {
+      m.untied_lm_head = true;
+      m.notes.push_back(
+          "config.json: tie_word_embeddings set to false (lm_head is its own tensor after folding or quantizing)");
+    }
+    return m;
+  }
   Model work = fp;
   if (!plan.empty()) {
     FoldOptions options;
@@ -192,7 +262,7 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
     for (auto& n : folded.notes) m.notes.push_back(std::move(n));
   }
   QuantizeMemory memory;
-  memory.layers_to_host = host_layers;
+  memory.layers_to_host = kind == ExportKind::CompressedTensors;
   QuantizedModel q = quantize_model(work, spec, calib, job, memory);
   if (q.activation_hook) q.model.remove_hook(q.activation_hook);
   m.quantized = std::move(q.model);
@@ -214,6 +284,8 @@ std::vector<TensorSource> folded_bf16_tensors(const ExportModel& m) {
     if (t) {
       out.push_back(bf16_source(
           name + ".weight", [q, t] { return effective_weight(q, *t); }, q.sizes().vec()));
+    } else if (m.stream && linear_quantized(m, l, s.name)) {
+      out.push_back(streamed_bf16(m, name + ".weight", l, s.name, q.sizes().vec()));
     } else {
       out.push_back(bf16_of(name + ".weight", q));
     }
@@ -227,7 +299,11 @@ std::vector<TensorSource> folded_bf16_tensors(const ExportModel& m) {
     }
   };
   auto lm_head = [&m](std::vector<TensorSource>& out) {
-    out.push_back(bf16_of("lm_head.weight", m.quantized.weights().lm_head));
+    const at::Tensor w = m.quantized.weights().lm_head;
+    if (m.stream && m.spec.lm_head)
+      out.push_back(streamed_bf16(m, "lm_head.weight", m.fp.config().num_layers, "lm_head", w.sizes().vec()));
+    else
+      out.push_back(bf16_of("lm_head.weight", w));
   };
   return model_tensors(m, linear, lm_head);
 }
@@ -274,16 +350,30 @@ std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
   const MxFormat format = compressed_tensors_format();
   // Encoded on the FP model's device (the CUDA encoder equals the CPU one bit for bit; the
   // 8B-shaped export spent minutes encoding on the host), the codes then go to the host.
+  // `quantized` gives the fake-quantized weight (held, or streamed: then the encoding is checked
+  // to decode to it and the digests of both tensors are kept for the verification).
   const at::Device device = m.fp.device();
-  auto packed = [format, device](std::vector<TensorSource>& out, const std::string& name, const at::Tensor& q) {
-    const int64_t rows = q.size(0), cols = q.size(1);
+  const std::shared_ptr<StreamedWeights> rec = m.stream ? m.streamed : nullptr;
+  auto packed = [format, device, rec](std::vector<TensorSource>& out, const std::string& name,
+                                      std::vector<int64_t> shape, std::function<at::Tensor()> quantized) {
+    const int64_t rows = shape[0], cols = shape[1];
     // Both tensors come from one encode; produce() runs once per tensor, in order, so the
     // scales wait in a shared slot until their turn.
     auto scales = std::make_shared<at::Tensor>();
-    out.push_back({name + ".weight_packed", DType::U8, {rows, cols / 2}, [q, format, scales, device] {
-                     MxPacked p = mx_encode(q.detach().to(device, at::kFloat), format, -1, true);
-                     *scales = p.scales.to(at::kCPU);
-                     return p.codes.to(at::kCPU);
+    out.push_back({name + ".weight_packed", DType::U8, {rows, cols / 2}, [quantized, format, scales, device, rec, name] {
+                     const at::Tensor q = quantized().detach().to(device, at::kFloat);
+                     MxPacked p = mx_encode(q, format, -1, true);
+                     const at::Tensor codes = p.codes.to(at::kCPU).contiguous();
+                     *scales = p.scales.to(at::kCPU).contiguous();
+                     if (rec) {
+                       if (rec->first_mismatch.empty() && !at::equal(mx_decode(p, at::kFloat), q))
+                         rec->first_mismatch = name + ": the packed codes do not decode to the fake-quantized weight";
+                       rec->digests[name + ".weight_packed"] = bytes_digest(codes);
+                       rec->digests[name + ".weight_scale"] = bytes_digest(*scales);
+                       ++rec->tensors;
+                       rec->values += q.numel();
+                     }
+                     return codes;
                    }});
     out.push_back({name + ".weight_scale", DType::U8, {rows, cols / 32}, [scales] {
                      at::Tensor s = *scales;
@@ -301,8 +391,11 @@ std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
                                                const LayerWeights& lw) {
     const std::string name = hf_linear_name(l, s.name);
     const at::Tensor q = lw.*(s.weight);
-    if (linear_quantized(m, l, s.name))
-      packed(out, name, q);
+    const std::string linear_name = s.name;
+    if (linear_quantized(m, l, s.name) && m.stream)
+      packed(out, name, q.sizes().vec(), [stream = m.stream, l, linear_name] { return stream->weight(l, linear_name); });
+    else if (linear_quantized(m, l, s.name))
+      packed(out, name, q.sizes().vec(), [q] { return q; });
     else
       out.push_back(bf16_of(name + ".weight", q));
     const at::Tensor b = bias_to_write(m, lw, s);
@@ -325,8 +418,11 @@ std::vector<TensorSource> compressed_tensors_tensors(const ExportModel& m) {
   };
   auto lm_head = [&m, packed](std::vector<TensorSource>& out) {
     const at::Tensor w = m.quantized.weights().lm_head;
-    if (m.spec.lm_head)
-      packed(out, "lm_head", w);
+    const int64_t layers = m.fp.config().num_layers;
+    if (m.spec.lm_head && m.stream)
+      packed(out, "lm_head", w.sizes().vec(), [stream = m.stream, layers] { return stream->weight(layers, "lm_head"); });
+    else if (m.spec.lm_head)
+      packed(out, "lm_head", w.sizes().vec(), [w] { return w; });
     else
       out.push_back(bf16_of("lm_head.weight", w));
   };

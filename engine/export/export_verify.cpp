@@ -42,8 +42,34 @@ at::Tensor read_packed(const TensorStore& store, const std::string& name, int64_
   return mx_decode(p, at::kFloat);
 }
 
+// A streaming export: each quantized tensor was checked against its fake-quantized weight when
+// it was produced; here the bytes read back must be the bytes produced.
+void check_streamed_weights(const ExportModel& m, const TensorStore& store, ExportKind kind, ExportVerification& out) {
+  const StreamedWeights& rec = *m.streamed;
+  std::string first_mismatch = rec.first_mismatch;
+  for (const auto& [name, digest] : rec.digests) {
+    if (!first_mismatch.empty()) break;
+    if (!store.contains(name)) {
+      first_mismatch = name + ": missing from the written files";
+    } else if (bytes_digest(store.raw_bytes(name).contiguous()) != digest) {
+      first_mismatch = name + ": the bytes read back differ from the bytes written";
+    }
+  }
+  const std::string what = kind == ExportKind::CompressedTensors ? "packed codes decode to the fake-quantized weights"
+                                                                 : "quantized weights read back bit for bit";
+  out.figures["weights_checked"] = {{"tensors", rec.tensors}, {"values", rec.values}, {"streamed", true}};
+  if (!first_mismatch.empty()) {
+    out.add(what, false, first_mismatch);
+  } else {
+    out.add(what, true,
+            std::to_string(rec.tensors) + " tensors, " + std::to_string(rec.values) +
+                " values equal bit for bit (streamed: checked as each was produced, then read back byte for byte)");
+  }
+}
+
 // The packed (compressed-tensors) or bf16 (folded) weights read back equal the fake-quantized ones.
 void check_quantized_weights(const ExportModel& m, const TensorStore& store, ExportKind kind, ExportVerification& out) {
+  if (m.stream) return check_streamed_weights(m, store, kind, out);
   c10::InferenceMode guard;
   int64_t tensors = 0, values = 0;
   std::string first_mismatch;
@@ -141,11 +167,25 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
   lo.dtype = m.fp.dtype();
   lo.device = m.fp.device();
   lo.job.cancel = job.cancel;
+  lo.mapped = m.fp.mapped();
   PerplexityResult exp;
   {
     const Model reloaded = load_model(dir, lo);
     exp = evaluate_perplexity(reloaded, o.verify_ids, o.verify_ppl, job);
   }  // released before the in-memory model's layers come back to the device
+  if (m.stream) {
+    // The quantized model was never held: the weights were checked bit for bit instead, and the
+    // folder's perplexity is recorded (equal to the in-memory export's: the files are the same).
+    out.figures["perplexity"] = {{"text", o.verify_text},      {"exported", exp.perplexity},
+                                 {"convention", exp.describe()}, {"seqlen", exp.seqlen},
+                                 {"windows", exp.windows},       {"bos", exp.bos},
+                                 {"digits", o.ppl_digits},       {"dtype", std::string(c10::toString(lo.dtype))}};
+    if (!o.verify_text_bytes.empty()) out.figures["perplexity"]["file"] = kPerplexityTextFile;
+    out.add("perplexity of the exported folder (" + o.verify_text + ")", std::isfinite(exp.perplexity),
+            round_to(exp.perplexity, o.ppl_digits) + " (" + exp.describe() +
+                "; streamed export: no in-memory quantized model to compare with, its weights are checked above)");
+    return;
+  }
   const PerplexityResult mem = evaluate_perplexity(on_device(m.before_sign_fold ? *m.before_sign_fold : m.quantized, lo.device),
                                                    o.verify_ids, o.verify_ppl, job);
   const std::string e = round_to(exp.perplexity, o.ppl_digits), f = round_to(mem.perplexity, o.ppl_digits);
@@ -433,7 +473,9 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
   try {
     if (kind == ExportKind::FoldedBf16 || kind == ExportKind::CompressedTensors) {
       if (kind == ExportKind::CompressedTensors) check_packed_folder(path, out);
-      const Model model = load_model(path);
+      LoadOptions lo;
+      lo.mapped = true;  // a big export is checked without holding it
+      const Model model = load_model(path, lo);
       out.add("loads with load_model", true,
               model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers" +
                   (kind == ExportKind::CompressedTensors ? " (packed weights decoded)" : ""));

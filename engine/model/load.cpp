@@ -45,6 +45,12 @@ class HfWeightReader {
       ++headers_->dtypes[std::string(dtype_name(d))];
       return {};
     }
+    // Mapped: the matrices stay views of the file (converted at use, Model); vectors are tiny. A
+    // weight with an input transform beside it is computed, so it is held (converted) either way.
+    if (opts_.mapped && shape.size() == 2) {
+      at::Tensor view = store_.get(name);
+      return base.empty() ? view : with_input_transform(base, view);
+    }
     at::Tensor t = store_.get(name).to(opts_.device, opts_.dtype).contiguous().clone();
     return base.empty() ? t : with_input_transform(base, t);
   }
@@ -173,6 +179,7 @@ Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
   TensorStore store = TensorStore::open(folder);
   HfWeightReader r(store, folder, opts);
   ModelWeights w = read_hf_weights(r, cfg, opts);
+  if (opts.mapped) return Model(std::move(cfg), std::move(w), opts.dtype, opts.device);
   return Model(std::move(cfg), std::move(w));
 }
 
@@ -301,7 +308,8 @@ Model load_model(const std::string& path, const LoadOptions& options) {
   if (!options.bf16_rope_frequencies) return model;
   ModelConfig cfg = model.config();
   cfg.rope.bf16_inv_freq = true;
-  return Model(std::move(cfg), std::move(model.weights()));
+  if (model.mapped()) return Model(std::move(cfg), std::move(model.stored_weights()), model.dtype(), model.device());
+  return Model(std::move(cfg), std::move(model.stored_weights()));
 }
 
 }  // namespace latmix

@@ -12,10 +12,6 @@ namespace latmix {
 
 namespace {
 
-at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
-  return b.defined() ? at::linear(x, w, b) : at::matmul(x, w.t());
-}
-
 /// inv_freq as transformers computes it (float32), with llama3 smoothing when configured.
 at::Tensor make_inv_freq(const ModelConfig& cfg) {
   const int64_t dim = cfg.head_dim;
@@ -64,9 +60,43 @@ CapturePoint parse_capture_point(const std::string& name) {
 }
 
 Model::Model(ModelConfig config, ModelWeights weights)
-    : config_(std::move(config)), weights_(std::move(weights)) {
-  inv_freq_ = make_inv_freq(config_).to(weights_.embed.device());
+    : Model(std::move(config), std::move(weights), at::kFloat, at::kCPU) {
+  dtype_ = weights_.embed.scalar_type();
+  device_ = weights_.embed.device();
+  mapped_ = false;
+  inv_freq_ = inv_freq_.to(device_);
+}
+
+Model::Model(ModelConfig config, ModelWeights weights, at::ScalarType dtype, at::Device device)
+    : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype), device_(device), mapped_(true) {
+  inv_freq_ = make_inv_freq(config_).to(device_);
   if (config_.rope.bf16_inv_freq) inv_freq_ = inv_freq_.to(at::kBFloat16).to(at::kFloat);
+}
+
+ModelWeights& Model::weights() {
+  if (mapped_) *this = to(device_, dtype_);
+  return weights_;
+}
+
+at::Tensor Model::compute(const at::Tensor& t) const {
+  // In memory, tensors are used exactly as stored (as they always were).
+  if (!mapped_ || !t.defined()) return t;
+  if (t.scalar_type() == dtype_ && t.device() == device_) return t;
+  return t.to(device_, dtype_);
+}
+
+uint64_t Model::largest_conversion_bytes() const {
+  if (!mapped_) return 0;
+  int64_t most = std::max(weights_.embed.numel(), weights_.lm_head.numel());
+  for (const auto& l : weights_.layers) {
+    for (const at::Tensor* t : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) most = std::max(most, t->numel());
+  }
+  return static_cast<uint64_t>(most) * static_cast<uint64_t>(c10::elementSize(dtype_));
+}
+
+at::Tensor Model::linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const {
+  // One converted matrix at a time on a mapped model: the copy dies with this statement.
+  return b.defined() ? at::linear(x, compute(w), compute(b)) : at::matmul(x, compute(w).t());
 }
 
 void Model::add_hook(std::shared_ptr<CaptureHook> hook) { hooks_.push_back(std::move(hook)); }
@@ -174,7 +204,7 @@ at::Tensor Model::hidden_states(const at::Tensor& ids_in, KvCache* cache) const 
     cache->keys_.resize(static_cast<size_t>(config_.num_layers));
     cache->values_.resize(static_cast<size_t>(config_.num_layers));
   }
-  at::Tensor h = at::embedding(weights_.embed, ids);
+  at::Tensor h = embed(ids);
   for (int64_t l = 0; l < config_.num_layers; ++l) h = layer_step(l, h, cache, offset);
   if (cache != nullptr) cache->length_ += ids.size(1);
   return capture(CapturePoint::FinalNormOut, config_.num_layers, rms_norm(h, weights_.final_norm));
@@ -191,7 +221,10 @@ at::Tensor Model::layer_step(int64_t l, at::Tensor h, KvCache* cache, int64_t of
 }
 
 at::Tensor Model::embed(const at::Tensor& ids) const {
-  return at::embedding(weights_.embed, ids.to(device(), at::kLong));
+  if (!mapped_) return at::embedding(weights_.embed, ids.to(device(), at::kLong));
+  // Gather the rows from the mapped table, then convert: the same values as converting first.
+  const at::Tensor& table = weights_.embed;
+  return compute(at::embedding(table, ids.to(table.device(), at::kLong)));
 }
 
 at::Tensor Model::forward_layer(int64_t layer, const at::Tensor& h) const {
@@ -201,7 +234,7 @@ at::Tensor Model::forward_layer(int64_t layer, const at::Tensor& h) const {
 }
 
 at::Tensor Model::logits_from_hidden(const at::Tensor& hidden) const {
-  return at::matmul(hidden, weights_.lm_head.t()).to(at::kFloat);
+  return at::matmul(hidden, compute(weights_.lm_head).t()).to(at::kFloat);
 }
 
 at::Tensor Model::forward(const at::Tensor& ids, KvCache* cache) const {
@@ -210,7 +243,14 @@ at::Tensor Model::forward(const at::Tensor& ids, KvCache* cache) const {
 }
 
 Model Model::to(at::Device device, at::ScalarType dtype) const {
-  auto conv = [&](const at::Tensor& t) { return t.defined() ? t.to(device, dtype) : t; };
+  auto conv = [&](const at::Tensor& t) {
+    if (!t.defined()) return t;
+    at::Tensor r = t.to(device, dtype);
+    // A mapped tensor already in the target dtype comes back as itself: copy it out of the
+    // read-only mapping (the result is an ordinary, writable in-memory model).
+    if (mapped_ && r.data_ptr() == t.data_ptr()) r = r.clone();
+    return r;
+  };
   ModelWeights w;
   w.embed = conv(weights_.embed);
   w.final_norm = conv(weights_.final_norm);

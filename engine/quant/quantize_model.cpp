@@ -156,21 +156,24 @@ double sqnr_db(const at::Tensor& w, const at::Tensor& q) {
 }
 
 // Quantizes one weight in place in `slot`, returning its report line.
-LinearQuantReport quantize_linear(at::Tensor& slot, const MxFormat& format, const QuantSpec& spec,
+// On a mapped model the slot holds the file's tensor: it is converted here, and the quantized
+// one (compute dtype) replaces it.
+LinearQuantReport quantize_linear(const Model& model, at::Tensor& slot, const MxFormat& format, const QuantSpec& spec,
                                   const at::Tensor& hessian, const JobControl& job) {
   const auto start = Clock::now();
   LinearQuantReport r;
   at::Tensor q;
+  const at::Tensor w = model.compute(slot);
   if (spec.method == WeightMethod::Gptq) {
-    GptqResult g = gptq_quantize_weight(slot, hessian, format, spec.gptq, job);
+    GptqResult g = gptq_quantize_weight(w, hessian, format, spec.gptq, job);
     q = g.weight;
     r.relative_output_error = g.relative_output_error;
     r.reprojected = g.reprojected;
   } else {
-    q = rtn_quantize_weight(slot, format);
+    q = rtn_quantize_weight(w, format);
     r.relative_output_error = std::numeric_limits<double>::quiet_NaN();
   }
-  r.weight_sqnr_db = sqnr_db(slot, q);
+  r.weight_sqnr_db = sqnr_db(w, q);
   slot = q;
   r.seconds = seconds_since(start);
   return r;
@@ -215,11 +218,12 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
       while (stream->layer() < l) stream->advance(model, job);
       hook = collect_layer_hessians(model, *stream, job);
     }
-    LayerWeights& lw = model.weights().layers[static_cast<size_t>(l)];
+    // stored_weights(): a mapped model stays mapped; only the quantized tensors are held.
+    LayerWeights& lw = model.stored_weights().layers[static_cast<size_t>(l)];
     for (const LinearRef& ref : kLinears) {
       job.cancel.check();
       const at::Tensor h = hook ? hook->hessian(ref.input) : at::Tensor();
-      LinearQuantReport r = quantize_linear(lw.*ref.member, *spec.weights, spec, h, job);
+      LinearQuantReport r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job);
       r.layer = l;
       r.name = ref.name;
       report.linears.push_back(r);
@@ -238,11 +242,11 @@ void quantize_lm_head(Model& model, const QuantSpec& spec, const CalibrationSet*
   const int64_t layers = model.config().num_layers;
   std::shared_ptr<HessianHook> hook;
   if (spec.method == WeightMethod::Gptq) hook = collect_lm_head_hessian(model, *calib, spec.gptq.batch_size, job);
-  ModelWeights& w = model.weights();
+  ModelWeights& w = model.stored_weights();
   // A tied lm_head becomes its own tensor; the embedding stays in high precision.
   at::Tensor slot = w.lm_head;
   const at::Tensor h = hook ? hook->hessian(CapturePoint::FinalNormOut) : at::Tensor();
-  LinearQuantReport r = quantize_linear(slot, *spec.lm_head, spec, h, job);
+  LinearQuantReport r = quantize_linear(model, slot, *spec.lm_head, spec, h, job);
   w.lm_head = slot;
   r.layer = layers;
   r.name = "lm_head";
@@ -324,6 +328,109 @@ QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const Cali
   }
   out.report.seconds = seconds_since(start);
   return out;
+}
+
+}  // namespace latmix
+
+namespace latmix {
+
+struct StreamingQuantizer::State {
+  Model work;  // shares the FP model's tensors; the held layer's slots are replaced
+  QuantSpec spec;
+  const CalibrationSet* calib;
+  JobControl job;
+  QuantReport report;
+  int64_t total = 0;
+  std::optional<CalibrationStream> stream;
+  int64_t held_layer = -1;
+  LayerWeights original;  // the held layer's FP slots, put back once the stream is past it
+  std::map<std::string, at::Tensor> held;
+};
+
+StreamingQuantizer::StreamingQuantizer(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
+                                       const JobControl& job)
+    : state_(new State{fp, spec, calib, job, {}, 0, std::nullopt, -1, {}, {}}) {
+  check_spec(fp, spec, calib);
+  if (spec.method == WeightMethod::Gptq && spec.lm_head) {
+    throw UsageError("streaming quantization: lm_head with weights=gptq needs a pass of the whole quantized model");
+  }
+  State& s = *state_;
+  s.report.spec = to_string(spec);
+  const int64_t layers = fp.config().num_layers;
+  for (int64_t l = 0; l < layers; ++l) s.total += spec.weights && spec.covers_layer(l, layers) ? kLinearsPerLayer : 0;
+  s.total += spec.lm_head ? 1 : 0;
+  if (spec.method == WeightMethod::Gptq && s.total > 0) {
+    s.report.calibration_sequences = calib->size();
+    s.report.calibration_seqlen = calib->seqlen();
+  }
+}
+
+StreamingQuantizer::~StreamingQuantizer() = default;
+
+const QuantReport& StreamingQuantizer::report() const { return state_->report; }
+
+at::Tensor StreamingQuantizer::weight(int64_t layer, const std::string& name) {
+  State& s = *state_;
+  c10::InferenceMode guard;
+  const int64_t layers = s.work.config().num_layers;
+  const auto start = Clock::now();
+  auto record = [&](LinearQuantReport r, int64_t l, const std::string& n) {
+    r.layer = l;
+    r.name = n;
+    s.report.linears.push_back(r);
+    s.report.seconds += seconds_since(start);
+    s.job.report("quantize", static_cast<int64_t>(s.report.linears.size()), s.total);
+  };
+  if (name == "lm_head") {
+    if (!s.spec.lm_head || layer != layers) throw UsageError("streaming quantization: lm_head is not quantized");
+    at::Tensor slot = s.work.stored_weights().lm_head;
+    record(quantize_linear(s.work, slot, *s.spec.lm_head, s.spec, {}, s.job), layers, name);
+    return slot;
+  }
+  const LinearRef* ref = nullptr;
+  for (const LinearRef& r : kLinears) {
+    if (name == r.name) ref = &r;
+  }
+  if (ref == nullptr || !s.spec.weights || layer < 0 || layer >= layers || !s.spec.covers_layer(layer, layers)) {
+    throw UsageError("streaming quantization: linear '" + name + "' of layer " + std::to_string(layer) +
+                     " is not quantized by " + s.report.spec);
+  }
+  if (s.spec.method == WeightMethod::Rtn) {
+    at::Tensor slot = s.work.stored_weights().layers[static_cast<size_t>(layer)].*ref->member;
+    record(quantize_linear(s.work, slot, *s.spec.weights, s.spec, {}, s.job), layer, name);
+    return slot;
+  }
+  if (layer == s.held_layer) return s.held.at(name);
+  if (layer < s.held_layer) {
+    throw UsageError("streaming quantization: GPTQ layers are quantized in order; layer " + std::to_string(layer) +
+                     " was asked for after layer " + std::to_string(s.held_layer));
+  }
+  ModelWeights& w = s.work.stored_weights();
+  if (!s.stream) s.stream.emplace(s.work, *s.calib, s.spec.gptq.batch_size, s.job);
+  while (s.stream->layer() < layer) {
+    s.stream->advance(s.work, s.job);  // through the held layer with its quantized weights
+    if (s.stream->layer() - 1 == s.held_layer) {
+      w.layers[static_cast<size_t>(s.held_layer)] = s.original;
+      s.held.clear();
+      s.held_layer = -1;
+    }
+  }
+  const std::shared_ptr<HessianHook> hook = collect_layer_hessians(s.work, *s.stream, s.job);
+  LayerWeights& lw = w.layers[static_cast<size_t>(layer)];
+  s.original = lw;
+  s.held_layer = layer;
+  for (const LinearRef& r : kLinears) {
+    s.job.cancel.check();
+    const auto one = Clock::now();
+    LinearQuantReport line = quantize_linear(s.work, lw.*r.member, *s.spec.weights, s.spec, hook->hessian(r.input), s.job);
+    line.layer = layer;
+    line.name = r.name;
+    s.report.linears.push_back(line);
+    s.report.seconds += seconds_since(one);
+    s.job.report("quantize", static_cast<int64_t>(s.report.linears.size()), s.total);
+    s.held[r.name] = lw.*r.member;
+  }
+  return s.held.at(name);
 }
 
 }  // namespace latmix

@@ -92,8 +92,12 @@ expect 1 $T $EXP --as folded-bf16 --out "$OUT/v22" --verify-data "$OUT/short.txt
 
 # Item 11: a compressed-tensors export records its perplexity and carries the text; verify reads
 # only that copy (never the path the manifest names: here a FIFO, which would hang a reader).
-expect 0 $T $EXP --as compressed-tensors --out "$OUT/ct" --verify-windows 2
+# (--weights memory: the in-memory comparison; the default mapped weights stream this export and
+# record the folder's perplexity alone.)
+expect 0 $T $EXP --as compressed-tensors --out "$OUT/ct-memory" --verify-windows 2 --weights memory
 contains stdout "ok    perplexity against the in-memory model"
+expect 0 $T $EXP --as compressed-tensors --out "$OUT/ct" --verify-windows 2
+contains stdout "ok    perplexity of the exported folder"
 python3 - "$OUT/ct/manifest.json" "$OUT/text.fifo" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1])); m["verification"]["figures"]["perplexity"]["text"] = sys.argv[2]

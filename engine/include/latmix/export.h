@@ -40,6 +40,13 @@
 /// Memory: the folded, quantized model is held in memory next to the FP model (it is the
 /// in-memory reference the verification compares against); what is written is produced per
 /// tensor (bf16 casts, packing, effective weights), so writing adds one tensor at a time.
+/// Streaming (a mapped model, see Model; an empty plan; not GPTQ with lm_head): nothing is held.
+/// Each quantized weight is made when its tensor is written (StreamingQuantizer: RTN per weight,
+/// GPTQ one layer at a time), checked right then against its encoding (the packed codes decode to
+/// it, or bf16 holds it exactly), written and dropped; the verification then reads every such
+/// tensor back and compares its bytes with what was produced (a 64-bit digest), and records the
+/// folder's perplexity without an in-memory model to compare it with. The files are the same,
+/// byte for byte, as the in-memory export's (tests/model/test_mapped_model.cpp).
 ///
 /// Verification (before the rename; a failure is an Error and nothing is left):
 ///  - compressed-tensors: every weight_packed/weight_scale pair, read back from disk and
@@ -158,7 +165,8 @@ struct ExportResult {
 
 /// Exports `fp` (as loaded from `source_path`) with `plan` folded in (may be empty) and quantized
 /// by `spec` (`calib` for GPTQ). See the file comment for what is written and checked.
-/// Progress stages: "hash" (source files and written files, bytes), "quantize" (linears),
+/// Progress stages: "hash" (source files and written files, bytes), "quantize" (linears; a
+/// streamed export quantizes inside "write" and reports no "quantize" stage),
 /// "write" (bytes), "verify" (and "ppl" inside it). Cancel is checked throughout.
 /// \throws latmix::UsageError for options that do not fit the kind (compressed-tensors with a
 ///         format other than MXFP4, a transform the format cannot declare, ...);

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,28 @@ class CaptureHook {
   virtual at::Tensor on_capture(CapturePoint point, int64_t layer, const at::Tensor& x) = 0;
 };
 
+/// Progress through the decoder layers of the forward passes that run while it is installed:
+/// reports (stage, layers run so far, passes x layers) as each layer starts and checks the cancel
+/// token there. For callers whose passes are long (a mapped 8B model takes minutes per pass on a
+/// CPU) and who want a bar that moves, with an ETA, within one pass.
+class LayerProgressHook : public CaptureHook {
+ public:
+  LayerProgressHook(std::string stage, int64_t num_layers, int64_t passes, JobControl job)
+      : stage_(std::move(stage)), total_(num_layers * passes), job_(std::move(job)) {}
+  bool wants(CapturePoint point, int64_t) const override { return point == CapturePoint::Residual; }
+  at::Tensor on_capture(CapturePoint, int64_t, const at::Tensor&) override {
+    job_.cancel.check();
+    job_.report(stage_, std::min(done_, total_), total_);
+    ++done_;
+    return {};
+  }
+
+ private:
+  std::string stage_;
+  int64_t total_, done_ = 0;
+  JobControl job_;
+};
+
 /// The weights of one decoder layer, in Hugging Face orientation (Linear: [out, in]).
 /// Optional tensors (biases, q/k norms) are undefined when the architecture has none.
 struct LayerWeights {
@@ -77,15 +100,46 @@ class KvCache {
   int64_t length_ = 0;
 };
 
+/// A model's weights live in one of two ways:
+///  - in memory: every tensor converted to the compute dtype and device at load (the default);
+///  - mapped: the matrices (embedding, the seven linears of each layer, lm_head) stay as the
+///    checkpoint stores them (bf16/fp16/fp32), read-only views of the memory-mapped safetensors
+///    files; each is converted to the compute dtype and device when it is used (one linear at a
+///    time, the embedding rows that are looked up, lm_head per call) and the converted copy is
+///    dropped right after. Norm gains and biases (vectors) are converted at load. The conversion
+///    is the same `.to(device, dtype)` the in-memory load does, so every result is bit for bit
+///    the in-memory model's; anonymous memory stays at one converted matrix plus activations.
+/// A stored tensor of another dtype than the compute dtype is converted at use in either mode, so
+/// a mapped model can have some tensors replaced by computed ones (GPTQ does, layer by layer).
 class Model {
  public:
+  /// An in-memory model: the compute dtype and device are the embedding's.
   Model(ModelConfig config, ModelWeights weights);
+  /// A mapped model (see above): weights as stored; computes in `dtype` on `device`.
+  Model(ModelConfig config, ModelWeights weights, at::ScalarType dtype, at::Device device);
 
   const ModelConfig& config() const { return config_; }
-  ModelWeights& weights() { return weights_; }
+  /// The weights for editing. On a mapped model this first converts every tensor to the compute
+  /// dtype in memory (the model becomes an in-memory one), so code that edits weights in place
+  /// never writes into the read-only mapping; use stored_weights() to read or replace tensors
+  /// without that.
+  ModelWeights& weights();
+  /// The weights as stored: on a mapped model the matrices are in the file's dtype, read-only.
   const ModelWeights& weights() const { return weights_; }
-  at::ScalarType dtype() const { return weights_.embed.scalar_type(); }
-  at::Device device() const { return weights_.embed.device(); }
+  /// The stored weights for replacing whole tensors (never for writing into one in place): the
+  /// mapped matrices stay mapped. A replaced tensor of the compute dtype is used as it is.
+  ModelWeights& stored_weights() { return weights_; }
+  /// The compute dtype and device.
+  at::ScalarType dtype() const { return dtype_; }
+  at::Device device() const { return device_; }
+  /// Whether the matrices are memory-mapped and converted at use (see above).
+  bool mapped() const { return mapped_; }
+  /// A stored tensor in the compute dtype on the compute device: `t` itself when it already is,
+  /// else a converted copy (undefined stays undefined).
+  at::Tensor compute(const at::Tensor& t) const;
+  /// Anonymous memory the conversions of one forward pass need at most: the largest matrix in the
+  /// compute dtype when mapped (0 in memory). For "will it fit" checks before a job starts.
+  uint64_t largest_conversion_bytes() const;
 
   /// Logits [B, T, vocab] in float32 for token ids [B, T] (or [T]: then [T, vocab]).
   /// With a cache, ids continue the cached sequence and the cache grows by T.
@@ -108,7 +162,8 @@ class Model {
   void remove_hook(const std::shared_ptr<CaptureHook>& hook);
   void clear_hooks() { hooks_.clear(); }
 
-  /// A copy on another device / dtype (norm gains and biases follow the dtype too).
+  /// A copy on another device / dtype (norm gains and biases follow the dtype too); always an
+  /// in-memory model (a mapped model's matrices are converted and held).
   Model to(at::Device device, at::ScalarType dtype) const;
 
  private:
@@ -116,6 +171,7 @@ class Model {
   at::Tensor attention(const LayerWeights& w, int64_t layer, const at::Tensor& x, KvCache* cache,
                        int64_t offset) const;
   at::Tensor mlp(const LayerWeights& w, int64_t layer, const at::Tensor& x) const;
+  at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) const;
   at::Tensor layer_step(int64_t layer, at::Tensor h, KvCache* cache, int64_t offset) const;
   at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight) const;
   std::pair<at::Tensor, at::Tensor> rope_tables(int64_t offset, int64_t length, at::ScalarType dtype) const;
@@ -123,6 +179,9 @@ class Model {
   ModelConfig config_;
   ModelWeights weights_;
   at::Tensor inv_freq_;  // float32 [head_dim/2] on the model's device
+  at::ScalarType dtype_;
+  at::Device device_;
+  bool mapped_ = false;
   std::vector<std::shared_ptr<CaptureHook>> hooks_;
 };
 
@@ -130,6 +189,9 @@ class Model {
 struct LoadOptions {
   at::ScalarType dtype = at::kFloat;
   at::Device device = at::kCPU;
+  /// Keep the matrices memory-mapped in the file's dtype and convert them at use (see Model).
+  /// Hugging Face folders only; a llama2.c `.bin` is read into memory either way.
+  bool mapped = false;
   /// See RopeConfig::bf16_inv_freq.
   bool bf16_rope_frequencies = false;
   JobControl job;

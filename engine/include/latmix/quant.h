@@ -159,4 +159,35 @@ struct QuantizeMemory {
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
                               const JobControl& job, const QuantizeMemory& memory);
 
+/// Quantizes a model's linear weights on demand, one decoder layer at a time, without holding the
+/// quantized model: for writers that stream tensor by tensor (an export of a mapped model).
+/// weight() gives exactly the tensor quantize_model() would put in that slot: RTN quantizes the
+/// one weight asked for; GPTQ quantizes the seven linears of a layer when the first of them is
+/// asked for (the Hessians of one layer at a time, collected from the calibration stream carried
+/// through the layers before it with their quantized weights, as quantize_model() does) and holds
+/// them until a later layer is asked for. Memory: one layer's quantized weights and Hessians, the
+/// calibration stream, and one converted matrix of the FP model (a mapped model stays mapped).
+class StreamingQuantizer {
+ public:
+  /// \throws latmix::UsageError as quantize_model() does, and for GPTQ with lm_head=FORMAT (its
+  /// Hessian needs a pass of the whole quantized model: use quantize_model()).
+  StreamingQuantizer(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib, const JobControl& job);
+  ~StreamingQuantizer();
+  StreamingQuantizer(const StreamingQuantizer&) = delete;
+  StreamingQuantizer& operator=(const StreamingQuantizer&) = delete;
+
+  /// The quantized weight [out, in] in the model's compute dtype of linear `name` ("q", "k", "v",
+  /// "o", "gate", "up", "down") of decoder layer `layer`, or of "lm_head" (layer = num_layers).
+  /// Under GPTQ, layers must be asked for in increasing order.
+  /// \throws latmix::UsageError for a linear the spec does not quantize or an earlier layer.
+  at::Tensor weight(int64_t layer, const std::string& name);
+  /// The report lines of the linears quantized so far (in the order quantize_model() lists them
+  /// when the layers are asked for in order); `seconds` is the time spent quantizing.
+  const QuantReport& report() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 }  // namespace latmix
