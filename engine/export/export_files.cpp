@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "export/export_internal.h"
@@ -225,17 +228,43 @@ std::vector<ExportedFile> hash_folder(const std::string& dir, const JobControl& 
     files.push_back({name, static_cast<uint64_t>(entry.file_size()), {}});
   }
   std::sort(files.begin(), files.end(), [](const ExportedFile& a, const ExportedFile& b) { return a.name < b.name; });
-  uint64_t total = 0, done = 0;
+  uint64_t total = 0;
   for (const auto& f : files) total += f.bytes;
-  for (auto& f : files) {
-    JobControl per_file;
-    per_file.cancel = job.cancel;
-    per_file.progress = [&](std::string_view, int64_t d, int64_t) {
-      job.report("hash", static_cast<int64_t>(done) + d, static_cast<int64_t>(total));
-    };
-    f.sha256 = sha256_file((fs::path(dir) / f.name).string(), per_file);
-    done += f.bytes;
-  }
+  // The files of a sharded export are hashed in parallel (one thread a file, at most the cores);
+  // progress is the bytes of all of them, reported under one lock.
+  std::mutex lock;
+  uint64_t done = 0;
+  std::atomic<size_t> next{0};
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+  auto work = [&] {
+    for (size_t i = next++; i < files.size() && !failed; i = next++) {
+      JobControl per_file;
+      per_file.cancel = job.cancel;
+      uint64_t mine = 0;
+      per_file.progress = [&](std::string_view, int64_t d, int64_t) {
+        if (failed) throw Cancelled();  // another file failed: this one stops at its next chunk
+        const std::lock_guard<std::mutex> g(lock);
+        done += static_cast<uint64_t>(d) - mine;
+        mine = static_cast<uint64_t>(d);
+        job.report("hash", static_cast<int64_t>(done), static_cast<int64_t>(total));
+      };
+      try {
+        files[i].sha256 = sha256_file((fs::path(dir) / files[i].name).string(), per_file);
+      } catch (...) {
+        const std::lock_guard<std::mutex> g(lock);
+        if (!error) error = std::current_exception();
+        failed = true;
+        return;
+      }
+    }
+  };
+  const size_t threads = std::min<size_t>({files.size(), size_t{8}, std::max(1u, std::thread::hardware_concurrency())});
+  std::vector<std::thread> pool;
+  for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (error) std::rethrow_exception(error);
   return files;
 }
 

@@ -3,6 +3,7 @@
 // padding (55/56/57 and 63/64/65 bytes straddle the one- and two-block cases).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -67,6 +68,23 @@ TEST(Sha256, Fips180Examples) {
 
 TEST(Sha256, MatchesPythonHashlib) {
   for (const Vector& v : kHashlib) EXPECT_EQ(latmix::sha256_hex(lcg_bytes(v.length)), v.digest) << v.length;
+}
+
+// The x86 SHA-extension path (used where the CPU has it) and the portable one, each against the
+// hashlib digests, fed whole and in splits that leave partial blocks in the buffer.
+TEST(Sha256, PortableAndAcceleratedPathsBothMatchHashlib) {
+  std::printf("SHA extensions on this CPU: %s\n", latmix::Sha256::accelerated() ? "used" : "absent (portable only)");
+  for (bool portable : {true, false}) {
+    for (const Vector& v : kHashlib) {
+      const std::string msg = lcg_bytes(v.length);
+      latmix::Sha256 whole(portable);
+      whole.update(msg);
+      EXPECT_EQ(whole.hex(), v.digest) << v.length << (portable ? " portable" : " default");
+      latmix::Sha256 split(portable);
+      for (size_t i = 0; i < msg.size(); i += 200) split.update(msg.substr(i, 200));
+      EXPECT_EQ(split.hex(), v.digest) << v.length << (portable ? " portable, split" : " default, split");
+    }
+  }
 }
 
 TEST(Sha256, AnySplitGivesTheSameDigest) {

@@ -15,7 +15,11 @@ namespace latmix {
 
 class Sha256 {
  public:
-  Sha256();
+  /// `portable`: the plain C++ compression function even where the CPU has the x86 SHA
+  /// extensions (used otherwise, several times faster; both give the same digests).
+  explicit Sha256(bool portable = false);
+  /// Whether this CPU's SHA extensions are used (unless `portable`).
+  static bool accelerated();
   /// Feeds bytes. Any split of a message into update() calls gives the same digest.
   void update(const void* data, size_t size);
   void update(std::string_view text) { update(text.data(), text.size()); }
@@ -27,6 +31,8 @@ class Sha256 {
  private:
   void reset();
   void compress(const uint8_t* block);
+  void compress_blocks(const uint8_t* p, size_t blocks);
+  bool portable_ = false;
   std::array<uint32_t, 8> state_;
   std::array<uint8_t, 64> buffer_;
   size_t buffered_ = 0;
