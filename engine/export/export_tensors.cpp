@@ -10,6 +10,7 @@
 
 #include "export/export_internal.h"
 #include "latmix/error.h"
+#include "latmix/memory.h"
 #include "latmix/files.h"
 
 namespace latmix::export_detail {
@@ -252,6 +253,21 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
           "config.json: tie_word_embeddings set to false (lm_head is its own tensor after folding or quantizing)");
     }
     return m;
+  }
+  // Held next to the FP model: the quantized copy (compressed-tensors: its layers on the host as they
+  // are made) and, with a plan, the folded FP copy on the model's device.
+  {
+    const uint64_t copy = model_weight_bytes(fp.config(), fp.dtype());
+    const bool to_host = kind == ExportKind::CompressedTensors && !fp.device().is_cpu();
+    const std::string hint = fp.mapped() || !plan.empty() || (spec.method == WeightMethod::Gptq && spec.lm_head)
+                                 ? "Export as bf16 (--dtype bf16), or on a machine with more memory"
+                                 : "Load the model mapped (--weights mapped): an rtn/gptq export then streams";
+    if (to_host) {
+      check_memory_fits("export", copy, at::kCPU, hint);
+      if (!plan.empty()) check_memory_fits("export", copy, fp.device(), hint);
+    } else {
+      check_memory_fits("export", copy * (plan.empty() ? 1 : 2), fp.device(), hint);
+    }
   }
   Model work = fp;
   if (!plan.empty()) {

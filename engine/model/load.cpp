@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "latmix/error.h"
+#include "latmix/memory.h"
 #include "latmix/llama2c.h"
 #include "latmix/model.h"
 #include "latmix/model_inspect.h"
@@ -176,6 +177,12 @@ ModelWeights read_hf_weights(const HfWeightReader& r, const ModelConfig& cfg, co
 
 Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
   ModelConfig cfg = load_model_config(folder);
+  if (!opts.mapped) {  // every weight converted at load: refused before reading when it cannot fit
+    check_memory_fits(folder, model_weight_bytes(cfg, opts.dtype), opts.device,
+                      opts.device.is_cpu() ? "Load it memory-mapped (--weights mapped; the studio does this on the CPU), "
+                                             "or as bf16 (--dtype bf16)"
+                                           : "Use a smaller dtype (--dtype bf16), or the CPU with mapped weights");
+  }
   TensorStore store = TensorStore::open(folder);
   HfWeightReader r(store, folder, opts);
   ModelWeights w = read_hf_weights(r, cfg, opts);
@@ -231,6 +238,8 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
   const uint64_t size = fs::file_size(path);
   Llama2cHeader h = read_llama2c_header(path);
   ModelConfig cfg = llama2c_model_config(h);
+  // Read as fp32 (the file's dtype), then converted: at least the model in the compute dtype.
+  check_memory_fits(path, model_weight_bytes(cfg, opts.dtype), opts.device, "Use a smaller dtype (--dtype bf16)");
   const int64_t D = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_layers, KV = cfg.kv_size();
   Llama2cReader r(path, size);
   at::Tensor embed = r.next({cfg.vocab_size, D});

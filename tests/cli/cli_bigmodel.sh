@@ -33,7 +33,21 @@ for M in "$OUT/tiny" "$OUT/tiny16" "$M6"; do
   same "$OUT/stats-mapped.json" "$OUT/stats-memory.json" "stats of $M"
   same "$OUT/logits-mapped.safetensors" "$OUT/logits-memory.safetensors" "logits of $M"
 done
-expect 2 "$LATMIX" ppl --model "$M6" --data "$TEXT" --weights disk;   contains stderr "--weights: expected mapped or memory"
+expect 2 "$LATMIX" ppl --model "$M6" --data "$TEXT" --weights disk;   contains stderr "--weights: expected auto, mapped or memory"
+
+# A model that cannot fit in memory is refused before anything is read, with the numbers (a copy of
+# the 6M folder whose config claims 10^5 layers); mapped (the CPU default) it is not refused.
+mkdir -p "$OUT/huge" && cp "$M6"/* "$OUT/huge/"
+python3 - "$OUT/huge/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["num_hidden_layers"] = 100000
+open(sys.argv[1], "w").write(json.dumps(c))
+PY
+expect 1 "$LATMIX" ppl --model "$OUT/huge" --data "$TEXT" --weights memory
+contains stderr "huge: needs about";  contains stderr "GiB of host memory (MemAvailable)";  contains stderr "--weights mapped"
+expect 1 "$LATMIX" ppl --model "$OUT/huge" --data "$TEXT"
+contains stderr "tensor 'model.layers.6."
+rm -rf "$OUT/huge"
 
 # Exports: streamed (mapped) and held (memory) write the same tensors.
 for Q in "w=mxfp4,a=none" "w=mxfp4,a=none,weights=gptq"; do

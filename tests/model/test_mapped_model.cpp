@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -17,6 +18,7 @@
 #include "latmix/eval.h"
 #include "latmix/export.h"
 #include "latmix/files.h"
+#include "latmix/memory.h"
 #include "latmix/model.h"
 #include "latmix/model_files.h"
 #include "latmix/quant.h"
@@ -258,4 +260,38 @@ TEST(MappedModel, StreamedExportOfTheShardedModel) {
   const auto rb = latmix::export_model(load(path, true), path, {}, spec, nullptr, o);
   ASSERT_TRUE(ra.verification.ok() && rb.verification.ok()) << rb.verification.describe();
   EXPECT_EQ(latmix::sha256_file(root + "/mem/model.safetensors"), latmix::sha256_file(root + "/map/model.safetensors"));
+}
+
+// A model that cannot fit is refused before any weight is read, with both numbers (issue 15): a
+// copy of the 6M model's folder whose config.json claims 10^5 layers (about 0.1 TB of fp32).
+TEST(MemoryCheck, AModelThatCannotFitIsRefusedBeforeLoadingWithTheNumbers) {
+  const latmix::ModelConfig six = latmix::load_model_config(model6m());
+  EXPECT_EQ(latmix::model_weight_bytes(six, at::kFloat), static_cast<uint64_t>(six.parameter_count()) * 4);
+  EXPECT_EQ(latmix::model_weight_bytes(six, at::kBFloat16), static_cast<uint64_t>(six.parameter_count()) * 2);
+  const uint64_t available = latmix::host_memory_available();
+  ASSERT_GT(available, 0u) << "/proc/meminfo has MemAvailable on Linux";
+  EXPECT_EQ(latmix::format_gib(uint64_t{3} << 29), "1.5 GiB");
+
+  const std::string dir = latmix::test::temp_dir("memory-check") + "/huge";
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(model6m())) fs::copy(e.path(), dir + "/" + e.path().filename().string());
+  nlohmann::json config = nlohmann::json::parse(latmix::read_text_file(dir + "/config.json"));
+  config["num_hidden_layers"] = 100000;
+  latmix::write_file_atomic(dir + "/config.json", config.dump());
+  const std::string message = latmix::test::message_of([&] { load(dir, false); });
+  EXPECT_NE(message.find("huge: needs about"), std::string::npos) << message;
+  EXPECT_NE(message.find("of host memory (MemAvailable), " + latmix::format_gib(available).substr(0, 1)),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("--weights mapped"), std::string::npos) << message;
+  // Mapped, the same folder gets past the check (and fails on the first missing layer instead).
+  const std::string mapped = latmix::test::message_of([&] { load(dir, true); });
+  EXPECT_EQ(mapped.find("needs about"), std::string::npos) << mapped;
+  EXPECT_NE(mapped.find("model.layers.6."), std::string::npos) << mapped;
+  // What fits passes; LATMIX_NO_MEMORY_CHECK=1 turns the check off.
+  EXPECT_NO_THROW(latmix::check_memory_fits("small", 1, at::kCPU, ""));
+  EXPECT_THROW(latmix::check_memory_fits("big", uint64_t{1} << 62, at::kCPU, ""), latmix::Error);
+  ::setenv("LATMIX_NO_MEMORY_CHECK", "1", 1);
+  EXPECT_NO_THROW(latmix::check_memory_fits("big", uint64_t{1} << 62, at::kCPU, ""));
+  ::unsetenv("LATMIX_NO_MEMORY_CHECK");
 }

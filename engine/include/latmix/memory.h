@@ -1,0 +1,38 @@
+#pragma once
+/// \file memory.h
+/// What a job needs against what the machine has, checked before the job starts: a model that
+/// cannot fit is refused with both numbers instead of being killed (or thrashing) half-way.
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+#include "latmix/config.h"
+
+namespace latmix {
+
+/// Host memory this process can still take without swapping: MemAvailable of /proc/meminfo,
+/// narrowed by the cgroup v2 limit of the process (memory.max - memory.current) when one is set.
+/// 0 when neither can be read (then nothing is refused).
+uint64_t host_memory_available();
+
+/// Free memory of a CUDA device (after releasing the caching allocator's unused blocks); 0 for the
+/// CPU or when this build has no CUDA.
+uint64_t device_memory_free(at::Device device);
+
+/// What `device` can still take: host_memory_available() for the CPU, device_memory_free() else.
+uint64_t memory_available(at::Device device);
+
+/// Bytes of every weight of `config` in `dtype` (the model as load_model() holds it in memory).
+uint64_t model_weight_bytes(const ModelConfig& config, at::ScalarType dtype);
+
+/// "12.3 GiB"
+std::string format_gib(uint64_t bytes);
+
+/// Throws latmix::Error("<what>: needs about N GiB of <memory>, M GiB available ...; <hint>") when
+/// `needed` exceeds what `device` has (unknown availability passes). LATMIX_NO_MEMORY_CHECK=1
+/// turns the check off (a machine whose swap or overcommit the estimate does not know).
+void check_memory_fits(const std::string& what, uint64_t needed, at::Device device, const std::string& hint);
+
+}  // namespace latmix
