@@ -39,7 +39,7 @@ struct LoadedModel {
 LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped = false);
 /// The model of --model alone, for commands that take token ids and need no tokenizer.
 Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped = false);
-/// Whether --weights says mapped (the commands that declare weights_option()).
+/// Whether --weights says mapped (the commands that declare weights_option()); auto: on the CPU.
 bool mapped_weights(const Args& args);
 
 /// The calibration sequences of eval and export (GPTQ; export also learns on them): --calib FILE

@@ -32,15 +32,19 @@ OptionSpec tokenizer_option() {
 }
 OptionSpec dtype_option() { return {"dtype", "fp32|bf16", "compute dtype", "fp32", false}; }
 OptionSpec weights_option() {
-  return {"weights", "mapped|memory",
+  return {"weights", "auto|mapped|memory",
           "mapped: matrices stay memory-mapped in the file's dtype, converted one at a time when used (same "
-          "results, a fraction of the memory); memory: all converted at load (Hugging Face folders; .bin: memory)",
-          "mapped", false};
+          "results, a fraction of the memory); memory: all converted at load (Hugging Face folders; .bin: memory); "
+          "auto: mapped on the CPU, memory on CUDA (the GPU then holds the model instead of receiving it at every "
+          "pass)",
+          "auto", false};
 }
 
 bool mapped_weights(const Args& args) {
   const std::string w = args.get("weights");
-  if (w != "mapped" && w != "memory") throw UsageError("--weights: expected mapped or memory, found '" + w + "'");
+  if (w != "auto" && w != "mapped" && w != "memory")
+    throw UsageError("--weights: expected auto, mapped or memory, found '" + w + "'");
+  if (w == "auto") return parse_device(args.get("device")).is_cpu();
   return w == "mapped";
 }
 

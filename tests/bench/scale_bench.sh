@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine: issue 14's measurements at real model shapes, the PyTorch anchor and
 # ours in the same command. Builds like build_and_test.sh (latmix, bench_learn, unit tests), then
-# stages (any of: tests anchor learn1b profile1b presets1b gptq1b learn8b export8b; default: all):
+# stages (any of: tests anchor learn1b profile1b presets1b gptq1b learn8b export8b export8b-memory; default: all):
 #  - tests:     the CPU tests of the memory code and the CUDA MX/GPTQ unit tests;
 #  - anchor:    ../shared/bench/latmix_step_anchor.py 4 2048 (carried in .device/scale);
 #  - learn1b:   `latmix learn --method latmix --device cuda --dtype bf16` with its defaults on a
@@ -9,7 +9,8 @@
 #  - profile1b: 4 steps with LATMIX_PROFILE_STEP=1 (phase times), defaults and without the speed budget;
 #  - presets1b: every learned preset's CUDA defaults, a few steps each, peak memory;
 #  - gptq1b:    `latmix export --as folded-bf16` with GPTQ on 128 x 2048 (time of GPTQ);
-#  - learn8b / export8b: the Llama-3.1-8B shape, end-to-end at 4 x 2048, layer-wise, and export.
+#  - learn8b / export8b / export8b-memory: the Llama-3.1-8B shape, end-to-end at 4 x 2048, layer-wise,
+#               and the GPTQ compressed-tensors export (streamed from mapped weights / held in memory).
 # Peak GPU memory: nvidia-smi sampled every 100 ms (what the card reports, context included).
 # Needs (carried, gitignored): .device/debs, .device/scale/{make_model.py,latmix_step_anchor.py,books.txt.xz}.
 # Usage (device machine, repository root): bash tests/bench/scale_bench.sh [stage]...
@@ -100,20 +101,25 @@ if want gptq1b; then
   peak gptq1b $L export --model "$M1" --method gptq --quant w=mxfp4,weights=gptq --device cuda --dtype bf16 --calib /tmp/books.txt \
     --calib-samples 128 --calib-seqlen 2048 --as folded-bf16 --out /tmp/exp1b --overwrite
 fi
-if want learn8b || want export8b; then M8=$(model 8b); fi
+if want learn8b || want export8b || want export8b-memory; then M8=$(model 8b); fi
 if want learn8b; then
   peak learn8b $L learn --model "$M8" --method latmix --device cuda --dtype bf16 --calib /tmp/books.txt \
     --steps 4 --batch 4 --seqlen 2048 --events "$O/learn8b.jsonl"
   peak learn8b-layerwise $L learn --model "$M8" --method latmix --mode layerwise --device cuda --dtype bf16 \
     --calib /tmp/books.txt --steps 2 --batch 2 --seqlen 2048
 fi
-if want export8b; then
+# export8b: the default (--weights mapped: the GPTQ export streams, one layer's work in memory);
+# export8b-memory: the whole model on the GPU (--weights memory: the in-memory perplexity comparison).
+# Both run the perplexity check on the calibration text (this machine has no installed sample text).
+for stage in export8b export8b-memory; do
+  want $stage || continue
+  w=mapped; [ $stage = export8b-memory ] && w=memory
   /usr/bin/time -v $L export --model "$M8" --method gptq --quant w=mxfp4,weights=gptq --device cuda --dtype bf16 \
     --calib /tmp/books.txt --calib-samples 128 --calib-seqlen 2048 --as compressed-tensors --out /tmp/exp8b --overwrite \
-    > "$O/export8b.out" 2> "$O/export8b.err" &
+    --weights $w --verify-data /tmp/books.txt > "$O/$stage.out" 2> "$O/$stage.err" &
   pid=$!
-  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$O/smi-export8b.txt" &
+  nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$O/smi-$stage.txt" &
   smi=$!; wait $pid; kill $smi
-  log "export8b: peak $(sort -n "$O/smi-export8b.txt" | tail -1) MiB GPU, $(grep 'Maximum resident' "$O/export8b.err")"
-fi
+  log "$stage: peak $(sort -n "$O/smi-$stage.txt" | tail -1) MiB GPU, $(grep 'Maximum resident' "$O/$stage.err")"
+done
 log "done"
