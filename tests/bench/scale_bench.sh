@@ -114,12 +114,13 @@ fi
 for stage in export8b export8b-memory; do
   want $stage || continue
   w=mapped; [ $stage = export8b-memory ] && w=memory
-  /usr/bin/time -v $L export --model "$M8" --method gptq --quant w=mxfp4,weights=gptq --device cuda --dtype bf16 \
-    --calib /tmp/books.txt --calib-samples 128 --calib-seqlen 2048 --as compressed-tensors --out /tmp/exp8b --overwrite \
-    --weights $w --verify-data /tmp/books.txt > "$O/$stage.out" 2> "$O/$stage.err" &
+  # host memory: peak RssAnon (what the process owns; the mapped checkpoint's page cache is not) and RSS
+  python3 tests/bench/peak_rss.py --label $stage -- $L export --model "$M8" --method gptq --quant w=mxfp4,weights=gptq \
+    --device cuda --dtype bf16 --calib /tmp/books.txt --calib-samples 128 --calib-seqlen 2048 --as compressed-tensors \
+    --out /tmp/exp8b --overwrite --weights $w --verify-data /tmp/books.txt > "$O/$stage.out" 2> "$O/$stage.err" &
   pid=$!
   nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 > "$O/smi-$stage.txt" &
   smi=$!; wait $pid; kill $smi
-  log "$stage: peak $(sort -n "$O/smi-$stage.txt" | tail -1) MiB GPU, $(grep 'Maximum resident' "$O/$stage.err")"
+  log "$stage: peak $(sort -n "$O/smi-$stage.txt" | tail -1) MiB GPU, $(grep '^PEAK' "$O/$stage.err")"
 done
 log "done"
