@@ -210,6 +210,65 @@ void open_for_reading(QuaZip& zip, const std::string& zip_path) {
     fail(zip_path, "not a readable zip", "", "QuaZip error " + std::to_string(zip.getZipError()));
 }
 
+// Writes the current entry to `to` (an entry verify_bundle() has already matched with the
+// manifest: a plain name, its size), at most its declared size.
+void extract_entry(QuaZip& zip, const EntryInfo& e, const std::string& zip_path, const std::string& to,
+                   const JobControl& job, uint64_t& done, uint64_t total) {
+  QuaZipFile f(&zip);
+  if (!f.open(QIODevice::ReadOnly)) fail(zip_path, "cannot read entry " + e.name);
+  const int fd = ::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) fail(to, std::string("cannot create the file: ") + std::strerror(errno));
+  uint64_t bytes = 0;
+  try {
+    while (bytes < e.bytes) {
+      job.cancel.check();
+      const QByteArray buf = f.read(std::min<qint64>(kChunk, static_cast<qint64>(e.bytes - bytes)));
+      if (buf.isEmpty()) break;
+      const char* p = buf.constData();
+      for (qint64 left = buf.size(); left > 0;) {
+        const ssize_t n = ::write(fd, p, static_cast<size_t>(left));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) fail(to, std::string("write failed: ") + std::strerror(errno));
+        p += n;
+        left -= n;
+      }
+      bytes += static_cast<uint64_t>(buf.size());
+      done += static_cast<uint64_t>(buf.size());
+      job.report("unzip", static_cast<int64_t>(done), static_cast<int64_t>(total));
+    }
+  } catch (...) {
+    ::close(fd);
+    f.close();
+    throw;
+  }
+  ::close(fd);
+  f.close();
+  if (bytes != e.bytes) fail(zip_path, "entry " + e.name + " ended before its declared size while unzipping");
+}
+
+// A private folder under the system's temp folder, removed with everything in it.
+class PrivateTempFolder {
+ public:
+  PrivateTempFolder() {
+    std::string pattern = (fs::temp_directory_path() / "latmix-verify-XXXXXX").string();
+    std::vector<char> buf(pattern.begin(), pattern.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data()) == nullptr)
+      fail(pattern, std::string("cannot create a temp folder: ") + std::strerror(errno));
+    path_ = buf.data();
+  }
+  ~PrivateTempFolder() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  PrivateTempFolder(const PrivateTempFolder&) = delete;
+  PrivateTempFolder& operator=(const PrivateTempFolder&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 }  // namespace
 
 void write_bundle(const std::string& folder, const std::string& zip_path, bool overwrite, const JobControl& job) {
@@ -333,6 +392,45 @@ ExportVerification verify_bundle(const std::string& zip_path, const JobControl& 
   check_manifest_files(manifest, manifest_file, found, out);
   out.figures["kind"] = m.string_or("kind", "");
   out.figures["entries"] = entries.size();
+  return out;
+}
+
+}  // namespace latmix
+
+namespace latmix {
+
+ExportVerification verify_bundle_contents(const std::string& zip_path, const std::string& text, bool no_ppl,
+                                          const JobControl& job) {
+  ExportVerification out = verify_bundle(zip_path, job);
+  if (!out.ok()) return out;  // entries that do not match the manifest are never unzipped
+  QuaZip zip(q(zip_path));
+  open_for_reading(zip, zip_path);
+  const std::vector<EntryInfo> entries = list_entries(zip, zip_path);
+  uint64_t total = 0;
+  for (const auto& e : entries) total += e.bytes;
+  const std::string what = "folder checks (load, decode, perplexity)";
+  std::error_code ec;
+  const fs::space_info room = fs::space(fs::temp_directory_path(ec), ec);
+  if (!ec && room.available < total + (uint64_t{64} << 20)) {
+    out.add_not_run(what, "unzipping needs " + std::to_string(total) + " bytes in " +
+                              fs::temp_directory_path(ec).string() + ", " + std::to_string(room.available) +
+                              " available (set TMPDIR to a folder with room, or unzip and verify the folder)");
+    return out;
+  }
+  PrivateTempFolder dir;
+  uint64_t done = 0;
+  size_t i = 0;
+  for (bool more = zip.goToFirstFile(); more && i < entries.size(); more = zip.goToNextFile(), ++i) {
+    if (!name_problem(entries[i].name).empty()) fail(zip_path, "entry " + entries[i].name + ": " + name_problem(entries[i].name));
+    extract_entry(zip, entries[i], zip_path, (fs::path(dir.path()) / entries[i].name).string(), job, done, total);
+  }
+  const ExportVerification folder = verify_export_with_text(dir.path(), text, no_ppl, job);
+  // The files' sizes and digests were checked in the zip; the folder adds what only it can check.
+  for (const auto& c : folder.checks) {
+    if (c.what.rfind("file ", 0) == 0 || c.what.rfind("entry ", 0) == 0) continue;
+    out.checks.push_back(c);
+  }
+  for (auto it = folder.figures.begin(); it != folder.figures.end(); ++it) out.figures[it.key()] = it.value();
   return out;
 }
 

@@ -29,4 +29,13 @@ nlohmann::json read_bundle_manifest(const std::string& zip_path);
 /// \throws latmix::Error when `zip_path` is not a readable zip with a manifest.
 ExportVerification verify_bundle(const std::string& zip_path, const JobControl& job = {});
 
+/// verify_bundle(), then, when every entry matched, the checks `latmix verify` runs on a folder
+/// (load, decode of packed codes, transform groups, GGUF read-back, the recorded perplexity on the
+/// text the export carries or on `text`; see verify_export_with_text) on a private copy of the
+/// entries in the system's temp folder, removed afterwards. When the temp folder lacks the room,
+/// the folder checks are reported as not run (with both sizes). Progress: "hash", then "unzip"
+/// (bytes), then the folder checks' stages.
+ExportVerification verify_bundle_contents(const std::string& zip_path, const std::string& text = "",
+                                          bool no_ppl = false, const JobControl& job = {});
+
 }  // namespace latmix

@@ -292,10 +292,8 @@ int run_verify(const Args& args) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {
 #ifdef LATMIX_WITH_BUNDLE
-    v = verify_bundle(path, job);
-    std::fprintf(stderr,
-                 "note: a bundle is checked by its entries' sizes and hashes; unzip it and verify the folder for "
-                 "the decode and perplexity checks\n");
+    v = verify_bundle_contents(path, args.has("data") ? args.get("data") : "", args.flag("no-ppl"), job);
+    if (args.flag("no-ppl")) std::fprintf(stderr, "note: no perplexity check (--no-ppl)\n");
 #else
     throw UsageError(
         "verifying a .zip bundle needs the Qt build of latmix (Qt 6 Core and QuaZip); this build can "
@@ -376,7 +374,8 @@ std::vector<Command> export_commands() {
         "perplexity on the export's own perplexity-text.txt (or --data) matches the manifest; transforms reload.\n"
         "A recorded perplexity that cannot be recomputed is reported as SKIP and the export is NOT VERIFIED. A .zip\n"
         "bundle (Qt build): entry names must be plain, sizes are checked against the manifest before anything is\n"
-        "read, then every entry is hashed. Exit code 1 when a check fails or could not run.",
+        "read, then every entry is hashed; when all match, the entries are unzipped into a private temp folder\n"
+        "($TMPDIR, removed afterwards) and get the folder's checks. Exit code 1 when a check fails or could not run.",
         {{"path", "PATH", "export folder or .zip bundle", "", true},
          {"data", "FILE", "text for the perplexity check (default: the export's perplexity-text.txt)", "", false},
          {"no-ppl", "", "skip the perplexity check", "", false}}},

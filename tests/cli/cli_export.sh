@@ -47,7 +47,28 @@ expect 1 "$LATMIX" verify "$M6";     contains stderr "not an export folder"
 if [ $? -eq 2 ]; then
   contains stderr "--zip needs the Qt build"
 else
-  expect 0 "$LATMIX" verify "$OUT/b.zip";      contains stdout "$OUT/b.zip: verified"
+  mkdir -p "$OUT/tmp"   # the bundle's entries are unzipped into a private folder of $TMPDIR, removed afterwards
+  expect 0 env TMPDIR="$OUT/tmp" "$LATMIX" verify "$OUT/b.zip";      contains stdout "$OUT/b.zip: verified"
+  contains stdout "ok    loads with load_model";  contains stdout "ok    perplexity as recorded"
+  [ -z "$(ls -A "$OUT/tmp")" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: verify left $(ls -A "$OUT/tmp")"; FAILED=$((FAILED + 1)); }
+  # Weights changed behind a manifest recomputed to match: the hashes pass, the perplexity does not.
+  python3 - "$OUT/b.zip" "$OUT/w.zip" <<'PY'
+import hashlib, json, struct, sys, zipfile
+src = zipfile.ZipFile(sys.argv[1])
+files = {i.filename: src.read(i.filename) for i in src.infolist()}
+st = bytearray(files["model.safetensors"])
+start = 8 + struct.unpack("<Q", st[:8])[0]
+st[start:start + (1 << 20)] = bytes(1 << 20)   # the first MiB of tensor data zeroed
+files["model.safetensors"] = bytes(st)
+m = json.loads(files["manifest.json"])
+for f in m["files"]:
+    f["bytes"] = len(files[f["name"]]); f["sha256"] = hashlib.sha256(files[f["name"]]).hexdigest()
+files["manifest.json"] = json.dumps(m).encode()
+with zipfile.ZipFile(sys.argv[2], "w") as out:
+    for name, data in files.items():
+        out.writestr(name, data)
+PY
+  expect 1 "$LATMIX" verify "$OUT/w.zip";      contains stdout "FAIL  perplexity as recorded"
   python3 - "$OUT/b.zip" "$OUT/t.zip" <<'PY'
 import sys, zipfile
 src = zipfile.ZipFile(sys.argv[1])
