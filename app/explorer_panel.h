@@ -27,6 +27,7 @@ class Tokenizer;
 namespace latmix::widgets {
 class ImGuiHost;
 class HeatmapView;
+struct HeatmapData;
 }  // namespace latmix::widgets
 
 namespace latmix::studio {
@@ -77,6 +78,10 @@ class ExplorerPanel : public QWidget {
   void updateOutliers(int layer);
   /// The outlier table's rows, as shown (tests).
   int outlierRows() const;
+  /// The line above the outlier table: which layer and capture point its rows are (tests).
+  QString outlierCaption() const;
+  /// The heatmap's data as drawn (tests).
+  const latmix::widgets::HeatmapData& heatmapData() const;
   /// Another model is open: clears the statistics, heatmap, outlier table and summary, and the
   /// plan choices (they would not fit it).
   void modelChanged();
@@ -85,13 +90,17 @@ class ExplorerPanel : public QWidget {
   void setTransform(const QString& name);
   /// The line above the heatmap (what was calibrated, or why it failed).
   QString summaryText() const;
+  /// What a click on a heatmap cell does (tests: a click without a display).
+  void clickCell(int layer, int block);
 
  Q_SIGNALS:
   void calibrated();
   /// A calibration failed (the message is also shown above the heatmap).
   void calibrationFailed(const QString& message);
-  /// A heatmap cell was clicked: open that block in the microscope.
-  void blockClicked(const QString& point, int layer, int block);
+  /// A heatmap cell was clicked: open that block in the microscope, with the explorer's format and
+  /// transform (`plan_prefix` set for a learned or loaded plan).
+  void blockClicked(const QString& point, int layer, int block, const QString& format, const QString& transform,
+                    const QString& plan_prefix);
 
  private:
   void buildControls();
@@ -110,6 +119,8 @@ class ExplorerPanel : public QWidget {
   QComboBox* view_ = nullptr;
   QLabel* summary_ = nullptr;
   QTableWidget* outliers_ = nullptr;
+  QLabel* outlier_caption_ = nullptr;
+  QString outlier_point_;  // the capture point the table's rows are of
   latmix::widgets::ImGuiHost* canvas_ = nullptr;
   std::unique_ptr<latmix::widgets::HeatmapView> heatmap_;
   std::shared_ptr<latmix::ActivationStats> stats_;

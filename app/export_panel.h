@@ -100,7 +100,7 @@ class ExportPanel : public QWidget {
   void setOutputFolder(const QString& dir);
   void setKind(const QString& kind);
   void setZip(bool zip);
-  /// The quantization spec; "" follows the Learn tab's format.
+  /// The quantization spec; "" follows the plan's format (the Learn tab's without a plan).
   void setQuant(const QString& spec);
   /// Call when the open model changes (a plan of another model does not fit).
   void modelChanged();

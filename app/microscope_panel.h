@@ -33,10 +33,22 @@ class MicroscopePanel : public QWidget {
   MicroscopePanel(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
   ~MicroscopePanel() override;
 
-  /// Selects a block (e.g. from a click in the activation explorer) and refreshes.
-  void select(const QString& point, int layer, int block);
-  /// Re-reads the model's shape (after a model was opened) and refreshes.
+  /// Selects a block (e.g. from a click in the activation explorer) and refreshes; a non-empty
+  /// `format` and `transform` (a built-in name, or a plan's label with its `plan_prefix`) are
+  /// selected too, so that the block is the one the explorer showed.
+  void select(const QString& point, int layer, int block, const QString& format = {},
+              const QString& transform = {}, const QString& plan_prefix = {});
+  /// Adds a learned or loaded plan as a transform choice (the explorer's plans).
+  void addPlanChoice(const QString& label, const QString& prefix);
+  /// Another model is open: clears the block shown (it was the old model's), re-reads the
+  /// model's shape and refreshes. A block of the old model still being computed is dropped.
   void modelChanged();
+  /// Whether a block is shown, and the line saying which (tests).
+  bool hasBlock() const;
+  QString statusText() const;
+  /// The format and transform chosen (tests).
+  QString formatText() const;
+  QString transformText() const;
 
  Q_SIGNALS:
   void refreshed();

@@ -34,6 +34,11 @@ class BlockMicroscopeView {
  public:
   void setData(MicroscopeData data) { data_ = std::move(data); has_data_ = true; }
   bool hasData() const { return has_data_; }
+  /// Shows nothing (another model is open).
+  void clear() {
+    data_ = MicroscopeData();
+    has_data_ = false;
+  }
   void draw();
 
  private:

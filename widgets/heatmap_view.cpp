@@ -19,6 +19,16 @@ unsigned int heat_colour(float t) {
   return IM_COL32(mix(0), mix(1), mix(2), 255);
 }
 
+unsigned int diverging_colour(float t) {
+  if (std::isnan(t)) t = 0.5f;
+  t = std::clamp(t, 0.0f, 1.0f);
+  const float stops[3][3] = {{40, 90, 200}, {245, 245, 245}, {200, 40, 40}};
+  const int i = t < 0.5f ? 0 : 1;
+  const float u = t < 0.5f ? t * 2 : (t - 0.5f) * 2;
+  auto mix = [&](int c) { return static_cast<int>(stops[i][c] + (stops[i + 1][c] - stops[i][c]) * u); };
+  return IM_COL32(mix(0), mix(1), mix(2), 255);
+}
+
 void HeatmapView::setData(HeatmapData data) {
   data_ = std::move(data);
   lo_ = 0;
@@ -31,6 +41,15 @@ void HeatmapView::setData(HeatmapData data) {
     mx = std::max(mx, v);
   }
   if (!std::isfinite(mn)) mn = mx = 0;
+  if (data_.fixed_range) {
+    mn = data_.range_lo;
+    mx = data_.range_hi;
+  }
+  if (data_.diverging) {  // symmetric about zero: white is "no change"
+    const float m = std::max({std::abs(mn), std::abs(mx), 1e-12f});
+    mn = -m;
+    mx = m;
+  }
   lo_ = data_.log_scale ? std::log10(std::max(mn, 1e-12f)) : mn;
   hi_ = data_.log_scale ? std::log10(std::max(mx, 1e-12f)) : mx;
   if (hi_ <= lo_) hi_ = lo_ + 1;
@@ -61,7 +80,7 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
       const float x = origin.x + label_w + static_cast<float>(c) * cell_w;
       const float t = ((data_.log_scale ? std::log10(std::max(v, 1e-12f)) : v) - lo_) / (hi_ - lo_);
       const ImVec2 a(x, y), b(x + cell_w - 1, y + cell_h - 1);
-      dl->AddRectFilled(a, b, heat_colour(t));
+      dl->AddRectFilled(a, b, data_.diverging ? diverging_colour(t) : heat_colour(t));
       if (mouse.x >= a.x && mouse.x < b.x && mouse.y >= a.y && mouse.y < b.y) {
         dl->AddRect(a, b, IM_COL32(255, 255, 255, 255), 0, 0, 2);
         hovered_ = std::make_pair(r, c);
@@ -85,8 +104,10 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
   for (int i = 0; i < 32; ++i) {
     const float t = 1.0f - static_cast<float>(i) / 32.0f;
     dl->AddRectFilled(ImVec2(bx, origin.y + bh * static_cast<float>(i) / 32),
-                      ImVec2(bx + 14, origin.y + bh * static_cast<float>(i + 1) / 32), heat_colour(t));
+                      ImVec2(bx + 14, origin.y + bh * static_cast<float>(i + 1) / 32),
+                      data_.diverging ? diverging_colour(t) : heat_colour(t));
   }
+  if (data_.diverging) dl->AddText(ImVec2(bx + 18, origin.y + bh / 2 - 7), IM_COL32(220, 220, 220, 255), "0");
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.3g", static_cast<double>(data_.log_scale ? std::pow(10.0f, hi_) : hi_));
   dl->AddText(ImVec2(bx + 18, origin.y), IM_COL32(220, 220, 220, 255), buf);

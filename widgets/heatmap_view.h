@@ -19,6 +19,12 @@ struct HeatmapData {
   QStringList col_labels; ///< e.g. "q", "k" or block indices
   std::vector<float> values;  ///< rows x cols, row-major
   bool log_scale = false;
+  /// A colour range shared with other maps (before and after a transform on one scale); else
+  /// the range of `values`.
+  bool fixed_range = false;
+  float range_lo = 0, range_hi = 1;
+  /// Signed values (a difference): a blue-white-red map with white at zero, symmetric about it.
+  bool diverging = false;
 };
 
 class HeatmapView {
@@ -38,5 +44,7 @@ class HeatmapView {
 
 /// Perceptual colour ramp (dark blue -> teal -> yellow) for t in [0, 1], as packed ImU32.
 unsigned int heat_colour(float t);
+/// Diverging ramp (blue -> white at 0.5 -> red) for t in [0, 1], as packed ImU32.
+unsigned int diverging_colour(float t);
 
 }  // namespace latmix::widgets

@@ -1,9 +1,12 @@
 // Qt Test (offscreen): the main window's first-run tour (issue #10) and the Export tab (issue #9,
 // item 5) on the bundled model: a one-click bundle that verifies, Verify bundle on a good and a
 // damaged zip, and a cancel that leaves nothing behind.
+#include <QAction>
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
+#include <QJsonDocument>
+#include <QJsonObject>
 #include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
@@ -11,12 +14,27 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <chrono>
+#include <memory>
+#include <thread>
+
 #include "compare_panel.h"
 #include "engine_host.h"
 #include "explorer_panel.h"
 #include "export_panel.h"
+#include "heatmap_view.h"
+#include "latmix/calib.h"
+#include "latmix/error.h"
+#include "latmix/learn.h"
+#include "latmix/quant.h"
+#include "learn_controller.h"
+#include "learn_panel.h"
+#include "loss_chart.h"
 #include "main_window.h"
+#include "microscope_panel.h"
 #include "model_session.h"
+#include "session_file.h"
+#include "settings_dialog.h"
 #include "tour.h"
 
 using latmix::studio::ComparePanel;
@@ -25,6 +43,8 @@ using latmix::studio::ExplorerPanel;
 using latmix::studio::ExportOutcome;
 using latmix::studio::ExportPanel;
 using latmix::studio::ExportRequest;
+using latmix::studio::LearnController;
+using latmix::studio::LearnRequest;
 using latmix::studio::MainWindow;
 using latmix::studio::ModelSession;
 using latmix::studio::Tour;
@@ -42,6 +62,55 @@ QString storiesModel() {
 
 QStringList entries(const QString& dir) {
   return QDir(dir).entryList(QDir::AllEntries | QDir::Hidden | QDir::System | QDir::NoDotAndDotDot);
+}
+
+const QString kSample = QStringLiteral(LATMIX_SOURCE_DIR "/resources/calibration/pride_and_prejudice_ch1-6.txt");
+
+// A copy of the bundled model in `dir` (another path: another model for the studio).
+QString copyOfModel(const QString& dir) {
+  const QString to = dir + "/gutenberg-llama-6M-copy";
+  QDir().mkpath(to);
+  for (const QString& f : QDir(kModel).entryList(QDir::Files)) QFile::copy(kModel + "/" + f, to + "/" + f);
+  return to;
+}
+
+// A fixed-transform preset (no learning steps): the fastest run that yields a plan.
+LearnRequest quarot_request() {
+  LearnRequest r;
+  r.method = "quarot";
+  r.quant = "mxfp4";
+  r.calib = kSample;
+  r.samples = 4;
+  r.seqlen = 32;
+  return r;
+}
+
+// A scripted learner: `steps` steps with the given losses (no transforms), or a failure.
+LearnController::RunWork scripted(std::vector<double> losses, bool fail = false, int step_us = 0) {
+  return [losses, fail, step_us](const latmix::LearnControl& control) {
+    if (fail) latmix::fail("scripted.txt", "a learner that fails at once");
+    LearnController::RunResult run;
+    run.result.method = "latmix";
+    for (size_t i = 0; i < losses.size(); ++i) {
+      control.job.cancel.check();
+      latmix::LearnEvent e;
+      e.step = static_cast<int64_t>(i) + 1;
+      e.total = static_cast<int64_t>(losses.size());
+      e.loss = losses[i];
+      e.terms = {{"kl", losses[i]}};
+      control.on_step(e);
+      run.result.curve.push_back(e);
+      if (step_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(step_us));
+    }
+    return run;
+  };
+}
+
+QAction* quitAction(MainWindow& w) {
+  for (QAction* a : w.findChildren<QAction*>()) {
+    if (a->text() == "&Quit" && a->shortcut() == QKeySequence("Ctrl+Q")) return a;
+  }
+  return nullptr;
 }
 
 }  // namespace
@@ -156,6 +225,322 @@ class TestStudioWindow : public QObject {
     QCOMPARE(e->outlierRows(), 0);
   }
 
+  // Issue 17, Major 1: every per-model view (explorer, microscope, compare, learn curves and run
+  // list, export plan) is empty for the model just opened, the moment it is shown.
+  void modelSwitchResetsEveryPerModelView() {
+    QTemporaryDir dir;
+    const QString other = copyOfModel(dir.path());
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    w.microscope()->select("residual", 1, 6);
+    QTRY_VERIFY_WITH_TIMEOUT(w.microscope()->statusText().contains("block 6 of 8"), 120000);
+    QVERIFY(w.microscope()->hasBlock());
+    QSignalSpy compared(w.compare(), &ComparePanel::finished);
+    w.compare()->configure("text:" + kSample, "w=mxfp4", 2);
+    QVERIFY(w.compare()->run() != 0);
+    QVERIFY(compared.wait(300000));
+    QVERIFY(!w.compare()->tableText().isEmpty());
+    LearnController* ctl = w.learn()->controller();
+    QSignalSpy learned(ctl, &LearnController::finished);
+    QVERIFY(ctl->startWork(quarot_request(), scripted({3, 2, 1})) != 0);
+    QVERIFY(learned.wait(60000));
+    QCOMPARE(w.learn()->chart()->pointCount("total"), 3);
+    QCOMPARE(w.learn()->runLabels().size(), 1);
+
+    struct Seen {
+      bool microscope = true, compare = true, learn = true, explorer = true;
+      QStringList runs;
+    } seen;
+    // Right after the window has shown the new model (connected after it): nothing of the old one.
+    connect(&session, &ModelSession::opened, this, [&] {
+      seen.microscope = w.microscope()->hasBlock() || w.microscope()->statusText().contains("block 6");
+      seen.compare = !w.compare()->columns().empty() || !w.compare()->tableText().isEmpty() ||
+                     !w.compare()->methodsTableText().isEmpty();
+      seen.learn = w.learn()->chart()->pointCount("total") > 0 || w.learn()->liveText() != "Not started." ||
+                   ctl->hasPlan();
+      seen.explorer = w.explorer()->hasStats() || w.explorer()->outlierRows() > 0;
+      seen.runs = w.learn()->runLabels();
+    });
+    w.openModel(other);
+    QVERIFY(opened.wait(120000));
+    QVERIFY(!seen.microscope);
+    QVERIFY(!seen.compare);
+    QVERIFY(!seen.learn);
+    QVERIFY(!seen.explorer);
+    QVERIFY2(seen.runs.isEmpty(), qPrintable(seen.runs.join("; ")));  // the other model's runs are its own
+    QTRY_VERIFY_WITH_TIMEOUT(w.microscope()->hasBlock(), 120000);  // a block of the new model
+    // Back to the first model: its run is in its history again.
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    QCOMPARE(w.learn()->runLabels().size(), 1);
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
+  // Issue 17, Major 2: a loaded plan is exported as what it is (its method, its weight quantizer,
+  // its name), whatever the Learn tab's method is now; saved transforms carry the model's
+  // fingerprint and the method.
+  void exportWithALoadedPlanOfAnotherMethod() {
+    QTemporaryDir dir;
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    LearnController* ctl = w.learn()->controller();
+    QSignalSpy finished(ctl, &LearnController::finished);
+    QSignalSpy failed(ctl, &LearnController::failed);
+    w.learn()->setRequest(quarot_request());
+    QVERIFY(w.learn()->start() != 0);
+    QVERIFY2(finished.wait(300000), failed.isEmpty() ? "timeout" : qPrintable(failed.at(0).at(0).toString()));
+    QVERIFY(ctl->hasPlan());
+    QSignalSpy saved(ctl, &LearnController::saved);
+    const QString prefix = dir.filePath("quarot-plan");
+    QVERIFY(ctl->save(prefix) != 0);
+    QVERIFY(saved.wait(60000));
+    QFile json(prefix + ".json");
+    QVERIFY(json.open(QIODevice::ReadOnly));
+    const QByteArray text = json.readAll();
+    QVERIFY2(text.contains("\"model_digest\"") && text.contains("\"quarot\""), text.left(400).constData());
+
+    // The Learn tab now says flatquant (RTN weights); the loaded plan is still quarot (GPTQ weights).
+    LearnRequest flat = quarot_request();
+    flat.method = "flatquant";
+    w.learn()->setRequest(flat);
+    QSignalSpy loaded(ctl, &LearnController::loaded);
+    QVERIFY(ctl->load(prefix) != 0);
+    QVERIFY2(loaded.wait(60000), failed.isEmpty() ? "timeout" : qPrintable(failed.last().at(0).toString()));
+    QCOMPARE(ctl->outcome().method, QString("quarot"));
+    ExportPanel* p = w.exportPanel();
+    p->setOutputFolder(dir.filePath("out"));
+    p->setKind("compressed-tensors");
+    p->setZip(false);
+    p->setQuant("");
+    const ExportRequest r = p->request();
+    QCOMPARE(r.method, QString("quarot"));
+    QCOMPARE(r.plan_prefix, prefix);
+    QVERIFY2(latmix::parse_quant_spec(r.quant.toStdString()).method == latmix::WeightMethod::Gptq, qPrintable(r.quant));
+    QCOMPARE(QFileInfo(r.out).fileName(), QString("gutenberg-llama-6M-quarot-ct"));
+    QSignalSpy exported(p, &ExportPanel::exported);
+    QSignalSpy export_failed(p, &ExportPanel::exportFailed);
+    QVERIFY(p->startExport(r) != 0);
+    QVERIFY2(exported.wait(300000), qPrintable(p->lastOutcome().message));
+    QVERIFY2(p->lastOutcome().verified, qPrintable(p->lastOutcome().verification));
+    QFile manifest(r.out + "/manifest.json");
+    QVERIFY(manifest.open(QIODevice::ReadOnly));
+    const QJsonObject m = QJsonDocument::fromJson(manifest.readAll()).object();
+    QCOMPARE(m["method"].toObject()["name"].toString(), QString("quarot"));
+    const QString quant = m["method"].toObject()["settings"].toObject()["quant"].toString();
+    QVERIFY2(quant.contains("gptq"), qPrintable(quant));
+    QVERIFY(export_failed.isEmpty());
+  }
+
+  // Issue 17, Majors 3 and 9: runs are tracked results. A cancelled or failed run keeps the plan;
+  // quitting (Ctrl+Q) or switching models asks first; File > Save session / Open session and the
+  // crash-recovery copy bring the runs back with their plans and curves.
+  void runsAreKeptAskedForAndRestoredFromSessions() {
+    QTemporaryDir dir;
+    EngineHost host;
+    ModelSession session(&host);
+    QStringList asked;
+    bool answer = false;
+    auto w = std::make_unique<MainWindow>(&host, &session);
+    w->setConfirm([&](const QString&, const QString& question) {
+      asked << question;
+      return answer;
+    });
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w->openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    LearnController* ctl = w->learn()->controller();
+    QSignalSpy finished(ctl, &LearnController::finished);
+    QSignalSpy cancelled(ctl, &LearnController::cancelled);
+    QSignalSpy failed(ctl, &LearnController::failed);
+    w->learn()->setRequest(quarot_request());
+    QVERIFY(w->learn()->start() != 0);
+    QVERIFY(finished.wait(300000));
+    const QString plan = ctl->outcome().plan_prefix;
+    QCOMPARE(ctl->outcome().run, 1);
+    QVERIFY(!ctl->outcome().model_digest.isEmpty());
+
+    // A failed run and a cancelled one: the plan of run 1 stays, no stale "Learning...".
+    QVERIFY(ctl->startWork(quarot_request(), scripted({}, true)) != 0);
+    QVERIFY(failed.wait(60000));
+    QCOMPARE(ctl->outcome().plan_prefix, plan);
+    QVERIFY(w->learn()->summaryText().contains("Failed"));
+    QVERIFY(w->learn()->summaryText().contains("unchanged"));
+    std::vector<double> many(200000, 1.0);
+    QSignalSpy arrived(ctl, &LearnController::stepsArrived);
+    QVERIFY(ctl->startWork(quarot_request(), scripted(many, false, 1000)) != 0);
+    QVERIFY(arrived.wait(60000));
+    // Ctrl+Q while it runs asks; "no" keeps the window and the run.
+    QAction* quit = quitAction(*w);
+    QVERIFY(quit != nullptr);
+    w->show();
+    quit->trigger();
+    QCOMPARE(asked.size(), 1);
+    QVERIFY2(asked.last().contains("learning run in progress"), qPrintable(asked.last()));
+    QVERIFY(ctl->running());
+    QVERIFY(w->isVisible());
+    // Opening another model while it runs asks too; "no" opens nothing.
+    w->openModel(kModel);
+    QCOMPARE(asked.size(), 2);
+    QVERIFY(ctl->running());
+    ctl->cancel();
+    QVERIFY(cancelled.wait(60000));
+    QCOMPARE(ctl->outcome().plan_prefix, plan);
+    QVERIFY(!w->learn()->summaryText().contains("Learning"));
+    QCOMPARE(w->exportPanel()->request().plan_prefix, plan);
+    QCOMPARE(w->learn()->runLabels().size(), 1);  // failed and cancelled runs are not results
+
+    // A second finished run: both in the history; the first can be picked again.
+    QVERIFY(ctl->startWork(quarot_request(), scripted({2.0, 2.5})) != 0);
+    QVERIFY(finished.wait(60000));
+    QCOMPARE(w->learn()->runLabels().size(), 2);
+    QVERIFY2(w->learn()->summaryText().contains("rose"), qPrintable(w->learn()->summaryText()));
+    QVERIFY(w->learn()->selectRun(1));
+    QCOMPARE(ctl->outcome().plan_prefix, plan);
+    QCOMPARE(w->exportPanel()->request().method, QString("quarot"));
+
+    // Quitting with a run never saved asks (run 2 has no plan: only run 1 counts).
+    quit->trigger();
+    QCOMPARE(asked.size(), 3);
+    QVERIFY2(asked.last().contains("1 learned run never saved"), qPrintable(asked.last()));
+    QVERIFY(w->isVisible());
+
+    // Save the session: the runs are kept by it, quitting no longer asks.
+    const QString file = dir.filePath("work.latmix-session");
+    QSignalSpy session_saved(w.get(), &MainWindow::sessionSaved);
+    QVERIFY(w->saveSession(file) != 0);
+    QVERIFY(session_saved.wait(60000));
+    QCOMPARE(session_saved.last().at(1).toString(), QString());
+    QCOMPARE(ctl->unsavedRuns(), 0);
+    QVERIFY(QFileInfo::exists(dir.filePath("work.plans/gutenberg-llama-6M-run-1-quarot.safetensors")));
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 60000);  // the recovery copy is written too
+    QVERIFY(QFileInfo::exists(latmix::studio::recovery_session_path()));
+
+    // Another window opens the session: the same runs, run 1 current, its plan in the session's folder.
+    ModelSession session2(&host);
+    MainWindow w2(&host, &session2);
+    QSignalSpy session_opened(&w2, &MainWindow::sessionOpened);
+    QVERIFY(w2.openSession(file));
+    QVERIFY(session_opened.wait(120000));
+    QCOMPARE(w2.learn()->runLabels().size(), 2);
+    LearnController* ctl2 = w2.learn()->controller();
+    QCOMPARE(ctl2->outcome().run, 1);
+    QVERIFY(ctl2->hasPlan());
+    QVERIFY(ctl2->outcome().plan_prefix.startsWith(dir.filePath("work.plans/")));
+    QCOMPARE(w2.exportPanel()->request().method, QString("quarot"));
+    QVERIFY(w2.learn()->selectRun(2));
+    QCOMPARE(w2.learn()->chart()->pointCount("total"), 2);  // the curve came back too
+
+    // A start after a crash (the last start never quit cleanly) offers the recovery copy.
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);  // the recovery copy of w2's state is written
+    w.reset();  // destroyed without a clean quit
+    QSettings().setValue("session/running", true);
+    ModelSession session3(&host);
+    MainWindow w3(&host, &session3);
+    QStringList offered;
+    w3.setConfirm([&](const QString&, const QString& question) {
+      offered << question;
+      return true;
+    });
+    QSignalSpy recovered(&w3, &MainWindow::sessionOpened);
+    const bool offered_back = w3.offerRecovery();
+    if (!offered_back) {
+      QString e;
+      QStringList n;
+      const auto rec = latmix::studio::load_session(latmix::studio::recovery_session_path(), &e, &n);
+      qWarning("recovery: error '%s', model '%s', %zu runs", qPrintable(e), qPrintable(rec.model_path), rec.runs.size());
+    }
+    QVERIFY(offered_back);
+    QVERIFY2(offered.size() == 1 && offered[0].contains("gutenberg-llama-6M"), qPrintable(offered.join("; ")));
+    QVERIFY(recovered.wait(120000));
+    QCOMPARE(w3.learn()->runLabels().size(), 2);
+    // A clean quit: no offer at the next start.
+    w3.close();
+    MainWindow w4(&host, &session3);
+    QVERIFY(!w4.offerRecovery());
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);  // no job outlives the windows
+  }
+
+  // Issue 17, Major 10 and Minors: before and after share one colour scale, the difference map is
+  // diverging about zero, and the outlier table says which layer and capture point it shows (and
+  // follows the capture point instead of keeping another point's rows).
+  void explorerScalesAndOutlierCaption() {
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    ExplorerPanel* e = w.explorer();
+    e->setTransform("hadamard");
+    QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
+    QVERIFY(e->calibrate() != 0);
+    QVERIFY(calibrated.wait(300000));
+    e->setView("residual", "block_max", "before");
+    const auto before = e->heatmapData();
+    e->setView("residual", "block_max", "after");
+    const auto after = e->heatmapData();
+    QVERIFY(before.fixed_range && after.fixed_range && !before.diverging);
+    QCOMPARE(before.range_lo, after.range_lo);
+    QCOMPARE(before.range_hi, after.range_hi);
+    QVERIFY(before.values != after.values);
+    float lo = before.values.front(), hi = lo;
+    for (const auto* v : {&before.values, &after.values})
+      for (float x : *v) lo = std::min(lo, x), hi = std::max(hi, x);
+    QCOMPARE(before.range_lo, lo);
+    QCOMPARE(before.range_hi, hi);
+    e->setView("residual", "block_max", "difference");
+    QVERIFY(e->heatmapData().diverging);
+    QVERIFY(e->heatmapData().title.contains("block max |x|"));  // plain names, not identifiers
+
+    e->updateOutliers(2);
+    QVERIFY(e->outlierRows() > 0);
+    QVERIFY2(e->outlierCaption().contains("layer 2") && e->outlierCaption().contains("residual"),
+             qPrintable(e->outlierCaption()));
+    e->setView("mlp_in", "block_max", "before");
+    QVERIFY2(e->outlierCaption().contains("layer 2") && e->outlierCaption().contains("mlp_in"),
+             qPrintable(e->outlierCaption()));
+
+    // Major 6: a click carries the explorer's format and transform to the microscope.
+    e->setView("residual", "block_max", "before");
+    e->clickCell(3, 5);
+    latmix::studio::MicroscopePanel* m = w.microscope();
+    QCOMPARE(m->transformText(), QString("hadamard"));
+    QCOMPARE(m->formatText(), QString::fromStdString(e->stats()->format));
+    QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("layer 3") && m->statusText().contains("block 5 of 8"), 120000);
+    // NVFP4 blocks are 16 values: the residual (256 wide) has 16 of them.
+    m->select("residual", 3, 9, "nvfp4");
+    QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("block 9 of 16"), 120000);
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
+  // Minors: the error banner can be dismissed; file dialogs start where the last one of the kind was.
+  void bannerDismissesAndFoldersAreRemembered() {
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy failed(&session, &ModelSession::openFailed);
+    w.openModel("/nonexistent/model-folder");
+    QVERIFY(failed.wait(60000));
+    QVERIFY(w.bannerText().contains("/nonexistent/model-folder"));
+    auto* dismiss = w.findChild<QPushButton*>("dismiss-banner");
+    QVERIFY(dismiss != nullptr);
+    dismiss->click();
+    QVERIFY(w.bannerText().isEmpty());
+    QTemporaryDir dir;
+    QCOMPARE(latmix::studio::last_folder("transforms"), QDir::homePath());
+    latmix::studio::remember_folder("transforms", dir.filePath("plan.safetensors"));
+    QCOMPARE(latmix::studio::last_folder("transforms"), QFileInfo(dir.path()).absoluteFilePath());
+    QCOMPARE(latmix::studio::last_folder("text"), QDir::homePath());  // per kind
+  }
+
   // Issue 17, Major 4: a failed spec comparison says why in its table and drops the earlier result.
   void compareFailureReplacesTheEarlierResult() {
     EngineHost host;
@@ -176,7 +561,30 @@ class TestStudioWindow : public QObject {
     QVERIFY(c->run() != 0);
     QVERIFY(failed.wait(300000));
     QVERIFY(c->columns().empty());
+    QVERIFY(c->specsNote().isEmpty());
     QVERIFY2(c->tableText().startsWith("Failed: ") && c->tableText().contains("missing.txt"), qPrintable(c->tableText()));
+  }
+
+  // Issue 17, Major 8: accuracies come with standard errors, recoveries with theirs, the metric is
+  // named plainly (acc in both modes), and a small sample says so.
+  void compareShowsStandardErrorsAndWarnsOnSmallSamples() {
+    if (!QFileInfo::exists(latmix::studio::studio_data_dir() + "/eval/arc_easy"))
+      QSKIP("eval/arc_easy not in the shared data folder (LATMIX_DATA_DIR)");
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    ComparePanel* c = w.compare();
+    QSignalSpy finished(c, &ComparePanel::finished);
+    c->configure("arc_easy", "w=mxfp4,a=none,weights=rtn", 20);
+    QVERIFY(c->run() != 0);
+    QVERIFY(finished.wait(300000));
+    const QString table = c->tableText();
+    QVERIFY2(table.contains("arc_easy: accuracy %"), qPrintable(table));
+    QVERIFY2(table.count(QStringLiteral("±")) >= 3, qPrintable(table));  // FP, quantized, recovery
+    QVERIFY2(c->specsNote().contains("Small sample") && c->specsNote().contains("20 items"), qPrintable(c->specsNote()));
   }
 
   void exportsAVerifiedBundleAndVerifiesIt() {
