@@ -450,6 +450,8 @@ void ExportPanel::updateButtons() {
   }
 }
 
+QString ExportPanel::summaryText() const { return summary_->text(); }
+
 quint64 ExportPanel::startExport() {
   storeSettings();
   return startExport(request());

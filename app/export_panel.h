@@ -105,6 +105,8 @@ class ExportPanel : public QWidget {
   /// Call when the open model changes (a plan of another model does not fit).
   void modelChanged();
   const ExportOutcome& lastOutcome() const { return last_; }
+  /// The panel's summary (rich text): what the last export or verification did, or why it failed.
+  QString summaryText() const;
   QAction* exportAction() const { return export_action_; }
   QAction* verifyAction() const { return verify_action_; }
 

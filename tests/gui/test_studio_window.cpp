@@ -106,6 +106,25 @@ LearnController::RunWork scripted(std::vector<double> losses, bool fail = false,
   };
 }
 
+// Waits until `done` or `failed` fires: a failure ends the wait at once with its message, instead
+// of the wait running into its timeout (or Qt Test's watchdog) and saying nothing. True when `done`
+// fired.
+bool waitForEither(QSignalSpy& done, QSignalSpy& failed, int ms, QSignalSpy* cancelled = nullptr) {
+  const bool ended = QTest::qWaitFor(
+      [&] { return !done.isEmpty() || !failed.isEmpty() || (cancelled != nullptr && !cancelled->isEmpty()); }, ms);
+  return ended && !done.isEmpty();
+}
+
+// Why waitForEither() returned false: `message` when the failure came, else the timeout.
+QByteArray whyNot(const QSignalSpy& failed, int ms, const QString& message) {
+  return (failed.isEmpty() ? QString("no outcome within %1 s").arg(ms / 1000) : "failed: " + message).toUtf8();
+}
+
+// The first argument of a failure signal's first emission (a message), or "".
+QString firstMessage(const QSignalSpy& failed) {
+  return failed.isEmpty() || failed.first().isEmpty() ? QString() : failed.first().first().toString();
+}
+
 QAction* quitAction(MainWindow& w) {
   for (QAction* a : w.findChildren<QAction*>()) {
     if (a->text() == "&Quit" && a->shortcut() == QKeySequence("Ctrl+Q")) return a;
@@ -296,7 +315,7 @@ class TestStudioWindow : public QObject {
     QSignalSpy failed(ctl, &LearnController::failed);
     w.learn()->setRequest(quarot_request());
     QVERIFY(w.learn()->start() != 0);
-    QVERIFY2(finished.wait(300000), failed.isEmpty() ? "timeout" : qPrintable(failed.at(0).at(0).toString()));
+    QVERIFY2(waitForEither(finished, failed, 120000), whyNot(failed, 120000, firstMessage(failed)).constData());
     QVERIFY(ctl->hasPlan());
     QSignalSpy saved(ctl, &LearnController::saved);
     const QString prefix = dir.filePath("quarot-plan");
@@ -313,7 +332,7 @@ class TestStudioWindow : public QObject {
     w.learn()->setRequest(flat);
     QSignalSpy loaded(ctl, &LearnController::loaded);
     QVERIFY(ctl->load(prefix) != 0);
-    QVERIFY2(loaded.wait(60000), failed.isEmpty() ? "timeout" : qPrintable(failed.last().at(0).toString()));
+    QVERIFY2(waitForEither(loaded, failed, 60000), whyNot(failed, 60000, firstMessage(failed)).constData());
     QCOMPARE(ctl->outcome().method, QString("quarot"));
     ExportPanel* p = w.exportPanel();
     p->setOutputFolder(dir.filePath("out"));
@@ -327,8 +346,12 @@ class TestStudioWindow : public QObject {
     QCOMPARE(QFileInfo(r.out).fileName(), QString("gutenberg-llama-6M-quarot-ct"));
     QSignalSpy exported(p, &ExportPanel::exported);
     QSignalSpy export_failed(p, &ExportPanel::exportFailed);
+    QSignalSpy export_cancelled(p, &ExportPanel::exportCancelled);
     QVERIFY(p->startExport(r) != 0);
-    QVERIFY2(exported.wait(300000), qPrintable(p->lastOutcome().message));
+    // An export that fails (e.g. its verification) ends the wait at once, with the engine's message.
+    QVERIFY2(waitForEither(exported, export_failed, 180000, &export_cancelled),
+             whyNot(export_failed.isEmpty() ? export_cancelled : export_failed, 180000, p->lastOutcome().message)
+                 .constData());
     QVERIFY2(p->lastOutcome().verified, qPrintable(p->lastOutcome().verification));
     QFile manifest(r.out + "/manifest.json");
     QVERIFY(manifest.open(QIODevice::ReadOnly));
@@ -585,6 +608,36 @@ class TestStudioWindow : public QObject {
     QVERIFY2(table.contains("arc_easy: accuracy %"), qPrintable(table));
     QVERIFY2(table.count(QStringLiteral("±")) >= 3, qPrintable(table));  // FP, quantized, recovery
     QVERIFY2(c->specsNote().contains("Small sample") && c->specsNote().contains("20 items"), qPrintable(c->specsNote()));
+  }
+
+  // An export that fails in the engine ends in exportFailed at once (not a silent wait), with the
+  // engine's message in the Export panel; the panel is free for the next export. Here its folder
+  // cannot be made (a file is in the way).
+  void exportFailureShowsInThePanel() {
+    QTemporaryDir dir;
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    QFile blocker(dir.filePath("not-a-folder"));
+    QVERIFY(blocker.open(QIODevice::WriteOnly));
+    blocker.close();
+    ExportPanel* p = w.exportPanel();
+    p->setOutputFolder(dir.filePath("not-a-folder/exports"));
+    p->setKind("folded-bf16");
+    p->setZip(false);
+    p->setQuant("w=mxfp4,a=none,weights=rtn");
+    QSignalSpy exported(p, &ExportPanel::exported);
+    QSignalSpy failed(p, &ExportPanel::exportFailed);
+    QVERIFY(p->startExport(p->request()) != 0);
+    QVERIFY2(waitForEither(failed, exported, 60000), "the export neither failed nor ended within 60 s");
+    QCOMPARE(p->lastOutcome().status, ExportOutcome::Status::Failed);
+    const QString summary = p->summaryText();
+    QVERIFY2(summary.contains("Export failed:") && summary.contains("cannot create the export folder"),
+             qPrintable(summary));
+    QVERIFY(!p->running());
   }
 
   void exportsAVerifiedBundleAndVerifiesIt() {
