@@ -114,6 +114,23 @@ void ExplorerPanel::clickCell(int layer, int block) {
   Q_EMIT blockClicked(point_->currentData().toString(), layer, block, QString::fromStdString(stats_->format), transform, prefix);
 }
 
+bool ExplorerPanel::openOutlier(int row) {
+  if (!stats_ || outlier_layer_ < 0 || row < 0 || row >= outliers_->rowCount()) return false;
+  const LayerStats* ls = stats_->find(parse_capture_point(outlier_point_.toStdString()), outlier_layer_);
+  if (ls == nullptr || row >= static_cast<int>(ls->original.outliers.size())) return false;
+  const OutlierChannel& o = ls->original.outliers[static_cast<size_t>(row)];
+  if (o.tokens.empty()) return false;
+  const OutlierToken& t = o.tokens.front();  // the largest |value|
+  QString transform = QString::fromStdString(stats_->transform), prefix;
+  for (int i = 0; i < transform_->count(); ++i) {
+    if (transform_->itemText(i) == transform) prefix = transform_->itemData(i).toString();
+  }
+  Q_EMIT tokenOpened(outlier_point_, outlier_layer_, static_cast<int>(o.block), QString::fromStdString(stats_->format),
+                     transform, prefix, QString::fromStdString(stats_request_.path), stats_request_.options,
+                     static_cast<int>(t.sequence), static_cast<int>(t.position));
+  return true;
+}
+
 ExplorerPanel::~ExplorerPanel() = default;
 
 void ExplorerPanel::buildControls() {
@@ -205,6 +222,8 @@ void ExplorerPanel::buildControls() {
                                         "tokens that produce it (value)"});
   outliers_->horizontalHeader()->setStretchLastSection(true);
   outliers_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  outliers_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  connect(outliers_, &QTableWidget::cellActivated, this, [this](int row, int) { openOutlier(row); });
   split->addWidget(outlier_box);
   split->setStretchFactor(0, 3);
   split->setStretchFactor(1, 1);
@@ -265,7 +284,7 @@ quint64 ExplorerPanel::calibrate() {
   QPointer<ExplorerPanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   return host_->submit("calibrate", [self, model, tokenizer, request](const JobControl& job) {
     auto stats = computeStats(*model, *tokenizer, request, job);
-    EngineHost::post(self, [self, stats, model] { self->showStats(stats, model); });
+    EngineHost::post(self, [self, stats, model, request] { self->showStats(stats, model, request); });
   });
 }
 
@@ -284,10 +303,12 @@ void ExplorerPanel::modelChanged() {
   summary_->setText("No statistics yet for this model: choose a text and press Calibrate.");
 }
 
-void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source) {
+void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source,
+                              const StatsRequest& request) {
   run_->setEnabled(true);
   if (!stats || source != session_->model()) return;  // computed for a model that is no longer open
   stats_ = std::move(stats);
+  stats_request_ = request;
   summary_->setText(QString("%1 sequences x %2 tokens (%3 tokens), %4, transform %5. Hover a cell for numbers and "
                             "its layer's outlier channels; click it to open the block in the microscope.")
                         .arg(stats_->sequences).arg(stats_->seqlen).arg(stats_->tokens)
@@ -397,7 +418,10 @@ void ExplorerPanel::updateOutliers(int layer) {
                                toks.join(", ")};
     for (int c = 0; c < cells.size(); ++c) outliers_->setItem(r, c, new QTableWidgetItem(cells[c]));
   }
-  outliers_->setToolTip(QString("layer %1, %2: the channels with the largest RMS").arg(layer).arg(outlier_point_));
+  outliers_->setToolTip(QString("layer %1, %2: the channels with the largest RMS; double-click a row to open its "
+                                "largest token in the Block Microscope")
+                            .arg(layer)
+                            .arg(outlier_point_));
 }
 
 }  // namespace latmix::studio

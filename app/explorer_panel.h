@@ -72,7 +72,10 @@ class ExplorerPanel : public QWidget {
   /// Shows statistics computed elsewhere (e.g. with a snapshot of a plan that is still learning).
   /// Statistics of a model that is no longer the session's (a switch while they were computed)
   /// are dropped: their token ids and layers belong to the other model.
-  void showStats(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source);
+  /// `request` is what computed them (its text and options name the sequences an outlier's
+  /// tokens come from).
+  void showStats(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source,
+                 const StatsRequest& request);
   /// Fills the outlier table with one layer's channels and the tokens behind them (what hovering a
   /// heatmap row does). Nothing without statistics.
   void updateOutliers(int layer);
@@ -92,6 +95,10 @@ class ExplorerPanel : public QWidget {
   QString summaryText() const;
   /// What a click on a heatmap cell does (tests: a click without a display).
   void clickCell(int layer, int block);
+  /// What activating (double-click, Enter) a row of the outlier table does: opens the microscope
+  /// at the row's largest token (its calibration sequence and position), in the channel's block.
+  /// False when there is no such row.
+  bool openOutlier(int row);
 
  Q_SIGNALS:
   void calibrated();
@@ -101,6 +108,11 @@ class ExplorerPanel : public QWidget {
   /// transform (`plan_prefix` set for a learned or loaded plan).
   void blockClicked(const QString& point, int layer, int block, const QString& format, const QString& transform,
                     const QString& plan_prefix);
+  /// An outlier row was opened: blockClicked's block, at token `position` of calibration sequence
+  /// `sequence` of `text` (the statistics' sequences, chosen by `options`).
+  void tokenOpened(const QString& point, int layer, int block, const QString& format, const QString& transform,
+                   const QString& plan_prefix, const QString& text, const latmix::CalibrationOptions& options,
+                   int sequence, int position);
 
  private:
   void buildControls();
@@ -124,6 +136,7 @@ class ExplorerPanel : public QWidget {
   latmix::widgets::ImGuiHost* canvas_ = nullptr;
   std::unique_ptr<latmix::widgets::HeatmapView> heatmap_;
   std::shared_ptr<latmix::ActivationStats> stats_;
+  StatsRequest stats_request_;  // what computed stats_
   int outlier_layer_ = -1;
 };
 

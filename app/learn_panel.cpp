@@ -711,7 +711,7 @@ bool LearnPanel::refreshHeatmap() {
       r.plan_prefix = prefix;
       r.transform = QString("%1, step %2").arg(method).arg(step).toStdString();
       auto stats = ExplorerPanel::computeStats(*model, *tokenizer, r, job);
-      EngineHost::post(explorer, [explorer, stats, model] { explorer->showStats(stats, model); });
+      EngineHost::post(explorer, [explorer, stats, model, r] { explorer->showStats(stats, model, r); });
       EngineHost::post(self, [self, step] {
         self->updateButtons();
         Q_EMIT self->heatmapRefreshed(step);

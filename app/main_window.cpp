@@ -151,6 +151,15 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
             showTab(microscope_);
             microscope_->select(point, layer, block, format, transform, plan_prefix);
           });
+  // An outlier row opens the microscope at the token that produced it (its calibration sequence).
+  connect(explorer_, &ExplorerPanel::tokenOpened, this,
+          [this](const QString& point, int layer, int block, const QString& format, const QString& transform,
+                 const QString& plan_prefix, const QString& text, const latmix::CalibrationOptions& options,
+                 int sequence, int position) {
+            showTab(microscope_);
+            microscope_->selectToken(point, layer, block, format, transform, plan_prefix, text, options, sequence,
+                                     position);
+          });
   connect(learn_, &LearnPanel::showExplorer, this, [this] { showTab(explorer_); });
   // The recovery copy follows the history (issue 17, Major 9).
   connect(learn_->controller(), &LearnController::historyChanged, this, &MainWindow::autosave);

@@ -17,6 +17,7 @@
 #include "engine_host.h"
 #include "imgui_host.h"
 #include "latmix/calib_transforms.h"
+#include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/model.h"
 #include "latmix/mx_block.h"
@@ -119,9 +120,14 @@ QString MicroscopePanel::formatText() const { return format_->currentText(); }
 
 QString MicroscopePanel::transformText() const { return transform_->currentText(); }
 
+int MicroscopePanel::tokenIndex() const { return token_->value(); }
+
+int MicroscopePanel::blockIndex() const { return block_->value(); }
+
 void MicroscopePanel::modelChanged() {
   const auto& s = session_->summary();
   sample_ids_.reset();
+  source_.reset();  // the bundled sample again: the explorer's sequences were the old model's tokens
   view_->clear();
   for (int i = transform_->count() - 1; i >= 0; --i) {  // plans of the model closed do not fit this one
     if (!transform_->itemData(i).toString().isEmpty()) transform_->removeItem(i);
@@ -137,6 +143,32 @@ void MicroscopePanel::modelChanged() {
 
 void MicroscopePanel::select(const QString& point, int layer, int block, const QString& format,
                              const QString& transform, const QString& plan_prefix) {
+  if (source_) {  // back to the bundled sample
+    source_.reset();
+    sample_ids_.reset();
+  }
+  selectBlock(point, layer, block, format, transform, plan_prefix);
+}
+
+void MicroscopePanel::selectToken(const QString& point, int layer, int block, const QString& format,
+                                  const QString& transform, const QString& plan_prefix, const QString& text,
+                                  const CalibrationOptions& options, int sequence, int position) {
+  auto source = std::make_shared<TokenSource>();
+  source->text = text.toStdString();
+  source->options = options;
+  source->sequence = sequence;
+  source_ = std::move(source);
+  sample_ids_.reset();
+  {
+    const QSignalBlocker keep(token_);
+    token_->setRange(0, static_cast<int>(std::max<int64_t>(128, options.seqlen)) - 1);
+    token_->setValue(position);
+  }
+  selectBlock(point, layer, block, format, transform, plan_prefix);
+}
+
+void MicroscopePanel::selectBlock(const QString& point, int layer, int block, const QString& format,
+                                  const QString& transform, const QString& plan_prefix) {
   const QSignalBlocker b1(point_), b2(layer_), b3(block_), b4(format_), b5(transform_);
   point_->setCurrentText(point);
   layer_->setValue(layer);
@@ -174,10 +206,20 @@ void MicroscopePanel::refresh() {
   const std::string transform = transform_->currentText().toStdString();
   const std::string plan_prefix = transform_->currentData().toString().toStdString();  // learned / loaded plans
   auto ids_cache = sample_ids_;
+  auto source = source_;
   QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   host_->submit("microscope", [self, model, tokenizer, point, layer, token, block, format, transform, plan_prefix,
-                               ids_cache](const JobControl&) {
-    auto ids = ids_cache ? ids_cache : std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
+                               ids_cache, source](const JobControl&) {
+    auto ids = ids_cache;
+    if (!ids && source) {  // the explorer's calibration sequence (the same windows as its statistics)
+      const CalibrationSet set = load_calibration_text(source->text, *tokenizer, source->options);
+      if (source->sequence < 0 || source->sequence >= set.size())
+        fail(source->text, "calibration sequence", "0 to " + std::to_string(set.size() - 1),
+             std::to_string(source->sequence));
+      const auto& seq = set.sequences[static_cast<size_t>(source->sequence)];
+      ids = std::make_shared<std::vector<int64_t>>(seq.begin(), seq.end());
+    }
+    if (!ids) ids = std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
     const CapturePoint cp = parse_capture_point(point);
     const int64_t lay = cp == CapturePoint::FinalNormOut ? model->config().num_layers : layer;
     at::Tensor act = capture_activation(*model, at::tensor(*ids, at::kLong), cp, lay);
@@ -205,9 +247,14 @@ void MicroscopePanel::refresh() {
     data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
                      .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())
                      .arg(b).arg(nblocks).arg(b * size).arg(b * size + values.numel() - 1);
+    data.where += source ? QString(", calibration sequence %1 of %2")
+                               .arg(source->sequence)
+                               .arg(QFileInfo(QString::fromStdString(source->text)).fileName().toHtmlEscaped())
+                         : QString(", bundled sample");
     const int shown_token = static_cast<int>(t), shown_block = static_cast<int>(b);
-    EngineHost::post(self, [self, data, ids, shown_token, shown_block, model] {
+    EngineHost::post(self, [self, data, ids, shown_token, shown_block, model, source] {
       if (model != self->session_->model()) return;  // a block of the model that was open before
+      if (source != self->source_) return;            // tokens of another text (a newer selection)
       self->sample_ids_ = ids;
       // The spin boxes say what is shown: a block or token past this point's end was clamped.
       const QSignalBlocker keep_block(self->block_), keep_token(self->token_);

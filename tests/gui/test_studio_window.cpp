@@ -544,6 +544,45 @@ class TestStudioWindow : public QObject {
     QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
   }
 
+  // Issue 17 (Layout and help): an outlier row opens the microscope at the token that produced it:
+  // its calibration sequence and position, the channel's block, the layer and capture point.
+  void outlierRowOpensTheMicroscopeAtItsToken() {
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    ExplorerPanel* e = w.explorer();
+    QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
+    QSignalSpy failed(e, &ExplorerPanel::calibrationFailed);
+    QVERIFY(e->calibrate() != 0);
+    QVERIFY2(waitForEither(calibrated, failed, 120000), whyNot(failed, 120000, firstMessage(failed)).constData());
+    e->setView("residual", "block_max", "before");
+    e->updateOutliers(2);
+    QVERIFY(e->outlierRows() > 0);
+    const latmix::LayerStats* ls = e->stats()->find(latmix::parse_capture_point("residual"), 2);
+    QVERIFY(ls != nullptr && !ls->original.outliers.empty());
+    const latmix::OutlierChannel& o = ls->original.outliers.front();
+    QVERIFY(!o.tokens.empty());
+    const latmix::OutlierToken& t = o.tokens.front();
+    latmix::studio::MicroscopePanel* m = w.microscope();
+    QSignalSpy refreshed(m, &latmix::studio::MicroscopePanel::refreshed);
+    QVERIFY(e->openOutlier(0));
+    QVERIFY(!e->openOutlier(e->outlierRows()));  // no such row
+    const QString where = QString("calibration sequence %1 of ").arg(t.sequence);
+    QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains(where), 120000);
+    QCOMPARE(m->tokenIndex(), static_cast<int>(t.position));
+    QCOMPARE(m->blockIndex(), static_cast<int>(o.block));
+    const QString token = QString::fromStdString(session.tokenizer()->decode({t.token_id})).toHtmlEscaped();
+    QVERIFY2(m->statusText().contains(QString("layer 2, token %1 ('%2')").arg(t.position).arg(token)),
+             qPrintable(m->statusText() + " / expected token '" + token + "'"));
+    // A heatmap click goes back to the bundled sample.
+    e->clickCell(2, 0);
+    QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("bundled sample"), 120000);
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
   // Minors: the error banner can be dismissed; file dialogs start where the last one of the kind was.
   void bannerDismissesAndFoldersAreRemembered() {
     EngineHost host;
