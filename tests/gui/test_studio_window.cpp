@@ -2,19 +2,27 @@
 // item 5) on the bundled model: a one-click bundle that verifies, Verify bundle on a good and a
 // damaged zip, and a cancel that leaves nothing behind.
 #include <QAction>
+#include <QApplication>
+#include <QDesktopServices>
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
 #include <QJsonDocument>
 #include <QJsonObject>
+#include <QMenu>
+#include <QMenuBar>
+#include <QMessageBox>
 #include <QPushButton>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStandardPaths>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTimer>
+#include <QUrl>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -27,6 +35,7 @@
 #include "latmix/error.h"
 #include "latmix/learn.h"
 #include "latmix/quant.h"
+#include "latmix/version.h"
 #include "learn_controller.h"
 #include "learn_panel.h"
 #include "loss_chart.h"
@@ -123,6 +132,35 @@ QByteArray whyNot(const QSignalSpy& failed, int ms, const QString& message) {
 // The first argument of a failure signal's first emission (a message), or "".
 QString firstMessage(const QSignalSpy& failed) {
   return failed.isEmpty() || failed.first().isEmpty() ? QString() : failed.first().first().toString();
+}
+
+// Receives the URLs the studio asks the desktop to open (QDesktopServices::setUrlHandler), so
+// that a test never starts a viewer.
+class UrlCatcher : public QObject {
+  Q_OBJECT
+
+ public:
+  QList<QUrl> urls;
+  Q_INVOKABLE void open(const QUrl& url) { urls << url; }
+};
+
+// Runs `open` (which shows a modal message box) and returns the box's title and text, closing it.
+QString messageBoxText(const std::function<void()>& open) {
+  QString text;
+  QTimer poll;
+  poll.setInterval(20);
+  QObject::connect(&poll, &QTimer::timeout, [&] {
+    for (QWidget* top : QApplication::topLevelWidgets()) {
+      auto* box = qobject_cast<QMessageBox*>(top);
+      if (box == nullptr || !box->isVisible()) continue;
+      text = box->windowTitle() + "\n" + box->text();
+      box->done(0);
+      poll.stop();
+    }
+  });
+  poll.start();
+  open();
+  return text;
 }
 
 QAction* quitAction(MainWindow& w) {
@@ -581,6 +619,48 @@ class TestStudioWindow : public QObject {
     e->clickCell(2, 0);
     QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("bundled sample"), 120000);
     QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
+  // Issue 17 (Layout and help): Help has the tour, the user guide, the shortcut list and About, and
+  // each does what it says.
+  void helpMenuEntries() {
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QMenu* help = nullptr;
+    for (QAction* a : w.menuBar()->actions()) {
+      if (a->text() == "&Help") help = a->menu();
+    }
+    QVERIFY(help != nullptr);
+    QStringList names;
+    QAction *guide = nullptr, *keys = nullptr, *about = nullptr;
+    for (QAction* a : help->actions()) {
+      if (a->isSeparator()) continue;
+      const QString name = a->text().remove('&');
+      names << name;
+      if (name == "User guide") guide = a;
+      if (name == "Keyboard shortcuts") keys = a;
+      if (name.startsWith("About")) about = a;
+    }
+    QCOMPARE(names, QStringList({"Show tour", "User guide", "Keyboard shortcuts", "About LATMiX Studio"}));
+    // The user guide opens docs/user-guide.md (from the sources here; share/doc when installed).
+    UrlCatcher catcher;
+    QDesktopServices::setUrlHandler("file", &catcher, "open");
+    guide->trigger();
+    QDesktopServices::unsetUrlHandler("file");
+    QCOMPARE(catcher.urls.size(), 1);
+    QVERIFY2(catcher.urls.front().toLocalFile().endsWith("docs/user-guide.md"), qPrintable(catcher.urls.front().toString()));
+    QVERIFY(QFileInfo::exists(catcher.urls.front().toLocalFile()));
+    // F1 lists every shortcut of the menus, with what it does.
+    QCOMPARE(keys->shortcut(), QKeySequence("F1"));
+    const QString list = messageBoxText([&] { keys->trigger(); });
+    for (const char* entry : {"Keyboard shortcuts", "F1", "Ctrl+Q", "Ctrl+E", "Ctrl+R", "Export model"})
+      QVERIFY2(list.contains(entry), qPrintable(entry + QString(" not in: ") + list));
+    // About names the program, its version and commit.
+    const QString text = messageBoxText([&] { about->trigger(); });
+    QVERIFY2(text.contains("About LATMiX Studio") && text.contains(QString::fromLatin1(latmix::version())) &&
+                 text.contains(QString::fromLatin1(latmix::git_commit())),
+             qPrintable(text));
   }
 
   // Minors: the error banner can be dismissed; file dialogs start where the last one of the kind was.
