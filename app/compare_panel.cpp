@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <utility>
 
@@ -234,7 +235,7 @@ QWidget* ComparePanel::buildMethodsPage() {
   methods->addStretch(1);
   layout->addLayout(methods);
 
-  auto* opts = new QHBoxLayout();
+  auto* opts = new QGridLayout();
   m_quant_ = new QComboBox(page);
   m_quant_->setEditable(true);
   m_quant_->addItems({"mxfp4", "mxint4", "mxfp6", "mxfp8", "w=mxfp4,a=none"});
@@ -262,10 +263,12 @@ QWidget* ComparePanel::buildMethodsPage() {
   const std::pair<const char*, QWidget*> items[] = {{"format", m_quant_},    {"calibration", m_calib_},
                                                     {"samples", m_samples_}, {"seq. length", m_seqlen_},
                                                     {"steps", m_steps_},     {"seed", m_seed_}};
-  for (const auto& [label, w] : items) {
-    opts->addWidget(new QLabel(label, page));
-    opts->addWidget(w, w == m_calib_ ? 1 : 0);
+  // Two rows of three (issue 17, Major 7): one row of six needed more than 1024 px.
+  for (int i = 0; i < static_cast<int>(std::size(items)); ++i) {
+    opts->addWidget(new QLabel(items[i].first, page), i / 3, (i % 3) * 2);
+    opts->addWidget(items[i].second, i / 3, (i % 3) * 2 + 1);
   }
+  opts->setColumnStretch(3, 1);  // the calibration text's column takes the spare width
   layout->addLayout(opts);
 
   auto* actions = new QHBoxLayout();

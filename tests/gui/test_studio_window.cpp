@@ -663,6 +663,32 @@ class TestStudioWindow : public QObject {
              qPrintable(text));
   }
 
+  // Issue 17, Major 7: every panel fits a window narrower than 1280 px (the Compare rows of method
+  // check boxes and options included): no panel asks for more width than kNarrowWidth, so the
+  // window is never forced wider than a small laptop screen.
+  void panelsFitNarrowWindows() {
+    constexpr int kNarrowWidth = 1024;
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    const std::pair<const char*, QWidget*> panels[] = {{"explorer", w.explorer()},  {"microscope", w.microscope()},
+                                                       {"learn", w.learn()},        {"compare", w.compare()},
+                                                       {"export", w.exportPanel()}};
+    for (const auto& [name, panel] : panels) {
+      const int width = panel->minimumSizeHint().width();
+      QVERIFY2(width <= kNarrowWidth, qPrintable(QString("%1 needs %2 px").arg(name).arg(width)));
+    }
+    QVERIFY2(w.minimumSizeHint().width() <= kNarrowWidth, qPrintable(QString::number(w.minimumSizeHint().width())));
+    w.resize(kNarrowWidth, 700);
+    w.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&w));
+    QVERIFY2(w.width() <= kNarrowWidth, qPrintable(QString::number(w.width())));
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
   // Minors: the error banner can be dismissed; file dialogs start where the last one of the kind was.
   void bannerDismissesAndFoldersAreRemembered() {
     EngineHost host;
