@@ -5,6 +5,7 @@
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
+#include <QImage>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPointer>
@@ -114,6 +115,11 @@ void ExplorerPanel::clickCell(int layer, int block) {
   Q_EMIT blockClicked(point_->currentData().toString(), layer, block, QString::fromStdString(stats_->format), transform, prefix);
 }
 
+bool ExplorerPanel::saveHeatmapImage(const QString& path) const {
+  const QImage image = heatmap_->image();
+  return !image.isNull() && image.save(path, "PNG");
+}
+
 bool ExplorerPanel::openOutlier(int row) {
   if (!stats_ || outlier_layer_ < 0 || row < 0 || row >= outliers_->rowCount()) return false;
   const LayerStats* ls = stats_->find(parse_capture_point(outlier_point_.toStdString()), outlier_layer_);
@@ -186,6 +192,17 @@ void ExplorerPanel::buildControls() {
     view->addWidget(w);
     connect(w, &QComboBox::currentIndexChanged, this, &ExplorerPanel::updateHeatmap);
   }
+  save_image_ = new QPushButton("Save image...", this);
+  save_image_->setToolTip("Writes the heatmap as shown (same colours, labels and colour bar) to a PNG file");
+  save_image_->setEnabled(false);
+  connect(save_image_, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, "Save the heatmap", last_folder("image") + "/heatmap.png",
+                                                      "PNG image (*.png)");
+    if (path.isEmpty()) return;
+    remember_folder("image", path);
+    if (!saveHeatmapImage(path)) summary_->setText("<span style='color:#c0392b'>Could not write " + path.toHtmlEscaped() + "</span>");
+  });
+  view->addWidget(save_image_);
   view->addStretch(1);
   layout->addLayout(view);
   summary_ = new QLabel("Choose a calibration text and press Calibrate (Ctrl+R).", this);
@@ -299,6 +316,7 @@ void ExplorerPanel::modelChanged() {
   outliers_->setToolTip(QString());
   outlier_caption_->setText("Outlier channels: calibrate, then hover a heatmap row.");
   heatmap_->setData({});
+  save_image_->setEnabled(false);
   if (canvas_ != nullptr) canvas_->update();
   summary_->setText("No statistics yet for this model: choose a text and press Calibrate.");
 }
@@ -373,6 +391,7 @@ void ExplorerPanel::updateHeatmap() {
   for (int64_t l : before.layers) data.row_labels << QString("layer %1").arg(l);
   for (int64_t c = 0; c < before.cols; ++c) data.col_labels << QString("b%1").arg(c);
   heatmap_->setData(std::move(data));
+  save_image_->setEnabled(true);
   if (canvas_ != nullptr) canvas_->update();
   // The outlier table shows this capture point's data, never another's (issue 17, Major 10).
   if (outlier_layer_ >= 0 && point_id != outlier_point_) updateOutliers(outlier_layer_);

@@ -95,6 +95,9 @@ class ExplorerPanel : public QWidget {
   QString summaryText() const;
   /// What a click on a heatmap cell does (tests: a click without a display).
   void clickCell(int layer, int block);
+  /// Writes the heatmap shown as a PNG (HeatmapView::image(); "Save image..."); false without a
+  /// map or when the file cannot be written.
+  bool saveHeatmapImage(const QString& path) const;
   /// What activating (double-click, Enter) a row of the outlier table does: opens the microscope
   /// at the row's largest token (its calibration sequence and position), in the channel's block.
   /// False when there is no such row.
@@ -126,6 +129,7 @@ class ExplorerPanel : public QWidget {
   QComboBox* format_ = nullptr;
   QComboBox* transform_ = nullptr;
   QPushButton* run_ = nullptr;
+  QPushButton* save_image_ = nullptr;
   QComboBox* point_ = nullptr;
   QComboBox* metric_ = nullptr;
   QComboBox* view_ = nullptr;

@@ -1,5 +1,9 @@
 #include "heatmap_view.h"
 
+#include <QFont>
+#include <QFontMetrics>
+#include <QPainter>
+
 #include <imgui.h>
 
 #include <algorithm>
@@ -55,6 +59,58 @@ void HeatmapView::setData(HeatmapData data) {
   if (hi_ <= lo_) hi_ = lo_ + 1;
 }
 
+unsigned int HeatmapView::colourOf(float v) const {
+  const float t = ((data_.log_scale ? std::log10(std::max(v, 1e-12f)) : v) - lo_) / (hi_ - lo_);
+  return data_.diverging ? diverging_colour(t) : heat_colour(t);
+}
+
+namespace {
+
+QColor to_qcolor(unsigned int c) {
+  return QColor(static_cast<int>(c & 0xff), static_cast<int>((c >> 8) & 0xff), static_cast<int>((c >> 16) & 0xff));
+}
+
+}  // namespace
+
+QImage HeatmapView::image() const {
+  const int rows = static_cast<int>(data_.row_labels.size()), cols = static_cast<int>(data_.col_labels.size());
+  if (rows == 0 || cols == 0 || data_.values.size() != static_cast<size_t>(rows * cols)) return {};
+  const int grid_w = cols * kImageCellW, grid_h = rows * kImageCellH, bar_x = kImageLeft + grid_w + 16;
+  const QString title = data_.title;
+  const int title_w = QFontMetrics(QFont()).horizontalAdvance(title) + 16;  // the title is never clipped
+  QImage img(std::max(bar_x + 90, title_w), kImageTop + grid_h + 28, QImage::Format_RGB32);
+  img.fill(QColor(30, 30, 34));
+  QPainter p(&img);
+  p.setPen(QColor(230, 230, 230));
+  p.drawText(QRect(8, 4, img.width() - 8, kImageTop - 6), Qt::AlignLeft | Qt::AlignVCenter, title);
+  for (int r = 0; r < rows; ++r) {
+    const int y = kImageTop + r * kImageCellH;
+    p.setPen(QColor(220, 220, 220));
+    p.drawText(QRect(4, y, kImageLeft - 8, kImageCellH), Qt::AlignLeft | Qt::AlignVCenter, data_.row_labels[r]);
+    for (int c = 0; c < cols; ++c) {
+      p.fillRect(kImageLeft + c * kImageCellW, y, kImageCellW, kImageCellH,
+                 to_qcolor(colourOf(data_.values[static_cast<size_t>(r * cols + c)])));
+    }
+  }
+  const int label_every = std::max(1, static_cast<int>(std::ceil(40.0 / kImageCellW)));
+  p.setPen(QColor(200, 200, 200));
+  for (int c = 0; c < cols; c += label_every) {
+    p.drawText(QPoint(kImageLeft + c * kImageCellW, kImageTop + grid_h + 16), data_.col_labels[c]);
+  }
+  for (int i = 0; i < 32; ++i) {  // the colour bar, top = the range's top
+    const float t = 1.0f - static_cast<float>(i) / 32.0f;
+    const int y0 = kImageTop + grid_h * i / 32, y1 = kImageTop + grid_h * (i + 1) / 32;
+    p.fillRect(bar_x, y0, 14, y1 - y0, to_qcolor(data_.diverging ? diverging_colour(t) : heat_colour(t)));
+  }
+  auto number = [this](float x) {
+    return QString::number(static_cast<double>(data_.log_scale ? std::pow(10.0f, x) : x), 'g', 3);
+  };
+  p.drawText(QPoint(bar_x + 18, kImageTop + 10), number(hi_));
+  p.drawText(QPoint(bar_x + 18, kImageTop + grid_h), number(lo_));
+  if (data_.diverging) p.drawText(QPoint(bar_x + 18, kImageTop + grid_h / 2 + 5), "0");
+  return img;
+}
+
 std::optional<std::pair<int, int>> HeatmapView::draw() {
   const int rows = data_.row_labels.size(), cols = data_.col_labels.size();
   if (rows == 0 || cols == 0 || data_.values.size() != static_cast<size_t>(rows * cols)) {
@@ -78,11 +134,9 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
     for (int c = 0; c < cols; ++c) {
       const float v = data_.values[static_cast<size_t>(r * cols + c)];
       const float x = origin.x + label_w + static_cast<float>(c) * cell_w;
-      const float t = ((data_.log_scale ? std::log10(std::max(v, 1e-12f)) : v) - lo_) / (hi_ - lo_);
       const ImVec2 a(x, y), b(x + cell_w - 1, y + cell_h - 1);
-      dl->AddRectFilled(a, b, data_.diverging ? diverging_colour(t) : heat_colour(t));
+      dl->AddRectFilled(a, b, colourOf(v));
       if (mouse.x >= a.x && mouse.x < b.x && mouse.y >= a.y && mouse.y < b.y) {
-        dl->AddRect(a, b, IM_COL32(255, 255, 255, 255), 0, 0, 2);
         hovered_ = std::make_pair(r, c);
         ImGui::BeginTooltip();
         ImGui::Text("%s, %s", data_.row_labels[r].toUtf8().constData(), data_.col_labels[c].toUtf8().constData());
@@ -93,6 +147,15 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
     }
   }
   const float grid_bottom = origin.y + static_cast<float>(rows) * cell_h;
+  if (hovered_) {  // crosshair: the hovered cell's row and column outlined, the cell itself in white
+    const float gx = origin.x + label_w, gr = gx + static_cast<float>(cols) * cell_w;
+    const float cx = gx + static_cast<float>(hovered_->second) * cell_w;
+    const float ry = origin.y + static_cast<float>(hovered_->first) * cell_h;
+    const ImU32 line = IM_COL32(255, 255, 255, 140);
+    dl->AddRect(ImVec2(gx, ry), ImVec2(gr - 1, ry + cell_h - 1), line);
+    dl->AddRect(ImVec2(cx, origin.y), ImVec2(cx + cell_w - 1, grid_bottom - 1), line);
+    dl->AddRect(ImVec2(cx, ry), ImVec2(cx + cell_w - 1, ry + cell_h - 1), IM_COL32(255, 255, 255, 255), 0, 0, 2);
+  }
   const int label_every = std::max(1, static_cast<int>(std::ceil(40.0f / cell_w)));
   for (int c = 0; c < cols; c += label_every) {
     dl->AddText(ImVec2(origin.x + label_w + static_cast<float>(c) * cell_w, grid_bottom + 4),

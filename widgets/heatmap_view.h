@@ -1,8 +1,10 @@
 #pragma once
 // HeatmapView: draws a rows x columns grid of values as coloured cells with ImGui draw lists,
-// labelled axes, a colour bar, and a tooltip with the exact number under the mouse.
+// labelled axes, a colour bar, a crosshair on the hovered row and column, and a tooltip with the
+// exact number under the mouse; image() renders the same map (same colours) for "Save image".
 // Call draw() inside an ImGui window (e.g. from an ImGuiHost draw function).
 
+#include <QImage>
 #include <QString>
 #include <QStringList>
 
@@ -35,6 +37,13 @@ class HeatmapView {
   std::optional<std::pair<int, int>> draw();
   /// The cell under the mouse during the last draw(), if any.
   std::optional<std::pair<int, int>> hovered() const { return hovered_; }
+  /// The map as an image (title, row and column labels, colour bar with its range), each cell
+  /// kImageCell pixels wide and high, cell (r, c) at (kImageLeft + c * w, kImageTop + r * h), in
+  /// the colours draw() uses. A null image without data.
+  QImage image() const;
+  static constexpr int kImageCellW = 16, kImageCellH = 16, kImageLeft = 80, kImageTop = 28;
+  /// The colour of a value on this map's scale (ImU32: red in the low byte), as draw() paints it.
+  unsigned int colourOf(float value) const;
 
  private:
   std::optional<std::pair<int, int>> hovered_;

@@ -7,6 +7,7 @@
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
+#include <QImage>
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QMenu>
@@ -618,6 +619,50 @@ class TestStudioWindow : public QObject {
     // A heatmap click goes back to the bundled sample.
     e->clickCell(2, 0);
     QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("bundled sample"), 120000);
+    QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
+  // Issue 17 (Layout and help): "Save image" writes the heatmap as shown: every cell in the colour
+  // the map paints it, with room for the labels and the colour bar; nothing without a map.
+  void heatmapSavesAsImage() {
+    QTemporaryDir dir;
+    EngineHost host;
+    ModelSession session(&host);
+    MainWindow w(&host, &session);
+    QSignalSpy opened(&session, &ModelSession::opened);
+    w.openModel(kModel);
+    QVERIFY(opened.wait(120000));
+    ExplorerPanel* e = w.explorer();
+    QVERIFY(!e->saveHeatmapImage(dir.filePath("none.png")));  // no statistics yet
+    e->setTransform("hadamard");
+    QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
+    QSignalSpy failed(e, &ExplorerPanel::calibrationFailed);
+    QVERIFY(e->calibrate() != 0);
+    QVERIFY2(waitForEither(calibrated, failed, 120000), whyNot(failed, 120000, firstMessage(failed)).constData());
+    for (const char* view : {"before", "difference"}) {
+      e->setView("residual", "block_max", view);
+      const QString path = dir.filePath(QString("heatmap-%1.png").arg(view));
+      QVERIFY(e->saveHeatmapImage(path));
+      const QImage image(path);
+      QVERIFY2(!image.isNull(), qPrintable(path));
+      const latmix::widgets::HeatmapData& d = e->heatmapData();
+      const int rows = static_cast<int>(d.row_labels.size()), cols = static_cast<int>(d.col_labels.size());
+      using latmix::widgets::HeatmapView;
+      QVERIFY(image.width() > HeatmapView::kImageLeft + cols * HeatmapView::kImageCellW + 16);
+      QVERIFY(image.height() > HeatmapView::kImageTop + rows * HeatmapView::kImageCellH);
+      HeatmapView reference;  // the colours draw() paints
+      reference.setData(d);
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) {
+          const unsigned int want = reference.colourOf(d.values[static_cast<size_t>(r * cols + c)]);
+          const QRgb got = image.pixel(HeatmapView::kImageLeft + c * HeatmapView::kImageCellW + 8,
+                                       HeatmapView::kImageTop + r * HeatmapView::kImageCellH + 8);
+          QVERIFY2(qRed(got) == static_cast<int>(want & 0xff) && qGreen(got) == static_cast<int>((want >> 8) & 0xff) &&
+                       qBlue(got) == static_cast<int>((want >> 16) & 0xff),
+                   qPrintable(QString("%1: cell %2, %3").arg(view).arg(r).arg(c)));
+        }
+      }
+    }
     QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
   }
 
