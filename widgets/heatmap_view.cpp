@@ -111,6 +111,8 @@ QImage HeatmapView::image() const {
   return img;
 }
 
+void HeatmapView::setZoom(int zoom) { zoom_ = std::clamp(zoom, 1, 8); }
+
 std::optional<std::pair<int, int>> HeatmapView::draw() {
   const int rows = data_.row_labels.size(), cols = data_.col_labels.size();
   if (rows == 0 || cols == 0 || data_.values.size() != static_cast<size_t>(rows * cols)) {
@@ -118,13 +120,29 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
     return std::nullopt;
   }
   ImGui::TextUnformatted(data_.title.toUtf8().constData());
+  if (ImGui::SmallButton("-")) setZoom(zoom_ / 2);
+  ImGui::SameLine();
+  if (ImGui::SmallButton("+")) setZoom(zoom_ * 2);
+  ImGui::SameLine();
+  if (ImGui::SmallButton("fit")) setZoom(1);
+  ImGui::SameLine();
+  ImGui::Text("zoom %dx (Ctrl+wheel)", zoom_);
+  const ImGuiIO& io = ImGui::GetIO();
   const float label_w = 70, bar_w = 80;
-  const ImVec2 origin = ImGui::GetCursorScreenPos();
   const ImVec2 avail = ImGui::GetContentRegionAvail();
-  const float cell_w = std::max(4.0f, (avail.x - label_w - bar_w) / static_cast<float>(cols));
-  const float cell_h = std::clamp((avail.y - 40) / static_cast<float>(rows), 10.0f, 40.0f);
+  // Fitted to the window at zoom 1; the child scrolls both ways when zoomed (Ctrl+wheel zooms there
+  // instead of scrolling).
+  const float z = static_cast<float>(zoom_);
+  const float cell_w = z * std::max(4.0f, (avail.x - label_w - bar_w) / static_cast<float>(cols));
+  const float cell_h = z * std::clamp((avail.y - 40) / static_cast<float>(rows), 10.0f, 40.0f);
+  ImGui::BeginChild("##heatmap", avail, false,
+                    static_cast<int>(ImGuiWindowFlags_HorizontalScrollbar) |
+                        (io.KeyCtrl ? static_cast<int>(ImGuiWindowFlags_NoScrollWithMouse) : 0));
+  if (io.KeyCtrl && io.MouseWheel != 0 && ImGui::IsWindowHovered()) setZoom(io.MouseWheel > 0 ? zoom_ * 2 : zoom_ / 2);
+  const ImVec2 origin = ImGui::GetCursorScreenPos();
   ImDrawList* dl = ImGui::GetWindowDrawList();
-  const ImVec2 mouse = ImGui::GetIO().MousePos;
+  const ImVec2 mouse = io.MousePos;
+  const bool inside = ImGui::IsWindowHovered();  // not over the zoom buttons or another window
   std::optional<std::pair<int, int>> clicked;
   hovered_.reset();
   for (int r = 0; r < rows; ++r) {
@@ -136,7 +154,7 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
       const float x = origin.x + label_w + static_cast<float>(c) * cell_w;
       const ImVec2 a(x, y), b(x + cell_w - 1, y + cell_h - 1);
       dl->AddRectFilled(a, b, colourOf(v));
-      if (mouse.x >= a.x && mouse.x < b.x && mouse.y >= a.y && mouse.y < b.y) {
+      if (inside && mouse.x >= a.x && mouse.x < b.x && mouse.y >= a.y && mouse.y < b.y) {
         hovered_ = std::make_pair(r, c);
         ImGui::BeginTooltip();
         ImGui::Text("%s, %s", data_.row_labels[r].toUtf8().constData(), data_.col_labels[c].toUtf8().constData());
@@ -176,7 +194,8 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
   dl->AddText(ImVec2(bx + 18, origin.y), IM_COL32(220, 220, 220, 255), buf);
   std::snprintf(buf, sizeof(buf), "%.3g", static_cast<double>(data_.log_scale ? std::pow(10.0f, lo_) : lo_));
   dl->AddText(ImVec2(bx + 18, origin.y + bh - 14), IM_COL32(220, 220, 220, 255), buf);
-  ImGui::Dummy(ImVec2(avail.x, bh + 24));
+  ImGui::Dummy(ImVec2(label_w + static_cast<float>(cols) * cell_w + 16 + bar_w, bh + 24));
+  ImGui::EndChild();
   return clicked;
 }
 

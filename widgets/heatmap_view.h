@@ -35,6 +35,10 @@ class HeatmapView {
   const HeatmapData& data() const { return data_; }
   /// Draws into the current ImGui window; returns the clicked cell (row, col), if any.
   std::optional<std::pair<int, int>> draw();
+  /// Cells drawn `zoom` times their fitted size (1 to 8; Ctrl+wheel over the map, or the - / + /
+  /// fit buttons above it); the map scrolls when it is wider or taller than its window.
+  void setZoom(int zoom);
+  int zoom() const { return zoom_; }
   /// The cell under the mouse during the last draw(), if any.
   std::optional<std::pair<int, int>> hovered() const { return hovered_; }
   /// The map as an image (title, row and column labels, colour bar with its range), each cell
@@ -49,6 +53,7 @@ class HeatmapView {
   std::optional<std::pair<int, int>> hovered_;
   HeatmapData data_;
   float lo_ = 0, hi_ = 1;
+  int zoom_ = 1;
 };
 
 /// Perceptual colour ramp (dark blue -> teal -> yellow) for t in [0, 1], as packed ImU32.

@@ -22,9 +22,12 @@
 #include <QTimer>
 #include <QUrl>
 
+#include <imgui.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "compare_panel.h"
@@ -620,6 +623,77 @@ class TestStudioWindow : public QObject {
     e->clickCell(2, 0);
     QTRY_VERIFY_WITH_TIMEOUT(m->statusText().contains("bundled sample"), 120000);
     QTRY_VERIFY_WITH_TIMEOUT(!host.busy(), 120000);
+  }
+
+  // Issue 17 (Layout and help): the heatmap zooms (buttons, Ctrl+wheel) with cells twice as large
+  // per step, the hovered cell follows the mouse, and a press on a cell is its click. Drawn in a
+  // headless ImGui frame (no OpenGL needed).
+  void heatmapZoomsAndFollowsTheMouse() {
+    ImGuiContext* context = ImGui::CreateContext();
+    ImGuiIO& io = ImGui::GetIO();
+    io.DisplaySize = ImVec2(800, 400);
+    io.DeltaTime = 1.0f / 60;
+    io.IniFilename = nullptr;
+    unsigned char* pixels = nullptr;
+    int fw = 0, fh = 0;
+    io.Fonts->GetTexDataAsRGBA32(&pixels, &fw, &fh);
+    latmix::widgets::HeatmapView view;
+    latmix::widgets::HeatmapData d;
+    d.title = "test map";
+    for (int r = 0; r < 4; ++r) d.row_labels << QString("layer %1").arg(r);
+    for (int c = 0; c < 8; ++c) d.col_labels << QString("b%1").arg(c);
+    for (int i = 0; i < 32; ++i) d.values.push_back(static_cast<float>(i));
+    view.setData(d);
+    std::optional<std::pair<int, int>> clicked;
+    auto frame = [&](float x, float y, bool down = false) {
+      for (int i = 0; i < 2; ++i) {  // the hovered window is known from the frame before
+        io.MousePos = ImVec2(x, y);
+        io.MouseDown[0] = down && i == 1;
+        ImGui::NewFrame();
+        ImGui::SetNextWindowPos(ImVec2(0, 0));
+        ImGui::SetNextWindowSize(io.DisplaySize);
+        ImGui::Begin("##test", nullptr, ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_NoMove);
+        clicked = view.draw();
+        ImGui::End();
+        ImGui::Render();
+      }
+      return view.hovered();
+    };
+    // The left edges of columns 0 and 1 along the first row's middle.
+    auto column_edges = [&](float y, float* x0, float* x1) {
+      *x0 = *x1 = -1;
+      for (float x = 0; x < 800 && *x1 < 0; x += 1) {
+        const auto h = frame(x, y);
+        if (h && h->second == 0 && *x0 < 0) *x0 = x;
+        if (h && h->second == 1) *x1 = x;
+      }
+    };
+    float y = -1;
+    for (float t = 0; t < 400 && y < 0; t += 2) {
+      const auto h = frame(400, t);
+      if (h && h->first == 0) y = t + 3;
+    }
+    QVERIFY2(y >= 0, "no cell under the mouse anywhere");
+    float a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+    column_edges(y, &a0, &a1);
+    QVERIFY(a0 >= 0 && a1 > a0);
+    const auto h = frame(a0 + 1, y, true);
+    QVERIFY(h && *h == std::make_pair(0, 0));
+    QVERIFY2(clicked && *clicked == std::make_pair(0, 0), "a press on a cell is its click");
+    io.KeyCtrl = true;  // Ctrl+wheel over the map zooms in
+    io.MouseWheel = 1;
+    frame(a0 + 1, y);
+    io.KeyCtrl = false;
+    io.MouseWheel = 0;
+    QCOMPARE(view.zoom(), 2);
+    column_edges(y, &b0, &b1);
+    QCOMPARE(b0, a0);  // the grid starts where it did
+    QVERIFY2(std::abs((b1 - b0) - 2 * (a1 - a0)) <= 1.5f, qPrintable(QString("%1 -> %2").arg(a1 - a0).arg(b1 - b0)));
+    view.setZoom(100);
+    QCOMPARE(view.zoom(), 8);
+    view.setZoom(0);
+    QCOMPARE(view.zoom(), 1);
+    ImGui::DestroyContext(context);
   }
 
   // Issue 17 (Layout and help): "Save image" writes the heatmap as shown: every cell in the colour
