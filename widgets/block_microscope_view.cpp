@@ -108,16 +108,29 @@ void BlockMicroscopeView::drawNumberLine(const MxBlockView& b) {
     dl->AddCircleFilled(p, 3.5f, clipped ? kClip : kValue);
     dl->AddCircleFilled(q, 3.0f, kQuant);
   }
-  // Axis labels: the clip limits and zero, in the activation's units.
-  char label[32];
-  for (double v : {-limit, 0.0, limit}) {
-    std::snprintf(label, sizeof(label), "%.3g", v);
-    const float w = ImGui::CalcTextSize(label).x;
-    dl->AddText(ImVec2(x_of(v) - w / 2, axis_y + 10), kGrid, label);
+  for (const auto& [v, text] : numberLineLabels(b)) {
+    const QByteArray label = text.toUtf8();
+    if (std::isnan(v)) {  // the caption
+      dl->AddText(ImVec2(origin.x + 10, axis_y + 26), kGrid, label.constData());
+      continue;
+    }
+    const float w = ImGui::CalcTextSize(label.constData()).x;
+    dl->AddText(ImVec2(x_of(v) - w / 2, axis_y + 10), kGrid, label.constData());
   }
-  dl->AddText(ImVec2(origin.x + 10, axis_y + 26), kGrid, "activation value: grid points x scale (ticks), inputs (blue) -> "
-                                                         "quantized (yellow), clipped (red), clip limit (red lines)");
   ImGui::Dummy(ImVec2(width, height));
+}
+
+std::vector<std::pair<double, QString>> BlockMicroscopeView::numberLineLabels(const MxBlockView& b) {
+  const double limit = b.element_max * b.scale;
+  std::vector<std::pair<double, QString>> labels;
+  for (double v : {-limit, 0.0, limit}) {  // the clip limits and zero, in the activation's units
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.3g", v);
+    labels.emplace_back(v, QString::fromLatin1(text));
+  }
+  labels.emplace_back(std::nan(""), "activation value: grid points x scale (ticks), inputs (blue) -> quantized "
+                                    "(yellow), clipped (red), clip limit (red lines)");
+  return labels;
 }
 
 void BlockMicroscopeView::drawValueTable(const char* id, const MxBlockView& b) {

@@ -5,6 +5,7 @@
 
 #include <QString>
 
+#include <utility>
 #include <vector>
 
 #include "latmix/mx_block.h"
@@ -40,6 +41,9 @@ class BlockMicroscopeView {
     has_data_ = false;
   }
   void draw();
+  /// The number line's axis labels: the clip limits -(element_max x scale) and +(...) and zero, in
+  /// the activation's units, each with the value it stands at; then the axis caption (value NaN).
+  static std::vector<std::pair<double, QString>> numberLineLabels(const MxBlockView& b);
 
  private:
   void drawBlock(const char* id, const char* heading, const MxBlockView& block,

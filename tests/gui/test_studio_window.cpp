@@ -25,11 +25,13 @@
 #include <imgui.h>
 
 #include <chrono>
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <thread>
 
+#include "block_microscope_view.h"
 #include "compare_panel.h"
 #include "engine_host.h"
 #include "explorer_panel.h"
@@ -38,6 +40,7 @@
 #include "latmix/calib.h"
 #include "latmix/error.h"
 #include "latmix/learn.h"
+#include "latmix/mx_block.h"
 #include "latmix/quant.h"
 #include "latmix/version.h"
 #include "learn_controller.h"
@@ -694,6 +697,26 @@ class TestStudioWindow : public QObject {
     view.setZoom(0);
     QCOMPARE(view.zoom(), 1);
     ImGui::DestroyContext(context);
+  }
+
+  // Issue 17 (Minors): the microscope's number line has axis labels at the clip limits (element_max
+  // x scale, where the red lines are) and zero, in the activation's units, and a caption; with
+  // MXFP4 and amax 3.1 the floor rule's scale 0.5 clips at 3, so the labels say 3, not amax.
+  void microscopeAxisLabels() {
+    at::Tensor values = at::arange(32, at::kFloat) * 0.1f;
+    const latmix::MxBlockView b = latmix::inspect_mx_block(values, latmix::MxFormat::parse("mxfp4"));
+    QCOMPARE(b.scale, 0.5);
+    QVERIFY(b.clipped > 0);
+    const auto labels = latmix::widgets::BlockMicroscopeView::numberLineLabels(b);
+    QCOMPARE(labels.size(), size_t{4});
+    QCOMPARE(labels[0].first, -3.0);
+    QCOMPARE(labels[0].second, QString("-3"));
+    QCOMPARE(labels[1].second, QString("0"));
+    QCOMPARE(labels[2].first, 3.0);
+    QCOMPARE(labels[2].second, QString("3"));
+    QVERIFY(std::isnan(labels[3].first));
+    QVERIFY2(labels[3].second.startsWith("activation value") && labels[3].second.contains("clip limit"),
+             qPrintable(labels[3].second));
   }
 
   // Issue 17 (Layout and help): "Save image" writes the heatmap as shown: every cell in the colour
