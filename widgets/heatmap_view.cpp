@@ -133,7 +133,7 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
   // Fitted to the window at zoom 1; the child scrolls both ways when zoomed (Ctrl+wheel zooms there
   // instead of scrolling).
   const float z = static_cast<float>(zoom_);
-  const float cell_w = z * std::max(4.0f, (avail.x - label_w - bar_w) / static_cast<float>(cols));
+  const float cell_w = z * std::max(4.0f, (avail.x - 1 - label_w - bar_w) / static_cast<float>(cols));
   const float cell_h = z * std::clamp((avail.y - 40) / static_cast<float>(rows), 10.0f, 40.0f);
   ImGui::BeginChild("##heatmap", avail, false,
                     static_cast<int>(ImGuiWindowFlags_HorizontalScrollbar) |
@@ -194,7 +194,9 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
   dl->AddText(ImVec2(bx + 18, origin.y), IM_COL32(220, 220, 220, 255), buf);
   std::snprintf(buf, sizeof(buf), "%.3g", static_cast<double>(data_.log_scale ? std::pow(10.0f, lo_) : lo_));
   dl->AddText(ImVec2(bx + 18, origin.y + bh - 14), IM_COL32(220, 220, 220, 255), buf);
-  ImGui::Dummy(ImVec2(label_w + static_cast<float>(cols) * cell_w + 16 + bar_w, bh + 24));
+  // The colour bar and its numbers fit in bar_w: at zoom 1 the content is as wide as the window
+  // (no scroll bar).
+  ImGui::Dummy(ImVec2(label_w + static_cast<float>(cols) * cell_w + bar_w, bh + 24));
   ImGui::EndChild();
   return clicked;
 }
