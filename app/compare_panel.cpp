@@ -20,11 +20,15 @@
 #include <QSplitter>
 #include <QStackedWidget>
 #include <QTableWidget>
+#include <QTextDocument>
 #include <QVBoxLayout>
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <iterator>
+#include <limits>
+#include <utility>
 
 #include "engine_host.h"
 #include "latmix/calib_data.h"
@@ -44,22 +48,56 @@ QString calibration_path() {
   return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
 }
 
-/// "acc" for accuracy tasks, "ppl" for perplexity tasks: the headline metric of a result.
+// Fewer items than this and a zero-shot accuracy's standard error is several points: say so.
+constexpr int64_t kSmallSample = 200;
+
+/// The metric a task is compared on, the same in both modes (issue 17, Major 8): accuracy ("acc")
+/// for zero-shot tasks, perplexity ("ppl") for texts. acc_norm only where a task has no acc.
 QString headline(const TaskResult& r) {
-  for (const char* m : {"acc_norm", "acc", "ppl"}) {
+  for (const char* m : {"acc", "ppl", "acc_norm"}) {
     if (r.metrics.count(m) != 0U) return m;
   }
   return r.metrics.empty() ? QString() : QString::fromStdString(r.metrics.begin()->first);
 }
 
+/// Plain names for the metrics' identifiers.
+QString metric_name(const QString& metric) {
+  if (metric == "acc") return "accuracy %";
+  if (metric == "acc_norm") return "length-normalized accuracy %";
+  if (metric == "ppl") return "perplexity";
+  return metric;
+}
+
+QString metric_tip(const QString& metric) {
+  if (metric == "acc") return "acc: share of items where the right answer has the highest log-likelihood (lm-eval acc), ± one standard error";
+  if (metric == "acc_norm") return "acc_norm: as accuracy, with log-likelihoods divided by the answer's length in bytes";
+  if (metric == "ppl") return "ppl: exp(mean negative log-likelihood per token) on the text; lower is better";
+  return metric;
+}
+
+double standard_error(const TaskResult& r, const std::string& metric) {
+  const auto it = r.standard_errors.find(metric);
+  return it != r.standard_errors.end() ? it->second : std::nan("");
+}
+
 QString cell(const TaskResult& r, const QString& metric, const TaskResult* fp) {
-  const double v = r.metrics.at(metric.toStdString());
-  QString text = metric == "ppl" ? QString::number(v, 'f', 2) : QString::number(100 * v, 'f', 1);
-  if (fp != nullptr && fp->metrics.count(metric.toStdString()) != 0U) {
-    const double base = fp->metrics.at(metric.toStdString());
+  const std::string m = metric.toStdString();
+  const double v = r.metrics.at(m);
+  const bool ppl = metric == "ppl";
+  const double se = standard_error(r, m);
+  QString text = ppl ? QString::number(v, 'f', 2) : QString::number(100 * v, 'f', 1);
+  if (!ppl && std::isfinite(se)) text += QString(" ± %1").arg(100 * se, 0, 'f', 1);
+  if (fp != nullptr && fp->metrics.count(m) != 0U) {
+    const double base = fp->metrics.at(m);
     // recovery: for accuracies quantized / FP; for perplexity FP / quantized (lower is better)
-    const double rec = metric == "ppl" ? base / v : (base > 0 ? v / base : 0);
-    text += QString("  (%1%)").arg(100 * rec, 0, 'f', 1);
+    const double rec = ppl ? base / v : (base > 0 ? v / base : 0);
+    text += QString("  (%1").arg(100 * rec, 0, 'f', 1);
+    const double fp_se = standard_error(*fp, m);
+    if (!ppl && std::isfinite(se) && std::isfinite(fp_se) && v > 0 && base > 0) {  // first-order propagation
+      const double rec_se = rec * std::sqrt((se / v) * (se / v) + (fp_se / base) * (fp_se / base));
+      text += QString(" ± %1").arg(100 * rec_se, 0, 'f', 0);
+    }
+    text += " %)";
   }
   return text;
 }
@@ -73,6 +111,20 @@ const TaskResult* find_task(const std::vector<TaskResult>& results, const std::s
     if (r.task == task) return &r;
   }
   return nullptr;
+}
+
+// The standard error of zero_shot_mean (the tasks' items are independent samples).
+double zero_shot_mean_se(const std::vector<TaskResult>& results) {
+  double sum = 0;
+  int n = 0;
+  for (const auto& r : results) {
+    if (is_ppl_task(r) || r.metrics.count("acc") == 0U) continue;
+    const double se = standard_error(r, "acc");
+    if (!std::isfinite(se)) return std::nan("");
+    sum += se * se;
+    ++n;
+  }
+  return n > 0 ? std::sqrt(sum) / n : std::nan("");
 }
 
 double zero_shot_mean(const std::vector<TaskResult>& results) {
@@ -139,7 +191,8 @@ ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* par
 
   auto job_ended = [this](quint64 id, const QString& tag, const QString& message) {
     if (tag == "compare") run_->setEnabled(true);
-    if (tag == "compare" && !message.isEmpty()) showFailure(message);
+    if (tag == "compare" && id == specs_job_ && !message.isEmpty()) showFailure(message);
+    if (id == specs_job_) specs_job_ = 0;
     if (id == report_job_) m_status_->setText("Save failed: " + message);
     if (id == methods_job_) methodsEnded(message.isEmpty() ? "Cancelled." : "Failed: " + message);
   };
@@ -182,7 +235,7 @@ QWidget* ComparePanel::buildMethodsPage() {
   methods->addStretch(1);
   layout->addLayout(methods);
 
-  auto* opts = new QHBoxLayout();
+  auto* opts = new QGridLayout();
   m_quant_ = new QComboBox(page);
   m_quant_->setEditable(true);
   m_quant_->addItems({"mxfp4", "mxint4", "mxfp6", "mxfp8", "w=mxfp4,a=none"});
@@ -210,10 +263,12 @@ QWidget* ComparePanel::buildMethodsPage() {
   const std::pair<const char*, QWidget*> items[] = {{"format", m_quant_},    {"calibration", m_calib_},
                                                     {"samples", m_samples_}, {"seq. length", m_seqlen_},
                                                     {"steps", m_steps_},     {"seed", m_seed_}};
-  for (const auto& [label, w] : items) {
-    opts->addWidget(new QLabel(label, page));
-    opts->addWidget(w, w == m_calib_ ? 1 : 0);
+  // Two rows of three (issue 17, Major 7): one row of six needed more than 1024 px.
+  for (int i = 0; i < static_cast<int>(std::size(items)); ++i) {
+    opts->addWidget(new QLabel(items[i].first, page), i / 3, (i % 3) * 2);
+    opts->addWidget(items[i].second, i / 3, (i % 3) * 2 + 1);
   }
+  opts->setColumnStretch(3, 1);  // the calibration text's column takes the spare width
   layout->addLayout(opts);
 
   auto* actions = new QHBoxLayout();
@@ -255,8 +310,11 @@ QWidget* ComparePanel::buildMethodsPage() {
   connect(m_run_, &QPushButton::clicked, this, &ComparePanel::runMethods);
   connect(m_cancel_, &QPushButton::clicked, this, &ComparePanel::cancelMethods);
   connect(m_save_, &QPushButton::clicked, this, [this] {
-    const QString dir = QFileDialog::getExistingDirectory(this, "Save the comparison report into a folder");
-    if (!dir.isEmpty()) saveReport(dir);
+    const QString dir =
+        QFileDialog::getExistingDirectory(this, "Save the comparison report into a folder", last_folder("report"));
+    if (dir.isEmpty()) return;
+    remember_folder("report", dir);
+    saveReport(dir);
   });
   for (QComboBox* c : {m_quant_, m_calib_}) {
     connect(c, &QComboBox::currentTextChanged, this, [this] { m_cli_->setText(methodsCliCommand()); });
@@ -291,6 +349,9 @@ QWidget* ComparePanel::buildSpecsPage() {
   layout->addWidget(specs_);
   table_ = table(page);
   layout->addWidget(table_, 1);
+  specs_note_ = new QLabel(page);
+  specs_note_->setWordWrap(true);
+  layout->addWidget(specs_note_);
   connect(run_, &QPushButton::clicked, this, &ComparePanel::run);
   connect(save_, &QPushButton::clicked, this, &ComparePanel::save);
   return page;
@@ -382,7 +443,9 @@ quint64 ComparePanel::runMethods() {
         control.job = job;
         auto c = std::make_shared<Comparison>(run_comparison(*model, *tokenizer, calib, o, control));
         c->model = model_path;
-        EngineHost::post(self, [self, c] { self->showComparison(c); });
+        EngineHost::post(self, [self, c, model] {
+          if (model == self->session_->model()) self->showComparison(c);  // else: of the model open before
+        });
       });
   return methods_job_;
 }
@@ -418,21 +481,41 @@ void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
     if (row.method == "rtn") rtn = &row;
   }
   QStringList headers = {"method"};
+  QStringList tips = {"the method (hover for its settings)"};
   for (const TaskResult* t : ppl) {
-    headers << QString::fromStdString(t->task) + " ppl";
-    if (rtn != nullptr) headers << QString::fromStdString(t->task) + " gap closed vs RTN";
+    headers << QString::fromStdString(t->task) + " perplexity";
+    tips << metric_tip("ppl");
+    if (rtn != nullptr) {
+      headers << QString::fromStdString(t->task) + " gap closed vs RTN";
+      tips << "the share of the FP-to-RTN perplexity gap the method closes (100 %: FP perplexity)";
+    }
   }
-  for (const TaskResult* t : zs) headers << QString::fromStdString(t->task) + " acc %";
-  if (!zs.empty()) headers << "zero-shot mean %";
+  int64_t fewest = std::numeric_limits<int64_t>::max();
+  for (const TaskResult* t : zs) {
+    headers << QString::fromStdString(t->task) + " accuracy %";
+    tips << metric_tip("acc") + QString(" (%1 items)").arg(t->items);
+    fewest = std::min(fewest, t->items);
+  }
+  if (!zs.empty()) {
+    headers << "zero-shot mean %";
+    tips << "mean accuracy over the zero-shot tasks, ± its standard error";
+  }
   headers << "recovery %"
           << "learn s"
           << "quantize s"
           << "eval s";
+  tips << "zero-shot mean / FP zero-shot mean (or FP perplexity / perplexity without zero-shot tasks), ± one "
+          "standard error"
+       << "wall time of learning or building the transforms"
+       << "wall time of folding and quantizing the weights"
+       << "wall time of the evaluation";
   m_table_->clear();
   m_table_->setColumnCount(static_cast<int>(headers.size()));
   m_table_->setHorizontalHeaderLabels(headers);
+  for (int c = 0; c < headers.size(); ++c) m_table_->horizontalHeaderItem(c)->setToolTip(tips[c]);
   m_table_->setRowCount(static_cast<int>(cmp.rows.size()) + 1);
   const double fp_mean = zero_shot_mean(cmp.fp);
+  const double fp_mean_se = zero_shot_mean_se(cmp.fp);
   auto fill = [&](int r, const QString& name, const std::vector<TaskResult>& results, const MethodRow* row) {
     int c = 0;
     m_table_->setItem(r, c++, new QTableWidgetItem(name));
@@ -459,15 +542,24 @@ void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
       m_table_->setItem(r, c++, item(text, QString::fromStdString(t->convention)));
     }
     const double mean = zero_shot_mean(results);
-    if (!zs.empty()) m_table_->setItem(r, c++, item(QString::number(100 * mean, 'f', 2)));
-    double recovery = std::nan("");
+    const double mean_se = zero_shot_mean_se(results);
+    if (!zs.empty()) {
+      QString text = QString::number(100 * mean, 'f', 1);
+      if (std::isfinite(mean_se)) text += QString(" ± %1").arg(100 * mean_se, 0, 'f', 1);
+      m_table_->setItem(r, c++, item(text));
+    }
+    double recovery = std::nan(""), recovery_se = std::nan("");
     if (!zs.empty()) {
       recovery = fp_mean > 0 ? 100 * mean / fp_mean : std::nan("");
+      if (row != nullptr && mean > 0 && fp_mean > 0 && std::isfinite(mean_se) && std::isfinite(fp_mean_se))
+        recovery_se = recovery * std::sqrt(std::pow(mean_se / mean, 2) + std::pow(fp_mean_se / fp_mean, 2));
     } else if (!ppl.empty()) {
       const TaskResult* mine = find_task(results, ppl.front()->task);
       if (mine != nullptr) recovery = 100 * ppl.front()->metrics.at("ppl") / mine->metrics.at("ppl");
     }
-    m_table_->setItem(r, c++, item(std::isnan(recovery) ? QString() : QString::number(recovery, 'f', 2)));
+    QString rec_text = std::isnan(recovery) ? QString() : QString::number(recovery, 'f', 1);
+    if (std::isfinite(recovery_se)) rec_text += QString(" ± %1").arg(recovery_se, 0, 'f', 0);
+    m_table_->setItem(r, c++, item(rec_text));
     for (double s :
          {row ? row->learn_seconds : 0.0, row ? row->quantize_seconds : 0.0, row ? row->eval_seconds : 0.0}) {
       m_table_->setItem(r, c++, item(row != nullptr ? QString::number(s, 'f', 1) : QString()));
@@ -480,6 +572,12 @@ void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
     m_table_->item(static_cast<int>(i) + 1, 0)->setToolTip(QString::fromStdString(row.settings.to_json().dump()));
   }
 
+  if (!zs.empty() && fewest < kSmallSample) {
+    m_status_->setText(m_status_->text() + QString(" <b style='color:#b9770e'>Small sample</b>: %1 items per zero-shot "
+                                                   "task; accuracies differing by less than two standard errors "
+                                                   "(the ± figures) are not told apart.")
+                                               .arg(fewest));
+  }
   size_t layers = 0;
   for (const auto& row : cmp.rows) layers = std::max(layers, row.layer_sqnr_db.size());
   double lo = INFINITY, hi = -INFINITY;
@@ -556,7 +654,8 @@ quint64 ComparePanel::run() {
                        .arg(opt.seqlen)
                        .arg(QString::fromStdString(opt.data_dir));
   run_->setEnabled(false);
-  return host_->submit("compare", [this, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
+  QPointer<ComparePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
+  return specs_job_ = host_->submit("compare", [self, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
     const std::vector<std::string> names = parse_task_list(tasks);
     for (const auto& s : specs) parse_quant_spec(s);  // fail early on a typo
     std::vector<CompareColumn> columns;
@@ -569,14 +668,53 @@ quint64 ComparePanel::run() {
       QuantizedModel q = quantize_model(*model, parse_quant_spec(s), &calib_set, job);
       columns.push_back({QString::fromStdString(s), run_tasks(q.model, *tokenizer, names, opt, job)});
     }
-    EngineHost::post(this, [this, columns] { showColumns(columns); });
+    EngineHost::post(self, [self, columns, model] {
+      if (model == self->session_->model()) self->showColumns(columns);  // else: of the model open before
+    });
   });
+}
+
+void ComparePanel::modelChanged() {
+  // Forgotten at once: their end (cancelled) must not write over this panel's new state.
+  if (specs_job_ != 0) host_->cancel(std::exchange(specs_job_, 0));
+  if (methods_job_ != 0) host_->cancel(std::exchange(methods_job_, 0));
+  run_->setEnabled(true);
+  m_run_->setEnabled(true);
+  m_cancel_->setEnabled(false);
+  m_progress_->hide();
+  columns_.clear();
+  comparison_.reset();
+  table_->clear();
+  table_->setRowCount(0);
+  table_->setColumnCount(0);
+  specs_note_->clear();
+  save_->setEnabled(false);
+  m_table_->clear();
+  m_table_->setRowCount(0);
+  m_table_->setColumnCount(0);
+  m_sqnr_->clear();
+  m_sqnr_->setRowCount(0);
+  m_sqnr_->setColumnCount(0);
+  m_save_->setEnabled(false);
+  m_status_->setText("No comparison yet for this model: choose methods and press Run methods.");
+  m_cli_->setText(methodsCliCommand());
+}
+
+QString ComparePanel::methodsTableText() const {
+  QStringList cells;
+  for (int r = 0; r < m_table_->rowCount(); ++r) {
+    for (int c = 0; c < m_table_->columnCount(); ++c) {
+      if (const QTableWidgetItem* item = m_table_->item(r, c)) cells << item->text();
+    }
+  }
+  return cells.join('\n');
 }
 
 // A failed run says why in the table and leaves no earlier result that looks like its own
 // (issue 17, Major 4).
 void ComparePanel::showFailure(const QString& message) {
   columns_.clear();
+  specs_note_->clear();
   save_->setEnabled(false);
   table_->clear();
   table_->setColumnCount(1);
@@ -588,6 +726,8 @@ void ComparePanel::showFailure(const QString& message) {
   table_->setItem(0, 0, item);
   Q_EMIT failed(message);
 }
+
+QString ComparePanel::specsNote() const { return specs_note_->text(); }
 
 QString ComparePanel::tableText() const {
   QStringList cells;
@@ -605,23 +745,34 @@ void ComparePanel::showColumns(const std::vector<CompareColumn>& columns) {
   save_->setEnabled(true);
   table_->clear();
   table_->setColumnCount(static_cast<int>(columns.size()) + 1);
-  QStringList headers = {"task / metric"};
+  QStringList headers = {"task: metric"};
   for (const auto& c : columns) headers << c.spec;
   table_->setHorizontalHeaderLabels(headers);
   const auto& fp = columns.front().results;
   table_->setRowCount(static_cast<int>(fp.size()));
+  int64_t fewest = std::numeric_limits<int64_t>::max();
   for (int r = 0; r < static_cast<int>(fp.size()); ++r) {
-    const QString metric = headline(fp[static_cast<size_t>(r)]);
-    table_->setItem(r, 0,
-                    new QTableWidgetItem(QString::fromStdString(fp[static_cast<size_t>(r)].task) + " / " + metric +
-                                         (metric == "ppl" ? "" : " %")));
+    const TaskResult& base = fp[static_cast<size_t>(r)];
+    const QString metric = headline(base);
+    if (metric != "ppl") fewest = std::min(fewest, base.items);
+    auto* name = new QTableWidgetItem(QString::fromStdString(base.task) + ": " + metric_name(metric));
+    name->setToolTip(metric_tip(metric) + QString("\n%1 %2").arg(base.items).arg(metric == "ppl" ? "windows" : "items"));
+    table_->setItem(r, 0, name);
     for (size_t c = 0; c < columns.size(); ++c) {
       const TaskResult& res = columns[c].results[static_cast<size_t>(r)];
-      table_->setItem(r, static_cast<int>(c) + 1,
-                      new QTableWidgetItem(cell(res, metric, c == 0 ? nullptr : &fp[static_cast<size_t>(r)])));
+      table_->setItem(r, static_cast<int>(c) + 1, new QTableWidgetItem(cell(res, metric, c == 0 ? nullptr : &base)));
     }
   }
-  table_->setToolTip("In brackets: recovery, quantized / FP for accuracies and FP / quantized for perplexity.");
+  table_->setToolTip(
+      "± one standard error. In brackets: recovery, quantized / FP for accuracies and FP / quantized for perplexity, "
+      "± its standard error.");
+  QString note = "Accuracy is lm-eval's acc in both Compare modes; ± is one standard error.";
+  if (fewest != std::numeric_limits<int64_t>::max() && fewest < kSmallSample) {
+    note += QString(" <b style='color:#b9770e'>Small sample</b>: %1 items per task; a recovery above 100 % or "
+                    "differences within two standard errors are noise, not an improvement. Raise the limit.")
+                .arg(fewest);
+  }
+  specs_note_->setText(note);
   Q_EMIT finished();
 }
 
@@ -634,12 +785,17 @@ QString ComparePanel::markdown() const {
     for (int c = 0; c < table_->columnCount(); ++c) md += " " + table_->item(r, c)->text() + " |";
     md += "\n";
   }
+  QTextDocument note;
+  note.setHtml(specs_note_->text());
+  if (!note.toPlainText().isEmpty()) md += "\n" + note.toPlainText() + "\n";
   return md;
 }
 
 void ComparePanel::save() {
-  const QString path = QFileDialog::getSaveFileName(this, "Save the comparison", "comparison.md", "Markdown (*.md)");
+  const QString path = QFileDialog::getSaveFileName(this, "Save the comparison", last_folder("report") + "/comparison.md",
+                                                    "Markdown (*.md)");
   if (path.isEmpty()) return;
+  remember_folder("report", path);
   QSaveFile f(path);  // atomic: temp file + rename
   if (f.open(QIODevice::WriteOnly | QIODevice::Text)) {
     f.write(markdown().toUtf8());

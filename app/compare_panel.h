@@ -58,6 +58,8 @@ class ComparePanel : public QWidget {
   QString markdown() const;
   /// Every cell of the spec table, one per line (tests).
   QString tableText() const;
+  /// The line under the spec table: the metric, and a warning for small samples (tests).
+  QString specsNote() const;
 
   // -- methods (latmix compare)
   /// Sets the methods comparison's inputs and shows its page. `learning` supplies the format,
@@ -74,6 +76,11 @@ class ComparePanel : public QWidget {
   /// The equivalent `latmix compare` command line.
   QString methodsCliCommand() const;
   QStringList checkedMethods() const;
+  /// Another model is open: both tables are cleared (their figures were the old model's) and a
+  /// comparison still running for it is cancelled; its result, if it comes anyway, is dropped.
+  void modelChanged();
+  /// The methods table's cells, one per line (tests).
+  QString methodsTableText() const;
 
  Q_SIGNALS:
   void finished();
@@ -117,6 +124,7 @@ class ComparePanel : public QWidget {
   QTableWidget* m_table_ = nullptr;
   QTableWidget* m_sqnr_ = nullptr;
   quint64 methods_job_ = 0;
+  quint64 specs_job_ = 0;
   quint64 report_job_ = 0;
   std::shared_ptr<const latmix::Comparison> comparison_;
   // specs
@@ -124,6 +132,7 @@ class ComparePanel : public QWidget {
   QPushButton* run_ = nullptr;
   QPushButton* save_ = nullptr;
   QTableWidget* table_ = nullptr;
+  QLabel* specs_note_ = nullptr;  // the metric, and a small-sample warning
   std::vector<CompareColumn> columns_;
   QString settings_text_;
 };

@@ -72,6 +72,7 @@ bool EngineHost::busy() const {
 
 void EngineHost::post(QObject* context, std::function<void()> fn) {
   QPointer<QObject> guard(context);
+  if (!guard) return;  // the receiver is gone (a window closed while its job ran)
   QMetaObject::invokeMethod(
       context,
       [guard, fn = std::move(fn)] {

@@ -5,8 +5,10 @@
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
+#include <QImage>
 #include <QLabel>
 #include <QLineEdit>
+#include <QPointer>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QSplitter>
@@ -14,6 +16,8 @@
 #include <QVBoxLayout>
 
 #include <cmath>
+#include <iterator>
+#include <limits>
 
 #include "engine_host.h"
 #include "heatmap_view.h"
@@ -33,7 +37,35 @@ namespace {
 
 const CapturePoint kPoints[] = {CapturePoint::Residual, CapturePoint::AttnIn, CapturePoint::OIn, CapturePoint::MlpIn,
                                 CapturePoint::DownIn};
-const char* kMetrics[] = {"energy_share", "block_max", "max_over_rms", "mean_crest", "quant_mse", "sqnr_db", "clip_rate"};
+// Plain names in the combo boxes, the identifiers (latmix stats, stats.json) as their data and tooltips.
+struct Named {
+  const char* id;
+  const char* label;
+  const char* tip;
+};
+const Named kMetrics[] = {
+    {"energy_share", "energy share", "energy_share: the block's share of the layer's total squared activation"},
+    {"block_max", "block max |x|", "block_max: the largest magnitude in the block (what sets its shared scale)"},
+    {"max_over_rms", "max / RMS", "max_over_rms: the block's largest magnitude over its RMS (outlier ratio)"},
+    {"mean_crest", "crest factor", "mean_crest: max / RMS per token, averaged over the tokens"},
+    {"quant_mse", "quantization error (MSE)", "quant_mse: mean squared error of the block under the MX format"},
+    {"sqnr_db", "SQNR (dB)", "sqnr_db: signal-to-quantization-noise ratio of the block, in dB (higher is better)"},
+    {"clip_rate", "clipped values", "clip_rate: share of the block's values beyond the format's largest code"}};
+const Named kPointNames[] = {
+    {"residual", "residual stream", "residual: the hidden state between decoder layers"},
+    {"attn_in", "attention input", "attn_in: the normalized input of q/k/v_proj"},
+    {"o_in", "o_proj input", "o_in: the attention output, input of o_proj"},
+    {"mlp_in", "MLP input", "mlp_in: the normalized input of gate/up_proj"},
+    {"down_in", "down_proj input", "down_in: the MLP's intermediate activation, input of down_proj"}};
+
+QComboBox* named_combo(QWidget* parent, const Named* items, size_t n) {
+  auto* c = new QComboBox(parent);
+  for (size_t i = 0; i < n; ++i) {
+    c->addItem(items[i].label, QString(items[i].id));
+    c->setItemData(c->count() - 1, QString(items[i].tip), Qt::ToolTipRole);
+  }
+  return c;
+}
 
 QComboBox* combo(QWidget* parent, const QStringList& items) {
   auto* c = new QComboBox(parent);
@@ -72,6 +104,39 @@ void ExplorerPanel::setTransform(const QString& name) {
 
 QString ExplorerPanel::summaryText() const { return summary_->text(); }
 
+void ExplorerPanel::clickCell(int layer, int block) {
+  if (!stats_) return;
+  // The format and transform of the statistics shown (not of the controls, which may have changed).
+  QString transform = QString::fromStdString(stats_->transform);
+  QString prefix;
+  for (int i = 0; i < transform_->count(); ++i) {
+    if (transform_->itemText(i) == transform) prefix = transform_->itemData(i).toString();
+  }
+  Q_EMIT blockClicked(point_->currentData().toString(), layer, block, QString::fromStdString(stats_->format), transform, prefix);
+}
+
+bool ExplorerPanel::saveHeatmapImage(const QString& path) const {
+  const QImage image = heatmap_->image();
+  return !image.isNull() && image.save(path, "PNG");
+}
+
+bool ExplorerPanel::openOutlier(int row) {
+  if (!stats_ || outlier_layer_ < 0 || row < 0 || row >= outliers_->rowCount()) return false;
+  const LayerStats* ls = stats_->find(parse_capture_point(outlier_point_.toStdString()), outlier_layer_);
+  if (ls == nullptr || row >= static_cast<int>(ls->original.outliers.size())) return false;
+  const OutlierChannel& o = ls->original.outliers[static_cast<size_t>(row)];
+  if (o.tokens.empty()) return false;
+  const OutlierToken& t = o.tokens.front();  // the largest |value|
+  QString transform = QString::fromStdString(stats_->transform), prefix;
+  for (int i = 0; i < transform_->count(); ++i) {
+    if (transform_->itemText(i) == transform) prefix = transform_->itemData(i).toString();
+  }
+  Q_EMIT tokenOpened(outlier_point_, outlier_layer_, static_cast<int>(o.block), QString::fromStdString(stats_->format),
+                     transform, prefix, QString::fromStdString(stats_request_.path), stats_request_.options,
+                     static_cast<int>(t.sequence), static_cast<int>(t.position));
+  return true;
+}
+
 ExplorerPanel::~ExplorerPanel() = default;
 
 void ExplorerPanel::buildControls() {
@@ -81,8 +146,11 @@ void ExplorerPanel::buildControls() {
   data_->setToolTip("Calibration text: the bundled sample, WikiText-2, or any text file");
   auto* browse = new QPushButton("...", this);
   connect(browse, &QPushButton::clicked, this, [this] {
-    const QString f = QFileDialog::getOpenFileName(this, "Calibration text", {}, "Text (*.txt *.raw);;All files (*)");
-    if (!f.isEmpty()) data_->setText(f);
+    const QString f =
+        QFileDialog::getOpenFileName(this, "Calibration text", last_folder("text"), "Text (*.txt *.raw);;All files (*)");
+    if (f.isEmpty()) return;
+    remember_folder("text", f);
+    data_->setText(f);
   });
   samples_ = new QSpinBox(this);
   samples_->setRange(1, 4096);
@@ -111,12 +179,11 @@ void ExplorerPanel::buildControls() {
   layout->addLayout(calib);
 
   auto* view = new QHBoxLayout();
-  QStringList points;
-  for (auto p : kPoints) points << QString::fromStdString(capture_point_name(p));
-  point_ = combo(this, points);
-  QStringList metrics;
-  for (const char* m : kMetrics) metrics << m;
-  metric_ = combo(this, metrics);
+  static_assert(std::size(kPointNames) == std::size(kPoints));
+  point_ = named_combo(this, kPointNames, std::size(kPointNames));
+  metric_ = named_combo(this, kMetrics, std::size(kMetrics));
+  point_->setToolTip("Where in each layer the activations were captured");
+  metric_->setToolTip("What each cell shows (hover an entry for its definition)");
   view_ = combo(this, {"before", "after", "difference"});
   view_->setToolTip("before: the activation as it is; after: T(x) for the chosen transform; difference: after - before");
   for (auto [label, w] : std::initializer_list<std::pair<const char*, QComboBox*>>{
@@ -125,6 +192,17 @@ void ExplorerPanel::buildControls() {
     view->addWidget(w);
     connect(w, &QComboBox::currentIndexChanged, this, &ExplorerPanel::updateHeatmap);
   }
+  save_image_ = new QPushButton("Save image...", this);
+  save_image_->setToolTip("Writes the heatmap as shown (same colours, labels and colour bar) to a PNG file");
+  save_image_->setEnabled(false);
+  connect(save_image_, &QPushButton::clicked, this, [this] {
+    const QString path = QFileDialog::getSaveFileName(this, "Save the heatmap", last_folder("image") + "/heatmap.png",
+                                                      "PNG image (*.png)");
+    if (path.isEmpty()) return;
+    remember_folder("image", path);
+    if (!saveHeatmapImage(path)) summary_->setText("<span style='color:#c0392b'>Could not write " + path.toHtmlEscaped() + "</span>");
+  });
+  view->addWidget(save_image_);
   view->addStretch(1);
   layout->addLayout(view);
   summary_ = new QLabel("Choose a calibration text and press Calibrate (Ctrl+R).", this);
@@ -143,21 +221,27 @@ void ExplorerPanel::buildControls() {
       }
       if (clicked) {
         const auto cell = *clicked;
-        QMetaObject::invokeMethod(
-            this, [this, cell] { Q_EMIT blockClicked(point_->currentText(), cell.first, cell.second); },
-            Qt::QueuedConnection);
+        QMetaObject::invokeMethod(this, [this, cell] { clickCell(cell.first, cell.second); }, Qt::QueuedConnection);
       }
     });
     split->addWidget(canvas_);
   } else {
     split->addWidget(new QLabel("OpenGL 3 is not available: the heatmap cannot be drawn here.", split));
   }
-  outliers_ = new QTableWidget(0, 6, split);
+  auto* outlier_box = new QWidget(split);
+  auto* outlier_layout = new QVBoxLayout(outlier_box);
+  outlier_layout->setContentsMargins(0, 0, 0, 0);
+  outlier_caption_ = new QLabel("Outlier channels: hover a heatmap row to list its layer's.", outlier_box);
+  outlier_layout->addWidget(outlier_caption_);
+  outliers_ = new QTableWidget(0, 6, outlier_box);
+  outlier_layout->addWidget(outliers_, 1);
   outliers_->setHorizontalHeaderLabels({"channel", "block", "RMS / median", "max |x|", "energy share",
                                         "tokens that produce it (value)"});
   outliers_->horizontalHeader()->setStretchLastSection(true);
   outliers_->setEditTriggers(QAbstractItemView::NoEditTriggers);
-  split->addWidget(outliers_);
+  outliers_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  connect(outliers_, &QTableWidget::cellActivated, this, [this](int row, int) { openOutlier(row); });
+  split->addWidget(outlier_box);
   split->setStretchFactor(0, 3);
   split->setStretchFactor(1, 1);
   layout->addWidget(split, 1);
@@ -214,9 +298,10 @@ quint64 ExplorerPanel::calibrate() {
   if (!model || !tokenizer) return 0;
   const StatsRequest request = statsRequest();
   run_->setEnabled(false);
-  return host_->submit("calibrate", [this, model, tokenizer, request](const JobControl& job) {
+  QPointer<ExplorerPanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
+  return host_->submit("calibrate", [self, model, tokenizer, request](const JobControl& job) {
     auto stats = computeStats(*model, *tokenizer, request, job);
-    EngineHost::post(this, [this, stats, model] { showStats(stats, model); });
+    EngineHost::post(self, [self, stats, model, request] { self->showStats(stats, model, request); });
   });
 }
 
@@ -226,17 +311,22 @@ void ExplorerPanel::modelChanged() {
   removePlanChoices();
   stats_.reset();
   outlier_layer_ = -1;
+  outlier_point_.clear();
   outliers_->setRowCount(0);
   outliers_->setToolTip(QString());
+  outlier_caption_->setText("Outlier channels: calibrate, then hover a heatmap row.");
   heatmap_->setData({});
+  save_image_->setEnabled(false);
   if (canvas_ != nullptr) canvas_->update();
   summary_->setText("No statistics yet for this model: choose a text and press Calibrate.");
 }
 
-void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source) {
+void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source,
+                              const StatsRequest& request) {
   run_->setEnabled(true);
   if (!stats || source != session_->model()) return;  // computed for a model that is no longer open
   stats_ = std::move(stats);
+  stats_request_ = request;
   summary_->setText(QString("%1 sequences x %2 tokens (%3 tokens), %4, transform %5. Hover a cell for numbers and "
                             "its layer's outlier channels; click it to open the block in the microscope.")
                         .arg(stats_->sequences).arg(stats_->seqlen).arg(stats_->tokens)
@@ -249,44 +339,79 @@ void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std:
 }
 
 void ExplorerPanel::setView(const QString& point, const QString& metric, const QString& view) {
-  point_->setCurrentText(point);
-  metric_->setCurrentText(metric);
+  point_->setCurrentIndex(std::max(0, point_->findData(point)));
+  metric_->setCurrentIndex(std::max(0, metric_->findData(metric)));
   view_->setCurrentText(view);
   updateHeatmap();
 }
 
+QString ExplorerPanel::outlierCaption() const { return outlier_caption_->text(); }
+
+const latmix::widgets::HeatmapData& ExplorerPanel::heatmapData() const { return heatmap_->data(); }
+
 void ExplorerPanel::updateHeatmap() {
   if (!stats_) return;
-  const CapturePoint point = parse_capture_point(point_->currentText().toStdString());
-  const HeatmapMetric metric = parse_heatmap_metric(metric_->currentText().toStdString());
+  const QString point_id = point_->currentData().toString();
+  const CapturePoint point = parse_capture_point(point_id.toStdString());
+  const HeatmapMetric metric = parse_heatmap_metric(metric_->currentData().toString().toStdString());
   const bool has_after = stats_->transform != "none";
   const QString view = has_after ? view_->currentText() : "before";
   Heatmap before = heatmap(*stats_, metric, point, StatsView::Original);
   latmix::widgets::HeatmapData data;
   data.values = before.values;
-  if (view != "before") {
+  if (has_after) {
     Heatmap after = heatmap(*stats_, metric, point, StatsView::Transformed);
-    data.values = after.values;
     if (view == "difference") {
+      data.values = after.values;
       for (size_t i = 0; i < data.values.size(); ++i) data.values[i] -= before.values[i];
+      data.diverging = true;  // white where the transform changed nothing
+    } else {
+      // Before and after on one colour scale, so that the same colour means the same value.
+      float lo = std::numeric_limits<float>::infinity(), hi = -lo;
+      for (const auto* values : {&before.values, &after.values}) {
+        for (float v : *values) {
+          if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
+        }
+      }
+      if (std::isfinite(lo)) {
+        data.fixed_range = true;
+        data.range_lo = lo;
+        data.range_hi = hi;
+      }
+      if (view == "after") data.values = after.values;
     }
   }
-  data.title = QString("%1 at %2, %3 (%4)").arg(metric_->currentText(), point_->currentText(), view,
-                                               QString::fromStdString(stats_->transform));
+  const QString view_text = view == "difference" ? "after - before (blue: lower, red: higher)"
+                            : has_after           ? view + ", on the before/after colour scale"
+                                                  : view;
+  data.title = QString("%1 at the %2, %3 (transform %4)")
+                   .arg(metric_->currentText(), point_->currentText(), view_text,
+                        QString::fromStdString(stats_->transform));
   data.value_label = metric_->currentText();
   for (int64_t l : before.layers) data.row_labels << QString("layer %1").arg(l);
   for (int64_t c = 0; c < before.cols; ++c) data.col_labels << QString("b%1").arg(c);
   heatmap_->setData(std::move(data));
+  save_image_->setEnabled(true);
   if (canvas_ != nullptr) canvas_->update();
+  // The outlier table shows this capture point's data, never another's (issue 17, Major 10).
+  if (outlier_layer_ >= 0 && point_id != outlier_point_) updateOutliers(outlier_layer_);
 }
 
 void ExplorerPanel::updateOutliers(int layer) {
   if (!stats_) return;
   outlier_layer_ = layer;
-  const CapturePoint point = parse_capture_point(point_->currentText().toStdString());
+  outlier_point_ = point_->currentData().toString();
+  const CapturePoint point = parse_capture_point(outlier_point_.toStdString());
   const LayerStats* ls = stats_->find(point, layer);
   outliers_->setRowCount(0);
-  if (ls == nullptr) return;
+  if (ls == nullptr) {
+    outlier_caption_->setText(QString("Layer %1, %2: no statistics at this point.").arg(layer).arg(point_->currentText()));
+    return;
+  }
+  outlier_caption_->setText(QString("<b>Outlier channels of layer %1 at the %2</b> (%3), before the transform: "
+                                    "the channels with the largest RMS and the tokens that produce them")
+                                .arg(layer)
+                                .arg(point_->currentText(), outlier_point_));
   auto tokenizer = session_->tokenizer();
   const auto& outliers = ls->original.outliers;
   outliers_->setRowCount(static_cast<int>(outliers.size()));
@@ -312,7 +437,10 @@ void ExplorerPanel::updateOutliers(int layer) {
                                toks.join(", ")};
     for (int c = 0; c < cells.size(); ++c) outliers_->setItem(r, c, new QTableWidgetItem(cells[c]));
   }
-  outliers_->setToolTip(QString("layer %1: the channels with the largest RMS").arg(layer));
+  outliers_->setToolTip(QString("layer %1, %2: the channels with the largest RMS; double-click a row to open its "
+                                "largest token in the Block Microscope")
+                            .arg(layer)
+                            .arg(outlier_point_));
 }
 
 }  // namespace latmix::studio

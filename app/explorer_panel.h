@@ -27,6 +27,7 @@ class Tokenizer;
 namespace latmix::widgets {
 class ImGuiHost;
 class HeatmapView;
+struct HeatmapData;
 }  // namespace latmix::widgets
 
 namespace latmix::studio {
@@ -71,12 +72,19 @@ class ExplorerPanel : public QWidget {
   /// Shows statistics computed elsewhere (e.g. with a snapshot of a plan that is still learning).
   /// Statistics of a model that is no longer the session's (a switch while they were computed)
   /// are dropped: their token ids and layers belong to the other model.
-  void showStats(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source);
+  /// `request` is what computed them (its text and options name the sequences an outlier's
+  /// tokens come from).
+  void showStats(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source,
+                 const StatsRequest& request);
   /// Fills the outlier table with one layer's channels and the tokens behind them (what hovering a
   /// heatmap row does). Nothing without statistics.
   void updateOutliers(int layer);
   /// The outlier table's rows, as shown (tests).
   int outlierRows() const;
+  /// The line above the outlier table: which layer and capture point its rows are (tests).
+  QString outlierCaption() const;
+  /// The heatmap's data as drawn (tests).
+  const latmix::widgets::HeatmapData& heatmapData() const;
   /// Another model is open: clears the statistics, heatmap, outlier table and summary, and the
   /// plan choices (they would not fit it).
   void modelChanged();
@@ -85,13 +93,29 @@ class ExplorerPanel : public QWidget {
   void setTransform(const QString& name);
   /// The line above the heatmap (what was calibrated, or why it failed).
   QString summaryText() const;
+  /// What a click on a heatmap cell does (tests: a click without a display).
+  void clickCell(int layer, int block);
+  /// Writes the heatmap shown as a PNG (HeatmapView::image(); "Save image..."); false without a
+  /// map or when the file cannot be written.
+  bool saveHeatmapImage(const QString& path) const;
+  /// What activating (double-click, Enter) a row of the outlier table does: opens the microscope
+  /// at the row's largest token (its calibration sequence and position), in the channel's block.
+  /// False when there is no such row.
+  bool openOutlier(int row);
 
  Q_SIGNALS:
   void calibrated();
   /// A calibration failed (the message is also shown above the heatmap).
   void calibrationFailed(const QString& message);
-  /// A heatmap cell was clicked: open that block in the microscope.
-  void blockClicked(const QString& point, int layer, int block);
+  /// A heatmap cell was clicked: open that block in the microscope, with the explorer's format and
+  /// transform (`plan_prefix` set for a learned or loaded plan).
+  void blockClicked(const QString& point, int layer, int block, const QString& format, const QString& transform,
+                    const QString& plan_prefix);
+  /// An outlier row was opened: blockClicked's block, at token `position` of calibration sequence
+  /// `sequence` of `text` (the statistics' sequences, chosen by `options`).
+  void tokenOpened(const QString& point, int layer, int block, const QString& format, const QString& transform,
+                   const QString& plan_prefix, const QString& text, const latmix::CalibrationOptions& options,
+                   int sequence, int position);
 
  private:
   void buildControls();
@@ -105,14 +129,18 @@ class ExplorerPanel : public QWidget {
   QComboBox* format_ = nullptr;
   QComboBox* transform_ = nullptr;
   QPushButton* run_ = nullptr;
+  QPushButton* save_image_ = nullptr;
   QComboBox* point_ = nullptr;
   QComboBox* metric_ = nullptr;
   QComboBox* view_ = nullptr;
   QLabel* summary_ = nullptr;
   QTableWidget* outliers_ = nullptr;
+  QLabel* outlier_caption_ = nullptr;
+  QString outlier_point_;  // the capture point the table's rows are of
   latmix::widgets::ImGuiHost* canvas_ = nullptr;
   std::unique_ptr<latmix::widgets::HeatmapView> heatmap_;
   std::shared_ptr<latmix::ActivationStats> stats_;
+  StatsRequest stats_request_;  // what computed stats_
   int outlier_layer_ = -1;
 };
 

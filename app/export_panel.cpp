@@ -14,6 +14,7 @@
 #include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSettings>
 #include <QSpinBox>
 #include <QStandardPaths>
@@ -147,11 +148,12 @@ ExportPanel::ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* le
   connect(host_, &EngineHost::jobCancelled, this, [ended](quint64 id, const QString&) { ended(id); });
   connect(host_, &EngineHost::jobFailed, this,
           [ended](quint64 id, const QString&, const QString&) { ended(id); });
-  // The plan follows the Learn tab: a new run clears it, a finished run or a loaded file sets it.
+  // The plan follows the Learn tab's current plan: a finished run, a loaded file or a run picked
+  // from the history sets it; a run in progress (or one cancelled or failed) leaves it as it is.
   LearnController* ctl = learn_->controller();
-  connect(ctl, &LearnController::started, this, [this] { clearPlan(); });
   connect(ctl, &LearnController::finished, this, [this](const LearnOutcome& o) { setPlan(o); });
   connect(ctl, &LearnController::loaded, this, [this](const LearnOutcome& o) { setPlan(o); });
+  connect(ctl, &LearnController::runSelected, this, [this](const LearnOutcome& o) { setPlan(o); });
   restoreSettings();
   updatePlanText();
   updateButtons();
@@ -187,6 +189,7 @@ void ExportPanel::buildUi() {
   where->addWidget(browse);
   layout->addLayout(where);
   target_ = new QLabel(this);
+  target_->setWordWrap(true);  // a long path must not widen the page past the window
   target_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   layout->addWidget(target_);
 
@@ -236,7 +239,8 @@ void ExportPanel::buildUi() {
   verify_text_ = new QLineEdit(options_);
   auto* verify_browse = new QPushButton("...", options_);
   connect(verify_browse, &QPushButton::clicked, this, [this] {
-    const QString file = QFileDialog::getOpenFileName(this, "Verification text", {}, "Text (*.txt *.raw);;All files (*)");
+    const QString file = QFileDialog::getOpenFileName(this, "Verification text", last_folder("text"),
+                                                      "Text (*.txt *.raw);;All files (*)");
     if (!file.isEmpty()) verify_text_->setText(file);
   });
   auto* verify_row = new QHBoxLayout();
@@ -287,7 +291,13 @@ void ExportPanel::buildUi() {
   summary_->setWordWrap(true);
   summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   summary_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
-  rl->addWidget(summary_);
+  // The result scrolls inside its box (verification tables are long), so the page fits the window.
+  auto* result_scroll = new QScrollArea(result);
+  result_scroll->setWidgetResizable(true);
+  result_scroll->setFrameShape(QFrame::NoFrame);
+  result_scroll->setWidget(summary_);
+  result_scroll->setMinimumHeight(120);
+  rl->addWidget(result_scroll);
   layout->addWidget(result, 1);
 
   for (QComboBox* c : {kind_, quant_}) connect(c, &QComboBox::currentTextChanged, this, &ExportPanel::updateCli);
@@ -330,11 +340,16 @@ void ExportPanel::updatePlanText() {
   QString html;
   if (plan_ && !plan_->plan_prefix.isEmpty()) {
     const LearnOutcome& o = *plan_;
-    html = o.loaded ? QString("Plan: <b>loaded</b> from %1.json").arg(o.plan_prefix.toHtmlEscaped())
-                    : QString("Plan: <b>%1</b> learned in the Learn tab%2")
-                          .arg(o.method.toHtmlEscaped())
+    const QString method = o.method.isEmpty() ? QString("method not recorded") : o.method;
+    const QString quant = o.quant.isEmpty() ? QString() : ", " + o.quant;
+    html = o.loaded ? QString("Plan: <b>%1</b>%2 loaded from %3.json")
+                          .arg(method.toHtmlEscaped(), quant.toHtmlEscaped(), o.plan_prefix.toHtmlEscaped())
+                    : QString("Plan: <b>%1</b>%2, run %3 of the Learn tab%4")
+                          .arg(method.toHtmlEscaped(), quant.toHtmlEscaped())
+                          .arg(o.run)
                           .arg(o.learned ? QString(" (%1 steps, loss %2)").arg(o.steps).arg(o.last_loss, 0, 'g', 4)
                                          : QString(" (fixed transforms)"));
+    if (!o.notes.isEmpty()) html += "<br><small>" + o.notes.join("; ").toHtmlEscaped() + "</small>";
     if (!o.transforms.isEmpty()) html += "<br><small>" + o.transforms.join("; ").toHtmlEscaped() + "</small>";
   } else {
     html = "Plan: <b>none</b>: the weights are quantized as they are (method rtn). Learn or load transforms in the "
@@ -359,7 +374,12 @@ ExportRequest ExportPanel::request() const {
   r.kind = kind_->currentData().toString();
   r.zip = zip_->isChecked();
   const LearnRequest learn = learn_->request();
-  r.quant = quant_->currentText().trimmed().isEmpty() ? learn.quant : quant_->currentText().trimmed();
+  const bool has_plan = plan_ && !plan_->plan_prefix.isEmpty();
+  // The format and the weight quantizer are the plan's (what it was learned for, issue 17 Major 2),
+  // unless Options sets them; without a plan (or a file that records none) the Learn tab's format.
+  QString default_quant = learn.quant;
+  if (has_plan && !plan_->quant.isEmpty()) default_quant = plan_->quant;
+  r.quant = quant_->currentText().trimmed().isEmpty() ? default_quant : quant_->currentText().trimmed();
   r.calibration = learn;
   bool gptq = false;
   try {
@@ -367,15 +387,20 @@ ExportRequest ExportPanel::request() const {
   } catch (const Error&) {
     // a bad spec is reported by the export itself, with the engine's message
   }
-  if (plan_ && !plan_->plan_prefix.isEmpty()) {
+  if (has_plan) {
     r.plan_prefix = plan_->plan_prefix;
     r.plan_learned = !plan_->loaded;
     r.settings_json = plan_->settings_json;
-    r.method = plan_->loaded ? learn.method : plan_->method;
+    // The method the plan records; a file that records none is "transforms" (never the Learn tab's choice).
+    r.method = plan_->method.isEmpty() ? QString("transforms") : plan_->method;
     r.transforms_source = plan_->loaded ? plan_->plan_prefix
-                                        : QString("learned in LATMiX Studio (%1%2)")
+                                        : QString("learned in LATMiX Studio (%1%2, run %3%4)")
                                               .arg(plan_->method)
-                                              .arg(plan_->learned ? QString(", %1 steps").arg(plan_->steps) : "");
+                                              .arg(plan_->learned ? QString(", %1 steps").arg(plan_->steps) : "")
+                                              .arg(plan_->run)
+                                              .arg(plan_->model_digest.isEmpty()
+                                                       ? QString()
+                                                       : ", model " + plan_->model_digest.left(12));
   } else {
     r.method = gptq ? "gptq" : "rtn";
   }
@@ -406,8 +431,9 @@ void ExportPanel::updateCli() {
   cli_->setText(r.cliCommand(session_->summary().path));
   cli_->setCursorPosition(0);
   cli_->setToolTip(cli_->text());
-  QString hint = learn_->request().quant;
-  quant_->lineEdit()->setPlaceholderText("the Learn tab's format (" + hint + ")");
+  const bool plan_format = plan_ && !plan_->plan_prefix.isEmpty() && !plan_->quant.isEmpty();
+  quant_->lineEdit()->setPlaceholderText(plan_format ? "the plan's format (" + plan_->quant + ")"
+                                                     : "the Learn tab's format (" + learn_->request().quant + ")");
 }
 
 void ExportPanel::updateButtons() {
@@ -423,6 +449,8 @@ void ExportPanel::updateButtons() {
     progress_text_->clear();
   }
 }
+
+QString ExportPanel::summaryText() const { return summary_->text(); }
 
 quint64 ExportPanel::startExport() {
   storeSettings();

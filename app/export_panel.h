@@ -100,11 +100,13 @@ class ExportPanel : public QWidget {
   void setOutputFolder(const QString& dir);
   void setKind(const QString& kind);
   void setZip(bool zip);
-  /// The quantization spec; "" follows the Learn tab's format.
+  /// The quantization spec; "" follows the plan's format (the Learn tab's without a plan).
   void setQuant(const QString& spec);
   /// Call when the open model changes (a plan of another model does not fit).
   void modelChanged();
   const ExportOutcome& lastOutcome() const { return last_; }
+  /// The panel's summary (rich text): what the last export or verification did, or why it failed.
+  QString summaryText() const;
   QAction* exportAction() const { return export_action_; }
   QAction* verifyAction() const { return verify_action_; }
 

@@ -1,5 +1,6 @@
 #include "learn_controller.h"
 
+#include <QDateTime>
 #include <QPointer>
 #include <QTemporaryDir>
 #include <QTimer>
@@ -16,6 +17,7 @@
 
 #include "engine_host.h"
 #include "latmix/error.h"
+#include "latmix/export.h"
 #include "latmix/learn.h"
 #include "latmix/model.h"
 #include "latmix/transform_fold.h"
@@ -179,16 +181,17 @@ quint64 LearnController::start(const LearnRequest& request) {
 
 quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
   if (running()) return 0;
+  // The current plan stays until this run finishes: a cancelled or failed run discards nothing.
   request_ = request;
   curve_.clear();
-  clearPlan();
   state_ = std::make_shared<RunState>();
   auto state = state_;
-  const QString name = QString("learned-%1-%2").arg(request.method).arg(++runs_);
+  const QString name = QString("learned-%1-%2").arg(request.method).arg(++run_counter_);
+  const QString model_path = session_->summary().path;
   const std::string prefix = temp_->isValid() ? temp_->filePath(name).toStdString() : std::string();
   auto temp = temp_;  // keeps the folder while the job runs
   QPointer<LearnController> self(this);
-  job_ = host_->submit("learn", [self, state, temp, prefix, work](const JobControl& job) {
+  job_ = host_->submit("learn", [self, state, temp, prefix, work, model_path](const JobControl& job) {
     LearnControl control;
     control.job = job;
     control.pause = state->pause;
@@ -220,6 +223,12 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
     o.seconds = r.seconds;
     for (const auto& [n, v] : r.conditions) o.conditions.emplace_back(QString::fromStdString(n), v);
     o.transforms = describe_plan(*plan, nullptr);
+    o.model_path = model_path;
+    try {  // provenance: which model (by its files' headers) the plan was learned on
+      o.model_digest = QString::fromStdString(model_fingerprint(model_path.toStdString()).model_digest);
+    } catch (const std::exception& e) {
+      o.notes << "no model fingerprint: " + QString::fromUtf8(e.what());
+    }
     if (!plan->empty() && !prefix.empty()) {
       save_transforms(prefix, *plan);  // the explorer reads learned plans from disk
       o.plan_prefix = QString::fromStdString(prefix);
@@ -296,10 +305,71 @@ void LearnController::flush(bool final) {
 
 void LearnController::finish(const LearnOutcome& outcome, std::shared_ptr<TransformPlan> plan) {
   flush(true);
-  outcome_ = outcome;
-  plan_ = std::move(plan);
+  LearnRun run;
+  run.outcome = outcome;
+  int number = 0;
+  for (const LearnRun& r : runs_) {
+    if (r.outcome.model_path == outcome.model_path) number = std::max(number, r.outcome.run);
+  }
+  run.outcome.run = number + 1;
+  run.outcome.finished_at = QDateTime::currentDateTime().toString(Qt::ISODate);
+  run.request = request_;
+  run.curve = curve_;
+  runs_.push_back(run);
   ended();
+  if (outcome.model_path != session_->summary().path) {  // another model opened meanwhile: kept in
+    Q_EMIT historyChanged();                             // the history of its own model only
+    Q_EMIT cancelled();
+    return;
+  }
+  outcome_ = run.outcome;
+  plan_ = std::move(plan);
+  Q_EMIT historyChanged();
   Q_EMIT finished(outcome_);
+}
+
+std::vector<const LearnRun*> LearnController::runs(const QString& model_path) const {
+  std::vector<const LearnRun*> out;
+  for (const LearnRun& r : runs_) {
+    if (r.outcome.model_path == model_path) out.push_back(&r);
+  }
+  return out;
+}
+
+bool LearnController::selectRun(const QString& model_path, int run) {
+  for (const LearnRun& r : runs_) {
+    if (r.outcome.model_path != model_path || r.outcome.run != run) continue;
+    if (r.outcome.plan_prefix != outcome_.plan_prefix) plan_.reset();  // save() reads it from disk
+    outcome_ = r.outcome;
+    Q_EMIT runSelected(outcome_);
+    return true;
+  }
+  return false;
+}
+
+void LearnController::restoreRuns(std::vector<LearnRun> runs) {
+  for (LearnRun& r : runs) runs_.push_back(std::move(r));
+  Q_EMIT historyChanged();
+}
+
+int LearnController::unsavedRuns() const {
+  int n = 0;
+  for (const LearnRun& r : runs_) {
+    if (r.outcome.saved_prefix.isEmpty() && !r.outcome.in_session && !r.outcome.plan_prefix.isEmpty()) ++n;
+  }
+  return n;
+}
+
+void LearnController::markSessionSaved() {
+  for (LearnRun& r : runs_) r.outcome.in_session = true;
+  if (outcome_.run > 0) outcome_.in_session = true;
+  Q_EMIT historyChanged();
+}
+
+void LearnController::clearHistory() {
+  runs_.clear();
+  clearPlan();
+  Q_EMIT historyChanged();
 }
 
 void LearnController::ended() {
@@ -313,18 +383,41 @@ void LearnController::ended() {
 quint64 LearnController::load(const QString& prefix) {
   auto model = session_->model();
   if (!model) return 0;
+  const QString model_path = session_->summary().path;
   QPointer<LearnController> self(this);
-  return load_job_ = host_->submit("load-transforms", [self, model, prefix](const JobControl& job) {
+  return load_job_ = host_->submit("load-transforms", [self, model, prefix, model_path](const JobControl& job) {
     const std::string p = prefix.toStdString();
-    auto plan = std::make_shared<TransformPlan>(load_transforms(p));
+    // A plan saved for another model (or for this one before it changed on disk) fails here, by name.
+    CheckedTransforms checked = load_transforms_checked(p, model_path.toStdString());
+    auto plan = std::make_shared<TransformPlan>(std::move(checked.plan));
     check_plan_fits(*plan, model->config(), p + ".json");
     job.cancel.check();
     LearnOutcome o;
-    o.method = "loaded";
     o.loaded = true;
+    // What the file says it is: the method and format it was learned with (issue 17, Major 2).
+    const nlohmann::json& meta = checked.metadata;
+    const nlohmann::json settings =
+        meta.is_object() && meta.contains("settings") && meta["settings"].is_object() ? meta["settings"]
+                                                                                     : nlohmann::json::object();
+    o.method = QString::fromStdString(settings.value("method", std::string()));
+    o.quant = QString::fromStdString(settings.value("quant", std::string()));
+    if (!settings.empty()) o.settings_json = QString::fromStdString(settings.dump());
+    for (const auto& preset : method_presets()) {  // a method this build does not know stays "not learned"
+      if (preset.name == o.method.toStdString()) o.learned = preset.learned;
+    }
+    if (meta.is_object() && meta.contains("model") && meta["model"].is_object()) {
+      o.model_digest = QString::fromStdString(meta["model"].value("model_digest", std::string()));
+    }
+    o.model_path = model_path;
+    for (const auto& n : checked.notes) o.notes << QString::fromStdString(n);
     o.transforms = describe_plan(*plan, &o.conditions);
     o.plan_prefix = plan->empty() ? QString() : prefix;
+    o.saved_prefix = o.plan_prefix;
     EngineHost::post(self, [self, o, plan] {
+      if (self->session_->summary().path != o.model_path) {  // another model opened meanwhile
+        Q_EMIT self->failed("another model was opened while " + o.plan_prefix + " was loading");
+        return;
+      }
       self->outcome_ = o;
       self->plan_ = plan;
       Q_EMIT self->loaded(o);
@@ -333,12 +426,26 @@ quint64 LearnController::load(const QString& prefix) {
 }
 
 quint64 LearnController::save(const QString& prefix) {
-  if (!plan_) return 0;
+  if (!hasPlan()) return 0;
   auto plan = plan_;
+  const LearnOutcome o = outcome_;
   QPointer<LearnController> self(this);
-  return save_job_ = host_->submit("save-transforms", [self, plan, prefix](const JobControl&) {
-    save_transforms(prefix.toStdString(), *plan);
-    EngineHost::post(self, [self, prefix] { Q_EMIT self->saved(prefix); });
+  return save_job_ = host_->submit("save-transforms", [self, plan, prefix, o](const JobControl&) {
+    const TransformPlan p = plan ? *plan : load_transforms(o.plan_prefix.toStdString());
+    nlohmann::json settings = nlohmann::json::object();
+    if (!o.settings_json.isEmpty()) settings = nlohmann::json::parse(o.settings_json.toStdString());
+    if (!o.method.isEmpty()) settings["method"] = o.method.toStdString();
+    // With the model's fingerprint and the method: a later load knows what the plan is and refuses
+    // it for another model (issue 17, Minor).
+    save_transforms_for_model(prefix.toStdString(), p, o.model_path.toStdString(), settings);
+    EngineHost::post(self, [self, prefix, o] {
+      for (LearnRun& r : self->runs_) {
+        if (r.outcome.plan_prefix == o.plan_prefix) r.outcome.saved_prefix = prefix;
+      }
+      if (self->outcome_.plan_prefix == o.plan_prefix) self->outcome_.saved_prefix = prefix;
+      Q_EMIT self->historyChanged();
+      Q_EMIT self->saved(prefix);
+    });
   });
 }
 

@@ -51,6 +51,23 @@ struct LearnOutcome {
   std::vector<std::pair<QString, double>> conditions;  ///< condition numbers of the learned transforms
   QStringList transforms;  ///< one line per placement: "residual: affine_qr 288 (condition 1.8)"
   QString plan_prefix;     ///< the plan on disk (a private copy, or the loaded file); "" when the plan is empty
+  // Provenance (issue 17, Majors 2 and 3): what the plan is, whatever the Learn tab shows now.
+  QString model_path;    ///< the model it was learned on (loaded: checked against)
+  QString model_digest;  ///< model_fingerprint().model_digest of that model ("" when unknown)
+  QString saved_prefix;  ///< where Save transforms wrote it ("" = not saved; loaded files count as saved)
+  bool in_session = false;  ///< written with File > Save session (or read from one)
+  QStringList notes;     ///< e.g. "carries no model fingerprint", settings that differ
+  int run = 0;           ///< its number in the model's run history (0: not a run of this session)
+  QString finished_at;   ///< ISO 8601, local time
+  /// Whether the loss fell (the last step's loss below the first's).
+  bool lossFell() const { return last_loss < first_loss; }
+};
+
+/// One finished run of the history: its outcome (with provenance) and its loss curve.
+struct LearnRun {
+  LearnOutcome outcome;
+  LearnRequest request;
+  std::vector<LearnStep> curve;
 };
 
 class LearnController : public QObject {
@@ -88,17 +105,38 @@ class LearnController : public QObject {
   /// Runs `work` on the learning thread with the current transforms: after the step in progress,
   /// or at once while paused (the run waits meanwhile). False when no step has completed yet.
   bool withSnapshot(SnapshotWork work);
-  /// Reads PREFIX.json + PREFIX.safetensors (engine thread) and checks their widths against the
-  /// open model; on success the plan becomes the current one (loaded()). Returns the job id.
+  /// Reads PREFIX.json + PREFIX.safetensors (engine thread), checks the model fingerprint they
+  /// carry (a plan of another model fails) and their widths against the open model; on success
+  /// the plan becomes the current one (loaded()) with the method and format it records.
+  /// Returns the job id.
   quint64 load(const QString& prefix);
-  /// Writes the current plan to PREFIX.json + PREFIX.safetensors (saved()). Returns the job id.
+  /// Writes the current plan to PREFIX.json + PREFIX.safetensors with the model's fingerprint and
+  /// the run's settings (method, format) as its metadata (saved()). Returns the job id.
   quint64 save(const QString& prefix);
 
   const std::vector<LearnStep>& curve() const { return curve_; }
+  /// The current plan's outcome: the last run that finished, a loaded file, or a run picked
+  /// from the history. A run that is cancelled or fails leaves it as it was.
   const LearnOutcome& outcome() const { return outcome_; }
-  bool hasPlan() const { return plan_ != nullptr && !outcome_.plan_prefix.isEmpty(); }
-  /// Forgets the current plan (e.g. when another model is opened: it would not fit).
+  bool hasPlan() const { return !outcome_.plan_prefix.isEmpty(); }
+  /// Forgets the current plan (e.g. when another model is opened: it would not fit). The run
+  /// history keeps it.
   void clearPlan();
+
+  // -- run history (issue 17, Major 3): every finished run, per model, with its curve.
+  /// The runs learned on `model_path`, oldest first.
+  std::vector<const LearnRun*> runs(const QString& model_path) const;
+  const std::vector<LearnRun>& allRuns() const { return runs_; }
+  /// Makes a run of the history (by model and number) the current plan; false if there is none.
+  bool selectRun(const QString& model_path, int run);
+  /// Adds runs read from a session (their plans on disk at plan_prefix); numbers are kept.
+  void restoreRuns(std::vector<LearnRun> runs);
+  /// Runs whose plan was never saved, by Save transforms or in a session (lost at quit).
+  int unsavedRuns() const;
+  /// Every run is in the session just written.
+  void markSessionSaved();
+  /// Forgets every run (a session is opened in its place).
+  void clearHistory();
   const LearnRequest& request() const { return request_; }
 
  Q_SIGNALS:
@@ -112,6 +150,10 @@ class LearnController : public QObject {
   void loaded(const latmix::studio::LearnOutcome& outcome);
   void saved(const QString& prefix);
   void saveFailed(const QString& message);
+  /// The history changed (a run finished, was saved, or runs were restored).
+  void historyChanged();
+  /// Another run of the history became the current plan.
+  void runSelected(const latmix::studio::LearnOutcome& outcome);
 
  private:
   struct RunState;
@@ -125,11 +167,12 @@ class LearnController : public QObject {
   std::shared_ptr<RunState> state_;
   quint64 job_ = 0;
   quint64 load_job_ = 0, save_job_ = 0;
-  int runs_ = 0;
+  int run_counter_ = 0;  // names the private copies
   LearnRequest request_;
   std::vector<LearnStep> curve_;
   LearnOutcome outcome_;
-  std::shared_ptr<latmix::TransformPlan> plan_;
+  std::shared_ptr<latmix::TransformPlan> plan_;  // in memory for the last finished run only
+  std::vector<LearnRun> runs_;
   QElapsedTimer clock_;
   qint64 last_flush_ms_ = -1000;
   bool flush_timer_armed_ = false;

@@ -13,6 +13,7 @@
 #include <QLineEdit>
 #include <QPointer>
 #include <QPushButton>
+#include <QScrollArea>
 #include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
@@ -125,17 +126,29 @@ LearnPanel::LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* e
     Q_EMIT statusText(paused ? "learning paused" : "learning");
     updateButtons();
   });
-  connect(controller_, &LearnController::cancelled, this, [this] {
+  // A cancelled or failed run changes nothing: the result box goes back to the current plan (no
+  // stale "Learning..."), with a line saying what happened.
+  auto run_ended = [this](const QString& what) {
+    if (controller_->hasPlan()) {
+      showSummary(controller_->outcome());
+      summary_->setText(what + "<br>The current plan is unchanged:<br>" + summary_->text());
+    } else {
+      summary_->setText(what);
+    }
+    Q_EMIT statusText("");
+    refreshRuns();
+    updateButtons();
+  };
+  connect(controller_, &LearnController::cancelled, this, [this, run_ended] {
     live_->setText(live_->text() + " — cancelled");
-    Q_EMIT statusText("");
-    updateButtons();
+    run_ended("<b>Cancelled</b>: nothing of that run was kept.");
   });
-  connect(controller_, &LearnController::failed, this, [this](const QString& message) {
-    summary_->setText("<span style='color:#c0392b'><b>Failed:</b> " + message.toHtmlEscaped() + "</span>");
-    Q_EMIT statusText("");
-    updateButtons();
+  connect(controller_, &LearnController::failed, this, [run_ended](const QString& message) {
+    run_ended("<span style='color:#c0392b'><b>Failed:</b> " + message.toHtmlEscaped() + "</span>");
   });
+  connect(controller_, &LearnController::historyChanged, this, &LearnPanel::refreshRuns);
   connect(controller_, &LearnController::saved, this, [this](const QString& prefix) {
+    showSummary(controller_->outcome());
     summary_->setText(summary_->text() +
                       "<br>Saved: " + (prefix + ".safetensors, " + prefix + ".json").toHtmlEscaped());
   });
@@ -185,8 +198,10 @@ void LearnPanel::buildSettings(QWidget* box) {
   browse->setToolTip("Choose calibration text files");
   connect(browse, &QPushButton::clicked, this, [this] {
     const QStringList files =
-        QFileDialog::getOpenFileNames(this, "Calibration text", {}, "Text (*.txt *.raw);;All files (*)");
-    if (!files.isEmpty()) calib_->setCurrentText(files.join(','));
+        QFileDialog::getOpenFileNames(this, "Calibration text", last_folder("text"), "Text (*.txt *.raw);;All files (*)");
+    if (files.isEmpty()) return;
+    remember_folder("text", files.front());
+    calib_->setCurrentText(files.join(','));
   });
   auto* calib_row = new QHBoxLayout();
   calib_row->addWidget(calib_, 1);
@@ -273,6 +288,27 @@ QWidget* LearnPanel::buildResults() {
   bar->addStretch(1);
   bar->addWidget(log_scale_);
   layout->addLayout(bar);
+  auto* history = new QHBoxLayout();
+  history->addWidget(new QLabel("Runs on this model:", box));
+  runs_ = new QComboBox(box);
+  runs_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);
+  runs_->setMinimumContentsLength(24);
+  runs_->setToolTip(
+      "Every finished run on the open model: method, format, loss, whether it was saved. Pick one to make it "
+      "the current plan (explorer, Export) and to see its curve.");
+  overlay_ = new QCheckBox("overlay runs", box);
+  overlay_->setToolTip("Draw every run's total loss on the chart, for comparison");
+  history->addWidget(runs_, 1);
+  history->addWidget(overlay_);
+  layout->addLayout(history);
+  connect(runs_, &QComboBox::activated, this, [this](int i) { selectRun(runs_->itemData(i).toInt()); });
+  connect(overlay_, &QCheckBox::toggled, this, [this] {
+    if (controller_->running()) {
+      overlayRuns();
+      return;
+    }
+    selectRun(controller_->outcome().run);
+  });
   chart_ = new latmix::widgets::LossChart(box);
   chart_->setTitle("loss");
   layout->addWidget(chart_, 1);
@@ -298,7 +334,13 @@ QWidget* LearnPanel::buildResults() {
   summary_ = new QLabel("No result yet.", results);
   summary_->setWordWrap(true);
   summary_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  rl->addWidget(summary_);
+  auto* summary_scroll = new QScrollArea(results);  // a long summary scrolls instead of being cut
+  summary_scroll->setWidgetResizable(true);
+  summary_scroll->setFrameShape(QFrame::NoFrame);
+  summary_scroll->setWidget(summary_);
+  summary_scroll->setMinimumHeight(90);
+  summary_->setAlignment(Qt::AlignTop | Qt::AlignLeft);
+  rl->addWidget(summary_scroll, 1);
   auto* actions = new QHBoxLayout();
   save_ = new QPushButton("Save transforms...", results);
   show_ = new QPushButton("Show in explorer", results);
@@ -352,11 +394,114 @@ void LearnPanel::setLogScale(bool on) {
 }
 
 void LearnPanel::modelChanged() {
-  // The settings stay (they belong to the method and the device); a plan of another model does not fit.
+  // The settings stay (they belong to the method and the device); a plan of another model does not
+  // fit, and the curves belong to the model they were learned on (its runs stay in the history).
   controller_->clearPlan();
+  chart_->reset();
+  chart_->setTitle("loss");
+  live_->setText("Not started.");
   summary_->setText("No result yet.");
+  refreshRuns();
   updateButtons();
   updateCli();
+}
+
+QStringList LearnPanel::runLabels() const {
+  QStringList out;
+  for (int i = 0; i < runs_->count(); ++i) {
+    if (runs_->itemData(i).toInt() > 0) out << runs_->itemText(i);
+  }
+  return out;
+}
+
+QString LearnPanel::summaryText() const { return summary_->text(); }
+QString LearnPanel::liveText() const { return live_->text(); }
+
+void LearnPanel::refreshRuns() {
+  const QSignalBlocker block(runs_);
+  runs_->clear();
+  const auto runs = controller_->runs(session_->summary().path);
+  if (runs.empty()) runs_->addItem("no runs yet", 0);
+  for (const LearnRun* r : runs) {
+    const LearnOutcome& o = r->outcome;
+    QString label = QString("run %1: %2, %3").arg(o.run).arg(o.method, o.quant);
+    if (o.learned) label += QString(", loss %1 -> %2").arg(o.first_loss, 0, 'g', 4).arg(o.last_loss, 0, 'g', 4);
+    label += !o.saved_prefix.isEmpty() ? ", saved as " + QFileInfo(o.saved_prefix).fileName()
+             : o.in_session           ? QString(", in the session")
+                                      : QString(", not saved");
+    runs_->addItem(label, o.run);
+    runs_->setItemData(runs_->count() - 1, o.finished_at + "\n" + o.settings_json, Qt::ToolTipRole);
+  }
+  const int current = runs_->findData(controller_->outcome().run);
+  runs_->setCurrentIndex(controller_->outcome().loaded || current < 0 ? runs_->count() - 1 : current);
+  runs_->setEnabled(!runs.empty());
+}
+
+bool LearnPanel::selectRun(int run) {
+  if (controller_->running()) return false;  // the chart shows the run in progress
+  if (!controller_->selectRun(session_->summary().path, run)) return false;
+  for (const LearnRun* r : controller_->runs(session_->summary().path)) {
+    if (r->outcome.run != run) continue;
+    showCurve(r->curve, r->outcome.steps);
+    showSummary(r->outcome);
+  }
+  refreshRuns();
+  updateButtons();
+  return true;
+}
+
+void LearnPanel::showCurve(const std::vector<LearnStep>& curve, qint64 total) {
+  chart_->reset(total);
+  std::vector<std::pair<double, QString>> markers;
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const LearnStep& s = curve[i];
+    chart_->addPoint("total", static_cast<double>(s.step), s.loss);
+    for (const auto& [name, value] : s.terms) chart_->addPoint(name, static_cast<double>(s.step), value);
+    if (s.layer >= 0 && (i == 0 || curve[i - 1].layer != s.layer))
+      markers.emplace_back(static_cast<double>(s.step) - 0.5, QString("layer %1").arg(s.layer));
+  }
+  chart_->setMarkers(std::move(markers));
+  overlayRuns();
+}
+
+void LearnPanel::overlayRuns() {
+  if (!overlay_->isChecked()) return;
+  for (const LearnRun* r : controller_->runs(session_->summary().path)) {
+    const QString name = QString("run %1 (%2)").arg(r->outcome.run).arg(r->outcome.method);
+    if (chart_->pointCount(name) > 0) continue;
+    for (const LearnStep& s : r->curve) chart_->addPoint(name, static_cast<double>(s.step), s.loss);
+  }
+}
+
+QString loss_change_text(const std::vector<LearnStep>& curve) {
+  if (curve.empty()) return {};
+  auto change = [](double first, double last) {
+    const double pct = first != 0 ? 100.0 * (last - first) / std::abs(first) : 0.0;
+    const char* verb = last < first ? "fell" : last > first ? "rose" : "stayed";
+    return QString("%1 from %2 to %3 (%4%5 %)")
+        .arg(verb)
+        .arg(first, 0, 'g', 5)
+        .arg(last, 0, 'g', 5)
+        .arg(pct > 0 ? "+" : "")
+        .arg(pct, 0, 'f', 1);
+  };
+  if (curve.front().layer < 0) return "the loss " + change(curve.front().loss, curve.back().loss);
+  // Layer-wise: each layer has its own loss scale; compare a layer's first step with its last.
+  std::vector<std::pair<qint64, std::pair<double, double>>> layers;
+  for (const LearnStep& s : curve) {
+    if (layers.empty() || layers.back().first != s.layer) layers.push_back({s.layer, {s.loss, s.loss}});
+    layers.back().second.second = s.loss;
+  }
+  int fell = 0;
+  QStringList parts;
+  for (const auto& [layer, fl] : layers) {
+    if (fl.second < fl.first) ++fell;
+    parts << QString("layer %1 %2").arg(layer).arg(change(fl.first, fl.second));
+  }
+  return QString("layer-wise: the loss fell in %1 of %2 layers (%3)")
+      .arg(fell)
+      .arg(layers.size())
+      .arg(parts.join("; "));
 }
 
 LearnRequest LearnPanel::request() const {
@@ -428,9 +573,11 @@ quint64 LearnPanel::start() {
     return 0;
   }
   storeSettings();
-  chart_->clear(r.steps.value_or(0));
+  showCurve({}, r.steps.value_or(0));  // earlier runs stay in the run list (and overlaid, if chosen)
   chart_->setTitle(QString("%1, %2").arg(r.method, r.quant));
-  summary_->setText("Learning...");
+  summary_->setText(QString("Learning %1 (run %2 on this model)... The current plan stays until it finishes.")
+                        .arg(r.method)
+                        .arg(controller_->runs(session_->summary().path).size() + 1));
   live_->setText(QString("Waiting for the engine: %1").arg(cliCommand()));
   const quint64 id = controller_->start(r);
   updateButtons();
@@ -440,11 +587,21 @@ quint64 LearnPanel::start() {
 
 void LearnPanel::onSteps(int first, int count) {
   const auto& curve = controller_->curve();
-  if (first == 0 && count > 0) chart_->clear(curve.front().total);
+  if (first == 0 && count > 0) showCurve({}, curve.front().total);
+  bool new_layer = false;
   for (int i = first; i < first + count; ++i) {
     const LearnStep& s = curve[static_cast<size_t>(i)];
     chart_->addPoint("total", static_cast<double>(s.step), s.loss);
     for (const auto& [name, value] : s.terms) chart_->addPoint(name, static_cast<double>(s.step), value);
+    new_layer = new_layer || (s.layer >= 0 && (i == 0 || curve[static_cast<size_t>(i) - 1].layer != s.layer));
+  }
+  if (new_layer) {  // layer boundaries of a layer-wise run
+    std::vector<std::pair<double, QString>> markers;
+    for (size_t i = 0; i < curve.size(); ++i) {
+      if (curve[i].layer >= 0 && (i == 0 || curve[i - 1].layer != curve[i].layer))
+        markers.emplace_back(static_cast<double>(curve[i].step) - 0.5, QString("layer %1").arg(curve[i].layer));
+    }
+    chart_->setMarkers(std::move(markers));
   }
   const LearnStep& s = curve.back();
   QStringList terms;
@@ -470,6 +627,7 @@ void LearnPanel::onSteps(int first, int count) {
 }
 
 void LearnPanel::onFinished(const LearnOutcome& o) {
+  refreshRuns();
   showSummary(o);
   live_->setText(o.learned ? QString("Finished: %1 steps in %2.").arg(o.steps).arg(format_seconds(o.seconds))
                            : QString("Built the fixed transforms in %1.").arg(format_seconds(o.seconds)));
@@ -478,27 +636,45 @@ void LearnPanel::onFinished(const LearnOutcome& o) {
 }
 
 void LearnPanel::onLoaded(const LearnOutcome& o) {
+  refreshRuns();
   showSummary(o);
   updateButtons();
 }
 
 void LearnPanel::showSummary(const LearnOutcome& o) {
   QString html;
+  const QString method = o.method.isEmpty() ? QString("method not recorded") : o.method;
   if (o.loaded) {
-    html = QString("<b>Loaded</b> %1.json").arg(o.plan_prefix.toHtmlEscaped());
+    html = QString("<b>Loaded</b> %1.json: <b>%2</b>%3")
+               .arg(o.plan_prefix.toHtmlEscaped(), method.toHtmlEscaped(),
+                    o.quant.isEmpty() ? QString() : " on <code>" + o.quant.toHtmlEscaped() + "</code>");
   } else {
-    html = QString("<b>%1</b> on <code>%2</code>").arg(o.method.toHtmlEscaped(), o.quant.toHtmlEscaped());
+    html = QString("<b>Run %1</b>: <b>%2</b> on <code>%3</code>")
+               .arg(o.run)
+               .arg(o.method.toHtmlEscaped(), o.quant.toHtmlEscaped());
     if (o.learned) {
-      html += QString(": loss %1 &rarr; %2 over %3 steps (%4%), %5")
-                  .arg(o.first_loss, 0, 'g', 5)
-                  .arg(o.last_loss, 0, 'g', 5)
+      std::vector<LearnStep> curve = controller_->curve();
+      for (const LearnRun* r : controller_->runs(o.model_path)) {
+        if (r->outcome.run == o.run) curve = r->curve;
+      }
+      const QString change = loss_change_text(curve);
+      const bool rose = o.last_loss > o.first_loss && (curve.empty() || curve.front().layer < 0);
+      html += QString(": %1 steps in %2; %3")
                   .arg(o.steps)
-                  .arg(o.first_loss != 0 ? 100.0 * (o.last_loss - o.first_loss) / o.first_loss : 0.0, 0, 'f', 1)
-                  .arg(format_seconds(o.seconds));
+                  .arg(format_seconds(o.seconds))
+                  .arg(rose ? "<span style='color:#c0392b'>" + change.toHtmlEscaped() + "</span>"
+                            : change.toHtmlEscaped());
     } else {
       html += QString(": fixed transforms, built in %1").arg(format_seconds(o.seconds));
     }
     if (!o.calibration.isEmpty()) html += "<br>calibration: " + o.calibration.toHtmlEscaped();
+    html += "<br>" + (!o.saved_prefix.isEmpty() ? "saved as " + o.saved_prefix.toHtmlEscaped()
+                      : o.in_session           ? QString("kept in the session")
+                                               : QString("<i>not saved</i> (Save transforms, or File &gt; Save session)"));
+  }
+  if (!o.model_digest.isEmpty()) {
+    html += QString("<br><small>model %1 (fingerprint %2...)</small>")
+                .arg(QFileInfo(o.model_path).fileName().toHtmlEscaped(), o.model_digest.left(12));
   }
   if (!o.conditions.empty()) {
     QStringList c;
@@ -508,6 +684,7 @@ void LearnPanel::showSummary(const LearnOutcome& o) {
   }
   html += o.transforms.isEmpty() ? QString("<br>no transforms (the weights are quantized as they are)")
                                  : "<br>transforms: " + o.transforms.join("; ").toHtmlEscaped();
+  if (!o.notes.isEmpty()) html += "<br><small>note: " + o.notes.join("<br>note: ").toHtmlEscaped() + "</small>";
   summary_->setText(html);
 }
 
@@ -534,7 +711,7 @@ bool LearnPanel::refreshHeatmap() {
       r.plan_prefix = prefix;
       r.transform = QString("%1, step %2").arg(method).arg(step).toStdString();
       auto stats = ExplorerPanel::computeStats(*model, *tokenizer, r, job);
-      EngineHost::post(explorer, [explorer, stats, model] { explorer->showStats(stats, model); });
+      EngineHost::post(explorer, [explorer, stats, model, r] { explorer->showStats(stats, model, r); });
       EngineHost::post(self, [self, step] {
         self->updateButtons();
         Q_EMIT self->heatmapRefreshed(step);
@@ -558,17 +735,22 @@ void LearnPanel::showInExplorer() {
   if (!controller_->hasPlan()) return;
   const LearnOutcome& o = controller_->outcome();
   const QString label =
-      o.loaded ? "loaded (" + QFileInfo(o.plan_prefix).fileName() + ")" : "learned (" + o.method + ")";
+      o.loaded ? "loaded (" + QFileInfo(o.plan_prefix).fileName() + ")" : QString("run %1 (%2)").arg(o.run).arg(o.method);
   explorer_->addPlanChoice(label, o.plan_prefix);
   explorer_->calibrate();
   Q_EMIT showExplorer();
 }
 
 void LearnPanel::saveTransforms() {
+  const LearnOutcome& o = controller_->outcome();
+  const QString name = QString("%1-%2-run%3.safetensors")
+                           .arg(QFileInfo(o.model_path).completeBaseName(), o.method)
+                           .arg(o.run);
   QString path = QFileDialog::getSaveFileName(this, "Save transforms (PREFIX.safetensors + PREFIX.json)",
-                                              controller_->outcome().method + "-transforms.safetensors",
+                                              last_folder("transforms") + "/" + name,
                                               "Transforms (*.safetensors *.json)");
   if (path.isEmpty()) return;
+  remember_folder("transforms", path);
   for (const char* ext : {".safetensors", ".json"}) {
     if (path.endsWith(ext)) path.chop(static_cast<int>(strlen(ext)));
   }
@@ -576,8 +758,10 @@ void LearnPanel::saveTransforms() {
 }
 
 void LearnPanel::loadTransforms() {
-  QString path = QFileDialog::getOpenFileName(this, "Load transforms", {}, "Transforms (*.json *.safetensors)");
+  QString path =
+      QFileDialog::getOpenFileName(this, "Load transforms", last_folder("transforms"), "Transforms (*.json *.safetensors)");
   if (path.isEmpty()) return;
+  remember_folder("transforms", path);
   for (const char* ext : {".safetensors", ".json"}) {
     if (path.endsWith(ext)) path.chop(static_cast<int>(strlen(ext)));
   }

@@ -54,8 +54,16 @@ class LearnPanel : public QWidget {
   QAction* startAction() const { return start_action_; }
   QAction* pauseAction() const { return pause_action_; }
   QAction* cancelAction() const { return cancel_action_; }
-  /// Call when the open model changes (resets the defaults that depend on it).
+  /// Call when the open model changes: the chart, the live line and the result are reset, and the
+  /// run list shows the new model's runs (a plan of another model does not fit it).
   void modelChanged();
+  /// The run list's entries for the open model, newest last (tests).
+  QStringList runLabels() const;
+  /// Makes run `run` of the open model the current plan and shows its curve; false if unknown.
+  bool selectRun(int run);
+  /// The result box's text and the line under the chart (tests).
+  QString summaryText() const;
+  QString liveText() const;
 
  Q_SIGNALS:
   /// One line for the status bar while learning: step, loss, ETA ("" when idle).
@@ -80,6 +88,9 @@ class LearnPanel : public QWidget {
   void loadTransforms();
   void restoreSettings();
   void storeSettings() const;
+  void refreshRuns();
+  void showCurve(const std::vector<LearnStep>& curve, qint64 total);
+  void overlayRuns();
 
   EngineHost* host_;
   ModelSession* session_;
@@ -111,6 +122,8 @@ class LearnPanel : public QWidget {
   QAction* pause_action_ = nullptr;
   QAction* cancel_action_ = nullptr;
   QCheckBox* log_scale_ = nullptr;
+  QComboBox* runs_ = nullptr;     // this model's finished runs
+  QCheckBox* overlay_ = nullptr;  // draw every run's total loss on the chart
   latmix::widgets::LossChart* chart_ = nullptr;
   QLabel* live_ = nullptr;
   QPushButton* refresh_ = nullptr;
@@ -123,5 +136,10 @@ class LearnPanel : public QWidget {
 
 /// "1 h 02 min", "3 min 05 s", "12.3 s".
 QString format_seconds(double seconds);
+
+/// What happened to the loss, honestly: "the loss fell from A to B (-x %)" or "rose"; for a
+/// layer-wise run (steps carry a layer) per layer, since consecutive layers' losses differ in
+/// scale: "the loss fell in 5 of 6 layers (layer 0: A -> B, ...)". "" without steps.
+QString loss_change_text(const std::vector<LearnStep>& curve);
 
 }  // namespace latmix::studio

@@ -57,9 +57,11 @@ int main(int argc, char** argv) {
   latmix::studio::MainWindow window(&host, &session);
   window.show();
 
-  QString path = parser.value(model);
+  // After a crash (the last start never quit cleanly), offer that session back first.
+  const bool recovered = !parser.isSet(shots) && parser.value(model).isEmpty() && window.offerRecovery();
+  QString path = recovered ? QString() : parser.value(model);
   const bool first_start = !QSettings().contains("recent");
-  if (path.isEmpty() && (first_start || parser.isSet(shots))) {
+  if (!recovered && path.isEmpty() && (first_start || parser.isSet(shots))) {
     path = latmix::studio::resources_dir() + "/models/gutenberg-llama-6M";
   }
   if (!path.isEmpty()) window.openModel(path);

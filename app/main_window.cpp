@@ -12,19 +12,26 @@
 #include <QFileInfo>
 #include <QHeaderView>
 #include <QLabel>
+#include <QDesktopServices>
 #include <QMenuBar>
+#include <QMessageBox>
 #include <QMimeData>
 #include <QPlainTextEdit>
+#include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QScreen>
+#include <QScrollArea>
 #include <QSettings>
 #include <QStatusBar>
 #include <QTabBar>
 #include <QTabWidget>
 #include <QTimer>
 #include <QTreeWidget>
+#include <QUrl>
 #include <QVBoxLayout>
+
+#include <utility>
 
 #include "engine_host.h"
 #include "heatmap_view.h"
@@ -37,7 +44,9 @@
 #include "settings_dialog.h"
 #include "microscope_panel.h"
 #include "model_session.h"
+#include "session_file.h"
 #include "tour.h"
+#include "latmix/version.h"
 
 #include <imgui.h>
 
@@ -53,18 +62,60 @@ QString resources_dir() {
   return {};
 }
 
+QString last_folder(const QString& key) {
+  const QString dir = QSettings().value("folders/" + key).toString();
+  return !dir.isEmpty() && QFileInfo(dir).isDir() ? dir : QDir::homePath();
+}
+
+void remember_folder(const QString& key, const QString& chosen) {
+  if (chosen.isEmpty()) return;
+  const QFileInfo info(chosen);
+  QSettings().setValue("folders/" + key, info.isDir() ? info.absoluteFilePath() : info.absolutePath());
+}
+
+namespace {
+
+// A tab's panel in a scroll area: the window's minimum size no longer grows with its content, and
+// a pane larger than the window scrolls (issue 17, Major 7).
+QScrollArea* scrolled(QWidget* panel, QWidget* parent) {
+  auto* area = new QScrollArea(parent);
+  area->setWidgetResizable(true);
+  area->setFrameShape(QFrame::NoFrame);
+  area->setWidget(panel);
+  return area;
+}
+
+}  // namespace
+
 MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
     : QMainWindow(parent), host_(host), session_(session) {
   setWindowTitle("LATMiX Studio");
   setAcceptDrops(true);
+  confirm_ = [this](const QString& title, const QString& question) {
+    return QMessageBox::question(this, title, question, QMessageBox::Yes | QMessageBox::No, QMessageBox::No) ==
+           QMessageBox::Yes;
+  };
   auto* central = new QWidget(this);
   auto* layout = new QVBoxLayout(central);
   layout->setContentsMargins(0, 0, 0, 0);
-  banner_ = new QLabel(central);
+  // The error banner, with a button that dismisses it (issue 17, Minor).
+  banner_box_ = new QWidget(central);
+  banner_box_->setObjectName("banner");
+  banner_box_->setStyleSheet("#banner { background: #8a1c1c; } QLabel { color: white; }");
+  banner_box_->setAttribute(Qt::WA_StyledBackground);
+  auto* banner_row = new QHBoxLayout(banner_box_);
+  banner_row->setContentsMargins(8, 6, 8, 6);
+  banner_ = new QLabel(banner_box_);
   banner_->setWordWrap(true);
-  banner_->setStyleSheet("QLabel { background: #8a1c1c; color: white; padding: 8px; }");
-  banner_->hide();
-  layout->addWidget(banner_);
+  banner_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+  auto* dismiss = new QPushButton("Dismiss", banner_box_);
+  dismiss->setObjectName("dismiss-banner");
+  dismiss->setToolTip("Hide this message (it stays in the Log)");
+  connect(dismiss, &QPushButton::clicked, banner_box_, &QWidget::hide);
+  banner_row->addWidget(banner_, 1);
+  banner_row->addWidget(dismiss, 0, Qt::AlignTop);
+  banner_box_->hide();
+  layout->addWidget(banner_box_);
   tabs_ = new QTabWidget(central);
   layout->addWidget(tabs_, 1);
   heatmap_ = new latmix::widgets::HeatmapView();
@@ -84,20 +135,34 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
     tabs_->addTab(msg, "Overview");
   }
   explorer_ = new ExplorerPanel(host_, session_, tabs_);
-  tabs_->addTab(explorer_, "Activation Explorer");
+  tabs_->addTab(scrolled(explorer_, tabs_), "Activation Explorer");
   microscope_ = new MicroscopePanel(host_, session_, tabs_);
-  tabs_->addTab(microscope_, "Block Microscope");
+  tabs_->addTab(scrolled(microscope_, tabs_), "Block Microscope");
   learn_ = new LearnPanel(host_, session_, explorer_, tabs_);
-  tabs_->addTab(learn_, "Learn");
+  tabs_->addTab(scrolled(learn_, tabs_), "Learn");
   compare_ = new ComparePanel(host_, session_, tabs_);
-  tabs_->addTab(compare_, "Compare");
+  tabs_->addTab(scrolled(compare_, tabs_), "Compare");
   export_ = new ExportPanel(host_, session_, learn_, tabs_);  // issue #9, item 5
-  tabs_->addTab(export_, "Export");
-  connect(explorer_, &ExplorerPanel::blockClicked, this, [this](const QString& point, int layer, int block) {
-    tabs_->setCurrentWidget(microscope_);
-    microscope_->select(point, layer, block);
-  });
-  connect(learn_, &LearnPanel::showExplorer, this, [this] { tabs_->setCurrentWidget(explorer_); });
+  tabs_->addTab(scrolled(export_, tabs_), "Export");
+  // The click carries the explorer's format and transform (a plan included) to the microscope.
+  connect(explorer_, &ExplorerPanel::blockClicked, this,
+          [this](const QString& point, int layer, int block, const QString& format, const QString& transform,
+                 const QString& plan_prefix) {
+            showTab(microscope_);
+            microscope_->select(point, layer, block, format, transform, plan_prefix);
+          });
+  // An outlier row opens the microscope at the token that produced it (its calibration sequence).
+  connect(explorer_, &ExplorerPanel::tokenOpened, this,
+          [this](const QString& point, int layer, int block, const QString& format, const QString& transform,
+                 const QString& plan_prefix, const QString& text, const latmix::CalibrationOptions& options,
+                 int sequence, int position) {
+            showTab(microscope_);
+            microscope_->selectToken(point, layer, block, format, transform, plan_prefix, text, options, sequence,
+                                     position);
+          });
+  connect(learn_, &LearnPanel::showExplorer, this, [this] { showTab(explorer_); });
+  // The recovery copy follows the history (issue 17, Major 9).
+  connect(learn_->controller(), &LearnController::historyChanged, this, &MainWindow::autosave);
   setCentralWidget(central);
   buildMenus();
   buildDocks();
@@ -107,7 +172,35 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   restoreGeometry(settings.value("window/geometry").toByteArray());
   restoreState(settings.value("window/state").toByteArray());
   tabs_->setCurrentIndex(settings.value("window/tab", 0).toInt());
-  if (!settings.contains("window/geometry")) resize(1280, 800);
+  if (!settings.contains("window/geometry")) resize(1280, 720);
+  if (!settings.contains("window/state")) {  // a short log: the panes get the height of a 720-px screen
+    // once the window is laid out (before that the dock area has no height to share)
+    QTimer::singleShot(0, this, [this] {
+      if (auto* log_dock = findChild<QDockWidget*>("log-dock")) resizeDocks({log_dock}, {110}, Qt::Vertical);
+    });
+  }
+  // Never larger than the screen it is on (a geometry saved on a larger display included).
+  if (QScreen* screen = this->screen()) {
+    const QSize avail = screen->availableGeometry().size();
+    if (width() > avail.width() || height() > avail.height())
+      resize(std::min(width(), avail.width()), std::min(height(), avail.height()));
+  }
+  // A start that is still marked running at the next start ended in a crash (or a kill).
+  unclean_start_ = settings.value("session/running", false).toBool();
+  settings.setValue("session/running", true);
+}
+
+void MainWindow::showTab(QWidget* panel) {
+  const int i = tabIndexOf(panel);
+  if (i >= 0) tabs_->setCurrentIndex(i);
+}
+
+int MainWindow::tabIndexOf(QWidget* panel) const {
+  for (int i = 0; i < tabs_->count(); ++i) {
+    auto* area = qobject_cast<QScrollArea*>(tabs_->widget(i));
+    if (tabs_->widget(i) == panel || (area != nullptr && area->widget() == panel)) return i;
+  }
+  return -1;
 }
 
 MainWindow::~MainWindow() { delete heatmap_; }
@@ -115,19 +208,30 @@ MainWindow::~MainWindow() { delete heatmap_; }
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&File");
   QAction* open_dir = file->addAction("&Open model folder...", this, [this] {
-    const QString dir = QFileDialog::getExistingDirectory(this, "Open a Hugging Face model folder");
-    if (!dir.isEmpty()) openModel(dir);
+    const QString dir = QFileDialog::getExistingDirectory(this, "Open a Hugging Face model folder", last_folder("model"));
+    if (dir.isEmpty()) return;
+    remember_folder("model", QFileInfo(dir).absolutePath());  // the folder that holds the models
+    openModel(dir);
   });
   open_dir->setShortcut(QKeySequence::Open);
   file->addAction("Open llama2.c &checkpoint...", this, [this] {
-    const QString f = QFileDialog::getOpenFileName(this, "Open a llama2.c checkpoint", {}, "llama2.c (*.bin)");
-    if (!f.isEmpty()) openModel(f);
+    const QString f =
+        QFileDialog::getOpenFileName(this, "Open a llama2.c checkpoint", last_folder("model"), "llama2.c (*.bin)");
+    if (f.isEmpty()) return;
+    remember_folder("model", f);
+    openModel(f);
   });
   recent_menu_ = file->addMenu("Open &recent");
   rebuildRecentMenu();
   file->addAction("Open the &demo model", this, [this] {
     openModel(resources_dir() + "/models/gutenberg-llama-6M");
   });
+  file->addSeparator();
+  QAction* open_session = file->addAction("Open s&ession...", this, [this] { chooseSession(false); });
+  open_session->setShortcut(QKeySequence("Ctrl+Shift+O"));
+  QAction* save_session = file->addAction("Sa&ve session...", this, [this] { chooseSession(true); });
+  save_session->setShortcut(QKeySequence("Ctrl+S"));
+  save_session->setToolTip("The model, the Learn settings and every learned run with its plan and curve");
   file->addSeparator();
   QAction* prefs = file->addAction("&Settings...", this, [this] {
     SettingsDialog dialog(this);
@@ -141,18 +245,58 @@ void MainWindow::buildMenus() {
   file->addSeparator();
   file->addAction(export_->exportAction());
   file->addAction(export_->verifyAction());
-  connect(export_->exportAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(export_); });
-  connect(export_->verifyAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(export_); });
+  connect(export_->exportAction(), &QAction::triggered, this, [this] { showTab(export_); });
+  connect(export_->verifyAction(), &QAction::triggered, this, [this] { showTab(export_); });
   file->addSeparator();
   QAction* quit = file->addAction("&Quit", this, &QWidget::close);
-  quit->setShortcut(QKeySequence::Quit);
+  quit->setShortcut(QKeySequence("Ctrl+Q"));  // explicit: some platform themes bind no Quit key
 
   QMenu* learn = menuBar()->addMenu("&Learn");
   for (QAction* a : {learn_->startAction(), learn_->pauseAction(), learn_->cancelAction()}) learn->addAction(a);
-  connect(learn_->startAction(), &QAction::triggered, this, [this] { tabs_->setCurrentWidget(learn_); });
+  connect(learn_->startAction(), &QAction::triggered, this, [this] { showTab(learn_); });
 
   QMenu* help = menuBar()->addMenu("&Help");
   help->addAction("Show &tour", this, [this] { showTour(); });
+  help->addAction("&User guide", this, [this] {
+    const QStringList candidates = {QCoreApplication::applicationDirPath() + "/../share/doc/latmix/user-guide.md",
+                                    QStringLiteral(LATMIX_RESOURCES_DIR) + "/../docs/user-guide.md"};
+    for (const QString& c : candidates) {
+      if (QFileInfo::exists(c)) {
+        QDesktopServices::openUrl(QUrl::fromLocalFile(QFileInfo(c).absoluteFilePath()));
+        return;
+      }
+    }
+    QMessageBox::information(this, "User guide",
+                             "The user guide is docs/user-guide.md in the LATMiX Studio sources; it was not found "
+                             "beside this installation.");
+  });
+  QAction* keys = help->addAction("&Keyboard shortcuts", this, [this] { showShortcuts(); });
+  keys->setShortcut(QKeySequence("F1"));
+  help->addSeparator();
+  help->addAction("&About LATMiX Studio", this, [this] { showAbout(); });
+}
+
+void MainWindow::showAbout() {
+  QMessageBox::about(this, "About LATMiX Studio",
+                     QString("<b>LATMiX Studio</b> %1 (commit %2)<br>Inspect and quantize language models to the "
+                             "OCP microscaling (MX) formats, with learnable affine transforms (LATMiX, "
+                             "arXiv 2602.17681) and the methods it is measured against.<br><br>Qt %3, LibTorch "
+                             "engine. MIT licence.")
+                         .arg(QString::fromLatin1(latmix::version()), QString::fromLatin1(latmix::git_commit()),
+                              QString::fromLatin1(qVersion())));
+}
+
+void MainWindow::showShortcuts() {
+  QStringList rows;
+  for (QAction* a : findChildren<QAction*>()) {
+    if (a->shortcut().isEmpty() || a->text().isEmpty()) continue;
+    rows << QString("<tr><td><b>%1</b></td><td>%2</td></tr>")
+                .arg(a->shortcut().toString(QKeySequence::NativeText).toHtmlEscaped(),
+                     a->text().remove('&').remove("...").toHtmlEscaped());
+  }
+  rows << "<tr><td><b>Ctrl+R</b></td><td>Calibrate (Activation Explorer)</td></tr>";
+  rows.sort();
+  QMessageBox::information(this, "Keyboard shortcuts", "<table cellspacing=6>" + rows.join("") + "</table>");
 }
 
 void MainWindow::buildDocks() {
@@ -235,13 +379,135 @@ void MainWindow::connectEngine() {
 }
 
 void MainWindow::openModel(const QString& path) {
-  banner_->hide();
+  if (!confirmDiscard("open another model", false)) return;
+  learn_->controller()->cancel();  // its plan would belong to the model closed meanwhile
+  banner_box_->hide();
   log("opening " + path);
   session_->open(path);
 }
 
+bool MainWindow::confirmDiscard(const QString& action, bool unsaved_runs_too) {
+  QStringList lost;
+  if (learn_->controller()->running()) lost << "the learning run in progress (it is cancelled)";
+  const int unsaved = learn_->controller()->unsavedRuns();
+  if (unsaved_runs_too && unsaved > 0)
+    lost << QString("%1 learned run%2 never saved (Save transforms, or File > Save session)")
+                .arg(unsaved)
+                .arg(unsaved == 1 ? "" : "s");
+  if (lost.isEmpty()) return true;
+  const QString question = QString("To %1, this is lost:\n - %2\n\n%3 anyway?")
+                               .arg(action, lost.join("\n - "), action.left(1).toUpper() + action.mid(1));
+  const bool go = confirm_(QString("LATMiX Studio: %1?").arg(action), question);
+  log(QString("asked before %1 (%2): %3").arg(action, lost.join("; "), QString(go ? "yes" : "no")));
+  return go;
+}
+
+void MainWindow::chooseSession(bool save) {
+  if (save) {
+    const QString path = QFileDialog::getSaveFileName(this, "Save the session", last_folder("session") + "/studio.latmix-session",
+                                                      "LATMiX Studio sessions (*.latmix-session)");
+    if (path.isEmpty()) return;
+    remember_folder("session", path);
+    saveSession(path.endsWith(".latmix-session") ? path : path + ".latmix-session");
+    return;
+  }
+  const QString path = QFileDialog::getOpenFileName(this, "Open a session", last_folder("session"),
+                                                    "LATMiX Studio sessions (*.latmix-session);;All files (*)");
+  if (path.isEmpty()) return;
+  remember_folder("session", path);
+  openSession(path);
+}
+
+namespace {
+
+StudioSession session_of(const ModelSession& session, const LearnPanel& learn, int tab) {
+  StudioSession s;
+  s.model_path = session.summary().path;
+  s.learn = learn.request();
+  s.tab = tab;
+  s.runs = learn.controller()->allRuns();
+  const LearnOutcome& current = learn.controller()->outcome();
+  if (!current.loaded && current.run > 0) {
+    s.current_model = current.model_path;
+    s.current_run = current.run;
+  }
+  return s;
+}
+
+}  // namespace
+
+quint64 MainWindow::saveSession(const QString& path) {
+  StudioSession s = session_of(*session_, *learn_, tabs_->currentIndex());
+  for (LearnRun& r : s.runs) r.outcome.in_session = true;  // kept by this file from now on
+  QPointer<MainWindow> self(this);
+  log("saving the session to " + path);
+  return host_->submit("save-session", [self, s, path](const JobControl&) {
+    const QString error = save_session(s, path);  // copies plan files: not on the GUI thread
+    EngineHost::post(self, [self, path, error] {
+      if (error.isEmpty()) {
+        self->log("session saved: " + path);
+        self->learn_->controller()->markSessionSaved();
+      } else {
+        self->showBanner("Could not save the session:\n" + error);
+      }
+      Q_EMIT self->sessionSaved(path, error);
+    });
+  });
+}
+
+void MainWindow::autosave() {
+  if (!session_->hasModel()) return;  // e.g. a session whose model is still opening: its copy comes once it is
+  const StudioSession s = session_of(*session_, *learn_, tabs_->currentIndex());
+  const QString path = recovery_session_path();
+  QDir().mkpath(QFileInfo(path).absolutePath());
+  // The tag supersedes a copy still queued: only the newest state is written.
+  autosave_job_ = host_->submit("autosave-session", [s, path](const JobControl&) { save_session(s, path); });
+}
+
+bool MainWindow::openSession(const QString& path) {
+  QString error;
+  QStringList notes;
+  StudioSession s = load_session(path, &error, &notes);
+  if (!error.isEmpty()) {
+    showBanner("Could not open the session:\n" + error);
+    return false;
+  }
+  if (!confirmDiscard("open a session", true)) return false;
+  learn_->controller()->cancel();
+  for (const QString& n : notes) log("session: " + n);
+  learn_->controller()->clearHistory();
+  learn_->controller()->restoreRuns(std::move(s.runs));
+  learn_->setRequest(s.learn);
+  tabs_->setCurrentIndex(s.tab);
+  pending_run_ = s.current_model == s.model_path ? s.current_run : 0;
+  pending_session_ = path;
+  banner_box_->hide();
+  log("opening the session " + path);
+  session_->open(s.model_path);
+  return true;
+}
+
+bool MainWindow::offerRecovery() {
+  const QString path = recovery_session_path();
+  if (!unclean_start_ || !QFileInfo::exists(path)) return false;
+  QString error;
+  QStringList notes;
+  const StudioSession s = load_session(path, &error, &notes);
+  if (!error.isEmpty() || s.model_path.isEmpty()) {
+    log("recovery copy not usable: " + (error.isEmpty() ? path + ": no model" : error));
+    return false;
+  }
+  const QString question =
+      QString("LATMiX Studio did not quit normally last time. Restore that session: %1 with %2 learned run%3?")
+          .arg(QFileInfo(s.model_path).fileName())
+          .arg(s.runs.size())
+          .arg(s.runs.size() == 1 ? "" : "s");
+  if (!confirm_("Restore the last session?", question)) return false;
+  return openSession(path);
+}
+
 void MainWindow::showModel(const ModelSummary& s) {
-  banner_->hide();
+  banner_box_->hide();
   rememberRecent(s.path);
   setWindowTitle("LATMiX Studio — " + QFileInfo(s.path).fileName());
   model_header_->setText(QString("<b>%1</b> (%2, %3)<br>%4 layers, hidden %5, intermediate %6<br>"
@@ -276,20 +542,30 @@ void MainWindow::showModel(const ModelSummary& s) {
   data.values = s.overview.max_over_rms;
   heatmap_->setData(std::move(data));
   if (overview_ != nullptr) overview_->update();
+  // Every per-model view starts empty for the new model (issue 17, Major 1).
   explorer_->modelChanged();
   microscope_->modelChanged();
   learn_->modelChanged();
+  compare_->modelChanged();
   export_->modelChanged();
   log(QString("opened %1: %2 parameters").arg(s.path).arg(s.parameters));
+  if (!pending_session_.isEmpty()) {  // a session's model: pick its current run
+    if (pending_run_ > 0) learn_->selectRun(pending_run_);
+    pending_run_ = -1;
+    const QString path = std::exchange(pending_session_, QString());
+    log("session opened: " + path);
+    Q_EMIT sessionOpened(path);
+  }
+  autosave();
 }
 
 void MainWindow::showBanner(const QString& message) {
   banner_->setText(message);
-  banner_->show();
+  banner_box_->show();
   log("error: " + message);
 }
 
-QString MainWindow::bannerText() const { return banner_->isVisible() ? banner_->text() : QString(); }
+QString MainWindow::bannerText() const { return banner_box_->isHidden() ? QString() : banner_->text(); }
 
 void MainWindow::log(const QString& line) {
   log_->appendPlainText(QDateTime::currentDateTime().toString("HH:mm:ss  ") + line);
@@ -321,7 +597,7 @@ void MainWindow::buildTour() {
   // shown so that it follows resizes and moved docks.
   auto tab_rect = [this](QWidget* page) {
     QTabBar* bar = tabs_->tabBar();
-    const QRect r = bar->tabRect(tabs_->indexOf(page));
+    const QRect r = bar->tabRect(tabIndexOf(page));
     return QRect(bar->mapTo(this, r.topLeft()), r.size());
   };
   auto widget_rect = [this](QWidget* w) {
@@ -338,25 +614,25 @@ void MainWindow::buildTour() {
                    "through the model and maps, per layer and per block of 32 values, where the energy and the "
                    "outliers are &mdash; before and after a transform.",
                    [this, tab_rect] { return tab_rect(explorer_); },
-                   [this] { tabs_->setCurrentWidget(explorer_); }});
+                   [this] { showTab(explorer_); }});
   steps.push_back({"The Block Microscope",
                    "Click a heatmap cell (or open this tab) to see one block: its 32 values, the shared power-of-two "
                    "scale, the format's grid, and the error of every value, before and after the transform. "
                    "Compare MXFP4, MXFP6, MXFP8, MXINT8 and NVFP4 on the same block.",
                    [this, tab_rect] { return tab_rect(microscope_); },
-                   [this] { tabs_->setCurrentWidget(microscope_); }});
+                   [this] { showTab(microscope_); }});
   steps.push_back({"Learn transforms",
                    "Pick a method (LATMiX learns an affine transform that makes the blocks easier to quantize) "
                    "and press <b>Start</b>: the loss curves come live; Pause, Resume and Cancel any time "
                    "(Ctrl+L starts).",
                    [widget_rect, start] { return widget_rect(start); },
-                   [this] { tabs_->setCurrentWidget(learn_); }});
+                   [this] { showTab(learn_); }});
   steps.push_back({"Compare and export",
                    "<b>Compare</b> evaluates methods side by side (perplexity, tasks, SQNR). <b>Export</b> writes "
                    "the quantized model with its transforms as a verified compressed-tensors bundle in one click."
                    "<br><br>This tour is in Help &gt; Show tour.",
                    [this, tab_rect] { return tab_rect(export_); },
-                   [this] { tabs_->setCurrentWidget(export_); }});
+                   [this] { showTab(export_); }});
   tour_ = new Tour(this, std::move(steps));
 }
 
@@ -400,8 +676,13 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
     *ended = true;
     done(result);
   };
-  auto shoot = [this, dir, ok](const QString& name) { *ok = saveScreenshot(dir + "/" + name + ".png") && *ok; };
-  resize(1560, 960);
+  // Each screen must fit 1280 x 720: a window that grew past it (its content's minimum size) fails.
+  auto shoot = [this, dir, ok](const QString& name) {
+    const bool fits = width() <= 1280 && height() <= 720;
+    if (!fits) log(QString("scenario: %1 does not fit 1280 x 720: the window is %2 x %3").arg(name).arg(width()).arg(height()));
+    *ok = saveScreenshot(dir + "/" + name + ".png") && fits && *ok;
+  };
+  resize(1280, 720);  // issue 17, Major 7: every screen fits a 1280 x 720 display
   // A failed (or unexpectedly cancelled) step ends the scenario with an error instead of waiting forever.
   auto failed = [this, finish](quint64, const QString& tag, const QString& message) {
     static const QStringList watched = {"calibrate",       "microscope",     "compare", "learn",
@@ -422,15 +703,15 @@ void MainWindow::saveScreenshots(const QString& dir, std::function<void(bool)> d
   });
   QTimer::singleShot(800, this, [this, dir, shoot, finish, ok] {
     shoot("overview");
-    tabs_->setCurrentWidget(explorer_);
+    showTab(explorer_);
     after(this, explorer_, &ExplorerPanel::calibrated, [this, dir, shoot, finish, ok] {
       explorer_->setView("residual", "energy_share", "before");
       QTimer::singleShot(300, this, [this, dir, shoot, finish, ok] {
         shoot("explorer");
-        tabs_->setCurrentWidget(microscope_);
+        showTab(microscope_);
         after(this, microscope_, &MicroscopePanel::refreshed, [this, dir, shoot, finish, ok] {
           shoot("microscope");
-          tabs_->setCurrentWidget(compare_);
+          showTab(compare_);
           after(this, compare_, &ComparePanel::finished, [this, dir, shoot, finish, ok] {
             shoot("compare");
             shootLearning(dir, shoot, [this, dir, shoot, finish, ok](bool result) {
@@ -463,7 +744,7 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
   r.samples = 32;
   r.seqlen = 128;
   r.steps = 20;
-  tabs_->setCurrentWidget(learn_);
+  showTab(learn_);
   learn_->setRequest(r);
   learn_->setLogScale(true);  // the regularizer is two decades below the KL term
   learn_probe_ = new LatencyProbe(host_, this);  // event-loop lateness while learning runs
@@ -494,7 +775,7 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
       learn_probe_ = nullptr;
       log(QString("scenario: learning run cancelled; GUI lateness while learning p50 %1 ms, p99 %2 ms, max %3 ms")
               .arg(s.p50_ms, 0, 'f', 1).arg(s.p99_ms, 0, 'f', 1).arg(s.max_ms, 0, 'f', 1));
-      tabs_->setCurrentWidget(compare_);
+      showTab(compare_);
       after(this, compare_, &ComparePanel::methodsFinished, [this, dir, shoot, done] {
         shoot("compare-methods");
         after(this, compare_, &ComparePanel::reportSaved, [done] { done(true); }, 0);
@@ -524,7 +805,7 @@ void MainWindow::shootExport(const QString& dir, std::function<void(const QStrin
                              std::function<void(bool)> done) {
   // The plan learned first (20 steps), as compressed-tensors in a .zip bundle in `dir`, with the Learn
   // tab's format; then the bundle is verified again from disk, as Verify bundle... does.
-  tabs_->setCurrentWidget(export_);
+  showTab(export_);
   if (scenario_plan_ && !scenario_plan_->plan_prefix.isEmpty()) {
     export_->setPlan(*scenario_plan_);
   } else {
@@ -561,7 +842,13 @@ void MainWindow::shootExport(const QString& dir, std::function<void(const QStrin
 }
 
 void MainWindow::closeEvent(QCloseEvent* e) {
+  // Ctrl+Q during learning, or with runs never saved, asks first (issue 17, Major 9).
+  if (!confirmDiscard("quit", true)) {
+    e->ignore();
+    return;
+  }
   QSettings settings;
+  settings.setValue("session/running", false);  // a clean quit: no recovery offered next time
   settings.setValue("window/geometry", saveGeometry());
   settings.setValue("window/state", saveState());
   settings.setValue("window/tab", tabs_->currentIndex());

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 
 namespace latmix::widgets {
 class ImGuiHost;
@@ -55,6 +56,10 @@ class MainWindow : public QMainWindow {
   ExportPanel* exportPanel() const { return export_; }
   /// The first-run tour (issue #10); hidden unless showing.
   Tour* tour() const { return tour_; }
+  /// Brings the tab of a panel (explorer(), learn(), ...) to the front.
+  void showTab(QWidget* panel);
+  /// The tab index of a panel (its tab holds it in a scroll area); -1 if none.
+  int tabIndexOf(QWidget* panel) const;
   /// Shows the tour (Help > Show tour).
   void showTour();
   /// Shows the tour when it has not been seen (finished or skipped) yet; returns whether it did.
@@ -66,6 +71,28 @@ class MainWindow : public QMainWindow {
     double p50_ms = 0, p99_ms = 0, max_ms = 0;
   };
   LatencySummary learningLatency() const { return learning_latency_; }
+
+  /// Asks a yes/no question before work would be lost; true: go ahead. A message box by default;
+  /// tests and the scripted scenario answer it themselves.
+  using Confirm = std::function<bool(const QString& title, const QString& question)>;
+  void setConfirm(Confirm confirm) { confirm_ = std::move(confirm); }
+  /// Writes the session (the model, the Learn tab's settings, every run with its plan and curve)
+  /// to `path` on the engine thread; sessionSaved() says how it went. Returns the job id.
+  quint64 saveSession(const QString& path);
+  /// Opens a session file: its runs, its Learn settings, then its model (the current run is
+  /// picked once the model is open). False, with the reason in the banner, when it cannot be read.
+  bool openSession(const QString& path);
+  /// When the last start did not end with a clean quit and a recovery copy exists: asks, and
+  /// restores it. Returns whether it did.
+  bool offerRecovery();
+  /// Saves the recovery copy now (after each run and each model opened; engine thread).
+  void autosave();
+
+ Q_SIGNALS:
+  /// A session was written ("" error) or not (the error names the file).
+  void sessionSaved(const QString& path, const QString& error);
+  /// A session's model is open and its runs are restored.
+  void sessionOpened(const QString& path);
 
  protected:
   void closeEvent(QCloseEvent* e) override;
@@ -84,6 +111,12 @@ class MainWindow : public QMainWindow {
   void shootLearning(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
   void shootExport(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
   void buildTour();
+  /// Whether work that would be lost by `action` ("quit", "open another model") may go: asks
+  /// when learning runs or learned runs were never saved.
+  bool confirmDiscard(const QString& action, bool unsaved_runs_too);
+  void chooseSession(bool save);
+  void showAbout();
+  void showShortcuts();
 
   EngineHost* host_;
   ModelSession* session_;
@@ -109,9 +142,20 @@ class MainWindow : public QMainWindow {
   LatencyProbe* learn_probe_ = nullptr;
   LatencySummary learning_latency_;
   quint64 current_job_ = 0;
+  QWidget* banner_box_ = nullptr;
+  Confirm confirm_;
+  bool unclean_start_ = false;      // the previous start did not quit cleanly
+  int pending_run_ = -1;            // the run to pick once a session's model is open
+  QString pending_session_;         // that session's path (sessionOpened)
+  quint64 autosave_job_ = 0;
 };
 
 /// The folder holding the bundled resources (demo model, calibration sample), or "" if absent.
 QString resources_dir();
+
+/// The folder a file dialog of kind `key` ("model", "transforms", "text", "session") was last
+/// pointed at (the home folder at first), and remembering it from a chosen file or folder.
+QString last_folder(const QString& key);
+void remember_folder(const QString& key, const QString& chosen);
 
 }  // namespace latmix::studio

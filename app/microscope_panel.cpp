@@ -1,9 +1,11 @@
 #include "microscope_panel.h"
 
 #include <QComboBox>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QPointer>
 #include <QSpinBox>
 #include <QVBoxLayout>
 
@@ -15,6 +17,7 @@
 #include "engine_host.h"
 #include "imgui_host.h"
 #include "latmix/calib_transforms.h"
+#include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/model.h"
 #include "latmix/mx_block.h"
@@ -73,6 +76,7 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
   block_ = new QSpinBox(this);
   format_ = new QComboBox(this);
   for (const char* f : kComparisonFormats) format_->addItem(f);
+  format_->addItem("nvfp4");  // blocks of 16 values with an E4M3 scale
   transform_ = new QComboBox(this);
   for (const auto& t : builtin_transform_names()) transform_->addItem(QString::fromStdString(t));
   transform_->setCurrentText("hadamard");
@@ -97,13 +101,39 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
   }
   for (QComboBox* c : {point_, format_, transform_}) connect(c, &QComboBox::currentIndexChanged, this, &MicroscopePanel::refresh);
   for (QSpinBox* s : {layer_, token_, block_}) connect(s, &QSpinBox::valueChanged, this, &MicroscopePanel::refresh);
+  // A block that cannot be read says why here, and nothing stale stays on screen.
+  connect(host_, &EngineHost::jobFailed, this, [this](quint64, const QString& tag, const QString& message) {
+    if (tag != "microscope") return;
+    view_->clear();
+    if (host_view_ != nullptr) host_view_->update();
+    status_->setText("<span style='color:#c0392b'>Could not read the block: " + message.toHtmlEscaped() + "</span>");
+  });
 }
 
 MicroscopePanel::~MicroscopePanel() = default;
 
+bool MicroscopePanel::hasBlock() const { return view_->hasData(); }
+
+QString MicroscopePanel::statusText() const { return status_->text(); }
+
+QString MicroscopePanel::formatText() const { return format_->currentText(); }
+
+QString MicroscopePanel::transformText() const { return transform_->currentText(); }
+
+int MicroscopePanel::tokenIndex() const { return token_->value(); }
+
+int MicroscopePanel::blockIndex() const { return block_->value(); }
+
 void MicroscopePanel::modelChanged() {
   const auto& s = session_->summary();
   sample_ids_.reset();
+  source_.reset();  // the bundled sample again: the explorer's sequences were the old model's tokens
+  view_->clear();
+  for (int i = transform_->count() - 1; i >= 0; --i) {  // plans of the model closed do not fit this one
+    if (!transform_->itemData(i).toString().isEmpty()) transform_->removeItem(i);
+  }
+  status_->setText("Reading a block of " + QFileInfo(s.path).fileName().toHtmlEscaped() + " ...");
+  if (host_view_ != nullptr) host_view_->update();
   const QSignalBlocker b1(layer_), b2(block_), b3(token_);
   layer_->setRange(0, static_cast<int>(s.layers) - 1);
   token_->setRange(0, 127);
@@ -111,12 +141,59 @@ void MicroscopePanel::modelChanged() {
   refresh();
 }
 
-void MicroscopePanel::select(const QString& point, int layer, int block) {
-  const QSignalBlocker b1(point_), b2(layer_), b3(block_);
+void MicroscopePanel::select(const QString& point, int layer, int block, const QString& format,
+                             const QString& transform, const QString& plan_prefix) {
+  if (source_) {  // back to the bundled sample
+    source_.reset();
+    sample_ids_.reset();
+  }
+  selectBlock(point, layer, block, format, transform, plan_prefix);
+}
+
+void MicroscopePanel::selectToken(const QString& point, int layer, int block, const QString& format,
+                                  const QString& transform, const QString& plan_prefix, const QString& text,
+                                  const CalibrationOptions& options, int sequence, int position) {
+  auto source = std::make_shared<TokenSource>();
+  source->text = text.toStdString();
+  source->options = options;
+  source->sequence = sequence;
+  source_ = std::move(source);
+  sample_ids_.reset();
+  {
+    const QSignalBlocker keep(token_);
+    token_->setRange(0, static_cast<int>(std::max<int64_t>(128, options.seqlen)) - 1);
+    token_->setValue(position);
+  }
+  selectBlock(point, layer, block, format, transform, plan_prefix);
+}
+
+void MicroscopePanel::selectBlock(const QString& point, int layer, int block, const QString& format,
+                                  const QString& transform, const QString& plan_prefix) {
+  const QSignalBlocker b1(point_), b2(layer_), b3(block_), b4(format_), b5(transform_);
   point_->setCurrentText(point);
   layer_->setValue(layer);
+  if (!format.isEmpty()) {
+    if (format_->findText(format) < 0) format_->addItem(format);
+    format_->setCurrentText(format);
+  }
+  if (!plan_prefix.isEmpty()) {
+    addPlanChoice(transform, plan_prefix);
+  } else if (!transform.isEmpty() && transform_->findText(transform) >= 0) {
+    transform_->setCurrentText(transform);
+  }
   block_->setValue(block);
   refresh();
+}
+
+void MicroscopePanel::addPlanChoice(const QString& label, const QString& prefix) {
+  const QSignalBlocker keep(transform_);
+  int i = transform_->findText(label);
+  if (i < 0) {
+    transform_->addItem(label, prefix);
+    i = transform_->count() - 1;
+  }
+  transform_->setItemData(i, prefix);
+  transform_->setCurrentIndex(i);
 }
 
 void MicroscopePanel::refresh() {
@@ -127,25 +204,41 @@ void MicroscopePanel::refresh() {
   const int layer = layer_->value(), token = token_->value(), block = block_->value();
   const std::string format = format_->currentText().toStdString();
   const std::string transform = transform_->currentText().toStdString();
+  const std::string plan_prefix = transform_->currentData().toString().toStdString();  // learned / loaded plans
   auto ids_cache = sample_ids_;
-  host_->submit("microscope", [this, model, tokenizer, point, layer, token, block, format, transform,
-                               ids_cache](const JobControl&) {
-    auto ids = ids_cache ? ids_cache : std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
+  auto source = source_;
+  QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
+  host_->submit("microscope", [self, model, tokenizer, point, layer, token, block, format, transform, plan_prefix,
+                               ids_cache, source](const JobControl&) {
+    auto ids = ids_cache;
+    if (!ids && source) {  // the explorer's calibration sequence (the same windows as its statistics)
+      const CalibrationSet set = load_calibration_text(source->text, *tokenizer, source->options);
+      if (source->sequence < 0 || source->sequence >= set.size())
+        fail(source->text, "calibration sequence", "0 to " + std::to_string(set.size() - 1),
+             std::to_string(source->sequence));
+      const auto& seq = set.sequences[static_cast<size_t>(source->sequence)];
+      ids = std::make_shared<std::vector<int64_t>>(seq.begin(), seq.end());
+    }
+    if (!ids) ids = std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
     const CapturePoint cp = parse_capture_point(point);
     const int64_t lay = cp == CapturePoint::FinalNormOut ? model->config().num_layers : layer;
     at::Tensor act = capture_activation(*model, at::tensor(*ids, at::kLong), cp, lay);
     const int64_t t = std::min<int64_t>(token, act.size(0) - 1);
-    const int64_t nblocks = (act.size(1) + 31) / 32;
-    const int64_t b = std::min<int64_t>(block, nblocks - 1);
-    at::Tensor values = act[t].narrow(0, b * 32, std::min<int64_t>(32, act.size(1) - b * 32)).contiguous();
-    MicroscopeData data;
     const MxFormat fmt = MxFormat::parse(format);
+    const int64_t size = fmt.block;  // 32, or 16 for NVFP4
+    const int64_t nblocks = (act.size(1) + size - 1) / size;
+    const int64_t b = std::min<int64_t>(block, nblocks - 1);
+    at::Tensor values = act[t].narrow(0, b * size, std::min<int64_t>(size, act.size(1) - b * size)).contiguous();
+    MicroscopeData data;
     data.block = inspect_mx_block(values, fmt);
     data.comparison = compare_formats(values);
     data.transform = QString::fromStdString(transform);
     if (transform != "none") {
-      at::Tensor rotated = make_builtin_activation_transform(transform, *model, fmt, 0)(cp, lay, act[t]);
-      at::Tensor after = rotated.narrow(0, b * 32, values.numel()).contiguous();
+      const ActivationTransform apply = plan_prefix.empty()
+                                            ? make_builtin_activation_transform(transform, *model, fmt, 0)
+                                            : make_plan_activation_transform(plan_prefix, *model);
+      at::Tensor rotated = apply(cp, lay, act[t]);
+      at::Tensor after = rotated.narrow(0, b * size, values.numel()).contiguous();
       data.has_after = true;
       data.after = inspect_mx_block(after, fmt);
       data.comparison_after = compare_formats(after);
@@ -153,15 +246,21 @@ void MicroscopePanel::refresh() {
     const std::string tok = tokenizer->decode({static_cast<int32_t>((*ids)[static_cast<size_t>(t)])});
     data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
                      .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())
-                     .arg(b).arg(nblocks).arg(b * 32).arg(b * 32 + values.numel() - 1);
+                     .arg(b).arg(nblocks).arg(b * size).arg(b * size + values.numel() - 1);
+    data.where += source ? QString(", calibration sequence %1 of %2")
+                               .arg(source->sequence)
+                               .arg(QFileInfo(QString::fromStdString(source->text)).fileName().toHtmlEscaped())
+                         : QString(", bundled sample");
     const int shown_token = static_cast<int>(t), shown_block = static_cast<int>(b);
-    EngineHost::post(this, [this, data, ids, shown_token, shown_block] {
-      sample_ids_ = ids;
+    EngineHost::post(self, [self, data, ids, shown_token, shown_block, model, source] {
+      if (model != self->session_->model()) return;  // a block of the model that was open before
+      if (source != self->source_) return;            // tokens of another text (a newer selection)
+      self->sample_ids_ = ids;
       // The spin boxes say what is shown: a block or token past this point's end was clamped.
-      const QSignalBlocker keep_block(block_), keep_token(token_);
-      block_->setValue(shown_block);
-      token_->setValue(shown_token);
-      show(data);
+      const QSignalBlocker keep_block(self->block_), keep_token(self->token_);
+      self->block_->setValue(shown_block);
+      self->token_->setValue(shown_token);
+      self->show(data);
     });
   });
 }

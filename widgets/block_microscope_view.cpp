@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 namespace latmix::widgets {
 
@@ -60,24 +61,35 @@ void BlockMicroscopeView::drawBlock(const char* id, const char* heading, const M
 
 void BlockMicroscopeView::drawExplanation(const MxBlockView& b) {
   const QString s = scale_text(b);
+  const double ratio = b.scale > 0 ? b.amax / b.scale : 0;
+  // Say what the scale does here: amax lands inside the grid, or above its largest element (then
+  // the largest values are clipped, as FLOOR does for many blocks).
+  const QString where =
+      ratio <= b.element_max
+          ? QString("amax / scale = %1 is within the element grid (largest element %2): nothing needs clipping")
+                .arg(ratio, 0, 'g', 4)
+                .arg(b.element_max, 0, 'g', 4)
+          : QString("amax / scale = %1 is above the largest element %2: the values beyond %3 are clipped to it")
+                .arg(ratio, 0, 'g', 4)
+                .arg(b.element_max, 0, 'g', 4)
+                .arg(b.element_max * b.scale, 0, 'g', 4);
   ImGui::TextWrapped(
       "All %d values share one scale. The largest magnitude is amax = %.4g; the %s rule picks the scale %s "
-      "(code %d) so that amax / scale lands near the top of the element grid (largest element %.4g). Each value "
-      "is divided by the scale, rounded to the nearest grid point, and multiplied back. Values beyond %.4g are "
-      "clipped (%d here). Block SQNR: %.2f dB, MSE %.3g.",
+      "(code %d): %s. Each value is divided by the scale, rounded to the nearest grid point, and multiplied back "
+      "(clipped: %d here). Block SQNR: %.2f dB, MSE %.3g.",
       static_cast<int>(b.values.size()), b.amax, b.scale_rule.c_str(), s.toUtf8().constData(), b.scale_code,
-      b.element_max, b.element_max * b.scale, b.clipped, b.sqnr_db, b.mse);
+      where.toUtf8().constData(), b.clipped, b.sqnr_db, b.mse);
 }
 
 void BlockMicroscopeView::drawNumberLine(const MxBlockView& b) {
   const ImVec2 origin = ImGui::GetCursorScreenPos();
   const float width = ImGui::GetContentRegionAvail().x - 20;
-  const float height = 130;
+  const float height = 150;
   double range = std::max(b.amax, b.element_max * b.scale) * 1.05;
   if (range <= 0) range = 1;
   auto x_of = [&](double v) { return origin.x + 10 + static_cast<float>((v + range) / (2 * range)) * width; };
   ImDrawList* dl = ImGui::GetWindowDrawList();
-  const float axis_y = origin.y + height - 30;
+  const float axis_y = origin.y + height - 46;
   dl->AddLine(ImVec2(x_of(-range), axis_y), ImVec2(x_of(range), axis_y), kGrid, 1.5f);
   for (double g : b.grid) {
     for (double v : {g, -g}) {
@@ -96,9 +108,29 @@ void BlockMicroscopeView::drawNumberLine(const MxBlockView& b) {
     dl->AddCircleFilled(p, 3.5f, clipped ? kClip : kValue);
     dl->AddCircleFilled(q, 3.0f, kQuant);
   }
-  dl->AddText(ImVec2(origin.x + 10, axis_y + 12), kGrid, "grid points x scale (ticks), inputs (blue) -> "
-                                                         "quantized (yellow), clipped (red), clip limit (red lines)");
+  for (const auto& [v, text] : numberLineLabels(b)) {
+    const QByteArray label = text.toUtf8();
+    if (std::isnan(v)) {  // the caption
+      dl->AddText(ImVec2(origin.x + 10, axis_y + 26), kGrid, label.constData());
+      continue;
+    }
+    const float w = ImGui::CalcTextSize(label.constData()).x;
+    dl->AddText(ImVec2(x_of(v) - w / 2, axis_y + 10), kGrid, label.constData());
+  }
   ImGui::Dummy(ImVec2(width, height));
+}
+
+std::vector<std::pair<double, QString>> BlockMicroscopeView::numberLineLabels(const MxBlockView& b) {
+  const double limit = b.element_max * b.scale;
+  std::vector<std::pair<double, QString>> labels;
+  for (double v : {-limit, 0.0, limit}) {  // the clip limits and zero, in the activation's units
+    char text[32];
+    std::snprintf(text, sizeof(text), "%.3g", v);
+    labels.emplace_back(v, QString::fromLatin1(text));
+  }
+  labels.emplace_back(std::nan(""), "activation value: grid points x scale (ticks), inputs (blue) -> quantized "
+                                    "(yellow), clipped (red), clip limit (red lines)");
+  return labels;
 }
 
 void BlockMicroscopeView::drawValueTable(const char* id, const MxBlockView& b) {

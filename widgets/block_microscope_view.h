@@ -5,6 +5,7 @@
 
 #include <QString>
 
+#include <utility>
 #include <vector>
 
 #include "latmix/mx_block.h"
@@ -34,7 +35,15 @@ class BlockMicroscopeView {
  public:
   void setData(MicroscopeData data) { data_ = std::move(data); has_data_ = true; }
   bool hasData() const { return has_data_; }
+  /// Shows nothing (another model is open).
+  void clear() {
+    data_ = MicroscopeData();
+    has_data_ = false;
+  }
   void draw();
+  /// The number line's axis labels: the clip limits -(element_max x scale) and +(...) and zero, in
+  /// the activation's units, each with the value it stands at; then the axis caption (value NaN).
+  static std::vector<std::pair<double, QString>> numberLineLabels(const MxBlockView& b);
 
  private:
   void drawBlock(const char* id, const char* heading, const MxBlockView& block,

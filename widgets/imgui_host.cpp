@@ -121,7 +121,23 @@ void ImGuiHost::paintGL() {
   gl->glClearColor(0.08f, 0.08f, 0.10f, 1.0f);
   gl->glClear(GL_COLOR_BUFFER_BIT);
   ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+  for (int b = 0; b < 3; ++b) {  // this frame saw the presses; releases held back go now
+    press_unseen_[b] = false;
+    if (release_pending_[b]) {
+      release_pending_[b] = false;
+      io.MouseDown[b] = false;
+      update();
+    }
+  }
 }
+
+namespace {
+
+int button_index(Qt::MouseButton b) {
+  return b == Qt::LeftButton ? 0 : b == Qt::RightButton ? 1 : b == Qt::MiddleButton ? 2 : -1;
+}
+
+}  // namespace
 
 void ImGuiHost::mouseMoveEvent(QMouseEvent* e) {
   if (context_ == nullptr) return;
@@ -133,20 +149,26 @@ void ImGuiHost::mouseMoveEvent(QMouseEvent* e) {
 void ImGuiHost::mousePressEvent(QMouseEvent* e) {
   if (context_ == nullptr) return;
   makeCurrentContext();
-  ImGuiIO& io = ImGui::GetIO();
-  if (e->button() == Qt::LeftButton) io.MouseDown[0] = true;
-  if (e->button() == Qt::RightButton) io.MouseDown[1] = true;
-  if (e->button() == Qt::MiddleButton) io.MouseDown[2] = true;
+  const int b = button_index(e->button());
+  if (b >= 0) {
+    ImGui::GetIO().MouseDown[b] = true;
+    press_unseen_[b] = true;
+    release_pending_[b] = false;
+  }
   update();
 }
 
 void ImGuiHost::mouseReleaseEvent(QMouseEvent* e) {
   if (context_ == nullptr) return;
   makeCurrentContext();
-  ImGuiIO& io = ImGui::GetIO();
-  if (e->button() == Qt::LeftButton) io.MouseDown[0] = false;
-  if (e->button() == Qt::RightButton) io.MouseDown[1] = false;
-  if (e->button() == Qt::MiddleButton) io.MouseDown[2] = false;
+  const int b = button_index(e->button());
+  if (b >= 0) {
+    if (press_unseen_[b]) {
+      release_pending_[b] = true;  // after the next frame, which sees the press
+    } else {
+      ImGui::GetIO().MouseDown[b] = false;
+    }
+  }
   update();
 }
 

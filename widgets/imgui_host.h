@@ -46,6 +46,10 @@ class ImGuiHost : public QOpenGLWidget {
 
   ImGuiContext* context_ = nullptr;
   bool gl_ready_ = false;
+  // A press and its release between two frames would never be seen by ImGui (a quick click is
+  // lost): the release waits for the frame after the one that saw the press.
+  bool press_unseen_[3] = {false, false, false};
+  bool release_pending_[3] = {false, false, false};
   std::function<void()> draw_;
   QTimer animation_;
   QElapsedTimer clock_;

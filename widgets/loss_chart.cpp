@@ -50,6 +50,19 @@ void LossChart::clear(qint64 total_steps) {
   update();
 }
 
+void LossChart::reset(qint64 total_steps) {
+  series_.clear();
+  markers_.clear();
+  legend_boxes_.clear();
+  total_steps_ = total_steps;
+  update();
+}
+
+void LossChart::setMarkers(std::vector<std::pair<double, QString>> markers) {
+  markers_ = std::move(markers);
+  update();
+}
+
 LossChart::Series* LossChart::find(const QString& name) {
   for (auto& s : series_) {
     if (s.name == name) return &s;
@@ -177,6 +190,13 @@ void LossChart::drawAxes(QPainter& p, const Frame& f) const {
     p.drawLine(QPointF(x, f.plot.top()), QPointF(x, f.plot.bottom()));
     p.setPen(text);
     p.drawText(QRectF(x - 30, f.plot.bottom() + 2, 60, 16), Qt::AlignHCenter | Qt::AlignTop, tick_label(v));
+  }
+  for (const auto& [step, label] : markers_) {  // layer boundaries
+    if (step < f.x0 || step > f.x1) continue;
+    const double x = xpix(step);
+    p.setPen(QPen(text, 1, Qt::DashLine));
+    p.drawLine(QPointF(x, f.plot.top()), QPointF(x, f.plot.bottom()));
+    p.drawText(QRectF(x + 2, f.plot.top() + 2, 80, 14), Qt::AlignLeft | Qt::AlignTop, label);
   }
   p.setPen(QPen(text, 1));
   p.drawRect(f.plot);

@@ -9,6 +9,7 @@
 #include <QWidget>
 
 #include <vector>
+#include <utility>
 
 namespace latmix::widgets {
 
@@ -20,6 +21,10 @@ class LossChart : public QWidget {
 
   /// Removes every point; `total_steps` fixes the x axis (0: it grows with the data).
   void clear(qint64 total_steps = 0);
+  /// Removes every series (and the markers) as well: a chart for another run or model.
+  void reset(qint64 total_steps = 0);
+  /// Vertical lines at these steps with a label each (the layer boundaries of a layer-wise run).
+  void setMarkers(std::vector<std::pair<double, QString>> markers);
   /// Appends a point of `series` (created on first use, in a fixed colour order). Steps must not
   /// decrease within a series. Schedules one repaint (Qt merges repeated update() calls).
   void addPoint(const QString& series, double step, double value);
@@ -64,6 +69,7 @@ class LossChart : public QWidget {
   void drawHover(QPainter& p, const Frame& f) const;
 
   std::vector<Series> series_;
+  std::vector<std::pair<double, QString>> markers_;
   std::vector<QRectF> legend_boxes_;  // one per series, from the last paint (click to toggle)
   QString title_;
   qint64 total_steps_ = 0;

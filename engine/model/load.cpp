@@ -4,6 +4,8 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <string_view>
 
 #include "latmix/error.h"
 #include "latmix/memory.h"
@@ -25,7 +27,9 @@ class HfWeightReader {
  public:
   HfWeightReader(const TensorStore& store, const std::string& folder, const LoadOptions& opts,
                  ModelHeaders* headers = nullptr)
-      : store_(store), folder_(folder), opts_(opts), headers_(headers) {}
+      : store_(store), folder_(folder), opts_(opts), headers_(headers) {
+    index_input_transforms();
+  }
 
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
     const std::string base = name.size() > 7 ? name.substr(0, name.size() - 7) : std::string();  // less ".weight"
@@ -88,12 +92,14 @@ class HfWeightReader {
     return mx_decode(p, at::kFloat).to(opts_.device, opts_.dtype).contiguous();
   }
 
-  // An input transform of transform_config stored beside a linear ("<linear>.<scheme>_input.weight",
-  // applied as x W / sqrt(n)) becomes part of the weight: W_eff = Q W^T / sqrt(n).
+  // An input transform of transform_config stored beside a linear ("<linear>.<group>_input.weight",
+  // applied as x W / sqrt(n)) becomes part of the weight: W_eff = Q W^T / sqrt(n). The group is the
+  // scheme's name ("down_online"), or "down_online_1" etc. when a scheme has one group per distinct
+  // matrix: every such tensor counts, so that none is silently left out.
   at::Tensor with_input_transform(const std::string& base, const at::Tensor& weight) const {
-    for (const char* scheme : {"attn_online", "mlp_online", "down_online"}) {
-      const std::string tn = base + "." + scheme + "_input.weight";
-      if (!store_.contains(tn)) continue;
+    const auto found = input_transforms_.find(base);
+    if (found != input_transforms_.end()) {
+      const std::string& tn = found->second;
       const TensorInfo& ti = store_.info(tn);
       if (headers_ != nullptr) {
         headers_->weight_bytes += ti.byte_size();
@@ -122,9 +128,27 @@ class HfWeightReader {
   }
 
  private:
+  // "<linear>.<group>_input.weight" by "<linear>" (the group: no dot). Two transforms on one
+  // input would be applied twice by a runtime: refused.
+  void index_input_transforms() {
+    static constexpr std::string_view kSuffix = "_input.weight";
+    for (const std::string& name : store_.names()) {
+      if (name.size() <= kSuffix.size() || name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
+        continue;
+      const std::string stem = name.substr(0, name.size() - kSuffix.size());
+      const size_t dot = stem.rfind('.');
+      if (dot == std::string::npos || dot == 0 || dot + 1 == stem.size()) continue;
+      const std::string base = stem.substr(0, dot);
+      const auto [it, added] = input_transforms_.emplace(base, name);
+      if (!added)
+        fail(folder_, "linear '" + base + "' has two input transforms", "one", "'" + it->second + "' and '" + name + "'");
+    }
+  }
+
   const TensorStore& store_;
   std::string folder_;
   const LoadOptions& opts_;
+  std::map<std::string, std::string> input_transforms_;
   ModelHeaders* headers_;
 };
 

@@ -18,11 +18,11 @@ if [ ! -d "$LATMIX_DATA_DIR/eval/winogrande" ]; then
   exit 77
 fi
 rm -rf "$DIR"; mkdir -p "$DIR"
-export XDG_CONFIG_HOME=$(mktemp -d)   # fresh settings: first start
-trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT
+export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)   # fresh settings (first start), no recovery copy
+trap 'rm -rf "$XDG_CONFIG_HOME" "$XDG_DATA_HOME"' EXIT
 start=$(date +%s)
 rc=0
-xvfb-run -a -s "-screen 0 1600x1000x24" "$STUDIO" --screenshot-dir "$DIR" || rc=$?
+xvfb-run -a -s "-screen 0 1280x720x24" "$STUDIO" --screenshot-dir "$DIR" || rc=$?
 echo "studio exited with $rc after $(( $(date +%s) - start )) s"
 python3 - "$DIR" <<'PY'
 import sys, zlib, struct, pathlib

@@ -157,6 +157,79 @@ class TestLearnController : public QObject {
     QVERIFY(failed.last().at(0).toString().contains("missing"));
   }
 
+  // Issue 17, Major 8: the summary says whether the loss fell or rose, and a layer-wise run is
+  // judged per layer (its layers' losses differ in scale: first-vs-last compares different layers).
+  void lossSummariesSayWhetherTheLossFellOrRose() {
+    using latmix::studio::LearnStep;
+    auto step = [](qint64 n, double loss, qint64 layer = -1) {
+      LearnStep s;
+      s.step = n;
+      s.loss = loss;
+      s.layer = layer;
+      return s;
+    };
+    QVERIFY(latmix::studio::loss_change_text({}).isEmpty());
+    const QString fell = latmix::studio::loss_change_text({step(1, 0.5), step(2, 0.25)});
+    QVERIFY2(fell.contains("fell from 0.5 to 0.25 (-50.0 %)"), qPrintable(fell));
+    const QString rose = latmix::studio::loss_change_text({step(1, 0.058), step(2, 0.063)});
+    QVERIFY2(rose.contains("rose") && rose.contains("+8.6 %"), qPrintable(rose));
+    // FlatQuant-like: each layer falls, but the last layer's loss is above the first's.
+    const QString layers = latmix::studio::loss_change_text(
+        {step(1, 0.058, 0), step(2, 0.04, 0), step(3, 0.09, 1), step(4, 0.063, 1)});
+    QVERIFY2(layers.startsWith("layer-wise: the loss fell in 2 of 2 layers"), qPrintable(layers));
+    QVERIFY2(!layers.contains("rose"), qPrintable(layers));
+    const QString mixed = latmix::studio::loss_change_text({step(1, 1, 0), step(2, 2, 0), step(3, 1, 1), step(4, 0.5, 1)});
+    QVERIFY2(mixed.contains("fell in 1 of 2 layers") && mixed.contains("layer 0 rose"), qPrintable(mixed));
+  }
+
+  // Issue 17, Major 3: a run that is cancelled or fails keeps the current plan; the history keeps
+  // every finished run with its curve; saved transforms say what they are.
+  void theHistoryKeepsRunsAndACancelKeepsThePlan() {
+    LearnController ctl(host_.get(), session_.get());
+    QSignalSpy finished(&ctl, &LearnController::finished);
+    QSignalSpy cancelled(&ctl, &LearnController::cancelled);
+    QVERIFY(ctl.start(tiny_request(3)) != 0);
+    QVERIFY(finished.wait(180000));
+    const QString plan = ctl.outcome().plan_prefix;
+    QVERIFY(ctl.hasPlan());
+    QCOMPARE(ctl.outcome().run, 1);
+    QCOMPARE(ctl.outcome().model_path, session_->summary().path);
+    QVERIFY(!ctl.outcome().model_digest.isEmpty());
+    QCOMPARE(ctl.unsavedRuns(), 1);
+    QSignalSpy arrived(&ctl, &LearnController::stepsArrived);
+    QVERIFY(ctl.start(tiny_request(100000)) != 0);
+    QVERIFY(arrived.wait(120000));
+    ctl.cancel();
+    QVERIFY(cancelled.wait(60000));
+    QVERIFY(ctl.hasPlan());
+    QCOMPARE(ctl.outcome().plan_prefix, plan);
+    QCOMPARE(ctl.outcome().run, 1);
+    QVERIFY(ctl.start(tiny_request(2)) != 0);
+    QVERIFY(finished.wait(180000));
+    const auto runs = ctl.runs(session_->summary().path);
+    QCOMPARE(runs.size(), size_t{2});
+    QCOMPARE(runs[0]->curve.size(), size_t{3});
+    QCOMPARE(runs[1]->curve.size(), size_t{2});
+    QCOMPARE(runs[1]->outcome.run, 2);
+    QVERIFY(ctl.selectRun(session_->summary().path, 1));
+    QCOMPARE(ctl.outcome().plan_prefix, plan);
+    QVERIFY(!ctl.selectRun(session_->summary().path, 7));
+    QVERIFY(!ctl.selectRun("/another/model", 1));
+    // Saved: with the fingerprint and the method; a later load reads them back.
+    QTemporaryDir dir;
+    QSignalSpy saved(&ctl, &LearnController::saved);
+    QVERIFY(ctl.save(dir.filePath("run1")) != 0);  // run 1's plan, read from disk
+    QVERIFY(saved.wait(30000));
+    QCOMPARE(ctl.unsavedRuns(), 1);  // run 2 is still unsaved
+    QSignalSpy loaded(&ctl, &LearnController::loaded);
+    QVERIFY(ctl.load(dir.filePath("run1")) != 0);
+    QVERIFY(loaded.wait(30000));
+    QCOMPARE(ctl.outcome().method, QString("latmix"));
+    QVERIFY(ctl.outcome().quant.contains("mxfp4"));
+    QVERIFY(!ctl.outcome().model_digest.isEmpty());
+    QVERIFY(ctl.outcome().notes.isEmpty());  // the fingerprint was checked, nothing to say
+  }
+
   void aFastLearnerDoesNotFloodTheGui() {
     // A scripted learner sends 4000 steps as fast as it can (through the same LearnControl that
     // obtain_plan gets): they must all arrive, in order, in batches at most ~30 per second.

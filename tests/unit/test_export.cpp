@@ -255,9 +255,12 @@ TEST(Export, CompressedTensorsOneGroupPerDistinctMatrixCheckedAsRuntimesReadThem
   latmix::ExportOptions o;
   o.kind = latmix::ExportKind::CompressedTensors;
   o.out = root + "/ct";
+  o.verify_ids = some_ids(200);  // the perplexity check reads every group back (quarot's per-layer signs)
+  o.verify_ppl.seqlen = 50;
   const latmix::ExportResult r =
       latmix::export_model(fp, src, plan, latmix::parse_quant_spec("w=mxfp4,a=mxfp4"), nullptr, o);
   ASSERT_TRUE(r.verification.ok()) << r.verification.describe();
+  ASSERT_TRUE(r.verification.figures.contains("perplexity")) << r.verification.describe();
   const std::string cfg_path = o.out + "/config.json";
   json cfg = json::parse(latmix::read_text_file(cfg_path));
   json& groups = cfg["quantization_config"]["transform_config"]["config_groups"];
