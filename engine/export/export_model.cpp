@@ -196,6 +196,10 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   }
   job.cancel.check();
   if (o.verify) result.verification = verify_written(m, temp.path(), o, job);
+  if (result.verification.figures.contains("perplexity_not_measured")) {
+    result.notes.push_back("no perplexity check: " +
+                           result.verification.figures["perplexity_not_measured"].get<std::string>());
+  }
   if (o.verify && !result.verification.ok()) {
     fail(o.out, "the export failed its verification, nothing was written:\n" + result.verification.describe());
   }

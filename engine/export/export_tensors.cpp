@@ -234,6 +234,19 @@ uint64_t bytes_digest(const at::Tensor& t) {
   return h;
 }
 
+namespace {
+// What a held or streamed export model settles last: the biases its config declares, and an
+// lm_head of its own when folding or quantizing made it differ from the embedding.
+void finish_export_model(ExportModel& m) {
+  resolve_biases(m);
+  if (lm_head_written(m) && m.fp.config().tie_word_embeddings) {
+    m.untied_lm_head = true;
+    m.notes.push_back(
+        "config.json: tie_word_embeddings set to false (lm_head is its own tensor after folding or quantizing)");
+  }
+}
+}  // namespace
+
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
                                  const CalibrationSet* calib, const JobControl& job, ExportKind kind) {
   ExportModel m{fp, fp, plan, spec, {}, {}, false, false, false, std::nullopt};
@@ -246,12 +259,7 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
     m.stream = std::make_shared<StreamingQuantizer>(fp, spec, calib, cancel_only);
     m.streamed = std::make_shared<StreamedWeights>();
     m.report.spec = to_string(spec);
-    resolve_biases(m);
-    if (lm_head_written(m) && m.fp.config().tie_word_embeddings) {
-      m.untied_lm_head = true;
-      m.notes.push_back(
-          "config.json: tie_word_embeddings set to false (lm_head is its own tensor after folding or quantizing)");
-    }
+    finish_export_model(m);
     return m;
   }
   // Held next to the FP model: the quantized copy (compressed-tensors: its layers on the host as they
@@ -283,12 +291,7 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
   if (q.activation_hook) q.model.remove_hook(q.activation_hook);
   m.quantized = std::move(q.model);
   m.report = std::move(q.report);
-  resolve_biases(m);
-  if (lm_head_written(m) && m.fp.config().tie_word_embeddings) {
-    m.untied_lm_head = true;
-    m.notes.push_back(
-        "config.json: tie_word_embeddings set to false (lm_head is its own tensor after folding or quantizing)");
-  }
+  finish_export_model(m);
   return m;
 }
 

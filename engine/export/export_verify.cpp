@@ -11,6 +11,7 @@
 
 #include "export/export_internal.h"
 #include "latmix/error.h"
+#include "latmix/memory.h"
 #include "latmix/files.h"
 #include "latmix/json.h"
 #include "latmix/model_files.h"
@@ -168,6 +169,19 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
   lo.device = m.fp.device();
   lo.job.cancel = job.cancel;
   lo.mapped = m.fp.mapped();
+  if (o.kind == ExportKind::CompressedTensors) {
+    // Reloading decodes every packed linear and holds it: on a machine without that room the
+    // check is left out with the reason (the packed codes were compared bit for bit above).
+    // (mapped: decoded to bf16 on the host, exactly; else in the compute dtype on the device)
+    const uint64_t needed = model_weight_bytes(m.fp.config(), lo.mapped ? at::kBFloat16 : lo.dtype);
+    const uint64_t available = memory_available(lo.mapped ? at::Device(at::kCPU) : lo.device);
+    if (memory_check_enabled() && available > 0 && needed > available) {
+      out.figures["perplexity_not_measured"] =
+          "reloading the folder decodes its packed weights: needs about " + format_gib(needed) + ", " +
+          format_gib(available) + " available";
+      return;
+    }
+  }
   PerplexityResult exp;
   {
     const Model reloaded = load_model(dir, lo);

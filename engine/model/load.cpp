@@ -89,7 +89,12 @@ class HfWeightReader {
     p.axis = 1;
     p.format = MxFormat::parse("mxfp4");
     p.nibbles = true;
-    return mx_decode(p, at::kFloat).to(opts_.device, opts_.dtype).contiguous();
+    const at::Tensor decoded = mx_decode(p, at::kFloat);
+    // Mapped: held in bf16 and converted at use like a mapped matrix. Exact: an MXFP4 value has at
+    // most two significant bits and an E8M0 scale only moves the exponent, so bf16 holds it as fp32
+    // does (half the memory of a decoded fp32 model).
+    if (opts_.mapped) return decoded.to(at::kBFloat16).contiguous();
+    return decoded.to(opts_.device, opts_.dtype).contiguous();
   }
 
   // An input transform of transform_config stored beside a linear ("<linear>.<group>_input.weight",
@@ -201,13 +206,24 @@ ModelWeights read_hf_weights(const HfWeightReader& r, const ModelConfig& cfg, co
 
 Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
   ModelConfig cfg = load_model_config(folder);
-  if (!opts.mapped) {  // every weight converted at load: refused before reading when it cannot fit
-    check_memory_fits(folder, model_weight_bytes(cfg, opts.dtype), opts.device,
-                      opts.device.is_cpu() ? "Load it memory-mapped (--weights mapped; the studio does this on the CPU), "
-                                             "or as bf16 (--dtype bf16)"
-                                           : "Use a smaller dtype (--dtype bf16), or the CPU with mapped weights");
-  }
   TensorStore store = TensorStore::open(folder);
+  bool packed = false;  // compressed-tensors: the packed MXFP4 linears are decoded at load, mapped or not
+  for (const std::string& name : store.names()) {
+    const std::string suffix = ".weight_packed";
+    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      packed = true;
+      break;
+    }
+  }
+  // Every weight converted at load (or decoded): refused before reading when it cannot fit.
+  if (!opts.mapped || packed) {
+    check_memory_fits(folder + (packed ? " (its packed MXFP4 weights are decoded at load)" : ""),
+                      model_weight_bytes(cfg, opts.mapped ? at::kBFloat16 : opts.dtype),
+                      opts.mapped ? at::Device(at::kCPU) : opts.device,
+                      packed                 ? "Use --dtype bf16, or a machine with more memory"
+                      : opts.device.is_cpu() ? "Load it memory-mapped (--weights mapped), or as bf16 (--dtype bf16)"
+                                             : "Use a smaller dtype (--dtype bf16), or the CPU with mapped weights");
+  }
   HfWeightReader r(store, folder, opts);
   ModelWeights w = read_hf_weights(r, cfg, opts);
   if (opts.mapped) return Model(std::move(cfg), std::move(w), opts.dtype, opts.device);

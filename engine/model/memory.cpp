@@ -98,9 +98,13 @@ std::string format_gib(uint64_t bytes) {
   return buf;
 }
 
-void check_memory_fits(const std::string& what, uint64_t needed, at::Device device, const std::string& hint) {
+bool memory_check_enabled() {
   const char* off = std::getenv("LATMIX_NO_MEMORY_CHECK");
-  if (off != nullptr && std::string(off) == "1") return;
+  return !(off != nullptr && std::string(off) == "1");
+}
+
+void check_memory_fits(const std::string& what, uint64_t needed, at::Device device, const std::string& hint) {
+  if (!memory_check_enabled()) return;
   const uint64_t available = memory_available(device);
   if (available == 0 || needed <= available) return;
   const std::string where = device.is_cpu() ? "host memory (MemAvailable)" : "memory on " + device.str();

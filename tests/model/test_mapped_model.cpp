@@ -288,6 +288,22 @@ TEST(MemoryCheck, AModelThatCannotFitIsRefusedBeforeLoadingWithTheNumbers) {
   const std::string mapped = latmix::test::message_of([&] { load(dir, true); });
   EXPECT_EQ(mapped.find("needs about"), std::string::npos) << mapped;
   EXPECT_NE(mapped.find("model.layers.6."), std::string::npos) << mapped;
+  // A compressed-tensors folder is decoded at load, mapped or not: the same claim is refused mapped too.
+  latmix::ExportOptions o;
+  o.kind = latmix::ExportKind::CompressedTensors;
+  o.out = latmix::test::temp_dir("memory-check-ct") + "/ct";
+  latmix::export_model(load(model6m(), false), model6m(), {}, latmix::parse_quant_spec("w=mxfp4,a=none"), nullptr, o);
+  {  // mapped, the decoded codes are held in bf16 (exactly): the logits are the in-memory load's
+    const at::Tensor ids = at::tensor(std::vector<int64_t>{1, 50, 700, 3000, 12, 8000}, at::kLong);
+    EXPECT_TRUE(at::equal(load(o.out, true).forward(ids), load(o.out, false).forward(ids)));
+  }
+  latmix::write_file_atomic(o.out + "/config.json", [&] {
+    nlohmann::json c = nlohmann::json::parse(latmix::read_text_file(o.out + "/config.json"));
+    c["num_hidden_layers"] = 100000;
+    return c.dump();
+  }());
+  const std::string packed = latmix::test::message_of([&] { load(o.out, true); });
+  EXPECT_NE(packed.find("ct (its packed MXFP4 weights are decoded at load): needs about"), std::string::npos) << packed;
   // What fits passes; LATMIX_NO_MEMORY_CHECK=1 turns the check off.
   EXPECT_NO_THROW(latmix::check_memory_fits("small", 1, at::kCPU, ""));
   EXPECT_THROW(latmix::check_memory_fits("big", uint64_t{1} << 62, at::kCPU, ""), latmix::Error);

@@ -30,6 +30,9 @@ uint64_t model_weight_bytes(const ModelConfig& config, at::ScalarType dtype);
 /// "12.3 GiB"
 std::string format_gib(uint64_t bytes);
 
+/// False when LATMIX_NO_MEMORY_CHECK=1 (a machine whose swap or overcommit the estimates do not know).
+bool memory_check_enabled();
+
 /// Throws latmix::Error("<what>: needs about N GiB of <memory>, M GiB available ...; <hint>") when
 /// `needed` exceeds what `device` has (unknown availability passes). LATMIX_NO_MEMORY_CHECK=1
 /// turns the check off (a machine whose swap or overcommit the estimate does not know).
