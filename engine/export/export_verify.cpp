@@ -173,12 +173,10 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
     // Reloading decodes every packed linear and holds it: on a machine without that room the
     // check is left out with the reason (the packed codes were compared bit for bit above).
     // (mapped: decoded to bf16 on the host, exactly; else in the compute dtype on the device)
-    const uint64_t needed = model_weight_bytes(m.fp.config(), lo.mapped ? at::kBFloat16 : lo.dtype);
-    const uint64_t available = memory_available(lo.mapped ? at::Device(at::kCPU) : lo.device);
-    if (memory_check_enabled() && available > 0 && needed > available) {
-      out.figures["perplexity_not_measured"] =
-          "reloading the folder decodes its packed weights: needs about " + format_gib(needed) + ", " +
-          format_gib(available) + " available";
+    const std::string shortfall = memory_shortfall(
+        model_weight_bytes(m.fp.config(), lo.mapped ? at::kBFloat16 : lo.dtype), lo.mapped ? at::Device(at::kCPU) : lo.device);
+    if (!shortfall.empty()) {
+      out.figures["perplexity_not_measured"] = "reloading the folder decodes its packed weights: " + shortfall;
       return;
     }
   }
@@ -377,9 +375,8 @@ void check_packed_folder(const std::string& path, ExportVerification& out) {
   const TensorStore store = TensorStore::open(path);
   int64_t tensors = 0;
   std::string problem;
-  for (const std::string& name : store.names()) {
-    const std::string suffix = ".weight_packed";
-    if (name.size() <= suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+  const std::string suffix = ".weight_packed";
+  for (const std::string& name : store.names_ending_with(suffix)) {
     const std::string base = name.substr(0, name.size() - suffix.size());
     const TensorInfo& packed = store.info(name);
     if (!store.contains(base + ".weight_scale")) {

@@ -137,9 +137,7 @@ class HfWeightReader {
   // input would be applied twice by a runtime: refused.
   void index_input_transforms() {
     static constexpr std::string_view kSuffix = "_input.weight";
-    for (const std::string& name : store_.names()) {
-      if (name.size() <= kSuffix.size() || name.compare(name.size() - kSuffix.size(), kSuffix.size(), kSuffix) != 0)
-        continue;
+    for (const std::string& name : store_.names_ending_with(kSuffix)) {
       const std::string stem = name.substr(0, name.size() - kSuffix.size());
       const size_t dot = stem.rfind('.');
       if (dot == std::string::npos || dot == 0 || dot + 1 == stem.size()) continue;
@@ -207,14 +205,8 @@ ModelWeights read_hf_weights(const HfWeightReader& r, const ModelConfig& cfg, co
 Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
   ModelConfig cfg = load_model_config(folder);
   TensorStore store = TensorStore::open(folder);
-  bool packed = false;  // compressed-tensors: the packed MXFP4 linears are decoded at load, mapped or not
-  for (const std::string& name : store.names()) {
-    const std::string suffix = ".weight_packed";
-    if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      packed = true;
-      break;
-    }
-  }
+  // compressed-tensors: the packed MXFP4 linears are decoded at load, mapped or not
+  const bool packed = !store.names_ending_with(".weight_packed").empty();
   // Every weight converted at load (or decoded): refused before reading when it cannot fit.
   if (!opts.mapped || packed) {
     check_memory_fits(folder + (packed ? " (its packed MXFP4 weights are decoded at load)" : ""),

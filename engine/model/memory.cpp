@@ -103,13 +103,18 @@ bool memory_check_enabled() {
   return !(off != nullptr && std::string(off) == "1");
 }
 
-void check_memory_fits(const std::string& what, uint64_t needed, at::Device device, const std::string& hint) {
-  if (!memory_check_enabled()) return;
+std::string memory_shortfall(uint64_t needed, at::Device device) {
+  if (!memory_check_enabled()) return "";
   const uint64_t available = memory_available(device);
-  if (available == 0 || needed <= available) return;
+  if (available == 0 || needed <= available) return "";
   const std::string where = device.is_cpu() ? "host memory (MemAvailable)" : "memory on " + device.str();
-  throw Error(what + ": needs about " + format_gib(needed) + " of " + where + ", " + format_gib(available) +
-              " available; nothing was started" + (hint.empty() ? "" : ". " + hint) +
+  return "needs about " + format_gib(needed) + " of " + where + ", " + format_gib(available) + " available";
+}
+
+void check_memory_fits(const std::string& what, uint64_t needed, at::Device device, const std::string& hint) {
+  const std::string shortfall = memory_shortfall(needed, device);
+  if (shortfall.empty()) return;
+  throw Error(what + ": " + shortfall + "; nothing was started" + (hint.empty() ? "" : ". " + hint) +
               " (LATMIX_NO_MEMORY_CHECK=1 skips this check)");
 }
 

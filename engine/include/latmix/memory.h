@@ -33,6 +33,11 @@ std::string format_gib(uint64_t bytes);
 /// False when LATMIX_NO_MEMORY_CHECK=1 (a machine whose swap or overcommit the estimates do not know).
 bool memory_check_enabled();
 
+/// "needs about N GiB of <memory>, M GiB available" when `needed` exceeds what `device` has, else
+/// "" (also when availability is unknown or the check is off): check_memory_fits() without throwing,
+/// for a step that is left out rather than refused.
+std::string memory_shortfall(uint64_t needed, at::Device device);
+
 /// Throws latmix::Error("<what>: needs about N GiB of <memory>, M GiB available ...; <hint>") when
 /// `needed` exceeds what `device` has (unknown availability passes). LATMIX_NO_MEMORY_CHECK=1
 /// turns the check off (a machine whose swap or overcommit the estimate does not know).

@@ -113,6 +113,8 @@ class TensorStore {
   const SafetensorsFile& file_of(std::string_view name) const;
   /// Every tensor name in storage order: file by file (as files() lists them), by offset.
   std::vector<std::string> names() const;
+  /// The names that end with `suffix` (".weight_packed", "_input.weight"), in storage order.
+  std::vector<std::string> names_ending_with(std::string_view suffix) const;
   /// Sum of the byte sizes of all tensors.
   uint64_t total_bytes() const;
   /// The safetensors files, in shard order.

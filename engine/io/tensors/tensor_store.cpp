@@ -120,6 +120,14 @@ std::vector<std::string> TensorStore::names() const {
   return out;
 }
 
+std::vector<std::string> TensorStore::names_ending_with(std::string_view suffix) const {
+  std::vector<std::string> out;
+  for (std::string& name : names()) {
+    if (ends_with(name, suffix)) out.push_back(std::move(name));
+  }
+  return out;
+}
+
 uint64_t TensorStore::total_bytes() const {
   uint64_t total = 0;
   for (const auto& file : files_) total += file->header().data_size;
