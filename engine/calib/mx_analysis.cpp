@@ -159,7 +159,11 @@ FittedTransform fit_analysis_transform(const at::Tensor& x, AnalysisTransform ki
   }
   const at::Tensor xf = x.to(at::kFloat).detach();
   const double energy = (xf.to(at::kDouble) * xf.to(at::kDouble)).sum().item<double>();
-  Adam adam(t->parameters(), options.lr);
+  // The affine parameters start at the block Hadamard's entries, +-1/sqrt(b): scaling the step
+  // with them keeps its relative size the same at every block size (a step of lr at b = 512 made
+  // the LU fit from the dense Hadamard diverge on gutenberg-llama-22M).
+  const double lr = affine ? options.lr * std::sqrt(32.0 / static_cast<double>(format.block)) : options.lr;
+  Adam adam(t->parameters(), lr);
   double best = std::numeric_limits<double>::infinity();
   int64_t best_step = 0;
   NamedTensors best_state;

@@ -62,7 +62,7 @@ struct MxAnalysisOptions {
   int64_t detail_block = 32;         ///< block size of the per-block errors
   int64_t steps = 40;                ///< Adam steps per learned fit (0: report the initialization)
   double holdout = 0.25;             ///< share of the rows held out from fitting and measured (0: none)
-  double lr = 1e-3;                  ///< Adam learning rate
+  double lr = 1e-3;                  ///< Adam learning rate (the affine map's: lr * sqrt(32 / block))
   AffineTransform::Param affine = AffineTransform::Param::LU;
   uint64_t seed = 0;                 ///< the block/full Hadamards' random signs
   int64_t batch_size = 4;            ///< sequences per forward pass while capturing
