@@ -94,11 +94,16 @@ NamedTensors snapshot(const Transform& t) {
 
 std::string analysis_transform_name(AnalysisTransform transform) {
   switch (transform) {
-    case AnalysisTransform::None: return "none";
-    case AnalysisTransform::Hadamard: return "hadamard";
-    case AnalysisTransform::BlockHadamard: return "block_hadamard";
-    case AnalysisTransform::LearnedRotation: return "learned_rotation";
-    case AnalysisTransform::LearnedAffine: return "learned_affine";
+    case AnalysisTransform::None:
+      return "none";
+    case AnalysisTransform::Hadamard:
+      return "hadamard";
+    case AnalysisTransform::BlockHadamard:
+      return "block_hadamard";
+    case AnalysisTransform::LearnedRotation:
+      return "learned_rotation";
+    case AnalysisTransform::LearnedAffine:
+      return "learned_affine";
   }
   return "?";
 }
@@ -125,10 +130,14 @@ std::vector<int64_t> analysis_block_sizes(int64_t width, int64_t limit) {
 
 TransformPtr make_fixed_analysis_transform(AnalysisTransform kind, int64_t dim, int64_t block, uint64_t seed) {
   switch (kind) {
-    case AnalysisTransform::None: return std::make_shared<IdentityTransform>(dim);
-    case AnalysisTransform::Hadamard: return std::make_shared<HadamardTransform>(dim, seed);
-    case AnalysisTransform::BlockHadamard: return std::make_shared<BlockHadamardTransform>(dim, block, seed);
-    default: break;
+    case AnalysisTransform::None:
+      return std::make_shared<IdentityTransform>(dim);
+    case AnalysisTransform::Hadamard:
+      return std::make_shared<HadamardTransform>(dim, seed);
+    case AnalysisTransform::BlockHadamard:
+      return std::make_shared<BlockHadamardTransform>(dim, block, seed);
+    default:
+      break;
   }
   throw UsageError("make_fixed_analysis_transform: " + analysis_transform_name(kind) + " is learned, not fixed");
 }
@@ -146,8 +155,8 @@ FittedTransform fit_analysis_transform(const at::Tensor& x, AnalysisTransform ki
                                        const MxAnalysisOptions& options, const JobControl& job) {
   if (!is_learned(kind)) throw UsageError("fit_analysis_transform: " + analysis_transform_name(kind) + " is fixed");
   const int64_t dim = x.size(-1);
-  const TransformPtr start = make_fixed_analysis_transform(AnalysisTransform::BlockHadamard, dim, format.block,
-                                                           options.seed);
+  const TransformPtr start =
+      make_fixed_analysis_transform(AnalysisTransform::BlockHadamard, dim, format.block, options.seed);
   const at::Tensor h = start->matrix();
   std::shared_ptr<RotationTransform> rotation;
   std::shared_ptr<AffineTransform> affine;
@@ -178,16 +187,20 @@ FittedTransform fit_analysis_transform(const at::Tensor& x, AnalysisTransform ki
     if (std::isfinite(value) && value < best) {
       best = value;
       best_step = step;
-      if (rotation) best_rotation = rotation->rotation().detach().clone();
-      else best_state = snapshot(*affine);
+      if (rotation)
+        best_rotation = rotation->rotation().detach().clone();
+      else
+        best_state = snapshot(*affine);
     }
     if (last) break;
     loss.backward();
     adam.step();
     if (rotation) rotation->recenter();
   }
-  if (rotation) t = std::make_shared<RotationTransform>(dim, best_rotation, RotationTransform::Map::Cayley);
-  else affine->load_state(best_state, "mx analysis");
+  if (rotation)
+    t = std::make_shared<RotationTransform>(dim, best_rotation, RotationTransform::Map::Cayley);
+  else
+    affine->load_state(best_state, "mx analysis");
   FittedTransform fit;
   fit.init_error = relative_mx_error(xf, start.get(), format);
   fit.error = relative_mx_error(xf, t.get(), format);
@@ -223,7 +236,8 @@ std::vector<double> block_errors(const at::Tensor& x, const Transform* t, const 
   const at::Tensor e = xd - reconstruct(x, t, f).to(at::kDouble);
   const at::Tensor per = (e * e).reshape({x.size(0), x.size(1) / detail, detail}).sum(at::IntArrayRef{0, 2});
   std::vector<double> out(static_cast<size_t>(per.size(0)));
-  for (int64_t j = 0; j < per.size(0); ++j) out[static_cast<size_t>(j)] = energy > 0 ? per[j].item<double>() / energy : 0;
+  for (int64_t j = 0; j < per.size(0); ++j)
+    out[static_cast<size_t>(j)] = energy > 0 ? per[j].item<double>() / energy : 0;
   return out;
 }
 
@@ -232,13 +246,14 @@ std::vector<double> block_errors(const at::Tensor& x, const Transform* t, const 
 MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int64_t layer,
                                     const MxAnalysisOptions& options, const JobControl& job, int64_t done_before,
                                     int64_t total) {
-  if (x.dim() != 2) fail("mx analysis", "activation rows", "a 2-d tensor [tokens, width]", std::to_string(x.dim()) + "-d");
+  if (x.dim() != 2)
+    fail("mx analysis", "activation rows", "a 2-d tensor [tokens, width]", std::to_string(x.dim()) + "-d");
   if (!(options.holdout >= 0 && options.holdout < 1)) {
     throw UsageError("holdout must be in [0, 1), got " + std::to_string(options.holdout));
   }
   const at::Tensor all = x.to(at::kFloat).contiguous();
-  const int64_t held = std::min<int64_t>(all.size(0) - 1, static_cast<int64_t>(std::llround(
-                                                            options.holdout * static_cast<double>(all.size(0)))));
+  const int64_t held = std::min<int64_t>(
+      all.size(0) - 1, static_cast<int64_t>(std::llround(options.holdout * static_cast<double>(all.size(0)))));
   const at::Tensor fit_rows = held > 0 ? all.slice(0, 0, all.size(0) - held) : all;
   const at::Tensor xf = held > 0 ? all.slice(0, all.size(0) - held) : all;  // the measured rows
   MxLayerAnalysis a;
@@ -286,9 +301,9 @@ MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int
         r.fit_error = fit.error;
         r.best_step = fit.best_step;
         r.steps = options.steps;
-        r.note = fit.best_step == 0 ? "kept the block-Hadamard init"
-                                    : "learned (step " + std::to_string(fit.best_step) + " of " +
-                                          std::to_string(options.steps) + ")";
+        r.note = fit.best_step == 0
+                     ? "kept the block-Hadamard init"
+                     : "learned (step " + std::to_string(fit.best_step) + " of " + std::to_string(options.steps) + ")";
         job.report("fit", ++done, total);
       } else {
         job.cancel.check();

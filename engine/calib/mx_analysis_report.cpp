@@ -15,7 +15,9 @@ namespace {
 
 using nlohmann::json;
 
-json number(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+json number(double x) {
+  return std::isfinite(x) ? json(x) : json(nullptr);
+}
 
 json numbers(const std::vector<double>& v) {
   json a = json::array();
@@ -41,8 +43,13 @@ json size_json(const BlockSizeResult& r, bool learned) {
 }
 
 json layer_json(const MxLayerAnalysis& a) {
-  json j{{"point", capture_point_name(a.point)}, {"layer", a.layer},       {"features", a.features},
-         {"tokens", a.tokens}, {"fit_tokens", a.fit_tokens},                   {"block_sizes", a.block_sizes}, {"detail_block", a.detail_block}};
+  json j{{"point", capture_point_name(a.point)},
+         {"layer", a.layer},
+         {"features", a.features},
+         {"tokens", a.tokens},
+         {"fit_tokens", a.fit_tokens},
+         {"block_sizes", a.block_sizes},
+         {"detail_block", a.detail_block}};
   json curves = json::object();
   for (const auto& c : a.curves) {
     const bool learned =
@@ -79,7 +86,8 @@ std::string mx_analysis_to_json(const MxAnalysis& analysis, int indent) {
                {"seed", analysis.seed},
                {"sequences", analysis.sequences},
                {"seqlen", analysis.seqlen},
-               {"transforms", [] {
+               {"transforms",
+                [] {
                   json names = json::array();
                   for (AnalysisTransform t : analysis_transforms()) names.push_back(analysis_transform_name(t));
                   return names;
@@ -95,8 +103,8 @@ std::string mx_analysis_markdown(const MxAnalysis& analysis, const std::vector<s
      << "; the block size varies), " << analysis.sequences << " sequences of " << analysis.seqlen
      << " tokens. Learned transforms: " << analysis.steps << " Adam steps, lr " << analysis.lr
      << ", from the block Hadamard; affine parametrization " << analysis.affine << "; fitted on the first "
-     << 100 * (1 - analysis.holdout) << "% of the tokens, every figure measured on the other "
-     << 100 * analysis.holdout << "% (all tokens when 0%).\n\n"
+     << 100 * (1 - analysis.holdout) << "% of the tokens, every figure measured on the other " << 100 * analysis.holdout
+     << "% (all tokens when 0%).\n\n"
      << "Relative error E = sum ||x - T^-1 Q(T x)||^2 / sum ||x||^2 (lower is better); crest = mean over "
         "(token, block) of max|Tx| / rms(Tx); peak = sum b max|Tx|^2 / sum ||Tx||^2; cond = condition number "
         "of T.\n";
@@ -121,8 +129,8 @@ std::string mx_analysis_markdown(const MxAnalysis& analysis, const std::vector<s
            << (r.skipped ? "-" : fmt("%.3g", r.condition_number)) << " | "
            << (r.skipped ? "-" : fmt("%.3f", r.block_crest)) << " | "
            << (r.skipped ? "-" : fmt("%.3f", r.block_peak_power)) << " | "
-           << (std::isnan(r.fit_error) ? "" : fmt("%.4g", r.init_error) + " -> " + fmt("%.4g", r.fit_error))
-           << " | " << r.note << " |\n";
+           << (std::isnan(r.fit_error) ? "" : fmt("%.4g", r.init_error) + " -> " + fmt("%.4g", r.fit_error)) << " | "
+           << r.note << " |\n";
       }
     }
   }
@@ -150,10 +158,20 @@ std::vector<std::string> write_mx_analysis_report(const MxAnalysis& analysis, co
   for (const auto& a : analysis.layers) {
     LinePlot err{"MX error vs block size: " + capture_point_name(a.point) + ", layer " + std::to_string(a.layer) +
                      " (" + analysis.format + ")",
-                 "log2 block size", "relative error", true, {}, 900, 520};
+                 "log2 block size",
+                 "relative error",
+                 true,
+                 {},
+                 900,
+                 520};
     LinePlot blocks{"Per-block error at block " + std::to_string(a.detail_block) + ": " + capture_point_name(a.point) +
                         ", layer " + std::to_string(a.layer),
-                    "block", "share of relative error", true, {}, 900, 520};
+                    "block",
+                    "share of relative error",
+                    true,
+                    {},
+                    900,
+                    520};
     for (const auto& c : a.curves) {
       Series s;
       s.name = analysis_transform_name(c.transform);

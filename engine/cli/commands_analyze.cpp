@@ -64,18 +64,21 @@ MxAnalysisOptions options_of(const Args& args) {
 }
 
 void print_layer(const MxLayerAnalysis& a) {
-  std::printf("\n%s, layer %lld: %lld channels, %lld tokens measured (%lld fitted on); relative MX error (lower is "
-              "better)\n",
-              capture_point_name(a.point).c_str(), static_cast<long long>(a.layer), static_cast<long long>(a.features),
-              static_cast<long long>(a.tokens), static_cast<long long>(a.fit_tokens));
+  std::printf(
+      "\n%s, layer %lld: %lld channels, %lld tokens measured (%lld fitted on); relative MX error (lower is "
+      "better)\n",
+      capture_point_name(a.point).c_str(), static_cast<long long>(a.layer), static_cast<long long>(a.features),
+      static_cast<long long>(a.tokens), static_cast<long long>(a.fit_tokens));
   std::printf("%-17s", "transform");
   for (int64_t b : a.block_sizes) std::printf(" %9s", ("b=" + std::to_string(b)).c_str());
   std::printf("\n");
   for (const auto& c : a.curves) {
     std::printf("%-17s", analysis_transform_name(c.transform).c_str());
     for (const auto& r : c.sizes) {
-      if (r.skipped) std::printf(" %9s", "-");
-      else std::printf(" %9.3e", r.rel_error);
+      if (r.skipped)
+        std::printf(" %9s", "-");
+      else
+        std::printf(" %9.3e", r.rel_error);
     }
     std::printf("\n");
   }
@@ -170,7 +173,8 @@ std::vector<Command> analyze_commands() {
          {"blocks", "LIST", "block sizes (default: the powers of two 2..1024 dividing the width)", "", false},
          {"detail-block", "B", "block size of the per-block errors", "32", false},
          {"steps", "N", "Adam steps per learned fit (0: report the block-Hadamard start)", "40", false},
-         {"lr", "X", "Adam learning rate of the learned fits (the affine's: X * sqrt(32 / block size))", "0.001", false},
+         {"lr", "X", "Adam learning rate of the learned fits (the affine's: X * sqrt(32 / block size))", "0.001",
+          false},
          {"holdout", "F", "share of the tokens (the last sequences) held out from fitting; figures are measured there",
           "0.25", false},
          {"affine", "lu|qr", "parametrization of the learned affine transform", "lu", false},

@@ -7,8 +7,8 @@
 #include "latmix/calib_collector.h"
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
-#include "latmix/mx_analysis.h"
 #include "latmix/model_files.h"
+#include "latmix/mx_analysis.h"
 #include "latmix/tokenizer.h"
 #include "test_paths.h"
 

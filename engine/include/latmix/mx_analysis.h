@@ -64,8 +64,8 @@ struct MxAnalysisOptions {
   double holdout = 0.25;             ///< share of the rows held out from fitting and measured (0: none)
   double lr = 1e-3;                  ///< Adam learning rate (the affine map's: lr * sqrt(32 / block))
   AffineTransform::Param affine = AffineTransform::Param::LU;
-  uint64_t seed = 0;                 ///< the block/full Hadamards' random signs
-  int64_t batch_size = 4;            ///< sequences per forward pass while capturing
+  uint64_t seed = 0;       ///< the block/full Hadamards' random signs
+  int64_t batch_size = 4;  ///< sequences per forward pass while capturing
 };
 
 /// One transform at one block size.
@@ -101,7 +101,7 @@ struct MxLayerAnalysis {
   int64_t tokens = 0;      ///< rows measured (held out from fitting when fit_tokens < all rows)
   int64_t fit_tokens = 0;  ///< rows the learned transforms were fitted on
   std::vector<int64_t> block_sizes;
-  int64_t detail_block = 32;  ///< 0 when the detail block size is not among block_sizes
+  int64_t detail_block = 32;           ///< 0 when the detail block size is not among block_sizes
   std::vector<TransformCurve> curves;  ///< in analysis_transforms() order
   /// The curve of `transform` (present for every transform).
   const TransformCurve& curve(AnalysisTransform transform) const;
@@ -147,7 +147,8 @@ struct FittedTransform {
 FittedTransform fit_analysis_transform(const at::Tensor& x, AnalysisTransform kind, const MxFormat& format,
                                        const MxAnalysisOptions& options, const JobControl& job = {});
 
-/// The analysis of one capture's rows x [N, d] (split by options.holdout). Progress: stage "fit", one unit per learned fit
+/// The analysis of one capture's rows x [N, d] (split by options.holdout). Progress: stage "fit", one unit per learned
+/// fit
 /// (`done_before` of `total` are already done by the caller).
 MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int64_t layer,
                                     const MxAnalysisOptions& options, const JobControl& job = {},
