@@ -241,6 +241,41 @@ std::vector<double> block_errors(const at::Tensor& x, const Transform* t, const 
   return out;
 }
 
+// One learned transform at one block size: fitted on fit_rows, measured on xf; the kept transform in *kept.
+BlockSizeResult measure_learned(const at::Tensor& fit_rows, const at::Tensor& xf, AnalysisTransform kind,
+                                const MxFormat& f, const MxAnalysisOptions& options, const JobControl& job,
+                                TransformPtr* kept) {
+  const FittedTransform fit = fit_analysis_transform(fit_rows, kind, f, options, job);
+  *kept = fit.transform;
+  BlockSizeResult r = measure(xf, kept->get(), f, (*kept)->is_orthogonal());
+  r.init_error = fit.init_error;
+  r.fit_error = fit.error;
+  r.best_step = fit.best_step;
+  r.steps = options.steps;
+  r.note = fit.best_step == 0
+               ? "kept the block-Hadamard init"
+               : "learned (step " + std::to_string(fit.best_step) + " of " + std::to_string(options.steps) + ")";
+  return r;
+}
+
+// The capture's identity, block sizes (checked against the width) and detail block.
+MxLayerAnalysis layer_header(CapturePoint point, int64_t layer, int64_t features, const MxAnalysisOptions& options) {
+  MxLayerAnalysis a;
+  a.point = point;
+  a.layer = layer;
+  a.features = features;
+  a.block_sizes = options.block_sizes.empty() ? analysis_block_sizes(features) : options.block_sizes;
+  for (int64_t b : a.block_sizes) {
+    if (b < 1 || features % b != 0) {
+      throw UsageError("block size " + std::to_string(b) + " does not divide the width " + std::to_string(features) +
+                       " of " + capture_point_name(point) + " (layer " + std::to_string(layer) + ")");
+    }
+  }
+  const bool has_detail = std::count(a.block_sizes.begin(), a.block_sizes.end(), options.detail_block) > 0;
+  a.detail_block = has_detail ? options.detail_block : 0;
+  return a;
+}
+
 }  // namespace
 
 MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int64_t layer,
@@ -256,21 +291,9 @@ MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int
       all.size(0) - 1, static_cast<int64_t>(std::llround(options.holdout * static_cast<double>(all.size(0)))));
   const at::Tensor fit_rows = held > 0 ? all.slice(0, 0, all.size(0) - held) : all;
   const at::Tensor xf = held > 0 ? all.slice(0, all.size(0) - held) : all;  // the measured rows
-  MxLayerAnalysis a;
-  a.point = point;
-  a.layer = layer;
-  a.features = xf.size(1);
+  MxLayerAnalysis a = layer_header(point, layer, xf.size(1), options);
   a.tokens = xf.size(0);
   a.fit_tokens = fit_rows.size(0);
-  a.block_sizes = options.block_sizes.empty() ? analysis_block_sizes(a.features) : options.block_sizes;
-  for (int64_t b : a.block_sizes) {
-    if (b < 1 || a.features % b != 0) {
-      throw UsageError("block size " + std::to_string(b) + " does not divide the width " + std::to_string(a.features) +
-                       " of " + capture_point_name(point) + " (layer " + std::to_string(layer) + ")");
-    }
-  }
-  const bool has_detail = std::count(a.block_sizes.begin(), a.block_sizes.end(), options.detail_block) > 0;
-  a.detail_block = has_detail ? options.detail_block : 0;
   std::string hadamard_note;
   try {
     hadamard_order(a.features);
@@ -294,16 +317,7 @@ MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int
       }
       if (is_learned(kind)) {
         job.report("fit", done, total);
-        const FittedTransform fit = fit_analysis_transform(fit_rows, kind, f, options, job);
-        t = fit.transform;
-        r = measure(xf, t.get(), f, t->is_orthogonal());
-        r.init_error = fit.init_error;
-        r.fit_error = fit.error;
-        r.best_step = fit.best_step;
-        r.steps = options.steps;
-        r.note = fit.best_step == 0
-                     ? "kept the block-Hadamard init"
-                     : "learned (step " + std::to_string(fit.best_step) + " of " + std::to_string(options.steps) + ")";
+        r = measure_learned(fit_rows, xf, kind, f, options, job, &t);
         job.report("fit", ++done, total);
       } else {
         job.cancel.check();

@@ -168,6 +168,14 @@ TEST(MxAnalysis, LearnedAffineImprovesOnOutliers) {
   EXPECT_LT(fit.error, fit.init_error);
   EXPECT_GT(fit.best_step, 0);
   EXPECT_NEAR(fit.error, latmix::relative_mx_error(x, fit.transform.get(), mxfp4(32)), 1e-12);
+  // The rotation learns too: the scale-aware gradient gives the reconstruction error a direction
+  // (plain straight-through gives an orthogonal map none). On this Gaussian toy it needs a larger
+  // step than the default (at lr 1e-3 it keeps the start).
+  o.lr = 1e-2;
+  const auto rot = latmix::fit_analysis_transform(x, AnalysisTransform::LearnedRotation, mxfp4(32), o);
+  EXPECT_LT(rot.error, rot.init_error);
+  EXPECT_GT(rot.best_step, 0);
+  EXPECT_TRUE(rot.transform->is_orthogonal());
 }
 
 TEST(MxAnalysis, HadamardSkippedWhereTheWidthHasNone) {
