@@ -187,20 +187,22 @@ FittedTransform fit_analysis_transform(const at::Tensor& x, AnalysisTransform ki
     if (std::isfinite(value) && value < best) {
       best = value;
       best_step = step;
-      if (rotation)
+      if (rotation) {
         best_rotation = rotation->rotation().detach().clone();
-      else
+      } else {
         best_state = snapshot(*affine);
+      }
     }
     if (last) break;
     loss.backward();
     adam.step();
     if (rotation) rotation->recenter();
   }
-  if (rotation)
+  if (rotation) {
     t = std::make_shared<RotationTransform>(dim, best_rotation, RotationTransform::Map::Cayley);
-  else
+  } else {
     affine->load_state(best_state, "mx analysis");
+  }
   FittedTransform fit;
   fit.init_error = relative_mx_error(xf, start.get(), format);
   fit.error = relative_mx_error(xf, t.get(), format);
@@ -281,8 +283,9 @@ MxLayerAnalysis layer_header(CapturePoint point, int64_t layer, int64_t features
 MxLayerAnalysis analyze_activations(const at::Tensor& x, CapturePoint point, int64_t layer,
                                     const MxAnalysisOptions& options, const JobControl& job, int64_t done_before,
                                     int64_t total) {
-  if (x.dim() != 2)
+  if (x.dim() != 2) {
     fail("mx analysis", "activation rows", "a 2-d tensor [tokens, width]", std::to_string(x.dim()) + "-d");
+  }
   if (!(options.holdout >= 0 && options.holdout < 1)) {
     throw UsageError("holdout must be in [0, 1), got " + std::to_string(options.holdout));
   }
@@ -339,7 +342,7 @@ namespace {
 // Keeps the rows of every wanted (point, layer) on the CPU in float32.
 class RowCapture : public CaptureHook {
  public:
-  explicit RowCapture(std::vector<std::pair<CapturePoint, int64_t>> wanted) {
+  explicit RowCapture(const std::vector<std::pair<CapturePoint, int64_t>>& wanted) {
     for (const auto& w : wanted) rows_[{static_cast<int>(w.first), w.second}];
   }
   bool wants(CapturePoint point, int64_t layer) const override {

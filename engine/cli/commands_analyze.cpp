@@ -75,10 +75,11 @@ void print_layer(const MxLayerAnalysis& a) {
   for (const auto& c : a.curves) {
     std::printf("%-17s", analysis_transform_name(c.transform).c_str());
     for (const auto& r : c.sizes) {
-      if (r.skipped)
+      if (r.skipped) {
         std::printf(" %9s", "-");
-      else
+      } else {
         std::printf(" %9.3e", r.rel_error);
+      }
     }
     std::printf("\n");
   }

@@ -60,4 +60,13 @@ assert "![error_residual_1.png](error_residual_1.png)" in open(os.path.join(sys.
 print("ok")
 PY
 if grep -qx ok "$OUT/check"; then PASSED=$((PASSED + 1)); else echo "FAIL: analyze --json/--out"; sed 's/^/  /' "$OUT/check"; FAILED=$((FAILED + 1)); fi
+# Cancel: SIGTERM stops the fits at the next step; the command says so and exits 128 + 15.
+"$LATMIX" analyze "${TINY[@]}" --layer 1 --blocks 8 --steps 100000 >"$OUT/stdout" 2>"$OUT/stderr" &
+PID=$!
+sleep 4
+kill -TERM "$PID"
+wait "$PID"
+RC=$?
+if [ "$RC" -eq 143 ]; then PASSED=$((PASSED + 1)); else echo "FAIL: analyze after SIGTERM exited $RC (wanted 143)"; FAILED=$((FAILED + 1)); fi
+contains stderr "cancelled (SIGTERM)"
 finish
