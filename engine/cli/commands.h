@@ -22,6 +22,7 @@ std::vector<Command> model_commands();  // info, tokenize, logits, generate
 std::vector<Command> eval_commands();   // ppl
 std::vector<Command> mx_commands();     // mx quantize, mx stats
 std::vector<Command> stats_commands();  // stats
+std::vector<Command> analyze_commands();  // analyze
 std::vector<Command> evaluate_commands();  // eval
 std::vector<Command> export_commands();    // export, verify
 std::vector<Command> learn_commands();     // learn

@@ -24,6 +24,7 @@ std::vector<Command> all_commands() {
   for (auto& c : latmix::cli::eval_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::mx_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::stats_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::analyze_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::evaluate_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::export_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::learn_commands()) cmds.push_back(std::move(c));

@@ -6,7 +6,7 @@ expect 0 "$LATMIX" --version;                 contains stdout "latmix 0."
 expect 0 "$LATMIX" --help;                    contains stdout "ppl"
 expect 2 "$LATMIX";                           contains stdout "Commands:"
 expect 2 "$LATMIX" frobnicate;                contains stderr "unknown command 'frobnicate'"
-for cmd in info tokenize logits generate ppl stats eval; do
+for cmd in info tokenize logits generate ppl stats analyze eval; do
   expect 0 "$LATMIX" "$cmd" --help;           contains stdout "Usage: latmix $cmd"
 done
 expect 2 "$LATMIX" info;                      contains stderr "--model PATH is required"
