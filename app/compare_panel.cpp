@@ -32,6 +32,7 @@
 
 #include "engine_host.h"
 #include "latmix/calib_data.h"
+#include "latmix/memory.h"
 #include "latmix/compare.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
@@ -438,10 +439,12 @@ quint64 ComparePanel::runMethods() {
         };
         for (const auto& m : o.methods) settings_for(m);  // bad settings fail before anything runs
         o.settings_for = settings_for;
+        // Learning and quantizing every method holds the model (as `latmix compare` loads it).
+        const std::shared_ptr<Model> held = held_model(model, "Compare methods");
         const CalibrationSet calib = load_learning_calibration(request, *tokenizer);
         LearnControl control;
         control.job = job;
-        auto c = std::make_shared<Comparison>(run_comparison(*model, *tokenizer, calib, o, control));
+        auto c = std::make_shared<Comparison>(run_comparison(*held, *tokenizer, calib, o, control));
         c->model = model_path;
         EngineHost::post(self, [self, c, model] {
           if (model == self->session_->model()) self->showComparison(c);  // else: of the model open before
@@ -658,6 +661,12 @@ quint64 ComparePanel::run() {
   return specs_job_ = host_->submit("compare", [self, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
     const std::vector<std::string> names = parse_task_list(tasks);
     for (const auto& s : specs) parse_quant_spec(s);  // fail early on a typo
+    // The FP column reads the open model as it is (mapped: as `latmix eval`); each quantized column
+    // holds a quantized copy of the weights in the compute dtype: refused before the FP column runs.
+    if (!specs.empty()) {
+      check_memory_fits("Compare", model_weight_bytes(model->config(), model->dtype()), model->device(),
+                        "Each quantized column holds a copy of the model's weights; compare on a machine with more memory");
+    }
     std::vector<CompareColumn> columns;
     columns.push_back({"FP", run_tasks(*model, *tokenizer, names, opt, job)});
     CalibrationOptions copt;

@@ -247,6 +247,11 @@ void ExplorerPanel::buildControls() {
   layout->addWidget(split, 1);
 }
 
+void ExplorerPanel::setSequences(int samples, int seqlen) {
+  samples_->setValue(samples);
+  seqlen_->setValue(seqlen);
+}
+
 ExplorerPanel::StatsRequest ExplorerPanel::statsRequest() const {
   StatsRequest r;
   r.options.samples = samples_->value();
@@ -271,8 +276,14 @@ std::shared_ptr<ActivationStats> ExplorerPanel::computeStats(const Model& model,
   } else if (r.transform != "none") {
     t = make_builtin_activation_transform(r.transform, model, opt.format, 0);
   }
-  Model probe = model;  // own hook list; shares the weights
-  return std::make_shared<ActivationStats>(collect_activation_stats(probe, data, opt, t, job));
+  Model probe = model;  // own hook list; shares the weights (a mapped model stays mapped)
+  // Progress per decoder layer (one pass of a mapped 8B model takes minutes on a CPU): the bar moves,
+  // with an ETA, and Cancel stops at the next layer. The collector's per-batch reports are dropped.
+  const int64_t passes = (data.size() + opt.batch_size - 1) / opt.batch_size;
+  probe.add_hook(std::make_shared<LayerProgressHook>("calibrate", model.config().num_layers, passes, job));
+  JobControl batches;
+  batches.cancel = job.cancel;
+  return std::make_shared<ActivationStats>(collect_activation_stats(probe, data, opt, t, batches));
 }
 
 void ExplorerPanel::addPlanChoice(const QString& label, const QString& prefix) {

@@ -91,6 +91,8 @@ class ExplorerPanel : public QWidget {
 
   /// Selects a transform choice by its label ("none", "hadamard", a plan's label).
   void setTransform(const QString& name);
+  /// Sets how many sequences of how many tokens the next calibration reads.
+  void setSequences(int samples, int seqlen);
   /// The line above the heatmap (what was calibrated, or why it failed).
   QString summaryText() const;
   /// What a click on a heatmap cell does (tests: a click without a display).

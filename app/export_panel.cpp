@@ -542,7 +542,11 @@ quint64 ExportPanel::startExport(const ExportRequest& r) {
         eo.overwrite = false;
         eo.space_factor = 2.0;
       }
-      ExportResult res = export_model(*model, source.toStdString(), plan, spec, calib ? &*calib : nullptr, eo, job);
+      // Without transforms an rtn/gptq export streams from the mapped model; folding transforms needs the
+      // model held (as `latmix export --transforms` loads it), refused here when it cannot fit.
+      const std::shared_ptr<Model> source_model = plan.empty() ? model : held_model(model, "Export");
+      ExportResult res =
+          export_model(*source_model, source.toStdString(), plan, spec, calib ? &*calib : nullptr, eo, job);
       for (auto& n : notes) res.notes.insert(res.notes.begin(), n);
       if (r.zip) {
         write_bundle(staging.string(), r.out.toStdString(), r.overwrite, job);

@@ -168,13 +168,15 @@ quint64 LearnController::start(const LearnRequest& request) {
   if (!model || !tokenizer) return 0;
   return startWork(request, [request, model, tokenizer](const LearnControl& control) {
     const LearnSettings s = request.settings(model->device());
+    // Learning holds the model (as `latmix learn` loads it); refused here, before any step, when it cannot fit.
+    const std::shared_ptr<Model> held = held_model(model, "Learning");
     RunResult out;
     std::optional<CalibrationSet> calib;
     if (find_method(s.method).learned) {
       calib = load_learning_calibration(request, *tokenizer);
       out.calibration = calib->describe();
     }
-    out.result = obtain_plan(*model, calib ? &*calib : nullptr, s, control);
+    out.result = obtain_plan(*held, calib ? &*calib : nullptr, s, control);
     return out;
   });
 }

@@ -87,6 +87,14 @@ QScrollArea* scrolled(QWidget* panel, QWidget* parent) {
 
 }  // namespace
 
+QString eta_text(double seconds, qint64 done, qint64 total) {
+  if (done <= 0 || total <= done || seconds < 1.0) return {};
+  const auto left = static_cast<qint64>(seconds * static_cast<double>(total - done) / static_cast<double>(done) + 0.5);
+  if (left < 60) return QString(" — ETA %1 s").arg(left);
+  if (left < 3600) return QString(" — ETA %1 min %2 s").arg(left / 60).arg(left % 60, 2, 10, QChar('0'));
+  return QString(" — ETA %1 h %2 min").arg(left / 3600).arg(left % 3600 / 60, 2, 10, QChar('0'));
+}
+
 MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
     : QMainWindow(parent), host_(host), session_(session) {
   setWindowTitle("LATMiX Studio");
@@ -124,6 +132,10 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
     overview_->setDrawFunction([this] {
       if (!session_->hasModel()) {
         ImGui::TextUnformatted("Open a model (File > Open) or drop a folder / .bin here.");
+        return;
+      }
+      if (!overview_note_.isEmpty()) {
+        ImGui::TextUnformatted(overview_note_.toUtf8().constData());
         return;
       }
       heatmap_->draw();
@@ -227,6 +239,7 @@ void MainWindow::buildMenus() {
     openModel(resources_dir() + "/models/gutenberg-llama-6M");
   });
   file->addSeparator();
+  file->addAction("Compute the weight &overview", this, [this] { session_->computeOverview(); });
   QAction* open_session = file->addAction("Open s&ession...", this, [this] { chooseSession(false); });
   open_session->setShortcut(QKeySequence("Ctrl+Shift+O"));
   QAction* save_session = file->addAction("Sa&ve session...", this, [this] { chooseSession(true); });
@@ -342,6 +355,7 @@ void MainWindow::buildDocks() {
 void MainWindow::connectEngine() {
   connect(host_, &EngineHost::jobStarted, this, [this](quint64 id, const QString& tag) {
     current_job_ = id;
+    progress_stage_.clear();
     progress_->setRange(0, 0);
     progress_->show();
     cancel_->show();
@@ -353,7 +367,14 @@ void MainWindow::connectEngine() {
     const qint64 unit = std::max<qint64>(1, total / (qint64(1) << 30));
     progress_->setRange(0, total > 0 ? static_cast<int>(total / unit) : 0);
     progress_->setValue(static_cast<int>(done / unit));
-    progress_->setFormat(stage + (unit > 1 ? " %p%" : " %v/%m"));
+    // ETA from this stage's pace so far (a stage that restarts its count starts a new estimate).
+    if (stage != progress_stage_ || done < progress_done_) {
+      progress_stage_ = stage;
+      progress_clock_.start();
+    }
+    progress_done_ = done;
+    progress_->setFormat(stage + (unit > 1 ? " %p%" : " %v/%m") +
+                         eta_text(static_cast<double>(progress_clock_.elapsed()) / 1000.0, done, total));
   });
   auto job_ended = [this] {
     progress_->hide();
@@ -373,6 +394,13 @@ void MainWindow::connectEngine() {
     log("failed: " + tag + ": " + msg);
   });
   connect(session_, &ModelSession::opened, this, [this](const ModelSummary& s) { showModel(s); });
+  connect(session_, &ModelSession::overviewReady, this, [this] { showOverview(); });
+  connect(session_, &ModelSession::overviewStopped, this, [this](const QString& message) {
+    overview_note_ = (message.isEmpty() ? QString("The weight overview was cancelled.")
+                                        : "The weight overview failed: " + message) +
+                     "\nFile > Compute the weight overview starts it again.";
+    if (overview_ != nullptr) overview_->update();
+  });
   connect(session_, &ModelSession::openFailed, this, [this](const QString& path, const QString& msg) {
     showBanner("Could not open " + path + ":\n" + msg);
   });
@@ -506,17 +534,31 @@ bool MainWindow::offerRecovery() {
   return openSession(path);
 }
 
+void MainWindow::showOverview() {
+  const WeightOverview& o = session_->summary().overview;
+  latmix::widgets::HeatmapData data;
+  data.title = "Weight outliers: max|W| / RMS(W) per linear layer (hover for values)";
+  data.value_label = "max|W| / RMS";
+  for (int r = 0; r < o.rows; ++r) data.row_labels << QString("layer %1").arg(r);
+  data.col_labels = o.columns;
+  data.values = o.max_over_rms;
+  heatmap_->setData(std::move(data));
+  overview_note_.clear();
+  if (overview_ != nullptr) overview_->update();
+  Q_EMIT overviewShown();
+}
+
 void MainWindow::showModel(const ModelSummary& s) {
   banner_box_->hide();
   rememberRecent(s.path);
   setWindowTitle("LATMiX Studio — " + QFileInfo(s.path).fileName());
   model_header_->setText(QString("<b>%1</b> (%2, %3)<br>%4 layers, hidden %5, intermediate %6<br>"
-                                 "heads %7 / kv %8, head_dim %9, vocab %10<br>%11 parameters (%12 M)<br>%13")
+                                 "heads %7 / kv %8, head_dim %9, vocab %10<br>%11 parameters (%12 M)<br>%13<br>weights %14")
                              .arg(QFileInfo(s.path).fileName(), s.architecture, s.source_format)
                              .arg(s.layers).arg(s.hidden).arg(s.intermediate).arg(s.heads).arg(s.kv_heads)
                              .arg(s.head_dim).arg(s.vocab).arg(s.parameters)
                              .arg(static_cast<double>(s.parameters) / 1e6, 0, 'f', 2)
-                             .arg(s.tokenizer.toHtmlEscaped()));
+                             .arg(s.tokenizer.toHtmlEscaped(), s.weights.toHtmlEscaped()));
   model_tree_->clear();
   QMap<QString, QTreeWidgetItem*> groups;
   for (const auto& row : s.modules) {
@@ -534,13 +576,9 @@ void MainWindow::showModel(const ModelSummary& s) {
     item->setText(2, row.dtype);
     item->setText(3, QString::number(row.parameters));
   }
-  latmix::widgets::HeatmapData data;
-  data.title = "Weight outliers: max|W| / RMS(W) per linear layer (hover for values)";
-  data.value_label = "max|W| / RMS";
-  for (int r = 0; r < s.overview.rows; ++r) data.row_labels << QString("layer %1").arg(r);
-  data.col_labels = s.overview.columns;
-  data.values = s.overview.max_over_rms;
-  heatmap_->setData(std::move(data));
+  heatmap_->setData({});
+  overview_note_ = "Computing the weight overview: every linear layer's max|W| / RMS(W), one matrix at a time\n"
+                   "(progress and Cancel in the status bar).";
   if (overview_ != nullptr) overview_->update();
   // Every per-model view starts empty for the new model (issue 17, Major 1).
   explorer_->modelChanged();

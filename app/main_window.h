@@ -1,7 +1,9 @@
 #pragma once
 // The studio's main window: model panel, central views, log, error banner, job progress + cancel.
 
+#include <QElapsedTimer>
 #include <QMainWindow>
+#include <QString>
 
 #include <functional>
 #include <memory>
@@ -33,6 +35,9 @@ class ExportPanel;
 class Tour;
 struct ModelSummary;
 struct LearnOutcome;
+
+/// " — ETA 1 min 05 s" from `seconds` spent on `done` of `total` units ("" until there is a pace to go by).
+QString eta_text(double seconds, qint64 done, qint64 total);
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -93,6 +98,8 @@ class MainWindow : public QMainWindow {
   void sessionSaved(const QString& path, const QString& error);
   /// A session's model is open and its runs are restored.
   void sessionOpened(const QString& path);
+  /// The Overview shows the open model's weight statistics (after their job finished).
+  void overviewShown();
 
  protected:
   void closeEvent(QCloseEvent* e) override;
@@ -104,6 +111,7 @@ class MainWindow : public QMainWindow {
   void buildDocks();
   void connectEngine();
   void showModel(const ModelSummary& summary);
+  void showOverview();
   void showBanner(const QString& message);
   void log(const QString& line);
   void rememberRecent(const QString& path);
@@ -142,6 +150,10 @@ class MainWindow : public QMainWindow {
   LatencyProbe* learn_probe_ = nullptr;
   LatencySummary learning_latency_;
   quint64 current_job_ = 0;
+  QString progress_stage_;      // the stage the ETA is estimated for
+  qint64 progress_done_ = 0;
+  QElapsedTimer progress_clock_;  // since that stage started
+  QString overview_note_;       // shown instead of the weight heatmap while it is computed (or stopped)
   QWidget* banner_box_ = nullptr;
   Confirm confirm_;
   bool unclean_start_ = false;      // the previous start did not quit cleanly

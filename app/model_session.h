@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine_host.h"
+#include "latmix/progress.h"
 
 namespace latmix {
 class Model;
@@ -37,6 +38,9 @@ struct WeightOverview {
 
 struct ModelSummary {
   QString path;
+  /// "memory-mapped (weights as stored, converted at use)" or "in memory (fp32)": how the session holds them.
+  QString weights;
+  bool mapped = false;
   QString architecture;
   QString family;
   QString source_format;
@@ -44,7 +48,7 @@ struct ModelSummary {
   qint64 parameters = 0;
   QString tokenizer;
   std::vector<ModuleRow> modules;
-  WeightOverview overview;
+  WeightOverview overview;  ///< empty until overviewReady() (its own job, after opened())
 };
 
 class ModelSession : public QObject {
@@ -53,8 +57,15 @@ class ModelSession : public QObject {
  public:
   explicit ModelSession(EngineHost* host, QObject* parent = nullptr);
 
-  /// Starts loading a model folder or llama2.c .bin; supersedes a load still queued.
+  /// Starts loading a model folder or llama2.c .bin; supersedes a load still queued. On the CPU
+  /// the matrices stay memory-mapped as the files store them (as `latmix --weights auto`), so a
+  /// model bigger than the memory opens; jobs that need them held make a copy (held_model()).
+  /// Once open, the weight overview is computed by its own job (computeOverview()).
   quint64 open(const QString& path);
+  /// Computes the Overview's weight statistics of the open model (job "weight-overview", with
+  /// progress per matrix and cancel); overviewReady() brings them. Returns the job id (0: no model).
+  quint64 computeOverview();
+  quint64 overviewJob() const { return overview_job_; }
   bool hasModel() const { return model_ != nullptr; }
   const ModelSummary& summary() const { return summary_; }
   /// Engine-side objects, for jobs that run on the engine thread.
@@ -64,18 +75,35 @@ class ModelSession : public QObject {
  Q_SIGNALS:
   void opened(const latmix::studio::ModelSummary& summary);
   void openFailed(const QString& path, const QString& message);
+  /// The weight overview of the open model is in summary().overview.
+  void overviewReady();
+  /// The overview job was cancelled or failed ("" message: cancelled).
+  void overviewStopped(const QString& message);
 
  private:
   EngineHost* host_;
   quint64 pending_ = 0;
+  quint64 overview_job_ = 0;
   QString pending_path_;
   std::shared_ptr<latmix::Model> model_;
   std::shared_ptr<latmix::Tokenizer> tokenizer_;
   ModelSummary summary_;
 };
 
-/// Builds the summary of a loaded model (engine thread).
+/// Builds the summary of a loaded model (engine thread); the overview is left empty (weight_overview()).
 ModelSummary summarize_model(const QString& path, const latmix::Model& model, const latmix::Tokenizer& tokenizer);
+
+/// The Overview's statistics: max|W| / RMS(W) of each linear of each layer, each matrix converted to
+/// fp32 when read (the same figures mapped or held). Reports ("overview", matrices done, total) and
+/// checks the cancel token per matrix. Engine thread.
+WeightOverview weight_overview(const latmix::Model& model, const latmix::JobControl& job = {});
+
+/// The model held in memory, for a job that needs every weight converted (learning, a comparison of
+/// methods, an export that folds transforms: as the CLI loads them with --weights memory): `model`
+/// itself when it is held already, else an in-memory copy in its compute dtype, made once; refused
+/// first when it cannot fit (latmix::Error "<job>: needs about N GiB of host memory ..., M GiB
+/// available; nothing was started ..."). Engine thread.
+std::shared_ptr<latmix::Model> held_model(const std::shared_ptr<latmix::Model>& model, const std::string& job);
 
 }  // namespace latmix::studio
 

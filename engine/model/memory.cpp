@@ -1,6 +1,7 @@
 // Memory available against memory needed, before a job starts (latmix/memory.h).
 #include "latmix/memory.h"
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -46,9 +47,28 @@ std::string cgroup_dir() {
   return "";
 }
 
+// LATMIX_MEMORY_AVAILABLE: bytes, or a number with a K, M or G suffix (powers of 1024); 0 when unset or bad.
+uint64_t simulated_limit() {
+  const char* v = std::getenv("LATMIX_MEMORY_AVAILABLE");
+  if (v == nullptr) return 0;
+  std::string s(v);
+  uint64_t scale = 1;
+  if (!s.empty()) {
+    const char unit = static_cast<char>(std::toupper(static_cast<unsigned char>(s.back())));
+    const uint64_t shift = unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : 0;
+    if (shift != 0) {
+      scale = uint64_t(1) << shift;
+      s.pop_back();
+    }
+  }
+  uint64_t n = 0;
+  return parse_u64(s, n) ? n * scale : 0;
+}
+
 }  // namespace
 
 uint64_t host_memory_available() {
+  if (const uint64_t simulated = simulated_limit(); simulated > 0) return simulated;
   uint64_t available = 0;
   std::ifstream in("/proc/meminfo");
   std::string key;
@@ -94,7 +114,12 @@ uint64_t model_weight_bytes(const ModelConfig& config, at::ScalarType dtype) {
 
 std::string format_gib(uint64_t bytes) {
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
+  const double mib = static_cast<double>(bytes) / (1024.0 * 1024);
+  if (mib < 1024) {
+    std::snprintf(buf, sizeof buf, "%.1f MiB", mib);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.1f GiB", mib / 1024);
+  }
   return buf;
 }
 
@@ -107,7 +132,9 @@ std::string memory_shortfall(uint64_t needed, at::Device device) {
   if (!memory_check_enabled()) return "";
   const uint64_t available = memory_available(device);
   if (available == 0 || needed <= available) return "";
-  const std::string where = device.is_cpu() ? "host memory (MemAvailable)" : "memory on " + device.str();
+  const std::string where = !device.is_cpu()       ? "memory on " + device.str()
+                            : simulated_limit() > 0 ? "host memory (LATMIX_MEMORY_AVAILABLE)"
+                                                    : "host memory (MemAvailable)";
   return "needs about " + format_gib(needed) + " of " + where + ", " + format_gib(available) + " available";
 }
 

@@ -95,10 +95,12 @@ class TestEngineHost : public QObject {
     EngineHost host;
     ModelSession session(&host);
     QSignalSpy opened(&session, &ModelSession::opened);
+    QSignalSpy overview(&session, &ModelSession::overviewReady);
     session.open(QStringLiteral(LATMIX_SOURCE_DIR) + "/resources/models/gutenberg-llama-6M");
     QVERIFY(opened.wait(30000));
     QVERIFY(session.hasModel());
     QCOMPARE(session.summary().parameters, qint64(6524160));
+    QVERIFY(overview.count() == 1 || overview.wait(30000));  // its own job, after the open
     QCOMPARE(session.summary().overview.rows, 6);
     QCOMPARE(static_cast<int>(session.summary().overview.max_over_rms.size()), 6 * 7);
     QVERIFY(session.summary().modules.size() > 6 * 9);

@@ -14,7 +14,8 @@ namespace latmix {
 
 /// Host memory this process can still take without swapping: MemAvailable of /proc/meminfo,
 /// narrowed by the cgroup v2 limit of the process (memory.max - memory.current) when one is set.
-/// 0 when neither can be read (then nothing is refused).
+/// 0 when neither can be read (then nothing is refused). LATMIX_MEMORY_AVAILABLE=N (bytes, or with a
+/// K, M or G suffix) replaces the figure: a small machine simulated, for tests of the refusals.
 uint64_t host_memory_available();
 
 /// Free memory of a CUDA device (after releasing the caching allocator's unused blocks); 0 for the
@@ -27,7 +28,7 @@ uint64_t memory_available(at::Device device);
 /// Bytes of every weight of `config` in `dtype` (the model as load_model() holds it in memory).
 uint64_t model_weight_bytes(const ModelConfig& config, at::ScalarType dtype);
 
-/// "12.3 GiB"
+/// "12.3 GiB" (below 1 GiB: "24.9 MiB")
 std::string format_gib(uint64_t bytes);
 
 /// False when LATMIX_NO_MEMORY_CHECK=1 (a machine whose swap or overcommit the estimates do not know).
