@@ -135,8 +135,8 @@ quint64 ModelSession::open(const QString& path) {
       model_ = model;
       tokenizer_ = tok;
       summary_ = summary;
+      computeOverview();  // queued before the jobs the views start on opened(): the Overview is shown first
       Q_EMIT opened(summary_);
-      computeOverview();
     });
   });
 }
