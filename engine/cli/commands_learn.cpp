@@ -1,5 +1,6 @@
 // latmix learn: one method's transforms, learned (or built) on calibration text.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -59,6 +60,11 @@ std::vector<OptionSpec> learn_options() {
       {"eval-every", "N", "steps between validation measurements (default: an eighth of the steps)", "", false},
       {"patience", "N", "end-to-end: stop after N validation measurements without a new best (0: never)", "4",
        false},
+      {"deployed-check", "ends|every|no",
+       "with GPTQ weights: judge the plan as deployed. ends: the plan validation chose is kept only if its "
+       "model with GPTQ weights beats the start's on the held-out sequences (two GPTQ runs); every: every "
+       "validation measurement is of the model with GPTQ weights (a GPTQ run each); no: the RTN student only",
+       "ends", false},
       {"kept-layers", "N",
        "end-to-end with --recompute yes: the last N layers keep their graph instead (default: as many as fit "
        "in 30 % of the GPU's memory; CPU: 0)",
@@ -126,6 +132,7 @@ LearnSettings settings_from_args(const Args& args, const std::string& method, at
     s.eval_every = args.integer("eval-every");
     if (s.eval_every < 1) throw UsageError("--eval-every: expected 1 or more");
   }
+  s.deployed_check = parse_deployed_check(args.get("deployed-check"));
   s.patience = args.integer("patience");
   if (s.patience < 0) throw UsageError("--patience: expected 0 or more");
   if (args.has("kept-layers")) {
@@ -244,6 +251,9 @@ int run_learn(const Args& args) {
                          {"best_step", r.best_step},
                          {"stopped_early", r.stopped_early},
                          {"note", r.validation_note}};
+    if (std::isfinite(r.deployed_start)) {
+      out["validation"]["deployed"] = {{"start", r.deployed_start}, {"result", r.deployed_result}};
+    }
   }
   if (!r.curve.empty()) {
     out["first_loss"] = r.curve.front().loss;

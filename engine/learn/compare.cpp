@@ -119,6 +119,21 @@ double mean_kl_divergence(const Model& reference, const Model& model, const at::
   return tokens > 0 ? sum / static_cast<double>(tokens) : std::nan("");
 }
 
+double mean_cross_entropy(const Model& model, const at::Tensor& ids, int64_t batch) {
+  c10::InferenceMode guard;
+  double sum = 0;
+  int64_t tokens = 0;
+  for (int64_t first = 0; first < ids.size(0); first += batch) {
+    at::Tensor chunk = ids.narrow(0, first, std::min(batch, ids.size(0) - first)).to(model.device());
+    if (chunk.size(1) < 2) continue;
+    at::Tensor logp = at::log_softmax(model.forward(chunk).to(at::kFloat), -1).narrow(1, 0, chunk.size(1) - 1);
+    at::Tensor next = chunk.narrow(1, 1, chunk.size(1) - 1).unsqueeze(-1);
+    sum -= logp.gather(-1, next).sum().to(at::kDouble).item<double>();
+    tokens += next.numel();
+  }
+  return tokens > 0 ? sum / static_cast<double>(tokens) : std::nan("");
+}
+
 std::vector<double> layer_activation_sqnr(const Model& model, const MxFormat& format, const at::Tensor& ids) {
   c10::InferenceMode guard;
   Model m = model.to(model.device(), model.dtype());
@@ -170,6 +185,11 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
     row.curve = learned.curve;
     row.conditions = learned.conditions;
     row.learn_seconds = learned.seconds;
+    row.validation_curve = learned.validation_curve;
+    row.best_step = learned.best_step;
+    row.validation_note = learned.validation_note;
+    row.deployed_start = learned.deployed_start;
+    row.deployed_result = learned.deployed_result;
     auto t = Clock::now();
     const bool gptq = row.settings.quant.method == WeightMethod::Gptq;
     QuantizedModel q = apply_plan(fp, learned.plan, row.settings.quant, gptq ? &calib : nullptr, lc.job);
@@ -209,6 +229,14 @@ json Comparison::to_json() const {
     json cond = json::object();
     for (const auto& [name, value] : row.conditions) cond[name] = value;
     m["condition_numbers"] = cond;
+    if (!row.validation_curve.empty()) {
+      json v = json::array();
+      for (const auto& [step, value] : row.validation_curve) v.push_back({{"step", step}, {"loss", value}});
+      m["validation"] = {{"curve", v}, {"best_step", row.best_step}, {"note", row.validation_note}};
+      if (std::isfinite(row.deployed_start)) {
+        m["validation"]["deployed"] = {{"start", row.deployed_start}, {"result", row.deployed_result}};
+      }
+    }
     j["methods"].push_back(m);
   }
   return j;
@@ -327,6 +355,14 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
        << (row.curve.empty() ? "" : fmt(row.curve.front().loss, 5)) << " | "
        << (row.curve.empty() ? "" : fmt(row.curve.back().loss, 5)) << " | " << cond << " | `"
        << row.settings.to_json().dump() << "` |\n";
+  }
+  bool any_validation = false;
+  for (const auto& row : rows) any_validation = any_validation || !row.validation_note.empty();
+  if (any_validation) {
+    md << "\n## Validation (held-out calibration sequences; the result is never worse than the start)\n\n";
+    for (const auto& row : rows) {
+      if (!row.validation_note.empty()) md << "- " << row.method << ": " << row.validation_note << "\n";
+    }
   }
   md << "\n## Conventions\n\n";
   for (const auto& r : fp) md << "- " << r.task << ": " << r.convention << "\n";

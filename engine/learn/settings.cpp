@@ -45,6 +45,14 @@ std::string to_string(TransformInit init) {
   }
   return "?";
 }
+std::string to_string(DeployedCheck check) {
+  switch (check) {
+    case DeployedCheck::Off: return "no";
+    case DeployedCheck::Ends: return "ends";
+    case DeployedCheck::Every: return "every";
+  }
+  return "?";
+}
 
 LearnMode parse_learn_mode(const std::string& name) {
   return parse_named<LearnMode>(name, {{"e2e", LearnMode::EndToEnd}, {"layerwise", LearnMode::LayerWise}}, "mode");
@@ -52,6 +60,11 @@ LearnMode parse_learn_mode(const std::string& name) {
 LearnLoss parse_learn_loss(const std::string& name) {
   return parse_named<LearnLoss>(
       name, {{"kl", LearnLoss::Kl}, {"ce", LearnLoss::CrossEntropy}, {"mse", LearnLoss::LayerMse}}, "loss");
+}
+DeployedCheck parse_deployed_check(const std::string& name) {
+  return parse_named<DeployedCheck>(
+      name, {{"no", DeployedCheck::Off}, {"ends", DeployedCheck::Ends}, {"every", DeployedCheck::Every}},
+      "deployed check");
 }
 OptimizerKind parse_optimizer(const std::string& name) {
   return parse_named<OptimizerKind>(name, {{"adamw", OptimizerKind::AdamW}, {"sgd", OptimizerKind::Sgd}},
@@ -95,6 +108,7 @@ nlohmann::json LearnSettings::to_json() const {
           {"validation", validation},
           {"eval_every", eval_every},
           {"patience", patience},
+          {"deployed_check", latmix::to_string(deployed_check)},
           {"seed", seed}};
 }
 

@@ -19,6 +19,7 @@
 #include <random>
 #include <sstream>
 
+#include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/json.h"
@@ -465,7 +466,7 @@ struct Validation {
   double best = std::numeric_limits<double>::infinity();
   double initial = 0;
   int64_t best_step = -1, start_step = 0, since_best = 0, patience = 0;
-  TransformPlan best_plan;
+  TransformPlan best_plan, start_plan;
 
   Validation(const CalibrationSet& calib, const LearnSettings& s) : patience(s.patience) {
     const int64_t n = calib.size();
@@ -502,6 +503,7 @@ struct Validation {
     best = v;
     best_step = step;
     best_plan = clone_plan(plan);
+    start_plan = clone_plan(plan);
     r.validation_curve.emplace_back(step, v);
   }
   // Records step's value; true when learning should stop (patience spent).
@@ -535,6 +537,42 @@ struct Validation {
     if (r.stopped_early) o << "; stopped at step " << last << " after " << patience << " evaluations without a new best";
     r.validation_note = o.str();
     if (best_step != last) plan = best_plan;
+  }
+  // The held-out loss of the deployed model: the plan folded and the weights quantized as an
+  // export would (GPTQ on the whole calibration set when the spec says so). KL to the FP model;
+  // CE when training with CE.
+  double deployed(const Model& fp, const TransformPlan& plan, const LearnSettings& s, const JobControl& job) const {
+    c10::NoGradGuard no_grad;
+    QuantizedModel q = apply_plan(fp, plan, s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr, job);
+    const at::Tensor ids = gather_ids(*calib_, rows, fp.device());
+    return s.loss == LearnLoss::CrossEntropy ? mean_cross_entropy(q.model, ids, 1)
+                                             : mean_kl_divergence(fp, q.model, ids, 1);
+  }
+  // DeployedCheck::Ends: the plan validation chose stays only if its deployed model beats the
+  // start's (the RTN student cannot see what GPTQ will do to the weights).
+  void check_deployed(const Model& fp, TransformPlan& plan, const LearnSettings& s, MethodResult& r,
+                      const JobControl& job) {
+    std::ostringstream o;
+    o.precision(5);
+    const double a = deployed(fp, start_plan, s, job);
+    r.deployed_start = a;
+    if (best_step == start_step) {
+      r.deployed_result = a;
+      o << "; deployed model (GPTQ weights): loss " << a;
+    } else {
+      const double b = deployed(fp, plan, s, job);
+      r.deployed_result = std::min(a, b);
+      if (b < a) {
+        o << "; deployed model (GPTQ weights): start " << a << ", learned " << b << " (" << std::showpos
+          << 100.0 * (b - a) / a << std::noshowpos << " %)";
+      } else {
+        o << "; deployed model (GPTQ weights): start " << a << ", learned " << b
+          << ": learning added nothing once GPTQ quantized the weights; the start's plan is the result";
+        plan = clone_plan(start_plan);
+        r.best_step = start_step;
+      }
+    }
+    r.validation_note += o.str();
   }
   const CalibrationSet* calib_ = nullptr;
 };
@@ -623,6 +661,10 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   // Keep the batch order of a resumed run identical to an uninterrupted one.
   for (int64_t i = 0; i < start_step; ++i) order.next(s.batch);
   const at::Device device = fp.device();
+  // With RTN weights the student is the deployed model; with GPTQ weights validation may judge
+  // the deployed model itself (LearnSettings::deployed_check).
+  const bool gptq_deployed = s.quant.method == WeightMethod::Gptq && val.enabled();
+  const bool deployed_every = gptq_deployed && s.deployed_check == DeployedCheck::Every;
 
   if (!layerwise) {
     const learn_detail::StepMemory memory =
@@ -634,7 +676,10 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       teacher_cache = learn_detail::TeacherCache(calib->size(), calib->seqlen(), fp.config().hidden_size,
                                                  at::TensorOptions(fp.dtype()).device(device));
     }
-    const auto measure = [&] { return val.measure(fp, plan, s, memory, device, &teacher_cache); };
+    const auto measure = [&] {
+      return deployed_every ? val.deployed(fp, plan, s, control.job)
+                            : val.measure(fp, plan, s, memory, device, &teacher_cache);
+    };
     if (val.enabled()) {
       val.start(start_step, measure(), plan, result);
       const int64_t every = s.eval_every > 0 ? s.eval_every : std::max<int64_t>(1, s.steps / 8);
@@ -683,7 +728,10 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       inputs = at::cat(parts, 0);
     }
     const learn_detail::StepMemory vmem = learn_detail::validation_memory(fp, s, calib->seqlen());
-    if (val.enabled()) val.start(start_step, val.measure(fp, plan, s, vmem, device, nullptr), plan, result);
+    const auto measure = [&] {
+      return deployed_every ? val.deployed(fp, plan, s, control.job) : val.measure(fp, plan, s, vmem, device, nullptr);
+    };
+    if (val.enabled()) val.start(start_step, measure(), plan, result);
     const int64_t first_layer = start_step / s.steps;
     for (size_t l = 0; l < layers; ++l) {
       const auto li = static_cast<int64_t>(l);
@@ -716,13 +764,22 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       inputs = targets;
     }
     if (val.enabled()) {
-      const double v = val.measure(fp, plan, s, vmem, device, nullptr);
+      const double v = measure();
       if (!result.curve.empty()) result.curve.back().validation = v;
       val.update(total, v, plan, result);
     }
   }
   if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
-  if (val.enabled()) val.finish(plan, result, total);
+  if (val.enabled()) {
+    val.finish(plan, result, total);
+    if (deployed_every) {
+      result.deployed_start = val.initial;
+      result.deployed_result = val.best;
+      result.validation_note += " (the deployed model, GPTQ weights, at every measurement)";
+    } else if (gptq_deployed && s.deployed_check == DeployedCheck::Ends) {
+      val.check_deployed(fp, plan, s, result, control.job);
+    }
+  }
   {
     c10::NoGradGuard no_grad;
     for (const auto& p : plan.parameters()) {

@@ -7,7 +7,9 @@
 # Needs (carried, gitignored): .device/debs, .device/evalpack/zs22m.tar.xz (22M model + eval data
 # + pg1342), .device/learnpack/books.tar.xz (two more training books), and the 6M model in the tree
 # (resources/models). Results go to $OUT (tarred, since only a few files come back).
-# Usage: bash scripts/device/learn_runs.sh [compare22|compare6|bench|all]...
+# (zs22m.tar.xz holds model/ (the 22M folder without its golden logits) and data/ (eval/ files of
+# the tasks below, corpus/gutenberg/ pg84, pg11, pg1260, pg1342, pg1400): 13.6 MB.)
+# Usage: bash scripts/device/learn_runs.sh [compare22|compare22int|ablate|lu22|every22|compare6|bench|all]...
 set -uo pipefail
 STAGES=${*:-all}
 O=${OUT:-/tmp/out}
@@ -30,7 +32,7 @@ D=/tmp/learn-data
 if [ ! -d "$D/model" ]; then
   mkdir -p "$D"
   tar -xJf .device/evalpack/zs22m.tar.xz -C "$D"
-  tar -xJf .device/learnpack/books.tar.xz -C "$D/data/corpus/gutenberg"
+  if [ -f .device/learnpack/books.tar.xz ]; then tar -xJf .device/learnpack/books.tar.xz -C "$D/data/corpus/gutenberg"; fi
 fi
 BOOKS="$D/data/corpus/gutenberg/pg1260_jane_eyre.txt,$D/data/corpus/gutenberg/pg1342_pride_and_prejudice.txt,$D/data/corpus/gutenberg/pg1400_great_expectations.txt"
 TASKS=frankenstein,alice,wikitext2,arc_easy,arc_challenge,boolq,hellaswag,openbookqa,piqa,winogrande,lambada,copa
@@ -52,6 +54,16 @@ if want ablate; then
   TASKS=frankenstein,alice,wikitext2 compare abl-lr3e-3 "$D/model" mxfp4 --methods latmix --lr 3e-3
   TASKS=frankenstein,alice,wikitext2 compare abl-init-hadamard "$D/model" mxfp4 --methods latmix --init hadamard
   TASKS=frankenstein,alice,wikitext2 compare abl-rtn "$D/model" "mxfp4,weights=rtn" --methods mr-gptq,spinquant,latmix
+fi
+# Issue 21 (session 6): LU against QR, and the deployed check (GPTQ weights) at every measurement
+# against the default (at the ends), latmix only, perplexity tasks, both formats.
+if want lu22; then
+  TASKS=frankenstein,alice,wikitext2 compare lu-mxfp4 "$D/model" mxfp4 --methods latmix --param lu
+  TASKS=frankenstein,alice,wikitext2 compare lu-mxint4 "$D/model" mxint4 --methods latmix --param lu
+fi
+if want every22; then
+  TASKS=frankenstein,alice,wikitext2 compare every-mxfp4 "$D/model" mxfp4 --methods latmix --deployed-check every
+  TASKS=frankenstein,alice,wikitext2 compare every-mxint4 "$D/model" mxint4 --methods latmix --deployed-check every
 fi
 if want compare6; then
   TASKS=frankenstein,alice,wikitext2 compare 6m-mxfp4 resources/models/gutenberg-llama-6M mxfp4

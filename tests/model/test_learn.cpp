@@ -3,9 +3,11 @@
 // resume, cancel and pause.
 #include <gtest/gtest.h>
 
+#include <c10/core/GradMode.h>
 #include <c10/core/InferenceMode.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <thread>
 #include <vector>
@@ -138,6 +140,7 @@ LearnSettings validated(double lr, int64_t patience) {
   s.patience = patience;
   s.lr = lr;
   s.warmup = 0;
+  s.deployed_check = DeployedCheck::Off;  // these tests follow the RTN student's validation
   return s;
 }
 
@@ -214,6 +217,64 @@ TEST(Learn, ValidationSplitIsChecked) {
   LearnSettings s = validated(1e-3, 0);
   s.validation = 4;  // every sequence: nothing left to learn from
   EXPECT_THROW(obtain_plan(six_m().model, &six_m().calib, s), UsageError);
+}
+
+// The deployed model's held-out KL: the plan folded, GPTQ weights calibrated on the whole set,
+// measured on the fixture's held-out sequence (row 2 of 4 with one held out).
+double deployed_kl(const Fixture& f, const TransformPlan& plan, const QuantSpec& spec) {
+  c10::NoGradGuard no_grad;
+  QuantizedModel q = apply_plan(f.model, plan, spec, &f.calib);
+  return mean_kl_divergence(f.model, q.model, f.calib.batch(2, 1), 1);
+}
+
+LearnSettings gptq_validated(DeployedCheck check) {
+  LearnSettings s = validated(2e-3, 0);
+  s.quant = parse_quant_spec("w=mxfp4,a=mxfp4,weights=gptq");
+  s.deployed_check = check;
+  return s;
+}
+
+TEST(Learn, DeployedCheckKeepsTheBetterOfStartAndLearnedWithGptqWeights) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  const Fixture& f = six_m();
+  const LearnSettings s = gptq_validated(DeployedCheck::Ends);
+  const MethodResult r = obtain_plan(f.model, &f.calib, s);
+  ASSERT_TRUE(std::isfinite(r.deployed_start)) << r.validation_note;
+  // The start's plan, from a run that cannot move (lr 1e-30, no validation).
+  LearnSettings still = s;
+  still.lr = 1e-30;
+  still.steps = 1;
+  still.validation = 0;
+  const MethodResult start = obtain_plan(f.model, &f.calib, still);
+  const double d_start = deployed_kl(f, start.plan, s.quant), d_result = deployed_kl(f, r.plan, s.quant);
+  EXPECT_NEAR(r.deployed_start, d_start, 1e-6 * d_start);
+  EXPECT_NEAR(r.deployed_result, d_result, 1e-6 * d_result);
+  // Never worse than the start as deployed: by construction, whatever the RTN student preferred.
+  EXPECT_LE(d_result, d_start * (1 + 1e-6)) << r.validation_note;
+  EXPECT_NE(r.validation_note.find("deployed model (GPTQ weights)"), std::string::npos) << r.validation_note;
+  if (r.best_step == 0) {
+    EXPECT_TRUE(same_plan(r.plan, start.plan, 1e-20));
+  }
+}
+
+TEST(Learn, DeployedCheckEveryMeasuresTheModelWithGptqWeights) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  const Fixture& f = six_m();
+  const LearnSettings s = gptq_validated(DeployedCheck::Every);
+  const MethodResult r = obtain_plan(f.model, &f.calib, s);
+  ASSERT_EQ(r.validation_curve.size(), 7u);
+  double best = r.validation_curve.front().second;
+  for (const auto& [step, v] : r.validation_curve) best = std::min(best, v);
+  // The curve is of the deployed model: its best value is the returned plan's deployed KL.
+  EXPECT_NEAR(best, deployed_kl(f, r.plan, s.quant), 1e-6 * best) << r.validation_note;
+  EXPECT_NEAR(r.deployed_result, best, 1e-12);
+  EXPECT_NEAR(r.deployed_start, r.validation_curve.front().second, 1e-12);
+  // ... and differs from the RTN student's curve (GPTQ changes the weights).
+  LearnSettings proxy = s;
+  proxy.deployed_check = DeployedCheck::Off;
+  const MethodResult p = obtain_plan(f.model, &f.calib, proxy);
+  EXPECT_GT(std::abs(p.validation_curve.front().second - r.validation_curve.front().second), 1e-6);
+  EXPECT_FALSE(std::isfinite(p.deployed_start));
 }
 
 TEST(Learn, SameSeedSameTransforms) {

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -42,6 +43,11 @@ struct MethodRow {
   /// Mean KL(FP || quantized) per token on held-out text (Comparison::kl_text); NaN when not measured.
   double kl_to_fp = 0;
   double learn_seconds = 0, quantize_seconds = 0, eval_seconds = 0;
+  /// Learned methods: MethodResult's validation (curve, best step, the sentence, the deployed check).
+  std::vector<std::pair<int64_t, double>> validation_curve;
+  int64_t best_step = -1;
+  std::string validation_note;
+  double deployed_start = std::nan(""), deployed_result = std::nan("");
 };
 
 struct Comparison {
@@ -75,6 +81,10 @@ std::vector<double> layer_activation_sqnr(const Model& model, const MxFormat& fo
 /// Mean per-token KL(reference || model) of the next-token distributions over ids [N, T], in
 /// batches of `batch` sequences.
 double mean_kl_divergence(const Model& reference, const Model& model, const at::Tensor& ids, int64_t batch = 4);
+
+/// Mean next-token cross-entropy (nats) of `model` over `ids` [B, T] (positions 1..T-1 predicted
+/// from the ones before), `batch` sequences at a time.
+double mean_cross_entropy(const Model& model, const at::Tensor& ids, int64_t batch = 4);
 
 /// Share of the FP-to-baseline gap a value closes, in percent: (base - value) / (base - fp) * 100
 /// (NaN when base == fp).

@@ -18,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -39,6 +40,13 @@ enum class LearnMode { EndToEnd, LayerWise };
 /// (layer-wise) the mean squared error between the FP and the student layer outputs.
 enum class LearnLoss { Kl, CrossEntropy, LayerMse };
 enum class OptimizerKind { AdamW, Sgd };
+/// How validation judges a plan whose weights are deployed with GPTQ (the student learns with
+/// RTN weights; docs/methods.md, "Never worse than the start"). Off: the RTN student only. Ends:
+/// the plan validation chose is kept only if the deployed model (plan folded, GPTQ weights) beats
+/// the start's deployed model on the held-out sequences (two GPTQ runs). Every: every validation
+/// measurement is of the deployed model (one GPTQ run each). With RTN weights the student is the
+/// deployed model, so all three are the same.
+enum class DeployedCheck { Off, Ends, Every };
 /// The rotation a learned transform starts from: a full-width Hadamard with random signs, a
 /// block-diagonal one of the MX block size (MR-GPTQ's transform), a Haar-random rotation, or I.
 enum class TransformInit { Hadamard, BlockHadamard, Random, Identity };
@@ -96,6 +104,7 @@ struct LearnSettings {
   int64_t validation = -1;
   int64_t eval_every = 0;
   int64_t patience = 4;
+  DeployedCheck deployed_check = DeployedCheck::Ends;
 
   /// Memory of end-to-end learning (docs/methods.md, "How memory is chosen"). None of these change
   /// the step's result beyond float rounding, so they are not in to_json() nor in a checkpoint's
@@ -137,6 +146,10 @@ const MethodPreset& find_method(const std::string& name);
 /// The preset's settings for `format` (the spec's weights/activations; its weights= is replaced
 /// by the preset's weight method), sized for `device`: a CPU default that runs in minutes on the
 /// bundled model, the papers' scale on a GPU. Step count and batch are the only differences.
+std::string to_string(DeployedCheck check);
+/// "no", "ends" or "every".
+DeployedCheck parse_deployed_check(const std::string& text);
+
 LearnSettings method_defaults(const std::string& method, const QuantSpec& format, at::Device device);
 
 /// One learning step's figures.
@@ -196,6 +209,11 @@ struct MethodResult {
   int64_t best_step = -1;
   bool stopped_early = false;
   std::string validation_note;
+  /// The deployed check (LearnSettings::deployed_check): the held-out loss of the deployed model
+  /// (plan folded, weights quantized as the spec says, GPTQ included) of the start and of the
+  /// result; NaN when it was not measured.
+  double deployed_start = std::numeric_limits<double>::quiet_NaN();
+  double deployed_result = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct LearnControl {
