@@ -22,6 +22,7 @@
 #include "latmix/model.h"
 #include "latmix/transform_fold.h"
 #include "model_session.h"
+#include "scratch_dir.h"
 
 namespace latmix::studio {
 
@@ -139,7 +140,7 @@ struct LearnController::RunState {
 };
 
 LearnController::LearnController(EngineHost* host, ModelSession* session, QObject* parent)
-    : QObject(parent), host_(host), session_(session), temp_(std::make_shared<QTemporaryDir>()) {
+    : QObject(parent), host_(host), session_(session), temp_(make_scratch_dir()) {
   qRegisterMetaType<latmix::studio::LearnOutcome>();
   clock_.start();
   connect(host_, &EngineHost::jobCancelled, this, [this](quint64 id, const QString&) {

@@ -33,6 +33,7 @@
 #include "main_window.h"
 #include "model_session.h"
 #include "settings_dialog.h"
+#include "scratch_dir.h"
 
 namespace latmix::studio {
 
@@ -88,7 +89,7 @@ LearnPanel::LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* e
       session_(session),
       explorer_(explorer),
       controller_(new LearnController(host, session, this)),
-      snapshots_(std::make_shared<QTemporaryDir>()) {
+      snapshots_(make_scratch_dir()) {
   auto* split = new QSplitter(Qt::Horizontal, this);
   auto* settings = new QWidget(split);
   buildSettings(settings);

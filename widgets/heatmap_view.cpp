@@ -145,6 +145,7 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
   const bool inside = ImGui::IsWindowHovered();  // not over the zoom buttons or another window
   std::optional<std::pair<int, int>> clicked;
   hovered_.reset();
+  crosshair_.reset();
   for (int r = 0; r < rows; ++r) {
     const float y = origin.y + static_cast<float>(r) * cell_h;
     dl->AddText(ImVec2(origin.x, y + cell_h / 2 - 7), IM_COL32(220, 220, 220, 255),
@@ -173,6 +174,9 @@ std::optional<std::pair<int, int>> HeatmapView::draw() {
     dl->AddRect(ImVec2(gx, ry), ImVec2(gr - 1, ry + cell_h - 1), line);
     dl->AddRect(ImVec2(cx, origin.y), ImVec2(cx + cell_w - 1, grid_bottom - 1), line);
     dl->AddRect(ImVec2(cx, ry), ImVec2(cx + cell_w - 1, ry + cell_h - 1), IM_COL32(255, 255, 255, 255), 0, 0, 2);
+    const auto rect = [](float x0, float y0, float x1, float y1) { return QRectF(x0, y0, x1 - x0, y1 - y0); };
+    crosshair_ = Crosshair{rect(gx, ry, gr - 1, ry + cell_h - 1), rect(cx, origin.y, cx + cell_w - 1, grid_bottom - 1),
+                           rect(cx, ry, cx + cell_w - 1, ry + cell_h - 1)};
   }
   const int label_every = std::max(1, static_cast<int>(std::ceil(40.0f / cell_w)));
   for (int c = 0; c < cols; c += label_every) {

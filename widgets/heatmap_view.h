@@ -5,6 +5,7 @@
 // Call draw() inside an ImGui window (e.g. from an ImGuiHost draw function).
 
 #include <QImage>
+#include <QRectF>
 #include <QString>
 #include <QStringList>
 
@@ -41,6 +42,12 @@ class HeatmapView {
   int zoom() const { return zoom_; }
   /// The cell under the mouse during the last draw(), if any.
   std::optional<std::pair<int, int>> hovered() const { return hovered_; }
+  /// The crosshair the last draw() drew over the hovered cell (ImGui screen coordinates, which are
+  /// the host widget's): the row's and the column's outlines and the cell's.
+  struct Crosshair {
+    QRectF row, column, cell;
+  };
+  std::optional<Crosshair> crosshair() const { return crosshair_; }
   /// The map as an image (title, row and column labels, colour bar with its range), each cell
   /// kImageCell pixels wide and high, cell (r, c) at (kImageLeft + c * w, kImageTop + r * h), in
   /// the colours draw() uses. A null image without data.
@@ -51,6 +58,7 @@ class HeatmapView {
 
  private:
   std::optional<std::pair<int, int>> hovered_;
+  std::optional<Crosshair> crosshair_;
   HeatmapData data_;
   float lo_ = 0, hi_ = 1;
   int zoom_ = 1;

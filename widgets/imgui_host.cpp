@@ -149,6 +149,8 @@ void ImGuiHost::mouseMoveEvent(QMouseEvent* e) {
 void ImGuiHost::mousePressEvent(QMouseEvent* e) {
   if (context_ == nullptr) return;
   makeCurrentContext();
+  // Where the press is (a press may come without a move before it: a touch, a synthetic event).
+  ImGui::GetIO().MousePos = ImVec2(static_cast<float>(e->position().x()), static_cast<float>(e->position().y()));
   const int b = button_index(e->button());
   if (b >= 0) {
     ImGui::GetIO().MouseDown[b] = true;

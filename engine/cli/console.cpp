@@ -102,6 +102,7 @@ VersionFacts version_facts() {
   f.cuda_available = f.cuda_built && at::hasCUDA();
   if (f.cuda_built) {
     const long v = at::globalContext().versionCUDART();  // 12080 for CUDA 12.8
+    f.cuda_runtime_version = v;
     f.cuda_runtime = std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
   }
 #ifdef LATMIX_WITH_CUDA

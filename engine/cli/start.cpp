@@ -85,6 +85,7 @@ nlohmann::json cli_table_json(const std::vector<CommandSpec>& commands, const Ve
   return {{"commands", cmds},
           {"libtorch", build.libtorch},
           {"cuda_built", build.cuda_built},
+          {"cuda_runtime_version", build.cuda_runtime_version},
           {"mx_kernels", build.mx_kernels}};
 }
 

@@ -18,6 +18,7 @@ struct VersionFacts {
   bool cuda_built = false;    ///< this LibTorch has its CUDA part
   bool cuda_available = false;
   std::string cuda_runtime;   ///< "12.8" when cuda_built
+  long cuda_runtime_version = 0;  ///< 12080 for 12.8 (cudaRuntimeGetVersion) when cuda_built
   bool mx_kernels = false;    ///< the fused CUDA MX kernels are compiled in
 };
 

@@ -79,7 +79,8 @@ TaskResult run_perplexity(const Model& model, const Tokenizer& tok, const std::s
 
 TaskResult run_zero_shot(const Model& model, const Tokenizer& tok, const std::string& task, const EvalOptions& opt,
                          const JobControl& job) {
-  const TaskData data = load_zero_shot_task(task, opt.data_dir);
+  // Only the items --limit takes are read (issue 20, item 10).
+  const TaskData data = load_zero_shot_task(task, opt.data_dir, opt.limit);
   ZeroShotOptions zo;
   zo.limit = opt.limit;
   zo.bos = opt.bos;
@@ -91,10 +92,11 @@ TaskResult run_zero_shot(const Model& model, const Tokenizer& tok, const std::st
   r.metrics = z.metrics;
   r.standard_errors = z.standard_errors;
   r.items = z.items;
-  r.convention = "lm-eval zero-shot, " +
-                 std::string(z.items < static_cast<int64_t>(data.items.size()) ? "first " : "all ") +
-                 std::to_string(z.items) + " of " + std::to_string(data.items.size()) + " items, " +
-                 (z.bos ? "BOS before the context" : "no BOS") +
+  const std::string which = data.whole ? (z.items < static_cast<int64_t>(data.items.size()) ? "first " : "all ") +
+                                             std::to_string(z.items) + " of " + std::to_string(data.items.size()) +
+                                             " items"
+                                       : "first " + std::to_string(z.items) + " items (read as far as --limit needs)";
+  r.convention = "lm-eval zero-shot, " + which + ", " + (z.bos ? "BOS before the context" : "no BOS") +
                  (data.kind == TaskKind::PartialScoring ? ", partial scoring" : "") + "; " + data.source;
   if (opt.keep_item_scores) r.item_scores = std::move(z.scores);
   return r;

@@ -7,28 +7,13 @@
 #include "latmix/eval_data.h"
 #include "latmix/files.h"
 #include "latmix/json.h"
+#include "latmix/line_reader.h"
 
 namespace latmix {
 
 namespace {
 
 using Json = nlohmann::json;
-
-/// The lines of a text file without their '\n' (and '\r'); a final empty line is dropped.
-std::vector<std::string> read_lines(const std::string& path) {
-  const std::string text = read_text_file(path);
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    lines.push_back(std::move(line));
-    start = end + 1;
-  }
-  return lines;
-}
 
 std::string where(const std::string& path, size_t line_index) {
   return path + ":" + std::to_string(line_index + 1);
@@ -38,16 +23,25 @@ std::string shorten(const std::string& s) {
   return s.size() <= 60 ? s : s.substr(0, 57) + "...";
 }
 
-/// Calls fn(json, line_index) for every non-blank line of a jsonl file.
+bool blank(const std::string& line) { return line.find_first_not_of(" \t") == std::string::npos; }
+
+/// Calls fn(json, line_index) for the non-blank lines of a jsonl file, one at a time, until
+/// fn has been called `max_items` times (0: to the end). Sets `whole` to whether nothing but
+/// blanks is left after the last one.
 template <typename Fn>
-void for_each_json_line(const std::string& path, Fn fn) {
-  const std::vector<std::string> lines = read_lines(path);
-  for (size_t i = 0; i < lines.size(); ++i) {
-    if (lines[i].find_first_not_of(" \t") == std::string::npos) continue;
-    const Json j = parse_json_file(where(path, i), lines[i]);
-    if (!j.is_object()) fail(where(path, i), "not a JSON object", "an object", shorten(lines[i]));
+void for_each_json_line(const std::string& path, int64_t max_items, bool& whole, Fn fn) {
+  LineReader lines(path);
+  std::string line;
+  int64_t n = 0;
+  while ((max_items <= 0 || n < max_items) && lines.next(line)) {
+    if (blank(line)) continue;
+    const size_t i = lines.line_number() - 1;
+    const Json j = parse_json_file(where(path, i), line);
+    if (!j.is_object()) fail(where(path, i), "not a JSON object", "an object", shorten(line));
     fn(j, i);
+    ++n;
   }
+  whole = lines.only_blanks_left();
 }
 
 const Json& field(const Json& j, const char* name, const std::string& at) {
@@ -89,9 +83,11 @@ void require_items(const std::vector<ChoiceItem>& items, const std::string& path
 
 }  // namespace
 
-std::vector<ChoiceItem> read_mosaic_choices(const std::string& path, const std::string& context_suffix) {
+std::vector<ChoiceItem> read_mosaic_choices(const std::string& path, const std::string& context_suffix,
+                                            int64_t max_items, bool* whole) {
   std::vector<ChoiceItem> items;
-  for_each_json_line(path, [&](const Json& j, size_t i) {
+  bool all = true;
+  for_each_json_line(path, max_items, all, [&](const Json& j, size_t i) {
     const std::string at = where(path, i);
     ChoiceItem item;
     const std::string context = string_field(j, "query", at) + context_suffix;
@@ -103,12 +99,14 @@ std::vector<ChoiceItem> read_mosaic_choices(const std::string& path, const std::
     items.push_back(std::move(item));
   });
   require_items(items, path);
+  if (whole) *whole = all;
   return items;
 }
 
-std::vector<ChoiceItem> read_mosaic_partial(const std::string& path) {
+std::vector<ChoiceItem> read_mosaic_partial(const std::string& path, int64_t max_items, bool* whole) {
   std::vector<ChoiceItem> items;
-  for_each_json_line(path, [&](const Json& j, size_t i) {
+  bool all = true;
+  for_each_json_line(path, max_items, all, [&](const Json& j, size_t i) {
     const std::string at = where(path, i);
     ChoiceItem item;
     item.contexts = string_list_field(j, "context_options", at);
@@ -118,12 +116,14 @@ std::vector<ChoiceItem> read_mosaic_partial(const std::string& path) {
     items.push_back(std::move(item));
   });
   require_items(items, path);
+  if (whole) *whole = all;
   return items;
 }
 
-std::vector<ChoiceItem> read_mosaic_lambada(const std::string& path) {
+std::vector<ChoiceItem> read_mosaic_lambada(const std::string& path, int64_t max_items, bool* whole) {
   std::vector<ChoiceItem> items;
-  for_each_json_line(path, [&](const Json& j, size_t i) {
+  bool all = true;
+  for_each_json_line(path, max_items, all, [&](const Json& j, size_t i) {
     const std::string at = where(path, i);
     ChoiceItem item;
     item.contexts = {string_field(j, "context", at)};
@@ -133,42 +133,55 @@ std::vector<ChoiceItem> read_mosaic_lambada(const std::string& path) {
     items.push_back(std::move(item));
   });
   require_items(items, path);
+  if (whole) *whole = all;
   return items;
 }
 
-std::vector<ChoiceItem> read_hellaswag_llamacpp(const std::string& path) {
-  const std::vector<std::string> lines = read_lines(path);
-  if (lines.size() % 6 != 0) {
-    fail(path, "line count", "a multiple of 6 (context, label, 4 endings per item)", std::to_string(lines.size()));
-  }
+std::vector<ChoiceItem> read_hellaswag_llamacpp(const std::string& path, int64_t max_items, bool* whole) {
+  LineReader reader(path);
   std::vector<ChoiceItem> items;
-  for (size_t i = 0; i < lines.size(); i += 6) {
-    ChoiceItem item;
-    const std::string& label = lines[i + 1];
-    if (label.size() != 1 || label[0] < '0' || label[0] > '3') {
-      fail(where(path, i + 1), "gold label", "a digit 0-3", "\"" + shorten(label) + "\"");
+  std::string lines[6];
+  while (max_items <= 0 || static_cast<int64_t>(items.size()) < max_items) {
+    size_t got = 0;
+    while (got < 6 && reader.next(lines[got])) ++got;
+    if (got == 0) break;
+    if (got < 6) {
+      fail(path, "line count", "a multiple of 6 (context, label, 4 endings per item)",
+           std::to_string(reader.line_number()));
     }
-    if (lines[i].empty()) fail(where(path, i), "context", "a non-empty line", "an empty line");
+    const size_t first = reader.line_number() - 6;  // 0-based index of the context line
+    const std::string& label = lines[1];
+    if (label.size() != 1 || label[0] < '0' || label[0] > '3') {
+      fail(where(path, first + 1), "gold label", "a digit 0-3", "\"" + shorten(label) + "\"");
+    }
+    if (lines[0].empty()) fail(where(path, first), "context", "a non-empty line", "an empty line");
+    ChoiceItem item;
     item.gold = label[0] - '0';
     for (size_t e = 0; e < 4; ++e) {
-      item.contexts.push_back(lines[i]);
-      item.continuations.push_back(" " + lines[i + 2 + e]);
+      item.contexts.push_back(lines[0]);
+      item.continuations.push_back(" " + lines[2 + e]);
     }
     items.push_back(std::move(item));
   }
   require_items(items, path);
+  if (whole) *whole = reader.only_blanks_left();
   return items;
 }
 
-std::vector<ChoiceItem> read_piqa_original(const std::string& jsonl_path, const std::string& labels_path) {
-  const std::vector<std::string> labels = read_lines(labels_path);
+std::vector<ChoiceItem> read_piqa_original(const std::string& jsonl_path, const std::string& labels_path,
+                                           int64_t max_items, bool* whole) {
+  LineReader labels(labels_path);
+  std::string label;
   std::vector<ChoiceItem> items;
-  for_each_json_line(jsonl_path, [&](const Json& j, size_t i) {
+  bool all = true;
+  for_each_json_line(jsonl_path, max_items, all, [&](const Json& j, size_t i) {
     const std::string at = where(jsonl_path, i);
-    if (i >= labels.size()) {
-      fail(labels_path, "line count", "a label for every line of " + jsonl_path, std::to_string(labels.size()));
+    while (labels.line_number() <= i) {  // the label of jsonl line i is line i of the labels file
+      if (!labels.next(label)) {
+        fail(labels_path, "line count", "a label for every line of " + jsonl_path,
+             std::to_string(labels.line_number()));
+      }
     }
-    const std::string& label = labels[i];
     if (label != "0" && label != "1") fail(where(labels_path, i), "label", "0 or 1", "\"" + shorten(label) + "\"");
     ChoiceItem item;
     const std::string context = "Question: " + string_field(j, "goal", at) + "\nAnswer:";
@@ -179,11 +192,16 @@ std::vector<ChoiceItem> read_piqa_original(const std::string& jsonl_path, const 
     item.gold = label[0] - '0';
     items.push_back(std::move(item));
   });
-  if (items.size() != labels.size()) {
-    fail(labels_path, "line count", std::to_string(items.size()) + " (one per item of " + jsonl_path + ")",
-         std::to_string(labels.size()));
+  if (all) {  // the whole jsonl was read: the labels file must end with it
+    uint64_t count = labels.line_number();
+    while (labels.next(label)) ++count;
+    if (count != items.size()) {
+      fail(labels_path, "line count", std::to_string(items.size()) + " (one per item of " + jsonl_path + ")",
+           std::to_string(count));
+    }
   }
   require_items(items, jsonl_path);
+  if (whole) *whole = all;
   return items;
 }
 

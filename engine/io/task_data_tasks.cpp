@@ -44,15 +44,16 @@ std::string join_path(const std::string& dir, const std::string& rel) {
   return dir.back() == '/' ? dir + rel : dir + "/" + rel;
 }
 
-std::vector<ChoiceItem> read_task(const std::string& name, const std::vector<std::string>& paths) {
+std::vector<ChoiceItem> read_task(const std::string& name, const std::vector<std::string>& paths, int64_t max_items,
+                                  bool* whole) {
   if (name == "arc_easy" || name == "arc_challenge" || name == "boolq") {
-    return read_mosaic_choices(paths[0], "\nAnswer:");
+    return read_mosaic_choices(paths[0], "\nAnswer:", max_items, whole);
   }
-  if (name == "openbookqa" || name == "copa") return read_mosaic_choices(paths[0], "");
-  if (name == "hellaswag") return read_hellaswag_llamacpp(paths[0]);
-  if (name == "piqa") return read_piqa_original(paths[0], paths[1]);
-  if (name == "winogrande") return read_mosaic_partial(paths[0]);
-  return read_mosaic_lambada(paths[0]);
+  if (name == "openbookqa" || name == "copa") return read_mosaic_choices(paths[0], "", max_items, whole);
+  if (name == "hellaswag") return read_hellaswag_llamacpp(paths[0], max_items, whole);
+  if (name == "piqa") return read_piqa_original(paths[0], paths[1], max_items, whole);
+  if (name == "winogrande") return read_mosaic_partial(paths[0], max_items, whole);
+  return read_mosaic_lambada(paths[0], max_items, whole);
 }
 
 }  // namespace
@@ -75,7 +76,7 @@ std::vector<std::string> zero_shot_task_files(const std::string& name) {
   return find_task(name).files;
 }
 
-TaskData load_zero_shot_task(const std::string& name, const std::string& data_dir) {
+TaskData load_zero_shot_task(const std::string& name, const std::string& data_dir, int64_t max_items) {
   const TaskEntry& entry = find_task(name);
   std::vector<std::string> paths;
   for (const std::string& f : entry.files) paths.push_back(join_path(data_dir, f));
@@ -84,7 +85,7 @@ TaskData load_zero_shot_task(const std::string& name, const std::string& data_di
   data.kind = entry.kind;
   data.report_acc_norm = entry.acc_norm;
   for (const std::string& p : paths) data.source += (data.source.empty() ? "" : " + ") + p;
-  data.items = read_task(name, paths);
+  data.items = read_task(name, paths, max_items, &data.whole);
   return data;
 }
 

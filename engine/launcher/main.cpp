@@ -1,8 +1,9 @@
 // latmix: the start path without LibTorch (issue 20). Loading LibTorch and the 294 libraries it
 // pulls in costs about 0.75 s of CPU before main (docs/benchmarks.md), so this small binary
-// answers what needs no engine (usage, `COMMAND --help`, `--version` of a LibTorch without CUDA)
-// from the command table `latmix-engine` printed when it was built (cli_table.cpp, generated),
-// and runs everything else by exec'ing `latmix-engine` beside it with the same arguments.
+// answers what needs no engine (usage, `COMMAND --help`, `--version`) from the command table
+// `latmix-engine` printed when it was built (cli_table.cpp, generated: the commands, the LibTorch
+// and CUDA runtime versions), asking the CUDA driver itself whether a GPU is there on a CUDA
+// build, and runs everything else by exec'ing `latmix-engine` beside it with the same arguments.
 #include <unistd.h>
 
 #include <cerrno>
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda_probe.h"
 #include "start.h"
 
 extern const char* const kLatmixCliTable;  // cli_table.cpp, written by `latmix-engine --cli-table-cpp`
@@ -56,13 +58,20 @@ int main(int argc, char** argv) {
       return 0;
     }
   }
-  // --version needs LibTorch only to ask whether a GPU is there: a LibTorch without CUDA cannot have one.
-  if (args[0] == "--version" && !table.at("cuda_built").get<bool>() && args.size() <= 2) {
+  // --version: the build's facts from the table; on a CUDA build the driver says whether a GPU
+  // is usable (LibTorch's at::hasCUDA() asks the same of the runtime).
+  if (args[0] == "--version" && args.size() <= 2) {
     const bool json = args.size() == 2 && args[1] == "--json";
     if (json || args.size() == 1) {
       VersionFacts f;
       f.libtorch = table.at("libtorch").get<std::string>();
+      f.cuda_built = table.at("cuda_built").get<bool>();
       f.mx_kernels = table.at("mx_kernels").get<bool>();
+      if (f.cuda_built) {
+        const long runtime = table.at("cuda_runtime_version").get<long>();
+        f.cuda_runtime = std::to_string(runtime / 1000) + "." + std::to_string((runtime % 1000) / 10);
+        f.cuda_available = latmix::launcher::cuda_device_usable(runtime);
+      }
       std::fputs(version_text(f, json).c_str(), stdout);
       return 0;
     }

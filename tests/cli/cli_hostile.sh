@@ -194,6 +194,22 @@ with open(sys.argv[1], 'wb') as f:
 contains stdout "(read as far as --max-windows needs)"
 [ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: ppl on 200 MB took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }
 echo "max RSS of ppl --max-windows 2 on a 200 MB text: $(tail -1 "$OUT/rss") kB"
+# Item 10, zero-shot task files: read a record at a time and only as far as --limit needs. Two
+# good COPA records, then a 2 GiB tail of NUL bytes (sparse: costs no disk) that is never read with
+# --limit 2 and is a bounded, named error without it; a malformed record names file and line.
+mkdir -p "$OUT/tasks/eval/copa"
+COPA="$OUT/tasks/eval/copa/copa.mosaic.jsonl"
+REC='{"query": "The man turned on the faucet, therefore", "choices": ["the toilet filled.", "water flowed."], "gold": 1}'
+printf '%s\n%s\n' "$REC" "$REC" > "$COPA"; truncate -s 2G "$COPA"
+/usr/bin/time -f "%M" -o "$OUT/rss" $T "$LATMIX" eval --model "$M6" --data-dir "$OUT/tasks" --tasks copa --limit 2 >"$OUT/stdout" 2>"$OUT/stderr"
+[ $? -eq 0 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: eval copa --limit 2 on a 2 GiB task file"; sed 's/^/  /' "$OUT/stderr" | head -3; FAILED=$((FAILED + 1)); }
+contains stdout "first 2 items (read as far as --limit needs)"
+[ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: eval on a 2 GiB task file took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }
+echo "max RSS of eval --tasks copa --limit 2 on a 2 GiB task file: $(tail -1 "$OUT/rss") kB"
+expect 1 $T "$LATMIX" eval --model "$M6" --data-dir "$OUT/tasks" --tasks copa; contains stderr "copa.mosaic.jsonl:3: line longer than 4 MiB"
+printf '%s\n{"query": "Q", "choices": ["a", "b"]}\n' "$REC" > "$COPA"
+expect 1 $T "$LATMIX" eval --model "$M6" --data-dir "$OUT/tasks" --tasks copa --limit 5; contains stderr "copa.mosaic.jsonl:2: field 'gold'"
+expect 0 $T "$LATMIX" eval --model "$M6" --data-dir "$OUT/tasks" --tasks copa --limit 1; contains stdout "first 1 items (read as far as --limit needs)"
 
 # Item 4: SIGTERM (and SIGINT, SIGHUP) during an export is a cancel: exit 128 + 15 and no temp folder
 # left. Should the export win the race and finish first, it must have exited 0 with a verified folder.

@@ -47,6 +47,7 @@
 #include "learn_panel.h"
 #include "loss_chart.h"
 #include "main_window.h"
+#include "scratch_dir.h"
 #include "microscope_panel.h"
 #include "model_session.h"
 #include "session_file.h"
@@ -1015,6 +1016,44 @@ class TestStudioWindow : public QObject {
     QVERIFY(!QFileInfo::exists(r.out));
     QCOMPARE(entries(dir.path()), QStringList());
     QVERIFY(!p->running());
+  }
+
+  // Temp-folder leak: ~70 empty "LATMiX Studio-XXXXXX" folders were left in /tmp. A window's scratch
+  // folders go when it closes, a folder a job still holds goes with it, and a dead run's empty
+  // folder is swept when the next one is made (its learned plans, if any, are kept).
+  void scratchFoldersAreRemovedWhenTheWindowCloses() {
+    const QString app = QCoreApplication::applicationName();
+    auto ours = [&] {
+      return QDir(QDir::tempPath()).entryList({app + "-*"}, QDir::Dirs | QDir::NoDotAndDotDot);
+    };
+    const QStringList before = ours();
+    {
+      EngineHost host;
+      ModelSession session(&host);
+      MainWindow w(&host, &session);
+      w.show();
+      QVERIFY(ours().size() > before.size());  // the learn panel's and controller's folders
+      std::shared_ptr<QTemporaryDir> held = latmix::studio::make_scratch_dir();  // as a queued job holds one
+      QVERIFY(held->isValid());
+      w.close();
+      held.reset();
+    }
+    QCoreApplication::sendPostedEvents(nullptr, QEvent::DeferredDelete);
+    QStringList left = ours();
+    for (const QString& b : before) left.removeAll(b);
+    QVERIFY2(left.isEmpty(), qPrintable("left in " + QDir::tempPath() + ": " + left.join(", ")));
+    // A dead process's empty folder is swept; one with files stays.
+    const QString dead_empty = QDir::tempPath() + "/" + app + "-999999999-AbCdEf";
+    const QString dead_full = QDir::tempPath() + "/" + app + "-999999999-GhIjKl";
+    QVERIFY(QDir().mkpath(dead_empty));
+    QVERIFY(QDir().mkpath(dead_full));
+    QFile plan(dead_full + "/learned.json");
+    QVERIFY(plan.open(QIODevice::WriteOnly));
+    plan.close();
+    QCOMPARE(latmix::studio::remove_stale_scratch_dirs(QDir::tempPath(), app), 1);
+    QVERIFY(!QFileInfo::exists(dead_empty));
+    QVERIFY(QFileInfo::exists(dead_full + "/learned.json"));
+    QDir(dead_full).removeRecursively();
   }
 };
 

@@ -7,6 +7,7 @@
 
 #include "latmix/error.h"
 #include "latmix/eval_data.h"
+#include "latmix/line_reader.h"
 #include "test_paths.h"
 
 namespace {
@@ -163,4 +164,90 @@ TEST(TaskData, PiqaErrors) {
   const std::string bad = write_file("t.jsonl", row + R"({"goal": "g", "sol1": "a"})"
                                                       "\n");
   expect_error([&] { latmix::read_piqa_original(bad, write_file("u.lst", "0\n1\n")); }, {"t.jsonl:2", "field 'sol2'"});
+}
+
+// Issue 20, item 10: task files are read a record at a time and only as far as a limit needs.
+TEST(TaskData, LimitStopsBeforeAHugeTailThatIsAnErrorWithout) {
+  const std::string rec = R"({"query": "Q", "choices": ["a", "b"], "gold": 1})"
+                          "\n";
+  const std::string path = write_file("tail.jsonl", rec + rec + rec);
+  std::filesystem::resize_file(path, 3ull << 30);  // a 3 GiB tail of NUL bytes (sparse)
+  bool whole = true;
+  const auto items = latmix::read_mosaic_choices(path, "", 2, &whole);
+  EXPECT_EQ(items.size(), 2u);
+  EXPECT_FALSE(whole);
+  EXPECT_EQ(latmix::read_mosaic_choices(path, "", 3, &whole).size(), 3u);
+  EXPECT_FALSE(whole);  // the tail is not blank
+  expect_error([&] { latmix::read_mosaic_choices(path, ""); }, {"tail.jsonl:4", "line longer than 4 MiB"});
+}
+
+TEST(TaskData, WholeIsKnownWhenTheLimitMeetsTheEnd) {
+  const std::string rec = R"({"context_options": ["A x", "A y"], "continuation": "z", "gold": 0})"
+                          "\n";
+  const std::string path = write_file("wg3.jsonl", rec + "\n" + rec + " \n\n");
+  bool whole = false;
+  EXPECT_EQ(latmix::read_mosaic_partial(path, 2, &whole).size(), 2u);
+  EXPECT_TRUE(whole);
+  EXPECT_EQ(latmix::read_mosaic_partial(path, 1, &whole).size(), 1u);
+  EXPECT_FALSE(whole);
+  EXPECT_EQ(latmix::read_mosaic_partial(path, 0, &whole).size(), 2u);
+  EXPECT_TRUE(whole);
+}
+
+TEST(TaskData, OneRecordLimitReadsOneChunk) {
+  const std::string rec = R"({"context": "The end of the", "continuation": "story"})"
+                          "\n";
+  std::string big;
+  for (int i = 0; i < 100000; ++i) big += rec;  // 5.5 MB
+  const std::string path = write_file("lb-big.jsonl", big);
+  latmix::LineReader lines(path);
+  std::string line;
+  ASSERT_TRUE(lines.next(line));
+  EXPECT_EQ(line + "\n", rec);
+  EXPECT_EQ(lines.line_number(), 1u);
+  EXPECT_LE(lines.bytes_read(), 64u << 10);
+  bool whole = true;
+  EXPECT_EQ(latmix::read_mosaic_lambada(path, 1, &whole).size(), 1u);
+  EXPECT_FALSE(whole);
+}
+
+TEST(TaskData, LineReaderBoundsAndLineEnds) {
+  const std::string path = write_file("lines.txt", "a\r\n\nbb\nlast");
+  latmix::LineReader lines(path, 4);
+  std::string line;
+  std::vector<std::string> got;
+  while (lines.next(line)) got.push_back(line);
+  EXPECT_EQ(got, (std::vector<std::string>{"a", "", "bb", "last"}));
+  EXPECT_TRUE(lines.only_blanks_left());
+  latmix::LineReader tight(write_file("long.txt", "ok\nfive5\n"), 4);
+  ASSERT_TRUE(tight.next(line));
+  expect_error([&] { tight.next(line); }, {"long.txt:2", "line longer than"});
+}
+
+TEST(TaskData, HellaswagAndPiqaStopAtTheLimit) {
+  const std::string item = "Label: ctx\n2\ne0\ne1\ne2\ne3\n";
+  bool whole = true;
+  // The broken third item is never reached.
+  const auto hs = latmix::read_hellaswag_llamacpp(write_file("hs3.txt", item + item + "ctx\n9\n"), 2, &whole);
+  EXPECT_EQ(hs.size(), 2u);
+  EXPECT_FALSE(whole);
+  const std::string row = R"({"goal": "g", "sol1": "a", "sol2": "b"})"
+                          "\n";
+  const std::string jsonl = write_file("p3.jsonl", row + row + "not json\n");
+  // A labels file as long as the limit needs is enough; without a limit the bad line 3 is reported.
+  EXPECT_EQ(latmix::read_piqa_original(jsonl, write_file("p3.lst", "1\n0\n"), 2, &whole).size(), 2u);
+  EXPECT_FALSE(whole);
+  expect_error([&] { latmix::read_piqa_original(jsonl, write_file("p4.lst", "1\n0\n1\n")); }, {"p3.jsonl:3", "not valid JSON"});
+}
+
+TEST(TaskData, LoadTaskWithALimit) {
+  const std::string dir = latmix::test::temp_dir("task-limit");
+  std::filesystem::create_directories(dir + "/eval/copa");
+  std::ofstream(dir + "/eval/copa/copa.mosaic.jsonl") << R"({"query": "P, therefore", "choices": ["a", "b"], "gold": 0})"
+                                                           "\n"
+                                                        << "garbage\n";
+  const latmix::TaskData t = latmix::load_zero_shot_task("copa", dir, 1);
+  EXPECT_EQ(t.items.size(), 1u);
+  EXPECT_FALSE(t.whole);
+  expect_error([&] { latmix::load_zero_shot_task("copa", dir); }, {"copa.mosaic.jsonl:2", "not valid JSON"});
 }

@@ -8,7 +8,10 @@
 ///    normalizer pair Prepend("▁") + Replace(" ", "▁")). Other model types (WordPiece, Unigram,
 ///    WordLevel) and unknown normalizer / pre-tokenizer / decoder / post-processor types are
 ///    refused with an Error rather than approximated.
-///  - SentencePiece `tokenizer.model` (through libsentencepiece).
+///  - SentencePiece `tokenizer.model`, read by latmix itself (no libsentencepiece, whose bundled
+///    protobuf clashes with LibTorch's): BPE models with the identity normalizer (Llama, Mistral,
+///    llama2.c), encoded as sentencepiece 0.1.9x does; other model types or a normalizer with a
+///    character map (UNIGRAM, nmt_nfkc) are refused naming the file.
 ///  - llama2.c `tokenizer.bin` (encoded and decoded exactly as llama2.c's run.c does).
 ///
 /// Conventions shared by every implementation:
