@@ -543,7 +543,10 @@ struct Validation {
   // CE when training with CE.
   double deployed(const Model& fp, const TransformPlan& plan, const LearnSettings& s, const JobControl& job) const {
     c10::NoGradGuard no_grad;
-    QuantizedModel q = apply_plan(fp, plan, s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr, job);
+    // A copy: folding moves the plan to the model's device (Transform::to), which gives its
+    // transforms new parameter tensors, and the optimizer would go on stepping the old ones.
+    QuantizedModel q =
+        apply_plan(fp, clone_plan(plan), s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr, job);
     const at::Tensor ids = gather_ids(*calib_, rows, fp.device());
     return s.loss == LearnLoss::CrossEntropy ? mean_cross_entropy(q.model, ids, 1)
                                              : mean_kl_divergence(fp, q.model, ids, 1);

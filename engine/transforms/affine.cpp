@@ -134,7 +134,7 @@ void AffineTransform::load_state(const NamedTensors& tensors, const std::string&
     r_ = leaf(find(tensors, "r", {d, d}, origin).to(device));
     return;
   }
-  at::Tensor perm = find(tensors, "perm", {d}, origin).to(at::kLong);
+  at::Tensor perm = find(tensors, "perm", {d}, origin).to(at::kCPU).to(at::kLong);
   if (!std::get<0>(at::sort(perm)).equal(at::arange(d, at::kLong)))
     fail(origin, "tensor 'perm'", "a permutation of 0..d-1", "other values");
   perm_ = perm.to(device);

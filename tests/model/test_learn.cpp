@@ -263,6 +263,10 @@ TEST(Learn, DeployedCheckEveryMeasuresTheModelWithGptqWeights) {
   const LearnSettings s = gptq_validated(DeployedCheck::Every);
   const MethodResult r = obtain_plan(f.model, &f.calib, s);
   ASSERT_EQ(r.validation_curve.size(), 7u);
+  // Measuring the deployed model must not cut the plan off from its optimizer: the steps after
+  // the first measurement have gradients and the measurements move.
+  for (const LearnEvent& e : r.curve) EXPECT_GT(e.grad_norm, 0) << "step " << e.step;
+  EXPECT_NE(r.validation_curve[1].second, r.validation_curve.back().second);
   double best = r.validation_curve.front().second;
   for (const auto& [step, v] : r.validation_curve) best = std::min(best, v);
   // The curve is of the deployed model: its best value is the returned plan's deployed KL.
