@@ -78,7 +78,7 @@ fi
 for p in "${expected[@]}"; do
   if grep -qxF "$p" "$WORK/contents"; then ok; else bad "the package lacks /$p"; fi
 done
-for dep in libc6 libtorch libsentencepiece libpcre2-8 libutf8proc; do
+for dep in libc6 libtorch libsentencepiece libpcre2-8 libutf8proc libssl3 libpng16; do
   if [[ "$DEPENDS" == *"$dep"* ]]; then ok; else bad "Depends lacks $dep"; fi
 done
 if [[ "$(dpkg-deb -f "$DEB" Recommends)" == *libopenblas0* ]]; then ok; else bad "Recommends lacks libopenblas0"; fi
