@@ -10,11 +10,11 @@
 #include <QColor>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QPlainTextEdit>
 #include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
-#include <QSaveFile>
 #include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
@@ -34,6 +34,8 @@
 #include "latmix/calib_data.h"
 #include "latmix/memory.h"
 #include "latmix/compare.h"
+#include "latmix/error.h"
+#include "latmix/files.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
 #include "latmix/tasks.h"
@@ -805,10 +807,10 @@ void ComparePanel::save() {
                                                     "Markdown (*.md)");
   if (path.isEmpty()) return;
   remember_folder("report", path);
-  QSaveFile f(path);  // atomic: temp file + rename
-  if (f.open(QIODevice::WriteOnly | QIODevice::Text)) {
-    f.write(markdown().toUtf8());
-    f.commit();
+  try {
+    write_file_atomic(path.toStdString(), markdown().toStdString());
+  } catch (const Error& e) {
+    QMessageBox::warning(this, "Save the comparison", QString::fromStdString(e.what()));
   }
 }
 

@@ -5,8 +5,10 @@
 #include <QFileInfo>
 #include <QJsonArray>
 #include <QJsonDocument>
-#include <QSaveFile>
 #include <QStandardPaths>
+
+#include "latmix/error.h"
+#include "latmix/files.h"
 
 namespace latmix::studio {
 
@@ -184,10 +186,12 @@ QString save_session(const StudioSession& session, const QString& path) {
                          {"current_model", session.current_model},
                          {"current_run", session.current_run},
                          {"runs", runs}};
-  QSaveFile f(path);
-  if (!f.open(QIODevice::WriteOnly)) return path + ": cannot write (" + f.errorString() + ")";
-  f.write(QJsonDocument(root).toJson());
-  if (!f.commit()) return path + ": cannot write (" + f.errorString() + ")";
+  try {
+    const QByteArray json = QJsonDocument(root).toJson();
+    write_file_atomic(path.toStdString(), std::string_view(json.constData(), static_cast<size_t>(json.size())));
+  } catch (const Error& e) {
+    return QString::fromStdString(e.what());
+  }
   return {};
 }
 

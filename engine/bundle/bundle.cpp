@@ -37,51 +37,6 @@ QString q(const std::string& s) {
   return QString::fromStdString(s);
 }
 
-// A temp zip beside the target, removed unless committed.
-class TempZip {
- public:
-  explicit TempZip(const std::string& target) {
-    const fs::path t(target);
-    const fs::path dir = t.has_parent_path() ? t.parent_path() : fs::path(".");
-    std::string pattern = (dir / ("." + t.filename().string() + ".tmp-XXXXXX")).string();
-    const int fd = ::mkstemp(pattern.data());
-    if (fd < 0) fail(target, "cannot create a temp file beside the target", "", std::strerror(errno));
-    ::close(fd);
-    ::chmod(pattern.c_str(), 0644);
-    path_ = pattern;
-  }
-  ~TempZip() {
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  const std::string& path() const { return path_; }
-  // A file that appeared at the target while the zip was written is replaced only with
-  // `overwrite` (renameat2 RENAME_NOREPLACE; plain rename where the file system lacks it).
-  void commit(const std::string& target, bool overwrite) {
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ::fsync(fd);
-      ::close(fd);
-    }
-    const int rc = overwrite ? ::rename(path_.c_str(), target.c_str()) : rename_no_replace(path_, target);
-    if (rc != 0 && errno == EEXIST) {
-      fail(target, "appeared while the bundle was written; refusing to replace it (nothing was written)",
-           "a new path, or --overwrite", "an existing file");
-    }
-    if (rc != 0) fail(target, "rename failed", "", std::strerror(errno));
-    committed_ = true;
-    const fs::path dir = fs::path(target).has_parent_path() ? fs::path(target).parent_path() : fs::path(".");
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      ::fsync(dfd);
-      ::close(dfd);
-    }
-  }
-
- private:
-  std::string path_;
-  bool committed_ = false;
-};
-
 // The files to zip: manifest.json first, then the rest by name.
 std::vector<fs::path> bundle_files(const std::string& folder) {
   std::error_code ec;
@@ -280,9 +235,9 @@ void write_bundle(const std::string& folder, const std::string& zip_path, bool o
   const std::vector<fs::path> files = bundle_files(folder);
   uint64_t total = 0, done = 0;
   for (const auto& f : files) total += static_cast<uint64_t>(fs::file_size(f));
-  TempZip temp(zip_path);
+  AtomicFile temp(zip_path);  // QuaZip writes it by name; its descriptor is fsync'ed on commit
   {
-    QuaZip zip(q(temp.path()));
+    QuaZip zip(q(temp.temp_path()));
     zip.setZip64Enabled(true);
     zip.setUtf8Enabled(true);
     if (!zip.open(QuaZip::mdCreate)) {
@@ -296,7 +251,8 @@ void write_bundle(const std::string& folder, const std::string& zip_path, bool o
     }
   }
   job.cancel.check();
-  temp.commit(zip_path, overwrite);
+  // A file that appeared at the target while the zip was written is replaced only with `overwrite`.
+  temp.commit(overwrite ? AtomicFile::Existing::kReplace : AtomicFile::Existing::kRefuse);
 }
 
 nlohmann::json read_bundle_manifest(const std::string& zip_path) {

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <random>
 #include <vector>
 
 #include "latmix/error.h"
@@ -25,24 +26,33 @@ std::string file_kind(mode_t mode) {
   return "not a regular file";
 }
 
-void write_all(int fd, const char* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail(path, std::string("write failed: ") + std::strerror(errno));
-    }
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
+std::string errno_text(int err) {
+  return std::strerror(err);
 }
 
-void fsync_dir(const std::filesystem::path& dir) {
-  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
+// The folder a target lives in ("." for a bare name).
+std::filesystem::path folder_of(const std::string& target) {
+  const std::filesystem::path t(target);
+  return t.has_parent_path() ? t.parent_path() : std::filesystem::path(".");
+}
+
+// Creates `.NAME.tmp-XXXXXX` beside `target` with O_EXCL and mode 0644, which the kernel narrows
+// by the umask (mkstemp's 0600 would need a chmod that ignores it). Returns the descriptor.
+int create_temp_beside(const std::string& target, std::string& temp) {
+  const std::string base = (folder_of(target) / ("." + std::filesystem::path(target).filename().string() + ".tmp-")).string();
+  static const char kChars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<uint64_t>(::getpid()) << 32)};
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string name = base;
+    for (int i = 0; i < 6; ++i) name.push_back(kChars[rng() % (sizeof kChars - 1)]);
+    const int fd = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      temp = std::move(name);
+      return fd;
+    }
+    if (errno != EEXIST) fail(target, "cannot create a temp file beside the target", "", errno_text(errno));
   }
+  fail(target, "cannot create a temp file beside the target", "", "100 names taken");
 }
 
 }  // namespace
@@ -86,33 +96,70 @@ std::string read_text_file(const std::string& path) {
   return out;
 }
 
-void write_file_atomic(const std::string& path, const std::string& contents) {
-  namespace fs = std::filesystem;
-  fs::path target(path);
-  fs::path dir = target.parent_path();
-  std::string tmpl = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-  std::vector<char> name(tmpl.begin(), tmpl.end());
-  name.push_back('\0');
-  int fd = ::mkstemp(name.data());
-  if (fd < 0) fail(path, std::string("cannot create temporary file: ") + std::strerror(errno));
-  try {
-    write_all(fd, contents.data(), contents.size(), path);
-    if (::fsync(fd) != 0) fail(path, std::string("fsync failed: ") + std::strerror(errno));
-    ::close(fd);
-    fd = -1;
-    ::chmod(name.data(), 0644);
-    if (::rename(name.data(), path.c_str()) != 0) {
-      fail(path, std::string("rename failed: ") + std::strerror(errno));
-    }
-    fsync_dir(dir);
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(name.data());
-    throw;
+AtomicFile::AtomicFile(std::string target) : target_(std::move(target)) {
+  fd_ = create_temp_beside(target_, temp_);
+}
+
+AtomicFile::~AtomicFile() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_) ::unlink(temp_.c_str());
+}
+
+void AtomicFile::write(const void* data, size_t size) {
+  if (fd_ < 0) fail(target_, "write after the file was finished");
+  const auto* p = static_cast<const char*>(data);
+  while (size > 0) {
+    const ssize_t n = ::write(fd_, p, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(target_, "write failed", "", errno_text(errno));
+    if (n == 0) fail(target_, "write failed", "", "no byte written");
+    p += n;
+    size -= static_cast<size_t>(n);
   }
 }
 
-void fsync_folder(const std::string& dir) { fsync_dir(dir); }
+void AtomicFile::finish() {
+  if (fd_ < 0) return;
+  const int fd = fd_;
+  fd_ = -1;
+  if (::fsync(fd) != 0) {
+    const int err = errno;
+    ::close(fd);
+    fail(target_, "fsync failed", "", errno_text(err));
+  }
+  if (::close(fd) != 0) fail(target_, "close failed", "", errno_text(errno));
+}
+
+void AtomicFile::commit(Existing existing) {
+  if (committed_) return;
+  finish();
+  const int rc = existing == Existing::kReplace ? ::rename(temp_.c_str(), target_.c_str())
+                                                : rename_no_replace(temp_, target_);
+  if (rc != 0 && errno == EEXIST) {
+    fail(target_, "appeared while it was written; refusing to replace it (nothing was written)", "a new path",
+         "an existing file");
+  }
+  if (rc != 0) fail(target_, "cannot rename the temp file onto the target", "", errno_text(errno));
+  committed_ = true;
+  fsync_folder(folder_of(target_).string());
+}
+
+void write_file_atomic(const std::string& path, std::string_view contents) {
+  AtomicFile f(path);
+  f.write(contents);
+  f.commit();
+}
+
+void fsync_folder(const std::string& dir) {
+  const std::string d = dir.empty() ? "." : dir;
+  const int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) fail(d, "cannot open the folder to fsync it", "", errno_text(errno));
+  const int rc = ::fsync(fd);
+  const int err = errno;
+  ::close(fd);
+  // Some file systems cannot fsync a folder (EINVAL): the rename is done, nothing more to do.
+  if (rc != 0 && err != EINVAL) fail(d, "fsync of the folder failed", "", errno_text(err));
+}
 
 int rename_no_replace(const std::string& from, const std::string& to) {
   if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;

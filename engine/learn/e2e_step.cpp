@@ -11,11 +11,11 @@
 #include <sstream>
 
 #if defined(LATMIX_WITH_CUDA)
-#include <c10/cuda/CUDACachingAllocator.h>
 #include <cuda_runtime_api.h>
 #endif
 
 #include "latmix/error.h"
+#include "latmix/memory.h"
 #include "latmix/quant.h"
 #include "latmix/transform_fold.h"
 #include "learn/student.h"
@@ -217,27 +217,6 @@ at::Tensor plain_micro_batch(const Model& fp, const TransformPlan& dense, const 
       chunked_loss_backward(leaf, student.weights().lm_head, teacher_hidden, fp.weights().lm_head, ids, chunk, denom);
   hidden.backward(leaf.grad());
   return loss;
-}
-
-struct DeviceMemory {
-  uint64_t free = 0, total = 0;
-};
-
-DeviceMemory device_memory(at::Device device) {
-  DeviceMemory m;
-#if defined(LATMIX_WITH_CUDA)
-  if (device.is_cuda()) {
-    c10::cuda::CUDACachingAllocator::emptyCache();
-    size_t free = 0, total = 0;
-    if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
-      m.free = free;
-      m.total = total;
-    }
-  }
-#else
-  (void)device;
-#endif
-  return m;
 }
 
 std::string gb(uint64_t bytes) {

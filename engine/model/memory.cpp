@@ -91,21 +91,25 @@ uint64_t host_memory_available() {
   return available;
 }
 
-uint64_t device_memory_free(at::Device device) {
+DeviceMemory device_memory(at::Device device) {
+  DeviceMemory m;
 #if defined(LATMIX_WITH_CUDA)
   if (device.is_cuda()) {
     c10::cuda::CUDACachingAllocator::emptyCache();
     size_t free = 0, total = 0;
-    if (cudaMemGetInfo(&free, &total) == cudaSuccess) return free;
+    if (cudaMemGetInfo(&free, &total) == cudaSuccess) {
+      m.free = free;
+      m.total = total;
+    }
   }
 #else
   (void)device;
 #endif
-  return 0;
+  return m;
 }
 
 uint64_t memory_available(at::Device device) {
-  return device.is_cpu() ? host_memory_available() : device_memory_free(device);
+  return device.is_cpu() ? host_memory_available() : device_memory(device).free;
 }
 
 uint64_t model_weight_bytes(const ModelConfig& config, at::ScalarType dtype) {

@@ -2,6 +2,20 @@
 # Sourced by the scripts in scripts/device/: unpacks the carried Debian -dev packages
 # (.device/debs/*.deb) into /tmp/deps, points pkg-config and the loader there, and sets
 # TORCH_PREFIX (that machine's pip LibTorch) and GEN (Ninja when present).
+#
+# The packages to carry, each -dev package with its runtime library (that machine has no Debian
+# archive). Fetch them here, from the repository root, before a run:
+#   mkdir -p .device/debs && (cd .device/debs && apt-get download $(bash scripts/device/deps.sh --list))
+DEVICE_DEBS=(
+  nlohmann-json3-dev
+  libsentencepiece-dev libsentencepiece0
+  libpcre2-dev libpcre2-8-0
+  libutf8proc-dev libutf8proc2
+  libssl-dev libssl3
+  libpng-dev libpng16-16
+  zlib1g-dev zlib1g
+)
+if [ "${BASH_SOURCE[0]}" = "$0" ] && [ "${1:-}" = "--list" ]; then echo "${DEVICE_DEBS[*]}"; exit 0; fi
 DEPS=/tmp/deps
 mkdir -p "$DEPS"
 for deb in .device/debs/*.deb; do dpkg -x "$deb" "$DEPS"; done

@@ -78,7 +78,7 @@ fi
 for p in "${expected[@]}"; do
   if grep -qxF "$p" "$WORK/contents"; then ok; else bad "the package lacks /$p"; fi
 done
-for dep in libc6 libtorch libpcre2-8 libutf8proc; do
+for dep in libc6 libtorch libpcre2-8 libutf8proc libssl3 libpng16; do
   if [[ "$DEPENDS" == *"$dep"* ]]; then ok; else bad "Depends lacks $dep"; fi
 done
 # SentencePiece models are read by latmix itself since session 6 (libsentencepiece's protobuf clashed).

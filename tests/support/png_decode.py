@@ -1,11 +1,10 @@
 #!/usr/bin/env python3
-"""Independent PNG / zlib decoder for the tests of engine/io/png.cpp (Python standard library only).
+"""Independent PNG decoder for the tests of engine/io/png.cpp (Python standard library only).
 
   png_decode.py png IN.png OUT.rgba   checks the signature, every chunk's CRC, IHDR and IEND,
                                       inflates the IDAT data with zlib, undoes the five row
                                       filters and writes the pixels as raw RGBA (8 bits, row-major);
                                       prints "WIDTH HEIGHT COLOUR_TYPE IDAT_CHUNKS"
-  png_decode.py inflate IN.z OUT.bin  writes zlib.decompress(IN.z) (the stream must end at the end)
 
 Several IN OUT pairs may follow the mode (one interpreter start for many files).
 Supports what the writer produces: bit depth 8, colour type 2 (RGB) or 6 (RGBA), no interlace.
@@ -107,16 +106,13 @@ def decode_png(data):
 
 def main():
     args = sys.argv[1:]
-    if len(args) < 3 or len(args) % 2 != 1 or args[0] not in ("png", "inflate"):
-        fail("usage: png_decode.py png|inflate IN OUT [IN OUT]...")
+    if len(args) < 3 or len(args) % 2 != 1 or args[0] != "png":
+        fail("usage: png_decode.py png IN OUT [IN OUT]...")
     for src, dst in zip(args[1::2], args[2::2]):
         with open(src, "rb") as f:
             data = f.read()
-        if args[0] == "inflate":
-            out = inflate(data)
-        else:
-            width, height, ctype, idat_count, out = decode_png(data)
-            print(width, height, ctype, idat_count)
+        width, height, ctype, idat_count, out = decode_png(data)
+        print(width, height, ctype, idat_count)
         with open(dst, "wb") as f:
             f.write(out)
 

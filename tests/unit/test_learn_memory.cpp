@@ -13,6 +13,7 @@
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
 #include "latmix/learn.h"
+#include "latmix/memory.h"
 #include "latmix/model.h"
 #include "test_paths.h"
 
@@ -150,6 +151,17 @@ TEST(LearnMemory, ThePlanIsReported) {
   EXPECT_NE(r.memory_plan.find("micro-batch 4, loss chunk 209715 positions, per-layer recomputation"),
             std::string::npos)
       << r.memory_plan;
+}
+
+// One query for a device's memory (memory.h): the CPU has none to report (the plan then takes the
+// whole batch, as above), and what the CPU can take is the host's available memory.
+TEST(LearnMemory, DeviceMemoryOfTheCpuIsNone) {
+  const latmix::DeviceMemory m = latmix::device_memory(at::Device(at::kCPU));
+  EXPECT_EQ(m.free, 0U);
+  EXPECT_EQ(m.total, 0U);
+  const uint64_t host = latmix::host_memory_available();
+  const uint64_t cpu = latmix::memory_available(at::Device(at::kCPU));
+  EXPECT_LE(cpu > host ? cpu - host : host - cpu, uint64_t{256} << 20);  // read twice; the machine moves
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 /// \file files.h
 /// Small file helpers shared by the engine's readers and writers.
 
+#include <cstddef>
 #include <string>
+#include <string_view>
 
 namespace latmix {
 
@@ -15,11 +17,59 @@ int open_regular_file(const std::string& path);
 /// it cannot be read.
 std::string read_text_file(const std::string& path);
 
-/// Writes `contents` to `path` atomically: a temp file in the same folder, fsync, rename,
-/// fsync of the folder. On failure nothing is left behind and the old file is untouched.
-void write_file_atomic(const std::string& path, const std::string& contents);
+/// A file that appears under its name complete or not at all: the engine's one way to write a
+/// file in place (text, safetensors, PNG, the zip bundle; the studio's files through
+/// write_file_atomic).
+///
+/// The constructor creates `.NAME.tmp-XXXXXX` beside the target (same folder, so the rename stays
+/// on one file system) with mode 0644 less the process umask. Write through write() or fd(), or
+/// let a library write the file by temp_path() (QuaZip); commit() then fsyncs the file, renames
+/// it onto the target and fsyncs the folder. Until commit() the target is untouched; a temp file
+/// that was not committed (an error, a cancel, an exception) is removed by the destructor.
+/// Errors throw latmix::Error naming the target and what failed.
+class AtomicFile {
+ public:
+  /// What commit() does when the target exists by then.
+  enum class Existing { kReplace, kRefuse };
 
-/// fsync of a folder (best effort: what a rename inside it needs to be durable).
+  explicit AtomicFile(std::string target);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  const std::string& target() const { return target_; }
+  /// The temp file's path (for a writer that opens the file by name).
+  const std::string& temp_path() const { return temp_; }
+  /// The temp file's descriptor, open for writing until finish(); -1 after it.
+  int fd() const { return fd_; }
+
+  /// Appends all of `data` (retries short writes and EINTR).
+  void write(const void* data, size_t size);
+  void write(std::string_view text) { write(text.data(), text.size()); }
+
+  /// fsync and close: the data is on disk but not yet visible under the target name. commit()
+  /// calls it when it was not called; call it first to finish several files before renaming any.
+  void finish();
+
+  /// finish(), then renames the temp file onto the target (kRefuse: an existing target, one that
+  /// appeared meanwhile included, is an Error saying so and is left as it is) and fsyncs the
+  /// folder (a file system that cannot fsync folders, EINVAL, is accepted).
+  void commit(Existing existing = Existing::kReplace);
+
+ private:
+  std::string target_;
+  std::string temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+/// Writes `contents` to `path` through AtomicFile: complete or not at all, the old file untouched
+/// on failure, nothing left behind.
+void write_file_atomic(const std::string& path, std::string_view contents);
+
+/// fsync of a folder, what a rename inside it needs to be durable. Throws latmix::Error when the
+/// folder cannot be opened or the fsync fails, except EINVAL (file systems that cannot fsync a
+/// folder).
 void fsync_folder(const std::string& dir);
 
 /// rename(2) that never replaces anything: renameat2 RENAME_NOREPLACE, or where the file system

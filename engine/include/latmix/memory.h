@@ -18,11 +18,17 @@ namespace latmix {
 /// K, M or G suffix) replaces the figure: a small machine simulated, for tests of the refusals.
 uint64_t host_memory_available();
 
-/// Free memory of a CUDA device (after releasing the caching allocator's unused blocks); 0 for the
-/// CPU or when this build has no CUDA.
-uint64_t device_memory_free(at::Device device);
+/// A CUDA device's memory as cudaMemGetInfo reports it, in bytes.
+struct DeviceMemory {
+  uint64_t free = 0;   ///< free now (after the caching allocator's unused blocks are released)
+  uint64_t total = 0;  ///< the device's whole memory
+};
 
-/// What `device` can still take: host_memory_available() for the CPU, device_memory_free() else.
+/// Free and total memory of a CUDA device, after releasing the caching allocator's unused blocks
+/// (so `free` counts them); {0, 0} for the CPU, when this build has no CUDA or the query fails.
+DeviceMemory device_memory(at::Device device);
+
+/// What `device` can still take: host_memory_available() for the CPU, device_memory().free else.
 uint64_t memory_available(at::Device device);
 
 /// Bytes of every weight of `config` in `dtype` (the model as load_model() holds it in memory).

@@ -1,19 +1,17 @@
 #pragma once
 /// \file png.h
 /// A small RGBA raster (Image) with anti-aliased drawing and a built-in bitmap font, and a PNG
-/// writer that needs no zlib: the zlib stream, CRC-32 and Adler-32 are written here. Qt-free and
-/// LibTorch-free (latmix_core); plot.h draws the comparison report's charts with it.
+/// writer (libpng). Qt-free and LibTorch-free (latmix_core); plot.h draws the comparison report's
+/// charts with it.
 ///
 /// Coordinates: pixel (x, y) covers the square [x, x+1) x [y, y+1), y grows downwards, so the
 /// centre of pixel (x, y) is (x + 0.5, y + 0.5). A 1-px line through y = 10.5 covers row 10 alone
 /// (crisp); through y = 10 it covers rows 9 and 10 half each. Drawing is clipped to the image and
 /// to the clip rectangle (set_clip); at() is not clipped.
 ///
-/// PNG output (ISO/IEC 15948, RFC 2083): 8 bits per channel, colour type 2 (RGB) when every pixel
-/// is opaque, else 6 (RGBA); no interlace; each row gets the filter (None, Sub, Up, Average,
-/// Paeth) whose output has the smallest sum of absolute byte values; the zlib stream (RFC 1950)
-/// holds one fixed-Huffman deflate block (RFC 1951) with LZ77 matches, or stored blocks where
-/// those come out smaller (noise).
+/// PNG output (ISO/IEC 15948) through libpng's simplified write API: 8 bits per channel, colour
+/// type 2 (RGB) when every pixel is opaque, else 6 (RGBA, straight alpha); no interlace; an sRGB
+/// chunk; libpng's adaptive row filters and zlib's default compression.
 
 #include <cstddef>
 #include <cstdint>
@@ -111,25 +109,9 @@ class Image {
   std::vector<Rgba> pixels_;
 };
 
-/// CRC-32 as used by PNG, zlib's crc32() and gzip (reflected polynomial 0xEDB88320, initial and
-/// final XOR 0xFFFFFFFF). Pass the previous result as `crc` to continue over split input.
-uint32_t crc32(const uint8_t* data, size_t size, uint32_t crc = 0);
-/// Adler-32 (RFC 1950). Pass the previous result as `adler` to continue over split input.
-uint32_t adler32(const uint8_t* data, size_t size, uint32_t adler = 1);
-
-/// How zlib_compress() encodes the deflate stream.
-enum class DeflateMode {
-  kStored,        ///< stored (uncompressed) blocks only
-  kFixedHuffman,  ///< one fixed-Huffman block with LZ77 matches
-  kSmallest,      ///< whichever of the two is smaller
-};
-
-/// A complete zlib stream (2-byte header, deflate data, Adler-32) that any inflater accepts.
-std::vector<uint8_t> zlib_compress(const uint8_t* data, size_t size, DeflateMode mode = DeflateMode::kSmallest);
-
-/// The image as a PNG file's bytes.
+/// The image as a PNG file's bytes. \throws latmix::Error with libpng's message when it fails.
 std::vector<uint8_t> encode_png(const Image& image);
-/// Writes encode_png(image) to `path` atomically (latmix::write_file_atomic); Error on failure.
+/// Writes encode_png(image) to `path` atomically (latmix::AtomicFile); Error on failure.
 void write_png(const std::string& path, const Image& image);
 
 }  // namespace latmix

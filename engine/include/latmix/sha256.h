@@ -1,7 +1,8 @@
 #pragma once
 /// \file sha256.h
-/// SHA-256 (FIPS 180-4) without dependencies: file digests for export manifests, bundle
+/// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto (EVP): file digests for export manifests, bundle
 /// verification and model fingerprints. Incremental: update() any number of times, then hex().
+/// OpenSSL picks the CPU's fastest path (the x86 SHA extensions, AVX2, ARMv8 crypto) at run time.
 
 #include <array>
 #include <cstddef>
@@ -11,15 +12,20 @@
 
 #include "latmix/progress.h"
 
+struct evp_md_ctx_st;  // OpenSSL's EVP_MD_CTX, kept out of this header
+
 namespace latmix {
 
 class Sha256 {
  public:
-  /// `portable`: the plain C++ compression function even where the CPU has the x86 SHA
-  /// extensions (used otherwise, several times faster; both give the same digests).
-  explicit Sha256(bool portable = false);
-  /// Whether this CPU's SHA extensions are used (unless `portable`).
-  static bool accelerated();
+  /// \throws latmix::Error when OpenSSL cannot set up a SHA-256 context (out of memory).
+  Sha256();
+  ~Sha256();
+  Sha256(Sha256&& other) noexcept;
+  Sha256& operator=(Sha256&& other) noexcept;
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+
   /// Feeds bytes. Any split of a message into update() calls gives the same digest.
   void update(const void* data, size_t size);
   void update(std::string_view text) { update(text.data(), text.size()); }
@@ -29,14 +35,7 @@ class Sha256 {
   std::string hex();
 
  private:
-  void reset();
-  void compress(const uint8_t* block);
-  void compress_blocks(const uint8_t* p, size_t blocks);
-  bool portable_ = false;
-  std::array<uint32_t, 8> state_;
-  std::array<uint8_t, 64> buffer_;
-  size_t buffered_ = 0;
-  uint64_t length_ = 0;  // message length in bytes
+  evp_md_ctx_st* ctx_ = nullptr;
 };
 
 /// SHA-256 (hex) of a string.

@@ -22,11 +22,12 @@
 ///  - Little-endian hosts only (the file format is little-endian; a big-endian build fails).
 ///
 /// Writing streams: write_safetensors() calls each source's produce() once, in order, writes the
-/// result and drops it, so memory is bounded by the largest tensor. Files appear atomically: the
-/// data goes into a temp file `.NAME.tmp-XXXXXX` in the target folder, which is fsync'ed and then
-/// renamed over the target (then the folder is fsync'ed). On any error, or when the job is
-/// cancelled (latmix::Cancelled), the temp files are removed, an existing target is untouched,
-/// and the exception is rethrown. New files get mode 0644.
+/// result and drops it, so memory is bounded by the largest tensor. Files appear atomically
+/// (latmix::AtomicFile): the data goes into a temp file `.NAME.tmp-XXXXXX` in the target folder,
+/// which is fsync'ed and then renamed over the target (then the folder is fsync'ed). On any
+/// error, or when the job is cancelled (latmix::Cancelled), the temp files are removed, an
+/// existing target is untouched, and the exception is rethrown. New files get mode 0644 less the
+/// umask.
 
 #include <ATen/ATen.h>
 

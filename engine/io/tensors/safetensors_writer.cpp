@@ -1,7 +1,3 @@
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -10,6 +6,7 @@
 #include <set>
 
 #include "latmix/error.h"
+#include "latmix/files.h"
 #include "latmix/tensor_io.h"
 
 namespace latmix {
@@ -18,80 +15,12 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string errno_text() {
-  return std::strerror(errno);
-}
-
 std::string label(const std::string& name) {
   return "tensor '" + name + "'";
 }
 
 std::string shape_of(const at::Tensor& t) {
   return shape_to_string(t.sizes().vec());
-}
-
-// A temp file beside its target; removed on destruction unless committed.
-class TempFile {
- public:
-  explicit TempFile(const fs::path& target) : target_(target.string()) {
-    const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-    std::string pattern = (dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string();
-    fd_ = ::mkstemp(pattern.data());
-    if (fd_ < 0) fail(target_, "cannot create a temp file beside the target", "", errno_text());
-    temp_ = pattern;
-    ::fchmod(fd_, 0644);
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(temp_.c_str());
-  }
-
-  const std::string& target() const { return target_; }
-
-  void write(const void* data, size_t size) {
-    const auto* p = static_cast<const char*>(data);
-    while (size > 0) {
-      const ssize_t n = ::write(fd_, p, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail(target_, "write failed", "", errno_text());
-      p += n;
-      size -= static_cast<size_t>(n);
-    }
-  }
-
-  // Flushes to disk and closes; the data is complete but not yet visible under the target name.
-  void finish() {
-    if (::fsync(fd_) != 0) fail(target_, "fsync failed", "", errno_text());
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail(target_, "close failed", "", errno_text());
-  }
-
-  void commit() {
-    if (::rename(temp_.c_str(), target_.c_str()) != 0) {
-      fail(target_, "cannot rename the temp file over the target", "", errno_text());
-    }
-    committed_ = true;
-  }
-
- private:
-  std::string target_;
-  std::string temp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
-void fsync_dir(const fs::path& target) {
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) fail(dir.string(), "cannot open the folder to fsync it", "", errno_text());
-  const int rc = ::fsync(fd);
-  const int err = errno;
-  ::close(fd);
-  // Some file systems cannot fsync a folder (EINVAL): the rename is done, nothing more to do.
-  if (rc != 0 && err != EINVAL) fail(dir.string(), "fsync of the folder failed", "", std::strerror(err));
 }
 
 // One file to write: its sources, their layout and the header block.
@@ -170,7 +99,7 @@ struct ByteProgress {
   }
 };
 
-void write_file(TempFile& out, const FilePlan& plan, const JobControl& job, ByteProgress& progress) {
+void write_file(AtomicFile& out, const FilePlan& plan, const JobControl& job, ByteProgress& progress) {
   out.write(plan.header.data(), plan.header.size());
   for (size_t i = 0; i < plan.sources.size(); ++i) {
     job.cancel.check();
@@ -228,10 +157,9 @@ void write_safetensors(const std::string& path, const std::vector<TensorSource>&
   const FilePlan plan = plan_file(path, std::move(all), metadata);
   ByteProgress progress{job, 0, plan.data_bytes};
   job.report("write", 0, static_cast<int64_t>(plan.data_bytes));
-  TempFile out(plan.path);
+  AtomicFile out(plan.path.string());
   write_file(out, plan, job, progress);
   out.commit();
-  fsync_dir(plan.path);
 }
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
@@ -268,18 +196,17 @@ void write_safetensors_sharded(const std::string& dir, const std::vector<TensorS
   const uint64_t total = *index.total_size;
   ByteProgress progress{job, 0, total};
   job.report("write", 0, static_cast<int64_t>(total));
-  std::vector<std::unique_ptr<TempFile>> temps;  // all complete before any is renamed
+  std::vector<std::unique_ptr<AtomicFile>> temps;  // all complete before any is renamed
   for (const FilePlan& plan : plans) {
-    temps.push_back(std::make_unique<TempFile>(plan.path));
+    temps.push_back(std::make_unique<AtomicFile>(plan.path.string()));
     write_file(*temps.back(), plan, job, progress);
   }
   const fs::path index_path = fs::path(dir) / "model.safetensors.index.json";
-  temps.push_back(std::make_unique<TempFile>(index_path));
+  temps.push_back(std::make_unique<AtomicFile>(index_path.string()));
   const std::string index_text = build_safetensors_index(index);
   temps.back()->write(index_text.data(), index_text.size());
   temps.back()->finish();
   for (auto& temp : temps) temp->commit();
-  fsync_dir(index_path);
 }
 
 }  // namespace latmix
