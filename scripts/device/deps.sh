@@ -8,7 +8,6 @@
 #   mkdir -p .device/debs && (cd .device/debs && apt-get download $(bash scripts/device/deps.sh --list))
 DEVICE_DEBS=(
   nlohmann-json3-dev
-  libsentencepiece-dev libsentencepiece0
   libpcre2-dev libpcre2-8-0
   libutf8proc-dev libutf8proc2
   libssl-dev libssl3
