@@ -191,9 +191,9 @@ int run_info(const Args& args) {
 
 int run_tokenize(const Args& args) {
   apply_common_options(args);
-  auto tok = args.has("tokenizer") || !is_llama2c_checkpoint(args.get("model"))
-                 ? load_model_tokenizer(args.get("model"), args.get("tokenizer"), 0)
-                 : load_model_from_args(args, at::kFloat).tokenizer;
+  // The model's headers only (a llama2.c tokenizer file does not say its vocabulary size).
+  const ModelHeaders h = inspect_model(args.get("model"));
+  auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"), static_cast<int32_t>(h.config.vocab_size));
   std::vector<int32_t> ids = args.flag("bos") ? tok->encode_with_bos(args.get("text"), true)
                                               : tok->encode(args.get("text"));
   json j = ids;
