@@ -191,9 +191,12 @@ int run_info(const Args& args) {
 
 int run_tokenize(const Args& args) {
   apply_common_options(args);
-  // The model's headers only (a llama2.c tokenizer file does not say its vocabulary size).
-  const ModelHeaders h = inspect_model(args.get("model"));
-  auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"), static_cast<int32_t>(h.config.vocab_size));
+  // A llama2.c tokenizer file does not say its vocabulary size: a llama2.c checkpoint's header
+  // does. A folder needs only its tokenizer (no config.json).
+  const int32_t vocab = is_llama2c_checkpoint(args.get("model"))
+                            ? static_cast<int32_t>(inspect_model(args.get("model")).config.vocab_size)
+                            : 0;
+  auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"), vocab);
   std::vector<int32_t> ids = args.flag("bos") ? tok->encode_with_bos(args.get("text"), true)
                                               : tok->encode(args.get("text"));
   json j = ids;
