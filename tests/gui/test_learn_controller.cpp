@@ -32,6 +32,7 @@
 #include "learn_panel.h"
 #include "loss_chart.h"
 #include "model_session.h"
+#include "session_file.h"
 
 using latmix::studio::EngineHost;
 using latmix::studio::LearnController;
@@ -471,6 +472,21 @@ class TestLearnController : public QObject {
     QVERIFY(o.validation_note.startsWith("validation (2 held-out sequences)"));
     QVERIFY2(o.validation_note.contains("deployed model (GPTQ weights)"), qPrintable(o.validation_note));
     QVERIFY2(panel.summaryText().contains(o.validation_note.toHtmlEscaped()), qPrintable(panel.summaryText()));
+
+    // A session keeps the request's validation settings, the validation curve, note and the steps' values.
+    const latmix::studio::LearnRun& run = *ctl->runs(session_->summary().path).back();
+    const latmix::studio::LearnRun again =
+        latmix::studio::learn_run_from_json(latmix::studio::to_json(run, run.outcome.plan_prefix));
+    QCOMPARE(again.outcome.validation_curve, o.validation_curve);
+    QCOMPARE(again.outcome.best_step, o.best_step);
+    QCOMPARE(again.outcome.validation_note, o.validation_note);
+    QCOMPARE(again.outcome.validation_samples, o.validation_samples);
+    QCOMPARE(again.outcome.deployed_start, o.deployed_start);
+    QCOMPARE(again.outcome.deployed_result, o.deployed_result);
+    QCOMPARE(*again.request.validation, qint64(2));
+    QCOMPARE(again.request.deployed_check, QString("ends"));
+    QCOMPARE(again.curve.size(), run.curve.size());
+    for (size_t i = 0; i < run.curve.size(); ++i) QCOMPARE(again.curve[i].validation, run.curve[i].validation);
 
     // A run picked from the history draws the same validation curve and mark.
     QVERIFY(panel.selectRun(o.run));
