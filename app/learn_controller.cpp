@@ -41,6 +41,7 @@ LearnStep to_step(const LearnEvent& e) {
   s.grad_norm = e.grad_norm;
   s.seconds = e.seconds;
   s.eta = e.eta;
+  s.validation = e.validation;
   return s;
 }
 
@@ -224,6 +225,13 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
       o.last_loss = r.curve.back().loss;
     }
     o.seconds = r.seconds;
+    o.validation_samples = r.validation_samples;
+    for (const auto& [step, value] : r.validation_curve) o.validation_curve.emplace_back(step, value);
+    o.best_step = r.best_step;
+    o.stopped_early = r.stopped_early;
+    o.validation_note = QString::fromStdString(r.validation_note);
+    o.deployed_start = r.deployed_start;
+    o.deployed_result = r.deployed_result;
     for (const auto& [n, v] : r.conditions) o.conditions.emplace_back(QString::fromStdString(n), v);
     o.transforms = describe_plan(*plan, nullptr);
     o.model_path = model_path;

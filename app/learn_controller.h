@@ -12,7 +12,9 @@
 #include <QStringList>
 
 #include <functional>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -36,6 +38,7 @@ struct LearnStep {
   double loss = 0;
   std::vector<std::pair<QString, double>> terms;  ///< "kl", "ce", "mse", "reg"
   double lr = 0, grad_norm = 0, seconds = 0, eta = 0;
+  std::optional<double> validation;  ///< the held-out loss measured after this step, when it was
 };
 
 /// What a finished run (or a loaded transforms file) produced, for the summary.
@@ -59,6 +62,17 @@ struct LearnOutcome {
   QStringList notes;     ///< e.g. "carries no model fingerprint", settings that differ
   int run = 0;           ///< its number in the model's run history (0: not a run of this session)
   QString finished_at;   ///< ISO 8601, local time
+  // Validation (MethodResult's fields; docs/methods.md, "Never worse than the start").
+  qint64 validation_samples = 0;  ///< held-out sequences (0: no validation)
+  /// (step, held-out loss); step 0 (or a resumed run's first step) is the initialization.
+  std::vector<std::pair<qint64, double>> validation_curve;
+  qint64 best_step = -1;          ///< the step whose plan is the result (-1: no validation)
+  bool stopped_early = false;
+  QString validation_note;        ///< best step, early stop, "learning added nothing", deployed check
+  /// The deployed check's held-out loss (plan folded, GPTQ weights) of the start and of the
+  /// result; NaN when not measured.
+  double deployed_start = std::numeric_limits<double>::quiet_NaN();
+  double deployed_result = std::numeric_limits<double>::quiet_NaN();
   /// Whether the loss fell (the last step's loss below the first's).
   bool lossFell() const { return last_loss < first_loss; }
 };

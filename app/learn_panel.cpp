@@ -4,6 +4,7 @@
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleValidator>
+#include <QIntValidator>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QFormLayout>
@@ -47,6 +48,8 @@ QString format_seconds(double seconds) {
 
 namespace {
 
+const QString kValidationSeries = QStringLiteral("validation");
+
 QString bundled_sample() {
   return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
 }
@@ -66,6 +69,18 @@ QLineEdit* number_field(QWidget* parent) {
   v->setLocale(QLocale::c());
   e->setValidator(v);
   return e;
+}
+
+QLineEdit* count_field(QWidget* parent, int minimum) {
+  auto* e = new QLineEdit(parent);
+  e->setValidator(new QIntValidator(minimum, 1 << 30, e));
+  return e;
+}
+
+std::optional<qint64> count_of(const QLineEdit* e) {
+  bool ok = false;
+  const qint64 v = e->text().trimmed().toLongLong(&ok);
+  return ok ? std::optional<qint64>(v) : std::nullopt;
 }
 
 std::optional<double> number_of(const QLineEdit* e) {
@@ -252,6 +267,26 @@ void LearnPanel::buildSettings(QWidget* box) {
   adv_form->addRow("lambda (volume term)", lambda_);
   adv_form->addRow("warm-up fraction", warmup_);
   adv_form->addRow("gradient clip", grad_clip_);
+  // Validation (docs/methods.md, "Never worse than the start"): the options of `latmix learn`.
+  validation_ = count_field(advanced, 0);
+  validation_->setPlaceholderText("one in eight (none under 8)");
+  validation_->setToolTip(
+      "--validation: calibration sequences held out; the plan with the lowest held-out loss, the start "
+      "included, is the result (0: no validation)");
+  eval_every_ = count_field(advanced, 1);
+  eval_every_->setPlaceholderText("an eighth of the steps");
+  eval_every_->setToolTip("--eval-every: steps between validation measurements");
+  patience_ = count_field(advanced, 0);
+  patience_->setToolTip("--patience: end-to-end learning stops after N measurements without a new best (0: never)");
+  deployed_check_ = choice(advanced, {"no", "ends", "every"});
+  deployed_check_->setToolTip(
+      "--deployed-check, with GPTQ weights: ends: the chosen plan is kept only if its model with GPTQ weights "
+      "beats the start's on the held-out sequences (two GPTQ runs); every: every measurement is of the model "
+      "with GPTQ weights (a GPTQ run each); no: the RTN student only");
+  adv_form->addRow("validation sequences", validation_);
+  adv_form->addRow("validate every (steps)", eval_every_);
+  adv_form->addRow("patience", patience_);
+  adv_form->addRow("deployed check", deployed_check_);
   outer->addWidget(advanced);
   learn_knobs_ = {steps_, batch_, lr_, samples_, seqlen_, calib_, browse, advanced};
 
@@ -272,11 +307,11 @@ void LearnPanel::buildSettings(QWidget* box) {
 
   connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
   for (QComboBox* c : {quant_, calib_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
-  for (QComboBox* c : {optimizer_, schedule_, init_})
+  for (QComboBox* c : {optimizer_, schedule_, init_, deployed_check_})
     connect(c, &QComboBox::currentIndexChanged, this, &LearnPanel::updateCli);
   for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
     connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
-  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_})
+  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_, validation_, eval_every_, patience_})
     connect(e, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
 }
 
@@ -312,6 +347,8 @@ QWidget* LearnPanel::buildResults() {
   });
   chart_ = new latmix::widgets::LossChart(box);
   chart_->setTitle("loss");
+  // The held-out loss: sparse measurements, drawn as dots in a colour none of the others take.
+  chart_->setSeriesStyle(kValidationSeries, QColor(23, 190, 207), true);
   layout->addWidget(chart_, 1);
   connect(log_scale_, &QCheckBox::toggled, this, [this](bool on) {
     chart_->setLogScale(on);
@@ -384,6 +421,8 @@ void LearnPanel::methodChanged() {
   optimizer_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.optimizer)) + ")");
   schedule_->setItemText(0, QString("method default (%1)").arg(d.cosine ? "cosine" : "constant"));
   init_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.init)) + ")");
+  patience_->setPlaceholderText(QString::number(d.patience));
+  deployed_check_->setItemText(0, "default (" + QString::fromStdString(to_string(d.deployed_check)) + ")");
   device_->setText(QString::fromStdString(device.str()) + "  (File > Settings)");
   for (QWidget* w : learn_knobs_) w->setEnabled(preset.learned);
   updateButtons();
@@ -443,7 +482,7 @@ bool LearnPanel::selectRun(int run) {
   if (!controller_->selectRun(session_->summary().path, run)) return false;
   for (const LearnRun* r : controller_->runs(session_->summary().path)) {
     if (r->outcome.run != run) continue;
-    showCurve(r->curve, r->outcome.steps);
+    showCurve(r->curve, r->curve.empty() ? r->outcome.steps : r->curve.front().total, &r->outcome);
     showSummary(r->outcome);
   }
   refreshRuns();
@@ -451,17 +490,28 @@ bool LearnPanel::selectRun(int run) {
   return true;
 }
 
-void LearnPanel::showCurve(const std::vector<LearnStep>& curve, qint64 total) {
+void LearnPanel::showCurve(const std::vector<LearnStep>& curve, qint64 total, const LearnOutcome* outcome) {
   chart_->reset(total);
+  const bool from_outcome = outcome != nullptr && !outcome->validation_curve.empty();
   std::vector<std::pair<double, QString>> markers;
   for (size_t i = 0; i < curve.size(); ++i) {
     const LearnStep& s = curve[i];
     chart_->addPoint("total", static_cast<double>(s.step), s.loss);
     for (const auto& [name, value] : s.terms) chart_->addPoint(name, static_cast<double>(s.step), value);
+    if (s.validation && !from_outcome) chart_->addPoint(kValidationSeries, static_cast<double>(s.step), *s.validation);
     if (s.layer >= 0 && (i == 0 || curve[i - 1].layer != s.layer))
       markers.emplace_back(static_cast<double>(s.step) - 0.5, QString("layer %1").arg(s.layer));
   }
   chart_->setMarkers(std::move(markers));
+  if (from_outcome) {
+    for (const auto& [step, value] : outcome->validation_curve)
+      chart_->addPoint(kValidationSeries, static_cast<double>(step), value);
+    const bool start = outcome->best_step == outcome->validation_curve.front().first;
+    if (outcome->best_step >= 0) {
+      chart_->setMark(kValidationSeries, static_cast<double>(outcome->best_step),
+                      start ? QString("best: the start") : QString("best: step %1").arg(outcome->best_step));
+    }
+  }
   overlayRuns();
 }
 
@@ -524,6 +574,10 @@ LearnRequest LearnPanel::request() const {
   r.optimizer = optimizer_->currentData().toString();
   r.schedule = schedule_->currentData().toString();
   r.init = init_->currentData().toString();
+  r.validation = count_of(validation_);
+  r.eval_every = count_of(eval_every_);
+  r.patience = count_of(patience_);
+  r.deployed_check = deployed_check_->currentData().toString();
   return r;
 }
 
@@ -547,6 +601,11 @@ void LearnPanel::setRequest(const LearnRequest& r) {
   optimizer_->setCurrentIndex(std::max(0, optimizer_->findData(r.optimizer)));
   schedule_->setCurrentIndex(std::max(0, schedule_->findData(r.schedule)));
   init_->setCurrentIndex(std::max(0, init_->findData(r.init)));
+  auto set_count = [](QLineEdit* e, const std::optional<qint64>& v) { e->setText(v ? QString::number(*v) : ""); };
+  set_count(validation_, r.validation);
+  set_count(eval_every_, r.eval_every);
+  set_count(patience_, r.patience);
+  deployed_check_->setCurrentIndex(std::max(0, deployed_check_->findData(r.deployed_check)));
   updateCli();
 }
 
@@ -594,6 +653,7 @@ void LearnPanel::onSteps(int first, int count) {
     const LearnStep& s = curve[static_cast<size_t>(i)];
     chart_->addPoint("total", static_cast<double>(s.step), s.loss);
     for (const auto& [name, value] : s.terms) chart_->addPoint(name, static_cast<double>(s.step), value);
+    if (s.validation) chart_->addPoint(kValidationSeries, static_cast<double>(s.step), *s.validation);
     new_layer = new_layer || (s.layer >= 0 && (i == 0 || curve[static_cast<size_t>(i) - 1].layer != s.layer));
   }
   if (new_layer) {  // layer boundaries of a layer-wise run
@@ -616,6 +676,11 @@ void LearnPanel::onSteps(int first, int count) {
                      .arg(s.lr, 0, 'g', 3)
                      .arg(s.grad_norm, 0, 'g', 3)
                      .arg(format_seconds(s.seconds), format_seconds(s.eta));
+  for (auto it = curve.rbegin(); it != curve.rend(); ++it) {  // the latest held-out loss
+    if (!it->validation) continue;
+    text += QString("; validation %1 at step %2").arg(*it->validation, 0, 'g', 5).arg(it->step);
+    break;
+  }
   if (controller_->paused()) text += " — paused";
   live_->setText(text);
   Q_EMIT statusText(QString("learning %1: step %2/%3, loss %4, ETA %5")
@@ -629,6 +694,10 @@ void LearnPanel::onSteps(int first, int count) {
 
 void LearnPanel::onFinished(const LearnOutcome& o) {
   refreshRuns();
+  const auto& curve = controller_->curve();
+  // The result's validation curve has the start's measurement (step 0) and a layer-wise run's
+  // last one, which no step event carries, and the best step.
+  if (!o.validation_curve.empty()) showCurve(curve, curve.empty() ? o.steps : curve.front().total, &o);
   showSummary(o);
   live_->setText(o.learned ? QString("Finished: %1 steps in %2.").arg(o.steps).arg(format_seconds(o.seconds))
                            : QString("Built the fixed transforms in %1.").arg(format_seconds(o.seconds)));
@@ -667,6 +736,15 @@ void LearnPanel::showSummary(const LearnOutcome& o) {
                             : change.toHtmlEscaped());
     } else {
       html += QString(": fixed transforms, built in %1").arg(format_seconds(o.seconds));
+    }
+    if (!o.validation_note.isEmpty()) {
+      // The plan validation chose; "learning added nothing" (the start stays) is worth seeing.
+      const bool nothing = o.validation_note.contains("added nothing");
+      html += "<br>" + (nothing ? "<span style='color:#b9770e'>" + o.validation_note.toHtmlEscaped() + "</span>"
+                                : o.validation_note.toHtmlEscaped());
+    } else if (o.learned && o.validation_samples == 0 && !o.loaded) {
+      html += "<br><small>no validation: the result is the last step's plan (Advanced: validation "
+              "sequences; the default holds out one in eight, none under 8 sequences)</small>";
     }
     if (!o.calibration.isEmpty()) html += "<br>calibration: " + o.calibration.toHtmlEscaped();
     html += "<br>" + (!o.saved_prefix.isEmpty() ? "saved as " + o.saved_prefix.toHtmlEscaped()

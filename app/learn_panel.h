@@ -89,7 +89,9 @@ class LearnPanel : public QWidget {
   void restoreSettings();
   void storeSettings() const;
   void refreshRuns();
-  void showCurve(const std::vector<LearnStep>& curve, qint64 total);
+  /// Draws a run's curves; with an outcome that has a validation curve, its validation points
+  /// (the start's included) and its best step, else the validation values the steps carry.
+  void showCurve(const std::vector<LearnStep>& curve, qint64 total, const LearnOutcome* outcome = nullptr);
   void overlayRuns();
 
   EngineHost* host_;
@@ -114,6 +116,10 @@ class LearnPanel : public QWidget {
   QComboBox* optimizer_ = nullptr;
   QComboBox* schedule_ = nullptr;
   QComboBox* init_ = nullptr;
+  QLineEdit* validation_ = nullptr;
+  QLineEdit* eval_every_ = nullptr;
+  QLineEdit* patience_ = nullptr;
+  QComboBox* deployed_check_ = nullptr;
   QLineEdit* cli_ = nullptr;
   QPushButton* start_ = nullptr;
   QPushButton* pause_ = nullptr;

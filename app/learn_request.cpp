@@ -32,6 +32,20 @@ LearnSettings LearnRequest::settings(at::Device device) const {
   if (grad_clip) s.grad_clip = *grad_clip;
   if (lambda) s.lambda = *lambda;
   if (!init.isEmpty()) s.init = parse_transform_init(init.toStdString());
+  // The checks of settings_from_args (engine/cli/commands_learn.cpp).
+  if (validation) {
+    if (*validation < 0) throw UsageError("validation: expected 0 or more");
+    s.validation = *validation;
+  }
+  if (eval_every) {
+    if (*eval_every < 1) throw UsageError("eval every: expected 1 or more");
+    s.eval_every = *eval_every;
+  }
+  if (patience) {
+    if (*patience < 0) throw UsageError("patience: expected 0 or more");
+    s.patience = *patience;
+  }
+  if (!deployed_check.isEmpty()) s.deployed_check = parse_deployed_check(deployed_check.toStdString());
   return s;
 }
 
@@ -48,6 +62,10 @@ QStringList LearnRequest::cliArguments() const {
   if (grad_clip) a << "--grad-clip" << QString::number(*grad_clip, 'g', 6);
   if (lambda) a << "--lambda" << QString::number(*lambda, 'g', 6);
   if (!init.isEmpty()) a << "--init" << init;
+  if (validation) a << "--validation" << QString::number(*validation);
+  if (eval_every) a << "--eval-every" << QString::number(*eval_every);
+  if (patience) a << "--patience" << QString::number(*patience);
+  if (!deployed_check.isEmpty()) a << "--deployed-check" << deployed_check;
   if (seed != 0) a << "--seed" << QString::number(seed);
   return a;
 }

@@ -32,6 +32,11 @@ struct LearnRequest {
   std::optional<qint64> steps, batch;
   std::optional<double> lr, lambda, warmup, grad_clip;
   QString optimizer, schedule, init;  ///< "" = the method's
+  // Validation (docs/methods.md, "Never worse than the start"); unset / "" = the engine's default.
+  std::optional<qint64> validation;  ///< --validation: held-out sequences (0: none)
+  std::optional<qint64> eval_every;  ///< --eval-every: steps between measurements
+  std::optional<qint64> patience;    ///< --patience: measurements without a new best (0: never stop)
+  QString deployed_check;            ///< --deployed-check: "no", "ends" or "every"
 
   /// The settings for `device`: method_defaults() with the request applied (settings_from_args).
   /// \throws latmix::UsageError for a bad spec, method or value.

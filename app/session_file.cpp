@@ -7,6 +7,8 @@
 #include <QJsonDocument>
 #include <QStandardPaths>
 
+#include <cmath>
+
 #include "latmix/error.h"
 #include "latmix/files.h"
 
@@ -68,6 +70,10 @@ QJsonObject to_json(const LearnRequest& r) {
   if (r.lambda) o["lambda"] = *r.lambda;
   if (r.warmup) o["warmup"] = *r.warmup;
   if (r.grad_clip) o["grad_clip"] = *r.grad_clip;
+  if (r.validation) o["validation"] = static_cast<double>(*r.validation);
+  if (r.eval_every) o["eval_every"] = static_cast<double>(*r.eval_every);
+  if (r.patience) o["patience"] = static_cast<double>(*r.patience);
+  if (!r.deployed_check.isEmpty()) o["deployed_check"] = r.deployed_check;
   return o;
 }
 
@@ -88,6 +94,10 @@ LearnRequest learn_request_from_json(const QJsonObject& o) {
   if (o.contains("lambda")) r.lambda = o.value("lambda").toDouble();
   if (o.contains("warmup")) r.warmup = o.value("warmup").toDouble();
   if (o.contains("grad_clip")) r.grad_clip = o.value("grad_clip").toDouble();
+  if (o.contains("validation")) r.validation = static_cast<qint64>(o.value("validation").toDouble());
+  if (o.contains("eval_every")) r.eval_every = static_cast<qint64>(o.value("eval_every").toDouble());
+  if (o.contains("patience")) r.patience = static_cast<qint64>(o.value("patience").toDouble());
+  r.deployed_check = o.value("deployed_check").toString();
   return r;
 }
 
@@ -95,12 +105,26 @@ QJsonObject to_json(const LearnRun& run, const QString& plan_file) {
   const LearnOutcome& o = run.outcome;
   QJsonArray curve;
   for (const LearnStep& s : run.curve) {
-    curve.append(QJsonObject{{"step", static_cast<double>(s.step)},   {"total", static_cast<double>(s.total)},
-                             {"layer", static_cast<double>(s.layer)}, {"loss", s.loss},
-                             {"terms", pairs(s.terms)},               {"lr", s.lr},
-                             {"grad_norm", s.grad_norm},              {"seconds", s.seconds}});
+    QJsonObject step{{"step", static_cast<double>(s.step)},   {"total", static_cast<double>(s.total)},
+                     {"layer", static_cast<double>(s.layer)}, {"loss", s.loss},
+                     {"terms", pairs(s.terms)},               {"lr", s.lr},
+                     {"grad_norm", s.grad_norm},              {"seconds", s.seconds}};
+    if (s.validation) step["validation"] = *s.validation;
+    curve.append(step);
+  }
+  QJsonArray validation_curve;
+  for (const auto& [step, value] : o.validation_curve)
+    validation_curve.append(QJsonObject{{"step", static_cast<double>(step)}, {"loss", value}});
+  QJsonObject validation{{"samples", static_cast<double>(o.validation_samples)},
+                         {"curve", validation_curve},
+                         {"best_step", static_cast<double>(o.best_step)},
+                         {"stopped_early", o.stopped_early},
+                         {"note", o.validation_note}};
+  if (std::isfinite(o.deployed_start)) {  // JSON has no NaN
+    validation["deployed"] = QJsonObject{{"start", o.deployed_start}, {"result", o.deployed_result}};
   }
   return QJsonObject{{"run", o.run},
+                     {"validation", validation},
                      {"method", o.method},
                      {"quant", o.quant},
                      {"settings", o.settings_json},
@@ -145,6 +169,20 @@ LearnRun learn_run_from_json(const QJsonObject& j) {
   o.in_session = j.value("in_session").toBool();
   o.notes = strings(j.value("notes"));
   o.finished_at = j.value("finished_at").toString();
+  const QJsonObject validation = j.value("validation").toObject();  // absent in older sessions
+  o.validation_samples = static_cast<qint64>(validation.value("samples").toDouble());
+  for (const QJsonValue& v : validation.value("curve").toArray()) {
+    const QJsonObject p = v.toObject();
+    o.validation_curve.emplace_back(static_cast<qint64>(p.value("step").toDouble()), p.value("loss").toDouble());
+  }
+  o.best_step = static_cast<qint64>(validation.value("best_step").toDouble(-1));
+  o.stopped_early = validation.value("stopped_early").toBool();
+  o.validation_note = validation.value("note").toString();
+  if (validation.contains("deployed")) {
+    const QJsonObject d = validation.value("deployed").toObject();
+    o.deployed_start = d.value("start").toDouble();
+    o.deployed_result = d.value("result").toDouble();
+  }
   run.request = learn_request_from_json(j.value("request").toObject());
   for (const QJsonValue& v : j.value("curve").toArray()) {
     const QJsonObject s = v.toObject();
@@ -157,6 +195,7 @@ LearnRun learn_run_from_json(const QJsonObject& j) {
     step.lr = s.value("lr").toDouble();
     step.grad_norm = s.value("grad_norm").toDouble();
     step.seconds = s.value("seconds").toDouble();
+    if (s.contains("validation")) step.validation = s.value("validation").toDouble();
     run.curve.push_back(std::move(step));
   }
   return run;

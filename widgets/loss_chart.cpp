@@ -54,6 +54,7 @@ void LossChart::reset(qint64 total_steps) {
   series_.clear();
   markers_.clear();
   legend_boxes_.clear();
+  mark_series_.clear();
   total_steps_ = total_steps;
   update();
 }
@@ -81,12 +82,55 @@ void LossChart::addPoint(const QString& series, double step, double value) {
   Series* s = find(series);
   if (s == nullptr) {
     const size_t n = series_.size() % (sizeof kColours / sizeof kColours[0]);
-    series_.push_back(Series{series, kColours[n], true, {}, {}});
+    series_.push_back(Series{series, kColours[n], true, false, {}, {}});
     s = &series_.back();
+    if (auto it = styles_.constFind(series); it != styles_.constEnd()) {
+      s->colour = it->colour;
+      s->dots = it->dots;
+    }
   }
   s->steps.push_back(step);
   s->values.push_back(value);
   update();
+}
+
+void LossChart::setSeriesStyle(const QString& series, const QColor& colour, bool dots) {
+  styles_[series] = Style{colour, dots};
+  if (Series* s = find(series)) {
+    s->colour = colour;
+    s->dots = dots;
+  }
+  update();
+}
+
+void LossChart::setMark(const QString& series, double step, const QString& label) {
+  mark_series_ = series;
+  mark_step_ = step;
+  mark_label_ = label;
+  update();
+}
+
+void LossChart::clearMark() {
+  mark_series_.clear();
+  update();
+}
+
+double LossChart::markedStep() const {
+  return mark_series_.isEmpty() ? std::nan("") : mark_step_;
+}
+
+std::vector<std::pair<double, double>> LossChart::points(const QString& series) const {
+  std::vector<std::pair<double, double>> out;
+  if (const Series* s = find(series)) {
+    for (size_t i = 0; i < s->steps.size(); ++i) out.emplace_back(s->steps[i], s->values[i]);
+  }
+  return out;
+}
+
+QPointF LossChart::toPixel(const Frame& f, double step, double value) const {
+  const double v = axisValue(value);
+  return {f.plot.left() + (step - f.x0) / (f.x1 - f.x0) * f.plot.width(),
+          std::isfinite(v) ? f.plot.bottom() - (v - f.y0) / (f.y1 - f.y0) * f.plot.height() : std::nan("")};
 }
 
 void LossChart::setLogScale(bool on) {
@@ -248,6 +292,32 @@ void LossChart::drawSeries(QPainter& p, const Frame& f, const Series& s) const {
   } else {
     p.drawPolyline(line);
   }
+  if (s.dots && static_cast<double>(line.size()) <= f.plot.width() / 4) {  // sparse: every point visible
+    p.setBrush(s.colour);
+    for (const QPointF& pt : line) p.drawEllipse(pt, 3.0, 3.0);
+    p.setBrush(Qt::NoBrush);
+  }
+}
+
+void LossChart::drawMark(QPainter& p, const Frame& f) const {
+  const Series* s = find(mark_series_);
+  if (s == nullptr || !s->visible) return;
+  for (size_t i = 0; i < s->steps.size(); ++i) {
+    if (s->steps[i] != mark_step_) continue;
+    const QPointF pt = toPixel(f, s->steps[i], s->values[i]);
+    if (!std::isfinite(pt.y())) return;
+    p.setPen(QPen(s->colour, 2));
+    p.setBrush(Qt::NoBrush);
+    p.drawEllipse(pt, 7.0, 7.0);
+    QFontMetrics fm(font());
+    const double w = fm.horizontalAdvance(mark_label_) + 4;
+    QRectF box(pt.x() + 9, pt.y() - fm.height() - 6, w, fm.height());
+    if (box.right() > f.plot.right()) box.moveRight(pt.x() - 9);
+    if (box.top() < f.plot.top()) box.moveTop(pt.y() + 6);
+    p.setPen(palette().color(QPalette::Text));
+    p.drawText(box, Qt::AlignLeft | Qt::AlignVCenter, mark_label_);
+    return;
+  }
 }
 
 void LossChart::drawLegend(QPainter& p) {
@@ -266,6 +336,11 @@ void LossChart::drawLegend(QPainter& p) {
     if (!s.visible) c.setAlpha(70);
     p.setPen(QPen(c, 3));
     p.drawLine(QPointF(box.left() + 2, box.center().y()), QPointF(box.left() + 16, box.center().y()));
+    if (s.dots) {
+      p.setBrush(c);
+      p.drawEllipse(QPointF(box.left() + 9, box.center().y()), 3.0, 3.0);
+      p.setBrush(Qt::NoBrush);
+    }
     QColor t = palette().color(QPalette::Text);
     if (!s.visible) t.setAlpha(90);
     p.setPen(t);
@@ -283,8 +358,10 @@ void LossChart::drawHover(QPainter& p, const Frame& f) const {
     auto it = std::lower_bound(s.steps.begin(), s.steps.end(), step);
     size_t i = static_cast<size_t>(it - s.steps.begin());
     if (i == s.steps.size() || (i > 0 && step - s.steps[i - 1] < s.steps[i] - step)) i = i == 0 ? 0 : i - 1;
-    shown_step = s.steps[i];
-    lines << QString("%1: %2").arg(s.name).arg(s.values[i], 0, 'g', 6);
+    if (shown_step < 0) shown_step = s.steps[i];
+    QString line = QString("%1: %2").arg(s.name).arg(s.values[i], 0, 'g', 6);
+    if (s.steps[i] != shown_step) line += QString(" (step %1)").arg(s.steps[i]);  // a sparse series
+    lines << line;
   }
   if (lines.isEmpty()) return;
   lines.prepend(QString("step %1").arg(shown_step));
@@ -321,6 +398,7 @@ void LossChart::paintEvent(QPaintEvent*) {
   for (auto it = series_.rbegin(); it != series_.rend(); ++it) {  // the first series (total) on top
     if (it->visible) drawSeries(p, f, *it);
   }
+  drawMark(p, f);
   p.restore();
   drawHover(p, f);
 }

@@ -2,9 +2,12 @@
 // LossChart: learning curves (one line per named series over the step axis) drawn with QPainter:
 // linear or log10 value axis with round ticks, a legend that toggles series, and a tooltip with
 // every series' value at the step under the mouse. Long curves are drawn decimated to one
-// min/max pair per pixel column, so a repaint costs O(width), not O(steps).
+// min/max pair per pixel column, so a repaint costs O(width), not O(steps). A series can have a
+// fixed colour and dots at its points (sparse measurements such as the validation loss), and one
+// point of one series can be marked with a ring and a label (the best validation step).
 
 #include <QColor>
+#include <QHash>
 #include <QString>
 #include <QWidget>
 
@@ -28,6 +31,17 @@ class LossChart : public QWidget {
   /// Appends a point of `series` (created on first use, in a fixed colour order). Steps must not
   /// decrease within a series. Schedules one repaint (Qt merges repeated update() calls).
   void addPoint(const QString& series, double step, double value);
+  /// The series called `series` (now, and whenever it is created again after reset()) is drawn
+  /// in `colour`, with a dot at every point when `dots`, instead of the next colour of the order.
+  void setSeriesStyle(const QString& series, const QColor& colour, bool dots);
+  /// Marks the point of `series` at `step` with a ring and `label` (one mark; reset() removes it).
+  void setMark(const QString& series, double step, const QString& label);
+  void clearMark();
+  /// The marked series ("" when none) and step (NaN when none).
+  QString markedSeries() const { return mark_series_; }
+  double markedStep() const;
+  /// The (step, value) points of a series (empty if unknown).
+  std::vector<std::pair<double, double>> points(const QString& series) const;
   void setLogScale(bool on);
   bool logScale() const { return log_scale_; }
   void setSeriesVisible(const QString& series, bool visible);
@@ -52,6 +66,7 @@ class LossChart : public QWidget {
     QString name;
     QColor colour;
     bool visible = true;
+    bool dots = false;
     std::vector<double> steps, values;
   };
   struct Frame {  // the plot rectangle and the value range it shows (in axis units: log10 if log)
@@ -67,9 +82,18 @@ class LossChart : public QWidget {
   void drawSeries(QPainter& p, const Frame& f, const Series& s) const;
   void drawLegend(QPainter& p);
   void drawHover(QPainter& p, const Frame& f) const;
+  void drawMark(QPainter& p, const Frame& f) const;
+  QPointF toPixel(const Frame& f, double step, double value) const;  // NaN y for values a log axis cannot show
 
   std::vector<Series> series_;
   std::vector<std::pair<double, QString>> markers_;
+  struct Style {
+    QColor colour;
+    bool dots = false;
+  };
+  QHash<QString, Style> styles_;  // fixed styles by series name (kept by reset())
+  QString mark_series_, mark_label_;
+  double mark_step_ = 0;
   std::vector<QRectF> legend_boxes_;  // one per series, from the last paint (click to toggle)
   QString title_;
   qint64 total_steps_ = 0;

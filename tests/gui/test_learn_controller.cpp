@@ -11,6 +11,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -31,6 +32,7 @@
 #include "learn_panel.h"
 #include "loss_chart.h"
 #include "model_session.h"
+#include "session_file.h"
 
 using latmix::studio::EngineHost;
 using latmix::studio::LearnController;
@@ -405,6 +407,93 @@ class TestLearnController : public QObject {
     QVERIFY(ccli.contains("--steps 3") && ccli.contains("--out DIR"));
   }
 
+  // Issue 21: the Learn tab draws the held-out loss beside the training loss (the values of the
+  // step events, the start's measurement, the best step marked) and says what validation decided.
+  void theLearnTabShowsTheValidationCurve() {
+    latmix::studio::ExplorerPanel explorer(host_.get(), session_.get());
+    latmix::studio::LearnPanel panel(host_.get(), session_.get(), &explorer);
+    LearnRequest r = tiny_request(6);
+    r.samples = 8;
+    r.validation = 2;
+    r.eval_every = 2;
+    r.patience = 0;
+    r.deployed_check = "ends";  // latmix quantizes its weights with GPTQ: the note says what GPTQ did
+    panel.setRequest(r);
+    const LearnRequest back = panel.request();
+    QCOMPARE(*back.validation, qint64(2));
+    QCOMPARE(*back.eval_every, qint64(2));
+    QCOMPARE(*back.patience, qint64(0));
+    QCOMPARE(back.deployed_check, QString("ends"));
+    const latmix::LearnSettings s = back.settings(at::kCPU);
+    QCOMPARE(s.validation, int64_t(2));
+    QCOMPARE(s.eval_every, int64_t(2));
+    QCOMPARE(s.patience, int64_t(0));
+    QVERIFY(s.deployed_check == latmix::DeployedCheck::Ends);
+    const QString cli = panel.cliCommand();
+    for (const char* part : {"--validation 2", "--eval-every 2", "--patience 0", "--deployed-check ends"})
+      QVERIFY2(cli.contains(part), qPrintable(cli + " lacks " + part));
+    r.deployed_check = "sometimes";
+    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, r.settings(at::kCPU));
+
+    LearnController* ctl = panel.controller();
+    std::vector<std::pair<double, double>> events;  // (step, validation) of the step events
+    connect(ctl, &LearnController::stepsArrived, this, [&](int first, int count) {
+      for (int i = first; i < first + count; ++i) {
+        const auto& step = ctl->curve()[static_cast<size_t>(i)];
+        if (step.validation) events.emplace_back(static_cast<double>(step.step), *step.validation);
+      }
+    });
+    QSignalSpy finished(ctl, &LearnController::finished);
+    QSignalSpy failed(ctl, &LearnController::failed);
+    QVERIFY(panel.start() != 0);
+    QVERIFY2(finished.wait(300000), failed.isEmpty() ? "timeout" : qPrintable(failed.at(0).at(0).toString()));
+    QVERIFY2(events.size() == 3, qPrintable(QString::number(events.size())));  // steps 2, 4, 6
+    const auto& o = ctl->outcome();
+    QCOMPARE(o.validation_samples, qint64(2));
+    QCOMPARE(static_cast<int>(o.validation_curve.size()), 4);  // the start (step 0) and the three events
+    QCOMPARE(o.validation_curve.front().first, qint64(0));
+
+    const auto* chart = panel.chart();
+    QVERIFY(chart->seriesNames().contains("validation"));
+    const auto points = chart->points("validation");
+    QCOMPARE(points.size(), o.validation_curve.size());
+    for (size_t i = 0; i < points.size(); ++i) {
+      QCOMPARE(points[i].first, static_cast<double>(o.validation_curve[i].first));
+      QCOMPARE(points[i].second, o.validation_curve[i].second);
+    }
+    for (const auto& e : events) {  // the events' values, exactly
+      QVERIFY2(std::find(points.begin(), points.end(), e) != points.end(),
+               qPrintable(QString("step %1: %2").arg(e.first).arg(e.second, 0, 'g', 17)));
+    }
+    QCOMPARE(chart->markedSeries(), QString("validation"));
+    QCOMPARE(chart->markedStep(), static_cast<double>(o.best_step));
+    QVERIFY(chart->pointCount("total") == 6);
+
+    QVERIFY(o.validation_note.startsWith("validation (2 held-out sequences)"));
+    QVERIFY2(o.validation_note.contains("deployed model (GPTQ weights)"), qPrintable(o.validation_note));
+    QVERIFY2(panel.summaryText().contains(o.validation_note.toHtmlEscaped()), qPrintable(panel.summaryText()));
+
+    // A session keeps the request's validation settings, the validation curve, note and the steps' values.
+    const latmix::studio::LearnRun& run = *ctl->runs(session_->summary().path).back();
+    const latmix::studio::LearnRun again =
+        latmix::studio::learn_run_from_json(latmix::studio::to_json(run, run.outcome.plan_prefix));
+    QCOMPARE(again.outcome.validation_curve, o.validation_curve);
+    QCOMPARE(again.outcome.best_step, o.best_step);
+    QCOMPARE(again.outcome.validation_note, o.validation_note);
+    QCOMPARE(again.outcome.validation_samples, o.validation_samples);
+    QCOMPARE(again.outcome.deployed_start, o.deployed_start);
+    QCOMPARE(again.outcome.deployed_result, o.deployed_result);
+    QCOMPARE(*again.request.validation, qint64(2));
+    QCOMPARE(again.request.deployed_check, QString("ends"));
+    QCOMPARE(again.curve.size(), run.curve.size());
+    for (size_t i = 0; i < run.curve.size(); ++i) QCOMPARE(again.curve[i].validation, run.curve[i].validation);
+
+    // A run picked from the history draws the same validation curve and mark.
+    QVERIFY(panel.selectRun(o.run));
+    QCOMPARE(panel.chart()->points("validation"), points);
+    QCOMPARE(panel.chart()->markedStep(), static_cast<double>(o.best_step));
+  }
+
   void theLossChartDrawsItsCurves() {
     latmix::widgets::LossChart chart;
     chart.resize(480, 320);
@@ -442,6 +531,18 @@ class TestLearnController : public QObject {
     t.start();
     QVERIFY(pixels(total) > 100);
     qInfo("200000-point curve drawn in %lld ms", static_cast<long long>(t.elapsed()));
+    // a styled sparse series keeps its colour after reset(); the mark is removed by reset()
+    const QColor cyan(23, 190, 207);
+    chart.setSeriesStyle("validation", cyan, true);
+    chart.reset(10);
+    QCOMPARE(pixels(cyan), 0);
+    for (int i = 0; i <= 10; i += 5) chart.addPoint("validation", i, 2.0 - 0.1 * i);
+    chart.setMark("validation", 10, "best: step 10");
+    QVERIFY(pixels(cyan) > 20);
+    QCOMPARE(chart.markedStep(), 10.0);
+    QCOMPARE(chart.points("validation").size(), size_t(3));
+    chart.reset(10);
+    QVERIFY(std::isnan(chart.markedStep()));
   }
 
  private:
