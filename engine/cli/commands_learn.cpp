@@ -39,7 +39,7 @@ std::vector<OptionSpec> learn_options() {
       {"schedule", "cosine|constant", "learning-rate schedule after the warm-up", "", false},
       {"grad-clip", "X", "max global gradient norm (0: off)", "", false},
       {"lambda", "X", "latmix: weight of the volume term (sum log|s|)^2", "", false},
-      {"param", "qr|lu", "latmix: affine parametrization", "", false},
+      {"param", "lu|qr", "latmix: affine parametrization (LU, the paper's: P L (U + diag s); QR: Q R; docs/methods.md)", "lu", false},
       {"init", "hadamard|block_hadamard|random|identity", "rotation the learned transforms start from", "", false},
       {"affine-bias", "yes|no", "latmix: learn the bias v of T1 (T(x) = A x + v)", "", false},
       {"rotation-map", "cayley|exp", "spinquant: map of the skew generator", "", false},

@@ -80,7 +80,7 @@ struct LearnSettings {
   bool cosine = true;         ///< cosine decay to zero after the warm-up (else constant)
   double grad_clip = 1.0;     ///< max global gradient norm (0: off)
   double lambda = 0.1;        ///< LATMiX volume regularizer weight: lambda * (sum_i log|s_i|)^2
-  AffineTransform::Param param = AffineTransform::Param::QR;
+  AffineTransform::Param param = AffineTransform::Param::LU;  ///< latmix: LU (the paper's; docs/results.md)
   TransformInit init = TransformInit::Hadamard;
   RotationTransform::Map rotation_map = RotationTransform::Map::Cayley;  ///< spinquant
   bool affine_bias = true;  ///< latmix: learn the bias v of T1 too
