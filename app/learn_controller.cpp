@@ -45,7 +45,7 @@ LearnStep to_step(const LearnEvent& e) {
   return s;
 }
 
-// One line per placement: "value: 6 x affine_qr 48 (max condition 1.31)".
+// One line per placement: "value: 6 x affine_lu 48 (max condition 1.31)".
 QStringList describe_plan(const TransformPlan& plan, std::vector<std::pair<QString, double>>* conditions) {
   c10::NoGradGuard no_grad;
   QStringList lines;

@@ -52,7 +52,7 @@ struct LearnOutcome {
   qint64 steps = 0;
   double first_loss = 0, last_loss = 0, seconds = 0;
   std::vector<std::pair<QString, double>> conditions;  ///< condition numbers of the learned transforms
-  QStringList transforms;  ///< one line per placement: "residual: affine_qr 288 (condition 1.8)"
+  QStringList transforms;  ///< one line per placement: "residual: affine_lu 288 (condition 1.8)"
   QString plan_prefix;     ///< the plan on disk (a private copy, or the loaded file); "" when the plan is empty
   // Provenance (issue 17, Majors 2 and 3): what the plan is, whatever the Learn tab shows now.
   QString model_path;    ///< the model it was learned on (loaded: checked against)

@@ -152,7 +152,7 @@ class TestLearnController : public QObject {
     QVERIFY(loaded.wait(30000));
     QVERIFY(ctl.outcome().loaded);
     QCOMPARE(ctl.outcome().transforms.size(), learned.size());
-    QVERIFY(ctl.outcome().transforms.front().startsWith("residual: affine_qr 256"));
+    QVERIFY(ctl.outcome().transforms.front().startsWith("residual: affine_lu 256"));
     QVERIFY(ctl.hasPlan());
 
     // A missing file fails with a message naming it; the controller keeps working.
