@@ -134,21 +134,13 @@ std::string mx_analysis_markdown(const MxAnalysis& analysis, const std::vector<s
       }
     }
   }
-  if (!plots.empty()) {
-    md << "\n## Plots\n\n";
-    for (const auto& p : plots) {
-      const std::string name = std::filesystem::path(p).filename().string();
-      md << "![" << name << "](" << name << ")\n\n";
-    }
-  }
+  md << markdown_plot_links(plots);
   return md.str();
 }
 
 std::vector<std::string> write_mx_analysis_report(const MxAnalysis& analysis, const std::string& dir) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) fail(dir, "report folder", "a folder that can be created", ec.message());
+  create_report_folder(dir);
   std::vector<std::string> plots;
   auto png = [&](const std::string& name, const Image& image) {
     const std::string path = (fs::path(dir) / name).string();

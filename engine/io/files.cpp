@@ -57,6 +57,22 @@ int create_temp_beside(const std::string& target, std::string& temp) {
 
 }  // namespace
 
+size_t read_append(int fd, const std::string& path, std::string& buf, size_t max) {
+  const size_t old = buf.size();
+  buf.resize(old + max);
+  for (;;) {
+    const ssize_t n = ::read(fd, buf.data() + old, max);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int err = errno;
+      buf.resize(old);
+      fail(path, std::string("read error: ") + std::strerror(err));
+    }
+    buf.resize(old + static_cast<size_t>(n));
+    return static_cast<size_t>(n);
+  }
+}
+
 int open_regular_file(const std::string& path) {
   // O_NONBLOCK: open() of a FIFO returns at once instead of waiting for a writer; the fstat below
   // then refuses it. The flag has no effect on reads of a regular file.

@@ -28,21 +28,10 @@ bool LineReader::fill() {
     buf_.erase(0, pos_);
     pos_ = 0;
   }
-  const size_t old = buf_.size();
-  buf_.resize(old + kChunk);
-  for (;;) {
-    const ssize_t n = ::read(fd_, buf_.data() + old, kChunk);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      buf_.resize(old);
-      fail(path_, std::string("read error: ") + std::strerror(err));
-    }
-    buf_.resize(old + static_cast<size_t>(n));
-    read_ += static_cast<uint64_t>(n);
-    if (n == 0) eof_ = true;
-    return n > 0;
-  }
+  const size_t n = read_append(fd_, path_, buf_, kChunk);
+  read_ += n;
+  if (n == 0) eof_ = true;
+  return n > 0;
 }
 
 bool LineReader::next(std::string& line) {

@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
 #include <string>
 
 #include "latmix/error.h"
@@ -160,6 +162,22 @@ std::vector<Rgba> default_palette() {
   // Okabe & Ito (2008), "Color Universal Design".
   return {{0, 114, 178}, {213, 94, 0},   {0, 158, 115}, {204, 121, 167},
           {230, 159, 0}, {86, 180, 233}, {0, 0, 0},     {240, 228, 66}};
+}
+
+void create_report_folder(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) fail(dir, "report folder", "a folder that can be created", ec.message());
+}
+
+std::string markdown_plot_links(const std::vector<std::string>& plots) {
+  if (plots.empty()) return "";
+  std::string md = "\n## Plots\n\n";
+  for (const auto& p : plots) {
+    const std::string name = std::filesystem::path(p).filename().string();
+    md += "![" + name + "](" + name + ")\n\n";
+  }
+  return md;
 }
 
 }  // namespace latmix

@@ -97,20 +97,9 @@ TextTokenStream::~TextTokenStream() {
 
 bool TextTokenStream::fill() {
   if (eof_) return false;
-  const size_t old = buf_.size();
-  buf_.resize(old + piece_);
-  for (;;) {
-    const ssize_t n = ::read(fd_, buf_.data() + old, piece_);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int err = errno;
-      buf_.resize(old);
-      fail(path_, std::string("read error: ") + std::strerror(err));
-    }
-    buf_.resize(old + static_cast<size_t>(n));
-    if (n == 0) eof_ = true;
-    return n > 0;
-  }
+  const size_t n = read_append(fd_, path_, buf_, piece_);
+  if (n == 0) eof_ = true;
+  return n > 0;
 }
 
 bool TextTokenStream::at_end() {

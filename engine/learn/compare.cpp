@@ -366,21 +366,13 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
   }
   md << "\n## Conventions\n\n";
   for (const auto& r : fp) md << "- " << r.task << ": " << r.convention << "\n";
-  if (!plots.empty()) {
-    md << "\n## Plots\n\n";
-    for (const auto& p : plots) {
-      const std::string name = std::filesystem::path(p).filename().string();
-      md << "![" << name << "](" << name << ")\n\n";
-    }
-  }
+  md << markdown_plot_links(plots);
   return md.str();
 }
 
 std::vector<std::string> write_comparison_report(const Comparison& c, const std::string& dir) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) fail(dir, "report folder", "a folder that can be created", ec.message());
+  create_report_folder(dir);
   std::vector<std::string> written, plots;
   auto png = [&](const std::string& name, const Image& image) {
     const std::string path = (fs::path(dir) / name).string();

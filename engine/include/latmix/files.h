@@ -17,6 +17,11 @@ int open_regular_file(const std::string& path);
 /// it cannot be read.
 std::string read_text_file(const std::string& path);
 
+/// Appends up to `max` bytes read from `fd` to `buf` (one read(2), retried on EINTR) and returns
+/// how many (0 at the end of the file); a read error fails naming `path`. The streaming readers'
+/// one read step (text_stream.h, line_reader.h).
+size_t read_append(int fd, const std::string& path, std::string& buf, size_t max);
+
 /// A file that appears under its name complete or not at all: the engine's one way to write a
 /// file in place (text, safetensors, PNG, the zip bundle; the studio's files through
 /// write_file_atomic).

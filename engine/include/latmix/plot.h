@@ -96,4 +96,9 @@ Axis make_axis(double data_lo, double data_hi, bool log, int target_ticks = 6);
 /// in exponent form ("2e-05", "1.5e+07") for very small steps or very large values.
 std::string format_tick(double value, double step);
 
+/// Reports (compare, analyze): creates the report folder DIR (and its parents), or fails naming it.
+void create_report_folder(const std::string& dir);
+/// The "## Plots" section of a report's Markdown: one image link per file name (empty when none).
+std::string markdown_plot_links(const std::vector<std::string>& plots);
+
 }  // namespace latmix
