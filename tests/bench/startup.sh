@@ -13,7 +13,7 @@ wall() {  # wall CMD...: the median of N runs, in seconds
   for _ in $(seq 1 "$N"); do
     local t0 t1
     t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
-    echo "$t1 - $t0" | bc -l
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
   done | median
 }
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
