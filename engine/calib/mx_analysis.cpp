@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "latmix/error.h"
+#include "latmix/scoped_hook.h"
 
 namespace latmix {
 
@@ -361,12 +362,6 @@ class RowCapture : public CaptureHook {
   std::map<std::pair<int, int64_t>, std::vector<at::Tensor>> rows_;
 };
 
-struct HookGuard {
-  Model& model;
-  std::shared_ptr<CaptureHook> hook;
-  ~HookGuard() { model.remove_hook(hook); }
-};
-
 }  // namespace
 
 MxAnalysis analyze_mx_error(Model& model, const CalibrationSet& data, const MxAnalysisOptions& options,
@@ -395,8 +390,7 @@ MxAnalysis analyze_mx_error(Model& model, const CalibrationSet& data, const MxAn
   }
   auto capture = std::make_shared<RowCapture>(wanted);
   {
-    model.add_hook(capture);
-    HookGuard guard{model, capture};
+    const ScopedHook guard(model, capture);
     c10::NoGradGuard no_grad;
     const int64_t total = data.size();
     job.report("capture", 0, total);

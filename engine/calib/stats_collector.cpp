@@ -8,6 +8,7 @@
 #include "calib/view_accumulator.h"
 #include "latmix/calib_collector.h"
 #include "latmix/error.h"
+#include "latmix/scoped_hook.h"
 
 namespace latmix {
 
@@ -151,23 +152,11 @@ int64_t StatsCollector::accumulator_bytes() const {
   return b;
 }
 
-namespace {
-
-// Removes the hook again however the loop ends.
-struct HookGuard {
-  Model& model;
-  std::shared_ptr<CaptureHook> hook;
-  ~HookGuard() { model.remove_hook(hook); }
-};
-
-}  // namespace
-
 ActivationStats collect_activation_stats(Model& model, const CalibrationSet& data, const StatsOptions& options,
                                          const ActivationTransform& transform, const JobControl& job) {
   auto collector = std::make_shared<StatsCollector>(options, transform);
   collector->set_run_info(data.size(), data.seqlen());
-  model.add_hook(collector);
-  HookGuard guard{model, collector};
+  const ScopedHook guard(model, collector);
   c10::InferenceMode inference;
   const int64_t total = data.size();
   job.report("stats", 0, total);

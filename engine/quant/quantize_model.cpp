@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "latmix/error.h"
+#include "latmix/scoped_hook.h"
 #include "latmix/quant.h"
 
 namespace latmix {
@@ -66,21 +67,6 @@ class HessianHook : public CaptureHook {
  private:
   int64_t layer_, num_layers_;
   std::map<CapturePoint, HessianAccumulator> hessians_;
-};
-
-// Installs a hook for the lifetime of the object (removed on exceptions too).
-class ScopedHook {
- public:
-  ScopedHook(Model& model, std::shared_ptr<CaptureHook> hook) : model_(model), hook_(std::move(hook)) {
-    model_.add_hook(hook_);
-  }
-  ~ScopedHook() { model_.remove_hook(hook_); }
-  ScopedHook(const ScopedHook&) = delete;
-  ScopedHook& operator=(const ScopedHook&) = delete;
-
- private:
-  Model& model_;
-  std::shared_ptr<CaptureHook> hook_;
 };
 
 // The residual stream of every calibration batch entering decoder layer layer(), kept on the
