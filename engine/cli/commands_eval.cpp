@@ -40,10 +40,7 @@ int run_ppl(const Args& args) {
   const std::vector<int32_t>& ids = text.ids;
   const auto t1 = std::chrono::steady_clock::now();
   // The bar moves per layer: one pass of a big model takes minutes on a CPU.
-  int64_t windows = static_cast<int64_t>(ids.size()) / std::max<int64_t>(1, opt.bos ? opt.seqlen - 1 : opt.seqlen);
-  if (opt.max_windows > 0) windows = std::min(windows, opt.max_windows);
-  const LayerProgress layers(m.model, "perplexity", (windows + opt.batch_size - 1) / opt.batch_size,
-                             progress.callback());
+  const LayerProgress layers(m.model, "perplexity", perplexity_passes(ids.size(), opt), progress.callback());
   PerplexityResult r = evaluate_perplexity(m.model, ids, opt, layers.job);
   const auto t2 = std::chrono::steady_clock::now();
   progress.finish();

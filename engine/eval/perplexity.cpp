@@ -35,17 +35,30 @@ double sum_nll(const Model& model, const at::Tensor& hidden, const at::Tensor& t
 
 }  // namespace
 
+namespace {
+int64_t perplexity_windows(size_t text_tokens, const PerplexityOptions& opt) {
+  const int64_t text_per_window = std::max<int64_t>(1, opt.bos ? opt.seqlen - 1 : opt.seqlen);
+  int64_t windows = static_cast<int64_t>(text_tokens) / text_per_window;
+  if (opt.max_windows > 0) windows = std::min(windows, opt.max_windows);
+  return windows;
+}
+}  // namespace
+
+int64_t perplexity_passes(size_t text_tokens, const PerplexityOptions& opt) {
+  const int64_t batch = std::max<int64_t>(1, opt.batch_size);
+  return (perplexity_windows(text_tokens, opt) + batch - 1) / batch;
+}
+
 PerplexityResult evaluate_perplexity(const Model& model, const std::vector<int32_t>& ids,
                                      const PerplexityOptions& opt, const JobControl& job) {
   if (opt.seqlen < 2) throw UsageError("perplexity: seqlen must be at least 2");
   if (opt.bos && opt.bos_id < 0) throw UsageError("perplexity: BOS requested but the model has no BOS token");
   const int64_t text_per_window = opt.bos ? opt.seqlen - 1 : opt.seqlen;
-  int64_t windows = static_cast<int64_t>(ids.size()) / text_per_window;
+  const int64_t windows = perplexity_windows(ids.size(), opt);
   if (windows == 0) {
     throw Error("perplexity: the text has " + std::to_string(ids.size()) + " tokens, fewer than one window of " +
                 std::to_string(text_per_window));
   }
-  if (opt.max_windows > 0) windows = std::min(windows, opt.max_windows);
   c10::InferenceMode guard;
   double nll = 0;
   int64_t scored = 0;

@@ -15,6 +15,7 @@
 #include "latmix/files.h"
 #include "latmix/json.h"
 #include "latmix/model_files.h"
+#include "latmix/scoped_hook.h"
 #include "latmix/text_stream.h"
 
 namespace latmix {
@@ -169,12 +170,11 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
   lo.device = m.fp.device();
   lo.job.cancel = job.cancel;
   lo.mapped = m.fp.mapped();
-  if (o.kind == ExportKind::CompressedTensors) {
-    // Reloading decodes every packed linear and holds it: on a machine without that room the
-    // check is left out with the reason (the packed codes were compared bit for bit above).
-    // (mapped: decoded to bf16 on the host, exactly; else in the compute dtype on the device)
-    const std::string shortfall = memory_shortfall(
-        model_weight_bytes(m.fp.config(), lo.mapped ? at::kBFloat16 : lo.dtype), lo.mapped ? at::Device(at::kCPU) : lo.device);
+  if (o.kind == ExportKind::CompressedTensors && !lo.mapped) {
+    // Reloading in memory decodes every packed linear and holds it: on a device without that
+    // room the check is left out with the reason (the packed codes were compared bit for bit
+    // above). Mapped, they are decoded at use, one linear at a time (DeferredMatrices).
+    const std::string shortfall = memory_shortfall(model_weight_bytes(m.fp.config(), lo.dtype), lo.device);
     if (!shortfall.empty()) {
       out.figures["perplexity_not_measured"] = "reloading the folder decodes its packed weights: " + shortfall;
       return;
@@ -182,7 +182,10 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
   }
   PerplexityResult exp;
   {
-    const Model reloaded = load_model(dir, lo);
+    Model reloaded = load_model(dir, lo);
+    // A pass of a mapped 8B model takes minutes on a CPU: progress and cancel per layer.
+    reloaded.add_hook(std::make_shared<LayerProgressHook>("verify perplexity", reloaded.config().num_layers,
+                                                          perplexity_passes(o.verify_ids.size(), o.verify_ppl), job));
     exp = evaluate_perplexity(reloaded, o.verify_ids, o.verify_ppl, job);
   }  // released before the in-memory model's layers come back to the device
   if (m.stream) {
@@ -429,7 +432,7 @@ RecordedPerplexity recorded_perplexity_of(const std::string& export_path) {
 
 namespace {
 
-void check_recorded_perplexity(const Model& model, const JsonObject& m, const std::vector<int32_t>& ppl_ids,
+void check_recorded_perplexity(Model& model, const JsonObject& m, const std::vector<int32_t>& ppl_ids,
                                const std::string& ppl_missing, const JobControl& job, ExportVerification& out) {
   const JsonObject p = recorded_perplexity(m);
   if (p.value().empty() || !p.has("exported")) return;  // the export recorded none
@@ -455,6 +458,9 @@ void check_recorded_perplexity(const Model& model, const JsonObject& m, const st
     po.bos_id = *bos;
   }
   try {
+    // A pass of a mapped 8B model takes minutes on a CPU: progress and cancel per layer.
+    const ScopedHook layers(model, std::make_shared<LayerProgressHook>("perplexity", model.config().num_layers,
+                                                                       perplexity_passes(ppl_ids.size(), po), job));
     const PerplexityResult r = evaluate_perplexity(model, ppl_ids, po, job);
     const int digits = static_cast<int>(in_range("digits", 2, 0, 17));
     const std::string got = round_to(r.perplexity, digits), want = round_to(p.number("exported"), digits);
@@ -486,10 +492,10 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
       if (kind == ExportKind::CompressedTensors) check_packed_folder(path, out);
       LoadOptions lo;
       lo.mapped = true;  // a big export is checked without holding it
-      const Model model = load_model(path, lo);
+      Model model = load_model(path, lo);
       out.add("loads with load_model", true,
               model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers" +
-                  (kind == ExportKind::CompressedTensors ? " (packed weights decoded)" : ""));
+                  (kind == ExportKind::CompressedTensors ? " (packed weights decoded at use)" : ""));
       if (kind == ExportKind::CompressedTensors) check_ct_transform_groups(path, out);
       check_recorded_perplexity(model, m, ppl_ids, ppl_missing, job, out);
     } else if (kind == ExportKind::Gguf) {

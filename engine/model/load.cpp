@@ -34,7 +34,7 @@ class HfWeightReader {
   at::Tensor get(const std::string& name, std::vector<int64_t> shape) const {
     const std::string base = name.size() > 7 ? name.substr(0, name.size() - 7) : std::string();  // less ".weight"
     if (!store_.contains(name) && !base.empty() && store_.contains(base + ".weight_packed")) {
-      return with_input_transform(base, packed(base, shape));
+      return packed(base, shape);
     }
     if (!store_.contains(name)) fail(folder_, "tensor '" + name + "' is missing", "present", "absent");
     const TensorInfo& info = store_.info(name);
@@ -80,6 +80,8 @@ class HfWeightReader {
     if (headers_ != nullptr) {
       headers_->weight_bytes += pi.byte_size() + si.byte_size();
       ++headers_->dtypes["U8"];
+      const auto found = input_transforms_.find(base);
+      if (found != input_transforms_.end()) headers_->weight_bytes += store_.info(found->second).byte_size();
       return {};
     }
     MxPacked p;
@@ -89,12 +91,54 @@ class HfWeightReader {
     p.axis = 1;
     p.format = MxFormat::parse("mxfp4");
     p.nibbles = true;
-    const at::Tensor decoded = mx_decode(p, at::kFloat);
-    // Mapped: held in bf16 and converted at use like a mapped matrix. Exact: an MXFP4 value has at
-    // most two significant bits and an E8M0 scale only moves the exponent, so bf16 holds it as fp32
-    // does (half the memory of a decoded fp32 model).
-    if (opts_.mapped) return decoded.to(at::kBFloat16).contiguous();
-    return decoded.to(opts_.device, opts_.dtype).contiguous();
+    const InputTransform transform = input_transform(base, shape[1]);
+    if (!opts_.mapped) {
+      return apply_input_transform(decode_packed(p, opts_.device, opts_.dtype), transform, opts_.device, opts_.dtype);
+    }
+    // Mapped: decoded when used, one linear at a time (DeferredMatrices), from the mapped codes.
+    // Without a transform the decoded matrix is held in bf16 like a mapped matrix and converted
+    // at use. Exact: an MXFP4 value has at most two significant bits and an E8M0 scale only
+    // moves the exponent, so bf16 holds it as fp32 does.
+    const at::ScalarType dtype = transform.weight.defined() ? opts_.dtype : at::kBFloat16;
+    const at::Device device = opts_.device;
+    return deferred_->add(shape, dtype, [p, transform, device, dtype]() {
+      return apply_input_transform(decode_packed(p, at::kCPU, at::kBFloat16), transform, device, dtype);
+    });
+  }
+
+  // The MXFP4 values of packed codes.
+  static at::Tensor decode_packed(const MxPacked& p, at::Device device, at::ScalarType dtype) {
+    return mx_decode(p, at::kFloat).to(device, dtype).contiguous();
+  }
+
+  /// An input transform stored beside a linear: the matrix (undefined when none) and its block.
+  struct InputTransform {
+    at::Tensor weight;  // [b, b], as stored
+    int64_t block = 0;
+  };
+  InputTransform input_transform(const std::string& base, int64_t n) const {
+    const auto found = input_transforms_.find(base);
+    if (found == input_transforms_.end()) return {};
+    const std::string& tn = found->second;
+    const TensorInfo& ti = store_.info(tn);
+    // [n, n]: the whole input; [b, b] with b dividing n: one block applied to every b-wide block of
+    // the input (the scheme's head_dim), x_blk W / sqrt(b).
+    const int64_t b = ti.shape.size() == 2 && ti.shape[0] == ti.shape[1] ? ti.shape[0] : 0;
+    if (b < 1 || b > n || n % b != 0)
+      fail(folder_, "tensor '" + tn + "' has the wrong shape",
+           shape_to_string(std::vector<int64_t>{n, n}) + " or a square block dividing " + std::to_string(n),
+           shape_to_string(ti.shape));
+    return {store_.get(tn), b};
+  }
+  static at::Tensor apply_input_transform(const at::Tensor& weight, const InputTransform& t, at::Device device,
+                                          at::ScalarType dtype) {
+    if (!t.weight.defined()) return weight;
+    const int64_t n = weight.size(1), b = t.block;
+    const at::Tensor w = t.weight.to(at::kDouble);
+    const at::Tensor wd = weight.to(at::kCPU, at::kDouble);
+    const at::Tensor eff =
+        at::matmul(wd.reshape({wd.size(0), n / b, b}), w.t()).reshape({wd.size(0), n}) / std::sqrt(static_cast<double>(b));
+    return eff.to(device, dtype).contiguous();
   }
 
   // An input transform of transform_config stored beside a linear ("<linear>.<group>_input.weight",
@@ -103,28 +147,8 @@ class HfWeightReader {
   // matrix: every such tensor counts, so that none is silently left out.
   at::Tensor with_input_transform(const std::string& base, const at::Tensor& weight) const {
     const auto found = input_transforms_.find(base);
-    if (found != input_transforms_.end()) {
-      const std::string& tn = found->second;
-      const TensorInfo& ti = store_.info(tn);
-      if (headers_ != nullptr) {
-        headers_->weight_bytes += ti.byte_size();
-        return weight;
-      }
-      // [n, n]: the whole input; [b, b] with b dividing n: one block applied to every b-wide block of
-      // the input (the scheme's head_dim), x_blk W / sqrt(b).
-      const int64_t n = weight.size(1);
-      const int64_t b = ti.shape.size() == 2 && ti.shape[0] == ti.shape[1] ? ti.shape[0] : 0;
-      if (b < 1 || b > n || n % b != 0)
-        fail(folder_, "tensor '" + tn + "' has the wrong shape",
-             shape_to_string(std::vector<int64_t>{n, n}) + " or a square block dividing " + std::to_string(n),
-             shape_to_string(ti.shape));
-      const at::Tensor w = store_.get(tn).to(at::kDouble);
-      const at::Tensor wd = weight.to(at::kCPU, at::kDouble);
-      const at::Tensor eff =
-          at::matmul(wd.reshape({wd.size(0), n / b, b}), w.t()).reshape({wd.size(0), n}) / std::sqrt(static_cast<double>(b));
-      return eff.to(opts_.device, opts_.dtype).contiguous();
-    }
-    return weight;
+    if (found == input_transforms_.end()) return weight;
+    return apply_input_transform(weight, input_transform(base, weight.size(1)), opts_.device, opts_.dtype);
   }
   const std::string& folder() const { return folder_; }
   at::Tensor optional(const std::string& name, std::vector<int64_t> shape, bool expected) const {
@@ -153,6 +177,10 @@ class HfWeightReader {
   const LoadOptions& opts_;
   std::map<std::string, std::string> input_transforms_;
   ModelHeaders* headers_;
+
+ public:
+  /// The packed linears of a mapped load, decoded at use.
+  std::shared_ptr<DeferredMatrices> deferred_ = std::make_shared<DeferredMatrices>();
 };
 
 LayerWeights read_hf_layer(const HfWeightReader& r, const ModelConfig& c, int64_t l) {
@@ -205,21 +233,21 @@ ModelWeights read_hf_weights(const HfWeightReader& r, const ModelConfig& cfg, co
 Model load_hf_folder(const std::string& folder, const LoadOptions& opts) {
   ModelConfig cfg = load_model_config(folder);
   TensorStore store = TensorStore::open(folder);
-  // compressed-tensors: the packed MXFP4 linears are decoded at load, mapped or not
+  // compressed-tensors: the packed MXFP4 linears are decoded at load in memory, at use mapped
   const bool packed = !store.names_ending_with(".weight_packed").empty();
   // Every weight converted at load (or decoded): refused before reading when it cannot fit.
-  if (!opts.mapped || packed) {
+  if (!opts.mapped) {
     check_memory_fits(folder + (packed ? " (its packed MXFP4 weights are decoded at load)" : ""),
-                      model_weight_bytes(cfg, opts.mapped ? at::kBFloat16 : opts.dtype),
-                      opts.mapped ? at::Device(at::kCPU) : opts.device,
-                      packed                 ? "Use --dtype bf16, or a machine with more memory"
-                      : opts.device.is_cpu() ? "Load it memory-mapped (--weights mapped), or as bf16 (--dtype bf16)"
-                                             : "Use a smaller dtype (--dtype bf16), or the CPU with mapped weights");
+                      model_weight_bytes(cfg, opts.dtype), opts.device,
+                      opts.device.is_cpu() ? "Load it memory-mapped (--weights mapped), or as bf16 (--dtype bf16)"
+                                           : "Use a smaller dtype (--dtype bf16), or the CPU with mapped weights");
   }
   HfWeightReader r(store, folder, opts);
   ModelWeights w = read_hf_weights(r, cfg, opts);
-  if (opts.mapped) return Model(std::move(cfg), std::move(w), opts.dtype, opts.device);
-  return Model(std::move(cfg), std::move(w));
+  if (!opts.mapped) return Model(std::move(cfg), std::move(w));
+  Model m(std::move(cfg), std::move(w), opts.dtype, opts.device);
+  if (r.deferred_->size() > 0) m.set_deferred(r.deferred_);
+  return m;
 }
 
 /// Sequential reader of the fp32 arrays that follow a llama2.c header.

@@ -1,6 +1,7 @@
 #include "latmix/model.h"
 
 #include <cmath>
+#include <limits>
 
 #if __has_include(<ATen/ops/scaled_dot_product_attention.h>)
 #include <ATen/ops/scaled_dot_product_attention.h>
@@ -78,9 +79,29 @@ ModelWeights& Model::weights() {
   return weights_;
 }
 
+at::Tensor DeferredMatrices::add(const std::vector<int64_t>& shape, at::ScalarType dtype,
+                                  std::function<at::Tensor()> decode) {
+  at::Tensor base = at::full({1}, std::numeric_limits<double>::quiet_NaN(), at::TensorOptions().dtype(dtype));
+  at::Tensor placeholder = base.expand(shape);
+  const void* key = base.data_ptr();
+  entries_[key] = {std::move(base), std::move(decode)};
+  return placeholder;
+}
+
+at::Tensor DeferredMatrices::decode(const at::Tensor& t) const {
+  if (!t.defined() || entries_.empty() || t.numel() == 0) return {};
+  const auto found = entries_.find(t.data_ptr());
+  if (found == entries_.end()) return {};
+  return found->second.decode();
+}
+
 at::Tensor Model::compute(const at::Tensor& t) const {
   // In memory, tensors are used exactly as stored (as they always were).
   if (!mapped_ || !t.defined()) return t;
+  if (deferred_) {
+    const at::Tensor decoded = deferred_->decode(t);
+    if (decoded.defined()) return decoded.to(device_, dtype_);
+  }
   if (t.scalar_type() == dtype_ && t.device() == device_) return t;
   return t.to(device_, dtype_);
 }
@@ -243,12 +264,14 @@ at::Tensor Model::forward(const at::Tensor& ids, KvCache* cache) const {
 }
 
 Model Model::to(at::Device device, at::ScalarType dtype) const {
-  auto conv = [&](const at::Tensor& t) {
-    if (!t.defined()) return t;
+  auto conv = [&](const at::Tensor& stored) {
+    if (!stored.defined()) return stored;
+    const at::Tensor decoded = deferred_ ? deferred_->decode(stored) : at::Tensor();
+    const at::Tensor& t = decoded.defined() ? decoded : stored;
     at::Tensor r = t.to(device, dtype);
     // A mapped tensor already in the target dtype comes back as itself: copy it out of the
     // read-only mapping (the result is an ordinary, writable in-memory model).
-    if (mapped_ && r.data_ptr() == t.data_ptr()) r = r.clone();
+    if (mapped_ && r.data_ptr() == stored.data_ptr()) r = r.clone();
     return r;
   };
   ModelWeights w;

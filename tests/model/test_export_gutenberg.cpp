@@ -101,6 +101,14 @@ TEST(ExportGutenberg, HadamardPlanFoldedAndPackedVerify) {
   EXPECT_EQ(q["transform_config"]["config_groups"]["down_online"]["apply"][0]["targets"].size(), 6u);
   EXPECT_TRUE(latmix::verify_export(root + "/f", ids).ok());
   EXPECT_TRUE(latmix::verify_export(root + "/ct").ok());
+  // Mapped, the packed linears (with their transform_config input transforms) are decoded at use:
+  // the logits are the in-memory load's, bit for bit.
+  latmix::LoadOptions lo;
+  lo.mapped = true;
+  const latmix::Model map = latmix::load_model(root + "/ct", lo), mem = latmix::load_model(root + "/ct");
+  EXPECT_EQ(map.deferred_count(), 42u);
+  const at::Tensor window = at::tensor(std::vector<int64_t>(ids.begin(), ids.begin() + 64), at::kLong);
+  EXPECT_TRUE(at::equal(map.forward(window), mem.forward(window)));
 }
 
 // Issue 20, item 11: a compressed-tensors export records the perplexity of its decoded weights and

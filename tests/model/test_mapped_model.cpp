@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -288,22 +289,40 @@ TEST(MemoryCheck, AModelThatCannotFitIsRefusedBeforeLoadingWithTheNumbers) {
   const std::string mapped = latmix::test::message_of([&] { load(dir, true); });
   EXPECT_EQ(mapped.find("needs about"), std::string::npos) << mapped;
   EXPECT_NE(mapped.find("model.layers.6."), std::string::npos) << mapped;
-  // A compressed-tensors folder is decoded at load, mapped or not: the same claim is refused mapped too.
+  // A compressed-tensors folder is decoded at load in memory, at use mapped (one linear at a time).
   latmix::ExportOptions o;
   o.kind = latmix::ExportKind::CompressedTensors;
   o.out = latmix::test::temp_dir("memory-check-ct") + "/ct";
   latmix::export_model(load(model6m(), false), model6m(), {}, latmix::parse_quant_spec("w=mxfp4,a=none"), nullptr, o);
-  {  // mapped, the decoded codes are held in bf16 (exactly): the logits are the in-memory load's
+  {
+    const latmix::Model map = load(o.out, true), mem = load(o.out, false);
     const at::Tensor ids = at::tensor(std::vector<int64_t>{1, 50, 700, 3000, 12, 8000}, at::kLong);
-    EXPECT_TRUE(at::equal(load(o.out, true).forward(ids), load(o.out, false).forward(ids)));
+    EXPECT_TRUE(at::equal(map.forward(ids), mem.forward(ids)));  // the decoded values are exact in bf16
+    ASSERT_EQ(map.deferred_count(), 7u * static_cast<size_t>(map.config().num_layers));
+    EXPECT_EQ(mem.deferred_count(), 0u);
+    // What is stored is a placeholder: the shape, no memory, NaN where read without decoding.
+    const at::Tensor& stored = map.weights().layers[2].gate;
+    EXPECT_EQ(stored.sizes(), mem.weights().layers[2].gate.sizes());
+    EXPECT_EQ(stored.stride(0), 0);
+    EXPECT_TRUE(std::isnan(stored[0][0].item<float>()));
+    EXPECT_TRUE(at::equal(map.compute(stored), mem.weights().layers[2].gate));
+    const latmix::Model held = map.to(at::kCPU, at::kFloat);  // every placeholder decoded
+    EXPECT_EQ(held.deferred_count(), 0u);
+    for (size_t l = 0; l < held.weights().layers.size(); ++l) {
+      EXPECT_TRUE(at::equal(held.weights().layers[l].down, mem.weights().layers[l].down)) << l;
+    }
   }
   latmix::write_file_atomic(o.out + "/config.json", [&] {
     nlohmann::json c = nlohmann::json::parse(latmix::read_text_file(o.out + "/config.json"));
     c["num_hidden_layers"] = 100000;
     return c.dump();
   }());
-  const std::string packed = latmix::test::message_of([&] { load(o.out, true); });
+  const std::string packed = latmix::test::message_of([&] { load(o.out, false); });
   EXPECT_NE(packed.find("ct (its packed MXFP4 weights are decoded at load): needs about"), std::string::npos) << packed;
+  EXPECT_NE(packed.find("--weights mapped"), std::string::npos) << packed;
+  const std::string packed_mapped = latmix::test::message_of([&] { load(o.out, true); });
+  EXPECT_EQ(packed_mapped.find("needs about"), std::string::npos) << packed_mapped;
+  EXPECT_NE(packed_mapped.find("model.layers.6."), std::string::npos) << packed_mapped;
   // What fits passes; LATMIX_NO_MEMORY_CHECK=1 turns the check off.
   EXPECT_NO_THROW(latmix::check_memory_fits("small", 1, at::kCPU, ""));
   EXPECT_THROW(latmix::check_memory_fits("big", uint64_t{1} << 62, at::kCPU, ""), latmix::Error);

@@ -33,6 +33,9 @@ struct PerplexityResult {
   std::string describe() const;
 };
 
+/// Forward passes evaluate_perplexity() makes over `text_tokens` tokens (for per-layer progress).
+int64_t perplexity_passes(size_t text_tokens, const PerplexityOptions& options);
+
 /// Non-overlapping windows over the tokenized text, tail dropped.
 /// Without BOS: each window is `seqlen` text tokens and every position but the first is scored.
 /// With BOS: each window is BOS + `seqlen - 1` text tokens and every text token is scored.

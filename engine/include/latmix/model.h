@@ -8,6 +8,8 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +102,27 @@ class KvCache {
   int64_t length_ = 0;
 };
 
+/// Matrices a mapped model decodes when they are used rather than at load: compressed-tensors'
+/// packed MXFP4 linears. The stored tensor is a placeholder of the right shape and dtype that
+/// holds no memory (one NaN broadcast, so code that reads it without decoding sees NaN, never a
+/// plausible weight); Model::compute() decodes it for the one use, Model::to() and weights()
+/// decode every one. An 8B compressed-tensors folder is evaluated holding one decoded linear.
+class DeferredMatrices {
+ public:
+  /// A placeholder of `shape` in `dtype` whose value is decode() (called at each use).
+  at::Tensor add(const std::vector<int64_t>& shape, at::ScalarType dtype, std::function<at::Tensor()> decode);
+  /// The decoded matrix when `t` is one of the placeholders, else an undefined tensor.
+  at::Tensor decode(const at::Tensor& t) const;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    at::Tensor base;  // the one element the placeholder broadcasts (kept: its address is the key)
+    std::function<at::Tensor()> decode;
+  };
+  std::map<const void*, Entry> entries_;
+};
+
 /// A model's weights live in one of two ways:
 ///  - in memory: every tensor converted to the compute dtype and device at load (the default);
 ///  - mapped: the matrices (embedding, the seven linears of each layer, lm_head) stay as the
@@ -111,6 +134,7 @@ class KvCache {
 ///    the in-memory model's; anonymous memory stays at one converted matrix plus activations.
 /// A stored tensor of another dtype than the compute dtype is converted at use in either mode, so
 /// a mapped model can have some tensors replaced by computed ones (GPTQ does, layer by layer).
+/// A mapped model can also hold DeferredMatrices (decoded at use, see there).
 class Model {
  public:
   /// An in-memory model: the compute dtype and device are the embedding's.
@@ -134,6 +158,10 @@ class Model {
   at::Device device() const { return device_; }
   /// Whether the matrices are memory-mapped and converted at use (see above).
   bool mapped() const { return mapped_; }
+  /// Placeholders among the stored matrices that are decoded at use (mapped models only).
+  void set_deferred(std::shared_ptr<const DeferredMatrices> deferred) { deferred_ = std::move(deferred); }
+  /// How many stored matrices are decoded at use (0 for most models).
+  size_t deferred_count() const { return deferred_ ? deferred_->size() : 0; }
   /// A stored tensor in the compute dtype on the compute device: `t` itself when it already is,
   /// else a converted copy (undefined stays undefined).
   at::Tensor compute(const at::Tensor& t) const;
@@ -182,6 +210,7 @@ class Model {
   at::ScalarType dtype_;
   at::Device device_;
   bool mapped_ = false;
+  std::shared_ptr<const DeferredMatrices> deferred_;
   std::vector<std::shared_ptr<CaptureHook>> hooks_;
 };
 
