@@ -255,7 +255,8 @@ void AnalyzePanel::buildControls() {
   progress_->setTextVisible(true);
   progress_->hide();
   for (QWidget* w : std::initializer_list<QWidget*>{run_, cancel_, save_}) actions->addWidget(w);
-  actions->addWidget(progress_, 1);
+  actions->addWidget(progress_, 2);
+  actions->addStretch(1);
   layout->addLayout(actions);
   connect(run_, &QPushButton::clicked, this, &AnalyzePanel::run);
   connect(cancel_, &QPushButton::clicked, this, &AnalyzePanel::cancel);
@@ -309,6 +310,7 @@ QWidget* AnalyzePanel::buildResults() {
       "why a transform was skipped, or what a learned fit kept"};
   for (int c = 0; c < tips.size(); ++c) table_->horizontalHeaderItem(c)->setToolTip(tips[c]);
   table_->horizontalHeader()->setStretchLastSection(true);
+  table_->verticalHeader()->hide();
   table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   table_->setMinimumHeight(170);
   layout->addWidget(table_, 1);
@@ -596,7 +598,7 @@ void AnalyzePanel::updateTable() {
   const BlockSizeResult& aff = l.curve(AnalysisTransform::LearnedAffine).sizes[at];
   QString here;
   if (!rot.skipped && !aff.skipped) {
-    here = QString(" Here at block size %1: the affine map's E is %2 (condition number %3, crest %4, peak %5), the "
+    here = QString("\nHere at block size %1: the affine map's E is %2 (condition number %3, crest %4, peak %5), the "
                    "rotation's %6 (condition number 1, crest %7, peak %8): the %9.")
                .arg(block)
                .arg(number(aff.rel_error), number(aff.condition_number), QString::number(aff.block_crest, 'f', 3),
@@ -607,8 +609,8 @@ void AnalyzePanel::updateTable() {
   explanation_->setText(
       "Why an affine map can beat a rotation: the paper's bound weighs the transform's conditioning (how much T^-1 "
       "can amplify the error made in T's basis; 1 for any rotation) against the block magnitudes T x leaves for the "
-      "power-of-two block scales (crest, peak power); a rotation can only reshuffle energy between blocks, while an "
-      "affine map may pay a condition number above 1 for blocks that quantize with less error." +
+      "power-of-two scales (crest, peak power), so an affine map may pay a condition number above 1 for blocks that "
+      "quantize better." +
       here);
 }
 

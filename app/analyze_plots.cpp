@@ -21,6 +21,35 @@ QString value_text(double v) { return QString::number(v, 'g', 4); }
 
 double log10_or_nan(double v) { return v > 0 && std::isfinite(v) ? std::log10(v) : std::nan(""); }
 
+// A round tick spacing (1, 2 or 5 x 10^k) giving about `count` ticks over `range`.
+double nice_step(double range, int count) {
+  const double raw = range / std::max(1, count);
+  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
+  for (double m : {1.0, 2.0, 5.0}) {
+    if (raw <= m * mag) return m * mag;
+  }
+  return 10 * mag;
+}
+
+// The y ticks of a log axis showing log10 values y0..y1 (axis units): decades, with 2x and 5x
+// when the range is narrow; within less than a decade or so, round values 1, 2 or 5 x 10^k apart.
+std::vector<double> log_ticks(double y0, double y1) {
+  std::vector<double> ticks;
+  const bool narrow = y1 - y0 < 2;
+  for (double k = std::floor(y0); k <= std::ceil(y1); k += 1) {
+    for (double m : narrow ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
+      const double v = k + std::log10(m);
+      if (v >= y0 && v <= y1) ticks.push_back(v);
+    }
+  }
+  if (ticks.size() >= 3) return ticks;
+  ticks.clear();
+  const double lo = std::pow(10.0, y0), hi = std::pow(10.0, y1);
+  const double step = nice_step(hi - lo, 4);
+  for (double v = std::ceil(lo / step) * step; v <= hi; v += step) ticks.push_back(std::log10(v));
+  return ticks;
+}
+
 }  // namespace
 
 QColor transform_colour(int index) {
@@ -91,19 +120,13 @@ void CurvePlot::drawAxes(QPainter& p, const Frame& f) const {
   const QColor text = palette().color(QPalette::Text);
   auto ypix = [&](double v) { return f.plot.bottom() - (v - f.y0) / (f.y1 - f.y0) * f.plot.height(); };
   auto xpix = [&](double v) { return f.plot.left() + (axisX(v) - f.x0) / (f.x1 - f.x0) * f.plot.width(); };
-  // y: decades, with 2x and 5x when the range is narrow
-  const bool narrow = f.y1 - f.y0 < 2;
-  for (double k = std::floor(f.y0); k <= std::ceil(f.y1); k += 1) {
-    for (double m : narrow ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
-      const double v = k + std::log10(m);
-      if (v < f.y0 || v > f.y1) continue;
-      const double y = ypix(v);
-      p.setPen(QPen(grid, 1, Qt::DotLine));
-      p.drawLine(QPointF(f.plot.left(), y), QPointF(f.plot.right(), y));
-      p.setPen(text);
-      p.drawText(QRectF(0, y - 8, kLeftAxis - 6, 16), Qt::AlignRight | Qt::AlignVCenter,
-                 QString::number(std::pow(10.0, v), 'g', 3));
-    }
+  for (double v : log_ticks(f.y0, f.y1)) {
+    const double y = ypix(v);
+    p.setPen(QPen(grid, 1, Qt::DotLine));
+    p.drawLine(QPointF(f.plot.left(), y), QPointF(f.plot.right(), y));
+    p.setPen(text);
+    p.drawText(QRectF(0, y - 8, kLeftAxis - 6, 16), Qt::AlignRight | Qt::AlignVCenter,
+               QString::number(std::pow(10.0, v), 'g', 3));
   }
   for (const auto& [x, label] : xTicks(f)) {
     const double px = xpix(x);
@@ -147,7 +170,27 @@ void CurvePlot::drawLegend(QPainter& p, const Frame& f) const {
     w = std::max<double>(w, fm.horizontalAdvance(c.name + (c.note.isEmpty() ? "" : " (" + c.note + ")")));
   }
   const double h = fm.height() * static_cast<double>(curves_.size()) + 8;
-  QRectF box(f.plot.right() - w - 34, f.plot.top() + 6, w + 28, h);
+  // The corner of the plot that hides the fewest points (top right on a tie).
+  const QSizeF size(w + 28, h);
+  const QRectF corners[] = {QRectF(QPointF(f.plot.right() - size.width() - 6, f.plot.top() + 6), size),
+                            QRectF(QPointF(f.plot.left() + 6, f.plot.top() + 6), size),
+                            QRectF(QPointF(f.plot.right() - size.width() - 6, f.plot.bottom() - h - 6), size),
+                            QRectF(QPointF(f.plot.left() + 6, f.plot.bottom() - h - 6), size)};
+  QRectF box = corners[0];
+  int fewest = std::numeric_limits<int>::max();
+  for (const QRectF& corner : corners) {
+    int hidden = 0;
+    for (const auto& c : curves_) {
+      for (const auto& [x, y] : c.points) {
+        const double ay = log10_or_nan(y);
+        if (!std::isfinite(ay)) continue;
+        const QPointF pt(f.plot.left() + (axisX(x) - f.x0) / (f.x1 - f.x0) * f.plot.width(),
+                         f.plot.bottom() - (ay - f.y0) / (f.y1 - f.y0) * f.plot.height());
+        hidden += corner.adjusted(-4, -4, 4, 4).contains(pt) ? 1 : 0;
+      }
+    }
+    if (hidden < fewest) fewest = hidden, box = corner;
+  }
   QColor back = palette().color(QPalette::Base);
   back.setAlpha(220);
   p.setPen(palette().color(QPalette::Mid));
