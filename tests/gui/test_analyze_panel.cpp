@@ -12,6 +12,8 @@
 #include <QJsonDocument>
 #include <QJsonObject>
 #include <QPushButton>
+#include <QScrollArea>
+#include <QScrollBar>
 #include <QSettings>
 #include <QSignalSpy>
 #include <QStandardPaths>
@@ -273,7 +275,7 @@ class TestAnalyzePanel : public QObject {
     QCOMPARE(started.count(), 0);
 
     // Hovering the error plot at block size 32 reads out every curve's value there.
-    w.resize(1280, 900);
+    w.resize(1280, 720);  // the size of the other screenshots (docs/screenshots)
     w.show();
     w.showTab(panel);
     QVERIFY(QTest::qWaitForWindowExposed(&w));
@@ -290,6 +292,15 @@ class TestAnalyzePanel : public QObject {
                            QString::number(l.curve(AnalysisTransform::LearnedAffine).sizes[at32].rel_error, 'g', 4)),
              qPrintable(text));
     QVERIFY(plot->readoutAt(QPointF(-5, -5)).isEmpty());
+    // LATMIX_ANALYZE_SCREENSHOT=FILE: the window as it is now (docs/screenshots/analyze.png).
+    if (const QString shot = qEnvironmentVariable("LATMIX_ANALYZE_SCREENSHOT"); !shot.isEmpty()) {
+      for (QWidget* p = panel->parentWidget(); p != nullptr; p = p->parentWidget()) {  // the results in view
+        if (auto* area = qobject_cast<QScrollArea*>(p)) area->verticalScrollBar()->setValue(area->verticalScrollBar()->maximum());
+      }
+      QTest::mouseMove(plot, QPoint(5, 5));  // off the plot: no readout over the curves
+      QTRY_VERIFY(plot->hoverText().isEmpty());
+      QVERIFY2(w.saveScreenshot(shot), qPrintable(shot));
+    }
   }
 
   // Cancel stops a long analysis (all layers, every capture point, many steps) while it fits, and
