@@ -52,7 +52,9 @@ auto parse_option(const char* option, F&& parse) {
   }
 }
 
-QString number(double v) { return std::isfinite(v) ? QString::number(v, 'g', 4) : QString("-"); }
+QString number(double v) {
+  return std::isfinite(v) ? QString::number(v, 'g', 4) : QString("-");
+}
 
 QComboBox* combo(QWidget* parent, const QStringList& items, const QString& tip) {
   auto* c = new QComboBox(parent);
@@ -106,7 +108,8 @@ MxAnalysisOptions AnalyzeRequest::options() const {
   if (!(opt.holdout >= 0 && opt.holdout < 1)) throw UsageError("--holdout: must be in [0, 1)");
   opt.lr = lr;
   if (!(opt.lr > 0)) throw UsageError("--lr: must be > 0");
-  if (affine != "lu" && affine != "qr") throw UsageError("--affine: expected lu or qr, got '" + affine.toStdString() + "'");
+  if (affine != "lu" && affine != "qr")
+    throw UsageError("--affine: expected lu or qr, got '" + affine.toStdString() + "'");
   opt.affine = affine == "lu" ? AffineTransform::Param::LU : AffineTransform::Param::QR;
   opt.seed = static_cast<uint64_t>(seed);
   opt.batch_size = batch;
@@ -124,14 +127,20 @@ CalibrationOptions AnalyzeRequest::calibration() const {
 }
 
 QStringList AnalyzeRequest::cliArguments(const QString& model) const {
-  QStringList argv = {"latmix", "analyze", "--model", model, "--data", data, "--samples", QString::number(samples),
-                      "--seqlen", QString::number(seqlen), "--sampling", sampling, "--seed", QString::number(seed)};
+  QStringList argv = {"latmix",     "analyze",
+                      "--model",    model,
+                      "--data",     data,
+                      "--samples",  QString::number(samples),
+                      "--seqlen",   QString::number(seqlen),
+                      "--sampling", sampling,
+                      "--seed",     QString::number(seed)};
   if (layer >= 0) argv << "--layer" << QString::number(layer);
   argv << "--point" << points.join(',') << "--format" << format << "--scale" << scale << "--round" << round;
   if (!blocks.trimmed().isEmpty()) argv << "--blocks" << QString(blocks).remove(' ');
   argv << "--detail-block" << QString::number(detail_block) << "--steps" << QString::number(steps) << "--lr"
        << QString::number(lr, 'g', 6) << "--holdout" << QString::number(holdout, 'g', 6) << "--affine" << affine
-       << "--batch" << QString::number(batch) << "--out" << "DIR";
+       << "--batch" << QString::number(batch) << "--out"
+       << "DIR";
   return argv;
 }
 
@@ -167,12 +176,14 @@ AnalyzePanel::AnalyzePanel(EngineHost* host, ModelSession* session, QWidget* par
   for (QWidget* w : findChildren<QWidget*>()) {  // the command line follows every setting
     if (auto* c = qobject_cast<QComboBox*>(w); c != nullptr && c != result_ && c != table_block_)
       connect(c, &QComboBox::currentIndexChanged, this, [this] { cli_->setText(cliCommand()); });
-    if (auto* s = qobject_cast<QSpinBox*>(w)) connect(s, &QSpinBox::valueChanged, this, [this] { cli_->setText(cliCommand()); });
+    if (auto* s = qobject_cast<QSpinBox*>(w))
+      connect(s, &QSpinBox::valueChanged, this, [this] { cli_->setText(cliCommand()); });
     if (auto* d = qobject_cast<QDoubleSpinBox*>(w))
       connect(d, &QDoubleSpinBox::valueChanged, this, [this] { cli_->setText(cliCommand()); });
     if (auto* e = qobject_cast<QLineEdit*>(w); e != nullptr && e != cli_)
       connect(e, &QLineEdit::textChanged, this, [this] { cli_->setText(cliCommand()); });
-    if (auto* b = qobject_cast<QCheckBox*>(w)) connect(b, &QCheckBox::toggled, this, [this] { cli_->setText(cliCommand()); });
+    if (auto* b = qobject_cast<QCheckBox*>(w))
+      connect(b, &QCheckBox::toggled, this, [this] { cli_->setText(cliCommand()); });
   }
   cli_->setText(cliCommand());
 }
@@ -185,8 +196,8 @@ void AnalyzePanel::buildControls() {
   data_->setToolTip("--data: the calibration text whose activations are analysed");
   auto* browse = new QPushButton("...", this);
   connect(browse, &QPushButton::clicked, this, [this] {
-    const QString f =
-        QFileDialog::getOpenFileName(this, "Calibration text", last_folder("text"), "Text (*.txt *.raw);;All files (*)");
+    const QString f = QFileDialog::getOpenFileName(this, "Calibration text", last_folder("text"),
+                                                   "Text (*.txt *.raw);;All files (*)");
     if (f.isEmpty()) return;
     remember_folder("text", f);
     data_->setText(f);
@@ -195,8 +206,13 @@ void AnalyzePanel::buildControls() {
   seqlen_ = spin(this, 2, 8192, 128, "--seqlen: tokens per sequence");
   sampling_ = combo(this, {"even", "random"}, "--sampling: how the windows of the text are chosen");
   seed_ = spin(this, 0, 1 << 30, 0, "--seed: of --sampling random and of the Hadamards' random signs");
-  add_row(layout, this, {{"text", data_}, {"", browse}, {"samples", samples_}, {"seqlen", seqlen_},
-                         {"sampling", sampling_}, {"seed", seed_}});
+  add_row(layout, this,
+          {{"text", data_},
+           {"", browse},
+           {"samples", samples_},
+           {"seqlen", seqlen_},
+           {"sampling", sampling_},
+           {"seed", seed_}});
 
   layer_ = combo(this, {"all layers"}, "--layer: the decoder layer analysed, or all of them");
   QStringList formats;
@@ -209,8 +225,13 @@ void AnalyzePanel::buildControls() {
   blocks_->setToolTip("--blocks: block sizes, comma-separated (empty: every power of two 2..1024 dividing the width)");
   blocks_->setMinimumWidth(110);
   detail_ = spin(this, 1, 1 << 16, 32, "--detail-block: the block size of the per-block error view");
-  add_row(layout, this, {{"layer", layer_}, {"format", format_}, {"scale", scale_}, {"round", round_},
-                         {"blocks", blocks_}, {"per-block at", detail_}});
+  add_row(layout, this,
+          {{"layer", layer_},
+           {"format", format_},
+           {"scale", scale_},
+           {"round", round_},
+           {"blocks", blocks_},
+           {"per-block at", detail_}});
 
   auto* points = new QHBoxLayout();
   points->addWidget(new QLabel("capture points", this));
@@ -236,12 +257,14 @@ void AnalyzePanel::buildControls() {
   holdout_->setRange(0, 0.95);
   holdout_->setSingleStep(0.05);
   holdout_->setValue(0.25);
-  holdout_->setToolTip("--holdout: share of the tokens (the last sequences) held out from fitting; every figure is "
-                       "measured there (0: fit and measure on all tokens, in-sample)");
+  holdout_->setToolTip(
+      "--holdout: share of the tokens (the last sequences) held out from fitting; every figure is "
+      "measured there (0: fit and measure on all tokens, in-sample)");
   affine_ = combo(this, {"lu", "qr"}, "--affine: parametrization of the learned affine transform");
   batch_ = spin(this, 1, 1024, 4, "--batch: sequences per forward pass while capturing");
-  add_row(layout, this, {{"learned fits: steps", steps_}, {"lr", lr_}, {"holdout", holdout_}, {"affine", affine_},
-                         {"batch", batch_}});
+  add_row(
+      layout, this,
+      {{"learned fits: steps", steps_}, {"lr", lr_}, {"holdout", holdout_}, {"affine", affine_}, {"batch", batch_}});
 
   auto* actions = new QHBoxLayout();
   run_ = new QPushButton("Run analysis", this);
@@ -375,9 +398,13 @@ void AnalyzePanel::showStatus(const QString& text, bool error) {
   status_->setText(error ? "<span style='color:#c0392b'>" + text.toHtmlEscaped() + "</span>" : text.toHtmlEscaped());
 }
 
-QString AnalyzePanel::statusText() const { return status_->text(); }
+QString AnalyzePanel::statusText() const {
+  return status_->text();
+}
 
-QString AnalyzePanel::progressText() const { return progress_->isVisible() || job_ != 0 ? progress_->text() : QString(); }
+QString AnalyzePanel::progressText() const {
+  return progress_->isVisible() || job_ != 0 ? progress_->text() : QString();
+}
 
 quint64 AnalyzePanel::run() {
   auto model = session_->model();
@@ -411,10 +438,10 @@ quint64 AnalyzePanel::run() {
   progress_->setFormat("waiting for the engine");
   progress_->show();
   stage_.clear();
-  showStatus(QString("Analysing %1 at %2 (%3) ...")
-                 .arg(r.layer < 0 ? QString("every layer") : QString("layer %1").arg(r.layer), r.points.join(", "),
-                      r.format),
-             false);
+  showStatus(
+      QString("Analysing %1 at %2 (%3) ...")
+          .arg(r.layer < 0 ? QString("every layer") : QString("layer %1").arg(r.layer), r.points.join(", "), r.format),
+      false);
   const std::string path = r.data.toStdString();
   QPointer<AnalyzePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   job_ = host_->submit("analyze", [self, model, tokenizer, opt, calib, path](const JobControl& job) {
@@ -453,8 +480,7 @@ void AnalyzePanel::onProgress(quint64 id, const QString& stage, qint64 done, qin
   const QString what = stage == "capture" ? "capturing activations (layers run)"
                        : stage == "fit"   ? "fitting learned transforms"
                                           : stage;
-  progress_->setFormat(what + " %v/%m" +
-                       eta_text(static_cast<double>(stage_clock_.elapsed()) / 1000.0, done, total));
+  progress_->setFormat(what + " %v/%m" + eta_text(static_cast<double>(stage_clock_.elapsed()) / 1000.0, done, total));
 }
 
 void AnalyzePanel::ended(const QString& status) {
@@ -497,11 +523,17 @@ void AnalyzePanel::showAnalysis(std::shared_ptr<const MxAnalysis> analysis) {
   Q_EMIT finished();
 }
 
-int AnalyzePanel::shownResult() const { return result_->currentIndex(); }
+int AnalyzePanel::shownResult() const {
+  return result_->currentIndex();
+}
 
-void AnalyzePanel::showResult(int index) { result_->setCurrentIndex(index); }
+void AnalyzePanel::showResult(int index) {
+  result_->setCurrentIndex(index);
+}
 
-int AnalyzePanel::tableBlock() const { return table_block_->currentData().toInt(); }
+int AnalyzePanel::tableBlock() const {
+  return table_block_->currentData().toInt();
+}
 
 void AnalyzePanel::setTableBlock(int block) {
   const int i = table_block_->findData(block);
@@ -540,9 +572,8 @@ void AnalyzePanel::updateResult() {
                                                 .arg(l.tokens));
   if (l.detail_block > 0) {
     block_plot_->setBlockSize(static_cast<int>(l.detail_block));
-    block_plot_->setCurves(std::move(blocks), QString("Per-block error at block size %1: %2 (share of E)")
-                                                  .arg(l.detail_block)
-                                                  .arg(where));
+    block_plot_->setCurves(std::move(blocks),
+                           QString("Per-block error at block size %1: %2 (share of E)").arg(l.detail_block).arg(where));
   } else {
     block_plot_->clear(QString("No per-block errors: the per-block size %1 is not among this capture's block sizes.")
                            .arg(detail_->value()));
@@ -577,16 +608,16 @@ void AnalyzePanel::updateTable() {
     const TransformCurve& c = l.curves[static_cast<size_t>(row)];
     const BlockSizeResult& r = c.sizes[at];
     const bool learned = !std::isnan(r.fit_error);
-    const QStringList cells = {
-        QString::fromStdString(analysis_transform_name(c.transform)),
-        r.skipped ? "-" : number(r.rel_error),
-        r.skipped || !(none > 0) ? "-" : QString::number(r.rel_error / none, 'f', 3) + "x",
-        r.skipped ? "-" : number(r.condition_number),
-        r.skipped ? "-" : QString::number(r.block_crest, 'f', 3),
-        r.skipped ? "-" : QString::number(r.block_peak_power, 'f', 3),
-        learned ? number(r.init_error) + " -> " + number(r.fit_error) + QString(" (step %1 of %2)").arg(r.best_step).arg(r.steps)
-                : QString(),
-        QString::fromStdString(r.note)};
+    const QStringList cells = {QString::fromStdString(analysis_transform_name(c.transform)),
+                               r.skipped ? "-" : number(r.rel_error),
+                               r.skipped || !(none > 0) ? "-" : QString::number(r.rel_error / none, 'f', 3) + "x",
+                               r.skipped ? "-" : number(r.condition_number),
+                               r.skipped ? "-" : QString::number(r.block_crest, 'f', 3),
+                               r.skipped ? "-" : QString::number(r.block_peak_power, 'f', 3),
+                               learned ? number(r.init_error) + " -> " + number(r.fit_error) +
+                                             QString(" (step %1 of %2)").arg(r.best_step).arg(r.steps)
+                                       : QString(),
+                               QString::fromStdString(r.note)};
     for (int col = 0; col < cells.size(); ++col) {
       auto* item = new QTableWidgetItem(cells[col]);
       if (col == 0) item->setForeground(transform_colour(row));
@@ -598,8 +629,9 @@ void AnalyzePanel::updateTable() {
   const BlockSizeResult& aff = l.curve(AnalysisTransform::LearnedAffine).sizes[at];
   QString here;
   if (!rot.skipped && !aff.skipped) {
-    here = QString("\nHere at block size %1: the affine map's E is %2 (condition number %3, crest %4, peak %5), the "
-                   "rotation's %6 (condition number 1, crest %7, peak %8): the %9.")
+    here = QString(
+               "\nHere at block size %1: the affine map's E is %2 (condition number %3, crest %4, peak %5), the "
+               "rotation's %6 (condition number 1, crest %7, peak %8): the %9.")
                .arg(block)
                .arg(number(aff.rel_error), number(aff.condition_number), QString::number(aff.block_crest, 'f', 3),
                     QString::number(aff.block_peak_power, 'f', 3), number(rot.rel_error),
@@ -621,13 +653,16 @@ QString AnalyzePanel::tableText() const {
   lines << header.join('\t');
   for (int r = 0; r < table_->rowCount(); ++r) {
     QStringList cells;
-    for (int c = 0; c < table_->columnCount(); ++c) cells << (table_->item(r, c) ? table_->item(r, c)->text() : QString());
+    for (int c = 0; c < table_->columnCount(); ++c)
+      cells << (table_->item(r, c) ? table_->item(r, c)->text() : QString());
     lines << cells.join('\t');
   }
   return lines.join('\n');
 }
 
-QString AnalyzePanel::explanationText() const { return explanation_->text(); }
+QString AnalyzePanel::explanationText() const {
+  return explanation_->text();
+}
 
 quint64 AnalyzePanel::saveReport(const QString& dir) {
   if (!analysis_ || report_job_ != 0) return 0;
@@ -642,11 +677,10 @@ quint64 AnalyzePanel::saveReport(const QString& dir) {
     for (const auto& f : written) files << QString::fromStdString(f);
     EngineHost::post(self, [self, files, dir] {
       self->report_job_ = 0;
-      self->save_->setEnabled(self->analysis_ != nullptr && self->job_ == 0);
-      self->showStatus(QString("Report written: %1 files in %2 (report.md, report.json, PNG plots).")
-                           .arg(files.size())
-                           .arg(dir),
-                       false);
+      self->save_->setEnabled(self->analysis_ != nullptr);
+      self->showStatus(
+          QString("Report written: %1 files in %2 (report.md, report.json, PNG plots).").arg(files.size()).arg(dir),
+          false);
       Q_EMIT self->reportSaved(files);
     });
   });

@@ -17,9 +17,13 @@ constexpr double kMargin = 8, kLeftAxis = 64, kBottomAxis = 36, kTop = 26;
 const QColor kColours[] = {QColor(90, 90, 90),   QColor(31, 119, 180), QColor(44, 160, 44),
                            QColor(255, 127, 14), QColor(214, 39, 40),  QColor(148, 103, 189)};
 
-QString value_text(double v) { return QString::number(v, 'g', 4); }
+QString value_text(double v) {
+  return QString::number(v, 'g', 4);
+}
 
-double log10_or_nan(double v) { return v > 0 && std::isfinite(v) ? std::log10(v) : std::nan(""); }
+double log10_or_nan(double v) {
+  return v > 0 && std::isfinite(v) ? std::log10(v) : std::nan("");
+}
 
 // A round tick spacing (1, 2 or 5 x 10^k) giving about `count` ticks over `range`.
 double nice_step(double range, int count) {
@@ -237,7 +241,9 @@ QString CurvePlot::readoutAt(const QPointF& pos) const {
   return lines.join('\n');
 }
 
-QString CurvePlot::hoverText() const { return readoutAt(hover_); }
+QString CurvePlot::hoverText() const {
+  return readoutAt(hover_);
+}
 
 void CurvePlot::drawHover(QPainter& p, const Frame& f) const {
   const QString text = readoutAt(hover_);
@@ -289,7 +295,9 @@ void CurvePlot::leaveEvent(QEvent*) {
   update();
 }
 
-double MxErrorPlot::axisX(double x) const { return x > 0 ? std::log2(x) : std::nan(""); }
+double MxErrorPlot::axisX(double x) const {
+  return x > 0 ? std::log2(x) : std::nan("");
+}
 
 std::vector<std::pair<double, QString>> MxErrorPlot::xTicks(const Frame& f) const {
   std::vector<std::pair<double, QString>> ticks;
@@ -300,7 +308,9 @@ std::vector<std::pair<double, QString>> MxErrorPlot::xTicks(const Frame& f) cons
   return ticks;
 }
 
-QString MxErrorPlot::xName(double x) const { return QString("block size %1").arg(x, 0, 'f', 0); }
+QString MxErrorPlot::xName(double x) const {
+  return QString("block size %1").arg(x, 0, 'f', 0);
+}
 
 std::vector<std::pair<double, QString>> BlockErrorPlot::xTicks(const Frame& f) const {
   std::vector<std::pair<double, QString>> ticks;

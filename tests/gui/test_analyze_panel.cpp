@@ -80,9 +80,13 @@ QString runAndWait(AnalyzePanel* panel) {
   return failed.isEmpty() ? QString() : "failed: " + failed.first().first().toString();
 }
 
-bool close(double a, double b, double rel) { return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b)); }
+bool close(double a, double b, double rel) {
+  return std::abs(a - b) <= rel * std::max(std::abs(a), std::abs(b));
+}
 
-QString name(AnalysisTransform t) { return QString::fromStdString(latmix::analysis_transform_name(t)); }
+QString name(AnalysisTransform t) {
+  return QString::fromStdString(latmix::analysis_transform_name(t));
+}
 
 }  // namespace
 
@@ -177,8 +181,8 @@ class TestAnalyzePanel : public QObject {
     // The engine, on this thread, with the same settings.
     auto model = session.model();
     auto tokenizer = session.tokenizer();
-    const latmix::CalibrationSet data = latmix::load_calibration_text(kSample.toStdString(), *tokenizer,
-                                                                      request.calibration());
+    const latmix::CalibrationSet data =
+        latmix::load_calibration_text(kSample.toStdString(), *tokenizer, request.calibration());
     latmix::Model probe = *model;
     const MxAnalysis ref = latmix::analyze_mx_error(probe, data, request.options());
     QCOMPARE(ref.layers.size(), a->layers.size());
@@ -205,8 +209,10 @@ class TestAnalyzePanel : public QObject {
           QCOMPARE(plotted[k].second, curve.sizes[i].rel_error);  // the plot draws the result as it is
           QVERIFY2(close(plotted[k].second, expected.sizes[i].rel_error, 1e-9),
                    qPrintable(QString("%1 at %2: plotted %3, engine %4")
-                                  .arg(name(curve.transform)).arg(curve.sizes[i].block)
-                                  .arg(plotted[k].second, 0, 'g', 17).arg(expected.sizes[i].rel_error, 0, 'g', 17)));
+                                  .arg(name(curve.transform))
+                                  .arg(curve.sizes[i].block)
+                                  .arg(plotted[k].second, 0, 'g', 17)
+                                  .arg(expected.sizes[i].rel_error, 0, 'g', 17)));
           ++k;
         }
         QCOMPARE(k, plotted.size());
@@ -242,10 +248,13 @@ class TestAnalyzePanel : public QObject {
         f.block = l.block_sizes[k];
         const double expected = latmix::relative_mx_error(measured, nullptr, f);
         const double plotted = panel->errorPlot()->points("none")[k].second;
-        QVERIFY2(close(plotted, expected, 1e-9), qPrintable(QString("%1 layer %2, block %3: plotted %4, direct %5")
-                                                               .arg(QString::fromStdString(latmix::capture_point_name(l.point)))
-                                                               .arg(l.layer).arg(f.block).arg(plotted, 0, 'g', 17)
-                                                               .arg(expected, 0, 'g', 17)));
+        QVERIFY2(close(plotted, expected, 1e-9),
+                 qPrintable(QString("%1 layer %2, block %3: plotted %4, direct %5")
+                                .arg(QString::fromStdString(latmix::capture_point_name(l.point)))
+                                .arg(l.layer)
+                                .arg(f.block)
+                                .arg(plotted, 0, 'g', 17)
+                                .arg(expected, 0, 'g', 17)));
       }
     }
 
@@ -257,7 +266,8 @@ class TestAnalyzePanel : public QObject {
     const QStringList lines = panel->tableText().split('\n');
     QCOMPARE(lines.size(), 6);
     QVERIFY(lines[0].contains("condition number") && lines[0].contains("block crest"));
-    const size_t at32 = static_cast<size_t>(std::find(l.block_sizes.begin(), l.block_sizes.end(), 32) - l.block_sizes.begin());
+    const size_t at32 =
+        static_cast<size_t>(std::find(l.block_sizes.begin(), l.block_sizes.end(), 32) - l.block_sizes.begin());
     for (int row = 0; row < 5; ++row) {
       const auto& r = l.curves[static_cast<size_t>(row)].sizes[at32];
       const QStringList cells = lines[row + 1].split('\t');
@@ -295,7 +305,8 @@ class TestAnalyzePanel : public QObject {
     // LATMIX_ANALYZE_SCREENSHOT=FILE: the window as it is now (docs/screenshots/analyze.png).
     if (const QString shot = qEnvironmentVariable("LATMIX_ANALYZE_SCREENSHOT"); !shot.isEmpty()) {
       for (QWidget* p = panel->parentWidget(); p != nullptr; p = p->parentWidget()) {  // the results in view
-        if (auto* area = qobject_cast<QScrollArea*>(p)) area->verticalScrollBar()->setValue(area->verticalScrollBar()->maximum());
+        if (auto* area = qobject_cast<QScrollArea*>(p))
+          area->verticalScrollBar()->setValue(area->verticalScrollBar()->maximum());
       }
       QTest::mouseMove(plot, QPoint(5, 5));  // off the plot: no readout over the curves
       QTRY_VERIFY(plot->hoverText().isEmpty());
