@@ -173,18 +173,15 @@ AnalyzePanel::AnalyzePanel(EngineHost* host, ModelSession* session, QWidget* par
     showStatus("The analysis failed: " + message, true);
     Q_EMIT failed(message);
   });
-  for (QWidget* w : findChildren<QWidget*>()) {  // the command line follows every setting
-    if (auto* c = qobject_cast<QComboBox*>(w); c != nullptr && c != result_ && c != table_block_)
-      connect(c, &QComboBox::currentIndexChanged, this, [this] { cli_->setText(cliCommand()); });
-    if (auto* s = qobject_cast<QSpinBox*>(w))
-      connect(s, &QSpinBox::valueChanged, this, [this] { cli_->setText(cliCommand()); });
-    if (auto* d = qobject_cast<QDoubleSpinBox*>(w))
-      connect(d, &QDoubleSpinBox::valueChanged, this, [this] { cli_->setText(cliCommand()); });
-    if (auto* e = qobject_cast<QLineEdit*>(w); e != nullptr && e != cli_)
-      connect(e, &QLineEdit::textChanged, this, [this] { cli_->setText(cliCommand()); });
-    if (auto* b = qobject_cast<QCheckBox*>(w))
-      connect(b, &QCheckBox::toggled, this, [this] { cli_->setText(cliCommand()); });
-  }
+  // The command line follows every setting.
+  auto follow = [this] { cli_->setText(cliCommand()); };
+  for (QComboBox* c : {sampling_, layer_, format_, scale_, round_, affine_})
+    connect(c, &QComboBox::currentIndexChanged, this, follow);
+  for (QSpinBox* b : {samples_, seqlen_, seed_, detail_, steps_, batch_})
+    connect(b, &QSpinBox::valueChanged, this, follow);
+  for (QDoubleSpinBox* d : {lr_, holdout_}) connect(d, &QDoubleSpinBox::valueChanged, this, follow);
+  for (QLineEdit* e : {data_, blocks_}) connect(e, &QLineEdit::textChanged, this, follow);
+  for (QCheckBox* b : points_) connect(b, &QCheckBox::toggled, this, follow);
   cli_->setText(cliCommand());
 }
 
