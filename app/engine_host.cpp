@@ -118,9 +118,12 @@ void EngineHost::execute(Job& job) {
   JobControl control;
   control.cancel = job.cancel;
   control.progress = [this, id, &last, &last_stage](std::string_view stage, int64_t done, int64_t total) {
-    if (stage != last_stage) last_stage = std::string(stage);
+    // The first report of a stage always goes out: dropped, the bar would name the previous stage
+    // until the new one reports again (one learned fit of `latmix analyze` can take minutes).
+    const bool new_stage = stage != last_stage;
+    if (new_stage) last_stage = std::string(stage);
     const auto now = Clock::now();
-    if (done < total && now - last < std::chrono::milliseconds(33)) return;
+    if (!new_stage && done < total && now - last < std::chrono::milliseconds(33)) return;
     last = now;
     Q_EMIT jobProgress(id, QString::fromUtf8(stage.data(), static_cast<int>(stage.size())), done, total);
   };

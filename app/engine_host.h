@@ -41,7 +41,8 @@ class EngineHost : public QObject {
 
  Q_SIGNALS:
   void jobStarted(quint64 id, const QString& tag);
-  /// Throttled to at most ~30 updates per second per job (the last update is always sent).
+  /// Throttled to at most ~30 updates per second per job (the first update of each stage and the
+  /// last update are always sent).
   void jobProgress(quint64 id, const QString& stage, qint64 done, qint64 total);
   void jobFinished(quint64 id, const QString& tag, double seconds);
   void jobFailed(quint64 id, const QString& tag, const QString& message);

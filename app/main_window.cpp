@@ -36,6 +36,7 @@
 #include "engine_host.h"
 #include "heatmap_view.h"
 #include "imgui_host.h"
+#include "analyze_panel.h"
 #include "compare_panel.h"
 #include "explorer_panel.h"
 #include "export_panel.h"
@@ -156,6 +157,9 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   tabs_->addTab(scrolled(compare_, tabs_), "Compare");
   export_ = new ExportPanel(host_, session_, learn_, tabs_);  // issue #9, item 5
   tabs_->addTab(scrolled(export_, tabs_), "Export");
+  // Last, so that the tab indices sessions and settings saved before it came keep their meaning.
+  analyze_ = new AnalyzePanel(host_, session_, tabs_);  // issue #21: the paper's Figure 2 on this model
+  tabs_->addTab(scrolled(analyze_, tabs_), "Analyze");
   // The click carries the explorer's format and transform (a plan included) to the microscope.
   connect(explorer_, &ExplorerPanel::blockClicked, this,
           [this](const QString& point, int layer, int block, const QString& format, const QString& transform,
@@ -584,6 +588,7 @@ void MainWindow::showModel(const ModelSummary& s) {
   // Every per-model view starts empty for the new model (issue 17, Major 1).
   explorer_->modelChanged();
   microscope_->modelChanged();
+  analyze_->modelChanged();
   learn_->modelChanged();
   compare_->modelChanged();
   export_->modelChanged();

@@ -32,6 +32,7 @@ class ComparePanel;
 class LearnPanel;
 class LatencyProbe;
 class ExportPanel;
+class AnalyzePanel;
 class Tour;
 struct ModelSummary;
 struct LearnOutcome;
@@ -59,6 +60,8 @@ class MainWindow : public QMainWindow {
   LearnPanel* learn() const { return learn_; }
   ComparePanel* compare() const { return compare_; }
   ExportPanel* exportPanel() const { return export_; }
+  /// The Analyze tab (issue #21): the MX error against the block size, per transform.
+  AnalyzePanel* analyze() const { return analyze_; }
   /// The first-run tour (issue #10); hidden unless showing.
   Tour* tour() const { return tour_; }
   /// Brings the tab of a panel (explorer(), learn(), ...) to the front.
@@ -142,6 +145,7 @@ class MainWindow : public QMainWindow {
   ExplorerPanel* explorer_ = nullptr;
   ComparePanel* compare_ = nullptr;
   LearnPanel* learn_ = nullptr;
+  AnalyzePanel* analyze_ = nullptr;  // the Analyze tab (issue #21)
   ExportPanel* export_ = nullptr;  // the Export tab (issue #9, item 5); its actions are in File after "Settings"
   Tour* tour_ = nullptr;
   QLabel* export_status_ = nullptr;

@@ -76,6 +76,23 @@ class TestEngineHost : public QObject {
     QVERIFY(progress.count() < 20);  // throttled to ~30 Hz over ~0.1 s
   }
 
+  // The first report of a new stage is never throttled away, however soon it follows the last one:
+  // the bar must not name the previous stage while the new one's first unit runs (issue #21).
+  void theFirstReportOfAStageAlwaysComes() {
+    EngineHost host;
+    QSignalSpy progress(&host, &EngineHost::jobProgress);
+    QSignalSpy finished(&host, &EngineHost::jobFinished);
+    host.submit("stages", [](const latmix::JobControl& job) {
+      for (int i = 0; i < 50; ++i) job.report("capture", i, 100);  // within microseconds: throttled
+      job.report("fit", 0, 10);
+    });
+    QVERIFY(finished.wait(5000));
+    QStringList stages;
+    for (const auto& args : progress) stages << args.at(1).toString() + " " + args.at(2).toString();
+    QVERIFY2(stages.contains("fit 0"), qPrintable(stages.join(", ")));
+    QVERIFY2(stages.size() < 50, qPrintable(stages.join(", ")));  // the capture reports were throttled
+  }
+
   void aNewerRequestSupersedesAQueuedOneWithTheSameTag() {
     EngineHost host;
     QSignalSpy finished(&host, &EngineHost::jobFinished);

@@ -31,6 +31,7 @@
 #include <optional>
 #include <thread>
 
+#include "analyze_panel.h"
 #include "block_microscope_view.h"
 #include "compare_panel.h"
 #include "engine_host.h"
@@ -819,7 +820,7 @@ class TestStudioWindow : public QObject {
     QVERIFY(opened.wait(120000));
     const std::pair<const char*, QWidget*> panels[] = {{"explorer", w.explorer()},  {"microscope", w.microscope()},
                                                        {"learn", w.learn()},        {"compare", w.compare()},
-                                                       {"export", w.exportPanel()}};
+                                                       {"export", w.exportPanel()}, {"analyze", w.analyze()}};
     for (const auto& [name, panel] : panels) {
       const int width = panel->minimumSizeHint().width();
       QVERIFY2(width <= kNarrowWidth, qPrintable(QString("%1 needs %2 px").arg(name).arg(width)));
