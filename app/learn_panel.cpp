@@ -26,9 +26,11 @@
 
 #include "engine_host.h"
 #include "explorer_panel.h"
+#include "latmix/api/learn.h"
 #include "latmix/calib.h"
 #include "latmix/error.h"
 #include "latmix/quant.h"
+#include "latmix/tasks.h"
 #include "latmix/transform_fold.h"
 #include "loss_chart.h"
 #include "main_window.h"
@@ -94,6 +96,41 @@ QComboBox* choice(QWidget* parent, const QStringList& items) {
   c->addItem("method default", QString());
   for (const QString& i : items) c->addItem(i, i);
   return c;
+}
+
+// "--name: " and the help text of `latmix learn --help` (one source: latmix/api/learn.h).
+QString cli_tip(const char* name) {
+  return QString("--%1: %2").arg(name, QString::fromStdString(api::learn_option_help(name)));
+}
+
+std::optional<std::string> choice_of(const QComboBox* c) {
+  const QString v = c->currentData().toString();
+  return v.isEmpty() ? std::nullopt : std::optional<std::string>(v.toStdString());
+}
+
+std::optional<bool> yes_no_of(const QComboBox* c) {
+  const QString v = c->currentData().toString();
+  return v.isEmpty() ? std::nullopt : std::optional<bool>(v == "yes");
+}
+
+void set_choice(QComboBox* c, const std::optional<std::string>& v) {
+  c->setCurrentIndex(v ? std::max(0, c->findData(QString::fromStdString(*v))) : 0);
+}
+
+void set_yes_no(QComboBox* c, const std::optional<bool>& v) {
+  c->setCurrentIndex(v ? std::max(0, c->findData(QString(*v ? "yes" : "no"))) : 0);
+}
+
+void set_number(QLineEdit* e, const std::optional<double>& v) {
+  e->setText(v ? QString::number(*v, 'g', QLocale::FloatingPointShortest) : QString());
+}
+
+void set_count(QLineEdit* e, const std::optional<int64_t>& v) {
+  e->setText(v ? QString::number(*v) : QString());
+}
+
+bool same_number(double a, double b) {
+  return QString::number(a, 'g', 6) == QString::number(b, 'g', 6);  // as the form shows them
 }
 
 }  // namespace
@@ -257,36 +294,71 @@ void LearnPanel::buildSettings(QWidget* box) {
   connect(advanced, &QGroupBox::toggled, advanced, [advanced](bool on) { advanced->setFlat(!on); });
   optimizer_ = choice(advanced, {"adamw", "sgd"});
   schedule_ = choice(advanced, {"cosine", "constant"});
-  init_ = choice(advanced, {"hadamard", "random", "identity"});
+  init_ = choice(advanced, {"hadamard", "block_hadamard", "random", "identity"});
   lambda_ = number_field(advanced);
   warmup_ = number_field(advanced);
   grad_clip_ = number_field(advanced);
+  momentum_ = number_field(advanced);
+  weight_decay_ = number_field(advanced);
+  param_ = choice(advanced, {"lu", "qr"});
+  affine_bias_ = choice(advanced, {"yes", "no"});
+  rotation_map_ = choice(advanced, {"cayley", "exp"});
+  mode_ = choice(advanced, {"e2e", "layerwise"});
+  loss_ = choice(advanced, {"kl", "ce", "mse"});
   adv_form->addRow("optimizer", optimizer_);
+  adv_form->addRow("momentum (SGD)", momentum_);
+  adv_form->addRow("weight decay (AdamW)", weight_decay_);
   adv_form->addRow("schedule", schedule_);
-  adv_form->addRow("init", init_);
-  adv_form->addRow("lambda (volume term)", lambda_);
   adv_form->addRow("warm-up fraction", warmup_);
   adv_form->addRow("gradient clip", grad_clip_);
+  adv_form->addRow("mode", mode_);
+  adv_form->addRow("loss", loss_);
+  adv_form->addRow("init", init_);
+  adv_form->addRow("lambda (volume term)", lambda_);
+  adv_form->addRow("affine parametrization", param_);
+  adv_form->addRow("affine bias", affine_bias_);
+  adv_form->addRow("rotation map", rotation_map_);
   // Validation (docs/methods.md, "Never worse than the start"): the options of `latmix learn`.
   validation_ = count_field(advanced, 0);
   validation_->setPlaceholderText("one in eight (none under 8)");
-  validation_->setToolTip(
-      "--validation: calibration sequences held out; the plan with the lowest held-out loss, the start "
-      "included, is the result (0: no validation)");
   eval_every_ = count_field(advanced, 1);
   eval_every_->setPlaceholderText("an eighth of the steps");
-  eval_every_->setToolTip("--eval-every: steps between validation measurements");
   patience_ = count_field(advanced, 0);
-  patience_->setToolTip("--patience: end-to-end learning stops after N measurements without a new best (0: never)");
   deployed_check_ = choice(advanced, {"no", "ends", "every"});
-  deployed_check_->setToolTip(
-      "--deployed-check, with GPTQ weights: ends: the chosen plan is kept only if its model with GPTQ weights "
-      "beats the start's on the held-out sequences (two GPTQ runs); every: every measurement is of the model "
-      "with GPTQ weights (a GPTQ run each); no: the RTN student only");
   adv_form->addRow("validation sequences", validation_);
   adv_form->addRow("validate every (steps)", eval_every_);
   adv_form->addRow("patience", patience_);
   adv_form->addRow("deployed check", deployed_check_);
+  // Memory of end-to-end learning (docs/methods.md, "How memory is chosen"): same result, other speed.
+  micro_batch_ = count_field(advanced, 1);
+  micro_batch_->setPlaceholderText("from free memory (CPU: the batch)");
+  loss_chunk_ = count_field(advanced, 1);
+  loss_chunk_->setPlaceholderText("256 MB of logits");
+  recompute_ = choice(advanced, {"yes", "no"});
+  kept_layers_ = count_field(advanced, 0);
+  kept_layers_->setPlaceholderText("what fits in 30 % of a GPU (CPU: 0)");
+  teacher_cache_ = choice(advanced, {"yes", "no"});
+  adv_form->addRow("micro-batch", micro_batch_);
+  adv_form->addRow("loss chunk (positions)", loss_chunk_);
+  adv_form->addRow("recompute layers", recompute_);
+  adv_form->addRow("kept layers", kept_layers_);
+  adv_form->addRow("teacher cache", teacher_cache_);
+  const std::vector<std::pair<QWidget*, const char*>> tips = {
+      {optimizer_, "optimizer"},     {momentum_, "momentum"},       {weight_decay_, "weight-decay"},
+      {schedule_, "schedule"},       {warmup_, "warmup"},           {grad_clip_, "grad-clip"},
+      {mode_, "mode"},               {loss_, "loss"},               {init_, "init"},
+      {lambda_, "lambda"},           {param_, "param"},             {affine_bias_, "affine-bias"},
+      {rotation_map_, "rotation-map"}, {validation_, "validation"}, {eval_every_, "eval-every"},
+      {patience_, "patience"},       {deployed_check_, "deployed-check"}, {micro_batch_, "micro-batch"},
+      {loss_chunk_, "loss-chunk"},   {recompute_, "recompute"},     {kept_layers_, "kept-layers"},
+      {teacher_cache_, "teacher-cache"}, {quant_, "quant"},         {calib_, "calib"},
+      {samples_, "samples"},         {seqlen_, "seqlen"},           {seed_, "seed"},
+      {steps_, "steps"},             {batch_, "batch"},             {lr_, "lr"}};
+  for (const auto& [w, name] : tips) {
+    w->setToolTip(cli_tip(name));
+    w->setObjectName(name);  // the option's name: tests set the form as a person would
+  }
+  method_->setObjectName("method");
   outer->addWidget(advanced);
   learn_knobs_ = {steps_, batch_, lr_, samples_, seqlen_, calib_, browse, advanced};
 
@@ -307,11 +379,13 @@ void LearnPanel::buildSettings(QWidget* box) {
 
   connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
   for (QComboBox* c : {quant_, calib_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
-  for (QComboBox* c : {optimizer_, schedule_, init_, deployed_check_})
+  for (QComboBox* c : {optimizer_, schedule_, init_, deployed_check_, param_, affine_bias_, rotation_map_, mode_, loss_,
+                       recompute_, teacher_cache_})
     connect(c, &QComboBox::currentIndexChanged, this, &LearnPanel::updateCli);
   for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
     connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
-  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_, validation_, eval_every_, patience_})
+  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_, momentum_, weight_decay_, validation_, eval_every_, patience_,
+                       micro_batch_, loss_chunk_, kept_layers_})
     connect(e, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
 }
 
@@ -404,14 +478,8 @@ void LearnPanel::methodChanged() {
   method_summary_->setText(QString("<i>%1</i><br><small>%2</small>")
                                .arg(QString::fromStdString(preset.summary).toHtmlEscaped(),
                                     QString::fromStdString(preset.transforms).toHtmlEscaped()));
-  QuantSpec spec;
-  try {
-    spec = parse_quant_spec(quant_->currentText().toStdString());
-  } catch (const Error&) {
-    spec = parse_quant_spec("mxfp4");  // defaults only depend on the device; the spec is checked at Start
-  }
   const at::Device device = settings_device();
-  const LearnSettings d = method_defaults(method, spec, device);
+  const LearnSettings d = formDefaults();
   steps_->setValue(static_cast<int>(std::max<int64_t>(1, d.steps)));
   batch_->setValue(static_cast<int>(d.batch));
   lr_->setText(QString::number(d.lr, 'g', 6));
@@ -421,6 +489,16 @@ void LearnPanel::methodChanged() {
   optimizer_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.optimizer)) + ")");
   schedule_->setItemText(0, QString("method default (%1)").arg(d.cosine ? "cosine" : "constant"));
   init_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.init)) + ")");
+  momentum_->setPlaceholderText(QString::number(d.momentum, 'g', 6));
+  weight_decay_->setPlaceholderText(QString::number(d.weight_decay, 'g', 6));
+  param_->setItemText(0, QString("method default (%1)").arg(d.param == AffineTransform::Param::QR ? "qr" : "lu"));
+  affine_bias_->setItemText(0, QString("method default (%1)").arg(d.affine_bias ? "yes" : "no"));
+  rotation_map_->setItemText(
+      0, QString("method default (%1)").arg(d.rotation_map == RotationTransform::Map::Exp ? "exp" : "cayley"));
+  mode_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.mode)) + ")");
+  loss_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.loss)) + "; with a mode: its loss)");
+  recompute_->setItemText(0, QString("default (%1)").arg(d.checkpoint_layers ? "yes" : "no"));
+  teacher_cache_->setItemText(0, "default (by memory; CPU: no)");
   patience_->setPlaceholderText(QString::number(d.patience));
   deployed_check_->setItemText(0, "default (" + QString::fromStdString(to_string(d.deployed_check)) + ")");
   device_->setText(QString::fromStdString(device.str()) + "  (File > Settings)");
@@ -555,66 +633,103 @@ QString loss_change_text(const std::vector<LearnStep>& curve) {
       .arg(parts.join("; "));
 }
 
+LearnSettings LearnPanel::formDefaults() const {
+  QuantSpec spec;
+  try {
+    spec = parse_quant_spec(quant_->currentText().toStdString());
+  } catch (const Error&) {
+    spec = parse_quant_spec("mxfp4");  // defaults only depend on the device; the spec is checked at Start
+  }
+  return method_defaults(method_->currentData().toString().toStdString(), spec, settings_device());
+}
+
 LearnRequest LearnPanel::request() const {
   LearnRequest r;
-  r.method = method_->currentData().toString();
-  r.quant = quant_->currentText().trimmed();
-  r.calib = calib_->currentText().trimmed();
-  r.data_dir = studio_data_dir();
-  r.samples = samples_->value();
-  r.seqlen = seqlen_->value();
-  r.seed = static_cast<quint64>(seed_->value());
-  if (!find_method(r.method.toStdString()).learned) return r;
-  r.steps = steps_->value();
-  r.batch = batch_->value();
-  r.lr = number_of(lr_);
-  r.lambda = number_of(lambda_);
+  r.model = session_->summary().path.toStdString();
+  r.device = StudioSettings::load().device.toStdString();
+  r.method = method_->currentData().toString().toStdString();
+  r.quant = quant_->currentText().trimmed().toStdString();
+  r.calib = calib_->currentText().trimmed().toStdString();
+  if (r.calib == "gutenberg") {  // the data folder matters for gutenberg only
+    const std::string dir = studio_data_dir().toStdString();
+    if (dir != default_eval_data_dir()) r.data_dir = dir;
+  }
+  const api::CalibrationSize size = api::learn_calibration_defaults(settings_device().is_cuda(), 0);
+  if (samples_->value() != size.samples) r.samples = samples_->value();
+  if (seqlen_->value() != size.seqlen) r.seqlen = seqlen_->value();
+  r.seed = static_cast<uint64_t>(seed_->value());
+  if (!find_method(r.method).learned) return r;
+  const LearnSettings d = formDefaults();
+  if (steps_->value() != d.steps) r.steps = steps_->value();
+  if (batch_->value() != d.batch) r.batch = batch_->value();
+  const std::optional<double> lr = number_of(lr_);
+  if (lr && !same_number(*lr, d.lr)) r.lr = lr;
+  r.optimizer = choice_of(optimizer_);
+  r.momentum = number_of(momentum_);
+  r.weight_decay = number_of(weight_decay_);
   r.warmup = number_of(warmup_);
+  r.schedule = choice_of(schedule_);
   r.grad_clip = number_of(grad_clip_);
-  r.optimizer = optimizer_->currentData().toString();
-  r.schedule = schedule_->currentData().toString();
-  r.init = init_->currentData().toString();
+  r.lambda = number_of(lambda_);
+  r.param = choice_of(param_);
+  r.init = choice_of(init_);
+  r.affine_bias = yes_no_of(affine_bias_);
+  r.rotation_map = choice_of(rotation_map_);
+  r.mode = choice_of(mode_);
+  r.loss = choice_of(loss_);
+  r.micro_batch = count_of(micro_batch_);
+  r.loss_chunk = count_of(loss_chunk_);
+  r.recompute = yes_no_of(recompute_);
+  r.kept_layers = count_of(kept_layers_);
+  r.teacher_cache = yes_no_of(teacher_cache_);
   r.validation = count_of(validation_);
   r.eval_every = count_of(eval_every_);
   r.patience = count_of(patience_);
-  r.deployed_check = deployed_check_->currentData().toString();
+  r.deployed_check = choice_of(deployed_check_);
   return r;
 }
 
 void LearnPanel::setRequest(const LearnRequest& r) {
-  method_->setCurrentIndex(method_->findData(r.method));
-  quant_->setCurrentText(r.quant);
+  method_->setCurrentIndex(method_->findData(QString::fromStdString(r.method)));
+  quant_->setCurrentText(QString::fromStdString(r.quant));
   methodChanged();  // the method's defaults first, then what the request sets
-  calib_->setCurrentText(r.calib);
-  samples_->setValue(r.samples);
-  seqlen_->setValue(r.seqlen);
+  calib_->setCurrentText(QString::fromStdString(r.calib));
+  const api::CalibrationSize size = api::learn_calibration_defaults(settings_device().is_cuda(), 0);
+  samples_->setValue(static_cast<int>(r.samples.value_or(size.samples)));
+  seqlen_->setValue(static_cast<int>(r.seqlen.value_or(size.seqlen)));
   seed_->setValue(static_cast<int>(r.seed));
   if (r.steps) steps_->setValue(static_cast<int>(*r.steps));
   if (r.batch) batch_->setValue(static_cast<int>(*r.batch));
-  if (r.lr) lr_->setText(QString::number(*r.lr, 'g', 6));
-  auto set_number = [](QLineEdit* e, const std::optional<double>& v) {
-    e->setText(v ? QString::number(*v, 'g', 6) : "");
-  };
-  set_number(lambda_, r.lambda);
+  if (r.lr) lr_->setText(QString::number(*r.lr, 'g', QLocale::FloatingPointShortest));
+  set_choice(optimizer_, r.optimizer);
+  set_number(momentum_, r.momentum);
+  set_number(weight_decay_, r.weight_decay);
   set_number(warmup_, r.warmup);
+  set_choice(schedule_, r.schedule);
   set_number(grad_clip_, r.grad_clip);
-  optimizer_->setCurrentIndex(std::max(0, optimizer_->findData(r.optimizer)));
-  schedule_->setCurrentIndex(std::max(0, schedule_->findData(r.schedule)));
-  init_->setCurrentIndex(std::max(0, init_->findData(r.init)));
-  auto set_count = [](QLineEdit* e, const std::optional<qint64>& v) { e->setText(v ? QString::number(*v) : ""); };
+  set_number(lambda_, r.lambda);
+  set_choice(param_, r.param);
+  set_choice(init_, r.init);
+  set_yes_no(affine_bias_, r.affine_bias);
+  set_choice(rotation_map_, r.rotation_map);
+  set_choice(mode_, r.mode);
+  set_choice(loss_, r.loss);
+  set_count(micro_batch_, r.micro_batch);
+  set_count(loss_chunk_, r.loss_chunk);
+  set_yes_no(recompute_, r.recompute);
+  set_count(kept_layers_, r.kept_layers);
+  set_yes_no(teacher_cache_, r.teacher_cache);
   set_count(validation_, r.validation);
   set_count(eval_every_, r.eval_every);
   set_count(patience_, r.patience);
-  deployed_check_->setCurrentIndex(std::max(0, deployed_check_->findData(r.deployed_check)));
+  set_choice(deployed_check_, r.deployed_check);
   updateCli();
 }
 
 QString LearnPanel::cliCommand() const {
-  const LearnRequest r = request();
-  QStringList argv = {"latmix", "learn", "--model", session_->summary().path, "--method", r.method};
-  argv << r.cliArguments() << "--device" << StudioSettings::load().device << "--out"
-       << "PREFIX";
-  return shell_command(argv);
+  LearnRequest r = request();
+  if (r.out.empty()) r.out = "PREFIX";  // Save transforms names the files afterwards
+  return shell_command(to_qstrings(api::learn_command_line(r)));
 }
 
 void LearnPanel::updateCli() {
@@ -627,21 +742,22 @@ quint64 LearnPanel::start() {
   if (controller_->running() || !session_->hasModel()) return 0;
   const LearnRequest r = request();
   try {
-    r.settings(settings_device());  // a typo in the spec or a bad value: say so now, not from the engine
+    api::learn_settings(r, settings_device());  // a typo in the spec or a bad value: say so now, not from the engine
   } catch (const Error& e) {
     summary_->setText("<span style='color:#c0392b'>" + QString::fromUtf8(e.what()).toHtmlEscaped() + "</span>");
     return 0;
   }
   storeSettings();
-  showCurve({}, r.steps.value_or(0));  // earlier runs stay in the run list (and overlaid, if chosen)
-  chart_->setTitle(QString("%1, %2").arg(r.method, r.quant));
+  showCurve({}, steps_->value());  // earlier runs stay in the run list (and overlaid, if chosen)
+  const QString method = QString::fromStdString(r.method);
+  chart_->setTitle(QString("%1, %2").arg(method, QString::fromStdString(r.quant)));
   summary_->setText(QString("Learning %1 (run %2 on this model)... The current plan stays until it finishes.")
-                        .arg(r.method)
+                        .arg(method)
                         .arg(controller_->runs(session_->summary().path).size() + 1));
   live_->setText(QString("Waiting for the engine: %1").arg(cliCommand()));
   const quint64 id = controller_->start(r);
   updateButtons();
-  Q_EMIT statusText("learning " + r.method);
+  Q_EMIT statusText("learning " + method);
   return id;
 }
 
@@ -684,7 +800,7 @@ void LearnPanel::onSteps(int first, int count) {
   if (controller_->paused()) text += " — paused";
   live_->setText(text);
   Q_EMIT statusText(QString("learning %1: step %2/%3, loss %4, ETA %5")
-                        .arg(controller_->request().method)
+                        .arg(QString::fromStdString(controller_->request().method))
                         .arg(s.step)
                         .arg(s.total)
                         .arg(s.loss, 0, 'g', 4)
@@ -777,7 +893,7 @@ bool LearnPanel::refreshHeatmap() {
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer || !snapshots_->isValid()) return false;
   ExplorerPanel::StatsRequest request = explorer_->statsRequest();
-  const QString method = controller_->request().method;
+  const QString method = QString::fromStdString(controller_->request().method);
   const std::string prefix = snapshots_->filePath("snapshot").toStdString();
   auto keep = snapshots_;
   QPointer<LearnPanel> self(this);
@@ -850,7 +966,7 @@ void LearnPanel::loadTransforms() {
 void LearnPanel::updateButtons() {
   const bool running = controller_->running();
   start_action_->setEnabled(!running && session_->hasModel());
-  pause_action_->setEnabled(running && find_method(controller_->request().method.toStdString()).learned);
+  pause_action_->setEnabled(running && find_method(controller_->request().method).learned);
   cancel_action_->setEnabled(running);
   start_->setEnabled(start_action_->isEnabled());
   pause_->setEnabled(pause_action_->isEnabled());
@@ -869,8 +985,9 @@ void LearnPanel::restoreSettings() {
   method_->setCurrentIndex(m >= 0 ? m : 0);
   quant_->setCurrentText(s.value("quant", "mxfp4").toString());
   const bool gpu = settings_device().is_cuda();
-  samples_->setValue(s.value("samples", default_calibration_samples(gpu)).toInt());
-  seqlen_->setValue(s.value("seqlen", default_calibration_seqlen(gpu, 0)).toInt());
+  const api::CalibrationSize size = api::learn_calibration_defaults(gpu, 0);
+  samples_->setValue(s.value("samples", static_cast<int>(size.samples)).toInt());
+  seqlen_->setValue(s.value("seqlen", static_cast<int>(size.seqlen)).toInt());
   seed_->setValue(s.value("seed", 0).toInt());
   if (s.contains("calib")) calib_->setCurrentText(s.value("calib").toString());
   log_scale_->setChecked(s.value("log_scale", false).toBool());
