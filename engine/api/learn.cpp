@@ -136,7 +136,9 @@ std::string number_text(double v) {
   return json(v).dump();  // the shortest text that reads back as the same double
 }
 
-std::string yes_no(bool v) { return v ? "yes" : "no"; }
+std::string yes_no(bool v) {
+  return v ? "yes" : "no";
+}
 
 // One of `allowed`, else the CLI's message for --option.
 std::string checked_name(const std::string& option, const std::string& value, const std::string& a,
@@ -166,7 +168,8 @@ const std::vector<LearnOptionHelp>& learn_option_help() {
       {"schedule", "cosine|constant", "learning-rate schedule after the warm-up", ""},
       {"grad-clip", "X", "max global gradient norm (0: off)", ""},
       {"lambda", "X", "latmix: weight of the volume term (sum log|s|)^2", ""},
-      {"param", "lu|qr", "latmix: affine parametrization (LU, the paper's: P L (U + diag s); QR: Q R; docs/methods.md)", "lu"},
+      {"param", "lu|qr", "latmix: affine parametrization (LU, the paper's: P L (U + diag s); QR: Q R; docs/methods.md)",
+       "lu"},
       {"init", "hadamard|block_hadamard|random|identity", "rotation the learned transforms start from", ""},
       {"affine-bias", "yes|no", "latmix: learn the bias v of T1 (T(x) = A x + v)", ""},
       {"rotation-map", "cayley|exp", "spinquant: map of the skew generator", ""},
@@ -178,8 +181,8 @@ const std::vector<LearnOptionHelp>& learn_option_help() {
        "(default: the most that fit in the device's free memory; CPU: the batch)",
        ""},
       {"loss-chunk", "N", "end-to-end: positions per lm_head + loss chunk (default: 256 MB of logits)", ""},
-      {"recompute", "yes|no",
-       "end-to-end: keep only each layer's input and recompute the layer in the backward pass", "yes"},
+      {"recompute", "yes|no", "end-to-end: keep only each layer's input and recompute the layer in the backward pass",
+       "yes"},
       {"validation", "N",
        "calibration sequences held out as the validation set (default: one in eight; 0: none); the plan with "
        "the lowest validation loss, the initialization included, is the result",
@@ -316,8 +319,8 @@ LearnSettings learn_settings(const LearnRequest& r, at::Device device, const Cal
   if (r.grad_clip) s.grad_clip = *r.grad_clip;
   if (r.lambda) s.lambda = *r.lambda;
   if (r.param) {
-    s.param = checked_name("param", *r.param, "qr", "lu") == "qr" ? AffineTransform::Param::QR
-                                                                   : AffineTransform::Param::LU;
+    s.param =
+        checked_name("param", *r.param, "qr", "lu") == "qr" ? AffineTransform::Param::QR : AffineTransform::Param::LU;
   }
   if (r.init) s.init = parse_transform_init(*r.init);
   if (r.affine_bias) s.affine_bias = *r.affine_bias;
@@ -356,8 +359,8 @@ LearnSettings learn_settings(const LearnRequest& r, at::Device device, const Cal
   if (r.mode) s.mode = parse_learn_mode(*r.mode);
   if (r.loss) s.loss = parse_learn_loss(*r.loss);
   if (r.mode && !r.loss) {
-    s.loss = s.mode == LearnMode::LayerWise ? LearnLoss::LayerMse
-                                            : (s.loss == LearnLoss::LayerMse ? LearnLoss::Kl : s.loss);
+    s.loss =
+        s.mode == LearnMode::LayerWise ? LearnLoss::LayerMse : (s.loss == LearnLoss::LayerMse ? LearnLoss::Kl : s.loss);
   }
   // The method's default batch fits the samples given; a batch given larger is refused by the learner.
   if (calibration != nullptr && !r.batch) s.batch = std::min(s.batch, calibration->size());

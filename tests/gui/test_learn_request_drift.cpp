@@ -136,6 +136,8 @@ TEST_F(LearnRequestDrift, TheDefaultRequestIsTheSameThroughTheCliAndTheLearnForm
 }
 
 TEST_F(LearnRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheLearnForm) {
+  // Option and value pairs, as typed.
+  // clang-format off
   const std::vector<std::string> argv = {
       "--model", kModel, "--method", "latmix", "--quant", "mxint4", "--calib", kSample, "--samples", "8",
       "--seqlen", "64", "--seed", "7", "--steps", "5", "--batch", "3", "--lr", "0.002", "--optimizer", "sgd",
@@ -144,6 +146,7 @@ TEST_F(LearnRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheLearnForm) {
       "--rotation-map", "exp", "--mode", "layerwise", "--loss", "mse", "--micro-batch", "2", "--loss-chunk", "128",
       "--recompute", "no", "--kept-layers", "1", "--teacher-cache", "yes", "--validation", "2", "--eval-every", "3",
       "--patience", "5", "--deployed-check", "every", "--device", "cpu"};
+  // clang-format on
   choose("method", "latmix");
   if (auto* q = widget<QComboBox>("quant")) q->setCurrentText("mxint4");
   if (auto* c = widget<QComboBox>("calib")) c->setCurrentText(QString::fromStdString(kSample));

@@ -81,10 +81,11 @@ TEST(ApiLearnRequest, EveryFieldSurvivesTheJsonRoundTrip) {
 TEST(ApiLearnRequest, UnsetOptionalsAreNullAndComeBackUnset) {
   const LearnRequest r;
   const json j = latmix::api::to_json(r);
-  for (const char* key : {"samples", "seqlen", "steps", "batch", "lr", "optimizer", "momentum", "weight_decay", "warmup",
-                          "schedule", "grad_clip", "lambda", "param", "init", "affine_bias", "rotation_map", "mode",
-                          "loss", "micro_batch", "loss_chunk", "recompute", "kept_layers", "teacher_cache",
-                          "validation", "eval_every", "patience", "deployed_check"}) {
+  for (const char* key :
+       {"samples",      "seqlen",        "steps",      "batch",      "lr",          "optimizer",     "momentum",
+        "weight_decay", "warmup",        "schedule",   "grad_clip",  "lambda",      "param",         "init",
+        "affine_bias",  "rotation_map",  "mode",       "loss",       "micro_batch", "loss_chunk",    "recompute",
+        "kept_layers",  "teacher_cache", "validation", "eval_every", "patience",    "deployed_check"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(j[key].is_null()) << key;
   }

@@ -32,12 +32,12 @@ namespace latmix::api {
 /// learn_settings() with the CLI's messages.
 struct LearnRequest {
   // The model (the client opens it; run_learn() takes it open).
-  std::string model;            ///< --model: Hugging Face folder or llama2.c .bin
-  std::string tokenizer;        ///< --tokenizer ("": the model's own)
-  std::string device = "cpu";   ///< --device: cpu, cuda, cuda:N
-  std::string dtype = "fp32";   ///< --dtype: compute dtype, fp32 or bf16
+  std::string model;              ///< --model: Hugging Face folder or llama2.c .bin
+  std::string tokenizer;          ///< --tokenizer ("": the model's own)
+  std::string device = "cpu";     ///< --device: cpu, cuda, cuda:N
+  std::string dtype = "fp32";     ///< --dtype: compute dtype, fp32 or bf16
   std::string method = "latmix";  ///< --method: rtn, gptq, quarot, mr-gptq, spinquant, flatquant, latmix
-  std::string quant = "mxfp4";  ///< --quant: QuantSpec text; weights= given here overrides the method's
+  std::string quant = "mxfp4";    ///< --quant: QuantSpec text; weights= given here overrides the method's
 
   // Calibration text.
   std::string calib = "gutenberg";  ///< --calib: "gutenberg" (the training books) or comma-separated files
@@ -47,29 +47,29 @@ struct LearnRequest {
   uint64_t seed = 0;                ///< --seed: random rotations and batch order
 
   // The learning knobs (ignored by the fixed presets rtn, gptq, quarot, mr-gptq).
-  std::optional<int64_t> steps;              ///< --steps (layer-wise: per layer)
-  std::optional<int64_t> batch;              ///< --batch (unset: the method's, at most the samples)
-  std::optional<double> lr;                  ///< --lr
-  std::optional<std::string> optimizer;      ///< --optimizer: adamw | sgd
-  std::optional<double> momentum;            ///< --momentum (SGD)
-  std::optional<double> weight_decay;        ///< --weight-decay (AdamW, decoupled)
-  std::optional<double> warmup;              ///< --warmup: fraction of the steps
-  std::optional<std::string> schedule;       ///< --schedule: cosine | constant
-  std::optional<double> grad_clip;           ///< --grad-clip (0: off)
-  std::optional<double> lambda;              ///< --lambda: latmix's volume term
-  std::optional<std::string> param;          ///< --param: lu | qr (latmix)
-  std::optional<std::string> init;           ///< --init: hadamard | block_hadamard | random | identity
-  std::optional<bool> affine_bias;           ///< --affine-bias yes|no (latmix)
-  std::optional<std::string> rotation_map;   ///< --rotation-map: cayley | exp (spinquant)
-  std::optional<std::string> mode;           ///< --mode: e2e | layerwise
-  std::optional<std::string> loss;           ///< --loss: kl | ce | mse (unset with mode: that mode's)
+  std::optional<int64_t> steps;             ///< --steps (layer-wise: per layer)
+  std::optional<int64_t> batch;             ///< --batch (unset: the method's, at most the samples)
+  std::optional<double> lr;                 ///< --lr
+  std::optional<std::string> optimizer;     ///< --optimizer: adamw | sgd
+  std::optional<double> momentum;           ///< --momentum (SGD)
+  std::optional<double> weight_decay;       ///< --weight-decay (AdamW, decoupled)
+  std::optional<double> warmup;             ///< --warmup: fraction of the steps
+  std::optional<std::string> schedule;      ///< --schedule: cosine | constant
+  std::optional<double> grad_clip;          ///< --grad-clip (0: off)
+  std::optional<double> lambda;             ///< --lambda: latmix's volume term
+  std::optional<std::string> param;         ///< --param: lu | qr (latmix)
+  std::optional<std::string> init;          ///< --init: hadamard | block_hadamard | random | identity
+  std::optional<bool> affine_bias;          ///< --affine-bias yes|no (latmix)
+  std::optional<std::string> rotation_map;  ///< --rotation-map: cayley | exp (spinquant)
+  std::optional<std::string> mode;          ///< --mode: e2e | layerwise
+  std::optional<std::string> loss;          ///< --loss: kl | ce | mse (unset with mode: that mode's)
 
   // Memory of end-to-end learning (no effect on the result beyond float rounding).
-  std::optional<int64_t> micro_batch;   ///< --micro-batch (unset: from the device's free memory)
-  std::optional<int64_t> loss_chunk;    ///< --loss-chunk (unset: 256 MB of logits)
-  std::optional<bool> recompute;        ///< --recompute yes|no (unset: yes)
-  std::optional<int64_t> kept_layers;   ///< --kept-layers (unset: what fits in 30 % of a GPU)
-  std::optional<bool> teacher_cache;    ///< --teacher-cache yes|no (unset: decided by memory)
+  std::optional<int64_t> micro_batch;  ///< --micro-batch (unset: from the device's free memory)
+  std::optional<int64_t> loss_chunk;   ///< --loss-chunk (unset: 256 MB of logits)
+  std::optional<bool> recompute;       ///< --recompute yes|no (unset: yes)
+  std::optional<int64_t> kept_layers;  ///< --kept-layers (unset: what fits in 30 % of a GPU)
+  std::optional<bool> teacher_cache;   ///< --teacher-cache yes|no (unset: decided by memory)
 
   // Validation (docs/methods.md, "Never worse than the start").
   std::optional<int64_t> validation;          ///< --validation: held-out sequences (0: none)
@@ -88,8 +88,8 @@ struct LearnRequest {
 /// One calibration or learning option as `latmix learn --help` documents it; the studio's Learn tab
 /// quotes the same texts in its tooltips.
 struct LearnOptionHelp {
-  std::string name;      ///< without "--": "quant", "weight-decay"
-  std::string value;     ///< placeholder: "SPEC", "N", "adamw|sgd"
+  std::string name;   ///< without "--": "quant", "weight-decay"
+  std::string value;  ///< placeholder: "SPEC", "N", "adamw|sgd"
   std::string help;
   std::string fallback;  ///< the default the help shows ("" none)
 };
@@ -143,10 +143,10 @@ CalibrationSet learn_calibration(const LearnRequest& request, const Model& model
 /// What run_learn() did: the settings it used, the calibration, the method's result, and the
 /// transforms file written (with --out).
 struct LearnResult {
-  LearnSettings settings;      ///< learn_settings() with the checkpoint options and the batch fitted
-  std::string calibration;     ///< CalibrationSet::describe() ("" without calibration)
-  MethodResult run;            ///< plan, loss curve, validation, condition numbers
-  std::string transforms;      ///< "PREFIX.safetensors" written for request.out ("" when none)
+  LearnSettings settings;   ///< learn_settings() with the checkpoint options and the batch fitted
+  std::string calibration;  ///< CalibrationSet::describe() ("" without calibration)
+  MethodResult run;         ///< plan, loss curve, validation, condition numbers
+  std::string transforms;   ///< "PREFIX.safetensors" written for request.out ("" when none)
 };
 /// The result as `latmix learn --json` prints it.
 nlohmann::json to_json(const LearnResult& result);
