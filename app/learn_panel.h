@@ -77,11 +77,14 @@ class LearnPanel : public QWidget {
   void heatmapRefreshed(qint64 step);
 
  private:
+  // The settings form (learn_settings_form.cpp).
   void buildSettings(QWidget* box);
   QWidget* buildResults();
   void methodChanged();
   /// The selected method's defaults for the format and the device of File > Settings.
   LearnSettings formDefaults() const;
+  /// The device of File > Settings (where the model is loaded).
+  static at::Device formDevice();
   void updateButtons();
   void updateCli();
   void onSteps(int first, int count);
