@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "engine_host.h"
+#include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
 #include "latmix/memory.h"
 #include "latmix/compare.h"
@@ -372,12 +373,14 @@ QStringList ComparePanel::checkedMethods() const {
 
 LearnRequest ComparePanel::methodsRequest() const {
   LearnRequest r;
-  r.quant = m_quant_->currentText().trimmed();
-  r.calib = m_calib_->currentText().trimmed();
-  r.data_dir = studio_data_dir();
+  r.model = session_->summary().path.toStdString();
+  r.device = StudioSettings::load().device.toStdString();
+  r.quant = m_quant_->currentText().trimmed().toStdString();
+  r.calib = m_calib_->currentText().trimmed().toStdString();
+  r.data_dir = studio_data_dir().toStdString();
   r.samples = m_samples_->value();
   r.seqlen = m_seqlen_->value();
-  r.seed = static_cast<quint64>(m_seed_->value());
+  r.seed = static_cast<uint64_t>(m_seed_->value());
   if (m_steps_->value() > 0) r.steps = m_steps_->value();
   return r;
 }
@@ -389,10 +392,10 @@ void ComparePanel::configureMethods(const QStringList& methods, const QString& t
   tasks_->setText(tasks);
   limit_->setValue(limit);
   seqlen_->setValue(eval_seqlen);
-  m_quant_->setCurrentText(learning.quant);
-  m_calib_->setCurrentText(learning.calib);
-  m_samples_->setValue(learning.samples);
-  m_seqlen_->setValue(learning.seqlen);
+  m_quant_->setCurrentText(QString::fromStdString(learning.quant));
+  m_calib_->setCurrentText(QString::fromStdString(learning.calib));
+  if (learning.samples) m_samples_->setValue(static_cast<int>(*learning.samples));
+  if (learning.seqlen) m_seqlen_->setValue(static_cast<int>(*learning.seqlen));
   m_steps_->setValue(learning.steps ? static_cast<int>(*learning.steps) : 0);
   m_seed_->setValue(static_cast<int>(learning.seed));
 }
@@ -404,7 +407,7 @@ QString ComparePanel::methodsCliCommand() const {
                       "--tasks",       tasks_->text(),
                       "--limit",       QString::number(limit_->value()),
                       "--eval-seqlen", QString::number(seqlen_->value())};
-  argv << methodsRequest().cliArguments() << "--device" << StudioSettings::load().device << "--out"
+  argv << to_qstrings(api::learn_option_arguments(methodsRequest())) << "--device" << StudioSettings::load().device << "--out"
        << "DIR";
   return shell_command(argv);
 }
@@ -434,16 +437,18 @@ quint64 ComparePanel::runMethods() {
       "compare-methods", [self, model, tokenizer, request, o, tasks, model_path](const JobControl& job) mutable {
         o.tasks = parse_task_list(tasks);
         const at::Device device = model->device();
-        auto settings_for = [request, device](const std::string& method) {
+        auto request_for = [request](const std::string& method) {
           LearnRequest r = request;
-          r.method = QString::fromStdString(method);
-          return r.settings(device);
+          r.method = method;
+          return r;
         };
-        for (const auto& m : o.methods) settings_for(m);  // bad settings fail before anything runs
-        o.settings_for = settings_for;
+        for (const auto& m : o.methods) api::learn_settings(request_for(m), device);  // bad settings fail first
         // Learning and quantizing every method holds the model (as `latmix compare` loads it).
         const std::shared_ptr<Model> held = held_model(model, "Compare methods");
-        const CalibrationSet calib = load_learning_calibration(request, *tokenizer);
+        const CalibrationSet calib = api::learn_calibration(request, *held, *tokenizer);
+        o.settings_for = [request_for, device, &calib](const std::string& method) {
+          return api::learn_settings(request_for(method), device, &calib);
+        };
         LearnControl control;
         control.job = job;
         auto c = std::make_shared<Comparison>(run_comparison(*held, *tokenizer, calib, o, control));

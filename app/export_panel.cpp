@@ -30,6 +30,7 @@
 
 #include "bundle.h"
 #include "engine_host.h"
+#include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
 #include "latmix/config.h"
 #include "latmix/error.h"
@@ -377,7 +378,7 @@ ExportRequest ExportPanel::request() const {
   const bool has_plan = plan_ && !plan_->plan_prefix.isEmpty();
   // The format and the weight quantizer are the plan's (what it was learned for, issue 17 Major 2),
   // unless Options sets them; without a plan (or a file that records none) the Learn tab's format.
-  QString default_quant = learn.quant;
+  QString default_quant = QString::fromStdString(learn.quant);
   if (has_plan && !plan_->quant.isEmpty()) default_quant = plan_->quant;
   r.quant = quant_->currentText().trimmed().isEmpty() ? default_quant : quant_->currentText().trimmed();
   r.calibration = learn;
@@ -433,7 +434,7 @@ void ExportPanel::updateCli() {
   cli_->setToolTip(cli_->text());
   const bool plan_format = plan_ && !plan_->plan_prefix.isEmpty() && !plan_->quant.isEmpty();
   quant_->lineEdit()->setPlaceholderText(plan_format ? "the plan's format (" + plan_->quant + ")"
-                                                     : "the Learn tab's format (" + learn_->request().quant + ")");
+                                                     : "the Learn tab's format (" + QString::fromStdString(learn_->request().quant) + ")");
 }
 
 void ExportPanel::updateButtons() {
@@ -512,8 +513,8 @@ quint64 ExportPanel::startExport(const ExportRequest& r) {
       job.cancel.check();
       std::optional<CalibrationSet> calib;
       if (spec.method == WeightMethod::Gptq) {
-        calib = load_learning_calibration(r.calibration, *tokenizer);
-        settings["calibration"] = {{"file", r.calibration.calib.toStdString()}, {"description", calib->describe()}};
+        calib = api::learn_calibration(r.calibration, *model, *tokenizer);
+        settings["calibration"] = {{"file", r.calibration.calib}, {"description", calib->describe()}};
       }
       ExportOptions eo;
       eo.kind = parse_export_kind(r.kind.toStdString());

@@ -169,16 +169,13 @@ quint64 LearnController::start(const LearnRequest& request) {
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
   return startWork(request, [request, model, tokenizer](const LearnControl& control) {
-    const LearnSettings s = request.settings(model->device());
+    api::learn_settings(request, model->device());  // bad settings fail before the model is held
     // Learning holds the model (as `latmix learn` loads it); refused here, before any step, when it cannot fit.
     const std::shared_ptr<Model> held = held_model(model, "Learning");
+    api::LearnResult r = api::run_learn(request, *held, *tokenizer, control);
     RunResult out;
-    std::optional<CalibrationSet> calib;
-    if (find_method(s.method).learned) {
-      calib = load_learning_calibration(request, *tokenizer);
-      out.calibration = calib->describe();
-    }
-    out.result = obtain_plan(*held, calib ? &*calib : nullptr, s, control);
+    out.result = std::move(r.run);
+    out.calibration = std::move(r.calibration);
     return out;
   });
 }
@@ -190,7 +187,7 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
   curve_.clear();
   state_ = std::make_shared<RunState>();
   auto state = state_;
-  const QString name = QString("learned-%1-%2").arg(request.method).arg(++run_counter_);
+  const QString name = QString("learned-%1-%2").arg(QString::fromStdString(request.method)).arg(++run_counter_);
   const QString model_path = session_->summary().path;
   const std::string prefix = temp_->isValid() ? temp_->filePath(name).toStdString() : std::string();
   auto temp = temp_;  // keeps the folder while the job runs
@@ -246,7 +243,7 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
     }
     EngineHost::post(self, [self, o, plan] { self->finish(o, plan); });
   });
-  Q_EMIT started(job_, request.steps.value_or(0));
+  Q_EMIT started(job_, request.steps.value_or(0));  // 0: the method's count, known from the first step
   return job_;
 }
 

@@ -3,20 +3,15 @@
 #include <QAction>
 #include <QCheckBox>
 #include <QComboBox>
-#include <QDoubleValidator>
-#include <QIntValidator>
 #include <QFileDialog>
 #include <QFileInfo>
-#include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLabel>
-#include <QLineEdit>
 #include <QPointer>
 #include <QPushButton>
 #include <QScrollArea>
 #include <QSettings>
-#include <QSpinBox>
 #include <QSplitter>
 #include <QTemporaryDir>
 #include <QVBoxLayout>
@@ -26,9 +21,11 @@
 
 #include "engine_host.h"
 #include "explorer_panel.h"
+#include "latmix/api/learn.h"
 #include "latmix/calib.h"
 #include "latmix/error.h"
 #include "latmix/quant.h"
+#include "latmix/tasks.h"
 #include "latmix/transform_fold.h"
 #include "loss_chart.h"
 #include "main_window.h"
@@ -49,52 +46,6 @@ QString format_seconds(double seconds) {
 namespace {
 
 const QString kValidationSeries = QStringLiteral("validation");
-
-QString bundled_sample() {
-  return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
-}
-
-bool has_gutenberg() {
-  return QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg");
-}
-
-at::Device settings_device() {
-  return StudioSettings::load().device == "cuda" ? at::Device(at::kCUDA) : at::Device(at::kCPU);
-}
-
-QLineEdit* number_field(QWidget* parent) {
-  auto* e = new QLineEdit(parent);
-  auto* v = new QDoubleValidator(0, 1e6, 12, e);
-  v->setNotation(QDoubleValidator::ScientificNotation);
-  v->setLocale(QLocale::c());
-  e->setValidator(v);
-  return e;
-}
-
-QLineEdit* count_field(QWidget* parent, int minimum) {
-  auto* e = new QLineEdit(parent);
-  e->setValidator(new QIntValidator(minimum, 1 << 30, e));
-  return e;
-}
-
-std::optional<qint64> count_of(const QLineEdit* e) {
-  bool ok = false;
-  const qint64 v = e->text().trimmed().toLongLong(&ok);
-  return ok ? std::optional<qint64>(v) : std::nullopt;
-}
-
-std::optional<double> number_of(const QLineEdit* e) {
-  bool ok = false;
-  const double v = QLocale::c().toDouble(e->text().trimmed(), &ok);
-  return ok ? std::optional<double>(v) : std::nullopt;
-}
-
-QComboBox* choice(QWidget* parent, const QStringList& items) {
-  auto* c = new QComboBox(parent);
-  c->addItem("method default", QString());
-  for (const QString& i : items) c->addItem(i, i);
-  return c;
-}
 
 }  // namespace
 
@@ -178,143 +129,6 @@ LearnPanel::LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* e
 
 LearnPanel::~LearnPanel() = default;
 
-void LearnPanel::buildSettings(QWidget* box) {
-  auto* outer = new QVBoxLayout(box);
-  auto* form = new QFormLayout();
-  method_ = new QComboBox(box);
-  for (const auto& p : method_presets()) {
-    method_->addItem(QString::fromStdString(p.name), QString::fromStdString(p.name));
-    method_->setItemData(method_->count() - 1, QString::fromStdString(p.summary + "\n" + p.transforms),
-                         Qt::ToolTipRole);
-  }
-  method_summary_ = new QLabel(box);
-  method_summary_->setWordWrap(true);
-  method_summary_->setMinimumWidth(260);
-  quant_ = new QComboBox(box);
-  quant_->setEditable(true);
-  quant_->addItems({"mxfp4", "mxint4", "mxfp6", "mxfp8", "mxint8", "nvfp4", "w=mxfp4,a=none", "w=mxfp4,a=mxfp8"});
-  quant_->setToolTip(
-      "Formats (latmix --quant grammar): FORMAT for weights and activations, or w=..,a=..; "
-      "block=, scale=, round=, weights=rtn|gptq (overrides the method's quantizer)");
-  steps_ = new QSpinBox(box);
-  steps_->setRange(1, 1000000);
-  batch_ = new QSpinBox(box);
-  batch_->setRange(1, 4096);
-  lr_ = number_field(box);
-  calib_ = new QComboBox(box);
-  calib_->setEditable(true);
-  calib_->setSizeAdjustPolicy(QComboBox::AdjustToMinimumContentsLengthWithIcon);  // long paths must not widen the form
-  calib_->setMinimumContentsLength(16);
-  if (has_gutenberg()) calib_->addItem("gutenberg");
-  calib_->addItem(bundled_sample());
-  calib_->setToolTip(
-      "gutenberg: the gutenberg models' training books in the data folder (held-out books excluded);\n"
-      "or one or more text files, comma-separated");
-  auto* browse = new QPushButton("...", box);
-  browse->setToolTip("Choose calibration text files");
-  connect(browse, &QPushButton::clicked, this, [this] {
-    const QStringList files =
-        QFileDialog::getOpenFileNames(this, "Calibration text", last_folder("text"), "Text (*.txt *.raw);;All files (*)");
-    if (files.isEmpty()) return;
-    remember_folder("text", files.front());
-    calib_->setCurrentText(files.join(','));
-  });
-  auto* calib_row = new QHBoxLayout();
-  calib_row->addWidget(calib_, 1);
-  calib_row->addWidget(browse);
-  samples_ = new QSpinBox(box);
-  samples_->setRange(1, 100000);
-  seqlen_ = new QSpinBox(box);
-  seqlen_->setRange(2, 131072);
-  seed_ = new QSpinBox(box);
-  seed_->setRange(0, 1 << 30);
-  device_ = new QLabel(box);
-  device_->setToolTip("The device is a setting (File > Settings); the model is loaded there.");
-  form->addRow("method", method_);
-  form->addRow("", method_summary_);
-  form->addRow("format", quant_);
-  form->addRow("steps", steps_);
-  form->addRow("batch", batch_);
-  form->addRow("learning rate", lr_);
-  form->addRow("calibration", calib_row);
-  form->addRow("samples", samples_);
-  form->addRow("seq. length", seqlen_);
-  form->addRow("seed", seed_);
-  form->addRow("device", device_);
-  outer->addLayout(form);
-
-  auto* advanced = new QGroupBox("Advanced (empty: the method's default)", box);
-  advanced->setCheckable(true);
-  advanced->setChecked(false);
-  auto* adv_form = new QFormLayout();
-  auto* adv_inner = new QWidget(advanced);
-  adv_inner->setLayout(adv_form);
-  adv_inner->setVisible(false);
-  auto* adv_layout = new QVBoxLayout(advanced);
-  adv_layout->addWidget(adv_inner);
-  advanced->setFlat(true);
-  connect(advanced, &QGroupBox::toggled, adv_inner, &QWidget::setVisible);
-  connect(advanced, &QGroupBox::toggled, advanced, [advanced](bool on) { advanced->setFlat(!on); });
-  optimizer_ = choice(advanced, {"adamw", "sgd"});
-  schedule_ = choice(advanced, {"cosine", "constant"});
-  init_ = choice(advanced, {"hadamard", "random", "identity"});
-  lambda_ = number_field(advanced);
-  warmup_ = number_field(advanced);
-  grad_clip_ = number_field(advanced);
-  adv_form->addRow("optimizer", optimizer_);
-  adv_form->addRow("schedule", schedule_);
-  adv_form->addRow("init", init_);
-  adv_form->addRow("lambda (volume term)", lambda_);
-  adv_form->addRow("warm-up fraction", warmup_);
-  adv_form->addRow("gradient clip", grad_clip_);
-  // Validation (docs/methods.md, "Never worse than the start"): the options of `latmix learn`.
-  validation_ = count_field(advanced, 0);
-  validation_->setPlaceholderText("one in eight (none under 8)");
-  validation_->setToolTip(
-      "--validation: calibration sequences held out; the plan with the lowest held-out loss, the start "
-      "included, is the result (0: no validation)");
-  eval_every_ = count_field(advanced, 1);
-  eval_every_->setPlaceholderText("an eighth of the steps");
-  eval_every_->setToolTip("--eval-every: steps between validation measurements");
-  patience_ = count_field(advanced, 0);
-  patience_->setToolTip("--patience: end-to-end learning stops after N measurements without a new best (0: never)");
-  deployed_check_ = choice(advanced, {"no", "ends", "every"});
-  deployed_check_->setToolTip(
-      "--deployed-check, with GPTQ weights: ends: the chosen plan is kept only if its model with GPTQ weights "
-      "beats the start's on the held-out sequences (two GPTQ runs); every: every measurement is of the model "
-      "with GPTQ weights (a GPTQ run each); no: the RTN student only");
-  adv_form->addRow("validation sequences", validation_);
-  adv_form->addRow("validate every (steps)", eval_every_);
-  adv_form->addRow("patience", patience_);
-  adv_form->addRow("deployed check", deployed_check_);
-  outer->addWidget(advanced);
-  learn_knobs_ = {steps_, batch_, lr_, samples_, seqlen_, calib_, browse, advanced};
-
-  auto* buttons = new QHBoxLayout();
-  start_ = new QPushButton("Start", box);
-  pause_ = new QPushButton("Pause", box);
-  cancel_ = new QPushButton("Cancel", box);
-  buttons->addWidget(start_);
-  buttons->addWidget(pause_);
-  buttons->addWidget(cancel_);
-  outer->addLayout(buttons);
-  outer->addWidget(new QLabel("The same run from the command line:", box));
-  cli_ = new QLineEdit(box);
-  cli_->setReadOnly(true);
-  cli_->setCursorPosition(0);
-  outer->addWidget(cli_);
-  outer->addStretch(1);
-
-  connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
-  for (QComboBox* c : {quant_, calib_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
-  for (QComboBox* c : {optimizer_, schedule_, init_, deployed_check_})
-    connect(c, &QComboBox::currentIndexChanged, this, &LearnPanel::updateCli);
-  for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
-    connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
-  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_, validation_, eval_every_, patience_})
-    connect(e, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
-}
-
 QWidget* LearnPanel::buildResults() {
   auto* box = new QWidget(this);
   auto* layout = new QVBoxLayout(box);
@@ -396,37 +210,6 @@ QWidget* LearnPanel::buildResults() {
   rl->addLayout(actions);
   layout->addWidget(results);
   return box;
-}
-
-void LearnPanel::methodChanged() {
-  const std::string method = method_->currentData().toString().toStdString();
-  const MethodPreset& preset = find_method(method);
-  method_summary_->setText(QString("<i>%1</i><br><small>%2</small>")
-                               .arg(QString::fromStdString(preset.summary).toHtmlEscaped(),
-                                    QString::fromStdString(preset.transforms).toHtmlEscaped()));
-  QuantSpec spec;
-  try {
-    spec = parse_quant_spec(quant_->currentText().toStdString());
-  } catch (const Error&) {
-    spec = parse_quant_spec("mxfp4");  // defaults only depend on the device; the spec is checked at Start
-  }
-  const at::Device device = settings_device();
-  const LearnSettings d = method_defaults(method, spec, device);
-  steps_->setValue(static_cast<int>(std::max<int64_t>(1, d.steps)));
-  batch_->setValue(static_cast<int>(d.batch));
-  lr_->setText(QString::number(d.lr, 'g', 6));
-  lambda_->setPlaceholderText(QString::number(d.lambda, 'g', 6));
-  warmup_->setPlaceholderText(QString::number(d.warmup, 'g', 6));
-  grad_clip_->setPlaceholderText(QString::number(d.grad_clip, 'g', 6));
-  optimizer_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.optimizer)) + ")");
-  schedule_->setItemText(0, QString("method default (%1)").arg(d.cosine ? "cosine" : "constant"));
-  init_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.init)) + ")");
-  patience_->setPlaceholderText(QString::number(d.patience));
-  deployed_check_->setItemText(0, "default (" + QString::fromStdString(to_string(d.deployed_check)) + ")");
-  device_->setText(QString::fromStdString(device.str()) + "  (File > Settings)");
-  for (QWidget* w : learn_knobs_) w->setEnabled(preset.learned);
-  updateButtons();
-  updateCli();
 }
 
 void LearnPanel::setLogScale(bool on) {
@@ -555,93 +338,26 @@ QString loss_change_text(const std::vector<LearnStep>& curve) {
       .arg(parts.join("; "));
 }
 
-LearnRequest LearnPanel::request() const {
-  LearnRequest r;
-  r.method = method_->currentData().toString();
-  r.quant = quant_->currentText().trimmed();
-  r.calib = calib_->currentText().trimmed();
-  r.data_dir = studio_data_dir();
-  r.samples = samples_->value();
-  r.seqlen = seqlen_->value();
-  r.seed = static_cast<quint64>(seed_->value());
-  if (!find_method(r.method.toStdString()).learned) return r;
-  r.steps = steps_->value();
-  r.batch = batch_->value();
-  r.lr = number_of(lr_);
-  r.lambda = number_of(lambda_);
-  r.warmup = number_of(warmup_);
-  r.grad_clip = number_of(grad_clip_);
-  r.optimizer = optimizer_->currentData().toString();
-  r.schedule = schedule_->currentData().toString();
-  r.init = init_->currentData().toString();
-  r.validation = count_of(validation_);
-  r.eval_every = count_of(eval_every_);
-  r.patience = count_of(patience_);
-  r.deployed_check = deployed_check_->currentData().toString();
-  return r;
-}
-
-void LearnPanel::setRequest(const LearnRequest& r) {
-  method_->setCurrentIndex(method_->findData(r.method));
-  quant_->setCurrentText(r.quant);
-  methodChanged();  // the method's defaults first, then what the request sets
-  calib_->setCurrentText(r.calib);
-  samples_->setValue(r.samples);
-  seqlen_->setValue(r.seqlen);
-  seed_->setValue(static_cast<int>(r.seed));
-  if (r.steps) steps_->setValue(static_cast<int>(*r.steps));
-  if (r.batch) batch_->setValue(static_cast<int>(*r.batch));
-  if (r.lr) lr_->setText(QString::number(*r.lr, 'g', 6));
-  auto set_number = [](QLineEdit* e, const std::optional<double>& v) {
-    e->setText(v ? QString::number(*v, 'g', 6) : "");
-  };
-  set_number(lambda_, r.lambda);
-  set_number(warmup_, r.warmup);
-  set_number(grad_clip_, r.grad_clip);
-  optimizer_->setCurrentIndex(std::max(0, optimizer_->findData(r.optimizer)));
-  schedule_->setCurrentIndex(std::max(0, schedule_->findData(r.schedule)));
-  init_->setCurrentIndex(std::max(0, init_->findData(r.init)));
-  auto set_count = [](QLineEdit* e, const std::optional<qint64>& v) { e->setText(v ? QString::number(*v) : ""); };
-  set_count(validation_, r.validation);
-  set_count(eval_every_, r.eval_every);
-  set_count(patience_, r.patience);
-  deployed_check_->setCurrentIndex(std::max(0, deployed_check_->findData(r.deployed_check)));
-  updateCli();
-}
-
-QString LearnPanel::cliCommand() const {
-  const LearnRequest r = request();
-  QStringList argv = {"latmix", "learn", "--model", session_->summary().path, "--method", r.method};
-  argv << r.cliArguments() << "--device" << StudioSettings::load().device << "--out"
-       << "PREFIX";
-  return shell_command(argv);
-}
-
-void LearnPanel::updateCli() {
-  cli_->setText(cliCommand());
-  cli_->setCursorPosition(0);
-  cli_->setToolTip(cli_->text());
-}
-
 quint64 LearnPanel::start() {
   if (controller_->running() || !session_->hasModel()) return 0;
   const LearnRequest r = request();
   try {
-    r.settings(settings_device());  // a typo in the spec or a bad value: say so now, not from the engine
+    api::learn_settings(r, formDevice());  // a typo in the spec or a bad value: say so now, not from the engine
   } catch (const Error& e) {
     summary_->setText("<span style='color:#c0392b'>" + QString::fromUtf8(e.what()).toHtmlEscaped() + "</span>");
     return 0;
   }
   storeSettings();
-  showCurve({}, r.steps.value_or(0));  // earlier runs stay in the run list (and overlaid, if chosen)
-  chart_->setTitle(QString("%1, %2").arg(r.method, r.quant));
+  showCurve({}, steps_->value());  // earlier runs stay in the run list (and overlaid, if chosen)
+  const QString method = QString::fromStdString(r.method);
+  chart_->setTitle(QString("%1, %2").arg(method, QString::fromStdString(r.quant)));
   summary_->setText(QString("Learning %1 (run %2 on this model)... The current plan stays until it finishes.")
-                        .arg(r.method)
+                        .arg(method)
                         .arg(controller_->runs(session_->summary().path).size() + 1));
   live_->setText(QString("Waiting for the engine: %1").arg(cliCommand()));
   const quint64 id = controller_->start(r);
   updateButtons();
-  Q_EMIT statusText("learning " + r.method);
+  Q_EMIT statusText("learning " + method);
   return id;
 }
 
@@ -684,7 +400,7 @@ void LearnPanel::onSteps(int first, int count) {
   if (controller_->paused()) text += " — paused";
   live_->setText(text);
   Q_EMIT statusText(QString("learning %1: step %2/%3, loss %4, ETA %5")
-                        .arg(controller_->request().method)
+                        .arg(QString::fromStdString(controller_->request().method))
                         .arg(s.step)
                         .arg(s.total)
                         .arg(s.loss, 0, 'g', 4)
@@ -777,7 +493,7 @@ bool LearnPanel::refreshHeatmap() {
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer || !snapshots_->isValid()) return false;
   ExplorerPanel::StatsRequest request = explorer_->statsRequest();
-  const QString method = controller_->request().method;
+  const QString method = QString::fromStdString(controller_->request().method);
   const std::string prefix = snapshots_->filePath("snapshot").toStdString();
   auto keep = snapshots_;
   QPointer<LearnPanel> self(this);
@@ -850,7 +566,7 @@ void LearnPanel::loadTransforms() {
 void LearnPanel::updateButtons() {
   const bool running = controller_->running();
   start_action_->setEnabled(!running && session_->hasModel());
-  pause_action_->setEnabled(running && find_method(controller_->request().method.toStdString()).learned);
+  pause_action_->setEnabled(running && find_method(controller_->request().method).learned);
   cancel_action_->setEnabled(running);
   start_->setEnabled(start_action_->isEnabled());
   pause_->setEnabled(pause_action_->isEnabled());
@@ -860,44 +576,6 @@ void LearnPanel::updateButtons() {
   save_->setEnabled(!running && controller_->hasPlan());
   show_->setEnabled(!running && controller_->hasPlan());
   load_->setEnabled(!running && session_->hasModel());
-}
-
-void LearnPanel::restoreSettings() {
-  QSettings s;
-  s.beginGroup("learn");
-  const int m = method_->findData(s.value("method", "latmix").toString());
-  method_->setCurrentIndex(m >= 0 ? m : 0);
-  quant_->setCurrentText(s.value("quant", "mxfp4").toString());
-  const bool gpu = settings_device().is_cuda();
-  samples_->setValue(s.value("samples", default_calibration_samples(gpu)).toInt());
-  seqlen_->setValue(s.value("seqlen", default_calibration_seqlen(gpu, 0)).toInt());
-  seed_->setValue(s.value("seed", 0).toInt());
-  if (s.contains("calib")) calib_->setCurrentText(s.value("calib").toString());
-  log_scale_->setChecked(s.value("log_scale", false).toBool());
-  methodChanged();
-  if (s.value("steps_method").toString() == method_->currentData().toString()) {  // the knobs belong to a method
-    steps_->setValue(s.value("steps", steps_->value()).toInt());
-    batch_->setValue(s.value("batch", batch_->value()).toInt());
-    lr_->setText(s.value("lr", lr_->text()).toString());
-  }
-  s.endGroup();
-}
-
-void LearnPanel::storeSettings() const {
-  QSettings s;
-  s.beginGroup("learn");
-  s.setValue("method", method_->currentData());
-  s.setValue("quant", quant_->currentText());
-  s.setValue("calib", calib_->currentText());
-  s.setValue("samples", samples_->value());
-  s.setValue("seqlen", seqlen_->value());
-  s.setValue("seed", seed_->value());
-  s.setValue("log_scale", log_scale_->isChecked());
-  s.setValue("steps_method", method_->currentData());
-  s.setValue("steps", steps_->value());
-  s.setValue("batch", batch_->value());
-  s.setValue("lr", lr_->text());
-  s.endGroup();
 }
 
 }  // namespace latmix::studio

@@ -36,7 +36,10 @@ class LearnPanel : public QWidget {
   LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* explorer, QWidget* parent = nullptr);
   ~LearnPanel() override;
 
-  /// The request the controls describe (GUI thread; no engine call).
+  /// The request the controls describe (GUI thread; no engine call): the open model, the device of
+  /// File > Settings, and every knob. A field left empty, "method default", or at the default the
+  /// form shows (steps, batch, learning rate, samples, seq. length) stays unset, as an option left
+  /// out of `latmix learn` does.
   LearnRequest request() const;
   /// Sets the controls from a request (scripted runs, restored settings).
   void setRequest(const LearnRequest& request);
@@ -74,9 +77,14 @@ class LearnPanel : public QWidget {
   void heatmapRefreshed(qint64 step);
 
  private:
+  // The settings form (learn_settings_form.cpp).
   void buildSettings(QWidget* box);
   QWidget* buildResults();
   void methodChanged();
+  /// The selected method's defaults for the format and the device of File > Settings.
+  LearnSettings formDefaults() const;
+  /// The device of File > Settings (where the model is loaded).
+  static at::Device formDevice();
   void updateButtons();
   void updateCli();
   void onSteps(int first, int count);
@@ -116,6 +124,18 @@ class LearnPanel : public QWidget {
   QComboBox* optimizer_ = nullptr;
   QComboBox* schedule_ = nullptr;
   QComboBox* init_ = nullptr;
+  QLineEdit* momentum_ = nullptr;
+  QLineEdit* weight_decay_ = nullptr;
+  QComboBox* param_ = nullptr;
+  QComboBox* affine_bias_ = nullptr;
+  QComboBox* rotation_map_ = nullptr;
+  QComboBox* mode_ = nullptr;
+  QComboBox* loss_ = nullptr;
+  QLineEdit* micro_batch_ = nullptr;
+  QLineEdit* loss_chunk_ = nullptr;
+  QComboBox* recompute_ = nullptr;
+  QLineEdit* kept_layers_ = nullptr;
+  QComboBox* teacher_cache_ = nullptr;
   QLineEdit* validation_ = nullptr;
   QLineEdit* eval_every_ = nullptr;
   QLineEdit* patience_ = nullptr;

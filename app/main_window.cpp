@@ -784,7 +784,7 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
   LearnRequest r;
   r.method = "latmix";
   r.quant = "mxfp4";
-  r.calib = QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg") ? "gutenberg" : sample;
+  r.calib = (QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg") ? QString("gutenberg") : sample).toStdString();
   r.samples = 32;
   r.seqlen = 128;
   r.steps = 20;
@@ -827,13 +827,13 @@ void MainWindow::shootLearning(const QString& dir, std::function<void(const QStr
       });
       LearnRequest m;
       m.quant = "mxfp4";
-      m.calib = resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
+      m.calib = (resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt").toStdString();
       m.samples = 16;
       m.seqlen = 128;
       m.steps = 8;
       // held-out text of the gutenberg models when the data folder is there, else the bundled sample
       const bool data = QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg");
-      compare_->configureMethods({"rtn", "quarot", "mr-gptq", "latmix"}, data ? "frankenstein" : "text:" + m.calib, 8,
+      compare_->configureMethods({"rtn", "quarot", "mr-gptq", "latmix"}, data ? "frankenstein" : "text:" + QString::fromStdString(m.calib), 8,
                                  256, m);
       if (compare_->runMethods() == 0) done(false);
     });

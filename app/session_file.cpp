@@ -9,6 +9,9 @@
 
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
+#include "latmix/api/learn.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 
@@ -60,45 +63,59 @@ QString copy_plan(const QString& from, const QString& to) {
 
 }  // namespace
 
-QJsonObject to_json(const LearnRequest& r) {
-  QJsonObject o{{"method", r.method}, {"quant", r.quant},   {"calib", r.calib},
-                {"samples", r.samples}, {"seqlen", r.seqlen}, {"seed", QString::number(r.seed)},
-                {"optimizer", r.optimizer}, {"schedule", r.schedule}, {"init", r.init}};
-  if (r.steps) o["steps"] = static_cast<double>(*r.steps);
-  if (r.batch) o["batch"] = static_cast<double>(*r.batch);
-  if (r.lr) o["lr"] = *r.lr;
-  if (r.lambda) o["lambda"] = *r.lambda;
-  if (r.warmup) o["warmup"] = *r.warmup;
-  if (r.grad_clip) o["grad_clip"] = *r.grad_clip;
-  if (r.validation) o["validation"] = static_cast<double>(*r.validation);
-  if (r.eval_every) o["eval_every"] = static_cast<double>(*r.eval_every);
-  if (r.patience) o["patience"] = static_cast<double>(*r.patience);
-  if (!r.deployed_check.isEmpty()) o["deployed_check"] = r.deployed_check;
-  return o;
+QJsonObject session_json(const LearnRequest& r) {
+  // The engine's request JSON (latmix/api/learn.h), every knob included.
+  return QJsonDocument::fromJson(QByteArray::fromStdString(api::to_json(r).dump())).object();
 }
 
-LearnRequest learn_request_from_json(const QJsonObject& o) {
+namespace {
+
+// Sessions written before the engine's request (session 6 and earlier): the Learn tab's fields of
+// then, where an empty name meant the method's default and samples / seqlen were always set.
+LearnRequest legacy_learn_request(const QJsonObject& o) {
   LearnRequest r;
-  r.method = o.value("method").toString(r.method);
-  r.quant = o.value("quant").toString(r.quant);
-  r.calib = o.value("calib").toString(r.calib);
-  r.samples = o.value("samples").toInt(r.samples);
-  r.seqlen = o.value("seqlen").toInt(r.seqlen);
+  auto text = [&o](const char* key, const std::string& fallback) {
+    return o.value(key).toString(QString::fromStdString(fallback)).toStdString();
+  };
+  auto name = [&o](const char* key) {
+    const QString v = o.value(key).toString();
+    return v.isEmpty() ? std::nullopt : std::optional<std::string>(v.toStdString());
+  };
+  auto count = [&o](const char* key) {
+    return o.contains(key) ? std::optional<int64_t>(static_cast<int64_t>(o.value(key).toDouble())) : std::nullopt;
+  };
+  auto number = [&o](const char* key) {
+    return o.contains(key) ? std::optional<double>(o.value(key).toDouble()) : std::nullopt;
+  };
+  r.method = text("method", r.method);
+  r.quant = text("quant", r.quant);
+  r.calib = text("calib", r.calib);
+  r.samples = count("samples");
+  r.seqlen = count("seqlen");
   r.seed = o.value("seed").toString("0").toULongLong();
-  r.optimizer = o.value("optimizer").toString();
-  r.schedule = o.value("schedule").toString();
-  r.init = o.value("init").toString();
-  if (o.contains("steps")) r.steps = static_cast<qint64>(o.value("steps").toDouble());
-  if (o.contains("batch")) r.batch = static_cast<qint64>(o.value("batch").toDouble());
-  if (o.contains("lr")) r.lr = o.value("lr").toDouble();
-  if (o.contains("lambda")) r.lambda = o.value("lambda").toDouble();
-  if (o.contains("warmup")) r.warmup = o.value("warmup").toDouble();
-  if (o.contains("grad_clip")) r.grad_clip = o.value("grad_clip").toDouble();
-  if (o.contains("validation")) r.validation = static_cast<qint64>(o.value("validation").toDouble());
-  if (o.contains("eval_every")) r.eval_every = static_cast<qint64>(o.value("eval_every").toDouble());
-  if (o.contains("patience")) r.patience = static_cast<qint64>(o.value("patience").toDouble());
-  r.deployed_check = o.value("deployed_check").toString();
+  r.optimizer = name("optimizer");
+  r.schedule = name("schedule");
+  r.init = name("init");
+  r.steps = count("steps");
+  r.batch = count("batch");
+  r.lr = number("lr");
+  r.lambda = number("lambda");
+  r.warmup = number("warmup");
+  r.grad_clip = number("grad_clip");
+  r.validation = count("validation");
+  r.eval_every = count("eval_every");
+  r.patience = count("patience");
+  r.deployed_check = name("deployed_check");
   return r;
+}
+
+}  // namespace
+
+LearnRequest learn_request_from_session_json(const QJsonObject& o) {
+  // The old format is told by its seed, a string (the engine's request has a number).
+  if (o.value("seed").isString()) return legacy_learn_request(o);
+  const QByteArray text = QJsonDocument(o).toJson(QJsonDocument::Compact);
+  return api::learn_request_from_json(nlohmann::json::parse(text.toStdString()));
 }
 
 QJsonObject to_json(const LearnRun& run, const QString& plan_file) {
@@ -143,7 +160,7 @@ QJsonObject to_json(const LearnRun& run, const QString& plan_file) {
                      {"in_session", o.in_session},
                      {"notes", strings(o.notes)},
                      {"finished_at", o.finished_at},
-                     {"request", to_json(run.request)},
+                     {"request", session_json(run.request)},
                      {"curve", curve}};
 }
 
@@ -183,7 +200,7 @@ LearnRun learn_run_from_json(const QJsonObject& j) {
     o.deployed_start = d.value("start").toDouble();
     o.deployed_result = d.value("result").toDouble();
   }
-  run.request = learn_request_from_json(j.value("request").toObject());
+  run.request = learn_request_from_session_json(j.value("request").toObject());
   for (const QJsonValue& v : j.value("curve").toArray()) {
     const QJsonObject s = v.toObject();
     LearnStep step;
@@ -221,7 +238,7 @@ QString save_session(const StudioSession& session, const QString& path) {
                          {"version", kVersion},
                          {"model", session.model_path},
                          {"tab", session.tab},
-                         {"learn", to_json(session.learn)},
+                         {"learn", session_json(session.learn)},
                          {"current_model", session.current_model},
                          {"current_run", session.current_run},
                          {"runs", runs}};
@@ -255,12 +272,18 @@ StudioSession load_session(const QString& path, QString* error, QStringList* not
   }
   s.model_path = root.value("model").toString();
   s.tab = root.value("tab").toInt();
-  s.learn = learn_request_from_json(root.value("learn").toObject());
   s.current_model = root.value("current_model").toString();
   s.current_run = root.value("current_run").toInt();
+  std::vector<LearnRun> runs;
+  try {  // the learn requests (the Learn tab's and each run's) are read strictly
+    s.learn = learn_request_from_session_json(root.value("learn").toObject());
+    for (const QJsonValue& v : root.value("runs").toArray()) runs.push_back(learn_run_from_json(v.toObject()));
+  } catch (const Error& e) {
+    *error = path + ": " + QString::fromUtf8(e.what());
+    return StudioSession();
+  }
   const QString dir = QFileInfo(path).absolutePath();
-  for (const QJsonValue& v : root.value("runs").toArray()) {
-    LearnRun run = learn_run_from_json(v.toObject());
+  for (LearnRun& run : runs) {
     if (!run.outcome.plan_prefix.isEmpty()) {
       run.outcome.plan_prefix = dir + "/" + run.outcome.plan_prefix;
       if (!QFileInfo::exists(run.outcome.plan_prefix + ".safetensors")) {

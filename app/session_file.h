@@ -24,8 +24,10 @@ struct StudioSession {
   int current_run = 0;
 };
 
-QJsonObject to_json(const LearnRequest& r);
-LearnRequest learn_request_from_json(const QJsonObject& o);
+/// A learn request in a session: the engine's JSON (api::to_json). Reading also takes the Learn
+/// tab's fields of sessions written before it; a malformed request is a latmix::UsageError.
+QJsonObject session_json(const LearnRequest& r);
+LearnRequest learn_request_from_session_json(const QJsonObject& o);
 QJsonObject to_json(const LearnRun& run, const QString& plan_file);
 LearnRun learn_run_from_json(const QJsonObject& o);
 

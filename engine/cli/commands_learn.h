@@ -1,20 +1,24 @@
 #pragma once
-// Pieces of `latmix learn` shared with `latmix compare` and `latmix export`.
+// Pieces of `latmix learn` shared with `latmix compare`: its options, and an argv read into the api's
+// LearnRequest (latmix/api/learn.h), which assembles the task.
 #include <string>
 #include <vector>
 
 #include "args.h"
-#include "latmix/calib_data.h"
+#include "latmix/api/learn.h"
 #include "latmix/learn.h"
 
 namespace latmix::cli {
 
 /// --quant, --calib, --samples, --seqlen, --data-dir and every learning knob.
 std::vector<OptionSpec> learn_options();
-/// The method's defaults for the model's device, with every given option applied.
-LearnSettings settings_from_args(const Args& args, const std::string& method, at::Device device);
-/// The calibration sequences named by --calib/--samples/--seqlen (device-dependent defaults).
-CalibrationSet calibration_for_learning(const Args& args, const Model& model, const Tokenizer& tokenizer);
+/// The options of learn_options() and the model's (--model, --tokenizer, --device, --dtype) into
+/// `request`: an option left out stays unset (the method's default; learn_settings() applies it).
+/// yes|no options are checked here (UsageError naming the option).
+void read_learn_options(const Args& args, api::LearnRequest& request);
+/// `latmix learn`'s arguments as the api's request: --method, the options above, and the outputs
+/// (--out, --events, --checkpoint, --checkpoint-every, --resume).
+api::LearnRequest learn_request_from_args(const Args& args);
 /// One progress line of a learning step.
 std::string event_line(const LearnEvent& event);
 

@@ -25,6 +25,7 @@
 #include "engine_host.h"
 #include "explorer_panel.h"
 #include "latency_probe.h"
+#include "latmix/api/learn.h"
 #include "latmix/learn.h"
 #include "latmix/quant.h"
 #include "latmix/transform_fold.h"
@@ -50,7 +51,7 @@ LearnRequest tiny_request(qint64 steps) {
   LearnRequest r;
   r.method = "latmix";
   r.quant = "mxfp4";
-  r.calib = source("resources/calibration/pride_and_prejudice_ch1-6.txt");
+  r.calib = source("resources/calibration/pride_and_prejudice_ch1-6.txt").toStdString();
   r.samples = 4;
   r.seqlen = 32;
   r.steps = steps;
@@ -87,20 +88,20 @@ class TestLearnController : public QObject {
     r.steps = 7;
     r.lr = 0.01;
     r.schedule = "constant";
-    const latmix::LearnSettings s = r.settings(at::kCPU);
+    const latmix::LearnSettings s = latmix::api::learn_settings(r, at::kCPU);
     QCOMPARE(s.steps, int64_t(7));
     QCOMPARE(s.lr, 0.01);
     QVERIFY(!s.cosine);
     QVERIFY(s.quant.method == latmix::WeightMethod::Rtn);  // weights= given explicitly wins
     QCOMPARE(QString::fromStdString(s.quant.weights->name()), QString("mxint4"));
     r.quant = "mxfp4";
-    QVERIFY(r.settings(at::kCPU).quant.method == latmix::WeightMethod::Gptq);  // the method's quantizer
+    QVERIFY(latmix::api::learn_settings(r, at::kCPU).quant.method == latmix::WeightMethod::Gptq);  // the method's quantizer
     r.method = "quarot";  // a fixed preset ignores the learning knobs
-    QCOMPARE(r.settings(at::kCPU).steps, int64_t(0));
-    const QStringList args = r.cliArguments();
+    QCOMPARE(latmix::api::learn_settings(r, at::kCPU).steps, int64_t(0));
+    const QStringList args = latmix::studio::to_qstrings(latmix::api::learn_option_arguments(r));
     QVERIFY(args.contains("--steps") && args.contains("--lr") && args.contains("--schedule"));
     r.quant = "mxfp9";
-    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, r.settings(at::kCPU));
+    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, latmix::api::learn_settings(r, at::kCPU));
     QCOMPARE(latmix::studio::shell_command({"latmix", "--calib", "a b.txt"}), QString("latmix --calib 'a b.txt'"));
   }
 
@@ -374,16 +375,16 @@ class TestLearnController : public QObject {
     r.init = "identity";
     panel.setRequest(r);
     const LearnRequest back = panel.request();
-    QCOMPARE(back.method, r.method);
-    QCOMPARE(back.quant, r.quant);
-    QCOMPARE(back.calib, r.calib);
-    QCOMPARE(back.samples, r.samples);
-    QCOMPARE(back.seqlen, r.seqlen);
+    QVERIFY(back.method == r.method);
+    QVERIFY(back.quant == r.quant);
+    QVERIFY(back.calib == r.calib);
+    QVERIFY(back.samples == r.samples);
+    QVERIFY(back.seqlen == r.seqlen);
     QCOMPARE(*back.steps, qint64(12));
     QCOMPARE(*back.batch, qint64(1));
     QCOMPARE(*back.lr, 0.002);
     QCOMPARE(*back.lambda, 0.5);
-    QCOMPARE(back.init, QString("identity"));
+    QVERIFY(back.init == std::optional<std::string>("identity"));
     QVERIFY(!back.warmup);  // left empty: the method's default
     const QString cli = panel.cliCommand();
     QVERIFY2(cli.startsWith("latmix learn --model " + source("resources/models/gutenberg-llama-6M") +
@@ -423,8 +424,8 @@ class TestLearnController : public QObject {
     QCOMPARE(*back.validation, qint64(2));
     QCOMPARE(*back.eval_every, qint64(2));
     QCOMPARE(*back.patience, qint64(0));
-    QCOMPARE(back.deployed_check, QString("ends"));
-    const latmix::LearnSettings s = back.settings(at::kCPU);
+    QVERIFY(back.deployed_check == std::optional<std::string>("ends"));
+    const latmix::LearnSettings s = latmix::api::learn_settings(back, at::kCPU);
     QCOMPARE(s.validation, int64_t(2));
     QCOMPARE(s.eval_every, int64_t(2));
     QCOMPARE(s.patience, int64_t(0));
@@ -433,7 +434,7 @@ class TestLearnController : public QObject {
     for (const char* part : {"--validation 2", "--eval-every 2", "--patience 0", "--deployed-check ends"})
       QVERIFY2(cli.contains(part), qPrintable(cli + " lacks " + part));
     r.deployed_check = "sometimes";
-    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, r.settings(at::kCPU));
+    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, latmix::api::learn_settings(r, at::kCPU));
 
     LearnController* ctl = panel.controller();
     std::vector<std::pair<double, double>> events;  // (step, validation) of the step events
@@ -484,7 +485,9 @@ class TestLearnController : public QObject {
     QCOMPARE(again.outcome.deployed_start, o.deployed_start);
     QCOMPARE(again.outcome.deployed_result, o.deployed_result);
     QCOMPARE(*again.request.validation, qint64(2));
-    QCOMPARE(again.request.deployed_check, QString("ends"));
+    QVERIFY(again.request.deployed_check == std::optional<std::string>("ends"));
+    // ... and the whole request: the engine's JSON, every knob (issue 16).
+    QCOMPARE(latmix::api::to_json(again.request).dump(), latmix::api::to_json(run.request).dump());
     QCOMPARE(again.curve.size(), run.curve.size());
     for (size_t i = 0; i < run.curve.size(); ++i) QCOMPARE(again.curve[i].validation, run.curve[i].validation);
 

@@ -97,7 +97,7 @@ LearnRequest quarot_request() {
   LearnRequest r;
   r.method = "quarot";
   r.quant = "mxfp4";
-  r.calib = kSample;
+  r.calib = kSample.toStdString();
   r.samples = 4;
   r.seqlen = 32;
   return r;

@@ -1,0 +1,227 @@
+// Issue 16's drift test for the learn task: the same run asked for through the CLI's parser (an argv
+// of `latmix learn`) and through the studio's Learn form (its widgets set as a person would, found
+// by the option names they carry) is the same engine request, as JSON — for the form left at its
+// defaults and for every knob set. And the form's "same run from the command line" parses back into
+// the request the form describes. GoogleTest under QT_QPA_PLATFORM=offscreen (set here when unset,
+// so that ctest can list the cases without a display).
+#include <gtest/gtest.h>
+
+#include <QApplication>
+#include <QComboBox>
+#include <QCoreApplication>
+#include <QLineEdit>
+#include <QSettings>
+#include <QSignalSpy>
+#include <QSpinBox>
+#include <QStandardPaths>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "commands.h"
+#include "commands_learn.h"
+#include "engine_host.h"
+#include "explorer_panel.h"
+#include "latmix/api/learn.h"
+#include "learn_panel.h"
+#include "model_session.h"
+
+namespace {
+
+const std::string kModel = LATMIX_SOURCE_DIR "/resources/models/gutenberg-llama-6M";
+const std::string kSample = LATMIX_SOURCE_DIR "/resources/calibration/pride_and_prejudice_ch1-6.txt";
+
+// `latmix learn ARGS` read by the CLI's own parser into the api's request.
+latmix::api::LearnRequest cli_request(const std::vector<std::string>& argv) {
+  for (const auto& command : latmix::cli::learn_commands()) {
+    if (command.spec.name == "learn") {
+      return latmix::cli::learn_request_from_args(latmix::cli::Args(command.spec, argv));
+    }
+  }
+  throw std::logic_error("no learn command");
+}
+
+// A POSIX shell's words of a line that shell_command() wrote (plain words and '...' quoting).
+std::vector<std::string> shell_words(const std::string& line) {
+  std::vector<std::string> words;
+  std::string word;
+  bool in_word = false, quoted = false;
+  for (char c : line) {
+    if (quoted) {
+      if (c == '\'') {
+        quoted = false;
+      } else {
+        word += c;
+      }
+    } else if (c == '\'') {
+      quoted = in_word = true;
+    } else if (c == '\\') {
+      continue;  // shell_command writes ' as '\'' : the backslash escapes the next quote
+    } else if (c == ' ') {
+      if (in_word) words.push_back(word);
+      word.clear();
+      in_word = false;
+    } else {
+      word += c;
+      in_word = true;
+    }
+  }
+  if (in_word) words.push_back(word);
+  return words;
+}
+
+class LearnRequestDrift : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    host_ = std::make_unique<latmix::studio::EngineHost>();
+    session_ = std::make_unique<latmix::studio::ModelSession>(host_.get());
+    QSignalSpy opened(session_.get(), &latmix::studio::ModelSession::opened);
+    session_->open(QString::fromStdString(kModel));
+    ASSERT_TRUE(opened.wait(120000)) << "the bundled model did not open";
+  }
+  static void TearDownTestSuite() {
+    session_.reset();
+    host_.reset();
+  }
+  void SetUp() override {
+    QSettings().clear();  // the form starts from the CLI's defaults, not from an earlier run's
+    explorer_ = std::make_unique<latmix::studio::ExplorerPanel>(host_.get(), session_.get());
+    panel_ = std::make_unique<latmix::studio::LearnPanel>(host_.get(), session_.get(), explorer_.get());
+  }
+  void TearDown() override {
+    panel_.reset();
+    explorer_.reset();
+  }
+
+  template <typename W>
+  W* widget(const char* option) {
+    W* w = panel_->findChild<W*>(option);
+    if (w == nullptr) ADD_FAILURE() << "the Learn form has no " << option << " control";
+    return w;
+  }
+  void choose(const char* option, const QString& value) {
+    auto* c = widget<QComboBox>(option);
+    if (c == nullptr) return;
+    const int i = c->findData(value);
+    ASSERT_GE(i, 0) << option << " offers no " << value.toStdString();
+    c->setCurrentIndex(i);
+  }
+  void type(const char* option, const QString& text) {
+    if (auto* e = widget<QLineEdit>(option)) e->setText(text);
+  }
+  void spin(const char* option, int value) {
+    if (auto* s = widget<QSpinBox>(option)) s->setValue(value);
+  }
+
+  static std::unique_ptr<latmix::studio::EngineHost> host_;
+  static std::unique_ptr<latmix::studio::ModelSession> session_;
+  std::unique_ptr<latmix::studio::ExplorerPanel> explorer_;
+  std::unique_ptr<latmix::studio::LearnPanel> panel_;
+};
+
+std::unique_ptr<latmix::studio::EngineHost> LearnRequestDrift::host_;
+std::unique_ptr<latmix::studio::ModelSession> LearnRequestDrift::session_;
+
+TEST_F(LearnRequestDrift, TheDefaultRequestIsTheSameThroughTheCliAndTheLearnForm) {
+  choose("method", "latmix");
+  const latmix::api::LearnRequest form = panel_->request();
+  // The form offers gutenberg when the data folder has it, else the bundled sample (a person sees that).
+  std::vector<std::string> argv = {"--model", kModel, "--method", "latmix"};
+  if (form.calib != "gutenberg") argv.insert(argv.end(), {"--calib", form.calib});
+  EXPECT_EQ(latmix::api::to_json(form).dump(2), latmix::api::to_json(cli_request(argv)).dump(2));
+  // Unset means the method's default: nothing of the form's numbers is pinned.
+  EXPECT_FALSE(form.steps || form.batch || form.lr || form.samples || form.seqlen);
+}
+
+TEST_F(LearnRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheLearnForm) {
+  // Option and value pairs, as typed.
+  // clang-format off
+  const std::vector<std::string> argv = {
+      "--model", kModel, "--method", "latmix", "--quant", "mxint4", "--calib", kSample, "--samples", "8",
+      "--seqlen", "64", "--seed", "7", "--steps", "5", "--batch", "3", "--lr", "0.002", "--optimizer", "sgd",
+      "--momentum", "0.9", "--weight-decay", "0.01", "--warmup", "0.2", "--schedule", "constant", "--grad-clip",
+      "0.5", "--lambda", "0.3", "--param", "qr", "--init", "block_hadamard", "--affine-bias", "no",
+      "--rotation-map", "exp", "--mode", "layerwise", "--loss", "mse", "--micro-batch", "2", "--loss-chunk", "128",
+      "--recompute", "no", "--kept-layers", "1", "--teacher-cache", "yes", "--validation", "2", "--eval-every", "3",
+      "--patience", "5", "--deployed-check", "every", "--device", "cpu"};
+  // clang-format on
+  choose("method", "latmix");
+  if (auto* q = widget<QComboBox>("quant")) q->setCurrentText("mxint4");
+  if (auto* c = widget<QComboBox>("calib")) c->setCurrentText(QString::fromStdString(kSample));
+  spin("samples", 8);
+  spin("seqlen", 64);
+  spin("seed", 7);
+  spin("steps", 5);
+  spin("batch", 3);
+  type("lr", "0.002");
+  choose("optimizer", "sgd");
+  type("momentum", "0.9");
+  type("weight-decay", "0.01");
+  type("warmup", "0.2");
+  choose("schedule", "constant");
+  type("grad-clip", "0.5");
+  type("lambda", "0.3");
+  choose("param", "qr");
+  choose("init", "block_hadamard");
+  choose("affine-bias", "no");
+  choose("rotation-map", "exp");
+  choose("mode", "layerwise");
+  choose("loss", "mse");
+  type("micro-batch", "2");
+  type("loss-chunk", "128");
+  choose("recompute", "no");
+  type("kept-layers", "1");
+  choose("teacher-cache", "yes");
+  type("validation", "2");
+  type("eval-every", "3");
+  type("patience", "5");
+  choose("deployed-check", "every");
+  const latmix::api::LearnRequest form = panel_->request();
+  const latmix::api::LearnRequest cli = cli_request(argv);
+  EXPECT_EQ(latmix::api::to_json(form).dump(2), latmix::api::to_json(cli).dump(2));
+  // Every learning knob of the CLI is one the form set (none left at its default).
+  const nlohmann::json j = latmix::api::to_json(form);
+  for (const auto& option : latmix::api::learn_option_help()) {
+    std::string key = option.name;
+    for (char& c : key) c = c == '-' ? '_' : c;
+    if (key == "data_dir") continue;  // the data folder is a setting (File > Settings), for gutenberg only
+    ASSERT_TRUE(j.contains(key)) << key;
+    EXPECT_FALSE(j[key].is_null()) << "the form left --" << option.name << " unset";
+  }
+}
+
+TEST_F(LearnRequestDrift, TheFormsCommandLineRepeatsItsRequest) {
+  choose("method", "spinquant");
+  if (auto* c = widget<QComboBox>("calib")) c->setCurrentText(QString::fromStdString(kSample) + ",/tmp/a b.txt");
+  spin("steps", 4);
+  type("lr", "0.125");
+  choose("rotation-map", "exp");
+  choose("mode", "e2e");
+  type("momentum", "0.5");
+  choose("affine-bias", "yes");
+  const latmix::api::LearnRequest form = panel_->request();
+  const std::vector<std::string> words = shell_words(panel_->cliCommand().toStdString());
+  ASSERT_GE(words.size(), 2u);
+  EXPECT_EQ(words[0], "latmix");
+  EXPECT_EQ(words[1], "learn");
+  latmix::api::LearnRequest expected = form;
+  expected.out = "PREFIX";  // the command line names its output; Save transforms does in the studio
+  EXPECT_EQ(latmix::api::to_json(cli_request({words.begin() + 2, words.end()})).dump(2),
+            latmix::api::to_json(expected).dump(2));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
+  // One data folder for both clients (the CLI's default_eval_data_dir(), the studio's studio_data_dir()).
+  if (qEnvironmentVariableIsEmpty("LATMIX_DATA_DIR")) qputenv("LATMIX_DATA_DIR", LATMIX_TEST_DATA_DIR);
+  QStandardPaths::setTestModeEnabled(true);
+  QApplication app(argc, argv);
+  QCoreApplication::setOrganizationName("LATMiX-test");
+  QCoreApplication::setApplicationName("studio-learn-drift-tests");
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
