@@ -14,7 +14,7 @@ TEXT=resources/calibration/pride_and_prejudice_ch1-6.txt
 L=/tmp/build-cuda/engine/latmix
 if [ "$STEP" = export ]; then
   cuda_build "$PWD" "$OUT" latmix latmix-engine make_random_model latmix_model_tests
-  /tmp/build-cuda/tests/latmix_model_tests --gtest_filter='MappedModel.*:MemoryCheck.*:ExportGutenberg.Hadamard*' 2>&1 | tail -4
+  /tmp/build-cuda/tests/latmix_model_tests --gtest_filter='MappedModel.*:MemoryCheck.*:ExportGutenberg.Hadamard*' 2>&1 | grep -E '^\[ ' | tail -30 || true
   [ -d /tmp/llama-8b ] || $PEAK --label "8b generate" -- /tmp/build-cuda/tests/bench/make_random_model /tmp/llama-8b --shape 8b --tokenizer $TOK
   rm -rf /tmp/ct-8b
   $PEAK --label "8b export rtn compressed-tensors" -- $L export --model /tmp/llama-8b --method rtn --quant w=mxfp4,a=none \
