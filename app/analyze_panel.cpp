@@ -42,16 +42,6 @@ const char* kPointTips[] = {"the hidden state entering the layer (before input_l
                             "the MLP's intermediate activation, input of down_proj",
                             "the final norm's output, input of lm_head (one capture, whatever the layer)"};
 
-// The same "--option: why" wording as the CLI's parse_option().
-template <typename F>
-auto parse_option(const char* option, F&& parse) {
-  try {
-    return parse();
-  } catch (const UsageError& e) {
-    throw UsageError(std::string("--") + option + ": " + e.what());
-  }
-}
-
 QString number(double v) {
   return std::isfinite(v) ? QString::number(v, 'g', 4) : QString("-");
 }

@@ -108,6 +108,10 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
     if (host_view_ != nullptr) host_view_->update();
     status_->setText("<span style='color:#c0392b'>Could not read the block: " + message.toHtmlEscaped() + "</span>");
   });
+  connect(host_, &EngineHost::jobCancelled, this, [this](quint64, const QString& tag) {
+    if (tag != "microscope" || view_->hasData()) return;
+    status_->setText("Reading the block was cancelled: choose a layer, token or block to read one.");
+  });
 }
 
 MicroscopePanel::~MicroscopePanel() = default;
@@ -209,7 +213,7 @@ void MicroscopePanel::refresh() {
   auto source = source_;
   QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   host_->submit("microscope", [self, model, tokenizer, point, layer, token, block, format, transform, plan_prefix,
-                               ids_cache, source](const JobControl&) {
+                               ids_cache, source](const JobControl& job) {
     auto ids = ids_cache;
     if (!ids && source) {  // the explorer's calibration sequence (the same windows as its statistics)
       const CalibrationSet set = load_calibration_text(source->text, *tokenizer, source->options);
@@ -222,7 +226,7 @@ void MicroscopePanel::refresh() {
     if (!ids) ids = std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
     const CapturePoint cp = parse_capture_point(point);
     const int64_t lay = cp == CapturePoint::FinalNormOut ? model->config().num_layers : layer;
-    at::Tensor act = capture_activation(*model, at::tensor(*ids, at::kLong), cp, lay);
+    at::Tensor act = capture_activation(*model, at::tensor(*ids, at::kLong), cp, lay, job);
     const int64_t t = std::min<int64_t>(token, act.size(0) - 1);
     const MxFormat fmt = MxFormat::parse(format);
     const int64_t size = fmt.block;  // 32, or 16 for NVFP4

@@ -13,16 +13,6 @@ namespace latmix::cli {
 
 namespace {
 
-// A parser's UsageError with the option named first, so the user sees which value is wrong.
-template <typename F>
-auto parse_option(const char* option, F&& parse) {
-  try {
-    return parse();
-  } catch (const UsageError& e) {
-    throw UsageError(std::string("--") + option + ": " + e.what());
-  }
-}
-
 std::vector<CapturePoint> points_of(const std::string& list) {
   std::vector<CapturePoint> points;
   std::stringstream in(list);

@@ -24,7 +24,8 @@ class GrabHook : public CaptureHook {
 
 }  // namespace
 
-at::Tensor capture_activation(const Model& model, const at::Tensor& ids, CapturePoint point, int64_t layer) {
+at::Tensor capture_activation(const Model& model, const at::Tensor& ids, CapturePoint point, int64_t layer,
+                              const JobControl& control) {
   const int64_t last = point == CapturePoint::FinalNormOut ? model.config().num_layers : model.config().num_layers - 1;
   if (layer < 0 || layer > last) {
     throw UsageError("layer " + std::to_string(layer) + " out of range for " + capture_point_name(point) +
@@ -34,7 +35,20 @@ at::Tensor capture_activation(const Model& model, const at::Tensor& ids, Capture
   Model probe = model;  // shares the weights; hooks are per copy
   auto hook = std::make_shared<GrabHook>(point, layer);
   probe.add_hook(hook);
-  probe.hidden_states(ids.dim() == 1 ? ids.unsqueeze(0) : ids);
+  const at::Tensor batch = (ids.dim() == 1 ? ids.unsqueeze(0) : ids).to(model.device(), at::kLong);
+  const int64_t needed = point == CapturePoint::FinalNormOut ? model.config().num_layers : layer + 1;
+  if (point == CapturePoint::FinalNormOut) {
+    probe.add_hook(std::make_shared<LayerProgressHook>("layers", needed, 1, control));
+    probe.hidden_states(batch);
+  } else {
+    // The layers after the captured one cannot change it: the model is causal in its layers.
+    at::Tensor h = probe.embed(batch);
+    for (int64_t l = 0; l < needed; ++l) {
+      control.cancel.check();
+      h = probe.forward_layer(l, h);
+      control.report("layers", l + 1, needed);
+    }
+  }
   return ids.dim() == 1 ? hook->grabbed.squeeze(0) : hook->grabbed;
 }
 

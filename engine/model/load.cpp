@@ -146,8 +146,7 @@ class HfWeightReader {
   // scheme's name ("down_online"), or "down_online_1" etc. when a scheme has one group per distinct
   // matrix: every such tensor counts, so that none is silently left out.
   at::Tensor with_input_transform(const std::string& base, const at::Tensor& weight) const {
-    const auto found = input_transforms_.find(base);
-    if (found == input_transforms_.end()) return weight;
+    if (weight.dim() != 2) return weight;  // norm gains and biases: never transformed
     return apply_input_transform(weight, input_transform(base, weight.size(1)), opts_.device, opts_.dtype);
   }
   const std::string& folder() const { return folder_; }

@@ -1,7 +1,11 @@
 #include "latmix/model.h"
 
+#include <c10/core/InferenceMode.h>
+
 #include <cmath>
 #include <limits>
+#include <mutex>
+#include <vector>
 
 #if __has_include(<ATen/ops/scaled_dot_product_attention.h>)
 #include <ATen/ops/scaled_dot_product_attention.h>
@@ -60,6 +64,49 @@ CapturePoint parse_capture_point(const std::string& name) {
                    "' (expected residual, attn_in, o_in, residual_mid, mlp_in, down_in or lm_head_in)");
 }
 
+class ConversionBuffers {
+ public:
+  explicit ConversionBuffers(int64_t budget_bytes) : budget_(budget_bytes) {}
+
+  /// `t` converted to `dtype` (contiguous, on the CPU): the same cast as t.to(dtype), written into a
+  /// buffer of the same size that no tensor refers to any more, or a new one (kept while the
+  /// buffers stay within the budget).
+  at::Tensor convert(const at::Tensor& t, at::ScalarType dtype) {
+    const int64_t bytes = t.numel() * static_cast<int64_t>(c10::elementSize(dtype));
+    if (bytes > budget_ / 2) return t.to(dtype);  // the embedding and lm_head: once a pass
+    at::Tensor buffer;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      // A buffer is free when only this list refers to its storage: every tensor handed out is a
+      // view of it (in grad mode the view also holds the list's tensor as its base).
+      // A buffer made in inference mode is an inference tensor, which cannot be written outside
+      // it: each is reused in the mode it was made in.
+      const bool inference = c10::InferenceMode::is_enabled();
+      for (const at::Tensor& owner : buffers_) {
+        if (owner.scalar_type() == dtype && owner.numel() == t.numel() && owner.is_inference() == inference &&
+            owner.storage().use_count() == 1) {
+          buffer = owner.view(t.sizes());
+          break;
+        }
+      }
+      if (!buffer.defined() && held_ + bytes <= budget_) {
+        buffers_.push_back(at::empty({t.numel()}, at::TensorOptions().dtype(dtype)));
+        held_ += bytes;
+        buffer = buffers_.back().view(t.sizes());
+      }
+    }
+    if (!buffer.defined()) return t.to(dtype);
+    buffer.copy_(t);
+    return buffer;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<at::Tensor> buffers_;
+  int64_t held_ = 0;
+  const int64_t budget_;
+};
+
 Model::Model(ModelConfig config, ModelWeights weights)
     : Model(std::move(config), std::move(weights), at::kFloat, at::kCPU) {
   dtype_ = weights_.embed.scalar_type();
@@ -72,6 +119,13 @@ Model::Model(ModelConfig config, ModelWeights weights, at::ScalarType dtype, at:
     : config_(std::move(config)), weights_(std::move(weights)), dtype_(dtype), device_(device), mapped_(true) {
   inv_freq_ = make_inv_freq(config_).to(device_);
   if (config_.rope.bf16_inv_freq) inv_freq_ = inv_freq_.to(at::kBFloat16).to(at::kFloat);
+  if (device_.is_cpu()) {
+    int64_t largest = 0;
+    for (const auto& l : weights_.layers) {
+      for (const at::Tensor* t : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) largest = std::max(largest, t->numel());
+    }
+    buffers_ = std::make_shared<ConversionBuffers>(2 * largest * static_cast<int64_t>(c10::elementSize(dtype_)));
+  }
 }
 
 ModelWeights& Model::weights() {
@@ -103,6 +157,7 @@ at::Tensor Model::compute(const at::Tensor& t) const {
     if (decoded.defined()) return decoded.to(device_, dtype_);
   }
   if (t.scalar_type() == dtype_ && t.device() == device_) return t;
+  if (buffers_ && t.device().is_cpu() && t.is_contiguous() && !t.requires_grad()) return buffers_->convert(t, dtype_);
   return t.to(device_, dtype_);
 }
 

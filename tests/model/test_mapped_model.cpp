@@ -99,6 +99,48 @@ TEST(MappedModel, GenerationAndLayerStepsMatch) {
   EXPECT_TRUE(at::equal(mem.forward_layer(2, mem.embed(ids)), map.forward_layer(2, map.embed(ids))));
 }
 
+TEST(MappedModel, ConversionsReuseAFreeBufferAndNeverOneInUse) {
+  const latmix::Model mem = load(model6m(), false);
+  const latmix::Model map = load(model6m(), true);
+  const latmix::LayerWeights& a = map.weights().layers[0];
+  const latmix::LayerWeights& b = map.weights().layers[1];
+  const void* first = nullptr;
+  {
+    const at::Tensor q0 = map.compute(a.q);
+    first = q0.data_ptr();
+    // Held: the next conversion of a matrix of that size gets another buffer, and q0 keeps its values.
+    const at::Tensor q1 = map.compute(b.q);
+    EXPECT_NE(q1.data_ptr(), first);
+    EXPECT_TRUE(at::equal(q0, mem.weights().layers[0].q));
+    EXPECT_TRUE(at::equal(q1, mem.weights().layers[1].q));
+    const at::Tensor view = q1.t();  // a view keeps its buffer in use as well
+    const void* second = q1.data_ptr();
+    EXPECT_NE(map.compute(a.o).data_ptr(), second);
+  }
+  // Dropped: the buffer is reused (same size: o is hidden x hidden like q) with the right values.
+  const at::Tensor o1 = map.compute(b.o);
+  EXPECT_EQ(o1.data_ptr(), first);
+  EXPECT_TRUE(at::equal(o1, mem.weights().layers[1].o));
+  EXPECT_EQ(o1.sizes(), mem.weights().layers[1].o.sizes());
+  // Inference mode (where evaluation runs) hands out views without a base: the same rules.
+  const void* other = nullptr;
+  {
+    c10::InferenceMode guard;
+    const void* in_use = o1.data_ptr();
+    {
+      const at::Tensor q = map.compute(a.q);
+      other = q.data_ptr();
+      EXPECT_NE(other, in_use);
+      EXPECT_TRUE(at::equal(q, mem.weights().layers[0].q));
+    }
+    EXPECT_EQ(map.compute(b.q).data_ptr(), other);
+  }
+  // Buffers made in inference mode are inference tensors: outside it they are never written to.
+  const at::Tensor outside = map.compute(b.q);
+  EXPECT_NE(outside.data_ptr(), other);
+  EXPECT_TRUE(at::equal(outside, mem.weights().layers[1].q));
+}
+
 TEST(MappedModel, EditingWeightsMovesTheModelIntoMemory) {
   latmix::Model map = load(model6m(), true);
   const latmix::Model mem = load(model6m(), false);

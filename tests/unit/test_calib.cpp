@@ -4,6 +4,10 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <string_view>
+#include <utility>
+#include <vector>
 
 #include "latmix/calib.h"
 #include "latmix/calib_collector.h"
@@ -413,4 +417,51 @@ TEST(CalibCollect, CancelStopsBetweenBatchesAndRemovesTheHook) {
   EXPECT_THROW(latmix::collect_activation_stats(model, tiny_data(6), o, {}, job), latmix::Cancelled);
   EXPECT_EQ(last, 2);
   EXPECT_TRUE(at::equal(model.forward(ids), before));
+}
+
+// ---- capture_activation: the layers up to the captured one, with progress and cancel --------
+
+namespace {
+
+class RecordAll : public latmix::CaptureHook {
+ public:
+  bool wants(latmix::CapturePoint, int64_t) const override { return true; }
+  at::Tensor on_capture(latmix::CapturePoint point, int64_t layer, const at::Tensor& x) override {
+    seen[{static_cast<int>(point), layer}] = x.clone();
+    return {};
+  }
+  std::map<std::pair<int, int64_t>, at::Tensor> seen;
+};
+
+}  // namespace
+
+TEST(CaptureActivation, EqualsTheWholePassAndRunsOnlyTheLayersItNeeds) {
+  latmix::Model model = tiny_model();  // a copy: the hook stays on it
+  auto all = std::make_shared<RecordAll>();
+  model.add_hook(all);
+  const at::Tensor ids = at::arange(0, 24, at::kLong).remainder(300);
+  model.hidden_states(ids.unsqueeze(0));
+  model.clear_hooks();
+  const int64_t layers = model.config().num_layers;
+  for (const auto point : {latmix::CapturePoint::Residual, latmix::CapturePoint::AttnIn,
+                           latmix::CapturePoint::ResidualMid, latmix::CapturePoint::MlpIn}) {
+    for (int64_t layer : {int64_t{0}, layers - 1}) {
+      std::vector<std::pair<int64_t, int64_t>> reports;
+      latmix::JobControl control;
+      control.progress = [&](std::string_view stage, int64_t done, int64_t total) {
+        EXPECT_EQ(stage, "layers");
+        reports.emplace_back(done, total);
+      };
+      const at::Tensor x = latmix::capture_activation(model, ids, point, layer, control);
+      const at::Tensor& whole = all->seen.at({static_cast<int>(point), layer});
+      EXPECT_TRUE(at::equal(x, whole.squeeze(0))) << latmix::capture_point_name(point) << " layer " << layer;
+      ASSERT_EQ(reports.size(), static_cast<size_t>(layer + 1));  // the layers after it never ran
+      EXPECT_EQ(reports.back(), std::make_pair(layer + 1, layer + 1));
+    }
+  }
+  const at::Tensor final_norm = latmix::capture_activation(model, ids, latmix::CapturePoint::FinalNormOut, layers);
+  EXPECT_TRUE(at::equal(final_norm, all->seen.at({static_cast<int>(latmix::CapturePoint::FinalNormOut), layers}).squeeze(0)));
+  latmix::JobControl cancelled;
+  cancelled.cancel.cancel();
+  EXPECT_THROW(latmix::capture_activation(model, ids, latmix::CapturePoint::MlpIn, 1, cancelled), latmix::Cancelled);
 }

@@ -21,6 +21,17 @@ class UsageError : public Error {
   explicit UsageError(const std::string& message) : Error(message) {}
 };
 
+/// `parse()`'s value; its UsageError comes back with the option named first ("--format: ..."), so
+/// the user sees which value is wrong. The CLI and the studio's forms word it the same way.
+template <typename F>
+auto parse_option(const char* option, F&& parse) {
+  try {
+    return parse();
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("--") + option + ": " + e.what());
+  }
+}
+
 /// Thrown by long operations when their CancelToken was triggered.
 class Cancelled : public Error {
  public:

@@ -123,13 +123,19 @@ class DeferredMatrices {
   std::map<const void*, Entry> entries_;
 };
 
+/// Reused CPU buffers for a mapped model's conversions (model.cpp): a fresh fp32 copy of each
+/// matrix at each use costs the kernel's page faults and zeroing, about five times the conversion.
+class ConversionBuffers;
+
 /// A model's weights live in one of two ways:
 ///  - in memory: every tensor converted to the compute dtype and device at load (the default);
 ///  - mapped: the matrices (embedding, the seven linears of each layer, lm_head) stay as the
 ///    checkpoint stores them (bf16/fp16/fp32), read-only views of the memory-mapped safetensors
 ///    files; each is converted to the compute dtype and device when it is used (one linear at a
 ///    time, the embedding rows that are looked up, lm_head per call) and the converted copy is
-///    dropped right after. Norm gains and biases (vectors) are converted at load. The conversion
+///    dropped right after. On the CPU the copies of the layers' matrices are written into a few
+///    reused buffers (at most twice the largest linear in all; a buffer is reused only when no
+///    tensor refers to it any more), so a pass does not pay fresh pages for every matrix. Norm gains and biases (vectors) are converted at load. The conversion
 ///    is the same `.to(device, dtype)` the in-memory load does, so every result is bit for bit
 ///    the in-memory model's; anonymous memory stays at one converted matrix plus activations.
 /// A stored tensor of another dtype than the compute dtype is converted at use in either mode, so
@@ -211,6 +217,7 @@ class Model {
   at::Device device_;
   bool mapped_ = false;
   std::shared_ptr<const DeferredMatrices> deferred_;
+  std::shared_ptr<ConversionBuffers> buffers_;  // mapped CPU models only
   std::vector<std::shared_ptr<CaptureHook>> hooks_;
 };
 
@@ -249,8 +256,10 @@ namespace latmix {
 
 /// Runs the model on `ids` [T] (or [B, T]) and returns the activation seen at one capture point
 /// of one layer, as float32 on the CPU ([T, features], or [B, T, features]). Other hooks of the
-/// model stay active (a transform hook installed before it changes what is captured). The whole
-/// model runs once.
-at::Tensor capture_activation(const Model& model, const at::Tensor& ids, CapturePoint point, int64_t layer);
+/// model stay active (a transform hook installed before it changes what is captured). Only the
+/// layers up to `layer` run (all of them for the final norm's output); `control` hears
+/// ("layers", done, needed) after each one and its cancel is checked between them.
+at::Tensor capture_activation(const Model& model, const at::Tensor& ids, CapturePoint point, int64_t layer,
+                              const JobControl& control = {});
 
 }  // namespace latmix
