@@ -211,6 +211,34 @@ void check_request(const ExportRequest& r, ExportKind kind, const QuantSpec& spe
   if (kind != ExportKind::Gguf && r.gguf_float != "f32") throw UsageError("--gguf-float is for --as gguf");
 }
 
+// The export's options from the request, the plan's record and the calibration (the perplexity
+// text and the staging are added by run_export()).
+ExportOptions export_options(const ExportRequest& r, ExportKind kind, const MethodPlan& mp,
+                             const GptqCalibration* calib) {
+  ExportOptions o;
+  o.kind = kind;
+  o.out = r.out;
+  o.overwrite = r.overwrite;
+  o.method = r.method;
+  o.settings = mp.settings;
+  if (calib) o.settings["calibration"] = {{"file", calib->file}, {"description", calib->set.describe()}};
+  o.transforms_source = r.transforms_source.empty() ? mp.source : r.transforms_source;
+  o.max_shard_bytes = static_cast<uint64_t>(r.shard_size) << 20;
+  o.verify = !r.no_verify;
+  o.gguf_float = parse_gguf_float(r.gguf_float);
+  return o;
+}
+
+// The folder the output goes into, made when missing (a fresh account has no ~/Documents).
+void make_parent_folder(const std::string& out) {
+  const fs::path target(out);
+  std::error_code ec;
+  if (target.has_parent_path() && !fs::exists(target.parent_path(), ec)) {
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) fail(target.parent_path().string(), "cannot create the export folder", "", ec.message());
+  }
+}
+
 // The perplexity check of the export: only what its windows need, and that text travels inside it.
 void add_verify_text(ExportOptions& o, const ExportRequest& r, const Tokenizer& tokenizer, const std::string& text) {
   o.verify_ppl.seqlen = r.verify_seqlen;
@@ -403,17 +431,7 @@ ExportResult run_export(const ExportRequest& r, const Model& model, const Tokeni
                       ? plan_from_file(r)
                       : plan_of_method(r.method, source, !r.calib.empty() && calib ? &calib->set : nullptr, spec, control);
 
-  ExportOptions o;
-  o.kind = kind;
-  o.out = r.out;
-  o.overwrite = r.overwrite;
-  o.method = r.method;
-  o.settings = mp.settings;
-  if (calib) o.settings["calibration"] = {{"file", calib->file}, {"description", calib->set.describe()}};
-  o.transforms_source = r.transforms_source.empty() ? mp.source : r.transforms_source;
-  o.max_shard_bytes = static_cast<uint64_t>(r.shard_size) << 20;
-  o.verify = !r.no_verify;
-  o.gguf_float = parse_gguf_float(r.gguf_float);
+  ExportOptions o = export_options(r, kind, mp, calib ? &*calib : nullptr);
   if (kind == ExportKind::Gguf && spec.activations) {
     mp.notes.push_back("the spec's activation format (" + spec.activations->name() +
                        ") is not in a GGUF file: llama.cpp runs the MXFP4 weights with its own activation "
@@ -427,16 +445,11 @@ ExportResult run_export(const ExportRequest& r, const Model& model, const Tokeni
     note(control, "note: no perplexity check: the bundled sample text is not installed; give --verify-data FILE");
   }
 
-  // The chosen folder is made when missing (a fresh account has no ~/Documents).
-  const fs::path target(r.out);
-  std::error_code ec;
-  if (target.has_parent_path() && !fs::exists(target.parent_path(), ec)) {
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) fail(target.parent_path().string(), "cannot create the export folder", "", ec.message());
-  }
+  make_parent_folder(r.out);
   RemoveOnExit staging;
   if (r.zip) {
-    if (fs::exists(target, ec) && !r.overwrite) fail(r.out, "already exists", "a new path, or --overwrite", "an existing file");
+    std::error_code ec;
+    if (fs::exists(r.out, ec) && !r.overwrite) fail(r.out, "already exists", "a new path, or --overwrite", "an existing file");
     staging.path = export_staging_folder(r);
     o.out = staging.path;
     o.overwrite = false;
