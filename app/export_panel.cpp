@@ -20,31 +20,20 @@
 #include <QStandardPaths>
 #include <QVBoxLayout>
 
-#include <nlohmann/json.hpp>
-
 #include <filesystem>
 #include <optional>
 #include <system_error>
+#include <utility>
+#include <vector>
 
-#include <unistd.h>
-
-#include "bundle.h"
 #include "engine_host.h"
-#include "latmix/api/learn.h"
-#include "latmix/calib_data.h"
-#include "latmix/config.h"
+#include "latmix/api/export.h"
 #include "latmix/error.h"
-#include "latmix/export.h"
-#include "latmix/files.h"
-#include "latmix/model.h"
-#include "latmix/model_files.h"
 #include "latmix/quant.h"
-#include "latmix/text_stream.h"
-#include "latmix/tokenizer.h"
-#include "latmix/transform_fold.h"
 #include "learn_panel.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "settings_dialog.h"
 
 namespace latmix::studio {
 
@@ -58,24 +47,6 @@ QString format_bytes(qint64 bytes) {
   return QString("%1 B").arg(bytes);
 }
 
-QString ExportRequest::cliCommand(const QString& model) const {
-  QStringList argv = {"latmix", "export", "--model", model, "--method", method};
-  if (!plan_prefix.isEmpty()) argv << "--transforms" << plan_prefix;
-  argv << "--quant" << quant << "--as" << kind;
-  if (zip) argv << "--zip";
-  argv << "--out" << out;
-  if (overwrite) argv << "--overwrite";
-  if (shard_mb != 4096) argv << "--shard-size" << QString::number(shard_mb);
-  if (!verify) {
-    argv << "--no-verify";
-  } else if (kind == "folded-bf16") {
-    if (!verify_text.isEmpty()) argv << "--verify-data" << verify_text;
-    if (verify_seqlen != 256) argv << "--verify-seqlen" << QString::number(verify_seqlen);
-    if (verify_windows != 8) argv << "--verify-windows" << QString::number(verify_windows);
-  }
-  return shell_command(argv);
-}
-
 namespace {
 
 QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
@@ -85,6 +56,20 @@ QString notes_html(const QStringList& notes) {
   QStringList lines;
   for (const QString& n : notes) lines << "note: " + n.toHtmlEscaped();
   return "<small>" + lines.join("<br>") + "</small>";
+}
+
+// `edit` with a "..." button beside it that picks a text file into it.
+QHBoxLayout* text_file_row(QWidget* parent, QLineEdit* edit, const QString& title) {
+  auto* browse = new QPushButton("...", edit->parentWidget());
+  QObject::connect(browse, &QPushButton::clicked, edit, [parent, edit, title] {
+    const QString file =
+        QFileDialog::getOpenFileName(parent, title, last_folder("text"), "Text (*.txt *.raw);;All files (*)");
+    if (!file.isEmpty()) edit->setText(file);
+  });
+  auto* row = new QHBoxLayout();
+  row->addWidget(edit, 1);
+  row->addWidget(browse);
+  return row;
 }
 
 bool is_byte_stage(const QString& stage) { return stage == "hash" || stage == "write" || stage == "zip"; }
@@ -106,15 +91,6 @@ QStringList leftovers_of(const fs::path& target, const fs::path& staging) {
   }
   return out;
 }
-
-// Removes a folder when it goes out of scope (the staging folder of a zipped export).
-struct RemoveOnExit {
-  std::string path;
-  ~RemoveOnExit() {
-    std::error_code ec;
-    if (!path.empty()) fs::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -139,7 +115,7 @@ ExportPanel::ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* le
     if (id != 0 && id == job_) {
       ExportOutcome o;
       o.status = ExportOutcome::Status::Cancelled;
-      o.path = request().out;
+      o.path = QString::fromStdString(request().out);
       showOutcome(o);
     }
     if (id != 0 && id == verify_job_) verify_job_ = 0;
@@ -229,8 +205,8 @@ void ExportPanel::buildUi() {
   quant_->setEditable(true);
   quant_->addItems({"", "w=mxfp4,a=mxfp4", "w=mxfp4,a=none", "w=mxfp4,a=mxfp4,weights=gptq", "mxfp8", "mxint8"});
   quant_->setToolTip(
-      "The quantization (latmix --quant grammar). Empty: the Learn tab's format. compressed-tensors holds MXFP4 "
-      "weights only; weights=gptq uses the Learn tab's calibration text.");
+      "The quantization (latmix --quant grammar). Empty: the plan's format, else the Learn tab's. "
+      "compressed-tensors holds MXFP4 weights only; weights=gptq calibrates on the calibration text below.");
   method_ = new QLineEdit(options_);
   method_->setToolTip("The method recorded in the manifest. Empty: the plan's method (rtn or gptq without a plan)");
   name_ = new QLineEdit(options_);
@@ -238,15 +214,7 @@ void ExportPanel::buildUi() {
   overwrite_ = new QCheckBox("replace an earlier export of that name (never anything else)", options_);
   verify_check_ = new QCheckBox("verify before it appears (packed codes / weights bit for bit, perplexity)", options_);
   verify_text_ = new QLineEdit(options_);
-  auto* verify_browse = new QPushButton("...", options_);
-  connect(verify_browse, &QPushButton::clicked, this, [this] {
-    const QString file = QFileDialog::getOpenFileName(this, "Verification text", last_folder("text"),
-                                                      "Text (*.txt *.raw);;All files (*)");
-    if (!file.isEmpty()) verify_text_->setText(file);
-  });
-  auto* verify_row = new QHBoxLayout();
-  verify_row->addWidget(verify_text_, 1);
-  verify_row->addWidget(verify_browse);
+  QHBoxLayout* verify_row = text_file_row(this, verify_text_, "Verification text");
   verify_text_->setToolTip("folded-bf16: the text of the perplexity check (latmix export --verify-data)");
   verify_seqlen_ = new QSpinBox(options_);
   verify_seqlen_->setRange(8, 131072);
@@ -256,6 +224,35 @@ void ExportPanel::buildUi() {
   shard_ = new QSpinBox(options_);
   shard_->setRange(1, 1 << 20);
   shard_->setSuffix(" MB");
+  // GPTQ's calibration (and the text a method without a plan learns on): latmix export --calib ...
+  calib_ = new QLineEdit(options_);
+  calib_->setPlaceholderText("the bundled sample (GPTQ); a method without a plan learns only on text named here");
+  calib_->setToolTip("latmix export --calib FILE: the text of weights=gptq, and the training text of a learned "
+                     "method that has no plan yet (learned with its defaults first)");
+  QHBoxLayout* calib_row = text_file_row(this, calib_, "Calibration text");
+  const latmix::api::CalibrationSize gptq = latmix::api::gptq_calibration_defaults(false, 0);
+  calib_samples_ = new QSpinBox(options_);
+  calib_samples_->setRange(0, 1 << 20);
+  calib_samples_->setSpecialValueText(QString("default (%1 on the CPU, 128 on CUDA)").arg(gptq.samples));
+  calib_seqlen_ = new QSpinBox(options_);
+  calib_seqlen_->setRange(0, 1 << 20);
+  calib_seqlen_->setSpecialValueText(QString("default (%1 on the CPU, 2048 on CUDA)").arg(gptq.seqlen));
+  // Each control carries its option's name: tests fill the form as a person would (the drift test).
+  const std::vector<std::pair<QWidget*, const char*>> names = {
+      {kind_, "as"},
+      {zip_, "zip"},
+      {quant_, "quant"},
+      {method_, "method"},
+      {overwrite_, "overwrite"},
+      {verify_check_, "verify"},
+      {verify_text_, "verify-data"},
+      {verify_seqlen_, "verify-seqlen"},
+      {verify_windows_, "verify-windows"},
+      {shard_, "shard-size"},
+      {calib_, "calib"},
+      {calib_samples_, "calib-samples"},
+      {calib_seqlen_, "calib-seqlen"}};
+  for (const auto& [w, name] : names) w->setObjectName(name);
   form->addRow("kind", kind_);
   form->addRow("bundle", zip_);
   form->addRow("format", quant_);
@@ -267,6 +264,9 @@ void ExportPanel::buildUi() {
   form->addRow("perplexity window", verify_seqlen_);
   form->addRow("perplexity windows", verify_windows_);
   form->addRow("largest shard", shard_);
+  form->addRow("calibration text", calib_row);
+  form->addRow("calibration sequences", calib_samples_);
+  form->addRow("calibration length", calib_seqlen_);
   options_->setVisible(false);
   connect(options_button_, &QPushButton::toggled, options_, &QWidget::setVisible);
   layout->addWidget(options_);
@@ -303,9 +303,9 @@ void ExportPanel::buildUi() {
 
   for (QComboBox* c : {kind_, quant_}) connect(c, &QComboBox::currentTextChanged, this, &ExportPanel::updateCli);
   for (QCheckBox* c : {zip_, overwrite_, verify_check_}) connect(c, &QCheckBox::toggled, this, &ExportPanel::updateCli);
-  for (QLineEdit* e : {folder_, method_, name_, verify_text_})
+  for (QLineEdit* e : {folder_, method_, name_, verify_text_, calib_})
     connect(e, &QLineEdit::textChanged, this, &ExportPanel::updateCli);
-  for (QSpinBox* s : {verify_seqlen_, verify_windows_, shard_})
+  for (QSpinBox* s : {verify_seqlen_, verify_windows_, shard_, calib_samples_, calib_seqlen_})
     connect(s, &QSpinBox::valueChanged, this, &ExportPanel::updateCli);
 }
 
@@ -359,77 +359,86 @@ void ExportPanel::updatePlanText() {
   plan_text_->setText(html);
 }
 
-QString ExportPanel::outputName(const ExportRequest& r) const {
+QString ExportPanel::outputName(const api::ExportRequest& r) const {
   if (!name_->text().trimmed().isEmpty()) return name_->text().trimmed();
   QString model = QFileInfo(session_->summary().path).completeBaseName();
   if (model.isEmpty()) model = "model";
-  const QString kind = r.kind == "compressed-tensors" ? "ct"
-                       : r.kind == "folded-bf16"      ? "bf16"
-                       : r.kind == "gguf"             ? "gguf"
-                                                      : "transforms";
-  return QString("%1-%2-%3").arg(model, r.method, kind);
+  const QString kind = r.as == "compressed-tensors" ? "ct"
+                       : r.as == "folded-bf16"      ? "bf16"
+                       : r.as == "gguf"             ? "gguf"
+                                                    : "transforms";
+  return QString("%1-%2-%3").arg(model, QString::fromStdString(r.method), kind);
 }
 
-ExportRequest ExportPanel::request() const {
-  ExportRequest r;
-  r.kind = kind_->currentData().toString();
+QString ExportPanel::cliCommand(const api::ExportRequest& r) {
+  QStringList argv;
+  for (const auto& a : api::export_command_line(r)) argv << QString::fromStdString(a);
+  return shell_command(argv);
+}
+
+api::ExportRequest ExportPanel::request() const {
+  api::ExportRequest r;
+  r.model = session_->summary().path.toStdString();
+  r.device = StudioSettings::load().device.toStdString();
+  r.as = kind_->currentData().toString().toStdString();
   r.zip = zip_->isChecked();
-  const LearnRequest learn = learn_->request();
   const bool has_plan = plan_ && !plan_->plan_prefix.isEmpty();
   // The format and the weight quantizer are the plan's (what it was learned for, issue 17 Major 2),
   // unless Options sets them; without a plan (or a file that records none) the Learn tab's format.
-  QString default_quant = QString::fromStdString(learn.quant);
-  if (has_plan && !plan_->quant.isEmpty()) default_quant = plan_->quant;
-  r.quant = quant_->currentText().trimmed().isEmpty() ? default_quant : quant_->currentText().trimmed();
-  r.calibration = learn;
+  std::string default_quant = learn_->request().quant;
+  if (has_plan && !plan_->quant.isEmpty()) default_quant = plan_->quant.toStdString();
+  const QString quant = quant_->currentText().trimmed();
+  r.quant = quant.isEmpty() ? default_quant : quant.toStdString();
   bool gptq = false;
   try {
-    gptq = parse_quant_spec(r.quant.toStdString()).method == WeightMethod::Gptq;
+    gptq = parse_quant_spec(r.quant).method == WeightMethod::Gptq;
   } catch (const Error&) {
     // a bad spec is reported by the export itself, with the engine's message
   }
   if (has_plan) {
-    r.plan_prefix = plan_->plan_prefix;
-    r.plan_learned = !plan_->loaded;
-    r.settings_json = plan_->settings_json;
+    // The plan on disk, checked against the model as `latmix export --transforms` checks it (a run
+    // of this session is saved with the model's fingerprint and its settings).
+    r.transforms = plan_->plan_prefix.toStdString();
     // The method the plan records; a file that records none is "transforms" (never the Learn tab's choice).
-    r.method = plan_->method.isEmpty() ? QString("transforms") : plan_->method;
-    r.transforms_source = plan_->loaded ? plan_->plan_prefix
-                                        : QString("learned in LATMiX Studio (%1%2, run %3%4)")
-                                              .arg(plan_->method)
-                                              .arg(plan_->learned ? QString(", %1 steps").arg(plan_->steps) : "")
-                                              .arg(plan_->run)
-                                              .arg(plan_->model_digest.isEmpty()
-                                                       ? QString()
-                                                       : ", model " + plan_->model_digest.left(12));
+    r.method = plan_->method.isEmpty() ? std::string("transforms") : plan_->method.toStdString();
+    if (!plan_->loaded) {
+      r.transforms_source = QString("learned in LATMiX Studio (%1%2, run %3%4)")
+                                .arg(plan_->method)
+                                .arg(plan_->learned ? QString(", %1 steps").arg(plan_->steps) : "")
+                                .arg(plan_->run)
+                                .arg(plan_->model_digest.isEmpty() ? QString() : ", model " + plan_->model_digest.left(12))
+                                .toStdString();
+    }
   } else {
     r.method = gptq ? "gptq" : "rtn";
   }
-  if (!method_->text().trimmed().isEmpty()) r.method = method_->text().trimmed();
+  if (!method_->text().trimmed().isEmpty()) r.method = method_->text().trimmed().toStdString();
   r.overwrite = overwrite_->isChecked();
-  r.verify = verify_check_->isChecked();
-  r.verify_text = verify_text_->text().trimmed();
+  r.no_verify = !verify_check_->isChecked();
+  r.verify_data = verify_text_->text().trimmed().toStdString();
   r.verify_seqlen = verify_seqlen_->value();
   r.verify_windows = verify_windows_->value();
-  r.shard_mb = shard_->value();
+  r.shard_size = shard_->value();
+  r.calib = calib_->text().trimmed().toStdString();
+  if (calib_samples_->value() > 0) r.calib_samples = calib_samples_->value();  // 0: "default"
+  if (calib_seqlen_->value() > 0) r.calib_seqlen = calib_seqlen_->value();
   // The target: NAME (or NAME.zip) in the folder, numbered rather than failing on an earlier export.
   const QString dir = folder_->text().trimmed().isEmpty() ? QDir::homePath() : folder_->text().trimmed();
   const QString base = QDir(dir).filePath(outputName(r));
   const QString ext = r.zip ? ".zip" : "";
-  r.out = base + ext;
-  for (int n = 2; !r.overwrite && QFileInfo::exists(r.out) && n < 1000; ++n) {
-    r.out = QString("%1-%2%3").arg(base).arg(n).arg(ext);
-  }
+  QString out = base + ext;
+  for (int n = 2; !r.overwrite && QFileInfo::exists(out) && n < 1000; ++n) out = QString("%1-%2%3").arg(base).arg(n).arg(ext);
+  r.out = out.toStdString();
   return r;
 }
 
 void ExportPanel::updateCli() {
-  const ExportRequest r = request();
-  target_->setText("Writes: <b>" + r.out.toHtmlEscaped() + "</b>" +
-                   (r.kind == "compressed-tensors" || r.kind == "gguf"
-                        ? QString(" &nbsp; (%1)").arg(r.quant.toHtmlEscaped())
+  const api::ExportRequest r = request();
+  target_->setText("Writes: <b>" + QString::fromStdString(r.out).toHtmlEscaped() + "</b>" +
+                   (r.as == "compressed-tensors" || r.as == "gguf"
+                        ? QString(" &nbsp; (%1)").arg(QString::fromStdString(r.quant).toHtmlEscaped())
                         : QString()));
-  cli_->setText(r.cliCommand(session_->summary().path));
+  cli_->setText(cliCommand(r));
   cli_->setCursorPosition(0);
   cli_->setToolTip(cli_->text());
   const bool plan_format = plan_ && !plan_->plan_prefix.isEmpty() && !plan_->quant.isEmpty();
@@ -458,116 +467,58 @@ quint64 ExportPanel::startExport() {
   return startExport(request());
 }
 
-quint64 ExportPanel::startExport(const ExportRequest& r) {
+namespace {
+
+// The outcome of an export written, for the summary.
+void fill_written(ExportOutcome& o, const api::ExportResult& res) {
+  const latmix::ExportResult& w = res.written;
+  o.status = ExportOutcome::Status::Written;
+  o.bytes = static_cast<qint64>(w.bytes);
+  o.zip_bytes = static_cast<qint64>(res.zip_bytes);
+  o.files = static_cast<int>(w.files.size());
+  o.seconds = w.seconds;
+  if (!w.quantization.spec.empty()) o.quantization = QString::fromStdString(w.quantization.describe());
+  o.verification = QString::fromStdString(w.verification.describe());
+  o.verified = w.verification.ok();
+  for (const auto& n : w.notes) o.notes << QString::fromStdString(n);
+}
+
+}  // namespace
+
+quint64 ExportPanel::startExport(const api::ExportRequest& r) {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer || running() || verify_job_ != 0) return 0;
-  const QString source = session_->summary().path;
-  const QString verify_text = r.verify_text.isEmpty() ? bundled_sample() : r.verify_text;
-  summary_->setText("Exporting to " + r.out.toHtmlEscaped() + " ...<br><code>" +
-                    r.cliCommand(source).toHtmlEscaped() + "</code>");
+  summary_->setText("Exporting to " + QString::fromStdString(r.out).toHtmlEscaped() + " ...<br><code>" +
+                    cliCommand(r).toHtmlEscaped() + "</code>");
   stage_.clear();
   QPointer<ExportPanel> self(this);
-  job_ = host_->submit("export", [self, r, model, tokenizer, source, verify_text](const JobControl& job) {
-    const fs::path target(r.out.toStdString());
+  const std::string sample = bundled_sample().toStdString();
+  job_ = host_->submit("export", [self, r, model, tokenizer, sample](const JobControl& job) {
+    const fs::path target(r.out);
     std::error_code ec;
     const bool existed = fs::exists(target, ec);
-    const fs::path staging =
-        r.zip ? target.parent_path() / ("." + target.filename().string() + ".folder-" + std::to_string(::getpid()))
-              : fs::path();
     ExportOutcome o;
-    o.path = r.out;
-    o.kind = r.kind;
+    o.path = QString::fromStdString(r.out);
+    o.kind = QString::fromStdString(r.as);
     o.zipped = r.zip;
     // After a cancel or an error: look at what is there, so that the summary can say nothing was left.
     auto look = [&](ExportOutcome::Status status, const QString& message) {
       o.status = status;
       o.message = message;
-      o.leftovers = leftovers_of(target, staging);
+      o.leftovers = leftovers_of(target, fs::path(api::export_staging_folder(r)));
       o.target_untouched = existed || !fs::exists(target, ec);
       EngineHost::post(self, [self, o] { self->showOutcome(o); });
     };
+    api::ExportControl control;
+    control.learn.job = job;
+    control.learn.on_note = [&o](const std::string& line) {  // what the CLI prints on stderr as it goes
+      const std::string prefix = "note: ";
+      o.notes << QString::fromStdString(line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line);
+    };
+    control.bundled_sample = sample;
     try {
-      // The chosen folder is made when missing (a fresh account has no ~/Documents).
-      if (target.has_parent_path() && !fs::exists(target.parent_path(), ec)) {
-        fs::create_directories(target.parent_path(), ec);
-        if (ec) fail(target.parent_path().string(), "cannot create the export folder", "", ec.message());
-      }
-      RemoveOnExit remove_staging;
-      const QuantSpec spec = parse_quant_spec(r.quant.toStdString());
-      TransformPlan plan;
-      std::vector<std::string> notes;
-      nlohmann::json settings = nlohmann::json::object();
-      if (!r.settings_json.isEmpty()) settings = nlohmann::json::parse(r.settings_json.toStdString());
-      if (!r.plan_prefix.isEmpty()) {
-        if (r.plan_learned) {  // this session's private copy of a learned plan: no fingerprint to check
-          plan = load_transforms(r.plan_prefix.toStdString());
-        } else {  // a file: checked against the model, as latmix export --transforms does
-          CheckedTransforms t = load_transforms_checked(r.plan_prefix.toStdString(), source.toStdString());
-          plan = std::move(t.plan);
-          notes = std::move(t.notes);
-          if (!t.metadata.is_null() && t.metadata.contains("settings")) settings = t.metadata["settings"];
-        }
-      }
-      settings["method"] = r.method.toStdString();
-      job.cancel.check();
-      std::optional<CalibrationSet> calib;
-      if (spec.method == WeightMethod::Gptq) {
-        calib = api::learn_calibration(r.calibration, *model, *tokenizer);
-        settings["calibration"] = {{"file", r.calibration.calib}, {"description", calib->describe()}};
-      }
-      ExportOptions eo;
-      eo.kind = parse_export_kind(r.kind.toStdString());
-      eo.out = r.out.toStdString();
-      eo.overwrite = r.overwrite;
-      eo.method = r.method.toStdString();
-      eo.settings = settings;
-      eo.transforms_source = r.transforms_source.toStdString();
-      eo.max_shard_bytes = static_cast<uint64_t>(r.shard_mb) << 20;
-      eo.verify = r.verify;
-      if (eo.verify && eo.kind != ExportKind::Transforms && QFileInfo::exists(verify_text)) {
-        eo.verify_ppl.seqlen = r.verify_seqlen;
-        eo.verify_ppl.max_windows = r.verify_windows;
-        // Only what the windows need; that text is written into the export (as latmix export does).
-        EncodedText t = encode_text_file(*tokenizer, verify_text.toStdString(),
-                                         eo.verify_ppl.max_windows * eo.verify_ppl.seqlen, true);
-        eo.verify_ids = std::move(t.ids);
-        eo.verify_text = verify_text.toStdString();
-        eo.verify_text_bytes = std::move(t.text);
-      }
-      if (r.zip) {
-        if (fs::exists(target, ec) && !r.overwrite)
-          fail(r.out.toStdString(), "already exists", "a new path, or overwrite", "an existing file");
-        remove_staging.path = staging.string();
-        eo.out = staging.string();
-        eo.overwrite = false;
-        eo.space_factor = 2.0;
-      }
-      // Without transforms an rtn/gptq export streams from the mapped model; folding transforms needs the
-      // model held (as `latmix export --transforms` loads it), refused here when it cannot fit.
-      const std::shared_ptr<Model> source_model = plan.empty() ? model : held_model(model, "Export");
-      ExportResult res =
-          export_model(*source_model, source.toStdString(), plan, spec, calib ? &*calib : nullptr, eo, job);
-      for (auto& n : notes) res.notes.insert(res.notes.begin(), n);
-      if (r.zip) {
-        write_bundle(staging.string(), r.out.toStdString(), r.overwrite, job);
-        const ExportVerification v = verify_bundle(r.out.toStdString(), job);
-        if (!v.ok()) {
-          fs::remove(target, ec);
-          fail(r.out.toStdString(), "the bundle failed its verification and was removed:\n" + v.describe());
-        }
-        res.verification.add("bundle " + target.filename().string(), true,
-                             std::to_string(v.checks.size()) + " entries match the manifest");
-        o.zip_bytes = static_cast<qint64>(fs::file_size(target, ec));
-      }
-      o.status = ExportOutcome::Status::Written;
-      o.bytes = static_cast<qint64>(res.bytes);
-      o.files = static_cast<int>(res.files.size());
-      o.seconds = res.seconds;
-      if (!res.quantization.spec.empty()) o.quantization = QString::fromStdString(res.quantization.describe());
-      o.verification = QString::fromStdString(res.verification.describe());
-      o.verified = res.verification.ok();
-      for (const auto& n : res.notes) o.notes << QString::fromStdString(n);
+      fill_written(o, api::run_export(r, *model, *tokenizer, control));
     } catch (const Cancelled&) {
       look(ExportOutcome::Status::Cancelled, "cancelled");
       throw;
@@ -575,7 +526,7 @@ quint64 ExportPanel::startExport(const ExportRequest& r) {
       look(ExportOutcome::Status::Failed, QString::fromUtf8(e.what()));
       throw;
     }
-    // Posted once the staging folder is gone (the try block's scope), so that the outcome sees the final state.
+    // run_export() returns once its staging folder is gone, so that the outcome sees the final state.
     EngineHost::post(self, [self, o] { self->showOutcome(o); });
   });
   updateButtons();
@@ -585,36 +536,36 @@ quint64 ExportPanel::startExport(const ExportRequest& r) {
 
 quint64 ExportPanel::verify(const QString& path) {
   if (running() || verify_job_ != 0) return 0;
-  summary_->setText("Verifying " + path.toHtmlEscaped() + " ...<br><code>" +
-                    shell_command({"latmix", "verify", path}).toHtmlEscaped() + "</code>");
+  api::VerifyRequest request;
+  request.path = path.toStdString();
+  QStringList argv;
+  for (const auto& a : api::verify_command_line(request)) argv << QString::fromStdString(a);
+  summary_->setText("Verifying " + path.toHtmlEscaped() + " ...<br><code>" + shell_command(argv).toHtmlEscaped() +
+                    "</code>");
   stage_.clear();
   QPointer<ExportPanel> self(this);
-  verify_job_ = host_->submit("verify-export", [self, path](const JobControl& job) {
+  verify_job_ = host_->submit("verify-export", [self, path, request](const JobControl& job) {
     ExportOutcome o;
     o.path = path;
+    o.status = ExportOutcome::Status::Verified;
     try {
-      const std::string p = path.toStdString();
-      std::error_code ec;
-      ExportVerification v;
-      if (fs::is_regular_file(p, ec)) {
-        o.zipped = true;
-        o.kind = QString::fromStdString(read_bundle_manifest(p).value("kind", std::string("?")));
-        v = verify_bundle(p, job);
-      } else {
-        // As latmix verify: the perplexity check on the text inside the export (never a path the
-        // manifest names), with the folder's tokenizer; a check that cannot run is not a pass.
-        v = verify_export_with_text(p, "", false, job);
-      }
-      o.status = ExportOutcome::Status::Verified;
-      o.verification = QString::fromStdString(v.describe());
-      o.verified = v.ok();
+      // As latmix verify: a .zip's entries against its manifest, then the folder's checks on an
+      // unzipped copy; the perplexity check on the text inside the export; a check that cannot
+      // run is not a pass.
+      const api::VerifyResult v = api::run_verify(request, job);
+      o.zipped = v.zip;
+      o.kind = QString::fromStdString(v.kind);
+      o.verification = QString::fromStdString(v.verification.describe());
+      o.verified = v.verification.ok();
+      o.verdict = QString::fromStdString(api::verdict(v));
+      for (const auto& n : v.notes) o.notes << QString::fromStdString(n);
     } catch (const Cancelled&) {
       throw;
     } catch (const std::exception& e) {
-      o.status = ExportOutcome::Status::Verified;
       o.verified = false;
       o.message = QString::fromUtf8(e.what());
       o.verification = "FAIL  " + o.message + "\n";
+      o.verdict = "VERIFICATION FAILED";
     }
     EngineHost::post(self, [self, o] { self->showOutcome(o); });
   });
@@ -701,7 +652,7 @@ void ExportPanel::showOutcome(const ExportOutcome& o) {
       break;
     case ExportOutcome::Status::Verified:
       html = QString("<b style='color:%1'>%2</b>: %3%4")
-                 .arg(o.verified ? "#1e8449" : "#c0392b", o.verified ? "Verified" : "VERIFICATION FAILED",
+                 .arg(o.verified ? "#1e8449" : "#c0392b", o.verified ? QString("Verified") : o.verdict,
                       o.path.toHtmlEscaped(), o.kind.isEmpty() ? QString() : " (" + o.kind.toHtmlEscaped() + ")");
       html += pre(o.verification.trimmed());
       html += notes_html(o.notes);
@@ -745,6 +696,9 @@ void ExportPanel::restoreSettings() {
   verify_seqlen_->setValue(s.value("verify_seqlen", 256).toInt());
   verify_windows_->setValue(s.value("verify_windows", 8).toInt());
   shard_->setValue(s.value("shard_mb", 4096).toInt());
+  calib_->setText(s.value("calib", "").toString());
+  calib_samples_->setValue(s.value("calib_samples", 0).toInt());
+  calib_seqlen_->setValue(s.value("calib_seqlen", 0).toInt());
   s.endGroup();
 }
 
@@ -760,6 +714,9 @@ void ExportPanel::storeSettings() const {
   s.setValue("verify_seqlen", verify_seqlen_->value());
   s.setValue("verify_windows", verify_windows_->value());
   s.setValue("shard_mb", shard_->value());
+  s.setValue("calib", calib_->text());
+  s.setValue("calib_samples", calib_samples_->value());
+  s.setValue("calib_seqlen", calib_seqlen_->value());
   s.endGroup();
 }
 

@@ -2,9 +2,11 @@
 // The Export screen (issue #9, item 5): one click writes the open model with the plan learned or
 // loaded in the Learn tab (none: rtn, no transforms) as compressed-tensors MXFP4 in a verified
 // .zip bundle (latmix export --as compressed-tensors --zip); Options shows every choice of
-// `latmix export`. The export runs on the EngineHost (export_model, write_bundle, verify_bundle)
-// with progress in bytes and an ETA; Cancel leaves nothing behind, and the summary says so after
-// looking. "Verify bundle..." checks an existing folder or .zip (latmix verify).
+// `latmix export`. The panel fills an api::ExportRequest from its widgets (each carries its
+// option's name) and runs api::run_export() on the EngineHost (latmix/api/export.h: the plan, a
+// missing one learned, calibration, staging, export, bundle, verification, cleanup), with progress
+// in bytes and an ETA; Cancel leaves nothing behind, and the summary says so after looking.
+// "Verify bundle..." runs api::run_verify() on an existing folder or .zip (latmix verify).
 
 #include <QElapsedTimer>
 #include <QString>
@@ -13,6 +15,7 @@
 
 #include <optional>
 
+#include "latmix/api/export.h"
 #include "learn_controller.h"
 #include "learn_request.h"
 
@@ -32,29 +35,6 @@ class EngineHost;
 class ModelSession;
 class LearnPanel;
 
-/// Everything one export needs, as plain values (the options of `latmix export`).
-struct ExportRequest {
-  QString kind = "compressed-tensors";  ///< --as: folded-bf16, compressed-tensors, transforms
-  bool zip = true;                      ///< --zip: one .zip bundle (else a folder)
-  QString out;                          ///< --out: the folder, or the .zip with `zip`
-  QString quant = "mxfp4";              ///< --quant
-  QString method = "rtn";               ///< --method: recorded in the manifest
-  QString plan_prefix;                  ///< --transforms PREFIX ("" = no transforms)
-  bool plan_learned = false;            ///< the plan is a private copy of a run of this session (no fingerprint)
-  QString settings_json;                ///< the method's settings (LearnSettings::to_json), "" = none
-  QString transforms_source = "none";   ///< for the manifest
-  bool overwrite = false;               ///< --overwrite
-  bool verify = true;                   ///< !--no-verify
-  QString verify_text;                  ///< --verify-data (folded-bf16 perplexity check; "" = none)
-  int verify_seqlen = 256;              ///< --verify-seqlen
-  int verify_windows = 8;               ///< --verify-windows
-  int shard_mb = 4096;                  ///< --shard-size
-  LearnRequest calibration;             ///< the calibration text for weights=gptq (the Learn tab's)
-
-  /// The equivalent command line (`model` is the open model's path).
-  QString cliCommand(const QString& model) const;
-};
-
 /// What an export or a verification found, for the summary.
 struct ExportOutcome {
   enum class Status { Written, Failed, Cancelled, Verified };
@@ -69,6 +49,7 @@ struct ExportOutcome {
   QString quantization;       ///< QuantReport::describe()
   QString verification;       ///< ExportVerification::describe()
   bool verified = false;      ///< every check passed
+  QString verdict;            ///< Verified: api::verdict() ("VERIFICATION FAILED", "NOT VERIFIED (...)")
   QStringList notes;
   QString message;            ///< the error (Failed)
   QStringList leftovers;      ///< after a cancel or failure: what the export left in the target's folder (none!)
@@ -83,11 +64,13 @@ class ExportPanel : public QWidget {
   ~ExportPanel() override;
 
   /// The request the controls describe, with the current plan and a free output name.
-  ExportRequest request() const;
+  api::ExportRequest request() const;
+  /// The same export from the command line (api::export_command_line(), shell-quoted).
+  static QString cliCommand(const api::ExportRequest& r);
   /// Starts an export with the controls (the one-click Export); returns the job id (0: no model or busy).
   quint64 startExport();
   /// Starts an export of `r`; returns the job id (0: no model, or one runs).
-  quint64 startExport(const ExportRequest& r);
+  quint64 startExport(const api::ExportRequest& r);
   /// Verifies an export folder or .zip bundle (tag "verify-export"); returns the job id.
   quint64 verify(const QString& path);
   void cancel();
@@ -127,7 +110,7 @@ class ExportPanel : public QWidget {
   void showOutcome(const ExportOutcome& o);
   void chooseFolder();
   void verifyDialog();
-  QString outputName(const ExportRequest& r) const;
+  QString outputName(const api::ExportRequest& r) const;
   void restoreSettings();
   void storeSettings() const;
 
@@ -162,6 +145,9 @@ class ExportPanel : public QWidget {
   QSpinBox* verify_seqlen_ = nullptr;
   QSpinBox* verify_windows_ = nullptr;
   QSpinBox* shard_ = nullptr;
+  QLineEdit* calib_ = nullptr;
+  QSpinBox* calib_samples_ = nullptr;
+  QSpinBox* calib_seqlen_ = nullptr;
   QLineEdit* cli_ = nullptr;
   QProgressBar* progress_ = nullptr;
   QLabel* progress_text_ = nullptr;

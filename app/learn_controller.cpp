@@ -238,7 +238,15 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
       o.notes << "no model fingerprint: " + QString::fromUtf8(e.what());
     }
     if (!plan->empty() && !prefix.empty()) {
-      save_transforms(prefix, *plan);  // the explorer reads learned plans from disk
+      // The explorer reads learned plans from disk; the export checks them against the model as
+      // `latmix export --transforms` does, so the copy carries the fingerprint, the method and its settings.
+      nlohmann::json settings = r.settings.to_json();
+      settings["method"] = r.method;
+      try {
+        save_transforms_for_model(prefix, *plan, model_path.toStdString(), settings);
+      } catch (const Error&) {
+        save_transforms(prefix, *plan);  // no fingerprint (the model's files unreadable): export notes it
+      }
       o.plan_prefix = QString::fromStdString(prefix);
     }
     EngineHost::post(self, [self, o, plan] { self->finish(o, plan); });

@@ -15,6 +15,7 @@
 #include "latmix/export.h"
 #include "latmix/quant.h"
 #include "latmix/tasks.h"
+#include "request_json.h"
 
 namespace latmix::api {
 
@@ -22,64 +23,23 @@ using json = nlohmann::json;
 
 namespace {
 
-// ---- JSON: one table of fields, read and written by the same entries ----------------------------
+// ---- JSON: one table of fields (request_json.h) --------------------------------------------------
 
-template <typename T>
-json optional_json(const std::optional<T>& v) {
-  return v ? json(*v) : json(nullptr);
-}
-
-[[noreturn]] void wrong_type(const std::string& key, const char* expected, const json& found) {
-  throw UsageError("learn request: key '" + key + "': expected " + expected + ", found " +
-                   std::string(found.type_name()) + " " + found.dump());
-}
-
-std::string as_string(const std::string& key, const json& v) {
-  if (!v.is_string()) wrong_type(key, "a string", v);
-  return v.get<std::string>();
-}
-int64_t as_integer(const std::string& key, const json& v) {
-  if (!v.is_number_integer()) wrong_type(key, "an integer", v);
-  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
-    wrong_type(key, "an integer below 2^63", v);
-  }
-  return v.get<int64_t>();
-}
-uint64_t as_unsigned(const std::string& key, const json& v) {
-  if (!v.is_number_unsigned()) wrong_type(key, "an integer of 0 or more", v);
-  return v.get<uint64_t>();
-}
-double as_number(const std::string& key, const json& v) {
-  if (!v.is_number()) wrong_type(key, "a number", v);
-  return v.get<double>();
-}
-bool as_bool(const std::string& key, const json& v) {
-  if (!v.is_boolean()) wrong_type(key, "true or false", v);
-  return v.get<bool>();
-}
-
-struct Field {
-  std::function<json(const LearnRequest&)> write;
-  std::function<void(LearnRequest&, const std::string&, const json&)> read;  // json is never null for required
-  bool nullable = false;
-};
+using detail::as_bool;
+using detail::as_integer;
+using detail::as_number;
+using detail::as_string;
+using detail::as_unsigned;
+using detail::number_text;
+using Field = detail::Field<LearnRequest>;
 
 template <typename T, typename Conv>
 Field required(T LearnRequest::*member, Conv conv) {
-  return {[member](const LearnRequest& r) { return json(r.*member); },
-          [member, conv](LearnRequest& r, const std::string& key, const json& v) { r.*member = conv(key, v); }, false};
+  return detail::required(member, conv);
 }
 template <typename T, typename Conv>
 Field optional(std::optional<T> LearnRequest::*member, Conv conv) {
-  return {[member](const LearnRequest& r) { return optional_json(r.*member); },
-          [member, conv](LearnRequest& r, const std::string& key, const json& v) {
-            if (v.is_null()) {
-              r.*member = std::nullopt;
-            } else {
-              r.*member = conv(key, v);
-            }
-          },
-          true};
+  return detail::optional(member, conv);
 }
 
 // In the order of `latmix learn --help`.
@@ -131,10 +91,6 @@ const std::vector<std::pair<std::string, Field>>& fields() {
 }
 
 // ---- command line --------------------------------------------------------------------------------
-
-std::string number_text(double v) {
-  return json(v).dump();  // the shortest text that reads back as the same double
-}
 
 std::string yes_no(bool v) {
   return v ? "yes" : "no";
@@ -213,24 +169,9 @@ const std::string& learn_option_help(const std::string& name) {
   throw std::logic_error("learn_option_help: no option '" + name + "'");
 }
 
-json to_json(const LearnRequest& request) {
-  json out = json::object();
-  for (const auto& [key, field] : fields()) out[key] = field.write(request);
-  return out;
-}
+json to_json(const LearnRequest& request) { return detail::write_request(fields(), request); }
 
-LearnRequest learn_request_from_json(const json& j) {
-  if (!j.is_object()) wrong_type("(request)", "an object", j);
-  LearnRequest r;
-  for (const auto& [key, value] : j.items()) {
-    const auto& table = fields();
-    auto it = std::find_if(table.begin(), table.end(), [&](const auto& f) { return f.first == key; });
-    if (it == table.end()) throw UsageError("learn request: unknown key '" + key + "'");
-    if (value.is_null() && !it->second.nullable) wrong_type(key, "a value (it cannot be null)", value);
-    it->second.read(r, key, value);
-  }
-  return r;
-}
+LearnRequest learn_request_from_json(const json& j) { return detail::read_request("learn request", fields(), j); }
 
 std::vector<std::string> learn_option_arguments(const LearnRequest& r) {
   std::vector<std::string> a = {"--quant", r.quant, "--calib", r.calib};

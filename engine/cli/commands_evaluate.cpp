@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "latmix/api/export.h"
 #include "console.h"
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
@@ -155,35 +156,16 @@ int run_eval(const Args& args) {
 }  // namespace
 
 CalibrationSet calibration_from_args(const Args& args, const Model& model, const Tokenizer& tok, std::string* file) {
-  const bool gpu = model.device().is_cuda();
-  const int64_t context = model.config().max_position > 0 ? model.config().max_position : 2048;
-  CalibrationOptions co;
-  co.samples = args.has("calib-samples") ? args.integer("calib-samples") : (gpu ? 128 : 16);
-  co.seqlen = args.has("calib-seqlen") ? args.integer("calib-seqlen") : std::min<int64_t>(context, gpu ? 2048 : 256);
-  std::string path = args.get("calib");
-  if (path.empty()) {
-    const std::string res = bundled_resources_dir();
-    path = res.empty() ? std::string() : res + "/calibration/pride_and_prejudice_ch1-6.txt";
-    std::error_code ec;
-    if (path.empty() || !std::filesystem::is_regular_file(path, ec))
-      throw UsageError("weights=gptq calibrates on text: give --calib FILE (the bundled sample was not found)");
-  }
-  if (file) *file = path;
-  const std::vector<int32_t> ids = tok.encode(read_text_file(path));
-  const bool defaults = !args.has("calib-samples");
-  const int64_t windows = co.seqlen > 0 ? static_cast<int64_t>(ids.size()) / co.seqlen : 0;
-  std::string why = args.has("calib-samples") || args.has("calib-seqlen")
-                        ? "as given"
-                        : std::string("the GPTQ default on ") +
-                              (gpu ? "CUDA: 128 x 2048, the literature's" : "the CPU: 16 x 256 (128 x 2048 on CUDA)");
-  if (defaults && windows >= 1 && windows < co.samples) {
-    why +=
-        "; the text has only " + std::to_string(windows) + " windows of " + std::to_string(co.seqlen) + ", all taken";
-    co.samples = windows;
-  }
-  CalibrationSet set = sample_calibration(ids, co);
-  std::fprintf(stderr, "calibration: %s of %s (%s)\n", set.describe().c_str(), path.c_str(), why.c_str());
-  return set;
+  const std::string res = bundled_resources_dir();
+  auto count = [&args](const char* name) {
+    return args.has(name) ? std::optional<int64_t>(args.integer(name)) : std::nullopt;
+  };
+  api::GptqCalibration c =
+      api::gptq_calibration(args.get("calib"), count("calib-samples"), count("calib-seqlen"), model, tok,
+                            res.empty() ? std::string() : res + "/calibration/pride_and_prejudice_ch1-6.txt");
+  if (file) *file = c.file;
+  std::fprintf(stderr, "%s\n", c.note.c_str());
+  return std::move(c.set);
 }
 
 std::vector<OptionSpec> calibration_options() {

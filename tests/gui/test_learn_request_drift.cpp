@@ -1,12 +1,13 @@
-// Issue 16's drift test for the learn task: the same run asked for through the CLI's parser (an argv
-// of `latmix learn`) and through the studio's Learn form (its widgets set as a person would, found
-// by the option names they carry) is the same engine request, as JSON — for the form left at its
-// defaults and for every knob set. And the form's "same run from the command line" parses back into
-// the request the form describes. GoogleTest under QT_QPA_PLATFORM=offscreen (set here when unset,
+// Issue 16's drift test for the learn and export tasks: the same run asked for through the CLI's
+// parser (an argv of `latmix learn` / `latmix export`) and through the studio's Learn form or Export
+// panel (their widgets set as a person would, found by the option names they carry) is the same
+// engine request, as JSON — for the form left at its defaults and for every option set. And the
+// form's "same run from the command line" parses back into the request the form describes. GoogleTest under QT_QPA_PLATFORM=offscreen (set here when unset,
 // so that ctest can list the cases without a display).
 #include <gtest/gtest.h>
 
 #include <QApplication>
+#include <QCheckBox>
 #include <QComboBox>
 #include <QCoreApplication>
 #include <QLineEdit>
@@ -21,9 +22,12 @@
 
 #include "args.h"
 #include "commands.h"
+#include "commands_export.h"
 #include "commands_learn.h"
 #include "engine_host.h"
 #include "explorer_panel.h"
+#include "export_panel.h"
+#include "latmix/api/export.h"
 #include "latmix/api/learn.h"
 #include "learn_panel.h"
 #include "model_session.h"
@@ -41,6 +45,16 @@ latmix::api::LearnRequest cli_request(const std::vector<std::string>& argv) {
     }
   }
   throw std::logic_error("no learn command");
+}
+
+// `latmix export ARGS` read by the CLI's own parser into the api's request.
+latmix::api::ExportRequest cli_export_request(const std::vector<std::string>& argv) {
+  for (const auto& command : latmix::cli::export_commands()) {
+    if (command.spec.name == "export") {
+      return latmix::cli::export_request_from_args(latmix::cli::Args(command.spec, argv));
+    }
+  }
+  throw std::logic_error("no export command");
 }
 
 // A POSIX shell's words of a line that shell_command() wrote (plain words and '...' quoting).
@@ -210,6 +224,89 @@ TEST_F(LearnRequestDrift, TheFormsCommandLineRepeatsItsRequest) {
   expected.out = "PREFIX";  // the command line names its output; Save transforms does in the studio
   EXPECT_EQ(latmix::api::to_json(cli_request({words.begin() + 2, words.end()})).dump(2),
             latmix::api::to_json(expected).dump(2));
+}
+
+// The Export panel beside the Learn form it takes its plan and default format from.
+class ExportRequestDrift : public LearnRequestDrift {
+ protected:
+  void SetUp() override {
+    LearnRequestDrift::SetUp();
+    export_ = std::make_unique<latmix::studio::ExportPanel>(host_.get(), session_.get(), panel_.get());
+    export_->setOutputFolder(QString::fromStdString(folder_));
+  }
+  void TearDown() override {
+    export_.reset();
+    LearnRequestDrift::TearDown();
+  }
+  template <typename W>
+  W* option(const char* name) {
+    W* w = export_->findChild<W*>(name);
+    if (w == nullptr) ADD_FAILURE() << "the Export panel has no " << name << " control";
+    return w;
+  }
+  static std::string json_of(const latmix::api::ExportRequest& r) { return latmix::api::to_json(r).dump(2); }
+
+  std::unique_ptr<latmix::studio::ExportPanel> export_;
+  const std::string folder_ = QStandardPaths::writableLocation(QStandardPaths::TempLocation).toStdString() +
+                              "/latmix-export-drift";
+};
+
+TEST_F(ExportRequestDrift, TheOneClickExportIsTheSameThroughTheCliAndTheExportPanel) {
+  const latmix::api::ExportRequest form = export_->request();
+  // What the panel's one click does, typed: rtn (no plan), the Learn tab's format, a verified bundle.
+  const latmix::api::ExportRequest cli = cli_export_request(
+      {"--model", kModel, "--method", "rtn", "--quant", form.quant, "--as", "compressed-tensors", "--zip", "--out",
+       form.out});
+  EXPECT_EQ(json_of(form), json_of(cli));
+  // The GPTQ calibration size is left to the one default (api::gptq_calibration_defaults()).
+  EXPECT_FALSE(form.calib_samples || form.calib_seqlen);
+}
+
+TEST_F(ExportRequestDrift, EveryOptionSetIsTheSameThroughTheCliAndTheExportPanel) {
+  const int i = option<QComboBox>("as")->findData("folded-bf16");
+  ASSERT_GE(i, 0);
+  option<QComboBox>("as")->setCurrentIndex(i);
+  option<QCheckBox>("zip")->setChecked(false);
+  option<QComboBox>("quant")->setCurrentText("w=mxfp4,a=none,weights=gptq");
+  option<QLineEdit>("method")->setText("gptq");
+  option<QCheckBox>("overwrite")->setChecked(true);
+  option<QLineEdit>("verify-data")->setText(QString::fromStdString(kSample));
+  option<QSpinBox>("verify-seqlen")->setValue(64);
+  option<QSpinBox>("verify-windows")->setValue(2);
+  option<QSpinBox>("shard-size")->setValue(512);
+  option<QLineEdit>("calib")->setText(QString::fromStdString(kSample));
+  option<QSpinBox>("calib-samples")->setValue(4);
+  option<QSpinBox>("calib-seqlen")->setValue(32);
+  const latmix::api::ExportRequest form = export_->request();
+  // clang-format off
+  const latmix::api::ExportRequest cli = cli_export_request({
+      "--model", kModel, "--method", "gptq", "--quant", "w=mxfp4,a=none,weights=gptq", "--as", "folded-bf16",
+      "--out", folder_ + "/gutenberg-llama-6M-gptq-bf16", "--overwrite", "--shard-size", "512",
+      "--verify-data", kSample, "--verify-seqlen", "64", "--verify-windows", "2", "--calib", kSample,
+      "--calib-samples", "4", "--calib-seqlen", "32"});
+  // clang-format on
+  EXPECT_EQ(json_of(form), json_of(cli));
+  // Unchecking "verify" is --no-verify (the verification's own options are then refused by both).
+  option<QCheckBox>("verify")->setChecked(false);
+  option<QLineEdit>("verify-data")->clear();
+  const latmix::api::ExportRequest unverified = cli_export_request(
+      {"--model", kModel, "--method", "gptq", "--quant", "w=mxfp4,a=none,weights=gptq", "--as", "folded-bf16", "--out",
+       folder_ + "/gutenberg-llama-6M-gptq-bf16", "--overwrite", "--shard-size", "512", "--no-verify",
+       "--verify-seqlen", "64", "--verify-windows", "2", "--calib", kSample, "--calib-samples", "4",
+       "--calib-seqlen", "32"});
+  EXPECT_EQ(json_of(export_->request()), json_of(unverified));
+}
+
+TEST_F(ExportRequestDrift, ThePanelsCommandLineRepeatsItsRequest) {
+  option<QComboBox>("quant")->setCurrentText("w=mxfp4,a=mxfp4");
+  option<QSpinBox>("verify-windows")->setValue(3);
+  option<QLineEdit>("calib")->setText(QString::fromStdString(kSample) + " copy");
+  const latmix::api::ExportRequest form = export_->request();
+  const std::vector<std::string> words = shell_words(latmix::studio::ExportPanel::cliCommand(form).toStdString());
+  ASSERT_GE(words.size(), 2u);
+  EXPECT_EQ(words[0], "latmix");
+  EXPECT_EQ(words[1], "export");
+  EXPECT_EQ(json_of(cli_export_request({words.begin() + 2, words.end()})), json_of(form));
 }
 
 }  // namespace

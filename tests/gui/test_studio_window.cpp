@@ -60,7 +60,7 @@ using latmix::studio::EngineHost;
 using latmix::studio::ExplorerPanel;
 using latmix::studio::ExportOutcome;
 using latmix::studio::ExportPanel;
-using latmix::studio::ExportRequest;
+using latmix::api::ExportRequest;
 using latmix::studio::LearnController;
 using latmix::studio::LearnRequest;
 using latmix::studio::MainWindow;
@@ -387,10 +387,10 @@ class TestStudioWindow : public QObject {
     p->setZip(false);
     p->setQuant("");
     const ExportRequest r = p->request();
-    QCOMPARE(r.method, QString("quarot"));
-    QCOMPARE(r.plan_prefix, prefix);
-    QVERIFY2(latmix::parse_quant_spec(r.quant.toStdString()).method == latmix::WeightMethod::Gptq, qPrintable(r.quant));
-    QCOMPARE(QFileInfo(r.out).fileName(), QString("gutenberg-llama-6M-quarot-ct"));
+    QCOMPARE(QString::fromStdString(r.method), QString("quarot"));
+    QCOMPARE(QString::fromStdString(r.transforms), prefix);
+    QVERIFY2(latmix::parse_quant_spec(r.quant).method == latmix::WeightMethod::Gptq, r.quant.c_str());
+    QCOMPARE(QFileInfo(QString::fromStdString(r.out)).fileName(), QString("gutenberg-llama-6M-quarot-ct"));
     QSignalSpy exported(p, &ExportPanel::exported);
     QSignalSpy export_failed(p, &ExportPanel::exportFailed);
     QSignalSpy export_cancelled(p, &ExportPanel::exportCancelled);
@@ -400,7 +400,7 @@ class TestStudioWindow : public QObject {
              whyNot(export_failed.isEmpty() ? export_cancelled : export_failed, 180000, p->lastOutcome().message)
                  .constData());
     QVERIFY2(p->lastOutcome().verified, qPrintable(p->lastOutcome().verification));
-    QFile manifest(r.out + "/manifest.json");
+    QFile manifest(QString::fromStdString(r.out) + "/manifest.json");
     QVERIFY(manifest.open(QIODevice::ReadOnly));
     const QJsonObject m = QJsonDocument::fromJson(manifest.readAll()).object();
     QCOMPARE(m["method"].toObject()["name"].toString(), QString("quarot"));
@@ -464,7 +464,7 @@ class TestStudioWindow : public QObject {
     QVERIFY(cancelled.wait(60000));
     QCOMPARE(ctl->outcome().plan_prefix, plan);
     QVERIFY(!w->learn()->summaryText().contains("Learning"));
-    QCOMPARE(w->exportPanel()->request().plan_prefix, plan);
+    QCOMPARE(QString::fromStdString(w->exportPanel()->request().transforms), plan);
     QCOMPARE(w->learn()->runLabels().size(), 1);  // failed and cancelled runs are not results
 
     // A second finished run: both in the history; the first can be picked again.
@@ -474,7 +474,7 @@ class TestStudioWindow : public QObject {
     QVERIFY2(w->learn()->summaryText().contains("rose"), qPrintable(w->learn()->summaryText()));
     QVERIFY(w->learn()->selectRun(1));
     QCOMPARE(ctl->outcome().plan_prefix, plan);
-    QCOMPARE(w->exportPanel()->request().method, QString("quarot"));
+    QCOMPARE(QString::fromStdString(w->exportPanel()->request().method), QString("quarot"));
 
     // Quitting with a run never saved asks (run 2 has no plan: only run 1 counts).
     quit->trigger();
@@ -504,7 +504,7 @@ class TestStudioWindow : public QObject {
     QCOMPARE(ctl2->outcome().run, 1);
     QVERIFY(ctl2->hasPlan());
     QVERIFY(ctl2->outcome().plan_prefix.startsWith(dir.filePath("work.plans/")));
-    QCOMPARE(w2.exportPanel()->request().method, QString("quarot"));
+    QCOMPARE(QString::fromStdString(w2.exportPanel()->request().method), QString("quarot"));
     QVERIFY(w2.learn()->selectRun(2));
     QCOMPARE(w2.learn()->chart()->pointCount("total"), 2);  // the curve came back too
 
@@ -946,10 +946,11 @@ class TestStudioWindow : public QObject {
     p->setZip(true);
     p->setQuant("w=mxfp4,a=mxfp4");
     const ExportRequest r = p->request();
-    QCOMPARE(r.method, QString("rtn"));  // no plan learned: rtn, no transforms
-    QVERIFY(r.plan_prefix.isEmpty());
-    QCOMPARE(r.out, QDir(folder).filePath("gutenberg-llama-6M-rtn-ct.zip"));
-    QVERIFY(r.cliCommand(kModel).contains("--as compressed-tensors --zip --out"));
+    QCOMPARE(QString::fromStdString(r.method), QString("rtn"));  // no plan learned: rtn, no transforms
+    QVERIFY(r.transforms.empty());
+    const QString out = QString::fromStdString(r.out);
+    QCOMPARE(out, QDir(folder).filePath("gutenberg-llama-6M-rtn-ct.zip"));
+    QVERIFY(ExportPanel::cliCommand(r).contains("--as compressed-tensors --zip --out"));
     QSignalSpy exported(p, &ExportPanel::exported);
     QVERIFY(p->startExport(r) != 0);
     QVERIFY(exported.wait(300000));
@@ -959,18 +960,18 @@ class TestStudioWindow : public QObject {
     QVERIFY2(o.verification.contains("ok    packed codes"), qPrintable(o.verification));
     QVERIFY2(o.verification.contains("ok    bundle gutenberg-llama-6M-rtn-ct.zip"), qPrintable(o.verification));
     QCOMPARE(entries(folder), QStringList{"gutenberg-llama-6M-rtn-ct.zip"});  // no staging folder left
-    QVERIFY(o.zip_bytes == QFileInfo(r.out).size() && o.zip_bytes > o.bytes);
-    QCOMPARE(p->request().out, QDir(folder).filePath("gutenberg-llama-6M-rtn-ct-2.zip"));  // the next one is numbered
+    QVERIFY(o.zip_bytes == QFileInfo(out).size() && o.zip_bytes > o.bytes);
+    QCOMPARE(QString::fromStdString(p->request().out), QDir(folder).filePath("gutenberg-llama-6M-rtn-ct-2.zip"));  // the next one is numbered
 
     QSignalSpy verified(p, &ExportPanel::verified);
-    QVERIFY(p->verify(r.out) != 0);
+    QVERIFY(p->verify(out) != 0);
     QVERIFY(verified.wait(120000));
     QVERIFY2(p->lastOutcome().verified, qPrintable(p->lastOutcome().verification));
     QCOMPARE(p->lastOutcome().kind, QString("compressed-tensors"));
 
     // A damaged bundle: one byte of the stored model.safetensors changed (entries are stored, not compressed).
     const QString bad = dir.filePath("bad.zip");
-    QVERIFY(QFile::copy(r.out, bad));
+    QVERIFY(QFile::copy(out, bad));
     QFile f(bad);
     QVERIFY(f.open(QIODevice::ReadWrite));
     QVERIFY(f.seek(f.size() / 2));
@@ -1014,7 +1015,7 @@ class TestStudioWindow : public QObject {
     QCOMPARE(o.status, ExportOutcome::Status::Cancelled);
     QVERIFY2(o.leftovers.isEmpty(), qPrintable(o.leftovers.join(", ")));
     QVERIFY(o.target_untouched);
-    QVERIFY(!QFileInfo::exists(r.out));
+    QVERIFY(!QFileInfo::exists(QString::fromStdString(r.out)));
     QCOMPARE(entries(dir.path()), QStringList());
     QVERIFY(!p->running());
   }
