@@ -244,7 +244,7 @@ TEST(ApiLearnRequest, TheCommandLineNamesWhatIsSet) {
 }
 
 TEST(ApiLearnRequest, EveryOptionHasItsHelpText) {
-  EXPECT_EQ(latmix::api::learn_option_help().size(), 31u);
+  EXPECT_EQ(latmix::api::learn_option_help().size(), 32u);
   EXPECT_NE(latmix::api::learn_option_help("weight-decay").find("AdamW"), std::string::npos);
   EXPECT_THROW(latmix::api::learn_option_help("nope"), std::logic_error);
 }
