@@ -110,7 +110,8 @@ struct LearnSettings {
   /// the current plan is folded and its weights quantized by GPTQ as the deployed model's are, and
   /// each covered weight's residual delta = GPTQ(W') - W' is kept; until the next refresh the
   /// student's weight is RTN(W'(theta) + delta) with a straight-through gradient, which at the
-  /// refresh step is GPTQ(W') exactly.
+  /// refresh step is GPTQ(W') exactly. Every validation measurement refreshes and measures that
+  /// refresh's deployed model (so deployed_check is not needed). Refused with layer-wise learning.
   int64_t gptq_refresh = 0;
 
   /// Memory of end-to-end learning (docs/methods.md, "How memory is chosen"). None of these change
