@@ -140,6 +140,7 @@ class LearnPanel : public QWidget {
   QLineEdit* eval_every_ = nullptr;
   QLineEdit* patience_ = nullptr;
   QComboBox* deployed_check_ = nullptr;
+  QLineEdit* gptq_refresh_ = nullptr;  // --gptq-refresh
   QLineEdit* cli_ = nullptr;
   QPushButton* start_ = nullptr;
   QPushButton* pause_ = nullptr;

@@ -223,10 +223,12 @@ void LearnPanel::buildSettings(QWidget* box) {
   eval_every_->setPlaceholderText("an eighth of the steps");
   patience_ = count_field(advanced, 0);
   deployed_check_ = choice(advanced, {"no", "ends", "every"});
+  gptq_refresh_ = count_field(advanced, 0);
   adv_form->addRow("validation sequences", validation_);
   adv_form->addRow("validate every (steps)", eval_every_);
   adv_form->addRow("patience", patience_);
   adv_form->addRow("deployed check", deployed_check_);
+  adv_form->addRow("GPTQ refresh (steps)", gptq_refresh_);
   // Memory of end-to-end learning (docs/methods.md, "How memory is chosen"): same result, other speed.
   micro_batch_ = count_field(advanced, 1);
   micro_batch_->setPlaceholderText("from free memory (CPU: the batch)");
@@ -247,7 +249,8 @@ void LearnPanel::buildSettings(QWidget* box) {
       {mode_, "mode"},               {loss_, "loss"},               {init_, "init"},
       {lambda_, "lambda"},           {param_, "param"},             {affine_bias_, "affine-bias"},
       {rotation_map_, "rotation-map"}, {validation_, "validation"}, {eval_every_, "eval-every"},
-      {patience_, "patience"},       {deployed_check_, "deployed-check"}, {micro_batch_, "micro-batch"},
+      {patience_, "patience"},       {deployed_check_, "deployed-check"}, {gptq_refresh_, "gptq-refresh"},
+      {micro_batch_, "micro-batch"},
       {loss_chunk_, "loss-chunk"},   {recompute_, "recompute"},     {kept_layers_, "kept-layers"},
       {teacher_cache_, "teacher-cache"}, {quant_, "quant"},         {calib_, "calib"},
       {samples_, "samples"},         {seqlen_, "seqlen"},           {seed_, "seed"},
@@ -283,7 +286,7 @@ void LearnPanel::buildSettings(QWidget* box) {
   for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
     connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
   for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_, momentum_, weight_decay_, validation_, eval_every_, patience_,
-                       micro_batch_, loss_chunk_, kept_layers_})
+                       gptq_refresh_, micro_batch_, loss_chunk_, kept_layers_})
     connect(e, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
 }
 
@@ -316,6 +319,7 @@ void LearnPanel::methodChanged() {
   teacher_cache_->setItemText(0, "default (by memory; CPU: no)");
   patience_->setPlaceholderText(QString::number(d.patience));
   deployed_check_->setItemText(0, "default (" + QString::fromStdString(to_string(d.deployed_check)) + ")");
+  gptq_refresh_->setPlaceholderText(d.gptq_refresh > 0 ? QString::number(d.gptq_refresh) : "off (RTN student)");
   device_->setText(QString::fromStdString(device.str()) + "  (File > Settings)");
   for (QWidget* w : learn_knobs_) w->setEnabled(preset.learned);
   updateButtons();
@@ -375,6 +379,7 @@ LearnRequest LearnPanel::request() const {
   r.eval_every = count_of(eval_every_);
   r.patience = count_of(patience_);
   r.deployed_check = choice_of(deployed_check_);
+  r.gptq_refresh = count_of(gptq_refresh_);
   return r;
 }
 
@@ -412,6 +417,7 @@ void LearnPanel::setRequest(const LearnRequest& r) {
   set_count(eval_every_, r.eval_every);
   set_count(patience_, r.patience);
   set_choice(deployed_check_, r.deployed_check);
+  set_count(gptq_refresh_, r.gptq_refresh);
   updateCli();
 }
 

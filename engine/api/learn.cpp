@@ -81,6 +81,7 @@ const std::vector<std::pair<std::string, Field>>& fields() {
       {"eval_every", optional(&LearnRequest::eval_every, as_integer)},
       {"patience", optional(&LearnRequest::patience, as_integer)},
       {"deployed_check", optional(&LearnRequest::deployed_check, as_string)},
+      {"gptq_refresh", optional(&LearnRequest::gptq_refresh, as_integer)},
       {"out", required(&LearnRequest::out, as_string)},
       {"events", required(&LearnRequest::events, as_string)},
       {"checkpoint", required(&LearnRequest::checkpoint, as_string)},
@@ -150,6 +151,11 @@ const std::vector<LearnOptionHelp>& learn_option_help() {
        "model with GPTQ weights beats the start's on the held-out sequences (two GPTQ runs); every: every "
        "validation measurement is of the model with GPTQ weights (a GPTQ run each); no: the RTN student only",
        "ends"},
+      {"gptq-refresh", "K",
+       "end-to-end with GPTQ weights: GPTQ in the loop. Every K steps and at every validation measurement the "
+       "plan's weights are quantized by GPTQ and the student learns against them: its weight is RTN(W + d), d "
+       "the GPTQ residual of the last refresh (0: off, the student rounds to nearest)",
+       "0"},
       {"kept-layers", "N",
        "end-to-end with --recompute yes: the last N layers keep their graph instead (default: as many as fit "
        "in 30 % of the GPU's memory; CPU: 0)",
@@ -214,6 +220,7 @@ std::vector<std::string> learn_option_arguments(const LearnRequest& r) {
   integer("--eval-every", r.eval_every);
   integer("--patience", r.patience);
   name("--deployed-check", r.deployed_check);
+  integer("--gptq-refresh", r.gptq_refresh);
   integer("--kept-layers", r.kept_layers);
   flag("--teacher-cache", r.teacher_cache);
   return a;
@@ -288,6 +295,10 @@ LearnSettings learn_settings(const LearnRequest& r, at::Device device, const Cal
     if (s.eval_every < 1) throw UsageError("--eval-every: expected 1 or more");
   }
   if (r.deployed_check) s.deployed_check = parse_deployed_check(*r.deployed_check);
+  if (r.gptq_refresh) {
+    s.gptq_refresh = *r.gptq_refresh;
+    if (s.gptq_refresh < 0) throw UsageError("--gptq-refresh: expected 0 or more");
+  }
   if (r.patience) {
     s.patience = *r.patience;
     if (s.patience < 0) throw UsageError("--patience: expected 0 or more");

@@ -84,6 +84,7 @@ void read_learn_options(const Args& args, api::LearnRequest& r) {
   r.eval_every = integer("eval-every");
   r.patience = integer("patience");
   r.deployed_check = text("deployed-check");
+  r.gptq_refresh = integer("gptq-refresh");
 }
 
 api::LearnRequest learn_request_from_args(const Args& args) {

@@ -64,8 +64,8 @@ class PhaseClock {
 // build_student(), but a layer's folded weights exist only while that layer runs.
 class StreamedStudent {
  public:
-  StreamedStudent(const Model& fp, const TransformPlan& dense, const QuantSpec& spec)
-      : fp_(fp), dense_(dense), spec_(spec), student_(layer_model(fp, 0, {})) {
+  StreamedStudent(const Model& fp, const TransformPlan& dense, const QuantSpec& spec, const WeightResiduals* residuals)
+      : fp_(fp), dense_(dense), spec_(spec), residuals_(residuals), student_(layer_model(fp, 0, {})) {
     const ModelWeights& w = fp.weights();
     final_norm_ = w.final_norm;
     lm_head_ = w.lm_head;
@@ -112,13 +112,14 @@ class StreamedStudent {
  private:
   LayerWeights fold_layer(int64_t l) const {
     LayerWeights lw = learn_detail::fold_layer(fp_, dense_, l);
-    fake_quantize_layer(lw, spec_, l, fp_.config().num_layers);
+    fake_quantize_layer(lw, spec_, l, fp_.config().num_layers, residuals_);
     return lw;
   }
 
   const Model& fp_;
   TransformPlan dense_;
   const QuantSpec& spec_;
+  const WeightResiduals* residuals_;
   Model student_;
   at::Tensor final_norm_, lm_head_;
 };
@@ -169,8 +170,8 @@ at::Tensor chunked_loss_backward(const at::Tensor& hidden, const at::Tensor& hea
 // layers' graph backwards, then the layers below, each recomputed with autograd.
 at::Tensor checkpointed_micro_batch(const Model& fp, const TransformPlan& dense, const LearnSettings& s,
                                     const at::Tensor& ids, const at::Tensor& teacher_hidden, int64_t chunk,
-                                    double denom, int64_t kept, PhaseClock& clock) {
-  StreamedStudent student(fp, dense, s.quant);
+                                    double denom, int64_t kept, PhaseClock& clock, const WeightResiduals* residuals) {
+  StreamedStudent student(fp, dense, s.quant, residuals);
   const int64_t L = fp.config().num_layers;
   const int64_t first_kept = L - std::clamp<int64_t>(kept, 0, L);
   std::vector<at::Tensor> inputs(static_cast<size_t>(first_kept));
@@ -209,8 +210,9 @@ at::Tensor checkpointed_micro_batch(const Model& fp, const TransformPlan& dense,
 
 // One micro-batch through the whole folded student (lm_head quantized, or checkpointing off).
 at::Tensor plain_micro_batch(const Model& fp, const TransformPlan& dense, const LearnSettings& s, const at::Tensor& ids,
-                             const at::Tensor& teacher_hidden, int64_t chunk, double denom) {
-  Model student = build_student(fp, dense, s.quant, -1);
+                             const at::Tensor& teacher_hidden, int64_t chunk, double denom,
+                             const WeightResiduals* residuals) {
+  Model student = build_student(fp, dense, s.quant, -1, residuals);
   at::Tensor hidden = student.hidden_states(ids);
   at::Tensor leaf = hidden.detach().requires_grad_(true);
   at::Tensor loss =
@@ -338,7 +340,8 @@ at::Tensor TeacherCache::get(const Model& fp, const std::vector<int64_t>& rows, 
 }
 
 at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
-                                    const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher_all) {
+                                    const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher_all,
+                                    const WeightResiduals* residuals) {
   const int64_t B = ids.size(0), T = ids.size(1);
   const bool kl = s.loss == LearnLoss::Kl;
   const double denom = kl ? static_cast<double>(B * T) : static_cast<double>(B * (T - 1));
@@ -358,9 +361,10 @@ at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, 
       teacher = fp.hidden_states(mb);
     }
     clock.mark("teacher");
-    total += memory.checkpoint_layers ? checkpointed_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk,
-                                                                 denom, memory.kept_layers, clock)
-                                      : plain_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom);
+    total += memory.checkpoint_layers
+                 ? checkpointed_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom,
+                                            memory.kept_layers, clock, residuals)
+                 : plain_micro_batch(fp, leaves.dense(), s, mb, teacher, memory.loss_chunk, denom, residuals);
   }
   {
     PhaseClock clock(fp.device());
@@ -387,7 +391,7 @@ StepMemory validation_memory(const Model& fp, const LearnSettings& s, int64_t se
 }
 
 at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const LearnSettings& s, const at::Tensor& ids,
-                           const StepMemory& memory, const at::Tensor& teacher_all) {
+                           const StepMemory& memory, const at::Tensor& teacher_all, const WeightResiduals* residuals) {
   c10::NoGradGuard no_grad;
   const int64_t B = ids.size(0), T = ids.size(1);
   const bool kl = s.loss != LearnLoss::CrossEntropy;  // layer-wise learning is validated by KL
@@ -400,11 +404,11 @@ at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const Lea
     at::Tensor teacher;
     if (kl) teacher = teacher_all.defined() ? teacher_all.narrow(0, b0, n) : fp.hidden_states(mb);
     if (s.quant.lm_head) {
-      Model student = build_student(fp, dense, s.quant, -1);
+      Model student = build_student(fp, dense, s.quant, -1, residuals);
       total += chunked_loss_backward(student.hidden_states(mb), student.weights().lm_head, teacher,
                                      fp.weights().lm_head, mb, memory.loss_chunk, denom);
     } else {
-      StreamedStudent student(fp, dense, s.quant);
+      StreamedStudent student(fp, dense, s.quant, residuals);
       at::Tensor h = fp.embed(mb);
       for (int64_t l = 0; l < fp.config().num_layers; ++l) h = student.layer(l, h);
       total += chunked_loss_backward(student.final_hidden(h), student.lm_head(), teacher, fp.weights().lm_head, mb,

@@ -14,4 +14,8 @@ TransformPlan initial_plan(const ModelConfig& config, const LearnSettings& setti
 /// A deep copy of a plan with detached tensors (rebuilt through describe() + state()).
 TransformPlan clone_plan(const TransformPlan& plan);
 
+/// FNV-1a 64 over the calibration sequences' token ids, as hex: a checkpoint made with other
+/// calibration text, --samples or --seqlen is refused on resume.
+std::string calibration_hash(const CalibrationSet& calib);
+
 }  // namespace latmix

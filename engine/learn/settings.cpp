@@ -109,6 +109,7 @@ nlohmann::json LearnSettings::to_json() const {
           {"eval_every", eval_every},
           {"patience", patience},
           {"deployed_check", latmix::to_string(deployed_check)},
+          {"gptq_refresh", gptq_refresh},
           {"seed", seed}};
 }
 

@@ -4,8 +4,11 @@
 
 #include <c10/core/GradMode.h>
 
+#include <optional>
+
 #include "latmix/quant.h"
 #include "latmix/transform_fold.h"
+#include "learn/learn_internal.h"
 
 namespace latmix::learn_detail {
 
@@ -125,11 +128,50 @@ std::shared_ptr<DenseTransform> as_dense(const TransformPtr& t) {
   return std::make_shared<DenseTransform>(t->matrix(), t->inverse_matrix(), t->bias());
 }
 
-void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int64_t layers) {
+namespace {
+using LinearSlot = at::Tensor LayerWeights::*;
+constexpr LinearSlot kLinearSlots[] = {&LayerWeights::q,    &LayerWeights::k,  &LayerWeights::v,   &LayerWeights::o,
+                                       &LayerWeights::gate, &LayerWeights::up, &LayerWeights::down};
+}  // namespace
+
+void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int64_t layers,
+                         const WeightResiduals* residuals) {
   if (!spec.weights || !spec.covers_layer(l, layers)) return;
-  for (at::Tensor* t : {&lw.q, &lw.k, &lw.v, &lw.o, &lw.gate, &lw.up, &lw.down}) {
-    *t = fake_quantize(*t, *spec.weights, -1);
+  const auto li = static_cast<size_t>(l);
+  const LayerWeights* d = residuals != nullptr && li < residuals->layers.size() ? &residuals->layers[li] : nullptr;
+  for (const LinearSlot slot : kLinearSlots) {
+    at::Tensor& t = lw.*slot;
+    if (d != nullptr && (d->*slot).defined()) {
+      // In float32 (a bf16 fold would round W + d off GPTQ's grid point); the quantized values
+      // are exact in the model's dtype again.
+      t = fake_quantize(t.to(at::kFloat) + d->*slot, *spec.weights, -1).to(t.scalar_type());
+    } else {
+      t = fake_quantize(t, *spec.weights, -1);
+    }
   }
+}
+
+WeightResiduals gptq_residuals(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
+                               const CalibrationSet& calib, at::ScalarType matmul_dtype, const JobControl& job,
+                               QuantizedModel* deployed) {
+  c10::NoGradGuard no_grad;
+  // A copy: folding moves the plan to the model's device and gives its transforms new tensors.
+  QuantizedModel q = apply_plan(fp, clone_plan(plan), spec, &calib, job);
+  const LeafPlan dense(plan, matmul_dtype);  // no grad: the same DenseTransforms a step folds with
+  const int64_t layers = fp.config().num_layers;
+  WeightResiduals out;
+  out.layers.resize(static_cast<size_t>(layers));
+  for (int64_t l = 0; l < layers; ++l) {
+    if (!spec.weights || !spec.covers_layer(l, layers)) continue;
+    const LayerWeights student = fold_layer(fp, dense.dense(), l);
+    const LayerWeights& gptq = q.model.weights().layers[static_cast<size_t>(l)];
+    LayerWeights& d = out.layers[static_cast<size_t>(l)];
+    for (const LinearSlot slot : kLinearSlots) {
+      d.*slot = (gptq.*slot).to(at::kFloat) - (student.*slot).to(at::kFloat);
+    }
+  }
+  if (deployed != nullptr) *deployed = std::move(q);
+  return out;
 }
 
 void add_student_hooks(Model& student, const Model& fp, const TransformPlan& dense, const QuantSpec& spec,
@@ -145,7 +187,27 @@ void add_student_hooks(Model& student, const Model& fp, const TransformPlan& den
   if (embed_head) student.add_hook(std::make_shared<EmbedHeadHook>(embed_head, layers));
 }
 
-Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer) {
+GptqLoop::GptqLoop(const Model& fp, const CalibrationSet* calib, const LearnSettings& s, const JobControl& job)
+    : fp_(fp), calib_(calib), s_(s), job_(job) {
+  enabled_ = s.gptq_refresh > 0 && s.quant.weights && s.quant.method == WeightMethod::Gptq &&
+             s.mode == LearnMode::EndToEnd && calib != nullptr;
+}
+
+void GptqLoop::before(int64_t updates, const TransformPlan& plan, bool now,
+                      const std::function<void(const Model&)>& deployed) {
+  if (!enabled_ || (updates == at_ && !deployed)) return;
+  if (!deployed && !now && at_ >= 0 && updates % s_.gptq_refresh != 0) return;
+  const at::ScalarType dtype = fp_.dtype() == at::kBFloat16 ? at::kBFloat16 : at::kFloat;  // as a step's LeafPlan
+  std::optional<QuantizedModel> q;
+  if (deployed) q.emplace(QuantizedModel{fp_, nullptr, {}});
+  residuals_ = gptq_residuals(fp_, plan, s_.quant, *calib_, dtype, job_, q ? &*q : nullptr);
+  at_ = updates;
+  ++refreshes_;
+  if (deployed) deployed(q->model);
+}
+
+Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer,
+                    const WeightResiduals* residuals) {
   FoldOptions options;
   options.missing_bias = MissingBias::Drop;
   // With lm_head kept in high precision, the model's function is the same whether T goes into
@@ -159,7 +221,9 @@ Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec,
   ModelWeights w = folded_weights(fp, dense, options);
   const int64_t layers = fp.config().num_layers;
   for (int64_t l = 0; l < layers; ++l) {
-    if (only_layer < 0 || l == only_layer) fake_quantize_layer(w.layers[static_cast<size_t>(l)], spec, l, layers);
+    if (only_layer < 0 || l == only_layer) {
+      fake_quantize_layer(w.layers[static_cast<size_t>(l)], spec, l, layers, residuals);
+    }
   }
   if (spec.lm_head && only_layer < 0) w.lm_head = fake_quantize(w.lm_head, *spec.lm_head, -1);
   Model student(fp.config(), std::move(w));

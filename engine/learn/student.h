@@ -4,6 +4,7 @@
 // (micro-batches, per-layer recomputation, chunked lm_head + loss).
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,8 +94,51 @@ Model layer_model(const Model& fp, int64_t l, LayerWeights weights);
 /// `t` as a DenseTransform (itself when it is one).
 std::shared_ptr<DenseTransform> as_dense(const TransformPtr& t);
 
-/// RTN fake quantization of layer l's linear weights when the spec's weight format covers it.
-void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int64_t layers);
+/// GPTQ in the loop (LearnSettings::gptq_refresh): per decoder layer, each covered linear's
+/// residual d = GPTQ(W') - W' (float32) at the last refresh, W' the student's folded weight then.
+/// A layer without residuals (undefined tensors) rounds to nearest.
+struct WeightResiduals {
+  std::vector<LayerWeights> layers;
+};
+
+/// The residuals of `plan` now: the plan folded and its weights quantized by GPTQ on `calib` as
+/// apply_plan() deploys them, minus the weights the student folds (fold_layer, in `matmul_dtype`
+/// as LeafPlan's), so that the student's RTN(W' + d) is GPTQ's weight at this plan.
+/// `deployed`: receives that deployed model when given.
+WeightResiduals gptq_residuals(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
+                               const CalibrationSet& calib, at::ScalarType matmul_dtype, const JobControl& job,
+                               QuantizedModel* deployed = nullptr);
+
+/// When the student's residuals are refreshed (LearnSettings::gptq_refresh): every K optimizer
+/// updates, and whenever the caller asks (before a validation measurement, so that it measures the
+/// deployed model). Enabled for end-to-end learning whose weights are deployed with GPTQ.
+class GptqLoop {
+ public:
+  GptqLoop(const Model& fp, const CalibrationSet* calib, const LearnSettings& s, const JobControl& job);
+  bool enabled() const { return enabled_; }
+  /// Before the step that follows `updates` optimizer updates of `plan`: refreshes when due (no
+  /// residuals yet, a multiple of K, or `now`) unless they were computed at this count already;
+  /// with `deployed`, always, and calls it with the refresh's deployed model (GPTQ weights).
+  void before(int64_t updates, const TransformPlan& plan, bool now = false,
+              const std::function<void(const Model&)>& deployed = {});
+  /// The residuals (null when disabled: RTN weights).
+  const WeightResiduals* residuals() const { return enabled_ ? &residuals_ : nullptr; }
+  int64_t refreshes() const { return refreshes_; }
+
+ private:
+  const Model& fp_;
+  const CalibrationSet* calib_;
+  const LearnSettings& s_;
+  const JobControl& job_;
+  bool enabled_ = false;
+  int64_t at_ = -1, refreshes_ = 0;
+  WeightResiduals residuals_;
+};
+
+/// Fake quantization of layer l's linear weights when the spec's weight format covers it: RTN,
+/// or with `residuals` RTN(W + d) (straight-through: the gradient of W is the identity).
+void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int64_t layers,
+                         const WeightResiduals* residuals = nullptr);
 
 /// The student's hooks: fp's own, the plan's online transforms, activation quantization, and the
 /// residual transform at the embedding output and lm_head input (`embed_head`, may be null).
@@ -102,8 +146,9 @@ void add_student_hooks(Model& student, const Model& fp, const TransformPlan& den
                        const std::shared_ptr<DenseTransform>& embed_head);
 
 /// The quantized student with the whole model folded (see trainer.cpp). `only_layer` >= 0: only
-/// that layer's weights are quantized (layer-wise learning).
-Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer);
+/// that layer's weights are quantized (layer-wise learning). `residuals`: see WeightResiduals.
+Model build_student(const Model& fp, TransformPlan dense, const QuantSpec& spec, int64_t only_layer,
+                    const WeightResiduals* residuals = nullptr);
 
 /// How an end-to-end step uses memory.
 struct StepMemory {
@@ -143,10 +188,11 @@ class TeacherCache {
 /// The KL (teacher fp) or CE loss of one batch of ids [B, T] for the plan's student, with the
 /// gradients added to the transform parameters. Returns the loss term (detached, a 0-dim float).
 /// `teacher`: the teacher's final hidden states of the batch when known (TeacherCache), else
-/// computed here for KL.
+/// computed here for KL. `residuals`: GPTQ in the loop (WeightResiduals; null: RTN weights).
 at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
                                     const at::Tensor& ids, const StepMemory& memory,
-                                    const at::Tensor& teacher = at::Tensor());
+                                    const at::Tensor& teacher = at::Tensor(),
+                                    const WeightResiduals* residuals = nullptr);
 
 /// Memory for end_to_end_loss() when no end-to-end step was planned (layer-wise learning): the
 /// micro-batch a step would use (one sequence when even that would not fit a step), streamed.
@@ -155,6 +201,7 @@ StepMemory validation_memory(const Model& fp, const LearnSettings& settings, int
 /// The same loss as end_to_end_loss_backward() without gradients (validation): the student
 /// streamed one layer at a time, the lm_head + loss in chunks. Returns a 0-dim float tensor.
 at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
-                           const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher = at::Tensor());
+                           const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher = at::Tensor(),
+                           const WeightResiduals* residuals = nullptr);
 
 }  // namespace latmix::learn_detail

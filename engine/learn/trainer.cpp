@@ -231,25 +231,6 @@ struct Checkpoint {
   }
 };
 
-// FNV-1a 64 over the calibration sequences' token ids, as hex.
-std::string calibration_hash(const CalibrationSet& calib) {
-  uint64_t h = 1469598103934665603ULL;
-  for (const auto& seq : calib.sequences) {
-    for (const auto id : seq) {
-      const auto v = static_cast<uint64_t>(static_cast<int64_t>(id));
-      for (int b = 0; b < 8; ++b) {
-        h ^= (v >> (8 * b)) & 0xff;
-        h *= 1099511628211ULL;
-      }
-    }
-    h ^= 0xff;  // sequence boundary
-    h *= 1099511628211ULL;
-  }
-  std::ostringstream o;
-  o << std::hex << h;
-  return o.str();
-}
-
 void check_settings(const LearnSettings& s, const CalibrationSet* calib, const MethodPreset& preset) {
   if (!preset.learned) return;
   if (calib == nullptr || calib->size() == 0) {
@@ -269,6 +250,10 @@ void check_settings(const LearnSettings& s, const CalibrationSet* calib, const M
   if (s.validation < -1) throw UsageError("--validation: expected 0 or more");
   if (s.eval_every < 0) throw UsageError("--eval-every: expected 1 or more");
   if (s.patience < 0) throw UsageError("--patience: expected 0 or more");
+  if (s.gptq_refresh < 0) throw UsageError("--gptq-refresh: expected 0 or more");
+  if (s.gptq_refresh > 0 && s.mode == LearnMode::LayerWise && s.quant.method == WeightMethod::Gptq) {
+    throw UsageError("--gptq-refresh needs end-to-end learning (--mode e2e)");
+  }
   if (s.mode == LearnMode::LayerWise && s.loss != LearnLoss::LayerMse) {
     throw UsageError("layer-wise learning uses the layer MSE loss (--loss mse)");
   }
@@ -417,49 +402,6 @@ TransformPlan clone_plan(const TransformPlan& plan) {
   return out;
 }
 
-std::string learn_fingerprint(const Model& model, const LearnSettings& settings) {
-  // FNV-1a 64 over the config, every weight's shape and bytes, and the settings.
-  uint64_t h = 1469598103934665603ULL;
-  auto mix = [&](const void* data, size_t n) {
-    const auto* p = static_cast<const unsigned char*>(data);
-    for (size_t i = 0; i < n; ++i) {
-      h ^= p[i];
-      h *= 1099511628211ULL;
-    }
-  };
-  auto mix_str = [&](const std::string& s) { mix(s.data(), s.size()); };
-  auto mix_tensor = [&](const at::Tensor& t) {
-    if (!t.defined()) {
-      mix_str("-");
-      return;
-    }
-    at::Tensor c = t.detach().to(at::kCPU, at::kFloat).contiguous();
-    for (int64_t d : c.sizes()) mix(&d, sizeof d);
-    mix(c.data_ptr(), static_cast<size_t>(c.numel()) * sizeof(float));
-  };
-  const ModelConfig& c = model.config();
-  for (int64_t v : {c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim,
-                    c.vocab_size}) {
-    mix(&v, sizeof v);
-  }
-  const ModelWeights& w = model.weights();
-  mix_tensor(w.embed);
-  mix_tensor(w.final_norm);
-  mix_tensor(w.lm_head);
-  for (const auto& l : w.layers) {
-    for (const at::Tensor* t : {&l.attn_norm, &l.q, &l.k, &l.v, &l.o, &l.mlp_norm, &l.gate, &l.up, &l.down}) {
-      mix_tensor(*t);
-    }
-  }
-  mix_str(settings.to_json().dump());
-  std::ostringstream s;
-  s << std::hex;
-  s.width(16);
-  s.fill('0');
-  s << h;
-  return s.str();
-}
-
 // The held-out part of the calibration set and the best plan seen on it (LearnSettings::validation).
 struct Validation {
   std::vector<int64_t> rows, train;  // calibration rows held out / learned from
@@ -483,7 +425,8 @@ struct Validation {
 
   // The student's loss on the held-out rows (KL to the FP model, or CE), a batch at a time.
   double measure(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
-                 const learn_detail::StepMemory& memory, at::Device device, learn_detail::TeacherCache* cache) const {
+                 const learn_detail::StepMemory& memory, at::Device device, learn_detail::TeacherCache* cache,
+                 const learn_detail::WeightResiduals* residuals = nullptr) const {
     double sum = 0;
     const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
     for (size_t i = 0; i < rows.size(); i += per) {
@@ -492,7 +435,7 @@ struct Validation {
       const at::Tensor ids = gather_ids(*calib_, part, device);
       const at::Tensor teacher =
           cache != nullptr && cache->enabled() ? cache->get(fp, part, ids, memory.micro_batch) : at::Tensor();
-      sum += learn_detail::end_to_end_loss(fp, plan, s, ids, memory, teacher).item<double>() *
+      sum += learn_detail::end_to_end_loss(fp, plan, s, ids, memory, teacher, residuals).item<double>() *
              static_cast<double>(part.size());
     }
     return sum / static_cast<double>(rows.size());
@@ -547,9 +490,13 @@ struct Validation {
     // transforms new parameter tensors, and the optimizer would go on stepping the old ones.
     QuantizedModel q =
         apply_plan(fp, clone_plan(plan), s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr, job);
+    return deployed_loss(fp, q.model, s);
+  }
+  // The held-out loss of a deployed model `q`.
+  double deployed_loss(const Model& fp, const Model& q, const LearnSettings& s) const {
+    c10::NoGradGuard no_grad;
     const at::Tensor ids = gather_ids(*calib_, rows, fp.device());
-    return s.loss == LearnLoss::CrossEntropy ? mean_cross_entropy(q.model, ids, 1)
-                                             : mean_kl_divergence(fp, q.model, ids, 1);
+    return s.loss == LearnLoss::CrossEntropy ? mean_cross_entropy(q, ids, 1) : mean_kl_divergence(fp, q, ids, 1);
   }
   // DeployedCheck::Ends: the plan validation chose stays only if its deployed model beats the
   // start's (the RTN student cannot see what GPTQ will do to the weights).
@@ -668,6 +615,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   // the deployed model itself (LearnSettings::deployed_check).
   const bool gptq_deployed = s.quant.method == WeightMethod::Gptq && val.enabled();
   const bool deployed_every = gptq_deployed && s.deployed_check == DeployedCheck::Every;
+  int64_t gptq_refreshes = 0;  // GPTQ in the loop (learn_detail::GptqLoop)
 
   if (!layerwise) {
     const learn_detail::StepMemory memory =
@@ -679,25 +627,34 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       teacher_cache = learn_detail::TeacherCache(calib->size(), calib->seqlen(), fp.config().hidden_size,
                                                  at::TensorOptions(fp.dtype()).device(device));
     }
-    const auto measure = [&] {
+    // GPTQ in the loop: every measurement refreshes and measures the refresh's deployed model.
+    learn_detail::GptqLoop gptq_loop(fp, calib, s, control.job);
+    const auto measure = [&](int64_t updates) {
+      if (gptq_loop.enabled()) {
+        double v = 0;
+        gptq_loop.before(updates, plan, true, [&](const Model& q) { v = val.deployed_loss(fp, q, s); });
+        return v;
+      }
       return deployed_every ? val.deployed(fp, plan, s, control.job)
                             : val.measure(fp, plan, s, memory, device, &teacher_cache);
     };
     if (val.enabled()) {
-      val.start(start_step, measure(), plan, result);
+      val.start(start_step, measure(start_step), plan, result);
       const int64_t every = s.eval_every > 0 ? s.eval_every : std::max<int64_t>(1, s.steps / 8);
       loop.set_after_step([&, every](LearnEvent& e) {
         if (e.step % every != 0 && e.step != total) return false;
-        e.validation = measure();
+        e.validation = measure(e.step);
         return val.update(e.step, *e.validation, plan, result) && e.step != total;
       });
     }
-    loop.run(start_step, total, total, -1, [&](int64_t) {
+    loop.run(start_step, total, total, -1, [&](int64_t step) {
+      gptq_loop.before(step, plan);
       const std::vector<int64_t> rows = next_rows();
       at::Tensor ids = gather_ids(*calib, rows, device);
       const at::Tensor teacher =
           teacher_cache.enabled() ? teacher_cache.get(fp, rows, ids, memory.micro_batch) : at::Tensor();
-      at::Tensor term = learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory, teacher);
+      at::Tensor term =
+          learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory, teacher, gptq_loop.residuals());
       at::Tensor reg = volume_term(plan, s.lambda, device);
       if (reg.requires_grad()) reg.backward();
       StepLoss out;
@@ -707,6 +664,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       out.backward_done = true;
       return out;
     });
+    gptq_refreshes = gptq_loop.refreshes();
   } else {
     // The FP model the layers are learned against has the frozen residual transform folded in,
     // one layer at a time (never a second copy of the model). The layer inputs and targets of
@@ -775,10 +733,12 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
   if (val.enabled()) {
     val.finish(plan, result, total);
-    if (deployed_every) {
+    if (deployed_every || gptq_refreshes > 0) {
       result.deployed_start = val.initial;
       result.deployed_result = val.best;
-      result.validation_note += " (the deployed model, GPTQ weights, at every measurement)";
+      result.validation_note += gptq_refreshes > 0 ? " (the deployed model, GPTQ weights, at every measurement: GPTQ in "
+                                                     "the loop, " + std::to_string(gptq_refreshes) + " GPTQ runs)"
+                                                   : " (the deployed model, GPTQ weights, at every measurement)";
     } else if (gptq_deployed && s.deployed_check == DeployedCheck::Ends) {
       val.check_deployed(fp, plan, s, result, control.job);
     }

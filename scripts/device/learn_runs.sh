@@ -9,7 +9,7 @@
 # (resources/models). Results go to $OUT (tarred, since only a few files come back).
 # (zs22m.tar.xz holds model/ (the 22M folder without its golden logits) and data/ (eval/ files of
 # the tasks below, corpus/gutenberg/ pg84, pg11, pg1260, pg1342, pg1400): 13.6 MB.)
-# Usage: bash scripts/device/learn_runs.sh [compare22|compare22int|ablate|lu22|every22|compare6|bench|all]...
+# Usage: bash scripts/device/learn_runs.sh [compare22|compare22int|ablate|lu22|every22|refresh22|compare6|bench|all]...
 set -uo pipefail
 STAGES=${*:-all}
 O=${OUT:-/tmp/out}
@@ -64,6 +64,14 @@ fi
 if want every22; then
   TASKS=frankenstein,alice,wikitext2 compare every-mxfp4 "$D/model" mxfp4 --methods latmix --deployed-check every
   TASKS=frankenstein,alice,wikitext2 compare every-mxint4 "$D/model" mxint4 --methods latmix --deployed-check every
+fi
+# Issue 21 (session 8): GPTQ in the loop (--gptq-refresh K, docs/methods.md) against the default on
+# the GPU recipe (256 steps: a GPTQ run of the 22M model every K steps), latmix only, both formats.
+if [[ " $STAGES " == *" refresh22 "* ]]; then  # explicit only (not in all)
+  for k in 32 8; do
+    TASKS=frankenstein,alice,wikitext2 compare refresh$k-mxfp4 "$D/model" mxfp4 --methods latmix --gptq-refresh $k
+    TASKS=frankenstein,alice,wikitext2 compare refresh$k-mxint4 "$D/model" mxint4 --methods latmix --gptq-refresh $k
+  done
 fi
 if want compare6; then
   TASKS=frankenstein,alice,wikitext2 compare 6m-mxfp4 resources/models/gutenberg-llama-6M mxfp4

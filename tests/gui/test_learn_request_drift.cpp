@@ -159,7 +159,7 @@ TEST_F(LearnRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheLearnForm) {
       "0.5", "--lambda", "0.3", "--param", "qr", "--init", "block_hadamard", "--affine-bias", "no",
       "--rotation-map", "exp", "--mode", "layerwise", "--loss", "mse", "--micro-batch", "2", "--loss-chunk", "128",
       "--recompute", "no", "--kept-layers", "1", "--teacher-cache", "yes", "--validation", "2", "--eval-every", "3",
-      "--patience", "5", "--deployed-check", "every", "--device", "cpu"};
+      "--patience", "5", "--deployed-check", "every", "--gptq-refresh", "4", "--device", "cpu"};
   // clang-format on
   choose("method", "latmix");
   if (auto* q = widget<QComboBox>("quant")) q->setCurrentText("mxint4");
@@ -192,6 +192,7 @@ TEST_F(LearnRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheLearnForm) {
   type("eval-every", "3");
   type("patience", "5");
   choose("deployed-check", "every");
+  type("gptq-refresh", "4");
   const latmix::api::LearnRequest form = panel_->request();
   const latmix::api::LearnRequest cli = cli_request(argv);
   EXPECT_EQ(latmix::api::to_json(form).dump(2), latmix::api::to_json(cli).dump(2));

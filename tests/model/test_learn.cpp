@@ -17,6 +17,7 @@
 #include "latmix/learn.h"
 #include "latmix/model_files.h"
 #include "test_paths.h"
+#include "../../engine/learn/student.h"
 
 namespace latmix {
 namespace {
@@ -281,6 +282,84 @@ TEST(Learn, DeployedCheckEveryMeasuresTheModelWithGptqWeights) {
   EXPECT_FALSE(std::isfinite(p.deployed_start));
 }
 
+// GPTQ in the loop (issue 21, LearnSettings::gptq_refresh): right after a refresh the student's
+// weights are the GPTQ weights apply_plan() deploys at that plan, bit for bit (RTN(W' + d) with
+// d = GPTQ(W') - W'); without the residuals they are RTN's, which differ.
+TEST(Learn, GptqRefreshGivesTheStudentTheGptqWeightsOfThePlan) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  const Fixture& f = six_m();
+  LearnSettings s = fixed_batch("latmix", 3);  // a learned plan (no longer a rotation)
+  s.quant = parse_quant_spec("w=mxfp4,a=mxfp4,weights=gptq");
+  s.validation = 0;
+  s.lr = 2e-3;
+  const MethodResult r = obtain_plan(f.model, &f.calib, s);
+  c10::NoGradGuard no_grad;
+  const learn_detail::WeightResiduals d =
+      learn_detail::gptq_residuals(f.model, r.plan, s.quant, f.calib, at::kFloat, JobControl{});
+  const Model student = learn_detail::build_student(f.model, learn_detail::densify(r.plan), s.quant, -1, &d);
+  const Model rtn = learn_detail::build_student(f.model, learn_detail::densify(r.plan), s.quant, -1);
+  const QuantizedModel q = apply_plan(f.model, r.plan, s.quant, &f.calib);
+  int64_t rtn_differs = 0;
+  for (size_t l = 0; l < q.model.weights().layers.size(); ++l) {
+    const LayerWeights &a = student.weights().layers[l], &g = q.model.weights().layers[l], &n = rtn.weights().layers[l];
+    for (auto slot : {&LayerWeights::q, &LayerWeights::k, &LayerWeights::v, &LayerWeights::o, &LayerWeights::gate,
+                      &LayerWeights::up, &LayerWeights::down}) {
+      EXPECT_TRUE(at::equal(a.*slot, g.*slot)) << "layer " << l << ": " << (a.*slot != g.*slot).sum().item<int64_t>()
+                                               << " values differ";
+      rtn_differs += (n.*slot != g.*slot).sum().item<int64_t>();
+    }
+  }
+  EXPECT_GT(rtn_differs, 0);
+}
+
+// ... and through the learning loop (the same three training sequences every step, a refresh
+// before every step): each step's loss is that of the student with the GPTQ weights of the plan
+// it starts from, built independently, not the RTN student's; every validation measurement is the
+// deployed model's held-out KL; the option learns and the plan stays invertible.
+TEST(Learn, GptqRefreshLearnsAgainstTheGptqWeights) {
+  LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
+  const Fixture& f = six_m();
+  LearnSettings s = gptq_validated(DeployedCheck::Ends);  // row 2 held out
+  s.steps = 4;
+  s.batch = 3;  // rows 0, 1 and 3: every step
+  s.eval_every = 2;
+  s.gptq_refresh = 1;
+  std::vector<TransformPlan> snapshots;
+  LearnControl control;
+  control.snapshot_every = 1;
+  control.on_snapshot = [&](const TransformPlan& p) { snapshots.push_back(p); };
+  const MethodResult r = obtain_plan(f.model, &f.calib, s, control);
+  ASSERT_EQ(r.curve.size(), 4u) << r.validation_note;
+  ASSERT_EQ(snapshots.size(), 4u);
+  c10::NoGradGuard no_grad;
+  const at::Tensor ids = at::cat({f.calib.batch(0, 2), f.calib.batch(3, 1)}, 0);
+  for (const size_t i : {size_t{1}, size_t{3}}) {  // step i + 1 starts from the plan after i updates
+    const TransformPlan& plan = snapshots[i - 1];
+    const learn_detail::WeightResiduals d =
+        learn_detail::gptq_residuals(f.model, plan, s.quant, f.calib, at::kFloat, JobControl{});
+    const Model gptq = learn_detail::build_student(f.model, learn_detail::densify(plan), s.quant, -1, &d);
+    const Model rtn = learn_detail::build_student(f.model, learn_detail::densify(plan), s.quant, -1);
+    double kl = 0;
+    for (const auto& [name, value] : r.curve[i].terms) {
+      if (name == "kl") kl = value;
+    }
+    EXPECT_NEAR(kl, mean_kl_divergence(f.model, gptq, ids, 1), 1e-4 * kl) << "step " << i + 1;
+    EXPECT_GT(std::abs(kl - mean_kl_divergence(f.model, rtn, ids, 1)), 1e-2 * kl) << "step " << i + 1;
+  }
+  for (const LearnEvent& e : r.curve) EXPECT_GT(e.grad_norm, 0) << "step " << e.step;
+  // Validation: the start, steps 2 and 4, each the deployed model's.
+  ASSERT_EQ(r.validation_curve.size(), 3u) << r.validation_note;
+  const double last = deployed_kl(f, snapshots[3], s.quant);
+  EXPECT_NEAR(r.validation_curve.back().second, last, 1e-6 * last);
+  EXPECT_LE(r.deployed_result, r.deployed_start);
+  EXPECT_NE(r.validation_note.find("GPTQ in the loop, 5 GPTQ runs"), std::string::npos) << r.validation_note;
+  ASSERT_FALSE(r.conditions.empty());
+  for (const auto& [name, cond] : r.conditions) {
+    EXPECT_TRUE(std::isfinite(cond)) << name;
+    EXPECT_LT(cond, 1e3) << name;
+  }
+}
+
 TEST(Learn, SameSeedSameTransforms) {
   LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
@@ -419,3 +498,4 @@ TEST(Compare, ReportHasEveryMethodAndItsPlots) {
 
 }  // namespace
 }  // namespace latmix
+

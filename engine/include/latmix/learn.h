@@ -105,6 +105,14 @@ struct LearnSettings {
   int64_t eval_every = 0;
   int64_t patience = 4;
   DeployedCheck deployed_check = DeployedCheck::Ends;
+  /// GPTQ in the loop (docs/methods.md, "GPTQ in the loop"), end-to-end learning with GPTQ
+  /// weights only: every `gptq_refresh` steps (0: never; the student rounds its weights to nearest)
+  /// the current plan is folded and its weights quantized by GPTQ as the deployed model's are, and
+  /// each covered weight's residual delta = GPTQ(W') - W' is kept; until the next refresh the
+  /// student's weight is RTN(W'(theta) + delta) with a straight-through gradient, which at the
+  /// refresh step is GPTQ(W') exactly. Every validation measurement refreshes and measures that
+  /// refresh's deployed model (so deployed_check is not needed). Refused with layer-wise learning.
+  int64_t gptq_refresh = 0;
 
   /// Memory of end-to-end learning (docs/methods.md, "How memory is chosen"). None of these change
   /// the step's result beyond float rounding, so they are not in to_json() nor in a checkpoint's

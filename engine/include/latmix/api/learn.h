@@ -76,6 +76,7 @@ struct LearnRequest {
   std::optional<int64_t> eval_every;          ///< --eval-every: steps between measurements
   std::optional<int64_t> patience;            ///< --patience (0: never stop early)
   std::optional<std::string> deployed_check;  ///< --deployed-check: ends | every | no
+  std::optional<int64_t> gptq_refresh;        ///< --gptq-refresh K: GPTQ in the loop every K steps (0: off)
 
   // Outputs of `latmix learn` ("" / 0 / false: none).
   std::string out;               ///< --out PREFIX: PREFIX.safetensors + PREFIX.json
