@@ -87,30 +87,33 @@ nlohmann::json LearnSettings::to_json() const {
   }
   // A fixed preset has no learning knobs: only what changes its result.
   if (!learned) return {{"method", method}, {"quant", latmix::to_string(quant)}, {"seed", seed}};
-  return {{"method", method},
-          {"quant", latmix::to_string(quant)},
-          {"mode", latmix::to_string(mode)},
-          {"loss", latmix::to_string(loss)},
-          {"steps", steps},
-          {"batch", batch},
-          {"optimizer", latmix::to_string(optimizer)},
-          {"lr", lr},
-          {"momentum", momentum},
-          {"weight_decay", weight_decay},
-          {"warmup", warmup},
-          {"schedule", cosine ? "cosine" : "constant"},
-          {"grad_clip", grad_clip},
-          {"lambda", lambda},
-          {"param", param == AffineTransform::Param::QR ? "qr" : "lu"},
-          {"init", latmix::to_string(init)},
-          {"rotation_map", rotation_map == RotationTransform::Map::Exp ? "exp" : "cayley"},
-          {"affine_bias", affine_bias},
-          {"validation", validation},
-          {"eval_every", eval_every},
-          {"patience", patience},
-          {"deployed_check", latmix::to_string(deployed_check)},
-          {"gptq_refresh", gptq_refresh},
-          {"seed", seed}};
+  nlohmann::json j = {{"method", method},
+                      {"quant", latmix::to_string(quant)},
+                      {"mode", latmix::to_string(mode)},
+                      {"loss", latmix::to_string(loss)},
+                      {"steps", steps},
+                      {"batch", batch},
+                      {"optimizer", latmix::to_string(optimizer)},
+                      {"lr", lr},
+                      {"momentum", momentum},
+                      {"weight_decay", weight_decay},
+                      {"warmup", warmup},
+                      {"schedule", cosine ? "cosine" : "constant"},
+                      {"grad_clip", grad_clip},
+                      {"lambda", lambda},
+                      {"param", param == AffineTransform::Param::QR ? "qr" : "lu"},
+                      {"init", latmix::to_string(init)},
+                      {"rotation_map", rotation_map == RotationTransform::Map::Exp ? "exp" : "cayley"},
+                      {"affine_bias", affine_bias},
+                      {"validation", validation},
+                      {"eval_every", eval_every},
+                      {"patience", patience},
+                      {"deployed_check", latmix::to_string(deployed_check)},
+                      {"seed", seed}};
+  // Only when on: the settings of a run without it (and so the fingerprints of checkpoints
+  // written before it existed) stay as they were, and those checkpoints still resume.
+  if (gptq_refresh > 0) j["gptq_refresh"] = gptq_refresh;
+  return j;
 }
 
 nlohmann::json LearnEvent::to_json() const {
