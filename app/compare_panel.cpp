@@ -39,6 +39,7 @@
 #include "latmix/files.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
+#include "latmix/recovery.h"
 #include "latmix/tasks.h"
 #include "main_window.h"
 #include "model_session.h"
@@ -79,35 +80,19 @@ QString metric_tip(const QString& metric) {
   return metric;
 }
 
-double standard_error(const TaskResult& r, const std::string& metric) {
-  const auto it = r.standard_errors.find(metric);
-  return it != r.standard_errors.end() ? it->second : std::nan("");
-}
-
 QString cell(const TaskResult& r, const QString& metric, const TaskResult* fp) {
   const std::string m = metric.toStdString();
-  const double v = r.metrics.at(m);
+  const Estimate value = metric_estimate(r, m);
   const bool ppl = metric == "ppl";
-  const double se = standard_error(r, m);
-  QString text = ppl ? QString::number(v, 'f', 2) : QString::number(100 * v, 'f', 1);
-  if (!ppl && std::isfinite(se)) text += QString(" ± %1").arg(100 * se, 0, 'f', 1);
+  QString text = ppl ? QString::number(value.value, 'f', 2) : QString::number(100 * value.value, 'f', 1);
+  if (!ppl && std::isfinite(value.se)) text += QString(" ± %1").arg(100 * value.se, 0, 'f', 1);
   if (fp != nullptr && fp->metrics.count(m) != 0U) {
-    const double base = fp->metrics.at(m);
-    // recovery: for accuracies quantized / FP; for perplexity FP / quantized (lower is better)
-    const double rec = ppl ? base / v : (base > 0 ? v / base : 0);
-    text += QString("  (%1").arg(100 * rec, 0, 'f', 1);
-    const double fp_se = standard_error(*fp, m);
-    if (!ppl && std::isfinite(se) && std::isfinite(fp_se) && v > 0 && base > 0) {  // first-order propagation
-      const double rec_se = rec * std::sqrt((se / v) * (se / v) + (fp_se / base) * (fp_se / base));
-      text += QString(" ± %1").arg(100 * rec_se, 0, 'f', 0);
-    }
+    const Estimate rec = recovery(m, *fp, r);  // recovery.h: the engine's one recovery
+    text += "  (" + (std::isnan(rec.value) ? QString("n/a") : QString::number(rec.value, 'f', 1));
+    if (std::isfinite(rec.se)) text += QString(" ± %1").arg(rec.se, 0, 'f', 0);
     text += " %)";
   }
   return text;
-}
-
-bool is_ppl_task(const TaskResult& r) {
-  return r.metrics.count("ppl") != 0U && r.metrics.count("acc") == 0U;
 }
 
 const TaskResult* find_task(const std::vector<TaskResult>& results, const std::string& task) {
@@ -115,31 +100,6 @@ const TaskResult* find_task(const std::vector<TaskResult>& results, const std::s
     if (r.task == task) return &r;
   }
   return nullptr;
-}
-
-// The standard error of zero_shot_mean (the tasks' items are independent samples).
-double zero_shot_mean_se(const std::vector<TaskResult>& results) {
-  double sum = 0;
-  int n = 0;
-  for (const auto& r : results) {
-    if (is_ppl_task(r) || r.metrics.count("acc") == 0U) continue;
-    const double se = standard_error(r, "acc");
-    if (!std::isfinite(se)) return std::nan("");
-    sum += se * se;
-    ++n;
-  }
-  return n > 0 ? std::sqrt(sum) / n : std::nan("");
-}
-
-double zero_shot_mean(const std::vector<TaskResult>& results) {
-  double sum = 0;
-  int n = 0;
-  for (const auto& r : results) {
-    if (is_ppl_task(r) || r.metrics.count("acc") == 0U) continue;
-    sum += r.metrics.at("acc");
-    ++n;
-  }
-  return n > 0 ? sum / n : std::nan("");
 }
 
 QTableWidgetItem* item(const QString& text, const QString& tip = {}) {
@@ -485,7 +445,7 @@ void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
                    .arg(comparison_->seconds, 0, 'f', 1));
   const Comparison& cmp = *comparison_;
   std::vector<const TaskResult*> ppl, zs;
-  for (const auto& r : cmp.fp) (is_ppl_task(r) ? ppl : zs).push_back(&r);
+  for (const auto& r : cmp.fp) (is_perplexity_task(r) ? ppl : zs).push_back(&r);
   const MethodRow* rtn = nullptr;
   for (const auto& row : cmp.rows) {
     if (row.method == "rtn") rtn = &row;
@@ -524,8 +484,6 @@ void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
   m_table_->setHorizontalHeaderLabels(headers);
   for (int c = 0; c < headers.size(); ++c) m_table_->horizontalHeaderItem(c)->setToolTip(tips[c]);
   m_table_->setRowCount(static_cast<int>(cmp.rows.size()) + 1);
-  const double fp_mean = zero_shot_mean(cmp.fp);
-  const double fp_mean_se = zero_shot_mean_se(cmp.fp);
   auto fill = [&](int r, const QString& name, const std::vector<TaskResult>& results, const MethodRow* row) {
     int c = 0;
     m_table_->setItem(r, c++, new QTableWidgetItem(name));
@@ -551,24 +509,17 @@ void ComparePanel::showComparison(std::shared_ptr<const Comparison> result) {
       }
       m_table_->setItem(r, c++, item(text, QString::fromStdString(t->convention)));
     }
-    const double mean = zero_shot_mean(results);
-    const double mean_se = zero_shot_mean_se(results);
     if (!zs.empty()) {
-      QString text = QString::number(100 * mean, 'f', 1);
-      if (std::isfinite(mean_se)) text += QString(" ± %1").arg(100 * mean_se, 0, 'f', 1);
+      const Estimate mean = zero_shot_mean(results);  // recovery.h
+      QString text = QString::number(100 * mean.value, 'f', 1);
+      if (std::isfinite(mean.se)) text += QString(" ± %1").arg(100 * mean.se, 0, 'f', 1);
       m_table_->setItem(r, c++, item(text));
     }
-    double recovery = std::nan(""), recovery_se = std::nan("");
-    if (!zs.empty()) {
-      recovery = fp_mean > 0 ? 100 * mean / fp_mean : std::nan("");
-      if (row != nullptr && mean > 0 && fp_mean > 0 && std::isfinite(mean_se) && std::isfinite(fp_mean_se))
-        recovery_se = recovery * std::sqrt(std::pow(mean_se / mean, 2) + std::pow(fp_mean_se / fp_mean, 2));
-    } else if (!ppl.empty()) {
-      const TaskResult* mine = find_task(results, ppl.front()->task);
-      if (mine != nullptr) recovery = 100 * ppl.front()->metrics.at("ppl") / mine->metrics.at("ppl");
-    }
-    QString rec_text = std::isnan(recovery) ? QString() : QString::number(recovery, 'f', 1);
-    if (std::isfinite(recovery_se)) rec_text += QString(" ± %1").arg(recovery_se, 0, 'f', 0);
+    // recovery.h: of the zero-shot mean when zero-shot tasks ran, else of the first text's
+    // perplexity (the comparison report's figure). The FP row: 100 %, no spread against itself.
+    const Estimate rec = headline_recovery(cmp.fp, results);
+    QString rec_text = std::isnan(rec.value) ? QString() : QString::number(rec.value, 'f', 1);
+    if (row != nullptr && std::isfinite(rec.se)) rec_text += QString(" ± %1").arg(rec.se, 0, 'f', 0);
     m_table_->setItem(r, c++, item(rec_text));
     for (double s :
          {row ? row->learn_seconds : 0.0, row ? row->quantize_seconds : 0.0, row ? row->eval_seconds : 0.0}) {

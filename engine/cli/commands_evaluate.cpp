@@ -13,6 +13,7 @@
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/quant.h"
+#include "latmix/recovery.h"
 #include "latmix/tasks.h"
 
 namespace latmix::cli {
@@ -80,12 +81,23 @@ std::string value_text(const TaskResult& r, const std::string& metric) {
   return buf;
 }
 
+/// "95.1% ± 3.2" (the ± where the recovery has a standard error), "n/a" where it is undefined.
+std::string recovery_text(const Estimate& rec) {
+  if (std::isnan(rec.value)) return "n/a";
+  char buf[64];
+  if (std::isfinite(rec.se))
+    std::snprintf(buf, sizeof(buf), "%5.1f%% ± %.1f", rec.value, rec.se);
+  else
+    std::snprintf(buf, sizeof(buf), "%5.1f%%", rec.value);
+  return buf;
+}
+
 /// One line per (task, metric); with `quantized`, FP / quantized / recovery columns.
 void print_table(const std::vector<TaskResult>& fp, const std::vector<TaskResult>* quantized) {
   int w = 14;
   for (const TaskResult& r : fp) w = std::max(w, static_cast<int>(r.task.size()));
   if (quantized)
-    std::printf("%-*s %-9s %-16s %-16s %9s %7s\n", w, "task", "metric", "FP", "quantized", "recovery", "items");
+    std::printf("%-*s %-9s %-16s %-16s %-14s %7s\n", w, "task", "metric", "FP", "quantized", "recovery", "items");
   else
     std::printf("%-*s %-9s %-18s %7s %10s\n", w, "task", "metric", "value", "items", "time");
   for (size_t i = 0; i < fp.size(); ++i) {
@@ -97,12 +109,10 @@ void print_table(const std::vector<TaskResult>& fp, const std::vector<TaskResult
         continue;
       }
       const TaskResult& q = (*quantized)[i];
-      const double qv = q.metrics.at(metric);
-      // Accuracy: quantized / FP. Perplexity / NLL (lower is better): FP / quantized.
-      const bool lower_better = metric == "ppl" || metric == "mean_nll";
-      const double rec = 100.0 * (lower_better ? v / qv : qv / v);
-      std::printf("%-*s %-9s %-16s %-16s %8.1f%% %7lld\n", w, task, metric.c_str(), value_text(fp[i], metric).c_str(),
-                  value_text(q, metric).c_str(), rec, static_cast<long long>(fp[i].items));
+      // recovery.h: accuracy quantized / FP, perplexity and NLL FP / quantized; ± its standard error.
+      const Estimate rec = recovery(metric, fp[i], q);
+      std::printf("%-*s %-9s %-16s %-16s %-14s %7lld\n", w, task, metric.c_str(), value_text(fp[i], metric).c_str(),
+                  value_text(q, metric).c_str(), recovery_text(rec).c_str(), static_cast<long long>(fp[i].items));
     }
   }
   std::printf("\nconventions:\n");

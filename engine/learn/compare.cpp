@@ -16,6 +16,7 @@
 #include "latmix/text_stream.h"
 #include "latmix/plot.h"
 #include "latmix/png.h"
+#include "latmix/recovery.h"
 
 namespace latmix {
 
@@ -57,10 +58,6 @@ class SqnrHook : public CaptureHook {
   std::vector<double> signal_, noise_;
 };
 
-bool is_ppl_task(const TaskResult& r) {
-  return r.metrics.count("ppl") && !r.metrics.count("acc");
-}
-
 std::string fmt(double v, int digits) {
   if (!std::isfinite(v)) return "n/a";
   std::ostringstream s;
@@ -77,20 +74,27 @@ const TaskResult* find_task(const std::vector<TaskResult>& results, const std::s
   return nullptr;
 }
 
-// Mean zero-shot accuracy and its standard error (independent tasks: sqrt(sum se^2) / n).
-std::pair<double, double> zero_shot_mean(const std::vector<TaskResult>& results) {
-  double sum = 0, var = 0;
-  int n = 0;
-  for (const auto& r : results) {
-    auto it = r.metrics.find("acc");
-    if (it == r.metrics.end()) continue;
-    sum += it->second;
-    auto se = r.standard_errors.find("acc");
-    if (se != r.standard_errors.end()) var += se->second * se->second;
-    ++n;
-  }
-  if (n == 0) return {std::nan(""), std::nan("")};
-  return {sum / n, std::sqrt(var) / n};
+// "mean ± se" in percent (the ± only where the standard error is defined).
+std::string mean_text(const Estimate& m) {
+  return fmt(100 * m.value, 2) + (std::isfinite(m.se) ? " ± " + fmt(100 * m.se, 2) : std::string());
+}
+
+// Recovery in percent, "value ± se" (the ± only where defined; `with_se` false: the value only).
+std::string recovery_text(const Estimate& r, bool with_se = true) {
+  return fmt(r.value, 1) + (with_se && std::isfinite(r.se) ? " ± " + fmt(r.se, 1) : std::string());
+}
+
+// "| method | COLUMN | ... |" and its rule line.
+void method_table_head(std::ostringstream& md, const std::vector<std::string>& columns) {
+  md << "| method |";
+  for (const auto& c : columns) md << " " << c << " |";
+  md << "\n|---|";
+  for (size_t i = 0; i < columns.size(); ++i) md << "---|";
+  md << "\n";
+}
+
+json finite_or_null(double v) {
+  return std::isfinite(v) ? json(v) : json();
 }
 
 json task_json(const TaskResult& r) {
@@ -224,6 +228,10 @@ json Comparison::to_json() const {
               {"layer_sqnr_db", row.layer_sqnr_db}};
     m["results"] = json::array();
     for (const auto& r : row.results) m["results"].push_back(task_json(r));
+    const Estimate rec = headline_recovery(fp, row.results);
+    m["recovery"] = {{"percent", finite_or_null(rec.value)},
+                     {"se", finite_or_null(rec.se)},
+                     {"basis", headline_recovery_basis(fp)}};
     m["curve"] = json::array();
     for (const auto& e : row.curve) m["curve"].push_back(e.to_json());
     json cond = json::object();
@@ -253,7 +261,7 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
   std::vector<std::string> ppl_tasks;
   bool any_zero_shot = false;
   for (const auto& r : fp) {
-    if (is_ppl_task(r)) {
+    if (is_perplexity_task(r)) {
       ppl_tasks.push_back(r.task);
     } else {
       any_zero_shot = true;
@@ -261,18 +269,25 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
   }
   const bool with_kl = !kl_text.empty();
   if (with_kl) md << "- KL to FP: " << kl_text << "\n\n";
+  // Recovery (recovery.h): of the zero-shot mean accuracy when zero-shot tasks ran, else of the
+  // first text's perplexity; the same figure as the studio's methods table.
+  const std::string basis = headline_recovery_basis(fp);
+  const bool with_recovery = !basis.empty();
   md << "| method |";
   for (const auto& t : ppl_tasks) md << " " << t << " ppl |";
   if (any_zero_shot) md << " zero-shot acc (mean ± se) |";
+  if (with_recovery) {
+    md << " recovery % of FP (" << basis << (any_zero_shot ? ", quantized / FP" : ", FP / quantized") << "; ± se) |";
+  }
   if (with_kl) md << " KL to FP |";
   md << " learn s | quantize s | eval s |\n|---|";
-  for (size_t i = 0; i < ppl_tasks.size() + (any_zero_shot ? 1 : 0) + (with_kl ? 1 : 0) + 3; ++i) md << "---|";
+  for (size_t i = 0; i < ppl_tasks.size() + (any_zero_shot ? 1 : 0) + (with_recovery ? 1 : 0) + (with_kl ? 1 : 0) + 3;
+       ++i)
+    md << "---|";
   md << "\n| FP |";
   for (const auto& t : ppl_tasks) md << " " << fmt(find_task(fp, t)->metrics.at("ppl"), 3) << " |";
-  if (any_zero_shot) {
-    auto [m, se] = zero_shot_mean(fp);
-    md << " " << fmt(100 * m, 2) << " ± " << fmt(100 * se, 2) << " |";
-  }
+  if (any_zero_shot) md << " " << mean_text(zero_shot_mean(fp)) << " |";
+  if (with_recovery) md << " " << recovery_text(headline_recovery(fp, fp), false) << " |";
   if (with_kl) md << " 0 |";
   md << " | | |\n";
   for (const auto& row : rows) {
@@ -281,10 +296,8 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
       const TaskResult* r = find_task(row.results, t);
       md << " " << (r ? fmt(r->metrics.at("ppl"), 3) : "n/a") << " |";
     }
-    if (any_zero_shot) {
-      auto [m, se] = zero_shot_mean(row.results);
-      md << " " << fmt(100 * m, 2) << " ± " << fmt(100 * se, 2) << " |";
-    }
+    if (any_zero_shot) md << " " << mean_text(zero_shot_mean(row.results)) << " |";
+    if (with_recovery) md << " " << recovery_text(headline_recovery(fp, row.results)) << " |";
     if (with_kl) md << " " << fmt(row.kl_to_fp, 4) << " |";
     md << " " << fmt(row.learn_seconds, 1) << " | " << fmt(row.quantize_seconds, 1) << " | "
        << fmt(row.eval_seconds, 1) << " |\n";
@@ -295,11 +308,8 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
     if (row.method == "rtn") rtn = &row;
   }
   if (rtn != nullptr && !ppl_tasks.empty()) {
-    md << "\n## Share of the FP-to-RTN perplexity gap each method closes\n\n| method |";
-    for (const auto& t : ppl_tasks) md << " " << t << " |";
-    md << "\n|---|";
-    for (size_t i = 0; i < ppl_tasks.size(); ++i) md << "---|";
-    md << "\n";
+    md << "\n## Share of the FP-to-RTN perplexity gap each method closes\n\n";
+    method_table_head(md, ppl_tasks);
     for (const auto& row : rows) {
       md << "| " << row.method << " |";
       for (const auto& t : ppl_tasks) {
@@ -320,7 +330,7 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
     for (size_t i = 0; i < rows.size(); ++i) md << "---|";
     md << "\n";
     for (const auto& r : fp) {
-      if (is_ppl_task(r)) continue;
+      if (is_perplexity_task(r)) continue;
       auto cell = [](const TaskResult* t) {
         if (!t || !t->metrics.count("acc")) return std::string("n/a");
         auto se = t->standard_errors.find("acc");
@@ -329,6 +339,21 @@ std::string Comparison::markdown(const std::vector<std::string>& plots) const {
       };
       md << "| " << r.task << " | " << cell(&r) << " |";
       for (const auto& row : rows) md << " " << cell(find_task(row.results, r.task)) << " |";
+      md << "\n";
+    }
+  }
+  if (!fp.empty() && !rows.empty()) {
+    md << "\n## Recovery per task (% of FP: accuracy quantized / FP, perplexity FP / quantized; ± se)\n\n";
+    std::vector<std::string> columns;
+    for (const auto& r : fp) columns.push_back(r.task + (is_perplexity_task(r) ? " ppl" : " acc"));
+    method_table_head(md, columns);
+    for (const auto& row : rows) {
+      md << "| " << row.method << " |";
+      for (const auto& r : fp) {
+        const TaskResult* q = find_task(row.results, r.task);
+        const std::string metric = is_perplexity_task(r) ? "ppl" : "acc";
+        md << " " << (q ? recovery_text(recovery(metric, r, *q)) : "n/a") << " |";
+      }
       md << "\n";
     }
   }
@@ -393,7 +418,7 @@ std::vector<std::string> write_comparison_report(const Comparison& c, const std:
   if (!loss.series.empty()) png("loss.png", render(loss));
   BarChart ppl{"Perplexity (lower is better)", "perplexity", {}, {}, true, true, 900, 520};
   std::vector<std::string> ppl_tasks, zs_tasks;
-  for (const auto& r : c.fp) (is_ppl_task(r) ? ppl_tasks : zs_tasks).push_back(r.task);
+  for (const auto& r : c.fp) (is_perplexity_task(r) ? ppl_tasks : zs_tasks).push_back(r.task);
   ppl.series_names = ppl_tasks;
   auto ppl_group = [&](const std::string& label, const std::vector<TaskResult>& results) {
     BarGroup g{label, {}, {}};

@@ -79,4 +79,6 @@ for f in report.md report.json loss.png perplexity.png sqnr.png kl.png; do
 done
 contains stdout "| latmix |"
 contains stdout "Share of the FP-to-RTN perplexity gap"
+contains stdout "recovery % of FP ("  # every method's recovery (recovery.h), as compare.h promises
+contains stdout "## Recovery per task"
 finish

@@ -43,6 +43,8 @@
 #include "latmix/learn.h"
 #include "latmix/mx_block.h"
 #include "latmix/quant.h"
+#include "latmix/recovery.h"
+#include "latmix/tasks.h"
 #include "latmix/version.h"
 #include "learn_controller.h"
 #include "learn_panel.h"
@@ -896,6 +898,12 @@ class TestStudioWindow : public QObject {
     const QString table = c->tableText();
     QVERIFY2(table.contains("arc_easy: accuracy %"), qPrintable(table));
     QVERIFY2(table.count(QStringLiteral("±")) >= 3, qPrintable(table));  // FP, quantized, recovery
+    // The bracket is the engine's one recovery (recovery.h), percent with one decimal ± whole points.
+    QCOMPARE(c->columns().size(), size_t{2});
+    const latmix::Estimate rec = latmix::recovery("acc", c->columns()[0].results.at(0), c->columns()[1].results.at(0));
+    QString bracket = QString("(%1").arg(rec.value, 0, 'f', 1);
+    if (std::isfinite(rec.se)) bracket += QString(" ± %1").arg(rec.se, 0, 'f', 0);
+    QVERIFY2(table.contains(bracket + " %)"), qPrintable(table + "\nexpected " + bracket));
     QVERIFY2(c->specsNote().contains("Small sample") && c->specsNote().contains("20 items"), qPrintable(c->specsNote()));
   }
 

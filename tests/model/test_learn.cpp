@@ -9,8 +9,12 @@
 #include <atomic>
 #include <cmath>
 #include <filesystem>
+#include <iomanip>
+#include <sstream>
 #include <thread>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "latmix/calib_data.h"
 #include "latmix/compare.h"
@@ -493,6 +497,25 @@ TEST(Compare, ReportHasEveryMethodAndItsPlots) {
   const std::string md = c.markdown({});
   EXPECT_NE(md.find("| latmix |"), std::string::npos);
   EXPECT_NE(md.find("gap"), std::string::npos);
+  // The recovery (recovery.h) of every method in the table, as compare.h promises: without
+  // zero-shot tasks, FP perplexity / perplexity of the first text; and per task.
+  EXPECT_NE(md.find("recovery % of FP (frankenstein perplexity, FP / quantized"), std::string::npos) << md;
+  EXPECT_NE(md.find("## Recovery per task"), std::string::npos) << md;
+  const nlohmann::json j = c.to_json();
+  for (size_t i = 0; i < c.rows.size(); ++i) {
+    const Estimate rec = headline_recovery(c.fp, c.rows[i].results);
+    ASSERT_TRUE(std::isfinite(rec.value)) << c.rows[i].method;
+    EXPECT_NEAR(rec.value,
+                100 * c.fp[0].metrics.at("ppl") / c.rows[i].results[0].metrics.at("ppl"), 1e-9);
+    std::ostringstream text;
+    text << std::fixed << std::setprecision(1) << rec.value;
+    const std::string row_start = "| " + c.rows[i].method + " |";
+    const size_t at = md.find(row_start);
+    ASSERT_NE(at, std::string::npos);
+    const std::string line = md.substr(at, md.find('\n', at) - at);
+    EXPECT_NE(line.find("| " + text.str() + " |"), std::string::npos) << line;
+    EXPECT_NEAR(j["methods"][i]["recovery"]["percent"].get<double>(), rec.value, 1e-9);
+  }
   EXPECT_NEAR(gap_closed(10, 20, 15), 50.0, 1e-12);
 }
 

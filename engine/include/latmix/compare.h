@@ -12,6 +12,7 @@
 
 #include "latmix/calib_data.h"
 #include "latmix/learn.h"
+#include "latmix/recovery.h"
 #include "latmix/tasks.h"
 
 namespace latmix {
@@ -59,8 +60,10 @@ struct Comparison {
   std::vector<MethodRow> rows;
   double seconds = 0;
   nlohmann::json to_json() const;
-  /// The report as Markdown: settings, the table (FP, each method; recovery), gap closed vs RTN,
-  /// per-layer SQNR, condition numbers, wall times; `plots` lists the PNG files to reference.
+  /// The report as Markdown: settings, the table (FP, each method; its recovery % of FP with one
+  /// standard error, recovery.h's headline_recovery), gap closed vs RTN, the zero-shot tasks, the
+  /// recovery per task, per-layer SQNR, condition numbers, wall times; `plots` lists the PNG files
+  /// to reference. to_json() gives each method's recovery too ("recovery": percent, se, basis).
   std::string markdown(const std::vector<std::string>& plots) const;
 };
 
