@@ -55,6 +55,17 @@ if has_data "$DATA/eval/copa" "$DATA/eval/arc_easy" "$DATA/eval/winogrande"; the
   [ -s "$OUT/e.json" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no eval results file"; FAILED=$((FAILED + 1)); }
   expect 0 "$LATMIX" eval --model "$M6" --data-dir "$DATA" --tasks winogrande --limit 10 --quant w=mxfp4,a=mxfp4; contains stdout "recovery"
 fi
+# eval --quant --json: recovery.h's figures, the perplexity's FP / quantized (the bundled text: no data needed)
+expect 0 "$LATMIX" eval --model "$M6" --tasks "text:$CALIB" --limit 3 --seqlen 128 --quant w=mxfp4,a=mxfp4 --json --out "$OUT/eq.json"
+contains stdout '"recovery"'; contains stdout '"basis": "'
+python3 - "$OUT/eq.json" <<'PY' && PASSED=$((PASSED + 1)) || { echo "FAIL: eval --json recovery"; FAILED=$((FAILED + 1)); }
+import json, sys
+d = json.load(open(sys.argv[1]))
+fp, q = d["results"][0]["metrics"]["ppl"], d["quantized_results"][0]["metrics"]["ppl"]
+r = d["recovery"]["tasks"][0]["metrics"]["ppl"]["percent"]
+assert abs(r - 100 * fp / q) < 1e-9 * r, (r, fp, q)
+assert d["recovery"]["headline"]["percent"] == r and d["recovery"]["headline"]["basis"].endswith("perplexity"), d["recovery"]
+PY
 expect 2 "$LATMIX" eval --model "$M6" --tasks arc_easy,mmlu;          contains stderr "unknown task 'mmlu'"
 expect 1 "$LATMIX" eval --model "$M6" --data-dir "$OUT" --tasks copa; contains stderr "copa.mosaic.jsonl: cannot open file"
 W6=$M6/model.safetensors
