@@ -49,20 +49,15 @@ json result_json(const TaskResult& r) {
           {"items", r.items}, {"convention", r.convention}, {"seconds", r.seconds}};
 }
 
-json estimate_json(const Estimate& e) {  // NaN (undefined) is null
-  auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-  return {{"percent", number(e.value)}, {"se", number(e.se)}};
-}
-
 /// Per task and metric, the recovery.h figures `latmix eval`'s table prints, and the headline one.
 json recovery_json(const std::vector<TaskResult>& fp, const std::vector<TaskResult>& quantized) {
   json tasks = json::array();
   for (size_t i = 0; i < fp.size() && i < quantized.size(); ++i) {
     json metrics = json::object();
-    for (const auto& [metric, v] : fp[i].metrics) metrics[metric] = estimate_json(recovery(metric, fp[i], quantized[i]));
+    for (const auto& [metric, v] : fp[i].metrics) metrics[metric] = recovery_json(recovery(metric, fp[i], quantized[i]));
     tasks.push_back({{"task", fp[i].task}, {"metrics", metrics}});
   }
-  json headline = estimate_json(headline_recovery(fp, quantized));
+  json headline = recovery_json(headline_recovery(fp, quantized));
   headline["basis"] = headline_recovery_basis(fp);
   return {{"tasks", tasks}, {"headline", headline}};
 }

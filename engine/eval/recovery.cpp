@@ -94,6 +94,11 @@ Estimate headline_recovery(const std::vector<TaskResult>& fp, const std::vector<
   return {};
 }
 
+nlohmann::json recovery_json(const Estimate& recovery) {
+  auto number = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); };
+  return {{"percent", number(recovery.value)}, {"se", number(recovery.se)}};
+}
+
 std::string headline_recovery_basis(const std::vector<TaskResult>& fp) {
   if (has_zero_shot(fp)) return "zero-shot mean accuracy";
   const TaskResult* t = first_perplexity_task(fp);

@@ -93,10 +93,6 @@ void method_table_head(std::ostringstream& md, const std::vector<std::string>& c
   md << "\n";
 }
 
-json finite_or_null(double v) {
-  return std::isfinite(v) ? json(v) : json();
-}
-
 json task_json(const TaskResult& r) {
   return {{"task", r.task},   {"metrics", r.metrics},       {"stderr", r.standard_errors},
           {"items", r.items}, {"convention", r.convention}, {"seconds", r.seconds}};
@@ -228,10 +224,8 @@ json Comparison::to_json() const {
               {"layer_sqnr_db", row.layer_sqnr_db}};
     m["results"] = json::array();
     for (const auto& r : row.results) m["results"].push_back(task_json(r));
-    const Estimate rec = headline_recovery(fp, row.results);
-    m["recovery"] = {{"percent", finite_or_null(rec.value)},
-                     {"se", finite_or_null(rec.se)},
-                     {"basis", headline_recovery_basis(fp)}};
+    m["recovery"] = recovery_json(headline_recovery(fp, row.results));
+    m["recovery"]["basis"] = headline_recovery_basis(fp);
     m["curve"] = json::array();
     for (const auto& e : row.curve) m["curve"].push_back(e.to_json());
     json cond = json::object();

@@ -36,17 +36,16 @@ at::Tensor capture_activation(const Model& model, const at::Tensor& ids, Capture
   auto hook = std::make_shared<GrabHook>(point, layer);
   probe.add_hook(hook);
   const at::Tensor batch = (ids.dim() == 1 ? ids.unsqueeze(0) : ids).to(model.device(), at::kLong);
-  const int64_t needed = point == CapturePoint::FinalNormOut ? model.config().num_layers : layer + 1;
   if (point == CapturePoint::FinalNormOut) {
-    probe.add_hook(std::make_shared<LayerProgressHook>("layers", needed, 1, control));
+    probe.add_hook(std::make_shared<LayerProgressHook>("layers", model.config().num_layers, 1, control));
     probe.hidden_states(batch);
   } else {
     // The layers after the captured one cannot change it: the model is causal in its layers.
     at::Tensor h = probe.embed(batch);
-    for (int64_t l = 0; l < needed; ++l) {
+    for (int64_t l = 0; l <= layer; ++l) {
       control.cancel.check();
       h = probe.forward_layer(l, h);
-      control.report("layers", l + 1, needed);
+      control.report("layers", l + 1, layer + 1);
     }
   }
   return ids.dim() == 1 ? hook->grabbed.squeeze(0) : hook->grabbed;

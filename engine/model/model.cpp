@@ -64,6 +64,19 @@ CapturePoint parse_capture_point(const std::string& name) {
                    "' (expected residual, attn_in, o_in, residual_mid, mlp_in, down_in or lm_head_in)");
 }
 
+namespace {
+
+// Elements of the largest of the layers' seven linears.
+int64_t largest_linear(const ModelWeights& w) {
+  int64_t most = 0;
+  for (const auto& l : w.layers) {
+    for (const at::Tensor* t : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) most = std::max(most, t->numel());
+  }
+  return most;
+}
+
+}  // namespace
+
 class ConversionBuffers {
  public:
   explicit ConversionBuffers(int64_t budget_bytes) : budget_(budget_bytes) {}
@@ -120,11 +133,8 @@ Model::Model(ModelConfig config, ModelWeights weights, at::ScalarType dtype, at:
   inv_freq_ = make_inv_freq(config_).to(device_);
   if (config_.rope.bf16_inv_freq) inv_freq_ = inv_freq_.to(at::kBFloat16).to(at::kFloat);
   if (device_.is_cpu()) {
-    int64_t largest = 0;
-    for (const auto& l : weights_.layers) {
-      for (const at::Tensor* t : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) largest = std::max(largest, t->numel());
-    }
-    buffers_ = std::make_shared<ConversionBuffers>(2 * largest * static_cast<int64_t>(c10::elementSize(dtype_)));
+    buffers_ = std::make_shared<ConversionBuffers>(2 * largest_linear(weights_) *
+                                                   static_cast<int64_t>(c10::elementSize(dtype_)));
   }
 }
 
@@ -163,10 +173,7 @@ at::Tensor Model::compute(const at::Tensor& t) const {
 
 uint64_t Model::largest_conversion_bytes() const {
   if (!mapped_) return 0;
-  int64_t most = std::max(weights_.embed.numel(), weights_.lm_head.numel());
-  for (const auto& l : weights_.layers) {
-    for (const at::Tensor* t : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down}) most = std::max(most, t->numel());
-  }
+  const int64_t most = std::max({weights_.embed.numel(), weights_.lm_head.numel(), largest_linear(weights_)});
   return static_cast<uint64_t>(most) * static_cast<uint64_t>(c10::elementSize(dtype_));
 }
 

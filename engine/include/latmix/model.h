@@ -135,9 +135,10 @@ class ConversionBuffers;
 ///    time, the embedding rows that are looked up, lm_head per call) and the converted copy is
 ///    dropped right after. On the CPU the copies of the layers' matrices are written into a few
 ///    reused buffers (at most twice the largest linear in all; a buffer is reused only when no
-///    tensor refers to it any more), so a pass does not pay fresh pages for every matrix. Norm gains and biases (vectors) are converted at load. The conversion
-///    is the same `.to(device, dtype)` the in-memory load does, so every result is bit for bit
-///    the in-memory model's; anonymous memory stays at one converted matrix plus activations.
+///    tensor refers to it any more), so a pass does not pay fresh pages for every matrix. Norm
+///    gains and biases (vectors) are converted at load. The conversion is the same cast the
+///    in-memory load does, so every result is bit for bit the in-memory model's; anonymous memory
+///    stays at one converted matrix (plus those buffers) and the activations.
 /// A stored tensor of another dtype than the compute dtype is converted at use in either mode, so
 /// a mapped model can have some tensors replaced by computed ones (GPTQ does, layer by layer).
 /// A mapped model can also hold DeferredMatrices (decoded at use, see there).

@@ -5,6 +5,8 @@
 /// accuracy, each with its standard error. Every client uses these: `latmix eval`'s table, the
 /// comparison report (compare.h) and the studio's Compare tab, in both of its modes.
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <string>
 #include <vector>
@@ -52,6 +54,10 @@ Estimate zero_shot_mean(const std::vector<TaskResult>& results);
 /// the perplexity of `fp`'s first perplexity task (NaN when `quantized` lacks it or `fp` has no
 /// task).
 Estimate headline_recovery(const std::vector<TaskResult>& fp, const std::vector<TaskResult>& quantized);
+
+/// A recovery as the JSON outputs give it: {"percent": value, "se": se}, null where undefined
+/// (`latmix eval --json`, the comparison's report.json).
+nlohmann::json recovery_json(const Estimate& recovery);
 
 /// Which figure headline_recovery() is: "zero-shot mean accuracy", "TASK perplexity", or "" (none).
 std::string headline_recovery_basis(const std::vector<TaskResult>& fp);
