@@ -31,6 +31,7 @@
 #include <utility>
 
 #include "engine_host.h"
+#include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
 #include "latmix/memory.h"
@@ -331,8 +332,13 @@ QStringList ComparePanel::checkedMethods() const {
   return out;
 }
 
-LearnRequest ComparePanel::methodsRequest() const {
-  LearnRequest r;
+api::CompareRequest ComparePanel::methodsRequest() const {
+  api::CompareRequest c;
+  c.methods = checkedMethods().join(',').toStdString();
+  c.tasks = tasks_->text().toStdString();
+  c.limit = limit_->value();
+  c.eval_seqlen = seqlen_->value();
+  LearnRequest& r = c.learning;
   r.model = session_->summary().path.toStdString();
   r.device = StudioSettings::load().device.toStdString();
   r.quant = m_quant_->currentText().trimmed().toStdString();
@@ -342,7 +348,7 @@ LearnRequest ComparePanel::methodsRequest() const {
   r.seqlen = m_seqlen_->value();
   r.seed = static_cast<uint64_t>(m_seed_->value());
   if (m_steps_->value() > 0) r.steps = m_steps_->value();
-  return r;
+  return c;
 }
 
 void ComparePanel::configureMethods(const QStringList& methods, const QString& tasks, int limit, int eval_seqlen,
@@ -361,62 +367,32 @@ void ComparePanel::configureMethods(const QStringList& methods, const QString& t
 }
 
 QString ComparePanel::methodsCliCommand() const {
-  QStringList argv = {"latmix",        "compare",
-                      "--model",       session_->summary().path,
-                      "--methods",     checkedMethods().join(','),
-                      "--tasks",       tasks_->text(),
-                      "--limit",       QString::number(limit_->value()),
-                      "--eval-seqlen", QString::number(seqlen_->value())};
-  argv << to_qstrings(api::learn_option_arguments(methodsRequest())) << "--device" << StudioSettings::load().device << "--out"
-       << "DIR";
-  return shell_command(argv);
+  api::CompareRequest request = methodsRequest();
+  if (!session_->hasModel()) request.learning.model = "MODEL";
+  return shell_command(to_qstrings(api::compare_command_line(request)));
 }
 
 quint64 ComparePanel::runMethods() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
-  const QStringList methods = checkedMethods();
-  if (!model || !tokenizer || methods.isEmpty() || methods_job_ != 0) return 0;
-  const LearnRequest request = methodsRequest();
-  CompareOptions o;
-  for (const QString& m : methods) o.methods.push_back(m.toStdString());
-  o.eval.data_dir = studio_data_dir().toStdString();
-  o.eval.limit = limit_->value();
-  o.eval.seqlen = seqlen_->value();
-  const std::string tasks = tasks_->text().toStdString();
-  const std::string model_path = session_->summary().path.toStdString();
+  if (!model || !tokenizer || checkedMethods().isEmpty() || methods_job_ != 0) return 0;
+  const api::CompareRequest request = methodsRequest();
   m_cli_->setText(methodsCliCommand());
   m_run_->setEnabled(false);
   m_cancel_->setEnabled(true);
   m_save_->setEnabled(false);
   m_progress_->setRange(0, 0);
   m_progress_->show();
-  m_status_->setText("Running: " + methods.join(", ") + " ...");
+  m_status_->setText("Running: " + checkedMethods().join(", ") + " ...");
   QPointer<ComparePanel> self(this);
-  methods_job_ = host_->submit(
-      "compare-methods", [self, model, tokenizer, request, o, tasks, model_path](const JobControl& job) mutable {
-        o.tasks = parse_task_list(tasks);
-        const at::Device device = model->device();
-        auto request_for = [request](const std::string& method) {
-          LearnRequest r = request;
-          r.method = method;
-          return r;
-        };
-        for (const auto& m : o.methods) api::learn_settings(request_for(m), device);  // bad settings fail first
-        // Learning and quantizing every method holds the model (as `latmix compare` loads it).
-        const std::shared_ptr<Model> held = held_model(model, "Compare methods");
-        const CalibrationSet calib = api::learn_calibration(request, *held, *tokenizer);
-        o.settings_for = [request_for, device, &calib](const std::string& method) {
-          return api::learn_settings(request_for(method), device, &calib);
-        };
-        LearnControl control;
-        control.job = job;
-        auto c = std::make_shared<Comparison>(run_comparison(*held, *tokenizer, calib, o, control));
-        c->model = model_path;
-        EngineHost::post(self, [self, c, model] {
-          if (model == self->session_->model()) self->showComparison(c);  // else: of the model open before
-        });
-      });
+  methods_job_ = host_->submit("compare-methods", [self, model, tokenizer, request](const JobControl& job) {
+    LearnControl control;
+    control.job = job;
+    auto c = std::make_shared<Comparison>(api::run_compare(request, *model, *tokenizer, control).comparison);
+    EngineHost::post(self, [self, c, model] {
+      if (model == self->session_->model()) self->showComparison(c);  // else: of the model open before
+    });
+  });
   return methods_job_;
 }
 
@@ -595,46 +571,40 @@ void ComparePanel::configure(const QString& tasks, const QString& specs, int lim
   limit_->setValue(limit);
 }
 
+api::EvaluateRequest ComparePanel::specsRequest() const {
+  api::EvaluateRequest r;
+  r.model = session_->summary().path.toStdString();
+  r.device = StudioSettings::load().device.toStdString();
+  r.tasks = tasks_->text().toStdString();
+  r.limit = limit_->value();
+  r.seqlen = seqlen_->value();
+  r.data_dir = studio_data_dir().toStdString();
+  for (const QString& line : specs_->toPlainText().split('\n', Qt::SkipEmptyParts)) {
+    if (!line.trimmed().isEmpty()) r.quant.push_back(line.trimmed().toStdString());
+  }
+  return r;
+}
+
 quint64 ComparePanel::run() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
-  std::vector<std::string> specs;
-  for (const QString& line : specs_->toPlainText().split('\n', Qt::SkipEmptyParts)) {
-    specs.push_back(line.trimmed().toStdString());
-  }
-  EvalOptions opt;
-  opt.limit = limit_->value();
-  opt.seqlen = seqlen_->value();
-  opt.data_dir = studio_data_dir().toStdString();
-  const std::string tasks = tasks_->text().toStdString();
-  const std::string calib = calibration_path().toStdString();
+  const api::EvaluateRequest request = specsRequest();
   settings_text_ = QString("model %1; tasks %2; limit %3; seqlen %4; data %5")
                        .arg(session_->summary().path, tasks_->text())
-                       .arg(opt.limit)
-                       .arg(opt.seqlen)
-                       .arg(QString::fromStdString(opt.data_dir));
+                       .arg(request.limit)
+                       .arg(request.seqlen)
+                       .arg(QString::fromStdString(request.data_dir));
   run_->setEnabled(false);
+  const std::string sample = calibration_path().toStdString();
   QPointer<ComparePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
-  return specs_job_ = host_->submit("compare", [self, model, tokenizer, specs, opt, tasks, calib](const JobControl& job) {
-    const std::vector<std::string> names = parse_task_list(tasks);
-    for (const auto& s : specs) parse_quant_spec(s);  // fail early on a typo
-    // The FP column reads the open model as it is (mapped: as `latmix eval`); each quantized column
-    // holds a quantized copy of the weights in the compute dtype: refused before the FP column runs.
-    if (!specs.empty()) {
-      check_memory_fits("Compare", model_weight_bytes(model->config(), model->dtype()), model->device(),
-                        "Each quantized column holds a copy of the model's weights; compare on a machine with more memory");
-    }
-    std::vector<CompareColumn> columns;
-    columns.push_back({"FP", run_tasks(*model, *tokenizer, names, opt, job)});
-    CalibrationOptions copt;
-    copt.samples = 32;
-    copt.seqlen = 128;
-    const CalibrationSet calib_set = load_calibration_text(calib, *tokenizer, copt);
-    for (const auto& s : specs) {
-      QuantizedModel q = quantize_model(*model, parse_quant_spec(s), &calib_set, job);
-      columns.push_back({QString::fromStdString(s), run_tasks(q.model, *tokenizer, names, opt, job)});
-    }
+  return specs_job_ = host_->submit("compare", [self, model, tokenizer, request, sample](const JobControl& job) {
+    api::EvaluateControl control;
+    control.job = job;
+    control.bundled_sample = sample;  // the GPTQ calibration's default text, as `latmix eval`'s
+    const api::EvaluateResult result = api::run_evaluate(request, *model, *tokenizer, control);
+    std::vector<CompareColumn> columns = {{"FP", result.fp}};
+    for (const api::EvaluatedSpec& q : result.quantized) columns.push_back({QString::fromStdString(q.spec), q.results});
     EngineHost::post(self, [self, columns, model] {
       if (model == self->session_->model()) self->showColumns(columns);  // else: of the model open before
     });

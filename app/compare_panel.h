@@ -12,6 +12,7 @@
 #include <memory>
 #include <vector>
 
+#include "latmix/api/evaluate.h"
 #include "latmix/tasks.h"
 #include "learn_request.h"
 
@@ -73,6 +74,10 @@ class ComparePanel : public QWidget {
   const latmix::Comparison* comparison() const { return comparison_.get(); }
   /// Writes report.md, report.json and the plots of the last comparison into `dir` (engine thread).
   quint64 saveReport(const QString& dir);
+  /// The methods page as the engine's request (latmix/api/evaluate.h): what runMethods() runs.
+  api::CompareRequest methodsRequest() const;
+  /// The spec page as the engine's request (`latmix eval --quant` for each spec): what run() runs.
+  api::EvaluateRequest specsRequest() const;
   /// The equivalent `latmix compare` command line.
   QString methodsCliCommand() const;
   QStringList checkedMethods() const;
@@ -97,7 +102,6 @@ class ComparePanel : public QWidget {
   void showFailure(const QString& message);
   void showComparison(std::shared_ptr<const latmix::Comparison> comparison);
   void save();
-  LearnRequest methodsRequest() const;
   void methodsEnded(const QString& message);
 
   EngineHost* host_;

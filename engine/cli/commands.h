@@ -43,15 +43,6 @@ Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped = fals
 /// Whether --weights says mapped (the commands that declare weights_option()); auto: on the CPU.
 bool mapped_weights(const Args& args);
 
-/// The calibration sequences of eval (GPTQ): --calib FILE
-/// (default: the bundled sample), --calib-samples N and --calib-seqlen L, by default the one GPTQ
-/// default everywhere (api::gptq_calibration_defaults(): the literature's 128 x 2048 on CUDA, 16 x
-/// 256 on the CPU, L at most the model's context); without --calib-samples, a text with fewer
-/// windows gives all it has (api::gptq_calibration()). Says on stderr what it took and why. `file`
-/// (out) is the text's path. `latmix export` reads the same options into its api::ExportRequest.
-CalibrationSet calibration_from_args(const Args& args, const Model& model, const Tokenizer& tokenizer,
-                                     std::string* file = nullptr);
-
 /// The calibration options of eval and export (help texts state the defaults).
 std::vector<OptionSpec> calibration_options();
 

@@ -7,7 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "latmix/api/export.h"
+#include "commands_evaluate.h"
+#include "latmix/api/evaluate.h"
 #include "console.h"
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
@@ -21,64 +22,6 @@ namespace latmix::cli {
 using json = nlohmann::json;
 
 namespace {
-
-std::optional<bool> parse_bos(const std::string& value) {
-  if (value == "auto") return std::nullopt;
-  if (value == "yes") return true;
-  if (value == "no") return false;
-  throw UsageError("--bos: expected auto, yes or no, found '" + value + "'");
-}
-
-EvalOptions eval_options(const Args& args) {
-  EvalOptions o;
-  o.data_dir = args.has("data-dir") ? args.get("data-dir") : default_eval_data_dir();
-  o.limit = args.integer("limit");
-  o.seqlen = args.integer("seqlen");
-  o.batch_size = args.integer("batch");
-  o.bos = parse_bos(args.get("bos"));
-  o.ppl_bos = args.flag("ppl-bos");
-  o.prefix_cache = args.flag("prefix-cache");
-  if (o.limit < 0) throw UsageError("--limit: expected 0 (all) or more");
-  if (o.batch_size < 1) throw UsageError("--batch: expected 1 or more");
-  if (o.seqlen < 2) throw UsageError("--seqlen: expected 2 or more");
-  return o;
-}
-
-json result_json(const TaskResult& r) {
-  return {{"task", r.task},   {"metrics", r.metrics},       {"stderr", r.standard_errors},
-          {"items", r.items}, {"convention", r.convention}, {"seconds", r.seconds}};
-}
-
-/// Per task and metric, the recovery.h figures `latmix eval`'s table prints, and the headline one.
-json recovery_json(const std::vector<TaskResult>& fp, const std::vector<TaskResult>& quantized) {
-  json tasks = json::array();
-  for (size_t i = 0; i < fp.size() && i < quantized.size(); ++i) {
-    json metrics = json::object();
-    for (const auto& [metric, v] : fp[i].metrics) metrics[metric] = recovery_json(recovery(metric, fp[i], quantized[i]));
-    tasks.push_back({{"task", fp[i].task}, {"metrics", metrics}});
-  }
-  json headline = recovery_json(headline_recovery(fp, quantized));
-  headline["basis"] = headline_recovery_basis(fp);
-  return {{"tasks", tasks}, {"headline", headline}};
-}
-
-json settings_json(const Args& args, const EvalOptions& o, const std::vector<std::string>& tasks) {
-  return {{"model", args.get("model")},
-          {"tokenizer", args.get("tokenizer")},
-          {"tasks", tasks},
-          {"data_dir", o.data_dir},
-          {"limit", o.limit},
-          {"limit_rule", "first N items of each zero-shot file; at most N windows of each perplexity text"},
-          {"seqlen", o.seqlen},
-          {"ppl_bos", o.ppl_bos},
-          {"bos", args.get("bos")},
-          {"batch", o.batch_size},
-          {"prefix_cache", o.prefix_cache},
-          {"dtype", args.get("dtype")},
-          {"device", args.get("device")},
-          {"quant", args.get("quant")},
-          {"calib", args.get("calib")}};
-}
 
 std::string value_text(const TaskResult& r, const std::string& metric) {
   char buf[96];
@@ -133,63 +76,50 @@ void print_table(const std::vector<TaskResult>& fp, const std::vector<TaskResult
 }
 
 
-std::vector<TaskResult> run_quantized(const Args& args, const LoadedModel& m, const std::vector<std::string>& tasks,
-                                      const EvalOptions& o, const JobControl& job, json& info) {
-  const QuantSpec spec = parse_quant_spec(args.get("quant"));
-  std::optional<CalibrationSet> calib;
-  if (args.has("calib") || spec.method == WeightMethod::Gptq)
-    calib = calibration_from_args(args, m.model, *m.tokenizer);
-  QuantizedModel q = quantize_model(m.model, spec, calib ? &*calib : nullptr, job);
-  info = {{"spec", q.report.spec}, {"seconds", q.report.seconds}};
-  return run_tasks(q.model, *m.tokenizer, tasks, o, job);
-}
-
-// -----------------------------------------------------------------------------------------------
-
 int run_eval(const Args& args) {
-  const std::vector<std::string> tasks = parse_task_list(args.get("tasks"));
-  const EvalOptions o = eval_options(args);
-  if (args.has("quant")) parse_quant_spec(args.get("quant"));  // a bad spec fails before the model loads
-  if (args.has("calib") && !args.has("quant")) throw UsageError("--calib needs --quant");
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
-  ProgressPrinter progress(args.flag("quiet"));
-  JobControl job;
-  job.cancel = interrupt_token();
-  job.progress = progress.callback();
-  const std::vector<TaskResult> fp = run_tasks(m.model, *m.tokenizer, tasks, o, job);
-  std::vector<TaskResult> quantized;
-  json quant_info;
-  if (args.has("quant")) quantized = run_quantized(args, m, tasks, o, job, quant_info);
+  const api::EvaluateRequest request = evaluate_request_from_args(args);
+  api::check_evaluate_request(request);  // bad options fail before the model loads
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
+  const bool quiet = args.flag("quiet");
+  ProgressPrinter progress(quiet);
+  api::EvaluateControl control;
+  control.job.cancel = interrupt_token();
+  control.job.progress = progress.callback();
+  const std::string res = bundled_resources_dir();
+  if (!res.empty()) control.bundled_sample = res + "/calibration/pride_and_prejudice_ch1-6.txt";
+  control.on_note = [](const std::string& note) { std::fprintf(stderr, "%s\n", note.c_str()); };
+  const api::EvaluateResult result = api::run_evaluate(request, m.model, *m.tokenizer, control);
   progress.finish();
-  json out = {{"settings", settings_json(args, o, tasks)}, {"results", json::array()}};
-  for (const TaskResult& r : fp) out["results"].push_back(result_json(r));
-  if (args.has("quant")) {
-    out["quantization"] = quant_info;
-    out["quantized_results"] = json::array();
-    for (const TaskResult& r : quantized) out["quantized_results"].push_back(result_json(r));
-    out["recovery"] = recovery_json(fp, quantized);
-  }
-  if (args.has("out")) write_file_atomic(args.get("out"), out.dump(2) + "\n");
   if (args.flag("json"))
-    std::cout << out.dump(2) << "\n";
+    std::cout << api::to_json(result).dump(2) << "\n";
   else
-    print_table(fp, args.has("quant") ? &quantized : nullptr);
+    print_table(result.fp, result.quantized.empty() ? nullptr : &result.quantized.front().results);
   return 0;
 }
 
 }  // namespace
 
-CalibrationSet calibration_from_args(const Args& args, const Model& model, const Tokenizer& tok, std::string* file) {
-  const std::string res = bundled_resources_dir();
-  auto count = [&args](const char* name) {
-    return args.has(name) ? std::optional<int64_t>(args.integer(name)) : std::nullopt;
-  };
-  api::GptqCalibration c =
-      api::gptq_calibration(args.get("calib"), count("calib-samples"), count("calib-seqlen"), model, tok,
-                            res.empty() ? std::string() : res + "/calibration/pride_and_prejudice_ch1-6.txt");
-  if (file) *file = c.file;
-  std::fprintf(stderr, "%s\n", c.note.c_str());
-  return std::move(c.set);
+api::EvaluateRequest evaluate_request_from_args(const Args& args) {
+  api::EvaluateRequest r;
+  r.model = args.get("model");
+  r.tokenizer = args.get("tokenizer");
+  r.device = args.get("device");
+  r.dtype = args.get("dtype");
+  r.weights = args.get("weights");
+  r.tasks = args.get("tasks");
+  r.data_dir = args.get("data-dir");
+  r.limit = args.integer("limit");
+  r.seqlen = args.integer("seqlen");
+  r.ppl_bos = args.flag("ppl-bos");
+  r.bos = args.get("bos");
+  r.batch = args.integer("batch");
+  r.prefix_cache = args.flag("prefix-cache");
+  if (args.has("quant")) r.quant = {args.get("quant")};
+  r.calib = args.get("calib");
+  if (args.has("calib-samples")) r.calib_samples = args.integer("calib-samples");
+  if (args.has("calib-seqlen")) r.calib_seqlen = args.integer("calib-seqlen");
+  r.out = args.get("out");
+  return r;
 }
 
 std::vector<OptionSpec> calibration_options() {

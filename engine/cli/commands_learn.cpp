@@ -14,6 +14,7 @@
 #include "latmix/error.h"
 #include "latmix/export.h"
 #include "latmix/files.h"
+#include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/learn.h"
 #include "latmix/tasks.h"
@@ -165,58 +166,39 @@ int run_learn(const Args& args) {
 }
 
 int run_compare(const Args& args) {
-  std::vector<std::string> methods;
-  {
-    std::string list = args.get("methods");
-    size_t start = 0;
-    while (start <= list.size()) {
-      const size_t comma = list.find(',', start);
-      std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (!name.empty()) methods.push_back(find_method(name).name);
-      if (comma == std::string::npos) break;
-      start = comma + 1;
-    }
-  }
-  CompareOptions o;
-  o.methods = methods;
-  o.tasks = parse_task_list(args.get("tasks"));
-  o.eval.data_dir = args.has("data-dir") ? args.get("data-dir") : default_eval_data_dir();
-  o.eval.limit = args.integer("limit");
-  o.eval.seqlen = args.integer("eval-seqlen");
-  if (o.eval.limit < 0) throw UsageError("--limit: expected 0 (all) or more");
-  api::LearnRequest learning;
-  read_learn_options(args, learning);
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
-  const at::Device device = m.model.device();
-  auto request_for = [&learning](const std::string& method) {
-    api::LearnRequest r = learning;
-    r.method = method;
-    return r;
-  };
-  for (const auto& method : methods) api::learn_settings(request_for(method), device);  // bad settings fail early
-  const CalibrationSet calib = api::learn_calibration(learning, m.model, *m.tokenizer);
-  o.settings_for = [&](const std::string& method) { return api::learn_settings(request_for(method), device, &calib); };
+  const api::CompareRequest request = compare_request_from_args(args);
+  api::check_compare_request(request);  // bad methods, tasks or settings fail before the model loads
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.learning.dtype));
   const bool quiet = args.flag("quiet");
-  if (!quiet) std::fprintf(stderr, "calibration: %s\n", calib.describe().c_str());
   ProgressPrinter progress(quiet);
   LearnControl control;
   control.job.cancel = interrupt_token();
   control.job.progress = progress.callback();
-  Comparison c = run_comparison(m.model, *m.tokenizer, calib, o, control);
+  if (!quiet) control.on_note = [](const std::string& note) { std::fprintf(stderr, "%s\n", note.c_str()); };
+  const api::CompareResult result = api::run_compare(request, m.model, *m.tokenizer, control);
   progress.finish();
-  c.model = args.get("model");
-  const std::vector<std::string> files = write_comparison_report(c, args.get("out"));
   if (args.flag("json")) {
-    std::cout << c.to_json().dump(2) << "\n";
+    std::cout << api::to_json(result).dump(2) << "\n";
     return 0;
   }
-  std::printf("%s", c.markdown({}).c_str());
+  std::printf("%s", result.comparison.markdown({}).c_str());
   std::printf("\nwritten:\n");
-  for (const auto& f : files) std::printf("  %s\n", f.c_str());
+  for (const auto& f : result.files) std::printf("  %s\n", f.c_str());
   return 0;
 }
 
 }  // namespace
+
+api::CompareRequest compare_request_from_args(const Args& args) {
+  api::CompareRequest r;
+  r.methods = args.get("methods");
+  r.tasks = args.get("tasks");
+  r.limit = args.integer("limit");
+  r.eval_seqlen = args.integer("eval-seqlen");
+  r.out = args.get("out");
+  read_learn_options(args, r.learning);
+  return r;
+}
 
 std::vector<Command> compare_commands() {
   std::vector<OptionSpec> options = {

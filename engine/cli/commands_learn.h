@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "args.h"
+#include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/learn.h"
 
@@ -19,6 +20,9 @@ void read_learn_options(const Args& args, api::LearnRequest& request);
 /// `latmix learn`'s arguments as the api's request: --method, the options above, and the outputs
 /// (--out, --events, --checkpoint, --checkpoint-every, --resume).
 api::LearnRequest learn_request_from_args(const Args& args);
+/// `latmix compare`'s arguments as the api's request (latmix/api/evaluate.h): --methods, --tasks,
+/// --limit, --eval-seqlen, --out, and the learning request of read_learn_options().
+api::CompareRequest compare_request_from_args(const Args& args);
 /// One progress line of a learning step.
 std::string event_line(const LearnEvent& event);
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "latmix/error.h"
 #include "latmix/eval.h"
@@ -169,6 +170,11 @@ std::vector<TaskResult> run_tasks(const Model& model, const Tokenizer& tokenizer
 std::string default_eval_data_dir() {
   const char* env = std::getenv("LATMIX_DATA_DIR");
   return env != nullptr && *env != '\0' ? std::string(env) : std::string("../shared/data");
+}
+
+nlohmann::json to_json(const TaskResult& r) {
+  return {{"task", r.task},   {"metrics", r.metrics},       {"stderr", r.standard_errors},
+          {"items", r.items}, {"convention", r.convention}, {"seconds", r.seconds}};
 }
 
 }  // namespace latmix

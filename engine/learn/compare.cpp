@@ -93,11 +93,6 @@ void method_table_head(std::ostringstream& md, const std::vector<std::string>& c
   md << "\n";
 }
 
-json task_json(const TaskResult& r) {
-  return {{"task", r.task},   {"metrics", r.metrics},       {"stderr", r.standard_errors},
-          {"items", r.items}, {"convention", r.convention}, {"seconds", r.seconds}};
-}
-
 }  // namespace
 
 double gap_closed(double fp, double baseline, double value) {
@@ -212,7 +207,7 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
 json Comparison::to_json() const {
   json j = {{"model", model}, {"calibration", calibration}, {"tasks", tasks}, {"seconds", seconds}, {"kl_text", kl_text}};
   j["fp"] = json::array();
-  for (const auto& r : fp) j["fp"].push_back(task_json(r));
+  for (const auto& r : fp) j["fp"].push_back(latmix::to_json(r));
   j["methods"] = json::array();
   for (const auto& row : rows) {
     json m = {{"method", row.method},
@@ -223,7 +218,7 @@ json Comparison::to_json() const {
               {"kl_to_fp", std::isfinite(row.kl_to_fp) ? json(row.kl_to_fp) : json()},
               {"layer_sqnr_db", row.layer_sqnr_db}};
     m["results"] = json::array();
-    for (const auto& r : row.results) m["results"].push_back(task_json(r));
+    for (const auto& r : row.results) m["results"].push_back(latmix::to_json(r));
     m["recovery"] = recovery_json(headline_recovery(fp, row.results));
     m["recovery"]["basis"] = headline_recovery_basis(fp);
     m["curve"] = json::array();

@@ -61,10 +61,13 @@ contains stdout '"recovery"'; contains stdout '"basis": "'
 python3 - "$OUT/eq.json" <<'PY' && PASSED=$((PASSED + 1)) || { echo "FAIL: eval --json recovery"; FAILED=$((FAILED + 1)); }
 import json, sys
 d = json.load(open(sys.argv[1]))
-fp, q = d["results"][0]["metrics"]["ppl"], d["quantized_results"][0]["metrics"]["ppl"]
-r = d["recovery"]["tasks"][0]["metrics"]["ppl"]["percent"]
+assert len(d["quantized"]) == 1 and d["quantized"][0]["spec"] == "w=mxfp4,a=mxfp4", d["quantized"]
+assert d["settings"]["quant"] == ["w=mxfp4,a=mxfp4"], d["settings"]
+fp, q = d["results"][0]["metrics"]["ppl"], d["quantized"][0]["results"][0]["metrics"]["ppl"]
+rec = d["quantized"][0]["recovery"]
+r = rec["tasks"][0]["metrics"]["ppl"]["percent"]
 assert abs(r - 100 * fp / q) < 1e-9 * r, (r, fp, q)
-assert d["recovery"]["headline"]["percent"] == r and d["recovery"]["headline"]["basis"].endswith("perplexity"), d["recovery"]
+assert rec["headline"]["percent"] == r and rec["headline"]["basis"].endswith("perplexity"), rec
 PY
 expect 2 "$LATMIX" eval --model "$M6" --tasks arc_easy,mmlu;          contains stderr "unknown task 'mmlu'"
 expect 1 "$LATMIX" eval --model "$M6" --data-dir "$OUT" --tasks copa; contains stderr "copa.mosaic.jsonl: cannot open file"

@@ -11,6 +11,8 @@
 ///  - zero-shot: zero_shot_task_names() (eval_data.h).
 ///  - "all": every named task above except text:PATH.
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -46,6 +48,10 @@ struct TaskResult {
   double seconds = 0;                   ///< wall time of the task (loading and tokenizing included)
   std::vector<ItemScores> item_scores;  ///< with EvalOptions::keep_item_scores (zero-shot only)
 };
+
+/// {task, metrics, stderr, items, convention, seconds}: a task's result as `latmix eval --json` and
+/// the comparison's report.json write it.
+nlohmann::json to_json(const TaskResult& result);
 
 /// Splits "a,b,c" into task names, expands "all", drops duplicates (first wins) and checks every
 /// name; throws UsageError naming an unknown task and listing the valid ones.
