@@ -42,6 +42,7 @@
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
 #include "latmix/tasks.h"
+#include "learn_knobs.h"
 #include "main_window.h"
 #include "model_session.h"
 #include "settings_dialog.h"
@@ -213,28 +214,47 @@ QWidget* ComparePanel::buildMethodsPage() {
   if (QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg")) m_calib_->addItem("gutenberg");
   m_calib_->addItem(calibration_path());
   m_calib_->setToolTip("Calibration text (--calib): gutenberg (the training books) or comma-separated files");
+  const api::CalibrationSize size = api::learn_calibration_defaults(StudioSettings::load().device == "cuda", 0);
   m_samples_ = new QSpinBox(page);
   m_samples_->setRange(1, 100000);
-  m_samples_->setValue(32);
+  m_samples_->setValue(static_cast<int>(size.samples));
   m_seqlen_ = new QSpinBox(page);
   m_seqlen_->setRange(2, 131072);
-  m_seqlen_->setValue(128);
+  m_seqlen_->setValue(static_cast<int>(size.seqlen));
   m_steps_ = new QSpinBox(page);
   m_steps_->setRange(0, 1000000);
-  m_steps_->setSpecialValueText("method default");
-  m_steps_->setToolTip("Optimizer steps of every learned method (--steps; 0: each method's default)");
+  m_steps_->setSpecialValueText("each method's default");
+  m_batch_ = count_field(page, 1);
+  m_batch_->setPlaceholderText("each method's default");
+  m_lr_ = number_field(page);
+  m_lr_->setPlaceholderText("each method's default");
   m_seed_ = new QSpinBox(page);
   m_seed_->setRange(0, 1 << 30);
   const std::pair<const char*, QWidget*> items[] = {{"format", m_quant_},    {"calibration", m_calib_},
                                                     {"samples", m_samples_}, {"seq. length", m_seqlen_},
-                                                    {"steps", m_steps_},     {"seed", m_seed_}};
-  // Two rows of three (issue 17, Major 7): one row of six needed more than 1024 px.
+                                                    {"steps", m_steps_},     {"batch", m_batch_},
+                                                    {"learning rate", m_lr_}, {"seed", m_seed_}};
+  const std::pair<QWidget*, const char*> options[] = {{m_quant_, "quant"},   {m_calib_, "calib"}, {m_samples_, "samples"},
+                                                      {m_seqlen_, "seqlen"}, {m_steps_, "steps"}, {m_batch_, "batch"},
+                                                      {m_lr_, "lr"},         {m_seed_, "seed"}};
+  for (const auto& [w, name] : options) {
+    w->setToolTip(cli_tip(name) + "\n(every learned method; `latmix compare` takes the same option)");
+    w->setObjectName(name);  // the option's name: tests set the form as a person would
+  }
+  // Rows of three (issue 17, Major 7): one row of six needed more than 1024 px.
   for (int i = 0; i < static_cast<int>(std::size(items)); ++i) {
     opts->addWidget(new QLabel(items[i].first, page), i / 3, (i % 3) * 2);
     opts->addWidget(items[i].second, i / 3, (i % 3) * 2 + 1);
   }
   opts->setColumnStretch(3, 1);  // the calibration text's column takes the spare width
   layout->addLayout(opts);
+  // Every other learning option of `latmix learn`, shared by the learned methods (issue 16).
+  m_knobs_ = new LearnKnobs("each method's default", page);
+  layout->addWidget(m_knobs_);
+  connect(m_knobs_, &LearnKnobs::changed, this, [this] { m_cli_->setText(methodsCliCommand()); });
+  for (QLineEdit* e : {m_batch_, m_lr_}) {
+    connect(e, &QLineEdit::textChanged, this, [this] { m_cli_->setText(methodsCliCommand()); });
+  }
 
   auto* actions = new QHBoxLayout();
   m_run_ = new QPushButton("Run methods", page);
@@ -343,11 +363,16 @@ api::CompareRequest ComparePanel::methodsRequest() const {
   r.device = StudioSettings::load().device.toStdString();
   r.quant = m_quant_->currentText().trimmed().toStdString();
   r.calib = m_calib_->currentText().trimmed().toStdString();
-  r.data_dir = studio_data_dir().toStdString();
-  r.samples = m_samples_->value();
-  r.seqlen = m_seqlen_->value();
+  // The data folder (evaluation files, gutenberg) only when it is not the CLI's default.
+  if (studio_data_dir().toStdString() != default_eval_data_dir()) r.data_dir = studio_data_dir().toStdString();
+  const api::CalibrationSize size = api::learn_calibration_defaults(r.device == "cuda", 0);
+  if (m_samples_->value() != size.samples) r.samples = m_samples_->value();
+  if (m_seqlen_->value() != size.seqlen) r.seqlen = m_seqlen_->value();
   r.seed = static_cast<uint64_t>(m_seed_->value());
   if (m_steps_->value() > 0) r.steps = m_steps_->value();
+  r.batch = count_of(m_batch_);
+  r.lr = number_of(m_lr_);
+  m_knobs_->read(r);
   return c;
 }
 
@@ -360,10 +385,14 @@ void ComparePanel::configureMethods(const QStringList& methods, const QString& t
   seqlen_->setValue(eval_seqlen);
   m_quant_->setCurrentText(QString::fromStdString(learning.quant));
   m_calib_->setCurrentText(QString::fromStdString(learning.calib));
-  if (learning.samples) m_samples_->setValue(static_cast<int>(*learning.samples));
-  if (learning.seqlen) m_seqlen_->setValue(static_cast<int>(*learning.seqlen));
+  const api::CalibrationSize size = api::learn_calibration_defaults(StudioSettings::load().device == "cuda", 0);
+  m_samples_->setValue(static_cast<int>(learning.samples.value_or(size.samples)));
+  m_seqlen_->setValue(static_cast<int>(learning.seqlen.value_or(size.seqlen)));
   m_steps_->setValue(learning.steps ? static_cast<int>(*learning.steps) : 0);
+  set_count(m_batch_, learning.batch);
+  set_number(m_lr_, learning.lr);
   m_seed_->setValue(static_cast<int>(learning.seed));
+  m_knobs_->write(learning);
 }
 
 QString ComparePanel::methodsCliCommand() const {
@@ -578,7 +607,7 @@ api::EvaluateRequest ComparePanel::specsRequest() const {
   r.tasks = tasks_->text().toStdString();
   r.limit = limit_->value();
   r.seqlen = seqlen_->value();
-  r.data_dir = studio_data_dir().toStdString();
+  if (studio_data_dir().toStdString() != default_eval_data_dir()) r.data_dir = studio_data_dir().toStdString();
   for (const QString& line : specs_->toPlainText().split('\n', Qt::SkipEmptyParts)) {
     if (!line.trimmed().isEmpty()) r.quant.push_back(line.trimmed().toStdString());
   }
@@ -594,7 +623,7 @@ quint64 ComparePanel::run() {
                        .arg(session_->summary().path, tasks_->text())
                        .arg(request.limit)
                        .arg(request.seqlen)
-                       .arg(QString::fromStdString(request.data_dir));
+                       .arg(studio_data_dir());
   run_->setEnabled(false);
   const std::string sample = calibration_path().toStdString();
   QPointer<ComparePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)

@@ -35,6 +35,7 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
+class LearnKnobs;
 
 /// The results of one configuration (FP or a quantization spec).
 struct CompareColumn {
@@ -119,6 +120,9 @@ class ComparePanel : public QWidget {
   QSpinBox* m_seqlen_ = nullptr;
   QSpinBox* m_steps_ = nullptr;
   QSpinBox* m_seed_ = nullptr;
+  QLineEdit* m_batch_ = nullptr;  // empty: each method's default
+  QLineEdit* m_lr_ = nullptr;
+  LearnKnobs* m_knobs_ = nullptr;  // every other learning option (learn_knobs.h)
   QPushButton* m_run_ = nullptr;
   QPushButton* m_cancel_ = nullptr;
   QPushButton* m_save_ = nullptr;

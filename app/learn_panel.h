@@ -28,6 +28,7 @@ namespace latmix::studio {
 class EngineHost;
 class ModelSession;
 class ExplorerPanel;
+class LearnKnobs;
 
 class LearnPanel : public QWidget {
   Q_OBJECT
@@ -118,29 +119,7 @@ class LearnPanel : public QWidget {
   QSpinBox* seqlen_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QLabel* device_ = nullptr;
-  QLineEdit* lambda_ = nullptr;
-  QLineEdit* warmup_ = nullptr;
-  QLineEdit* grad_clip_ = nullptr;
-  QComboBox* optimizer_ = nullptr;
-  QComboBox* schedule_ = nullptr;
-  QComboBox* init_ = nullptr;
-  QLineEdit* momentum_ = nullptr;
-  QLineEdit* weight_decay_ = nullptr;
-  QComboBox* param_ = nullptr;
-  QComboBox* affine_bias_ = nullptr;
-  QComboBox* rotation_map_ = nullptr;
-  QComboBox* mode_ = nullptr;
-  QComboBox* loss_ = nullptr;
-  QLineEdit* micro_batch_ = nullptr;
-  QLineEdit* loss_chunk_ = nullptr;
-  QComboBox* recompute_ = nullptr;
-  QLineEdit* kept_layers_ = nullptr;
-  QComboBox* teacher_cache_ = nullptr;
-  QLineEdit* validation_ = nullptr;
-  QLineEdit* eval_every_ = nullptr;
-  QLineEdit* patience_ = nullptr;
-  QComboBox* deployed_check_ = nullptr;
-  QLineEdit* gptq_refresh_ = nullptr;  // --gptq-refresh
+  LearnKnobs* knobs_ = nullptr;  // the advanced options (learn_knobs.h)
   QLineEdit* cli_ = nullptr;
   QPushButton* start_ = nullptr;
   QPushButton* pause_ = nullptr;

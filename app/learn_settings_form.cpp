@@ -21,6 +21,7 @@
 #include "latmix/error.h"
 #include "latmix/quant.h"
 #include "latmix/tasks.h"
+#include "learn_knobs.h"
 #include "learn_panel.h"
 #include "main_window.h"
 #include "model_session.h"
@@ -36,71 +37,6 @@ QString bundled_sample() {
 
 bool has_gutenberg() {
   return QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg");
-}
-
-QLineEdit* number_field(QWidget* parent) {
-  auto* e = new QLineEdit(parent);
-  auto* v = new QDoubleValidator(0, 1e6, 12, e);
-  v->setNotation(QDoubleValidator::ScientificNotation);
-  v->setLocale(QLocale::c());
-  e->setValidator(v);
-  return e;
-}
-
-QLineEdit* count_field(QWidget* parent, int minimum) {
-  auto* e = new QLineEdit(parent);
-  e->setValidator(new QIntValidator(minimum, 1 << 30, e));
-  return e;
-}
-
-std::optional<qint64> count_of(const QLineEdit* e) {
-  bool ok = false;
-  const qint64 v = e->text().trimmed().toLongLong(&ok);
-  return ok ? std::optional<qint64>(v) : std::nullopt;
-}
-
-std::optional<double> number_of(const QLineEdit* e) {
-  bool ok = false;
-  const double v = QLocale::c().toDouble(e->text().trimmed(), &ok);
-  return ok ? std::optional<double>(v) : std::nullopt;
-}
-
-QComboBox* choice(QWidget* parent, const QStringList& items) {
-  auto* c = new QComboBox(parent);
-  c->addItem("method default", QString());
-  for (const QString& i : items) c->addItem(i, i);
-  return c;
-}
-
-// "--name: " and the help text of `latmix learn --help` (one source: latmix/api/learn.h).
-QString cli_tip(const char* name) {
-  return QString("--%1: %2").arg(name, QString::fromStdString(api::learn_option_help(name)));
-}
-
-std::optional<std::string> choice_of(const QComboBox* c) {
-  const QString v = c->currentData().toString();
-  return v.isEmpty() ? std::nullopt : std::optional<std::string>(v.toStdString());
-}
-
-std::optional<bool> yes_no_of(const QComboBox* c) {
-  const QString v = c->currentData().toString();
-  return v.isEmpty() ? std::nullopt : std::optional<bool>(v == "yes");
-}
-
-void set_choice(QComboBox* c, const std::optional<std::string>& v) {
-  c->setCurrentIndex(v ? std::max(0, c->findData(QString::fromStdString(*v))) : 0);
-}
-
-void set_yes_no(QComboBox* c, const std::optional<bool>& v) {
-  c->setCurrentIndex(v ? std::max(0, c->findData(QString(*v ? "yes" : "no"))) : 0);
-}
-
-void set_number(QLineEdit* e, const std::optional<double>& v) {
-  e->setText(v ? QString::number(*v, 'g', QLocale::FloatingPointShortest) : QString());
-}
-
-void set_count(QLineEdit* e, const std::optional<int64_t>& v) {
-  e->setText(v ? QString::number(*v) : QString());
 }
 
 bool same_number(double a, double b) {
@@ -178,90 +114,17 @@ void LearnPanel::buildSettings(QWidget* box) {
   form->addRow("device", device_);
   outer->addLayout(form);
 
-  auto* advanced = new QGroupBox("Advanced (empty: the method's default)", box);
-  advanced->setCheckable(true);
-  advanced->setChecked(false);
-  auto* adv_form = new QFormLayout();
-  auto* adv_inner = new QWidget(advanced);
-  adv_inner->setLayout(adv_form);
-  adv_inner->setVisible(false);
-  auto* adv_layout = new QVBoxLayout(advanced);
-  adv_layout->addWidget(adv_inner);
-  advanced->setFlat(true);
-  connect(advanced, &QGroupBox::toggled, adv_inner, &QWidget::setVisible);
-  connect(advanced, &QGroupBox::toggled, advanced, [advanced](bool on) { advanced->setFlat(!on); });
-  optimizer_ = choice(advanced, {"adamw", "sgd"});
-  schedule_ = choice(advanced, {"cosine", "constant"});
-  init_ = choice(advanced, {"hadamard", "block_hadamard", "random", "identity"});
-  lambda_ = number_field(advanced);
-  warmup_ = number_field(advanced);
-  grad_clip_ = number_field(advanced);
-  momentum_ = number_field(advanced);
-  weight_decay_ = number_field(advanced);
-  param_ = choice(advanced, {"lu", "qr"});
-  affine_bias_ = choice(advanced, {"yes", "no"});
-  rotation_map_ = choice(advanced, {"cayley", "exp"});
-  mode_ = choice(advanced, {"e2e", "layerwise"});
-  loss_ = choice(advanced, {"kl", "ce", "mse"});
-  adv_form->addRow("optimizer", optimizer_);
-  adv_form->addRow("momentum (SGD)", momentum_);
-  adv_form->addRow("weight decay (AdamW)", weight_decay_);
-  adv_form->addRow("schedule", schedule_);
-  adv_form->addRow("warm-up fraction", warmup_);
-  adv_form->addRow("gradient clip", grad_clip_);
-  adv_form->addRow("mode", mode_);
-  adv_form->addRow("loss", loss_);
-  adv_form->addRow("init", init_);
-  adv_form->addRow("lambda (volume term)", lambda_);
-  adv_form->addRow("affine parametrization", param_);
-  adv_form->addRow("affine bias", affine_bias_);
-  adv_form->addRow("rotation map", rotation_map_);
-  // Validation (docs/methods.md, "Never worse than the start"): the options of `latmix learn`.
-  validation_ = count_field(advanced, 0);
-  validation_->setPlaceholderText("one in eight (none under 8)");
-  eval_every_ = count_field(advanced, 1);
-  eval_every_->setPlaceholderText("an eighth of the steps");
-  patience_ = count_field(advanced, 0);
-  deployed_check_ = choice(advanced, {"no", "ends", "every"});
-  gptq_refresh_ = count_field(advanced, 0);
-  adv_form->addRow("validation sequences", validation_);
-  adv_form->addRow("validate every (steps)", eval_every_);
-  adv_form->addRow("patience", patience_);
-  adv_form->addRow("deployed check", deployed_check_);
-  adv_form->addRow("GPTQ refresh (steps)", gptq_refresh_);
-  // Memory of end-to-end learning (docs/methods.md, "How memory is chosen"): same result, other speed.
-  micro_batch_ = count_field(advanced, 1);
-  micro_batch_->setPlaceholderText("from free memory (CPU: the batch)");
-  loss_chunk_ = count_field(advanced, 1);
-  loss_chunk_->setPlaceholderText("256 MB of logits");
-  recompute_ = choice(advanced, {"yes", "no"});
-  kept_layers_ = count_field(advanced, 0);
-  kept_layers_->setPlaceholderText("what fits in 30 % of a GPU (CPU: 0)");
-  teacher_cache_ = choice(advanced, {"yes", "no"});
-  adv_form->addRow("micro-batch", micro_batch_);
-  adv_form->addRow("loss chunk (positions)", loss_chunk_);
-  adv_form->addRow("recompute layers", recompute_);
-  adv_form->addRow("kept layers", kept_layers_);
-  adv_form->addRow("teacher cache", teacher_cache_);
-  const std::vector<std::pair<QWidget*, const char*>> tips = {
-      {optimizer_, "optimizer"},     {momentum_, "momentum"},       {weight_decay_, "weight-decay"},
-      {schedule_, "schedule"},       {warmup_, "warmup"},           {grad_clip_, "grad-clip"},
-      {mode_, "mode"},               {loss_, "loss"},               {init_, "init"},
-      {lambda_, "lambda"},           {param_, "param"},             {affine_bias_, "affine-bias"},
-      {rotation_map_, "rotation-map"}, {validation_, "validation"}, {eval_every_, "eval-every"},
-      {patience_, "patience"},       {deployed_check_, "deployed-check"}, {gptq_refresh_, "gptq-refresh"},
-      {micro_batch_, "micro-batch"},
-      {loss_chunk_, "loss-chunk"},   {recompute_, "recompute"},     {kept_layers_, "kept-layers"},
-      {teacher_cache_, "teacher-cache"}, {quant_, "quant"},         {calib_, "calib"},
-      {samples_, "samples"},         {seqlen_, "seqlen"},           {seed_, "seed"},
-      {steps_, "steps"},             {batch_, "batch"},             {lr_, "lr"}};
+  knobs_ = new LearnKnobs("method default", box);
+  const std::vector<std::pair<QWidget*, const char*>> tips = {{quant_, "quant"}, {calib_, "calib"},   {samples_, "samples"},
+                                                              {seqlen_, "seqlen"}, {seed_, "seed"},   {steps_, "steps"},
+                                                              {batch_, "batch"},   {lr_, "lr"}};
   for (const auto& [w, name] : tips) {
     w->setToolTip(cli_tip(name));
     w->setObjectName(name);  // the option's name: tests set the form as a person would
   }
   method_->setObjectName("method");
-  outer->addWidget(advanced);
-  learn_knobs_ = {steps_, batch_, lr_, samples_, seqlen_, calib_, browse, advanced};
+  outer->addWidget(knobs_);
+  learn_knobs_ = {steps_, batch_, lr_, samples_, seqlen_, calib_, browse, knobs_};
 
   auto* buttons = new QHBoxLayout();
   start_ = new QPushButton("Start", box);
@@ -280,14 +143,10 @@ void LearnPanel::buildSettings(QWidget* box) {
 
   connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
   for (QComboBox* c : {quant_, calib_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
-  for (QComboBox* c : {optimizer_, schedule_, init_, deployed_check_, param_, affine_bias_, rotation_map_, mode_, loss_,
-                       recompute_, teacher_cache_})
-    connect(c, &QComboBox::currentIndexChanged, this, &LearnPanel::updateCli);
+  connect(knobs_, &LearnKnobs::changed, this, &LearnPanel::updateCli);
   for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
     connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
-  for (QLineEdit* e : {lr_, lambda_, warmup_, grad_clip_, momentum_, weight_decay_, validation_, eval_every_, patience_,
-                       gptq_refresh_, micro_batch_, loss_chunk_, kept_layers_})
-    connect(e, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
+  connect(lr_, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
 }
 
 void LearnPanel::methodChanged() {
@@ -301,25 +160,7 @@ void LearnPanel::methodChanged() {
   steps_->setValue(static_cast<int>(std::max<int64_t>(1, d.steps)));
   batch_->setValue(static_cast<int>(d.batch));
   lr_->setText(QString::number(d.lr, 'g', 6));
-  lambda_->setPlaceholderText(QString::number(d.lambda, 'g', 6));
-  warmup_->setPlaceholderText(QString::number(d.warmup, 'g', 6));
-  grad_clip_->setPlaceholderText(QString::number(d.grad_clip, 'g', 6));
-  optimizer_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.optimizer)) + ")");
-  schedule_->setItemText(0, QString("method default (%1)").arg(d.cosine ? "cosine" : "constant"));
-  init_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.init)) + ")");
-  momentum_->setPlaceholderText(QString::number(d.momentum, 'g', 6));
-  weight_decay_->setPlaceholderText(QString::number(d.weight_decay, 'g', 6));
-  param_->setItemText(0, QString("method default (%1)").arg(d.param == AffineTransform::Param::QR ? "qr" : "lu"));
-  affine_bias_->setItemText(0, QString("method default (%1)").arg(d.affine_bias ? "yes" : "no"));
-  rotation_map_->setItemText(
-      0, QString("method default (%1)").arg(d.rotation_map == RotationTransform::Map::Exp ? "exp" : "cayley"));
-  mode_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.mode)) + ")");
-  loss_->setItemText(0, "method default (" + QString::fromStdString(to_string(d.loss)) + "; with a mode: its loss)");
-  recompute_->setItemText(0, QString("default (%1)").arg(d.checkpoint_layers ? "yes" : "no"));
-  teacher_cache_->setItemText(0, "default (by memory; CPU: no)");
-  patience_->setPlaceholderText(QString::number(d.patience));
-  deployed_check_->setItemText(0, "default (" + QString::fromStdString(to_string(d.deployed_check)) + ")");
-  gptq_refresh_->setPlaceholderText(d.gptq_refresh > 0 ? QString::number(d.gptq_refresh) : "off (RTN student)");
+  knobs_->showDefaults(d);
   device_->setText(QString::fromStdString(device.str()) + "  (File > Settings)");
   for (QWidget* w : learn_knobs_) w->setEnabled(preset.learned);
   updateButtons();
@@ -357,29 +198,7 @@ LearnRequest LearnPanel::request() const {
   if (batch_->value() != d.batch) r.batch = batch_->value();
   const std::optional<double> lr = number_of(lr_);
   if (lr && !same_number(*lr, d.lr)) r.lr = lr;
-  r.optimizer = choice_of(optimizer_);
-  r.momentum = number_of(momentum_);
-  r.weight_decay = number_of(weight_decay_);
-  r.warmup = number_of(warmup_);
-  r.schedule = choice_of(schedule_);
-  r.grad_clip = number_of(grad_clip_);
-  r.lambda = number_of(lambda_);
-  r.param = choice_of(param_);
-  r.init = choice_of(init_);
-  r.affine_bias = yes_no_of(affine_bias_);
-  r.rotation_map = choice_of(rotation_map_);
-  r.mode = choice_of(mode_);
-  r.loss = choice_of(loss_);
-  r.micro_batch = count_of(micro_batch_);
-  r.loss_chunk = count_of(loss_chunk_);
-  r.recompute = yes_no_of(recompute_);
-  r.kept_layers = count_of(kept_layers_);
-  r.teacher_cache = yes_no_of(teacher_cache_);
-  r.validation = count_of(validation_);
-  r.eval_every = count_of(eval_every_);
-  r.patience = count_of(patience_);
-  r.deployed_check = choice_of(deployed_check_);
-  r.gptq_refresh = count_of(gptq_refresh_);
+  knobs_->read(r);
   return r;
 }
 
@@ -395,29 +214,7 @@ void LearnPanel::setRequest(const LearnRequest& r) {
   if (r.steps) steps_->setValue(static_cast<int>(*r.steps));
   if (r.batch) batch_->setValue(static_cast<int>(*r.batch));
   if (r.lr) lr_->setText(QString::number(*r.lr, 'g', QLocale::FloatingPointShortest));
-  set_choice(optimizer_, r.optimizer);
-  set_number(momentum_, r.momentum);
-  set_number(weight_decay_, r.weight_decay);
-  set_number(warmup_, r.warmup);
-  set_choice(schedule_, r.schedule);
-  set_number(grad_clip_, r.grad_clip);
-  set_number(lambda_, r.lambda);
-  set_choice(param_, r.param);
-  set_choice(init_, r.init);
-  set_yes_no(affine_bias_, r.affine_bias);
-  set_choice(rotation_map_, r.rotation_map);
-  set_choice(mode_, r.mode);
-  set_choice(loss_, r.loss);
-  set_count(micro_batch_, r.micro_batch);
-  set_count(loss_chunk_, r.loss_chunk);
-  set_yes_no(recompute_, r.recompute);
-  set_count(kept_layers_, r.kept_layers);
-  set_yes_no(teacher_cache_, r.teacher_cache);
-  set_count(validation_, r.validation);
-  set_count(eval_every_, r.eval_every);
-  set_count(patience_, r.patience);
-  set_choice(deployed_check_, r.deployed_check);
-  set_count(gptq_refresh_, r.gptq_refresh);
+  knobs_->write(r);
   updateCli();
 }
 

@@ -208,9 +208,9 @@ EvaluateResult run_evaluate(const EvaluateRequest& request, const Model& model, 
   // Each spec's column holds a quantized copy of the weights in the compute dtype: refused before
   // the FP column runs.
   if (!request.quant.empty()) {
-    check_memory_fits("eval --quant", model_weight_bytes(model.config(), model.dtype()), model.device(),
-                      "each quantized column holds a copy of the model's weights; evaluate on a machine with more "
-                      "memory, or in bf16 (--dtype bf16)");
+    check_memory_fits("Quantized evaluation", model_weight_bytes(model.config(), model.dtype()), model.device(),
+                      "each quantization spec's column holds a copy of the model's weights; a machine with more "
+                      "memory, or the bf16 compute dtype, can run it");
   }
   out.fp = run_tasks(model, tokenizer, out.tasks, out.options, job);
   std::optional<CalibrationSet> calib;
@@ -293,7 +293,7 @@ CompareResult run_compare(const CompareRequest& request, const Model& model, con
   o.eval.seqlen = request.eval_seqlen;
   // Learning and quantizing every method needs every weight converted: a mapped model is copied.
   const std::optional<Model> copy =
-      held_copy(model, "compare", "comparing methods holds the model in memory; a machine with more memory, or a "
+      held_copy(model, "Comparing methods", "comparing methods holds the model in memory; a machine with more memory, or a "
                                   "GPU server, can run it");
   const Model& held = copy ? *copy : model;
   const at::Device device = held.device();

@@ -128,7 +128,7 @@ class TestBigModels : public QObject {
     compare->configure("alice", "w=mxfp4,a=none", 4);
     QVERIFY(compare->run() != 0);
     QVERIFY(compare_failed.wait(60000));
-    QVERIFY2(compare_failed.at(0).at(0).toString().contains("Compare: needs about 24.9 MiB"),
+    QVERIFY2(compare_failed.at(0).at(0).toString().contains("Quantized evaluation: needs about 24.9 MiB"),
              qPrintable(compare_failed.at(0).at(0).toString()));
 
     // What reads the mapped model still runs: the explorer calibrates.

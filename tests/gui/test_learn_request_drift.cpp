@@ -22,11 +22,14 @@
 
 #include "args.h"
 #include "commands.h"
+#include "commands_evaluate.h"
 #include "commands_export.h"
 #include "commands_learn.h"
+#include "compare_panel.h"
 #include "engine_host.h"
 #include "explorer_panel.h"
 #include "export_panel.h"
+#include "latmix/api/evaluate.h"
 #include "latmix/api/export.h"
 #include "latmix/api/learn.h"
 #include "learn_panel.h"
@@ -55,6 +58,24 @@ latmix::api::ExportRequest cli_export_request(const std::vector<std::string>& ar
     }
   }
   throw std::logic_error("no export command");
+}
+
+// `latmix compare ARGS` / `latmix eval ARGS` read by the CLI's own parser into the api's requests.
+latmix::api::CompareRequest cli_compare_request(const std::vector<std::string>& argv) {
+  for (const auto& command : latmix::cli::compare_commands()) {
+    if (command.spec.name == "compare") {
+      return latmix::cli::compare_request_from_args(latmix::cli::Args(command.spec, argv));
+    }
+  }
+  throw std::logic_error("no compare command");
+}
+latmix::api::EvaluateRequest cli_evaluate_request(const std::vector<std::string>& argv) {
+  for (const auto& command : latmix::cli::evaluate_commands()) {
+    if (command.spec.name == "eval") {
+      return latmix::cli::evaluate_request_from_args(latmix::cli::Args(command.spec, argv));
+    }
+  }
+  throw std::logic_error("no eval command");
 }
 
 // A POSIX shell's words of a line that shell_command() wrote (plain words and '...' quoting).
@@ -308,6 +329,120 @@ TEST_F(ExportRequestDrift, ThePanelsCommandLineRepeatsItsRequest) {
   EXPECT_EQ(words[0], "latmix");
   EXPECT_EQ(words[1], "export");
   EXPECT_EQ(json_of(cli_export_request({words.begin() + 2, words.end()})), json_of(form));
+}
+
+// The Compare tab's two pages: the methods page is `latmix compare`, the spec page `latmix eval --quant`
+// once per spec.
+class CompareRequestDrift : public LearnRequestDrift {
+ protected:
+  void SetUp() override {
+    LearnRequestDrift::SetUp();
+    compare_ = std::make_unique<latmix::studio::ComparePanel>(host_.get(), session_.get());
+  }
+  void TearDown() override {
+    compare_.reset();
+    LearnRequestDrift::TearDown();
+  }
+  template <typename W>
+  W* option(const char* name) {
+    W* w = compare_->findChild<W*>(name);
+    if (w == nullptr) ADD_FAILURE() << "the Compare tab has no " << name << " control";
+    return w;
+  }
+  // The methods page's request, with the report folder the CLI must name.
+  latmix::api::CompareRequest form(const std::string& out = "DIR") {
+    latmix::api::CompareRequest r = compare_->methodsRequest();
+    r.out = out;
+    return r;
+  }
+  static std::string json_of(const latmix::api::CompareRequest& r) { return latmix::api::to_json(r).dump(2); }
+  std::unique_ptr<latmix::studio::ComparePanel> compare_;
+};
+
+TEST_F(CompareRequestDrift, TheDefaultComparisonIsTheSameThroughTheCliAndTheMethodsPage) {
+  compare_->configureMethods({"rtn", "latmix"}, "frankenstein", 8, 256, latmix::api::LearnRequest{});
+  const latmix::api::CompareRequest f = form();
+  const latmix::api::CompareRequest cli =
+      cli_compare_request({"--model", kModel, "--methods", "rtn,latmix", "--tasks", "frankenstein", "--limit", "8",
+                           "--eval-seqlen", "256", "--calib", f.learning.calib, "--out", "DIR"});
+  EXPECT_EQ(json_of(f), json_of(cli));
+  EXPECT_FALSE(f.learning.steps || f.learning.batch || f.learning.lr || f.learning.samples || f.learning.seqlen);
+}
+
+TEST_F(CompareRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheMethodsPage) {
+  compare_->configureMethods({"quarot", "spinquant", "latmix"}, "frankenstein,alice", 4, 128,
+                             latmix::api::LearnRequest{});
+  option<QComboBox>("quant")->setCurrentText("mxint4");
+  option<QComboBox>("calib")->setCurrentText(QString::fromStdString(kSample));
+  option<QSpinBox>("samples")->setValue(8);
+  option<QSpinBox>("seqlen")->setValue(64);
+  option<QSpinBox>("steps")->setValue(5);
+  option<QLineEdit>("batch")->setText("3");
+  option<QLineEdit>("lr")->setText("0.002");
+  option<QSpinBox>("seed")->setValue(7);
+  auto choose = [this](const char* name, const QString& value) {
+    auto* c = option<QComboBox>(name);
+    ASSERT_NE(c, nullptr);
+    const int i = c->findData(value);
+    ASSERT_GE(i, 0) << name << " offers no " << value.toStdString();
+    c->setCurrentIndex(i);
+  };
+  auto type = [this](const char* name, const QString& text) {
+    if (auto* e = option<QLineEdit>(name)) e->setText(text);
+  };
+  choose("optimizer", "sgd");
+  type("momentum", "0.9");
+  type("weight-decay", "0.01");
+  type("warmup", "0.2");
+  choose("schedule", "constant");
+  type("grad-clip", "0.5");
+  type("lambda", "0.3");
+  choose("param", "qr");
+  choose("init", "block_hadamard");
+  choose("affine-bias", "no");
+  choose("rotation-map", "exp");
+  choose("mode", "layerwise");
+  choose("loss", "mse");
+  type("micro-batch", "2");
+  type("loss-chunk", "128");
+  choose("recompute", "no");
+  type("kept-layers", "1");
+  choose("teacher-cache", "yes");
+  type("validation", "2");
+  type("eval-every", "2");
+  type("patience", "1");
+  choose("deployed-check", "every");
+  type("gptq-refresh", "4");
+  // clang-format off
+  const latmix::api::CompareRequest cli = cli_compare_request({
+      "--model", kModel, "--methods", "quarot,spinquant,latmix", "--tasks", "frankenstein,alice", "--limit", "4",
+      "--eval-seqlen", "128", "--quant", "mxint4", "--calib", kSample, "--samples", "8", "--seqlen", "64",
+      "--seed", "7", "--steps", "5", "--batch", "3", "--lr", "0.002", "--optimizer", "sgd", "--momentum", "0.9",
+      "--weight-decay", "0.01", "--warmup", "0.2", "--schedule", "constant", "--grad-clip", "0.5", "--lambda", "0.3",
+      "--param", "qr", "--init", "block_hadamard", "--affine-bias", "no", "--rotation-map", "exp", "--mode",
+      "layerwise", "--loss", "mse", "--micro-batch", "2", "--loss-chunk", "128", "--recompute", "no",
+      "--kept-layers", "1", "--teacher-cache", "yes", "--validation", "2", "--eval-every", "2", "--patience", "1",
+      "--deployed-check", "every", "--gptq-refresh", "4", "--out", "/reports/r"});
+  // clang-format on
+  EXPECT_EQ(json_of(form("/reports/r")), json_of(cli));
+  // And the page's command line parses back into its request (the report folder a placeholder).
+  const std::vector<std::string> words = shell_words(compare_->methodsCliCommand().toStdString());
+  ASSERT_GE(words.size(), 2u);
+  EXPECT_EQ(words[1], "compare");
+  EXPECT_EQ(json_of(cli_compare_request({words.begin() + 2, words.end()})), json_of(form()));
+}
+
+TEST_F(CompareRequestDrift, EachSpecLineIsTheSameThroughTheCliAndTheSpecPage) {
+  compare_->configure("frankenstein,arc_easy", "w=mxfp4,a=mxfp4\n\n  w=mxint4,a=none,weights=gptq  \n", 12);
+  const latmix::api::EvaluateRequest page = compare_->specsRequest();
+  ASSERT_EQ(page.quant.size(), 2u);
+  latmix::api::EvaluateRequest cli = cli_evaluate_request({"--model", kModel, "--tasks", "frankenstein,arc_easy",
+                                                           "--limit", "12", "--seqlen", "256", "--quant", "w=mxfp4,a=mxfp4"});
+  // `latmix eval` takes one spec: the page's request is the CLI's with every spec line in turn.
+  cli.quant = page.quant;
+  EXPECT_EQ(latmix::api::to_json(page).dump(2), latmix::api::to_json(cli).dump(2));
+  EXPECT_EQ(page.quant[1], "w=mxint4,a=none,weights=gptq");
+  EXPECT_FALSE(page.calib_samples || page.calib_seqlen);  // the one GPTQ default (api/calibration.h)
 }
 
 }  // namespace

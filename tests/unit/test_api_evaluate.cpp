@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <algorithm>
 #include <filesystem>
 #include <functional>
@@ -305,6 +306,35 @@ TEST_F(ApiRunEvaluate, CompareIsTheComparisonOfItsRequestWithItsReport) {
   EXPECT_EQ(latmix::api::to_json(res), c.to_json());
   for (const char* f : {"report.md", "report.json"}) EXPECT_TRUE(fs::is_regular_file(r.out + "/" + f)) << f;
   EXPECT_EQ(res.files.size(), static_cast<size_t>(std::distance(fs::directory_iterator(r.out), {})));
+}
+
+TEST_F(ApiRunEvaluate, AMappedModelTooBigToHoldIsRefusedBeforeAnyWork) {
+  latmix::LoadOptions opts;
+  opts.mapped = true;
+  const latmix::Model mapped = latmix::load_model(latmix::test::source_path(kModel), opts);
+  ASSERT_TRUE(mapped.mapped());
+  ::setenv("LATMIX_MEMORY_AVAILABLE", "4M", 1);  // 6.5 M parameters: about 24.9 MiB in fp32
+  CompareRequest c;
+  c.methods = "rtn";
+  c.tasks = "text:" + latmix::test::source_path(kSample);
+  c.learning.model = latmix::test::source_path(kModel);
+  c.learning.calib = latmix::test::source_path(kSample);
+  EvaluateRequest e = request();
+  e.quant = {"w=mxfp4,a=none"};
+  std::string compare_error, evaluate_error;
+  try {
+    latmix::api::run_compare(c, mapped, *tokenizer_);
+  } catch (const latmix::Error& err) {
+    compare_error = err.what();
+  }
+  try {
+    latmix::api::run_evaluate(e, mapped, *tokenizer_);
+  } catch (const latmix::Error& err) {
+    evaluate_error = err.what();
+  }
+  ::unsetenv("LATMIX_MEMORY_AVAILABLE");
+  EXPECT_NE(compare_error.find("Comparing methods: needs about 24.9 MiB"), std::string::npos) << compare_error;
+  EXPECT_NE(evaluate_error.find("Quantized evaluation: needs about 24.9 MiB"), std::string::npos) << evaluate_error;
 }
 
 }  // namespace
