@@ -30,13 +30,12 @@
 #include "latmix/tokenizer.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "settings_dialog.h"
 
 namespace latmix::studio {
 
 namespace {
 
-const CapturePoint kPoints[] = {CapturePoint::Residual, CapturePoint::AttnIn, CapturePoint::OIn, CapturePoint::MlpIn,
-                                CapturePoint::DownIn};
 // Plain names in the combo boxes, the identifiers (latmix stats, stats.json) as their data and tooltips.
 struct Named {
   const char* id;
@@ -132,7 +131,8 @@ bool ExplorerPanel::openOutlier(int row) {
     if (transform_->itemText(i) == transform) prefix = transform_->itemData(i).toString();
   }
   Q_EMIT tokenOpened(outlier_point_, outlier_layer_, static_cast<int>(o.block), QString::fromStdString(stats_->format),
-                     transform, prefix, QString::fromStdString(stats_request_.path), stats_request_.options,
+                     transform, prefix, QString::fromStdString(stats_request_.data),
+                     api::statistics_data_options(stats_request_, *session_->model(), *session_->tokenizer()),
                      static_cast<int>(t.sequence), static_cast<int>(t.position));
   return true;
 }
@@ -165,6 +165,10 @@ void ExplorerPanel::buildControls() {
   for (const auto& t : builtin_transform_names()) transforms << QString::fromStdString(t);
   transform_ = combo(this, transforms);
   transform_->setCurrentText("hadamard");
+  // The options of `latmix stats` they set: tests find the controls by these names.
+  const std::pair<QWidget*, const char*> options[] = {
+      {data_, "data"}, {samples_, "samples"}, {seqlen_, "seqlen"}, {format_, "format"}, {transform_, "transform"}};
+  for (const auto& [w, name] : options) w->setObjectName(name);
   run_ = new QPushButton("Calibrate", this);
   run_->setShortcut(QKeySequence("Ctrl+R"));
   connect(run_, &QPushButton::clicked, this, &ExplorerPanel::calibrate);
@@ -179,7 +183,6 @@ void ExplorerPanel::buildControls() {
   layout->addLayout(calib);
 
   auto* view = new QHBoxLayout();
-  static_assert(std::size(kPointNames) == std::size(kPoints));
   point_ = named_combo(this, kPointNames, std::size(kPointNames));
   metric_ = named_combo(this, kMetrics, std::size(kMetrics));
   point_->setToolTip("Where in each layer the activations were captured");
@@ -252,38 +255,25 @@ void ExplorerPanel::setSequences(int samples, int seqlen) {
   seqlen_->setValue(seqlen);
 }
 
-ExplorerPanel::StatsRequest ExplorerPanel::statsRequest() const {
-  StatsRequest r;
-  r.options.samples = samples_->value();
-  r.options.seqlen = seqlen_->value();
-  r.path = data_->text().toStdString();
+api::StatisticsRequest ExplorerPanel::statsRequest() const {
+  api::StatisticsRequest r;
+  r.model = session_->summary().path.toStdString();
+  r.device = StudioSettings::load().device.toStdString();
+  r.data = data_->text().toStdString();
+  r.samples = samples_->value();
+  r.seqlen = seqlen_->value();
   r.format = format_->currentText().toStdString();
-  r.transform = transform_->currentText().toStdString();
-  r.plan_prefix = transform_->currentData().toString().toStdString();  // set for learned / loaded plans
-  return r;
-}
-
-std::shared_ptr<ActivationStats> ExplorerPanel::computeStats(const Model& model, const Tokenizer& tokenizer,
-                                                             const StatsRequest& r, const JobControl& job) {
-  CalibrationSet data = load_calibration_text(r.path, tokenizer, r.options);
-  StatsOptions opt;
-  opt.points.assign(std::begin(kPoints), std::end(kPoints));
-  opt.format = MxFormat::parse(r.format);
-  opt.transform_name = r.transform;
-  ActivationTransform t;
-  if (!r.plan_prefix.empty()) {
-    t = make_plan_activation_transform(r.plan_prefix, model);
-  } else if (r.transform != "none") {
-    t = make_builtin_activation_transform(r.transform, model, opt.format, 0);
+  QStringList points;
+  for (const Named& p : kPointNames) points << p.id;
+  r.point = points.join(',').toStdString();
+  const QString prefix = transform_->currentData().toString();  // set for learned / loaded plans
+  if (prefix.isEmpty()) {
+    r.transform = transform_->currentText().toStdString();
+  } else {
+    r.transforms = prefix.toStdString();
+    r.transform_name = transform_->currentText().toStdString();
   }
-  Model probe = model;  // own hook list; shares the weights (a mapped model stays mapped)
-  // Progress per decoder layer (one pass of a mapped 8B model takes minutes on a CPU): the bar moves,
-  // with an ETA, and Cancel stops at the next layer. The collector's per-batch reports are dropped.
-  const int64_t passes = (data.size() + opt.batch_size - 1) / opt.batch_size;
-  probe.add_hook(std::make_shared<LayerProgressHook>("calibrate", model.config().num_layers, passes, job));
-  JobControl batches;
-  batches.cancel = job.cancel;
-  return std::make_shared<ActivationStats>(collect_activation_stats(probe, data, opt, t, batches));
+  return r;
 }
 
 void ExplorerPanel::addPlanChoice(const QString& label, const QString& prefix) {
@@ -307,11 +297,11 @@ quint64 ExplorerPanel::calibrate() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
-  const StatsRequest request = statsRequest();
+  const api::StatisticsRequest request = statsRequest();
   run_->setEnabled(false);
   QPointer<ExplorerPanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   return host_->submit("calibrate", [self, model, tokenizer, request](const JobControl& job) {
-    auto stats = computeStats(*model, *tokenizer, request, job);
+    auto stats = std::make_shared<ActivationStats>(api::run_statistics(request, *model, *tokenizer, job).stats);
     EngineHost::post(self, [self, stats, model, request] { self->showStats(stats, model, request); });
   });
 }
@@ -333,7 +323,7 @@ void ExplorerPanel::modelChanged() {
 }
 
 void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source,
-                              const StatsRequest& request) {
+                              const api::StatisticsRequest& request) {
   run_->setEnabled(true);
   if (!stats || source != session_->model()) return;  // computed for a model that is no longer open
   stats_ = std::move(stats);

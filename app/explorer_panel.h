@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "latmix/api/statistics.h"
 #include "latmix/calib_data.h"
 
 class QComboBox;
@@ -49,22 +50,10 @@ class ExplorerPanel : public QWidget {
   /// Selects what the heatmap shows ("energy_share", "sqnr_db", ...; view "before"/"after"/"difference").
   void setView(const QString& point, const QString& metric, const QString& view);
 
-  /// What a calibration computes: the text, sequences, format and transform (a built-in name, or
-  /// a plan saved by save_transforms at plan_prefix, shown as `transform`).
-  struct StatsRequest {
-    std::string path;
-    latmix::CalibrationOptions options;
-    std::string format;
-    std::string transform = "none";
-    std::string plan_prefix;
-  };
-  /// The request the current controls describe (GUI thread).
-  StatsRequest statsRequest() const;
-  /// Runs a request (engine thread): calibration text, transform, collect_activation_stats.
-  static std::shared_ptr<latmix::ActivationStats> computeStats(const latmix::Model& model,
-                                                               const latmix::Tokenizer& tokenizer,
-                                                               const StatsRequest& request,
-                                                               const latmix::JobControl& job);
+  /// The engine's statistics request the current controls describe (GUI thread): the text,
+  /// sequences, format, the five capture points the heatmap offers, and the transform (a built-in
+  /// name, or a plan's prefix named by its label). What `latmix stats` runs with the same options.
+  latmix::api::StatisticsRequest statsRequest() const;
   /// Adds (or updates) a learned or loaded plan as a transform choice and selects it.
   void addPlanChoice(const QString& label, const QString& prefix);
   /// Removes the plan choices (another model is open: they would not fit it).
@@ -75,7 +64,7 @@ class ExplorerPanel : public QWidget {
   /// `request` is what computed them (its text and options name the sequences an outlier's
   /// tokens come from).
   void showStats(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source,
-                 const StatsRequest& request);
+                 const latmix::api::StatisticsRequest& request);
   /// Fills the outlier table with one layer's channels and the tokens behind them (what hovering a
   /// heatmap row does). Nothing without statistics.
   void updateOutliers(int layer);
@@ -142,7 +131,7 @@ class ExplorerPanel : public QWidget {
   latmix::widgets::ImGuiHost* canvas_ = nullptr;
   std::unique_ptr<latmix::widgets::HeatmapView> heatmap_;
   std::shared_ptr<latmix::ActivationStats> stats_;
-  StatsRequest stats_request_;  // what computed stats_
+  latmix::api::StatisticsRequest stats_request_;  // what computed stats_
   int outlier_layer_ = -1;
 };
 

@@ -492,7 +492,7 @@ bool LearnPanel::refreshHeatmap() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer || !snapshots_->isValid()) return false;
-  ExplorerPanel::StatsRequest request = explorer_->statsRequest();
+  const api::StatisticsRequest request = explorer_->statsRequest();
   const QString method = QString::fromStdString(controller_->request().method);
   const std::string prefix = snapshots_->filePath("snapshot").toStdString();
   auto keep = snapshots_;
@@ -502,10 +502,11 @@ bool LearnPanel::refreshHeatmap() {
                                                     const TransformPlan& plan, qint64 step, const JobControl& job) {
     try {
       save_transforms(prefix, plan);
-      ExplorerPanel::StatsRequest r = request;
-      r.plan_prefix = prefix;
-      r.transform = QString("%1, step %2").arg(method).arg(step).toStdString();
-      auto stats = ExplorerPanel::computeStats(*model, *tokenizer, r, job);
+      api::StatisticsRequest r = request;
+      r.transform = "none";
+      r.transforms = prefix;
+      r.transform_name = QString("%1, step %2").arg(method).arg(step).toStdString();
+      auto stats = std::make_shared<ActivationStats>(api::run_statistics(r, *model, *tokenizer, job).stats);
       EngineHost::post(explorer, [explorer, stats, model, r] { explorer->showStats(stats, model, r); });
       EngineHost::post(self, [self, step] {
         self->updateButtons();

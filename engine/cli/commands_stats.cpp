@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "commands_stats.h"
 #include "console.h"
 #include "latmix/calib.h"
 #include "latmix/calib_collector.h"
@@ -20,26 +21,6 @@
 namespace latmix::cli {
 
 namespace {
-
-std::vector<CapturePoint> points_from_args(const std::string& list) {
-  std::vector<CapturePoint> points;
-  std::stringstream in(list);
-  std::string name;
-  while (std::getline(in, name, ',')) {
-    if (!name.empty()) points.push_back(parse_capture_point(name));
-  }
-  if (points.empty()) throw UsageError("--point: expected one or more capture point names");
-  return points;
-}
-
-MxFormat format_from_args(const Args& args) {
-  MxFormat f = MxFormat::parse(args.get("format"));
-  if (args.has("block")) f.block = args.integer("block");
-  if (args.has("scale")) f.scale = parse_scale_rule(args.get("scale"));
-  if (args.has("round")) f.rounding = parse_rounding(args.get("round"));
-  f.validate();
-  return f;
-}
 
 std::string outlier_list(const ViewStats& v, size_t count) {
   std::string s;
@@ -100,59 +81,57 @@ void print_point_table(const ActivationStats& s, CapturePoint point) {
 }
 
 int run_stats(const Args& args) {
-  if (args.has("transforms") && args.get("transform") != "none") {
-    throw UsageError("--transform and --transforms exclude each other");
-  }
-  StatsOptions opt;
-  opt.points = points_from_args(args.get("point"));
-  opt.format = format_from_args(args);
-  opt.batch_size = args.integer("batch");
-  opt.top_channels = args.integer("top");
-  if (args.has("layers")) opt.layers = args.integer_list("layers");
-  CalibrationOptions data_opt;
-  data_opt.samples = args.integer("samples");
-  data_opt.seqlen = args.integer("seqlen");
-  data_opt.sampling = parse_window_sampling(args.get("sampling"));
-  data_opt.seed = static_cast<uint64_t>(args.integer("seed"));
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
-  if (args.flag("bos")) {
-    auto bos = m.tokenizer->bos_id() ? m.tokenizer->bos_id() : m.model.config().bos_token_id;
-    if (!bos) throw UsageError("--bos: the model's tokenizer has no BOS token");
-    data_opt.bos_id = *bos;
-  }
-  ActivationTransform transform;
-  if (args.has("transforms")) {
-    transform = make_plan_activation_transform(args.get("transforms"), m.model);
-    opt.transform_name = "learned (" + args.get("transforms") + ")";
-  } else if (args.get("transform") != "none") {
-    transform = make_builtin_activation_transform(args.get("transform"), m.model, opt.format, data_opt.seed);
-    opt.transform_name = args.get("transform");
-  }
-  const CalibrationSet data = load_calibration_text(args.get("data"), *m.tokenizer, data_opt);
+  const api::StatisticsRequest request = statistics_request_from_args(args);
+  api::check_statistics_request(request);  // bad options fail before the model loads
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
-  // The bar moves per layer: one pass of a big model takes minutes on a CPU.
-  const int64_t batch = std::max<int64_t>(1, opt.batch_size);  // the engine rejects < 1 itself
-  const LayerProgress layers(m.model, "stats", (data.size() + batch - 1) / batch,
-                             progress.callback());
-  const auto t0 = std::chrono::steady_clock::now();
-  const ActivationStats stats = collect_activation_stats(m.model, data, opt, transform, layers.job);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  JobControl job;
+  job.cancel = interrupt_token();
+  job.progress = progress.callback();
+  const api::StatisticsResult result = api::run_statistics(request, m.model, *m.tokenizer, job);
   progress.finish();
-  if (args.has("out")) write_stats_json(args.get("out"), stats);
-  if (args.has("safetensors")) write_stats_safetensors(args.get("safetensors"), stats);
+  const ActivationStats& stats = result.stats;
   if (args.flag("json")) {
     std::cout << stats_to_json(stats, 1) << "\n";
     return 0;
   }
-  std::printf("data: %s (%s); %s\n", args.get("data").c_str(), data.describe().c_str(), opt.format.describe().c_str());
+  std::printf("data: %s (%s); %s\n", request.data.c_str(), result.data.c_str(), stats.format_description.c_str());
   for (CapturePoint p : stats.points()) print_point_table(stats, p);
-  std::printf("\ncollected in %s", format_duration(seconds).c_str());
-  if (args.has("out")) std::printf("; wrote %s", args.get("out").c_str());
+  std::printf("\ncollected in %s", format_duration(result.seconds).c_str());
+  if (!request.out.empty()) std::printf("; wrote %s", request.out.c_str());
   std::printf("\n");
   return 0;
 }
 
 }  // namespace
+
+api::StatisticsRequest statistics_request_from_args(const Args& args) {
+  api::StatisticsRequest r;
+  r.model = args.get("model");
+  r.tokenizer = args.get("tokenizer");
+  r.device = args.get("device");
+  r.dtype = args.get("dtype");
+  r.weights = args.get("weights");
+  r.data = args.get("data");
+  r.samples = args.integer("samples");
+  r.seqlen = args.integer("seqlen");
+  r.sampling = args.get("sampling");
+  r.seed = static_cast<uint64_t>(args.integer("seed"));
+  r.bos = args.flag("bos");
+  r.format = args.get("format");
+  if (args.has("block")) r.block = args.integer("block");
+  if (args.has("scale")) r.scale = args.get("scale");
+  if (args.has("round")) r.round = args.get("round");
+  r.transform = args.get("transform");
+  r.transforms = args.get("transforms");
+  r.point = args.get("point");
+  if (args.has("layers")) r.layers = args.integer_list("layers");
+  r.top = args.integer("top");
+  r.batch = args.integer("batch");
+  r.out = args.get("out");
+  r.safetensors = args.get("safetensors");
+  return r;
+}
 
 std::vector<Command> stats_commands() {
   return {

@@ -84,20 +84,21 @@ class TestBigModels : public QObject {
     QVERIFY(mapped.max_over_rms == reference.max_over_rms);  // bit for bit
     QVERIFY(mapped.rms == reference.rms);
 
-    ExplorerPanel::StatsRequest r;
-    r.path = (QStringLiteral(LATMIX_SOURCE_DIR) + "/resources/calibration/pride_and_prejudice_ch1-6.txt").toStdString();
-    r.options.samples = 2;
-    r.options.seqlen = 64;
-    r.format = "mxfp4";
+    latmix::api::StatisticsRequest r;
+    r.data = (QStringLiteral(LATMIX_SOURCE_DIR) + "/resources/calibration/pride_and_prejudice_ch1-6.txt").toStdString();
+    r.samples = 2;
+    r.seqlen = 64;
+    r.point = "residual,attn_in,o_in,mlp_in,down_in";
     std::vector<std::pair<std::string, int64_t>> reports;
     latmix::JobControl job;
     job.progress = [&reports](std::string_view stage, int64_t done, int64_t) { reports.emplace_back(stage, done); };
-    const auto from_mapped = ExplorerPanel::computeStats(*session.model(), *session.tokenizer(), r, job);
-    const auto from_held = ExplorerPanel::computeStats(held, *session.tokenizer(), r, {});
-    QCOMPARE(latmix::stats_to_json(*from_mapped), latmix::stats_to_json(*from_held));
-    // The calibration's progress moves per decoder layer (6 layers, one pass of 2 sequences).
-    QCOMPARE(static_cast<int>(reports.size()), 6);
-    QVERIFY(reports.front().first == "calibrate");
+    const auto from_mapped = latmix::api::run_statistics(r, *session.model(), *session.tokenizer(), job).stats;
+    const auto from_held = latmix::api::run_statistics(r, held, *session.tokenizer(), {}).stats;
+    QCOMPARE(latmix::stats_to_json(from_mapped), latmix::stats_to_json(from_held));
+    // The calibration's progress moves per decoder layer (6 layers, one pass of 2 sequences), then says done.
+    QCOMPARE(static_cast<int>(reports.size()), 7);
+    QVERIFY(reports.front().first == "stats");
+    QCOMPARE(reports.back().second, qint64(6));
   }
 
   // Learning, compare and an export with transforms need the model held: on a machine that is too

@@ -25,6 +25,7 @@
 #include "commands_evaluate.h"
 #include "commands_export.h"
 #include "commands_learn.h"
+#include "commands_stats.h"
 #include "compare_panel.h"
 #include "engine_host.h"
 #include "explorer_panel.h"
@@ -32,6 +33,7 @@
 #include "latmix/api/evaluate.h"
 #include "latmix/api/export.h"
 #include "latmix/api/learn.h"
+#include "latmix/api/statistics.h"
 #include "learn_panel.h"
 #include "model_session.h"
 
@@ -76,6 +78,15 @@ latmix::api::EvaluateRequest cli_evaluate_request(const std::vector<std::string>
     }
   }
   throw std::logic_error("no eval command");
+}
+
+latmix::api::StatisticsRequest cli_statistics_request(const std::vector<std::string>& argv) {
+  for (const auto& command : latmix::cli::stats_commands()) {
+    if (command.spec.name == "stats") {
+      return latmix::cli::statistics_request_from_args(latmix::cli::Args(command.spec, argv));
+    }
+  }
+  throw std::logic_error("no stats command");
 }
 
 // A POSIX shell's words of a line that shell_command() wrote (plain words and '...' quoting).
@@ -443,6 +454,34 @@ TEST_F(CompareRequestDrift, EachSpecLineIsTheSameThroughTheCliAndTheSpecPage) {
   EXPECT_EQ(latmix::api::to_json(page).dump(2), latmix::api::to_json(cli).dump(2));
   EXPECT_EQ(page.quant[1], "w=mxint4,a=none,weights=gptq");
   EXPECT_FALSE(page.calib_samples || page.calib_seqlen);  // the one GPTQ default (api/calibration.h)
+}
+
+// The Explorer's Calibrate is `latmix stats` with the heatmap's five capture points.
+TEST_F(LearnRequestDrift, TheExplorersCalibrationIsTheSameThroughTheCliAndTheExplorer) {
+  auto* samples = explorer_->findChild<QSpinBox*>("samples");
+  auto* seqlen = explorer_->findChild<QSpinBox*>("seqlen");
+  auto* format = explorer_->findChild<QComboBox*>("format");
+  auto* transform = explorer_->findChild<QComboBox*>("transform");
+  auto* data = explorer_->findChild<QLineEdit*>("data");
+  ASSERT_TRUE(samples && seqlen && format && transform && data);
+  samples->setValue(4);
+  seqlen->setValue(64);
+  format->setCurrentText("mxint8");
+  transform->setCurrentText("block-hadamard");
+  data->setText(QString::fromStdString(kSample));
+  const std::string points = "residual,attn_in,o_in,mlp_in,down_in";
+  auto json_of = [](const latmix::api::StatisticsRequest& r) { return latmix::api::to_json(r).dump(2); };
+  EXPECT_EQ(json_of(explorer_->statsRequest()),
+            json_of(cli_statistics_request({"--model", kModel, "--data", kSample, "--samples", "4", "--seqlen", "64",
+                                            "--format", "mxint8", "--transform", "block-hadamard", "--point",
+                                            points})));
+  // A learned plan: --transforms PREFIX, named in the result by its label (not an option of the CLI).
+  explorer_->addPlanChoice("latmix run 1", "/plans/run1");
+  latmix::api::StatisticsRequest plan =
+      cli_statistics_request({"--model", kModel, "--data", kSample, "--samples", "4", "--seqlen", "64", "--format",
+                              "mxint8", "--transforms", "/plans/run1", "--point", points});
+  plan.transform_name = "latmix run 1";
+  EXPECT_EQ(json_of(explorer_->statsRequest()), json_of(plan));
 }
 
 }  // namespace

@@ -1,0 +1,161 @@
+// The statistics task (latmix/api/statistics.h): the request <-> JSON, and the one place where a
+// request becomes a transform, calibration windows and the collector's passes.
+#include "latmix/api/statistics.h"
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <sstream>
+
+#include "latmix/calib_transforms.h"
+#include "latmix/error.h"
+#include "request_json.h"
+
+namespace latmix::api {
+
+using json = nlohmann::json;
+
+namespace {
+
+// In the order of `latmix stats --help`.
+const detail::FieldTable<StatisticsRequest>& statistics_fields() {
+  using R = StatisticsRequest;
+  using detail::as_bool;
+  using detail::as_integer;
+  using detail::as_string;
+  using detail::as_unsigned;
+  using detail::optional;
+  using detail::required;
+  auto as_integers = [](const json& v) {
+    if (!v.is_array()) throw detail::WrongType{"an array of integers"};
+    std::vector<int64_t> out;
+    for (const auto& e : v) out.push_back(as_integer(e));
+    return out;
+  };
+  static const detail::FieldTable<R> table = {
+      {"model", required(&R::model, as_string)},
+      {"tokenizer", required(&R::tokenizer, as_string)},
+      {"data", required(&R::data, as_string)},
+      {"samples", required(&R::samples, as_integer)},
+      {"seqlen", required(&R::seqlen, as_integer)},
+      {"sampling", required(&R::sampling, as_string)},
+      {"seed", required(&R::seed, as_unsigned)},
+      {"bos", required(&R::bos, as_bool)},
+      {"format", required(&R::format, as_string)},
+      {"block", optional(&R::block, as_integer)},
+      {"scale", optional(&R::scale, as_string)},
+      {"round", optional(&R::round, as_string)},
+      {"transform", required(&R::transform, as_string)},
+      {"transforms", required(&R::transforms, as_string)},
+      {"point", required(&R::point, as_string)},
+      {"layers", required(&R::layers, as_integers)},
+      {"top", required(&R::top, as_integer)},
+      {"batch", required(&R::batch, as_integer)},
+      {"out", required(&R::out, as_string)},
+      {"safetensors", required(&R::safetensors, as_string)},
+      {"dtype", required(&R::dtype, as_string)},
+      {"weights", required(&R::weights, as_string)},
+      {"device", required(&R::device, as_string)},
+      {"transform_name", required(&R::transform_name, as_string)},
+  };
+  return table;
+}
+
+std::vector<CapturePoint> capture_points(const std::string& list) {
+  std::vector<CapturePoint> points;
+  std::stringstream in(list);
+  std::string name;
+  while (std::getline(in, name, ',')) {
+    if (!name.empty()) points.push_back(parse_capture_point(name));
+  }
+  if (points.empty()) throw UsageError("--point: expected one or more capture point names");
+  return points;
+}
+
+}  // namespace
+
+json to_json(const StatisticsRequest& request) { return detail::write_request(statistics_fields(), request); }
+
+StatisticsRequest statistics_request_from_json(const json& j) {
+  return detail::read_request("statistics request", statistics_fields(), j);
+}
+
+StatsOptions check_statistics_request(const StatisticsRequest& r) {
+  if (!r.transforms.empty() && r.transform != "none") {
+    throw UsageError("--transform and --transforms exclude each other");
+  }
+  if (r.samples < 1) throw UsageError("--samples: expected 1 or more");
+  if (r.seqlen < 2) throw UsageError("--seqlen: expected 2 or more");
+  if (r.batch < 1) throw UsageError("--batch: expected 1 or more");
+  if (r.top < 1) throw UsageError("--top: expected 1 or more");
+  parse_window_sampling(r.sampling);
+  const std::vector<std::string> builtin = builtin_transform_names();
+  if (r.transform != "none" && std::find(builtin.begin(), builtin.end(), r.transform) == builtin.end()) {
+    throw UsageError("unknown transform '" + r.transform + "' (expected one of " + builtin_transform_list() + ")");
+  }
+  StatsOptions opt;
+  opt.points = capture_points(r.point);
+  opt.format = MxFormat::parse(r.format);
+  if (r.block) opt.format.block = *r.block;
+  if (r.scale) opt.format.scale = parse_scale_rule(*r.scale);
+  if (r.round) opt.format.rounding = parse_rounding(*r.round);
+  opt.format.validate();
+  opt.batch_size = r.batch;
+  opt.top_channels = r.top;
+  opt.layers = r.layers;
+  if (!r.transforms.empty()) {
+    opt.transform_name = r.transform_name.empty() ? "learned (" + r.transforms + ")" : r.transform_name;
+  } else {
+    opt.transform_name = r.transform;
+  }
+  return opt;
+}
+
+CalibrationOptions statistics_data_options(const StatisticsRequest& r, const Model& model, const Tokenizer& tokenizer) {
+  CalibrationOptions o;
+  o.samples = r.samples;
+  o.seqlen = r.seqlen;
+  o.sampling = parse_window_sampling(r.sampling);
+  o.seed = r.seed;
+  if (r.bos) {
+    const auto bos = tokenizer.bos_id() ? tokenizer.bos_id() : model.config().bos_token_id;
+    if (!bos) throw UsageError("--bos: the model's tokenizer has no BOS token");
+    o.bos_id = *bos;
+  }
+  return o;
+}
+
+json to_json(const StatisticsResult& result) { return json::parse(stats_to_json(result.stats)); }
+
+StatisticsResult run_statistics(const StatisticsRequest& request, const Model& model, const Tokenizer& tokenizer,
+                                const JobControl& job) {
+  const StatsOptions opt = check_statistics_request(request);
+  const CalibrationOptions data_options = statistics_data_options(request, model, tokenizer);
+  ActivationTransform transform;
+  if (!request.transforms.empty()) {
+    transform = make_plan_activation_transform(request.transforms, model);
+  } else if (request.transform != "none") {
+    transform = make_builtin_activation_transform(request.transform, model, opt.format, request.seed);
+  }
+  const CalibrationSet data = load_calibration_text(request.data, tokenizer, data_options);
+  // Progress per decoder layer (one pass of a mapped 8B model takes minutes on a CPU): the bar moves,
+  // with an ETA, and cancel stops at the next layer. The collector's per-batch reports are dropped.
+  Model probe = model;  // its own hook list; shares the weights (a mapped model stays mapped)
+  const int64_t passes = (data.size() + opt.batch_size - 1) / opt.batch_size;
+  const int64_t layers = model.config().num_layers;
+  probe.add_hook(std::make_shared<LayerProgressHook>("stats", layers, passes, job));
+  JobControl batches;
+  batches.cancel = job.cancel;
+  StatisticsResult out;
+  out.request = request;
+  out.data = data.describe();
+  const auto t0 = std::chrono::steady_clock::now();
+  out.stats = collect_activation_stats(probe, data, opt, transform, batches);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  job.report("stats", layers * passes, layers * passes);
+  if (!request.out.empty()) write_stats_json(request.out, out.stats);
+  if (!request.safetensors.empty()) write_stats_safetensors(request.safetensors, out.stats);
+  return out;
+}
+
+}  // namespace latmix::api
