@@ -26,6 +26,7 @@
 #include "latmix/model.h"
 #include "latmix/tokenizer.h"
 #include "learn_request.h"
+#include "settings_dialog.h"
 #include "main_window.h"
 #include "model_session.h"
 
@@ -72,67 +73,6 @@ void add_row(QVBoxLayout* layout, QWidget* parent, const std::vector<std::pair<Q
 }
 
 }  // namespace
-
-MxAnalysisOptions AnalyzeRequest::options() const {
-  MxAnalysisOptions opt;
-  opt.points.clear();
-  for (const QString& p : points) {
-    opt.points.push_back(parse_option("point", [&] { return parse_capture_point(p.toStdString()); }));
-  }
-  if (opt.points.empty()) throw UsageError("--point: choose one or more capture points");
-  opt.format = parse_option("format", [&] { return MxFormat::parse(format.toStdString()); });
-  opt.format.scale = parse_option("scale", [&] { return parse_scale_rule(scale.toStdString()); });
-  opt.format.rounding = parse_option("round", [&] { return parse_rounding(round.toStdString()); });
-  if (layer >= 0) opt.layers = {layer};
-  for (const QString& item : blocks.split(',', Qt::SkipEmptyParts)) {
-    bool ok = false;
-    const qint64 b = item.trimmed().toLongLong(&ok);
-    if (!ok) throw UsageError("--blocks: '" + item.trimmed().toStdString() + "' is not a whole number");
-    if (b < 1) throw UsageError("--blocks: block sizes must be >= 1, got " + std::to_string(b));
-    opt.block_sizes.push_back(b);
-  }
-  opt.detail_block = detail_block;
-  opt.steps = steps;
-  if (opt.steps < 0) throw UsageError("--steps: must be >= 0, got " + std::to_string(opt.steps));
-  opt.holdout = holdout;
-  if (!(opt.holdout >= 0 && opt.holdout < 1)) throw UsageError("--holdout: must be in [0, 1)");
-  opt.lr = lr;
-  if (!(opt.lr > 0)) throw UsageError("--lr: must be > 0");
-  if (affine != "lu" && affine != "qr")
-    throw UsageError("--affine: expected lu or qr, got '" + affine.toStdString() + "'");
-  opt.affine = affine == "lu" ? AffineTransform::Param::LU : AffineTransform::Param::QR;
-  opt.seed = static_cast<uint64_t>(seed);
-  opt.batch_size = batch;
-  if (opt.batch_size < 1) throw UsageError("--batch: must be >= 1");
-  return opt;
-}
-
-CalibrationOptions AnalyzeRequest::calibration() const {
-  CalibrationOptions c;
-  c.samples = samples;
-  c.seqlen = seqlen;
-  c.sampling = parse_option("sampling", [&] { return parse_window_sampling(sampling.toStdString()); });
-  c.seed = static_cast<uint64_t>(seed);
-  return c;
-}
-
-QStringList AnalyzeRequest::cliArguments(const QString& model) const {
-  QStringList argv = {"latmix",     "analyze",
-                      "--model",    model,
-                      "--data",     data,
-                      "--samples",  QString::number(samples),
-                      "--seqlen",   QString::number(seqlen),
-                      "--sampling", sampling,
-                      "--seed",     QString::number(seed)};
-  if (layer >= 0) argv << "--layer" << QString::number(layer);
-  argv << "--point" << points.join(',') << "--format" << format << "--scale" << scale << "--round" << round;
-  if (!blocks.trimmed().isEmpty()) argv << "--blocks" << QString(blocks).remove(' ');
-  argv << "--detail-block" << QString::number(detail_block) << "--steps" << QString::number(steps) << "--lr"
-       << QString::number(lr, 'g', 6) << "--holdout" << QString::number(holdout, 'g', 6) << "--affine" << affine
-       << "--batch" << QString::number(batch) << "--out"
-       << "DIR";
-  return argv;
-}
 
 AnalyzePanel::AnalyzePanel(EngineHost* host, ModelSession* session, QWidget* parent)
     : QWidget(parent), host_(host), session_(session) {
@@ -331,55 +271,58 @@ QWidget* AnalyzePanel::buildResults() {
   return box;
 }
 
-AnalyzeRequest AnalyzePanel::request() const {
-  AnalyzeRequest r;
-  r.data = data_->text();
+api::AnalyzeRequest AnalyzePanel::request() const {
+  api::AnalyzeRequest r;
+  r.model = session_->hasModel() ? session_->summary().path.toStdString() : std::string("MODEL");
+  r.device = StudioSettings::load().device.toStdString();
+  r.data = data_->text().toStdString();
   r.samples = samples_->value();
   r.seqlen = seqlen_->value();
-  r.sampling = sampling_->currentText();
-  r.seed = seed_->value();
-  r.layer = layer_->currentIndex() - 1;
-  r.points.clear();
+  r.sampling = sampling_->currentText().toStdString();
+  r.seed = static_cast<uint64_t>(seed_->value());
+  if (layer_->currentIndex() > 0) r.layer = layer_->currentIndex() - 1;
+  QStringList points;
   for (QCheckBox* b : points_) {
-    if (b->isChecked()) r.points << b->text();
+    if (b->isChecked()) points << b->text();
   }
-  r.format = format_->currentText();
-  r.scale = scale_->currentText();
-  r.round = round_->currentText();
-  r.blocks = blocks_->text();
+  r.point = points.join(',').toStdString();
+  r.format = format_->currentText().toStdString();
+  r.scale = scale_->currentText().toStdString();  // the panel always says which rule and rounding
+  r.round = round_->currentText().toStdString();
+  r.blocks = blocks_->text().remove(' ').toStdString();
   r.detail_block = detail_->value();
   r.steps = steps_->value();
   r.lr = lr_->value();
   r.holdout = holdout_->value();
-  r.affine = affine_->currentText();
+  r.affine = affine_->currentText().toStdString();
   r.batch = batch_->value();
   return r;
 }
 
-void AnalyzePanel::setRequest(const AnalyzeRequest& r) {
-  data_->setText(r.data);
-  samples_->setValue(r.samples);
-  seqlen_->setValue(r.seqlen);
-  sampling_->setCurrentText(r.sampling);
-  seed_->setValue(r.seed);
-  if (r.layer + 1 < layer_->count()) layer_->setCurrentIndex(std::max(0, r.layer + 1));
-  for (QCheckBox* b : points_) b->setChecked(r.points.contains(b->text()));
-  format_->setCurrentText(r.format);
-  scale_->setCurrentText(r.scale);
-  round_->setCurrentText(r.round);
-  blocks_->setText(r.blocks);
-  detail_->setValue(r.detail_block);
-  steps_->setValue(r.steps);
+void AnalyzePanel::setRequest(const api::AnalyzeRequest& r) {
+  data_->setText(QString::fromStdString(r.data));
+  samples_->setValue(static_cast<int>(r.samples));
+  seqlen_->setValue(static_cast<int>(r.seqlen));
+  sampling_->setCurrentText(QString::fromStdString(r.sampling));
+  seed_->setValue(static_cast<int>(r.seed));
+  const int layer = r.layer ? static_cast<int>(*r.layer) + 1 : 0;
+  if (layer < layer_->count()) layer_->setCurrentIndex(layer);
+  const QStringList points = QString::fromStdString(r.point).split(',', Qt::SkipEmptyParts);
+  for (QCheckBox* b : points_) b->setChecked(points.contains(b->text()));
+  format_->setCurrentText(QString::fromStdString(r.format));
+  scale_->setCurrentText(QString::fromStdString(r.scale.value_or("floor")));
+  round_->setCurrentText(QString::fromStdString(r.round.value_or("even")));
+  blocks_->setText(QString::fromStdString(r.blocks));
+  detail_->setValue(static_cast<int>(r.detail_block));
+  steps_->setValue(static_cast<int>(r.steps));
   lr_->setValue(r.lr);
   holdout_->setValue(r.holdout);
-  affine_->setCurrentText(r.affine);
-  batch_->setValue(r.batch);
+  affine_->setCurrentText(QString::fromStdString(r.affine));
+  batch_->setValue(static_cast<int>(r.batch));
   cli_->setText(cliCommand());
 }
 
-QString AnalyzePanel::cliCommand() const {
-  return shell_command(request().cliArguments(session_->hasModel() ? session_->summary().path : QString("MODEL")));
-}
+QString AnalyzePanel::cliCommand() const { return shell_command(to_qstrings(api::analyze_command_line(request()))); }
 
 void AnalyzePanel::showStatus(const QString& text, bool error) {
   status_->setText(error ? "<span style='color:#c0392b'>" + text.toHtmlEscaped() + "</span>" : text.toHtmlEscaped());
@@ -399,15 +342,12 @@ quint64 AnalyzePanel::run() {
   QString refusal;
   if (job_ != 0) refusal = "An analysis is already running: wait for it or press Cancel.";
   if (!model || !tokenizer) refusal = "No model is open: open one (File > Open, or the demo model) first.";
-  const AnalyzeRequest r = request();
-  MxAnalysisOptions opt;
-  CalibrationOptions calib;
+  const api::AnalyzeRequest r = request();
   if (refusal.isEmpty()) {
-    try {  // plain parsing: the settings are checked here, before anything is queued
-      opt = r.options();
-      calib = r.calibration();
-      if (r.layer >= session_->summary().layers)
-        throw UsageError("--layer " + std::to_string(r.layer) + " is out of range: the model has " +
+    try {  // the settings are checked here, before anything is queued
+      api::check_analyze_request(r);
+      if (r.layer && *r.layer >= session_->summary().layers)
+        throw UsageError("--layer " + std::to_string(*r.layer) + " is out of range: the model has " +
                          std::to_string(session_->summary().layers) + " decoder layers");
     } catch (const std::exception& e) {
       refusal = QString("Bad settings: ") + e.what();
@@ -427,23 +367,12 @@ quint64 AnalyzePanel::run() {
   stage_.clear();
   showStatus(
       QString("Analysing %1 at %2 (%3) ...")
-          .arg(r.layer < 0 ? QString("every layer") : QString("layer %1").arg(r.layer), r.points.join(", "), r.format),
+          .arg(r.layer ? QString("layer %1").arg(*r.layer) : QString("every layer"),
+               QString::fromStdString(r.point).replace(',', ", "), QString::fromStdString(r.format)),
       false);
-  const std::string path = r.data.toStdString();
   QPointer<AnalyzePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
-  job_ = host_->submit("analyze", [self, model, tokenizer, opt, calib, path](const JobControl& job) {
-    const CalibrationSet data = load_calibration_text(path, *tokenizer, calib);
-    // The bar moves per decoder layer while capturing (as `latmix analyze`'s LayerProgress), and
-    // Cancel stops at the next layer; the analysis's own per-batch capture reports are dropped.
-    Model probe = *model;  // own hook list; shares the weights (a mapped model stays mapped)
-    const int64_t passes = (data.size() + opt.batch_size - 1) / opt.batch_size;
-    probe.add_hook(std::make_shared<LayerProgressHook>("capture", probe.config().num_layers, passes, job));
-    JobControl fits;
-    fits.cancel = job.cancel;
-    fits.progress = [job](std::string_view stage, int64_t done, int64_t total) {
-      if (stage != "capture") job.report(stage, done, total);
-    };
-    auto result = std::make_shared<const MxAnalysis>(analyze_mx_error(probe, data, opt, fits));
+  job_ = host_->submit("analyze", [self, model, tokenizer, r](const JobControl& job) {
+    auto result = std::make_shared<const MxAnalysis>(api::run_analyze(r, *model, *tokenizer, job).analysis);
     EngineHost::post(self, [self, result, model] {
       if (model == self->session_->model()) self->showAnalysis(result);  // else: of the model open before
     });

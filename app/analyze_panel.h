@@ -17,6 +17,7 @@
 #include <memory>
 #include <vector>
 
+#include "latmix/api/analyze.h"
 #include "latmix/calib_data.h"
 #include "latmix/mx_analysis.h"
 
@@ -37,35 +38,6 @@ class ModelSession;
 class MxErrorPlot;
 class BlockErrorPlot;
 
-/// The settings of one analysis, with the names and defaults of `latmix analyze`'s options
-/// (engine/cli/commands_analyze.cpp).
-struct AnalyzeRequest {
-  QString data;                       ///< --data: the calibration text file
-  int samples = 8;                    ///< --samples
-  int seqlen = 128;                   ///< --seqlen
-  QString sampling = "even";          ///< --sampling: even or random
-  int seed = 0;                       ///< --seed (windows of --sampling random, the Hadamards' signs)
-  int layer = -1;                     ///< --layer (-1: every decoder layer)
-  QStringList points = {"residual"};  ///< --point
-  QString format = "mxfp4";           ///< --format
-  QString scale = "floor";            ///< --scale
-  QString round = "even";             ///< --round
-  QString blocks;                     ///< --blocks: comma list ("": the powers of two 2..1024 dividing the width)
-  int detail_block = 32;              ///< --detail-block: block size of the per-block errors
-  int steps = 40;                     ///< --steps: Adam steps per learned fit
-  double lr = 1e-3;                   ///< --lr
-  double holdout = 0.25;              ///< --holdout
-  QString affine = "lu";              ///< --affine: lu or qr
-  int batch = 4;                      ///< --batch
-
-  /// The engine's options, checked as the CLI checks them. \throws latmix::UsageError naming the
-  /// option that is wrong.
-  latmix::MxAnalysisOptions options() const;
-  latmix::CalibrationOptions calibration() const;
-  /// `latmix analyze` with these settings on `model` (the report folder as --out DIR).
-  QStringList cliArguments(const QString& model) const;
-};
-
 class AnalyzePanel : public QWidget {
   Q_OBJECT
 
@@ -74,8 +46,8 @@ class AnalyzePanel : public QWidget {
   ~AnalyzePanel() override;
 
   /// The settings the controls show, and setting them (tests, scripted runs).
-  AnalyzeRequest request() const;
-  void setRequest(const AnalyzeRequest& request);
+  latmix::api::AnalyzeRequest request() const;
+  void setRequest(const latmix::api::AnalyzeRequest& request);
   /// Starts the analysis with the current settings on the engine thread; returns the job id, or 0
   /// when it cannot start (no model, bad settings, one already running: the reason is shown in
   /// the panel and failed() says it).

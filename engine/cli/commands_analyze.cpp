@@ -2,9 +2,9 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
-#include <sstream>
 
 #include "commands.h"
+#include "commands_analyze.h"
 #include "console.h"
 #include "latmix/error.h"
 #include "latmix/mx_analysis.h"
@@ -12,46 +12,6 @@
 namespace latmix::cli {
 
 namespace {
-
-std::vector<CapturePoint> points_of(const std::string& list) {
-  std::vector<CapturePoint> points;
-  std::stringstream in(list);
-  std::string name;
-  while (std::getline(in, name, ',')) {
-    if (!name.empty()) points.push_back(parse_option("point", [&] { return parse_capture_point(name); }));
-  }
-  if (points.empty()) throw UsageError("--point: expected one or more capture point names");
-  return points;
-}
-
-MxAnalysisOptions options_of(const Args& args) {
-  MxAnalysisOptions opt;
-  opt.points = points_of(args.get("point"));
-  opt.format = parse_option("format", [&] { return MxFormat::parse(args.get("format")); });
-  if (args.has("scale")) opt.format.scale = parse_option("scale", [&] { return parse_scale_rule(args.get("scale")); });
-  if (args.has("round")) opt.format.rounding = parse_option("round", [&] { return parse_rounding(args.get("round")); });
-  if (args.has("layer")) opt.layers = {args.integer("layer")};
-  if (args.has("blocks")) {
-    opt.block_sizes = args.integer_list("blocks");
-    for (int64_t b : opt.block_sizes) {
-      if (b < 1) throw UsageError("--blocks: block sizes must be >= 1, got " + std::to_string(b));
-    }
-  }
-  opt.detail_block = args.integer("detail-block");
-  opt.steps = args.integer("steps");
-  if (opt.steps < 0) throw UsageError("--steps: must be >= 0, got " + std::to_string(opt.steps));
-  opt.holdout = args.number("holdout");
-  if (!(opt.holdout >= 0 && opt.holdout < 1)) throw UsageError("--holdout: must be in [0, 1)");
-  opt.lr = args.number("lr");
-  if (!(opt.lr > 0)) throw UsageError("--lr: must be > 0");
-  const std::string affine = args.get("affine");
-  if (affine != "lu" && affine != "qr") throw UsageError("--affine: expected lu or qr, got '" + affine + "'");
-  opt.affine = affine == "lu" ? AffineTransform::Param::LU : AffineTransform::Param::QR;
-  opt.seed = static_cast<uint64_t>(args.integer("seed"));
-  opt.batch_size = args.integer("batch");
-  if (opt.batch_size < 1) throw UsageError("--batch: must be >= 1");
-  return opt;
-}
 
 void print_layer(const MxLayerAnalysis& a) {
   std::printf(
@@ -91,43 +51,58 @@ void print_layer(const MxLayerAnalysis& a) {
 }
 
 int run_analyze(const Args& args) {
-  const MxAnalysisOptions opt = options_of(args);
-  CalibrationOptions data_opt;
-  data_opt.samples = args.integer("samples");
-  data_opt.seqlen = args.integer("seqlen");
-  data_opt.sampling = parse_window_sampling(args.get("sampling"));
-  data_opt.seed = opt.seed;
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped_weights(args));
-  const int64_t layers = m.model.config().num_layers;
-  if (args.has("layer") && (opt.layers[0] < 0 || opt.layers[0] >= layers)) {
-    throw UsageError("--layer " + std::to_string(opt.layers[0]) + " is out of range: the model has " +
-                     std::to_string(layers) + " decoder layers (0.." + std::to_string(layers - 1) + ")");
-  }
-  const CalibrationSet data = load_calibration_text(args.get("data"), *m.tokenizer, data_opt);
+  const api::AnalyzeRequest request = analyze_request_from_args(args);
+  const MxAnalysisOptions opt = api::check_analyze_request(request);  // bad options fail before the model loads
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
-  const LayerProgress capture(m.model, "capture", (data.size() + opt.batch_size - 1) / opt.batch_size,
-                              progress.callback());
-  const auto t0 = std::chrono::steady_clock::now();
-  const MxAnalysis analysis = analyze_mx_error(m.model, data, opt, capture.job);
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  JobControl job;
+  job.cancel = interrupt_token();
+  job.progress = progress.callback();
+  const api::AnalyzeResult result = api::run_analyze(request, m.model, *m.tokenizer, job);
   progress.finish();
-  std::vector<std::string> written;
-  if (args.has("out")) written = write_mx_analysis_report(analysis, args.get("out"));
   if (args.flag("json")) {
-    std::cout << mx_analysis_to_json(analysis, 1) << "\n";
+    std::cout << mx_analysis_to_json(result.analysis, 1) << "\n";
     return 0;
   }
   std::printf("data: %s (%s); %s, block size varied; learned: %lld Adam steps, lr %g, affine %s\n",
-              args.get("data").c_str(), data.describe().c_str(), opt.format.describe().c_str(),
-              static_cast<long long>(opt.steps), opt.lr, analysis.affine.c_str());
-  for (const auto& a : analysis.layers) print_layer(a);
-  std::printf("\nanalysed in %s", format_duration(seconds).c_str());
-  if (!written.empty()) std::printf("; wrote %s (%zu files)", args.get("out").c_str(), written.size());
+              request.data.c_str(), result.data.c_str(), opt.format.describe().c_str(),
+              static_cast<long long>(opt.steps), opt.lr, result.analysis.affine.c_str());
+  for (const auto& a : result.analysis.layers) print_layer(a);
+  std::printf("\nanalysed in %s", format_duration(result.seconds).c_str());
+  if (!result.files.empty()) std::printf("; wrote %s (%zu files)", request.out.c_str(), result.files.size());
   std::printf("\n");
   return 0;
 }
 
 }  // namespace
+
+api::AnalyzeRequest analyze_request_from_args(const Args& args) {
+  api::AnalyzeRequest r;
+  r.model = args.get("model");
+  r.tokenizer = args.get("tokenizer");
+  r.device = args.get("device");
+  r.dtype = args.get("dtype");
+  r.weights = args.get("weights");
+  r.data = args.get("data");
+  r.samples = args.integer("samples");
+  r.seqlen = args.integer("seqlen");
+  r.sampling = args.get("sampling");
+  r.seed = static_cast<uint64_t>(args.integer("seed"));
+  if (args.has("layer")) r.layer = args.integer("layer");
+  r.point = args.get("point");
+  r.format = args.get("format");
+  if (args.has("scale")) r.scale = args.get("scale");
+  if (args.has("round")) r.round = args.get("round");
+  r.blocks = args.get("blocks");
+  r.detail_block = args.integer("detail-block");
+  r.steps = args.integer("steps");
+  r.lr = args.number("lr");
+  r.holdout = args.number("holdout");
+  r.affine = args.get("affine");
+  r.batch = args.integer("batch");
+  r.out = args.get("out");
+  return r;
+}
 
 std::vector<Command> analyze_commands() {
   return {

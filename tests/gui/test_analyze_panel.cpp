@@ -38,7 +38,7 @@ using latmix::AnalysisTransform;
 using latmix::MxAnalysis;
 using latmix::MxLayerAnalysis;
 using latmix::studio::AnalyzePanel;
-using latmix::studio::AnalyzeRequest;
+using latmix::api::AnalyzeRequest;
 using latmix::studio::EngineHost;
 using latmix::studio::MainWindow;
 using latmix::studio::ModelSession;
@@ -52,11 +52,11 @@ constexpr int kRunMs = 240000;
 // A small setting: layer 1, two capture points, 4 x 64 tokens, 5 Adam steps per learned fit.
 AnalyzeRequest smallRequest() {
   AnalyzeRequest r;
-  r.data = kSample;
+  r.data = kSample.toStdString();
   r.samples = 4;
   r.seqlen = 64;
   r.layer = 1;
-  r.points = {"residual", "mlp_in"};
+  r.point = "residual,mlp_in";
   r.steps = 5;
   return r;
 }
@@ -129,17 +129,17 @@ class TestAnalyzePanel : public QObject {
     r.blocks = "16, x";
     QVERIFY2(refused(r, "--blocks"), qPrintable(panel->statusText()));
     r = smallRequest();
-    r.points.clear();
+    r.point.clear();
     QVERIFY2(refused(r, "--point"), qPrintable(panel->statusText()));
     r = smallRequest();
     r.blocks = "0";
     QVERIFY2(refused(r, "--blocks: block sizes must be &gt;= 1"), qPrintable(panel->statusText()));
     r = smallRequest();
     r.holdout = 1.0;  // the spin box stops below 1; the request itself checks it as the CLI does
-    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, r.options());
+    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, latmix::api::check_analyze_request(r));
     r = smallRequest();
     r.affine = "svd";
-    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, r.options());
+    QVERIFY_THROWS_EXCEPTION(latmix::UsageError, latmix::api::check_analyze_request(r));
     QCOMPARE(started.count(), 0);  // nothing was queued for any of them
     QCOMPARE(failed.count(), 4);
 
@@ -182,9 +182,9 @@ class TestAnalyzePanel : public QObject {
     auto model = session.model();
     auto tokenizer = session.tokenizer();
     const latmix::CalibrationSet data =
-        latmix::load_calibration_text(kSample.toStdString(), *tokenizer, request.calibration());
+        latmix::load_calibration_text(kSample.toStdString(), *tokenizer, latmix::api::analyze_data_options(request));
     latmix::Model probe = *model;
-    const MxAnalysis ref = latmix::analyze_mx_error(probe, data, request.options());
+    const MxAnalysis ref = latmix::analyze_mx_error(probe, data, latmix::api::check_analyze_request(request));
     QCOMPARE(ref.layers.size(), a->layers.size());
 
     QSignalSpy started(&host, &EngineHost::jobStarted);
@@ -242,7 +242,7 @@ class TestAnalyzePanel : public QObject {
       const int64_t held = std::llround(request.holdout * static_cast<double>(all.size(0)));
       const at::Tensor measured = all.slice(0, all.size(0) - held);
       QCOMPARE(l.tokens, measured.size(0));
-      latmix::MxFormat f = request.options().format;
+      latmix::MxFormat f = latmix::api::check_analyze_request(request).format;
       panel->showResult(static_cast<int>(i));
       for (size_t k = 0; k < l.block_sizes.size(); ++k) {
         f.block = l.block_sizes[k];
@@ -325,8 +325,8 @@ class TestAnalyzePanel : public QObject {
     QVERIFY(opened.wait(120000));
     AnalyzePanel* panel = w.analyze();
     AnalyzeRequest big = smallRequest();
-    big.layer = -1;
-    big.points = {"residual", "attn_in", "o_in", "mlp_in", "down_in"};
+    big.layer.reset();
+    big.point = "residual,attn_in,o_in,mlp_in,down_in";
     big.steps = 5000;
     panel->setRequest(big);
     QSignalSpy progress(&host, &EngineHost::jobProgress);
@@ -359,7 +359,7 @@ class TestAnalyzePanel : public QObject {
     QVERIFY(panel->progressText().isEmpty());
 
     AnalyzeRequest small = smallRequest();
-    small.points = {"residual"};
+    small.point = "residual";
     panel->setRequest(small);
     const QString why = runAndWait(panel);
     QVERIFY2(why.isEmpty(), qPrintable(why));
@@ -380,7 +380,7 @@ class TestAnalyzePanel : public QObject {
     AnalyzePanel* panel = w.analyze();
     QCOMPARE(panel->saveReport(QDir::tempPath()), quint64(0));  // nothing to save yet
     AnalyzeRequest r = smallRequest();
-    r.points = {"residual"};
+    r.point = "residual";
     panel->setRequest(r);
     const QString why = runAndWait(panel);
     QVERIFY2(why.isEmpty(), qPrintable(why));

@@ -22,6 +22,8 @@
 
 #include "args.h"
 #include "commands.h"
+#include "analyze_panel.h"
+#include "commands_analyze.h"
 #include "commands_evaluate.h"
 #include "commands_export.h"
 #include "commands_learn.h"
@@ -78,6 +80,15 @@ latmix::api::EvaluateRequest cli_evaluate_request(const std::vector<std::string>
     }
   }
   throw std::logic_error("no eval command");
+}
+
+latmix::api::AnalyzeRequest cli_analyze_request(const std::vector<std::string>& argv) {
+  for (const auto& command : latmix::cli::analyze_commands()) {
+    if (command.spec.name == "analyze") {
+      return latmix::cli::analyze_request_from_args(latmix::cli::Args(command.spec, argv));
+    }
+  }
+  throw std::logic_error("no analyze command");
 }
 
 latmix::api::StatisticsRequest cli_statistics_request(const std::vector<std::string>& argv) {
@@ -482,6 +493,48 @@ TEST_F(LearnRequestDrift, TheExplorersCalibrationIsTheSameThroughTheCliAndTheExp
                               "mxint8", "--transforms", "/plans/run1", "--point", points});
   plan.transform_name = "latmix run 1";
   EXPECT_EQ(json_of(explorer_->statsRequest()), json_of(plan));
+}
+
+// The Analyze tab is `latmix analyze`; its scale rule and rounding are always said.
+TEST_F(LearnRequestDrift, TheAnalysisIsTheSameThroughTheCliAndTheAnalyzeTab) {
+  latmix::studio::AnalyzePanel panel(host_.get(), session_.get());
+  panel.modelChanged();  // the open model's layers in the layer list
+  latmix::api::AnalyzeRequest set;
+  set.data = kSample;
+  set.samples = 4;
+  set.seqlen = 64;
+  set.sampling = "random";
+  set.seed = 3;
+  set.layer = 2;
+  set.point = "residual,mlp_in";
+  set.format = "mxint4";
+  set.scale = "ceil";
+  set.round = "away";
+  set.blocks = "16,32";
+  set.detail_block = 16;
+  set.steps = 5;
+  set.lr = 0.002;
+  set.holdout = 0.5;
+  set.affine = "qr";
+  set.batch = 2;
+  panel.setRequest(set);
+  // clang-format off
+  const latmix::api::AnalyzeRequest cli = cli_analyze_request({
+      "--model", kModel, "--data", kSample, "--samples", "4", "--seqlen", "64", "--sampling", "random", "--seed", "3",
+      "--layer", "2", "--point", "residual,mlp_in", "--format", "mxint4", "--scale", "ceil", "--round", "away",
+      "--blocks", "16,32", "--detail-block", "16", "--steps", "5", "--lr", "0.002", "--holdout", "0.5", "--affine",
+      "qr", "--batch", "2"});
+  // clang-format on
+  auto json_of = [](const latmix::api::AnalyzeRequest& r) { return latmix::api::to_json(r).dump(2); };
+  EXPECT_EQ(json_of(panel.request()), json_of(cli));
+  // The tab's command line parses back into its request (the report folder a placeholder).
+  const std::vector<std::string> words = shell_words(panel.cliCommand().toStdString());
+  ASSERT_GE(words.size(), 2u);
+  EXPECT_EQ(words[1], "analyze");
+  latmix::api::AnalyzeRequest back = cli_analyze_request({words.begin() + 2, words.end()});
+  EXPECT_EQ(back.out, "DIR");
+  back.out.clear();
+  EXPECT_EQ(json_of(back), json_of(panel.request()));
 }
 
 }  // namespace
