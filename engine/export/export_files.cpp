@@ -72,86 +72,18 @@ std::string parent_of(const std::string& path) {
   return parent.empty() ? "." : parent.string();
 }
 
-void fsync_path(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-namespace {
-
-// Removes `.NAME.latmix-tmp-PID-XXXXXX` folders beside the target whose process is gone (a kill -9
-// or a power cut during an earlier export). Folders of a running export, and names we did not
-// make, are left alone.
-void remove_stale_temp_folders(const fs::path& parent, const std::string& name) {
-  const std::string prefix = "." + name + ".latmix-tmp-";
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(parent, ec)) {
-    const std::string n = entry.path().filename().string();
-    if (n.rfind(prefix, 0) != 0 || !entry.is_directory(ec) || entry.is_symlink(ec)) continue;
-    const std::string rest = n.substr(prefix.size());
-    const auto dash = rest.find('-');
-    if (dash == std::string::npos || dash == 0 || rest.size() - dash - 1 != 6) continue;
-    char* end = nullptr;
-    const long pid = std::strtol(rest.c_str(), &end, 10);
-    if (end != rest.c_str() + dash || pid <= 0) continue;
-    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
-    fs::remove_all(entry.path(), ec);
-  }
-}
-
-}  // namespace
-
-TempFolder::TempFolder(const std::string& target) : target_(fs::path(target).lexically_normal().string()) {
-  if (!target_.empty() && target_.back() == '/') target_.pop_back();
-  const fs::path t(target_);
-  const std::string parent = parent_of(target_);
-  remove_stale_temp_folders(parent, t.filename().string());
-  // The pid in the name lets a later export tell a dead run's folder from a running one's.
-  std::string pattern = (fs::path(parent) / ("." + t.filename().string() + ".latmix-tmp-" +
-                                             std::to_string(::getpid()) + "-XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    fail(parent, "cannot create the export's temp folder there (is the folder writable?)", "", errno_text());
-  }
-  ::chmod(pattern.c_str(), 0755);
-  path_ = pattern;
-}
-
-TempFolder::~TempFolder() {
-  if (committed_) return;
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
-void TempFolder::commit(bool overwrite) {
-  for (const auto& entry : fs::directory_iterator(path_)) {
-    if (entry.is_regular_file()) fsync_path(entry.path().string());
-  }
-  fsync_path(path_);
-  // Whatever is at the target now is judged now, not at the start: a folder that appeared while
-  // the export ran is never replaced unless it is an earlier export and --overwrite was given.
-  if (rename_no_replace(path_, target_) != 0) {
-    const int err = errno;
-    if (err != EEXIST && err != ENOTEMPTY) fail(target_, "cannot rename the finished export into place", "", std::strerror(err));
+AtomicFolder::ReplaceCheck replace_earlier_export(bool overwrite) {
+  return [overwrite](const std::string& target) {
     if (!overwrite) {
-      fail(target_, "appeared while the export ran; refusing to replace it (nothing was written)",
+      fail(target, "appeared while the export ran; refusing to replace it (nothing was written)",
            "a new path, or --overwrite to replace an earlier export", "an existing file or folder");
     }
     std::error_code ec;
-    if (!fs::is_directory(fs::symlink_status(target_, ec)) || !is_earlier_export(target_)) {
-      fail(target_, "refusing to replace it (nothing was written)",
+    if (!fs::is_directory(fs::symlink_status(target, ec)) || !is_earlier_export(target)) {
+      fail(target, "refusing to replace it (nothing was written)",
            "an earlier export (a folder with a latmix manifest.json) or an empty folder", "something else");
     }
-    // One atomic swap: the target is never absent; the earlier export ends up at our temp path.
-    if (rename_exchange(path_, target_) != 0) {
-      fail(target_, "cannot replace the earlier export atomically (rename exchange)", "", errno_text());
-    }
-    committed_ = true;
-    fs::remove_all(path_, ec);
-  }
-  committed_ = true;
-  fsync_path(parent_of(target_));
+  };
 }
 
 void check_target(const std::string& out, const std::string& source, bool overwrite) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "latmix/export.h"
+#include "latmix/files.h"
 #include "latmix/gguf.h"
 #include "latmix/tensor_io.h"
 
@@ -19,26 +20,10 @@ namespace latmix::export_detail {
 
 // ---- files (export_files.cpp) ----------------------------------------------------------------
 
-/// A folder `.NAME.latmix-tmp-PID-XXXXXX` beside `target`, removed with everything in it on
-/// destruction unless commit() moved it into place. Such folders of processes that no longer run
-/// (an export killed with -9) are removed when the next export to the same target starts.
-class TempFolder {
- public:
-  explicit TempFolder(const std::string& target);
-  ~TempFolder();
-  TempFolder(const TempFolder&) = delete;
-  TempFolder& operator=(const TempFolder&) = delete;
-  const std::string& path() const { return path_; }
-  /// fsyncs every file and the folder, then renames it to the target without replacing anything.
-  /// A target that exists at that moment is refused unless `overwrite` and it is an earlier export
-  /// (or empty); then the two are swapped atomically (the target is never absent) and the earlier
-  /// one removed. Then fsyncs the parent.
-  void commit(bool overwrite);
-
- private:
-  std::string target_, path_;
-  bool committed_ = false;
-};
+/// What an export's AtomicFolder (files.h) may replace when its target exists at commit: nothing
+/// without `overwrite`; with it, an earlier export (a folder with a latmix manifest.json) or an
+/// empty folder, never anything else (the errors name the target and say nothing was written).
+AtomicFolder::ReplaceCheck replace_earlier_export(bool overwrite);
 
 /// The checks before any work (see export.h): not the source, not an existing folder unless
 /// `overwrite` and it is an earlier export, a parent folder that exists.
@@ -60,8 +45,6 @@ std::vector<std::string> odd_entries(const std::string& dir);
 std::string format_bytes(uint64_t bytes);
 /// The parent folder of a path ("." when none).
 std::string parent_of(const std::string& path);
-/// fsync of one file or folder (best effort for folders).
-void fsync_path(const std::string& path);
 
 // ---- tensors (export_tensors.cpp) ------------------------------------------------------------
 

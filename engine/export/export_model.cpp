@@ -151,7 +151,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   if (o.kind != ExportKind::Transforms && c.tie_word_embeddings && (plan.residual || spec.lm_head)) {
     needed += static_cast<uint64_t>(c.vocab_size * c.hidden_size) * 2;
   }
-  TempFolder temp(o.out);  // an unwritable target fails here, before any long work
+  AtomicFolder temp(o.out, "export");  // an unwritable target fails here, before any long work
   check_space(parent_of(o.out), static_cast<uint64_t>(static_cast<double>(needed) * std::max(1.0, o.space_factor)));
   job.cancel.check();
   // compressed-tensors never runs the quantized model while writing (its verification brings the
@@ -231,7 +231,7 @@ ExportResult export_model(const Model& fp, const std::string& source_path, const
   }
   write_text((fs::path(temp.path()) / "manifest.json").string(), manifest.dump(2) + "\n");
   job.cancel.check();
-  temp.commit(o.overwrite);
+  temp.commit(replace_earlier_export(o.overwrite));
   result.path = o.out;
   result.manifest = std::move(manifest);
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

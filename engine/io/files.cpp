@@ -1,11 +1,13 @@
 #include "latmix/files.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -190,6 +192,90 @@ int rename_no_replace(const std::string& from, const std::string& to) {
 
 int rename_exchange(const std::string& a, const std::string& b) {
   return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE);
+}
+
+namespace {
+
+// Removes `.NAME.latmix-tmp-PID-XXXXXX` folders in `parent` whose process is gone. Folders of a
+// running process, and names we did not make, are left alone.
+void remove_stale_temp_folders(const std::filesystem::path& parent, const std::string& name) {
+  namespace fs = std::filesystem;
+  const std::string prefix = "." + name + ".latmix-tmp-";
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(parent, ec)) {
+    const std::string n = entry.path().filename().string();
+    if (n.rfind(prefix, 0) != 0 || !entry.is_directory(ec) || entry.is_symlink(ec)) continue;
+    const std::string rest = n.substr(prefix.size());
+    const auto dash = rest.find('-');
+    if (dash == std::string::npos || dash == 0 || rest.size() - dash - 1 != 6) continue;
+    char* end = nullptr;
+    const long pid = std::strtol(rest.c_str(), &end, 10);
+    if (end != rest.c_str() + dash || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;  // alive, or not ours to judge
+    fs::remove_all(entry.path(), ec);
+  }
+}
+
+// fsync of a file, best effort (it was written and closed by its writer).
+void fsync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
+
+AtomicFolder::AtomicFolder(const std::string& target, const std::string& what)
+    : target_(std::filesystem::path(target).lexically_normal().string()) {
+  namespace fs = std::filesystem;
+  if (target_.size() > 1 && target_.back() == '/') target_.pop_back();
+  const fs::path parent = folder_of(target_);
+  const std::string name = fs::path(target_).filename().string();
+  remove_stale_temp_folders(parent, name);
+  std::string pattern =
+      (parent / ("." + name + ".latmix-tmp-" + std::to_string(::getpid()) + "-XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    fail(parent.string(), "cannot create the " + what + "'s temp folder there (is the folder writable?)", "",
+         errno_text(errno));
+  }
+  ::chmod(pattern.c_str(), 0755);
+  path_ = pattern;
+}
+
+AtomicFolder::~AtomicFolder() {
+  if (committed_) return;
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void AtomicFolder::commit(const ReplaceCheck& may_replace) {
+  namespace fs = std::filesystem;
+  if (committed_) return;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(path_, ec)) {
+    if (entry.is_regular_file(ec)) fsync_file(entry.path().string());
+  }
+  fsync_folder(path_);
+  // Whatever is at the target now is judged now: one that appeared meanwhile is never replaced
+  // without may_replace's consent.
+  if (rename_no_replace(path_, target_) != 0) {
+    const int err = errno;
+    if (err != EEXIST && err != ENOTEMPTY) fail(target_, "cannot rename the finished folder into place", "", errno_text(err));
+    if (!may_replace) {
+      fail(target_, "appeared while it was written; refusing to replace it (nothing was written)", "a new path",
+           "an existing file or folder");
+    }
+    may_replace(target_);
+    // One atomic swap: the target is never absent; the earlier one ends up at our temp path.
+    if (rename_exchange(path_, target_) != 0) {
+      fail(target_, "cannot replace the earlier folder atomically (rename exchange)", "", errno_text(errno));
+    }
+    committed_ = true;
+    fs::remove_all(path_, ec);
+  }
+  committed_ = true;
+  fsync_folder(folder_of(target_).string());
 }
 
 }  // namespace latmix

@@ -198,36 +198,17 @@ struct Checkpoint {
   std::string optim_path() const { return folder() + "/optim.safetensors"; }
 
   void save(const TransformPlan& plan, const Optimizer& optim, int64_t step, const LearnSettings& s) const {
-    const std::filesystem::path target(folder());
-    const std::string parent = target.has_parent_path() ? target.parent_path().string() : ".";
-    std::string temp = (std::filesystem::path(parent) / ("." + target.filename().string() + ".tmp-" +
-                                                         std::to_string(::getpid()) + "-XXXXXX")).string();
-    if (::mkdtemp(temp.data()) == nullptr) fail(parent, "cannot create the checkpoint's temp folder", "", std::strerror(errno));
-    try {
-      save_transforms(temp + "/transforms", plan);
-      write_safetensors(temp + "/optim.safetensors", optim.state(), {{"format", "latmix-optimizer"}});
-      nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
-                          {"version", 2},
-                          {"fingerprint", fingerprint},
-                          {"calibration", calibration},
-                          {"step", step},
-                          {"settings", s.to_json()}};
-      write_file_atomic(temp + "/state.json", j.dump(2) + "\n");
-      fsync_folder(temp);
-      if (rename_no_replace(temp, folder()) != 0) {
-        if (errno != EEXIST && errno != ENOTEMPTY) fail(folder(), "cannot move the checkpoint into place", "", std::strerror(errno));
-        if (rename_exchange(temp, folder()) != 0) {
-          fail(folder(), "cannot replace the checkpoint atomically", "", std::strerror(errno));
-        }
-      }
-      fsync_folder(parent);
-    } catch (...) {
-      std::error_code ec;
-      std::filesystem::remove_all(temp, ec);
-      throw;
-    }
-    std::error_code ec;
-    std::filesystem::remove_all(temp, ec);  // the previous checkpoint, after an exchange
+    AtomicFolder temp(folder(), "checkpoint");
+    save_transforms(temp.path() + "/transforms", plan);
+    write_safetensors(temp.path() + "/optim.safetensors", optim.state(), {{"format", "latmix-optimizer"}});
+    nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
+                        {"version", 2},
+                        {"fingerprint", fingerprint},
+                        {"calibration", calibration},
+                        {"step", step},
+                        {"settings", s.to_json()}};
+    write_file_atomic(temp.path() + "/state.json", j.dump(2) + "\n");
+    temp.commit([](const std::string&) {});  // the previous checkpoint of this run is replaced in one step
   }
 };
 

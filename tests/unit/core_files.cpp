@@ -1,9 +1,10 @@
-// latmix::AtomicFile and write_file_atomic (files.h): a file appears complete or not at all, the
+// latmix::AtomicFile, write_file_atomic and AtomicFolder (files.h): a file or folder appears complete or not at all, the
 // temp file never outlives a failure, the old target survives every failure, permissions follow
 // 0644 less the umask.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <csignal>
@@ -171,4 +172,86 @@ TEST(AtomicFile, AMissingFolderIsAnErrorNamingTheTarget) {
   EXPECT_NE(message.find("cannot create a temp file beside the target"), std::string::npos) << message;
   EXPECT_THROW(latmix::fsync_folder(dir + "/no/such/folder"), latmix::Error);
   EXPECT_NO_THROW(latmix::fsync_folder(dir));
+}
+
+namespace {
+
+void put(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+}  // namespace
+
+// AtomicFolder: the folder appears complete or not at all; an existing target is replaced only
+// with the caller's consent and in one step; what was not committed, and the temp folders of dead
+// processes, are removed.
+TEST(AtomicFolder, AppearsCompleteAndLeavesNoTemp) {
+  const std::string dir = latmix::test::temp_dir("atomic-folder-new");
+  const std::string target = dir + "/out";
+  {
+    latmix::AtomicFolder f(target, "export");
+    EXPECT_EQ(f.path().rfind(dir + "/.out.latmix-tmp-" + std::to_string(::getpid()) + "-", 0), 0u) << f.path();
+    put(f.path() + "/a.txt", "a");
+    EXPECT_FALSE(fs::exists(target));  // nothing under the name before commit
+    f.commit();
+  }
+  EXPECT_EQ(read(target + "/a.txt"), "a");
+  EXPECT_EQ(entries(dir), std::vector<std::string>{"out"});
+  {
+    latmix::AtomicFolder dropped(dir + "/other");
+    put(dropped.path() + "/b.txt", "b");
+  }  // not committed: removed with its file
+  EXPECT_EQ(entries(dir), std::vector<std::string>{"out"});
+}
+
+TEST(AtomicFolder, AnExistingTargetIsReplacedOnlyWithConsent) {
+  const std::string dir = latmix::test::temp_dir("atomic-folder-replace");
+  const std::string target = dir + "/out";
+  fs::create_directory(target);
+  put(target + "/old.txt", "old");
+  {
+    latmix::AtomicFolder f(target);
+    put(f.path() + "/new.txt", "new");
+    try {
+      f.commit();  // no check: refused
+      ADD_FAILURE() << "an existing target was replaced without consent";
+    } catch (const latmix::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("refusing to replace it"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(entries(target), std::vector<std::string>{"old.txt"});
+  EXPECT_EQ(entries(dir), std::vector<std::string>{"out"});
+  {
+    latmix::AtomicFolder f(target);
+    put(f.path() + "/new.txt", "new");
+    EXPECT_THROW(f.commit([](const std::string& t) { latmix::fail(t, "not this one"); }), latmix::Error);
+  }
+  EXPECT_EQ(entries(target), std::vector<std::string>{"old.txt"});
+  std::string asked;
+  {
+    latmix::AtomicFolder f(target);
+    put(f.path() + "/new.txt", "new");
+    f.commit([&asked](const std::string& t) { asked = t; });
+  }
+  EXPECT_EQ(asked, target);
+  EXPECT_EQ(entries(target), std::vector<std::string>{"new.txt"});
+  EXPECT_EQ(entries(dir), std::vector<std::string>{"out"});  // the earlier folder is gone
+}
+
+TEST(AtomicFolder, TempFoldersOfDeadProcessesAreRemovedOthersKept) {
+  const std::string dir = latmix::test::temp_dir("atomic-folder-stale");
+  const std::string dead = dir + "/.out.latmix-tmp-4194305-abcdef";  // above the kernel's pid_max
+  const std::string live = dir + "/.out.latmix-tmp-" + std::to_string(::getpid()) + "-ghijkl";
+  const std::string foreign = dir + "/.out.latmix-tmp-notapid";
+  for (const std::string& d : {dead, live, foreign}) fs::create_directory(d);
+  { latmix::AtomicFolder f(dir + "/out"); }
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(foreign));
+  try {
+    latmix::AtomicFolder f("/proc/latmix-atomic-folder-test", "checkpoint");
+    ADD_FAILURE() << "a temp folder was made in /proc";
+  } catch (const latmix::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot create the checkpoint's temp folder"), std::string::npos) << e.what();
+  }
 }

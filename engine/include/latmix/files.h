@@ -3,6 +3,7 @@
 /// Small file helpers shared by the engine's readers and writers.
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -65,6 +66,42 @@ class AtomicFile {
   std::string target_;
   std::string temp_;
   int fd_ = -1;
+  bool committed_ = false;
+};
+
+/// A folder that appears under its name complete or not at all: the engine's one way to write a
+/// folder in place (exports, learning checkpoints), AtomicFile's counterpart.
+///
+/// The constructor removes the temp folders of processes that no longer run (a kill -9 or a power
+/// cut during an earlier write to the same target) and creates `.NAME.latmix-tmp-PID-XXXXXX` beside
+/// the target (mode 0755; the pid tells a dead run's folder from a running one's). Write into
+/// path(); commit() fsyncs every file in it and the folder, renames it onto the target without
+/// replacing anything, and fsyncs the parent. Until commit() the target is untouched; a folder that
+/// was not committed is removed with everything in it by the destructor. Errors throw
+/// latmix::Error naming the target and what failed.
+class AtomicFolder {
+ public:
+  /// `what` names the folder in errors ("export": "cannot create the export's temp folder there").
+  /// \throws latmix::Error when the temp folder cannot be made (the parent missing or not writable).
+  explicit AtomicFolder(const std::string& target, const std::string& what = "folder");
+  ~AtomicFolder();
+  AtomicFolder(const AtomicFolder&) = delete;
+  AtomicFolder& operator=(const AtomicFolder&) = delete;
+
+  const std::string& target() const { return target_; }
+  const std::string& path() const { return path_; }
+
+  /// Called by commit() when the target exists at that moment: returns to let the folder replace
+  /// it, throws (its own message) to refuse. Without one, an existing target is refused.
+  using ReplaceCheck = std::function<void(const std::string& target)>;
+  /// The files and the folder fsynced, then renamed onto the target; a target that exists by then
+  /// (one that appeared meanwhile included) goes through `may_replace`: when allowed, the two are
+  /// swapped in one step (the target is never absent) and the earlier one removed. Then the parent
+  /// is fsynced.
+  void commit(const ReplaceCheck& may_replace = {});
+
+ private:
+  std::string target_, path_;
   bool committed_ = false;
 };
 

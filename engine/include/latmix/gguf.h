@@ -68,8 +68,8 @@ struct GgufTensorSource {
   std::function<at::Tensor()> produce;
 };
 
-/// Writes a GGUF v3 file at `path` (created or truncated; the caller makes it appear atomically,
-/// see export.h), streaming one tensor at a time, and fsyncs it. Progress: stage "write" in bytes;
+/// Writes a GGUF v3 file at `path` through AtomicFile (files.h: it appears complete or not at all,
+/// nothing is left behind on failure or cancel), streaming one tensor at a time. Progress: stage "write" in bytes;
 /// cancel checked before each tensor. \throws latmix::Error naming the file and the tensor when a
 /// produced tensor has the wrong size or a write fails.
 void write_gguf(const std::string& path, const std::vector<GgufKeyValue>& metadata,

@@ -120,16 +120,6 @@ uint64_t elements(const std::vector<int64_t>& ne) {
   return n;
 }
 
-void write_all(int fd, const char* data, size_t size, const std::string& path) {
-  while (size > 0) {
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail(path, std::string("write failed: ") + std::strerror(errno));
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-}
-
 // ---- reading -----------------------------------------------------------------------------------
 
 class Reader {
@@ -270,9 +260,8 @@ void write_gguf(const std::string& path, const std::vector<GgufKeyValue>& metada
     data = align_up(data + ggml_byte_size(t.type, elements(t.ne)));
   }
   const std::string header = header_bytes(metadata, tensors, offsets);
-  Fd fd{::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-  if (fd.fd < 0) fail(path, std::string("cannot create file: ") + std::strerror(errno));
-  write_all(fd.fd, header.data(), header.size(), path);
+  AtomicFile file(path);  // complete or not at all; a failure or cancel leaves nothing behind
+  file.write(header.data(), header.size());
   const int64_t total = static_cast<int64_t>(header.size() + data);
   uint64_t done = 0;
   job.report("write", static_cast<int64_t>(header.size()), total);
@@ -288,16 +277,14 @@ void write_gguf(const std::string& path, const std::vector<GgufKeyValue>& metada
            std::to_string(got) + " bytes");
     }
     const at::Tensor cpu = bytes.to(at::kCPU);
-    write_all(fd.fd, static_cast<const char*>(cpu.data_ptr()), got, path);
+    file.write(cpu.data_ptr(), got);
     done = offsets[i] + got;
     const uint64_t next = align_up(done);
-    write_all(fd.fd, kZeros, next - done, path);
+    file.write(kZeros, next - done);
     done = next;
     job.report("write", static_cast<int64_t>(header.size() + done), total);
   }
-  if (::fsync(fd.fd) != 0) fail(path, std::string("fsync failed: ") + std::strerror(errno));
-  if (::close(fd.fd) != 0) fail(path, std::string("close failed: ") + std::strerror(errno));
-  fd.fd = -1;
+  file.commit();
 }
 
 const GgufKeyValue* GgufFile::find(const std::string& key) const {
