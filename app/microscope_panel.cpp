@@ -127,6 +127,7 @@ int MicroscopePanel::blockIndex() const { return block_->value(); }
 
 void MicroscopePanel::modelChanged() {
   const auto& s = session_->summary();
+  ids_.clear();
   source_.reset();  // the bundled sample again: the explorer's sequences were the old model's tokens
   view_->clear();
   for (int i = transform_->count() - 1; i >= 0; --i) {  // plans of the model closed do not fit this one
@@ -143,7 +144,10 @@ void MicroscopePanel::modelChanged() {
 
 void MicroscopePanel::select(const QString& point, int layer, int block, const QString& format,
                              const QString& transform, const QString& plan_prefix) {
-  source_.reset();  // back to the bundled sample
+  if (source_) {  // back to the bundled sample
+    source_.reset();
+    ids_.clear();
+  }
   selectBlock(point, layer, block, format, transform, plan_prefix);
 }
 
@@ -155,6 +159,7 @@ void MicroscopePanel::selectToken(const QString& point, int layer, int block, co
   source->options = options;
   source->sequence = sequence;
   source_ = std::move(source);
+  ids_.clear();
   {
     const QSignalBlocker keep(token_);
     token_->setRange(0, static_cast<int>(std::max<int64_t>(128, options.seqlen)) - 1);
@@ -218,14 +223,16 @@ void MicroscopePanel::refresh() {
   } else {
     r.sample = bundled_sample().toStdString();
   }
+  r.ids = ids_;
   QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   host_->submit("microscope", [self, model, tokenizer, r, label, source](const JobControl& job) {
     const api::BlockExplanation e = api::run_explain_block(r, *model, *tokenizer, job);
     const MicroscopeData data = microscope_data(e, label);
     const int shown_token = static_cast<int>(e.token), shown_block = static_cast<int>(e.block);
-    EngineHost::post(self, [self, data, shown_token, shown_block, model, source] {
+    EngineHost::post(self, [self, data, ids = e.ids, shown_token, shown_block, model, source] {
       if (model != self->session_->model()) return;  // a block of the model that was open before
       if (source != self->source_) return;            // tokens of another text (a newer selection)
+      self->ids_ = ids;
       // The spin boxes say what is shown: a block or token past this point's end was clamped.
       const QSignalBlocker keep_block(self->block_), keep_token(self->token_);
       self->block_->setValue(shown_block);

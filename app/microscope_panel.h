@@ -85,6 +85,9 @@ class MicroscopePanel : public QWidget {
   QLabel* status_ = nullptr;
   latmix::widgets::ImGuiHost* host_view_ = nullptr;
   std::unique_ptr<latmix::widgets::BlockMicroscopeView> view_;
+  /// The token ids of the last block shown (the engine's result): reused while only the layer, token,
+  /// block, format or transform change, so that the text is tokenized once.
+  std::vector<int64_t> ids_;
   std::shared_ptr<const TokenSource> source_;
 };
 

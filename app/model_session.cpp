@@ -35,8 +35,7 @@ ModelSummary summarize_model(const QString& path, const Model& model, const Toke
   ModelSummary s;
   s.path = path;
   s.mapped = model.mapped();
-  s.weights = model.mapped() ? "memory-mapped (matrices as stored, converted at use)"
-                             : QString("in memory (%1)").arg(QString::fromStdString(std::string(c10::toString(model.dtype()))));
+  s.weights = QString::fromStdString(api::weights_held(model));
   s.architecture = QString::fromStdString(d.architecture);
   s.family = QString::fromStdString(d.family);
   s.source_format = QString::fromStdString(d.source_format);

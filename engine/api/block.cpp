@@ -26,38 +26,6 @@ const char* const kMxFormats[] = {"mxfp4",      "mxfp6_e2m3", "mxfp6_e3m2", "mxf
 
 // ---- JSON ------------------------------------------------------------------------------------------
 
-// In the order of `latmix mx block --help`.
-const detail::FieldTable<ExplainBlockRequest>& request_fields() {
-  using R = ExplainBlockRequest;
-  using detail::as_bool;
-  using detail::as_integer;
-  using detail::as_string;
-  using detail::as_unsigned;
-  using detail::required;
-  static const detail::FieldTable<R> table = {
-      {"model", required(&R::model, as_string)},
-      {"tokenizer", required(&R::tokenizer, as_string)},
-      {"point", required(&R::point, as_string)},
-      {"layer", required(&R::layer, as_integer)},
-      {"token", required(&R::token, as_integer)},
-      {"block", required(&R::block, as_integer)},
-      {"format", required(&R::format, as_string)},
-      {"transform", required(&R::transform, as_string)},
-      {"sample", required(&R::sample, as_string)},
-      {"sample_tokens", required(&R::sample_tokens, as_integer)},
-      {"text", required(&R::text, as_string)},
-      {"sequence", required(&R::sequence, as_integer)},
-      {"samples", required(&R::samples, as_integer)},
-      {"seqlen", required(&R::seqlen, as_integer)},
-      {"sampling", required(&R::sampling, as_string)},
-      {"seed", required(&R::seed, as_unsigned)},
-      {"bos", required(&R::bos, as_bool)},
-      {"dtype", required(&R::dtype, as_string)},
-      {"device", required(&R::device, as_string)},
-  };
-  return table;
-}
-
 // A number that may not be finite: the string "inf", "-inf" or "nan" (JSON has none of them).
 json real_json(double v) {
   if (std::isnan(v)) return "nan";
@@ -87,6 +55,12 @@ std::vector<T> as_reals(const json& v) {
   for (const auto& x : v) out.push_back(static_cast<T>(as_real(x)));
   return out;
 }
+std::vector<int64_t> as_ids(const json& v) {
+  if (!v.is_array()) throw detail::WrongType{"an array of integers"};
+  std::vector<int64_t> out;
+  for (const auto& x : v) out.push_back(detail::as_integer(x));
+  return out;
+}
 std::vector<int> as_codes(const json& v) {
   if (!v.is_array()) throw detail::WrongType{"an array of integers"};
   std::vector<int> out;
@@ -98,6 +72,39 @@ std::vector<int> as_codes(const json& v) {
 template <typename R, typename T, typename Write, typename Read>
 detail::Field<R> member(T R::*m, Write write, Read read) {
   return {[m, write](const R& r) { return write(r.*m); }, [m, read](R& r, const json& v) { r.*m = read(v); }, false};
+}
+
+// In the order of `latmix mx block --help`.
+const detail::FieldTable<ExplainBlockRequest>& request_fields() {
+  using R = ExplainBlockRequest;
+  using detail::as_bool;
+  using detail::as_integer;
+  using detail::as_string;
+  using detail::as_unsigned;
+  using detail::required;
+  static const detail::FieldTable<R> table = {
+      {"model", required(&R::model, as_string)},
+      {"tokenizer", required(&R::tokenizer, as_string)},
+      {"point", required(&R::point, as_string)},
+      {"layer", required(&R::layer, as_integer)},
+      {"token", required(&R::token, as_integer)},
+      {"block", required(&R::block, as_integer)},
+      {"format", required(&R::format, as_string)},
+      {"transform", required(&R::transform, as_string)},
+      {"sample", required(&R::sample, as_string)},
+      {"sample_tokens", required(&R::sample_tokens, as_integer)},
+      {"text", required(&R::text, as_string)},
+      {"sequence", required(&R::sequence, as_integer)},
+      {"samples", required(&R::samples, as_integer)},
+      {"seqlen", required(&R::seqlen, as_integer)},
+      {"sampling", required(&R::sampling, as_string)},
+      {"seed", required(&R::seed, as_unsigned)},
+      {"bos", required(&R::bos, as_bool)},
+      {"ids", member(&R::ids, [](const std::vector<int64_t>& ids) { return json(ids); }, as_ids)},
+      {"dtype", required(&R::dtype, as_string)},
+      {"device", required(&R::device, as_string)},
+  };
+  return table;
 }
 
 const detail::FieldTable<MxBlockView>& view_fields() {
@@ -179,6 +186,7 @@ const detail::FieldTable<BlockExplanation>& result_fields() {
       {"transform", required(&B::transform, as_string)},
       {"text", required(&B::text, as_string)},
       {"sequence", required(&B::sequence, as_integer)},
+      {"ids", member(&B::ids, [](const std::vector<int64_t>& ids) { return json(ids); }, as_ids)},
       {"before", member(&B::before, view_json, [what](const json& v) { return read_view(what + "'before'", v); })},
       {"comparison", member(&B::comparison, rows_json,
                             [what](const json& v) { return read_rows(what + "'comparison'", v); })},
@@ -200,8 +208,17 @@ const detail::FieldTable<BlockExplanation>& result_fields() {
 
 // ---- the task's steps ---------------------------------------------------------------------------------
 
-// The request's tokens: the sample's opening, or the calibration sequence of its text.
+// The request's tokens: its ids, the sample's opening, or the calibration sequence of its text.
 std::vector<int64_t> token_ids(const ExplainBlockRequest& r, const Model& model, const Tokenizer& tokenizer) {
+  if (!r.ids.empty()) {
+    for (int64_t id : r.ids) {
+      if (id < 0 || id >= model.config().vocab_size) {
+        throw UsageError("ids: token id " + std::to_string(id) + " outside the vocabulary (0.." +
+                         std::to_string(model.config().vocab_size - 1) + ")");
+      }
+    }
+    return r.ids;
+  }
   if (r.text.empty()) {
     if (r.sample.empty()) {
       throw UsageError("no text to take tokens from: give --text FILE (the bundled sample was not found)");
@@ -317,7 +334,7 @@ BlockExplanation run_explain_block(const ExplainBlockRequest& r, const Model& mo
   if (r.token < 0) throw UsageError("--token: expected 0 or more, found " + std::to_string(r.token));
   if (r.block < 0) throw UsageError("--block: expected 0 or more, found " + std::to_string(r.block));
   const ActivationTransform apply = r.transform == "none" ? ActivationTransform() : checked_transform(r, model, fmt);
-  const std::vector<int64_t> ids = token_ids(r, model, tokenizer);
+  std::vector<int64_t> ids = token_ids(r, model, tokenizer);
   job.cancel.check();
 
   c10::InferenceMode guard;
@@ -341,6 +358,7 @@ BlockExplanation run_explain_block(const ExplainBlockRequest& r, const Model& mo
   out.transform = r.transform;
   out.text = r.text;
   out.sequence = r.text.empty() ? 0 : r.sequence;
+  out.ids = std::move(ids);
 
   const at::Tensor values = act[out.token].narrow(0, out.first_channel, width).contiguous();
   out.before = inspect_mx_block(values, fmt);

@@ -290,6 +290,11 @@ std::vector<ModuleRow> model_modules(const Model& model) {
   return rows;
 }
 
+std::string weights_held(const Model& model) {
+  return model.mapped() ? "memory-mapped (matrices as stored, converted at use)"
+                        : "in memory (" + std::string(c10::toString(model.dtype())) + ")";
+}
+
 WeightOverview weight_overview(const Model& model, const JobControl& job) {
   c10::InferenceMode guard;
   WeightOverview o;

@@ -59,6 +59,7 @@ ExplainBlockRequest every_field() {
   r.sampling = "random";
   r.seed = 7;
   r.bos = true;
+  r.ids = {1, 2, 3};
   return r;
 }
 
@@ -69,7 +70,8 @@ TEST(ApiExplainBlockRequest, EveryFieldSurvivesTheJsonRoundTrip) {
   EXPECT_EQ(back.point, "mlp_in");
   EXPECT_EQ(back.seed, 7u);
   EXPECT_TRUE(back.bos);
-  EXPECT_EQ(j.size(), 19u);  // a new field must be added to the table
+  EXPECT_EQ(back.ids, (std::vector<int64_t>{1, 2, 3}));
+  EXPECT_EQ(j.size(), 20u);  // a new field must be added to the table
   const ExplainBlockRequest p = latmix::api::explain_block_request_from_json({{"layer", 2}});
   EXPECT_EQ(p.layer, 2);
   EXPECT_EQ(p.format, "mxfp4");
@@ -151,6 +153,15 @@ TEST_F(ApiExplainBlock, EqualsThePiecesComputedDirectly) {
   EXPECT_EQ(e.first_channel, 96);
   EXPECT_EQ(e.last_channel, 127);
   EXPECT_FALSE(e.token_clamped || e.block_clamped);
+  EXPECT_EQ(e.ids, ids);
+  // The ids of a result run again give the same block without reading the text.
+  ExplainBlockRequest again = request();
+  again.sample = "/nonexistent.txt";
+  again.ids = e.ids;
+  expect_same_view(latmix::api::run_explain_block(again, *model_, *tokenizer_).before, e.before);
+  again.ids = {0, 99999};
+  expect_usage_error([&] { latmix::api::run_explain_block(again, *model_, *tokenizer_); },
+                     "ids: token id 99999 outside the vocabulary");
   EXPECT_FALSE(e.after.has_value());
   ASSERT_EQ(e.comparison.size(), 8u);  // seven MX formats and nvfp4 as 2 x 16
   EXPECT_EQ(e.comparison[0].format, "mxfp4");

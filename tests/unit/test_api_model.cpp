@@ -116,6 +116,8 @@ TEST_F(ApiLoadedModel, OverviewIsMaxOverRmsOfEachLinear) {
   latmix::LoadOptions opts;
   opts.mapped = true;
   const latmix::Model mapped = latmix::load_model(latmix::test::source_path(kModel), opts);
+  EXPECT_EQ(latmix::api::weights_held(*model_), "in memory (Float)");
+  EXPECT_EQ(latmix::api::weights_held(mapped), "memory-mapped (matrices as stored, converted at use)");
   const latmix::api::WeightOverview m = latmix::api::weight_overview(mapped);
   EXPECT_TRUE(m.max_over_rms == o.max_over_rms);
   EXPECT_TRUE(m.rms == o.rms);

@@ -57,6 +57,10 @@ struct ExplainBlockRequest {
   std::string sampling = "even";  ///< --sampling: even | random
   uint64_t seed = 0;             ///< --seed: of --sampling random and of a built-in transform's random signs
   bool bos = false;              ///< --bos: every sequence starts with the BOS token
+  /// The token ids themselves, when a client has them from an earlier result (BlockExplanation::ids;
+  /// the studio keeps them while only the layer, token, block, format or transform change): then no
+  /// text is read, and `text` / `sequence` only say where they came from. Not an option of the CLI.
+  std::vector<int64_t> ids;
 };
 
 /// Every field.
@@ -97,6 +101,7 @@ struct BlockExplanation {
   std::string transform;  ///< the request's transform
   std::string text;       ///< the calibration text ("": the sample's opening)
   int64_t sequence = 0;   ///< its sequence (0 for the sample)
+  std::vector<int64_t> ids;  ///< the token ids the model ran (`tokens` of them)
   MxBlockView before;     ///< the block under `format`
   std::vector<FormatComparison> comparison;
   /// With a transform (not "none"): the same channels of T(x).
@@ -113,7 +118,7 @@ nlohmann::json to_json(const BlockExplanation& result);
 BlockExplanation block_explanation_from_json(const nlohmann::json& json);
 
 /// Explains the block the request names on `model` (opened from request.model with `tokenizer`):
-/// the tokens (the sample's opening, or the calibration sequence of `text`), the activation at the
+/// the tokens (request.ids, else the sample's opening, or the calibration sequence of `text`), the activation at the
 /// point and layer (capture_activation(), progress "layers" and cancel through `job`), the token and
 /// block (clamped to the last when past the end, as the result says), inspect_mx_block() under the
 /// format, the comparison, and with a transform the same block of T(x).

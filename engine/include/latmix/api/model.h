@@ -97,6 +97,10 @@ ModelDescription describe_model(const DescribeRequest& request);
 /// projections and biases, norm, lm_head (when not tied).
 std::vector<ModuleRow> model_modules(const Model& model);
 
+/// How the loaded model holds its weights: "memory-mapped (matrices as stored, converted at use)" or
+/// "in memory (Float)" (LibTorch's name of the compute dtype).
+std::string weights_held(const Model& model);
+
 /// max|W| / RMS(W) of each linear of each layer, each matrix converted to fp32 when read (the same
 /// figures mapped or held). Reports ("overview", matrices done, total) and checks the cancel token
 /// per matrix.
