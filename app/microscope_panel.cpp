@@ -9,18 +9,12 @@
 #include <QSpinBox>
 #include <QVBoxLayout>
 
-#include <c10/core/InferenceMode.h>
-
-#include <cmath>
-
 #include "block_microscope_view.h"
 #include "engine_host.h"
 #include "imgui_host.h"
+#include "latmix/api/block.h"
 #include "latmix/calib_transforms.h"
-#include "latmix/error.h"
-#include "latmix/files.h"
 #include "latmix/model.h"
-#include "latmix/mx_block.h"
 #include "latmix/tokenizer.h"
 #include "main_window.h"
 #include "model_session.h"
@@ -30,35 +24,39 @@ namespace latmix::studio {
 using latmix::widgets::FormatComparisonRow;
 using latmix::widgets::MicroscopeData;
 
-std::vector<int64_t> calibration_sample_ids(const Tokenizer& tokenizer, int count) {
-  const std::string text =
-      read_text_file((resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt").toStdString());
-  std::vector<int32_t> ids = tokenizer.encode_with_bos(text.substr(0, 8000));
-  if (ids.size() > static_cast<size_t>(count)) ids.resize(static_cast<size_t>(count));
-  return {ids.begin(), ids.end()};
-}
-
 namespace {
 
-const char* kComparisonFormats[] = {"mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8", "mxint4"};
+QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
 
-QString scale_label(const MxBlockView& b) {
-  const double e = std::log2(b.scale);
-  if (b.scale > 0 && std::abs(e - std::round(e)) < 1e-12) return QString("2^%1").arg(static_cast<int>(std::round(e)));
-  return QString::number(b.scale, 'g', 4);
+std::vector<FormatComparisonRow> comparison_rows(const std::vector<api::FormatComparison>& rows) {
+  std::vector<FormatComparisonRow> out;
+  for (const auto& r : rows) {
+    out.push_back({QString::fromStdString(r.format), QString::fromStdString(r.scale), r.sqnr_db, r.mse,
+                   static_cast<int>(r.clipped)});
+  }
+  return out;
 }
 
-std::vector<FormatComparisonRow> compare_formats(const at::Tensor& block) {
-  std::vector<FormatComparisonRow> rows;
-  for (const char* name : kComparisonFormats) {
-    MxBlockView v = inspect_mx_block(block, MxFormat::parse(name));
-    rows.push_back({QString::fromStdString(v.format), scale_label(v), v.sqnr_db, v.mse, v.clipped});
+// The engine's explanation as the view draws it, with the line saying where the block is.
+MicroscopeData microscope_data(const api::BlockExplanation& e, const QString& transform_label) {
+  MicroscopeData data;
+  data.block = e.before;
+  data.comparison = comparison_rows(e.comparison);
+  data.transform = transform_label;
+  if (e.after) {
+    data.has_after = true;
+    data.after = *e.after;
+    data.comparison_after = comparison_rows(e.comparison_after);
   }
-  // NVFP4 uses blocks of 16: the 32 values are two NVFP4 blocks.
-  const MxFormat nv = MxFormat::parse("nvfp4");
-  MxErrorStats s = mx_error_stats(block, nv, 0);
-  rows.push_back({"nvfp4 (2 x 16)", "E4M3 per 16", s.sqnr_db, s.mse, static_cast<int>(s.clipped)});
-  return rows;
+  data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
+                   .arg(QString::fromStdString(e.point)).arg(e.layer).arg(e.token)
+                   .arg(QString::fromStdString(e.token_text).toHtmlEscaped())
+                   .arg(e.block).arg(e.blocks).arg(e.first_channel).arg(e.last_channel);
+  data.where += !e.text.empty() ? QString(", calibration sequence %1 of %2")
+                                      .arg(e.sequence)
+                                      .arg(QFileInfo(QString::fromStdString(e.text)).fileName().toHtmlEscaped())
+                                : QString(", bundled sample");
+  return data;
 }
 
 }  // namespace
@@ -75,8 +73,7 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
   token_ = new QSpinBox(this);
   block_ = new QSpinBox(this);
   format_ = new QComboBox(this);
-  for (const char* f : kComparisonFormats) format_->addItem(f);
-  format_->addItem("nvfp4");  // blocks of 16 values with an E4M3 scale
+  for (const auto& f : api::explain_block_formats()) format_->addItem(QString::fromStdString(f));  // nvfp4 last
   transform_ = new QComboBox(this);
   for (const auto& t : builtin_transform_names()) transform_->addItem(QString::fromStdString(t));
   transform_->setCurrentText("hadamard");
@@ -130,7 +127,7 @@ int MicroscopePanel::blockIndex() const { return block_->value(); }
 
 void MicroscopePanel::modelChanged() {
   const auto& s = session_->summary();
-  sample_ids_.reset();
+  ids_.clear();
   source_.reset();  // the bundled sample again: the explorer's sequences were the old model's tokens
   view_->clear();
   for (int i = transform_->count() - 1; i >= 0; --i) {  // plans of the model closed do not fit this one
@@ -149,7 +146,7 @@ void MicroscopePanel::select(const QString& point, int layer, int block, const Q
                              const QString& transform, const QString& plan_prefix) {
   if (source_) {  // back to the bundled sample
     source_.reset();
-    sample_ids_.reset();
+    ids_.clear();
   }
   selectBlock(point, layer, block, format, transform, plan_prefix);
 }
@@ -162,7 +159,7 @@ void MicroscopePanel::selectToken(const QString& point, int layer, int block, co
   source->options = options;
   source->sequence = sequence;
   source_ = std::move(source);
-  sample_ids_.reset();
+  ids_.clear();
   {
     const QSignalBlocker keep(token_);
     token_->setRange(0, static_cast<int>(std::max<int64_t>(128, options.seqlen)) - 1);
@@ -204,62 +201,38 @@ void MicroscopePanel::refresh() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return;
-  const std::string point = point_->currentText().toStdString();
-  const int layer = layer_->value(), token = token_->value(), block = block_->value();
-  const std::string format = format_->currentText().toStdString();
-  const std::string transform = transform_->currentText().toStdString();
-  const std::string plan_prefix = transform_->currentData().toString().toStdString();  // learned / loaded plans
-  auto ids_cache = sample_ids_;
+  api::ExplainBlockRequest r;
+  r.model = session_->summary().path.toStdString();
+  r.point = point_->currentText().toStdString();
+  r.layer = layer_->value();
+  r.token = token_->value();
+  r.block = block_->value();
+  r.format = format_->currentText().toStdString();
+  const QString label = transform_->currentText();
+  const QString plan_prefix = transform_->currentData().toString();  // learned / loaded plans
+  r.transform = (plan_prefix.isEmpty() ? label : plan_prefix).toStdString();
   auto source = source_;
+  if (source) {  // the explorer's calibration sequence (the same windows as its statistics)
+    r.text = source->text;
+    r.sequence = source->sequence;
+    r.samples = source->options.samples;
+    r.seqlen = source->options.seqlen;
+    r.sampling = to_string(source->options.sampling);
+    r.seed = source->options.seed;
+    r.bos = source->options.bos_id.has_value();
+  } else {
+    r.sample = bundled_sample().toStdString();
+  }
+  r.ids = ids_;
   QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
-  host_->submit("microscope", [self, model, tokenizer, point, layer, token, block, format, transform, plan_prefix,
-                               ids_cache, source](const JobControl& job) {
-    auto ids = ids_cache;
-    if (!ids && source) {  // the explorer's calibration sequence (the same windows as its statistics)
-      const CalibrationSet set = load_calibration_text(source->text, *tokenizer, source->options);
-      if (source->sequence < 0 || source->sequence >= set.size())
-        fail(source->text, "calibration sequence", "0 to " + std::to_string(set.size() - 1),
-             std::to_string(source->sequence));
-      const auto& seq = set.sequences[static_cast<size_t>(source->sequence)];
-      ids = std::make_shared<std::vector<int64_t>>(seq.begin(), seq.end());
-    }
-    if (!ids) ids = std::make_shared<std::vector<int64_t>>(calibration_sample_ids(*tokenizer, 128));
-    const CapturePoint cp = parse_capture_point(point);
-    const int64_t lay = cp == CapturePoint::FinalNormOut ? model->config().num_layers : layer;
-    at::Tensor act = capture_activation(*model, at::tensor(*ids, at::kLong), cp, lay, job);
-    const int64_t t = std::min<int64_t>(token, act.size(0) - 1);
-    const MxFormat fmt = MxFormat::parse(format);
-    const int64_t size = fmt.block;  // 32, or 16 for NVFP4
-    const int64_t nblocks = (act.size(1) + size - 1) / size;
-    const int64_t b = std::min<int64_t>(block, nblocks - 1);
-    at::Tensor values = act[t].narrow(0, b * size, std::min<int64_t>(size, act.size(1) - b * size)).contiguous();
-    MicroscopeData data;
-    data.block = inspect_mx_block(values, fmt);
-    data.comparison = compare_formats(values);
-    data.transform = QString::fromStdString(transform);
-    if (transform != "none") {
-      const ActivationTransform apply = plan_prefix.empty()
-                                            ? make_builtin_activation_transform(transform, *model, fmt, 0)
-                                            : make_plan_activation_transform(plan_prefix, *model);
-      at::Tensor rotated = apply(cp, lay, act[t]);
-      at::Tensor after = rotated.narrow(0, b * size, values.numel()).contiguous();
-      data.has_after = true;
-      data.after = inspect_mx_block(after, fmt);
-      data.comparison_after = compare_formats(after);
-    }
-    const std::string tok = tokenizer->decode({static_cast<int32_t>((*ids)[static_cast<size_t>(t)])});
-    data.where = QString("%1, layer %2, token %3 ('%4'), block %5 of %6 (channels %7-%8)")
-                     .arg(QString::fromStdString(point)).arg(lay).arg(t).arg(QString::fromStdString(tok).toHtmlEscaped())
-                     .arg(b).arg(nblocks).arg(b * size).arg(b * size + values.numel() - 1);
-    data.where += source ? QString(", calibration sequence %1 of %2")
-                               .arg(source->sequence)
-                               .arg(QFileInfo(QString::fromStdString(source->text)).fileName().toHtmlEscaped())
-                         : QString(", bundled sample");
-    const int shown_token = static_cast<int>(t), shown_block = static_cast<int>(b);
-    EngineHost::post(self, [self, data, ids, shown_token, shown_block, model, source] {
+  host_->submit("microscope", [self, model, tokenizer, r, label, source](const JobControl& job) {
+    const api::BlockExplanation e = api::run_explain_block(r, *model, *tokenizer, job);
+    const MicroscopeData data = microscope_data(e, label);
+    const int shown_token = static_cast<int>(e.token), shown_block = static_cast<int>(e.block);
+    EngineHost::post(self, [self, data, ids = e.ids, shown_token, shown_block, model, source] {
       if (model != self->session_->model()) return;  // a block of the model that was open before
       if (source != self->source_) return;            // tokens of another text (a newer selection)
-      self->sample_ids_ = ids;
+      self->ids_ = ids;
       // The spin boxes say what is shown: a block or token past this point's end was clamped.
       const QSignalBlocker keep_block(self->block_), keep_token(self->token_);
       self->block_->setValue(shown_block);

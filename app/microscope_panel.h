@@ -14,10 +14,6 @@ class QComboBox;
 class QSpinBox;
 class QLabel;
 
-namespace latmix {
-class Tokenizer;
-}
-
 namespace latmix::widgets {
 class ImGuiHost;
 class BlockMicroscopeView;
@@ -89,11 +85,10 @@ class MicroscopePanel : public QWidget {
   QLabel* status_ = nullptr;
   latmix::widgets::ImGuiHost* host_view_ = nullptr;
   std::unique_ptr<latmix::widgets::BlockMicroscopeView> view_;
-  std::shared_ptr<std::vector<int64_t>> sample_ids_;
+  /// The token ids of the last block shown (the engine's result): reused while only the layer, token,
+  /// block, format or transform change, so that the text is tokenized once.
+  std::vector<int64_t> ids_;
   std::shared_ptr<const TokenSource> source_;
 };
-
-/// The token ids of the bundled calibration sample's opening (at most `count`), or an Error.
-std::vector<int64_t> calibration_sample_ids(const latmix::Tokenizer& tokenizer, int count);
 
 }  // namespace latmix::studio

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine_host.h"
+#include "latmix/api/model.h"
 #include "latmix/progress.h"
 
 namespace latmix {
@@ -19,7 +20,7 @@ class Tokenizer;
 
 namespace latmix::studio {
 
-/// One weight tensor of the model, for the model panel.
+/// One weight tensor of the model, for the model panel (api::ModuleRow in Qt's types).
 struct ModuleRow {
   QString name;   ///< "layers.3.mlp.down_proj"
   QString shape;  ///< "[256, 704]"
@@ -29,6 +30,7 @@ struct ModuleRow {
 
 /// Per-layer, per-linear weight statistics for the overview heatmap: rows = layers, cols = the
 /// seven linear layers (q, k, v, o, gate, up, down); value = max|W| / RMS(W) (outlier ratio).
+/// api::WeightOverview (api::weight_overview()) in Qt's types.
 struct WeightOverview {
   QStringList columns;
   int rows = 0;
@@ -36,7 +38,10 @@ struct WeightOverview {
   std::vector<float> rms;
 };
 
+/// The engine's description of the open model (api::describe_model() and api::model_modules(): the
+/// same summary as `latmix info`), in Qt's types for the model panel.
 struct ModelSummary {
+  latmix::api::ModelDescription description;  ///< what the fields below were converted from
   QString path;
   /// "memory-mapped (weights as stored, converted at use)" or "in memory (fp32)": how the session holds them.
   QString weights;
@@ -90,13 +95,13 @@ class ModelSession : public QObject {
   ModelSummary summary_;
 };
 
-/// Builds the summary of a loaded model (engine thread); the overview is left empty (weight_overview()).
+/// The summary of a loaded model (engine thread): its description (api::describe_model(), from the
+/// headers, with `tokenizer`) and module rows (api::model_modules()) converted to Qt's types, and how
+/// the session holds the weights; the overview is left empty (api::weight_overview(), its own job).
 ModelSummary summarize_model(const QString& path, const latmix::Model& model, const latmix::Tokenizer& tokenizer);
 
-/// The Overview's statistics: max|W| / RMS(W) of each linear of each layer, each matrix converted to
-/// fp32 when read (the same figures mapped or held). Reports ("overview", matrices done, total) and
-/// checks the cancel token per matrix. Engine thread.
-WeightOverview weight_overview(const latmix::Model& model, const latmix::JobControl& job = {});
+/// The engine's weight overview in Qt's types.
+WeightOverview overview_for_view(const latmix::api::WeightOverview& overview);
 
 /// The model held in memory, for a job that needs every weight converted (learning, a comparison of
 /// methods, an export that folds transforms: as the CLI loads them with --weights memory): `model`

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "console.h"
+#include "latmix/api/model.h"
 #include "latmix/error.h"
 #include "latmix/model_files.h"
 #include "latmix/model_inspect.h"
@@ -115,77 +116,65 @@ namespace {
 
 std::string yes_no(bool b) { return b ? "yes" : "no"; }
 
-std::string stored_dtypes(const ModelHeaders& h) {
+std::string stored_dtypes(const api::ModelDescription& d) {
   std::string out;
-  for (const auto& [dtype, count] : h.dtypes) {
+  for (const auto& [dtype, count] : d.stored_dtypes) {
     if (!out.empty()) out += ", ";
     out += dtype + " (" + std::to_string(count) + " tensors)";
   }
   return out;
 }
 
-// From the headers only: `info` reads no weight (a 16 GB model is described in milliseconds).
-json info_json(const ModelHeaders& h, const Tokenizer& tok, const std::string& path) {
-  const ModelConfig& c = h.config;
-  json j = {{"path", path},
-            {"architecture", c.architecture_name},
-            {"family", to_string(c.arch)},
-            {"source_format", c.source_format},
-            {"layers", c.num_layers},
-            {"hidden_size", c.hidden_size},
-            {"intermediate_size", c.intermediate_size},
-            {"attention_heads", c.num_heads},
-            {"kv_heads", c.num_kv_heads},
-            {"head_dim", c.head_dim},
-            {"vocab_size", c.vocab_size},
-            {"max_position", c.max_position},
-            {"rope", {{"type", to_string(c.rope.type)}, {"theta", c.rope.theta}}},
-            {"rms_norm_eps", c.rms_norm_eps},
-            {"tied_embeddings", c.tie_word_embeddings},
-            {"attention_bias", c.attention_bias},
-            {"qk_norm", c.qk_norm},
-            {"checkpoint_dtype", c.dtype},
-            {"parameters", c.parameter_count()},
-            {"weight_bytes", h.weight_bytes},
-            {"stored_dtypes", h.dtypes},
-            {"tokenizer", {{"kind", tok.kind()}, {"vocab_size", tok.vocab_size()}}}};
-  if (c.rope.type == RopeType::Llama3) {
-    j["rope"]["factor"] = c.rope.factor;
-    j["rope"]["original_max_position"] = c.rope.original_max_position;
+// The Overview's table: max|W| / RMS(W) of each linear, a row per layer.
+void print_overview(const api::WeightOverview& o) {
+  std::printf("\nweight outliers: max|W| / RMS(W) of each linear\n%-8s", "layer");
+  for (const auto& c : o.columns) std::printf(" %8s", c.c_str());
+  std::printf("\n");
+  const size_t cols = o.columns.size();
+  for (int64_t r = 0; r < o.rows; ++r) {
+    std::printf("%-8lld", static_cast<long long>(r));
+    for (size_t c = 0; c < cols; ++c) std::printf(" %8.2f", o.max_over_rms[static_cast<size_t>(r) * cols + c]);
+    std::printf("\n");
   }
-  return j;
 }
 
+// The headers only (`info` reads no weight: a 16 GB model is described in milliseconds); with
+// --overview, the weights too.
 int run_info(const Args& args) {
   apply_common_options(args);
-  const ModelHeaders h = inspect_model(args.get("model"));
-  const auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"),
-                                        static_cast<int32_t>(h.config.vocab_size));
-  json j = info_json(h, *tok, args.get("model"));
+  api::ModelDescription d = api::describe_model({args.get("model"), args.get("tokenizer")});
+  if (args.flag("overview")) {
+    const Model model = load_model_only(args, at::kFloat, mapped_weights(args));
+    ProgressPrinter progress(args.flag("quiet"));
+    JobControl job;
+    job.cancel = interrupt_token();
+    job.progress = progress.callback();
+    d.overview = api::weight_overview(model, job);
+    progress.finish();
+  }
   if (args.flag("json")) {
-    std::cout << j.dump(2) << "\n";
+    std::cout << api::to_json(d).dump(2) << "\n";
     return 0;
   }
-  const ModelConfig& c = h.config;
-  std::printf("model          %s\n", args.get("model").c_str());
-  std::printf("architecture   %s (%s, from %s)\n", c.architecture_name.c_str(), to_string(c.arch).c_str(),
-              c.source_format.c_str());
-  std::printf("layers         %lld\n", static_cast<long long>(c.num_layers));
-  std::printf("hidden         %lld   intermediate %lld\n", static_cast<long long>(c.hidden_size),
-              static_cast<long long>(c.intermediate_size));
-  std::printf("heads          %lld query, %lld key/value, head_dim %lld\n", static_cast<long long>(c.num_heads),
-              static_cast<long long>(c.num_kv_heads), static_cast<long long>(c.head_dim));
-  std::printf("vocab          %lld   max positions %lld\n", static_cast<long long>(c.vocab_size),
-              static_cast<long long>(c.max_position));
-  std::printf("rope           %s, theta %g\n", to_string(c.rope.type).c_str(), c.rope.theta);
-  std::printf("tied head      %s   attention bias %s   qk-norm %s\n", yes_no(c.tie_word_embeddings).c_str(),
-              yes_no(c.attention_bias).c_str(), yes_no(c.qk_norm).c_str());
-  std::printf("dtype          %s (checkpoint)\n", c.dtype.c_str());
-  std::printf("parameters     %lld (%.2f M)\n", static_cast<long long>(c.parameter_count()),
-              static_cast<double>(c.parameter_count()) / 1e6);
-  std::printf("weights        %.2f GB stored: %s\n", static_cast<double>(h.weight_bytes) / 1e9,
-              stored_dtypes(h).c_str());
-  std::printf("tokenizer      %s, %d ids\n", tok->kind().c_str(), tok->vocab_size());
+  std::printf("model          %s\n", d.path.c_str());
+  std::printf("architecture   %s (%s, from %s)\n", d.architecture.c_str(), d.family.c_str(), d.source_format.c_str());
+  std::printf("layers         %lld\n", static_cast<long long>(d.layers));
+  std::printf("hidden         %lld   intermediate %lld\n", static_cast<long long>(d.hidden_size),
+              static_cast<long long>(d.intermediate_size));
+  std::printf("heads          %lld query, %lld key/value, head_dim %lld\n", static_cast<long long>(d.attention_heads),
+              static_cast<long long>(d.kv_heads), static_cast<long long>(d.head_dim));
+  std::printf("vocab          %lld   max positions %lld\n", static_cast<long long>(d.vocab_size),
+              static_cast<long long>(d.max_position));
+  std::printf("rope           %s, theta %g\n", d.rope_type.c_str(), d.rope_theta);
+  std::printf("tied head      %s   attention bias %s   qk-norm %s\n", yes_no(d.tied_embeddings).c_str(),
+              yes_no(d.attention_bias).c_str(), yes_no(d.qk_norm).c_str());
+  std::printf("dtype          %s (checkpoint)\n", d.checkpoint_dtype.c_str());
+  std::printf("parameters     %lld (%.2f M)\n", static_cast<long long>(d.parameters),
+              static_cast<double>(d.parameters) / 1e6);
+  std::printf("weights        %.2f GB stored: %s\n", static_cast<double>(d.weight_bytes) / 1e9,
+              stored_dtypes(d).c_str());
+  std::printf("tokenizer      %s, %lld ids\n", d.tokenizer_kind.c_str(), static_cast<long long>(d.tokenizer_vocab));
+  if (d.overview) print_overview(*d.overview);
   return 0;
 }
 
@@ -290,8 +279,12 @@ std::vector<Command> model_commands() {
   return {
       {{"info", "Show a model's architecture, sizes, stored dtypes, parameter count and tokenizer.",
         "Reads config.json (or the llama2.c header) and the safetensors headers only: no weight is loaded, every\n"
-        "tensor the model needs is checked by name, shape and dtype.",
-        {model_option(), tokenizer_option()}},
+        "tensor the model needs is checked by name, shape and dtype. With --overview it also reads every linear\n"
+        "weight (memory-mapped on the CPU, one at a time) and prints max|W| / RMS(W) per linear and layer, the\n"
+        "studio's Overview (in --json: \"overview\" with columns, rows, max_over_rms and rms, row-major).",
+        {model_option(), tokenizer_option(),
+         {"overview", "", "read the weights: max|W| / RMS(W) of each linear of each layer", "", false},
+         weights_option()}},
        run_info},
       {{"tokenize", "Print the token ids of a text as JSON.", "",
         {model_option(), tokenizer_option(), {"text", "STR", "the text to tokenize", "", true},

@@ -1,4 +1,4 @@
-// latmix mx quantize | mx stats
+// latmix mx quantize | mx stats | mx block
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -7,6 +7,8 @@
 
 #include "commands.h"
 #include "console.h"
+#include "latmix/api/block.h"
+#include "latmix/calib_transforms.h"
 #include "latmix/error.h"
 #include "latmix/mx.h"
 #include "latmix/tensor_io.h"
@@ -190,6 +192,107 @@ int run_stats(const Args& args) {
   return 0;
 }
 
+// ---- mx block -------------------------------------------------------------------------------------
+
+api::ExplainBlockRequest block_request_from_args(const Args& args) {
+  api::ExplainBlockRequest r;
+  r.model = args.get("model");
+  r.tokenizer = args.get("tokenizer");
+  r.device = args.get("device");
+  r.dtype = args.get("dtype");
+  r.point = args.get("point");
+  r.layer = args.integer("layer");
+  r.token = args.integer("token");
+  r.block = args.integer("block");
+  r.format = args.get("format");
+  r.transform = args.get("transform");
+  r.text = args.get("text");
+  r.sequence = args.integer("sequence");
+  r.samples = args.integer("samples");
+  r.seqlen = args.integer("seqlen");
+  r.sampling = args.get("sampling");
+  const int64_t seed = args.integer("seed");
+  if (seed < 0) throw UsageError("--seed: expected 0 or more");
+  r.seed = static_cast<uint64_t>(seed);
+  r.bos = args.flag("bos");
+  const std::string resources = bundled_resources_dir();
+  if (!resources.empty()) r.sample = resources + "/calibration/pride_and_prejudice_ch1-6.txt";
+  if (!r.text.empty()) r.sample.clear();
+  const bool calib_options = args.has("sequence") || args.has("samples") || args.has("seqlen") ||
+                             args.has("sampling") || args.has("bos");
+  if (r.text.empty() && calib_options) {
+    throw UsageError(
+        "--sequence, --samples, --seqlen, --sampling and --bos choose a calibration sequence of --text FILE");
+  }
+  return r;
+}
+
+std::string sqnr_text(double db) {
+  char buf[32];
+  if (std::isinf(db)) return db > 0 ? "inf" : "-inf";
+  std::snprintf(buf, sizeof buf, "%.2f", db);
+  return buf;
+}
+
+// One block: its scale and rule, then value, code, quantized value and error, then the comparison.
+void print_block(const char* heading, const MxBlockView& b, const std::vector<api::FormatComparison>& rows) {
+  std::printf("%s: %s\n", heading, b.format_details.c_str());
+  std::printf("  amax %.6g   scale %s (code %d, rule %s)   element max %g   clip limit %.6g\n", b.amax,
+              api::scale_label(b).c_str(), b.scale_code, b.scale_rule.c_str(), b.element_max, b.element_max * b.scale);
+  std::printf("  %4s %14s %6s %14s %14s\n", "i", "value", "code", "quantized", "error");
+  for (size_t i = 0; i < b.values.size(); ++i) {
+    const double err = static_cast<double>(b.quantized[i]) - static_cast<double>(b.values[i]);
+    std::printf("  %4zu %14.6g %6d %14.6g %14.6g\n", i, b.values[i], i < b.codes.size() ? b.codes[i] : 0,
+                b.quantized[i], err);
+  }
+  std::printf("  SQNR %s dB   MSE %.6g   clipped %d of %zu\n", sqnr_text(b.sqnr_db).c_str(), b.mse, b.clipped,
+              b.values.size());
+  std::printf("  %-16s %-14s %10s %12s %8s\n", "format", "scale", "SQNR dB", "MSE", "clipped");
+  for (const auto& r : rows) {
+    std::printf("  %-16s %-14s %10s %12.4g %8lld\n", r.format.c_str(), r.scale.c_str(), sqnr_text(r.sqnr_db).c_str(),
+                r.mse, static_cast<long long>(r.clipped));
+  }
+}
+
+int run_block(const Args& args) {
+  const api::ExplainBlockRequest request = block_request_from_args(args);
+  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
+  ProgressPrinter progress(args.flag("quiet"));
+  JobControl job;
+  job.cancel = interrupt_token();
+  job.progress = progress.callback();
+  const api::BlockExplanation e = api::run_explain_block(request, m.model, *m.tokenizer, job);
+  progress.finish();
+  if (e.token_clamped) {
+    std::fprintf(stderr, "note: --token %lld is past the end of the %lld tokens: token %lld is shown\n",
+                 static_cast<long long>(request.token), static_cast<long long>(e.tokens),
+                 static_cast<long long>(e.token));
+  }
+  if (e.block_clamped) {
+    std::fprintf(stderr, "note: --block %lld is past the end of the %lld blocks: block %lld is shown\n",
+                 static_cast<long long>(request.block), static_cast<long long>(e.blocks),
+                 static_cast<long long>(e.block));
+  }
+  if (args.flag("json")) {
+    std::cout << api::to_json(e).dump(2) << "\n";
+    return 0;
+  }
+  const std::string source = e.text.empty() ? "the bundled sample's opening"
+                                            : "calibration sequence " + std::to_string(e.sequence) + " of " + e.text;
+  std::printf("%s, layer %lld, token %lld of %lld ('%s', id %d) of %s\n", e.point.c_str(),
+              static_cast<long long>(e.layer), static_cast<long long>(e.token), static_cast<long long>(e.tokens),
+              e.token_text.c_str(), e.token_id, source.c_str());
+  std::printf("block %lld of %lld (channels %lld-%lld)\n\n", static_cast<long long>(e.block),
+              static_cast<long long>(e.blocks), static_cast<long long>(e.first_channel),
+              static_cast<long long>(e.last_channel));
+  print_block("before", e.before, e.comparison);
+  if (e.after) {
+    std::printf("\n");
+    print_block(("after " + e.transform).c_str(), *e.after, e.comparison_after);
+  }
+  return 0;
+}
+
 std::vector<OptionSpec> format_options() {
   return {{"block", "N", "values per block (default: 32; nvfp4: 16)", "", false},
           {"scale", "floor|ceil|rceil|even", "E8M0 scale rule", "floor", false},
@@ -226,6 +329,33 @@ std::vector<Command> mx_commands() {
         "magnitude exceeded the element maximum. Blocks holding NaN/Inf are left out of both.",
         stats_opts},
        run_stats},
+      {{"mx block", "Take one MX block of an activation apart: values, codes, scale, errors, other formats.",
+        "Runs the model on the bundled sample's opening (BOS + up to 128 tokens; or with --text, calibration\n"
+        "sequence --sequence of FILE chosen as `latmix stats` chooses them) up to --layer, takes the activation at\n"
+        "--point for one token and one block of 32 values (16 for nvfp4), and prints how --format quantizes it:\n"
+        "the shared scale and its rule, each value's code, quantized value and error, the SQNR, and the same\n"
+        "block under every format. With --transform, the same channels after the transform (what the quantizer\n"
+        "sees). A --token or --block past the end shows the last one (a note says so). The studio's Block\n"
+        "Microscope shows the same block.",
+        {model_option(), tokenizer_option(),
+         {"point", "NAME", "capture point: residual|attn_in|o_in|residual_mid|mlp_in|down_in|lm_head_in", "residual",
+          false},
+         {"layer", "N", "layer (ignored for lm_head_in)", "0", false},
+         {"token", "N", "token position in the sequence", "0", false},
+         {"block", "N", "block index along the features", "0", false},
+         {"format", "NAME", "mxfp4|mxfp6_e2m3|mxfp6_e3m2|mxfp8_e4m3|mxfp8_e5m2|mxint8|mxint4|nvfp4", "mxfp4", false},
+         {"transform", "NAME|PREFIX", builtin_transform_list() + ", or a transforms file PREFIX (learned)",
+          "none", false},
+         {"text", "FILE", "take the tokens from a calibration sequence of this text (default: the bundled sample)", "",
+          false},
+         {"sequence", "N", "the calibration sequence of --text", "0", false},
+         {"samples", "N", "calibration sequences of --text", "16", false},
+         {"seqlen", "L", "tokens per sequence of --text", "256", false},
+         {"sampling", "even|random", "how windows of --text are chosen", "even", false},
+         {"seed", "N", "seed of --sampling random and of the transforms' random signs", "0", false},
+         {"bos", "", "start every sequence of --text with the BOS token", "", false}, dtype_option(),
+         weights_option()}},
+       run_block},
   };
 }
 

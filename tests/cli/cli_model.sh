@@ -7,6 +7,15 @@ STORIES=$DATA/models/stories260K/stories260K.bin
 
 expect 0 "$LATMIX" info --model "$M6";              contains stdout "LlamaForCausalLM"; contains stdout "6524160"
 expect 0 "$LATMIX" info --model "$M6" --json;       contains stdout '"parameters": 6524160'
+expect 0 "$LATMIX" info --model "$M6" --overview;   contains stdout "weight outliers: max|W| / RMS(W)"; contains stdout "down"
+expect 0 "$LATMIX" info --model "$M6" --overview --json
+python3 - "$OUT/stdout" <<'PY' && PASSED=$((PASSED + 1)) || { echo "FAIL: info --overview --json"; FAILED=$((FAILED + 1)); }
+import json, sys
+d = json.load(open(sys.argv[1]))
+o = d["overview"]
+assert d["parameters"] == 6524160 and o["rows"] == 6 and o["columns"] == ["q", "k", "v", "o", "gate", "up", "down"], o
+assert len(o["max_over_rms"]) == 42 and len(o["rms"]) == 42 and min(o["max_over_rms"]) > 1, o
+PY
 if has_data "$STORIES"; then
   expect 0 "$LATMIX" info --model "$STORIES";       contains stdout "llama2.c"
   # tok512.model in the LibTorch process (it stopped with protobuf's version check): the same ids
@@ -77,4 +86,21 @@ expect 0 "$LATMIX" mx quantize --format mxfp4 --in "$W6" --out "$OUT/q.safetenso
 expect 0 "$LATMIX" mx quantize --format mxfp4 --in "$W6" --out "$OUT/p.safetensors" --pack
 expect 0 "$LATMIX" mx stats --in "$OUT/q.safetensors" --formats mxfp4 --json; contains stdout '"sqnr_db"'
 expect 1 "$LATMIX" mx stats --in "$OUT/missing.safetensors";  contains stderr "missing.safetensors"
+# mx block: one block of an activation (the studio's Block Microscope), its JSON, a clamped token, bad options
+expect 0 "$LATMIX" mx block --model "$M6" --point mlp_in --layer 1 --token 5 --block 3 --format mxfp4 --transform hadamard
+contains stdout "mlp_in, layer 1, token 5 of 128"; contains stdout "block 3 of 8 (channels 96-127)"; contains stdout "after hadamard"
+expect 0 "$LATMIX" mx block --model "$M6" --point residual --layer 1 --token 500 --block 3 --json; contains stderr "token 127 is shown"
+python3 - "$OUT/stdout" <<'PY' && PASSED=$((PASSED + 1)) || { echo "FAIL: mx block --json"; FAILED=$((FAILED + 1)); }
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["token"] == 127 and d["token_clamped"] and d["block"] == 3 and d["blocks"] == 8, d
+assert len(d["before"]["values"]) == 32 and len(d["comparison"]) == 8 and d["after"] is None, d
+assert d["comparison"][-1]["format"] == "nvfp4 (2 x 16)", d["comparison"]
+PY
+expect 0 "$LATMIX" mx block --model "$M6" --text "$CALIB" --samples 4 --seqlen 64 --sequence 2 --token 10 --json
+contains stdout '"sequence": 2'; contains stdout '"tokens": 64'
+expect 2 "$LATMIX" mx block --model "$M6" --layer 9;              contains stderr "--layer: expected 0 to"
+expect 2 "$LATMIX" mx block --model "$M6" --point mlp_out;        contains stderr "--point: unknown capture point 'mlp_out'"
+expect 2 "$LATMIX" mx block --model "$M6" --format fp4;           contains stderr "--format: expected one of"
+expect 2 "$LATMIX" mx block --model "$M6" --sequence 2;           contains stderr "of --text FILE"
 finish

@@ -80,7 +80,7 @@ class TestBigModels : public QObject {
 
     const latmix::Model held = latmix::load_model(kModel.toStdString());
     QVERIFY(!held.mapped());
-    const latmix::studio::WeightOverview reference = latmix::studio::weight_overview(held);
+    const latmix::api::WeightOverview reference = latmix::api::weight_overview(held);
     QVERIFY(mapped.max_over_rms == reference.max_over_rms);  // bit for bit
     QVERIFY(mapped.rms == reference.rms);
 
@@ -170,7 +170,7 @@ class TestBigModels : public QObject {
     };
     bool cancelled = false;
     try {
-      latmix::studio::weight_overview(*session.model(), job);
+      latmix::api::weight_overview(*session.model(), job);
     } catch (const latmix::Cancelled&) {
       cancelled = true;
     }

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "engine_host.h"
+#include "latmix/api/model.h"
 #include "latmix/error.h"
 #include "model_session.h"
 #include "settings_dialog.h"
@@ -121,6 +122,18 @@ class TestEngineHost : public QObject {
     QCOMPARE(session.summary().overview.rows, 6);
     QCOMPARE(static_cast<int>(session.summary().overview.max_over_rms.size()), 6 * 7);
     QVERIFY(session.summary().modules.size() > 6 * 9);
+    // One summary (issue 16): the studio's is the engine's description that `latmix info` prints,
+    // with the module rows of the loaded model; its Overview is the engine's weight_overview().
+    const latmix::api::ModelDescription& d = session.summary().description;
+    nlohmann::json studio = latmix::api::to_json(d);
+    studio.erase("modules");
+    const latmix::api::DescribeRequest r{session.summary().path.toStdString(), ""};
+    const nlohmann::json cli = latmix::api::to_json(latmix::api::describe_model(r));
+    QCOMPARE(QString::fromStdString(studio.dump()), QString::fromStdString(cli.dump()));
+    QCOMPARE(session.summary().modules.size(), d.modules.size());
+    QCOMPARE(session.summary().modules.front().shape, QString("[8192, 256]"));
+    QCOMPARE(session.summary().architecture, QString::fromStdString(d.architecture));
+    QVERIFY(session.summary().overview.max_over_rms == latmix::api::weight_overview(*session.model()).max_over_rms);
   }
 
   void aBrokenModelFailsWithAMessageAndKeepsRunning() {
