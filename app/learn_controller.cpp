@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "engine_host.h"
+#include "latmix/api/evaluate.h"
 #include "latmix/error.h"
 #include "latmix/export.h"
 #include "latmix/learn.h"
@@ -171,7 +172,10 @@ quint64 LearnController::start(const LearnRequest& request) {
   return startWork(request, [request, model, tokenizer](const LearnControl& control) {
     api::learn_settings(request, model->device());  // bad settings fail before the model is held
     // Learning holds the model (as `latmix learn` loads it); refused here, before any step, when it cannot fit.
-    const std::shared_ptr<Model> held = held_model(model, "Learning");
+    const std::shared_ptr<Model> held = api::held_model(
+        model, "Learning",
+        "This needs the model held in memory (the Overview, the explorer and the microscope read it memory-mapped); "
+        "a machine with more memory, or the CLI on a GPU server, can run it");
     api::LearnResult r = api::run_learn(request, *held, *tokenizer, control);
     RunResult out;
     out.result = std::move(r.run);

@@ -21,14 +21,6 @@ WeightOverview overview_for_view(const api::WeightOverview& o) {
   return out;
 }
 
-std::shared_ptr<Model> held_model(const std::shared_ptr<Model>& model, const std::string& job) {
-  if (!model->mapped()) return model;
-  check_memory_fits(job, model_weight_bytes(model->config(), model->dtype()), model->device(),
-                    "This needs the model held in memory (the Overview, the explorer and the microscope read it "
-                    "memory-mapped); a machine with more memory, or the CLI on a GPU server, can run it");
-  return std::make_shared<Model>(model->to(model->device(), model->dtype()));
-}
-
 ModelSummary summarize_model(const QString& path, const Model& model, const Tokenizer& tokenizer) {
   api::ModelDescription d = api::describe_model({path.toStdString(), ""}, tokenizer);
   d.modules = api::model_modules(model);

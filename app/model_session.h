@@ -64,7 +64,7 @@ class ModelSession : public QObject {
 
   /// Starts loading a model folder or llama2.c .bin; supersedes a load still queued. On the CPU
   /// the matrices stay memory-mapped as the files store them (as `latmix --weights auto`), so a
-  /// model bigger than the memory opens; jobs that need them held make a copy (held_model()).
+  /// model bigger than the memory opens; jobs that need them held make a copy (api::held_model(), latmix/api/evaluate.h).
   /// Once open, the weight overview is computed by its own job (computeOverview()).
   quint64 open(const QString& path);
   /// Computes the Overview's weight statistics of the open model (job "weight-overview", with
@@ -103,12 +103,6 @@ ModelSummary summarize_model(const QString& path, const latmix::Model& model, co
 /// The engine's weight overview in Qt's types.
 WeightOverview overview_for_view(const latmix::api::WeightOverview& overview);
 
-/// The model held in memory, for a job that needs every weight converted (learning, a comparison of
-/// methods, an export that folds transforms: as the CLI loads them with --weights memory): `model`
-/// itself when it is held already, else an in-memory copy in its compute dtype, made once; refused
-/// first when it cannot fit (latmix::Error "<job>: needs about N GiB of host memory ..., M GiB
-/// available; nothing was started ..."). Engine thread.
-std::shared_ptr<latmix::Model> held_model(const std::shared_ptr<latmix::Model>& model, const std::string& job);
 
 }  // namespace latmix::studio
 
