@@ -121,11 +121,14 @@ struct LearnController::RunState {
   std::deque<SnapshotWork> work;  // run at the next snapshot
   qint64 last_step = 0;
   PauseToken pause;
+  /// Told once per pause, when the run holds (the end of a step: every step before was posted).
+  std::function<void(qint64 step)> on_hold;
 
   // End of every step (snapshot_every = 1): run the requested work, and hold here while paused
   // so that work requested during the pause runs at once.
   void at_snapshot(const TransformPlan& plan, const JobControl& job) {
     std::unique_lock<std::mutex> lock(mutex);
+    bool told = false;
     for (;;) {
       while (!work.empty()) {
         SnapshotWork w = std::move(work.front());
@@ -136,6 +139,8 @@ struct LearnController::RunState {
         lock.lock();
       }
       if (!pause.paused() || job.cancel.cancelled()) return;
+      if (!told && on_hold) on_hold(last_step);
+      told = true;
       wake.wait_for(lock, std::chrono::milliseconds(50));
     }
   }
@@ -196,6 +201,12 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
   const std::string prefix = temp_->isValid() ? temp_->filePath(name).toStdString() : std::string();
   auto temp = temp_;  // keeps the folder while the job runs
   QPointer<LearnController> self(this);
+  state->on_hold = [self](qint64 step) {
+    EngineHost::post(self, [self, step] {
+      self->flush(false);  // the steps before the hold first
+      Q_EMIT self->pauseHeld(step);
+    });
+  };
   job_ = host_->submit("learn", [self, state, temp, prefix, work, model_path](const JobControl& job) {
     LearnControl control;
     control.job = job;

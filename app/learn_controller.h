@@ -158,6 +158,9 @@ class LearnController : public QObject {
   /// New steps were appended to curve(): indices [first, first + count), in step order.
   void stepsArrived(int first, int count);
   void pausedChanged(bool paused);
+  /// After pause(): the run holds at the end of `step` (every step up to it is in curve(), none
+  /// comes until resume()); once per pause. Work queued with withSnapshot() runs there.
+  void pauseHeld(qint64 step);
   void finished(const latmix::studio::LearnOutcome& outcome);
   void cancelled();
   void failed(const QString& message);

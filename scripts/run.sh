@@ -12,7 +12,7 @@ if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ "${LATMIX_HEADLESS:-0}" != 1 ]
   exec build/release/app/latmix-studio --model "$MODEL" "$@"
 fi
 echo "No display: running the headless pipeline (set DISPLAY to open the studio)."
-LATMIX=build/release/engine/latmix
+LATMIX=build/release/cli/latmix
 "$LATMIX" info --model "$MODEL"
 echo
 "$LATMIX" generate --model "$MODEL" --prompt "It was a dark and stormy night; the rain" --max-new 40

@@ -18,7 +18,7 @@ source scripts/device/deps.sh
 PEAK="python3 tests/bench/peak_rss.py"
 TOK=resources/models/gutenberg-llama-6M/tokenizer.json
 TEXT=resources/calibration/pride_and_prejudice_ch1-6.txt
-L=/tmp/build-cuda/engine/latmix
+L=/tmp/build-cuda/cli/latmix
 MAKE_MODEL=/tmp/build-cuda/tests/bench/make_random_model
 case "$STEP" in
   build)

@@ -20,6 +20,6 @@ echo "== unit tests (CPU and CUDA)"; /tmp/build-cuda/tests/latmix_unit_tests 2>&
 echo "== core tests"; /tmp/build-cuda/tests/latmix_core_tests 2>&1 | tail -3 || true
 echo "== model tests: $FILTER"; /tmp/build-cuda/tests/latmix_model_tests --gtest_filter="$FILTER" 2>&1 | tail -30 || true
 M=.device/data/models/gutenberg-llama-6M
-echo "== CUDA ppl"; /tmp/build-cuda/engine/latmix ppl --model $M --device cuda --data .device/data/eval/wikitext-2/wiki.test.raw --seqlen 512 --json
-echo "== CUDA stats"; /tmp/build-cuda/engine/latmix stats --model $M --device cuda --data .device/data/eval/wikitext-2/wiki.test.raw --samples 64 --seqlen 256 --transform hadamard --out /tmp/stats-cuda.json | tail -9
+echo "== CUDA ppl"; /tmp/build-cuda/cli/latmix ppl --model $M --device cuda --data .device/data/eval/wikitext-2/wiki.test.raw --seqlen 512 --json
+echo "== CUDA stats"; /tmp/build-cuda/cli/latmix stats --model $M --device cuda --data .device/data/eval/wikitext-2/wiki.test.raw --samples 64 --seqlen 256 --transform hadamard --out /tmp/stats-cuda.json | tail -9
 echo "== bench"; /tmp/build-cuda/tests/bench/bench_mx 4096 14336 5 cuda

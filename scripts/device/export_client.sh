@@ -17,7 +17,7 @@ cmake -S . -B /tmp/build-export -G "$GEN" -DCMAKE_BUILD_TYPE=Release -DLATMIX_BU
   -DLATMIX_CUDA_KERNELS=OFF -DLATMIX_WERROR=OFF -DLATMIX_USE_CCACHE=OFF \
   -DCMAKE_PREFIX_PATH="$TORCH_PREFIX;$DEPS/usr;$DEPS/usr/lib/x86_64-linux-gnu/cmake" >/dev/null
 time cmake --build /tmp/build-export -j "$(nproc)" --target latmix >/dev/null
-L=/tmp/build-export/engine/latmix
+L=/tmp/build-export/cli/latmix
 M=/tmp/gutenberg-llama-22M
 mkdir -p "$M" && python3 -c "import tarfile,sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])" .device/exp/gutenberg-llama-22M.tar.xz "$M"
 TEXT=/tmp/pg84_frankenstein.txt

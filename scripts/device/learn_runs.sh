@@ -21,13 +21,13 @@ want() { [[ " $STAGES " == *" $1 "* || " $STAGES " == *" all "* ]]; }
 finish() { tar -czf "$O/learn-results.tgz" -C "$R" . ; log "results in $O/learn-results.tgz"; }
 trap finish EXIT
 
-if [ ! -x /tmp/build-cuda/engine/latmix ]; then
+if [ ! -x /tmp/build-cuda/cli/latmix ]; then
   source scripts/device/deps.sh
   cuda_build . "$R" latmix bench_learn || exit 1
   log "built"
 fi
 export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-L=/tmp/build-cuda/engine/latmix
+L=/tmp/build-cuda/cli/latmix
 D=/tmp/learn-data
 if [ ! -d "$D/model" ]; then
   mkdir -p "$D"

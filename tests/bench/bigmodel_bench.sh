@@ -9,7 +9,7 @@ BUILD=$1; WORK=$2; shift 2
 KEEP=0; SHAPES=()
 for a in "$@"; do [ "$a" = --keep ] && KEEP=1 || SHAPES+=("$a"); done
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
-LATMIX=$BUILD/engine/latmix
+LATMIX=$BUILD/cli/latmix
 GEN=$BUILD/tests/bench/make_random_model
 PEAK="python3 $SRC/tests/bench/peak_rss.py"
 TEXT=$SRC/resources/calibration/pride_and_prejudice_ch1-6.txt

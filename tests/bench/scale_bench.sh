@@ -26,13 +26,13 @@ want() { [[ " $STAGES " == *" $1 "* || " $STAGES " == *" all "* ]]; }
 # working tree, which may hold other work in progress.
 SRC=.
 if [ -n "${SRC_TAR:-}" ]; then rm -rf /tmp/src && mkdir -p /tmp/src && tar -xf "$SRC_TAR" -C /tmp/src && SRC=/tmp/src; fi
-if [ ! -x /tmp/build-cuda/engine/latmix ] || [ -n "${REBUILD:-}" ]; then
+if [ ! -x /tmp/build-cuda/cli/latmix ] || [ -n "${REBUILD:-}" ]; then
   source scripts/device/deps.sh
   cuda_build "$SRC" "$O" latmix latmix_unit_tests || exit 1
   log "built"
 fi
 export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
-L=/tmp/build-cuda/engine/latmix
+L=/tmp/build-cuda/cli/latmix
 S=.device/scale
 [ -f /tmp/books.txt ] || xz -dc $S/books.txt.xz > /tmp/books.txt
 

@@ -3,10 +3,10 @@
 # where it goes (the dynamic loader: objects loaded, relocations, its own time; then static
 # constructors until main), against /bin/true as the floor of starting a process. Since session 4
 # `latmix` is a launcher without LibTorch; `latmix-engine` beside it (every command) is measured too.
-# Usage: bash tests/bench/startup.sh [path/to/latmix] [runs]    (default build/release/engine/latmix, 20)
+# Usage: bash tests/bench/startup.sh [path/to/latmix] [runs]    (default build/release/cli/latmix, 20)
 # Prints one line per measurement; docs/benchmarks.md records the figures with the machine and date.
 set -uo pipefail
-L=${1:-build/release/engine/latmix}
+L=${1:-build/release/cli/latmix}
 N=${2:-20}
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 wall() {  # wall CMD...: the median of N runs, in seconds

@@ -8,7 +8,7 @@
 # compressed-tensors .zip bundle into DIR and verifying it (export.png; the studio exits non-zero
 # when either fails); here the bundle is checked once more with the CLI, `latmix verify` (4th argument).
 set -euo pipefail
-STUDIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$STUDIO")/../engine/latmix}
+STUDIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$STUDIO")/../cli/latmix}
 export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
 # The scenario's Compare step scores winogrande from the shared data; a bare clone has none, and the
 # scenario (app/main_window.cpp) has no way round it: skip (ctest's SKIP_RETURN_CODE) and say why.

@@ -331,6 +331,7 @@ class TestLearnController : public QObject {
     LearnController ctl(host_.get(), session_.get());
     QSignalSpy arrived(&ctl, &LearnController::stepsArrived);
     QSignalSpy paused(&ctl, &LearnController::pausedChanged);
+    QSignalSpy held(&ctl, &LearnController::pauseHeld);
     QSignalSpy cancelled(&ctl, &LearnController::cancelled);
     QVERIFY(!ctl.withSnapshot([](const latmix::TransformPlan&, qint64, const latmix::JobControl&) {}));  // no run
     QVERIFY(ctl.start(tiny_request(100000)) != 0);
@@ -338,10 +339,11 @@ class TestLearnController : public QObject {
     ctl.pause();
     QCOMPARE(paused.count(), 1);
     QVERIFY(ctl.paused());
-    QTest::qWait(2000);  // the step in progress ends and is delivered
+    // The run acknowledges the pause where it holds: the step in progress ended and was delivered.
+    QVERIFY(held.wait(60000));
     const size_t n = ctl.curve().size();
-    QTest::qWait(1500);
-    QCOMPARE(ctl.curve().size(), n);  // nothing learned while paused
+    QCOMPARE(held.first().first().toLongLong(), ctl.curve().back().step);
+    QCOMPARE(held.count(), 1);
 
     // Work on a snapshot runs while paused, with the transforms of the last step.
     std::atomic<qint64> seen_step{-1};

@@ -32,12 +32,12 @@ command -v dpkg-deb >/dev/null || skip "dpkg-deb not found: not a Debian system"
 command -v cpack >/dev/null || skip "cpack not found"
 command -v dpkg-shlibdeps >/dev/null || skip "dpkg-shlibdeps not found: install dpkg-dev (scripts/setup.sh does)"
 [ -f "$BUILD/CPackConfig.cmake" ] || skip "$BUILD/CPackConfig.cmake not found: configure the build first"
-[ -x "$BUILD/engine/latmix" ] || skip "$BUILD/engine/latmix not built"
+[ -x "$BUILD/cli/latmix" ] || skip "$BUILD/cli/latmix not built"
 [ -w "$BUILD" ] || skip "$BUILD is not writable (CPack writes install_manifest.txt there)"
 if [ "$GUI" = ON ] && [ ! -x "$BUILD/app/latmix-studio" ]; then skip "$BUILD/app/latmix-studio not built"; fi
-# The engine links LibTorch; `latmix` itself is a launcher without it (engine/launcher).
-[ -x "$BUILD/engine/latmix-engine" ] || skip "$BUILD/engine/latmix-engine not built"
-TORCH_LIB=$(ldd "$BUILD/engine/latmix-engine" | awk '/libtorch_cpu/ {print $3; exit}')
+# The engine links LibTorch; `latmix` itself is a launcher without it (cli/launcher).
+[ -x "$BUILD/cli/latmix-engine" ] || skip "$BUILD/cli/latmix-engine not built"
+TORCH_LIB=$(ldd "$BUILD/cli/latmix-engine" | awk '/libtorch_cpu/ {print $3; exit}')
 if [ -z "$TORCH_LIB" ] || ! dpkg -S "$(readlink -f "$TORCH_LIB")" >/dev/null 2>&1; then
   skip "LibTorch (${TORCH_LIB:-not found}) is not from a Debian package, so the package's Depends cannot be computed"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PNG decoder for the tests of engine/io/png.cpp (Python standard library only).
+"""Independent PNG decoder for the tests of engine/report/png.cpp (Python standard library only).
 
   png_decode.py png IN.png OUT.rgba   checks the signature, every chunk's CRC, IHDR and IEND,
                                       inflates the IDAT data with zlib, undoes the five row

@@ -1,5 +1,6 @@
 #pragma once
 /// \file calib.h
+/// Room: engine/calib/ (latmix_engine).
 /// Activation statistics: what a streaming collector (calib_collector.h) learned about the
 /// activations at the model's capture points, as plain values ready for tables, JSON and heatmaps.
 ///

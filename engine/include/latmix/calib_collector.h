@@ -1,5 +1,6 @@
 #pragma once
 /// \file calib_collector.h
+/// Room: engine/calib/ (latmix_engine).
 /// The streaming activation-statistics collector: a CaptureHook that selects capture points
 /// (wants), observes them (on_capture) and folds each batch into fixed-size accumulators on the
 /// activation's device. Nothing of the activations is kept: the accumulators have the size of

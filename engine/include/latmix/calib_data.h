@@ -1,5 +1,6 @@
 #pragma once
 /// \file calib_data.h
+/// Room: engine/calib/ (latmix_engine).
 /// Calibration sequences: N windows of L tokens taken deterministically from a tokenized text.
 ///
 /// The text is tokenized once (no BOS) and cut into its W = floor(tokens / L') non-overlapping

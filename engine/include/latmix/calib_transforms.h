@@ -1,5 +1,6 @@
 #pragma once
 /// \file calib_transforms.h
+/// Room: engine/calib/ (latmix_engine).
 /// Transforms as the statistics collector applies them ("after" views): the built-in choices
 /// and learned plans, each turned into an ActivationTransform. At the normalized capture points
 /// (attn_in, mlp_in, lm_head_in) a residual transform is applied to x / norm gain: that is what

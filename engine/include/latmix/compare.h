@@ -1,5 +1,6 @@
 #pragma once
 /// \file compare.h
+/// Room: engine/learn/ (latmix_engine).
 /// The comparison report: several methods on the same model, calibration data, formats and
 /// evaluation; report.md, report.json and PNG plots drawn by the project (plot.h).
 

@@ -1,5 +1,6 @@
 #pragma once
 /// \file config.h
+/// Room: engine/formats/ (latmix_core, no LibTorch).
 /// Model configuration: what a Hugging Face `config.json` (transformers 4 or 5 spelling) or a
 /// llama2.c `.bin` header says about a decoder-only transformer.
 

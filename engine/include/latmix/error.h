@@ -1,5 +1,6 @@
 #pragma once
 /// \file error.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// Errors thrown by the engine. Every error a user can cause (a malformed file, a missing tensor,
 /// an unsupported option) is a latmix::Error whose message names the file, the object (tensor,
 /// key, line) and what was expected versus what was found. Bugs are asserts, not Errors.

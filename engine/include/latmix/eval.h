@@ -1,5 +1,6 @@
 #pragma once
 /// \file eval.h
+/// Room: engine/eval/ (latmix_engine).
 /// Perplexity by the GPTQ/QuaRot protocol (DESIGN.md §6).
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 #pragma once
 /// \file eval_data.h
+/// Room: engine/eval/data/ (latmix_core, no LibTorch).
 /// Zero-shot benchmark data (DESIGN.md §6, shared/data/SOURCES.md §3): loaders for the files in
 /// `eval/` and the lm-eval prompt of each task. Torch-free (part of latmix_core).
 ///

@@ -1,5 +1,6 @@
 #pragma once
 /// \file eval_zero_shot.h
+/// Room: engine/eval/ (latmix_engine).
 /// Zero-shot scoring with lm-eval's conventions (DESIGN.md §6): log-likelihood of a continuation
 /// given a context, batched, and the accuracy metrics of a multiple-choice task.
 

@@ -1,5 +1,6 @@
 #pragma once
 /// \file export.h
+/// Room: engine/export/ (latmix_engine).
 /// One-click export (docs/export.md, DESIGN.md §7): a model with its transforms and quantization
 /// written as a folder that other runtimes load, a manifest that makes it verifiable, and the
 /// fingerprint that ties saved transforms to the model they were learned on.

@@ -1,5 +1,6 @@
 #pragma once
 /// \file files.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// Small file helpers shared by the engine's readers and writers.
 
 #include <cstddef>

@@ -1,5 +1,6 @@
 #pragma once
 /// \file gguf.h
+/// Room: engine/formats/tensors/ (latmix_engine).
 /// The GGUF v3 container of llama.cpp / ggml: writing a model file and reading one back.
 ///
 /// Layout (little-endian): "GGUF", u32 version 3, u64 tensor count, u64 key/value count; the

@@ -1,5 +1,6 @@
 #pragma once
 /// \file json.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// The one way the engine reads JSON files (config.json, tokenizer.json, tokenizer_config.json,
 /// shard indexes, export manifests, checkpoint state, transforms and statistics files).
 ///

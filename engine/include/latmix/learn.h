@@ -1,5 +1,6 @@
 #pragma once
 /// \file learn.h
+/// Room: engine/learn/ (latmix_engine).
 /// Transform learning: the method presets (rtn, gptq, quarot, mr-gptq, spinquant, flatquant,
 /// latmix), the learning loop with its events, and applying a method to a model
 /// (docs/methods.md says what each preset does and which choices were ours).

@@ -1,5 +1,6 @@
 #pragma once
 /// \file line_reader.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// A text file read line by line (issue 20, item 10): memory bounded by the longest line, not the
 /// file, and nothing past the last line asked for is read (beyond one 64 KiB chunk).
 /// Torch-free (part of latmix_core).

@@ -1,5 +1,6 @@
 #pragma once
 /// \file llama2c.h
+/// Room: engine/formats/ (latmix_core, no LibTorch).
 /// llama2.c legacy (version 0) checkpoints: a 7 x int32 header followed by fp32 weights.
 /// Layout in shared/data/SOURCES.md; RMSNorm eps 1e-5, RoPE theta 10000 on adjacent pairs.
 

@@ -1,5 +1,6 @@
 #pragma once
 /// \file memory.h
+/// Room: engine/model/ (latmix_engine).
 /// What a job needs against what the machine has, checked before the job starts: a model that
 /// cannot fit is refused with both numbers instead of being killed (or thrashing) half-way.
 

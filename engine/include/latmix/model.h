@@ -1,5 +1,6 @@
 #pragma once
 /// \file model.h
+/// Room: engine/model/ (latmix_engine).
 /// One decoder-only transformer for the Llama, Mistral, Qwen2 and Qwen3 families: GQA, RoPE
 /// (default and llama3 scaling), SwiGLU, RMSNorm, causal attention, fp32 or bf16, CPU or CUDA,
 /// batches of sequences, a KV cache for generation, and named capture points where statistics,

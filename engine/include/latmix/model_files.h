@@ -1,5 +1,6 @@
 #pragma once
 /// \file model_files.h
+/// Room: engine/formats/ (latmix_core, no LibTorch).
 /// Finding the files that belong to a model.
 
 #include <cstdint>

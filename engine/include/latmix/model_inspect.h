@@ -1,5 +1,6 @@
 #pragma once
 /// \file model_inspect.h
+/// Room: engine/formats/ (latmix_core, no LibTorch).
 /// A model described from its file headers alone, without reading a weight: what `latmix info`
 /// and a model summary need, in milliseconds and a few kB of memory whatever the model's size.
 

@@ -1,5 +1,6 @@
 #pragma once
 /// \file mx.h
+/// Room: engine/mx/ (latmix_engine).
 /// OCP Microscaling (MX v1.0) formats: exact element codecs, E8M0 block scales, fake
 /// quantization with a straight-through gradient, and packed encode/decode (see
 /// docs/mx-formats.md for the tables and every edge case).

@@ -1,5 +1,6 @@
 #pragma once
 /// \file mx_analysis.h
+/// Room: engine/calib/ (latmix_engine).
 /// The LATMiX paper's Figure 2 analysis on a real model: how the MX quantization error of a
 /// layer's activations depends on the MX block size, for no transform, a full Hadamard, a block
 /// Hadamard of the block size, a learned rotation and a learned affine transform, together with

@@ -1,5 +1,6 @@
 #pragma once
 /// \file mx_block.h
+/// Room: engine/mx/ (latmix_engine).
 /// One MX block taken apart, for teaching views (the studio's Block Microscope) and reports:
 /// the input values, the shared scale and how it was chosen, the element grid, each value's code,
 /// quantized value and error. Plain values, no tensors.

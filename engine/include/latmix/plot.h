@@ -1,5 +1,6 @@
 #pragma once
 /// \file plot.h
+/// Room: engine/report/ (latmix_core, no LibTorch).
 /// Line plots and grouped bar charts rendered to an Image (png.h), for the report that
 /// `latmix compare` writes: loss curves of learned methods, perplexity and accuracy per method,
 /// per-layer SQNR. Qt-free and LibTorch-free (latmix_core).

@@ -1,5 +1,6 @@
 #pragma once
 /// \file png.h
+/// Room: engine/report/ (latmix_core, no LibTorch).
 /// A small RGBA raster (Image) with anti-aliased drawing and a built-in bitmap font, and a PNG
 /// writer (libpng). Qt-free and LibTorch-free (latmix_core); plot.h draws the comparison report's
 /// charts with it.

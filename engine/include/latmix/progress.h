@@ -1,5 +1,6 @@
 #pragma once
 /// \file progress.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// Progress reporting and cancellation for every long engine call.
 
 #include <atomic>

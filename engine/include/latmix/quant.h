@@ -1,5 +1,6 @@
 #pragma once
 /// \file quant.h
+/// Room: engine/quant/ (latmix_engine).
 /// The quantized model: a QuantSpec says what to quantize in which MX format, quantize_model()
 /// applies it to a copy of a model (docs/quantization.md).
 ///

@@ -1,5 +1,6 @@
 #pragma once
 /// \file quant_gptq.h
+/// Room: engine/quant/ (latmix_engine).
 /// Weight quantizers for one linear layer W [out, in], quantized along the input dimension (the
 /// last one) in MX blocks: round-to-nearest, and MX-aware GPTQ (docs/quantization.md).
 ///

@@ -1,5 +1,6 @@
 #pragma once
 /// \file safetensors.h
+/// Room: engine/formats/ (latmix_core, no LibTorch).
 /// The safetensors container, without LibTorch: element types, the strict header parser, the
 /// header and shard-index builders used by the writer. Reading tensors and writing files lives in
 /// tensor_io.h (LibTorch).

@@ -1,5 +1,6 @@
 #pragma once
 /// \file scoped_hook.h
+/// Room: engine/model/ (latmix_engine).
 /// A capture hook installed on a model for the lifetime of a scope (removed on exceptions too).
 
 #include <memory>

@@ -1,5 +1,6 @@
 #pragma once
 /// \file sha256.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// SHA-256 (FIPS 180-4) through OpenSSL's libcrypto (EVP): file digests for export manifests, bundle
 /// verification and model fingerprints. Incremental: update() any number of times, then hex().
 /// OpenSSL picks the CPU's fastest path (the x86 SHA extensions, AVX2, ARMv8 crypto) at run time.

@@ -1,5 +1,6 @@
 #pragma once
 /// \file tasks.h
+/// Room: engine/eval/ (latmix_engine).
 /// The evaluation suite: perplexity tasks and zero-shot tasks by name, run on any Model (full
 /// precision or quantized) with one call, results as plain values (DESIGN.md §6).
 ///

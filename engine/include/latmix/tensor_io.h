@@ -1,5 +1,6 @@
 #pragma once
 /// \file tensor_io.h
+/// Room: engine/formats/tensors/ (latmix_engine).
 /// Reading and writing safetensors files with LibTorch tensors.
 ///
 /// Reading maps the file (mmap) and hands out CPU tensors that point into the mapping:

@@ -1,5 +1,6 @@
 #pragma once
 /// \file text_stream.h
+/// Room: engine/tokenizer/ (latmix_core, no LibTorch).
 /// Text files tokenized in pieces (issue 20, item 10): memory independent of the file's size, and
 /// reading stops once a caller has the tokens it needs. Torch-free (part of latmix_core).
 ///

@@ -1,5 +1,6 @@
 #pragma once
 /// \file tokenizer.h
+/// Room: engine/tokenizer/ (latmix_core, no LibTorch).
 /// Text <-> token ids for the models LATMiX opens. Torch-free (part of latmix_core).
 ///
 /// Three file formats are read:

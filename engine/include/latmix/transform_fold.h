@@ -1,5 +1,6 @@
 #pragma once
 /// \file transform_fold.h
+/// Room: engine/transforms/ (latmix_engine).
 /// Placing transforms in a decoder and folding them into its weights (docs/transforms.md).
 ///
 /// Placements (Llama-family block, HF orientation W [out, in], activations as rows):

@@ -1,5 +1,6 @@
 #pragma once
 /// \file transforms.h
+/// Room: engine/transforms/ (latmix_engine).
 /// Invertible maps of a d-vector that are applied to activations and whose inverse is folded into
 /// the following weights (docs/transforms.md has the math, the placements and the bias homes).
 ///

@@ -1,5 +1,6 @@
 #pragma once
 /// \file version.h
+/// Room: engine/base/ (latmix_core, no LibTorch).
 /// The tool's version and the git commit it was configured from (for --version and manifests).
 
 namespace latmix {

@@ -3,7 +3,7 @@
 #include <functional>
 #include <iterator>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 
 namespace latmix::tok {

@@ -1,7 +1,7 @@
 #pragma once
 // What `latmix` prints without running a command (usage, command help, version), in a form both
 // binaries share: the engine (`latmix-engine`, every command, LibTorch) and the launcher (`latmix`,
-// no LibTorch: engine/launcher/main.cpp). LibTorch-free.
+// no LibTorch: cli/launcher/main.cpp). LibTorch-free.
 
 #include <nlohmann/json.hpp>
 

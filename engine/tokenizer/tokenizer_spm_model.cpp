@@ -1,5 +1,5 @@
 // A SentencePiece ModelProto read strictly, without protobuf (tokenizer_spm_model.h).
-#include "io/tokenizer_spm_model.h"
+#include "tokenizer/tokenizer_spm_model.h"
 
 #include <cstring>
 

@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 
 namespace latmix::tok {
 

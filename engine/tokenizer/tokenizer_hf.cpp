@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <iterator>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 #include "latmix/json.h"
 

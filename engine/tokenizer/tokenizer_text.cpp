@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 

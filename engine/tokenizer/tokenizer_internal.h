@@ -1,5 +1,5 @@
 #pragma once
-// Private to the tokenizer implementation files (engine/io/tokenizer*.cpp).
+// Private to the tokenizer implementation files (engine/tokenizer/tokenizer*.cpp).
 
 #include <array>
 #include <cstdint>
@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "io/tokenizer_merge_queue.h"
+#include "tokenizer/tokenizer_merge_queue.h"
 #include "latmix/json.h"
 #include "latmix/tokenizer.h"
 

@@ -5,8 +5,8 @@
 #include <queue>
 #include <unordered_map>
 
-#include "io/tokenizer_internal.h"
-#include "io/tokenizer_spm_model.h"
+#include "tokenizer/tokenizer_internal.h"
+#include "tokenizer/tokenizer_spm_model.h"
 #include "latmix/error.h"
 
 namespace latmix::tok {

@@ -1,5 +1,5 @@
 // tokenizer.json decoders and what the post_processor says about BOS.
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 
 namespace latmix::tok {

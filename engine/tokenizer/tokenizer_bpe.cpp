@@ -1,7 +1,7 @@
 // BPE model: merges by rank over the characters of one pre-tokenized word.
 #include <algorithm>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 
 namespace latmix::tok {

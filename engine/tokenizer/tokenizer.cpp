@@ -4,7 +4,7 @@
 #include <cctype>
 #include <filesystem>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 
 namespace fs = std::filesystem;

@@ -4,7 +4,7 @@
 // UTF-8 (SentencePiece's "▁" already written as a space). Ids 1 and 2 are BOS and EOS.
 #include <cstring>
 
-#include "io/tokenizer_internal.h"
+#include "tokenizer/tokenizer_internal.h"
 #include "latmix/error.h"
 
 namespace latmix::tok {

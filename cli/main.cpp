@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
       return args.empty() ? 2 : 0;
     }
   }
-  // For the build: the launcher's command table (engine/launcher/main.cpp), as a C++ file.
+  // For the build: the launcher's command table (cli/launcher/main.cpp), as a C++ file.
   if (args[0] == "--cli-table-cpp" && args.size() == 2) {
     std::vector<latmix::cli::CommandSpec> specs;
     for (const auto& c : cmds) specs.push_back(c.spec);
