@@ -8,6 +8,8 @@
 #include <cmath>
 #include <limits>
 
+#include "axis_ticks.h"
+
 namespace latmix::studio {
 
 namespace {
@@ -23,35 +25,6 @@ QString value_text(double v) {
 
 double log10_or_nan(double v) {
   return v > 0 && std::isfinite(v) ? std::log10(v) : std::nan("");
-}
-
-// A round tick spacing (1, 2 or 5 x 10^k) giving about `count` ticks over `range`.
-double nice_step(double range, int count) {
-  const double raw = range / std::max(1, count);
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  for (double m : {1.0, 2.0, 5.0}) {
-    if (raw <= m * mag) return m * mag;
-  }
-  return 10 * mag;
-}
-
-// The y ticks of a log axis showing log10 values y0..y1 (axis units): decades, with 2x and 5x
-// when the range is narrow; within less than a decade or so, round values 1, 2 or 5 x 10^k apart.
-std::vector<double> log_ticks(double y0, double y1) {
-  std::vector<double> ticks;
-  const bool narrow = y1 - y0 < 2;
-  for (double k = std::floor(y0); k <= std::ceil(y1); k += 1) {
-    for (double m : narrow ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
-      const double v = k + std::log10(m);
-      if (v >= y0 && v <= y1) ticks.push_back(v);
-    }
-  }
-  if (ticks.size() >= 3) return ticks;
-  ticks.clear();
-  const double lo = std::pow(10.0, y0), hi = std::pow(10.0, y1);
-  const double step = nice_step(hi - lo, 4);
-  for (double v = std::ceil(lo / step) * step; v <= hi; v += step) ticks.push_back(std::log10(v));
-  return ticks;
 }
 
 }  // namespace
@@ -124,7 +97,7 @@ void CurvePlot::drawAxes(QPainter& p, const Frame& f) const {
   const QColor text = palette().color(QPalette::Text);
   auto ypix = [&](double v) { return f.plot.bottom() - (v - f.y0) / (f.y1 - f.y0) * f.plot.height(); };
   auto xpix = [&](double v) { return f.plot.left() + (axisX(v) - f.x0) / (f.x1 - f.x0) * f.plot.width(); };
-  for (double v : log_ticks(f.y0, f.y1)) {
+  for (double v : latmix::widgets::log_ticks(f.y0, f.y1)) {
     const double y = ypix(v);
     p.setPen(QPen(grid, 1, Qt::DotLine));
     p.drawLine(QPointF(f.plot.left(), y), QPointF(f.plot.right(), y));

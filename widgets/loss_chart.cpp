@@ -8,6 +8,8 @@
 #include <cmath>
 #include <limits>
 
+#include "axis_ticks.h"
+
 namespace latmix::widgets {
 
 namespace {
@@ -16,22 +18,6 @@ namespace {
 const QColor kColours[] = {QColor(31, 119, 180), QColor(255, 127, 14),  QColor(44, 160, 44),
                            QColor(214, 39, 40),  QColor(148, 103, 189), QColor(140, 86, 75)};
 constexpr double kMargin = 8, kLeftAxis = 64, kBottomAxis = 34, kTop = 28;
-
-// A round tick spacing (1, 2 or 5 x 10^k) giving about `count` ticks over `range`.
-double nice_step(double range, int count) {
-  const double raw = range / std::max(1, count);
-  const double mag = std::pow(10.0, std::floor(std::log10(raw)));
-  for (double m : {1.0, 2.0, 5.0}) {
-    if (raw <= m * mag) return m * mag;
-  }
-  return 10 * mag;
-}
-
-QString tick_label(double v) {
-  const double a = std::abs(v);
-  if (a != 0 && (a < 1e-3 || a >= 1e5)) return QString::number(v, 'e', 0);
-  return QString::number(v, 'g', 4);
-}
 
 }  // namespace
 
@@ -206,19 +192,7 @@ void LossChart::drawAxes(QPainter& p, const Frame& f) const {
   auto xpix = [&](double v) { return f.plot.left() + (v - f.x0) / (f.x1 - f.x0) * f.plot.width(); };
   QFontMetrics fm(font());
   // y ticks: decades (and 2x, 5x within a narrow range) on a log axis, round numbers otherwise
-  std::vector<double> ticks;
-  if (log_scale_) {
-    const bool narrow = f.y1 - f.y0 < 2;
-    for (double k = std::floor(f.y0); k <= std::ceil(f.y1); k += 1) {
-      for (double m : narrow ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
-        const double v = k + std::log10(m);
-        if (v >= f.y0 && v <= f.y1) ticks.push_back(v);
-      }
-    }
-  } else {
-    const double step = nice_step(f.y1 - f.y0, 5);
-    for (double v = std::ceil(f.y0 / step) * step; v <= f.y1; v += step) ticks.push_back(v);
-  }
+  const std::vector<double> ticks = log_scale_ ? log_ticks(f.y0, f.y1) : linear_ticks(f.y0, f.y1, 5);
   for (double t : ticks) {
     const double y = ypix(t);
     p.setPen(QPen(grid, 1, Qt::DotLine));
