@@ -33,6 +33,7 @@
 #include "latmix/tokenizer.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "studio_fixture.h"
 
 using latmix::AnalysisTransform;
 using latmix::MxAnalysis;
@@ -61,12 +62,7 @@ AnalyzeRequest smallRequest() {
   return r;
 }
 
-QPushButton* button(QWidget* panel, const QString& text) {
-  for (QPushButton* b : panel->findChildren<QPushButton*>()) {
-    if (b->text() == text) return b;
-  }
-  return nullptr;
-}
+using latmix::studio::test::button;
 
 // Runs the panel's analysis and waits for its outcome; the failure message on failure.
 QString runAndWait(AnalyzePanel* panel) {
@@ -95,10 +91,7 @@ class TestAnalyzePanel : public QObject {
 
  private Q_SLOTS:
   void initTestCase() {
-    QStandardPaths::setTestModeEnabled(true);  // settings go to a test location, not the user's
-    QCoreApplication::setOrganizationName("LATMiX-test");
-    QCoreApplication::setApplicationName("analyze-panel-tests");
-    QSettings().clear();
+    latmix::studio::test::isolate_settings("analyze-panel-tests");
   }
 
   // No model: refused with a message. Bad settings: refused before anything is queued, naming the
@@ -161,12 +154,11 @@ class TestAnalyzePanel : public QObject {
   // relative_mx_error of the captured rows computed independently. Switching the capture shown
   // and the table's block size reruns nothing. Hovering reads out the values.
   void plotsTheEnginesNumbers() {
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    ModelSession& session = studio.session;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     AnalyzePanel* panel = w.analyze();
     const AnalyzeRequest request = smallRequest();
     panel->setRequest(request);
@@ -317,12 +309,10 @@ class TestAnalyzePanel : public QObject {
   // Cancel stops a long analysis (all layers, every capture point, many steps) while it fits, and
   // the panel runs the next one to completion.
   void cancelStopsTheJobAndLeavesThePanelUsable() {
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     AnalyzePanel* panel = w.analyze();
     AnalyzeRequest big = smallRequest();
     big.layer.reset();
@@ -371,12 +361,9 @@ class TestAnalyzePanel : public QObject {
   // Save report writes what `latmix analyze --out` writes: report.md, report.json and the PNGs,
   // with the numbers shown.
   void saveReportWritesTheFiles() {
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     AnalyzePanel* panel = w.analyze();
     QCOMPARE(panel->saveReport(QDir::tempPath()), quint64(0));  // nothing to save yet
     AnalyzeRequest r = smallRequest();

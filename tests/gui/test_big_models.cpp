@@ -21,6 +21,7 @@
 #include "learn_panel.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "studio_fixture.h"
 
 using latmix::studio::EngineHost;
 using latmix::studio::ExplorerPanel;
@@ -45,9 +46,7 @@ class TestBigModels : public QObject {
 
  private Q_SLOTS:
   void initTestCase() {
-    QStandardPaths::setTestModeEnabled(true);
-    QCoreApplication::setOrganizationName("LATMiX-test");
-    QCoreApplication::setApplicationName("studio-bigmodel-tests");
+    latmix::studio::test::isolate_settings("studio-bigmodel-tests", false);
   }
 
   void theSimulatedLimitReplacesMemAvailable() {

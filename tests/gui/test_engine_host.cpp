@@ -10,6 +10,7 @@
 #include "latmix/error.h"
 #include "model_session.h"
 #include "settings_dialog.h"
+#include "studio_fixture.h"
 
 #include <QStandardPaths>
 
@@ -21,9 +22,7 @@ class TestEngineHost : public QObject {
 
  private Q_SLOTS:
   void initTestCase() {
-    QStandardPaths::setTestModeEnabled(true);  // settings go to a test location, not the user's
-    QCoreApplication::setOrganizationName("LATMiX-test");
-    QCoreApplication::setApplicationName("studio-tests");
+    latmix::studio::test::isolate_settings("studio-tests", false);
   }
 
   void settingsPersist() {

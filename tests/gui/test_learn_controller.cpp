@@ -34,6 +34,7 @@
 #include "loss_chart.h"
 #include "model_session.h"
 #include "session_file.h"
+#include "studio_fixture.h"
 
 using latmix::studio::EngineHost;
 using latmix::studio::LearnController;
@@ -66,9 +67,7 @@ class TestLearnController : public QObject {
 
  private Q_SLOTS:
   void initTestCase() {
-    QStandardPaths::setTestModeEnabled(true);
-    QCoreApplication::setOrganizationName("LATMiX-test");
-    QCoreApplication::setApplicationName("studio-learn-tests");
+    latmix::studio::test::isolate_settings("studio-learn-tests", false);
     host_ = std::make_unique<EngineHost>();
     session_ = std::make_unique<ModelSession>(host_.get());
     QSignalSpy opened(session_.get(), &ModelSession::opened);

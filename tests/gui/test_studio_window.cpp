@@ -53,6 +53,7 @@
 #include "scratch_dir.h"
 #include "microscope_panel.h"
 #include "model_session.h"
+#include "studio_fixture.h"
 #include "session_file.h"
 #include "settings_dialog.h"
 #include "tour.h"
@@ -188,10 +189,7 @@ class TestStudioWindow : public QObject {
 
  private Q_SLOTS:
   void initTestCase() {
-    QStandardPaths::setTestModeEnabled(true);  // settings go to a test location, not the user's
-    QCoreApplication::setOrganizationName("LATMiX-test");
-    QCoreApplication::setApplicationName("studio-window-tests");
-    QSettings().clear();
+    latmix::studio::test::isolate_settings("studio-window-tests");
   }
 
   void tourShowsOnFirstRunOnly() {
@@ -353,12 +351,9 @@ class TestStudioWindow : public QObject {
   // fingerprint and the method.
   void exportWithALoadedPlanOfAnotherMethod() {
     QTemporaryDir dir;
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     LearnController* ctl = w.learn()->controller();
     QSignalSpy finished(ctl, &LearnController::finished);
     QSignalSpy failed(ctl, &LearnController::failed);
@@ -544,12 +539,10 @@ class TestStudioWindow : public QObject {
   // diverging about zero, and the outlier table says which layer and capture point it shows (and
   // follows the capture point instead of keeping another point's rows).
   void explorerScalesAndOutlierCaption() {
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ExplorerPanel* e = w.explorer();
     e->setTransform("hadamard");
     QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
@@ -596,12 +589,11 @@ class TestStudioWindow : public QObject {
   // Issue 17 (Layout and help): an outlier row opens the microscope at the token that produced it:
   // its calibration sequence and position, the channel's block, the layer and capture point.
   void outlierRowOpensTheMicroscopeAtItsToken() {
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    ModelSession& session = studio.session;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ExplorerPanel* e = w.explorer();
     QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
     QSignalSpy failed(e, &ExplorerPanel::calibrationFailed);
@@ -727,12 +719,10 @@ class TestStudioWindow : public QObject {
   // the map paints it, with room for the labels and the colour bar; nothing without a map.
   void heatmapSavesAsImage() {
     QTemporaryDir dir;
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ExplorerPanel* e = w.explorer();
     QVERIFY(!e->saveHeatmapImage(dir.filePath("none.png")));  // no statistics yet
     e->setTransform("hadamard");
@@ -814,12 +804,10 @@ class TestStudioWindow : public QObject {
   // window is never forced wider than a small laptop screen.
   void panelsFitNarrowWindows() {
     constexpr int kNarrowWidth = 1024;
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     const std::pair<const char*, QWidget*> panels[] = {{"explorer", w.explorer()},  {"microscope", w.microscope()},
                                                        {"learn", w.learn()},        {"compare", w.compare()},
                                                        {"export", w.exportPanel()}, {"analyze", w.analyze()}};
@@ -857,12 +845,9 @@ class TestStudioWindow : public QObject {
 
   // Issue 17, Major 4: a failed spec comparison says why in its table and drops the earlier result.
   void compareFailureReplacesTheEarlierResult() {
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ComparePanel* c = w.compare();
     QSignalSpy finished(c, &ComparePanel::finished);
     QSignalSpy failed(c, &ComparePanel::failed);
@@ -884,12 +869,9 @@ class TestStudioWindow : public QObject {
   void compareShowsStandardErrorsAndWarnsOnSmallSamples() {
     if (!QFileInfo::exists(latmix::studio::studio_data_dir() + "/eval/arc_easy"))
       QSKIP("eval/arc_easy not in the shared data folder (LATMIX_DATA_DIR)");
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ComparePanel* c = w.compare();
     QSignalSpy finished(c, &ComparePanel::finished);
     c->configure("arc_easy", "w=mxfp4,a=none,weights=rtn", 20);
@@ -912,12 +894,9 @@ class TestStudioWindow : public QObject {
   // cannot be made (a file is in the way).
   void exportFailureShowsInThePanel() {
     QTemporaryDir dir;
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     QFile blocker(dir.filePath("not-a-folder"));
     QVERIFY(blocker.open(QIODevice::WriteOnly));
     blocker.close();
@@ -940,12 +919,9 @@ class TestStudioWindow : public QObject {
   void exportsAVerifiedBundleAndVerifiesIt() {
     QTemporaryDir dir;
     QVERIFY(dir.isValid());
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ExportPanel* p = w.exportPanel();
     // Issue 17, Major 5: the folder (the default is ~/Documents) is created when it is missing.
     const QString folder = dir.filePath("Documents/exports");
@@ -996,12 +972,10 @@ class TestStudioWindow : public QObject {
 
   void cancelLeavesNothingBehind() {
     QTemporaryDir dir;
-    EngineHost host;
-    ModelSession session(&host);
-    MainWindow w(&host, &session);
-    QSignalSpy opened(&session, &ModelSession::opened);
-    w.openModel(kModel);
-    QVERIFY(opened.wait(120000));
+    latmix::studio::test::Studio studio;
+    EngineHost& host = studio.host;
+    MainWindow& w = studio.window;
+    QVERIFY(studio.open(kModel, 120000));
     ExportPanel* p = w.exportPanel();
     p->setOutputFolder(dir.path());
     p->setKind("folded-bf16");
