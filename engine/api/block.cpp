@@ -14,6 +14,7 @@
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "request_json.h"
+#include "windows.h"
 
 namespace latmix::api {
 
@@ -230,16 +231,8 @@ std::vector<int64_t> token_ids(const ExplainBlockRequest& r, const Model& model,
     if (ids.empty()) fail(r.sample, "no tokens in the sample's opening");
     return {ids.begin(), ids.end()};
   }
-  CalibrationOptions o;
-  o.samples = r.samples;
-  o.seqlen = r.seqlen;
-  o.sampling = parse_window_sampling(r.sampling);
-  o.seed = r.seed;
-  if (r.bos) {
-    const auto bos = tokenizer.bos_id() ? tokenizer.bos_id() : model.config().bos_token_id;
-    if (!bos) throw UsageError("--bos: the model's tokenizer has no BOS token");
-    o.bos_id = *bos;
-  }
+  const CalibrationOptions o =
+      detail::window_options(r.samples, r.seqlen, r.sampling, r.seed, r.bos, model, tokenizer);
   if (r.sequence < 0 || r.sequence >= r.samples) {
     throw UsageError("--sequence: expected 0 to " + std::to_string(r.samples - 1) + " (--samples " +
                      std::to_string(r.samples) + "), found " + std::to_string(r.sequence));

@@ -10,6 +10,7 @@
 #include "latmix/calib_transforms.h"
 #include "latmix/error.h"
 #include "request_json.h"
+#include "windows.h"
 
 namespace latmix::api {
 
@@ -112,17 +113,7 @@ StatsOptions check_statistics_request(const StatisticsRequest& r) {
 }
 
 CalibrationOptions statistics_data_options(const StatisticsRequest& r, const Model& model, const Tokenizer& tokenizer) {
-  CalibrationOptions o;
-  o.samples = r.samples;
-  o.seqlen = r.seqlen;
-  o.sampling = parse_window_sampling(r.sampling);
-  o.seed = r.seed;
-  if (r.bos) {
-    const auto bos = tokenizer.bos_id() ? tokenizer.bos_id() : model.config().bos_token_id;
-    if (!bos) throw UsageError("--bos: the model's tokenizer has no BOS token");
-    o.bos_id = *bos;
-  }
-  return o;
+  return detail::window_options(r.samples, r.seqlen, r.sampling, r.seed, r.bos, model, tokenizer);
 }
 
 json to_json(const StatisticsResult& result) { return json::parse(stats_to_json(result.stats)); }

@@ -44,60 +44,39 @@ namespace {
 const std::string kModel = LATMIX_SOURCE_DIR "/resources/models/gutenberg-llama-6M";
 const std::string kSample = LATMIX_SOURCE_DIR "/resources/calibration/pride_and_prejudice_ch1-6.txt";
 
-// `latmix learn ARGS` read by the CLI's own parser into the api's request.
+// `latmix NAME ARGS` read by the CLI's own parser into the api's request: `commands` is the CLI's
+// table that holds NAME, `read` its reader (what `latmix` calls).
+template <typename Read>
+auto cli_request_of(const std::vector<latmix::cli::Command>& commands, const std::string& name, Read read,
+                    const std::vector<std::string>& argv) {
+  for (const auto& command : commands) {
+    if (command.spec.name == name) return read(latmix::cli::Args(command.spec, argv));
+  }
+  throw std::logic_error("no " + name + " command");
+}
+
+// `latmix learn|export|compare|eval|analyze|stats ARGS` as each reads them.
 latmix::api::LearnRequest cli_request(const std::vector<std::string>& argv) {
-  for (const auto& command : latmix::cli::learn_commands()) {
-    if (command.spec.name == "learn") {
-      return latmix::cli::learn_request_from_args(latmix::cli::Args(command.spec, argv));
-    }
-  }
-  throw std::logic_error("no learn command");
+  return cli_request_of(latmix::cli::learn_commands(), "learn", latmix::cli::learn_request_from_args, argv);
 }
 
-// `latmix export ARGS` read by the CLI's own parser into the api's request.
 latmix::api::ExportRequest cli_export_request(const std::vector<std::string>& argv) {
-  for (const auto& command : latmix::cli::export_commands()) {
-    if (command.spec.name == "export") {
-      return latmix::cli::export_request_from_args(latmix::cli::Args(command.spec, argv));
-    }
-  }
-  throw std::logic_error("no export command");
+  return cli_request_of(latmix::cli::export_commands(), "export", latmix::cli::export_request_from_args, argv);
 }
 
-// `latmix compare ARGS` / `latmix eval ARGS` read by the CLI's own parser into the api's requests.
 latmix::api::CompareRequest cli_compare_request(const std::vector<std::string>& argv) {
-  for (const auto& command : latmix::cli::compare_commands()) {
-    if (command.spec.name == "compare") {
-      return latmix::cli::compare_request_from_args(latmix::cli::Args(command.spec, argv));
-    }
-  }
-  throw std::logic_error("no compare command");
+  return cli_request_of(latmix::cli::compare_commands(), "compare", latmix::cli::compare_request_from_args, argv);
 }
 latmix::api::EvaluateRequest cli_evaluate_request(const std::vector<std::string>& argv) {
-  for (const auto& command : latmix::cli::evaluate_commands()) {
-    if (command.spec.name == "eval") {
-      return latmix::cli::evaluate_request_from_args(latmix::cli::Args(command.spec, argv));
-    }
-  }
-  throw std::logic_error("no eval command");
+  return cli_request_of(latmix::cli::evaluate_commands(), "eval", latmix::cli::evaluate_request_from_args, argv);
 }
 
 latmix::api::AnalyzeRequest cli_analyze_request(const std::vector<std::string>& argv) {
-  for (const auto& command : latmix::cli::analyze_commands()) {
-    if (command.spec.name == "analyze") {
-      return latmix::cli::analyze_request_from_args(latmix::cli::Args(command.spec, argv));
-    }
-  }
-  throw std::logic_error("no analyze command");
+  return cli_request_of(latmix::cli::analyze_commands(), "analyze", latmix::cli::analyze_request_from_args, argv);
 }
 
 latmix::api::StatisticsRequest cli_statistics_request(const std::vector<std::string>& argv) {
-  for (const auto& command : latmix::cli::stats_commands()) {
-    if (command.spec.name == "stats") {
-      return latmix::cli::statistics_request_from_args(latmix::cli::Args(command.spec, argv));
-    }
-  }
-  throw std::logic_error("no stats command");
+  return cli_request_of(latmix::cli::stats_commands(), "stats", latmix::cli::statistics_request_from_args, argv);
 }
 
 // A POSIX shell's words of a line that shell_command() wrote (plain words and '...' quoting).

@@ -15,6 +15,7 @@
 #include "latmix/error.h"
 #include "latmix/model.h"
 #include "latmix/model_files.h"
+#include "api_test_support.h"
 #include "test_paths.h"
 
 namespace {
@@ -23,17 +24,9 @@ using latmix::api::AnalyzeRequest;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const std::string kModel = "resources/models/gutenberg-llama-6M";
-const std::string kSample = "resources/calibration/pride_and_prejudice_ch1-6.txt";
-
-void expect_usage_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one with: " << needle;
-  } catch (const latmix::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+const std::string& kModel = latmix::test::kBundledModel;
+const std::string& kSample = latmix::test::kBundledSample;
+using latmix::test::expect_usage_error;
 
 AnalyzeRequest every_field() {
   AnalyzeRequest r;
@@ -124,9 +117,8 @@ TEST(ApiAnalyzeRequest, TheCommandLineNamesWhatIsSet) {
 }
 
 TEST(ApiRunAnalyze, IsTheAnalysisOfItsRequestWithProgressPerLayer) {
-  const latmix::Model model = latmix::load_model(latmix::test::source_path(kModel));
-  const auto tokenizer = latmix::load_model_tokenizer(latmix::test::source_path(kModel), "",
-                                                      static_cast<int32_t>(model.config().vocab_size));
+  const latmix::Model& model = latmix::test::bundled_model();
+  const latmix::Tokenizer* tokenizer = &latmix::test::bundled_tokenizer();
   AnalyzeRequest r;
   r.model = latmix::test::source_path(kModel);
   r.data = latmix::test::source_path(kSample);

@@ -18,6 +18,7 @@
 #include "latmix/files.h"
 #include "latmix/model.h"
 #include "latmix/model_files.h"
+#include "api_test_support.h"
 #include "test_paths.h"
 
 namespace {
@@ -26,17 +27,9 @@ using latmix::api::BlockExplanation;
 using latmix::api::ExplainBlockRequest;
 using json = nlohmann::json;
 
-const std::string kModel = "resources/models/gutenberg-llama-6M";
-const std::string kSample = "resources/calibration/pride_and_prejudice_ch1-6.txt";
-
-void expect_usage_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one with: " << needle;
-  } catch (const latmix::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+const std::string& kModel = latmix::test::kBundledModel;
+const std::string& kSample = latmix::test::kBundledSample;
+using latmix::test::expect_usage_error;
 
 ExplainBlockRequest every_field() {
   ExplainBlockRequest r;
@@ -91,15 +84,10 @@ TEST(ApiExplainBlockRequest, TheReaderIsStrict) {
 // run_explain_block() on the bundled model.
 class ApiExplainBlock : public ::testing::Test {
  protected:
+  // The bundled model, opened once per process (api_test_support.h).
   static void SetUpTestSuite() {
-    model_ = new latmix::Model(latmix::load_model(latmix::test::source_path(kModel)));
-    tokenizer_ = latmix::load_model_tokenizer(latmix::test::source_path(kModel), "",
-                                              static_cast<int32_t>(model_->config().vocab_size))
-                     .release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tokenizer_;
+    model_ = &latmix::test::bundled_model();
+    tokenizer_ = &latmix::test::bundled_tokenizer();
   }
   static ExplainBlockRequest request() {
     ExplainBlockRequest r;
@@ -111,11 +99,11 @@ class ApiExplainBlock : public ::testing::Test {
     r.block = 3;
     return r;
   }
-  static latmix::Model* model_;
-  static latmix::Tokenizer* tokenizer_;
+  static const latmix::Model* model_;
+  static const latmix::Tokenizer* tokenizer_;
 };
-latmix::Model* ApiExplainBlock::model_ = nullptr;
-latmix::Tokenizer* ApiExplainBlock::tokenizer_ = nullptr;
+const latmix::Model* ApiExplainBlock::model_ = nullptr;
+const latmix::Tokenizer* ApiExplainBlock::tokenizer_ = nullptr;
 
 void expect_same_view(const latmix::MxBlockView& a, const latmix::MxBlockView& b) {
   EXPECT_EQ(a.format, b.format);

@@ -21,6 +21,7 @@
 #include "latmix/model_files.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
+#include "api_test_support.h"
 #include "test_paths.h"
 
 namespace {
@@ -30,17 +31,9 @@ using latmix::api::EvaluateRequest;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const std::string kModel = "resources/models/gutenberg-llama-6M";
-const std::string kSample = "resources/calibration/pride_and_prejudice_ch1-6.txt";
-
-void expect_usage_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one with: " << needle;
-  } catch (const latmix::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+const std::string& kModel = latmix::test::kBundledModel;
+const std::string& kSample = latmix::test::kBundledSample;
+using latmix::test::expect_usage_error;
 
 EvaluateRequest every_evaluate_field() {
   EvaluateRequest r;
@@ -181,15 +174,10 @@ TEST(ApiCompareRequest, TheCommandLineNamesTheRequest) {
 // The tasks on the bundled model.
 class ApiRunEvaluate : public ::testing::Test {
  protected:
+  // The bundled model, opened once per process (api_test_support.h).
   static void SetUpTestSuite() {
-    model_ = new latmix::Model(latmix::load_model(latmix::test::source_path(kModel)));
-    tokenizer_ = latmix::load_model_tokenizer(latmix::test::source_path(kModel), "",
-                                              static_cast<int32_t>(model_->config().vocab_size))
-                     .release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tokenizer_;
+    model_ = &latmix::test::bundled_model();
+    tokenizer_ = &latmix::test::bundled_tokenizer();
   }
   static EvaluateRequest request() {
     EvaluateRequest r;
@@ -199,11 +187,11 @@ class ApiRunEvaluate : public ::testing::Test {
     r.seqlen = 64;
     return r;
   }
-  static latmix::Model* model_;
-  static latmix::Tokenizer* tokenizer_;
+  static const latmix::Model* model_;
+  static const latmix::Tokenizer* tokenizer_;
 };
-latmix::Model* ApiRunEvaluate::model_ = nullptr;
-latmix::Tokenizer* ApiRunEvaluate::tokenizer_ = nullptr;
+const latmix::Model* ApiRunEvaluate::model_ = nullptr;
+const latmix::Tokenizer* ApiRunEvaluate::tokenizer_ = nullptr;
 
 TEST_F(ApiRunEvaluate, EachSpecIsItsColumnAsTheEnginePiecesGiveIt) {
   EvaluateRequest r = request();

@@ -18,6 +18,7 @@
 #include "latmix/model.h"
 #include "latmix/model_files.h"
 #include "latmix/transforms.h"
+#include "api_test_support.h"
 #include "test_paths.h"
 
 namespace {
@@ -27,8 +28,9 @@ using latmix::api::VerifyRequest;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const std::string kModel = "resources/models/gutenberg-llama-6M";
-const std::string kSample = "resources/calibration/pride_and_prejudice_ch1-6.txt";
+const std::string& kModel = latmix::test::kBundledModel;
+const std::string& kSample = latmix::test::kBundledSample;
+using latmix::test::expect_usage_error;
 
 // Every field away from its default.
 ExportRequest every_field() {
@@ -56,15 +58,6 @@ ExportRequest every_field() {
   r.calib_seqlen = 32;
   r.transforms_source = "learned in LATMiX Studio";
   return r;
-}
-
-void expect_usage_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one with: " << needle;
-  } catch (const latmix::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 TEST(ApiExportRequest, EveryFieldSurvivesTheJsonRoundTrip) {
@@ -190,16 +183,10 @@ TEST(ApiExport, OptionsAreCheckedBeforeAnyWork) {
 // run_export() on the bundled model.
 class ApiRunExport : public ::testing::Test {
  protected:
+  // The bundled model, opened once per process (api_test_support.h).
   static void SetUpTestSuite() {
-    model_ = new latmix::Model(latmix::load_model(latmix::test::source_path(kModel)));
-    tokenizer_ =
-        latmix::load_model_tokenizer(latmix::test::source_path(kModel), "",
-                                             static_cast<int32_t>(model_->config().vocab_size))
-                     .release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tokenizer_;
+    model_ = &latmix::test::bundled_model();
+    tokenizer_ = &latmix::test::bundled_tokenizer();
   }
   ExportRequest request(const std::string& tag) const {
     ExportRequest r;
@@ -217,12 +204,12 @@ class ApiRunExport : public ::testing::Test {
     c.learn.on_note = [this](const std::string& line) { notes_.push_back(line); };
     return c;
   }
-  static latmix::Model* model_;
-  static latmix::Tokenizer* tokenizer_;
+  static const latmix::Model* model_;
+  static const latmix::Tokenizer* tokenizer_;
   mutable std::vector<std::string> notes_;
 };
-latmix::Model* ApiRunExport::model_ = nullptr;
-latmix::Tokenizer* ApiRunExport::tokenizer_ = nullptr;
+const latmix::Model* ApiRunExport::model_ = nullptr;
+const latmix::Tokenizer* ApiRunExport::tokenizer_ = nullptr;
 
 TEST_F(ApiRunExport, WritesAVerifiedFolderWhoseJsonIsTheClisOutput) {
   const ExportRequest r = request("api-export-rtn");

@@ -13,6 +13,7 @@
 #include "latmix/error.h"
 #include "latmix/model.h"
 #include "latmix/model_files.h"
+#include "api_test_support.h"
 #include "test_paths.h"
 
 namespace {
@@ -21,16 +22,8 @@ using latmix::api::DescribeRequest;
 using latmix::api::ModelDescription;
 using json = nlohmann::json;
 
-const std::string kModel = "resources/models/gutenberg-llama-6M";
-
-void expect_usage_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one with: " << needle;
-  } catch (const latmix::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+const std::string& kModel = latmix::test::kBundledModel;
+using latmix::test::expect_usage_error;
 
 TEST(ApiDescribeRequest, RoundTripAndStrictness) {
   const DescribeRequest r{"/models/m", "/models/tok.json"};
@@ -69,11 +62,10 @@ TEST(ApiDescribeModel, TheBundledModelFromItsHeaders) {
 
 class ApiLoadedModel : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { model_ = new latmix::Model(latmix::load_model(latmix::test::source_path(kModel))); }
-  static void TearDownTestSuite() { delete model_; }
-  static latmix::Model* model_;
+  static void SetUpTestSuite() { model_ = &latmix::test::bundled_model(); }  // api_test_support.h
+  static const latmix::Model* model_;
 };
-latmix::Model* ApiLoadedModel::model_ = nullptr;
+const latmix::Model* ApiLoadedModel::model_ = nullptr;
 
 TEST_F(ApiLoadedModel, ModulesAndOverviewSurviveTheJsonRoundTrip) {
   ModelDescription d = latmix::api::describe_model({latmix::test::source_path(kModel), ""});

@@ -20,6 +20,7 @@
 #include "latmix/learn.h"
 #include "latmix/quant.h"
 #include "latmix/transform_fold.h"
+#include "api_test_support.h"
 #include "test_paths.h"
 
 namespace {
@@ -28,17 +29,9 @@ using latmix::api::StatisticsRequest;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-const std::string kModel = "resources/models/gutenberg-llama-6M";
-const std::string kSample = "resources/calibration/pride_and_prejudice_ch1-6.txt";
-
-void expect_usage_error(const std::function<void()>& f, const std::string& needle) {
-  try {
-    f();
-    ADD_FAILURE() << "no error, expected one with: " << needle;
-  } catch (const latmix::UsageError& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
-}
+const std::string& kModel = latmix::test::kBundledModel;
+const std::string& kSample = latmix::test::kBundledSample;
+using latmix::test::expect_usage_error;
 
 TEST(ApiStatisticsRequest, EveryFieldSurvivesTheJsonRoundTrip) {
   StatisticsRequest r;
@@ -119,15 +112,10 @@ TEST(ApiStatisticsRequest, OptionsAreCheckedBeforeAnyWork) {
 
 class ApiRunStatistics : public ::testing::Test {
  protected:
+  // The bundled model, opened once per process (api_test_support.h).
   static void SetUpTestSuite() {
-    model_ = new latmix::Model(latmix::load_model(latmix::test::source_path(kModel)));
-    tokenizer_ = latmix::load_model_tokenizer(latmix::test::source_path(kModel), "",
-                                              static_cast<int32_t>(model_->config().vocab_size))
-                     .release();
-  }
-  static void TearDownTestSuite() {
-    delete model_;
-    delete tokenizer_;
+    model_ = &latmix::test::bundled_model();
+    tokenizer_ = &latmix::test::bundled_tokenizer();
   }
   static StatisticsRequest request() {
     StatisticsRequest r;
@@ -139,11 +127,11 @@ class ApiRunStatistics : public ::testing::Test {
     r.point = "residual,mlp_in";
     return r;
   }
-  static latmix::Model* model_;
-  static latmix::Tokenizer* tokenizer_;
+  static const latmix::Model* model_;
+  static const latmix::Tokenizer* tokenizer_;
 };
-latmix::Model* ApiRunStatistics::model_ = nullptr;
-latmix::Tokenizer* ApiRunStatistics::tokenizer_ = nullptr;
+const latmix::Model* ApiRunStatistics::model_ = nullptr;
+const latmix::Tokenizer* ApiRunStatistics::tokenizer_ = nullptr;
 
 TEST_F(ApiRunStatistics, IsTheCollectorOfItsRequestWithProgressPerLayer) {
   StatisticsRequest r = request();
@@ -160,8 +148,9 @@ TEST_F(ApiRunStatistics, IsTheCollectorOfItsRequestWithProgressPerLayer) {
   const latmix::StatsOptions o = latmix::api::check_statistics_request(r);
   const latmix::CalibrationOptions data_options = latmix::api::statistics_data_options(r, *model_, *tokenizer_);
   const latmix::CalibrationSet data = latmix::load_calibration_text(r.data, *tokenizer_, data_options);
+  latmix::Model probe = *model_;  // the collector hooks into a model of its own
   const latmix::ActivationStats want = latmix::collect_activation_stats(
-      *model_, data, o, latmix::make_builtin_activation_transform("hadamard", *model_, o.format, 5));
+      probe, data, o, latmix::make_builtin_activation_transform("hadamard", *model_, o.format, 5));
   EXPECT_EQ(latmix::stats_to_json(res.stats), latmix::stats_to_json(want));
   EXPECT_EQ(res.stats.transform, "hadamard");
   EXPECT_EQ(res.data, data.describe());
