@@ -53,8 +53,6 @@ class MainWindow : public QMainWindow {
   bool saveScreenshot(const QString& path);
   /// The error banner's text ("" when hidden).
   QString bannerText() const;
-  /// Saves one screenshot per screen (tab) into `dir` once each has its data; calls `done(ok)`.
-  void saveScreenshots(const QString& dir, std::function<void(bool)> done);
   MicroscopePanel* microscope() const { return microscope_; }
   ExplorerPanel* explorer() const { return explorer_; }
   LearnPanel* learn() const { return learn_; }
@@ -72,13 +70,6 @@ class MainWindow : public QMainWindow {
   void showTour();
   /// Shows the tour when it has not been seen (finished or skipped) yet; returns whether it did.
   bool startTourIfFirstRun();
-  /// GUI event-loop lateness measured while the scenario's learning runs were in progress
-  /// (samples 0 before saveScreenshots() got there).
-  struct LatencySummary {
-    int samples = 0;
-    double p50_ms = 0, p99_ms = 0, max_ms = 0;
-  };
-  LatencySummary learningLatency() const { return learning_latency_; }
 
   /// Asks a yes/no question before work would be lost; true: go ahead. A message box by default;
   /// tests and the scripted scenario answer it themselves.
@@ -119,8 +110,6 @@ class MainWindow : public QMainWindow {
   void log(const QString& line);
   void rememberRecent(const QString& path);
   void rebuildRecentMenu();
-  void shootLearning(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
-  void shootExport(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
   void buildTour();
   /// Whether work that would be lost by `action` ("quit", "open another model") may go: asks
   /// when learning runs or learned runs were never saved.
@@ -149,10 +138,7 @@ class MainWindow : public QMainWindow {
   ExportPanel* export_ = nullptr;  // the Export tab (issue #9, item 5); its actions are in File after "Settings"
   Tour* tour_ = nullptr;
   QLabel* export_status_ = nullptr;
-  std::shared_ptr<LearnOutcome> scenario_plan_;  // the plan the scenario learned first, for its export
   QLabel* learn_status_ = nullptr;
-  LatencyProbe* learn_probe_ = nullptr;
-  LatencySummary learning_latency_;
   quint64 current_job_ = 0;
   QString progress_stage_;      // the stage the ETA is estimated for
   qint64 progress_done_ = 0;

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Starts the studio under Xvfb on the bundled model, saves a screenshot of each screen, and checks
+# Runs the studio's scripted scenario (screenshot_scenario.cpp: a MainWindow driven as a person would)
+# under Xvfb on the bundled model, which saves a screenshot of each screen, and checks
 # that every screenshot exists and is not blank (more than a handful of distinct colours). The
 # scenario also learns 20 steps (learn.png), cancels a second run, compares methods
 # (compare-methods.png) and reports the GUI's event-loop lateness while learning runs (latency.txt; not
 # gated: other tests share the cores, and the bench gui_learn_latency measures it alone). It starts with the
 # first-run tour (tour.png, then dismissed) and ends by exporting the plan it learned as a
-# compressed-tensors .zip bundle into DIR and verifying it (export.png; the studio exits non-zero
+# compressed-tensors .zip bundle into DIR and verifying it (export.png; the scenario exits non-zero
 # when either fails); here the bundle is checked once more with the CLI, `latmix verify` (4th argument).
 set -euo pipefail
-STUDIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$STUDIO")/../cli/latmix}
+SCENARIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$SCENARIO")/../../cli/latmix}
 export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
 # The scenario's Compare step scores winogrande from the shared data; a bare clone has none, and the
-# scenario (app/main_window.cpp) has no way round it: skip (ctest's SKIP_RETURN_CODE) and say why.
+# scenario (tests/gui/screenshot_scenario.cpp) has no way round it: skip (ctest's SKIP_RETURN_CODE) and say why.
 if [ ! -d "$LATMIX_DATA_DIR/eval/winogrande" ]; then
   echo "SKIP: ${LATMIX_DATA_DIR:-(no data folder)}/eval/winogrande is missing (shared data: set LATMIX_DATA_DIR" \
        "or put it at ../shared/data); the scenario's Compare step needs it"
@@ -22,8 +23,8 @@ export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)   # fresh setting
 trap 'rm -rf "$XDG_CONFIG_HOME" "$XDG_DATA_HOME"' EXIT
 start=$(date +%s)
 rc=0
-xvfb-run -a -s "-screen 0 1280x720x24" "$STUDIO" --screenshot-dir "$DIR" || rc=$?
-echo "studio exited with $rc after $(( $(date +%s) - start )) s"
+xvfb-run -a -s "-screen 0 1280x720x24" "$SCENARIO" "$DIR" || rc=$?
+echo "scenario exited with $rc after $(( $(date +%s) - start )) s"
 python3 - "$DIR" <<'PY'
 import sys, zlib, struct, pathlib
 d = pathlib.Path(sys.argv[1])
