@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "latmix/error.h"
+#include "lists.h"
 #include "request_json.h"
 
 namespace latmix::api {
@@ -50,17 +51,6 @@ const detail::FieldTable<AnalyzeRequest>& analyze_fields() {
       {"device", required(&R::device, as_string)},
   };
   return table;
-}
-
-std::vector<std::string> split(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream in(list);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    const size_t a = item.find_first_not_of(' '), b = item.find_last_not_of(' ');
-    if (a != std::string::npos) out.push_back(item.substr(a, b - a + 1));
-  }
-  return out;
 }
 
 }  // namespace
@@ -109,11 +99,7 @@ std::vector<std::string> analyze_command_line(const AnalyzeRequest& r) {
 
 MxAnalysisOptions check_analyze_request(const AnalyzeRequest& r) {
   MxAnalysisOptions opt;
-  opt.points.clear();
-  for (const std::string& name : split(r.point)) {
-    opt.points.push_back(parse_option("point", [&] { return parse_capture_point(name); }));
-  }
-  if (opt.points.empty()) throw UsageError("--point: expected one or more capture point names");
+  opt.points = detail::capture_point_list(r.point);
   opt.format = parse_option("format", [&] { return MxFormat::parse(r.format); });
   if (r.scale) opt.format.scale = parse_option("scale", [&] { return parse_scale_rule(*r.scale); });
   if (r.round) opt.format.rounding = parse_option("round", [&] { return parse_rounding(*r.round); });
@@ -123,7 +109,9 @@ MxAnalysisOptions check_analyze_request(const AnalyzeRequest& r) {
     }
     opt.layers = {*r.layer};
   }
-  for (const std::string& item : split(r.blocks)) {
+  // Every item, as `latmix analyze --blocks` has always read them (an empty one is no number).
+  std::stringstream blocks(r.blocks);
+  for (std::string item; std::getline(blocks, item, ',');) {
     size_t used = 0;
     int64_t b = 0;
     try {

@@ -11,6 +11,7 @@
 #include "latmix/memory.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
+#include "lists.h"
 #include "request_json.h"
 
 namespace latmix::api {
@@ -110,19 +111,6 @@ json recovery_tables(const std::vector<TaskResult>& fp, const std::vector<TaskRe
 json results_json(const std::vector<TaskResult>& results) {
   json out = json::array();
   for (const TaskResult& r : results) out.push_back(to_json(r));
-  return out;
-}
-
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = list.find(',', start);
-    std::string name = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!name.empty()) out.push_back(std::move(name));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
   return out;
 }
 
@@ -257,7 +245,7 @@ std::vector<std::string> compare_command_line(const CompareRequest& r) {
 
 std::vector<std::string> check_compare_request(const CompareRequest& r) {
   std::vector<std::string> methods;
-  for (const std::string& name : split_list(r.methods)) {
+  for (const std::string& name : detail::comma_list(r.methods)) {
     const std::string canonical = find_method(name).name;
     if (std::find(methods.begin(), methods.end(), canonical) == methods.end()) methods.push_back(canonical);
   }

@@ -9,6 +9,7 @@
 
 #include "latmix/calib_transforms.h"
 #include "latmix/error.h"
+#include "lists.h"
 #include "request_json.h"
 #include "windows.h"
 
@@ -62,17 +63,6 @@ const detail::FieldTable<StatisticsRequest>& statistics_fields() {
   return table;
 }
 
-std::vector<CapturePoint> capture_points(const std::string& list) {
-  std::vector<CapturePoint> points;
-  std::stringstream in(list);
-  std::string name;
-  while (std::getline(in, name, ',')) {
-    if (!name.empty()) points.push_back(parse_capture_point(name));
-  }
-  if (points.empty()) throw UsageError("--point: expected one or more capture point names");
-  return points;
-}
-
 }  // namespace
 
 json to_json(const StatisticsRequest& request) { return detail::write_request(statistics_fields(), request); }
@@ -95,7 +85,7 @@ StatsOptions check_statistics_request(const StatisticsRequest& r) {
     throw UsageError("unknown transform '" + r.transform + "' (expected one of " + builtin_transform_list() + ")");
   }
   StatsOptions opt;
-  opt.points = capture_points(r.point);
+  opt.points = detail::capture_point_list(r.point);
   opt.format = MxFormat::parse(r.format);
   if (r.block) opt.format.block = *r.block;
   if (r.scale) opt.format.scale = parse_scale_rule(*r.scale);
