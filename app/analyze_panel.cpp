@@ -119,7 +119,7 @@ AnalyzePanel::~AnalyzePanel() = default;
 
 void AnalyzePanel::buildControls() {
   auto* layout = new QVBoxLayout(this);
-  data_ = new QLineEdit(resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt", this);
+  data_ = new QLineEdit(bundled_sample(), this);
   data_->setToolTip("--data: the calibration text whose activations are analysed");
   auto* browse = new QPushButton("...", this);
   connect(browse, &QPushButton::clicked, this, [this] {

@@ -10,10 +10,6 @@
 
 namespace latmix::studio::compare_detail {
 
-QString calibration_path() {
-  return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
-}
-
 
 /// The metric a task is compared on, the same in both modes (issue 17, Major 8): accuracy ("acc")
 /// for zero-shot tasks, perplexity ("ppl") for texts. acc_norm only where a task has no acc.

@@ -27,8 +27,6 @@ struct CompareEvaluation {
 
 namespace compare_detail {
 
-/// The bundled calibration sample (the default text of both pages).
-QString calibration_path();
 /// Fewer items than this and a zero-shot accuracy's standard error is several points: say so.
 constexpr int64_t kSmallSample = 200;
 /// The metric a task is compared on, the same in both pages: "acc" for zero-shot tasks, "ppl" for

@@ -85,7 +85,7 @@ CompareMethodsPage::CompareMethodsPage(EngineHost* host, ModelSession* session, 
       QComboBox::AdjustToMinimumContentsLengthWithIcon);  // long paths must not widen the page
   m_calib_->setMinimumContentsLength(16);
   if (QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg")) m_calib_->addItem("gutenberg");
-  m_calib_->addItem(calibration_path());
+  m_calib_->addItem(bundled_sample());
   m_calib_->setToolTip("Calibration text (--calib): gutenberg (the training books) or comma-separated files");
   const api::CalibrationSize size = api::learn_calibration_defaults(StudioSettings::load().device == "cuda", 0);
   m_samples_ = new QSpinBox(page);

@@ -10,17 +10,16 @@
 #include <QVBoxLayout>
 
 #include "compare_common.h"
+#include "main_window.h"
 
 namespace latmix::studio {
-
-using compare_detail::calibration_path;
 
 ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   auto* row = new QHBoxLayout();
   mode_ = new QComboBox(this);
   mode_->addItems({"methods (latmix compare)", "quantization specs (latmix eval --quant)"});
-  tasks_ = new QLineEdit("text:" + calibration_path() + ",alice,arc_easy,piqa,winogrande", this);
+  tasks_ = new QLineEdit("text:" + bundled_sample() + ",alice,arc_easy,piqa,winogrande", this);
   tasks_->setToolTip(
       "Comma-separated tasks (latmix eval --tasks): wikitext2, ptb, frankenstein, alice, text:PATH, "
       "arc_easy, arc_challenge, boolq, hellaswag, openbookqa, piqa, winogrande, lambada, copa, all");

@@ -119,7 +119,7 @@ quint64 CompareSpecsPage::run() {
                        .arg(request.seqlen)
                        .arg(studio_data_dir());
   run_->setEnabled(false);
-  const std::string sample = calibration_path().toStdString();
+  const std::string sample = bundled_sample().toStdString();
   QPointer<CompareSpecsPage> self(this);  // the job may outlive the panel (a window closed meanwhile)
   return specs_job_ = host_->submit("compare", [self, model, tokenizer, request, sample](const JobControl& job) {
     api::EvaluateControl control;

@@ -142,7 +142,7 @@ ExplorerPanel::~ExplorerPanel() = default;
 void ExplorerPanel::buildControls() {
   auto* layout = new QVBoxLayout(this);
   auto* calib = new QHBoxLayout();
-  data_ = new QLineEdit(resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt", this);
+  data_ = new QLineEdit(bundled_sample(), this);
   data_->setToolTip("Calibration text: the bundled sample, WikiText-2, or any text file");
   auto* browse = new QPushButton("...", this);
   connect(browse, &QPushButton::clicked, this, [this] {

@@ -49,7 +49,6 @@ QString format_bytes(qint64 bytes) {
 
 namespace {
 
-QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
 
 QString notes_html(const QStringList& notes) {
   if (notes.isEmpty()) return {};

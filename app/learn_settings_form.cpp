@@ -31,10 +31,6 @@ namespace latmix::studio {
 
 namespace {
 
-QString bundled_sample() {
-  return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt";
-}
-
 bool has_gutenberg() {
   return QFileInfo::exists(studio_data_dir() + "/corpus/gutenberg");
 }

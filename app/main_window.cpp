@@ -63,6 +63,8 @@ QString resources_dir() {
   return {};
 }
 
+QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
+
 QString last_folder(const QString& key) {
   const QString dir = QSettings().value("folders/" + key).toString();
   return !dir.isEmpty() && QFileInfo(dir).isDir() ? dir : QDir::homePath();

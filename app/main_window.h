@@ -154,6 +154,9 @@ class MainWindow : public QMainWindow {
 
 /// The folder holding the bundled resources (demo model, calibration sample), or "" if absent.
 QString resources_dir();
+/// The bundled calibration sample (resources_dir()/calibration/pride_and_prejudice_ch1-6.txt): the
+/// default text of the explorer, analyze, learn, compare, microscope and export.
+QString bundled_sample();
 
 /// The folder a file dialog of kind `key` ("model", "transforms", "text", "session") was last
 /// pointed at (the home folder at first), and remembering it from a chosen file or folder.

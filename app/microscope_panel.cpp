@@ -26,7 +26,6 @@ using latmix::widgets::MicroscopeData;
 
 namespace {
 
-QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
 
 std::vector<FormatComparisonRow> comparison_rows(const std::vector<api::FormatComparison>& rows) {
   std::vector<FormatComparisonRow> out;
