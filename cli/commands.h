@@ -27,6 +27,7 @@ std::vector<Command> evaluate_commands();  // eval
 std::vector<Command> export_commands();    // export, verify
 std::vector<Command> learn_commands();     // learn
 std::vector<Command> compare_commands();   // compare
+std::vector<Command> serve_commands();     // serve
 
 /// Applies --threads; returns the --device.
 at::Device apply_common_options(const Args& args);

@@ -13,7 +13,9 @@
 #include "completion.h"
 #include "console.h"
 #include "latmix/error.h"
+#include "latmix/serve/tasks.h"
 #include "latmix/version.h"
+#include "remote.h"
 
 namespace {
 
@@ -29,6 +31,7 @@ std::vector<Command> all_commands() {
   for (auto& c : latmix::cli::export_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::learn_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::compare_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::serve_commands()) cmds.push_back(std::move(c));
   cmds.push_back(latmix::cli::completion_command(cmds));  // last: it completes every command above
   return cmds;
 }
@@ -84,6 +87,17 @@ int main(int argc, char** argv) {
     std::fputs(latmix::cli::version_report(json).c_str(), stdout);
     return 0;
   }
+  // `latmix --engine URL [--token-file FILE] COMMAND ...`: the command runs on that engine.
+  try {
+    latmix::cli::take_engine_options(args);
+  } catch (const latmix::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 2;
+  }
+  if (args.empty()) {
+    std::fprintf(stderr, "error: --engine: which command? (latmix --engine URL COMMAND ...)\n");
+    return 2;
+  }
   // `latmix verify PATH`: the path may come without --path.
   if (args[0] == "verify" && args.size() >= 2 && args[1].rfind("--", 0) != 0) args.insert(args.begin() + 1, "--path");
   // Two-word commands ("mx quantize"): join the verb and its subverb.
@@ -99,6 +113,13 @@ int main(int argc, char** argv) {
   }
   for (const auto& cmd : cmds) {
     if (cmd.spec.name != args[0]) continue;
+    if (latmix::cli::remote_engine() && latmix::serve::command_task(cmd.spec.name).empty()) {
+      std::fprintf(stderr,
+                   "error: latmix --engine: '%s' runs only in this process (on an engine: info, stats, mx block, "
+                   "analyze, eval, compare, learn, export, verify)\n",
+                   cmd.spec.name.c_str());
+      return 2;
+    }
     try {
       latmix::cli::Args parsed(cmd.spec, std::vector<std::string>(args.begin() + 1, args.end()));
       if (parsed.help()) {
