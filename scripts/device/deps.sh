@@ -13,6 +13,8 @@ DEVICE_DEBS=(
   libssl-dev libssl3
   libpng-dev libpng16-16
   zlib1g-dev zlib1g
+  libcpp-httplib-dev libcpp-httplib0.11
+  libbrotli-dev libbrotli1
 )
 if [ "${BASH_SOURCE[0]}" = "$0" ] && [ "${1:-}" = "--list" ]; then echo "${DEVICE_DEBS[*]}"; exit 0; fi
 DEPS=/tmp/deps
