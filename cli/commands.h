@@ -28,6 +28,9 @@ std::vector<Command> export_commands();    // export, verify
 std::vector<Command> learn_commands();     // learn
 std::vector<Command> compare_commands();   // compare
 std::vector<Command> serve_commands();     // serve
+std::vector<Command> remote_commands();    // jobs list|attach|cancel|pause|resume|remove, files, download
+/// jobs ..., files, download: they need --engine URL.
+bool remote_only_command(const std::string& name);
 
 /// Applies --threads; returns the --device.
 at::Device apply_common_options(const Args& args);

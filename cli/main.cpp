@@ -32,6 +32,7 @@ std::vector<Command> all_commands() {
   for (auto& c : latmix::cli::learn_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::compare_commands()) cmds.push_back(std::move(c));
   for (auto& c : latmix::cli::serve_commands()) cmds.push_back(std::move(c));
+  for (auto& c : latmix::cli::remote_commands()) cmds.push_back(std::move(c));
   cmds.push_back(latmix::cli::completion_command(cmds));  // last: it completes every command above
   return cmds;
 }
@@ -100,6 +101,8 @@ int main(int argc, char** argv) {
   }
   // `latmix verify PATH`: the path may come without --path.
   if (args[0] == "verify" && args.size() >= 2 && args[1].rfind("--", 0) != 0) args.insert(args.begin() + 1, "--path");
+  // `latmix jobs attach ID`: the id may come without --id.
+  if (args[0] == "jobs" && args.size() >= 3 && args[2].rfind("--", 0) != 0) args.insert(args.begin() + 2, "--id");
   // Two-word commands ("mx quantize"): join the verb and its subverb.
   if (args.size() >= 2) {
     const std::string joined = args[0] + " " + args[1];
@@ -113,10 +116,11 @@ int main(int argc, char** argv) {
   }
   for (const auto& cmd : cmds) {
     if (cmd.spec.name != args[0]) continue;
-    if (latmix::cli::remote_engine() && latmix::serve::command_task(cmd.spec.name).empty()) {
+    if (latmix::cli::remote_engine() && latmix::serve::command_task(cmd.spec.name).empty() &&
+        !latmix::cli::remote_only_command(cmd.spec.name)) {
       std::fprintf(stderr,
                    "error: latmix --engine: '%s' runs only in this process (on an engine: info, stats, mx block, "
-                   "analyze, eval, compare, learn, export, verify)\n",
+                   "analyze, eval, compare, learn, export, verify; and jobs, files, download)\n",
                    cmd.spec.name.c_str());
       return 2;
     }

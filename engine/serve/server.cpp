@@ -92,9 +92,11 @@ void write_token_file(const std::string& path, const std::string& token) {
 std::string read_token_file(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) throw Error(path + ": no such token file");
-  if ((st.st_mode & 077) != 0)
-    throw Error(path + ": the token file is readable by others (mode " + std::to_string(st.st_mode & 0777) +
-                " in octal is not 600); chmod 600 it first");
+  if ((st.st_mode & 077) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%03o", static_cast<unsigned>(st.st_mode & 0777));
+    throw Error(path + ": the token file can be read by others (mode " + mode + "); chmod 600 it first");
+  }
   std::ifstream in(path);
   std::string line;
   std::getline(in, line);
