@@ -8,51 +8,52 @@
 #include "console.h"
 #include "latmix/error.h"
 #include "latmix/mx_analysis.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
 namespace {
 
-void print_layer(const MxLayerAnalysis& a) {
-  std::printf(
-      "\n%s, layer %lld: %lld channels, %lld tokens measured (%lld fitted on); relative MX error (lower is "
-      "better)\n",
-      capture_point_name(a.point).c_str(), static_cast<long long>(a.layer), static_cast<long long>(a.features),
-      static_cast<long long>(a.tokens), static_cast<long long>(a.fit_tokens));
-  std::printf("%-17s", "transform");
-  for (int64_t b : a.block_sizes) std::printf(" %9s", ("b=" + std::to_string(b)).c_str());
-  std::printf("\n");
+void append_layer(std::string& out, const MxLayerAnalysis& a) {
+  appendf(out,
+          "\n%s, layer %lld: %lld channels, %lld tokens measured (%lld fitted on); relative MX error (lower is "
+          "better)\n",
+          capture_point_name(a.point).c_str(), static_cast<long long>(a.layer), static_cast<long long>(a.features),
+          static_cast<long long>(a.tokens), static_cast<long long>(a.fit_tokens));
+  appendf(out, "%-17s", "transform");
+  for (int64_t b : a.block_sizes) appendf(out, " %9s", ("b=" + std::to_string(b)).c_str());
+  appendf(out, "\n");
   for (const auto& c : a.curves) {
-    std::printf("%-17s", analysis_transform_name(c.transform).c_str());
+    appendf(out, "%-17s", analysis_transform_name(c.transform).c_str());
     for (const auto& r : c.sizes) {
       if (r.skipped) {
-        std::printf(" %9s", "-");
+        appendf(out, " %9s", "-");
       } else {
-        std::printf(" %9.3e", r.rel_error);
+        appendf(out, " %9.3e", r.rel_error);
       }
     }
-    std::printf("\n");
+    appendf(out, "\n");
   }
-  std::printf("%-17s %6s %9s %9s %9s  %s\n", "at block 32 /last", "block", "cond", "crest", "peak", "note");
+  appendf(out, "%-17s %6s %9s %9s %9s  %s\n", "at block 32 /last", "block", "cond", "crest", "peak", "note");
   for (const auto& c : a.curves) {
     const BlockSizeResult* shown = nullptr;
     for (const auto& r : c.sizes) {
       if (!r.skipped && (!shown || shown->block != 32)) shown = &r;  // block 32, else the largest
     }
     if (!shown) {
-      std::printf("%-17s %s\n", analysis_transform_name(c.transform).c_str(),
-                  c.sizes.empty() ? "" : c.sizes.front().note.c_str());
+      appendf(out, "%-17s %s\n", analysis_transform_name(c.transform).c_str(),
+              c.sizes.empty() ? "" : c.sizes.front().note.c_str());
       continue;
     }
-    std::printf("%-17s %6lld %9.3g %9.3f %9.3f  %s\n", analysis_transform_name(c.transform).c_str(),
-                static_cast<long long>(shown->block), shown->condition_number, shown->block_crest,
-                shown->block_peak_power, shown->note.c_str());
+    appendf(out, "%-17s %6lld %9.3g %9.3f %9.3f  %s\n", analysis_transform_name(c.transform).c_str(),
+            static_cast<long long>(shown->block), shown->condition_number, shown->block_crest, shown->block_peak_power,
+            shown->note.c_str());
   }
 }
 
 int run_analyze(const Args& args) {
   const api::AnalyzeRequest request = analyze_request_from_args(args);
-  const MxAnalysisOptions opt = api::check_analyze_request(request);  // bad options fail before the model loads
+  api::check_analyze_request(request);  // bad options fail before the model loads
   LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
   JobControl job;
@@ -61,20 +62,27 @@ int run_analyze(const Args& args) {
   const api::AnalyzeResult result = api::run_analyze(request, m.model, *m.tokenizer, job);
   progress.finish();
   if (args.flag("json")) {
-    std::cout << mx_analysis_to_json(result.analysis, 1) << "\n";
+    std::cout << api::to_json(result).dump(1) << "\n";
     return 0;
   }
-  std::printf("data: %s (%s); %s, block size varied; learned: %lld Adam steps, lr %g, affine %s\n",
-              request.data.c_str(), result.data.c_str(), opt.format.describe().c_str(),
-              static_cast<long long>(opt.steps), opt.lr, result.analysis.affine.c_str());
-  for (const auto& a : result.analysis.layers) print_layer(a);
-  std::printf("\nanalysed in %s", format_duration(result.seconds).c_str());
-  if (!result.files.empty()) std::printf("; wrote %s (%zu files)", request.out.c_str(), result.files.size());
-  std::printf("\n");
+  std::printf("%s", format_analyze_text(result).c_str());
   return 0;
 }
 
 }  // namespace
+
+std::string format_analyze_text(const api::AnalyzeResult& result) {
+  const MxAnalysis& analysis = result.analysis;
+  std::string out;
+  appendf(out, "data: %s (%s); %s, block size varied; learned: %lld Adam steps, lr %g, affine %s\n",
+          result.request.data.c_str(), result.data.c_str(), analysis.format_description.c_str(),
+          static_cast<long long>(analysis.steps), analysis.lr, analysis.affine.c_str());
+  for (const auto& a : analysis.layers) append_layer(out, a);
+  appendf(out, "\nanalysed in %s", format_duration(result.seconds).c_str());
+  if (!result.files.empty()) appendf(out, "; wrote %s (%zu files)", result.request.out.c_str(), result.files.size());
+  appendf(out, "\n");
+  return out;
+}
 
 api::AnalyzeRequest analyze_request_from_args(const Args& args) {
   api::AnalyzeRequest r;

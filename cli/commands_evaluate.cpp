@@ -8,14 +8,15 @@
 
 #include "commands.h"
 #include "commands_evaluate.h"
-#include "latmix/api/evaluate.h"
 #include "console.h"
+#include "latmix/api/evaluate.h"
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
 #include "latmix/tasks.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -49,32 +50,31 @@ std::string recovery_text(const Estimate& rec) {
 }
 
 /// One line per (task, metric); with `quantized`, FP / quantized / recovery columns.
-void print_table(const std::vector<TaskResult>& fp, const std::vector<TaskResult>* quantized) {
+void append_table(std::string& out, const std::vector<TaskResult>& fp, const std::vector<TaskResult>* quantized) {
   int w = 14;
   for (const TaskResult& r : fp) w = std::max(w, static_cast<int>(r.task.size()));
   if (quantized)
-    std::printf("%-*s %-9s %-16s %-16s %-14s %7s\n", w, "task", "metric", "FP", "quantized", "recovery", "items");
+    appendf(out, "%-*s %-9s %-16s %-16s %-14s %7s\n", w, "task", "metric", "FP", "quantized", "recovery", "items");
   else
-    std::printf("%-*s %-9s %-18s %7s %10s\n", w, "task", "metric", "value", "items", "time");
+    appendf(out, "%-*s %-9s %-18s %7s %10s\n", w, "task", "metric", "value", "items", "time");
   for (size_t i = 0; i < fp.size(); ++i) {
     for (const auto& [metric, v] : fp[i].metrics) {
       const char* task = fp[i].task.c_str();
       if (!quantized) {
-        std::printf("%-*s %-9s %-18s %7lld %10s\n", w, task, metric.c_str(), value_text(fp[i], metric).c_str(),
-                    static_cast<long long>(fp[i].items), format_duration(fp[i].seconds).c_str());
+        appendf(out, "%-*s %-9s %-18s %7lld %10s\n", w, task, metric.c_str(), value_text(fp[i], metric).c_str(),
+                static_cast<long long>(fp[i].items), format_duration(fp[i].seconds).c_str());
         continue;
       }
       const TaskResult& q = (*quantized)[i];
       // recovery.h: accuracy quantized / FP, perplexity and NLL FP / quantized; ± its standard error.
       const Estimate rec = recovery(metric, fp[i], q);
-      std::printf("%-*s %-9s %-16s %-16s %-14s %7lld\n", w, task, metric.c_str(), value_text(fp[i], metric).c_str(),
-                  value_text(q, metric).c_str(), recovery_text(rec).c_str(), static_cast<long long>(fp[i].items));
+      appendf(out, "%-*s %-9s %-16s %-16s %-14s %7lld\n", w, task, metric.c_str(), value_text(fp[i], metric).c_str(),
+              value_text(q, metric).c_str(), recovery_text(rec).c_str(), static_cast<long long>(fp[i].items));
     }
   }
-  std::printf("\nconventions:\n");
-  for (const TaskResult& r : fp) std::printf("  %-*s %s\n", w, r.task.c_str(), r.convention.c_str());
+  appendf(out, "\nconventions:\n");
+  for (const TaskResult& r : fp) appendf(out, "  %-*s %s\n", w, r.task.c_str(), r.convention.c_str());
 }
-
 
 int run_eval(const Args& args) {
   const api::EvaluateRequest request = evaluate_request_from_args(args);
@@ -93,11 +93,17 @@ int run_eval(const Args& args) {
   if (args.flag("json"))
     std::cout << api::to_json(result).dump(2) << "\n";
   else
-    print_table(result.fp, result.quantized.empty() ? nullptr : &result.quantized.front().results);
+    std::printf("%s", format_eval_text(result).c_str());
   return 0;
 }
 
 }  // namespace
+
+std::string format_eval_text(const api::EvaluateResult& result) {
+  std::string out;
+  append_table(out, result.fp, result.quantized.empty() ? nullptr : &result.quantized.front().results);
+  return out;
+}
 
 api::EvaluateRequest evaluate_request_from_args(const Args& args) {
   api::EvaluateRequest r;

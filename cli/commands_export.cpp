@@ -10,6 +10,7 @@
 #include "latmix/api/export.h"
 #include "latmix/config.h"
 #include "latmix/error.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -79,7 +80,7 @@ int run_export(const Args& args) {
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";
   } else {
-    std::printf("%s", api::describe(result).c_str());
+    std::printf("%s", format_export_text(result).c_str());
   }
   return 0;
 }
@@ -92,17 +93,30 @@ int run_verify(const Args& args) {
   job.progress = progress.callback();
   const api::VerifyResult result = api::run_verify(request, job);
   progress.finish();
-  for (const auto& n : result.notes) std::fprintf(stderr, "note: %s\n", n.c_str());
+  std::fprintf(stderr, "%s", format_verify_notes(result).c_str());
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";
   } else {
-    std::printf("%s%s: %s\n", result.verification.describe().c_str(), request.path.c_str(),
-                api::verdict(result).c_str());
+    std::printf("%s", format_verify_text(result).c_str());
   }
   return result.verification.ok() ? 0 : 1;
 }
 
 }  // namespace
+
+std::string format_export_text(const api::ExportResult& result) {
+  return api::describe(result);
+}
+
+std::string format_verify_text(const api::VerifyResult& result) {
+  return result.verification.describe() + result.path + ": " + api::verdict(result) + "\n";
+}
+
+std::string format_verify_notes(const api::VerifyResult& result) {
+  std::string out;
+  for (const auto& n : result.notes) out += "note: " + n + "\n";
+  return out;
+}
 
 std::vector<Command> export_commands() {
   std::vector<Command> commands = {

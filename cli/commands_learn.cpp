@@ -9,15 +9,16 @@
 #include "commands.h"
 #include "commands_learn.h"
 #include "console.h"
+#include "latmix/api/evaluate.h"
+#include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
 #include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/export.h"
 #include "latmix/files.h"
-#include "latmix/api/evaluate.h"
-#include "latmix/api/learn.h"
 #include "latmix/learn.h"
 #include "latmix/tasks.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -149,19 +150,7 @@ int run_learn(const Args& args) {
     std::cout << api::to_json(result).dump(2) << "\n";
     return 0;
   }
-  const MethodResult& r = result.run;
-  const MethodPreset& preset = find_method(request.method);
-  std::printf("method     %s (%s)\n", request.method.c_str(), preset.summary.c_str());
-  std::printf("settings   %s\n", result.settings.to_json().dump().c_str());
-  if (!r.curve.empty()) {
-    std::printf("loss       %.5g -> %.5g over %zu steps in %s%s\n", r.curve.front().loss, r.curve.back().loss,
-                r.curve.size(), format_duration(r.seconds).c_str(), r.resumed ? " (resumed)" : "");
-  } else {
-    std::printf("transforms fixed (%s), built in %s\n", preset.transforms.c_str(), format_duration(r.seconds).c_str());
-  }
-  if (!r.validation_note.empty()) std::printf("%s\n", r.validation_note.c_str());
-  for (const auto& [name, value] : r.conditions) std::printf("condition  %s: %.4g\n", name.c_str(), value);
-  if (!request.out.empty()) std::printf("written    %s.safetensors, %s.json\n", request.out.c_str(), request.out.c_str());
+  std::printf("%s", format_learn_text(result).c_str());
   return 0;
 }
 
@@ -181,13 +170,45 @@ int run_compare(const Args& args) {
     std::cout << api::to_json(result).dump(2) << "\n";
     return 0;
   }
-  std::printf("%s", result.comparison.markdown({}).c_str());
-  std::printf("\nwritten:\n");
-  for (const auto& f : result.files) std::printf("  %s\n", f.c_str());
+  std::printf("%s", format_compare_text(result).c_str());
   return 0;
 }
 
 }  // namespace
+
+std::string format_learn_text(const api::LearnResult& result) {
+  const MethodResult& r = result.run;
+  const MethodPreset& preset = find_method(result.settings.method);
+  std::string out;
+  appendf(out, "method     %s (%s)\n", result.settings.method.c_str(), preset.summary.c_str());
+  appendf(out, "settings   %s\n", result.settings.to_json().dump().c_str());
+  if (!r.curve.empty()) {
+    appendf(out, "loss       %.5g -> %.5g over %zu steps in %s%s\n", r.curve.front().loss, r.curve.back().loss,
+            r.curve.size(), format_duration(r.seconds).c_str(), r.resumed ? " (resumed)" : "");
+  } else {
+    appendf(out, "transforms fixed (%s), built in %s\n", preset.transforms.c_str(), format_duration(r.seconds).c_str());
+  }
+  if (!r.validation_note.empty()) appendf(out, "%s\n", r.validation_note.c_str());
+  for (const auto& [name, value] : r.conditions) appendf(out, "condition  %s: %.4g\n", name.c_str(), value);
+  // The transforms file is PREFIX.safetensors for --out PREFIX.
+  const std::string suffix = ".safetensors";
+  const std::string& file = result.transforms;
+  if (!file.empty()) {
+    const std::string prefix =
+        file.size() > suffix.size() && file.compare(file.size() - suffix.size(), suffix.size(), suffix) == 0
+            ? file.substr(0, file.size() - suffix.size())
+            : file;
+    appendf(out, "written    %s.safetensors, %s.json\n", prefix.c_str(), prefix.c_str());
+  }
+  return out;
+}
+
+std::string format_compare_text(const api::CompareResult& result) {
+  std::string out = result.comparison.markdown({});
+  appendf(out, "\nwritten:\n");
+  for (const auto& f : result.files) appendf(out, "  %s\n", f.c_str());
+  return out;
+}
 
 api::CompareRequest compare_request_from_args(const Args& args) {
   api::CompareRequest r;

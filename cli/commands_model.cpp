@@ -19,6 +19,7 @@
 #include "latmix/model_files.h"
 #include "latmix/model_inspect.h"
 #include "latmix/tensor_io.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -126,15 +127,15 @@ std::string stored_dtypes(const api::ModelDescription& d) {
 }
 
 // The Overview's table: max|W| / RMS(W) of each linear, a row per layer.
-void print_overview(const api::WeightOverview& o) {
-  std::printf("\nweight outliers: max|W| / RMS(W) of each linear\n%-8s", "layer");
-  for (const auto& c : o.columns) std::printf(" %8s", c.c_str());
-  std::printf("\n");
+void append_overview(std::string& out, const api::WeightOverview& o) {
+  appendf(out, "\nweight outliers: max|W| / RMS(W) of each linear\n%-8s", "layer");
+  for (const auto& c : o.columns) appendf(out, " %8s", c.c_str());
+  appendf(out, "\n");
   const size_t cols = o.columns.size();
   for (int64_t r = 0; r < o.rows; ++r) {
-    std::printf("%-8lld", static_cast<long long>(r));
-    for (size_t c = 0; c < cols; ++c) std::printf(" %8.2f", o.max_over_rms[static_cast<size_t>(r) * cols + c]);
-    std::printf("\n");
+    appendf(out, "%-8lld", static_cast<long long>(r));
+    for (size_t c = 0; c < cols; ++c) appendf(out, " %8.2f", o.max_over_rms[static_cast<size_t>(r) * cols + c]);
+    appendf(out, "\n");
   }
 }
 
@@ -156,25 +157,7 @@ int run_info(const Args& args) {
     std::cout << api::to_json(d).dump(2) << "\n";
     return 0;
   }
-  std::printf("model          %s\n", d.path.c_str());
-  std::printf("architecture   %s (%s, from %s)\n", d.architecture.c_str(), d.family.c_str(), d.source_format.c_str());
-  std::printf("layers         %lld\n", static_cast<long long>(d.layers));
-  std::printf("hidden         %lld   intermediate %lld\n", static_cast<long long>(d.hidden_size),
-              static_cast<long long>(d.intermediate_size));
-  std::printf("heads          %lld query, %lld key/value, head_dim %lld\n", static_cast<long long>(d.attention_heads),
-              static_cast<long long>(d.kv_heads), static_cast<long long>(d.head_dim));
-  std::printf("vocab          %lld   max positions %lld\n", static_cast<long long>(d.vocab_size),
-              static_cast<long long>(d.max_position));
-  std::printf("rope           %s, theta %g\n", d.rope_type.c_str(), d.rope_theta);
-  std::printf("tied head      %s   attention bias %s   qk-norm %s\n", yes_no(d.tied_embeddings).c_str(),
-              yes_no(d.attention_bias).c_str(), yes_no(d.qk_norm).c_str());
-  std::printf("dtype          %s (checkpoint)\n", d.checkpoint_dtype.c_str());
-  std::printf("parameters     %lld (%.2f M)\n", static_cast<long long>(d.parameters),
-              static_cast<double>(d.parameters) / 1e6);
-  std::printf("weights        %.2f GB stored: %s\n", static_cast<double>(d.weight_bytes) / 1e9,
-              stored_dtypes(d).c_str());
-  std::printf("tokenizer      %s, %lld ids\n", d.tokenizer_kind.c_str(), static_cast<long long>(d.tokenizer_vocab));
-  if (d.overview) print_overview(*d.overview);
+  std::printf("%s", format_info_text(d).c_str());
   return 0;
 }
 
@@ -274,6 +257,30 @@ int run_generate(const Args& args) {
 }
 
 }  // namespace
+
+std::string format_info_text(const api::ModelDescription& d) {
+  std::string out;
+  appendf(out, "model          %s\n", d.path.c_str());
+  appendf(out, "architecture   %s (%s, from %s)\n", d.architecture.c_str(), d.family.c_str(), d.source_format.c_str());
+  appendf(out, "layers         %lld\n", static_cast<long long>(d.layers));
+  appendf(out, "hidden         %lld   intermediate %lld\n", static_cast<long long>(d.hidden_size),
+          static_cast<long long>(d.intermediate_size));
+  appendf(out, "heads          %lld query, %lld key/value, head_dim %lld\n", static_cast<long long>(d.attention_heads),
+          static_cast<long long>(d.kv_heads), static_cast<long long>(d.head_dim));
+  appendf(out, "vocab          %lld   max positions %lld\n", static_cast<long long>(d.vocab_size),
+          static_cast<long long>(d.max_position));
+  appendf(out, "rope           %s, theta %g\n", d.rope_type.c_str(), d.rope_theta);
+  appendf(out, "tied head      %s   attention bias %s   qk-norm %s\n", yes_no(d.tied_embeddings).c_str(),
+          yes_no(d.attention_bias).c_str(), yes_no(d.qk_norm).c_str());
+  appendf(out, "dtype          %s (checkpoint)\n", d.checkpoint_dtype.c_str());
+  appendf(out, "parameters     %lld (%.2f M)\n", static_cast<long long>(d.parameters),
+          static_cast<double>(d.parameters) / 1e6);
+  appendf(out, "weights        %.2f GB stored: %s\n", static_cast<double>(d.weight_bytes) / 1e9,
+          stored_dtypes(d).c_str());
+  appendf(out, "tokenizer      %s, %lld ids\n", d.tokenizer_kind.c_str(), static_cast<long long>(d.tokenizer_vocab));
+  if (d.overview) append_overview(out, *d.overview);
+  return out;
+}
 
 std::vector<Command> model_commands() {
   return {

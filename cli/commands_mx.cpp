@@ -12,6 +12,7 @@
 #include "latmix/error.h"
 #include "latmix/mx.h"
 #include "latmix/tensor_io.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -235,22 +236,23 @@ std::string sqnr_text(double db) {
 }
 
 // One block: its scale and rule, then value, code, quantized value and error, then the comparison.
-void print_block(const char* heading, const MxBlockView& b, const std::vector<api::FormatComparison>& rows) {
-  std::printf("%s: %s\n", heading, b.format_details.c_str());
-  std::printf("  amax %.6g   scale %s (code %d, rule %s)   element max %g   clip limit %.6g\n", b.amax,
-              api::scale_label(b).c_str(), b.scale_code, b.scale_rule.c_str(), b.element_max, b.element_max * b.scale);
-  std::printf("  %4s %14s %6s %14s %14s\n", "i", "value", "code", "quantized", "error");
+void append_block(std::string& out, const char* heading, const MxBlockView& b,
+                  const std::vector<api::FormatComparison>& rows) {
+  appendf(out, "%s: %s\n", heading, b.format_details.c_str());
+  appendf(out, "  amax %.6g   scale %s (code %d, rule %s)   element max %g   clip limit %.6g\n", b.amax,
+          api::scale_label(b).c_str(), b.scale_code, b.scale_rule.c_str(), b.element_max, b.element_max * b.scale);
+  appendf(out, "  %4s %14s %6s %14s %14s\n", "i", "value", "code", "quantized", "error");
   for (size_t i = 0; i < b.values.size(); ++i) {
     const double err = static_cast<double>(b.quantized[i]) - static_cast<double>(b.values[i]);
-    std::printf("  %4zu %14.6g %6d %14.6g %14.6g\n", i, b.values[i], i < b.codes.size() ? b.codes[i] : 0,
-                b.quantized[i], err);
+    appendf(out, "  %4zu %14.6g %6d %14.6g %14.6g\n", i, b.values[i], i < b.codes.size() ? b.codes[i] : 0,
+            b.quantized[i], err);
   }
-  std::printf("  SQNR %s dB   MSE %.6g   clipped %d of %zu\n", sqnr_text(b.sqnr_db).c_str(), b.mse, b.clipped,
-              b.values.size());
-  std::printf("  %-16s %-14s %10s %12s %8s\n", "format", "scale", "SQNR dB", "MSE", "clipped");
+  appendf(out, "  SQNR %s dB   MSE %.6g   clipped %d of %zu\n", sqnr_text(b.sqnr_db).c_str(), b.mse, b.clipped,
+          b.values.size());
+  appendf(out, "  %-16s %-14s %10s %12s %8s\n", "format", "scale", "SQNR dB", "MSE", "clipped");
   for (const auto& r : rows) {
-    std::printf("  %-16s %-14s %10s %12.4g %8lld\n", r.format.c_str(), r.scale.c_str(), sqnr_text(r.sqnr_db).c_str(),
-                r.mse, static_cast<long long>(r.clipped));
+    appendf(out, "  %-16s %-14s %10s %12.4g %8lld\n", r.format.c_str(), r.scale.c_str(), sqnr_text(r.sqnr_db).c_str(),
+            r.mse, static_cast<long long>(r.clipped));
   }
 }
 
@@ -263,33 +265,12 @@ int run_block(const Args& args) {
   job.progress = progress.callback();
   const api::BlockExplanation e = api::run_explain_block(request, m.model, *m.tokenizer, job);
   progress.finish();
-  if (e.token_clamped) {
-    std::fprintf(stderr, "note: --token %lld is past the end of the %lld tokens: token %lld is shown\n",
-                 static_cast<long long>(request.token), static_cast<long long>(e.tokens),
-                 static_cast<long long>(e.token));
-  }
-  if (e.block_clamped) {
-    std::fprintf(stderr, "note: --block %lld is past the end of the %lld blocks: block %lld is shown\n",
-                 static_cast<long long>(request.block), static_cast<long long>(e.blocks),
-                 static_cast<long long>(e.block));
-  }
+  std::fprintf(stderr, "%s", format_block_notes(e, request).c_str());
   if (args.flag("json")) {
     std::cout << api::to_json(e).dump(2) << "\n";
     return 0;
   }
-  const std::string source = e.text.empty() ? "the bundled sample's opening"
-                                            : "calibration sequence " + std::to_string(e.sequence) + " of " + e.text;
-  std::printf("%s, layer %lld, token %lld of %lld ('%s', id %d) of %s\n", e.point.c_str(),
-              static_cast<long long>(e.layer), static_cast<long long>(e.token), static_cast<long long>(e.tokens),
-              e.token_text.c_str(), e.token_id, source.c_str());
-  std::printf("block %lld of %lld (channels %lld-%lld)\n\n", static_cast<long long>(e.block),
-              static_cast<long long>(e.blocks), static_cast<long long>(e.first_channel),
-              static_cast<long long>(e.last_channel));
-  print_block("before", e.before, e.comparison);
-  if (e.after) {
-    std::printf("\n");
-    print_block(("after " + e.transform).c_str(), *e.after, e.comparison_after);
-  }
+  std::printf("%s", format_block_text(e).c_str());
   return 0;
 }
 
@@ -301,6 +282,37 @@ std::vector<OptionSpec> format_options() {
 }
 
 }  // namespace
+
+std::string format_block_text(const api::BlockExplanation& e) {
+  std::string out;
+  const std::string source = e.text.empty() ? "the bundled sample's opening"
+                                            : "calibration sequence " + std::to_string(e.sequence) + " of " + e.text;
+  appendf(out, "%s, layer %lld, token %lld of %lld ('%s', id %d) of %s\n", e.point.c_str(),
+          static_cast<long long>(e.layer), static_cast<long long>(e.token), static_cast<long long>(e.tokens),
+          e.token_text.c_str(), e.token_id, source.c_str());
+  appendf(out, "block %lld of %lld (channels %lld-%lld)\n\n", static_cast<long long>(e.block),
+          static_cast<long long>(e.blocks), static_cast<long long>(e.first_channel),
+          static_cast<long long>(e.last_channel));
+  append_block(out, "before", e.before, e.comparison);
+  if (e.after) {
+    appendf(out, "\n");
+    append_block(out, ("after " + e.transform).c_str(), *e.after, e.comparison_after);
+  }
+  return out;
+}
+
+std::string format_block_notes(const api::BlockExplanation& e, const api::ExplainBlockRequest& request) {
+  std::string out;
+  if (e.token_clamped) {
+    appendf(out, "note: --token %lld is past the end of the %lld tokens: token %lld is shown\n",
+            static_cast<long long>(request.token), static_cast<long long>(e.tokens), static_cast<long long>(e.token));
+  }
+  if (e.block_clamped) {
+    appendf(out, "note: --block %lld is past the end of the %lld blocks: block %lld is shown\n",
+            static_cast<long long>(request.block), static_cast<long long>(e.blocks), static_cast<long long>(e.block));
+  }
+  return out;
+}
 
 std::vector<Command> mx_commands() {
   std::vector<OptionSpec> quantize_opts = {

@@ -17,6 +17,7 @@
 #include "latmix/error.h"
 #include "latmix/transform_fold.h"
 #include "latmix/transforms.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -48,7 +49,7 @@ std::string worst_blocks(const QuantStats& q, size_t count) {
   return s;
 }
 
-void print_point_table(const ActivationStats& s, CapturePoint point) {
+void append_point_table(std::string& out, const ActivationStats& s, CapturePoint point) {
   const LayerStats* first = nullptr;
   for (const LayerStats& l : s.layers) {
     if (l.point == point) {
@@ -57,13 +58,13 @@ void print_point_table(const ActivationStats& s, CapturePoint point) {
     }
   }
   if (!first) return;
-  std::printf("\n%s: %lld channels, %lld blocks of %lld; %s; transform %s; %lld tokens\n",
-              capture_point_name(point).c_str(), static_cast<long long>(first->features),
-              static_cast<long long>(first->original.blocks.energy.size()), static_cast<long long>(s.block),
-              s.format.c_str(), s.transform.c_str(), static_cast<long long>(first->tokens));
-  std::printf("%-5s %-32s %-17s %-23s %-30s %8s %8s %7s %7s\n", "layer", "outlier channels (rms/median)",
-              "top block before", "same block after (top)", "worst blocks after (SQNR dB)", "SQNR dB", "after", "kurt",
-              "after");
+  appendf(out, "\n%s: %lld channels, %lld blocks of %lld; %s; transform %s; %lld tokens\n",
+          capture_point_name(point).c_str(), static_cast<long long>(first->features),
+          static_cast<long long>(first->original.blocks.energy.size()), static_cast<long long>(s.block),
+          s.format.c_str(), s.transform.c_str(), static_cast<long long>(first->tokens));
+  appendf(out, "%-5s %-32s %-17s %-23s %-30s %8s %8s %7s %7s\n", "layer", "outlier channels (rms/median)",
+          "top block before", "same block after (top)", "worst blocks after (SQNR dB)", "SQNR dB", "after", "kurt",
+          "after");
   for (const LayerStats& l : s.layers) {
     if (l.point != point) continue;
     const ViewStats& a = l.view(StatsView::Transformed);
@@ -74,9 +75,9 @@ void print_point_table(const ActivationStats& s, CapturePoint point) {
     std::snprintf(after, sizeof after, "b%lld %5.1f%% (top b%lld)", static_cast<long long>(top),
                   100.0 * static_cast<double>(a.blocks.energy_share[static_cast<size_t>(top)]),
                   static_cast<long long>(a.blocks.top_block()));
-    std::printf("%-5lld %-32s %-17s %-23s %-30s %8.2f %8.2f %7.2f %7.2f\n", static_cast<long long>(l.layer),
-                outlier_list(l.original, 3).c_str(), before, after, worst_blocks(a.quant, 3).c_str(),
-                l.original.quant.sqnr_db, a.quant.sqnr_db, l.original.kurtosis, a.kurtosis);
+    appendf(out, "%-5lld %-32s %-17s %-23s %-30s %8.2f %8.2f %7.2f %7.2f\n", static_cast<long long>(l.layer),
+            outlier_list(l.original, 3).c_str(), before, after, worst_blocks(a.quant, 3).c_str(),
+            l.original.quant.sqnr_db, a.quant.sqnr_db, l.original.kurtosis, a.kurtosis);
   }
 }
 
@@ -90,20 +91,27 @@ int run_stats(const Args& args) {
   job.progress = progress.callback();
   const api::StatisticsResult result = api::run_statistics(request, m.model, *m.tokenizer, job);
   progress.finish();
-  const ActivationStats& stats = result.stats;
   if (args.flag("json")) {
-    std::cout << stats_to_json(stats, 1) << "\n";
+    std::cout << api::to_json(result).dump(1) << "\n";
     return 0;
   }
-  std::printf("data: %s (%s); %s\n", request.data.c_str(), result.data.c_str(), stats.format_description.c_str());
-  for (CapturePoint p : stats.points()) print_point_table(stats, p);
-  std::printf("\ncollected in %s", format_duration(result.seconds).c_str());
-  if (!request.out.empty()) std::printf("; wrote %s", request.out.c_str());
-  std::printf("\n");
+  std::printf("%s", format_stats_text(result).c_str());
   return 0;
 }
 
 }  // namespace
+
+std::string format_stats_text(const api::StatisticsResult& result) {
+  const ActivationStats& stats = result.stats;
+  std::string out;
+  appendf(out, "data: %s (%s); %s\n", result.request.data.c_str(), result.data.c_str(),
+          stats.format_description.c_str());
+  for (CapturePoint p : stats.points()) append_point_table(out, stats, p);
+  appendf(out, "\ncollected in %s", format_duration(result.seconds).c_str());
+  if (!result.request.out.empty()) appendf(out, "; wrote %s", result.request.out.c_str());
+  appendf(out, "\n");
+  return out;
+}
 
 api::StatisticsRequest statistics_request_from_args(const Args& args) {
   api::StatisticsRequest r;

@@ -2,6 +2,7 @@
 // place where a request becomes calibration windows, the capture and the fits.
 #include "latmix/api/analyze.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <sstream>
@@ -9,6 +10,7 @@
 #include "latmix/error.h"
 #include "lists.h"
 #include "request_json.h"
+#include "result_json.h"
 
 namespace latmix::api {
 
@@ -151,7 +153,118 @@ CalibrationOptions analyze_data_options(const AnalyzeRequest& r) {
   return c;
 }
 
-json to_json(const AnalyzeResult& result) { return json::parse(mx_analysis_to_json(result.analysis)); }
+json to_json(const AnalyzeResult& result) {
+  json out = json::parse(mx_analysis_to_json(result.analysis));
+  out["request"] = to_json(result.request);
+  out["data"] = result.data;
+  out["seconds"] = result.seconds;
+  out["files"] = result.files;
+  return out;
+}
+
+namespace {
+
+// ---- the result's JSON read back (mx_analysis_to_json()'s layout) -------------------------------------
+
+const char* const kWhat = "analyze result";
+
+AnalysisTransform transform_named(const std::string& path, const std::string& name) {
+  for (AnalysisTransform t : analysis_transforms()) {
+    if (analysis_transform_name(t) == name) return t;
+  }
+  throw UsageError(std::string(kWhat) + ": key '" + path + "': unknown transform '" + name + "'");
+}
+
+BlockSizeResult read_size(const std::string& path, const json& j) {
+  const detail::ResultReader r(kWhat, path, j,
+                               {"block", "skipped", "note", "rel_error", "condition_number", "block_crest",
+                                "block_peak_power", "init_error", "fit_error", "best_step", "steps"});
+  using detail::kNaN;
+  using detail::number_or;
+  BlockSizeResult s;
+  r.get("block", s.block, detail::as_integer);
+  r.get("skipped", s.skipped, detail::as_bool);
+  r.get("note", s.note, detail::as_string);
+  r.get("rel_error", s.rel_error, number_or(kNaN));
+  r.get("condition_number", s.condition_number, number_or(kNaN));
+  r.get("block_crest", s.block_crest, number_or(kNaN));
+  r.get("block_peak_power", s.block_peak_power, number_or(kNaN));
+  r.get("init_error", s.init_error, number_or(kNaN));
+  r.get("fit_error", s.fit_error, number_or(kNaN));
+  r.get("best_step", s.best_step, detail::as_integer);
+  r.get("steps", s.steps, detail::as_integer);
+  return s;
+}
+
+// The curves in `order` (the result's "transforms"); every transform of the layer must be one of them.
+MxLayerAnalysis read_layer(const std::string& path, const json& j, const std::vector<std::string>& order) {
+  const detail::ResultReader r(
+      kWhat, path, j,
+      {"point", "layer", "features", "tokens", "fit_tokens", "block_sizes", "detail_block", "transforms"});
+  MxLayerAnalysis a;
+  r.get("point", a.point, [&](const json& v) {
+    try {
+      return parse_capture_point(detail::as_string(v));
+    } catch (const UsageError& e) {
+      throw UsageError(std::string(kWhat) + ": key '" + r.name("point") + "': " + e.what());
+    }
+  });
+  r.get("layer", a.layer, detail::as_integer);
+  r.get("features", a.features, detail::as_integer);
+  r.get("tokens", a.tokens, detail::as_integer);
+  r.get("fit_tokens", a.fit_tokens, detail::as_integer);
+  r.get("block_sizes", a.block_sizes, detail::as_integers);
+  r.get("detail_block", a.detail_block, detail::as_integer);
+  const json& curves = r.raw("transforms");
+  if (curves.is_null()) return a;
+  if (!curves.is_object()) detail::wrong_type(kWhat, r.name("transforms"), "an object", curves);
+  for (const auto& [name, value] : curves.items()) {
+    if (std::find(order.begin(), order.end(), name) == order.end()) {
+      throw UsageError(std::string(kWhat) + ": unknown key '" + r.name("transforms") + "." + name + "'");
+    }
+  }
+  for (const std::string& name : order) {
+    if (!curves.contains(name)) continue;
+    const std::string at = r.name("transforms") + "." + name;
+    const detail::ResultReader c(kWhat, at, curves.at(name), {"sizes", "block_errors"});
+    TransformCurve curve;
+    curve.transform = transform_named(r.name("transforms"), name);
+    c.list("sizes", curve.sizes, read_size);
+    c.get("block_errors", curve.block_errors, [](const json& v) { return detail::as_numbers_or(v, detail::kNaN); });
+    a.curves.push_back(std::move(curve));
+  }
+  return a;
+}
+
+}  // namespace
+
+AnalyzeResult analyze_result_from_json(const json& j) {
+  const detail::ResultReader r(kWhat, "", j,
+                               {"format", "format_description", "affine", "steps", "lr", "holdout", "seed", "sequences",
+                                "seqlen", "transforms", "layers", "request", "data", "seconds", "files"});
+  AnalyzeResult out;
+  MxAnalysis& a = out.analysis;
+  r.get("format", a.format, detail::as_string);
+  r.get("format_description", a.format_description, detail::as_string);
+  r.get("affine", a.affine, detail::as_string);
+  r.get("steps", a.steps, detail::as_integer);
+  r.get("lr", a.lr, detail::as_number);
+  r.get("holdout", a.holdout, detail::as_number);
+  r.get("seed", a.seed, detail::as_unsigned);
+  r.get("sequences", a.sequences, detail::as_integer);
+  r.get("seqlen", a.seqlen, detail::as_integer);
+  // Written from analysis_transforms(); the order of every layer's curves.
+  std::vector<std::string> order;
+  for (AnalysisTransform t : analysis_transforms()) order.push_back(analysis_transform_name(t));
+  r.get("transforms", order, detail::as_strings);
+  for (const std::string& name : order) transform_named(r.name("transforms"), name);
+  r.list("layers", a.layers, [&order](const std::string& path, const json& v) { return read_layer(path, v, order); });
+  if (r.has("request")) out.request = analyze_request_from_json(r.raw("request"));
+  r.get("data", out.data, detail::as_string);
+  r.get("seconds", out.seconds, detail::as_number);
+  r.get("files", out.files, detail::as_strings);
+  return out;
+}
 
 AnalyzeResult run_analyze(const AnalyzeRequest& request, const Model& model, const Tokenizer& tokenizer,
                           const JobControl& job) {

@@ -14,6 +14,7 @@
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "request_json.h"
+#include "result_json.h"
 #include "windows.h"
 
 namespace latmix::api {
@@ -27,22 +28,9 @@ const char* const kMxFormats[] = {"mxfp4",      "mxfp6_e2m3", "mxfp6_e3m2", "mxf
 
 // ---- JSON ------------------------------------------------------------------------------------------
 
-// A number that may not be finite: the string "inf", "-inf" or "nan" (JSON has none of them).
-json real_json(double v) {
-  if (std::isnan(v)) return "nan";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return v;
-}
-double as_real(const json& v) {
-  if (v.is_number()) return v.get<double>();
-  if (v.is_string()) {
-    const std::string s = v.get<std::string>();
-    if (s == "inf") return std::numeric_limits<double>::infinity();
-    if (s == "-inf") return -std::numeric_limits<double>::infinity();
-    if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
-  }
-  throw detail::WrongType{"a number (or \"inf\", \"-inf\", \"nan\")"};
-}
+// A number that may not be finite: the string "inf", "-inf" or "nan" (result_json.h).
+using detail::as_real;
+using detail::real_json;
 template <typename T>
 json reals_json(const std::vector<T>& values) {
   json out = json::array();

@@ -13,6 +13,7 @@
 #include "latmix/recovery.h"
 #include "lists.h"
 #include "request_json.h"
+#include "result_json.h"
 
 namespace latmix::api {
 
@@ -186,6 +187,58 @@ json to_json(const EvaluateResult& result) {
   return out;
 }
 
+EvaluateResult evaluate_result_from_json(const json& j) {
+  const std::string what = "evaluate result";
+  const detail::ResultReader r(what, "", j, {"settings", "results", "quantized"});
+  EvaluateResult out;
+  EvaluateRequest& q = out.request;
+  EvalOptions& o = out.options;
+  const detail::ResultReader s =
+      r.object("settings", {"model", "tokenizer", "tasks", "data_dir", "limit", "limit_rule", "seqlen", "ppl_bos",
+                            "bos", "batch", "prefix_cache", "dtype", "device", "quant", "calib", "calibration"});
+  s.get("model", q.model, detail::as_string);
+  s.get("tokenizer", q.tokenizer, detail::as_string);
+  s.get("tasks", out.tasks, detail::as_strings);
+  for (const std::string& t : out.tasks) q.tasks += (q.tasks.empty() ? "" : ",") + t;
+  s.get("data_dir", o.data_dir, detail::as_string);
+  q.data_dir = o.data_dir;
+  s.get("limit", o.limit, detail::as_integer);
+  q.limit = o.limit;
+  std::string limit_rule;  // a constant sentence of to_json(): checked, not kept
+  s.get("limit_rule", limit_rule, detail::as_string);
+  s.get("seqlen", o.seqlen, detail::as_integer);
+  q.seqlen = o.seqlen;
+  s.get("ppl_bos", o.ppl_bos, detail::as_bool);
+  q.ppl_bos = o.ppl_bos;
+  s.get("bos", q.bos, detail::as_string);
+  try {
+    o.bos = parse_bos(q.bos);
+  } catch (const UsageError& e) {
+    throw UsageError(what + ": key 'settings.bos': " + e.what());
+  }
+  s.get("batch", o.batch_size, detail::as_integer);
+  q.batch = o.batch_size;
+  s.get("prefix_cache", o.prefix_cache, detail::as_bool);
+  q.prefix_cache = o.prefix_cache;
+  s.get("dtype", q.dtype, detail::as_string);
+  s.get("device", q.device, detail::as_string);
+  s.get("quant", q.quant, detail::as_strings);
+  s.get("calib", q.calib, detail::as_string);
+  s.get("calibration", out.calibration, detail::as_string);
+  out.fp = detail::read_task_results(r, "results");
+  r.list("quantized", out.quantized, [&what](const std::string& path, const json& v) {
+    const detail::ResultReader c(what, path, v, {"spec", "describe", "seconds", "results", "recovery"});
+    EvaluatedSpec spec;
+    c.get("spec", spec.spec, detail::as_string);
+    c.get("describe", spec.describe, detail::as_string);
+    c.get("seconds", spec.quantize_seconds, detail::as_number);
+    spec.results = detail::read_task_results(c, "results");
+    c.derived_object("recovery");  // recomputed from the results by to_json()
+    return spec;
+  });
+  return out;
+}
+
 EvaluateResult run_evaluate(const EvaluateRequest& request, const Model& model, const Tokenizer& tokenizer,
                             const EvaluateControl& control) {
   EvaluateResult out;
@@ -263,7 +316,67 @@ std::vector<std::string> check_compare_request(const CompareRequest& r) {
   return methods;
 }
 
-json to_json(const CompareResult& result) { return result.comparison.to_json(); }
+json to_json(const CompareResult& result) {
+  json out = result.comparison.to_json();
+  out["files"] = result.files;
+  return out;
+}
+
+namespace {
+
+// ---- the comparison's JSON read back (Comparison::to_json()) ------------------------------------------
+
+MethodRow read_method_row(const std::string& what, const std::string& path, const json& j) {
+  const detail::ResultReader r(
+      what, path, j,
+      {"method", "settings", "learn_seconds", "quantize_seconds", "eval_seconds", "kl_to_fp", "layer_sqnr_db",
+       "results", "recovery", "curve", "condition_numbers", "conditions", "validation"});
+  MethodRow row;
+  r.get("method", row.method, detail::as_string);
+  if (r.has("settings")) row.settings = detail::read_learn_settings(what, r.name("settings"), r.raw("settings"));
+  r.get("learn_seconds", row.learn_seconds, detail::as_number);
+  r.get("quantize_seconds", row.quantize_seconds, detail::as_number);
+  r.get("eval_seconds", row.eval_seconds, detail::as_number);
+  r.get("kl_to_fp", row.kl_to_fp, detail::number_or(detail::kNaN));
+  r.get("layer_sqnr_db", row.layer_sqnr_db, [](const json& v) { return detail::as_numbers_or(v, detail::kInf); });
+  row.results = detail::read_task_results(r, "results");
+  r.derived_object("recovery");  // recomputed from the results by to_json()
+  r.list("curve", row.curve,
+         [&what](const std::string& at, const json& v) { return detail::read_learn_event(what, at, v); });
+  r.derived_object("condition_numbers");  // "conditions" by name
+  row.conditions = detail::read_conditions(r, "conditions");
+  if (r.has("validation")) {
+    const detail::ResultReader v = r.object("validation", {"curve", "best_step", "note", "deployed"});
+    row.validation_curve = detail::read_validation_curve(v, "curve");
+    v.get("best_step", row.best_step, detail::as_integer);
+    v.get("note", row.validation_note, detail::as_string);
+    if (v.has("deployed")) {
+      const detail::ResultReader d = v.object("deployed", {"start", "result"});
+      d.get("start", row.deployed_start, detail::number_or(detail::kNaN));
+      d.get("result", row.deployed_result, detail::number_or(detail::kNaN));
+    }
+  }
+  return row;
+}
+
+}  // namespace
+
+CompareResult compare_result_from_json(const json& j) {
+  const std::string what = "compare result";
+  const detail::ResultReader r(what, "", j,
+                               {"model", "calibration", "tasks", "seconds", "kl_text", "fp", "methods", "files"});
+  CompareResult out;
+  Comparison& c = out.comparison;
+  r.get("model", c.model, detail::as_string);
+  r.get("calibration", c.calibration, detail::as_string);
+  r.get("tasks", c.tasks, detail::as_strings);
+  r.get("seconds", c.seconds, detail::as_number);
+  r.get("kl_text", c.kl_text, detail::as_string);
+  c.fp = detail::read_task_results(r, "fp");
+  r.list("methods", c.rows, [&what](const std::string& at, const json& v) { return read_method_row(what, at, v); });
+  r.get("files", out.files, detail::as_strings);
+  return out;
+}
 
 std::shared_ptr<Model> held_model(const std::shared_ptr<Model>& model, const std::string& job, const std::string& why) {
   std::optional<Model> copy = held_copy(*model, job, why);

@@ -15,6 +15,7 @@
 #include "latmix/quant.h"
 #include "latmix/text_stream.h"
 #include "request_json.h"
+#include "result_json.h"
 #ifdef LATMIX_WITH_BUNDLE
 #include "bundle.h"
 #endif
@@ -279,6 +280,101 @@ std::string format_seconds(double s) {
   return buf;
 }
 
+// ---- the results' JSON read back ----------------------------------------------------------------------
+
+json quant_report_json(const QuantReport& q) {
+  json linears = json::array();
+  for (const LinearQuantReport& l : q.linears) {
+    linears.push_back({{"layer", l.layer},
+                       {"name", l.name},
+                       {"weight_sqnr_db", detail::real_json(l.weight_sqnr_db)},
+                       {"relative_output_error", detail::real_json(l.relative_output_error)},
+                       {"reprojected", l.reprojected},
+                       {"seconds", l.seconds}});
+  }
+  return {{"spec", q.spec},
+          {"calibration_sequences", q.calibration_sequences},
+          {"calibration_seqlen", q.calibration_seqlen},
+          {"seconds", q.seconds},
+          {"linears", linears}};
+}
+
+QuantReport read_quant_report(const std::string& what, const std::string& path, const json& j) {
+  const detail::ResultReader r(what, path, j,
+                               {"spec", "calibration_sequences", "calibration_seqlen", "seconds", "linears"});
+  QuantReport q;
+  r.get("spec", q.spec, detail::as_string);
+  r.get("calibration_sequences", q.calibration_sequences, detail::as_integer);
+  r.get("calibration_seqlen", q.calibration_seqlen, detail::as_integer);
+  r.get("seconds", q.seconds, detail::as_number);
+  r.list("linears", q.linears, [&what](const std::string& at, const json& v) {
+    const detail::ResultReader l(
+        what, at, v, {"layer", "name", "weight_sqnr_db", "relative_output_error", "reprojected", "seconds"});
+    LinearQuantReport out;
+    l.get("layer", out.layer, detail::as_integer);
+    l.get("name", out.name, detail::as_string);
+    l.get("weight_sqnr_db", out.weight_sqnr_db, detail::as_real);
+    l.get("relative_output_error", out.relative_output_error, detail::as_real);
+    l.get("reprojected", out.reprojected, detail::as_integer);
+    l.get("seconds", out.seconds, detail::as_number);
+    return out;
+  });
+  return q;
+}
+
+// ExportVerification::to_json(): ok (derived from the checks: it must agree), checks, figures.
+ExportVerification read_verification(const std::string& what, const std::string& path, const json& j) {
+  const detail::ResultReader r(what, path, j, {"ok", "checks", "figures"});
+  ExportVerification v;
+  r.list("checks", v.checks, [&what](const std::string& at, const json& c) {
+    const detail::ResultReader e(what, at, c, {"what", "ok", "ran", "detail"});
+    VerifyCheck check;
+    e.get("what", check.what, detail::as_string);
+    e.get("ok", check.ok, detail::as_bool);
+    e.get("ran", check.ran, detail::as_bool);
+    e.get("detail", check.detail, detail::as_string);
+    return check;
+  });
+  r.get("figures", v.figures, [](const json& f) {
+    if (!f.is_object()) throw detail::WrongType{"an object"};
+    return f;
+  });
+  bool ok = v.ok();
+  r.get("ok", ok, detail::as_bool);
+  if (ok != v.ok()) {
+    throw UsageError(what + ": key '" + r.name("ok") + "': " + (ok ? "true" : "false") + ", but the checks say " +
+                     (v.ok() ? "true" : "false"));
+  }
+  return v;
+}
+
+// The manifest's "files" ({name, bytes, sha256} each); none when it has no such list.
+std::vector<ExportedFile> manifest_files(const std::string& what, const json& manifest) {
+  std::vector<ExportedFile> out;
+  if (!manifest.is_object() || !manifest.contains("files")) return out;
+  const json& files = manifest.at("files");
+  if (!files.is_array()) detail::wrong_type(what, "manifest.files", "an array", files);
+  for (size_t i = 0; i < files.size(); ++i) {
+    const std::string at = "manifest.files[" + std::to_string(i) + "]";
+    const json& f = files[i];
+    if (!f.is_object()) detail::wrong_type(what, at, "an object", f);
+    ExportedFile file;
+    auto get = [&](const char* key, auto& value, auto conv) {
+      if (!f.contains(key)) return;
+      try {
+        value = conv(f.at(key));
+      } catch (const detail::WrongType& e) {
+        detail::wrong_type(what, at + "." + key, e.expected, f.at(key));
+      }
+    };
+    get("name", file.name, detail::as_string);
+    get("bytes", file.bytes, detail::as_unsigned);
+    get("sha256", file.sha256, detail::as_string);
+    out.push_back(std::move(file));
+  }
+  return out;
+}
+
 }  // namespace
 
 // ---- export ------------------------------------------------------------------------------------------
@@ -349,7 +445,55 @@ json to_json(const ExportResult& result) {
           {"quantization", w.quantization.spec.empty() ? std::string() : w.quantization.describe()},
           {"verification", w.verification.to_json()},
           {"notes", w.notes},
-          {"manifest", w.manifest}};
+          {"manifest", w.manifest},
+          {"quantization_report", w.quantization.spec.empty() ? json(nullptr) : quant_report_json(w.quantization)}};
+}
+
+ExportResult export_result_from_json(const json& j) {
+  const std::string what = "export result";
+  const detail::ResultReader r(what, "", j,
+                               {"path", "kind", "zip", "bytes", "zip_bytes", "files", "seconds", "quantization",
+                                "verification", "notes", "manifest", "quantization_report"});
+  ExportResult out;
+  latmix::ExportResult& w = out.written;
+  r.get("path", out.path, detail::as_string);
+  w.path = out.path;
+  r.get("kind", w.kind, [&](const json& v) {
+    try {
+      return parse_export_kind(detail::as_string(v));
+    } catch (const UsageError& e) {
+      throw UsageError(what + ": key 'kind': " + e.what());
+    }
+  });
+  r.get("zip", out.zip, detail::as_bool);
+  r.get("bytes", w.bytes, detail::as_unsigned);
+  r.get("zip_bytes", out.zip_bytes, detail::as_unsigned);
+  r.get("seconds", w.seconds, detail::as_number);
+  if (r.has("verification")) w.verification = read_verification(what, "verification", r.raw("verification"));
+  r.get("notes", w.notes, detail::as_strings);
+  r.get("manifest", w.manifest, [](const json& v) {
+    if (!v.is_object()) throw detail::WrongType{"an object"};
+    return v;
+  });
+  // The files: the manifest lists them (name, bytes, sha256); "files" is their count.
+  w.files = manifest_files(what, w.manifest);
+  int64_t count = static_cast<int64_t>(w.files.size());
+  r.get("files", count, detail::as_integer);
+  if (count != static_cast<int64_t>(w.files.size())) {
+    throw UsageError(what + ": key 'files': " + std::to_string(count) + " files, but the manifest lists " +
+                     std::to_string(w.files.size()));
+  }
+  const json& report = r.raw("quantization_report");
+  if (!report.is_null()) w.quantization = read_quant_report(what, "quantization_report", report);
+  // "quantization" is the report's describe() (or ""): it must say the same.
+  std::string quantization = w.quantization.spec.empty() ? std::string() : w.quantization.describe();
+  const std::string written = quantization;
+  r.get("quantization", quantization, detail::as_string);
+  if (quantization != written) {
+    throw UsageError(what + ": key 'quantization' does not match 'quantization_report' (\"" + quantization +
+                     "\" against \"" + written + "\")");
+  }
+  return out;
 }
 
 std::string describe(const ExportResult& result) {
@@ -436,7 +580,30 @@ std::vector<std::string> verify_command_line(const VerifyRequest& r) {
   return a;
 }
 
-json to_json(const VerifyResult& result) { return result.verification.to_json(); }
+json to_json(const VerifyResult& result) {
+  json out = result.verification.to_json();
+  out["path"] = result.path;
+  out["zip"] = result.zip;
+  out["kind"] = result.kind;
+  out["notes"] = result.notes;
+  return out;
+}
+
+VerifyResult verify_result_from_json(const json& j) {
+  const std::string what = "verify result";
+  const detail::ResultReader r(what, "", j, {"ok", "checks", "figures", "path", "zip", "kind", "notes"});
+  VerifyResult out;
+  json verification = json::object();
+  for (const char* key : {"ok", "checks", "figures"}) {
+    if (r.has(key)) verification[key] = r.raw(key);
+  }
+  out.verification = read_verification(what, "", verification);
+  r.get("path", out.path, detail::as_string);
+  r.get("zip", out.zip, detail::as_bool);
+  r.get("kind", out.kind, detail::as_string);
+  r.get("notes", out.notes, detail::as_strings);
+  return out;
+}
 
 std::string verdict(const VerifyResult& result) {
   bool not_run = false, failed = false;

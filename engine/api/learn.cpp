@@ -16,6 +16,7 @@
 #include "latmix/quant.h"
 #include "latmix/tasks.h"
 #include "request_json.h"
+#include "result_json.h"
 
 namespace latmix::api {
 
@@ -364,7 +365,63 @@ json to_json(const LearnResult& result) {
   json cond = json::object();
   for (const auto& [name, value] : r.conditions) cond[name] = value;
   out["condition_numbers"] = cond;
+  out["conditions"] = detail::conditions_json(r.conditions);
   if (!result.transforms.empty()) out["transforms"] = result.transforms;
+  json events = json::array();
+  for (const LearnEvent& e : r.curve) events.push_back(e.to_json());
+  out["curve"] = events;
+  return out;
+}
+
+LearnResult learn_result_from_json(const json& j) {
+  const std::string what = "learn result";
+  const detail::ResultReader r(
+      what, "", j,
+      {"method", "settings", "seconds", "steps", "resumed", "calibration", "memory", "validation", "first_loss",
+       "final_loss", "condition_numbers", "conditions", "transforms", "curve"});
+  LearnResult out;
+  MethodResult& run = out.run;
+  if (r.has("settings")) out.settings = detail::read_learn_settings(what, "settings", r.raw("settings"));
+  r.get("method", out.settings.method, detail::as_string);
+  run.method = out.settings.method;
+  run.settings = out.settings;
+  r.get("seconds", run.seconds, detail::as_number);
+  r.get("resumed", run.resumed, detail::as_bool);
+  r.get("calibration", out.calibration, detail::as_string);
+  r.get("memory", run.memory_plan, detail::as_string);
+  if (r.has("validation")) {
+    const detail::ResultReader v =
+        r.object("validation", {"samples", "curve", "best_step", "stopped_early", "note", "deployed"});
+    v.get("samples", run.validation_samples, detail::as_integer);
+    run.validation_curve = detail::read_validation_curve(v, "curve");
+    v.get("best_step", run.best_step, detail::as_integer);
+    v.get("stopped_early", run.stopped_early, detail::as_bool);
+    v.get("note", run.validation_note, detail::as_string);
+    if (v.has("deployed")) {
+      const detail::ResultReader d = v.object("deployed", {"start", "result"});
+      d.get("start", run.deployed_start, detail::number_or(detail::kNaN));
+      d.get("result", run.deployed_result, detail::number_or(detail::kNaN));
+    }
+  }
+  r.list("curve", run.curve,
+         [&what](const std::string& path, const json& v) { return detail::read_learn_event(what, path, v); });
+  // steps, first_loss and final_loss repeat the curve: they must agree with it.
+  int64_t steps = static_cast<int64_t>(run.curve.size());
+  r.get("steps", steps, detail::as_integer);
+  double first = run.curve.empty() ? 0.0 : run.curve.front().loss,
+         last = run.curve.empty() ? 0.0 : run.curve.back().loss;
+  r.get("first_loss", first, detail::number_or(detail::kNaN));
+  r.get("final_loss", last, detail::number_or(detail::kNaN));
+  const bool agree = steps == static_cast<int64_t>(run.curve.size()) &&
+                     (run.curve.empty() || (json(first).dump() == json(run.curve.front().loss).dump() &&
+                                            json(last).dump() == json(run.curve.back().loss).dump()));
+  if (!agree) {
+    throw UsageError(what + ": keys 'steps', 'first_loss' and 'final_loss' do not match the 'curve' (" +
+                     std::to_string(run.curve.size()) + " steps)");
+  }
+  r.derived_object("condition_numbers");  // "conditions" by name
+  run.conditions = detail::read_conditions(r, "conditions");
+  r.get("transforms", out.transforms, detail::as_string);
   return out;
 }
 

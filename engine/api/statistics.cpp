@@ -11,6 +11,7 @@
 #include "latmix/error.h"
 #include "lists.h"
 #include "request_json.h"
+#include "result_json.h"
 #include "windows.h"
 
 namespace latmix::api {
@@ -106,7 +107,29 @@ CalibrationOptions statistics_data_options(const StatisticsRequest& r, const Mod
   return detail::window_options(r.samples, r.seqlen, r.sampling, r.seed, r.bos, model, tokenizer);
 }
 
-json to_json(const StatisticsResult& result) { return json::parse(stats_to_json(result.stats)); }
+json to_json(const StatisticsResult& result) {
+  json out = json::parse(stats_to_json(result.stats));
+  out["request"] = to_json(result.request);
+  out["data"] = result.data;
+  out["seconds"] = result.seconds;
+  return out;
+}
+
+StatisticsResult statistics_result_from_json(const json& j) {
+  const char* what = "statistics result";
+  // The statistics' own keys are read by stats_from_json(); the run's are taken out first.
+  const detail::ResultReader r(what, "", j,
+                               {"kind", "version", "format", "format_description", "block", "transform", "sequences",
+                                "seqlen", "tokens", "layers", "request", "data", "seconds"});
+  StatisticsResult out;
+  if (r.has("request")) out.request = statistics_request_from_json(r.raw("request"));
+  r.get("data", out.data, detail::as_string);
+  r.get("seconds", out.seconds, detail::as_number);
+  json stats = j;
+  for (const char* key : {"request", "data", "seconds"}) stats.erase(key);
+  out.stats = stats_from_json(stats.dump(), what);
+  return out;
+}
 
 StatisticsResult run_statistics(const StatisticsRequest& request, const Model& model, const Tokenizer& tokenizer,
                                 const JobControl& job) {

@@ -226,6 +226,9 @@ json Comparison::to_json() const {
     json cond = json::object();
     for (const auto& [name, value] : row.conditions) cond[name] = value;
     m["condition_numbers"] = cond;
+    // The same in their order (the object's keys are sorted), for a reader that shows them as run.
+    m["conditions"] = json::array();
+    for (const auto& [name, value] : row.conditions) m["conditions"].push_back({{"name", name}, {"value", value}});
     if (!row.validation_curve.empty()) {
       json v = json::array();
       for (const auto& [step, value] : row.validation_curve) v.push_back({{"step", step}, {"loss", value}});

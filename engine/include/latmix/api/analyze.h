@@ -71,8 +71,16 @@ struct AnalyzeResult {
   double seconds = 0;              ///< capturing and fitting
   std::vector<std::string> files;  ///< the report's files (request.out), empty without
 };
-/// The result as `latmix analyze --json` prints it: mx_analysis_to_json() of the analysis.
+/// The result as `latmix analyze --json` prints it (and `latmix serve` returns it): the keys of
+/// mx_analysis_to_json() of the analysis (what --out writes as report.json), then "request"
+/// (to_json(AnalyzeRequest)), "data", "seconds" and "files".
 nlohmann::json to_json(const AnalyzeResult& result);
+/// The inverse of to_json(). Strict: an unknown key (at any depth: "layers[0].transforms.x") or a
+/// value of the wrong type is a latmix::UsageError naming the key's path ("analyze result: key
+/// 'layers[0].tokens': ..."), the request's keys as analyze_request_from_json() reads them; a key
+/// left out keeps the default. What the round trip does not restore: a figure that is not finite is
+/// written as null and reads back as NaN (an infinite one too); nothing else is lost.
+AnalyzeResult analyze_result_from_json(const nlohmann::json& json);
 
 /// Analyses: check_analyze_request(); --layer checked against the model; the calibration text; the
 /// capture with progress per decoder layer (stage "capture", layers x passes; cancel at each layer)

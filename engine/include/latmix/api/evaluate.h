@@ -87,6 +87,15 @@ struct EvaluateResult {
 /// specs "quantized": one object per spec {spec, describe, seconds, results, recovery}, recovery as
 /// recovery_json(): each task's and metric's percent and se, and the "headline" figure with its basis.
 nlohmann::json to_json(const EvaluateResult& result);
+/// The inverse of to_json(). Strict: an unknown key (at any depth) or a value of the wrong type is a
+/// latmix::UsageError naming the key's path ("evaluate result: key 'results[1].items': ..."); a key
+/// left out keeps the default. The "recovery" objects are recomputed from the results, not read.
+/// What the round trip does not restore (to_json() does not write it; nothing the CLI prints):
+/// the request's weights, calib_samples, calib_seqlen and out (defaults), its tasks as given (the
+/// expanded list joined by commas instead, "all" expanded) and its data_dir as given (the resolved
+/// folder instead); EvalOptions::keep_item_scores and each TaskResult's item_scores; a metric that is
+/// not finite (written as null) reads back as NaN.
+EvaluateResult evaluate_result_from_json(const nlohmann::json& json);
 
 /// What run_evaluate() needs beside the request: the job (progress per task stage, cancel), the
 /// bundled sample text ("" when not installed: the GPTQ default), and where the notes go as they
@@ -139,8 +148,18 @@ struct CompareResult {
   Comparison comparison;           ///< its model is request.learning.model
   std::vector<std::string> files;  ///< the report's files (request.out), empty without
 };
-/// The result as `latmix compare --json` prints it: the comparison's to_json().
+/// The result as `latmix compare --json` prints it (and `latmix serve` returns it): the keys of the
+/// comparison's to_json() (what the report's report.json holds), then "files".
 nlohmann::json to_json(const CompareResult& result);
+/// The inverse of to_json(), strict as evaluate_result_from_json() ("compare result: key
+/// 'methods[0].curve[2].loss': ..."); each method's settings as LearnSettings::to_json() writes them,
+/// its conditions from the ordered "conditions" ("condition_numbers" repeats them by name; checked to
+/// be an object, not read), its "recovery" recomputed. What the round trip does not restore
+/// (to_json() does not write it; nothing the CLI prints): the settings' fields outside
+/// LearnSettings::to_json() (a fixed preset's learning knobs, the memory and checkpoint fields: their
+/// defaults), the task results' item_scores; kl_to_fp and the validation figures that are not finite
+/// read back as NaN, a layer SQNR that is not finite as +inf.
+CompareResult compare_result_from_json(const nlohmann::json& json);
 
 /// Runs the comparison: check_compare_request(); the model held in memory (a copy of a mapped
 /// model, refused first when it cannot fit: learning needs every weight converted); the learning

@@ -108,9 +108,20 @@ struct ExportResult {
   uint64_t zip_bytes = 0;  ///< size of the .zip (0 for a folder)
   latmix::ExportResult written;  ///< the export (for a zip: of the staging folder, removed since)
 };
-/// The result as `latmix export --json` prints it: path, kind, zip, bytes, zip_bytes, seconds,
-/// files, verification, quantization (its describe() text, "" for none), notes, manifest.
+/// The result as `latmix export --json` prints it (and `latmix serve` returns it): path, kind, zip,
+/// bytes, zip_bytes, seconds, files (their count), verification, quantization (its describe() text,
+/// "" for none), notes, manifest, and quantization_report (null for none: spec,
+/// calibration_sequences, calibration_seqlen, seconds, linears [{layer, name, weight_sqnr_db,
+/// relative_output_error, reprojected, seconds}], a figure that is not finite as "inf" / "nan").
 nlohmann::json to_json(const ExportResult& result);
+/// The inverse of to_json(). Strict: an unknown key (at any depth but inside the manifest, which is
+/// the export's own document) or a value of the wrong type is a latmix::UsageError naming the key's
+/// path ("export result: key 'verification.checks[0].ok': ..."), and so are derived keys that
+/// disagree with what they derive from ("files" and the manifest's files, "quantization" and
+/// quantization_report's describe(), the verification's "ok" and its checks); a key left out keeps
+/// the default. written.files come from the manifest's "files" (name, bytes, sha256), written.path
+/// is `path`. Nothing describe() or `latmix export` prints is lost.
+ExportResult export_result_from_json(const nlohmann::json& json);
 /// The result as `latmix export` prints it (the studio shows the same lines): "KIND export written
 /// to PATH (N bytes, K files[, zipped]) in T", the quantization, "verification:" and its checks,
 /// the notes.
@@ -153,8 +164,12 @@ struct VerifyResult {
   ExportVerification verification;
   std::vector<std::string> notes;  ///< "no perplexity check (--no-ppl)"
 };
-/// The result as `latmix verify --json` prints it: the verification's JSON (checks, figures, ok).
+/// The result as `latmix verify --json` prints it (and `latmix serve` returns it): the
+/// verification's JSON (ok, checks, figures), then path, zip, kind and notes.
 nlohmann::json to_json(const VerifyResult& result);
+/// The inverse of to_json(), strict as export_result_from_json() ("verify result: key
+/// 'checks[1].ran': ..."; an "ok" that disagrees with the checks is refused). Nothing is lost.
+VerifyResult verify_result_from_json(const nlohmann::json& json);
 /// "verified", "NOT VERIFIED (a check could not run)" or "VERIFICATION FAILED".
 std::string verdict(const VerifyResult& result);
 

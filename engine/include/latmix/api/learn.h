@@ -149,8 +149,24 @@ struct LearnResult {
   MethodResult run;         ///< plan, loss curve, validation, condition numbers
   std::string transforms;   ///< "PREFIX.safetensors" written for request.out ("" when none)
 };
-/// The result as `latmix learn --json` prints it.
+/// The result as `latmix learn --json` prints it (and `latmix serve` returns it): method, settings
+/// (LearnSettings::to_json()), seconds, steps, resumed, calibration, memory (when planned),
+/// validation {samples, curve, best_step, stopped_early, note[, deployed]} (with held-out
+/// sequences), first_loss and final_loss (with steps), condition_numbers (by name), conditions
+/// ([{name, value}] in their order), transforms (when written), curve (every step's
+/// LearnEvent::to_json()).
 nlohmann::json to_json(const LearnResult& result);
+/// The inverse of to_json(). Strict: an unknown key (at any depth) or a value of the wrong type is a
+/// latmix::UsageError naming the key's path ("learn result: key 'curve[3].loss': ..."), and so are
+/// steps / first_loss / final_loss that disagree with the curve; a key left out keeps the default.
+/// run.method and run.settings are the result's settings. What the round trip does not restore
+/// (to_json() does not write it): the learned plan (run.plan: its tensors stay on the side that ran
+/// the task; with request.out they are in the transforms file `transforms` names), the settings'
+/// fields outside LearnSettings::to_json() (a fixed preset's learning knobs, the memory and
+/// checkpoint fields: their defaults), the validation fields when there were no held-out sequences,
+/// and a loss term's place among the terms (they come back in name order: kl / ce before reg, as
+/// learning writes them). Everything `latmix learn` prints is restored.
+LearnResult learn_result_from_json(const nlohmann::json& json);
 
 /// Learns (or builds) the request's method on `model`: learn_settings() for the model's device,
 /// the calibration when needed (learn_calibration()), obtain_plan() with `control`, then the

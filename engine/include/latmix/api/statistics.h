@@ -76,8 +76,17 @@ struct StatisticsResult {
   std::string data;  ///< CalibrationSet::describe() of the sequences read
   double seconds = 0;  ///< collecting (the forward passes and the accumulators)
 };
-/// The result as `latmix stats --json` prints it (and --out writes it): stats_to_json() of the statistics.
+/// The result as `latmix stats --json` prints it (and `latmix serve` returns it): the keys of
+/// stats_to_json() of the statistics (what --out writes), then "request" (to_json(StatisticsRequest)),
+/// "data" and "seconds".
 nlohmann::json to_json(const StatisticsResult& result);
+/// The inverse of to_json(). Strict at the top: an unknown key or a run key of the wrong type is a
+/// latmix::UsageError naming the key ("statistics result: key 'seconds': ..."), the request's keys
+/// as statistics_request_from_json() reads them; the statistics are read by stats_from_json()
+/// (a malformed one: latmix::Error naming "statistics result" and the key). What the round trip
+/// does not restore: a figure that is not finite is written as null and reads back as +inf (NaN
+/// too); nothing else is lost.
+StatisticsResult statistics_result_from_json(const nlohmann::json& json);
 
 /// Measures: check_statistics_request(); the transform (the plan of --transforms checked against
 /// the model, else the built-in one, seeded by --seed); the calibration text; the forward passes in
