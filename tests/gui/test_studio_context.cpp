@@ -13,6 +13,7 @@
 #include "export_panel.h"
 #include "latmix/api/analyze.h"
 #include "latmix/api/statistics.h"
+#include "latmix/calib.h"
 #include "learn_controller.h"
 #include "learn_panel.h"
 #include "microscope_panel.h"
@@ -145,6 +146,34 @@ class TestStudioContext : public QObject {
     QVERIFY(context.plans().empty());
     QVERIFY(explorer.statsRequest().transforms.empty());
     QVERIFY(context.statisticsRequest().transforms.empty());
+  }
+
+  // Show in explorer: the Learn tab's plan becomes a plan of the context, the explorer's selected
+  // transform, and the explorer calibrates with it.
+  void aLearnedPlanReachesTheExplorerThroughTheContext() {
+    StudioContext context(host_.get(), session_.get());
+    ExplorerPanel explorer(&context);
+    explorer.setSequences(2, 32);
+    LearnPanel learn(&context);
+    QSignalSpy finished(context.learnController(), &LearnController::finished);
+    QSignalSpy failed(context.learnController(), &LearnController::failed);
+    LearnRequest r = long_request();
+    r.method = "quarot";  // fixed transforms: built in a moment
+    learn.setRequest(r);
+    QVERIFY(learn.start() != 0);
+    QVERIFY2(finished.wait(kJobMs), failed.isEmpty() ? "timeout" : qPrintable(failed.at(0).at(0).toString()));
+    const QString prefix = context.learnController()->outcome().plan_prefix;
+    QVERIFY(!prefix.isEmpty());
+
+    QSignalSpy shown(&learn, &LearnPanel::showExplorer);
+    QSignalSpy calibrated(&explorer, &ExplorerPanel::calibrated);
+    QVERIFY(learn.refreshHeatmap());  // after a run: Show in explorer
+    QCOMPARE(shown.count(), 1);
+    QCOMPARE(context.plans().size(), size_t(1));
+    QCOMPARE(context.plans().front().prefix, prefix);
+    QCOMPARE(QString::fromStdString(explorer.statsRequest().transforms), prefix);
+    QVERIFY(calibrated.wait(kJobMs));
+    QCOMPARE(QString::fromStdString(explorer.stats()->transform), context.plans().front().label);
   }
 
   // The Learn tab's heatmap refresh computes statistics on a snapshot for the explorer; a Learn
