@@ -29,6 +29,7 @@
 #include "settings_dialog.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
@@ -74,8 +75,8 @@ void add_row(QVBoxLayout* layout, QWidget* parent, const std::vector<std::pair<Q
 
 }  // namespace
 
-AnalyzePanel::AnalyzePanel(EngineHost* host, ModelSession* session, QWidget* parent)
-    : QWidget(parent), host_(host), session_(session) {
+AnalyzePanel::AnalyzePanel(StudioContext* context, QWidget* parent)
+    : QWidget(parent), host_(context->host()), session_(context->session()) {
   buildControls();
   connect(host_, &EngineHost::jobProgress, this, &AnalyzePanel::onProgress);
   connect(host_, &EngineHost::jobFinished, this, [this](quint64 id, const QString&, double) {

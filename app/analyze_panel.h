@@ -35,6 +35,7 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
+class StudioContext;
 class MxErrorPlot;
 class BlockErrorPlot;
 
@@ -42,7 +43,7 @@ class AnalyzePanel : public QWidget {
   Q_OBJECT
 
  public:
-  AnalyzePanel(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
+  explicit AnalyzePanel(StudioContext* context, QWidget* parent = nullptr);
   ~AnalyzePanel() override;
 
   /// The settings the controls show, and setting them (tests, scripted runs).

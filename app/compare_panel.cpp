@@ -11,10 +11,11 @@
 
 #include "compare_common.h"
 #include "main_window.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
-ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* parent) : QWidget(parent) {
+ComparePanel::ComparePanel(StudioContext* context, QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
   auto* row = new QHBoxLayout();
   mode_ = new QComboBox(this);
@@ -42,8 +43,8 @@ ComparePanel::ComparePanel(EngineHost* host, ModelSession* session, QWidget* par
   row->addWidget(seqlen_);
   layout->addLayout(row);
   const CompareEvaluation eval{tasks_, limit_, seqlen_};
-  methods_ = new CompareMethodsPage(host, session, eval, this);
-  specs_ = new CompareSpecsPage(host, session, eval, this);
+  methods_ = new CompareMethodsPage(context->host(), context->session(), eval, this);
+  specs_ = new CompareSpecsPage(context->host(), context->session(), eval, this);
   pages_ = new QStackedWidget(this);
   pages_->addWidget(methods_);
   pages_->addWidget(specs_);

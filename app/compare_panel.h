@@ -22,14 +22,13 @@ class QStackedWidget;
 
 namespace latmix::studio {
 
-class EngineHost;
-class ModelSession;
+class StudioContext;
 
 class ComparePanel : public QWidget {
   Q_OBJECT
 
  public:
-  ComparePanel(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
+  explicit ComparePanel(StudioContext* context, QWidget* parent = nullptr);
   ~ComparePanel() override;
 
   CompareMethodsPage* methodsPage() const { return methods_; }

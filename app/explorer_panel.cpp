@@ -31,6 +31,7 @@
 #include "main_window.h"
 #include "model_session.h"
 #include "settings_dialog.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
@@ -74,8 +75,12 @@ QComboBox* combo(QWidget* parent, const QStringList& items) {
 
 }  // namespace
 
-ExplorerPanel::ExplorerPanel(EngineHost* host, ModelSession* session, QWidget* parent)
-    : QWidget(parent), host_(host), session_(session), heatmap_(std::make_unique<latmix::widgets::HeatmapView>()) {
+ExplorerPanel::ExplorerPanel(StudioContext* context, QWidget* parent)
+    : QWidget(parent),
+      context_(context),
+      host_(context->host()),
+      session_(context->session()),
+      heatmap_(std::make_unique<latmix::widgets::HeatmapView>()) {
   buildControls();
   auto enable = [this](quint64, const QString& tag) {
     if (tag == "calibrate") run_->setEnabled(true);
@@ -94,6 +99,17 @@ ExplorerPanel::ExplorerPanel(EngineHost* host, ModelSession* session, QWidget* p
     summary_->setText("<span style='color:#c0392b'>Calibration failed: " + message.toHtmlEscaped() + "</span>");
     Q_EMIT calibrationFailed(message);
   });
+  // What the others may use: the settings, as they change; the plans learned or loaded elsewhere.
+  auto publish = [this] { context_->setStatisticsRequest(statsRequest()); };
+  connect(data_, &QLineEdit::textChanged, this, publish);
+  for (QSpinBox* s : {samples_, seqlen_}) connect(s, &QSpinBox::valueChanged, this, publish);
+  for (QComboBox* c : {format_, transform_}) connect(c, &QComboBox::currentIndexChanged, this, publish);
+  for (const StudioPlan& p : context_->plans()) showPlanChoice(p.label, p.prefix);
+  publish();
+  connect(context_, &StudioContext::planAdded, this, &ExplorerPanel::showPlanChoice);
+  connect(context_, &StudioContext::plansCleared, this, &ExplorerPanel::removePlanChoices);
+  connect(context_, &StudioContext::calibrationRequested, this, &ExplorerPanel::calibrate);
+  connect(context_, &StudioContext::statisticsComputed, this, &ExplorerPanel::showStats);
 }
 
 void ExplorerPanel::setTransform(const QString& name) {
@@ -106,12 +122,23 @@ QString ExplorerPanel::summaryText() const { return summary_->text(); }
 void ExplorerPanel::clickCell(int layer, int block) {
   if (!stats_) return;
   // The format and transform of the statistics shown (not of the controls, which may have changed).
-  QString transform = QString::fromStdString(stats_->transform);
+  BlockTarget target;
+  target.point = point_->currentData().toString();
+  target.layer = layer;
+  target.block = block;
+  target.format = QString::fromStdString(stats_->format);
+  target.transform = QString::fromStdString(stats_->transform);
+  target.plan_prefix = shownPlanPrefix();
+  context_->openBlock(target);
+}
+
+QString ExplorerPanel::shownPlanPrefix() const {
+  const QString transform = QString::fromStdString(stats_->transform);
   QString prefix;
   for (int i = 0; i < transform_->count(); ++i) {
     if (transform_->itemText(i) == transform) prefix = transform_->itemData(i).toString();
   }
-  Q_EMIT blockClicked(point_->currentData().toString(), layer, block, QString::fromStdString(stats_->format), transform, prefix);
+  return prefix;
 }
 
 bool ExplorerPanel::saveHeatmapImage(const QString& path) const {
@@ -126,14 +153,18 @@ bool ExplorerPanel::openOutlier(int row) {
   const OutlierChannel& o = ls->original.outliers[static_cast<size_t>(row)];
   if (o.tokens.empty()) return false;
   const OutlierToken& t = o.tokens.front();  // the largest |value|
-  QString transform = QString::fromStdString(stats_->transform), prefix;
-  for (int i = 0; i < transform_->count(); ++i) {
-    if (transform_->itemText(i) == transform) prefix = transform_->itemData(i).toString();
-  }
-  Q_EMIT tokenOpened(outlier_point_, outlier_layer_, static_cast<int>(o.block), QString::fromStdString(stats_->format),
-                     transform, prefix, QString::fromStdString(stats_request_.data),
-                     api::statistics_data_options(stats_request_, *session_->model(), *session_->tokenizer()),
-                     static_cast<int>(t.sequence), static_cast<int>(t.position));
+  BlockTarget target;
+  target.point = outlier_point_;
+  target.layer = outlier_layer_;
+  target.block = static_cast<int>(o.block);
+  target.format = QString::fromStdString(stats_->format);
+  target.transform = QString::fromStdString(stats_->transform);
+  target.plan_prefix = shownPlanPrefix();
+  target.text = QString::fromStdString(stats_request_.data);
+  target.options = api::statistics_data_options(stats_request_, *session_->model(), *session_->tokenizer());
+  target.sequence = static_cast<int>(t.sequence);
+  target.position = static_cast<int>(t.position);
+  context_->openBlock(target);
   return true;
 }
 
@@ -277,6 +308,10 @@ api::StatisticsRequest ExplorerPanel::statsRequest() const {
 }
 
 void ExplorerPanel::addPlanChoice(const QString& label, const QString& prefix) {
+  context_->addPlan(label, prefix);
+}
+
+void ExplorerPanel::showPlanChoice(const QString& label, const QString& prefix) {
   int i = transform_->findText(label);
   if (i < 0) {
     transform_->addItem(label, prefix);
@@ -285,6 +320,7 @@ void ExplorerPanel::addPlanChoice(const QString& label, const QString& prefix) {
   transform_->setItemData(i, prefix);
   transform_->setItemData(i, prefix + ".json", Qt::ToolTipRole);
   transform_->setCurrentIndex(i);
+  context_->setStatisticsRequest(statsRequest());  // a new prefix under the label already selected
 }
 
 void ExplorerPanel::removePlanChoices() {

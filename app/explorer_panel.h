@@ -9,7 +9,6 @@
 #include <string>
 
 #include "latmix/api/statistics.h"
-#include "latmix/calib_data.h"
 
 class QComboBox;
 class QLabel;
@@ -35,12 +34,16 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
+class StudioContext;
 
 class ExplorerPanel : public QWidget {
   Q_OBJECT
 
  public:
-  ExplorerPanel(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
+  /// Publishes its statistics settings to `context` as they change; shows the context's plans as
+  /// transform choices, calibrates when asked, shows statistics computed elsewhere, and opens blocks
+  /// in the microscope through it.
+  explicit ExplorerPanel(StudioContext* context, QWidget* parent = nullptr);
   ~ExplorerPanel() override;
 
   /// Runs the calibration with the current settings (engine thread); returns the job id.
@@ -54,10 +57,9 @@ class ExplorerPanel : public QWidget {
   /// sequences, format, the five capture points the heatmap offers, and the transform (a built-in
   /// name, or a plan's prefix named by its label). What `latmix stats` runs with the same options.
   latmix::api::StatisticsRequest statsRequest() const;
-  /// Adds (or updates) a learned or loaded plan as a transform choice and selects it.
+  /// Adds (or updates) a learned or loaded plan as a transform choice and selects it (through the
+  /// context: StudioContext::addPlan()).
   void addPlanChoice(const QString& label, const QString& prefix);
-  /// Removes the plan choices (another model is open: they would not fit it).
-  void removePlanChoices();
   /// Shows statistics computed elsewhere (e.g. with a snapshot of a plan that is still learning).
   /// Statistics of a model that is no longer the session's (a switch while they were computed)
   /// are dropped: their token ids and layers belong to the other model.
@@ -75,7 +77,7 @@ class ExplorerPanel : public QWidget {
   /// The heatmap's data as drawn (tests).
   const latmix::widgets::HeatmapData& heatmapData() const;
   /// Another model is open: clears the statistics, heatmap, outlier table and summary, and the
-  /// plan choices (they would not fit it).
+  /// plan choices (they would not fit it; the context forgets them when the model opens).
   void modelChanged();
 
   /// Selects a transform choice by its label ("none", "hadamard", a plan's label).
@@ -84,34 +86,34 @@ class ExplorerPanel : public QWidget {
   void setSequences(int samples, int seqlen);
   /// The line above the heatmap (what was calibrated, or why it failed).
   QString summaryText() const;
-  /// What a click on a heatmap cell does (tests: a click without a display).
+  /// What a click on a heatmap cell does (tests: a click without a display): opens the block in the
+  /// microscope (StudioContext::openBlock()) with the format and transform of the statistics shown
+  /// (a plan's prefix included).
   void clickCell(int layer, int block);
   /// Writes the heatmap shown as a PNG (HeatmapView::image(); "Save image..."); false without a
   /// map or when the file cannot be written.
   bool saveHeatmapImage(const QString& path) const;
   /// What activating (double-click, Enter) a row of the outlier table does: opens the microscope
-  /// at the row's largest token (its calibration sequence and position), in the channel's block.
-  /// False when there is no such row.
+  /// (StudioContext::openBlock()) at the row's largest token (its calibration sequence and
+  /// position), in the channel's block. False when there is no such row.
   bool openOutlier(int row);
 
  Q_SIGNALS:
   void calibrated();
   /// A calibration failed (the message is also shown above the heatmap).
   void calibrationFailed(const QString& message);
-  /// A heatmap cell was clicked: open that block in the microscope, with the explorer's format and
-  /// transform (`plan_prefix` set for a learned or loaded plan).
-  void blockClicked(const QString& point, int layer, int block, const QString& format, const QString& transform,
-                    const QString& plan_prefix);
-  /// An outlier row was opened: blockClicked's block, at token `position` of calibration sequence
-  /// `sequence` of `text` (the statistics' sequences, chosen by `options`).
-  void tokenOpened(const QString& point, int layer, int block, const QString& format, const QString& transform,
-                   const QString& plan_prefix, const QString& text, const latmix::CalibrationOptions& options,
-                   int sequence, int position);
 
  private:
   void buildControls();
   void updateHeatmap();
+  /// The context's plan as a transform choice, selected (planAdded()).
+  void showPlanChoice(const QString& label, const QString& prefix);
+  /// Removes the plan choices (plansCleared(), or another model).
+  void removePlanChoices();
+  /// The prefix of the plan the statistics shown were computed with ("" for a built-in transform).
+  QString shownPlanPrefix() const;
 
+  StudioContext* context_;
   EngineHost* host_;
   ModelSession* session_;
   QLineEdit* data_ = nullptr;

@@ -34,6 +34,7 @@
 #include "main_window.h"
 #include "model_session.h"
 #include "settings_dialog.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
@@ -93,8 +94,8 @@ QStringList leftovers_of(const fs::path& target, const fs::path& staging) {
 
 }  // namespace
 
-ExportPanel::ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* learn, QWidget* parent)
-    : QWidget(parent), host_(host), session_(session), learn_(learn) {
+ExportPanel::ExportPanel(StudioContext* context, QWidget* parent)
+    : QWidget(parent), context_(context), host_(context->host()), session_(context->session()) {
   qRegisterMetaType<latmix::studio::ExportOutcome>();
   buildUi();
   export_action_ = new QAction("&Export model...", this);
@@ -126,10 +127,12 @@ ExportPanel::ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* le
           [ended](quint64 id, const QString&, const QString&) { ended(id); });
   // The plan follows the Learn tab's current plan: a finished run, a loaded file or a run picked
   // from the history sets it; a run in progress (or one cancelled or failed) leaves it as it is.
-  LearnController* ctl = learn_->controller();
+  LearnController* ctl = context_->learnController();
   connect(ctl, &LearnController::finished, this, [this](const LearnOutcome& o) { setPlan(o); });
   connect(ctl, &LearnController::loaded, this, [this](const LearnOutcome& o) { setPlan(o); });
   connect(ctl, &LearnController::runSelected, this, [this](const LearnOutcome& o) { setPlan(o); });
+  // Without a plan the format is the Learn tab's: the command line and the placeholder follow it.
+  connect(context_, &StudioContext::learnRequestChanged, this, &ExportPanel::updateCli);
   restoreSettings();
   updatePlanText();
   updateButtons();
@@ -384,7 +387,7 @@ api::ExportRequest ExportPanel::request() const {
   const bool has_plan = plan_ && !plan_->plan_prefix.isEmpty();
   // The format and the weight quantizer are the plan's (what it was learned for, issue 17 Major 2),
   // unless Options sets them; without a plan (or a file that records none) the Learn tab's format.
-  std::string default_quant = learn_->request().quant;
+  std::string default_quant = context_->learnRequest().quant;
   if (has_plan && !plan_->quant.isEmpty()) default_quant = plan_->quant.toStdString();
   const QString quant = quant_->currentText().trimmed();
   r.quant = quant.isEmpty() ? default_quant : quant.toStdString();
@@ -441,8 +444,9 @@ void ExportPanel::updateCli() {
   cli_->setCursorPosition(0);
   cli_->setToolTip(cli_->text());
   const bool plan_format = plan_ && !plan_->plan_prefix.isEmpty() && !plan_->quant.isEmpty();
-  quant_->lineEdit()->setPlaceholderText(plan_format ? "the plan's format (" + plan_->quant + ")"
-                                                     : "the Learn tab's format (" + QString::fromStdString(learn_->request().quant) + ")");
+  quant_->lineEdit()->setPlaceholderText(
+      plan_format ? "the plan's format (" + plan_->quant + ")"
+                  : "the Learn tab's format (" + QString::fromStdString(context_->learnRequest().quant) + ")");
 }
 
 void ExportPanel::updateButtons() {

@@ -33,7 +33,7 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
-class LearnPanel;
+class StudioContext;
 
 /// What an export or a verification found, for the summary.
 struct ExportOutcome {
@@ -60,7 +60,9 @@ class ExportPanel : public QWidget {
   Q_OBJECT
 
  public:
-  ExportPanel(EngineHost* host, ModelSession* session, LearnPanel* learn, QWidget* parent = nullptr);
+  /// Follows the current plan of the context's learn controller, and takes the default format
+  /// from the Learn tab's request (StudioContext::learnRequest()).
+  explicit ExportPanel(StudioContext* context, QWidget* parent = nullptr);
   ~ExportPanel() override;
 
   /// The request the controls describe, with the current plan and a free output name.
@@ -114,9 +116,9 @@ class ExportPanel : public QWidget {
   void restoreSettings();
   void storeSettings() const;
 
+  StudioContext* context_;
   EngineHost* host_;
   ModelSession* session_;
-  LearnPanel* learn_;
   std::optional<LearnOutcome> plan_;
   quint64 job_ = 0;
   quint64 verify_job_ = 0;

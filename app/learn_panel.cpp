@@ -20,7 +20,6 @@
 #include <cstring>
 
 #include "engine_host.h"
-#include "explorer_panel.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib.h"
 #include "latmix/error.h"
@@ -32,6 +31,7 @@
 #include "model_session.h"
 #include "settings_dialog.h"
 #include "scratch_dir.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
@@ -49,12 +49,12 @@ const QString kValidationSeries = QStringLiteral("validation");
 
 }  // namespace
 
-LearnPanel::LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* explorer, QWidget* parent)
+LearnPanel::LearnPanel(StudioContext* context, QWidget* parent)
     : QWidget(parent),
-      host_(host),
-      session_(session),
-      explorer_(explorer),
-      controller_(new LearnController(host, session, this)),
+      context_(context),
+      host_(context->host()),
+      session_(context->session()),
+      controller_(context->learnController()),
       snapshots_(make_scratch_dir()) {
   auto* split = new QSplitter(Qt::Horizontal, this);
   auto* settings = new QWidget(split);
@@ -492,13 +492,13 @@ bool LearnPanel::refreshHeatmap() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer || !snapshots_->isValid()) return false;
-  const api::StatisticsRequest request = explorer_->statsRequest();
+  const api::StatisticsRequest request = context_->statisticsRequest();
   const QString method = QString::fromStdString(controller_->request().method);
   const std::string prefix = snapshots_->filePath("snapshot").toStdString();
   auto keep = snapshots_;
+  // Everything the job hands back goes through this panel: destroyed meanwhile, it posts nowhere.
   QPointer<LearnPanel> self(this);
-  ExplorerPanel* explorer = explorer_;
-  const bool queued = controller_->withSnapshot([self, explorer, keep, prefix, request, method, model, tokenizer](
+  const bool queued = controller_->withSnapshot([self, keep, prefix, request, method, model, tokenizer](
                                                     const TransformPlan& plan, qint64 step, const JobControl& job) {
     try {
       save_transforms(prefix, plan);
@@ -507,8 +507,8 @@ bool LearnPanel::refreshHeatmap() {
       r.transforms = prefix;
       r.transform_name = QString("%1, step %2").arg(method).arg(step).toStdString();
       auto stats = std::make_shared<ActivationStats>(api::run_statistics(r, *model, *tokenizer, job).stats);
-      EngineHost::post(explorer, [explorer, stats, model, r] { explorer->showStats(stats, model, r); });
-      EngineHost::post(self, [self, step] {
+      EngineHost::post(self, [self, stats, model, r, step] {
+        self->context_->showStatistics(stats, model, r);
         self->updateButtons();
         Q_EMIT self->heatmapRefreshed(step);
       });
@@ -532,8 +532,8 @@ void LearnPanel::showInExplorer() {
   const LearnOutcome& o = controller_->outcome();
   const QString label =
       o.loaded ? "loaded (" + QFileInfo(o.plan_prefix).fileName() + ")" : QString("run %1 (%2)").arg(o.run).arg(o.method);
-  explorer_->addPlanChoice(label, o.plan_prefix);
-  explorer_->calibrate();
+  context_->addPlan(label, o.plan_prefix);
+  context_->requestCalibration();
   Q_EMIT showExplorer();
 }
 

@@ -3,6 +3,9 @@
 // Pause / Resume / Cancel, the loss curves as they come (total, KL / CE / MSE, regularizer; log
 // scale), and afterwards a summary with Save transforms, Show in explorer and Load transforms.
 // During a run the Activation Explorer's heatmap can be refreshed with the transforms as they are.
+// The panel reaches the explorer and Export only through the StudioContext: it publishes its form
+// (StudioContext::setLearnRequest()), drives the context's learn controller, and hands plans and
+// statistics to the explorer (StudioContext::addPlan(), requestCalibration(), showStatistics()).
 
 #include <QWidget>
 
@@ -27,14 +30,14 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
-class ExplorerPanel;
+class StudioContext;
 class LearnKnobs;
 
 class LearnPanel : public QWidget {
   Q_OBJECT
 
  public:
-  LearnPanel(EngineHost* host, ModelSession* session, ExplorerPanel* explorer, QWidget* parent = nullptr);
+  explicit LearnPanel(StudioContext* context, QWidget* parent = nullptr);
   ~LearnPanel() override;
 
   /// The request the controls describe (GUI thread; no engine call): the open model, the device of
@@ -46,12 +49,14 @@ class LearnPanel : public QWidget {
   void setRequest(const LearnRequest& request);
   /// Starts learning with the current controls; returns the job id (0: no model, or already running).
   quint64 start();
-  /// Refreshes the explorer's heatmap with the current transforms (a snapshot during a run, the
-  /// result afterwards). False when there is nothing to show yet.
+  /// Refreshes the explorer's heatmap with the current transforms (a snapshot during a run, with the
+  /// explorer's settings: StudioContext::statisticsRequest(); the result afterwards). False when
+  /// there is nothing to show yet.
   bool refreshHeatmap();
   /// The equivalent `latmix learn` command line.
   QString cliCommand() const;
 
+  /// The context's learn controller (StudioContext::learnController()).
   LearnController* controller() const { return controller_; }
   latmix::widgets::LossChart* chart() const { return chart_; }
   void setLogScale(bool on);
@@ -103,10 +108,10 @@ class LearnPanel : public QWidget {
   void showCurve(const std::vector<LearnStep>& curve, qint64 total, const LearnOutcome* outcome = nullptr);
   void overlayRuns();
 
+  StudioContext* context_;
   EngineHost* host_;
   ModelSession* session_;
-  ExplorerPanel* explorer_;
-  LearnController* controller_;
+  LearnController* controller_;  // the context's
   std::shared_ptr<QTemporaryDir> snapshots_;
   QComboBox* method_ = nullptr;
   QLabel* method_summary_ = nullptr;

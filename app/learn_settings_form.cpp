@@ -26,6 +26,7 @@
 #include "main_window.h"
 #include "model_session.h"
 #include "settings_dialog.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
@@ -221,6 +222,7 @@ QString LearnPanel::cliCommand() const {
 }
 
 void LearnPanel::updateCli() {
+  context_->setLearnRequest(request());  // Export's default format follows the form
   cli_->setText(cliCommand());
   cli_->setCursorPosition(0);
   cli_->setToolTip(cli_->text());

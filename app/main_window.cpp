@@ -46,6 +46,7 @@
 #include "microscope_panel.h"
 #include "model_session.h"
 #include "session_file.h"
+#include "studio_context.h"
 #include "tour.h"
 #include "latmix/version.h"
 
@@ -99,7 +100,7 @@ QString eta_text(double seconds, qint64 done, qint64 total) {
 }
 
 MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
-    : QMainWindow(parent), host_(host), session_(session) {
+    : QMainWindow(parent), host_(host), session_(session), context_(new StudioContext(host, session, this)) {
   setWindowTitle("LATMiX Studio");
   setAcceptDrops(true);
   confirm_ = [this](const QString& title, const QString& question) {
@@ -149,38 +150,25 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
     msg->setAlignment(Qt::AlignCenter);
     tabs_->addTab(msg, "Overview");
   }
-  explorer_ = new ExplorerPanel(host_, session_, tabs_);
+  // A block opened through the context (a heatmap cell, an outlier's token) brings the microscope
+  // to the front; connected before the microscope is made, so the tab shows before it reads the block.
+  connect(context_, &StudioContext::blockOpened, this, [this] { showTab(microscope_); });
+  explorer_ = new ExplorerPanel(context_, tabs_);
   tabs_->addTab(scrolled(explorer_, tabs_), "Activation Explorer");
-  microscope_ = new MicroscopePanel(host_, session_, tabs_);
+  microscope_ = new MicroscopePanel(context_, tabs_);
   tabs_->addTab(scrolled(microscope_, tabs_), "Block Microscope");
-  learn_ = new LearnPanel(host_, session_, explorer_, tabs_);
+  learn_ = new LearnPanel(context_, tabs_);
   tabs_->addTab(scrolled(learn_, tabs_), "Learn");
-  compare_ = new ComparePanel(host_, session_, tabs_);
+  compare_ = new ComparePanel(context_, tabs_);
   tabs_->addTab(scrolled(compare_, tabs_), "Compare");
-  export_ = new ExportPanel(host_, session_, learn_, tabs_);  // issue #9, item 5
+  export_ = new ExportPanel(context_, tabs_);  // issue #9, item 5
   tabs_->addTab(scrolled(export_, tabs_), "Export");
   // Last, so that the tab indices sessions and settings saved before it came keep their meaning.
-  analyze_ = new AnalyzePanel(host_, session_, tabs_);  // issue #21: the paper's Figure 2 on this model
+  analyze_ = new AnalyzePanel(context_, tabs_);  // issue #21: the paper's Figure 2 on this model
   tabs_->addTab(scrolled(analyze_, tabs_), "Analyze");
-  // The click carries the explorer's format and transform (a plan included) to the microscope.
-  connect(explorer_, &ExplorerPanel::blockClicked, this,
-          [this](const QString& point, int layer, int block, const QString& format, const QString& transform,
-                 const QString& plan_prefix) {
-            showTab(microscope_);
-            microscope_->select(point, layer, block, format, transform, plan_prefix);
-          });
-  // An outlier row opens the microscope at the token that produced it (its calibration sequence).
-  connect(explorer_, &ExplorerPanel::tokenOpened, this,
-          [this](const QString& point, int layer, int block, const QString& format, const QString& transform,
-                 const QString& plan_prefix, const QString& text, const latmix::CalibrationOptions& options,
-                 int sequence, int position) {
-            showTab(microscope_);
-            microscope_->selectToken(point, layer, block, format, transform, plan_prefix, text, options, sequence,
-                                     position);
-          });
   connect(learn_, &LearnPanel::showExplorer, this, [this] { showTab(explorer_); });
   // The recovery copy follows the history (issue 17, Major 9).
-  connect(learn_->controller(), &LearnController::historyChanged, this, &MainWindow::autosave);
+  connect(context_->learnController(), &LearnController::historyChanged, this, &MainWindow::autosave);
   setCentralWidget(central);
   buildMenus();
   buildDocks();
@@ -221,7 +209,11 @@ int MainWindow::tabIndexOf(QWidget* panel) const {
   return -1;
 }
 
-MainWindow::~MainWindow() { delete heatmap_; }
+MainWindow::~MainWindow() {
+  // The panels hold the context (a child of this window, deleted after this body): they go first.
+  delete tabs_;
+  delete heatmap_;
+}
 
 void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&File");
@@ -415,7 +407,7 @@ void MainWindow::connectEngine() {
 
 void MainWindow::openModel(const QString& path) {
   if (!confirmDiscard("open another model", false)) return;
-  learn_->controller()->cancel();  // its plan would belong to the model closed meanwhile
+  context_->learnController()->cancel();  // its plan would belong to the model closed meanwhile
   banner_box_->hide();
   log("opening " + path);
   session_->open(path);
@@ -423,8 +415,9 @@ void MainWindow::openModel(const QString& path) {
 
 bool MainWindow::confirmDiscard(const QString& action, bool unsaved_runs_too) {
   QStringList lost;
-  if (learn_->controller()->running()) lost << "the learning run in progress (it is cancelled)";
-  const int unsaved = learn_->controller()->unsavedRuns();
+  LearnController* ctl = context_->learnController();
+  if (ctl->running()) lost << "the learning run in progress (it is cancelled)";
+  const int unsaved = ctl->unsavedRuns();
   if (unsaved_runs_too && unsaved > 0)
     lost << QString("%1 learned run%2 never saved (Save transforms, or File > Save session)")
                 .arg(unsaved)
@@ -455,13 +448,14 @@ void MainWindow::chooseSession(bool save) {
 
 namespace {
 
-StudioSession session_of(const ModelSession& session, const LearnPanel& learn, int tab) {
+// `learn`: the Learn tab's request as its form reads now (File > Settings' device and data folder included).
+StudioSession session_of(const StudioContext& context, const LearnRequest& learn, int tab) {
   StudioSession s;
-  s.model_path = session.summary().path;
-  s.learn = learn.request();
+  s.model_path = context.session()->summary().path;
+  s.learn = learn;
   s.tab = tab;
-  s.runs = learn.controller()->allRuns();
-  const LearnOutcome& current = learn.controller()->outcome();
+  s.runs = context.learnController()->allRuns();
+  const LearnOutcome& current = context.learnController()->outcome();
   if (!current.loaded && current.run > 0) {
     s.current_model = current.model_path;
     s.current_run = current.run;
@@ -472,7 +466,7 @@ StudioSession session_of(const ModelSession& session, const LearnPanel& learn, i
 }  // namespace
 
 quint64 MainWindow::saveSession(const QString& path) {
-  StudioSession s = session_of(*session_, *learn_, tabs_->currentIndex());
+  StudioSession s = session_of(*context_, learn_->request(), tabs_->currentIndex());
   for (LearnRun& r : s.runs) r.outcome.in_session = true;  // kept by this file from now on
   QPointer<MainWindow> self(this);
   log("saving the session to " + path);
@@ -481,7 +475,7 @@ quint64 MainWindow::saveSession(const QString& path) {
     EngineHost::post(self, [self, path, error] {
       if (error.isEmpty()) {
         self->log("session saved: " + path);
-        self->learn_->controller()->markSessionSaved();
+        self->context_->learnController()->markSessionSaved();
       } else {
         self->showBanner("Could not save the session:\n" + error);
       }
@@ -492,7 +486,7 @@ quint64 MainWindow::saveSession(const QString& path) {
 
 void MainWindow::autosave() {
   if (!session_->hasModel()) return;  // e.g. a session whose model is still opening: its copy comes once it is
-  const StudioSession s = session_of(*session_, *learn_, tabs_->currentIndex());
+  const StudioSession s = session_of(*context_, learn_->request(), tabs_->currentIndex());
   const QString path = recovery_session_path();
   QDir().mkpath(QFileInfo(path).absolutePath());
   // The tag supersedes a copy still queued: only the newest state is written.
@@ -508,10 +502,11 @@ bool MainWindow::openSession(const QString& path) {
     return false;
   }
   if (!confirmDiscard("open a session", true)) return false;
-  learn_->controller()->cancel();
+  LearnController* ctl = context_->learnController();
+  ctl->cancel();
   for (const QString& n : notes) log("session: " + n);
-  learn_->controller()->clearHistory();
-  learn_->controller()->restoreRuns(std::move(s.runs));
+  ctl->clearHistory();
+  ctl->restoreRuns(std::move(s.runs));
   learn_->setRequest(s.learn);
   tabs_->setCurrentIndex(s.tab);
   pending_run_ = s.current_model == s.model_path ? s.current_run : 0;

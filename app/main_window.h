@@ -1,5 +1,7 @@
 #pragma once
 // The studio's main window: model panel, central views, log, error banner, job progress + cancel.
+// It makes the StudioContext (studio_context.h) and constructs every panel with it; the panels
+// share what they share through the context, never through each other.
 
 #include <QElapsedTimer>
 #include <QMainWindow>
@@ -26,6 +28,7 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
+class StudioContext;
 class MicroscopePanel;
 class ExplorerPanel;
 class ComparePanel;
@@ -53,6 +56,8 @@ class MainWindow : public QMainWindow {
   bool saveScreenshot(const QString& path);
   /// The error banner's text ("" when hidden).
   QString bannerText() const;
+  /// What the panels share (the model, the explorer's settings, the plans, the Learn tab's request and controller).
+  StudioContext* context() const { return context_; }
   MicroscopePanel* microscope() const { return microscope_; }
   ExplorerPanel* explorer() const { return explorer_; }
   LearnPanel* learn() const { return learn_; }
@@ -120,6 +125,7 @@ class MainWindow : public QMainWindow {
 
   EngineHost* host_;
   ModelSession* session_;
+  StudioContext* context_;  // a child made before the panels; they are deleted before it (~MainWindow)
   QTreeWidget* model_tree_ = nullptr;
   QLabel* model_header_ = nullptr;
   QLabel* banner_ = nullptr;

@@ -18,6 +18,7 @@
 #include "latmix/tokenizer.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "studio_context.h"
 
 namespace latmix::studio {
 
@@ -60,8 +61,11 @@ MicroscopeData microscope_data(const api::BlockExplanation& e, const QString& tr
 
 }  // namespace
 
-MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidget* parent)
-    : QWidget(parent), host_(host), session_(session), view_(std::make_unique<latmix::widgets::BlockMicroscopeView>()) {
+MicroscopePanel::MicroscopePanel(StudioContext* context, QWidget* parent)
+    : QWidget(parent),
+      host_(context->host()),
+      session_(context->session()),
+      view_(std::make_unique<latmix::widgets::BlockMicroscopeView>()) {
   auto* layout = new QVBoxLayout(this);
   auto* controls = new QHBoxLayout();
   point_ = new QComboBox(this);
@@ -107,6 +111,14 @@ MicroscopePanel::MicroscopePanel(EngineHost* host, ModelSession* session, QWidge
   connect(host_, &EngineHost::jobCancelled, this, [this](quint64, const QString& tag) {
     if (tag != "microscope" || view_->hasData()) return;
     status_->setText("Reading the block was cancelled: choose a layer, token or block to read one.");
+  });
+  connect(context, &StudioContext::blockOpened, this, [this](const BlockTarget& t) {
+    if (t.sequence < 0) {
+      select(t.point, t.layer, t.block, t.format, t.transform, t.plan_prefix);
+    } else {
+      selectToken(t.point, t.layer, t.block, t.format, t.transform, t.plan_prefix, t.text, t.options, t.sequence,
+                  t.position);
+    }
   });
 }
 

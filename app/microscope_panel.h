@@ -24,12 +24,15 @@ namespace latmix::studio {
 
 class EngineHost;
 class ModelSession;
+class StudioContext;
 
 class MicroscopePanel : public QWidget {
   Q_OBJECT
 
  public:
-  MicroscopePanel(EngineHost* host, ModelSession* session, QWidget* parent = nullptr);
+  /// Shows the blocks opened through `context` (StudioContext::openBlock(): a heatmap cell or an
+  /// outlier's token of the explorer).
+  explicit MicroscopePanel(StudioContext* context, QWidget* parent = nullptr);
   ~MicroscopePanel() override;
 
   /// Selects a block (e.g. from a click in the activation explorer) and refreshes; a non-empty

@@ -34,6 +34,7 @@
 #include "loss_chart.h"
 #include "model_session.h"
 #include "session_file.h"
+#include "studio_context.h"
 #include "studio_fixture.h"
 
 using latmix::studio::EngineHost;
@@ -367,8 +368,9 @@ class TestLearnController : public QObject {
   }
 
   void thePanelsWriteTheirCommandLines() {
-    latmix::studio::ExplorerPanel explorer(host_.get(), session_.get());
-    latmix::studio::LearnPanel panel(host_.get(), session_.get(), &explorer);
+    latmix::studio::StudioContext context(host_.get(), session_.get());
+    latmix::studio::ExplorerPanel explorer(&context);
+    latmix::studio::LearnPanel panel(&context);
     LearnRequest r = tiny_request(12);
     r.quant = "mxint4";
     r.lr = 0.002;
@@ -398,7 +400,7 @@ class TestLearnController : public QObject {
     QCOMPARE(panel.startAction()->shortcut(), QKeySequence("Ctrl+L"));
     QCOMPARE(panel.cancelAction()->shortcut(), QKeySequence("Ctrl+Shift+L"));
 
-    latmix::studio::ComparePanel compare(host_.get(), session_.get());
+    latmix::studio::ComparePanel compare(&context);
     LearnRequest m = tiny_request(3);
     compare.configureMethods({"rtn", "latmix"}, "frankenstein", 8, 256, m);
     QCOMPARE(compare.checkedMethods(), QStringList({"rtn", "latmix"}));
@@ -412,8 +414,9 @@ class TestLearnController : public QObject {
   // Issue 21: the Learn tab draws the held-out loss beside the training loss (the values of the
   // step events, the start's measurement, the best step marked) and says what validation decided.
   void theLearnTabShowsTheValidationCurve() {
-    latmix::studio::ExplorerPanel explorer(host_.get(), session_.get());
-    latmix::studio::LearnPanel panel(host_.get(), session_.get(), &explorer);
+    latmix::studio::StudioContext context(host_.get(), session_.get());
+    latmix::studio::ExplorerPanel explorer(&context);
+    latmix::studio::LearnPanel panel(&context);
     LearnRequest r = tiny_request(6);
     r.samples = 8;
     r.validation = 2;

@@ -38,6 +38,7 @@
 #include "latmix/api/statistics.h"
 #include "learn_panel.h"
 #include "model_session.h"
+#include "studio_context.h"
 
 namespace {
 
@@ -123,12 +124,14 @@ class LearnRequestDrift : public ::testing::Test {
   }
   void SetUp() override {
     QSettings().clear();  // the form starts from the CLI's defaults, not from an earlier run's
-    explorer_ = std::make_unique<latmix::studio::ExplorerPanel>(host_.get(), session_.get());
-    panel_ = std::make_unique<latmix::studio::LearnPanel>(host_.get(), session_.get(), explorer_.get());
+    context_ = std::make_unique<latmix::studio::StudioContext>(host_.get(), session_.get());
+    explorer_ = std::make_unique<latmix::studio::ExplorerPanel>(context_.get());
+    panel_ = std::make_unique<latmix::studio::LearnPanel>(context_.get());
   }
   void TearDown() override {
     panel_.reset();
     explorer_.reset();
+    context_.reset();
   }
 
   template <typename W>
@@ -153,6 +156,7 @@ class LearnRequestDrift : public ::testing::Test {
 
   static std::unique_ptr<latmix::studio::EngineHost> host_;
   static std::unique_ptr<latmix::studio::ModelSession> session_;
+  std::unique_ptr<latmix::studio::StudioContext> context_;
   std::unique_ptr<latmix::studio::ExplorerPanel> explorer_;
   std::unique_ptr<latmix::studio::LearnPanel> panel_;
 };
@@ -254,7 +258,7 @@ class ExportRequestDrift : public LearnRequestDrift {
  protected:
   void SetUp() override {
     LearnRequestDrift::SetUp();
-    export_ = std::make_unique<latmix::studio::ExportPanel>(host_.get(), session_.get(), panel_.get());
+    export_ = std::make_unique<latmix::studio::ExportPanel>(context_.get());
     export_->setOutputFolder(QString::fromStdString(folder_));
   }
   void TearDown() override {
@@ -338,7 +342,7 @@ class CompareRequestDrift : public LearnRequestDrift {
  protected:
   void SetUp() override {
     LearnRequestDrift::SetUp();
-    compare_ = std::make_unique<latmix::studio::ComparePanel>(host_.get(), session_.get());
+    compare_ = std::make_unique<latmix::studio::ComparePanel>(context_.get());
   }
   void TearDown() override {
     compare_.reset();
@@ -476,7 +480,7 @@ TEST_F(LearnRequestDrift, TheExplorersCalibrationIsTheSameThroughTheCliAndTheExp
 
 // The Analyze tab is `latmix analyze`; its scale rule and rounding are always said.
 TEST_F(LearnRequestDrift, TheAnalysisIsTheSameThroughTheCliAndTheAnalyzeTab) {
-  latmix::studio::AnalyzePanel panel(host_.get(), session_.get());
+  latmix::studio::AnalyzePanel panel(context_.get());
   panel.modelChanged();  // the open model's layers in the layer list
   latmix::api::AnalyzeRequest set;
   set.data = kSample;
