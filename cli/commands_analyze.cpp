@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "commands_analyze.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/error.h"
 #include "latmix/mx_analysis.h"
 #include "result_text.h"
@@ -54,12 +55,17 @@ void append_layer(std::string& out, const MxLayerAnalysis& a) {
 int run_analyze(const Args& args) {
   const api::AnalyzeRequest request = analyze_request_from_args(args);
   api::check_analyze_request(request);  // bad options fail before the model loads
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
-  JobControl job;
-  job.cancel = interrupt_token();
-  job.progress = progress.callback();
-  const api::AnalyzeResult result = api::run_analyze(request, m.model, *m.tokenizer, job);
+  api::AnalyzeResult result;
+  if (remote_engine()) {
+    result = api::analyze_result_from_json(run_remote("analyze", api::to_json(request), {progress.callback()}));
+  } else {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
+    JobControl job;
+    job.cancel = interrupt_token();
+    job.progress = progress.callback();
+    result = api::run_analyze(request, m.model, *m.tokenizer, job);
+  }
   progress.finish();
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(1) << "\n";

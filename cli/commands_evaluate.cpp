@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "commands_evaluate.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/calib_data.h"
 #include "latmix/error.h"
@@ -79,16 +80,22 @@ void append_table(std::string& out, const std::vector<TaskResult>& fp, const std
 int run_eval(const Args& args) {
   const api::EvaluateRequest request = evaluate_request_from_args(args);
   api::check_evaluate_request(request);  // bad options fail before the model loads
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   const bool quiet = args.flag("quiet");
   ProgressPrinter progress(quiet);
-  api::EvaluateControl control;
-  control.job.cancel = interrupt_token();
-  control.job.progress = progress.callback();
-  const std::string res = bundled_resources_dir();
-  if (!res.empty()) control.bundled_sample = res + "/calibration/pride_and_prejudice_ch1-6.txt";
-  control.on_note = [](const std::string& note) { std::fprintf(stderr, "%s\n", note.c_str()); };
-  const api::EvaluateResult result = api::run_evaluate(request, m.model, *m.tokenizer, control);
+  const auto note = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  api::EvaluateResult result;
+  if (remote_engine()) {
+    result = api::evaluate_result_from_json(run_remote("evaluate", api::to_json(request), {progress.callback(), note}));
+  } else {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
+    api::EvaluateControl control;
+    control.job.cancel = interrupt_token();
+    control.job.progress = progress.callback();
+    const std::string res = bundled_resources_dir();
+    if (!res.empty()) control.bundled_sample = res + "/calibration/pride_and_prejudice_ch1-6.txt";
+    control.on_note = note;
+    result = api::run_evaluate(request, m.model, *m.tokenizer, control);
+  }
   progress.finish();
   if (args.flag("json"))
     std::cout << api::to_json(result).dump(2) << "\n";

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "commands_export.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/api/export.h"
 #include "latmix/config.h"
 #include "latmix/error.h"
@@ -62,20 +63,26 @@ int run_export(const Args& args) {
   // transforms (and folding) need the model in memory. --weights auto streams on CUDA too: each
   // weight goes through the device once (measured on the 8B shape: 4 min 00 s and 18.6 GB of GPU
   // memory against 4 min 52 s and 28.0 GB held).
-  const bool mapped = args.get("weights") == "auto" || mapped_weights(args);
-  LoadedModel m =
-      load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped && api::export_streams(request));
   ProgressPrinter progress(args.flag("quiet"));
-  api::ExportControl control;
-  control.learn.job.cancel = interrupt_token();
-  control.learn.job.progress = progress.callback();
-  control.learn.on_note = [&progress](const std::string& line) {
+  const auto note = [&progress](const std::string& line) {
     progress.finish();
     std::fprintf(stderr, "%s\n", line.c_str());
   };
-  const std::string resources = bundled_resources_dir();
-  if (!resources.empty()) control.bundled_sample = resources + "/calibration/pride_and_prejudice_ch1-6.txt";
-  const api::ExportResult result = api::run_export(request, m.model, *m.tokenizer, control);
+  api::ExportResult result;
+  if (remote_engine()) {
+    result = api::export_result_from_json(run_remote("export", api::to_json(request), {progress.callback(), note}));
+  } else {
+    const bool mapped = args.get("weights") == "auto" || mapped_weights(args);
+    LoadedModel m =
+        load_model_from_args(args, parse_compute_dtype(args.get("dtype")), mapped && api::export_streams(request));
+    api::ExportControl control;
+    control.learn.job.cancel = interrupt_token();
+    control.learn.job.progress = progress.callback();
+    control.learn.on_note = note;
+    const std::string resources = bundled_resources_dir();
+    if (!resources.empty()) control.bundled_sample = resources + "/calibration/pride_and_prejudice_ch1-6.txt";
+    result = api::run_export(request, m.model, *m.tokenizer, control);
+  }
   progress.finish();
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";
@@ -91,7 +98,9 @@ int run_verify(const Args& args) {
   JobControl job;
   job.cancel = interrupt_token();
   job.progress = progress.callback();
-  const api::VerifyResult result = api::run_verify(request, job);
+  const api::VerifyResult result =
+      remote_engine() ? api::verify_result_from_json(run_remote("verify", api::to_json(request), {progress.callback()}))
+                      : api::run_verify(request, job);
   progress.finish();
   std::fprintf(stderr, "%s", format_verify_notes(result).c_str());
   if (args.flag("json")) {

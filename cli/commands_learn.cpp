@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "commands_learn.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
@@ -126,7 +127,6 @@ namespace {
 int run_learn(const Args& args) {
   find_method(args.get("method"));
   const api::LearnRequest request = learn_request_from_args(args);
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
   const bool quiet = args.flag("quiet");
   const bool tty = stderr_is_terminal();
   LearnControl control;
@@ -145,7 +145,16 @@ int run_learn(const Args& args) {
       std::fprintf(stderr, "%s\n", line.c_str());
     }
   };
-  const api::LearnResult result = api::run_learn(request, m.model, *m.tokenizer, control);
+  api::LearnResult result;
+  if (remote_engine()) {
+    RemoteHooks hooks;
+    hooks.on_note = control.on_note;
+    hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
+    result = api::learn_result_from_json(run_remote("learn", api::to_json(request), hooks));
+  } else {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
+    result = api::run_learn(request, m.model, *m.tokenizer, control);
+  }
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";
     return 0;
@@ -157,14 +166,20 @@ int run_learn(const Args& args) {
 int run_compare(const Args& args) {
   const api::CompareRequest request = compare_request_from_args(args);
   api::check_compare_request(request);  // bad methods, tasks or settings fail before the model loads
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.learning.dtype));
   const bool quiet = args.flag("quiet");
   ProgressPrinter progress(quiet);
   LearnControl control;
   control.job.cancel = interrupt_token();
   control.job.progress = progress.callback();
   if (!quiet) control.on_note = [](const std::string& note) { std::fprintf(stderr, "%s\n", note.c_str()); };
-  const api::CompareResult result = api::run_compare(request, m.model, *m.tokenizer, control);
+  api::CompareResult result;
+  if (remote_engine()) {
+    result = api::compare_result_from_json(
+        run_remote("compare", api::to_json(request), {control.job.progress, control.on_note}));
+  } else {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.learning.dtype));
+    result = api::run_compare(request, m.model, *m.tokenizer, control);
+  }
   progress.finish();
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";

@@ -14,6 +14,7 @@
 
 #include "commands.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/api/model.h"
 #include "latmix/error.h"
 #include "latmix/model_files.h"
@@ -143,8 +144,18 @@ void append_overview(std::string& out, const api::WeightOverview& o) {
 // --overview, the weights too.
 int run_info(const Args& args) {
   apply_common_options(args);
-  api::ModelDescription d = api::describe_model({args.get("model"), args.get("tokenizer")});
-  if (args.flag("overview")) {
+  api::ModelDescription d;
+  if (remote_engine()) {
+    ProgressPrinter progress(args.flag("quiet"));
+    nlohmann::json request = api::to_json(api::DescribeRequest{args.get("model"), args.get("tokenizer")});
+    request["overview"] = args.flag("overview");
+    request["weights"] = args.get("weights");
+    d = api::model_description_from_json(run_remote("describe", request, {progress.callback()}));
+    progress.finish();
+  } else {
+    d = api::describe_model({args.get("model"), args.get("tokenizer")});
+  }
+  if (args.flag("overview") && !remote_engine()) {
     const Model model = load_model_only(args, at::kFloat, mapped_weights(args));
     ProgressPrinter progress(args.flag("quiet"));
     JobControl job;

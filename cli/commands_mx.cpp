@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/api/block.h"
 #include "latmix/calib_transforms.h"
 #include "latmix/error.h"
@@ -258,12 +259,21 @@ void append_block(std::string& out, const char* heading, const MxBlockView& b,
 
 int run_block(const Args& args) {
   const api::ExplainBlockRequest request = block_request_from_args(args);
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
-  JobControl job;
-  job.cancel = interrupt_token();
-  job.progress = progress.callback();
-  const api::BlockExplanation e = api::run_explain_block(request, m.model, *m.tokenizer, job);
+  api::BlockExplanation e;
+  if (remote_engine()) {
+    // The engine's own bundled sample, not this machine's path to it.
+    nlohmann::json remote_request = api::to_json(request);
+    if (request.text.empty()) remote_request["sample"] = "";
+    remote_request["weights"] = args.get("weights");
+    e = api::block_explanation_from_json(run_remote("explain_block", remote_request, {progress.callback()}));
+  } else {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
+    JobControl job;
+    job.cancel = interrupt_token();
+    job.progress = progress.callback();
+    e = api::run_explain_block(request, m.model, *m.tokenizer, job);
+  }
   progress.finish();
   std::fprintf(stderr, "%s", format_block_notes(e, request).c_str());
   if (args.flag("json")) {

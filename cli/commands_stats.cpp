@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "commands_stats.h"
 #include "console.h"
+#include "remote.h"
 #include "latmix/calib.h"
 #include "latmix/calib_collector.h"
 #include "latmix/calib_data.h"
@@ -84,12 +85,17 @@ void append_point_table(std::string& out, const ActivationStats& s, CapturePoint
 int run_stats(const Args& args) {
   const api::StatisticsRequest request = statistics_request_from_args(args);
   api::check_statistics_request(request);  // bad options fail before the model loads
-  LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
   ProgressPrinter progress(args.flag("quiet"));
-  JobControl job;
-  job.cancel = interrupt_token();
-  job.progress = progress.callback();
-  const api::StatisticsResult result = api::run_statistics(request, m.model, *m.tokenizer, job);
+  api::StatisticsResult result;
+  if (remote_engine()) {
+    result = api::statistics_result_from_json(run_remote("statistics", api::to_json(request), {progress.callback()}));
+  } else {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.dtype), mapped_weights(args));
+    JobControl job;
+    job.cancel = interrupt_token();
+    job.progress = progress.callback();
+    result = api::run_statistics(request, m.model, *m.tokenizer, job);
+  }
   progress.finish();
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(1) << "\n";

@@ -64,7 +64,7 @@ nlohmann::json run_remote(const std::string& task, const nlohmann::json& request
       hooks.on_note(e.data.at("text").get<std::string>());
     } else if (e.type == "step" && hooks.on_step) {
       hooks.on_step(e.data);
-    } else if (e.type == "state" && e.data.value("state", "") == "queued") {
+    } else if (e.type == "state" && e.data.value("state", "") == "queued" && e.data.value("position", 0) > 1) {
       std::fprintf(stderr, "queued on %s: position %lld (one job runs at a time)\n", engine->url().c_str(),
                    static_cast<long long>(e.data.value("position", 0)));
     }

@@ -31,6 +31,10 @@ std::string default_token_file();
 /// What a remote run reports on this side, as in-process: the progress bar, the notes and learning
 /// steps (the JSON of a LearnEvent).
 struct RemoteHooks {
+  RemoteHooks() = default;
+  RemoteHooks(ProgressFn progress_fn, std::function<void(const std::string&)> note_fn = {},
+              std::function<void(const nlohmann::json&)> step_fn = {})
+      : progress(std::move(progress_fn)), on_note(std::move(note_fn)), on_step(std::move(step_fn)) {}
   ProgressFn progress;
   std::function<void(const std::string&)> on_note;
   std::function<void(const nlohmann::json&)> on_step;

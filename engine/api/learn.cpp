@@ -373,6 +373,8 @@ json to_json(const LearnResult& result) {
   return out;
 }
 
+LearnEvent learn_event_from_json(const json& j) { return detail::read_learn_event("learn event", "", j); }
+
 LearnResult learn_result_from_json(const json& j) {
   const std::string what = "learn result";
   const detail::ResultReader r(

@@ -167,6 +167,9 @@ nlohmann::json to_json(const LearnResult& result);
 /// and a loss term's place among the terms (they come back in name order: kl / ce before reg, as
 /// learning writes them). Everything `latmix learn` prints is restored.
 LearnResult learn_result_from_json(const nlohmann::json& json);
+/// One learning step read back from LearnEvent::to_json() (a remote engine's "step" events), strict
+/// as learn_result_from_json() ("learn event: key 'loss': ...").
+LearnEvent learn_event_from_json(const nlohmann::json& json);
 
 /// Learns (or builds) the request's method on `model`: learn_settings() for the model's device,
 /// the calibration when needed (learn_calibration()), obtain_plan() with `control`, then the
