@@ -71,6 +71,8 @@ std::string usage_text(const std::vector<CommandSpec>& commands) {
     std::snprintf(name, sizeof name, "  %-14s ", c.name.c_str());
     out += name + c.summary + "\n";
   }
+  out += "\nOn an engine (latmix serve): latmix --engine URL [--token-file FILE] COMMAND [options]\n"
+         "  info, stats, mx block, analyze, eval, compare, learn, export and verify run there (docs/remote.md).\n";
   out += "\nExit codes: 0 ok, 1 runtime error (bad file, failed computation), 2 usage error.\n";
   return out;
 }
