@@ -15,13 +15,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <strings.h>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <strings.h>
 
 #include "zygote_protocol.h"
 
@@ -147,7 +147,8 @@ Request request_for(const BinaryIdentity& id, int argc, char** argv) {
 Result run_via_zygote(int argc, char** argv) {
   char real[PATH_MAX];
   std::string why;
-  if (::realpath(argv[0], real) == nullptr) return {Outcome::not_run, 0, std::string(argv[0]) + ": " + std::strerror(errno)};
+  if (::realpath(argv[0], real) == nullptr)
+    return {Outcome::not_run, 0, std::string(argv[0]) + ": " + std::strerror(errno)};
   auto id = identity_of(real);
   auto paths = zygote_paths(real, &why);
   if (!id || !paths) return {Outcome::not_run, 0, why};

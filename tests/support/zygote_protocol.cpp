@@ -183,7 +183,7 @@ std::optional<ZygotePaths> zygote_paths(const std::string& binary_realpath, std:
 
 bool read_at_load(std::string_view entry) {
   static constexpr std::array<std::string_view, 13> kPrefixes = {
-      "LD_", "OMP_", "GOMP_", "KMP_", "MKL_", "OPENBLAS_", "MALLOC_", "GLIBC_TUNABLES=",
+      "LD_",   "OMP_",   "GOMP_", "KMP_",  "MKL_",  "OPENBLAS_", "MALLOC_", "GLIBC_TUNABLES=",
       "ASAN_", "UBSAN_", "LSAN_", "TSAN_", "GTEST_"};
   return std::any_of(kPrefixes.begin(), kPrefixes.end(),
                      [&](std::string_view prefix) { return entry.substr(0, prefix.size()) == prefix; });
@@ -243,8 +243,11 @@ bool receive_request(int sock, Request* request, int fds[3]) {
       size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
       int received[3] = {-1, -1, -1};
       std::memcpy(received, CMSG_DATA(cm), std::min<size_t>(count, 3) * sizeof(int));
-      if (count == 3) std::copy(received, received + 3, fds);
-      else for (size_t i = 0; i < std::min<size_t>(count, 3); ++i) ::close(received[i]);
+      if (count == 3) {
+        std::copy(received, received + 3, fds);
+      } else {
+        for (size_t i = 0; i < std::min<size_t>(count, 3); ++i) ::close(received[i]);
+      }
     }
   }
   bool ok = fds[0] >= 0 && (msg.msg_flags & MSG_CTRUNC) == 0;

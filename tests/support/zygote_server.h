@@ -22,8 +22,10 @@ using RunCases = int (*)(int argc, char** argv);
 /// environment, working directory and umask and exits with run_cases(argv). Returns (the process
 /// exit code) once it has stopped listening and its children are done: after 60 s without a
 /// request, when the binary's file changes or the socket file is removed. Refuses to start (returns
-/// 3, writing nothing to ready_fd) when the process already has threads: forking a process whose
-/// thread pools exist (OpenMP, at::parallel) is unsafe, so static initialisation must create none.
+/// 3, writing nothing to ready_fd) when the process keeps a thread across a fork: a child would
+/// lose it with whatever it held (OpenMP's and at::parallel's pools are the dangers; the zygote runs
+/// no tensor code, so static initialisation must start none). Threads that their library stops for
+/// a fork (pthread_atfork: OpenBLAS's pool) are stopped by one empty fork first.
 int serve(const ServeOptions& options, RunCases run_cases);
 
 }  // namespace latmix::zygote

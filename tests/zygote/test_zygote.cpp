@@ -28,11 +28,11 @@ namespace {
 struct Launch {
   Launch(std::string probe_case_name, std::vector<std::string> added_env = {}, std::string working_dir = {})
       : probe_case(std::move(probe_case_name)), env(std::move(added_env)), cwd(std::move(working_dir)) {}
-  std::string probe_case;                // ZygoteProbe.<probe_case>
-  std::vector<std::string> env;          // added to the driver's environment
-  std::string cwd;                       // empty: the test's root
+  std::string probe_case;        // ZygoteProbe.<probe_case>
+  std::vector<std::string> env;  // added to the driver's environment
+  std::string cwd;               // empty: the test's root
   std::string binary = LATMIX_ZYGOTE_PROBE;
-  std::string zygote_dir;                // empty: the test's own
+  std::string zygote_dir;  // empty: the test's own
   std::string stdin_text;
 };
 
@@ -111,7 +111,8 @@ class ZygoteTest : public ::testing::Test {
     Launched started{-1, root_ + "/out-" + std::to_string(n), root_ + "/err-" + std::to_string(n)};
     std::string in_path = root_ + "/in-" + std::to_string(n);
     std::ofstream(in_path) << launch.stdin_text;
-    std::vector<std::string> args = {LATMIX_TEST_LAUNCH, launch.binary, "--gtest_filter=ZygoteProbe." + launch.probe_case};
+    std::vector<std::string> args = {LATMIX_TEST_LAUNCH, launch.binary,
+                                     "--gtest_filter=ZygoteProbe." + launch.probe_case};
     std::vector<std::string> env = environment_for(launch);
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
@@ -162,6 +163,7 @@ TEST_F(ZygoteTest, RunsEachCaseInAFreshForkOfOneZygote) {
   EXPECT_EQ(a.ppid(), b.ppid()) << "two zygotes for one binary";
   EXPECT_NE(a.ppid(), a.launcher);
   EXPECT_NE(a.out.find("[  PASSED  ] 1 test"), std::string::npos) << a.out;
+  EXPECT_EQ(b.probe["atexit"], "ran") << "the exit handler registered by the case did not run: " << b.out;
 }
 
 TEST_F(ZygoteTest, GivesTheChildTheLaunchersEnvironmentWorkingDirectoryAndStdin) {

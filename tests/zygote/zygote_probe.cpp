@@ -21,8 +21,14 @@ const char* env_or_unset(const char* name) {
   return value != nullptr ? value : "(unset)";
 }
 
-// One line per fact, "probe.KEY=VALUE", for the driver to parse.
+void say_exit_handlers_ran() {
+  std::printf("probe.atexit=ran\n");
+}
+
+// One line per fact, "probe.KEY=VALUE", for the driver to parse; the last comes from an exit
+// handler that the case registers (the zygote's child must still run those).
 void report() {
+  std::atexit(say_exit_handlers_ran);
   char cwd[PATH_MAX];
   std::printf("probe.pid=%d\nprobe.ppid=%d\nprobe.cwd=%s\nprobe.value=%s\nprobe.first=%s\n", static_cast<int>(getpid()),
               static_cast<int>(getppid()), getcwd(cwd, sizeof cwd) != nullptr ? cwd : "?",
@@ -32,7 +38,9 @@ void report() {
 
 }  // namespace
 
-TEST(ZygoteProbe, Report) { report(); }
+TEST(ZygoteProbe, Report) {
+  report();
+}
 
 TEST(ZygoteProbe, Crash) {
   report();
