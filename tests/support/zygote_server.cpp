@@ -334,6 +334,7 @@ int serve(const ServeOptions& options, RunCases run_cases) {
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   ::sigaction(SIGCHLD, &dfl, nullptr);  // an ignored SIGCHLD would let the children reap themselves
+  if (::chdir("/") != 0) return 3;  // every child enters its launcher's; hold no directory meanwhile
   Zygote zygote(options, run_cases);
   if (!zygote.listen_on_socket()) return 3;
   log_line("listening on %s", options.socket_path.c_str());

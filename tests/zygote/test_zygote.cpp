@@ -263,8 +263,10 @@ TEST_F(ZygoteTest, KillsTheCaseWhenItsLauncherIsKilled) {
 
 TEST_F(ZygoteTest, StartsOneZygoteForLaunchersStartingTogether) {
   std::vector<Launched> started;
+  started.reserve(4);
   for (int i = 0; i < 4; ++i) started.push_back(start({"Report"}));
   std::vector<Outcome> outcomes;
+  outcomes.reserve(started.size());
   for (const auto& s : started) outcomes.push_back(finish(s));
   for (const auto& o : outcomes) {
     ASSERT_TRUE(o.exited_with(0)) << o.err;
