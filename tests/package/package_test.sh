@@ -69,7 +69,8 @@ expected=(usr/bin/latmix usr/share/latmix/resources/models/gutenberg-llama-6M/mo
           usr/share/latmix/resources/models/gutenberg-llama-6M/config.json
           usr/share/latmix/resources/models/gutenberg-llama-6M/tokenizer.json
           usr/share/latmix/resources/calibration/pride_and_prejudice_ch1-6.txt
-          usr/share/bash-completion/completions/latmix usr/share/doc/latmix/copyright)
+          usr/share/bash-completion/completions/latmix usr/share/doc/latmix/copyright
+          usr/share/doc/latmix/examples/latmix-serve.service)
 if [ "$GUI" = ON ]; then
   expected+=(usr/bin/latmix-studio usr/share/applications/latmix-studio.desktop
              usr/share/metainfo/latmix-studio.metainfo.xml usr/share/icons/hicolor/scalable/apps/latmix-studio.svg)
@@ -78,7 +79,7 @@ fi
 for p in "${expected[@]}"; do
   if grep -qxF "$p" "$WORK/contents"; then ok; else bad "the package lacks /$p"; fi
 done
-for dep in libc6 libtorch libpcre2-8 libutf8proc libssl3 libpng16; do
+for dep in libc6 libtorch libpcre2-8 libutf8proc libssl3 libpng16 libcpp-httplib; do
   if [[ "$DEPENDS" == *"$dep"* ]]; then ok; else bad "Depends lacks $dep"; fi
 done
 # SentencePiece models are read by latmix itself since session 6 (libsentencepiece's protobuf clashed).
@@ -197,6 +198,13 @@ check "latmix ppl on the installed calibration text" bash -c "'$L' ppl --model '
 COMPLETION=$PREFIX/share/bash-completion/completions/latmix
 check "the installed completion is latmix completion's" bash -c "cmp <('$L' completion) '$COMPLETION'"
 check "the installed completion loads" bash -c "source '$COMPLETION' && complete -p latmix"
+check "the installed latmix serve answers latmix --engine" bash -c '
+  export XDG_CONFIG_HOME="$2/serve-config"
+  "$0" serve --root "$1" --listen 127.0.0.1:0 --port-file "$2/serve.port" --quiet & pid=$!
+  for _ in $(seq 100); do [ -s "$2/serve.port" ] && break; sleep 0.1; done
+  "$0" --engine "http://127.0.0.1:$(cat "$2/serve.port")" info --model "$1/models/gutenberg-llama-6M" --json; rc=$?
+  kill -INT $pid; wait $pid; exit $rc' "$L" "$RES" "$WORK"
+has "$WORK/out" '"parameters": 6524160'
 
 if [ "$GUI" = ON ]; then
   S=$PREFIX/bin/latmix-studio
