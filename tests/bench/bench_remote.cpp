@@ -1,0 +1,123 @@
+// Issue 19's figures: the overhead of a statistics request through `latmix serve` on 127.0.0.1 over
+// the same request in-process, and how fast a learning job's events reach a client.
+// Usage: bench_remote MODEL TEXT [repeats=5] [learn_steps=300]
+//   MODEL: a model folder (the issue measures gutenberg-llama-22M from ../shared/data/models);
+//   TEXT: calibration text (resources/calibration/pride_and_prejudice_ch1-6.txt).
+// The server keeps the model open between jobs (as it does for a client that asks again), so both
+// sides time the statistics work on a model already loaded; the first remote run, which loads it,
+// is left out as a warm-up, as is the first in-process run.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "latmix/api/learn.h"
+#include "latmix/api/statistics.h"
+#include "latmix/model.h"
+#include "latmix/model_files.h"
+#include "latmix/serve/client.h"
+#include "latmix/serve/server.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) {
+    std::fprintf(stderr, "usage: bench_remote MODEL TEXT [repeats=5] [learn_steps=300]\n");
+    return 2;
+  }
+  namespace fs = std::filesystem;
+  const std::string model_path = fs::canonical(argv[1]).string();
+  const std::string text = fs::canonical(argv[2]).string();
+  const int repeats = argc > 3 ? std::atoi(argv[3]) : 5;
+  const int learn_steps = argc > 4 ? std::atoi(argv[4]) : 300;
+  const std::string out = fs::temp_directory_path().string() + "/bench_remote_" + std::to_string(::getpid());
+  fs::create_directories(out);
+
+  latmix::api::StatisticsRequest r;
+  r.model = model_path;
+  r.data = text;
+  r.samples = 16;
+  r.seqlen = 256;
+  r.point = "residual,mlp_in";
+  r.transform = "hadamard";
+  r.weights = "memory";
+
+  // In-process: the model held in memory, as the server holds it.
+  latmix::LoadOptions lo;
+  const latmix::Model model = latmix::load_model(model_path, lo);
+  const auto tokenizer = latmix::load_model_tokenizer(model_path, "", static_cast<int32_t>(model.config().vocab_size));
+  std::vector<double> local;
+  for (int i = 0; i <= repeats; ++i) {
+    const auto t = Clock::now();
+    latmix::api::run_statistics(r, model, *tokenizer);
+    if (i > 0) local.push_back(seconds_since(t));
+  }
+
+  latmix::serve::ServeOptions o;
+  o.port = 0;
+  o.roots = {fs::path(model_path).parent_path().string(), fs::path(text).parent_path().string(), out};
+  o.token = latmix::serve::generate_token();
+  latmix::serve::Server server(o);
+  const int port = server.bind();
+  std::thread serving([&] { server.run(); });
+  const latmix::serve::RemoteEngine engine("http://127.0.0.1:" + std::to_string(port), o.token);
+  std::vector<double> remote;
+  size_t result_bytes = 0;
+  for (int i = 0; i <= repeats; ++i) {
+    const auto t = Clock::now();
+    const nlohmann::json result = engine.run("statistics", latmix::api::to_json(r), {});
+    if (i > 0) remote.push_back(seconds_since(t));
+    result_bytes = nlohmann::json::to_cbor(result).size();
+  }
+  const double l = median(local), m = median(remote);
+  std::printf("statistics (%s, %lld x %lld tokens, %s): in-process %.3f s, remote %.3f s (median of %d): "
+              "overhead %+.1f %% (result %.1f KiB as CBOR)\n",
+              fs::path(model_path).filename().c_str(), static_cast<long long>(r.samples),
+              static_cast<long long>(r.seqlen), r.point.c_str(), l, m, repeats, 100.0 * (m - l) / l,
+              static_cast<double>(result_bytes) / 1024.0);
+
+  // Learning events: a run of many short steps, followed by a client; the events it received per
+  // second of the run, and how late the last one arrived after the job's end.
+  latmix::api::LearnRequest learn;
+  learn.model = model_path;
+  learn.method = "latmix";
+  learn.calib = text;
+  learn.samples = 2;
+  learn.seqlen = 16;
+  learn.batch = 1;
+  learn.steps = learn_steps;
+  learn.validation = 0;
+  const std::string id = engine.submit("learn", latmix::api::to_json(learn))["id"];
+  int64_t steps = 0;
+  Clock::time_point first{}, last{};
+  engine.follow(id, 0, [&](const latmix::serve::JobEvent& e) {
+    if (e.type == "step") {
+      if (steps++ == 0) first = Clock::now();
+      last = Clock::now();
+    }
+    return true;
+  });
+  const double span = std::chrono::duration<double>(last - first).count();
+  std::printf("learning events: %lld steps received over %.2f s: %.0f events/s delivered to the client\n",
+              static_cast<long long>(steps), span, span > 0 ? static_cast<double>(steps - 1) / span : 0.0);
+  server.stop();
+  serving.join();
+  fs::remove_all(out);
+  return 0;
+}
