@@ -25,8 +25,8 @@ std::string random_id() {
 }
 
 // Progress events: the first of a stage, the last (done == total), and otherwise at most one per
-// 50 ms per job (a layer-by-layer bar may report thousands of times).
-constexpr auto kProgressInterval = std::chrono::milliseconds(50);
+// 25 ms per job, 40 a second (a layer-by-layer bar may report thousands of times).
+constexpr auto kProgressInterval = std::chrono::milliseconds(25);
 
 }  // namespace
 

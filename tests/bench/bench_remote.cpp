@@ -1,6 +1,6 @@
 // Issue 19's figures: the overhead of a statistics request through `latmix serve` on 127.0.0.1 over
 // the same request in-process, and how fast a learning job's events reach a client.
-// Usage: bench_remote MODEL TEXT [repeats=5] [learn_steps=300]
+// Usage: bench_remote MODEL TEXT [repeats=5] [learn_steps=300] [device=cpu]
 //   MODEL: a model folder (the issue measures gutenberg-llama-22M from ../shared/data/models);
 //   TEXT: calibration text (resources/calibration/pride_and_prejudice_ch1-6.txt).
 // The server keeps the model open between jobs (as it does for a client that asks again), so both
@@ -38,7 +38,7 @@ double median(std::vector<double> v) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: bench_remote MODEL TEXT [repeats=5] [learn_steps=300]\n");
+    std::fprintf(stderr, "usage: bench_remote MODEL TEXT [repeats=5] [learn_steps=300] [device=cpu]\n");
     return 2;
   }
   namespace fs = std::filesystem;
@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   const std::string text = fs::canonical(argv[2]).string();
   const int repeats = argc > 3 ? std::atoi(argv[3]) : 5;
   const int learn_steps = argc > 4 ? std::atoi(argv[4]) : 300;
+  const std::string device = argc > 5 ? argv[5] : "cpu";
   const std::string out = fs::temp_directory_path().string() + "/bench_remote_" + std::to_string(::getpid());
   fs::create_directories(out);
 
@@ -57,22 +58,46 @@ int main(int argc, char** argv) {
   r.point = "residual,mlp_in";
   r.transform = "hadamard";
   r.weights = "memory";
+  r.device = device;
 
   // In-process: the model held in memory, as the server holds it.
   latmix::LoadOptions lo;
+  lo.device = latmix::parse_device(device);
   const latmix::Model model = latmix::load_model(model_path, lo);
   const auto tokenizer = latmix::load_model_tokenizer(model_path, "", static_cast<int32_t>(model.config().vocab_size));
   std::vector<double> local;
+  latmix::api::StatisticsResult last_result;
   for (int i = 0; i <= repeats; ++i) {
     const auto t = Clock::now();
-    latmix::api::run_statistics(r, model, *tokenizer);
+    last_result = latmix::api::run_statistics(r, model, *tokenizer);
     if (i > 0) local.push_back(seconds_since(t));
   }
+  // The same on another thread, with a progress callback: what the engine's worker does.
+  std::vector<double> threaded;
+  for (int i = 0; i < repeats; ++i) {
+    std::thread worker([&] {
+      latmix::JobControl job;
+      job.progress = [](std::string_view, int64_t, int64_t) {};
+      const auto t = Clock::now();
+      latmix::api::run_statistics(r, model, *tokenizer, job);
+      threaded.push_back(seconds_since(t));
+    });
+    worker.join();
+  }
+  std::printf("in-process on a new thread with progress: %.3f s (median of %d)\n", median(threaded), repeats);
+  // What the wire adds in any case: the result as JSON, as CBOR, and read back.
+  const auto ts = Clock::now();
+  const std::vector<uint8_t> wire = nlohmann::json::to_cbor(latmix::api::to_json(last_result));
+  const double to_wire = seconds_since(ts);
+  const auto tr = Clock::now();
+  latmix::api::statistics_result_from_json(nlohmann::json::from_cbor(wire));
+  const double from_wire = seconds_since(tr);
 
   latmix::serve::ServeOptions o;
   o.port = 0;
   o.roots = {fs::path(model_path).parent_path().string(), fs::path(text).parent_path().string(), out};
   o.token = latmix::serve::generate_token();
+  o.device = device;
   latmix::serve::Server server(o);
   const int port = server.bind();
   std::thread serving([&] { server.run(); });
@@ -86,14 +111,16 @@ int main(int argc, char** argv) {
     result_bytes = nlohmann::json::to_cbor(result).size();
   }
   const double l = median(local), m = median(remote);
-  std::printf("statistics (%s, %lld x %lld tokens, %s): in-process %.3f s, remote %.3f s (median of %d): "
+  std::printf("statistics (%s on %s, %lld x %lld tokens, %s): in-process %.3f s, remote %.3f s (median of %d): "
               "overhead %+.1f %% (result %.1f KiB as CBOR)\n",
-              fs::path(model_path).filename().c_str(), static_cast<long long>(r.samples),
+              fs::path(model_path).filename().c_str(), device.c_str(), static_cast<long long>(r.samples),
               static_cast<long long>(r.seqlen), r.point.c_str(), l, m, repeats, 100.0 * (m - l) / l,
               static_cast<double>(result_bytes) / 1024.0);
+  std::printf("  of which the result's conversions: to JSON and CBOR %.3f s on the engine, CBOR to the typed result "
+              "%.3f s on the client\n", to_wire, from_wire);
 
-  // Learning events: a run of many short steps, followed by a client; the events it received per
-  // second of the run, and how late the last one arrived after the job's end.
+  // Learning events: a run of many short steps, in-process (the steps it makes per second) and on the
+  // engine followed by a client (the step events the client receives per second).
   latmix::api::LearnRequest learn;
   learn.model = model_path;
   learn.method = "latmix";
@@ -103,6 +130,20 @@ int main(int argc, char** argv) {
   learn.batch = 1;
   learn.steps = learn_steps;
   learn.validation = 0;
+  learn.device = device;
+  {
+    latmix::LearnControl control;
+    int64_t made = 0;
+    Clock::time_point t0{}, t1{};
+    control.on_step = [&](const latmix::LearnEvent&) {
+      if (made++ == 0) t0 = Clock::now();
+      t1 = Clock::now();
+    };
+    latmix::api::run_learn(learn, model, *tokenizer, control);
+    const double made_span = std::chrono::duration<double>(t1 - t0).count();
+    std::printf("learning in-process: %lld steps over %.2f s: %.0f steps/s made\n", static_cast<long long>(made),
+                made_span, made_span > 0 ? static_cast<double>(made - 1) / made_span : 0.0);
+  }
   const std::string id = engine.submit("learn", latmix::api::to_json(learn))["id"];
   int64_t steps = 0;
   Clock::time_point first{}, last{};
