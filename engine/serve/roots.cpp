@@ -123,12 +123,13 @@ void confine_request(const std::string& task, nlohmann::json& request, const Roo
       value = prefix;
     } else if (k.kind == "files") {
       if (text == "gutenberg") continue;
+      // Item by item, an empty one kept empty (learn_settings() refuses it with its own message).
       std::string out;
       size_t start = 0;
-      while (start <= text.size()) {
+      for (bool first = true; start <= text.size(); first = false) {
         const size_t comma = std::min(text.find(',', start), text.size());
         const std::string item = text.substr(start, comma - start);
-        out += (out.empty() ? "" : ",") + (item.empty() ? item : roots.confine(item, what));
+        out += (first ? "" : ",") + (item.empty() ? item : roots.confine(item, what));
         start = comma + 1;
       }
       value = out;

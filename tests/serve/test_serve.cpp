@@ -48,6 +48,19 @@ std::string refused(const std::function<void()>& f) {
   return "";
 }
 
+// Every task's request with its defaults, as JSON.
+std::map<std::string, json> default_requests() {
+  return {{"describe", latmix::api::to_json(latmix::api::DescribeRequest{})},
+          {"statistics", latmix::api::to_json(latmix::api::StatisticsRequest{})},
+          {"learn", latmix::api::to_json(latmix::api::LearnRequest{})},
+          {"explain_block", latmix::api::to_json(latmix::api::ExplainBlockRequest{})},
+          {"analyze", latmix::api::to_json(latmix::api::AnalyzeRequest{})},
+          {"evaluate", latmix::api::to_json(latmix::api::EvaluateRequest{})},
+          {"compare", latmix::api::to_json(latmix::api::CompareRequest{})},
+          {"export", latmix::api::to_json(latmix::api::ExportRequest{})},
+          {"verify", latmix::api::to_json(latmix::api::VerifyRequest{})}};
+}
+
 // ---- roots --------------------------------------------------------------------------------------------
 
 TEST(ServeRoots, PathsInsideARootAreCanonicalAndOthersAreRefused) {
@@ -112,17 +125,7 @@ TEST(ServeRoots, EveryPathOfARequestIsConfinedAndPrefixFilesToo) {
 // Every string key of every task's request is either a path the server confines or one of the
 // values below: a request field added later must be classified here, or this fails.
 TEST(ServeRoots, EveryStringKeyOfEveryRequestIsClassified) {
-  const std::map<std::string, json> requests = {
-      {"describe", latmix::api::to_json(latmix::api::DescribeRequest{})},
-      {"statistics", latmix::api::to_json(latmix::api::StatisticsRequest{})},
-      {"learn", latmix::api::to_json(latmix::api::LearnRequest{})},
-      {"explain_block", latmix::api::to_json(latmix::api::ExplainBlockRequest{})},
-      {"analyze", latmix::api::to_json(latmix::api::AnalyzeRequest{})},
-      {"evaluate", latmix::api::to_json(latmix::api::EvaluateRequest{})},
-      {"compare", latmix::api::to_json(latmix::api::CompareRequest{})},
-      {"export", latmix::api::to_json(latmix::api::ExportRequest{})},
-      {"verify", latmix::api::to_json(latmix::api::VerifyRequest{})},
-  };
+  const std::map<std::string, json> requests = default_requests();
   ASSERT_EQ(requests.size(), latmix::serve::task_names().size());
   const std::set<std::string> not_paths = {"device", "dtype", "weights", "sampling", "format", "scale", "round",
                                            "transform", "point", "transform_name", "method", "quant", "optimizer",
@@ -371,16 +374,7 @@ TEST_F(ServeServer, ItSurvivesMalformedRequestsWithAClearErrorEach) {
                                      "\xff\xfe\xfd"};
   for (size_t n = 1; n < valid.size(); ++n) bodies.push_back(valid.substr(0, n));  // every truncation
   // Every key of every task's request with a value of the wrong type.
-  const std::map<std::string, json> requests = {
-      {"describe", latmix::api::to_json(latmix::api::DescribeRequest{})},
-      {"statistics", latmix::api::to_json(latmix::api::StatisticsRequest{})},
-      {"learn", latmix::api::to_json(latmix::api::LearnRequest{})},
-      {"explain_block", latmix::api::to_json(latmix::api::ExplainBlockRequest{})},
-      {"analyze", latmix::api::to_json(latmix::api::AnalyzeRequest{})},
-      {"evaluate", latmix::api::to_json(latmix::api::EvaluateRequest{})},
-      {"export", latmix::api::to_json(latmix::api::ExportRequest{})},
-      {"verify", latmix::api::to_json(latmix::api::VerifyRequest{})}};
-  for (const auto& [task, request] : requests) {
+  for (const auto& [task, request] : default_requests()) {
     for (const auto& [key, value] : request.items()) {
       json wrong = json::object();
       wrong[key] = value.is_string() ? json(12345) : json::array({"a", {{"b", 1}}});
