@@ -20,6 +20,8 @@
 #include <limits>
 
 #include "engine_host.h"
+#include "engine_link.h"
+#include "latmix/serve/client.h"
 #include "heatmap_view.h"
 #include "imgui_host.h"
 #include "latmix/calib.h"
@@ -147,6 +149,7 @@ bool ExplorerPanel::saveHeatmapImage(const QString& path) const {
 }
 
 bool ExplorerPanel::openOutlier(int row) {
+  if (!session_->model()) return false;  // on the engine: the calibration windows are the server's
   if (!stats_ || outlier_layer_ < 0 || row < 0 || row >= outliers_->rowCount()) return false;
   const LayerStats* ls = stats_->find(parse_capture_point(outlier_point_.toStdString()), outlier_layer_);
   if (ls == nullptr || row >= static_cast<int>(ls->original.outliers.size())) return false;
@@ -330,6 +333,7 @@ void ExplorerPanel::removePlanChoices() {
 }
 
 quint64 ExplorerPanel::calibrate() {
+  if (auto engine = session_->remote()) return calibrateOnEngine(engine);
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
@@ -339,6 +343,18 @@ quint64 ExplorerPanel::calibrate() {
   return host_->submit("calibrate", [self, model, tokenizer, request](const JobControl& job) {
     auto stats = std::make_shared<ActivationStats>(api::run_statistics(request, *model, *tokenizer, job).stats);
     EngineHost::post(self, [self, stats, model, request] { self->showStats(stats, model, request); });
+  });
+}
+
+quint64 ExplorerPanel::calibrateOnEngine(const std::shared_ptr<const serve::RemoteEngine>& engine) {
+  api::StatisticsRequest request = statsRequest();
+  request.data = context_->engineLink()->engineText(request.data);  // a path on the server
+  run_->setEnabled(false);
+  QPointer<ExplorerPanel> self(this);
+  return host_->submit("calibrate", [self, engine, request](const JobControl& job) {
+    const nlohmann::json result = run_on_engine(*engine, "statistics", api::to_json(request), job);
+    auto stats = std::make_shared<ActivationStats>(api::statistics_result_from_json(result).stats);
+    EngineHost::post(self, [self, stats, request] { self->showStats(stats, nullptr, request); });
   });
 }
 
@@ -362,6 +378,9 @@ void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std:
                               const api::StatisticsRequest& request) {
   run_->setEnabled(true);
   if (!stats || source != session_->model()) return;  // computed for a model that is no longer open
+  // On the engine (no Model here): computed for the model open now, on the engine open now.
+  if (source == nullptr && (!session_->remote() || QString::fromStdString(request.model) != session_->summary().path))
+    return;
   stats_ = std::move(stats);
   stats_request_ = request;
   summary_->setText(QString("%1 sequences x %2 tokens (%3 tokens), %4, transform %5. Hover a cell for numbers and "
@@ -456,7 +475,8 @@ void ExplorerPanel::updateOutliers(int layer) {
     const OutlierChannel& o = outliers[static_cast<size_t>(r)];
     QStringList toks;
     for (const auto& t : o.tokens) {
-      QString text = "?";
+      // On the engine the tokenizer is the server's: the token's id stands for it.
+      QString text = tokenizer ? QString("?") : QString("#%1").arg(t.token_id);
       if (tokenizer && t.token_id >= 0 && t.token_id < tokenizer->vocab_size()) {
         try {
           text = QString::fromStdString(tokenizer->decode({t.token_id}));

@@ -24,6 +24,10 @@ class Model;
 class Tokenizer;
 }  // namespace latmix
 
+namespace latmix::serve {
+class RemoteEngine;
+}  // namespace latmix::serve
+
 namespace latmix::widgets {
 class ImGuiHost;
 class HeatmapView;
@@ -105,6 +109,8 @@ class ExplorerPanel : public QWidget {
 
  private:
   void buildControls();
+  /// calibrate() for a model open on the engine: the task "statistics" there.
+  quint64 calibrateOnEngine(const std::shared_ptr<const latmix::serve::RemoteEngine>& engine);
   void updateHeatmap();
   /// The context's plan as a transform choice, selected (planAdded()).
   void showPlanChoice(const QString& label, const QString& prefix);

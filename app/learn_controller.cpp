@@ -3,6 +3,7 @@
 #include <QDateTime>
 #include <QPointer>
 #include <QTemporaryDir>
+#include <QThreadPool>
 #include <QTimer>
 
 #include <c10/core/GradMode.h>
@@ -22,6 +23,9 @@
 #include "latmix/learn.h"
 #include "latmix/model.h"
 #include "latmix/transform_fold.h"
+#include "engine_link.h"
+#include "latmix/serve/client.h"
+#include "main_window.h"
 #include "model_session.h"
 #include "scratch_dir.h"
 
@@ -112,6 +116,13 @@ void check_plan_fits(const TransformPlan& plan, const ModelConfig& c, const std:
 
 }  // namespace
 
+// A run on an engine: the engine and its job's id (set by the engine thread once submitted).
+struct EngineRun {
+  std::shared_ptr<const serve::RemoteEngine> engine;
+  std::mutex mutex;
+  std::string id;
+};
+
 // Shared by the controller (GUI thread) and the run's job (engine thread).
 struct LearnController::RunState {
   std::mutex mutex;
@@ -121,6 +132,8 @@ struct LearnController::RunState {
   std::deque<SnapshotWork> work;  // run at the next snapshot
   qint64 last_step = 0;
   PauseToken pause;
+  /// A run on an engine (else null), for pause / resume.
+  std::shared_ptr<struct EngineRun> engine_run;
   /// Told once per pause, when the run holds (the end of a step: every step before was posted).
   std::function<void(qint64 step)> on_hold;
 
@@ -171,6 +184,7 @@ LearnController::~LearnController() {
 }
 
 quint64 LearnController::start(const LearnRequest& request) {
+  if (session_->remote()) return startOnEngine(request);
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
@@ -247,6 +261,12 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
     for (const auto& [n, v] : r.conditions) o.conditions.emplace_back(QString::fromStdString(n), v);
     o.transforms = describe_plan(*plan, nullptr);
     o.model_path = model_path;
+    if (!run.engine_prefix.empty()) {  // learned on the engine: the plan is its file there
+      o.plan_prefix = QString::fromStdString(run.engine_prefix);
+      o.notes << "learned on the engine: the transforms are " + o.plan_prefix + ".json/.safetensors on the server";
+      EngineHost::post(self, [self, o] { self->finish(o, nullptr); });
+      return;
+    }
     try {  // provenance: which model (by its files' headers) the plan was learned on
       o.model_digest = QString::fromStdString(model_fingerprint(model_path.toStdString()).model_digest);
     } catch (const std::exception& e) {
@@ -270,19 +290,71 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
   return job_;
 }
 
+quint64 LearnController::startOnEngine(const LearnRequest& request) {
+  auto engine = session_->remote();
+  LearnRequest r = request;
+  r.model = session_->summary().path.toStdString();
+  // The server's paths: this computer's bundled sample is the server's; the transforms go under the
+  // engine's first root.
+  if (link_ != nullptr) r.calib = link_->engineText(r.calib);
+  r.out = engine_learn_prefix(QString::fromStdString(r.method), run_counter_ + 1).toStdString();
+  auto engine_run = std::make_shared<EngineRun>();
+  engine_run->engine = engine;
+  const quint64 id = startWork(request, [engine, engine_run, r](const LearnControl& control) {
+    const nlohmann::json result = run_on_engine(
+        *engine, "learn", api::to_json(r), control.job,
+        [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); },
+        [engine_run](const std::string& job_id) {
+          std::lock_guard<std::mutex> lock(engine_run->mutex);
+          engine_run->id = job_id;
+        });
+    api::LearnResult learned = api::learn_result_from_json(result);
+    RunResult out;
+    out.result = std::move(learned.run);
+    out.calibration = std::move(learned.calibration);
+    out.engine_prefix = r.out;
+    return out;
+  });
+  if (id != 0) state_->engine_run = engine_run;
+  return id;
+}
+
+void LearnController::setEngineLink(EngineLink* link) { link_ = link; }
+
 void LearnController::clearPlan() {
   outcome_ = LearnOutcome();
   plan_.reset();
 }
 
+// Pause and resume of a run on an engine: its job's, over the network, off the GUI thread (the
+// engine thread is following the run). A job that has already ended answers 409: nothing to do.
+void LearnController::remoteControl(bool pause) {
+  auto run = state_->engine_run;
+  QThreadPool::globalInstance()->start([run, pause] {
+    std::string id;
+    {
+      std::lock_guard<std::mutex> lock(run->mutex);
+      id = run->id;
+    }
+    if (id.empty()) return;
+    try {
+      if (pause) run->engine->pause(id);
+      else run->engine->resume(id);
+    } catch (const std::exception&) {  // ended meanwhile, or the connection dropped: the run says so
+    }
+  });
+}
+
 void LearnController::pause() {
   if (!state_ || !running()) return;
+  if (state_->engine_run) remoteControl(true);
   state_->pause.pause();
   Q_EMIT pausedChanged(true);
 }
 
 void LearnController::resume() {
   if (!state_) return;
+  if (state_->engine_run) remoteControl(false);
   state_->pause.resume();
   state_->wake.notify_all();
   Q_EMIT pausedChanged(false);

@@ -30,6 +30,7 @@ struct JobControl;
 namespace latmix::studio {
 
 class EngineHost;
+class EngineLink;
 class ModelSession;
 
 /// One learning step (LearnEvent as Qt values).
@@ -96,7 +97,9 @@ class LearnController : public QObject {
   ~LearnController() override;
 
   /// Starts a run (tag "learn"): calibration text, then obtain_plan(); returns its job id, or 0
-  /// without a model or while one runs.
+  /// without a model or while one runs. For a model open on an engine, the task "learn" runs
+  /// there (its "step" events feed the curve; pause / resume / cancel are the remote job's; the
+  /// transforms are written on the server under engine_learn_prefix()).
   quint64 start(const LearnRequest& request);
 
   /// What a run computes on the engine thread with the controller's LearnControl (its on_step,
@@ -104,11 +107,16 @@ class LearnController : public QObject {
   struct RunResult {
     latmix::MethodResult result;
     std::string calibration;
+    /// Learned on an engine: the transforms file's prefix there (the plan's tensors stay there;
+    /// the outcome names this prefix, on the server).
+    std::string engine_prefix;
   };
   using RunWork = std::function<RunResult(const latmix::LearnControl& control)>;
   /// start() with another computation in place of obtain_plan (the same events, pause, cancel and
   /// outcome; e.g. a scripted learner in tests). `request` is kept as request().
   quint64 startWork(const LearnRequest& request, RunWork work);
+  /// Where a run on an engine maps this computer's bundled sample to the server's (StudioContext sets it).
+  void setEngineLink(EngineLink* link);
   void pause();
   void resume();
   void cancel();
@@ -174,12 +182,15 @@ class LearnController : public QObject {
 
  private:
   struct RunState;
+  quint64 startOnEngine(const LearnRequest& request);
+  void remoteControl(bool pause);
   void flush(bool final);
   void finish(const LearnOutcome& outcome, std::shared_ptr<latmix::TransformPlan> plan);
   void ended();
 
   EngineHost* host_;
   ModelSession* session_;
+  EngineLink* link_ = nullptr;
   std::shared_ptr<QTemporaryDir> temp_;  // private copies of learned plans (shared with jobs)
   std::shared_ptr<RunState> state_;
   quint64 job_ = 0;

@@ -237,6 +237,12 @@ void MainWindow::buildMenus() {
     openModel(resources_dir() + "/models/gutenberg-llama-6M");
   });
   file->addSeparator();
+  file->addAction("Connect to &engine...", this, [this] { chooseEngine(); });
+  QAction* open_remote = file->addAction("Open model on e&ngine...", this, [this] { chooseRemoteModel(); });
+  open_remote->setEnabled(false);
+  connect(context_->engineLink(), &EngineLink::connected, open_remote, [open_remote] { open_remote->setEnabled(true); });
+  connect(context_->engineLink(), &EngineLink::disconnected, open_remote, [open_remote] { open_remote->setEnabled(false); });
+  file->addSeparator();
   file->addAction("Compute the weight &overview", this, [this] { session_->computeOverview(); });
   QAction* open_session = file->addAction("Open s&ession...", this, [this] { chooseSession(false); });
   open_session->setShortcut(QKeySequence("Ctrl+Shift+O"));
@@ -250,6 +256,7 @@ void MainWindow::buildMenus() {
     const StudioSettings s = dialog.settings();
     s.save();
     apply_settings(s, host_);
+    engine_badge_->setText(context_->engineLink()->badgeText());
     log("settings: device " + s.device + ", threads " + QString::number(s.threads) + ", palette " + s.palette);
   });
   prefs->setShortcut(QKeySequence::Preferences);
@@ -348,6 +355,10 @@ void MainWindow::buildDocks() {
   statusBar()->addPermanentWidget(export_status_);
   statusBar()->addPermanentWidget(progress_);
   statusBar()->addPermanentWidget(cancel_);
+  engine_badge_ = new QLabel(context_->engineLink()->badgeText(), this);
+  engine_badge_->setObjectName("engine-badge");
+  engine_badge_->setToolTip("Where the engine runs (File > Connect to engine... changes it)");
+  statusBar()->addPermanentWidget(engine_badge_);
 }
 
 void MainWindow::connectEngine() {
@@ -399,6 +410,22 @@ void MainWindow::connectEngine() {
                                         : "The weight overview failed: " + message) +
                      "\nFile > Compute the weight overview starts it again.";
     if (overview_ != nullptr) overview_->update();
+  });
+  connect(session_, &ModelSession::closed, this, &MainWindow::showNoModel);
+  EngineLink* link = context_->engineLink();
+  connect(link, &EngineLink::connected, this, [this](const QString& badge) {
+    engine_badge_->setText(badge);
+    banner_box_->hide();
+    if (session_->remote()) session_->close();  // a model of the engine connected before
+    log("connected: " + badge);
+  });
+  connect(link, &EngineLink::connectFailed, this, [this](const QString& url, const QString& message) {
+    showBanner("Could not connect to the engine at " + url + ":\n" + message);
+  });
+  connect(link, &EngineLink::disconnected, this, [this, link] {
+    engine_badge_->setText(link->badgeText());
+    if (session_->remote()) session_->close();  // its engine is no longer connected
+    log("disconnected: " + link->badgeText());
   });
   connect(session_, &ModelSession::openFailed, this, [this](const QString& path, const QString& msg) {
     showBanner("Could not open " + path + ":\n" + msg);
@@ -552,7 +579,8 @@ void MainWindow::showOverview() {
 
 void MainWindow::showModel(const ModelSummary& s) {
   banner_box_->hide();
-  rememberRecent(s.path);
+  if (!session_->remote()) rememberRecent(s.path);  // Open recent opens here; a server's path is not
+
   setWindowTitle("LATMiX Studio — " + QFileInfo(s.path).fileName());
   model_header_->setText(QString("<b>%1</b> (%2, %3)<br>%4 layers, hidden %5, intermediate %6<br>"
                                  "heads %7 / kv %8, head_dim %9, vocab %10<br>%11 parameters (%12 M)<br>%13<br>weights %14")

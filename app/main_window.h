@@ -11,6 +11,8 @@
 #include <memory>
 #include <optional>
 
+#include "engine_link.h"
+
 namespace latmix::widgets {
 class ImGuiHost;
 class HeatmapView;
@@ -52,6 +54,14 @@ class MainWindow : public QMainWindow {
 
   /// Opens a model (folder or .bin): progress in the status bar, result in the model panel.
   void openModel(const QString& path);
+  /// Connects to a `latmix serve` engine (File > Connect to engine...): remembers the address,
+  /// reads the token, and asks the engine for its facts on the engine thread; the badge changes
+  /// when it answers, the banner says why when it does not.
+  void connectToEngine(const EngineAddress& address);
+  /// Opens a model on the connected engine (`path`: the server's path), as File > Open model on engine... does.
+  void openRemoteModel(const QString& path);
+  /// The status bar's engine badge: where the engine runs.
+  QString engineBadge() const;
   /// Writes a PNG of the whole window; returns false if it could not be written.
   bool saveScreenshot(const QString& path);
   /// The error banner's text ("" when hidden).
@@ -110,6 +120,10 @@ class MainWindow : public QMainWindow {
   void buildDocks();
   void connectEngine();
   void showModel(const ModelSummary& summary);
+  /// No model open (ModelSession::closed()): the model panel, the Overview and every tab empty.
+  void showNoModel();
+  void chooseEngine();
+  void chooseRemoteModel();
   void showOverview();
   void showBanner(const QString& message);
   void log(const QString& line);
@@ -145,6 +159,7 @@ class MainWindow : public QMainWindow {
   Tour* tour_ = nullptr;
   QLabel* export_status_ = nullptr;
   QLabel* learn_status_ = nullptr;
+  QLabel* engine_badge_ = nullptr;
   quint64 current_job_ = 0;
   QString progress_stage_;      // the stage the ETA is estimated for
   qint64 progress_done_ = 0;

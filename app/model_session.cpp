@@ -8,6 +8,8 @@
 #include "latmix/model.h"
 #include "latmix/model_files.h"
 #include "latmix/tokenizer.h"
+#include "engine_link.h"
+#include "latmix/serve/client.h"
 #include "settings_dialog.h"
 
 namespace latmix::studio {
@@ -21,13 +23,11 @@ WeightOverview overview_for_view(const api::WeightOverview& o) {
   return out;
 }
 
-ModelSummary summarize_model(const QString& path, const Model& model, const Tokenizer& tokenizer) {
-  api::ModelDescription d = api::describe_model({path.toStdString(), ""}, tokenizer);
-  d.modules = api::model_modules(model);
+namespace {
+
+ModelSummary summary_of(const QString& path, api::ModelDescription d) {
   ModelSummary s;
   s.path = path;
-  s.mapped = model.mapped();
-  s.weights = QString::fromStdString(api::weights_held(model));
   s.architecture = QString::fromStdString(d.architecture);
   s.family = QString::fromStdString(d.family);
   s.source_format = QString::fromStdString(d.source_format);
@@ -45,6 +45,23 @@ ModelSummary summarize_model(const QString& path, const Model& model, const Toke
                          QString::fromStdString(m.dtype), static_cast<qint64>(m.parameters)});
   }
   s.description = std::move(d);
+  return s;
+}
+
+}  // namespace
+
+ModelSummary summarize_model(const QString& path, const Model& model, const Tokenizer& tokenizer) {
+  api::ModelDescription d = api::describe_model({path.toStdString(), ""}, tokenizer);
+  d.modules = api::model_modules(model);
+  ModelSummary s = summary_of(path, std::move(d));
+  s.mapped = model.mapped();
+  s.weights = QString::fromStdString(api::weights_held(model));
+  return s;
+}
+
+ModelSummary summarize_remote_model(const QString& path, const QString& url, api::ModelDescription d) {
+  ModelSummary s = summary_of(path, std::move(d));
+  s.weights = "on the engine at " + url;
   return s;
 }
 
@@ -84,6 +101,7 @@ quint64 ModelSession::open(const QString& path) {
     EngineHost::post(this, [this, model, tok, summary] {
       model_ = model;
       tokenizer_ = tok;
+      remote_.reset();
       summary_ = summary;
       computeOverview();  // queued before the jobs the views start on opened(): the Overview is shown first
       Q_EMIT opened(summary_);
@@ -91,7 +109,36 @@ quint64 ModelSession::open(const QString& path) {
   });
 }
 
+quint64 ModelSession::openRemote(std::shared_ptr<const serve::RemoteEngine> engine, const QString& path) {
+  pending_path_ = path;
+  if (overview_job_ != 0) host_->cancel(std::exchange(overview_job_, 0));
+  return pending_ = host_->submit("open-model", [this, engine, path](const JobControl& job) {
+    const nlohmann::json described = run_on_engine(*engine, "describe", {{"model", path.toStdString()}}, job);
+    ModelSummary summary = summarize_remote_model(path, QString::fromStdString(engine->url()),
+                                                  api::model_description_from_json(described));
+    EngineHost::post(this, [this, engine, summary] {
+      model_.reset();
+      tokenizer_.reset();
+      remote_ = engine;
+      summary_ = summary;
+      computeOverview();
+      Q_EMIT opened(summary_);
+    });
+  });
+}
+
+void ModelSession::close() {
+  if (overview_job_ != 0) host_->cancel(std::exchange(overview_job_, 0));
+  pending_ = 0;
+  model_.reset();
+  tokenizer_.reset();
+  remote_.reset();
+  summary_ = ModelSummary();
+  Q_EMIT closed();
+}
+
 quint64 ModelSession::computeOverview() {
+  if (remote_) return computeRemoteOverview();
   auto model = model_;
   if (!model) return 0;
   if (overview_job_ != 0) host_->cancel(overview_job_);
@@ -100,6 +147,25 @@ quint64 ModelSession::computeOverview() {
     WeightOverview o = overview_for_view(api::weight_overview(*model, job));
     EngineHost::post(self, [self, model, o] {
       if (model != self->model_) return;  // of the model open before
+      self->summary_.overview = o;
+      Q_EMIT self->overviewReady();
+    });
+  });
+}
+
+quint64 ModelSession::computeRemoteOverview() {
+  auto engine = remote_;
+  const QString path = summary_.path;
+  if (overview_job_ != 0) host_->cancel(overview_job_);
+  QPointer<ModelSession> self(this);
+  return overview_job_ = host_->submit("weight-overview", [self, engine, path](const JobControl& job) {
+    const nlohmann::json described =
+        run_on_engine(*engine, "describe", {{"model", path.toStdString()}, {"overview", true}}, job);
+    const api::ModelDescription d = api::model_description_from_json(described);
+    if (!d.overview) throw Error("the engine described " + path.toStdString() + " without its weight overview");
+    WeightOverview o = overview_for_view(*d.overview);
+    EngineHost::post(self, [self, engine, path, o] {
+      if (engine != self->remote_ || path != self->summary_.path) return;  // of the model open before
       self->summary_.overview = o;
       Q_EMIT self->overviewReady();
     });

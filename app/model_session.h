@@ -18,6 +18,10 @@ class Model;
 class Tokenizer;
 }  // namespace latmix
 
+namespace latmix::serve {
+class RemoteEngine;
+}  // namespace latmix::serve
+
 namespace latmix::studio {
 
 /// One weight tensor of the model, for the model panel (api::ModuleRow in Qt's types).
@@ -67,11 +71,21 @@ class ModelSession : public QObject {
   /// model bigger than the memory opens; jobs that need them held make a copy (api::held_model(), latmix/api/evaluate.h).
   /// Once open, the weight overview is computed by its own job (computeOverview()).
   quint64 open(const QString& path);
+  /// Opens a model folder or .bin of a `latmix serve` engine (`path`: the server's path): it is
+  /// described there (task "describe", from its headers: no module rows), then its weight overview
+  /// is computed there (describe with "overview", its own job like computeOverview()). The session
+  /// then holds no Model: remote() is the engine its jobs run on, summary() the description.
+  quint64 openRemote(std::shared_ptr<const latmix::serve::RemoteEngine> engine, const QString& path);
+  /// Forgets the open model (local or remote); closed().
+  void close();
   /// Computes the Overview's weight statistics of the open model (job "weight-overview", with
   /// progress per matrix and cancel); overviewReady() brings them. Returns the job id (0: no model).
   quint64 computeOverview();
   quint64 overviewJob() const { return overview_job_; }
-  bool hasModel() const { return model_ != nullptr; }
+  /// A model is open, here or on the engine.
+  bool hasModel() const { return model_ != nullptr || remote_ != nullptr; }
+  /// The engine the open model is on (nullptr: it is open in this process, or none is).
+  std::shared_ptr<const latmix::serve::RemoteEngine> remote() const { return remote_; }
   const ModelSummary& summary() const { return summary_; }
   /// Engine-side objects, for jobs that run on the engine thread.
   std::shared_ptr<latmix::Model> model() const { return model_; }
@@ -80,18 +94,23 @@ class ModelSession : public QObject {
  Q_SIGNALS:
   void opened(const latmix::studio::ModelSummary& summary);
   void openFailed(const QString& path, const QString& message);
+  /// The model was closed (close()): no model is open.
+  void closed();
   /// The weight overview of the open model is in summary().overview.
   void overviewReady();
   /// The overview job was cancelled or failed ("" message: cancelled).
   void overviewStopped(const QString& message);
 
  private:
+  quint64 computeRemoteOverview();
+
   EngineHost* host_;
   quint64 pending_ = 0;
   quint64 overview_job_ = 0;
   QString pending_path_;
   std::shared_ptr<latmix::Model> model_;
   std::shared_ptr<latmix::Tokenizer> tokenizer_;
+  std::shared_ptr<const latmix::serve::RemoteEngine> remote_;
   ModelSummary summary_;
 };
 
@@ -99,6 +118,10 @@ class ModelSession : public QObject {
 /// headers, with `tokenizer`) and module rows (api::model_modules()) converted to Qt's types, and how
 /// the session holds the weights; the overview is left empty (api::weight_overview(), its own job).
 ModelSummary summarize_model(const QString& path, const latmix::Model& model, const latmix::Tokenizer& tokenizer);
+
+/// The summary of a model described on an engine (api::ModelDescription read back from the task
+/// "describe"): the same fields, no module rows, weights "on the engine at URL".
+ModelSummary summarize_remote_model(const QString& path, const QString& url, latmix::api::ModelDescription d);
 
 /// The engine's weight overview in Qt's types.
 WeightOverview overview_for_view(const latmix::api::WeightOverview& overview);

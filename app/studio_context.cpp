@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "engine_link.h"
 #include "learn_controller.h"
 #include "model_session.h"
 #include "settings_dialog.h"
@@ -9,8 +10,13 @@
 namespace latmix::studio {
 
 StudioContext::StudioContext(EngineHost* host, ModelSession* session, QObject* parent)
-    : QObject(parent), host_(host), session_(session), learn_(new LearnController(host, session, this)) {
+    : QObject(parent),
+      host_(host),
+      session_(session),
+      link_(new EngineLink(host, this)),
+      learn_(new LearnController(host, session, this)) {
   // A plan belongs to the model it was learned on: another model's plans go before anyone sees it.
+  learn_->setEngineLink(link_);
   connect(session_, &ModelSession::opened, this, &StudioContext::clearPlans);
 }
 

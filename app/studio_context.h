@@ -1,6 +1,7 @@
 #pragma once
 // StudioContext: what the studio's panels share, so that no panel holds a pointer to another. It
-// holds the engine thread and the open model, the Activation Explorer's statistics settings, the
+// holds the engine thread, where the engine runs (EngineLink: this computer or a `latmix serve`
+// engine) and the open model, the Activation Explorer's statistics settings, the
 // plans learned or loaded (the explorer's transform choices), the Learn tab's request and the learn
 // controller (runs and the current plan, which Export follows), and the way to the Block
 // Microscope. A panel publishes what it owns here and listens to the signals for what others own;
@@ -28,6 +29,7 @@ class Model;
 namespace latmix::studio {
 
 class EngineHost;
+class EngineLink;
 class ModelSession;
 class LearnController;
 
@@ -64,6 +66,10 @@ class StudioContext : public QObject {
 
   EngineHost* host() const { return host_; }
   ModelSession* session() const { return session_; }
+  /// Where engine work runs: this computer, or the `latmix serve` engine connected to (File >
+  /// Connect to engine...). A task runs where the open model is: on session()->remote() when the
+  /// model was opened on the engine, else in-process.
+  EngineLink* engineLink() const { return link_; }
 
   /// The Activation Explorer's statistics request (text, sequences, format, capture points,
   /// transform) as last published, with the open model and the device of File > Settings as they
@@ -112,6 +118,7 @@ class StudioContext : public QObject {
  private:
   EngineHost* host_;
   ModelSession* session_;
+  EngineLink* link_;
   LearnController* learn_;
   latmix::api::StatisticsRequest statistics_;
   LearnRequest learn_request_;

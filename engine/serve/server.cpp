@@ -179,6 +179,7 @@ void Server::Impl::routes() {
     facts["protocol"] = 1;
     facts["device"] = options.device;
     facts["roots"] = roots.folders();
+    facts["bundled_sample"] = options.bundled_sample;  // the server's path of the default text (clients map theirs to it)
     facts["tasks"] = task_names();
     facts["jobs_active"] = jobs.active();
     send_json(req, res, facts);

@@ -1,0 +1,88 @@
+// MainWindow's remote engine (issue 19): File > Connect to engine..., File > Open model on engine...,
+// the engine badge, and the views emptied when the model closes. Apart from main_window.cpp to keep
+// both short.
+#include <QLabel>
+#include <QTreeWidget>
+
+#include "engine_dialogs.h"
+#include "engine_host.h"
+#include "explorer_panel.h"
+#include "heatmap_view.h"
+#include "imgui_host.h"
+#include "latmix/serve/client.h"
+#include "learn_panel.h"
+#include "main_window.h"
+#include "microscope_panel.h"
+#include "analyze_panel.h"
+#include "compare_panel.h"
+#include "export_panel.h"
+#include "model_session.h"
+#include "studio_context.h"
+
+namespace latmix::studio {
+
+void MainWindow::connectToEngine(const EngineAddress& address) {
+  address.save();
+  std::string token;
+  try {
+    token = address.resolveToken();
+  } catch (const std::exception& e) {
+    showBanner("Could not connect to the engine at " + address.url + ":\n" + QString::fromUtf8(e.what()));
+    return;
+  }
+  log("connecting to " + address.url);
+  context_->engineLink()->connectTo(address.url, token);
+}
+
+void MainWindow::chooseEngine() {
+  EngineLink* link = context_->engineLink();
+  ConnectDialog dialog(EngineAddress::load(), link->isRemote(), this);
+  if (dialog.exec() != QDialog::Accepted) return;
+  if (dialog.disconnectChosen()) {
+    if (!confirmDiscard("disconnect from the engine", false)) return;
+    link->disconnectEngine();
+    return;
+  }
+  connectToEngine(dialog.address());
+}
+
+void MainWindow::chooseRemoteModel() {
+  auto engine = context_->engineLink()->remote();
+  if (!engine) return;
+  RemoteFileDialog dialog(host_, engine, this);
+  if (dialog.exec() != QDialog::Accepted || dialog.chosen().isEmpty()) return;
+  openRemoteModel(dialog.chosen());
+}
+
+void MainWindow::openRemoteModel(const QString& path) {
+  auto engine = context_->engineLink()->remote();
+  if (!engine) {
+    showBanner("Not connected to an engine: File > Connect to engine... first.");
+    return;
+  }
+  if (!confirmDiscard("open another model", false)) return;
+  context_->learnController()->cancel();
+  banner_box_->hide();
+  log("opening " + path + " on " + QString::fromStdString(engine->url()));
+  session_->openRemote(engine, path);
+}
+
+QString MainWindow::engineBadge() const { return engine_badge_->text(); }
+
+void MainWindow::showNoModel() {
+  setWindowTitle("LATMiX Studio");
+  model_header_->setText("No model open.");
+  model_tree_->clear();
+  heatmap_->setData({});
+  overview_note_.clear();
+  if (overview_ != nullptr) overview_->update();
+  explorer_->modelChanged();
+  microscope_->modelChanged();
+  analyze_->modelChanged();
+  learn_->modelChanged();
+  compare_->modelChanged();
+  export_->modelChanged();
+  log("model closed");
+}
+
+}  // namespace latmix::studio
