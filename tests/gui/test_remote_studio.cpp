@@ -220,7 +220,7 @@ class RemoteStudioTest : public QObject {
     QVERIFY(!explorer->hasStats());
   }
 
-  void aLearningRunOnTheEngineStreamsItsCurveAndCancelsThere() {
+  void aLearningRunOnTheEngineStreamsItsCurvePausesAndCancelsThere() {
     LocalServer server;
     test::Studio s;
     QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
@@ -246,6 +246,19 @@ class RemoteStudioTest : public QObject {
     QSignalSpy cancelled(ctl, &LearnController::cancelled);
     QVERIFY(ctl->start(learn_request(100000)) != 0);
     QVERIFY(arrived.wait(kJobMs));
+    // Pause and Resume are the remote job's.
+    auto remote_state = [&s] {  // the state of the job not yet ended
+      const nlohmann::json listed = s.window.context()->engineLink()->remote()->jobs();
+      for (const auto& j : listed["jobs"]) {
+        if (j["state"] != "done" && j["state"] != "cancelled") return QString::fromStdString(j["state"].get<std::string>());
+      }
+      return QString();
+    };
+    ctl->pause();
+    QVERIFY(ctl->paused());
+    QTRY_COMPARE_WITH_TIMEOUT(remote_state(), QString("paused"), 60000);
+    ctl->resume();
+    QTRY_COMPARE_WITH_TIMEOUT(remote_state(), QString("running"), 60000);
     ctl->cancel();
     QVERIFY(cancelled.wait(60000));
     const nlohmann::json jobs = s.window.context()->engineLink()->remote()->jobs();
