@@ -343,6 +343,7 @@ quint64 AnalyzePanel::run() {
   QString refusal;
   if (job_ != 0) refusal = "An analysis is already running: wait for it or press Cancel.";
   if (!model || !tokenizer) refusal = "No model is open: open one (File > Open, or the demo model) first.";
+  if (session_->remote()) refusal = "Analyze runs in this process only: the model is open on the engine.";
   const api::AnalyzeRequest r = request();
   if (refusal.isEmpty()) {
     try {  // the settings are checked here, before anything is queued

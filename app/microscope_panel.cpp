@@ -11,6 +11,8 @@
 
 #include "block_microscope_view.h"
 #include "engine_host.h"
+#include "engine_link.h"
+#include "latmix/serve/client.h"
 #include "imgui_host.h"
 #include "latmix/api/block.h"
 #include "latmix/calib_transforms.h"
@@ -211,7 +213,8 @@ void MicroscopePanel::addPlanChoice(const QString& label, const QString& prefix)
 void MicroscopePanel::refresh() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
-  if (!model || !tokenizer) return;
+  auto engine = session_->remote();  // a model open on a `latmix serve` engine: explain_block runs there
+  if ((!model || !tokenizer) && !engine) return;
   api::ExplainBlockRequest r;
   r.model = session_->summary().path.toStdString();
   r.point = point_->currentText().toStdString();
@@ -231,17 +234,19 @@ void MicroscopePanel::refresh() {
     r.sampling = to_string(source->options.sampling);
     r.seed = source->options.seed;
     r.bos = source->options.bos_id.has_value();
-  } else {
+  } else if (!engine) {
     r.sample = bundled_sample().toStdString();
-  }
+  }  // on an engine, no text: the server's own bundled sample
   r.ids = ids_;
   QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
-  host_->submit("microscope", [self, model, tokenizer, r, label, source](const JobControl& job) {
-    const api::BlockExplanation e = api::run_explain_block(r, *model, *tokenizer, job);
+  host_->submit("microscope", [self, model, tokenizer, engine, r, label, source](const JobControl& job) {
+    const api::BlockExplanation e =
+        engine ? api::block_explanation_from_json(run_on_engine(*engine, "explain_block", api::to_json(r), job))
+               : api::run_explain_block(r, *model, *tokenizer, job);
     const MicroscopeData data = microscope_data(e, label);
     const int shown_token = static_cast<int>(e.token), shown_block = static_cast<int>(e.block);
-    EngineHost::post(self, [self, data, ids = e.ids, shown_token, shown_block, model, source] {
-      if (model != self->session_->model()) return;  // a block of the model that was open before
+    EngineHost::post(self, [self, data, ids = e.ids, shown_token, shown_block, model, engine, source] {
+      if (model != self->session_->model() || engine != self->session_->remote()) return;  // of the model open before
       if (source != self->source_) return;            // tokens of another text (a newer selection)
       self->ids_ = ids;
       // The spin boxes say what is shown: a block or token past this point's end was clamped.

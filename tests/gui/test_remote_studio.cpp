@@ -9,6 +9,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <chrono>
 #include <thread>
 
 #include "engine_dialogs.h"
@@ -20,6 +21,7 @@
 #include "learn_controller.h"
 #include "latmix/serve/server.h"
 #include "main_window.h"
+#include "microscope_panel.h"
 #include "model_session.h"
 #include "studio_context.h"
 #include "studio_fixture.h"
@@ -56,6 +58,16 @@ struct LocalServer {
     server = std::make_unique<latmix::serve::Server>(o);
     port = server->bind();
     thread = std::thread([this] { server->run(); });
+    // Serving before anything else (a stop() before run() listens would leave run() waiting).
+    const latmix::serve::RemoteEngine probe(url().toStdString(), kToken);
+    for (int i = 0; i < 500; ++i) {
+      try {
+        probe.engine();
+        return;
+      } catch (const latmix::serve::RemoteError&) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
   }
   ~LocalServer() {
     server->stop();
@@ -169,6 +181,12 @@ class RemoteStudioTest : public QObject {
     const std::string local = latmix::stats_to_json(*explorer->stats());
     const std::vector<float> local_map = explorer->heatmapData().values;
     const ModelSummary local_summary = s.session.summary();
+    auto* microscope = s.window.microscope();
+    QSignalSpy refreshed(microscope, &latmix::studio::MicroscopePanel::refreshed);
+    explorer->clickCell(1, 2);  // the block in the microscope
+    QTRY_VERIFY_WITH_TIMEOUT(microscope->hasBlock() && microscope->blockIndex() == 2 &&
+                                 microscope->statusText().contains("layer 1"), kJobMs);
+    const QString local_block = microscope->statusText();
 
     QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
     QSignalSpy opened(&s.session, &ModelSession::opened);
@@ -190,6 +208,9 @@ class RemoteStudioTest : public QObject {
     QVERIFY2(calibration_failed.isEmpty(), qPrintable(explorer->summaryText()));
     QCOMPARE(latmix::stats_to_json(*explorer->stats()), local);
     QCOMPARE(explorer->heatmapData().values, local_map);
+    // The microscope's block, explained on the engine (its own bundled sample): the same block.
+    explorer->clickCell(1, 2);
+    QTRY_COMPARE_WITH_TIMEOUT(microscope->statusText(), local_block, kJobMs);
 
     // Disconnecting closes the engine's model.
     QSignalSpy closed(&s.session, &ModelSession::closed);
@@ -199,7 +220,7 @@ class RemoteStudioTest : public QObject {
     QVERIFY(!explorer->hasStats());
   }
 
-  void aLearningRunOnTheEngineStreamsItsCurveAndCancelsThere() {
+  void aLearningRunOnTheEngineStreamsItsCurvePausesAndCancelsThere() {
     LocalServer server;
     test::Studio s;
     QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
@@ -225,6 +246,19 @@ class RemoteStudioTest : public QObject {
     QSignalSpy cancelled(ctl, &LearnController::cancelled);
     QVERIFY(ctl->start(learn_request(100000)) != 0);
     QVERIFY(arrived.wait(kJobMs));
+    // Pause and Resume are the remote job's.
+    auto remote_state = [&s] {  // the state of the job not yet ended
+      const nlohmann::json listed = s.window.context()->engineLink()->remote()->jobs();
+      for (const auto& j : listed["jobs"]) {
+        if (j["state"] != "done" && j["state"] != "cancelled") return QString::fromStdString(j["state"].get<std::string>());
+      }
+      return QString();
+    };
+    ctl->pause();
+    QVERIFY(ctl->paused());
+    QTRY_COMPARE_WITH_TIMEOUT(remote_state(), QString("paused"), 60000);
+    ctl->resume();
+    QTRY_COMPARE_WITH_TIMEOUT(remote_state(), QString("running"), 60000);
     ctl->cancel();
     QVERIFY(cancelled.wait(60000));
     const nlohmann::json jobs = s.window.context()->engineLink()->remote()->jobs();
