@@ -611,12 +611,7 @@ void MainWindow::showModel(const ModelSummary& s) {
                    "(progress and Cancel in the status bar).";
   if (overview_ != nullptr) overview_->update();
   // Every per-model view starts empty for the new model (issue 17, Major 1).
-  explorer_->modelChanged();
-  microscope_->modelChanged();
-  analyze_->modelChanged();
-  learn_->modelChanged();
-  compare_->modelChanged();
-  export_->modelChanged();
+  resetPanelsForModel();
   log(QString("opened %1: %2 parameters").arg(s.path).arg(s.parameters));
   if (!pending_session_.isEmpty()) {  // a session's model: pick its current run
     if (pending_run_ > 0) learn_->selectRun(pending_run_);

@@ -122,6 +122,8 @@ class MainWindow : public QMainWindow {
   void showModel(const ModelSummary& summary);
   /// No model open (ModelSession::closed()): the model panel, the Overview and every tab empty.
   void showNoModel();
+  /// Every per-model view starts empty: a model opened, or none open.
+  void resetPanelsForModel();
   void chooseEngine();
   void chooseRemoteModel();
   void showOverview();

@@ -69,6 +69,15 @@ void MainWindow::openRemoteModel(const QString& path) {
 
 QString MainWindow::engineBadge() const { return engine_badge_->text(); }
 
+void MainWindow::resetPanelsForModel() {
+  explorer_->modelChanged();
+  microscope_->modelChanged();
+  analyze_->modelChanged();
+  learn_->modelChanged();
+  compare_->modelChanged();
+  export_->modelChanged();
+}
+
 void MainWindow::showNoModel() {
   setWindowTitle("LATMiX Studio");
   model_header_->setText("No model open.");
@@ -76,12 +85,7 @@ void MainWindow::showNoModel() {
   heatmap_->setData({});
   overview_note_.clear();
   if (overview_ != nullptr) overview_->update();
-  explorer_->modelChanged();
-  microscope_->modelChanged();
-  analyze_->modelChanged();
-  learn_->modelChanged();
-  compare_->modelChanged();
-  export_->modelChanged();
+  resetPanelsForModel();
   log("model closed");
 }
 

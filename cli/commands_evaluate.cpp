@@ -91,8 +91,7 @@ int run_eval(const Args& args) {
     api::EvaluateControl control;
     control.job.cancel = interrupt_token();
     control.job.progress = progress.callback();
-    const std::string res = bundled_resources_dir();
-    if (!res.empty()) control.bundled_sample = res + "/calibration/pride_and_prejudice_ch1-6.txt";
+    control.bundled_sample = bundled_sample();
     control.on_note = note;
     result = api::run_evaluate(request, m.model, *m.tokenizer, control);
   }

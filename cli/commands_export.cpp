@@ -79,8 +79,7 @@ int run_export(const Args& args) {
     control.learn.job.cancel = interrupt_token();
     control.learn.job.progress = progress.callback();
     control.learn.on_note = note;
-    const std::string resources = bundled_resources_dir();
-    if (!resources.empty()) control.bundled_sample = resources + "/calibration/pride_and_prejudice_ch1-6.txt";
+    control.bundled_sample = bundled_sample();
     result = api::run_export(request, m.model, *m.tokenizer, control);
   }
   progress.finish();

@@ -217,9 +217,7 @@ api::ExplainBlockRequest block_request_from_args(const Args& args) {
   if (seed < 0) throw UsageError("--seed: expected 0 or more");
   r.seed = static_cast<uint64_t>(seed);
   r.bos = args.flag("bos");
-  const std::string resources = bundled_resources_dir();
-  if (!resources.empty()) r.sample = resources + "/calibration/pride_and_prejudice_ch1-6.txt";
-  if (!r.text.empty()) r.sample.clear();
+  r.sample = r.text.empty() ? bundled_sample() : "";
   const bool calib_options = args.has("sequence") || args.has("samples") || args.has("seqlen") ||
                              args.has("sampling") || args.has("bos");
   if (r.text.empty() && calib_options) {

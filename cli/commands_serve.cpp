@@ -64,8 +64,7 @@ int run_serve(const Args& args) {
   parse_listen(args.get("listen"), options);
   options.roots = split_roots(args.get("root"));
   options.device = args.get("device");
-  const std::string resources = bundled_resources_dir();
-  if (!resources.empty()) options.bundled_sample = resources + "/calibration/pride_and_prejudice_ch1-6.txt";
+  options.bundled_sample = bundled_sample();
   const VersionFacts facts = version_facts();
   options.facts = {{"version", version_line()},
                    {"libtorch", facts.libtorch},

@@ -111,6 +111,11 @@ VersionFacts version_facts() {
   return f;
 }
 
+std::string bundled_sample() {
+  const std::string resources = bundled_resources_dir();
+  return resources.empty() ? "" : resources + "/calibration/pride_and_prejudice_ch1-6.txt";
+}
+
 std::string version_report(bool json) {
   return version_text(version_facts(), json);
 }

@@ -48,6 +48,9 @@ bool stderr_is_terminal();
 /// <executable's folder>/../share/latmix/resources (the installed package: /usr/share/latmix/resources),
 /// else the source tree's resources/ this binary was built from. Empty when none has a models/ folder.
 std::string bundled_resources_dir();
+/// The bundled calibration sample in bundled_resources_dir() ("" when there is none): the default
+/// text of GPTQ, the export's perplexity check and `mx block`.
+std::string bundled_sample();
 
 /// The process's cancel token. After install_interrupt_handlers(), SIGINT, SIGTERM and SIGHUP
 /// cancel it: the running job stops at its next check and removes what it was writing (an export's
