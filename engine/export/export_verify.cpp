@@ -160,6 +160,10 @@ Model on_device(const Model& model, at::Device device) {
 
 // bf16 keeps 8 significant bits: a model stored in it moves by about this much, relatively.
 constexpr double kBf16Tolerance = 1.0 / 256;
+// fp32 on another device: each dot product of n terms summed in another order moves by up to
+// n * 2^-24 relatively (n = 4096: 2.4e-4), by about sqrt(n) * 2^-24 (4e-6) typically, and the
+// perplexity averages thousands of tokens' losses.
+constexpr double kFp32DeviceTolerance = 1e-4;
 
 // The folder as load_model() reads it (compressed-tensors: codes decoded, transform_config
 // matrices in the weights) against the in-memory model; what `latmix verify` recomputes later.
@@ -194,7 +198,8 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
     out.figures["perplexity"] = {{"text", o.verify_text},      {"exported", exp.perplexity},
                                  {"convention", exp.describe()}, {"seqlen", exp.seqlen},
                                  {"windows", exp.windows},       {"bos", exp.bos},
-                                 {"digits", o.ppl_digits},       {"dtype", std::string(c10::toString(lo.dtype))}};
+                                 {"digits", o.ppl_digits},       {"dtype", std::string(c10::toString(lo.dtype))},
+                                 {"device", c10::DeviceTypeName(lo.device.type(), /*lower_case=*/true)}};
     if (!o.verify_text_bytes.empty()) out.figures["perplexity"]["file"] = kPerplexityTextFile;
     out.add("perplexity of the exported folder (" + o.verify_text + ")", std::isfinite(exp.perplexity),
             round_to(exp.perplexity, o.ppl_digits) + " (" + exp.describe() +
@@ -214,7 +219,8 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
                                {"seqlen", exp.seqlen},
                                {"windows", exp.windows},
                                {"bos", exp.bos},
-                               {"dtype", std::string(c10::toString(lo.dtype))}};
+                               {"dtype", std::string(c10::toString(lo.dtype))},
+                               {"device", c10::DeviceTypeName(lo.device.type(), /*lower_case=*/true)}};
   if (!o.verify_text_bytes.empty()) out.figures["perplexity"]["file"] = kPerplexityTextFile;
   if (o.kind == ExportKind::FoldedBf16) {
     const PerplexityResult stored = evaluate_perplexity(stored_model(m), o.verify_ids, o.verify_ppl, job);
@@ -463,8 +469,26 @@ void check_recorded_perplexity(Model& model, const JsonObject& m, const std::vec
                                                                        perplexity_passes(ppl_ids.size(), po), job));
     const PerplexityResult r = evaluate_perplexity(model, ppl_ids, po, job);
     const int digits = static_cast<int>(in_range("digits", 2, 0, 17));
-    const std::string got = round_to(r.perplexity, digits), want = round_to(p.number("exported"), digits);
-    out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
+    const double recorded = p.number("exported");
+    const std::string got = round_to(r.perplexity, digits), want = round_to(recorded, digits);
+    const std::string here = c10::DeviceTypeName(model.device().type(), /*lower_case=*/true);
+    const std::string there = p.string_or("device", "");
+    if (there == here) {  // the same computation: the same digits
+      out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
+    } else {
+      // Recorded on another device (or by an export that did not say where): the same sums in
+      // another order. Within the compute dtype's rounding: bf16's 8 significant bits
+      // (kBf16Tolerance), fp32's 24 bits summed over a few thousand terms per dot product.
+      const bool bf16 = model.dtype() == at::kBFloat16;
+      const double tolerance = bf16 ? kBf16Tolerance : kFp32DeviceTolerance;
+      const double rel = std::fabs(r.perplexity - recorded) / std::max(std::fabs(recorded), 1e-300);
+      char buf[160];
+      std::snprintf(buf, sizeof(buf), "recorded on %s, measured on %s: relative difference %.2g, within %.2g (%s)",
+                    there.empty() ? "a device the manifest does not name" : there.c_str(), here.c_str(), rel,
+                    tolerance, bf16 ? "bf16" : "fp32");
+      out.add("perplexity as recorded", rel <= tolerance,
+              got + ", the manifest says " + want + "; " + buf + " (" + r.describe() + ")");
+    }
   } catch (const Cancelled&) {
     throw;
   } catch (const Error& e) {
@@ -492,6 +516,9 @@ ExportVerification verify_export(const std::string& path, const std::vector<int3
       if (kind == ExportKind::CompressedTensors) check_packed_folder(path, out);
       LoadOptions lo;
       lo.mapped = true;  // a big export is checked without holding it
+      // The recorded perplexity is recomputed in the dtype it was computed in (an export with
+      // --dtype bf16 recorded bf16's), fp32 otherwise.
+      if (recorded_perplexity(m).string_or("dtype", "") == "BFloat16") lo.dtype = at::kBFloat16;
       Model model = load_model(path, lo);
       out.add("loads with load_model", true,
               model.config().architecture_name + ", " + std::to_string(model.config().num_layers) + " layers" +

@@ -304,6 +304,15 @@ at::Tensor Model::layer_step(int64_t l, at::Tensor h, KvCache* cache, int64_t of
 }
 
 at::Tensor Model::embed(const at::Tensor& ids) const {
+  // A tokenizer that is not the model's can give ids past its table: say so, not LibTorch's "index out
+  // of range in self". Checked where the ids are on the CPU (no device sync); they are made there.
+  if (ids.device().is_cpu() && ids.numel() > 0) {
+    const int64_t top = ids.max().item<int64_t>(), bottom = ids.min().item<int64_t>();
+    if (top >= config_.vocab_size || bottom < 0)
+      throw Error("token id " + std::to_string(top >= config_.vocab_size ? top : bottom) +
+                  " is outside the model's vocabulary (0.." + std::to_string(config_.vocab_size - 1) +
+                  "): is the tokenizer this model's?");
+  }
   if (!mapped_) return at::embedding(weights_.embed, ids.to(device(), at::kLong));
   // Gather the rows from the mapped table, then convert: the same values as converting first.
   const at::Tensor& table = weights_.embed;

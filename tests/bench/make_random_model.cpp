@@ -9,7 +9,8 @@
 // writes them with transformers: vocab 128256, llama3 RoPE, 1B tied, 8B untied); tiny is a
 // 2-layer model for tests. Weights are N(0, 0.02) (transformers' initializer_range; drawn from a
 // pool, see RandomPool), norm gains 1.
-// --tokenizer copies a tokenizer.json beside the weights (its ids must be < the vocabulary).
+// --tokenizer copies a tokenizer.json beside the weights; without --vocab the vocabulary is made at
+// least as large as the tokenizer's.
 #include <ATen/ATen.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 #include "latmix/files.h"
 #include "latmix/tensor_io.h"
+#include "latmix/tokenizer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::ordered_json;
@@ -153,7 +155,13 @@ int run(std::vector<std::string> args) {
   }
   Shape s = shape_named(shape_name);
   if (!layers.empty()) s.layers = std::stoll(layers);
-  if (!vocab.empty()) s.vocab = std::stoll(vocab);
+  if (!vocab.empty()) {
+    s.vocab = std::stoll(vocab);
+  } else if (!tokenizer.empty()) {
+    // The model's table covers every id the tokenizer gives (the tiny shape's 4096 is smaller than
+    // the bundled tokenizer's 8192).
+    s.vocab = std::max<int64_t>(s.vocab, latmix::load_tokenizer(tokenizer)->vocab_size());
+  }
   latmix::DType dtype = latmix::DType::BF16;
   at::ScalarType type = at::kBFloat16;
   std::string hf_dtype = "bfloat16";

@@ -131,6 +131,30 @@ TEST(ExportGutenberg, CompressedTensorsPerplexityCatchesZeroedCodesBehindARecomp
   const latmix::ExportVerification good = latmix::verify_export_with_text(root + "/ct");
   EXPECT_TRUE(good.ok()) << good.describe();
   EXPECT_NE(good.describe().find("ok    perplexity as recorded"), std::string::npos) << good.describe();
+  EXPECT_EQ(p["device"], "cpu");
+  EXPECT_EQ(p["dtype"], "Float");
+
+  // Recorded on another device: the same sums in another order, so a tolerance (fp32: 1e-4
+  // relative) instead of the same digits; beyond it, a failure that says both devices.
+  const auto recorded_elsewhere = [&](const std::string& name, const json& device, double factor) {
+    const std::string dir = root + "/" + name;
+    fs::copy(root + "/ct", dir);
+    json manifest = json::parse(latmix::read_text_file(dir + "/manifest.json"));
+    json& figure = manifest["verification"]["figures"]["perplexity"];
+    if (device.is_null()) figure.erase("device"); else figure["device"] = device;
+    figure["exported"] = figure["exported"].get<double>() * factor;
+    latmix::write_file_atomic(dir + "/manifest.json", manifest.dump(2));
+    return latmix::verify_export_with_text(dir).describe();
+  };
+  const std::string near = recorded_elsewhere("cuda-near", "cuda", 1 + 5e-5);
+  EXPECT_NE(near.find("ok    perplexity as recorded"), std::string::npos) << near;
+  EXPECT_NE(near.find("recorded on cuda, measured on cpu: relative difference 5e-05, within 0.0001 (fp32)"),
+            std::string::npos) << near;
+  const std::string far = recorded_elsewhere("cuda-far", "cuda", 1 + 5e-4);
+  EXPECT_NE(far.find("FAIL  perplexity as recorded"), std::string::npos) << far;
+  const std::string unnamed = recorded_elsewhere("unnamed", nullptr, 1 + 5e-5);
+  EXPECT_NE(unnamed.find("ok    perplexity as recorded"), std::string::npos) << unnamed;
+  EXPECT_NE(unnamed.find("recorded on a device the manifest does not name"), std::string::npos) << unnamed;
 
   for (const char* part : {"weight_packed", "weight_scale"}) {
     const std::string bad = root + "/zeroed-" + part;

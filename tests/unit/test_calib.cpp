@@ -377,6 +377,20 @@ TEST(CalibCollect, RunsEveryLayerAndPointAndLeavesTheModelAlone) {
   EXPECT_TRUE(at::equal(model.forward(ids), before));  // hook removed, nothing replaced
 }
 
+TEST(CalibCollect, TokenIdsPastTheVocabularyNameTheTokenizerNotLibTorch) {
+  // A tokenizer that is not the model's (ids up to 30004 for a 320-entry table): the model says so.
+  at::Tensor ids = tiny_data(1).batch(0, 1).clone();
+  ids[0][3] = 320;
+  const std::string m = latmix::test::message_of([&] { tiny_model().forward(ids); });
+  EXPECT_NE(m.find("token id 320 is outside the model's vocabulary (0..319): is the tokenizer this model's?"),
+            std::string::npos) << m;
+  ids[0][3] = -1;
+  EXPECT_NE(latmix::test::message_of([&] { tiny_model().forward(ids); }).find("token id -1 is outside"),
+            std::string::npos);
+  ids[0][3] = 319;
+  EXPECT_EQ(latmix::test::message_of([&] { tiny_model().forward(ids); }), "");
+}
+
 TEST(CalibCollect, MemoryIsTheSameFor2xAnd4xTokens) {
   latmix::StatsOptions o;
   o.points = {CapturePoint::Residual, CapturePoint::MlpIn};
