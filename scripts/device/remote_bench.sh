@@ -8,9 +8,11 @@
 #  - a bf16 compressed-tensors export made on CUDA, verified by `latmix verify` on the CPU (the
 #    recorded perplexity of another device is checked within bf16's tolerance).
 # Results go to $OUT (summary.txt first).
-# Usage: bash scripts/device/remote_bench.sh [repeats=5]
+# Usage: bash scripts/device/remote_bench.sh [repeats=5] [crash]  (crash: the serve tests' exit only,
+# also with no GPU visible, and `latmix serve` stopped by SIGINT on cpu and cuda)
 set -uo pipefail
 REPEATS=${1:-5}
+ONLY=${2:-}
 O=${OUT:-/tmp/out}
 mkdir -p "$O"
 T0=$(date +%s)
@@ -31,6 +33,28 @@ grep -A40 "fatal signal" "$O/serve-tests.log" >>"$O/summary.txt" && {
     xargs -r addr2line -f -C -e $B/tests/latmix_serve_tests >>"$O/summary.txt" 2>&1
 }
 ls -d /tmp/latmix-serve-* 2>/dev/null | sed 's/^/left behind: /' >>"$O/summary.txt"
+if [ "$ONLY" = crash ]; then
+  rm -rf /tmp/latmix-serve-*
+  CUDA_VISIBLE_DEVICES= timeout 300 $B/tests/latmix_serve_tests >"$O/serve-tests-nogpu.log" 2>&1
+  log "latmix_serve_tests with no GPU visible: exit $?"
+  for f in ServeToken.* ServeRoots.* ServeJobs.* ServeServer.AWrongOrMissingTokenIsRefused; do
+    timeout 100 $B/tests/latmix_serve_tests --gtest_filter="$f" >/dev/null 2>&1
+    log "latmix_serve_tests --gtest_filter=$f: exit $?"
+  done
+  export XDG_CONFIG_HOME=/tmp/crash-config
+  for device in cpu cuda; do
+    rm -f /tmp/crash-port
+    $L serve --device $device --root "$PWD/resources" --listen 127.0.0.1:0 --port-file /tmp/crash-port 2>"$O/serve-$device.log" &
+    S=$!
+    for _ in $(seq 100); do [ -s /tmp/crash-port ] && break; sleep 0.1; done
+    $L --engine "http://127.0.0.1:$(cat /tmp/crash-port)" info --model resources/models/gutenberg-llama-6M >/dev/null 2>&1
+    log "latmix serve --device $device: info exit $?"
+    kill -INT $S; wait $S
+    log "latmix serve --device $device stopped by SIGINT: exit $?"
+  done
+  { grep -m1 -B2 -A12 "fatal signal" "$O/serve-tests.log"; grep -A400 "^mappings:" "$O/serve-tests.log" | awk '{print $1, $6}' | grep -v " $" | awk '{split($1,a,"-"); print a[1], a[2], $2}' ; } >"$O/crash-maps.txt"
+  exit 0
+fi
 
 rm -rf /tmp/tiny
 $B/tests/bench/make_random_model /tmp/tiny --shape tiny --tokenizer $M/tokenizer.json --dtype fp32 >/dev/null 2>&1
