@@ -25,6 +25,7 @@ L=$B/cli/latmix
 M=resources/models/gutenberg-llama-6M
 TEXT=$PWD/resources/calibration/pride_and_prejudice_ch1-6.txt
 
+readelf -d $B/tests/latmix_serve_tests | grep NEEDED | head -3 >>"$O/summary.txt"
 timeout 300 $B/tests/latmix_serve_tests >"$O/serve-tests.log" 2>&1
 log "latmix_serve_tests (one process): exit $? ($(grep -E '^\[  (PASSED|FAILED)' "$O/serve-tests.log" | tr '\n' ' '))"
 grep -A40 "fatal signal" "$O/serve-tests.log" >>"$O/summary.txt" && {
@@ -47,7 +48,7 @@ if [ "$ONLY" = crash ]; then
     $L serve --device $device --root "$PWD/resources" --listen 127.0.0.1:0 --port-file /tmp/crash-port 2>"$O/serve-$device.log" &
     S=$!
     for _ in $(seq 100); do [ -s /tmp/crash-port ] && break; sleep 0.1; done
-    $L --engine "http://127.0.0.1:$(cat /tmp/crash-port)" info --model resources/models/gutenberg-llama-6M >/dev/null 2>&1
+    $L --engine "http://127.0.0.1:$(cat /tmp/crash-port)" info --model "$PWD/$M" >/dev/null 2>&1
     log "latmix serve --device $device: info exit $?"
     kill -INT $S; wait $S
     log "latmix serve --device $device stopped by SIGINT: exit $?"
