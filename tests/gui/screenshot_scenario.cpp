@@ -59,7 +59,12 @@ class Scenario : public QObject {
  private:
   void shootLearning(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
   void shootExport(const QString& dir, std::function<void(const QString&)> shoot, std::function<void(bool)> done);
-  void note(const QString& line) { std::printf("%s\n", line.toUtf8().constData()); std::fflush(stdout); }
+  // Each line with the seconds since the scenario began, so that the slow steps show.
+  void note(const QString& line) {
+    std::printf("[%6.1f s] %s\n", clock_.elapsed() / 1000.0, line.toUtf8().constData());
+    std::fflush(stdout);
+  }
+  QElapsedTimer clock_;
 
   MainWindow& w_;
   EngineHost& host_;
@@ -79,7 +84,9 @@ void Scenario::run(const QString& dir, std::function<void(bool)> done) {
     done(result);
   };
   // Each screen must fit 1280 x 720: a window that grew past it (its content's minimum size) fails.
+  clock_.start();
   auto shoot = [this, dir, ok](const QString& name) {
+    note("scenario: " + name + ".png");
     const bool fits = w_.width() <= 1280 && w_.height() <= 720;
     if (!fits) note(QString("scenario: %1 does not fit 1280 x 720: the window is %2 x %3").arg(name).arg(w_.width()).arg(w_.height()));
     *ok = w_.saveScreenshot(dir + "/" + name + ".png") && fits && *ok;
