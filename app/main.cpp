@@ -13,6 +13,7 @@
 #include "engine_host.h"
 #include "main_window.h"
 #include "latency_probe.h"
+#include "latmix/memory.h"
 #include "latmix/version.h"
 #include "model_session.h"
 #include "settings_dialog.h"
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
     QCoreApplication core(argc, argv);
     parser.process(core);  // prints the help or the version and exits (or reports a bad option)
   }
+  // The engine's work runs on the EngineHost's thread: one malloc arena, as `latmix serve` (latmix/memory.h).
+  latmix::share_one_malloc_arena();
   QApplication app(argc, argv);
   parser.process(app);
 

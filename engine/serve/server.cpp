@@ -2,7 +2,6 @@
 #include "latmix/serve/server.h"
 
 #include <httplib.h>
-#include <malloc.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/memory.h"
 #include "latmix/serve/jobs.h"
 #include "latmix/serve/roots.h"
 #include "latmix/serve/tasks.h"
@@ -348,14 +348,9 @@ void Server::Impl::download(const httplib::Request& req, httplib::Response& res)
 
 namespace {
 
-// The tasks run on the job queue's worker thread, and glibc gives each thread its own malloc arena.
-// A thread arena returns the freed memory of a task's large temporary tensors to the system at once,
-// and each next allocation faults its pages in again. That made a 22M model's statistics request
-// take 3.3 s on the worker against 2.1 s on the main thread. With one arena, the worker reuses
-// memory as the main thread does: 2.24 s (docs/benchmarks.md). This is set before the worker thread
-// starts, once per process.
+// The tasks run on the job queue's worker thread: one malloc arena (latmix/memory.h says why).
 std::unique_ptr<Server::Impl> make_impl(ServeOptions options) {
-  ::mallopt(M_ARENA_MAX, 1);
+  share_one_malloc_arena();
   return std::make_unique<Server::Impl>(std::move(options));
 }
 

@@ -46,7 +46,7 @@ class Server {
  public:
   /// Checks the options (roots, device, token) and starts the job queue. Sets glibc's malloc to one
   /// arena for the process (M_ARENA_MAX 1): the worker thread then reuses freed memory as the main
-  /// thread does (server.cpp says what it cost without).
+  /// thread does (latmix/memory.h share_one_malloc_arena says what it cost without).
   /// \throws latmix::UsageError naming the option.
   explicit Server(ServeOptions options);
   ~Server();
