@@ -8,8 +8,11 @@
 #  - a bf16 compressed-tensors export made on CUDA, verified by `latmix verify` on the CPU (the
 #    recorded perplexity of another device is checked within bf16's tolerance).
 # Results go to $OUT (summary.txt first).
-# Usage: bash scripts/device/remote_bench.sh [repeats=5] [crash]  (crash: the serve tests' exit only,
-# also with no GPU visible, and `latmix serve` stopped by SIGINT on cpu and cuda)
+# Usage: bash scripts/device/remote_bench.sh [repeats=5] [crash|overhead]
+#   crash: the serve tests' exit only, also with no GPU visible, and `latmix serve` stopped by SIGINT;
+#   overhead: bench_remote's statistics overhead on the 22M shape (make_random_model --shape 22m:
+#   the trained model does not fit in what travels to that machine) on 2 of its cores (taskset, as
+#   the 2-core machine of docs/benchmarks.md) and on all 16, on the CPU.
 set -uo pipefail
 REPEATS=${1:-5}
 ONLY=${2:-}
@@ -34,6 +37,18 @@ grep -A40 "fatal signal" "$O/serve-tests.log" >>"$O/summary.txt" && {
     xargs -r addr2line -f -C -e $B/tests/latmix_serve_tests >>"$O/summary.txt" 2>&1
 }
 ls -d /tmp/latmix-serve-* 2>/dev/null | sed 's/^/left behind: /' >>"$O/summary.txt"
+if [ "$ONLY" = overhead ]; then
+  rm -rf /tmp/m22 /tmp/tiny
+  $B/tests/bench/make_random_model /tmp/m22 --shape 22m --tokenizer $M/tokenizer.json >/dev/null 2>&1
+  $B/tests/bench/make_random_model /tmp/tiny --shape tiny --tokenizer $M/tokenizer.json --dtype fp32 >/dev/null 2>&1
+  for cores in 0-1 0-15; do
+    timeout 200 taskset -c $cores $B/tests/bench/bench_remote /tmp/m22 "$TEXT" "$REPEATS" 300 cpu /tmp/tiny \
+      >"$O/bench-22m-cores$cores.txt" 2>&1
+    log "taskset -c $cores bench_remote /tmp/m22 (22m shape) $REPEATS 300 cpu /tmp/tiny: exit $?"
+    grep -vE "^(write|load)" "$O/bench-22m-cores$cores.txt" >>"$O/summary.txt"
+  done
+  exit 0
+fi
 if [ "$ONLY" = crash ]; then
   rm -rf /tmp/latmix-serve-*
   CUDA_VISIBLE_DEVICES= timeout 300 $B/tests/latmix_serve_tests >"$O/serve-tests-nogpu.log" 2>&1

@@ -2,13 +2,14 @@
 // (one tensor in memory at a time) and atomically (a temp folder beside OUT, renamed into place
 // when complete), so that the big-model paths (issue 15) can be measured without a hub.
 //
-//   make_random_model OUT --shape 1b|8b|tiny [--dtype bf16|fp16|fp32] [--seed N]
+//   make_random_model OUT --shape 1b|8b|22m|tiny [--dtype bf16|fp16|fp32] [--seed N]
 //                     [--shard-size MB] [--tokenizer FILE] [--layers N] [--vocab N]
 //
 // Shapes: 1b and 8b are Llama-3.2-1B's and Llama-3.1-8B's (as ../shared/bench/make_model.py
 // writes them with transformers: vocab 128256, llama3 RoPE, 1B tied, 8B untied); tiny is a
-// 2-layer model for tests. Weights are N(0, 0.02) (transformers' initializer_range; drawn from a
-// pool, see RandomPool), norm gains 1.
+// 2-layer model for tests; 22m is ../shared/data's gutenberg-llama-22M's (the figures issue 19 asks
+// of it, on a machine where the trained model cannot be copied). Weights are N(0, 0.02)
+// (transformers' initializer_range; drawn from a pool, see RandomPool), norm gains 1.
 // --tokenizer copies a tokenizer.json beside the weights; without --vocab the vocabulary is made at
 // least as large as the tokenizer's.
 #include <ATen/ATen.h>
@@ -42,8 +43,9 @@ struct Shape {
 Shape shape_named(const std::string& name) {
   if (name == "1b") return {2048, 8192, 16, 32, 8, 64, 128256, true, 32.0};
   if (name == "8b") return {4096, 14336, 32, 32, 8, 128, 128256, false, 8.0};
+  if (name == "22m") return {512, 1408, 6, 8, 4, 64, 8192, true, 1.0};
   if (name == "tiny") return {64, 160, 2, 4, 2, 16, 4096, false, 8.0};
-  throw std::runtime_error("--shape: expected 1b, 8b or tiny, found '" + name + "'");
+  throw std::runtime_error("--shape: expected 1b, 8b, 22m or tiny, found '" + name + "'");
 }
 
 ordered_json config_json(const Shape& s, const std::string& dtype) {
@@ -149,7 +151,7 @@ int run(std::vector<std::string> args) {
   const std::string vocab = arg_value(args, "vocab", "");
   if (args.size() != 1 || shape_name.empty()) {
     std::fprintf(stderr,
-                 "usage: make_random_model OUT --shape 1b|8b|tiny [--dtype bf16|fp16|fp32] [--seed N] "
+                 "usage: make_random_model OUT --shape 1b|8b|22m|tiny [--dtype bf16|fp16|fp32] [--seed N] "
                  "[--shard-size MB] [--tokenizer FILE] [--layers N] [--vocab N]\n");
     return 2;
   }
