@@ -11,10 +11,10 @@
 #include <memory>
 
 #include "engine_host.h"
-#include "main_window.h"
 #include "latency_probe.h"
-#include "latmix/memory.h"
+#include "latmix/malloc_tuning.h"
 #include "latmix/version.h"
+#include "main_window.h"
 #include "model_session.h"
 #include "settings_dialog.h"
 
@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
     QCoreApplication core(argc, argv);
     parser.process(core);  // prints the help or the version and exits (or reports a bad option)
   }
-  // The engine's work runs on the EngineHost's thread: one malloc arena, as `latmix serve` (latmix/memory.h).
-  latmix::share_one_malloc_arena();
+  // Before any thread or tensor: the engine's work runs on the EngineHost's thread (latmix/malloc_tuning.h).
+  latmix::tune_malloc_for_tensors();
   QApplication app(argc, argv);
   parser.process(app);
 

@@ -13,6 +13,7 @@
 #include "completion.h"
 #include "console.h"
 #include "latmix/error.h"
+#include "latmix/malloc_tuning.h"
 #include "latmix/serve/tasks.h"
 #include "latmix/version.h"
 #include "remote.h"
@@ -55,6 +56,7 @@ std::string out_of_memory(const std::string& command, const std::vector<std::str
 }  // namespace
 
 int main(int argc, char** argv) {
+  latmix::tune_malloc_for_tensors();  // before any thread or tensor (latmix/malloc_tuning.h)
   latmix::cli::install_interrupt_handlers();
   const std::vector<Command> cmds = all_commands();
   std::vector<std::string> args(argv + 1, argv + argc);

@@ -1,8 +1,6 @@
 // Memory available against memory needed, before a job starts (latmix/memory.h).
 #include "latmix/memory.h"
 
-#include <malloc.h>
-
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
@@ -18,12 +16,6 @@
 #include "latmix/error.h"
 
 namespace latmix {
-
-void share_one_malloc_arena() {
-#if defined(__GLIBC__)
-  ::mallopt(M_ARENA_MAX, 1);
-#endif
-}
 
 namespace {
 

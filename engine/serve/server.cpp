@@ -13,7 +13,7 @@
 
 #include "latmix/error.h"
 #include "latmix/files.h"
-#include "latmix/memory.h"
+#include "latmix/malloc_tuning.h"
 #include "latmix/serve/jobs.h"
 #include "latmix/serve/roots.h"
 #include "latmix/serve/tasks.h"
@@ -348,9 +348,10 @@ void Server::Impl::download(const httplib::Request& req, httplib::Response& res)
 
 namespace {
 
-// The tasks run on the job queue's worker thread: one malloc arena (latmix/memory.h says why).
+// The tasks run on the job queue's worker thread: one malloc arena (latmix/malloc_tuning.h says why; the
+// CLI has set it already, a program that embeds the server may not have).
 std::unique_ptr<Server::Impl> make_impl(ServeOptions options) {
-  share_one_malloc_arena();
+  tune_malloc_for_tensors();
   return std::make_unique<Server::Impl>(std::move(options));
 }
 

@@ -22,7 +22,7 @@
 
 #include "latmix/api/learn.h"
 #include "latmix/api/statistics.h"
-#include "latmix/memory.h"
+#include "latmix/malloc_tuning.h"
 #include "latmix/model.h"
 #include "latmix/model_files.h"
 #include "latmix/serve/client.h"
@@ -47,9 +47,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   namespace fs = std::filesystem;
-  // As `latmix serve` and the studio run: one malloc arena from the start (latmix/memory.h), so that
+  // As `latmix serve` and the studio run: one malloc arena from the start (latmix/malloc_tuning.h), so that
   // the in-process runs on a new thread below are measured as the server's worker runs.
-  latmix::share_one_malloc_arena();
+  latmix::tune_malloc_for_tensors();
   const std::string model_path = fs::canonical(argv[1]).string();
   const std::string text = fs::canonical(argv[2]).string();
   const int repeats = argc > 3 ? std::atoi(argv[3]) : 5;

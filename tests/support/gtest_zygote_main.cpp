@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "latmix/malloc_tuning.h"
 #include "zygote_server.h"
 
 namespace {
@@ -83,6 +84,7 @@ int run_cases(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  latmix::tune_malloc_for_tensors();  // as every program of ours runs (latmix/malloc_tuning.h)
   if (auto options = latmix::zygote::zygote_mode(argc, argv)) return latmix::zygote::serve(*options, run_cases);
   return run_cases(argc, argv);
 }

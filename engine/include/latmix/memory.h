@@ -13,14 +13,6 @@
 
 namespace latmix {
 
-/// Makes glibc's malloc keep one arena for the whole process (mallopt M_ARENA_MAX 1), for a process
-/// whose engine work runs on a thread other than the main one (`latmix serve`'s job worker, the
-/// studio's EngineHost). A thread's own arena returns the freed memory of a task's large temporary
-/// tensors to the system at once, and each next allocation faults its pages in again: a 22M
-/// model's statistics took 3.3 s on such a thread against 2.1 s on the main thread, 2.24 s with one
-/// arena (docs/benchmarks.md). Call before that thread starts; once per process is enough.
-void share_one_malloc_arena();
-
 /// Host memory this process can still take without swapping: MemAvailable of /proc/meminfo,
 /// narrowed by the cgroup v2 limit of the process (memory.max - memory.current) when one is set.
 /// 0 when neither can be read (then nothing is refused). LATMIX_MEMORY_AVAILABLE=N (bytes, or with a

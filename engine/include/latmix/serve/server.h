@@ -44,9 +44,9 @@ std::string read_token_file(const std::string& path);
 
 class Server {
  public:
-  /// Checks the options (roots, device, token) and starts the job queue. Sets glibc's malloc to one
-  /// arena for the process (M_ARENA_MAX 1): the worker thread then reuses freed memory as the main
-  /// thread does (latmix/memory.h share_one_malloc_arena says what it cost without).
+  /// Checks the options (roots, device, token) and starts the job queue. Sets glibc's malloc as
+  /// latmix/malloc_tuning.h's tune_malloc_for_tensors() says (one arena: the worker thread then reuses
+  /// freed memory as the main thread does).
   /// \throws latmix::UsageError naming the option.
   explicit Server(ServeOptions options);
   ~Server();
