@@ -10,6 +10,7 @@
 // The server keeps the model open between jobs (as it does for a client that asks again), so both
 // sides time the statistics work on a model already loaded; the first remote run, which loads it,
 // is left out as a warm-up, as is the first in-process run.
+#include <ATen/Parallel.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -93,7 +94,10 @@ int main(int argc, char** argv) {
     });
     worker.join();
   }
-  std::printf("in-process on a new thread with progress: %.3f s (median of %d)\n", median(threaded), repeats);
+  int worker_threads = 0;
+  std::thread([&] { worker_threads = at::get_num_threads(); }).join();
+  std::printf("in-process on a new thread with progress: %.3f s (median of %d); intra-op threads: main %d, a new "
+              "thread %d\n", median(threaded), repeats, at::get_num_threads(), worker_threads);
   // What the wire adds in any case: the result as JSON, as CBOR, and read back.
   const auto ts = Clock::now();
   const std::vector<uint8_t> wire = nlohmann::json::to_cbor(latmix::api::to_json(last_result));
