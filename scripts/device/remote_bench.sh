@@ -41,7 +41,7 @@ if [ "$ONLY" = overhead ]; then
   rm -rf /tmp/m22 /tmp/tiny
   $B/tests/bench/make_random_model /tmp/m22 --shape 22m --tokenizer $M/tokenizer.json >/dev/null 2>&1
   $B/tests/bench/make_random_model /tmp/tiny --shape tiny --tokenizer $M/tokenizer.json --dtype fp32 >/dev/null 2>&1
-  for run in "0-1" "0-1 OMP_NUM_THREADS=2" "0-15"; do
+  for run in "0-1" "0-15"; do
     set -- $run
     cores=$1; shift
     timeout 200 env "$@" X=1 taskset -c $cores $B/tests/bench/bench_remote /tmp/m22 "$TEXT" "$REPEATS" 100 cpu /tmp/tiny \

@@ -75,24 +75,43 @@ int main(int argc, char** argv) {
   lo.device = latmix::parse_device(device);
   const latmix::Model model = latmix::load_model(model_path, lo);
   const auto tokenizer = latmix::load_model_tokenizer(model_path, "", static_cast<int32_t>(model.config().vocab_size));
-  std::vector<double> local;
+  latmix::serve::ServeOptions o;
+  o.port = 0;
+  o.roots = {fs::path(model_path).parent_path().string(), fs::path(text).parent_path().string(), out};
+  if (learn_model_path != model_path) o.roots.push_back(fs::path(learn_model_path).parent_path().string());
+  o.token = latmix::serve::generate_token();
+  o.device = device;
+  latmix::serve::Server server(o);
+  const int port = server.bind();
+  std::thread serving([&] { server.run(); });
+  const latmix::serve::RemoteEngine engine("http://127.0.0.1:" + std::to_string(port), o.token);
+
+  // Rounds of the three, interleaved so that a load that changes while the benchmark runs (another
+  // program, the CPU's clock) weighs on each alike: in-process on the main thread, in-process on a
+  // new thread with a progress callback (what the engine's worker does), and through the server.
+  // Round 0 (the server loads the model) is left out.
+  std::vector<double> local, threaded, remote, ratios;
   latmix::api::StatisticsResult last_result;
+  size_t result_bytes = 0;
   for (int i = 0; i <= repeats; ++i) {
-    const auto t = Clock::now();
+    auto t = Clock::now();
     last_result = latmix::api::run_statistics(r, model, *tokenizer);
-    if (i > 0) local.push_back(seconds_since(t));
-  }
-  // The same on another thread, with a progress callback: what the engine's worker does.
-  std::vector<double> threaded;
-  for (int i = 0; i < repeats; ++i) {
+    const double l = seconds_since(t);
+    double w = 0;
     std::thread worker([&] {
       latmix::JobControl job;
       job.progress = [](std::string_view, int64_t, int64_t) {};
-      const auto t = Clock::now();
+      const auto tw = Clock::now();
       latmix::api::run_statistics(r, model, *tokenizer, job);
-      threaded.push_back(seconds_since(t));
+      w = seconds_since(tw);
     });
     worker.join();
+    t = Clock::now();
+    const nlohmann::json result = engine.run("statistics", latmix::api::to_json(r), {});
+    const double m = seconds_since(t);
+    result_bytes = nlohmann::json::to_cbor(result).size();
+    if (i == 0) continue;
+    local.push_back(l), threaded.push_back(w), remote.push_back(m), ratios.push_back(m / l);
   }
   int worker_threads = 0;
   std::thread([&] { worker_threads = at::get_num_threads(); }).join();
@@ -105,31 +124,13 @@ int main(int argc, char** argv) {
   const auto tr = Clock::now();
   latmix::api::statistics_result_from_json(nlohmann::json::from_cbor(wire));
   const double from_wire = seconds_since(tr);
-
-  latmix::serve::ServeOptions o;
-  o.port = 0;
-  o.roots = {fs::path(model_path).parent_path().string(), fs::path(text).parent_path().string(), out};
-  if (learn_model_path != model_path) o.roots.push_back(fs::path(learn_model_path).parent_path().string());
-  o.token = latmix::serve::generate_token();
-  o.device = device;
-  latmix::serve::Server server(o);
-  const int port = server.bind();
-  std::thread serving([&] { server.run(); });
-  const latmix::serve::RemoteEngine engine("http://127.0.0.1:" + std::to_string(port), o.token);
-  std::vector<double> remote;
-  size_t result_bytes = 0;
-  for (int i = 0; i <= repeats; ++i) {
-    const auto t = Clock::now();
-    const nlohmann::json result = engine.run("statistics", latmix::api::to_json(r), {});
-    if (i > 0) remote.push_back(seconds_since(t));
-    result_bytes = nlohmann::json::to_cbor(result).size();
-  }
   const double l = median(local), m = median(remote);
-  std::printf("statistics (%s on %s, %lld x %lld tokens, %s): in-process %.3f s, remote %.3f s (median of %d): "
-              "overhead %+.1f %% (result %.1f KiB as CBOR)\n",
+  std::printf("statistics (%s on %s, %lld x %lld tokens, %s): in-process %.3f s, remote %.3f s (median of %d "
+              "interleaved rounds): overhead %+.1f %% (median of the rounds' ratios %+.1f %%; result %.1f KiB as "
+              "CBOR)\n",
               fs::path(model_path).filename().c_str(), device.c_str(), static_cast<long long>(r.samples),
               static_cast<long long>(r.seqlen), r.point.c_str(), l, m, repeats, 100.0 * (m - l) / l,
-              static_cast<double>(result_bytes) / 1024.0);
+              100.0 * (median(ratios) - 1.0), static_cast<double>(result_bytes) / 1024.0);
   std::printf("  of which the result's conversions: to JSON and CBOR %.3f s on the engine, CBOR to the typed result "
               "%.3f s on the client\n", to_wire, from_wire);
 
