@@ -28,6 +28,11 @@ export LD_LIBRARY_PATH="$DEPS/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
 TORCH_PREFIX=$(python3 -c 'import torch;print(torch.utils.cmake_prefix_path)')
 GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
 
+# timeline FILE: from now, `log MESSAGE` prints "[Ns] MESSAGE" (seconds since this call) and
+# appends it to FILE.
+timeline() { T0=$(date +%s); TIMELINE=$1; mkdir -p "$(dirname "$1")"; }
+log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$TIMELINE"; }
+
 # cuda_build SRC LOGDIR TARGET...: configures and builds SRC into /tmp/build-cuda against that
 # machine's LibTorch (GUI off, nvcc for the CUDA kernels; warnings not errors: its gcc 13 reports
 # false positives inside LibTorch 2.11 headers). Logs in LOGDIR; on failure prints the errors and

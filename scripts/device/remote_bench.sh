@@ -18,9 +18,8 @@ REPEATS=${1:-5}
 ONLY=${2:-}
 O=${OUT:-/tmp/out}
 mkdir -p "$O"
-T0=$(date +%s)
-log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$O/summary.txt"; }
 source scripts/device/deps.sh
+timeline "$O/summary.txt"
 cuda_build "$PWD" "$O" latmix latmix-engine latmix_serve_tests make_random_model bench_remote || exit 1
 log "built"
 B=/tmp/build-cuda

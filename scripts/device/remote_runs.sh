@@ -12,9 +12,8 @@ set -uo pipefail
 STEPS=${1:-40}
 O=${OUT:-/tmp/out}
 mkdir -p "$O"
-T0=$(date +%s)
-log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$O/timeline.txt"; }
 source scripts/device/deps.sh
+timeline "$O/timeline.txt"
 cuda_build "$PWD" "$O" latmix latmix-engine latmix_serve_tests make_random_model bench_remote || exit 1
 log "built"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader >>"$O/timeline.txt"
