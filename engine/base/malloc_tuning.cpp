@@ -11,6 +11,7 @@ namespace latmix {
 
 void tune_malloc_for_tensors() {
 #if defined(__GLIBC__)
+  if (std::getenv("LATMIX_MALLOC_DEFAULTS") != nullptr) return;  // glibc's own, for comparison
   const auto unless_set = [](const char* variable, int option, int value) {
     if (std::getenv(variable) == nullptr) ::mallopt(option, value);
   };

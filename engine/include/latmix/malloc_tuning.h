@@ -15,7 +15,8 @@ namespace latmix {
 /// Measured on this 2-core machine, `latmix stats --model gutenberg-llama-22M --data
 /// resources/calibration/pride_and_prejudice_ch1-6.txt --samples 16 --seqlen 256`: 5.5 s (4.5 s
 /// of it in the kernel) before, 2.1 s (0.7 s) after, the same peak memory (271 MB against 273 MB).
-/// Environment settings (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) win.
+/// Environment settings (MALLOC_ARENA_MAX, MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) win;
+/// LATMIX_MALLOC_DEFAULTS=1 leaves glibc's defaults (to measure against).
 /// A no-op outside glibc.
 void tune_malloc_for_tensors();
 
