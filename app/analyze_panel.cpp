@@ -27,9 +27,9 @@
 #include "latmix/model.h"
 #include "latmix/tokenizer.h"
 #include "learn_request.h"
-#include "settings_dialog.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "settings_dialog.h"
 #include "studio_context.h"
 
 namespace latmix::studio {

@@ -2,15 +2,14 @@
 #include "compare_methods_page.h"
 
 #include <QCheckBox>
+#include <QColor>
 #include <QComboBox>
 #include <QDateTime>
-#include <QRegularExpression>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
-#include <QColor>
 #include <QLabel>
 #include <QLineEdit>
 #include <QMessageBox>
@@ -18,6 +17,7 @@
 #include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
@@ -39,10 +39,10 @@
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
-#include "latmix/memory.h"
 #include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/memory.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
@@ -277,14 +277,14 @@ quint64 CompareMethodsPage::runOnEngine(api::CompareRequest request) {
   request.tasks = link_->engineTexts(request.tasks);
   request.learning.calib = link_->engineTexts(request.learning.calib);
   request.learning.data_dir.clear();
-  request.out = QString("latmix-studio-compare-%1")
-                    .arg(QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss"))
-                    .toStdString();
+  request.out =
+      QString("latmix-studio-compare-%1").arg(QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss")).toStdString();
   EngineRunHooks hooks;
   hooks.gate = link_->lossGate();
   QPointer<CompareMethodsPage> self(this);
   return host_->submit("compare-methods", [self, engine, request, hooks, path](const JobControl& job) {
-    api::CompareResult r = api::compare_result_from_json(run_on_engine(*engine, "compare", api::to_json(request), job, hooks));
+    api::CompareResult r =
+        api::compare_result_from_json(run_on_engine(*engine, "compare", api::to_json(request), job, hooks));
     auto c = std::make_shared<Comparison>(std::move(r.comparison));
     QStringList files;
     for (const auto& f : r.files) files << QString::fromStdString(f);

@@ -34,17 +34,17 @@
 #include "compare_common.h"
 #include "engine_host.h"
 #include "engine_link.h"
-#include "latmix/serve/client.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
-#include "latmix/memory.h"
 #include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/memory.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
+#include "latmix/serve/client.h"
 #include "latmix/tasks.h"
 #include "learn_knobs.h"
 #include "main_window.h"
@@ -131,9 +131,9 @@ quint64 CompareSpecsPage::run() {
                        .arg(session_->summary().path, eval_.tasks->text())
                        .arg(request.limit)
                        .arg(request.seqlen)
-                       .arg(session_->remote() ? "the engine's default (on " +
-                                                     QString::fromStdString(session_->remote()->url()) + ")"
-                                               : studio_data_dir());
+                       .arg(session_->remote()
+                                ? "the engine's default (on " + QString::fromStdString(session_->remote()->url()) + ")"
+                                : studio_data_dir());
   run_->setEnabled(false);
   if (session_->remote()) return specs_job_ = runOnEngine(request);
   const std::string sample = bundled_sample().toStdString();

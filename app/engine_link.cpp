@@ -119,8 +119,8 @@ void report_event(const serve::JobEvent& e, const JobControl& job, const EngineR
 }  // namespace
 
 // RemoteEngine::run() step by step, so that a lost stream can be followed again from its last event.
-nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task,
-                             const nlohmann::json& request, const JobControl& job, const EngineRunHooks& hooks) {
+nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task, const nlohmann::json& request,
+                             const JobControl& job, const EngineRunHooks& hooks) {
   const std::string id = engine.submit(task, request).at("id").get<std::string>();
   if (hooks.on_submitted) hooks.on_submitted(id);
   int64_t last = 0;
@@ -185,9 +185,13 @@ EngineLink::~EngineLink() {
   gate_->giveUp();
 }
 
-void EngineLink::retryLostStream() { gate_->retry(); }
+void EngineLink::retryLostStream() {
+  gate_->retry();
+}
 
-void EngineLink::giveUpLostStream() { gate_->giveUp(); }
+void EngineLink::giveUpLostStream() {
+  gate_->giveUp();
+}
 
 quint64 EngineLink::connectTo(const QString& url, const std::string& token) {
   pending_url_ = url;

@@ -98,8 +98,8 @@ struct EngineRunHooks {
 /// up, or the result could not be read), the job waits at hooks.gate: Retry follows the same remote
 /// job from the last event seen, giving up fails with a message that names the engine, the job and
 /// how to re-attach from the shell. \throws what RemoteEngine::run() throws.
-nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task,
-                             const nlohmann::json& request, const JobControl& job, const EngineRunHooks& hooks = {});
+nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task, const nlohmann::json& request,
+                             const JobControl& job, const EngineRunHooks& hooks = {});
 
 class EngineLink : public QObject {
   Q_OBJECT

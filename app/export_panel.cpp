@@ -651,8 +651,9 @@ void ExportPanel::showOutcome(const ExportOutcome& o) {
   QString html;
   auto pre = [](const QString& text) { return "<pre style='margin:2px'>" + text.toHtmlEscaped() + "</pre>"; };
   auto left = [&o] {
-    if (o.on_engine) return QString("On the engine's server, the export removes what it wrote (never a half-written %1).")
-                         .arg(o.path.toHtmlEscaped());
+    if (o.on_engine)
+      return QString("On the engine's server, the export removes what it wrote (never a half-written %1).")
+          .arg(o.path.toHtmlEscaped());
     if (o.leftovers.isEmpty() && o.target_untouched)
       return QString("Nothing was left behind: no temp folder, no partial file, %1 untouched.")
           .arg(o.path.toHtmlEscaped());

@@ -57,7 +57,7 @@ struct ExportOutcome {
   QString message;            ///< the error (Failed)
   QStringList leftovers;      ///< after a cancel or failure: what the export left in the target's folder (none!)
   bool target_untouched = true;  ///< after a cancel or failure: the target is as it was
-  bool on_engine = false;     ///< written (or verified) on the engine's server: `path` is the server's
+  bool on_engine = false;        ///< written (or verified) on the engine's server: `path` is the server's
 };
 
 class ExportPanel : public QWidget {
@@ -140,9 +140,9 @@ class ExportPanel : public QWidget {
   quint64 job_ = 0;
   quint64 verify_job_ = 0;
   quint64 download_job_ = 0;
-  QString other_folder_;         // the folder of the other side (this computer / the engine's server)
+  QString other_folder_;           // the folder of the other side (this computer / the engine's server)
   bool folder_is_engine_ = false;  // folder_ shows a folder of the engine's server
-  QString engine_bundle_;  // the .zip this window last exported on the engine (the server's path)
+  QString engine_bundle_;          // the .zip this window last exported on the engine (the server's path)
   ExportOutcome last_;
   QString written_html_;  // the summary of the last export written
   QElapsedTimer stage_clock_;

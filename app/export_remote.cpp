@@ -117,7 +117,9 @@ void ExportPanel::chooseEngineFolder() {
   folder_->setText(dialog.chosen());
 }
 
-bool ExportPanel::canDownload() const { return !engine_bundle_.isEmpty() && session_->remote(); }
+bool ExportPanel::canDownload() const {
+  return !engine_bundle_.isEmpty() && session_->remote();
+}
 
 void ExportPanel::downloadDialog() {
   const QString local = QFileDialog::getSaveFileName(this, "Download the bundle to",
@@ -150,9 +152,10 @@ void ExportPanel::downloadEnded(const QString& local, const QString& message) {
   updateButtons();
   const QString server = QString::fromStdString(session_->remote() ? session_->remote()->url() : std::string());
   if (message.isEmpty()) {
-    summary_->setText(summary_->text() + QString("<hr><b style='color:#1e8449'>Downloaded</b> %1 from %2 to <b>%3</b> (%4).")
-                                             .arg(engine_bundle_.toHtmlEscaped(), server.toHtmlEscaped(),
-                                                  local.toHtmlEscaped(), format_bytes(QFileInfo(local).size())));
+    summary_->setText(summary_->text() +
+                      QString("<hr><b style='color:#1e8449'>Downloaded</b> %1 from %2 to <b>%3</b> (%4).")
+                          .arg(engine_bundle_.toHtmlEscaped(), server.toHtmlEscaped(), local.toHtmlEscaped(),
+                               format_bytes(QFileInfo(local).size())));
     Q_EMIT downloaded(local);
   } else {
     summary_->setText(summary_->text() + "<hr><b style='color:#c0392b'>Download failed:</b> " +

@@ -29,16 +29,16 @@
 #include "analyze_panel.h"
 #include "compare_panel.h"
 #include "engine_dialogs.h"
-#include "export_panel.h"
 #include "engine_link.h"
 #include "explorer_panel.h"
+#include "export_panel.h"
 #include "heatmap_view.h"
 #include "latmix/calib.h"
 #include "latmix/compare.h"
 #include "latmix/mx_analysis.h"
 #include "latmix/serve/client.h"
-#include "learn_controller.h"
 #include "latmix/serve/server.h"
+#include "learn_controller.h"
 #include "main_window.h"
 #include "microscope_panel.h"
 #include "model_session.h"
@@ -48,9 +48,9 @@
 using latmix::studio::AnalyzePanel;
 using latmix::studio::ComparePanel;
 using latmix::studio::EngineAddress;
+using latmix::studio::EngineLink;
 using latmix::studio::ExportOutcome;
 using latmix::studio::ExportPanel;
-using latmix::studio::EngineLink;
 using latmix::studio::LearnController;
 using latmix::studio::ModelSession;
 using latmix::studio::ModelSummary;
@@ -189,8 +189,10 @@ class Relay {
       if (listen_fd_ >= 0 && (fds[i++].revents & POLLIN) != 0) {
         const int client = accept(listen_fd_, nullptr, nullptr);
         const int upstream = client >= 0 ? connect_target() : -1;
-        if (upstream >= 0) keep.emplace_back(client, upstream);
-        else if (client >= 0) close(client);
+        if (upstream >= 0)
+          keep.emplace_back(client, upstream);
+        else if (client >= 0)
+          close(client);
       }
       for (auto [a, b] : pairs_) {
         bool open = true;
@@ -271,7 +273,8 @@ QString run_analysis(AnalyzePanel* panel) {
 
 /// The comparisons' settings: the bundled sample's perplexity, 2 windows of 32 tokens.
 void configure_compare(ComparePanel* c) {
-  c->configure("text:" + latmix::studio::bundled_sample(), "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=mxfp4,weights=rtn", 2);
+  c->configure("text:" + latmix::studio::bundled_sample(), "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=mxfp4,weights=rtn",
+               2);
   latmix::studio::LearnRequest learning;
   learning.quant = "mxfp4";
   learning.calib = latmix::studio::bundled_sample().toStdString();
@@ -286,7 +289,9 @@ QString comparison_figures(const latmix::Comparison& c) {
   auto add = [&out](const QString& who, const std::vector<latmix::TaskResult>& results) {
     for (const auto& r : results) {
       for (const auto& [metric, value] : r.metrics)
-        out << QString("%1 %2 %3 %4").arg(who, QString::fromStdString(r.task), QString::fromStdString(metric)).arg(value, 0, 'g', 17);
+        out << QString("%1 %2 %3 %4")
+                   .arg(who, QString::fromStdString(r.task), QString::fromStdString(metric))
+                   .arg(value, 0, 'g', 17);
     }
   };
   add("FP", c.fp);
@@ -577,7 +582,8 @@ class RemoteStudioTest : public QObject {
     const QString local = here.filePath("bundle.zip");
     QVERIFY(p->downloadBundle(local) != 0);
     QTRY_VERIFY_WITH_TIMEOUT(!downloaded.isEmpty() || !download_failed.isEmpty(), kJobMs);
-    QVERIFY2(download_failed.isEmpty(), qPrintable(download_failed.isEmpty() ? QString() : download_failed.at(0).at(0).toString()));
+    QVERIFY2(download_failed.isEmpty(),
+             qPrintable(download_failed.isEmpty() ? QString() : download_failed.at(0).at(0).toString()));
     QCOMPARE(downloaded.at(0).at(0).toString(), local);
     QVERIFY(file_bytes(local) == file_bytes(on_server));
     QVERIFY2(p->summaryText().contains("Downloaded"), qPrintable(p->summaryText()));
@@ -589,7 +595,8 @@ class RemoteStudioTest : public QObject {
     QVERIFY2(download_failed.at(0).at(0).toString().contains(here.filePath("missing")),
              qPrintable(download_failed.at(0).at(0).toString()));
     QVERIFY(!QFileInfo::exists(nowhere));
-    QCOMPARE(QDir(here.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot), QStringList{"bundle.zip"});
+    QCOMPARE(QDir(here.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+             QStringList{"bundle.zip"});
   }
 
   void aLostEventStreamShowsTheBannerAndRetryReattaches() {
@@ -612,7 +619,7 @@ class RemoteStudioTest : public QObject {
     QVERIFY2(s.window.bannerText().contains("learn job"), qPrintable(s.window.bannerText()));
     auto* retry = s.window.findChild<QPushButton*>("retry-banner");
     QVERIFY(retry != nullptr && !retry->isHidden());  // the window is never shown offscreen
-    QVERIFY(ctl->running() && failed.isEmpty());  // the run waits
+    QVERIFY(ctl->running() && failed.isEmpty());      // the run waits
     relay.restore();
     retry->click();
     QVERIFY(s.window.bannerText().isEmpty());
