@@ -22,13 +22,14 @@
 
 #include "analyze_plots.h"
 #include "engine_host.h"
+#include "engine_link.h"
 #include "latmix/error.h"
 #include "latmix/model.h"
 #include "latmix/tokenizer.h"
 #include "learn_request.h"
-#include "settings_dialog.h"
 #include "main_window.h"
 #include "model_session.h"
+#include "settings_dialog.h"
 #include "studio_context.h"
 
 namespace latmix::studio {
@@ -76,7 +77,7 @@ void add_row(QVBoxLayout* layout, QWidget* parent, const std::vector<std::pair<Q
 }  // namespace
 
 AnalyzePanel::AnalyzePanel(StudioContext* context, QWidget* parent)
-    : QWidget(parent), host_(context->host()), session_(context->session()) {
+    : QWidget(parent), context_(context), host_(context->host()), session_(context->session()) {
   buildControls();
   connect(host_, &EngineHost::jobProgress, this, &AnalyzePanel::onProgress);
   connect(host_, &EngineHost::jobFinished, this, [this](quint64 id, const QString&, double) {
@@ -340,10 +341,10 @@ QString AnalyzePanel::progressText() const {
 quint64 AnalyzePanel::run() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
+  auto engine = session_->remote();
   QString refusal;
   if (job_ != 0) refusal = "An analysis is already running: wait for it or press Cancel.";
-  if (!model || !tokenizer) refusal = "No model is open: open one (File > Open, or the demo model) first.";
-  if (session_->remote()) refusal = "Analyze runs in this process only: the model is open on the engine.";
+  if ((!model || !tokenizer) && !engine) refusal = "No model is open: open one (File > Open, or the demo model) first.";
   const api::AnalyzeRequest r = request();
   if (refusal.isEmpty()) {
     try {  // the settings are checked here, before anything is queued
@@ -372,6 +373,7 @@ quint64 AnalyzePanel::run() {
           .arg(r.layer ? QString("layer %1").arg(*r.layer) : QString("every layer"),
                QString::fromStdString(r.point).replace(',', ", "), QString::fromStdString(r.format)),
       false);
+  if (engine) return job_ = runOnEngine(r);
   QPointer<AnalyzePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
   job_ = host_->submit("analyze", [self, model, tokenizer, r](const JobControl& job) {
     auto result = std::make_shared<const MxAnalysis>(api::run_analyze(r, *model, *tokenizer, job).analysis);
@@ -380,6 +382,26 @@ quint64 AnalyzePanel::run() {
     });
   });
   return job_;
+}
+
+// The task "analyze" on the engine the model is open on: the server's calibration text (this
+// computer's bundled sample is sent as the server's own), the result read back with
+// analyze_result_from_json() and drawn as an in-process one.
+quint64 AnalyzePanel::runOnEngine(api::AnalyzeRequest r) {
+  auto engine = session_->remote();
+  const QString path = session_->summary().path;
+  r.data = context_->engineLink()->engineText(r.data);
+  EngineRunHooks hooks;
+  hooks.gate = context_->engineLink()->lossGate();
+  QPointer<AnalyzePanel> self(this);
+  return host_->submit("analyze", [self, engine, r, hooks, path](const JobControl& job) {
+    const nlohmann::json result = run_on_engine(*engine, "analyze", api::to_json(r), job, hooks);
+    auto analysis = std::make_shared<const MxAnalysis>(api::analyze_result_from_json(result).analysis);
+    EngineHost::post(self, [self, analysis, engine, path] {
+      // else: of the model open before
+      if (engine == self->session_->remote() && path == self->session_->summary().path) self->showAnalysis(analysis);
+    });
+  });
 }
 
 void AnalyzePanel::cancel() {

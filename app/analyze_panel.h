@@ -7,7 +7,9 @@
 // and Cancel. The result shows, per (capture point, layer), the error-vs-block-size plot, the
 // per-block error across the layer's blocks, and a table of the transforms' condition numbers and
 // block magnitudes beside the error; switching what is shown never reruns anything. "Save
-// report..." writes the report `latmix analyze --out` writes (report.md, report.json, PNG plots).
+// report..." writes the report `latmix analyze --out` writes (report.md, report.json, PNG plots) on
+// this computer. For a model open on an engine, Run runs the task "analyze" there (the text is the
+// server's path) and the result is drawn the same way.
 
 #include <QElapsedTimer>
 #include <QString>
@@ -101,6 +103,9 @@ class AnalyzePanel : public QWidget {
   void updateTable();
   void onProgress(quint64 id, const QString& stage, qint64 done, qint64 total);
 
+  quint64 runOnEngine(latmix::api::AnalyzeRequest request);
+
+  StudioContext* context_;
   EngineHost* host_;
   ModelSession* session_;
   QLineEdit* data_ = nullptr;

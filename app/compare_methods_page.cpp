@@ -2,13 +2,14 @@
 #include "compare_methods_page.h"
 
 #include <QCheckBox>
+#include <QColor>
 #include <QComboBox>
+#include <QDateTime>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QHeaderView>
-#include <QColor>
 #include <QLabel>
 #include <QLineEdit>
 #include <QMessageBox>
@@ -16,6 +17,7 @@
 #include <QPointer>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QSettings>
 #include <QSpinBox>
 #include <QSplitter>
@@ -33,13 +35,14 @@
 
 #include "compare_common.h"
 #include "engine_host.h"
+#include "engine_link.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
-#include "latmix/memory.h"
 #include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/memory.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
@@ -53,9 +56,9 @@ namespace latmix::studio {
 
 using namespace compare_detail;
 
-CompareMethodsPage::CompareMethodsPage(EngineHost* host, ModelSession* session, CompareEvaluation eval,
-                                       QWidget* parent)
-    : QWidget(parent), host_(host), session_(session), eval_(eval) {
+CompareMethodsPage::CompareMethodsPage(EngineHost* host, ModelSession* session, EngineLink* link,
+                                       CompareEvaluation eval, QWidget* parent)
+    : QWidget(parent), host_(host), session_(session), link_(link), eval_(eval) {
   QWidget* page = this;
   auto* layout = new QVBoxLayout(page);
   layout->setContentsMargins(0, 0, 0, 0);
@@ -242,7 +245,7 @@ QString CompareMethodsPage::methodsCliCommand() const {
 quint64 CompareMethodsPage::runMethods() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
-  if (!model || !tokenizer || checkedMethods().isEmpty() || methods_job_ != 0) return 0;
+  if (((!model || !tokenizer) && !session_->remote()) || checkedMethods().isEmpty() || methods_job_ != 0) return 0;
   const api::CompareRequest request = methodsRequest();
   m_cli_->setText(methodsCliCommand());
   m_run_->setEnabled(false);
@@ -251,6 +254,7 @@ quint64 CompareMethodsPage::runMethods() {
   m_progress_->setRange(0, 0);
   m_progress_->show();
   m_status_->setText("Running: " + checkedMethods().join(", ") + " ...");
+  if (session_->remote()) return methods_job_ = runOnEngine(request);
   QPointer<CompareMethodsPage> self(this);
   methods_job_ = host_->submit("compare-methods", [self, model, tokenizer, request](const JobControl& job) {
     LearnControl control;
@@ -261,6 +265,35 @@ quint64 CompareMethodsPage::runMethods() {
     });
   });
   return methods_job_;
+}
+
+// The task "compare" on the engine the model is open on: the texts are the server's (this computer's
+// bundled sample named as the server's own), the data folder the server's default, and the report is
+// written there too, in "latmix-studio-compare-DATE" under the server's first root (the status names
+// its files; Save report... writes one here as well).
+quint64 CompareMethodsPage::runOnEngine(api::CompareRequest request) {
+  auto engine = session_->remote();
+  const QString path = session_->summary().path;
+  request.tasks = link_->engineTexts(request.tasks);
+  request.learning.calib = link_->engineTexts(request.learning.calib);
+  request.learning.data_dir.clear();
+  request.out =
+      QString("latmix-studio-compare-%1").arg(QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss")).toStdString();
+  EngineRunHooks hooks;
+  hooks.gate = link_->lossGate();
+  QPointer<CompareMethodsPage> self(this);
+  return host_->submit("compare-methods", [self, engine, request, hooks, path](const JobControl& job) {
+    api::CompareResult r =
+        api::compare_result_from_json(run_on_engine(*engine, "compare", api::to_json(request), job, hooks));
+    auto c = std::make_shared<Comparison>(std::move(r.comparison));
+    QStringList files;
+    for (const auto& f : r.files) files << QString::fromStdString(f);
+    EngineHost::post(self, [self, c, engine, path, files] {
+      if (engine != self->session_->remote() || path != self->session_->summary().path) return;  // of the model before
+      self->server_report_ = files;
+      self->showComparison(c);
+    });
+  });
 }
 
 void CompareMethodsPage::cancelMethods() {
@@ -285,7 +318,13 @@ void CompareMethodsPage::showComparison(std::shared_ptr<const Comparison> result
                        "FP-to-RTN perplexity gap.")
                    .arg(comparison_->rows.size())
                    .arg(QString::fromStdString(comparison_->calibration))
-                   .arg(comparison_->seconds, 0, 'f', 1));
+                   .arg(comparison_->seconds, 0, 'f', 1) +
+               (server_report_.isEmpty()
+                    ? QString()
+                    : "<br>The report is on the engine's server, in " +
+                          QFileInfo(server_report_.front()).absolutePath().toHtmlEscaped() + ": " +
+                          QStringList(server_report_).replaceInStrings(QRegularExpression("^.*/"), "").join(", ")));
+  server_report_.clear();
   const Comparison& cmp = *comparison_;
   std::vector<const TaskResult*> ppl, zs;
   for (const auto& r : cmp.fp) (is_perplexity_task(r) ? ppl : zs).push_back(&r);

@@ -31,6 +31,7 @@ struct Comparison;
 namespace latmix::studio {
 
 class EngineHost;
+class EngineLink;
 class ModelSession;
 class LearnKnobs;
 
@@ -38,7 +39,10 @@ class CompareMethodsPage : public QWidget {
   Q_OBJECT
 
  public:
-  CompareMethodsPage(EngineHost* host, ModelSession* session, CompareEvaluation eval, QWidget* parent = nullptr);
+  /// For a model open on an engine (session->remote()), runMethods() runs the task "compare" there
+  /// (`link` names the server's texts); its report is written on the server.
+  CompareMethodsPage(EngineHost* host, ModelSession* session, EngineLink* link, CompareEvaluation eval,
+                     QWidget* parent = nullptr);
 
   /// Checks `methods` and sets the learning options shared by every method (its method field is ignored).
   void configure(const QStringList& methods, const LearnRequest& learning);
@@ -62,9 +66,11 @@ class CompareMethodsPage : public QWidget {
  private:
   void showComparison(std::shared_ptr<const latmix::Comparison> comparison);
   void methodsEnded(const QString& message);
+  quint64 runOnEngine(latmix::api::CompareRequest request);
 
   EngineHost* host_;
   ModelSession* session_;
+  EngineLink* link_;
   CompareEvaluation eval_;
   std::vector<QCheckBox*> method_boxes_;
   QComboBox* m_quant_ = nullptr;
@@ -87,6 +93,7 @@ class CompareMethodsPage : public QWidget {
   quint64 methods_job_ = 0;
   quint64 report_job_ = 0;
   std::shared_ptr<const latmix::Comparison> comparison_;
+  QStringList server_report_;  // the report's files on the engine's server, for the comparison shown next
 };
 
 }  // namespace latmix::studio

@@ -43,8 +43,8 @@ ComparePanel::ComparePanel(StudioContext* context, QWidget* parent) : QWidget(pa
   row->addWidget(seqlen_);
   layout->addLayout(row);
   const CompareEvaluation eval{tasks_, limit_, seqlen_};
-  methods_ = new CompareMethodsPage(context->host(), context->session(), eval, this);
-  specs_ = new CompareSpecsPage(context->host(), context->session(), eval, this);
+  methods_ = new CompareMethodsPage(context->host(), context->session(), context->engineLink(), eval, this);
+  specs_ = new CompareSpecsPage(context->host(), context->session(), context->engineLink(), eval, this);
   pages_ = new QStackedWidget(this);
   pages_->addWidget(methods_);
   pages_->addWidget(specs_);

@@ -33,16 +33,18 @@
 
 #include "compare_common.h"
 #include "engine_host.h"
+#include "engine_link.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
-#include "latmix/memory.h"
 #include "latmix/compare.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
+#include "latmix/memory.h"
 #include "latmix/model.h"
 #include "latmix/quant.h"
 #include "latmix/recovery.h"
+#include "latmix/serve/client.h"
 #include "latmix/tasks.h"
 #include "learn_knobs.h"
 #include "main_window.h"
@@ -53,8 +55,9 @@ namespace latmix::studio {
 
 using namespace compare_detail;
 
-CompareSpecsPage::CompareSpecsPage(EngineHost* host, ModelSession* session, CompareEvaluation eval, QWidget* parent)
-    : QWidget(parent), host_(host), session_(session), eval_(eval) {
+CompareSpecsPage::CompareSpecsPage(EngineHost* host, ModelSession* session, EngineLink* link, CompareEvaluation eval,
+                                   QWidget* parent)
+    : QWidget(parent), host_(host), session_(session), link_(link), eval_(eval) {
   QWidget* page = this;
   auto* layout = new QVBoxLayout(page);
   layout->setContentsMargins(0, 0, 0, 0);
@@ -108,28 +111,60 @@ api::EvaluateRequest CompareSpecsPage::specsRequest() const {
   return r;
 }
 
+namespace {
+
+// The columns of an evaluation's result, FP first.
+std::vector<CompareColumn> columns_of(const api::EvaluateResult& result) {
+  std::vector<CompareColumn> columns = {{"FP", result.fp}};
+  for (const api::EvaluatedSpec& q : result.quantized) columns.push_back({QString::fromStdString(q.spec), q.results});
+  return columns;
+}
+
+}  // namespace
+
 quint64 CompareSpecsPage::run() {
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
-  if (!model || !tokenizer) return 0;
+  if ((!model || !tokenizer) && !session_->remote()) return 0;
   const api::EvaluateRequest request = specsRequest();
   settings_text_ = QString("model %1; tasks %2; limit %3; seqlen %4; data %5")
                        .arg(session_->summary().path, eval_.tasks->text())
                        .arg(request.limit)
                        .arg(request.seqlen)
-                       .arg(studio_data_dir());
+                       .arg(session_->remote()
+                                ? "the engine's default (on " + QString::fromStdString(session_->remote()->url()) + ")"
+                                : studio_data_dir());
   run_->setEnabled(false);
+  if (session_->remote()) return specs_job_ = runOnEngine(request);
   const std::string sample = bundled_sample().toStdString();
   QPointer<CompareSpecsPage> self(this);  // the job may outlive the panel (a window closed meanwhile)
   return specs_job_ = host_->submit("compare", [self, model, tokenizer, request, sample](const JobControl& job) {
     api::EvaluateControl control;
     control.job = job;
     control.bundled_sample = sample;  // the GPTQ calibration's default text, as `latmix eval`'s
-    const api::EvaluateResult result = api::run_evaluate(request, *model, *tokenizer, control);
-    std::vector<CompareColumn> columns = {{"FP", result.fp}};
-    for (const api::EvaluatedSpec& q : result.quantized) columns.push_back({QString::fromStdString(q.spec), q.results});
+    const std::vector<CompareColumn> columns = columns_of(api::run_evaluate(request, *model, *tokenizer, control));
     EngineHost::post(self, [self, columns, model] {
       if (model == self->session_->model()) self->showColumns(columns);  // else: of the model open before
+    });
+  });
+}
+
+// The task "evaluate" on the engine the model is open on: its texts are the server's (this computer's
+// bundled sample named as the server's own), its data folder and GPTQ text the server's defaults.
+quint64 CompareSpecsPage::runOnEngine(api::EvaluateRequest request) {
+  auto engine = session_->remote();
+  const QString path = session_->summary().path;
+  request.tasks = link_->engineTexts(request.tasks);
+  request.data_dir.clear();
+  EngineRunHooks hooks;
+  hooks.gate = link_->lossGate();
+  QPointer<CompareSpecsPage> self(this);
+  return host_->submit("compare", [self, engine, request, hooks, path](const JobControl& job) {
+    const nlohmann::json result = run_on_engine(*engine, "evaluate", api::to_json(request), job, hooks);
+    const std::vector<CompareColumn> columns = columns_of(api::evaluate_result_from_json(result));
+    EngineHost::post(self, [self, columns, engine, path] {
+      // else: of the model open before
+      if (engine == self->session_->remote() && path == self->session_->summary().path) self->showColumns(columns);
     });
   });
 }

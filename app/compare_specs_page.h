@@ -20,6 +20,7 @@ class QTableWidget;
 namespace latmix::studio {
 
 class EngineHost;
+class EngineLink;
 class ModelSession;
 
 /// The results of one configuration (FP or a quantization spec).
@@ -32,7 +33,10 @@ class CompareSpecsPage : public QWidget {
   Q_OBJECT
 
  public:
-  CompareSpecsPage(EngineHost* host, ModelSession* session, CompareEvaluation eval, QWidget* parent = nullptr);
+  /// For a model open on an engine (session->remote()), run() runs the task "evaluate" there (`link`
+  /// names the server's texts).
+  CompareSpecsPage(EngineHost* host, ModelSession* session, EngineLink* link, CompareEvaluation eval,
+                   QWidget* parent = nullptr);
 
   /// The page as the engine's request: what run() runs.
   api::EvaluateRequest specsRequest() const;
@@ -54,9 +58,11 @@ class CompareSpecsPage : public QWidget {
   void showColumns(const std::vector<CompareColumn>& columns);
   void showFailure(const QString& message);
   void save();
+  quint64 runOnEngine(latmix::api::EvaluateRequest request);
 
   EngineHost* host_;
   ModelSession* session_;
+  EngineLink* link_;
   CompareEvaluation eval_;
   QPlainTextEdit* specs_ = nullptr;
   QPushButton* run_ = nullptr;

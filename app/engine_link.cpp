@@ -9,10 +9,12 @@
 
 #include <torch/version.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <utility>
 
 #include "engine_host.h"
+#include "latmix/error.h"
 #include "latmix/serve/client.h"
 #include "latmix/serve/server.h"
 #include "main_window.h"
@@ -64,28 +66,113 @@ QString engine_learn_prefix(const QString& method, int run) {
       .arg(method).arg(run).arg(QDateTime::currentDateTime().toString("yyyyMMdd-HHmmss"));
 }
 
-nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task,
-                             const nlohmann::json& request, const JobControl& job,
-                             const std::function<void(const nlohmann::json&)>& on_step,
-                             const std::function<void(const std::string&)>& on_submitted) {
-  serve::RemoteCallbacks callbacks;
-  callbacks.cancel = job.cancel;
-  callbacks.on_submitted = on_submitted;
-  callbacks.on_event = [&](const serve::JobEvent& e) {
-    if (e.type == "progress") {
-      job.report(e.data.at("stage").get<std::string>(), e.data.at("done").get<int64_t>(),
-                 e.data.at("total").get<int64_t>());
-    } else if (e.type == "step" && on_step) {
-      on_step(e.data);
-    } else if (e.type == "state" && e.data.value("state", "") == "queued" && e.data.value("position", 0) > 1) {
-      // The engine runs one job at a time: say where this one waits.
-      job.report("queued on the engine, position " + std::to_string(e.data.value("position", 0)), 0, 0);
-    }
+void StreamLossGate::setOnLost(std::function<void(const std::string&)> on_lost) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  on_lost_ = std::move(on_lost);
+}
+
+bool StreamLossGate::wait(const std::string& message, const JobControl& job) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!on_lost_) return false;
+  waiting_ = true;
+  decision_ = Decision::None;
+  on_lost_(message);
+  while (decision_ == Decision::None && !job.cancel.cancelled()) wake_.wait_for(lock, std::chrono::milliseconds(100));
+  waiting_ = false;
+  return decision_ == Decision::Retry && !job.cancel.cancelled();
+}
+
+bool StreamLossGate::waiting() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return waiting_;
+}
+
+void StreamLossGate::retry() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (waiting_) decision_ = Decision::Retry;
+  wake_.notify_all();
+}
+
+void StreamLossGate::giveUp() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (waiting_) decision_ = Decision::GiveUp;
+  wake_.notify_all();
+}
+
+namespace {
+
+// The events of a remote job as the EngineHost job reports them.
+void report_event(const serve::JobEvent& e, const JobControl& job, const EngineRunHooks& hooks) {
+  if (e.type == "progress") {
+    job.report(e.data.at("stage").get<std::string>(), e.data.at("done").get<int64_t>(),
+               e.data.at("total").get<int64_t>());
+  } else if (e.type == "step" && hooks.on_step) {
+    hooks.on_step(e.data);
+  } else if (e.type == "note" && hooks.on_note) {
+    hooks.on_note(e.data.value("text", std::string()));
+  } else if (e.type == "state" && e.data.value("state", "") == "queued" && e.data.value("position", 0) > 1) {
+    // The engine runs one job at a time: say where this one waits.
+    job.report("queued on the engine, position " + std::to_string(e.data.value("position", 0)), 0, 0);
+  }
+}
+
+}  // namespace
+
+// RemoteEngine::run() step by step, so that a lost stream can be followed again from its last event.
+nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task, const nlohmann::json& request,
+                             const JobControl& job, const EngineRunHooks& hooks) {
+  const std::string id = engine.submit(task, request).at("id").get<std::string>();
+  if (hooks.on_submitted) hooks.on_submitted(id);
+  int64_t last = 0;
+  std::string end_state;
+  auto follow = [&](const CancelToken& cancel) {
+    engine.follow(
+        id, last,
+        [&](const serve::JobEvent& e) {
+          last = e.seq;
+          if (e.type == "end") end_state = e.data.value("state", "");
+          report_event(e, job, hooks);
+          return true;
+        },
+        cancel);
   };
-  return engine.run(task, request, callbacks);
+  for (;;) {
+    try {
+      if (end_state.empty()) follow(job.cancel);
+      if (end_state.empty() && job.cancel.cancelled()) {
+        try {
+          engine.cancel(id);
+        } catch (const serve::RemoteError& e) {
+          if (e.status() == 0) throw;  // else it ended meanwhile: its end comes next
+        }
+        follow(CancelToken());
+        if (end_state == "cancelled") throw Cancelled();
+      }
+      return engine.result(id);
+    } catch (const serve::RemoteError& e) {
+      if (e.status() != 0 || !hooks.gate) throw;  // an answer of the engine, not a lost connection
+      const std::string message = "Lost the connection to the engine at " + engine.url() + " while following its " +
+                                  task + " job " + id + ":\n" + e.what();
+      job.report("connection to the engine lost: Retry in the banner", 0, 0);
+      if (hooks.gate->wait(message, job)) continue;  // Retry: the same job, from the last event seen
+      if (job.cancel.cancelled()) {
+        try {
+          engine.cancel(id);
+        } catch (const std::exception&) {  // unreachable still: the job runs on there
+        }
+        throw Cancelled();
+      }
+      throw Error(message + "\nGiven up here; the job may still run there: `latmix --engine " + engine.url() +
+                  " jobs attach " + id + "` follows it.");
+    }
+  }
 }
 
 EngineLink::EngineLink(EngineHost* host, QObject* parent) : QObject(parent), host_(host) {
+  QPointer<EngineLink> self(this);
+  gate_->setOnLost([self](const std::string& message) {  // engine thread, under the gate's lock
+    EngineHost::post(self, [self, text = QString::fromStdString(message)] { Q_EMIT self->streamLost(text); });
+  });
   connect(host_, &EngineHost::jobFailed, this, [this](quint64 id, const QString&, const QString& message) {
     if (id == 0 || id != pending_) return;
     pending_ = 0;
@@ -93,7 +180,18 @@ EngineLink::EngineLink(EngineHost* host, QObject* parent) : QObject(parent), hos
   });
 }
 
-EngineLink::~EngineLink() = default;
+EngineLink::~EngineLink() {
+  gate_->setOnLost({});
+  gate_->giveUp();
+}
+
+void EngineLink::retryLostStream() {
+  gate_->retry();
+}
+
+void EngineLink::giveUpLostStream() {
+  gate_->giveUp();
+}
 
 quint64 EngineLink::connectTo(const QString& url, const std::string& token) {
   pending_url_ = url;
@@ -114,6 +212,7 @@ quint64 EngineLink::connectTo(const QString& url, const std::string& token) {
 void EngineLink::disconnectEngine() {
   pending_ = 0;
   pending_url_.clear();
+  gate_->giveUp();  // a job waiting for this engine gives up
   if (!remote_) return;
   remote_.reset();
   facts_ = nlohmann::json();
@@ -131,6 +230,16 @@ QStringList EngineLink::roots() const {
 std::string EngineLink::engineText(const std::string& local) const {
   if (QString::fromStdString(local) != bundled_sample()) return local;
   return facts_.value("bundled_sample", std::string());
+}
+
+std::string EngineLink::engineTexts(const std::string& list) const {
+  QStringList out;
+  for (const QString& item : QString::fromStdString(list).split(',')) {
+    const bool task = item.startsWith("text:");
+    const std::string text = engineText((task ? item.mid(5) : item).toStdString());
+    out << (task ? "text:" : "") + QString::fromStdString(text);
+  }
+  return out.join(',').toStdString();
 }
 
 QString EngineLink::badgeText() const {

@@ -351,8 +351,10 @@ quint64 ExplorerPanel::calibrateOnEngine(const std::shared_ptr<const serve::Remo
   request.data = context_->engineLink()->engineText(request.data);  // a path on the server
   run_->setEnabled(false);
   QPointer<ExplorerPanel> self(this);
-  return host_->submit("calibrate", [self, engine, request](const JobControl& job) {
-    const nlohmann::json result = run_on_engine(*engine, "statistics", api::to_json(request), job);
+  EngineRunHooks hooks;
+  hooks.gate = context_->engineLink()->lossGate();
+  return host_->submit("calibrate", [self, engine, request, hooks](const JobControl& job) {
+    const nlohmann::json result = run_on_engine(*engine, "statistics", api::to_json(request), job, hooks);
     auto stats = std::make_shared<ActivationStats>(api::statistics_result_from_json(result).stats);
     EngineHost::post(self, [self, stats, request] { self->showStats(stats, nullptr, request); });
   });

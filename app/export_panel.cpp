@@ -3,6 +3,7 @@
 #include <QAction>
 #include <QCheckBox>
 #include <QComboBox>
+#include <QDateTime>
 #include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
@@ -26,6 +27,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine_dialogs.h"
 #include "engine_host.h"
 #include "latmix/api/export.h"
 #include "latmix/error.h"
@@ -72,7 +74,9 @@ QHBoxLayout* text_file_row(QWidget* parent, QLineEdit* edit, const QString& titl
   return row;
 }
 
-bool is_byte_stage(const QString& stage) { return stage == "hash" || stage == "write" || stage == "zip"; }
+bool is_byte_stage(const QString& stage) {
+  return stage == "hash" || stage == "write" || stage == "zip" || stage == "download";
+}
 
 // Entries an export of `target` may leave in its folder while it runs: the export's temp folder
 // (.NAME.latmix-tmp-*), the zip's temp file (.NAME.tmp-*) and the staging folder (.NAME.folder-*).
@@ -122,9 +126,14 @@ ExportPanel::ExportPanel(StudioContext* context, QWidget* parent)
     updateButtons();
   };
   connect(host_, &EngineHost::jobFinished, this, [ended](quint64 id, const QString&, double) { ended(id); });
-  connect(host_, &EngineHost::jobCancelled, this, [ended](quint64 id, const QString&) { ended(id); });
-  connect(host_, &EngineHost::jobFailed, this,
-          [ended](quint64 id, const QString&, const QString&) { ended(id); });
+  connect(host_, &EngineHost::jobCancelled, this, [this, ended](quint64 id, const QString&) {
+    if (id != 0 && id == download_job_) downloadEnded({}, "cancelled: no file was written");
+    ended(id);
+  });
+  connect(host_, &EngineHost::jobFailed, this, [this, ended](quint64 id, const QString&, const QString& message) {
+    if (id != 0 && id == download_job_) downloadEnded({}, message);
+    ended(id);
+  });
   // The plan follows the Learn tab's current plan: a finished run, a loaded file or a run picked
   // from the history sets it; a run in progress (or one cancelled or failed) leaves it as it is.
   LearnController* ctl = context_->learnController();
@@ -141,6 +150,7 @@ ExportPanel::ExportPanel(StudioContext* context, QWidget* parent)
 ExportPanel::~ExportPanel() {
   if (job_ != 0) host_->cancel(job_);
   if (verify_job_ != 0) host_->cancel(verify_job_);
+  if (download_job_ != 0) host_->cancel(download_job_);
 }
 
 void ExportPanel::buildUi() {
@@ -186,7 +196,11 @@ void ExportPanel::buildUi() {
   verify_->setToolTip("Checks an export folder or .zip bundle against its manifest (latmix verify)");
   cancel_ = new QPushButton("Cancel", this);
   cancel_->setToolTip("Stops the export; nothing is left behind (the temp folder is removed, an existing target kept)");
-  for (QPushButton* b : {export_, options_button_, verify_, cancel_}) buttons->addWidget(b);
+  download_ = new QPushButton("Download bundle...", this);
+  download_->setToolTip("Copy the .zip bundle just written on the engine's server to a file on this computer");
+  download_->hide();  // shown while the model is open on an engine
+  connect(download_, &QPushButton::clicked, this, &ExportPanel::downloadDialog);
+  for (QPushButton* b : {export_, options_button_, verify_, download_, cancel_}) buttons->addWidget(b);
   buttons->addStretch(1);
   layout->addLayout(buttons);
 
@@ -325,6 +339,16 @@ void ExportPanel::clearPlan() {
 
 void ExportPanel::modelChanged() {
   clearPlan();
+  engine_bundle_.clear();
+  // The folder is this computer's or the engine's server's, as the model is: each side keeps its own.
+  const bool engine = session_->remote() != nullptr;
+  if (engine != folder_is_engine_) {
+    const QString shown = folder_->text();
+    folder_is_engine_ = engine;
+    folder_->setText(std::exchange(other_folder_, shown));
+    folder_->setPlaceholderText(engine ? "the engine's first root (a folder of the server)" : QString());
+  }
+  download_->setVisible(engine);
   updateButtons();
 }
 
@@ -425,9 +449,14 @@ api::ExportRequest ExportPanel::request() const {
   if (calib_samples_->value() > 0) r.calib_samples = calib_samples_->value();  // 0: "default"
   if (calib_seqlen_->value() > 0) r.calib_seqlen = calib_seqlen_->value();
   // The target: NAME (or NAME.zip) in the folder, numbered rather than failing on an earlier export.
+  const QString ext = r.zip ? ".zip" : "";
+  if (folder_is_engine_) {  // a path of the server (relative: in its first root), named by the time
+    const QString name = outputName(r) + QDateTime::currentDateTime().toString("-yyyyMMdd-HHmmss") + ext;
+    r.out = (folder_->text().trimmed().isEmpty() ? name : QDir(folder_->text().trimmed()).filePath(name)).toStdString();
+    return r;
+  }
   const QString dir = folder_->text().trimmed().isEmpty() ? QDir::homePath() : folder_->text().trimmed();
   const QString base = QDir(dir).filePath(outputName(r));
-  const QString ext = r.zip ? ".zip" : "";
   QString out = base + ext;
   for (int n = 2; !r.overwrite && QFileInfo::exists(out) && n < 1000; ++n) out = QString("%1-%2%3").arg(base).arg(n).arg(ext);
   r.out = out.toStdString();
@@ -450,7 +479,8 @@ void ExportPanel::updateCli() {
 }
 
 void ExportPanel::updateButtons() {
-  const bool busy = job_ != 0 || verify_job_ != 0;
+  const bool busy = job_ != 0 || verify_job_ != 0 || download_job_ != 0;
+  download_->setEnabled(!busy && canDownload());
   export_->setEnabled(!busy && session_->hasModel());
   export_action_->setEnabled(export_->isEnabled());
   verify_->setEnabled(!busy);
@@ -470,9 +500,6 @@ quint64 ExportPanel::startExport() {
   return startExport(request());
 }
 
-namespace {
-
-// The outcome of an export written, for the summary.
 void fill_written(ExportOutcome& o, const api::ExportResult& res) {
   const latmix::ExportResult& w = res.written;
   o.status = ExportOutcome::Status::Written;
@@ -486,12 +513,12 @@ void fill_written(ExportOutcome& o, const api::ExportResult& res) {
   for (const auto& n : w.notes) o.notes << QString::fromStdString(n);
 }
 
-}  // namespace
-
 quint64 ExportPanel::startExport(const api::ExportRequest& r) {
+  if (running() || verify_job_ != 0 || download_job_ != 0) return 0;
+  if (session_->remote()) return startExportOnEngine(r);
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
-  if (!model || !tokenizer || running() || verify_job_ != 0) return 0;
+  if (!model || !tokenizer) return 0;
   summary_->setText("Exporting to " + QString::fromStdString(r.out).toHtmlEscaped() + " ...<br><code>" +
                     cliCommand(r).toHtmlEscaped() + "</code>");
   stage_.clear();
@@ -538,7 +565,8 @@ quint64 ExportPanel::startExport(const api::ExportRequest& r) {
 }
 
 quint64 ExportPanel::verify(const QString& path) {
-  if (running() || verify_job_ != 0) return 0;
+  if (running() || verify_job_ != 0 || download_job_ != 0) return 0;
+  if (session_->remote()) return verifyOnEngine(path);
   api::VerifyRequest request;
   request.path = path.toStdString();
   QStringList argv;
@@ -579,10 +607,11 @@ quint64 ExportPanel::verify(const QString& path) {
 void ExportPanel::cancel() {
   if (job_ != 0) host_->cancel(job_);
   if (verify_job_ != 0) host_->cancel(verify_job_);
+  if (download_job_ != 0) host_->cancel(download_job_);
 }
 
 void ExportPanel::onProgress(quint64 id, const QString& stage, qint64 done, qint64 total) {
-  if (id == 0 || (id != job_ && id != verify_job_)) return;
+  if (id == 0 || (id != job_ && id != verify_job_ && id != download_job_)) return;
   if (stage != stage_) {  // the ETA is per stage: each stage has its own unit and rate
     stage_ = stage;
     stage_first_done_ = done;
@@ -590,7 +619,7 @@ void ExportPanel::onProgress(quint64 id, const QString& stage, qint64 done, qint
   }
   const bool bytes = is_byte_stage(stage);
   auto amount = [bytes](qint64 n) { return bytes ? format_bytes(n) : QString::number(n); };
-  QString text = QString("%1 %2").arg(id == job_ ? "export:" : "verify:", stage);
+  QString text = QString("%1 %2").arg(id == job_ ? "export:" : id == verify_job_ ? "verify:" : "download:", stage);
   if (total > 0) {
     progress_->setValue(static_cast<int>(1000.0 * static_cast<double>(done) / static_cast<double>(total)));
     text += QString(" %1 / %2 (%3%)").arg(amount(done), amount(total)).arg(100.0 * done / total, 0, 'f', 0);
@@ -622,6 +651,9 @@ void ExportPanel::showOutcome(const ExportOutcome& o) {
   QString html;
   auto pre = [](const QString& text) { return "<pre style='margin:2px'>" + text.toHtmlEscaped() + "</pre>"; };
   auto left = [&o] {
+    if (o.on_engine)
+      return QString("On the engine's server, the export removes what it wrote (never a half-written %1).")
+          .arg(o.path.toHtmlEscaped());
     if (o.leftovers.isEmpty() && o.target_untouched)
       return QString("Nothing was left behind: no temp folder, no partial file, %1 untouched.")
           .arg(o.path.toHtmlEscaped());
@@ -669,6 +701,7 @@ void ExportPanel::showOutcome(const ExportOutcome& o) {
 }
 
 void ExportPanel::chooseFolder() {
+  if (folder_is_engine_) return chooseEngineFolder();
   const QString dir = QFileDialog::getExistingDirectory(this, "Export into folder", folder_->text());
   if (dir.isEmpty()) return;
   folder_->setText(dir);
@@ -676,6 +709,11 @@ void ExportPanel::chooseFolder() {
 }
 
 void ExportPanel::verifyDialog() {
+  if (session_->remote()) {  // a bundle or folder of the engine's server
+    RemoteFileDialog dialog(host_, session_->remote(), this);
+    if (dialog.exec() == QDialog::Accepted && !dialog.chosen().isEmpty()) verify(dialog.chosen());
+    return;
+  }
   // One dialog for both: a .zip bundle, or an export folder by its manifest.json.
   QString path = QFileDialog::getOpenFileName(this, "Verify an export: a .zip bundle, or a folder's manifest.json",
                                               folder_->text(), "Exports (*.zip manifest.json);;All files (*)");
@@ -708,7 +746,7 @@ void ExportPanel::restoreSettings() {
 void ExportPanel::storeSettings() const {
   QSettings s;
   s.beginGroup("export");
-  s.setValue("folder", folder_->text());
+  s.setValue("folder", folder_is_engine_ ? other_folder_ : folder_->text());  // this computer's
   s.setValue("kind", kind_->currentData());
   s.setValue("zip", zip_->isChecked());
   s.setValue("quant", quant_->currentText());

@@ -7,6 +7,9 @@
 // missing one learned, calibration, staging, export, bundle, verification, cleanup), with progress
 // in bytes and an ETA; Cancel leaves nothing behind, and the summary says so after looking.
 // "Verify bundle..." runs api::run_verify() on an existing folder or .zip (latmix verify).
+// For a model open on an engine (export_remote.cpp) the export and the verification run there
+// (tasks "export", "verify"): the folder and the bundle are the server's paths, and "Download
+// bundle..." copies the .zip just written there to a file here.
 
 #include <QElapsedTimer>
 #include <QString>
@@ -54,6 +57,7 @@ struct ExportOutcome {
   QString message;            ///< the error (Failed)
   QStringList leftovers;      ///< after a cancel or failure: what the export left in the target's folder (none!)
   bool target_untouched = true;  ///< after a cancel or failure: the target is as it was
+  bool on_engine = false;        ///< written (or verified) on the engine's server: `path` is the server's
 };
 
 class ExportPanel : public QWidget {
@@ -77,6 +81,11 @@ class ExportPanel : public QWidget {
   quint64 verify(const QString& path);
   void cancel();
   bool running() const { return job_ != 0; }
+  /// The .zip bundle of the last export, written on the engine by this window, can be downloaded.
+  bool canDownload() const;
+  /// Downloads that bundle into `local` (tag "download": progress in bytes, Cancel; the file appears
+  /// whole or not at all); downloaded() or downloadFailed() follows. Returns the job id (0: nothing to download).
+  quint64 downloadBundle(const QString& local);
 
   /// Uses this learned / loaded plan for the next exports (normally tracked from the Learn tab).
   void setPlan(const LearnOutcome& plan);
@@ -102,6 +111,8 @@ class ExportPanel : public QWidget {
   void exportFailed(const latmix::studio::ExportOutcome& outcome);
   void exportCancelled(const latmix::studio::ExportOutcome& outcome);
   void verified(const latmix::studio::ExportOutcome& outcome);
+  void downloaded(const QString& local);
+  void downloadFailed(const QString& message);
 
  private:
   void buildUi();
@@ -115,6 +126,12 @@ class ExportPanel : public QWidget {
   QString outputName(const api::ExportRequest& r) const;
   void restoreSettings();
   void storeSettings() const;
+  // export_remote.cpp: the same on the engine the model is open on.
+  quint64 startExportOnEngine(api::ExportRequest r);
+  quint64 verifyOnEngine(const QString& path);
+  void chooseEngineFolder();
+  void downloadDialog();
+  void downloadEnded(const QString& local, const QString& message);
 
   StudioContext* context_;
   EngineHost* host_;
@@ -122,6 +139,10 @@ class ExportPanel : public QWidget {
   std::optional<LearnOutcome> plan_;
   quint64 job_ = 0;
   quint64 verify_job_ = 0;
+  quint64 download_job_ = 0;
+  QString other_folder_;           // the folder of the other side (this computer / the engine's server)
+  bool folder_is_engine_ = false;  // folder_ shows a folder of the engine's server
+  QString engine_bundle_;          // the .zip this window last exported on the engine (the server's path)
   ExportOutcome last_;
   QString written_html_;  // the summary of the last export written
   QElapsedTimer stage_clock_;
@@ -135,6 +156,7 @@ class ExportPanel : public QWidget {
   QPushButton* options_button_ = nullptr;
   QPushButton* verify_ = nullptr;
   QPushButton* cancel_ = nullptr;
+  QPushButton* download_ = nullptr;
   QGroupBox* options_ = nullptr;
   QComboBox* kind_ = nullptr;
   QCheckBox* zip_ = nullptr;
@@ -157,6 +179,9 @@ class ExportPanel : public QWidget {
   QAction* export_action_ = nullptr;
   QAction* verify_action_ = nullptr;
 };
+
+/// The outcome of an export written (status Written, sizes, quantization, verification, notes).
+void fill_written(ExportOutcome& o, const api::ExportResult& result);
 
 /// "1.5 GB", "17.3 MB", "512 B".
 QString format_bytes(qint64 bytes);

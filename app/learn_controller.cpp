@@ -300,14 +300,16 @@ quint64 LearnController::startOnEngine(const LearnRequest& request) {
   r.out = engine_learn_prefix(QString::fromStdString(r.method), run_counter_ + 1).toStdString();
   auto engine_run = std::make_shared<EngineRun>();
   engine_run->engine = engine;
-  const quint64 id = startWork(request, [engine, engine_run, r](const LearnControl& control) {
-    const nlohmann::json result = run_on_engine(
-        *engine, "learn", api::to_json(r), control.job,
-        [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); },
-        [engine_run](const std::string& job_id) {
-          std::lock_guard<std::mutex> lock(engine_run->mutex);
-          engine_run->id = job_id;
-        });
+  auto gate = link_ != nullptr ? link_->lossGate() : nullptr;
+  const quint64 id = startWork(request, [engine, engine_run, r, gate](const LearnControl& control) {
+    EngineRunHooks hooks;
+    hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
+    hooks.on_submitted = [engine_run](const std::string& job_id) {
+      std::lock_guard<std::mutex> lock(engine_run->mutex);
+      engine_run->id = job_id;
+    };
+    hooks.gate = gate;  // a lost stream waits for Retry, which follows on from the last step seen
+    const nlohmann::json result = run_on_engine(*engine, "learn", api::to_json(r), control.job, hooks);
     api::LearnResult learned = api::learn_result_from_json(result);
     RunResult out;
     out.result = std::move(learned.run);

@@ -174,9 +174,10 @@ QWidget* LearnPanel::buildResults() {
   layout->addWidget(live_);
   auto* row = new QHBoxLayout();
   refresh_ = new QPushButton("Refresh heatmap with current transforms", box);
-  refresh_->setToolTip(
+  refresh_tip_ =
       "Computes the Activation Explorer's statistics (its text, samples, format) with the "
-      "transforms as they are now; learning waits meanwhile");
+      "transforms as they are now; learning waits meanwhile";
+  refresh_->setToolTip(refresh_tip_);
   connect(refresh_, &QPushButton::clicked, this, &LearnPanel::refreshHeatmap);
   row->addWidget(refresh_);
   row->addStretch(1);
@@ -573,7 +574,12 @@ void LearnPanel::updateButtons() {
   pause_->setEnabled(pause_action_->isEnabled());
   pause_->setText(controller_->paused() ? "Resume" : "Pause");
   cancel_->setEnabled(running);
-  refresh_->setEnabled(running ? !controller_->curve().empty() : controller_->hasPlan());
+  // On an engine the run's transforms stay there until it ends (and the engine runs one job at a time):
+  // no refresh mid-run; the explorer shows the plan once it is learned.
+  const bool remote_run = running && session_->remote() != nullptr;
+  refresh_->setEnabled(running ? !remote_run && !controller_->curve().empty() : controller_->hasPlan());
+  refresh_->setToolTip(remote_run ? "Learning runs on the engine: its transforms reach the explorer when the run ends"
+                                  : refresh_tip_);
   save_->setEnabled(!running && controller_->hasPlan());
   show_->setEnabled(!running && controller_->hasPlan());
   load_->setEnabled(!running && session_->hasModel());

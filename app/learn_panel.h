@@ -138,6 +138,7 @@ class LearnPanel : public QWidget {
   latmix::widgets::LossChart* chart_ = nullptr;
   QLabel* live_ = nullptr;
   QPushButton* refresh_ = nullptr;
+  QString refresh_tip_;
   QLabel* summary_ = nullptr;
   QPushButton* save_ = nullptr;
   QPushButton* show_ = nullptr;

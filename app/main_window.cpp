@@ -123,8 +123,15 @@ MainWindow::MainWindow(EngineHost* host, ModelSession* session, QWidget* parent)
   auto* dismiss = new QPushButton("Dismiss", banner_box_);
   dismiss->setObjectName("dismiss-banner");
   dismiss->setToolTip("Hide this message (it stays in the Log)");
-  connect(dismiss, &QPushButton::clicked, banner_box_, &QWidget::hide);
+  connect(dismiss, &QPushButton::clicked, this, &MainWindow::dismissBanner);
+  // Shown while a remote job waits after its event stream was lost (main_window_engine.cpp).
+  retry_banner_ = new QPushButton("Retry", banner_box_);
+  retry_banner_->setObjectName("retry-banner");
+  retry_banner_->setToolTip("Re-attach to the job on the engine, from the last event this window saw");
+  retry_banner_->hide();
+  connect(retry_banner_, &QPushButton::clicked, this, &MainWindow::retryLostStream);
   banner_row->addWidget(banner_, 1);
+  banner_row->addWidget(retry_banner_, 0, Qt::AlignTop);
   banner_row->addWidget(dismiss, 0, Qt::AlignTop);
   banner_box_->hide();
   layout->addWidget(banner_box_);
@@ -427,6 +434,7 @@ void MainWindow::connectEngine() {
     if (session_->remote()) session_->close();  // its engine is no longer connected
     log("disconnected: " + link->badgeText());
   });
+  connect(link, &EngineLink::streamLost, this, &MainWindow::showBanner);
   connect(session_, &ModelSession::openFailed, this, [this](const QString& path, const QString& msg) {
     showBanner("Could not open " + path + ":\n" + msg);
   });
@@ -625,6 +633,7 @@ void MainWindow::showModel(const ModelSummary& s) {
 
 void MainWindow::showBanner(const QString& message) {
   banner_->setText(message);
+  retry_banner_->setVisible(context_->engineLink()->streamIsLost());
   banner_box_->show();
   log("error: " + message);
 }

@@ -128,6 +128,10 @@ class MainWindow : public QMainWindow {
   void chooseRemoteModel();
   void showOverview();
   void showBanner(const QString& message);
+  /// Hides the banner; a remote job waiting after its stream was lost gives up (its job fails).
+  void dismissBanner();
+  /// Re-attaches the remote job waiting after its stream was lost (the banner's Retry).
+  void retryLostStream();
   void log(const QString& line);
   void rememberRecent(const QString& path);
   void rebuildRecentMenu();
@@ -168,6 +172,7 @@ class MainWindow : public QMainWindow {
   QElapsedTimer progress_clock_;  // since that stage started
   QString overview_note_;       // shown instead of the weight heatmap while it is computed (or stopped)
   QWidget* banner_box_ = nullptr;
+  QPushButton* retry_banner_ = nullptr;
   Confirm confirm_;
   bool unclean_start_ = false;      // the previous start did not quit cleanly
   int pending_run_ = -1;            // the run to pick once a session's model is open

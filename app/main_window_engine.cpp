@@ -1,7 +1,9 @@
 // MainWindow's remote engine (issue 19): File > Connect to engine..., File > Open model on engine...,
-// the engine badge, and the views emptied when the model closes. Apart from main_window.cpp to keep
+// the engine badge, the banner's Retry after a remote job's stream was lost, and the views emptied
+// when the model closes. Apart from main_window.cpp to keep
 // both short.
 #include <QLabel>
+#include <QPushButton>
 #include <QTreeWidget>
 
 #include "engine_dialogs.h"
@@ -65,6 +67,20 @@ void MainWindow::openRemoteModel(const QString& path) {
   banner_box_->hide();
   log("opening " + path + " on " + QString::fromStdString(engine->url()));
   session_->openRemote(engine, path);
+}
+
+void MainWindow::dismissBanner() {
+  banner_box_->hide();
+  EngineLink* link = context_->engineLink();
+  if (!link->streamIsLost()) return;
+  log("gave up following the remote job");
+  link->giveUpLostStream();
+}
+
+void MainWindow::retryLostStream() {
+  banner_box_->hide();
+  log("re-attaching to the remote job");
+  context_->engineLink()->retryLostStream();
 }
 
 QString MainWindow::engineBadge() const { return engine_badge_->text(); }

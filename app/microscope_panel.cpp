@@ -67,6 +67,7 @@ MicroscopePanel::MicroscopePanel(StudioContext* context, QWidget* parent)
     : QWidget(parent),
       host_(context->host()),
       session_(context->session()),
+      context_(context),
       view_(std::make_unique<latmix::widgets::BlockMicroscopeView>()) {
   auto* layout = new QVBoxLayout(this);
   auto* controls = new QHBoxLayout();
@@ -239,9 +240,11 @@ void MicroscopePanel::refresh() {
   }  // on an engine, no text: the server's own bundled sample
   r.ids = ids_;
   QPointer<MicroscopePanel> self(this);  // the job may outlive the panel (a window closed meanwhile)
-  host_->submit("microscope", [self, model, tokenizer, engine, r, label, source](const JobControl& job) {
+  EngineRunHooks hooks;
+  hooks.gate = context_->engineLink()->lossGate();
+  host_->submit("microscope", [self, model, tokenizer, engine, r, label, source, hooks](const JobControl& job) {
     const api::BlockExplanation e =
-        engine ? api::block_explanation_from_json(run_on_engine(*engine, "explain_block", api::to_json(r), job))
+        engine ? api::block_explanation_from_json(run_on_engine(*engine, "explain_block", api::to_json(r), job, hooks))
                : api::run_explain_block(r, *model, *tokenizer, job);
     const MicroscopeData data = microscope_data(e, label);
     const int shown_token = static_cast<int>(e.token), shown_block = static_cast<int>(e.block);

@@ -79,6 +79,7 @@ class MicroscopePanel : public QWidget {
 
   EngineHost* host_;
   ModelSession* session_;
+  StudioContext* context_;
   QComboBox* point_ = nullptr;
   QSpinBox* layer_ = nullptr;
   QSpinBox* token_ = nullptr;

@@ -83,11 +83,12 @@ const std::vector<PathKey>& path_keys(const std::string& task) {
        {{"model", "file"}, {"tokenizer", "file"}, {"transform", "transform"}, {"sample", "file"}, {"text", "file"}}},
       {"analyze", {{"model", "file"}, {"tokenizer", "file"}, {"data", "file"}, {"out", "file"}}},
       {"evaluate",
-       {{"model", "file"}, {"tokenizer", "file"}, {"data_dir", "file"}, {"calib", "file"}, {"out", "file"}}},
+       {{"model", "file"}, {"tokenizer", "file"}, {"data_dir", "file"}, {"calib", "file"}, {"out", "file"},
+        {"tasks", "tasks"}}},
       {"learn",
        {{"model", "file"}, {"tokenizer", "file"}, {"calib", "files"}, {"data_dir", "file"}, {"out", "prefix"},
         {"events", "file"}, {"checkpoint", "prefix"}}},
-      {"compare", {{"out", "file"}, {"learning", "learning"}}},
+      {"compare", {{"out", "file"}, {"tasks", "tasks"}, {"learning", "learning"}}},
       {"export",
        {{"model", "file"}, {"tokenizer", "file"}, {"transforms", "prefix"}, {"out", "file"}, {"verify_data", "file"},
         {"calib", "file"}}},
@@ -121,6 +122,18 @@ void confine_request(const std::string& task, nlohmann::json& request, const Roo
       const std::string prefix = roots.confine(text, what);
       for (const char* ext : {".json", ".safetensors", ".checkpoint"}) roots.confine(prefix + ext, what);
       value = prefix;
+    } else if (k.kind == "tasks") {
+      // Only the `text:PATH` items name files; the others are task names.
+      std::string out;
+      size_t start = 0;
+      for (bool first = true; start <= text.size(); first = false) {
+        const size_t comma = std::min(text.find(',', start), text.size());
+        std::string item = text.substr(start, comma - start);
+        if (item.rfind("text:", 0) == 0 && item.size() > 5) item = "text:" + roots.confine(item.substr(5), what);
+        out += (first ? "" : ",") + item;
+        start = comma + 1;
+      }
+      value = out;
     } else if (k.kind == "files") {
       if (text == "gutenberg") continue;
       // Item by item, an empty one kept empty (learn_settings() refuses it with its own message).

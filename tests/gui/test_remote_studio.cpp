@@ -1,33 +1,56 @@
 // Qt Test (offscreen): the studio against a `latmix serve` engine started in this process on
 // 127.0.0.1 (issue 19): File > Connect to engine... (the badge, a wrong token, an unreachable
 // address, the address remembered, Disconnect), the browser of the server's roots, a model opened on
-// the engine (its description and weight overview), and the Explorer's statistics computed there
-// equal to those computed in-process.
+// the engine (its description and weight overview), the Explorer's statistics, the analysis, both
+// Compare pages and the export computed there equal to (or verified as) those computed in-process, the
+// bundle downloaded, and a lost event stream re-attached from the banner's Retry.
 #include <QDir>
+#include <QFile>
 #include <QFileInfo>
+#include <QLabel>
+#include <QPushButton>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
 
-#include <chrono>
-#include <thread>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "analyze_panel.h"
+#include "compare_panel.h"
 #include "engine_dialogs.h"
 #include "engine_link.h"
 #include "explorer_panel.h"
+#include "export_panel.h"
 #include "heatmap_view.h"
 #include "latmix/calib.h"
+#include "latmix/compare.h"
+#include "latmix/mx_analysis.h"
 #include "latmix/serve/client.h"
-#include "learn_controller.h"
 #include "latmix/serve/server.h"
+#include "learn_controller.h"
 #include "main_window.h"
 #include "microscope_panel.h"
 #include "model_session.h"
 #include "studio_context.h"
 #include "studio_fixture.h"
 
+using latmix::studio::AnalyzePanel;
+using latmix::studio::ComparePanel;
 using latmix::studio::EngineAddress;
 using latmix::studio::EngineLink;
+using latmix::studio::ExportOutcome;
+using latmix::studio::ExportPanel;
 using latmix::studio::LearnController;
 using latmix::studio::ModelSession;
 using latmix::studio::ModelSummary;
@@ -76,6 +99,130 @@ struct LocalServer {
   QString url() const { return QString("http://127.0.0.1:%1").arg(port); }
 };
 
+/// A TCP relay on 127.0.0.1 (any free port) to the engine's port, on its own thread: drop() closes
+/// every connection and stops listening, so the engine looks unreachable; restore() listens again on
+/// the same port.
+class Relay {
+ public:
+  explicit Relay(int target) : target_(target) {
+    listen_fd_ = listen_on(0);
+    sockaddr_in a{};
+    socklen_t n = sizeof a;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &n);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { loop(); });
+  }
+  ~Relay() {
+    stop_ = true;
+    thread_.join();
+    close_all();
+  }
+  QString url() const { return QString("http://127.0.0.1:%1").arg(port_); }
+  void drop() { command(Command::Drop); }
+  void restore() { command(Command::Listen); }
+
+ private:
+  enum class Command { None, Drop, Listen };
+
+  static int listen_on(int port) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd, 16) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  int connect_target() const {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(target_));
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+  // Waits until the relay's thread has done it (a handshake, not a sleep).
+  void command(Command c) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    command_ = c;
+    done_.wait(lock, [this] { return command_ == Command::None; });
+  }
+  void close_all() {
+    for (auto [a, b] : pairs_) {
+      close(a);
+      close(b);
+    }
+    pairs_.clear();
+    if (listen_fd_ >= 0) close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  void loop() {
+    char buffer[65536];
+    while (!stop_) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (command_ == Command::Drop) close_all();
+        if (command_ == Command::Listen && listen_fd_ < 0) listen_fd_ = listen_on(port_);
+        if (command_ != Command::None) {
+          command_ = Command::None;
+          done_.notify_all();
+        }
+      }
+      std::vector<pollfd> fds;
+      if (listen_fd_ >= 0) fds.push_back({listen_fd_, POLLIN, 0});
+      for (auto [a, b] : pairs_) {
+        fds.push_back({a, POLLIN, 0});
+        fds.push_back({b, POLLIN, 0});
+      }
+      if (poll(fds.data(), fds.size(), 20) <= 0) continue;
+      std::vector<std::pair<int, int>> keep;
+      size_t i = 0;
+      if (listen_fd_ >= 0 && (fds[i++].revents & POLLIN) != 0) {
+        const int client = accept(listen_fd_, nullptr, nullptr);
+        const int upstream = client >= 0 ? connect_target() : -1;
+        if (upstream >= 0)
+          keep.emplace_back(client, upstream);
+        else if (client >= 0)
+          close(client);
+      }
+      for (auto [a, b] : pairs_) {
+        bool open = true;
+        for (auto [from, to] : {std::pair{a, b}, std::pair{b, a}}) {
+          if (!open || (fds[i++].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+          const ssize_t n = recv(from, buffer, sizeof buffer, 0);
+          open = n > 0 && send(to, buffer, static_cast<size_t>(n), MSG_NOSIGNAL) == n;
+        }
+        if (open) {
+          keep.emplace_back(a, b);
+        } else {
+          close(a);
+          close(b);
+        }
+      }
+      pairs_ = std::move(keep);
+    }
+  }
+
+  int target_;
+  int port_ = 0;
+  int listen_fd_ = -1;
+  std::vector<std::pair<int, int>> pairs_;
+  std::atomic<bool> stop_{false};
+  std::mutex mutex_;
+  std::condition_variable done_;
+  Command command_ = Command::None;
+  std::thread thread_;
+};
+
 latmix::studio::LearnRequest learn_request(int steps) {
   latmix::studio::LearnRequest r;
   r.method = "latmix";
@@ -92,6 +239,69 @@ bool connect_studio(test::Studio& s, const EngineAddress& address) {
   QSignalSpy connected(s.window.context()->engineLink(), &EngineLink::connected);
   s.window.connectToEngine(address);
   return connected.wait(30000);
+}
+
+/// Connects to `url` and opens the bundled model there.
+bool open_on_engine(test::Studio& s, const QString& url) {
+  if (!connect_studio(s, {url, kToken, ""})) return false;
+  QSignalSpy opened(&s.session, &ModelSession::opened);
+  s.window.openRemoteModel(test::demo_model());
+  return opened.wait(kJobMs) && s.session.remote() != nullptr;
+}
+
+/// A small analysis: layer 1, the residual stream, 2 x 32 tokens, 3 Adam steps per learned fit.
+latmix::api::AnalyzeRequest analyze_request() {
+  latmix::api::AnalyzeRequest r;
+  r.data = latmix::studio::bundled_sample().toStdString();  // this computer's: the server's own is sent
+  r.samples = 2;
+  r.seqlen = 32;
+  r.layer = 1;
+  r.point = "residual";
+  r.blocks = "16,32";
+  r.steps = 3;
+  r.batch = 2;
+  return r;
+}
+
+QString run_analysis(AnalyzePanel* panel) {
+  QSignalSpy finished(panel, &AnalyzePanel::finished);
+  QSignalSpy failed(panel, &AnalyzePanel::failed);
+  if (panel->run() == 0) return "refused: " + panel->statusText();
+  if (!QTest::qWaitFor([&] { return finished.count() + failed.count() > 0; }, kJobMs)) return "no end";
+  return failed.isEmpty() ? QString() : failed.at(0).at(0).toString();
+}
+
+/// The comparisons' settings: the bundled sample's perplexity, 2 windows of 32 tokens.
+void configure_compare(ComparePanel* c) {
+  c->configure("text:" + latmix::studio::bundled_sample(), "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=mxfp4,weights=rtn",
+               2);
+  latmix::studio::LearnRequest learning;
+  learning.quant = "mxfp4";
+  learning.calib = latmix::studio::bundled_sample().toStdString();
+  learning.samples = 2;
+  learning.seqlen = 32;
+  c->configureMethods({"rtn", "quarot"}, "text:" + latmix::studio::bundled_sample(), 2, 32, learning);
+}
+
+/// The figures of a methods comparison (not its wall times): FP's and each method's task metrics.
+QString comparison_figures(const latmix::Comparison& c) {
+  QStringList out;
+  auto add = [&out](const QString& who, const std::vector<latmix::TaskResult>& results) {
+    for (const auto& r : results) {
+      for (const auto& [metric, value] : r.metrics)
+        out << QString("%1 %2 %3 %4")
+                   .arg(who, QString::fromStdString(r.task), QString::fromStdString(metric))
+                   .arg(value, 0, 'g', 17);
+    }
+  };
+  add("FP", c.fp);
+  for (const auto& row : c.rows) add(QString::fromStdString(row.method), row.results);
+  return out.join('\n');
+}
+
+QByteArray file_bytes(const QString& path) {
+  QFile f(path);
+  return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
 }
 
 }  // namespace
@@ -264,6 +474,172 @@ class RemoteStudioTest : public QObject {
     const nlohmann::json jobs = s.window.context()->engineLink()->remote()->jobs();
     QVERIFY2(jobs.dump().find("\"state\":\"cancelled\"") != std::string::npos, jobs.dump().c_str());
     for (const auto& j : jobs["jobs"]) QVERIFY2(j["state"] != "running", jobs.dump().c_str());
+  }
+  void theAnalysisOnTheEngineEqualsInProcess() {
+    LocalServer server;
+    test::Studio s;
+    AnalyzePanel* panel = s.window.analyze();
+    QVERIFY(s.open(test::demo_model()));
+    panel->setRequest(analyze_request());
+    const QString local_failure = run_analysis(panel);
+    QVERIFY2(local_failure.isEmpty(), qPrintable(local_failure));
+    const std::string local = latmix::mx_analysis_to_json(*panel->analysis());
+    const QString local_table = panel->tableText();
+
+    QVERIFY(open_on_engine(s, server.url()));
+    QVERIFY(panel->analysis() == nullptr);  // another model: the result was the old one's
+    panel->setRequest(analyze_request());
+    const QString failure = run_analysis(panel);
+    QVERIFY2(failure.isEmpty(), qPrintable(failure));
+    QCOMPARE(latmix::mx_analysis_to_json(*panel->analysis()), local);
+    QCOMPARE(panel->tableText(), local_table);  // drawn the same way
+
+    // A text outside the server's roots: the server's refusal, naming the key and the path.
+    latmix::api::AnalyzeRequest outside = analyze_request();
+    outside.data = "/etc/hostname";
+    panel->setRequest(outside);
+    const QString refused = run_analysis(panel);
+    QVERIFY2(refused.contains("/etc/hostname") && refused.contains("outside the folders this server serves"),
+             qPrintable(refused));
+  }
+
+  void bothComparePagesOnTheEngineGiveTheSameNumbers() {
+    LocalServer server;
+    test::Studio s;
+    ComparePanel* c = s.window.compare();
+    configure_compare(c);
+    QVERIFY(s.open(test::demo_model()));
+    QSignalSpy specs_done(c, &ComparePanel::finished);
+    QSignalSpy methods_done(c, &ComparePanel::methodsFinished);
+    QVERIFY(c->run() != 0);
+    QVERIFY(specs_done.wait(kJobMs));
+    const QString local_specs = c->tableText();
+    QVERIFY(c->runMethods() != 0);
+    QVERIFY(methods_done.wait(kJobMs));
+    const QString local_methods = comparison_figures(*c->comparison());
+
+    QVERIFY(open_on_engine(s, server.url()));
+    QVERIFY(c->tableText().isEmpty() && c->comparison() == nullptr);  // the old model's figures are gone
+    QSignalSpy failed(c, &ComparePanel::failed);
+    QVERIFY(c->run() != 0);
+    QTRY_VERIFY_WITH_TIMEOUT(specs_done.count() == 2 || !failed.isEmpty(), kJobMs);
+    QVERIFY2(failed.isEmpty(), qPrintable(c->tableText()));
+    QCOMPARE(c->tableText(), local_specs);
+    QVERIFY(c->runMethods() != 0);
+    QVERIFY(methods_done.wait(kJobMs));
+    QCOMPARE(comparison_figures(*c->comparison()), local_methods);
+    // The report was written on the server, in its first root; the page says where.
+    const QStringList reports = QDir(server.out.path()).entryList({"latmix-studio-compare-*"}, QDir::Dirs);
+    QCOMPARE(reports.size(), 1);
+    const QString folder = QDir(server.out.path()).canonicalPath() + "/" + reports.front();
+    QVERIFY(QFileInfo::exists(folder + "/report.md"));
+    QString shown;
+    for (QLabel* l : c->methodsPage()->findChildren<QLabel*>()) {
+      if (l->text().contains("The report is on the engine's server")) shown = l->text();
+    }
+    QVERIFY2(shown.contains(folder) && shown.contains("report.md"), qPrintable(shown));
+  }
+
+  void anExportOnTheEngineIsVerifiedThereAndDownloadedWhole() {
+    LocalServer server;
+    test::Studio s;
+    ExportPanel* p = s.window.exportPanel();
+    QVERIFY(open_on_engine(s, server.url()));
+    QVERIFY(!p->canDownload());
+    p->setOutputFolder("");  // the server's first root
+    p->setKind("compressed-tensors");
+    p->setZip(true);
+    latmix::api::ExportRequest r = p->request();
+    QVERIFY2(!QString::fromStdString(r.out).startsWith('/'), r.out.c_str());  // relative: in the server's first root
+    r.verify_windows = 2;
+    r.verify_seqlen = 32;
+    QSignalSpy exported(p, &ExportPanel::exported);
+    QSignalSpy export_failed(p, &ExportPanel::exportFailed);
+    QVERIFY(p->startExport(r) != 0);
+    QTRY_VERIFY_WITH_TIMEOUT(!exported.isEmpty() || !export_failed.isEmpty(), kJobMs);
+    QVERIFY2(export_failed.isEmpty(), qPrintable(p->lastOutcome().message));
+    const ExportOutcome o = p->lastOutcome();
+    QVERIFY(o.on_engine);
+    QVERIFY2(o.verified, qPrintable(o.verification));
+    QVERIFY2(o.verification.contains("ok    packed codes"), qPrintable(o.verification));
+    const QString on_server = QDir(server.out.path()).canonicalPath() + "/" + QString::fromStdString(r.out);
+    QCOMPARE(o.path, on_server);
+    QVERIFY(QFileInfo::exists(on_server));
+    QCOMPARE(QDir(server.out.path()).entryList({".*"}, QDir::Hidden | QDir::AllEntries | QDir::NoDotAndDotDot),
+             QStringList());  // no staging folder left there
+
+    // Verify bundle... on the engine: the server's file.
+    QSignalSpy verified(p, &ExportPanel::verified);
+    QVERIFY(p->verify(on_server) != 0);
+    QVERIFY(verified.wait(kJobMs));
+    QVERIFY2(p->lastOutcome().verified && p->lastOutcome().on_engine, qPrintable(p->lastOutcome().verification));
+
+    // Download bundle...: byte for byte the server's file.
+    QTemporaryDir here;
+    QVERIFY(p->canDownload());
+    QSignalSpy downloaded(p, &ExportPanel::downloaded);
+    QSignalSpy download_failed(p, &ExportPanel::downloadFailed);
+    const QString local = here.filePath("bundle.zip");
+    QVERIFY(p->downloadBundle(local) != 0);
+    QTRY_VERIFY_WITH_TIMEOUT(!downloaded.isEmpty() || !download_failed.isEmpty(), kJobMs);
+    QVERIFY2(download_failed.isEmpty(),
+             qPrintable(download_failed.isEmpty() ? QString() : download_failed.at(0).at(0).toString()));
+    QCOMPARE(downloaded.at(0).at(0).toString(), local);
+    QVERIFY(file_bytes(local) == file_bytes(on_server));
+    QVERIFY2(p->summaryText().contains("Downloaded"), qPrintable(p->summaryText()));
+
+    // Into a folder that does not exist here: the error names it, and no file appears.
+    const QString nowhere = here.filePath("missing/bundle.zip");
+    QVERIFY(p->downloadBundle(nowhere) != 0);
+    QVERIFY(download_failed.wait(kJobMs));
+    QVERIFY2(download_failed.at(0).at(0).toString().contains(here.filePath("missing")),
+             qPrintable(download_failed.at(0).at(0).toString()));
+    QVERIFY(!QFileInfo::exists(nowhere));
+    QCOMPARE(QDir(here.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
+             QStringList{"bundle.zip"});
+  }
+
+  void aLostEventStreamShowsTheBannerAndRetryReattaches() {
+    LocalServer server;
+    Relay relay(server.port);
+    test::Studio s;
+    QVERIFY(open_on_engine(s, relay.url()));
+    LearnController* ctl = s.window.context()->learnController();
+    QSignalSpy finished(ctl, &LearnController::finished);
+    QSignalSpy failed(ctl, &LearnController::failed);
+    QSignalSpy arrived(ctl, &LearnController::stepsArrived);
+    QSignalSpy lost(s.window.context()->engineLink(), &EngineLink::streamLost);
+    constexpr int kSteps = 60;  // still learning when the relay drops
+    QVERIFY(ctl->start(learn_request(kSteps)) != 0);
+    QVERIFY(arrived.wait(kJobMs));
+    relay.drop();  // the engine is unreachable: the client's reconnects give up
+    QVERIFY(lost.wait(60000));
+    QVERIFY2(s.window.bannerText().contains("Lost the connection to the engine at " + relay.url()),
+             qPrintable(s.window.bannerText()));
+    QVERIFY2(s.window.bannerText().contains("learn job"), qPrintable(s.window.bannerText()));
+    auto* retry = s.window.findChild<QPushButton*>("retry-banner");
+    QVERIFY(retry != nullptr && !retry->isHidden());  // the window is never shown offscreen
+    QVERIFY(ctl->running() && failed.isEmpty());      // the run waits
+    relay.restore();
+    retry->click();
+    QVERIFY(s.window.bannerText().isEmpty());
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() + failed.count() > 0, kJobMs);
+    QVERIFY2(failed.isEmpty(), qPrintable(failed.isEmpty() ? QString() : failed.at(0).at(0).toString()));
+    // Every step once, in order: the curve so far, then the rest from the event after the last seen.
+    QCOMPARE(static_cast<int>(ctl->curve().size()), kSteps);
+    for (int i = 0; i < kSteps; ++i) QCOMPARE(ctl->curve()[static_cast<size_t>(i)].step, qint64(i + 1));
+    QVERIFY(ctl->outcome().plan_prefix.startsWith("latmix-studio-learned-latmix-"));
+
+    // Dismiss gives up: the run fails with a message that says how to follow the job from the shell.
+    QVERIFY(ctl->start(learn_request(100000)) != 0);
+    QVERIFY(arrived.wait(kJobMs));
+    relay.drop();
+    QVERIFY(lost.wait(60000));
+    s.window.findChild<QPushButton*>("dismiss-banner")->click();
+    QVERIFY(failed.wait(60000));
+    const QString message = failed.at(0).at(0).toString();
+    QVERIFY2(message.contains("jobs attach") && message.contains(relay.url()), qPrintable(message));
+    QVERIFY(!ctl->running());
   }
 };
 

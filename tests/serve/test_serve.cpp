@@ -114,6 +114,11 @@ TEST(ServeRoots, EveryPathOfARequestIsConfinedAndPrefixFilesToo) {
   json block = {{"transform", "hadamard"}};  // a built-in transform, no path
   latmix::serve::confine_request("explain_block", block, roots);
   EXPECT_EQ(block["transform"], "hadamard");
+  json eval = {{"tasks", "alice,text:texts/t.txt,wikitext2"}};  // only text: items are paths
+  latmix::serve::confine_request("evaluate", eval, roots);
+  EXPECT_EQ(eval["tasks"], "alice,text:" + root + "/texts/t.txt,wikitext2");
+  json leak = {{"tasks", "frankenstein,text:/etc/passwd"}};
+  EXPECT_THROW(latmix::serve::confine_request("compare", leak, roots), PathRefused);
   json compare = {{"learning", {{"model", "/etc"}}}};
   EXPECT_THROW(latmix::serve::confine_request("compare", compare, roots), PathRefused);
   json wrong = {{"model", 3}};

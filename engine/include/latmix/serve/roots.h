@@ -39,7 +39,8 @@ class Roots {
 /// The request keys of `task` that name files or folders on the server, as confine_request()
 /// checks them: "file" (one path), "prefix" (PREFIX and PREFIX.json / .safetensors / .checkpoint),
 /// "files" (a comma-separated list of paths; learn's --calib, where "gutenberg" is no path),
-/// "transform" (a prefix unless "none" or a built-in transform's name), "learning" (compare: the
+/// "transform" (a prefix unless "none" or a built-in transform's name), "tasks" (eval's and
+/// compare's comma-separated tasks, whose `text:PATH` items are paths), "learning" (compare: the
 /// learn request inside). Every other string key of a task's request is no path.
 struct PathKey {
   std::string key;
