@@ -355,8 +355,11 @@ quint64 ExplorerPanel::calibrateOnEngine(const std::shared_ptr<const serve::Remo
   hooks.gate = context_->engineLink()->lossGate();
   return host_->submit("calibrate", [self, engine, request, hooks](const JobControl& job) {
     const nlohmann::json result = run_on_engine(*engine, "statistics", api::to_json(request), job, hooks);
-    auto stats = std::make_shared<ActivationStats>(api::statistics_result_from_json(result).stats);
-    EngineHost::post(self, [self, stats, request] { self->showStats(stats, nullptr, request); });
+    api::StatisticsResult read = api::statistics_result_from_json(result);
+    auto stats = std::make_shared<ActivationStats>(std::move(read.stats));
+    EngineHost::post(self, [self, stats, request, texts = std::move(read.token_texts)] {
+      self->present(stats, nullptr, request, texts);
+    });
   });
 }
 
@@ -365,6 +368,7 @@ int ExplorerPanel::outlierRows() const { return outliers_->rowCount(); }
 void ExplorerPanel::modelChanged() {
   removePlanChoices();
   stats_.reset();
+  token_texts_.clear();
   outlier_layer_ = -1;
   outlier_point_.clear();
   outliers_->setRowCount(0);
@@ -378,6 +382,11 @@ void ExplorerPanel::modelChanged() {
 
 void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source,
                               const api::StatisticsRequest& request) {
+  present(std::move(stats), source, request, {});
+}
+
+void ExplorerPanel::present(std::shared_ptr<ActivationStats> stats, const std::shared_ptr<Model>& source,
+                            const api::StatisticsRequest& request, std::map<int32_t, std::string> token_texts) {
   run_->setEnabled(true);
   if (!stats || source != session_->model()) return;  // computed for a model that is no longer open
   // On the engine (no Model here): computed for the model open now, on the engine open now.
@@ -385,6 +394,7 @@ void ExplorerPanel::showStats(std::shared_ptr<ActivationStats> stats, const std:
     return;
   stats_ = std::move(stats);
   stats_request_ = request;
+  token_texts_ = std::move(token_texts);
   summary_->setText(QString("%1 sequences x %2 tokens (%3 tokens), %4, transform %5. Hover a cell for numbers and "
                             "its layer's outlier channels; click it to open the block in the microscope.")
                         .arg(stats_->sequences).arg(stats_->seqlen).arg(stats_->tokens)
@@ -477,8 +487,13 @@ void ExplorerPanel::updateOutliers(int layer) {
     const OutlierChannel& o = outliers[static_cast<size_t>(r)];
     QStringList toks;
     for (const auto& t : o.tokens) {
-      // On the engine the tokenizer is the server's: the token's id stands for it.
+      // On the engine the tokenizer is the server's: its text of the token, sent with the
+      // statistics (the id, when it did not send one).
       QString text = tokenizer ? QString("?") : QString("#%1").arg(t.token_id);
+      if (!tokenizer) {
+        const auto found = token_texts_.find(t.token_id);
+        if (found != token_texts_.end()) text = QString::fromStdString(found->second);
+      }
       if (tokenizer && t.token_id >= 0 && t.token_id < tokenizer->vocab_size()) {
         try {
           text = QString::fromStdString(tokenizer->decode({t.token_id}));

@@ -5,6 +5,7 @@
 
 #include <QWidget>
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -140,6 +141,10 @@ class ExplorerPanel : public QWidget {
   std::unique_ptr<latmix::widgets::HeatmapView> heatmap_;
   std::shared_ptr<latmix::ActivationStats> stats_;
   latmix::api::StatisticsRequest stats_request_;  // what computed stats_
+  std::map<int32_t, std::string> token_texts_;     // on an engine: its tokenizer's text of the outlier tokens
+  // showStats(), with the outlier tokens' text from an engine (api::StatisticsResult::token_texts).
+  void present(std::shared_ptr<latmix::ActivationStats> stats, const std::shared_ptr<latmix::Model>& source,
+               const latmix::api::StatisticsRequest& request, std::map<int32_t, std::string> token_texts);
   int outlier_layer_ = -1;
 };
 

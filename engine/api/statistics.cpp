@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <sstream>
 
@@ -112,6 +113,9 @@ json to_json(const StatisticsResult& result) {
   out["request"] = to_json(result.request);
   out["data"] = result.data;
   out["seconds"] = result.seconds;
+  json texts = json::object();
+  for (const auto& [id, text] : result.token_texts) texts[std::to_string(id)] = text;
+  out["token_texts"] = std::move(texts);
   return out;
 }
 
@@ -120,13 +124,30 @@ StatisticsResult statistics_result_from_json(const json& j) {
   // The statistics' own keys are read by stats_from_json(); the run's are taken out first.
   const detail::ResultReader r(what, "", j,
                                {"kind", "version", "format", "format_description", "block", "transform", "sequences",
-                                "seqlen", "tokens", "layers", "request", "data", "seconds"});
+                                "seqlen", "tokens", "layers", "request", "data", "seconds", "token_texts"});
   StatisticsResult out;
   if (r.has("request")) out.request = statistics_request_from_json(r.raw("request"));
   r.get("data", out.data, detail::as_string);
   r.get("seconds", out.seconds, detail::as_number);
+  if (r.has("token_texts")) {
+    const json& texts = r.raw("token_texts");
+    if (!texts.is_object()) throw UsageError(std::string(what) + ": key 'token_texts': expected an object of id: text");
+    for (const auto& [key, text] : texts.items()) {
+      size_t used = 0;
+      long long id = -1;
+      try {
+        id = std::stoll(key, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != key.size() || id < 0 || id > INT32_MAX || !text.is_string())
+        throw UsageError(std::string(what) + ": key 'token_texts': '" + key +
+                         "' is not a token id with its text");
+      out.token_texts[static_cast<int32_t>(id)] = text.get<std::string>();
+    }
+  }
   json stats = j;
-  for (const char* key : {"request", "data", "seconds"}) stats.erase(key);
+  for (const char* key : {"request", "data", "seconds", "token_texts"}) stats.erase(key);
   out.stats = stats_from_json(stats.dump(), what);
   return out;
 }
@@ -157,6 +178,22 @@ StatisticsResult run_statistics(const StatisticsRequest& request, const Model& m
   out.stats = collect_activation_stats(probe, data, opt, transform, batches);
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   job.report("stats", layers * passes, layers * passes);
+  for (const LayerStats& layer : out.stats.layers) {
+    for (const ViewStats* view : {&layer.original, layer.transformed ? &*layer.transformed : nullptr}) {
+      if (view == nullptr) continue;
+      for (const OutlierChannel& channel : view->outliers) {
+        for (const OutlierToken& t : channel.tokens) {
+          if (t.token_id < 0 || out.token_texts.count(t.token_id) != 0) continue;
+          std::string text;
+          try {
+            if (t.token_id < tokenizer.vocab_size()) text = tokenizer.decode({t.token_id});
+          } catch (const std::exception&) {  // an id the tokenizer cannot decode alone
+          }
+          out.token_texts[t.token_id] = text;
+        }
+      }
+    }
+  }
   if (!request.out.empty()) write_stats_json(request.out, out.stats);
   if (!request.safetensors.empty()) write_stats_safetensors(request.safetensors, out.stats);
   return out;

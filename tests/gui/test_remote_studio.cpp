@@ -10,6 +10,7 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QTableWidget>
 #include <QTemporaryDir>
 #include <QTest>
 
@@ -235,6 +236,17 @@ latmix::studio::LearnRequest learn_request(int steps) {
   return r;
 }
 
+/// The outlier table's last column (the tokens that produce each channel, as shown).
+QStringList outlier_tokens(latmix::studio::ExplorerPanel* explorer) {
+  QStringList out;
+  for (auto* table : explorer->findChildren<QTableWidget*>()) {
+    for (int r = 0; r < table->rowCount(); ++r) {
+      if (QTableWidgetItem* item = table->item(r, table->columnCount() - 1)) out << item->text();
+    }
+  }
+  return out;
+}
+
 bool connect_studio(test::Studio& s, const EngineAddress& address) {
   QSignalSpy connected(s.window.context()->engineLink(), &EngineLink::connected);
   s.window.connectToEngine(address);
@@ -390,6 +402,8 @@ class RemoteStudioTest : public QObject {
     QVERIFY(calibrated.wait(kJobMs));
     const std::string local = latmix::stats_to_json(*explorer->stats());
     const std::vector<float> local_map = explorer->heatmapData().values;
+    const QStringList local_tokens = outlier_tokens(explorer);
+    QVERIFY(!local_tokens.isEmpty());
     const ModelSummary local_summary = s.session.summary();
     auto* microscope = s.window.microscope();
     QSignalSpy refreshed(microscope, &latmix::studio::MicroscopePanel::refreshed);
@@ -418,6 +432,8 @@ class RemoteStudioTest : public QObject {
     QVERIFY2(calibration_failed.isEmpty(), qPrintable(explorer->summaryText()));
     QCOMPARE(latmix::stats_to_json(*explorer->stats()), local);
     QCOMPARE(explorer->heatmapData().values, local_map);
+    // The outlier table's tokens: their text as the server's tokenizer decoded them, not ids.
+    QCOMPARE(outlier_tokens(explorer), local_tokens);
     // The microscope's block, explained on the engine (its own bundled sample): the same block.
     explorer->clickCell(1, 2);
     QTRY_COMPARE_WITH_TIMEOUT(microscope->statusText(), local_block, kJobMs);

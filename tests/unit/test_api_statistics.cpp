@@ -159,7 +159,27 @@ TEST_F(ApiRunStatistics, IsTheCollectorOfItsRequestWithProgressPerLayer) {
   expected["request"] = latmix::api::to_json(r);
   expected["data"] = data.describe();
   expected["seconds"] = res.seconds;
+  // ... and the text of every outlier token, each id decoded alone by the request's tokenizer.
+  json texts = json::object();
+  for (const auto& layer : want.layers) {
+    for (const auto& channel : layer.original.outliers) {
+      for (const auto& t : channel.tokens) texts[std::to_string(t.token_id)] = tokenizer_->decode({t.token_id});
+    }
+    ASSERT_TRUE(layer.transformed.has_value());
+    for (const auto& channel : layer.transformed->outliers) {
+      for (const auto& t : channel.tokens) texts[std::to_string(t.token_id)] = tokenizer_->decode({t.token_id});
+    }
+  }
+  EXPECT_GT(texts.size(), 4u);
+  expected["token_texts"] = texts;
   EXPECT_EQ(latmix::api::to_json(res), expected);
+  EXPECT_EQ(latmix::api::statistics_result_from_json(latmix::api::to_json(res)).token_texts, res.token_texts);
+  // A reader refuses what is not an id with its text.
+  json bad = latmix::api::to_json(res);
+  bad["token_texts"] = {{"twelve", "x"}};
+  EXPECT_NE(latmix::test::message_of([&] { latmix::api::statistics_result_from_json(bad); })
+                .find("key 'token_texts': 'twelve' is not a token id with its text"),
+            std::string::npos);
   // 6 layers x 2 passes (3 sequences in batches of 2), then done; the caller's model keeps no hook.
   ASSERT_EQ(reports.size(), 13u);
   EXPECT_EQ(reports.front().first, "stats");

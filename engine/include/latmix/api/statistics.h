@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -75,10 +76,14 @@ struct StatisticsResult {
   ActivationStats stats;
   std::string data;  ///< CalibrationSet::describe() of the sequences read
   double seconds = 0;  ///< collecting (the forward passes and the accumulators)
+  /// The text of every token id among the outlier channels' tokens (both views), each id decoded
+  /// alone by the request's tokenizer ("" for an id it cannot decode): a client without that
+  /// tokenizer (the studio on a `latmix serve` engine) shows the tokens with them.
+  std::map<int32_t, std::string> token_texts;
 };
 /// The result as `latmix stats --json` prints it (and `latmix serve` returns it): the keys of
 /// stats_to_json() of the statistics (what --out writes), then "request" (to_json(StatisticsRequest)),
-/// "data" and "seconds".
+/// "data", "seconds" and "token_texts" ({"ID": "text"}).
 nlohmann::json to_json(const StatisticsResult& result);
 /// The inverse of to_json(). Strict at the top: an unknown key or a run key of the wrong type is a
 /// latmix::UsageError naming the key ("statistics result: key 'seconds': ..."), the request's keys
