@@ -149,7 +149,7 @@ bool ExplorerPanel::saveHeatmapImage(const QString& path) const {
 }
 
 bool ExplorerPanel::openOutlier(int row) {
-  if (!session_->model()) return false;  // on the engine: the calibration windows are the server's
+  if (!session_->model() && !session_->remote()) return false;
   if (!stats_ || outlier_layer_ < 0 || row < 0 || row >= outliers_->rowCount()) return false;
   const LayerStats* ls = stats_->find(parse_capture_point(outlier_point_.toStdString()), outlier_layer_);
   if (ls == nullptr || row >= static_cast<int>(ls->original.outliers.size())) return false;
@@ -164,7 +164,15 @@ bool ExplorerPanel::openOutlier(int row) {
   target.transform = QString::fromStdString(stats_->transform);
   target.plan_prefix = shownPlanPrefix();
   target.text = QString::fromStdString(stats_request_.data);
-  target.options = api::statistics_data_options(stats_request_, *session_->model(), *session_->tokenizer());
+  if (session_->model()) {
+    target.options = api::statistics_data_options(stats_request_, *session_->model(), *session_->tokenizer());
+  } else {  // on an engine: the same windows, chosen there (the BOS id too: the microscope sends bos)
+    target.options.samples = stats_request_.samples;
+    target.options.seqlen = stats_request_.seqlen;
+    target.options.sampling = parse_window_sampling(stats_request_.sampling);
+    target.options.seed = stats_request_.seed;
+    if (stats_request_.bos) target.options.bos_id = 0;  // a stand-in: only whether there is one is sent
+  }
   target.sequence = static_cast<int>(t.sequence);
   target.position = static_cast<int>(t.position);
   context_->openBlock(target);

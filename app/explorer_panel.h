@@ -100,7 +100,8 @@ class ExplorerPanel : public QWidget {
   bool saveHeatmapImage(const QString& path) const;
   /// What activating (double-click, Enter) a row of the outlier table does: opens the microscope
   /// (StudioContext::openBlock()) at the row's largest token (its calibration sequence and
-  /// position), in the channel's block. False when there is no such row.
+  /// position), in the channel's block; on an engine, the window is chosen there from the same
+  /// statistics request. False when there is no such row.
   bool openOutlier(int row);
 
  Q_SIGNALS:

@@ -446,6 +446,31 @@ class RemoteStudioTest : public QObject {
     QVERIFY(!explorer->hasStats());
   }
 
+  void anOutlierRowOpensItsTokensBlockOnTheEngineAsInProcess() {
+    LocalServer server;
+    test::Studio s;
+    auto* explorer = s.window.explorer();
+    auto* microscope = s.window.microscope();
+    explorer->setSequences(2, 32);
+    // In-process: the microscope at the row's largest token, in its calibration window.
+    QVERIFY(s.open(test::demo_model()));
+    QSignalSpy calibrated(explorer, &latmix::studio::ExplorerPanel::calibrated);
+    QVERIFY(explorer->calibrate() != 0);
+    QVERIFY(calibrated.wait(kJobMs));
+    QVERIFY(explorer->openOutlier(0));
+    QTRY_VERIFY_WITH_TIMEOUT(microscope->statusText().contains("calibration sequence"), kJobMs);
+    const QString local = microscope->statusText();
+    // On the engine: the same window, chosen there from the same statistics request.
+    QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
+    QSignalSpy opened(&s.session, &ModelSession::opened);
+    s.window.openRemoteModel(test::demo_model());
+    QVERIFY(opened.wait(kJobMs));
+    QVERIFY(explorer->calibrate() != 0);
+    QTRY_VERIFY_WITH_TIMEOUT(calibrated.count() == 2, kJobMs);
+    QVERIFY(explorer->openOutlier(0));
+    QTRY_COMPARE_WITH_TIMEOUT(microscope->statusText(), local, kJobMs);
+  }
+
   void aLearningRunOnTheEngineStreamsItsCurvePausesAndCancelsThere() {
     LocalServer server;
     test::Studio s;
