@@ -500,6 +500,26 @@ quint64 ExportPanel::startExport() {
   return startExport(request());
 }
 
+void fill_verified(ExportOutcome& o, const std::function<api::VerifyResult()>& verify) {
+  o.status = ExportOutcome::Status::Verified;
+  try {
+    const api::VerifyResult v = verify();
+    o.zipped = v.zip;
+    o.kind = QString::fromStdString(v.kind);
+    o.verification = QString::fromStdString(v.verification.describe());
+    o.verified = v.verification.ok();
+    o.verdict = QString::fromStdString(api::verdict(v));
+    for (const auto& n : v.notes) o.notes << QString::fromStdString(n);
+  } catch (const Cancelled&) {
+    throw;
+  } catch (const std::exception& e) {
+    o.verified = false;
+    o.message = QString::fromUtf8(e.what());
+    o.verification = "FAIL  " + o.message + "\n";
+    o.verdict = "VERIFICATION FAILED";
+  }
+}
+
 void fill_written(ExportOutcome& o, const api::ExportResult& res) {
   const latmix::ExportResult& w = res.written;
   o.status = ExportOutcome::Status::Written;
@@ -578,26 +598,10 @@ quint64 ExportPanel::verify(const QString& path) {
   verify_job_ = host_->submit("verify-export", [self, path, request](const JobControl& job) {
     ExportOutcome o;
     o.path = path;
-    o.status = ExportOutcome::Status::Verified;
-    try {
-      // As latmix verify: a .zip's entries against its manifest, then the folder's checks on an
-      // unzipped copy; the perplexity check on the text inside the export; a check that cannot
-      // run is not a pass.
-      const api::VerifyResult v = api::run_verify(request, job);
-      o.zipped = v.zip;
-      o.kind = QString::fromStdString(v.kind);
-      o.verification = QString::fromStdString(v.verification.describe());
-      o.verified = v.verification.ok();
-      o.verdict = QString::fromStdString(api::verdict(v));
-      for (const auto& n : v.notes) o.notes << QString::fromStdString(n);
-    } catch (const Cancelled&) {
-      throw;
-    } catch (const std::exception& e) {
-      o.verified = false;
-      o.message = QString::fromUtf8(e.what());
-      o.verification = "FAIL  " + o.message + "\n";
-      o.verdict = "VERIFICATION FAILED";
-    }
+    // As latmix verify: a .zip's entries against its manifest, then the folder's checks on an
+    // unzipped copy; the perplexity check on the text inside the export; a check that cannot run
+    // is not a pass.
+    fill_verified(o, [&] { return api::run_verify(request, job); });
     EngineHost::post(self, [self, o] { self->showOutcome(o); });
   });
   updateButtons();

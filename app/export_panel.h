@@ -182,6 +182,10 @@ class ExportPanel : public QWidget {
 
 /// The outcome of an export written (status Written, sizes, quantization, verification, notes).
 void fill_written(ExportOutcome& o, const api::ExportResult& result);
+/// The outcome of a verification (status Verified): what `verify` returns (in-process or on an
+/// engine), or, when it throws, its message as the failed verification's verdict (as `latmix
+/// verify` reports it). latmix::Cancelled passes through.
+void fill_verified(ExportOutcome& o, const std::function<api::VerifyResult()>& verify);
 
 /// "1.5 GB", "17.3 MB", "512 B".
 QString format_bytes(qint64 bytes);

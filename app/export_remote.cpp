@@ -84,26 +84,13 @@ quint64 ExportPanel::verifyOnEngine(const QString& path) {
   verify_job_ = host_->submit("verify-export", [self, path, request, engine, hooks](const JobControl& job) {
     ExportOutcome o;
     o.path = path;
-    o.status = ExportOutcome::Status::Verified;
     o.on_engine = true;
-    try {
+    fill_verified(o, [&] {  // as in-process: a failure is the verification's verdict
       const api::VerifyResult v =
           api::verify_result_from_json(run_on_engine(*engine, "verify", api::to_json(request), job, hooks));
       o.path = QString::fromStdString(v.path);
-      o.zipped = v.zip;
-      o.kind = QString::fromStdString(v.kind);
-      o.verification = QString::fromStdString(v.verification.describe());
-      o.verified = v.verification.ok();
-      o.verdict = QString::fromStdString(api::verdict(v));
-      for (const auto& n : v.notes) o.notes << QString::fromStdString(n);
-    } catch (const Cancelled&) {
-      throw;
-    } catch (const std::exception& e) {  // as in-process: the failure is the verification's verdict
-      o.verified = false;
-      o.message = QString::fromUtf8(e.what());
-      o.verification = "FAIL  " + o.message + "\n";
-      o.verdict = "VERIFICATION FAILED";
-    }
+      return v;
+    });
     EngineHost::post(self, [self, o] { self->showOutcome(o); });
   });
   updateButtons();
