@@ -208,10 +208,12 @@ TEST(ModelConfig, MistypedOrOverflowingValuesNameTheKey) {
   EXPECT_NE(message.find("/m/config.json: key 'rope_theta': number overflow parsing '1e400'"), std::string::npos)
       << message;
   j = base("LlamaForCausalLM");
-  j["vocab_size"] = std::string(50 << 20, '9');  // 50 MB: never echoed in full
+  // Issue 20 reported 50 MB values; 1 MiB fails the same way when a value is echoed in full (a
+  // message over 300 bytes) and parses in milliseconds, where 50 MB took ~10 s of the unit label.
+  j["vocab_size"] = std::string(1 << 20, '9');  // never echoed in full
   EXPECT_LT(error_of(j).size(), 300u);
   // Nor the strings that are compared with a list of names (issue 20, item 21).
-  const std::string huge(50 << 20, 'A');
+  const std::string huge(1 << 20, 'A');
   j = base(huge);
   EXPECT_LT(error_of(j).size(), 300u);
   EXPECT_NE(error_of(j).find("unsupported architecture"), std::string::npos) << error_of(j).substr(0, 300);
