@@ -2,7 +2,7 @@
 # Runs the studio's scripted scenario (screenshot_scenario.cpp: a MainWindow driven as a person would)
 # under Xvfb on the bundled model, which saves a screenshot of each screen, and checks
 # that every screenshot exists and is not blank (more than a handful of distinct colours). The
-# scenario also learns 20 steps (learn.png), cancels a second run, compares methods
+# scenario also learns 12 steps (learn.png), cancels a second run, compares methods
 # (compare-methods.png) and reports the GUI's event-loop lateness while learning runs (latency.txt; not
 # gated: other tests share the cores, and the bench gui_learn_latency measures it alone). It starts with the
 # first-run tour (tour.png, then dismissed) and ends by exporting the plan it learned as a

@@ -248,6 +248,7 @@ class TestStudioWindow : public QObject {
     w.openModel(kModel);
     QVERIFY(opened.wait(120000));
     ExplorerPanel* e = w.explorer();
+    e->setSequences(4, 64);  // a short calibration: the panel's default 16 x 256 costs ~4x the CPU
     QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
     QVERIFY(e->calibrate() != 0);
     QVERIFY(calibrated.wait(300000));
@@ -544,6 +545,7 @@ class TestStudioWindow : public QObject {
     MainWindow& w = studio.window;
     QVERIFY(studio.open(kModel, 120000));
     ExplorerPanel* e = w.explorer();
+    e->setSequences(4, 64);  // a short calibration: the panel's default 16 x 256 costs ~4x the CPU
     e->setTransform("hadamard");
     QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
     QVERIFY(e->calibrate() != 0);
@@ -595,6 +597,7 @@ class TestStudioWindow : public QObject {
     MainWindow& w = studio.window;
     QVERIFY(studio.open(kModel, 120000));
     ExplorerPanel* e = w.explorer();
+    e->setSequences(4, 64);  // a short calibration: the panel's default 16 x 256 costs ~4x the CPU
     QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
     QSignalSpy failed(e, &ExplorerPanel::calibrationFailed);
     QVERIFY(e->calibrate() != 0);
@@ -724,6 +727,7 @@ class TestStudioWindow : public QObject {
     MainWindow& w = studio.window;
     QVERIFY(studio.open(kModel, 120000));
     ExplorerPanel* e = w.explorer();
+    e->setSequences(4, 64);  // a short calibration: the panel's default 16 x 256 costs ~4x the CPU
     QVERIFY(!e->saveHeatmapImage(dir.filePath("none.png")));  // no statistics yet
     e->setTransform("hadamard");
     QSignalSpy calibrated(e, &ExplorerPanel::calibrated);
