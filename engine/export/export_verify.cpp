@@ -165,6 +165,9 @@ constexpr double kBf16Tolerance = 1.0 / 256;
 // perplexity averages thousands of tokens' losses.
 constexpr double kFp32DeviceTolerance = 1e-4;
 
+// The device a perplexity is recorded on and compared with, spelled one way: "cpu", "cuda".
+std::string device_kind(at::Device device) { return c10::DeviceTypeName(device.type(), /*lower_case=*/true); }
+
 // The folder as load_model() reads it (compressed-tensors: codes decoded, transform_config
 // matrices in the weights) against the in-memory model; what `latmix verify` recomputes later.
 void check_perplexity(const ExportModel& m, const std::string& dir, const ExportOptions& o, const JobControl& job,
@@ -199,7 +202,7 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
                                  {"convention", exp.describe()}, {"seqlen", exp.seqlen},
                                  {"windows", exp.windows},       {"bos", exp.bos},
                                  {"digits", o.ppl_digits},       {"dtype", std::string(c10::toString(lo.dtype))},
-                                 {"device", c10::DeviceTypeName(lo.device.type(), /*lower_case=*/true)}};
+                                 {"device", device_kind(lo.device)}};
     if (!o.verify_text_bytes.empty()) out.figures["perplexity"]["file"] = kPerplexityTextFile;
     out.add("perplexity of the exported folder (" + o.verify_text + ")", std::isfinite(exp.perplexity),
             round_to(exp.perplexity, o.ppl_digits) + " (" + exp.describe() +
@@ -220,7 +223,7 @@ void check_perplexity(const ExportModel& m, const std::string& dir, const Export
                                {"windows", exp.windows},
                                {"bos", exp.bos},
                                {"dtype", std::string(c10::toString(lo.dtype))},
-                               {"device", c10::DeviceTypeName(lo.device.type(), /*lower_case=*/true)}};
+                               {"device", device_kind(lo.device)}};
   if (!o.verify_text_bytes.empty()) out.figures["perplexity"]["file"] = kPerplexityTextFile;
   if (o.kind == ExportKind::FoldedBf16) {
     const PerplexityResult stored = evaluate_perplexity(stored_model(m), o.verify_ids, o.verify_ppl, job);
@@ -471,7 +474,7 @@ void check_recorded_perplexity(Model& model, const JsonObject& m, const std::vec
     const int digits = static_cast<int>(in_range("digits", 2, 0, 17));
     const double recorded = p.number("exported");
     const std::string got = round_to(r.perplexity, digits), want = round_to(recorded, digits);
-    const std::string here = c10::DeviceTypeName(model.device().type(), /*lower_case=*/true);
+    const std::string here = device_kind(model.device());
     const std::string there = p.string_or("device", "");
     if (there == here) {  // the same computation: the same digits
       out.add("perplexity as recorded", got == want, got + ", the manifest says " + want + " (" + r.describe() + ")");
