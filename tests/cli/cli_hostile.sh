@@ -167,7 +167,7 @@ with zipfile.ZipFile(out + "/evil.zip", "w") as z:  # names outside the export, 
     z.writestr("manifest.json", man([ent("../../evil", x), ent("/tmp/abs", x), ent("a.bin", x)]))
     for n in ("../../evil", "/tmp/abs", "a.bin", "a.bin"): z.writestr(n, x)
 PY
-/usr/bin/time -f "%M" -o "$OUT/rss" $T "$LATMIX" verify "$OUT/bomb.zip" >"$OUT/stdout" 2>"$OUT/stderr"
+/usr/bin/time -f "%M" -o "$OUT/rss" env LATMIX_TEST_ZYGOTE=0 $T "$LATMIX" verify "$OUT/bomb.zip" >"$OUT/stdout" 2>"$OUT/stderr"
 [ $? -eq 1 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: bomb.zip verified"; FAILED=$((FAILED + 1)); }
 contains stdout "FAIL  file a.bin: 209715200 bytes, the manifest says 13"
 [ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: bomb.zip took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }
@@ -189,7 +189,7 @@ line = b'It is a truth universally acknowledged, that a single man in possession
 with open(sys.argv[1], 'wb') as f:
     for _ in range(2): f.write(line * ((100 << 20) // len(line)))
 " "$OUT/big.txt"
-/usr/bin/time -f "%M" -o "$OUT/rss" $T "$LATMIX" ppl --model "$M6" --data "$OUT/big.txt" --seqlen 64 --max-windows 2 >"$OUT/stdout" 2>"$OUT/stderr"
+/usr/bin/time -f "%M" -o "$OUT/rss" env LATMIX_TEST_ZYGOTE=0 $T "$LATMIX" ppl --model "$M6" --data "$OUT/big.txt" --seqlen 64 --max-windows 2 >"$OUT/stdout" 2>"$OUT/stderr"
 [ $? -eq 0 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: ppl on big.txt"; sed 's/^/  /' "$OUT/stderr" | head -3; FAILED=$((FAILED + 1)); }
 contains stdout "(read as far as --max-windows needs)"
 [ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: ppl on 200 MB took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }
@@ -201,7 +201,7 @@ mkdir -p "$OUT/tasks/eval/copa"
 COPA="$OUT/tasks/eval/copa/copa.mosaic.jsonl"
 REC='{"query": "The man turned on the faucet, therefore", "choices": ["the toilet filled.", "water flowed."], "gold": 1}'
 printf '%s\n%s\n' "$REC" "$REC" > "$COPA"; truncate -s 2G "$COPA"
-/usr/bin/time -f "%M" -o "$OUT/rss" $T "$LATMIX" eval --model "$M6" --data-dir "$OUT/tasks" --tasks copa --limit 2 >"$OUT/stdout" 2>"$OUT/stderr"
+/usr/bin/time -f "%M" -o "$OUT/rss" env LATMIX_TEST_ZYGOTE=0 $T "$LATMIX" eval --model "$M6" --data-dir "$OUT/tasks" --tasks copa --limit 2 >"$OUT/stdout" 2>"$OUT/stderr"
 [ $? -eq 0 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: eval copa --limit 2 on a 2 GiB task file"; sed 's/^/  /' "$OUT/stderr" | head -3; FAILED=$((FAILED + 1)); }
 contains stdout "first 2 items (read as far as --limit needs)"
 [ "$(tail -1 "$OUT/rss")" -lt 600000 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: eval on a 2 GiB task file took $(tail -1 "$OUT/rss") kB"; FAILED=$((FAILED + 1)); }

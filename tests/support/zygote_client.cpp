@@ -1,6 +1,10 @@
 // latmix_test_launch BINARY [ARGS...]: runs `BINARY ARGS...` as a fork of BINARY's zygote (started
 // on first use, see zygote_protocol.h) and exits as that child did; ctest runs it per case in front
-// of the LibTorch test binaries (tests/CMakeLists.txt, latmix_add_gtests). When the zygote cannot
+// of the LibTorch test binaries (tests/CMakeLists.txt, latmix_add_gtests), and the CLI tests run
+// every `latmix-engine` through it (tests/cli/CMakeLists.txt). It stands for the child as a process
+// would: the signals a test sends it (kill -TERM, timeout, Ctrl-C) go on to the child, the signals
+// it ignores and its resource limits (ulimit) are the child's, and when it is killed outright the
+// zygote kills the child. When the zygote cannot
 // be had (no private socket directory, it will not start, it refuses), it execs BINARY itself: a
 // case never fails because of the launcher. LATMIX_TEST_ZYGOTE=0 in the environment always execs.
 
@@ -119,6 +123,8 @@ const char* refusal_text(std::int32_t refusal) {
       return "the zygote did not understand the request";
     case Refusal::fork_failed:
       return "the zygote could not fork";
+    case Refusal::limits:
+      return "the launcher's resource limits are above the zygote's";
   }
   return "the zygote refused";
 }
@@ -130,6 +136,48 @@ struct Result {
   std::string why;
 };
 
+// The signals passed on to the running child: those a test or a terminal sends to end or poke a
+// process. Even one the launcher ignores (bash starts `cmd &` with SIGINT ignored): the child
+// ignores it too (request.ignored_signals) unless it installs a handler, as after an exec.
+constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM};
+constexpr int kForwardedCount = sizeof kForwarded / sizeof kForwarded[0];
+volatile sig_atomic_t g_child = 0;
+
+void forward_signal(int sig) {
+  if (g_child > 0) ::kill(static_cast<pid_t>(g_child), sig);
+}
+
+bool ignored(int sig) {
+  struct sigaction current {};
+  return ::sigaction(sig, nullptr, &current) == 0 && current.sa_handler == SIG_IGN;
+}
+
+// The launcher's own dispositions and mask before it forwarded anything.
+struct Forwarding {
+  struct sigaction before[kForwardedCount];
+  sigset_t blocked;
+  sigset_t mask_before;
+};
+
+// Installs the forwarding handlers with the forwarded signals blocked, so that one sent before the
+// child runs waits for it (unblocked once g_child is set).
+void install_forwarding(Forwarding* f) {
+  sigemptyset(&f->blocked);
+  for (int sig : kForwarded) sigaddset(&f->blocked, sig);
+  ::sigprocmask(SIG_BLOCK, &f->blocked, &f->mask_before);
+  struct sigaction sa {};
+  sa.sa_handler = forward_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  for (int i = 0; i < kForwardedCount; ++i) ::sigaction(kForwarded[i], &sa, &f->before[i]);
+}
+
+// Back to what the launcher had, for an exec of the binary itself.
+void remove_forwarding(const Forwarding& f) {
+  for (int i = 0; i < kForwardedCount; ++i) ::sigaction(kForwarded[i], &f.before[i], nullptr);
+  ::sigprocmask(SIG_SETMASK, &f.mask_before, nullptr);
+}
+
 Request request_for(const BinaryIdentity& id, int argc, char** argv) {
   Request request;
   request.binary = id;
@@ -140,6 +188,10 @@ Request request_for(const BinaryIdentity& id, int argc, char** argv) {
   mode_t mask = ::umask(0);
   ::umask(mask);
   request.umask = mask;
+  for (int sig = 1; sig < 64; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP && ignored(sig)) request.ignored_signals |= std::uint64_t{1} << (sig - 1);
+  }
+  request.limits = current_limits();
   return request;
 }
 
@@ -157,14 +209,19 @@ Result run_via_zygote(int argc, char** argv) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     int sock = connect_or_start(real, *paths, &why);
     if (sock < 0) return {Outcome::not_run, 0, why};
+    Forwarding forwarding;
+    install_forwarding(&forwarding);
     Reply reply;
     bool answered = send_request(sock, request, fds) && receive_reply(sock, &reply);
     if (!answered || reply.kind != ReplyKind::started) {  // the zygote forks before it says "started"
       ::close(sock);
+      remove_forwarding(forwarding);  // a signal that came meanwhile acts now, as on the binary run by exec
       if (!answered) return {Outcome::not_run, 0, "the zygote closed the connection before starting the case"};
       if (reply.value == static_cast<int>(Refusal::stale_binary) && attempt == 0) continue;  // it stopped listening
       return {Outcome::not_run, 0, refusal_text(reply.value)};
     }
+    g_child = reply.value;
+    ::sigprocmask(SIG_SETMASK, &forwarding.mask_before, nullptr);
     bool got = receive_reply(sock, &reply);
     ::close(sock);
     if (!got || reply.kind != ReplyKind::exited) return {Outcome::lost, 0, "the zygote went away while the case ran"};

@@ -1,5 +1,6 @@
 #include "zygote_protocol.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -15,7 +16,7 @@
 namespace latmix::zygote {
 namespace {
 
-constexpr std::uint32_t kMagic = 0x315a4d4c;  // "LMZ1"
+constexpr std::uint32_t kMagic = 0x325a4d4c;  // "LMZ2"
 constexpr std::uint32_t kMaxPayload = 64u << 20;
 
 bool write_all(int fd, const void* data, size_t size) {
@@ -98,6 +99,13 @@ std::string encode(const Request& r) {
   put_strings(out, r.argv);
   put_strings(out, r.env);
   put_string(out, r.cwd);
+  put(out, r.ignored_signals);
+  put(out, static_cast<std::uint32_t>(r.limits.size()));
+  for (const Limit& l : r.limits) {
+    put(out, l.resource);
+    put(out, l.soft);
+    put(out, l.hard);
+  }
   return out;
 }
 
@@ -111,7 +119,16 @@ bool decode(std::string_view payload, Request* r) {
   r->argv = in.get_strings();
   r->env = in.get_strings();
   r->cwd = in.get_string();
-  return in.ok && in.rest.empty() && !r->argv.empty();
+  r->ignored_signals = in.get<std::uint64_t>();
+  const auto limits = in.get<std::uint32_t>();
+  for (std::uint32_t i = 0; in.ok && i < limits && i < 64; ++i) {
+    Limit l;
+    l.resource = in.get<std::int32_t>();
+    l.soft = in.get<std::uint64_t>();
+    l.hard = in.get<std::uint64_t>();
+    r->limits.push_back(l);
+  }
+  return in.ok && limits < 64 && in.rest.empty() && !r->argv.empty();
 }
 
 // FNV-1a: the socket's name only has to tell two binaries' paths apart.
@@ -148,6 +165,15 @@ bool usable_private_dir(const std::string& dir, std::string* why) {
 }
 
 }  // namespace
+
+std::vector<Limit> current_limits() {
+  std::vector<Limit> out;
+  for (int resource : {RLIMIT_FSIZE, RLIMIT_AS, RLIMIT_DATA, RLIMIT_NOFILE, RLIMIT_CPU, RLIMIT_CORE}) {
+    rlimit rl{};
+    if (::getrlimit(resource, &rl) == 0) out.push_back({resource, rl.rlim_cur, rl.rlim_max});
+  }
+  return out;
+}
 
 bool BinaryIdentity::operator==(const BinaryIdentity& o) const {
   return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;

@@ -40,6 +40,17 @@ struct BinaryIdentity {
 };
 std::optional<BinaryIdentity> identity_of(const std::string& path);
 
+/// A resource limit of the launcher, which an exec'd binary would inherit (`ulimit -f` in a test).
+struct Limit {
+  std::int32_t resource = 0;  ///< RLIMIT_*
+  std::uint64_t soft = 0;
+  std::uint64_t hard = 0;
+};
+
+/// The limits the child takes from its launcher: the ones a shell's ulimit sets that a run of the
+/// engine can meet (file size, address space, data, open files, CPU time, core size).
+std::vector<Limit> current_limits();
+
 /// One case to run: what the child's process must look like.
 struct Request {
   BinaryIdentity binary;          ///< as the launcher saw the file; a zygote of another build refuses
@@ -47,6 +58,8 @@ struct Request {
   std::vector<std::string> env;   ///< "NAME=value" entries, the child's whole environment
   std::string cwd;
   std::uint32_t umask = 022;
+  std::uint64_t ignored_signals = 0;  ///< bit N-1: signal N is ignored (SIG_IGN survives an exec)
+  std::vector<Limit> limits;
 };
 
 enum class ReplyKind : std::uint32_t {
@@ -59,6 +72,7 @@ enum class Refusal : std::int32_t {
   environment = 2,   ///< a variable read while loading differs (see read_at_load)
   bad_request = 3,
   fork_failed = 4,
+  limits = 5,  ///< the launcher's hard limits are above the zygote's: a child could not take them
 };
 struct Reply {
   ReplyKind kind = ReplyKind::refused;

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -92,6 +93,16 @@ std::string lock_path_of(const std::string& socket_path) {
 void leave_before_static_destructors(int status, void* /*unused*/) {
   std::fflush(nullptr);
   std::_Exit(status);
+}
+
+// Whether a child can take the launcher's limits: a hard limit can be lowered, never raised.
+bool limits_reachable(const std::vector<Limit>& limits) {
+  for (const Limit& l : limits) {
+    rlimit own{};
+    if (::getrlimit(l.resource, &own) != 0) return false;
+    if (own.rlim_max != RLIM_INFINITY && (l.hard == RLIM_INFINITY || l.hard > own.rlim_max)) return false;
+  }
+  return true;
 }
 
 // One running case: the launcher's connection and the forked child.
@@ -196,6 +207,9 @@ void Zygote::accept_one() {
   } else if (ok && load_time_entries(request.env) != load_env_) {
     refusal = Refusal::environment;
     ok = false;
+  } else if (ok && !limits_reachable(request.limits)) {
+    refusal = Refusal::limits;
+    ok = false;
   }
   if (ok) {
     start_case(conn, request, fds);
@@ -241,6 +255,19 @@ void Zygote::become_child(int conn, const Request& request, const int fds[3]) {
   dfl.sa_handler = SIG_DFL;
   ::sigaction(SIGPIPE, &dfl, nullptr);
   ::sigaction(SIGCHLD, &dfl, nullptr);
+  // What an exec'd binary inherits from its launcher: the signals it ignores and its limits.
+  struct sigaction ign {};
+  ign.sa_handler = SIG_IGN;
+  for (int sig = 1; sig <= 64; ++sig) {
+    if ((request.ignored_signals >> (sig - 1)) & 1u) ::sigaction(sig, &ign, nullptr);
+  }
+  for (const Limit& l : request.limits) {
+    const rlimit rl{static_cast<rlim_t>(l.soft), static_cast<rlim_t>(l.hard)};
+    if (::setrlimit(l.resource, &rl) != 0) {
+      dprintf(STDERR_FILENO, "latmix zygote: cannot take the launcher's limit %d: %s\n", l.resource, std::strerror(errno));
+      std::_Exit(127);
+    }
+  }
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
