@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@ struct Launch {
   std::string binary = LATMIX_ZYGOTE_PROBE;
   std::string zygote_dir;  // empty: the test's own
   std::string stdin_text;
+  int ignored_signal = 0;         // the launcher starts with this signal ignored (as bash's `cmd &`)
+  long long file_size_limit = -1;  // the launcher starts under this RLIMIT_FSIZE (bytes; `ulimit -f`)
 };
 
 struct Launched {
@@ -129,6 +132,11 @@ class ZygoteTest : public ::testing::Test {
       ::dup2(in, 0);
       ::dup2(out, 1);
       ::dup2(err, 2);
+      if (launch.ignored_signal != 0) ::signal(launch.ignored_signal, SIG_IGN);
+      if (launch.file_size_limit >= 0) {
+        const rlimit limit{static_cast<rlim_t>(launch.file_size_limit), static_cast<rlim_t>(launch.file_size_limit)};
+        if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) std::_Exit(125);
+      }
       ::execve(argv[0], argv.data(), envp.data());
       std::_Exit(127);
     }
@@ -259,6 +267,46 @@ TEST_F(ZygoteTest, KillsTheCaseWhenItsLauncherIsKilled) {
   Outcome after = run({"Report"});
   EXPECT_TRUE(after.exited_with(0)) << after.err;
   EXPECT_EQ(after.ppid(), std::stoi(facts["ppid"]));
+}
+
+// What `kill -TERM $!` or `timeout` does to a latmix of a shell test: the signal reaches the child,
+// whose handler runs (an export cancels and removes its temp folder), and the launcher exits as it.
+TEST_F(ZygoteTest, PassesTheSignalsSentToTheLauncherOnToTheCase) {
+  for (int sig : {SIGTERM, SIGINT}) {
+    Launch launch{"Signals"};
+    launch.ignored_signal = sig == SIGINT ? SIGINT : 0;  // bash starts `cmd &` with SIGINT ignored
+    Launched waiting = start(launch);
+    std::map<std::string, std::string> facts;
+    ASSERT_TRUE(eventually([&] {
+      facts = probe_lines(read_file(waiting.out_path));
+      return facts.count("ready") > 0;
+    })) << read_file(waiting.err_path);
+    ASSERT_NE(std::stoi(facts["pid"]), waiting.launcher) << "the case ran without the zygote";
+    ::kill(waiting.launcher, sig);
+    Outcome o = finish(waiting);
+    EXPECT_TRUE(o.exited_with(0)) << "signal " << sig << ": " << o.out << o.err;
+    EXPECT_EQ(o.probe["handled"], std::to_string(sig)) << o.out;
+  }
+}
+
+// The signals a launcher ignores and its resource limits survive an exec, so the child has them:
+// cli_export's full disk is `trap '' XFSZ; ulimit -f 4096; exec latmix export ...`.
+TEST_F(ZygoteTest, GivesTheChildTheLaunchersIgnoredSignalsAndLimits) {
+  Outcome plain = run({"Signals", {"LATMIX_PROBE_NO_WAIT=1"}});  // starts the zygote: nothing ignored, no limit
+  Launch limited{"Signals"};
+  limited.ignored_signal = SIGXFSZ;
+  limited.file_size_limit = 4096 * 1024;
+  Launched started = start(limited);
+  ASSERT_TRUE(eventually([&] { return probe_lines(read_file(started.out_path)).count("ready") > 0; }));
+  ::kill(started.launcher, SIGTERM);
+  Outcome o = finish(started);
+  ASSERT_TRUE(o.exited_with(0)) << o.out << o.err;
+  EXPECT_NE(o.pid(), o.launcher) << "the case ran without the zygote: " << o.err;
+  EXPECT_EQ(o.ppid(), plain.ppid()) << "not a fork of the first case's zygote";
+  EXPECT_EQ(o.probe["xfsz"], "ignored");
+  EXPECT_EQ(o.probe["fsize"], std::to_string(4096 * 1024));
+  EXPECT_EQ(plain.probe["xfsz"], "default");
+  EXPECT_EQ(plain.probe["fsize"], "unlimited");
 }
 
 TEST_F(ZygoteTest, StartsOneZygoteForLaunchersStartingTogether) {

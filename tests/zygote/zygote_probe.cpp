@@ -65,3 +65,32 @@ TEST(ZygoteProbe, Stdin) {
   std::getline(std::cin, line);
   std::printf("probe.stdin=%s\n", line.c_str());
 }
+
+namespace {
+volatile sig_atomic_t g_handled = 0;
+void on_signal(int sig) { g_handled = sig; }
+}  // namespace
+
+// Says how SIGXFSZ is set and the file size limit, installs handlers for SIGTERM and SIGINT (as
+// latmix's interrupt handlers do, over an inherited SIG_IGN), says it is ready and waits up to 60 s
+// for one of them (not at all with LATMIX_PROBE_NO_WAIT set), then says which came.
+TEST(ZygoteProbe, Signals) {
+  report();
+  struct sigaction current {};
+  sigaction(SIGXFSZ, nullptr, &current);
+  rlimit fsize{};
+  getrlimit(RLIMIT_FSIZE, &fsize);
+  std::printf("probe.xfsz=%s\nprobe.fsize=%s\n", current.sa_handler == SIG_IGN ? "ignored" : "default",
+              fsize.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(fsize.rlim_cur).c_str());
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  std::printf("probe.ready=1\n");
+  std::fflush(stdout);
+  if (std::getenv("LATMIX_PROBE_NO_WAIT") == nullptr) {
+    for (int i = 0; i < 600 && g_handled == 0; ++i) usleep(100000);
+  }
+  std::printf("probe.handled=%d\n", static_cast<int>(g_handled));
+}
