@@ -54,7 +54,11 @@ trap cleanup EXIT
 
 # --- build the package
 echo "== cpack ($BUILD)"
-if ! cpack --config "$BUILD/CPackConfig.cmake" -B "$WORK/pkg" >"$WORK/cpack.log" 2>&1; then
+# gzip instead of the release's xz: the same files and metadata, built in 13 s instead of 33 s on 2
+# cores (the compressor is dpkg-deb's; LATMIX_PACKAGE_TEST_XZ=1 builds the package as released).
+COMPRESSION=(-D CPACK_DEBIAN_COMPRESSION_TYPE=gzip)
+[ "${LATMIX_PACKAGE_TEST_XZ:-0}" = 1 ] && COMPRESSION=()
+if ! cpack --config "$BUILD/CPackConfig.cmake" -B "$WORK/pkg" "${COMPRESSION[@]}" >"$WORK/cpack.log" 2>&1; then
   echo "FAIL: cpack"; tail -30 "$WORK/cpack.log"; exit 1
 fi
 DEB=$(ls "$WORK"/pkg/*.deb)
