@@ -190,13 +190,16 @@ std::optional<BinaryIdentity> identity_of(const std::string& path) {
   return id;
 }
 
-std::optional<ZygotePaths> zygote_paths(const std::string& binary_realpath, std::string* why) {
+std::optional<ZygotePaths> zygote_paths(const std::string& binary_realpath, const std::vector<std::string>& load_env,
+                                        std::string* why) {
   const char* configured = std::getenv("LATMIX_ZYGOTE_DIR");
   ZygotePaths p;
   p.dir = (configured != nullptr && *configured != '\0') ? configured : default_base_dir();
   if (!usable_private_dir(p.dir, why)) return std::nullopt;
   std::string name = binary_realpath.substr(binary_realpath.rfind('/') + 1).substr(0, 32);
-  std::string stem = p.dir + "/" + name + "-" + hash_hex(binary_realpath);
+  std::string key = binary_realpath;
+  for (const std::string& entry : load_env) key += '\n' + entry;
+  std::string stem = p.dir + "/" + name + "-" + hash_hex(key);
   p.socket = stem + ".sock";
   p.lock = stem + ".lock";
   p.log = stem + ".log";

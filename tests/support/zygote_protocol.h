@@ -24,11 +24,14 @@ struct ZygotePaths {
   std::string log;
 };
 
-/// The paths for the binary at `binary_realpath`, in $LATMIX_ZYGOTE_DIR when set, else in
+/// The paths for the binary at `binary_realpath` started under the load-time variables `load_env`
+/// (load_time_entries: one zygote per binary and such environment, so that a test run under
+/// OMP_NUM_THREADS=1 and another without each have theirs), in $LATMIX_ZYGOTE_DIR when set, else in
 /// $XDG_RUNTIME_DIR/latmix-zygote-UID or /tmp/latmix-zygote-UID. The directory is created 0700 and
 /// must belong to this user and be writable by no one else; nullopt (and `why`) when it cannot be
 /// had or the socket path would not fit in sockaddr_un.
-std::optional<ZygotePaths> zygote_paths(const std::string& binary_realpath, std::string* why);
+std::optional<ZygotePaths> zygote_paths(const std::string& binary_realpath, const std::vector<std::string>& load_env,
+                                        std::string* why);
 
 /// What tells one build of a binary from the next: a relink gives a new inode or mtime.
 struct BinaryIdentity {
