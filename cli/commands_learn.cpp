@@ -242,7 +242,7 @@ std::vector<Command> compare_commands() {
       tokenizer_option(),
       {"methods", "LIST", "comma-separated presets", "rtn,gptq,quarot,mr-gptq,spinquant,flatquant,latmix", false},
       {"tasks", "LIST", "evaluation tasks (see latmix eval --help)", "frankenstein,wikitext2", false},
-      {"limit", "N", "first N items per zero-shot task / N windows per text (0: all)", "0", false},
+      {"limit", "N", "first N items per zero-shot task / N windows per text and for the KL to FP (at most 32; 0: all)", "0", false},
       {"eval-seqlen", "N", "perplexity window in tokens", "512", false},
       {"out", "DIR", "report folder (report.md, report.json, *.png)", "", true}};
   for (const auto& o : learn_options()) options.push_back(o);

@@ -148,15 +148,18 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
   const JobControl& job = control.job;
   c.fp = run_tasks(fp, tokenizer, options.tasks, options.eval, job);
   const at::Tensor sqnr_ids = calib.batch(0, std::min<int64_t>(options.sqnr_sequences, calib.size()), fp.device());
-  // Fidelity to the FP model on held-out text: the first perplexity task's first windows.
+  // Fidelity to the FP model on held-out text: the first perplexity task's first windows, no more
+  // than the evaluation's window limit (--limit N: N windows per text) when one is set.
   at::Tensor kl_ids;
+  const int64_t kl_windows =
+      options.eval.limit > 0 ? std::min<int64_t>(options.kl_windows, options.eval.limit) : options.kl_windows;
   for (const auto& task : options.tasks) {
     const auto file = perplexity_task_file(task);
-    if (!file || options.kl_windows <= 0) continue;
+    if (!file || kl_windows <= 0) continue;
     const std::string path = task.rfind("text:", 0) == 0 ? *file : (std::filesystem::path(options.eval.data_dir) / *file).string();
     const int64_t L = options.eval.seqlen;
-    const std::vector<int32_t> ids = encode_text_file(tokenizer, path, options.kl_windows * L).ids;
-    const int64_t n = std::min<int64_t>(options.kl_windows, static_cast<int64_t>(ids.size()) / L);
+    const std::vector<int32_t> ids = encode_text_file(tokenizer, path, kl_windows * L).ids;
+    const int64_t n = std::min<int64_t>(kl_windows, static_cast<int64_t>(ids.size()) / L);
     if (n < 1) continue;
     kl_ids = at::empty({n, L}, at::kLong);
     auto acc = kl_ids.accessor<int64_t, 2>();

@@ -489,6 +489,8 @@ TEST(Compare, ReportHasEveryMethodAndItsPlots) {
   Comparison c = run_comparison(f.model, *f.tokenizer, f.calib, o);
   ASSERT_EQ(c.rows.size(), 2u);
   EXPECT_EQ(c.rows[1].curve.size(), 3u);
+  // --limit 2 (two windows per text) holds for the KL to FP too, not its default 32 windows.
+  EXPECT_NE(c.kl_text.find("over the first 2 windows of 64 tokens of frankenstein"), std::string::npos) << c.kl_text;
   EXPECT_EQ(c.rows[0].layer_sqnr_db.size(), static_cast<size_t>(f.model.config().num_layers));
   const fs::path dir = fs::path(test::temp_dir("compare_report"));
   const auto files = write_comparison_report(c, dir.string());
