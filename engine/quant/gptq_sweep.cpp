@@ -277,6 +277,7 @@ Sweep start_sweep(const at::Tensor& W, const at::Tensor& H, const MxFormat& form
 SweepKernel resolve(SweepKernel kernel, const at::Tensor& W) {
   switch (kernel) {
     case SweepKernel::Auto:
+      if (W.device().is_cpu()) return SweepKernel::Host;
       return W.is_cuda() && gptq_cuda_kernel_built() ? SweepKernel::Cuda : SweepKernel::Aten;
     case SweepKernel::Aten:
       return kernel;

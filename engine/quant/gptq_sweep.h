@@ -28,9 +28,10 @@ at::Tensor round_on_grid(const at::Tensor& values, const at::Tensor& scales, con
 /// Which implementation runs the column loop of each lazy batch. Every choice gives the same bits
 /// (the matrix products around the loop are the same ATen calls in all of them).
 enum class SweepKernel {
-  Auto,  ///< Cuda for CUDA tensors in builds with the kernel, otherwise Aten
+  Auto,  ///< Host for CPU tensors, Cuda for CUDA tensors in builds with the kernel, otherwise Aten
   Aten,  ///< about twenty ATen operations per column (any device; the reference)
-  Host,  ///< the fused kernel's loop run on the host (CPU tensors): checks its arithmetic anywhere
+  Host,  ///< the fused kernel's loop run on the host (CPU tensors): checks its arithmetic anywhere, and
+         ///< is the CPU's sweep (a GPTQ quantization of the 6M model, 32 x 128 tokens: 2.6 s with Aten, 2.3 s)
   Cuda,  ///< the fused kernel (CUDA tensors; throws latmix::Error elsewhere and in builds without it)
 };
 
