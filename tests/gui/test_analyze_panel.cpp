@@ -20,6 +20,8 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include "zygote_qtest.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -405,5 +407,5 @@ class TestAnalyzePanel : public QObject {
   }
 };
 
-QTEST_MAIN(TestAnalyzePanel)
+LATMIX_QTEST_MAIN(TestAnalyzePanel)
 #include "test_analyze_panel.moc"

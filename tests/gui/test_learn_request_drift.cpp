@@ -39,6 +39,7 @@
 #include "learn_panel.h"
 #include "model_session.h"
 #include "studio_context.h"
+#include "zygote_server.h"
 
 namespace {
 
@@ -522,7 +523,9 @@ TEST_F(LearnRequestDrift, TheAnalysisIsTheSameThroughTheCliAndTheAnalyzeTab) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+namespace {
+
+int run_cases(int argc, char** argv) {
   if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
   // One data folder for both clients (the CLI's default_eval_data_dir(), the studio's studio_data_dir()).
   if (qEnvironmentVariableIsEmpty("LATMIX_DATA_DIR")) qputenv("LATMIX_DATA_DIR", LATMIX_TEST_DATA_DIR);
@@ -532,4 +535,12 @@ int main(int argc, char** argv) {
   QCoreApplication::setApplicationName("studio-learn-drift-tests");
   ::testing::InitGoogleTest(&argc, argv);
   return RUN_ALL_TESTS();
+}
+
+}  // namespace
+
+// Run as `BINARY --latmix-zygote=SOCKET`, the zygote of its cases (tests/gui/CMakeLists.txt).
+int main(int argc, char** argv) {
+  if (auto options = latmix::zygote::zygote_mode(argc, argv)) return latmix::zygote::serve(*options, run_cases);
+  return run_cases(argc, argv);
 }

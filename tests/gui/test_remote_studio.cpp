@@ -14,6 +14,8 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include "zygote_qtest.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -685,5 +687,5 @@ class RemoteStudioTest : public QObject {
   }
 };
 
-QTEST_MAIN(RemoteStudioTest)
+LATMIX_QTEST_MAIN(RemoteStudioTest)
 #include "test_remote_studio.moc"

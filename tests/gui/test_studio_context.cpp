@@ -5,6 +5,8 @@
 #include <QSignalSpy>
 #include <QTest>
 
+#include "zygote_qtest.h"
+
 #include <memory>
 
 #include "analyze_panel.h"
@@ -255,5 +257,5 @@ class TestStudioContext : public QObject {
   std::unique_ptr<ModelSession> session_;
 };
 
-QTEST_MAIN(TestStudioContext)
+LATMIX_QTEST_MAIN(TestStudioContext)
 #include "test_studio_context.moc"
