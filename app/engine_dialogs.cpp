@@ -4,11 +4,14 @@
 #include <QFileDialog>
 #include <QFormLayout>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
 #include <QPointer>
 #include <QPushButton>
+#include <QTableWidget>
+#include <QThreadPool>
 #include <QVBoxLayout>
 
 #include "engine_host.h"
@@ -154,6 +157,178 @@ QString RemoteFileDialog::chosen() const {
   QListWidgetItem* item = list_->currentItem();
   if (item != nullptr && item->isSelected() && !item->text().endsWith('/')) return item->data(Qt::UserRole).toString();
   return folder_;
+}
+
+namespace {
+
+// "running", "queued (2nd)", "paused", ...
+QString state_text(const nlohmann::json& job) {
+  QString state = QString::fromStdString(job.value("state", std::string()));
+  const int64_t position = job.value("position", int64_t{0});
+  if (state == "queued" && position > 0) state += QString(" (%1 in line)").arg(position);
+  return state;
+}
+
+QString progress_text(const nlohmann::json& job) {
+  const nlohmann::json& p = job.contains("progress") ? job["progress"] : nlohmann::json();
+  if (!p.is_object()) return {};
+  QString text = QString::fromStdString(p.value("stage", std::string()));
+  const int64_t done = p.value("done", int64_t{0}), total = p.value("total", int64_t{0});
+  if (total > 0) text += QString(" %1/%2").arg(done).arg(total);
+  return text;
+}
+
+bool followable(const nlohmann::json& job) {
+  const std::string state = job.value("state", std::string());
+  return job.value("task", std::string()) == "learn" && job.contains("request") && job["request"].is_object() &&
+         (state == "queued" || state == "running" || state == "paused");
+}
+
+}  // namespace
+
+EngineJobsDialog::EngineJobsDialog(std::shared_ptr<const latmix::serve::RemoteEngine> engine, QWidget* parent)
+    : QDialog(parent), engine_(std::move(engine)) {
+  setWindowTitle("Engine jobs");
+  auto* layout = new QVBoxLayout(this);
+  auto* intro = new QLabel(
+      "The jobs of the engine at " + QString::fromStdString(engine_->url()) +
+          ", whoever submitted them (this studio, another one, <code>latmix --engine URL ...</code>). A learning "
+          "run that is queued or runs can be followed in the Learn tab: its curve from the first step, then live.",
+      this);
+  intro->setWordWrap(true);
+  layout->addWidget(intro);
+  table_ = new QTableWidget(0, 5, this);
+  table_->setObjectName("engine-jobs");
+  table_->setHorizontalHeaderLabels({"job", "task", "state", "progress", "model"});
+  table_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  table_->setSelectionMode(QAbstractItemView::SingleSelection);
+  table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  table_->horizontalHeader()->setStretchLastSection(true);
+  table_->verticalHeader()->hide();
+  layout->addWidget(table_);
+  status_ = new QLabel(this);
+  status_->setWordWrap(true);
+  layout->addWidget(status_);
+  auto* buttons = new QHBoxLayout();
+  follow_ = new QPushButton("Follow in Learn tab", this);
+  follow_->setObjectName("follow-job");
+  follow_->setToolTip("The chosen learning run's curve in the Learn tab (its model must be open on the engine)");
+  cancel_ = new QPushButton("Cancel job", this);
+  cancel_->setObjectName("cancel-job");
+  auto* again = new QPushButton("Refresh", this);
+  auto* close = new QPushButton("Close", this);
+  buttons->addWidget(follow_);
+  buttons->addWidget(cancel_);
+  buttons->addStretch();
+  buttons->addWidget(again);
+  buttons->addWidget(close);
+  layout->addLayout(buttons);
+  follow_->setEnabled(false);
+  cancel_->setEnabled(false);
+  connect(table_, &QTableWidget::itemSelectionChanged, this, &EngineJobsDialog::selectionChanged);
+  connect(table_, &QTableWidget::cellDoubleClicked, this, [this] {
+    if (follow_->isEnabled()) follow_->click();
+  });
+  connect(follow_, &QPushButton::clicked, this, [this] {
+    const int row = table_->currentRow();
+    if (row < 0 || row >= static_cast<int>(jobs_.size()) || !followable(jobs_[static_cast<size_t>(row)])) return;
+    const nlohmann::json& job = jobs_[static_cast<size_t>(row)];
+    chosen_id_ = QString::fromStdString(job.value("id", std::string()));
+    chosen_request_ = job["request"];
+    accept();
+  });
+  connect(cancel_, &QPushButton::clicked, this, &EngineJobsDialog::cancelChosen);
+  connect(again, &QPushButton::clicked, this, &EngineJobsDialog::refresh);
+  connect(close, &QPushButton::clicked, this, &QDialog::reject);
+  resize(720, 360);
+}
+
+void EngineJobsDialog::refresh() {
+  status_->setText("listing the engine's jobs...");
+  QPointer<EngineJobsDialog> self(this);
+  auto engine = engine_;
+  QThreadPool::globalInstance()->start([self, engine] {
+    try {
+      const nlohmann::json answer = engine->jobs();
+      EngineHost::post(self, [self, answer] { self->show(answer.value("jobs", nlohmann::json::array())); });
+    } catch (const std::exception& e) {
+      EngineHost::post(self, [self, message = QString::fromUtf8(e.what())] {
+        self->status_->setText(message);
+        Q_EMIT self->listFailed(message);
+      });
+    }
+  });
+}
+
+void EngineJobsDialog::show(const nlohmann::json& jobs) {
+  const QString selected = table_->currentRow() >= 0 && table_->item(table_->currentRow(), 0) != nullptr
+                               ? table_->item(table_->currentRow(), 0)->text()
+                               : QString();
+  jobs_ = jobs.is_array() ? jobs : nlohmann::json::array();
+  table_->setRowCount(static_cast<int>(jobs_.size()));
+  for (size_t i = 0; i < jobs_.size(); ++i) {
+    const nlohmann::json& job = jobs_[i];
+    const nlohmann::json& request = job.contains("request") && job["request"].is_object() ? job["request"] : nlohmann::json();
+    const QString cells[] = {QString::fromStdString(job.value("id", std::string())),
+                             QString::fromStdString(job.value("task", std::string())), state_text(job),
+                             progress_text(job),
+                             QString::fromStdString(request.is_object() ? request.value("model", std::string()) : "")};
+    for (int c = 0; c < 5; ++c) table_->setItem(static_cast<int>(i), c, new QTableWidgetItem(cells[c]));
+  }
+  table_->resizeColumnsToContents();
+  status_->setText(jobs_.empty() ? QString("No jobs on this engine.") : QString());
+  if (!selected.isEmpty()) select(selected);
+  selectionChanged();
+  Q_EMIT listed(static_cast<int>(jobs_.size()));
+}
+
+QStringList EngineJobsDialog::rows() const {
+  QStringList out;
+  for (int r = 0; r < table_->rowCount(); ++r) {
+    out << table_->item(r, 0)->text() + " " + table_->item(r, 1)->text() + " " + table_->item(r, 2)->text();
+  }
+  return out;
+}
+
+bool EngineJobsDialog::select(const QString& id) {
+  for (int r = 0; r < table_->rowCount(); ++r) {
+    if (table_->item(r, 0)->text() == id) {
+      table_->selectRow(r);
+      table_->setCurrentCell(r, 0);
+      return true;
+    }
+  }
+  return false;
+}
+
+void EngineJobsDialog::selectionChanged() {
+  const int row = table_->currentRow();
+  const bool any = row >= 0 && row < static_cast<int>(jobs_.size());
+  const nlohmann::json job = any ? jobs_[static_cast<size_t>(row)] : nlohmann::json::object();
+  follow_->setEnabled(any && followable(job));
+  const std::string state = job.value("state", std::string());
+  cancel_->setEnabled(any && (state == "queued" || state == "running" || state == "paused"));
+}
+
+void EngineJobsDialog::cancelChosen() {
+  const int row = table_->currentRow();
+  if (row < 0 || row >= static_cast<int>(jobs_.size())) return;
+  const std::string id = jobs_[static_cast<size_t>(row)].value("id", std::string());
+  QPointer<EngineJobsDialog> self(this);
+  auto engine = engine_;
+  status_->setText("cancelling job " + QString::fromStdString(id) + "...");
+  QThreadPool::globalInstance()->start([self, engine, id] {
+    QString message;
+    try {
+      engine->cancel(id);
+    } catch (const std::exception& e) {
+      message = QString::fromUtf8(e.what());
+    }
+    EngineHost::post(self, [self, message] {
+      if (!message.isEmpty()) self->status_->setText(message);
+      else self->refresh();
+    });
+  });
 }
 
 }  // namespace latmix::studio

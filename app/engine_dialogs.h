@@ -1,7 +1,8 @@
 #pragma once
 // The dialogs of a remote engine: File > Connect to engine... (address and token, remembered) and
 // File > Open model on engine... (a browser of the server's roots, listed with GET /v1/files on the
-// engine thread).
+// engine thread) and File > Engine jobs... (the engine's jobs, whoever submitted them; a learn job is
+// followed in the Learn tab).
 
 #include <QDialog>
 #include <QString>
@@ -14,6 +15,7 @@ class QLabel;
 class QLineEdit;
 class QListWidget;
 class QPushButton;
+class QTableWidget;
 
 namespace latmix::serve {
 class RemoteEngine;
@@ -74,6 +76,44 @@ class RemoteFileDialog : public QDialog {
   QLabel* error_ = nullptr;
   QPushButton* open_ = nullptr;
   quint64 job_ = 0;
+};
+
+/// The engine's jobs (GET /v1/jobs, listed off the GUI thread: the engine thread may be following
+/// a run): id, task, state (queue position), progress, model. "Follow in Learn tab" accepts with a
+/// queued, running or paused learn job chosen; "Cancel job" cancels the chosen one there.
+class EngineJobsDialog : public QDialog {
+  Q_OBJECT
+
+ public:
+  EngineJobsDialog(std::shared_ptr<const latmix::serve::RemoteEngine> engine, QWidget* parent = nullptr);
+  /// Lists the jobs again; listed() or listFailed() follows.
+  void refresh();
+  /// The rows shown: "ID TASK STATE" each.
+  QStringList rows() const;
+  /// Selects the row of job `id`; false when it is not listed.
+  bool select(const QString& id);
+  /// The job chosen with Follow, and its request as the engine runs it.
+  QString chosenId() const { return chosen_id_; }
+  const nlohmann::json& chosenRequest() const { return chosen_request_; }
+  QPushButton* followButton() const { return follow_; }
+
+ Q_SIGNALS:
+  void listed(int jobs);
+  void listFailed(const QString& message);
+
+ private:
+  void show(const nlohmann::json& jobs);
+  void selectionChanged();
+  void cancelChosen();
+
+  std::shared_ptr<const latmix::serve::RemoteEngine> engine_;
+  nlohmann::json jobs_ = nlohmann::json::array();
+  QTableWidget* table_ = nullptr;
+  QLabel* status_ = nullptr;
+  QPushButton* follow_ = nullptr;
+  QPushButton* cancel_ = nullptr;
+  QString chosen_id_;
+  nlohmann::json chosen_request_;
 };
 
 }  // namespace latmix::studio

@@ -122,6 +122,11 @@ void report_event(const serve::JobEvent& e, const JobControl& job, const EngineR
 nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task, const nlohmann::json& request,
                              const JobControl& job, const EngineRunHooks& hooks) {
   const std::string id = engine.submit(task, request).at("id").get<std::string>();
+  return follow_on_engine(engine, task, id, job, hooks);
+}
+
+nlohmann::json follow_on_engine(const serve::RemoteEngine& engine, const std::string& task, const std::string& id,
+                                const JobControl& job, const EngineRunHooks& hooks) {
   if (hooks.on_submitted) hooks.on_submitted(id);
   int64_t last = 0;
   std::string end_state;

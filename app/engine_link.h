@@ -100,6 +100,10 @@ struct EngineRunHooks {
 /// how to re-attach from the shell. \throws what RemoteEngine::run() throws.
 nlohmann::json run_on_engine(const serve::RemoteEngine& engine, const std::string& task, const nlohmann::json& request,
                              const JobControl& job, const EngineRunHooks& hooks = {});
+/// run_on_engine() for a job already on the engine (queued or running, submitted by anyone): follows
+/// `id` from its first event (a learning curve from its first step), then reads its result.
+nlohmann::json follow_on_engine(const serve::RemoteEngine& engine, const std::string& task, const std::string& id,
+                                const JobControl& job, const EngineRunHooks& hooks = {});
 
 class EngineLink : public QObject {
   Q_OBJECT

@@ -291,17 +291,34 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
 }
 
 quint64 LearnController::startOnEngine(const LearnRequest& request) {
-  auto engine = session_->remote();
   LearnRequest r = request;
   r.model = session_->summary().path.toStdString();
   // The server's paths: this computer's bundled sample is the server's; the transforms go under the
   // engine's first root.
   if (link_ != nullptr) r.calib = link_->engineText(r.calib);
   r.out = engine_learn_prefix(QString::fromStdString(r.method), run_counter_ + 1).toStdString();
+  return followOnEngine(request, r.out, [r](const serve::RemoteEngine& engine, const JobControl& job,
+                                            const EngineRunHooks& hooks) {
+    return run_on_engine(engine, "learn", api::to_json(r), job, hooks);
+  });
+}
+
+quint64 LearnController::attach(const QString& job_id, const LearnRequest& request) {
+  if (!session_->remote() || request.out.empty()) return 0;
+  const std::string id = job_id.toStdString();
+  return followOnEngine(request, request.out, [id](const serve::RemoteEngine& engine, const JobControl& job,
+                                                    const EngineRunHooks& hooks) {
+    return follow_on_engine(engine, "learn", id, job, hooks);
+  });
+}
+
+quint64 LearnController::followOnEngine(const LearnRequest& request, const std::string& engine_prefix,
+                                        EngineFollow follow) {
+  auto engine = session_->remote();
   auto engine_run = std::make_shared<EngineRun>();
   engine_run->engine = engine;
   auto gate = link_ != nullptr ? link_->lossGate() : nullptr;
-  const quint64 id = startWork(request, [engine, engine_run, r, gate](const LearnControl& control) {
+  const quint64 id = startWork(request, [engine, engine_run, engine_prefix, gate, follow](const LearnControl& control) {
     EngineRunHooks hooks;
     hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
     hooks.on_submitted = [engine_run](const std::string& job_id) {
@@ -309,12 +326,12 @@ quint64 LearnController::startOnEngine(const LearnRequest& request) {
       engine_run->id = job_id;
     };
     hooks.gate = gate;  // a lost stream waits for Retry, which follows on from the last step seen
-    const nlohmann::json result = run_on_engine(*engine, "learn", api::to_json(r), control.job, hooks);
+    const nlohmann::json result = follow(*engine, control.job, hooks);
     api::LearnResult learned = api::learn_result_from_json(result);
     RunResult out;
     out.result = std::move(learned.run);
     out.calibration = std::move(learned.calibration);
-    out.engine_prefix = r.out;
+    out.engine_prefix = engine_prefix;
     return out;
   });
   if (id != 0) state_->engine_run = engine_run;

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "engine_link.h"
 #include "learn_request.h"
 
 class QTemporaryDir;
@@ -115,6 +116,12 @@ class LearnController : public QObject {
   /// start() with another computation in place of obtain_plan (the same events, pause, cancel and
   /// outcome; e.g. a scripted learner in tests). `request` is kept as request().
   quint64 startWork(const LearnRequest& request, RunWork work);
+  /// Follows a learn job already on the connected engine, submitted by anyone (the CLI, another
+  /// studio, this one before a restart): the curve from its first step, then live; pause, resume and
+  /// cancel act on that job, and its transforms (request.out, on the server) become the plan when it
+  /// ends. `request` is the job's (GET /v1/jobs); its model must be the one open on the engine
+  /// (MainWindow checks). Returns the job id, or 0 without a model on an engine or while a run runs.
+  quint64 attach(const QString& job_id, const LearnRequest& request);
   /// Where a run on an engine maps this computer's bundled sample to the server's (StudioContext sets it).
   void setEngineLink(EngineLink* link);
   void pause();
@@ -183,6 +190,10 @@ class LearnController : public QObject {
  private:
   struct RunState;
   quint64 startOnEngine(const LearnRequest& request);
+  /// What a run on an engine does on the engine thread: submit and follow, or follow only.
+  using EngineFollow = std::function<nlohmann::json(const latmix::serve::RemoteEngine& engine,
+                                                    const latmix::JobControl& job, const EngineRunHooks& hooks)>;
+  quint64 followOnEngine(const LearnRequest& request, const std::string& engine_prefix, EngineFollow follow);
   void remoteControl(bool pause);
   void flush(bool final);
   void finish(const LearnOutcome& outcome, std::shared_ptr<latmix::TransformPlan> plan);

@@ -249,6 +249,10 @@ void MainWindow::buildMenus() {
   open_remote->setEnabled(false);
   connect(context_->engineLink(), &EngineLink::connected, open_remote, [open_remote] { open_remote->setEnabled(true); });
   connect(context_->engineLink(), &EngineLink::disconnected, open_remote, [open_remote] { open_remote->setEnabled(false); });
+  QAction* engine_jobs = file->addAction("Engine &jobs...", this, [this] { chooseEngineJob(); });
+  engine_jobs->setEnabled(false);
+  connect(context_->engineLink(), &EngineLink::connected, engine_jobs, [engine_jobs] { engine_jobs->setEnabled(true); });
+  connect(context_->engineLink(), &EngineLink::disconnected, engine_jobs, [engine_jobs] { engine_jobs->setEnabled(false); });
   file->addSeparator();
   file->addAction("Compute the weight &overview", this, [this] { session_->computeOverview(); });
   QAction* open_session = file->addAction("Open s&ession...", this, [this] { chooseSession(false); });

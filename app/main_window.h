@@ -60,6 +60,10 @@ class MainWindow : public QMainWindow {
   void connectToEngine(const EngineAddress& address);
   /// Opens a model on the connected engine (`path`: the server's path), as File > Open model on engine... does.
   void openRemoteModel(const QString& path);
+  /// Follows the engine's learn job `id` (its request as GET /v1/jobs gives it) in the Learn tab, as
+  /// File > Engine jobs... > Follow in Learn tab does; false, and the banner says why, when the job's
+  /// model is not the one open on the engine or a learning run is in progress here.
+  bool followEngineJob(const QString& id, const nlohmann::json& request);
   /// The status bar's engine badge: where the engine runs.
   QString engineBadge() const;
   /// Writes a PNG of the whole window; returns false if it could not be written.
@@ -126,6 +130,7 @@ class MainWindow : public QMainWindow {
   void resetPanelsForModel();
   void chooseEngine();
   void chooseRemoteModel();
+  void chooseEngineJob();
   void showOverview();
   void showBanner(const QString& message);
   /// Hides the banner; a remote job waiting after its stream was lost gives up (its job fails).

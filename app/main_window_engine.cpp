@@ -11,7 +11,9 @@
 #include "explorer_panel.h"
 #include "heatmap_view.h"
 #include "imgui_host.h"
+#include "latmix/api/learn.h"
 #include "latmix/serve/client.h"
+#include "learn_controller.h"
 #include "learn_panel.h"
 #include "main_window.h"
 #include "microscope_panel.h"
@@ -54,6 +56,44 @@ void MainWindow::chooseRemoteModel() {
   RemoteFileDialog dialog(host_, engine, this);
   if (dialog.exec() != QDialog::Accepted || dialog.chosen().isEmpty()) return;
   openRemoteModel(dialog.chosen());
+}
+
+void MainWindow::chooseEngineJob() {
+  auto engine = context_->engineLink()->remote();
+  if (!engine) return;
+  EngineJobsDialog dialog(engine, this);
+  dialog.refresh();
+  if (dialog.exec() != QDialog::Accepted || dialog.chosenId().isEmpty()) return;
+  followEngineJob(dialog.chosenId(), dialog.chosenRequest());
+}
+
+bool MainWindow::followEngineJob(const QString& id, const nlohmann::json& request) {
+  LearnController* ctl = context_->learnController();
+  if (!session_->remote()) {
+    showBanner("Open the job's model on the engine first (File > Open model on engine...), then follow job " + id + ".");
+    return false;
+  }
+  LearnRequest r;
+  try {
+    r = api::learn_request_from_json(request);
+  } catch (const std::exception& e) {
+    showBanner("Cannot follow job " + id + ": its request does not read as a learning run's (" +
+               QString::fromUtf8(e.what()) + ").");
+    return false;
+  }
+  const QString model = QString::fromStdString(r.model);
+  if (model != session_->summary().path) {
+    showBanner("Job " + id + " learns " + model + ", and " + session_->summary().path +
+               " is open: open that model on the engine first (File > Open model on engine...).");
+    return false;
+  }
+  if (ctl->running()) {
+    showBanner("A learning run is in progress in the Learn tab: cancel it or let it end, then follow job " + id + ".");
+    return false;
+  }
+  showTab(learn_);
+  log("following the engine's learn job " + id);
+  return ctl->attach(id, r) != 0;
 }
 
 void MainWindow::openRemoteModel(const QString& path) {

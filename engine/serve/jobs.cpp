@@ -54,7 +54,7 @@ nlohmann::json to_json(const JobInfo& info) {
   return {{"id", info.id},         {"task", info.task},       {"state", to_string(info.state)},
           {"position", info.position}, {"progress", info.progress}, {"error", info.error},
           {"error_kind", info.error_kind}, {"events", info.events},     {"created", info.created},
-          {"started", info.started},   {"ended", info.ended}};
+          {"started", info.started},   {"ended", info.ended},       {"request", info.request}};
 }
 
 struct JobQueue::Job {
@@ -125,6 +125,7 @@ JobInfo JobQueue::info_of(const Job& job) const {
   info.created = job.created;
   info.started = job.started;
   info.ended = job.ended;
+  info.request = job.request;
   return info;
 }
 

@@ -20,8 +20,6 @@
 #include <QTemporaryDir>
 #include <QTest>
 
-#include "zygote_qtest.h"
-
 #include <algorithm>
 #include <cmath>
 
@@ -36,6 +34,7 @@
 #include "main_window.h"
 #include "model_session.h"
 #include "studio_fixture.h"
+#include "zygote_qtest.h"
 
 using latmix::AnalysisTransform;
 using latmix::MxAnalysis;

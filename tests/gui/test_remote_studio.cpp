@@ -14,8 +14,6 @@
 #include <QTemporaryDir>
 #include <QTest>
 
-#include "zygote_qtest.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -47,6 +45,7 @@
 #include "model_session.h"
 #include "studio_context.h"
 #include "studio_fixture.h"
+#include "zygote_qtest.h"
 
 using latmix::studio::AnalyzePanel;
 using latmix::studio::ComparePanel;
@@ -641,6 +640,64 @@ class RemoteStudioTest : public QObject {
     QVERIFY(!QFileInfo::exists(nowhere));
     QCOMPARE(QDir(here.path()).entryList(QDir::AllEntries | QDir::Hidden | QDir::NoDotAndDotDot),
              QStringList{"bundle.zip"});
+  }
+
+  // A learn job that another client submitted (as `latmix --engine URL learn` does) is listed in File >
+  // Engine jobs... and followed in the Learn tab: its curve from the first step, then live, and its
+  // transforms (on the server) the plan when it ends. A job of another model is refused with a reason.
+  void aLearnJobSubmittedElsewhereIsFollowedFromTheJobsWindow() {
+    LocalServer server;
+    test::Studio s;
+    QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
+    QSignalSpy opened(&s.session, &ModelSession::opened);
+    s.window.openRemoteModel(test::demo_model());
+    QVERIFY(opened.wait(kJobMs));
+    // What opening starts there (the overview) first: the engine runs one job at a time, and the
+    // job paused below would hold any later one of the studio's in its queue.
+    QTRY_VERIFY_WITH_TIMEOUT(!s.host.busy(), kJobMs);
+    const latmix::serve::RemoteEngine other(server.url().toStdString(), kToken);
+    latmix::studio::LearnRequest r = learn_request(20);
+    r.model = test::demo_model().toStdString();
+    r.out = "learned-elsewhere";
+    const std::string id = other.submit("learn", latmix::api::to_json(r)).at("id").get<std::string>();
+    // Paused at a step, so that it is still running when the studio follows it.
+    other.follow(id, 0, [](const latmix::serve::JobEvent& e) { return e.type != "step"; });  // up to its first step
+    other.pause(id);
+    QVERIFY(QTest::qWaitFor([&] { return other.job(id).value("state", std::string()) == "paused"; }, kJobMs));
+
+    latmix::studio::EngineJobsDialog dialog(s.window.context()->engineLink()->remote(), &s.window);
+    QSignalSpy listed(&dialog, &latmix::studio::EngineJobsDialog::listed);
+    dialog.refresh();
+    QVERIFY(listed.wait(kJobMs));
+    QVERIFY2(dialog.rows().contains(QString::fromStdString(id) + " learn paused"), qPrintable(dialog.rows().join("; ")));
+    QVERIFY(dialog.select(QString::fromStdString(id)));
+    QVERIFY(dialog.followButton()->isEnabled());
+    dialog.followButton()->click();
+    QCOMPARE(dialog.result(), int(QDialog::Accepted));
+    QCOMPARE(dialog.chosenId(), QString::fromStdString(id));
+
+    // Another model's job is refused, naming both.
+    nlohmann::json elsewhere = dialog.chosenRequest();
+    elsewhere["model"] = "/somewhere/else";
+    QVERIFY(!s.window.followEngineJob(dialog.chosenId(), elsewhere));
+    QVERIFY2(s.window.bannerText().contains("learns /somewhere/else"), qPrintable(s.window.bannerText()));
+
+    LearnController* ctl = s.window.context()->learnController();
+    QSignalSpy finished(ctl, &LearnController::finished);
+    QSignalSpy failed(ctl, &LearnController::failed);
+    QSignalSpy arrived(ctl, &LearnController::stepsArrived);
+    QVERIFY(s.window.followEngineJob(dialog.chosenId(), dialog.chosenRequest()));
+    QVERIFY(arrived.wait(kJobMs));  // the steps before the pause
+    QVERIFY(ctl->running() && finished.isEmpty());
+    ctl->resume();  // the Learn tab's Resume is the engine job's
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() + failed.count() > 0, kJobMs);
+    QVERIFY2(failed.isEmpty(), qPrintable(failed.isEmpty() ? QString() : failed.at(0).at(0).toString()));
+    QCOMPARE(static_cast<int>(ctl->curve().size()), 20);
+    for (int i = 0; i < 20; ++i) QCOMPARE(ctl->curve()[static_cast<size_t>(i)].step, qint64(i + 1));
+    const QString prefix = ctl->outcome().plan_prefix;
+    QVERIFY2(prefix.endsWith("learned-elsewhere"), qPrintable(prefix));
+    QVERIFY2(QFileInfo::exists(prefix + ".safetensors"), qPrintable(prefix));
+    QCOMPARE(QString::fromStdString(other.job(id).value("state", std::string())), QString("done"));
   }
 
   void aLostEventStreamShowsTheBannerAndRetryReattaches() {

@@ -5,8 +5,6 @@
 #include <QSignalSpy>
 #include <QTest>
 
-#include "zygote_qtest.h"
-
 #include <memory>
 
 #include "analyze_panel.h"
@@ -22,6 +20,7 @@
 #include "model_session.h"
 #include "studio_context.h"
 #include "studio_fixture.h"
+#include "zygote_qtest.h"
 
 using latmix::studio::AnalyzePanel;
 using latmix::studio::BlockTarget;

@@ -61,6 +61,10 @@ struct JobInfo {
   std::string error_kind;   ///< "usage" (a bad request), "error" (the work failed), "" otherwise
   int64_t events = 0;       ///< events logged so far (the last one's seq)
   double created = 0, started = 0, ended = 0;  ///< seconds since the epoch (0: not yet)
+  /// The task's request as the server runs it (paths resolved under its roots) while the job is
+  /// queued or runs, so that a client that did not submit it can follow it (the studio's Engine
+  /// jobs window); null once it has ended.
+  nlohmann::json request;
 };
 nlohmann::json to_json(const JobInfo& info);
 
