@@ -71,10 +71,19 @@ rm "$OUT/m6/tokenizer.json" "$OUT/m6/tokenizer_config.json"
 expect 0 "$LATMIX" logits --model "$OUT/m6" --ids 0,516,685 --out "$OUT/l.safetensors" --json
 contains stdout '"shape":[3,8192]'
 
+# A build without Qt (-DLATMIX_BUILD_GUI=OFF, the GPU servers') has no zip bundles: --zip and a .zip to
+# verify are refused with that reason, so the zip checks below do not apply there.
+HAS_ZIP=1
+if "$LATMIX" verify "$OUT/no-such.zip" 2>&1 | grep -q "needs the Qt build"; then
+  HAS_ZIP=0
+  echo "note: this build has no zip bundles (no Qt): the zip checks do not apply"
+fi
 # Item 15: --zip never writes into the source model's folder (the folder export checked, the zip did not).
-expect 1 "$LATMIX" export --model "$OUT/m6" --method rtn --quant w=mxfp4 --as folded-bf16 --zip --out "$OUT/m6/e.zip" --quiet
-contains stderr "refusing to write the bundle there: it would write into the source model"
-[ ! -e "$OUT/m6/e.zip" ] && [ -z "$(ls -A "$OUT/m6" | grep '^\.')" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: the source folder was written to"; FAILED=$((FAILED + 1)); }
+if [ "$HAS_ZIP" = 1 ]; then
+  expect 1 "$LATMIX" export --model "$OUT/m6" --method rtn --quant w=mxfp4 --as folded-bf16 --zip --out "$OUT/m6/e.zip" --quiet
+  contains stderr "refusing to write the bundle there: it would write into the source model"
+  [ ! -e "$OUT/m6/e.zip" ] && [ -z "$(ls -A "$OUT/m6" | grep '^\.')" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: the source folder was written to"; FAILED=$((FAILED + 1)); }
+fi
 
 # Item 7: --tokenizer with a folder export (the check used it, the folder's tokenizer was shipped).
 expect 2 "$LATMIX" export --model "$M6" --tokenizer "$M6/tokenizer.json" --method rtn --quant w=mxfp4 --as folded-bf16 \
@@ -144,6 +153,7 @@ contains stdout "SKIP  perplexity as recorded"  # the text is never read through
 
 # Items 8, 17: hostile zips, made here. Sizes are judged against the manifest before anything is
 # read, names must be plain, a manifest entry is bounded.
+if [ "$HAS_ZIP" = 1 ]; then
 python3 -W ignore - "$OUT" <<'PY'
 import hashlib, json, struct, sys, zipfile
 out = sys.argv[1]; D = zipfile.ZIP_DEFLATED
@@ -175,6 +185,7 @@ expect 1 $T "$LATMIX" verify "$OUT/lying.zip"; contains stdout "FAIL  file a.bin
 expect 1 $T "$LATMIX" verify "$OUT/manbomb.zip"; contains stderr "manbomb.zip:manifest.json: entry too large to be a manifest (not read)"
 expect 1 $T "$LATMIX" verify "$OUT/evil.zip"; contains stdout "FAIL  entry \"../../evil\": '..' in the name"
 contains stdout "FAIL  entry \"/tmp/abs\": an absolute path"; contains stdout "FAIL  entry a.bin: appears more than once"
+fi
 
 # Item 18: --batch above --samples is refused (it asked for 7.2 GB, then failed to allocate).
 expect 2 $T "$LATMIX" learn --model "$M6" --method latmix --quant w=mxfp4,a=mxfp4 --calib "$SRC/resources/calibration/pride_and_prejudice_ch1-6.txt" \

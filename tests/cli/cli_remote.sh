@@ -64,7 +64,7 @@ same compare compare --model "$MODEL" --methods rtn,quarot --tasks "text:$SAMPLE
 # Outputs are written on the engine, inside its roots, and come back with download (the .zip bundle
 # where the engine has it: a build without Qt exports folders only).
 ZIP=--zip; DEST=$OUT/runs/m.zip; FILE=$DEST
-if "${R[@]}" export --model "$MODEL" --method rtn --quant w=mxfp4 --zip --out "$OUT/runs/probe.zip" --quiet 2>&1 |
+if "${R[@]}" export --model "$MODEL" --method rtn --quant w=mxfp4 --as compressed-tensors --zip --out "$OUT/runs/probe.zip" --quiet 2>&1 |
    grep -q "needs the Qt build"; then
   echo "note: this engine has no zip bundles (no Qt): a folder export instead"
   ZIP=; DEST=$OUT/runs/m; FILE=$DEST/manifest.json
