@@ -476,10 +476,7 @@ class RemoteStudioTest : public QObject {
   void aLearningRunOnTheEngineStreamsItsCurvePausesAndCancelsThere() {
     LocalServer server;
     test::Studio s;
-    QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
-    QSignalSpy opened(&s.session, &ModelSession::opened);
-    s.window.openRemoteModel(test::demo_model());
-    QVERIFY(opened.wait(kJobMs));
+    QVERIFY(open_on_engine(s, server.url()));
     LearnController* ctl = s.window.context()->learnController();
 
     QSignalSpy finished(ctl, &LearnController::finished);
@@ -648,10 +645,7 @@ class RemoteStudioTest : public QObject {
   void aLearnJobSubmittedElsewhereIsFollowedFromTheJobsWindow() {
     LocalServer server;
     test::Studio s;
-    QVERIFY(connect_studio(s, {server.url(), kToken, ""}));
-    QSignalSpy opened(&s.session, &ModelSession::opened);
-    s.window.openRemoteModel(test::demo_model());
-    QVERIFY(opened.wait(kJobMs));
+    QVERIFY(open_on_engine(s, server.url()));
     // What opening starts there (the overview) first: the engine runs one job at a time, and the
     // job paused below would hold any later one of the studio's in its queue.
     QTRY_VERIFY_WITH_TIMEOUT(!s.host.busy(), kJobMs);
