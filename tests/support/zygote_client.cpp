@@ -202,9 +202,10 @@ Result run_via_zygote(int argc, char** argv) {
   if (::realpath(argv[0], real) == nullptr)
     return {Outcome::not_run, 0, std::string(argv[0]) + ": " + std::strerror(errno)};
   auto id = identity_of(real);
+  if (!id) return {Outcome::not_run, 0, std::string(real) + ": " + std::strerror(errno)};
   const Request request = request_for(*id, argc, argv);
   auto paths = zygote_paths(real, load_time_entries(request.env), &why);
-  if (!id || !paths) return {Outcome::not_run, 0, why};
+  if (!paths) return {Outcome::not_run, 0, why};
   const int fds[3] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
   for (int attempt = 0; attempt < 2; ++attempt) {
     int sock = connect_or_start(real, *paths, &why);
