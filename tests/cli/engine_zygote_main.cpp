@@ -7,9 +7,4 @@
 #include "engine_main.h"
 #include "zygote_server.h"
 
-int main(int argc, char** argv) {
-  if (auto options = latmix::zygote::zygote_mode(argc, argv)) {
-    return latmix::zygote::serve(*options, latmix::cli::engine_main);
-  }
-  return latmix::cli::engine_main(argc, argv);
-}
+int main(int argc, char** argv) { return latmix::zygote::main_or_serve(argc, argv, latmix::cli::engine_main); }

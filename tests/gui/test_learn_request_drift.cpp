@@ -540,7 +540,4 @@ int run_cases(int argc, char** argv) {
 }  // namespace
 
 // Run as `BINARY --latmix-zygote=SOCKET`, the zygote of its cases (tests/gui/CMakeLists.txt).
-int main(int argc, char** argv) {
-  if (auto options = latmix::zygote::zygote_mode(argc, argv)) return latmix::zygote::serve(*options, run_cases);
-  return run_cases(argc, argv);
-}
+int main(int argc, char** argv) { return latmix::zygote::main_or_serve(argc, argv, run_cases); }

@@ -3,7 +3,7 @@
 // zygote_protocol.h) for the Qt Test binaries that ctest runs once per test function: run as
 // `BINARY --latmix-zygote=SOCKET` the binary pays LibTorch's and Qt's loading once (about 0.7-1.4 s
 // of CPU a process) and runs each function in a fork, through latmix_test_launch
-// (tests/gui/CMakeLists.txt, latmix_add_qtest_cases). The QApplication is made in the fork, as
+// (tests/gui/CMakeLists.txt, latmix_qtest_zygote). The QApplication is made in the fork, as
 // QTEST_MAIN makes it: the zygote starts no thread and holds no Qt object.
 #include <QtTest/QtTest>
 
@@ -19,9 +19,4 @@
     return QTest::qExec(&tc, argc, argv);                                                    \
   }                                                                                          \
   }                                                                                          \
-  int main(int argc, char* argv[]) {                                                         \
-    if (auto options = latmix::zygote::zygote_mode(argc, argv)) {                            \
-      return latmix::zygote::serve(*options, latmix_qtest_cases);                            \
-    }                                                                                        \
-    return latmix_qtest_cases(argc, argv);                                                   \
-  }
+  int main(int argc, char* argv[]) { return latmix::zygote::main_or_serve(argc, argv, latmix_qtest_cases); }

@@ -85,6 +85,5 @@ int run_cases(int argc, char** argv) {
 
 int main(int argc, char** argv) {
   latmix::tune_malloc_for_tensors();  // as every program of ours runs (latmix/malloc_tuning.h)
-  if (auto options = latmix::zygote::zygote_mode(argc, argv)) return latmix::zygote::serve(*options, run_cases);
-  return run_cases(argc, argv);
+  return latmix::zygote::main_or_serve(argc, argv, run_cases);
 }

@@ -372,4 +372,9 @@ int serve(const ServeOptions& options, RunCases run_cases) {
   return zygote.run();
 }
 
+int main_or_serve(int argc, char** argv, RunCases run_cases) {
+  if (auto options = zygote_mode(argc, argv)) return serve(*options, run_cases);
+  return run_cases(argc, argv);
+}
+
 }  // namespace latmix::zygote

@@ -28,4 +28,8 @@ using RunCases = int (*)(int argc, char** argv);
 /// a fork (pthread_atfork: OpenBLAS's pool) are stopped by one empty fork first.
 int serve(const ServeOptions& options, RunCases run_cases);
 
+/// A test binary's main() that can be its own zygote: serve() with run_cases when argv asks for
+/// zygote mode (zygote_mode), else run_cases(argc, argv) as an ordinary run.
+int main_or_serve(int argc, char** argv, RunCases run_cases);
+
 }  // namespace latmix::zygote
