@@ -520,6 +520,11 @@ void fill_verified(ExportOutcome& o, const std::function<api::VerifyResult()>& v
   }
 }
 
+void add_note(ExportOutcome& o, const std::string& line) {
+  const std::string prefix = "note: ";
+  o.notes << QString::fromStdString(line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line);
+}
+
 void fill_written(ExportOutcome& o, const api::ExportResult& res) {
   const latmix::ExportResult& w = res.written;
   o.status = ExportOutcome::Status::Written;
@@ -562,10 +567,7 @@ quint64 ExportPanel::startExport(const api::ExportRequest& r) {
     };
     api::ExportControl control;
     control.learn.job = job;
-    control.learn.on_note = [&o](const std::string& line) {  // what the CLI prints on stderr as it goes
-      const std::string prefix = "note: ";
-      o.notes << QString::fromStdString(line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line);
-    };
+    control.learn.on_note = [&o](const std::string& line) { add_note(o, line); };
     control.bundled_sample = sample;
     try {
       fill_written(o, api::run_export(r, *model, *tokenizer, control));

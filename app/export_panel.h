@@ -182,6 +182,8 @@ class ExportPanel : public QWidget {
 
 /// The outcome of an export written (status Written, sizes, quantization, verification, notes).
 void fill_written(ExportOutcome& o, const api::ExportResult& result);
+/// A note the export gave as it went (a line the CLI prints on stderr), without its "note: ".
+void add_note(ExportOutcome& o, const std::string& line);
 /// The outcome of a verification (status Verified): what `verify` returns (in-process or on an
 /// engine), or, when it throws, its message as the failed verification's verdict (as `latmix
 /// verify` reports it). latmix::Cancelled passes through.

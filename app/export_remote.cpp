@@ -40,10 +40,7 @@ quint64 ExportPanel::startExportOnEngine(api::ExportRequest r) {
     o.kind = QString::fromStdString(r.as);
     o.zipped = r.zip;
     o.on_engine = true;
-    hooks.on_note = [&o](const std::string& line) {
-      const std::string prefix = "note: ";
-      o.notes << QString::fromStdString(line.rfind(prefix, 0) == 0 ? line.substr(prefix.size()) : line);
-    };
+    hooks.on_note = [&o](const std::string& line) { add_note(o, line); };
     auto failed = [&](ExportOutcome::Status status, const QString& message) {
       o.status = status;
       o.message = message;

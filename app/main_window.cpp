@@ -245,14 +245,14 @@ void MainWindow::buildMenus() {
   });
   file->addSeparator();
   file->addAction("Connect to &engine...", this, [this] { chooseEngine(); });
-  QAction* open_remote = file->addAction("Open model on e&ngine...", this, [this] { chooseRemoteModel(); });
-  open_remote->setEnabled(false);
-  connect(context_->engineLink(), &EngineLink::connected, open_remote, [open_remote] { open_remote->setEnabled(true); });
-  connect(context_->engineLink(), &EngineLink::disconnected, open_remote, [open_remote] { open_remote->setEnabled(false); });
-  QAction* engine_jobs = file->addAction("Engine &jobs...", this, [this] { chooseEngineJob(); });
-  engine_jobs->setEnabled(false);
-  connect(context_->engineLink(), &EngineLink::connected, engine_jobs, [engine_jobs] { engine_jobs->setEnabled(true); });
-  connect(context_->engineLink(), &EngineLink::disconnected, engine_jobs, [engine_jobs] { engine_jobs->setEnabled(false); });
+  // Offered while an engine is connected.
+  const auto while_connected = [this](QAction* action) {
+    action->setEnabled(false);
+    connect(context_->engineLink(), &EngineLink::connected, action, [action] { action->setEnabled(true); });
+    connect(context_->engineLink(), &EngineLink::disconnected, action, [action] { action->setEnabled(false); });
+  };
+  while_connected(file->addAction("Open model on e&ngine...", this, [this] { chooseRemoteModel(); }));
+  while_connected(file->addAction("Engine &jobs...", this, [this] { chooseEngineJob(); }));
   file->addSeparator();
   file->addAction("Compute the weight &overview", this, [this] { session_->computeOverview(); });
   QAction* open_session = file->addAction("Open s&ession...", this, [this] { chooseSession(false); });
