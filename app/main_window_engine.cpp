@@ -87,6 +87,10 @@ bool MainWindow::followEngineJob(const QString& id, const nlohmann::json& reques
                " is open: open that model on the engine first (File > Open model on engine...).");
     return false;
   }
+  if (r.out.empty()) {
+    showBanner("Job " + id + " writes no transforms (its request has no out): the Learn tab could not take its plan.");
+    return false;
+  }
   if (ctl->running()) {
     showBanner("A learning run is in progress in the Learn tab: cancel it or let it end, then follow job " + id + ".");
     return false;

@@ -675,6 +675,10 @@ class RemoteStudioTest : public QObject {
     elsewhere["model"] = "/somewhere/else";
     QVERIFY(!s.window.followEngineJob(dialog.chosenId(), elsewhere));
     QVERIFY2(s.window.bannerText().contains("learns /somewhere/else"), qPrintable(s.window.bannerText()));
+    nlohmann::json no_out = dialog.chosenRequest();
+    no_out.erase("out");
+    QVERIFY(!s.window.followEngineJob(dialog.chosenId(), no_out));
+    QVERIFY2(s.window.bannerText().contains("writes no transforms"), qPrintable(s.window.bannerText()));
 
     LearnController* ctl = s.window.context()->learnController();
     QSignalSpy finished(ctl, &LearnController::finished);
