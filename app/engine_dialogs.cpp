@@ -250,7 +250,7 @@ void EngineJobsDialog::refresh() {
   QThreadPool::globalInstance()->start([self, engine] {
     try {
       const nlohmann::json answer = engine->jobs();
-      EngineHost::post(self, [self, answer] { self->show(answer.value("jobs", nlohmann::json::array())); });
+      EngineHost::post(self, [self, answer] { self->fill(answer.value("jobs", nlohmann::json::array())); });
     } catch (const std::exception& e) {
       EngineHost::post(self, [self, message = QString::fromUtf8(e.what())] {
         self->status_->setText(message);
@@ -260,7 +260,7 @@ void EngineJobsDialog::refresh() {
   });
 }
 
-void EngineJobsDialog::show(const nlohmann::json& jobs) {
+void EngineJobsDialog::fill(const nlohmann::json& jobs) {
   const QString selected = table_->currentRow() >= 0 && table_->item(table_->currentRow(), 0) != nullptr
                                ? table_->item(table_->currentRow(), 0)->text()
                                : QString();

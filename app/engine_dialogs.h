@@ -102,7 +102,7 @@ class EngineJobsDialog : public QDialog {
   void listFailed(const QString& message);
 
  private:
-  void show(const nlohmann::json& jobs);
+  void fill(const nlohmann::json& jobs);
   void selectionChanged();
   void cancelChosen();
 
