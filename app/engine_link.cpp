@@ -110,6 +110,8 @@ void report_event(const serve::JobEvent& e, const JobControl& job, const EngineR
     hooks.on_step(e.data);
   } else if (e.type == "note" && hooks.on_note) {
     hooks.on_note(e.data.value("text", std::string()));
+  } else if (e.type == "snapshot" && hooks.on_snapshot) {
+    hooks.on_snapshot(e.data);
   } else if (e.type == "state" && e.data.value("state", "") == "queued" && e.data.value("position", 0) > 1) {
     // The engine runs one job at a time: say where this one waits.
     job.report("queued on the engine, position " + std::to_string(e.data.value("position", 0)), 0, 0);

@@ -88,6 +88,9 @@ struct EngineRunHooks {
   std::function<void(const std::string&)> on_submitted;
   /// Each "note" event's line (what the CLI prints on stderr).
   std::function<void(const std::string&)> on_note;
+  /// Each "snapshot" event's data ({snapshot, tag, step}, or with "error"): a learn job's answer to
+  /// RemoteEngine::snapshot().
+  std::function<void(const nlohmann::json&)> on_snapshot;
   /// Where a lost event stream waits for Retry (EngineLink::lossGate()); null: the job fails at once.
   std::shared_ptr<StreamLossGate> gate;
 };

@@ -1,5 +1,6 @@
 #include "learn_controller.h"
 
+#include <QCoreApplication>
 #include <QDateTime>
 #include <QPointer>
 #include <QTemporaryDir>
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <optional>
 
@@ -121,42 +123,23 @@ struct EngineRun {
   std::shared_ptr<const serve::RemoteEngine> engine;
   std::mutex mutex;
   std::string id;
+  /// Snapshots asked for and not yet answered, by the tag they were asked with.
+  std::map<std::string, LearnController::EngineSnapshotDone> snapshots;
+  uint64_t asked = 0;
 };
 
 // Shared by the controller (GUI thread) and the run's job (engine thread).
 struct LearnController::RunState {
   std::mutex mutex;
-  std::condition_variable wake;
   std::vector<LearnStep> pending;  // steps not yet flushed to the GUI
   bool flush_posted = false;
-  std::deque<SnapshotWork> work;  // run at the next snapshot
-  qint64 last_step = 0;
+  // Run at the end of every step (snapshot_every = 1), where the run also holds while paused.
+  StepEndWork step_end;
   PauseToken pause;
   /// A run on an engine (else null), for pause / resume.
   std::shared_ptr<struct EngineRun> engine_run;
   /// Told once per pause, when the run holds (the end of a step: every step before was posted).
   std::function<void(qint64 step)> on_hold;
-
-  // End of every step (snapshot_every = 1): run the requested work, and hold here while paused
-  // so that work requested during the pause runs at once.
-  void at_snapshot(const TransformPlan& plan, const JobControl& job) {
-    std::unique_lock<std::mutex> lock(mutex);
-    bool told = false;
-    for (;;) {
-      while (!work.empty()) {
-        SnapshotWork w = std::move(work.front());
-        work.pop_front();
-        const qint64 step = last_step;
-        lock.unlock();
-        w(plan, step, job);  // reports its own errors; Cancelled ends the run
-        lock.lock();
-      }
-      if (!pause.paused() || job.cancel.cancelled()) return;
-      if (!told && on_hold) on_hold(last_step);
-      told = true;
-      wake.wait_for(lock, std::chrono::milliseconds(50));
-    }
-  }
 };
 
 LearnController::LearnController(EngineHost* host, ModelSession* session, QObject* parent)
@@ -228,13 +211,16 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
     control.on_step = [self, state](const LearnEvent& e) {
       std::lock_guard<std::mutex> lock(state->mutex);
       state->pending.push_back(to_step(e));
-      state->last_step = e.step;
+      state->step_end.set_step(e.step);
       if (state->flush_posted || !self) return;
       state->flush_posted = true;  // one flush in the GUI's queue at a time
       EngineHost::post(self, [self] { self->flush(false); });
     };
     control.snapshot_every = 1;
-    control.on_snapshot = [state, job](const TransformPlan& plan) { state->at_snapshot(plan, job); };
+    control.on_snapshot = [state, job](const TransformPlan& plan) {
+      state->step_end.serve(plan, job, state->pause, state->on_hold);
+    };
+    control.snapshot_wanted = [state] { return state->step_end.wanted(state->pause); };
     RunResult run = work(control);
     job.cancel.check();
     const MethodResult& r = run.result;
@@ -326,6 +312,25 @@ quint64 LearnController::followOnEngine(const LearnRequest& request, const std::
       engine_run->id = job_id;
     };
     hooks.gate = gate;  // a lost stream waits for Retry, which follows on from the last step seen
+    hooks.on_snapshot = [engine, engine_run](const nlohmann::json& event) {
+      LearnController::EngineSnapshotDone done;
+      std::string job_id;
+      {
+        std::lock_guard<std::mutex> lock(engine_run->mutex);
+        const auto it = engine_run->snapshots.find(event.value("tag", std::string()));
+        if (it == engine_run->snapshots.end()) return;  // another client's, or an earlier session's
+        done = std::move(it->second);
+        engine_run->snapshots.erase(it);
+        job_id = engine_run->id;
+      }
+      const qint64 step = event.value("step", int64_t{0});
+      if (event.contains("error")) return done(step, nlohmann::json(), event.value("error", std::string("failed")));
+      try {
+        done(step, engine->snapshot_result(job_id, event.at("snapshot").get<int64_t>()), "");
+      } catch (const std::exception& e) {
+        done(step, nlohmann::json(), e.what());
+      }
+    };
     const nlohmann::json result = follow(*engine, control.job, hooks);
     api::LearnResult learned = api::learn_result_from_json(result);
     RunResult out;
@@ -375,7 +380,7 @@ void LearnController::resume() {
   if (!state_) return;
   if (state_->engine_run) remoteControl(false);
   state_->pause.resume();
-  state_->wake.notify_all();
+  state_->step_end.wake();
   Q_EMIT pausedChanged(false);
 }
 
@@ -389,11 +394,41 @@ void LearnController::cancel() {
 
 bool LearnController::withSnapshot(SnapshotWork work) {
   if (!state_ || !running() || curve_.empty()) return false;
+  state_->step_end.push(std::move(work));
+  return true;
+}
+
+bool LearnController::snapshotOnEngine(const nlohmann::json& statistics, EngineSnapshotDone done) {
+  if (!state_ || !running() || curve_.empty() || !state_->engine_run) return false;
+  auto run = state_->engine_run;
+  std::string tag;
   {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    state_->work.push_back(std::move(work));
+    std::lock_guard<std::mutex> lock(run->mutex);
+    if (run->id.empty()) return false;
+    // Registered before it is asked: its event may come before the answer to the POST.
+    tag = "studio-" + std::to_string(QCoreApplication::applicationPid()) + "-" + std::to_string(++run->asked);
+    run->snapshots[tag] = done;
   }
-  state_->wake.notify_all();
+  QThreadPool::globalInstance()->start([run, statistics, tag] {
+    std::string id;
+    {
+      std::lock_guard<std::mutex> lock(run->mutex);
+      id = run->id;
+    }
+    try {
+      run->engine->snapshot(id, statistics, tag);
+    } catch (const std::exception& e) {
+      EngineSnapshotDone failed;
+      {
+        std::lock_guard<std::mutex> lock(run->mutex);
+        const auto it = run->snapshots.find(tag);
+        if (it == run->snapshots.end()) return;
+        failed = std::move(it->second);
+        run->snapshots.erase(it);
+      }
+      failed(0, nlohmann::json(), e.what());
+    }
+  });
   return true;
 }
 
@@ -498,7 +533,7 @@ void LearnController::ended() {
   job_ = 0;
   if (state_) {
     state_->pause.resume();
-    state_->wake.notify_all();
+    state_->step_end.wake();
   }
 }
 

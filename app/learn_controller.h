@@ -134,6 +134,14 @@ class LearnController : public QObject {
   /// Runs `work` on the learning thread with the current transforms: after the step in progress,
   /// or at once while paused (the run waits meanwhile). False when no step has completed yet.
   bool withSnapshot(SnapshotWork work);
+  /// What snapshotOnEngine() hands back, on a thread of its own: the step the snapshot was taken
+  /// after and the statistics result's JSON, or an error message ("" on success).
+  using EngineSnapshotDone =
+      std::function<void(qint64 step, const nlohmann::json& result, const std::string& error)>;
+  /// withSnapshot() for a run on an engine: asks its job for the statistics of `statistics` (a
+  /// statistics request; the job's model and transforms are used) at its next step end (at once
+  /// while paused); `done` gets the result. False when no run on an engine has completed a step.
+  bool snapshotOnEngine(const nlohmann::json& statistics, EngineSnapshotDone done);
   /// Reads PREFIX.json + PREFIX.safetensors (engine thread), checks the model fingerprint they
   /// carry (a plan of another model fails) and their widths against the open model; on success
   /// the plan becomes the current one (loaded()) with the method and format it records.

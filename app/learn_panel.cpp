@@ -16,11 +16,14 @@
 #include <QTemporaryDir>
 #include <QVBoxLayout>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <cstring>
 
 #include "engine_host.h"
 #include "latmix/api/learn.h"
+#include "latmix/api/statistics.h"
 #include "latmix/calib.h"
 #include "latmix/error.h"
 #include "latmix/quant.h"
@@ -490,6 +493,7 @@ bool LearnPanel::refreshHeatmap() {
     showInExplorer();
     return true;
   }
+  if (session_->remote()) return refreshHeatmapOnEngine();
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer || !snapshots_->isValid()) return false;
@@ -526,6 +530,45 @@ bool LearnPanel::refreshHeatmap() {
   });
   if (queued) refresh_->setEnabled(false);
   return queued;
+}
+
+// During a run on an engine: its job computes the statistics at its next step end, on the server's
+// model, with the transforms it has then (POST /v1/jobs/ID/snapshot); only the result travels.
+bool LearnPanel::refreshHeatmapOnEngine() {
+  api::StatisticsRequest request = context_->statisticsRequest();
+  if (context_->engineLink() != nullptr) request.data = context_->engineLink()->engineText(request.data);
+  nlohmann::json statistics = api::to_json(request);
+  for (const char* key : {"model", "tokenizer", "transform", "transforms"}) statistics.erase(key);  // the job's
+  QPointer<LearnPanel> self(this);
+  const bool asked = controller_->snapshotOnEngine(
+      statistics, [self, request](qint64 step, const nlohmann::json& result, const std::string& error) {
+        std::shared_ptr<ActivationStats> stats;
+        QString message = QString::fromStdString(error);
+        if (message.isEmpty()) {
+          try {
+            stats = std::make_shared<ActivationStats>(api::statistics_result_from_json(result).stats);
+          } catch (const std::exception& e) {
+            message = QString::fromUtf8(e.what());
+          }
+        }
+        EngineHost::post(self, [self, stats, request, step, message] {
+          self->updateButtons();
+          if (!stats) {
+            self->summary_->setText("<span style='color:#c0392b'>Heatmap refresh failed: " + message.toHtmlEscaped() +
+                                    "</span>");
+            return;
+          }
+          // The plan is on the server: the explorer shows its numbers under the model open there.
+          api::StatisticsRequest shown = request;
+          shown.transform = "none";
+          shown.transforms.clear();
+          shown.transform_name = stats->transform;
+          self->context_->showStatistics(stats, nullptr, shown);
+          Q_EMIT self->heatmapRefreshed(step);
+        });
+      });
+  if (asked) refresh_->setEnabled(false);
+  return asked;
 }
 
 void LearnPanel::showInExplorer() {
@@ -574,11 +617,11 @@ void LearnPanel::updateButtons() {
   pause_->setEnabled(pause_action_->isEnabled());
   pause_->setText(controller_->paused() ? "Resume" : "Pause");
   cancel_->setEnabled(running);
-  // On an engine the run's transforms stay there until it ends (and the engine runs one job at a time):
-  // no refresh mid-run; the explorer shows the plan once it is learned.
+  // On an engine the learning job itself computes the statistics at a step end (a snapshot).
   const bool remote_run = running && session_->remote() != nullptr;
-  refresh_->setEnabled(running ? !remote_run && !controller_->curve().empty() : controller_->hasPlan());
-  refresh_->setToolTip(remote_run ? "Learning runs on the engine: its transforms reach the explorer when the run ends"
+  refresh_->setEnabled(running ? !controller_->curve().empty() : controller_->hasPlan());
+  refresh_->setToolTip(remote_run ? "The engine's learning job computes the explorer's statistics with its "
+                                    "transforms at its next step end (at once while paused); only the numbers travel"
                                   : refresh_tip_);
   save_->setEnabled(!running && controller_->hasPlan());
   show_->setEnabled(!running && controller_->hasPlan());

@@ -92,6 +92,7 @@ class LearnPanel : public QWidget {
   /// The device of File > Settings (where the model is loaded).
   static at::Device formDevice();
   void updateButtons();
+  bool refreshHeatmapOnEngine();
   void updateCli();
   void onSteps(int first, int count);
   void onFinished(const LearnOutcome& outcome);

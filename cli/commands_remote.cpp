@@ -4,9 +4,11 @@
 #include <iostream>
 
 #include "commands.h"
+#include "commands_stats.h"
 #include "console.h"
 #include "latmix/error.h"
 #include "remote.h"
+#include "result_text.h"
 
 namespace latmix::cli {
 
@@ -87,6 +89,51 @@ int run_jobs_attach(const Args& args) {
   return 0;
 }
 
+// Asks a learning job for a snapshot (statistics of its transforms as they are at its next step end)
+// and prints it as `latmix stats` does. The job's model, tokenizer and transforms are used.
+int run_jobs_snapshot(const Args& args) {
+  const serve::RemoteEngine& engine = engine_or_refuse("jobs snapshot");
+  const std::string id = args.get("id");
+  json request = api::to_json(statistics_request_from_args(args));
+  for (const char* key : {"model", "tokenizer", "transform", "transforms"}) {
+    if (!args.has(key)) request.erase(key);
+  }
+  const int64_t after = engine.job(id).at("events").get<int64_t>();
+  const int64_t number = engine.snapshot(id, request, "cli").at("snapshot").get<int64_t>();
+  ProgressPrinter progress(args.flag("quiet"));
+  if (!args.flag("quiet")) std::fprintf(stderr, "snapshot %lld asked: taken at the job's next step end\n", static_cast<long long>(number));
+  json event;
+  engine.follow(
+      id, after,
+      [&](const serve::JobEvent& e) {
+        if (e.type == "progress" && e.data.at("stage").get<std::string>() != "learn") {
+          progress.update(e.data.at("stage").get<std::string>(), e.data.at("done").get<int64_t>(),
+                          e.data.at("total").get<int64_t>());
+        }
+        if (e.type == "snapshot" && e.data.value("snapshot", int64_t{0}) == number) {
+          event = e.data;
+          return false;
+        }
+        return true;
+      },
+      interrupt_token());
+  progress.finish();
+  interrupt_token().check();
+  if (event.is_null()) throw Error("job " + id + " ended without answering snapshot " + std::to_string(number));
+  if (event.contains("error")) {
+    throw Error("snapshot " + std::to_string(number) + " of job " + id + ": " + event.at("error").get<std::string>());
+  }
+  const json result = engine.snapshot_result(id, number);
+  if (args.flag("json")) {
+    std::cout << result.dump(1) << "\n";
+    return 0;
+  }
+  std::printf("snapshot %lld of job %s, after step %lld\n", static_cast<long long>(number), id.c_str(),
+              static_cast<long long>(event.value("step", int64_t{0})));
+  std::printf("%s", format_stats_text(api::statistics_result_from_json(result)).c_str());
+  return 0;
+}
+
 int run_jobs_action(const Args& args, const std::string& verb) {
   const serve::RemoteEngine& engine = engine_or_refuse("jobs " + verb);
   const std::string id = args.get("id");
@@ -133,6 +180,15 @@ int run_download(const Args& args) {
 
 OptionSpec id_option() { return {"id", "JOB", "the job's id (latmix --engine URL jobs list)", "", true}; }
 
+std::vector<OptionSpec> snapshot_options() {
+  std::vector<OptionSpec> options = {id_option()};
+  for (OptionSpec o : statistics_options()) {
+    if (o.name == "model") o.required = false;
+    options.push_back(std::move(o));
+  }
+  return options;
+}
+
 }  // namespace
 
 std::vector<Command> remote_commands() {
@@ -149,6 +205,13 @@ std::vector<Command> remote_commands() {
         "job running." + needs,
         {id_option()}},
        run_jobs_attach},
+      {{"jobs snapshot", "Statistics of a learning job's transforms as they are now (the heatmap, mid-run).",
+        "Asks a running or paused learn job of an engine for the statistics of `latmix stats` with the\n"
+        "transforms it has learned so far: the job computes them at its next step end (at once when paused)\n"
+        "on the model it holds, then goes on. The model, tokenizer and transforms are the job's: leave\n"
+        "--model, --transform and --transforms out. Prints what `latmix stats` prints (--json: its result)." + needs,
+        snapshot_options()},
+       run_jobs_snapshot},
       {{"jobs cancel", "Cancel a job of an engine.", "A queued job is dropped; a running one stops at its next check." + needs,
         {id_option()}},
        [](const Args& a) { return run_jobs_action(a, "cancel"); }},

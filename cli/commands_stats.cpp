@@ -147,6 +147,33 @@ api::StatisticsRequest statistics_request_from_args(const Args& args) {
   return r;
 }
 
+std::vector<OptionSpec> statistics_options() {
+  return {model_option(),
+          tokenizer_option(),
+          {"data", "FILE", "calibration text file", "", true},
+          {"samples", "N", "calibration sequences", "16", false},
+          {"seqlen", "L", "tokens per sequence", "256", false},
+          {"sampling", "even|random", "how windows are chosen", "even", false},
+          {"seed", "N", "seed of --sampling random and of the transforms' random signs", "0", false},
+          {"bos", "", "start every sequence with the BOS token", "", false},
+          {"format", "NAME", "MX format of the quantization figures (mxfp4, mxfp8_e4m3, mxint8, nvfp4, ...)", "mxfp4",
+           false},
+          {"block", "N", "MX block size (default: the format's)", "", false},
+          {"scale", "RULE", "E8M0 scale rule: floor, ceil, rceil, even", "floor", false},
+          {"round", "MODE", "element rounding: even, away", "even", false},
+          {"transform", "NAME", std::string("transform to compare against: ") + builtin_transform_list().c_str(), "none", false},
+          {"transforms", "PREFIX", "learned transforms saved by learning/export (PREFIX.json + PREFIX.safetensors)", "",
+           false},
+          {"point", "LIST", "capture points to observe", "residual", false},
+          {"layers", "LIST", "layers to observe (default: all)", "", false},
+          {"top", "K", "outlier channels kept per layer", "8", false},
+          {"batch", "N", "sequences per forward pass", "4", false},
+          {"out", "FILE", "write the full result as JSON (atomically)", "", false},
+          {"safetensors", "FILE", "also write the per-channel/per-block vectors as safetensors", "", false},
+          dtype_option(),
+          weights_option()};
+}
+
 std::vector<Command> stats_commands() {
   return {
       {{"stats",
@@ -158,30 +185,7 @@ std::vector<Command> stats_commands() {
         "At attn_in/mlp_in/lm_head_in a residual transform sees x / norm gain (the gains are fused first).\n"
         "A calibration sample ships with latmix: resources/calibration/pride_and_prejudice_ch1-6.txt.\n"
         "Capture points: residual, attn_in, o_in, residual_mid, mlp_in, down_in, lm_head_in (comma list).",
-        {model_option(),
-         tokenizer_option(),
-         {"data", "FILE", "calibration text file", "", true},
-         {"samples", "N", "calibration sequences", "16", false},
-         {"seqlen", "L", "tokens per sequence", "256", false},
-         {"sampling", "even|random", "how windows are chosen", "even", false},
-         {"seed", "N", "seed of --sampling random and of the transforms' random signs", "0", false},
-         {"bos", "", "start every sequence with the BOS token", "", false},
-         {"format", "NAME", "MX format of the quantization figures (mxfp4, mxfp8_e4m3, mxint8, nvfp4, ...)", "mxfp4",
-          false},
-         {"block", "N", "MX block size (default: the format's)", "", false},
-         {"scale", "RULE", "E8M0 scale rule: floor, ceil, rceil, even", "floor", false},
-         {"round", "MODE", "element rounding: even, away", "even", false},
-         {"transform", "NAME", std::string("transform to compare against: ") + builtin_transform_list().c_str(), "none", false},
-         {"transforms", "PREFIX", "learned transforms saved by learning/export (PREFIX.json + PREFIX.safetensors)", "",
-          false},
-         {"point", "LIST", "capture points to observe", "residual", false},
-         {"layers", "LIST", "layers to observe (default: all)", "", false},
-         {"top", "K", "outlier channels kept per layer", "8", false},
-         {"batch", "N", "sequences per forward pass", "4", false},
-         {"out", "FILE", "write the full result as JSON (atomically)", "", false},
-         {"safetensors", "FILE", "also write the per-channel/per-block vectors as safetensors", "", false},
-         dtype_option(),
-         weights_option()}},
+        statistics_options()},
        run_stats},
   };
 }

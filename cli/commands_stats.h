@@ -9,5 +9,7 @@ namespace latmix::cli {
 
 /// `latmix stats`'s arguments as the api's request (an option left out: the request's default).
 api::StatisticsRequest statistics_request_from_args(const Args& args);
+/// `latmix stats`'s options (`latmix jobs snapshot` takes them too).
+std::vector<OptionSpec> statistics_options();
 
 }  // namespace latmix::cli

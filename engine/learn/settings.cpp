@@ -1,6 +1,7 @@
 // Learning settings, presets, events and the pause token (learn.h).
 #include <nlohmann/json.hpp>
 
+#include <deque>
 #include <thread>
 
 #include "latmix/error.h"
@@ -152,6 +153,70 @@ void PauseToken::wait(const CancelToken& cancel) const {
   while (state_->paused && !cancel.cancelled()) {
     state_->cv.wait_for(lock, std::chrono::milliseconds(50));
   }
+}
+
+struct StepEndWork::State {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<Work> work;
+  int64_t step = 0;
+};
+
+StepEndWork::StepEndWork() : state_(std::make_shared<State>()) {}
+
+void StepEndWork::push(Work work) const {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    state_->work.push_back(std::move(work));
+  }
+  state_->wake.notify_all();
+}
+
+void StepEndWork::set_step(int64_t step) const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  state_->step = step;
+}
+
+int64_t StepEndWork::step() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  return state_->step;
+}
+
+void StepEndWork::serve(const TransformPlan& plan, const JobControl& job, const PauseToken& pause,
+                        const std::function<void(int64_t step)>& on_hold) const {
+  std::unique_lock<std::mutex> lock(state_->mutex);
+  bool told = false;
+  for (;;) {
+    while (!state_->work.empty()) {
+      Work w = std::move(state_->work.front());
+      state_->work.pop_front();
+      const int64_t step = state_->step;
+      lock.unlock();
+      w(plan, step, job);
+      lock.lock();
+    }
+    if (!pause.paused() || job.cancel.cancelled()) return;
+    if (!told && on_hold) on_hold(state_->step);
+    told = true;
+    state_->wake.wait_for(lock, std::chrono::milliseconds(50));
+  }
+}
+
+bool StepEndWork::wanted(const PauseToken& pause) const {
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    if (!state_->work.empty()) return true;
+  }
+  return pause.paused();
+}
+
+void StepEndWork::wake() const { state_->wake.notify_all(); }
+
+size_t StepEndWork::drop() const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  const size_t n = state_->work.size();
+  state_->work.clear();
+  return n;
 }
 
 const std::vector<MethodPreset>& method_presets() {

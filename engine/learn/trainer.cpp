@@ -320,7 +320,8 @@ class Loop {
       if (checkpoint_.enabled() && s_.checkpoint_every > 0 && e.step % s_.checkpoint_every == 0) {
         checkpoint_.save(plan_, optim_, e.step, s_);
       }
-      if (control_.on_snapshot && control_.snapshot_every > 0 && e.step % control_.snapshot_every == 0) {
+      if (control_.on_snapshot && control_.snapshot_every > 0 && e.step % control_.snapshot_every == 0 &&
+          (!control_.snapshot_wanted || control_.snapshot_wanted())) {
         control_.on_snapshot(clone_plan(plan_));
       }
       if (stop) return;

@@ -123,6 +123,16 @@ json RemoteEngine::result(const std::string& id) const {
   return impl_->get("/v1/jobs/" + id + "/result", "reading the result of job " + id, true);
 }
 
+json RemoteEngine::snapshot(const std::string& id, const json& statistics, const std::string& tag) const {
+  return impl_->post("/v1/jobs/" + id + "/snapshot", {{"request", statistics}, {"tag", tag}},
+                     "asking job " + id + " for a snapshot");
+}
+
+json RemoteEngine::snapshot_result(const std::string& id, int64_t number) const {
+  return impl_->get("/v1/jobs/" + id + "/snapshots/" + std::to_string(number),
+                    "reading snapshot " + std::to_string(number) + " of job " + id, true);
+}
+
 json RemoteEngine::files(const std::string& path) const {
   return impl_->get("/v1/files?path=" + encode(path), "listing " + path);
 }

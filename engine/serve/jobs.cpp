@@ -71,10 +71,18 @@ struct JobQueue::Job {
   PauseToken pause;
   std::string progress_stage;
   std::chrono::steady_clock::time_point progress_logged{};
+  StepEndWork step_end;
+  int64_t snapshots_asked = 0;
+  std::map<int64_t, std::string> snapshots_pending;  // number -> tag
+  std::map<int64_t, nlohmann::json> snapshots;       // the last kSnapshotsKept results
 };
 
-JobQueue::JobQueue(TaskRunner runner, std::vector<std::string> pausable, size_t keep_finished)
-    : runner_(std::move(runner)), pausable_(std::move(pausable)), keep_finished_(keep_finished) {
+JobQueue::JobQueue(TaskRunner runner, std::vector<std::string> pausable, size_t keep_finished,
+                   SnapshotRunner snapshots)
+    : runner_(std::move(runner)),
+      snapshots_(std::move(snapshots)),
+      pausable_(std::move(pausable)),
+      keep_finished_(keep_finished) {
   worker_ = std::thread([this] { work(); });
 }
 
@@ -85,6 +93,7 @@ JobQueue::~JobQueue() {
     for (auto& job : jobs_) {
       job->cancel.cancel();
       job->pause.resume();
+      job->step_end.wake();
     }
   }
   wake_.notify_all();
@@ -219,6 +228,7 @@ bool JobQueue::resume(const std::string& id) {
     if (j->id != id) continue;
     if (j->state != JobState::Paused) return j->state == JobState::Running;
     j->pause.resume();
+    j->step_end.wake();
     j->state = JobState::Running;
     log(*j, "state", {{"state", "running"}, {"position", 0}});
     return true;
@@ -233,6 +243,7 @@ bool JobQueue::cancel(const std::string& id) {
     if (finished(j->state)) return false;
     j->cancel.cancel();
     j->pause.resume();
+    j->step_end.wake();
     if (j->state == JobState::Queued) {
       queue_.erase(std::remove(queue_.begin(), queue_.end(), j), queue_.end());
       j->state = JobState::Cancelled;
@@ -244,6 +255,55 @@ bool JobQueue::cancel(const std::string& id) {
     return true;
   }
   return false;
+}
+
+std::optional<int64_t> JobQueue::snapshot(const std::string& id, nlohmann::json statistics, std::string tag) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (auto& j : jobs_) {
+    if (j->id != id) continue;
+    if (!snapshots_ || j->task != "learn" || (j->state != JobState::Running && j->state != JobState::Paused)) {
+      return std::nullopt;
+    }
+    const int64_t number = ++j->snapshots_asked;
+    j->snapshots_pending[number] = tag;
+    std::weak_ptr<Job> weak = j;
+    j->step_end.push([this, weak, number, tag, learn = j->request, statistics = std::move(statistics)](
+                         const TransformPlan& plan, int64_t step, const JobControl& control) {
+      nlohmann::json result;
+      std::string error;
+      try {
+        result = snapshots_(learn, statistics, plan, step, control);
+      } catch (const Cancelled&) {
+        throw;  // the job ends; its end logs this snapshot as not taken
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      auto job = weak.lock();
+      if (!job) return;
+      std::lock_guard<std::mutex> logged(mutex_);
+      job->snapshots_pending.erase(number);
+      nlohmann::json data = {{"snapshot", number}, {"tag", tag}, {"step", step}};
+      if (error.empty()) {
+        job->snapshots[number] = std::move(result);
+        while (job->snapshots.size() > kSnapshotsKept) job->snapshots.erase(job->snapshots.begin());
+      } else {
+        data["error"] = error;
+      }
+      log(*job, "snapshot", std::move(data));
+    });
+    return number;
+  }
+  return std::nullopt;
+}
+
+std::optional<nlohmann::json> JobQueue::snapshot_result(const std::string& id, int64_t number) const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& j : jobs_) {
+    if (j->id != id) continue;
+    const auto it = j->snapshots.find(number);
+    if (it != j->snapshots.end()) return it->second;
+  }
+  return std::nullopt;
 }
 
 std::optional<nlohmann::json> JobQueue::result(const std::string& id) const {
@@ -313,6 +373,7 @@ void JobQueue::run(const std::shared_ptr<Job>& job) {
     std::lock_guard<std::mutex> lock(mutex_);
     log(*job, "step", step);
   };
+  events.step_end = job->step_end;
   JobState state = JobState::Done;
   std::string error, kind;
   nlohmann::json result;
@@ -333,7 +394,14 @@ void JobQueue::run(const std::shared_ptr<Job>& job) {
     error = "unknown failure";
     kind = "error";
   }
+  job->step_end.drop();
   std::lock_guard<std::mutex> lock(mutex_);
+  for (const auto& [number, tag] : job->snapshots_pending) {
+    log(*job, "snapshot", {{"snapshot", number}, {"tag", tag}, {"step", job->step_end.step()},
+                           {"error", std::string("the job ended (") + to_string(state) +
+                                         ") before its next step: no snapshot"}});
+  }
+  job->snapshots_pending.clear();
   job->state = state;
   job->ended = now_seconds();
   job->error = error;

@@ -121,7 +121,9 @@ struct Server::Impl {
         host(TaskEnvironment{options.device, options.bundled_sample}),
         jobs([this](const std::string& task, const json& request,
                     const TaskEvents& events) { return host.run(task, request, events); },
-             pausable_tasks()) {
+             pausable_tasks(), 64,
+             [this](const json& learn, const json& statistics, const TransformPlan& plan, int64_t step,
+                    const JobControl& job) { return host.snapshot(learn, statistics, plan, step, job); }) {
     if (options.token.empty()) throw UsageError("serve: the token is empty");
     routes();
   }
@@ -132,6 +134,7 @@ struct Server::Impl {
 
   void routes();
   void submit(const httplib::Request& req, httplib::Response& res);
+  void snapshot(const httplib::Request& req, httplib::Response& res);
   void events(const httplib::Request& req, httplib::Response& res);
   void files(const httplib::Request& req, httplib::Response& res);
   void download(const httplib::Request& req, httplib::Response& res);
@@ -224,6 +227,20 @@ void Server::Impl::routes() {
   http.Post(R"(/v1/jobs/([0-9a-f]{16})/pause)", action("pause", &JobQueue::pause));
   http.Post(R"(/v1/jobs/([0-9a-f]{16})/resume)", action("resume", &JobQueue::resume));
   http.Post(R"(/v1/jobs/([0-9a-f]{16})/cancel)", action("cancel", &JobQueue::cancel));
+  http.Post(R"(/v1/jobs/([0-9a-f]{16})/snapshot)",
+            [this](const httplib::Request& req, httplib::Response& res) { snapshot(req, res); });
+  http.Get(R"(/v1/jobs/([0-9a-f]{16})/snapshots/([0-9]{1,18}))", [this](const httplib::Request& req,
+                                                                        httplib::Response& res) {
+    const std::string id = req.matches[1];
+    if (!jobs.info(id)) return send_error(res, 404, "not_found", "no job " + id);
+    const auto result = jobs.snapshot_result(id, std::stoll(req.matches[2]));
+    if (!result) {
+      return send_error(res, 404, "not_found",
+                        "job " + id + " has no snapshot " + std::string(req.matches[2]) + " (not taken yet, failed, "
+                        "or older than the last " + std::to_string(JobQueue::kSnapshotsKept) + ")");
+    }
+    send_json(req, res, *result);
+  });
   http.Delete(R"(/v1/jobs/([0-9a-f]{16}))", [this](const httplib::Request& req, httplib::Response& res) {
     const std::string id = req.matches[1];
     if (!jobs.info(id)) return send_error(res, 404, "not_found", "no job " + id);
@@ -232,6 +249,67 @@ void Server::Impl::routes() {
   });
   http.Get("/v1/files", [this](const httplib::Request& req, httplib::Response& res) { files(req, res); });
   http.Get("/v1/file", [this](const httplib::Request& req, httplib::Response& res) { download(req, res); });
+}
+
+// POST /v1/jobs/ID/snapshot {request, tag}: statistics of the transforms a learn job has now.
+void Server::Impl::snapshot(const httplib::Request& req, httplib::Response& res) {
+  const std::string id = req.matches[1];
+  const auto info = jobs.info(id);
+  if (!info) return send_error(res, 404, "not_found", "no job " + id);
+  json body;
+  try {
+    body = json::parse(req.body);
+  } catch (const json::exception& e) {
+    return send_error(res, 400, "usage", std::string("the body is not JSON: ") + e.what());
+  }
+  if (!body.is_object()) return send_error(res, 400, "usage", "the body must be a JSON object {request, tag}");
+  for (const auto& [key, value] : body.items()) {
+    if (key != "request" && key != "tag")
+      return send_error(res, 400, "usage", "unknown key '" + key + "' (a snapshot is {request, tag})");
+  }
+  if (!body.contains("request") || !body["request"].is_object())
+    return send_error(res, 400, "usage", "key 'request': expected a JSON object (a statistics request)");
+  if (body.contains("tag") && !body["tag"].is_string())
+    return send_error(res, 400, "usage", "key 'tag': expected a string");
+  const std::string tag = body.value("tag", std::string());
+  if (info->task != "learn" || (info->state != JobState::Running && info->state != JobState::Paused)) {
+    return send_error(res, 409, "conflict",
+                      "snapshots are taken of running or paused learn jobs; job " + id + " is a " + info->task +
+                          " job that is " + to_string(info->state));
+  }
+  const json& learn = info->request;
+  const std::string method = learn.value("method", std::string());
+  if (!find_method(method).learned) {
+    return send_error(res, 409, "conflict",
+                      "job " + id + " builds the fixed plan of method " + method +
+                          ": it has no learning steps to take a snapshot at (take statistics of its output instead)");
+  }
+  json r = body["request"];
+  for (const char* key : {"transform", "transforms"}) {
+    if (r.contains(key) && !r[key].is_null() && r[key] != "" && r[key] != "none") {
+      return send_error(res, 400, "usage",
+                        std::string("snapshot request: key '") + key +
+                            "': a snapshot's transforms are the learning job's own; leave it out");
+    }
+  }
+  if (r.contains("model") && r["model"].is_string() && !r["model"].get<std::string>().empty()) {
+    const std::string model = roots.confine(r["model"].get<std::string>(), "snapshot request: key 'model'");
+    if (model != learn.value("model", std::string())) {
+      return send_error(res, 400, "usage",
+                        "snapshot request: key 'model': the learning job's model is " +
+                            learn.value("model", std::string()) + ", not " + model);
+    }
+  }
+  r["model"] = learn.value("model", std::string());
+  r["tokenizer"] = learn.value("tokenizer", std::string());
+  r["transform"] = "none";
+  r.erase("transforms");
+  confine_request("statistics", r, roots);
+  check_task_request("statistics", r);
+  const auto number = jobs.snapshot(id, std::move(r), tag);
+  if (!number) return send_error(res, 409, "conflict", "job " + id + " has ended: no snapshot");
+  note("snapshot " + std::to_string(*number) + " of job " + id + " asked by " + req.remote_addr);
+  send_json(req, res, {{"snapshot", *number}, {"tag", tag}});
 }
 
 void Server::Impl::submit(const httplib::Request& req, httplib::Response& res) {

@@ -103,6 +103,15 @@ kill -9 $CLIENT; wait $CLIENT 2>/dev/null
 expect 0 "${R[@]}" jobs list --json
 ID=$(python3 -c 'import json,sys; j=[x for x in json.load(open(sys.argv[1]))["jobs"] if x["task"]=="learn" and x["state"] in ("running","queued")]; print(j[0]["id"] if j else "")' "$OUT/stdout")
 if [ -z "$ID" ]; then echo "FAIL: no running learn job after the client was killed"; FAILED=$((FAILED + 1)); fi
+# The heatmap of the transforms learned so far (a snapshot), taken by the job at once while it is paused.
+expect 0 "${R[@]}" jobs pause "$ID"
+contains stdout "paused"
+expect 0 "${R[@]}" jobs snapshot "$ID" --data "$SAMPLE" --samples 2 --seqlen 32 --quiet
+contains stdout "snapshot 1 of job $ID, after step"
+contains stdout "transform latmix, step"
+expect 2 "${R[@]}" jobs snapshot "$ID" --data "$SAMPLE" --transform hadamard --quiet
+contains stderr "a snapshot's transforms are the learning job's own"
+expect 0 "${R[@]}" jobs resume "$ID"
 expect 0 "${R[@]}" jobs attach "$ID" --quiet
 contains stdout '"steps": 30'
 expect 0 test -f "$OUT/runs/plan.safetensors"

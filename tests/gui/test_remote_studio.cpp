@@ -40,6 +40,7 @@
 #include "latmix/serve/client.h"
 #include "latmix/serve/server.h"
 #include "learn_controller.h"
+#include "learn_panel.h"
 #include "main_window.h"
 #include "microscope_panel.h"
 #include "model_session.h"
@@ -507,6 +508,20 @@ class RemoteStudioTest : public QObject {
     ctl->pause();
     QVERIFY(ctl->paused());
     QTRY_COMPARE_WITH_TIMEOUT(remote_state(), QString("paused"), 60000);
+    // "Refresh heatmap with current transforms" mid-run: the engine's job computes the explorer's
+    // statistics with the transforms of the step it holds at, and the explorer shows them.
+    auto* explorer = s.window.explorer();
+    explorer->setSequences(2, 32);
+    QSignalSpy refreshed(s.window.learn(), &latmix::studio::LearnPanel::heatmapRefreshed);
+    QSignalSpy calibrated(explorer, &latmix::studio::ExplorerPanel::calibrated);
+    QVERIFY(s.window.learn()->refreshHeatmap());
+    QVERIFY(refreshed.wait(kJobMs));
+    QVERIFY(calibrated.count() == 1 || calibrated.wait(kJobMs));
+    const qint64 held = refreshed.at(0).at(0).toLongLong();
+    QCOMPARE(held, ctl->curve().back().step);  // paused: taken at once, at the step it holds at
+    QCOMPARE(QString::fromStdString(explorer->stats()->transform), QString("latmix, step %1").arg(held));
+    QCOMPARE(explorer->stats()->sequences, 2);
+    QVERIFY(!explorer->heatmapData().values.empty());
     ctl->resume();
     QTRY_COMPARE_WITH_TIMEOUT(remote_state(), QString("running"), 60000);
     ctl->cancel();

@@ -24,6 +24,7 @@
 #include "latmix/serve/roots.h"
 #include "latmix/serve/server.h"
 #include "latmix/serve/tasks.h"
+#include "latmix/transform_fold.h"
 #include "test_paths.h"
 
 namespace {
@@ -251,6 +252,75 @@ TEST(ServeJobs, APausedLearningJobHoldsUntilResumedOrCancelled) {
   EXPECT_FALSE(jobs.cancel(id));
 }
 
+TEST(ServeJobs, SnapshotsAreTakenAtStepEndsAndOnesLeftWhenTheJobEndsSayWhy) {
+  std::atomic<int> phase{0};
+  JobQueue jobs(
+      [&](const std::string& task, const json&, const latmix::serve::TaskEvents& events) -> json {
+        while (phase == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        if (task == "learn" && phase == 1) {  // two steps, each ending where snapshots are taken
+          while (phase == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the test pauses first
+          for (int64_t step = 1; step <= 2; ++step) {
+            events.step_end.set_step(step);
+            events.step_end.serve(latmix::TransformPlan(), events.job, events.pause);
+          }
+        }
+        return nullptr;
+      },
+      {"learn"}, 64,
+      [](const json& learn, const json& statistics, const latmix::TransformPlan&, int64_t step,
+         const latmix::JobControl&) -> json {
+        if (statistics.value("fail", false)) throw latmix::Error("no such text");
+        return {{"step", step}, {"method", learn["method"]}};
+      });
+  const std::string other = jobs.submit("statistics", json::object());
+  const std::string learn = jobs.submit("learn", {{"method", "latmix"}});
+  EXPECT_FALSE(jobs.snapshot(learn, json::object(), "queued"));  // not running yet
+  while (jobs.info(other)->state != JobState::Running) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_FALSE(jobs.snapshot(other, json::object(), "not learning"));
+  phase = 1;
+  while (jobs.info(learn)->state != JobState::Running) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(jobs.pause(learn));  // holds at its first step end
+  phase = 2;
+  ASSERT_EQ(jobs.snapshot(learn, json::object(), "a"), std::optional<int64_t>(1));
+  ASSERT_EQ(jobs.snapshot(learn, {{"fail", true}}, "b"), std::optional<int64_t>(2));
+  std::vector<json> answers;
+  int64_t after = 0;
+  while (answers.size() < 2) {
+    const auto batch = jobs.events(learn, after, std::chrono::milliseconds(500));
+    ASSERT_TRUE(batch);
+    for (const JobEvent& e : *batch) {
+      after = e.seq;
+      if (e.type == "snapshot") answers.push_back(e.data);
+    }
+  }
+  EXPECT_EQ(answers[0], json({{"snapshot", 1}, {"tag", "a"}, {"step", 1}}));
+  EXPECT_EQ(answers[1]["error"], "no such text");
+  EXPECT_EQ(*jobs.snapshot_result(learn, 1), json({{"step", 1}, {"method", "latmix"}}));
+  EXPECT_FALSE(jobs.snapshot_result(learn, 2));  // failed: nothing kept
+  ASSERT_TRUE(jobs.resume(learn));
+  bool ended = false;
+  while (!ended) jobs.events(learn, 0, std::chrono::milliseconds(200), &ended);
+
+  // A learn job that ends before any step end answers what was asked with an error.
+  phase = 0;
+  const std::string short_job = jobs.submit("learn", {{"method", "latmix"}});
+  while (jobs.info(short_job)->state != JobState::Running) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(jobs.snapshot(short_job, json::object(), "late"), std::optional<int64_t>(1));
+  phase = 3;
+  ended = false;
+  std::vector<JobEvent> log;
+  while (!ended) {
+    const auto batch = jobs.events(short_job, static_cast<int64_t>(log.size()), std::chrono::milliseconds(200), &ended);
+    log.insert(log.end(), batch->begin(), batch->end());
+  }
+  ASSERT_GE(log.size(), 2u);
+  const JobEvent& answer = log[log.size() - 2];
+  EXPECT_EQ(answer.type, "snapshot");
+  EXPECT_EQ(answer.data["tag"], "late");
+  EXPECT_NE(answer.data.value("error", std::string()).find("before its next step"), std::string::npos) << answer.data;
+  EXPECT_FALSE(jobs.snapshot(short_job, json::object(), "after the end"));
+}
+
 // ---- the server ---------------------------------------------------------------------------------------
 
 class ServeServer : public ::testing::Test {
@@ -462,6 +532,102 @@ TEST_F(ServeServer, AClientThatLeavesMidLearningCanBeFollowedByANewOneToTheEnd) 
   EXPECT_TRUE(fs::is_regular_file(out_ + "/plan.safetensors"));
   second.remove(id);
   EXPECT_EQ(second.jobs()["jobs"].size(), 0u);
+}
+
+// "Refresh heatmap with current transforms" on an engine: a learn job answers a snapshot at its next step
+// end (at once while paused) with the statistics of the transforms it has then; the same numbers as
+// in-process with the plan of that step. Refusals: other jobs, other models, transforms of one's own.
+TEST_F(ServeServer, ALearningJobAnswersASnapshotWithTheStatisticsOfItsTransformsAtThatStep) {
+  latmix::api::LearnRequest r;
+  r.model = source_path(kBundledModel);
+  r.method = "latmix";
+  r.calib = source_path(kBundledSample);
+  r.samples = 4;
+  r.seqlen = 32;
+  r.steps = 6;
+  r.out = out_ + "/plan";
+  latmix::api::StatisticsRequest stats;
+  stats.data = source_path(kBundledSample);
+  stats.samples = 2;
+  stats.seqlen = 32;
+  stats.point = "residual,mlp_in";
+  json asked = latmix::api::to_json(stats);
+  asked.erase("model");
+  asked.erase("transform");
+  asked.erase("transforms");
+
+  const auto engine = client();
+  const std::string id = engine.submit("learn", latmix::api::to_json(r))["id"];
+  int64_t seen = 0;
+  seen = engine.follow(id, 0, [&](const JobEvent& e) { return e.type != "step"; });
+  engine.pause(id);
+  // Asked twice while paused: both at the step it holds at, the same numbers.
+  EXPECT_EQ(engine.snapshot(id, asked, "first")["snapshot"], 1);
+  EXPECT_EQ(engine.snapshot(id, asked, "second")["snapshot"], 2);
+  std::vector<json> answers;
+  seen = engine.follow(id, seen, [&](const JobEvent& e) {
+    if (e.type == "snapshot") answers.push_back(e.data);
+    return answers.size() < 2;
+  });
+  ASSERT_EQ(answers.size(), 2u);
+  EXPECT_EQ(answers[0]["tag"], "first");
+  EXPECT_EQ(answers[1]["tag"], "second");
+  EXPECT_FALSE(answers[0].contains("error")) << answers[0].dump();
+  const int64_t step = answers[0]["step"];
+  EXPECT_EQ(answers[1]["step"], step);
+  EXPECT_GE(step, 1);
+  EXPECT_LT(step, 6);
+  const json first = engine.snapshot_result(id, 1);
+  EXPECT_EQ(untimed(first), untimed(engine.snapshot_result(id, 2)));
+  EXPECT_EQ(first["transform"], "latmix, step " + std::to_string(step));
+
+  // Refused: a transform of one's own, another model, a job that is not a running learn job, no job.
+  const auto status_of = [&](const std::string& job, const json& request) {
+    try {
+      engine.snapshot(job, request);
+    } catch (const latmix::UsageError& e) {  // the engine's 400 (its message is the error)
+      EXPECT_TRUE(std::string(e.what()).find("snapshot request: key '") != std::string::npos) << e.what();
+      return 400;
+    } catch (const latmix::serve::RemoteError& e) {
+      return e.status();
+    }
+    return 200;
+  };
+  json own = asked;
+  own["transform"] = "hadamard";
+  EXPECT_EQ(status_of(id, own), 400);
+  json other = asked;
+  other["model"] = out_;
+  EXPECT_EQ(status_of(id, other), 400);
+  EXPECT_EQ(status_of("0123456789abcdef", asked), 404);
+  engine.resume(id);
+  engine.follow(id, seen, [](const JobEvent&) { return true; });
+  EXPECT_EQ(engine.job(id)["state"], "done");
+  EXPECT_EQ(status_of(id, asked), 409);  // ended
+
+  // In-process: the same run to that step, its plan, the same statistics.
+  latmix::LearnControl control;
+  int64_t local_step = 0;
+  latmix::TransformPlan at_step;
+  control.on_step = [&](const latmix::LearnEvent& e) { local_step = e.step; };
+  control.snapshot_every = 1;
+  control.on_snapshot = [&](const latmix::TransformPlan& plan) {
+    if (local_step < step) return;
+    at_step = plan;
+    throw latmix::Cancelled();  // the rest of the run is not needed
+  };
+  EXPECT_THROW(latmix::api::run_learn(r, latmix::test::bundled_model(), latmix::test::bundled_tokenizer(), control),
+               latmix::Cancelled);
+  latmix::save_transforms(out_ + "/at-step", at_step);
+  stats.model = r.model;
+  stats.transforms = out_ + "/at-step";
+  stats.transform_name = "latmix, step " + std::to_string(step);
+  json local = latmix::api::to_json(
+      latmix::api::run_statistics(stats, latmix::test::bundled_model(), latmix::test::bundled_tokenizer()));
+  json remote = first;
+  local.erase("request");
+  remote.erase("request");
+  EXPECT_EQ(untimed(remote), untimed(local));
 }
 
 TEST_F(ServeServer, AFailedTaskComesBackAsTheEngineError) {

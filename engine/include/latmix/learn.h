@@ -198,6 +198,37 @@ class PauseToken {
   std::shared_ptr<State> state_;
 };
 
+/// Work asked for while a learning run goes on, run between two of its steps on the run's thread,
+/// with the plan as it is then (a heatmap of the transforms being learned, computed with the model
+/// the run holds): LearnControl::on_snapshot, with snapshot_every = 1, calls serve(). While the run
+/// is paused it holds in serve(), so that work asked for during a pause runs at once. Cheap to copy;
+/// copies share the state. Thread-safe.
+class StepEndWork {
+ public:
+  /// `step`: the last step ended. Throwing latmix::Cancelled ends the run; report other errors yourself.
+  using Work = std::function<void(const TransformPlan& plan, int64_t step, const JobControl& job)>;
+  StepEndWork();
+  void push(Work work) const;
+  /// The step just ended (LearnControl::on_step calls it).
+  void set_step(int64_t step) const;
+  int64_t step() const;
+  /// At a step end: runs the work pushed so far (and any pushed meanwhile), then, while `pause` is
+  /// paused and the job not cancelled, waits for more (wake() or 50 ms). `on_hold` is told once per
+  /// hold, with the step.
+  void serve(const TransformPlan& plan, const JobControl& job, const PauseToken& pause,
+             const std::function<void(int64_t step)>& on_hold = {}) const;
+  /// Work is waiting, or `pause` is paused: serve() has something to do (LearnControl::snapshot_wanted).
+  bool wanted(const PauseToken& pause) const;
+  /// Ends a hold's wait at once (a resume, more work).
+  void wake() const;
+  /// Drops the work not yet run (the run has ended); returns how many.
+  size_t drop() const;
+
+ private:
+  struct State;
+  std::shared_ptr<State> state_;
+};
+
 /// What learning (or building a fixed plan) produced.
 struct MethodResult {
   std::string method;
@@ -234,6 +265,9 @@ struct LearnControl {
   /// detached copies.
   std::function<void(const TransformPlan&)> on_snapshot;
   int64_t snapshot_every = 0;
+  /// Asked at each such step before the plan is copied (null: always): false skips on_snapshot
+  /// for that step (StepEndWork::wanted(): nothing asked for and not paused).
+  std::function<bool()> snapshot_wanted;
   /// Called once before the first step with how memory was planned (micro-batch, loss chunk,
   /// checkpointing, the estimate and the device's free memory), e.g. for the log.
   std::function<void(const std::string&)> on_note;

@@ -66,6 +66,13 @@ class RemoteEngine {
   nlohmann::json resume(const std::string& id) const;
   nlohmann::json cancel(const std::string& id) const;
   void remove(const std::string& id) const;
+  /// Asks a running or paused learn job for a snapshot (POST /v1/jobs/ID/snapshot): the statistics
+  /// of `statistics` (a statistics request; its model, tokenizer and transforms are the job's) with
+  /// the transforms as they are at the job's next step end. Returns {"snapshot": N}; the job's
+  /// "snapshot" event with that number (and `tag`) says when snapshot_result() has it.
+  nlohmann::json snapshot(const std::string& id, const nlohmann::json& statistics, const std::string& tag = "") const;
+  /// A snapshot's statistics result (CBOR on the wire). \throws RemoteError (404: unknown or no longer kept).
+  nlohmann::json snapshot_result(const std::string& id, int64_t number) const;
   /// GET /v1/files: a folder of the server's roots ("": the roots themselves).
   nlohmann::json files(const std::string& path) const;
   /// GET /v1/file: writes the server's file `path` into `local` atomically.

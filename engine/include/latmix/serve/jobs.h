@@ -34,7 +34,8 @@ const char* to_string(JobState state);
 bool finished(JobState state);
 
 /// One event of a job's log. `type`: "state" ({state, position}), "progress" ({stage, done, total}),
-/// "note" ({text}), "step" (a LearnEvent's to_json()), "end" ({state, error}: the last event).
+/// "note" ({text}), "step" (a LearnEvent's to_json()), "snapshot" ({snapshot, tag, step}, plus
+/// "error" when it failed: JobQueue::snapshot()), "end" ({state, error}: the last event).
 struct JobEvent {
   int64_t seq = 0;  ///< 1, 2, ... in the order they happened
   std::string type;
@@ -48,6 +49,9 @@ struct TaskEvents {
   PauseToken pause;
   std::function<void(const std::string& text)> on_note;
   std::function<void(const nlohmann::json& step)> on_step;
+  /// Where a learn task takes the snapshots asked for (JobQueue::snapshot()) at its step ends, and
+  /// holds while paused (LearnControl::on_snapshot calls its serve(); on_step its set_step()).
+  StepEndWork step_end;
 };
 
 /// A job as `GET /v1/jobs` lists it.
@@ -73,12 +77,21 @@ nlohmann::json to_json(const JobInfo& info);
 /// for a failure (its what() becomes the job's error).
 using TaskRunner = std::function<nlohmann::json(const std::string& task, const nlohmann::json& request,
                                                 const TaskEvents& events)>;
+/// Takes a snapshot of a learn job, on its thread between two steps: the statistics of `statistics`
+/// (a statistics request, checked and confined) with `plan`, the transforms as they are after
+/// `step`, applied to the model the job holds. `learn`: the job's request. Returns the statistics
+/// result's JSON. \throws as TaskRunner.
+using SnapshotRunner =
+    std::function<nlohmann::json(const nlohmann::json& learn, const nlohmann::json& statistics,
+                                 const TransformPlan& plan, int64_t step, const JobControl& job)>;
 
 class JobQueue {
  public:
   /// `pausable`: the tasks whose runs pause (their loops hold between steps: learn, compare,
-  /// export); `keep_finished`: finished jobs kept (oldest removed first beyond it). Starts the worker.
-  JobQueue(TaskRunner runner, std::vector<std::string> pausable, size_t keep_finished = 64);
+  /// export); `keep_finished`: finished jobs kept (oldest removed first beyond it); `snapshots`:
+  /// takes the snapshots of learn jobs (none: snapshot() refuses). Starts the worker.
+  JobQueue(TaskRunner runner, std::vector<std::string> pausable, size_t keep_finished = 64,
+           SnapshotRunner snapshots = {});
   /// Cancels every job and waits for the running one to stop.
   ~JobQueue();
   JobQueue(const JobQueue&) = delete;
@@ -100,6 +113,15 @@ class JobQueue {
   bool pause(const std::string& id);
   bool resume(const std::string& id);
   bool cancel(const std::string& id);
+  /// Asks a running or paused learn job for a snapshot: the statistics of `statistics` with its
+  /// transforms as they are at its next step end (at once when paused). Returns the snapshot's
+  /// number (1, 2, ... per job); its "snapshot" event ({snapshot, tag, step}, or with "error")
+  /// says when snapshot_result() has it. std::nullopt for any other job (or no SnapshotRunner).
+  /// A job that ends before its next step end logs each snapshot still asked for with an error.
+  std::optional<int64_t> snapshot(const std::string& id, nlohmann::json statistics, std::string tag);
+  /// A snapshot's statistics result: the job's last kSnapshotsKept are kept (std::nullopt otherwise).
+  std::optional<nlohmann::json> snapshot_result(const std::string& id, int64_t number) const;
+  static constexpr size_t kSnapshotsKept = 4;
   /// The result of a job that is done (std::nullopt otherwise).
   std::optional<nlohmann::json> result(const std::string& id) const;
   /// Forgets a finished job (false when unknown or not finished: cancel it first).
@@ -117,6 +139,7 @@ class JobQueue {
   void trim();                                                // mutex_ held
 
   TaskRunner runner_;
+  SnapshotRunner snapshots_;
   std::vector<std::string> pausable_;
   size_t keep_finished_;
   mutable std::mutex mutex_;
