@@ -109,7 +109,7 @@ CalibrationOptions statistics_data_options(const StatisticsRequest& r, const Mod
 }
 
 json to_json(const StatisticsResult& result) {
-  json out = json::parse(stats_to_json(result.stats));
+  json out = stats_json(result.stats);
   out["request"] = to_json(result.request);
   out["data"] = result.data;
   out["seconds"] = result.seconds;
@@ -146,9 +146,8 @@ StatisticsResult statistics_result_from_json(const json& j) {
       out.token_texts[static_cast<int32_t>(id)] = text.get<std::string>();
     }
   }
-  json stats = j;
-  for (const char* key : {"request", "data", "seconds", "token_texts"}) stats.erase(key);
-  out.stats = stats_from_json(stats.dump(), what);
+  // The run's keys were checked above; stats_from_json_value() reads the statistics' own.
+  out.stats = stats_from_json_value(j, what);
   return out;
 }
 

@@ -159,7 +159,9 @@ ViewStats view_from_json(const JsonObject& j) {
 
 }  // namespace
 
-std::string stats_to_json(const ActivationStats& s, int indent) {
+std::string stats_to_json(const ActivationStats& s, int indent) { return stats_json(s).dump(indent); }
+
+json stats_json(const ActivationStats& s) {
   json layers = json::array();
   for (const LayerStats& l : s.layers) {
     json e = {{"point", capture_point_name(l.point)},
@@ -180,11 +182,14 @@ std::string stats_to_json(const ActivationStats& s, int indent) {
             {"seqlen", s.seqlen},
             {"tokens", s.tokens},
             {"layers", std::move(layers)}};
-  return j.dump(indent);
+  return j;
 }
 
 ActivationStats stats_from_json(const std::string& text, const std::string& origin) {
-  const json j = parse_json_file(origin, text);
+  return stats_from_json_value(parse_json_file(origin, text), origin);
+}
+
+ActivationStats stats_from_json_value(const json& j, const std::string& origin) {
   const JsonObject r(j, origin);
   if (r.string_or("kind", "") != "latmix.activation_stats") {
     fail(origin, "not an activation statistics file", "kind \"latmix.activation_stats\"", r.string_or("kind", "none"));

@@ -12,7 +12,8 @@
 #   crash: the serve tests' exit only, also with no GPU visible, and `latmix serve` stopped by SIGINT;
 #   overhead: bench_remote's statistics overhead on the 22M shape (make_random_model --shape 22m:
 #   the trained model does not fit in what travels to that machine) on 2 of its cores (taskset, as
-#   the 2-core machine of docs/benchmarks.md) and on all 16, on the CPU.
+#   the 2-core machine of docs/benchmarks.md) and on all 16, on the CPU (RUNS="0-15;0-15 VAR=VALUE"
+#   picks the cores and environments).
 set -uo pipefail
 REPEATS=${1:-5}
 ONLY=${2:-}
@@ -40,7 +41,9 @@ if [ "$ONLY" = overhead ]; then
   rm -rf /tmp/m22 /tmp/tiny
   $B/tests/bench/make_random_model /tmp/m22 --shape 22m --tokenizer $M/tokenizer.json >/dev/null 2>&1
   $B/tests/bench/make_random_model /tmp/tiny --shape tiny --tokenizer $M/tokenizer.json --dtype fp32 >/dev/null 2>&1
-  for run in "0-1" "0-15"; do
+  # RUNS: "CORES [VAR=VALUE ...]" items, ';'-separated (default: 2 of its cores, then all 16).
+  IFS=';' read -ra runs <<<"${RUNS:-0-1;0-15}"
+  for run in "${runs[@]}"; do
     set -- $run
     cores=$1; shift
     timeout 200 env "$@" X=1 taskset -c $cores $B/tests/bench/bench_remote /tmp/m22 "$TEXT" "$REPEATS" 100 cpu /tmp/tiny \

@@ -15,6 +15,8 @@
 /// SQNR = 10 log10(signal energy / error energy) in dB and +inf when the quantizer is exact
 /// (JSON writes +inf as null and reads null back as +inf). NaN or Inf activations propagate.
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -140,8 +142,12 @@ Heatmap heatmap(const ActivationStats& stats, HeatmapMetric metric, CapturePoint
 
 /// The whole result as JSON text (indent < 0: compact).
 std::string stats_to_json(const ActivationStats& stats, int indent = -1);
+/// stats_to_json() before it is text (the use-case results embed it; no text round trip).
+nlohmann::json stats_json(const ActivationStats& stats);
 /// Parses stats_to_json()'s output. \throws latmix::Error naming `origin` on malformed input.
 ActivationStats stats_from_json(const std::string& text, const std::string& origin = "stats");
+/// stats_from_json() of a parsed value (keys other than the statistics' own are not read).
+ActivationStats stats_from_json_value(const nlohmann::json& json, const std::string& origin = "stats");
 /// Writes stats_to_json() atomically.
 void write_stats_json(const std::string& path, const ActivationStats& stats);
 /// Writes the vectors as tensors "POINT.LAYER.VIEW.NAME" (e.g. "residual.3.original.block_energy",
