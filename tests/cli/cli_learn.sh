@@ -30,7 +30,7 @@ else
 fi
 grep -q '"fingerprint"' "$OUT/t.json" && PASSED=$((PASSED + 1)) || { echo "FAIL: no fingerprint in t.json"; FAILED=$((FAILED + 1)); }
 # Export takes them for this model...
-expect 0 "$LATMIX" export --model "$M6" --method latmix --transforms "$OUT/t" --quant w=mxfp4,a=mxfp4 \
+expect 0 "$LATMIX" export --verify-windows 2 --model "$M6" --method latmix --transforms "$OUT/t" --quant w=mxfp4,a=mxfp4 \
   --as folded-bf16 --out "$OUT/exp" --quiet
 # ... and refuses them for another one.
 if has_data "$DATA/models/stories260K/stories260K.bin"; then

@@ -70,7 +70,7 @@ if "${R[@]}" export --model "$MODEL" --method rtn --quant w=mxfp4 --as compresse
   ZIP=; DEST=$OUT/runs/m; FILE=$DEST/manifest.json
 fi
 rm -f "$OUT/runs/probe.zip"
-expect 0 "${R[@]}" export --model "$MODEL" --method rtn --quant w=mxfp4,a=mxfp4 --as compressed-tensors $ZIP \
+expect 0 "${R[@]}" export --verify-windows 2 --model "$MODEL" --method rtn --quant w=mxfp4,a=mxfp4 --as compressed-tensors $ZIP \
   --out "$DEST" --quiet
 contains stdout "compressed-tensors export written to $DEST"
 expect 0 "${R[@]}" verify "$DEST" --quiet
