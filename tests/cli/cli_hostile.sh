@@ -161,11 +161,11 @@ out = sys.argv[1]; D = zipfile.ZIP_DEFLATED
 def man(files): return json.dumps({"format": "latmix-export", "kind": "folded-bf16", "files": files})
 def ent(name, data): return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 x = b"x" * 13
+# (deflate level 1: zeros compress as well, in a quarter of the time)
 with zipfile.ZipFile(out + "/bomb.zip", "w") as z:  # 200 MB of zeros where the manifest lists 13 bytes
-    z.writestr("manifest.json", man([ent("a.bin", x)])); z.writestr("a.bin", bytes(200 << 20), compress_type=D)
-with zipfile.ZipFile(out + "/lying.zip", "w") as z:  # the same, its headers claiming 13 bytes
-    z.writestr("manifest.json", man([ent("a.bin", x)])); z.writestr("a.bin", bytes(200 << 20), compress_type=D)
-b = bytearray(open(out + "/lying.zip", "rb").read())
+    z.writestr("manifest.json", man([ent("a.bin", x)]))
+    z.writestr("a.bin", bytes(200 << 20), compress_type=D, compresslevel=1)
+b = bytearray(open(out + "/bomb.zip", "rb").read())  # lying.zip: the same, its headers claiming 13 bytes
 for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
     i = -1
     while (i := b.find(sig, i + 1)) >= 0:
@@ -173,7 +173,7 @@ for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
         if bytes(b[name_at:name_at + 5]) == b"a.bin": b[i + off:i + off + 4] = struct.pack("<I", 13)
 open(out + "/lying.zip", "wb").write(b)
 with zipfile.ZipFile(out + "/manbomb.zip", "w") as z:  # a 100 MB manifest.json
-    z.writestr("manifest.json", b" " * (100 << 20) + b"{}", compress_type=D)
+    z.writestr("manifest.json", b" " * (100 << 20) + b"{}", compress_type=D, compresslevel=1)
 with zipfile.ZipFile(out + "/evil.zip", "w") as z:  # names outside the export, and a name twice
     z.writestr("manifest.json", man([ent("../../evil", x), ent("/tmp/abs", x), ent("a.bin", x)]))
     for n in ("../../evil", "/tmp/abs", "a.bin", "a.bin"): z.writestr(n, x)
