@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config git python3 libgtest-dev
   libtorch-dev libopenblas0-pthread
-  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libssl-dev libpng-dev zlib1g-dev libcpp-httplib-dev
+  nlohmann-json3-dev libpcre2-dev libutf8proc-dev libssl-dev libpng-dev zlib1g-dev libcpp-httplib-dev libgloo-dev
   qt6-base-dev libqt6opengl6-dev libquazip1-qt6-dev libimgui-dev libgl-dev
   xvfb xauth libgl1-mesa-dri fonts-dejavu-core
   clang libclang-rt-14-dev

@@ -1,0 +1,197 @@
+// Data-parallel process groups through c10d (latmix/distributed.h).
+#include "latmix/distributed.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include "latmix/error.h"
+
+#if LATMIX_WITH_DISTRIBUTED
+#include <torch/csrc/distributed/c10d/FileStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+namespace latmix::dist {
+
+namespace {
+
+std::optional<long long> env_number(const char* name, long long low, long long high, bool required) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') {
+    if (required) throw UsageError(std::string(name) + " is not set (distributed runs need RANK and WORLD_SIZE)");
+    return std::nullopt;
+  }
+  errno = 0;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || value < low || value > high) {
+    throw UsageError(std::string(name) + "='" + text + "': expected a whole number from " + std::to_string(low) +
+                     " to " + std::to_string(high));
+  }
+  return value;
+}
+
+std::string where(const Rendezvous& r) {
+  return "rank " + std::to_string(r.rank) + " of " + std::to_string(r.world) + " (" +
+         (r.folder.empty() ? "tcp://" + r.addr + ":" + std::to_string(r.port) : "store in " + r.folder) + ")";
+}
+
+void check(const Rendezvous& r) {
+  if (r.world < 1) throw UsageError("distributed: the number of processes must be 1 or more, not " + std::to_string(r.world));
+  if (r.rank < 0 || r.rank >= r.world)
+    throw UsageError("distributed: rank " + std::to_string(r.rank) + " is outside 0.." + std::to_string(r.world - 1));
+  if (r.folder.empty() && (r.port < 1 || r.port > 65535))
+    throw UsageError("distributed: port " + std::to_string(r.port) + " is outside 1-65535");
+}
+
+}  // namespace
+
+std::optional<Rendezvous> rendezvous_from_env() {
+  const auto world = env_number("WORLD_SIZE", 1, 1 << 20, false);
+  if (!world) return std::nullopt;
+  Rendezvous r;
+  r.world = static_cast<int>(*world);
+  r.rank = static_cast<int>(*env_number("RANK", 0, *world - 1, true));
+  if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') r.addr = addr;
+  if (const auto port = env_number("MASTER_PORT", 1, 65535, false)) r.port = static_cast<int>(*port);
+  return r;
+}
+
+#if LATMIX_WITH_DISTRIBUTED
+
+bool available() { return true; }
+
+struct Group::Impl {
+  Rendezvous rendezvous;
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+
+  // Runs one collective to its end; a process that is gone (or a timeout) is an Error naming this one.
+  void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& start) const {
+    try {
+      auto work = start();
+      work->wait(rendezvous.timeout);
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error("distributed " + std::string(what) + " failed at " + where(rendezvous) +
+                  ": another process stopped, did not answer, or sent other shapes (" + e.what() + ")");
+    }
+  }
+};
+
+Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
+  check(r);
+  impl_->rendezvous = r;
+  try {
+    if (!r.folder.empty()) {
+      impl_->store = c10::make_intrusive<c10d::FileStore>(r.folder + "/latmix-rendezvous", r.world);
+    } else {
+      c10d::TCPStoreOptions o;
+      o.port = static_cast<std::uint16_t>(r.port);
+      o.isServer = r.rank == 0;
+      o.numWorkers = static_cast<std::size_t>(r.world);
+      o.waitWorkers = true;
+      o.timeout = r.timeout;
+      impl_->store = c10::make_intrusive<c10d::TCPStore>(r.addr, o);
+    }
+    impl_->store->setTimeout(r.timeout);
+    auto options = c10d::ProcessGroupGloo::Options::create(r.timeout);
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, r.rank, r.world, options);
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error("distributed: " + where(r) + " could not join its group within " +
+                std::to_string(r.timeout.count() / 1000) + " s: " + e.what());
+  }
+}
+
+Group::~Group() = default;
+
+int Group::rank() const { return impl_->rendezvous.rank; }
+int Group::world() const { return impl_->rendezvous.world; }
+
+namespace {
+
+// c10d's vector of tensors is one tensor per device: the tensors of a step travel as one flat buffer.
+at::Tensor flat(const std::vector<at::Tensor>& tensors) {
+  std::vector<at::Tensor> parts;
+  for (const at::Tensor& t : tensors) {
+    if (t.scalar_type() != tensors.front().scalar_type() || t.device() != tensors.front().device())
+      throw Error("distributed: the tensors of one collective must share their dtype and device");
+    parts.push_back(t.reshape({-1}));
+  }
+  return at::cat(parts);
+}
+
+void unflat(const at::Tensor& buffer, std::vector<at::Tensor>& tensors) {
+  int64_t at_ = 0;
+  for (at::Tensor& t : tensors) {
+    t.copy_(buffer.narrow(0, at_, t.numel()).view(t.sizes()));
+    at_ += t.numel();
+  }
+}
+
+}  // namespace
+
+void Group::sum(std::vector<at::Tensor>& tensors) {
+  if (tensors.empty() || world() == 1) return;
+  std::vector<at::Tensor> buffer = {flat(tensors)};
+  impl_->run("sum", [&] {
+    c10d::AllreduceOptions o;
+    o.reduceOp = c10d::ReduceOp::SUM;
+    return impl_->group->allreduce(buffer, o);
+  });
+  unflat(buffer.front(), tensors);
+}
+
+void Group::average(std::vector<at::Tensor>& tensors) {
+  sum(tensors);
+  if (world() == 1) return;
+  for (at::Tensor& t : tensors) t.div_(static_cast<double>(world()));
+}
+
+void Group::broadcast(std::vector<at::Tensor>& tensors, int root) {
+  if (tensors.empty() || world() == 1) return;
+  std::vector<at::Tensor> buffer = {flat(tensors)};
+  impl_->run("broadcast", [&] {
+    c10d::BroadcastOptions o;
+    o.rootRank = root;
+    return impl_->group->broadcast(buffer, o);
+  });
+  unflat(buffer.front(), tensors);
+}
+
+void Group::barrier() {
+  if (world() == 1) return;
+  impl_->run("barrier", [&] { return impl_->group->barrier(); });
+}
+
+#else  // a LibTorch without c10d's Gloo headers
+
+bool available() { return false; }
+
+struct Group::Impl {
+  Rendezvous rendezvous;
+};
+
+Group::Group(const Rendezvous& r) {
+  check(r);
+  throw Error("distributed: this build of latmix has no c10d/Gloo (LibTorch's distributed headers and gloo were "
+              "not found when it was built)");
+}
+
+Group::~Group() = default;
+int Group::rank() const { return impl_->rendezvous.rank; }
+int Group::world() const { return impl_->rendezvous.world; }
+void Group::sum(std::vector<at::Tensor>&) {}
+void Group::average(std::vector<at::Tensor>&) {}
+void Group::broadcast(std::vector<at::Tensor>&, int) {}
+void Group::barrier() {}
+
+#endif
+
+}  // namespace latmix::dist

@@ -1,0 +1,145 @@
+// dist::Group (latmix/distributed.h, issue 22): torchrun's variables read strictly; processes of one
+// host meet through a store file and average, sum and broadcast tensors over Gloo; a process that stops
+// ends the others' next collective with an error naming them, instead of a wait without end.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "latmix/distributed.h"
+#include "latmix/error.h"
+#include "test_paths.h"
+
+namespace {
+
+using latmix::dist::Group;
+using latmix::dist::Rendezvous;
+
+// Runs `body(rank)` in `world` forked processes; returns each one's exit status (0: its checks held).
+std::vector<int> run_ranks(int world, const std::function<int(int rank)>& body) {
+  std::vector<pid_t> pids;
+  for (int rank = 0; rank < world; ++rank) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      int code = 1;
+      try {
+        code = body(rank);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "rank %d: %s\n", rank, e.what());
+        code = 2;
+      }
+      std::fflush(stderr);
+      ::_exit(code);
+    }
+    pids.push_back(pid);
+  }
+  std::vector<int> codes;
+  for (pid_t pid : pids) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    codes.push_back(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+  }
+  return codes;
+}
+
+Rendezvous in_folder(const std::string& folder, int rank, int world) {
+  Rendezvous r;
+  r.rank = rank;
+  r.world = world;
+  r.folder = folder;
+  r.timeout = std::chrono::seconds(30);
+  return r;
+}
+
+TEST(Distributed, TorchrunVariablesAreReadStrictly) {
+  ::unsetenv("WORLD_SIZE");
+  EXPECT_FALSE(latmix::dist::rendezvous_from_env());
+  ::setenv("WORLD_SIZE", "4", 1);
+  ::setenv("RANK", "3", 1);
+  ::setenv("MASTER_ADDR", "10.0.0.2", 1);
+  ::setenv("MASTER_PORT", "29511", 1);
+  const auto r = latmix::dist::rendezvous_from_env();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->world, 4);
+  EXPECT_EQ(r->rank, 3);
+  EXPECT_EQ(r->addr, "10.0.0.2");
+  EXPECT_EQ(r->port, 29511);
+  EXPECT_TRUE(r->folder.empty());
+  const auto refused = [](const char* name, const char* value, const std::string& says) {
+    const std::string before = std::getenv(name) ? std::getenv(name) : "";
+    ::setenv(name, value, 1);
+    try {
+      latmix::dist::rendezvous_from_env();
+      ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const latmix::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+    }
+    ::setenv(name, before.c_str(), 1);
+  };
+  refused("RANK", "4", "RANK='4': expected a whole number from 0 to 3");
+  refused("RANK", "one", "RANK='one'");
+  refused("WORLD_SIZE", "0", "WORLD_SIZE='0'");
+  refused("MASTER_PORT", "70000", "MASTER_PORT='70000'");
+  ::unsetenv("RANK");
+  try {
+    latmix::dist::rendezvous_from_env();
+    ADD_FAILURE() << "no RANK was accepted";
+  } catch (const latmix::UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("RANK is not set"), std::string::npos) << e.what();
+  }
+  Rendezvous bad;
+  bad.rank = 2;
+  bad.world = 2;
+  EXPECT_THROW(Group{bad}, latmix::UsageError);
+}
+
+TEST(Distributed, TwoProcessesAverageSumAndBroadcastTheirTensors) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist");
+  const std::vector<int> codes = run_ranks(2, [&](int rank) {
+    Group g(in_folder(folder, rank, 2));
+    if (g.rank() != rank || g.world() != 2) return 10;
+    std::vector<at::Tensor> t = {at::full({3}, rank + 1.0), at::full({2, 2}, 10.0 * (rank + 1))};
+    g.average(t);
+    if (!at::equal(t[0], at::full({3}, 1.5)) || !at::equal(t[1], at::full({2, 2}, 15.0))) return 11;
+    std::vector<at::Tensor> s = {at::arange(4, at::kFloat) * (rank + 1)};
+    g.sum(s);
+    if (!at::equal(s[0], at::arange(4, at::kFloat) * 3)) return 12;
+    std::vector<at::Tensor> b = {at::full({2}, static_cast<double>(rank))};
+    g.broadcast(b, 1);
+    if (!at::equal(b[0], at::full({2}, 1.0))) return 13;
+    g.barrier();
+    return 0;
+  });
+  EXPECT_EQ(codes, std::vector<int>({0, 0}));
+}
+
+TEST(Distributed, AProcessThatStopsEndsTheOthersCollectiveWithAnError) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist-stop");
+  const auto start = std::chrono::steady_clock::now();
+  const std::vector<int> codes = run_ranks(2, [&](int rank) {
+    Group g(in_folder(folder, rank, 2));
+    if (rank == 1) ::_exit(3);  // gone before the first collective, as a crashed worker is
+    std::vector<at::Tensor> t = {at::ones({8})};
+    try {
+      g.average(t);
+    } catch (const latmix::Error& e) {
+      const std::string what = e.what();
+      return what.find("rank 0 of 2") != std::string::npos && what.find("another process stopped") != std::string::npos
+                 ? 0
+                 : 20;
+    }
+    return 21;  // the collective went through without the other process
+  });
+  EXPECT_EQ(codes, std::vector<int>({0, 3}));
+  // Ended by the error, not by the 30 s timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(25));
+}
+
+}  // namespace
