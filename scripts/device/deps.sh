@@ -15,6 +15,7 @@ DEVICE_DEBS=(
   zlib1g-dev zlib1g
   libcpp-httplib-dev libcpp-httplib0.11
   libbrotli-dev libbrotli1
+  libgloo-dev
 )
 if [ "${BASH_SOURCE[0]}" = "$0" ] && [ "${1:-}" = "--list" ]; then echo "${DEVICE_DEBS[*]}"; exit 0; fi
 DEPS=/tmp/deps
