@@ -57,6 +57,32 @@ bool same_token(const std::string& given, const std::string& token) {
   return diff == 0;
 }
 
+// A POST body: a JSON object with no key but `keys`. False (the 400 sent) otherwise; `what` names it
+// in the message ("a job is {task, request}").
+bool read_body(const httplib::Request& req, httplib::Response& res, const std::vector<std::string>& keys,
+               const std::string& what, json& body) {
+  std::string shape = "{";
+  for (const std::string& k : keys) shape += (shape.size() > 1 ? ", " : "") + k;
+  shape += "}";
+  try {
+    body = json::parse(req.body);
+  } catch (const json::exception& e) {
+    send_error(res, 400, "usage", std::string("the body is not JSON: ") + e.what());
+    return false;
+  }
+  if (!body.is_object()) {
+    send_error(res, 400, "usage", "the body must be a JSON object " + shape);
+    return false;
+  }
+  for (const auto& [key, value] : body.items()) {
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) {
+      send_error(res, 400, "usage", "unknown key '" + key + "' (" + what + " is " + shape + ")");
+      return false;
+    }
+  }
+  return true;
+}
+
 std::string sse_event(const JobEvent& e) {
   return "id: " + std::to_string(e.seq) + "\nevent: " + e.type + "\ndata: " + e.data.dump() + "\n\n";
 }
@@ -257,16 +283,7 @@ void Server::Impl::snapshot(const httplib::Request& req, httplib::Response& res)
   const auto info = jobs.info(id);
   if (!info) return send_error(res, 404, "not_found", "no job " + id);
   json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const json::exception& e) {
-    return send_error(res, 400, "usage", std::string("the body is not JSON: ") + e.what());
-  }
-  if (!body.is_object()) return send_error(res, 400, "usage", "the body must be a JSON object {request, tag}");
-  for (const auto& [key, value] : body.items()) {
-    if (key != "request" && key != "tag")
-      return send_error(res, 400, "usage", "unknown key '" + key + "' (a snapshot is {request, tag})");
-  }
+  if (!read_body(req, res, {"request", "tag"}, "a snapshot", body)) return;
   if (!body.contains("request") || !body["request"].is_object())
     return send_error(res, 400, "usage", "key 'request': expected a JSON object (a statistics request)");
   if (body.contains("tag") && !body["tag"].is_string())
@@ -314,16 +331,7 @@ void Server::Impl::snapshot(const httplib::Request& req, httplib::Response& res)
 
 void Server::Impl::submit(const httplib::Request& req, httplib::Response& res) {
   json body;
-  try {
-    body = json::parse(req.body);
-  } catch (const json::exception& e) {
-    return send_error(res, 400, "usage", std::string("the body is not JSON: ") + e.what());
-  }
-  if (!body.is_object()) return send_error(res, 400, "usage", "the body must be a JSON object {task, request}");
-  for (const auto& [key, value] : body.items()) {
-    if (key != "task" && key != "request")
-      return send_error(res, 400, "usage", "unknown key '" + key + "' (a job is {task, request})");
-  }
+  if (!read_body(req, res, {"task", "request"}, "a job", body)) return;
   if (!body.contains("task") || !body["task"].is_string())
     return send_error(res, 400, "usage", "key 'task': expected a string (one of the tasks of GET /v1/engine)");
   if (!body.contains("request") || !body["request"].is_object())

@@ -488,15 +488,21 @@ TEST_F(ServeServer, ItSurvivesMalformedRequestsWithAClearErrorEach) {
   EXPECT_EQ(client().jobs()["jobs"].size(), 0u);
 }
 
-TEST_F(ServeServer, AClientThatLeavesMidLearningCanBeFollowedByANewOneToTheEnd) {
+// A latmix run of the bundled model on 4 x 32 tokens of the bundled sample, its plan written to `out`.
+latmix::api::LearnRequest learn_request(int64_t steps, const std::string& out) {
   latmix::api::LearnRequest r;
   r.model = source_path(kBundledModel);
   r.method = "latmix";
   r.calib = source_path(kBundledSample);
   r.samples = 4;
   r.seqlen = 32;
-  r.steps = 12;
-  r.out = out_ + "/plan";
+  r.steps = steps;
+  r.out = out;
+  return r;
+}
+
+TEST_F(ServeServer, AClientThatLeavesMidLearningCanBeFollowedByANewOneToTheEnd) {
+  const latmix::api::LearnRequest r = learn_request(12, out_ + "/plan");
   std::string id;
   {
     const auto first = client();
@@ -538,14 +544,7 @@ TEST_F(ServeServer, AClientThatLeavesMidLearningCanBeFollowedByANewOneToTheEnd) 
 // end (at once while paused) with the statistics of the transforms it has then; the same numbers as
 // in-process with the plan of that step. Refusals: other jobs, other models, transforms of one's own.
 TEST_F(ServeServer, ALearningJobAnswersASnapshotWithTheStatisticsOfItsTransformsAtThatStep) {
-  latmix::api::LearnRequest r;
-  r.model = source_path(kBundledModel);
-  r.method = "latmix";
-  r.calib = source_path(kBundledSample);
-  r.samples = 4;
-  r.seqlen = 32;
-  r.steps = 6;
-  r.out = out_ + "/plan";
+  const latmix::api::LearnRequest r = learn_request(6, out_ + "/plan");
   latmix::api::StatisticsRequest stats;
   stats.data = source_path(kBundledSample);
   stats.samples = 2;
