@@ -44,7 +44,7 @@ class TestEngineHost : public QObject {
     std::atomic<bool> on_gui_thread{true};
     const auto gui = std::this_thread::get_id();
     host.submit("t", [&](const latmix::JobControl&) { on_gui_thread = std::this_thread::get_id() == gui; });
-    QVERIFY(finished.wait(5000));
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() > 0, 5000);
     QVERIFY(!on_gui_thread);
   }
 
@@ -52,7 +52,7 @@ class TestEngineHost : public QObject {
     EngineHost host;
     QSignalSpy failed(&host, &EngineHost::jobFailed);
     host.submit("bad", [](const latmix::JobControl&) { throw latmix::Error("model.bin: truncated"); });
-    QVERIFY(failed.wait(5000));
+    QTRY_VERIFY_WITH_TIMEOUT(failed.count() > 0, 5000);
     QCOMPARE(failed.at(0).at(2).toString(), QString("model.bin: truncated"));
   }
 
@@ -68,10 +68,10 @@ class TestEngineHost : public QObject {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
       }
     });
-    QVERIFY(started.wait(5000));
+    QTRY_VERIFY_WITH_TIMEOUT(started.count() > 0, 5000);
     QTest::qWait(100);
     host.cancel(id);
-    QVERIFY(cancelled.wait(5000));
+    QTRY_VERIFY_WITH_TIMEOUT(cancelled.count() > 0, 5000);
     QVERIFY(progress.count() > 0);
     QVERIFY(progress.count() < 20);  // throttled to ~30 Hz over ~0.1 s
   }
@@ -86,7 +86,7 @@ class TestEngineHost : public QObject {
       for (int i = 0; i < 50; ++i) job.report("capture", i, 100);  // within microseconds: throttled
       job.report("fit", 0, 10);
     });
-    QVERIFY(finished.wait(5000));
+    QTRY_VERIFY_WITH_TIMEOUT(finished.count() > 0, 5000);
     QStringList stages;
     for (const auto& args : progress) stages << args.at(1).toString() + " " + args.at(2).toString();
     QVERIFY2(stages.contains("fit 0"), qPrintable(stages.join(", ")));
