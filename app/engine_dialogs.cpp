@@ -178,10 +178,15 @@ QString progress_text(const nlohmann::json& job) {
   return text;
 }
 
-bool followable(const nlohmann::json& job) {
+// Not ended: queued, running or paused.
+bool active(const nlohmann::json& job) {
   const std::string state = job.value("state", std::string());
+  return state == "queued" || state == "running" || state == "paused";
+}
+
+bool followable(const nlohmann::json& job) {
   return job.value("task", std::string()) == "learn" && job.contains("request") && job["request"].is_object() &&
-         (state == "queued" || state == "running" || state == "paused");
+         active(job);
 }
 
 }  // namespace
@@ -306,8 +311,7 @@ void EngineJobsDialog::selectionChanged() {
   const bool any = row >= 0 && row < static_cast<int>(jobs_.size());
   const nlohmann::json job = any ? jobs_[static_cast<size_t>(row)] : nlohmann::json::object();
   follow_->setEnabled(any && followable(job));
-  const std::string state = job.value("state", std::string());
-  cancel_->setEnabled(any && (state == "queued" || state == "running" || state == "paused"));
+  cancel_->setEnabled(any && active(job));
 }
 
 void EngineJobsDialog::cancelChosen() {

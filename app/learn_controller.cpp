@@ -138,8 +138,6 @@ struct LearnController::RunState {
   PauseToken pause;
   /// A run on an engine (else null), for pause / resume.
   std::shared_ptr<struct EngineRun> engine_run;
-  /// Told once per pause, when the run holds (the end of a step: every step before was posted).
-  std::function<void(qint64 step)> on_hold;
 };
 
 LearnController::LearnController(EngineHost* host, ModelSession* session, QObject* parent)
@@ -198,29 +196,25 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
   const std::string prefix = temp_->isValid() ? temp_->filePath(name).toStdString() : std::string();
   auto temp = temp_;  // keeps the folder while the job runs
   QPointer<LearnController> self(this);
-  state->on_hold = [self](qint64 step) {
+  // Told once per pause, when the run holds (the end of a step: every step before was posted).
+  std::function<void(int64_t)> on_hold = [self](int64_t step) {
     EngineHost::post(self, [self, step] {
       self->flush(false);  // the steps before the hold first
       Q_EMIT self->pauseHeld(step);
     });
   };
-  job_ = host_->submit("learn", [self, state, temp, prefix, work, model_path](const JobControl& job) {
+  job_ = host_->submit("learn", [self, state, temp, prefix, work, model_path, on_hold](const JobControl& job) {
     LearnControl control;
     control.job = job;
     control.pause = state->pause;
     control.on_step = [self, state](const LearnEvent& e) {
       std::lock_guard<std::mutex> lock(state->mutex);
       state->pending.push_back(to_step(e));
-      state->step_end.set_step(e.step);
       if (state->flush_posted || !self) return;
       state->flush_posted = true;  // one flush in the GUI's queue at a time
       EngineHost::post(self, [self] { self->flush(false); });
     };
-    control.snapshot_every = 1;
-    control.on_snapshot = [state, job](const TransformPlan& plan) {
-      state->step_end.serve(plan, job, state->pause, state->on_hold);
-    };
-    control.snapshot_wanted = [state] { return state->step_end.wanted(state->pause); };
+    state->step_end.attach(control, state->pause, on_hold);
     RunResult run = work(control);
     job.cancel.check();
     const MethodResult& r = run.result;

@@ -506,12 +506,12 @@ bool LearnPanel::refreshHeatmap() {
   const bool queued = controller_->withSnapshot([self, keep, prefix, request, method, model, tokenizer](
                                                     const TransformPlan& plan, qint64 step, const JobControl& job) {
     try {
-      save_transforms(prefix, plan);
+      save_transforms(prefix, plan);  // for the explorer's request: the microscope opens its blocks with it
       api::StatisticsRequest r = request;
       r.transform = "none";
       r.transforms = prefix;
       r.transform_name = QString("%1, step %2").arg(method).arg(step).toStdString();
-      auto stats = std::make_shared<ActivationStats>(api::run_statistics(r, *model, *tokenizer, job).stats);
+      auto stats = std::make_shared<ActivationStats>(api::run_statistics(r, plan, *model, *tokenizer, job).stats);
       EngineHost::post(self, [self, stats, model, r, step] {
         self->context_->showStatistics(stats, model, r);
         self->updateButtons();

@@ -151,16 +151,12 @@ StatisticsResult statistics_result_from_json(const json& j) {
   return out;
 }
 
-StatisticsResult run_statistics(const StatisticsRequest& request, const Model& model, const Tokenizer& tokenizer,
-                                const JobControl& job) {
-  const StatsOptions opt = check_statistics_request(request);
+namespace {
+
+// run_statistics() once its options and transform are known.
+StatisticsResult collect(const StatisticsRequest& request, const StatsOptions& opt, const ActivationTransform& transform,
+                         const Model& model, const Tokenizer& tokenizer, const JobControl& job) {
   const CalibrationOptions data_options = statistics_data_options(request, model, tokenizer);
-  ActivationTransform transform;
-  if (!request.transforms.empty()) {
-    transform = make_plan_activation_transform(request.transforms, model);
-  } else if (request.transform != "none") {
-    transform = make_builtin_activation_transform(request.transform, model, opt.format, request.seed);
-  }
   const CalibrationSet data = load_calibration_text(request.data, tokenizer, data_options);
   // Progress per decoder layer (one pass of a mapped 8B model takes minutes on a CPU): the bar moves,
   // with an ETA, and cancel stops at the next layer. The collector's per-batch reports are dropped.
@@ -196,6 +192,30 @@ StatisticsResult run_statistics(const StatisticsRequest& request, const Model& m
   if (!request.out.empty()) write_stats_json(request.out, out.stats);
   if (!request.safetensors.empty()) write_stats_safetensors(request.safetensors, out.stats);
   return out;
+}
+
+}  // namespace
+
+StatisticsResult run_statistics(const StatisticsRequest& request, const Model& model, const Tokenizer& tokenizer,
+                                const JobControl& job) {
+  const StatsOptions opt = check_statistics_request(request);
+  ActivationTransform transform;
+  if (!request.transforms.empty()) {
+    transform = make_plan_activation_transform(request.transforms, model);
+  } else if (request.transform != "none") {
+    transform = make_builtin_activation_transform(request.transform, model, opt.format, request.seed);
+  }
+  return collect(request, opt, transform, model, tokenizer, job);
+}
+
+StatisticsResult run_statistics(const StatisticsRequest& request, const TransformPlan& plan, const Model& model,
+                                const Tokenizer& tokenizer, const JobControl& job) {
+  if (request.transform != "none")
+    throw UsageError("--transform " + request.transform + ": the statistics of a plan take no other transform");
+  StatsOptions opt = check_statistics_request(request);
+  opt.transform_name = request.transform_name.empty() ? "learned" : request.transform_name;
+  return collect(request, opt, make_plan_activation_transform(std::make_shared<const TransformPlan>(plan), model),
+                 model, tokenizer, job);
 }
 
 }  // namespace latmix::api

@@ -68,7 +68,10 @@ ActivationTransform make_builtin_activation_transform(const std::string& name, c
 // Learned transforms (load_transforms): residual on the hidden-width points, value per head on
 // o_proj's input, down_online on down_proj's input; identity where the plan has none.
 ActivationTransform make_plan_activation_transform(const std::string& prefix, const Model& model) {
-  auto plan = std::make_shared<TransformPlan>(load_transforms(prefix));
+  return make_plan_activation_transform(std::make_shared<const TransformPlan>(load_transforms(prefix)), model);
+}
+
+ActivationTransform make_plan_activation_transform(std::shared_ptr<const TransformPlan> plan, const Model& model) {
   const Model* m = &model;
   const int64_t head_dim = model.config().head_dim;
   auto at_layer = [](const std::vector<TransformPtr>& v, int64_t layer) {

@@ -212,11 +212,23 @@ bool StepEndWork::wanted(const PauseToken& pause) const {
 
 void StepEndWork::wake() const { state_->wake.notify_all(); }
 
-size_t StepEndWork::drop() const {
+void StepEndWork::drop() const {
   std::lock_guard<std::mutex> lock(state_->mutex);
-  const size_t n = state_->work.size();
   state_->work.clear();
-  return n;
+}
+
+void StepEndWork::attach(LearnControl& control, const PauseToken& pause,
+                         std::function<void(int64_t step)> on_hold) const {
+  const StepEndWork self = *this;
+  control.on_step = [self, next = std::move(control.on_step)](const LearnEvent& e) {
+    self.set_step(e.step);
+    if (next) next(e);
+  };
+  control.snapshot_every = 1;
+  control.snapshot_wanted = [self, pause] { return self.wanted(pause); };
+  control.on_snapshot = [self, job = control.job, pause, on_hold = std::move(on_hold)](const TransformPlan& plan) {
+    self.serve(plan, job, pause, on_hold);
+  };
 }
 
 const std::vector<MethodPreset>& method_presets() {

@@ -1,9 +1,6 @@
 // The server's use cases by name (latmix/serve/tasks.h).
 #include "latmix/serve/tasks.h"
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <utility>
 
 #include "latmix/api/analyze.h"
@@ -15,7 +12,6 @@
 #include "latmix/api/statistics.h"
 #include "latmix/error.h"
 #include "latmix/model_files.h"
-#include "latmix/transform_fold.h"
 
 namespace latmix::serve {
 
@@ -127,35 +123,16 @@ struct TaskHost::Open {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 
-struct TaskHost::Scratch {
-  std::string folder;
-  ~Scratch() {
-    std::error_code ec;
-    std::filesystem::remove_all(folder, ec);
-  }
-};
-
 json TaskHost::snapshot(const json& learn, const json& statistics, const TransformPlan& plan, int64_t step,
                         const JobControl& job) {
   if (!open_) throw Error("snapshot: the learning job's model is not open");
   api::StatisticsRequest r = api::statistics_request_from_json(statistics);
-  if (!scratch_) {
-    std::string pattern = (std::filesystem::temp_directory_path() / "latmix-snapshots-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw Error(pattern + ": cannot create the snapshots' scratch folder");
-    scratch_ = std::make_unique<Scratch>();
-    scratch_->folder = pattern;
-  }
-  const std::string prefix = scratch_->folder + "/plan";
-  save_transforms(prefix, plan);
   r.transform = "none";
-  r.transforms = prefix;
+  r.transforms.clear();
   r.transform_name = (learn.is_object() ? learn.value("method", std::string("learned")) : std::string("learned")) +
                      ", step " + std::to_string(step);
-  api::StatisticsResult result = api::run_statistics(r, *open_->model, *open_->tokenizer, job);
-  result.request.transforms.clear();  // the scratch file is the server's own
-  return api::to_json(result);
+  return api::to_json(api::run_statistics(r, plan, *open_->model, *open_->tokenizer, job));
 }
-
 
 TaskHost::TaskHost(TaskEnvironment environment) : environment_(std::move(environment)) {
   parse_device(environment_.device);  // a bad --device fails at start
@@ -241,18 +218,7 @@ json TaskHost::run(const std::string& task, json request, const TaskEvents& even
     const api::LearnRequest r = api::learn_request_from_json(request);
     auto o = open(r.model, r.tokenizer, r.dtype, false, events.job);
     // Snapshots (JobQueue::snapshot) are taken at step ends, where a paused run also holds.
-    const StepEndWork& step_end = events.step_end;
-    if (learn_control.on_step) {
-      learn_control.on_step = [&events, step_end](const LearnEvent& e) {
-        step_end.set_step(e.step);
-        events.on_step(step_json(e));
-      };
-    }
-    learn_control.snapshot_every = 1;
-    learn_control.snapshot_wanted = [step_end, pause = events.pause] { return step_end.wanted(pause); };
-    learn_control.on_snapshot = [step_end, &events](const TransformPlan& plan) {
-      step_end.serve(plan, events.job, events.pause);
-    };
+    events.step_end.attach(learn_control, events.pause);
     return api::to_json(api::run_learn(r, *o->model, *o->tokenizer, learn_control));
   }
   if (task == "export") {

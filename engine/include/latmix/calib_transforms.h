@@ -7,6 +7,7 @@
 /// the quantizer sees once the gains are fused into the next weights.
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,5 +31,8 @@ ActivationTransform make_builtin_activation_transform(const std::string& name, c
 /// Learned transforms saved by save_transforms (PREFIX.json + PREFIX.safetensors): residual on
 /// the hidden-width points, value per head at o_in, online at down_in; identity elsewhere.
 ActivationTransform make_plan_activation_transform(const std::string& prefix, const Model& model);
+struct TransformPlan;
+/// The same for a plan held in memory (e.g. a learning run's snapshot): no file is read.
+ActivationTransform make_plan_activation_transform(std::shared_ptr<const TransformPlan> plan, const Model& model);
 
 }  // namespace latmix

@@ -198,6 +198,8 @@ class PauseToken {
   std::shared_ptr<State> state_;
 };
 
+struct LearnControl;
+
 /// Work asked for while a learning run goes on, run between two of its steps on the run's thread,
 /// with the plan as it is then (a heatmap of the transforms being learned, computed with the model
 /// the run holds): LearnControl::on_snapshot, with snapshot_every = 1, calls serve(). While the run
@@ -221,8 +223,12 @@ class StepEndWork {
   bool wanted(const PauseToken& pause) const;
   /// Ends a hold's wait at once (a resume, more work).
   void wake() const;
-  /// Drops the work not yet run (the run has ended); returns how many.
-  size_t drop() const;
+  /// Drops the work not yet run (the run has ended).
+  void drop() const;
+  /// Makes `control`'s run serve this at every step end: its on_step (wrapped) tells set_step(),
+  /// snapshot_every = 1, snapshot_wanted() is wanted(pause), on_snapshot() is serve() with
+  /// control.job (set it first), `pause` and `on_hold`.
+  void attach(LearnControl& control, const PauseToken& pause, std::function<void(int64_t step)> on_hold = {}) const;
 
  private:
   struct State;

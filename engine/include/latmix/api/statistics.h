@@ -20,6 +20,10 @@
 #include "latmix/progress.h"
 #include "latmix/tokenizer.h"
 
+namespace latmix {
+struct TransformPlan;
+}  // namespace latmix
+
 namespace latmix::api {
 
 /// What to measure: the values of `latmix stats`'s options, by the same names (snake_case here and
@@ -101,5 +105,10 @@ StatisticsResult statistics_result_from_json(const nlohmann::json& json);
 /// \throws latmix::UsageError, latmix::Error (files), latmix::Cancelled.
 StatisticsResult run_statistics(const StatisticsRequest& request, const Model& model, const Tokenizer& tokenizer,
                                 const JobControl& job = {});
+/// run_statistics() with `plan`, held in memory, as the transform (a learning run's snapshot): the
+/// request's `transform` must be "none"; its `transforms` is not read (it may name where the plan was
+/// saved, for the result's request); the result is named `transform_name` ("learned" when empty).
+StatisticsResult run_statistics(const StatisticsRequest& request, const TransformPlan& plan, const Model& model,
+                                const Tokenizer& tokenizer, const JobControl& job = {});
 
 }  // namespace latmix::api

@@ -69,19 +69,17 @@ class TaskHost {
   /// Closes the model kept open.
   void close_model();
   /// A learn job's snapshot (the job queue's SnapshotRunner), on the job's thread: the statistics
-  /// of `statistics` with `plan` (saved to a private scratch folder) on the model the job holds,
-  /// named "METHOD, step N". \throws latmix::UsageError for a bad request, latmix::Error.
+  /// of `statistics` with `plan` (in memory: no file is written) on the model the job holds, named
+  /// "METHOD, step N". \throws latmix::UsageError for a bad request, latmix::Error.
   nlohmann::json snapshot(const nlohmann::json& learn, const nlohmann::json& statistics, const TransformPlan& plan,
                           int64_t step, const JobControl& job);
 
  private:
   struct Open;
-  struct Scratch;
   std::shared_ptr<Open> open(const std::string& model, const std::string& tokenizer, const std::string& dtype,
                              bool mapped, const JobControl& job);
   TaskEnvironment environment_;
   std::shared_ptr<Open> open_;
-  std::unique_ptr<Scratch> scratch_;
 };
 
 }  // namespace latmix::serve
