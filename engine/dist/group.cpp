@@ -2,6 +2,7 @@
 #include "latmix/distributed.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <string>
 
@@ -85,6 +86,9 @@ struct Group::Impl {
 Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
   check(r);
   impl_->rendezvous = r;
+  // Gloo writes to its peers' sockets without MSG_NOSIGNAL: a write to a process that is gone would
+  // kill this one with SIGPIPE instead of failing the collective with the error below.
+  std::signal(SIGPIPE, SIG_IGN);
   try {
     if (!r.folder.empty()) {
       impl_->store = c10::make_intrusive<c10d::FileStore>(r.folder + "/latmix-rendezvous", r.world);

@@ -125,7 +125,10 @@ TEST(Distributed, AProcessThatStopsEndsTheOthersCollectiveWithAnError) {
   const auto start = std::chrono::steady_clock::now();
   const std::vector<int> codes = run_ranks(2, [&](int rank) {
     Group g(in_folder(folder, rank, 2));
-    if (rank == 1) ::_exit(3);  // gone before the first collective, as a crashed worker is
+    // Both have joined (a process that leaves while the other still connects fails that one's join,
+    // a different error); then rank 1 is gone before the next collective, as a crashed worker is.
+    g.barrier();
+    if (rank == 1) ::_exit(3);
     std::vector<at::Tensor> t = {at::ones({8})};
     try {
       g.average(t);

@@ -42,7 +42,8 @@ bool available();
 
 class Group {
  public:
-  /// Joins the group: blocks until every process has joined or the timeout passes.
+  /// Joins the group: blocks until every process has joined or the timeout passes. Sets SIGPIPE to
+  /// be ignored in this process (Gloo's writes to a process that is gone would otherwise kill it).
   /// \throws latmix::UsageError for a bad rendezvous, latmix::Error when the others do not come.
   explicit Group(const Rendezvous& rendezvous);
   ~Group();
