@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ std::vector<Command> remote_commands();    // jobs list|attach|cancel|pause|resu
 /// jobs ..., files, download: they need --engine URL.
 bool remote_only_command(const std::string& name);
 
+/// The CPUs this process may run on (its affinity mask), else the machine's.
+int64_t available_cores();
 /// Applies --threads; returns the --device.
 at::Device apply_common_options(const Args& args);
 
@@ -41,9 +44,12 @@ struct LoadedModel {
   std::unique_ptr<Tokenizer> tokenizer;
 };
 /// `mapped`: keep the matrices memory-mapped in the file's dtype, converted at use (Model).
-LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped = false);
+/// `device`: instead of --device (one GPU per process of `--nproc`).
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped = false,
+                                 std::optional<at::Device> device = std::nullopt);
 /// The model of --model alone, for commands that take token ids and need no tokenizer.
-Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped = false);
+Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped = false,
+                      std::optional<at::Device> device = std::nullopt);
 /// Whether --weights says mapped (the commands that declare weights_option()); auto: on the CPU.
 bool mapped_weights(const Args& args);
 

@@ -1,4 +1,6 @@
 // latmix learn: one method's transforms, learned (or built) on calibration text.
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +11,7 @@
 #include "commands.h"
 #include "commands_learn.h"
 #include "console.h"
+#include "data_parallel.h"
 #include "remote.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
@@ -146,14 +149,42 @@ int run_learn(const Args& args) {
     }
   };
   api::LearnResult result;
+  if (remote_engine() && args.integer("nproc") != 1) {
+    throw UsageError("--nproc: learning in several processes runs on this host, not through --engine");
+  }
   if (remote_engine()) {
     RemoteHooks hooks;
     hooks.on_note = control.on_note;
     hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
     result = api::learn_result_from_json(run_remote("learn", api::to_json(request), hooks));
   } else {
-    LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")));
-    result = api::run_learn(request, m.model, *m.tokenizer, control);
+    // --nproc N (or an external launcher): this process is one rank of a data-parallel run.
+    DataParallel dp(args);
+    if (dp.world() > 1 && args.integer("threads") == 0) {
+      // The cores shared between the processes (the host's, not one process's each).
+      at::set_num_threads(static_cast<int>(std::max<int64_t>(1, available_cores() / dp.world())));
+    }
+    api::LearnRequest r = request;
+    if (dp.rank() != 0) {  // rank 0 writes
+      r.out.clear();
+      r.events.clear();
+    }
+    control.group = dp.group();
+    try {
+      LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), false,
+                                           dp.device(parse_device(args.get("device"))));
+      result = api::run_learn(r, m.model, *m.tokenizer, control);
+      dp.finish();
+    } catch (const Cancelled&) {
+      if (dp.rank() != 0) return 1;  // rank 0 stopped every rank and says so
+      throw;
+    } catch (const UsageError&) {
+      throw;
+    } catch (const Error& e) {
+      if (dp.rank() != 0) throw Error("rank " + std::to_string(dp.rank()) + " of --nproc: " + e.what());
+      throw Error(dp.explain(e.what()));
+    }
+    if (dp.rank() != 0) return 0;
   }
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";
@@ -268,6 +299,7 @@ std::vector<Command> learn_commands() {
   for (const auto& o : std::vector<OptionSpec>{
            {"out", "PREFIX", "write the transforms to PREFIX.safetensors + PREFIX.json", "", false},
            {"events", "FILE", "write every step as a JSON line to FILE", "", false},
+           nproc_option(),
            {"checkpoint", "PREFIX", "checkpoint the transforms and optimizer to the folder PREFIX.checkpoint/ (and on cancel)", "", false},
            {"checkpoint-every", "N", "checkpoint every N steps (0: only at the end and on cancel)", "0", false},
            {"resume", "", "continue from --checkpoint when it exists (same model and settings)", "", false},

@@ -51,16 +51,12 @@ bool mapped_weights(const Args& args) {
   return w == "mapped";
 }
 
-namespace {
-
 // The CPUs this process may run on (its affinity mask, which containers narrow), else the machine's.
 int64_t available_cores() {
   cpu_set_t set;
   if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
 }
-
-}  // namespace
 
 at::Device apply_common_options(const Args& args) {
   int64_t threads = args.integer("threads");
@@ -76,8 +72,9 @@ at::Device apply_common_options(const Args& args) {
   return parse_device(args.get("device"));
 }
 
-Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped) {
-  const at::Device device = apply_common_options(args);
+Model load_model_only(const Args& args, at::ScalarType dtype, bool mapped, std::optional<at::Device> on) {
+  const at::Device requested = apply_common_options(args);
+  const at::Device device = on.value_or(requested);
   ProgressPrinter progress(args.flag("quiet"));
   LoadOptions opts;
   opts.dtype = dtype;
@@ -107,8 +104,8 @@ LayerProgress::LayerProgress(Model& model, const std::string& stage, int64_t pas
 
 LayerProgress::~LayerProgress() { model_.remove_hook(hook_); }
 
-LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped) {
-  Model model = load_model_only(args, dtype, mapped);
+LoadedModel load_model_from_args(const Args& args, at::ScalarType dtype, bool mapped, std::optional<at::Device> on) {
+  Model model = load_model_only(args, dtype, mapped, on);
   auto tok = load_model_tokenizer(args.get("model"), args.get("tokenizer"),
                                   static_cast<int32_t>(model.config().vocab_size));
   return {std::move(model), std::move(tok)};

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <system_error>
 
+#include "latmix/distributed.h"
 #include "latmix/version.h"
 
 namespace latmix::cli {
@@ -108,6 +109,7 @@ VersionFacts version_facts() {
 #ifdef LATMIX_WITH_CUDA
   f.mx_kernels = true;
 #endif
+  f.distributed = dist::available();
   return f;
 }
 

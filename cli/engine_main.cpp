@@ -12,6 +12,7 @@
 
 #include "commands.h"
 #include "engine_main.h"
+#include "data_parallel.h"
 #include "completion.h"
 #include "console.h"
 #include "latmix/error.h"
@@ -128,6 +129,7 @@ int latmix::cli::engine_main(int argc, char** argv) {
                    cmd.spec.name.c_str());
       return 2;
     }
+    latmix::cli::set_command_line(args);  // what the workers of --nproc run again
     try {
       latmix::cli::Args parsed(cmd.spec, std::vector<std::string>(args.begin() + 1, args.end()));
       if (parsed.help()) {

@@ -50,6 +50,7 @@ std::string version_text(const VersionFacts& f, bool json) {
                         {"libtorch", f.libtorch},
                         {"cuda", {{"built", f.cuda_built}, {"available", f.cuda_available}}},
                         {"cuda_mx_kernels", f.mx_kernels},
+                        {"distributed", f.distributed},
                         {"resources", resources.empty() ? nlohmann::json(nullptr) : nlohmann::json(resources)}};
     if (f.cuda_built) j["cuda"]["runtime"] = f.cuda_runtime;
     return j.dump(2) + "\n";
@@ -59,6 +60,8 @@ std::string version_text(const VersionFacts& f, bool json) {
   if (!f.cuda_built) out += "no (this LibTorch is built without CUDA)\n";
   else out += "yes (runtime " + f.cuda_runtime + (f.cuda_available ? ", a GPU is available)\n" : ", no GPU found)\n");
   out += std::string("fused CUDA MX kernels: ") + (f.mx_kernels ? "yes" : "no") + "\n";
+  out += std::string("learning in several processes (--nproc): ") +
+         (f.distributed ? "yes (c10d/Gloo)" : "no (built without c10d/Gloo)") + "\n";
   out += "bundled demo model and calibration text: " + (resources.empty() ? "not found" : resources) + "\n";
   return out;
 }
@@ -88,7 +91,8 @@ nlohmann::json cli_table_json(const std::vector<CommandSpec>& commands, const Ve
           {"libtorch", build.libtorch},
           {"cuda_built", build.cuda_built},
           {"cuda_runtime_version", build.cuda_runtime_version},
-          {"mx_kernels", build.mx_kernels}};
+          {"mx_kernels", build.mx_kernels},
+          {"distributed", build.distributed}};
 }
 
 std::vector<CommandSpec> commands_from_table(const nlohmann::json& table) {

@@ -20,6 +20,7 @@ struct VersionFacts {
   std::string cuda_runtime;   ///< "12.8" when cuda_built
   long cuda_runtime_version = 0;  ///< 12080 for 12.8 (cudaRuntimeGetVersion) when cuda_built
   bool mx_kernels = false;    ///< the fused CUDA MX kernels are compiled in
+  bool distributed = false;   ///< data-parallel learning (--nproc) through c10d/Gloo is built in
 };
 
 /// `latmix --version` (text or JSON) from the facts and bundled_resources_dir().

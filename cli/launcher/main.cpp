@@ -67,6 +67,7 @@ int main(int argc, char** argv) {
       f.libtorch = table.at("libtorch").get<std::string>();
       f.cuda_built = table.at("cuda_built").get<bool>();
       f.mx_kernels = table.at("mx_kernels").get<bool>();
+      f.distributed = table.at("distributed").get<bool>();
       if (f.cuda_built) {
         const long runtime = table.at("cuda_runtime_version").get<long>();
         f.cuda_runtime = std::to_string(runtime / 1000) + "." + std::to_string((runtime % 1000) / 10);

@@ -341,10 +341,11 @@ at::Tensor TeacherCache::get(const Model& fp, const std::vector<int64_t>& rows, 
 
 at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
                                     const at::Tensor& ids, const StepMemory& memory, const at::Tensor& teacher_all,
-                                    const WeightResiduals* residuals) {
+                                    const WeightResiduals* residuals, int64_t batch_rows) {
   const int64_t B = ids.size(0), T = ids.size(1);
   const bool kl = s.loss == LearnLoss::Kl;
-  const double denom = kl ? static_cast<double>(B * T) : static_cast<double>(B * (T - 1));
+  const int64_t rows = batch_rows > 0 ? batch_rows : B;
+  const double denom = kl ? static_cast<double>(rows * T) : static_cast<double>(rows * (T - 1));
   // Products with the transforms in the model's dtype: bf16 tensor cores for a bf16 model (the
   // folds of T into every weight were a third of a step in float32 on an H200); float32 otherwise.
   LeafPlan leaves(plan, fp.dtype() == at::kBFloat16 ? at::kBFloat16 : at::kFloat);

@@ -189,10 +189,13 @@ class TeacherCache {
 /// gradients added to the transform parameters. Returns the loss term (detached, a 0-dim float).
 /// `teacher`: the teacher's final hidden states of the batch when known (TeacherCache), else
 /// computed here for KL. `residuals`: GPTQ in the loop (WeightResiduals; null: RTN weights).
+/// `batch_rows`: the rows of the whole step when `ids` is one process's share of it (data-parallel
+/// learning, LearnControl::group): the loss is divided as the whole batch's, so that the ranks'
+/// losses and gradients add up to it; 0: ids.size(0).
 at::Tensor end_to_end_loss_backward(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
                                     const at::Tensor& ids, const StepMemory& memory,
                                     const at::Tensor& teacher = at::Tensor(),
-                                    const WeightResiduals* residuals = nullptr);
+                                    const WeightResiduals* residuals = nullptr, int64_t batch_rows = 0);
 
 /// Memory for end_to_end_loss() when no end-to-end step was planned (layer-wise learning): the
 /// micro-batch a step would use (one sequence when even that would not fit a step), streamed.

@@ -16,10 +16,12 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <random>
 #include <sstream>
 
 #include "latmix/compare.h"
+#include "latmix/distributed.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/json.h"
@@ -181,6 +183,45 @@ at::Tensor gather_ids(const CalibrationSet& calib, const std::vector<int64_t>& r
   return ids.to(device);
 }
 
+// ---- Data-parallel learning (LearnControl::group) -----------------------------------------------
+
+// This process's share of a step's rows: a contiguous part, in rank order (all of them alone).
+std::vector<int64_t> share_of(const std::vector<int64_t>& rows, const dist::Group* group) {
+  if (group == nullptr || group->world() == 1) return rows;
+  const auto n = static_cast<int64_t>(rows.size());
+  const int64_t r = group->rank(), w = group->world();
+  return {rows.begin() + n * r / w, rows.begin() + n * (r + 1) / w};
+}
+
+bool first_rank(const dist::Group* group) { return group == nullptr || group->rank() == 0; }
+
+// Every rank's gradients of the plan's parameters and its loss terms, summed over the ranks in
+// place (one collective per dtype). A parameter this rank gave no gradient adds zeros.
+void sum_over_ranks(dist::Group& group, const TransformPlan& plan, std::vector<at::Tensor>& scalars) {
+  std::map<at::ScalarType, std::vector<at::Tensor>> by_dtype;
+  for (at::Tensor p : plan.parameters()) {
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    by_dtype[p.grad().scalar_type()].push_back(p.grad());
+  }
+  for (at::Tensor& t : scalars) {
+    t = t.detach().to(at::kFloat).reshape({1}).clone();
+    by_dtype[at::kFloat].push_back(t);
+  }
+  for (auto& [dtype, tensors] : by_dtype) {
+    // one buffer per device: c10d's collectives take the tensors of one device
+    std::map<std::string, std::vector<at::Tensor>> by_device;
+    for (const at::Tensor& t : tensors) by_device[t.device().str()].push_back(t);
+    for (auto& [device, ts] : by_device) group.sum(ts);
+  }
+}
+
+// True when any rank says true (a cancel in one process stops every one at the same step).
+bool any_rank(dist::Group& group, bool mine) {
+  std::vector<at::Tensor> flag = {at::full({1}, mine ? 1.0f : 0.0f, at::kFloat)};
+  group.sum(flag);
+  return flag.front().item<float>() > 0;
+}
+
 // ---- Checkpoints -------------------------------------------------------------------------------
 
 // A checkpoint is one folder, PREFIX.checkpoint/ (transforms.safetensors/.json, optim.safetensors,
@@ -283,15 +324,26 @@ class Loop {
 
   void run(int64_t first, int64_t last, int64_t total, int64_t layer,
            const std::function<StepLoss(int64_t step)>& loss_of) {
+    dist::Group* group = control_.group;
     for (int64_t step = first; step < last; ++step) {
       control_.pause.wait(control_.job.cancel);
-      if (control_.job.cancel.cancelled()) {
-        if (checkpoint_.enabled()) checkpoint_.save(plan_, optim_, step, s_);
-        control_.job.cancel.check();
+      bool cancelled = control_.job.cancel.cancelled();
+      if (group != nullptr) cancelled = any_rank(*group, cancelled);
+      if (cancelled) {
+        if (checkpoint_.enabled() && first_rank(group)) checkpoint_.save(plan_, optim_, step, s_);
+        throw Cancelled();
       }
       const double lr = layer < 0 ? learning_rate(s_, step, total) : learning_rate(s_, step - layer * s_.steps, s_.steps);
       StepLoss sl = loss_of(step);
-      if (!sl.backward_done) sl.loss.backward();
+      if (!sl.backward_done && sl.loss.requires_grad()) sl.loss.backward();
+      if (group != nullptr) {
+        // The whole batch's gradients and loss: every rank's share, added up.
+        std::vector<at::Tensor> scalars = {sl.loss};
+        for (const auto& term : sl.terms) scalars.push_back(term.second);
+        sum_over_ranks(*group, plan_, scalars);
+        sl.loss = scalars[0].reshape({});
+        for (size_t i = 0; i < sl.terms.size(); ++i) sl.terms[i].second = scalars[i + 1].reshape({});
+      }
       const double grad_norm = optim_.step(lr);
       for (const auto& t : plan_.all()) {
         if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
@@ -317,7 +369,7 @@ class Loop {
       result_.curve.push_back(e);
       if (control_.on_step) control_.on_step(e);
       control_.job.report("learn", e.step, total);
-      if (checkpoint_.enabled() && s_.checkpoint_every > 0 && e.step % s_.checkpoint_every == 0) {
+      if (checkpoint_.enabled() && first_rank(group) && s_.checkpoint_every > 0 && e.step % s_.checkpoint_every == 0) {
         checkpoint_.save(plan_, optim_, e.step, s_);
       }
       if (control_.on_snapshot && control_.snapshot_every > 0 && e.step % control_.snapshot_every == 0 &&
@@ -631,13 +683,19 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
     }
     loop.run(start_step, total, total, -1, [&](int64_t step) {
       gptq_loop.before(step, plan);
-      const std::vector<int64_t> rows = next_rows();
-      at::Tensor ids = gather_ids(*calib, rows, device);
-      const at::Tensor teacher =
-          teacher_cache.enabled() ? teacher_cache.get(fp, rows, ids, memory.micro_batch) : at::Tensor();
-      at::Tensor term =
-          learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory, teacher, gptq_loop.residuals());
+      const std::vector<int64_t> batch = next_rows();
+      const std::vector<int64_t> rows = share_of(batch, control.group);
+      at::Tensor term = at::zeros({}, at::TensorOptions(at::kFloat).device(device));
+      if (!rows.empty()) {
+        at::Tensor ids = gather_ids(*calib, rows, device);
+        const at::Tensor teacher =
+            teacher_cache.enabled() ? teacher_cache.get(fp, rows, ids, memory.micro_batch) : at::Tensor();
+        term = learn_detail::end_to_end_loss_backward(fp, plan, s, ids, memory, teacher, gptq_loop.residuals(),
+                                                      static_cast<int64_t>(batch.size()));
+      }
+      // The volume term is the plan's, not a batch's: rank 0 alone adds it (and its gradient).
       at::Tensor reg = volume_term(plan, s.lambda, device);
+      if (!first_rank(control.group)) reg = at::zeros_like(reg);
       if (reg.requires_grad()) reg.backward();
       StepLoss out;
       out.terms.emplace_back(s.loss == LearnLoss::Kl ? "kl" : "ce", term);
@@ -693,13 +751,22 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
         TransformPlan lp = layer_plan(plan, l, layers);
         const int64_t from = std::max(start_step, li * s.steps);
         loop.run(from, (li + 1) * s.steps, total, li, [&](int64_t) {
-          std::vector<int64_t> rows = next_rows();
-          at::Tensor idx = at::tensor(rows, at::kLong).to(store);
-          at::Tensor x = inputs.index_select(0, idx).to(device), y = targets.index_select(0, idx).to(device);
-          Model student = build_student(base, densify(lp), s.quant, li);
-          at::Tensor out = student.forward_layer(li, x);
+          const std::vector<int64_t> batch = next_rows();
+          const std::vector<int64_t> rows = share_of(batch, control.group);
           StepLoss sl;
-          sl.loss = (out.to(at::kFloat) - y.to(at::kFloat)).pow(2).mean();
+          if (rows.empty()) {
+            sl.loss = at::zeros({}, at::TensorOptions(at::kFloat).device(device));
+          } else {
+            at::Tensor idx = at::tensor(rows, at::kLong).to(store);
+            at::Tensor x = inputs.index_select(0, idx).to(device), y = targets.index_select(0, idx).to(device);
+            Model student = build_student(base, densify(lp), s.quant, li);
+            at::Tensor out = student.forward_layer(li, x);
+            const at::Tensor se = (out.to(at::kFloat) - y.to(at::kFloat)).pow(2);
+            // Data-parallel: the mean over the whole batch's elements, of which this process has a share.
+            const double elements = static_cast<double>(out.numel()) / static_cast<double>(rows.size()) *
+                                    static_cast<double>(batch.size());
+            sl.loss = control.group == nullptr ? se.mean() : se.sum() / elements;
+          }
           sl.terms.emplace_back("mse", sl.loss.detach());
           return sl;
         });
@@ -712,7 +779,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       val.update(total, v, plan, result);
     }
   }
-  if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
+  if (checkpoint.enabled() && first_rank(control.group)) checkpoint.save(plan, optim, total, s);
   if (val.enabled()) {
     val.finish(plan, result, total);
     if (deployed_every || gptq_refreshes > 0) {

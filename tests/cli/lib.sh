@@ -1,5 +1,6 @@
 # Helpers for the CLI tests. expect CODE CMD... runs CMD, checks its exit code, keeps stdout/stderr.
 set -u
+source "$(dirname "${BASH_SOURCE[0]}")/../support/python.sh"
 FAILED=0
 PASSED=0
 OUT=$(mktemp -d)

@@ -3,6 +3,7 @@
 # screens docs/remote.md shows) under Xvfb and checks that each screenshot exists and is not blank.
 # Usage: remote_screenshots.sh PROGRAM DIR
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../support/python.sh"
 PROGRAM=$1; DIR=$2
 rm -rf "$DIR"; mkdir -p "$DIR"
 export XDG_CONFIG_HOME=$(mktemp -d) XDG_DATA_HOME=$(mktemp -d)   # fresh settings, no recovery copy

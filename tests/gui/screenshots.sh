@@ -9,6 +9,7 @@
 # compressed-tensors .zip bundle into DIR and verifying it (export.png; the scenario exits non-zero
 # when either fails); here the bundle is checked once more with the CLI, `latmix verify` (4th argument).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../support/python.sh"
 SCENARIO=$1; DIR=$2; LATMIX=${4:-$(dirname "$SCENARIO")/../../cli/latmix}
 export LATMIX_DATA_DIR=${LATMIX_DATA_DIR:-${3:-}}   # evaluation data for the Compare screen
 # The scenario's Compare step scores winogrande from the shared data; a bare clone has none, and the

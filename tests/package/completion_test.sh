@@ -4,6 +4,7 @@
 # group ("mx"), option values (cpu|cuda, file names), and it leaves out options already given.
 # Usage: completion_test.sh PATH/TO/latmix
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../support/python.sh"
 LATMIX=$1
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT

@@ -4,6 +4,7 @@
 # otherwise, nothing with --quiet or on a TERM=dumb terminal.
 # Usage: console_test.sh PATH/TO/latmix SOURCE_DIR
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../support/python.sh"
 LATMIX=$1; SRC=$2
 MODEL=$SRC/resources/models/gutenberg-llama-6M
 WORK=$(mktemp -d)
@@ -28,7 +29,7 @@ LATMIX_RESOURCES=$WORK/res "$LATMIX" --version |
 "$LATMIX" --version --json | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
-assert set(j) == {"version", "commit", "libtorch", "cuda", "cuda_mx_kernels", "resources"}, sorted(j)
+assert set(j) == {"version", "commit", "libtorch", "cuda", "cuda_mx_kernels", "distributed", "resources"}, sorted(j)
 assert isinstance(j["cuda"]["built"], bool) and isinstance(j["cuda"]["available"], bool), j["cuda"]
 assert j["cuda"]["available"] <= j["cuda"]["built"], j["cuda"]' && pass || fail "latmix --version --json"
 "$LATMIX" --version --bogus >/dev/null 2>&1; [ $? -eq 2 ] && pass || fail "latmix --version --bogus: not exit 2"

@@ -10,6 +10,7 @@
 # Exit 77 (ctest: skipped) with the reason when it cannot run here (no dpkg, a LibTorch that is not a
 # Debian package, ...). LATMIX_PACKAGE_TEST_MODE=extract forces dpkg -x even as root.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../support/python.sh"
 BUILD=$(realpath "$1"); GUI=${2:-OFF}; VERSION=${3:?version}
 SKIP=77
 T0=$(date +%s.%N)

@@ -34,6 +34,14 @@ std::string source_path(const std::string& relative) {
   return std::string(LATMIX_SOURCE_DIR) + "/" + relative;
 }
 
+std::string python() {
+  if (const char* env = std::getenv("LATMIX_TEST_PYTHON"); env != nullptr && *env != '\0') {
+    return "'" + std::string(env) + "'";
+  }
+  std::error_code ec;
+  return fs::exists("/usr/bin/python3", ec) ? "/usr/bin/python3" : "python3";
+}
+
 namespace {
 std::vector<fs::path>& temp_dirs() {
   static std::vector<fs::path> dirs;

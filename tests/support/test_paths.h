@@ -19,6 +19,11 @@ std::string source_path(const std::string& relative);
 /// A fresh, empty temporary directory, removed at process exit.
 std::string temp_dir(const std::string& tag);
 
+/// The Python interpreter for independent checks (its standard library only), quoted for a shell:
+/// $LATMIX_TEST_PYTHON, else /usr/bin/python3 when it exists, else python3 from PATH (which may be a
+/// version manager's shim, 0.3 s a start: tests/support/python.sh says the same for the shell tests).
+std::string python();
+
 /// The what() of the std::exception `f` throws, "" when it throws nothing.
 std::string message_of(const std::function<void()>& f);
 

@@ -375,10 +375,10 @@ TEST(LinePlot, TypicalLossCurvePngIsSmallAndDecodes) {
   std::cout << "[ size     ] 900x520 line plot, 4 series x 101 points: " << png.size() << " bytes PNG (raw RGB "
             << 900 * 520 * 3 << ")\n";
   EXPECT_LT(png.size(), 120000U);
-  if (std::system("python3 -c 'import zlib' >/dev/null 2>&1") != 0) GTEST_SKIP() << "python3 not found";
+  if (std::system((latmix::test::python() + " -c 'import zlib' >/dev/null 2>&1").c_str()) != 0) GTEST_SKIP() << "python3 not found";
   const std::string dir = latmix::test::temp_dir("plotpng");
   latmix::write_png(dir + "/loss.png", img);
-  const std::string cmd = "python3 '" + latmix::test::source_path("tests/support/png_decode.py") + "' png '" + dir +
+  const std::string cmd = latmix::test::python() + " '" + latmix::test::source_path("tests/support/png_decode.py") + "' png '" + dir +
                           "/loss.png' '" + dir + "/loss.rgba' >/dev/null";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   FILE* f = std::fopen((dir + "/loss.rgba").c_str(), "rb");

@@ -31,14 +31,14 @@ std::vector<uint8_t> read_bytes(const std::string& path) {
 }
 
 bool have_python() {
-  return std::system("python3 -c 'import zlib' >/dev/null 2>&1") == 0;
+  return std::system((latmix::test::python() + " -c 'import zlib' >/dev/null 2>&1").c_str()) == 0;
 }
 
 // Runs the independent decoder on `args` (quoted IN OUT pairs); returns its stdout, or
 // "FAILED ..." with the exit status and output.
 std::string run_decoder(const std::string& mode, const std::string& args) {
   const std::string cmd =
-      "python3 '" + latmix::test::source_path("tests/support/png_decode.py") + "' " + mode + args + " 2>&1";
+      latmix::test::python() + " '" + latmix::test::source_path("tests/support/png_decode.py") + "' " + mode + args + " 2>&1";
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return "FAILED to start python3";
   std::string text;

@@ -49,9 +49,9 @@ TEST(ExportBundle, ZipRoundTripAndVerification) {
   EXPECT_EQ(v.figures["entries"], 3);
   EXPECT_EQ(latmix::read_bundle_manifest(zip)["kind"], "folded-bf16");
   // An independent reader: Python's zipfile sees stored (method 0) entries, manifest first.
-  if (std::system("python3 -c 'import zipfile' > /dev/null 2>&1") == 0) {
+  if (std::system((latmix::test::python() + " -c 'import zipfile' > /dev/null 2>&1").c_str()) == 0) {
     const std::string cmd =
-        "python3 -c \"import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); i=z.infolist(); "
+        latmix::test::python() + " -c \"import zipfile,sys; z=zipfile.ZipFile(sys.argv[1]); i=z.infolist(); "
         "assert [x.compress_type for x in i]==[0,0,0]; assert i[0].filename=='manifest.json'; "
         "assert z.testzip() is None; assert z.read('a.txt')==b'alpha\\n'\" " +
         zip;

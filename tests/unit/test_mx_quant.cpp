@@ -269,3 +269,24 @@ TEST(MxQuant, CudaMatchesCpuBitForBit) {
 }
 
 }  // namespace
+
+// A row's quantization is its own: fake_quantize of a [4, 64, 288] batch, row by row, equals that of
+// each half and of each row alone, bit for bit, in every MX format (NVFP4 without its tensor scale,
+// which is the whole tensor's by definition). Data-parallel learning splits batches this way.
+TEST(MxQuant, ARowsQuantizationDoesNotDependOnItsBatch) {
+  at::manual_seed(7);
+  const at::Tensor x = at::randn({4, 64, 288}) * at::linspace(0.01, 30, 288);
+  for (const auto& name : latmix::mx_format_names()) {
+    const MxFormat f = MxFormat::parse(name);
+    if (f.tensor_scale) continue;
+    const at::Tensor whole = fake_quantize(x, f);
+    for (const int64_t part : {2, 1}) {
+      for (int64_t r = 0; r < 4; r += part) {
+        const at::Tensor piece = fake_quantize(x.narrow(0, r, part).contiguous(), f);
+        EXPECT_TRUE(at::equal(piece, whole.narrow(0, r, part)))
+            << name << ": rows " << r << ".." << r + part - 1 << " quantized alone differ in "
+            << (piece != whole.narrow(0, r, part)).sum().item<int64_t>() << " values";
+      }
+    }
+  }
+}

@@ -199,6 +199,9 @@ class PauseToken {
 };
 
 struct LearnControl;
+namespace dist {
+class Group;
+}
 
 /// Work asked for while a learning run goes on, run between two of its steps on the run's thread,
 /// with the plan as it is then (a heatmap of the transforms being learned, computed with the model
@@ -277,6 +280,14 @@ struct LearnControl {
   /// Called once before the first step with how memory was planned (micro-batch, loss chunk,
   /// checkpointing, the estimate and the device's free memory), e.g. for the log.
   std::function<void(const std::string&)> on_note;
+  /// Data-parallel learning (latmix/distributed.h; null: this process alone). Every process of the
+  /// group runs obtain_plan() with the same model, calibration and settings; each takes its share of
+  /// every batch (contiguous rows, in rank order), the loss keeps the whole batch's denominator, and
+  /// the transforms' gradients and the loss terms are summed over the processes before each optimizer
+  /// step: the run equals one process's with the same batch, up to the order of float sums. A cancel
+  /// in any process stops all of them at the same step. Only rank 0 writes checkpoints; the callbacks
+  /// above are called in every process that sets them (set them in rank 0's).
+  dist::Group* group = nullptr;
 };
 
 /// The plan of a preset: the fixed transforms of quarot / mr-gptq, nothing for rtn / gptq, and

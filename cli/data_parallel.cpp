@@ -1,0 +1,267 @@
+// latmix learn --nproc N: the worker processes of a data-parallel run on one host (data_parallel.h).
+#include "data_parallel.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "latmix/distributed.h"
+#include "latmix/error.h"
+
+extern char** environ;
+
+namespace latmix::cli {
+
+namespace {
+
+std::vector<std::string>& saved_command_line() {
+  static std::vector<std::string> args;
+  return args;
+}
+
+const char* const kRankVar = "LATMIX_NPROC_RANK";
+const char* const kWorldVar = "LATMIX_NPROC_WORLD";
+const char* const kStoreVar = "LATMIX_NPROC_STORE";
+
+std::string describe_status(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    return "was killed by signal " + std::to_string(sig) + " (" + std::string(strsignal(sig)) + ")";
+  }
+  return "ended (status " + std::to_string(status) + ")";
+}
+
+bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0); }
+
+// How long a process waits for the others: at the start, and in each collective (rank 0 may write a
+// checkpoint while the others wait in the next step's). A process that stops is noticed at once.
+constexpr std::chrono::minutes kTimeout{30};
+
+}  // namespace
+
+void set_command_line(std::vector<std::string> args) { saved_command_line() = std::move(args); }
+
+OptionSpec nproc_option() {
+  return {"nproc", "N",
+          "processes that learn together on this host (data-parallel: each takes its share of every batch, the "
+          "gradients are summed; with --device cuda one GPU each; rank 0 prints and writes)",
+          "1", false};
+}
+
+DataParallel::DataParallel(const Args& args) {
+  const char* worker_rank = std::getenv(kRankVar);
+  const int64_t nproc = args.integer("nproc");
+  if (nproc < 1 || nproc > 1024) throw UsageError("--nproc: expected 1 to 1024, found " + std::to_string(nproc));
+  dist::Rendezvous r;
+  r.timeout = kTimeout;
+  if (worker_rank != nullptr) {  // a worker of --nproc
+    const char* world = std::getenv(kWorldVar);
+    const char* store = std::getenv(kStoreVar);
+    if (world == nullptr || store == nullptr) {
+      throw UsageError(std::string(kRankVar) + " is set without " + kWorldVar + " and " + kStoreVar +
+                       " (they are latmix --nproc's own variables)");
+    }
+    r.rank = std::atoi(worker_rank);
+    r.world = std::atoi(world);
+    r.folder = store;
+    if (r.world != nproc) {
+      throw UsageError(std::string(kWorldVar) + "=" + world + " differs from --nproc " + std::to_string(nproc));
+    }
+    local_rank_ = r.rank;
+  } else if (auto env = dist::rendezvous_from_env(); env && env->world > 1) {
+    if (args.has("nproc") && nproc != 1) {
+      throw UsageError("--nproc " + std::to_string(nproc) + " beside WORLD_SIZE=" + std::to_string(env->world) +
+                       ": an external launcher (torchrun) starts the processes; leave --nproc out");
+    }
+    r = *env;
+    r.timeout = kTimeout;
+    const char* local = std::getenv("LOCAL_RANK");
+    local_rank_ = local != nullptr ? std::atoi(local) : r.rank;
+  } else if (nproc > 1) {
+    if (!dist::available()) {
+      throw UsageError("--nproc " + std::to_string(nproc) +
+                       ": this build of latmix has no distributed engine (LibTorch's c10d with Gloo was not found "
+                       "when it was built)");
+    }
+    r.world = static_cast<int>(nproc);
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/latmix-nproc-XXXXXX";
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    if (mkdtemp(buf.data()) == nullptr) {
+      throw Error("--nproc: cannot make a folder for the processes' rendezvous in " + templ + ": " +
+                  std::strerror(errno));
+    }
+    store_folder_ = buf.data();
+    r.folder = store_folder_;
+    world_ = r.world;
+    start_workers(!args.flag("quiet"));
+  } else {
+    return;  // one process
+  }
+  rank_ = r.rank;
+  world_ = r.world;
+  // Rank 0 of --nproc watches its workers while the group forms: one that cannot start (or fails
+  // before it joins) ends the run at once instead of after the join's timeout.
+  std::atomic<bool> joined{false};
+  std::thread watch;
+  if (!workers_.empty()) {
+    watch = std::thread([this, &joined] {
+      while (!joined.load()) {
+        for (Worker& w : workers_) {
+          int status = 0;
+          if (!w.reaped && waitpid(w.pid, &status, WNOHANG) == w.pid) {
+            w.reaped = true;
+            w.status = status;
+            std::fprintf(stderr, "error: --nproc: worker rank %d (pid %d) %s before the processes met\n", w.rank,
+                         static_cast<int>(w.pid), describe_status(status).c_str());
+            reap_all(true);
+            if (!store_folder_.empty()) {
+              std::error_code ec;
+              std::filesystem::remove_all(store_folder_, ec);
+            }
+            std::_Exit(1);
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    });
+  }
+  try {
+    group_ = std::make_unique<dist::Group>(r);
+  } catch (...) {
+    joined = true;
+    if (watch.joinable()) watch.join();
+    throw;
+  }
+  joined = true;
+  if (watch.joinable()) watch.join();
+}
+
+void DataParallel::start_workers(bool add_quiet) {
+  const std::vector<std::string>& args = saved_command_line();
+  if (args.empty()) throw Error("--nproc: the command line to run in the workers is unknown");
+  // Everything the children need, built before fork(): a child only calls async-signal-safe functions.
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string v = *e;
+    if (v.rfind(std::string(kRankVar) + "=", 0) == 0 || v.rfind(std::string(kWorldVar) + "=", 0) == 0 ||
+        v.rfind(std::string(kStoreVar) + "=", 0) == 0) {
+      continue;
+    }
+    env_strings.push_back(v);
+  }
+  env_strings.push_back(std::string(kWorldVar) + "=" + std::to_string(world_));
+  env_strings.push_back(std::string(kStoreVar) + "=" + store_folder_);
+  std::vector<std::string> argv_strings = {"latmix-engine"};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  if (add_quiet) argv_strings.push_back("--quiet");  // rank 0 alone prints
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t parent = getpid();
+  for (int rank = 1; rank < world_; ++rank) {
+    std::vector<std::string> env_rank = env_strings;
+    env_rank.push_back(std::string(kRankVar) + "=" + std::to_string(rank));
+    std::vector<char*> envp;
+    for (auto& e : env_rank) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    std::fflush(nullptr);
+    const pid_t pid = fork();
+    if (pid < 0) {
+      const std::string why = std::strerror(errno);
+      reap_all(true);
+      throw Error("--nproc: cannot start worker rank " + std::to_string(rank) + ": " + why);
+    }
+    if (pid == 0) {
+      setpgid(0, 0);  // a terminal's Ctrl-C goes to rank 0, which stops every rank at the same step
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(1);  // rank 0 is already gone
+      execve("/proc/self/exe", argv.data(), envp.data());
+      const char msg[] = "error: --nproc: cannot run /proc/self/exe for a worker\n";
+      ssize_t ignored = write(2, msg, sizeof msg - 1);
+      (void)ignored;
+      _exit(127);
+    }
+    workers_.push_back({rank, pid, 0, false});
+  }
+}
+
+std::string DataParallel::reap_all(bool kill_first) {
+  std::string report;
+  for (Worker& w : workers_) {
+    if (w.reaped) continue;
+    if (kill_first) kill(w.pid, SIGKILL);
+    int status = 0;
+    while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    w.reaped = true;
+    w.status = status;
+  }
+  for (const Worker& w : workers_) {
+    if (!failed(w.status)) continue;
+    if (!report.empty()) report += "; ";
+    report += "worker rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") " +
+              describe_status(w.status);
+  }
+  return report;
+}
+
+void DataParallel::finish() {
+  if (workers_.empty()) return;
+  const std::string report = reap_all(false);
+  if (!report.empty()) throw Error("--nproc " + std::to_string(world_) + ": " + report);
+}
+
+std::string DataParallel::explain(const std::string& error) {
+  if (workers_.empty()) return error;
+  // Ended workers first (the one that failed made this rank's collective fail), then the rest.
+  for (Worker& w : workers_) {
+    int status = 0;
+    if (!w.reaped && waitpid(w.pid, &status, WNOHANG) == w.pid) {
+      w.reaped = true;
+      w.status = status;
+    }
+  }
+  std::string ended;
+  for (const Worker& w : workers_) {
+    if (w.reaped && failed(w.status)) {
+      if (!ended.empty()) ended += "; ";
+      ended += "worker rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") " +
+               describe_status(w.status);
+    }
+  }
+  reap_all(true);
+  return ended.empty() ? error : error + " [" + ended + "]";
+}
+
+DataParallel::~DataParallel() {
+  reap_all(true);
+  group_.reset();
+  if (!store_folder_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(store_folder_, ec);
+  }
+}
+
+at::Device DataParallel::device(at::Device requested) const {
+  if (world_ > 1 && requested.is_cuda() && !requested.has_index()) {
+    return at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(local_rank_));
+  }
+  return requested;
+}
+
+}  // namespace latmix::cli

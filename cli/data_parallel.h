@@ -1,0 +1,79 @@
+#pragma once
+// Data-parallel learning on one host (issue 22): `latmix learn --nproc N` runs the command in N
+// processes that learn one plan together (LearnControl::group). This process is rank 0: it starts
+// ranks 1..N-1 as workers, the same command line run again by this executable with the rendezvous
+// in their environment (LATMIX_NPROC_RANK, LATMIX_NPROC_WORLD, LATMIX_NPROC_STORE: a fresh folder
+// that holds the store file). An external launcher (torchrun) starts the processes itself and
+// passes RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT instead.
+//
+// Workers write nothing: rank 0 prints, and writes the events, checkpoints and outputs. A worker is
+// in a process group of its own (a terminal's Ctrl-C reaches rank 0 alone, which stops every rank at
+// the same step) and dies with rank 0 (PR_SET_PDEATHSIG). A worker that fails prints its message
+// prefixed by its rank; rank 0's next collective then fails, and its error says which worker ended how.
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include "args.h"
+
+namespace latmix::dist {
+class Group;
+}
+
+namespace latmix::cli {
+
+/// The command line that runs a command (engine_main keeps it for workers): the command's name
+/// first, then its arguments.
+void set_command_line(std::vector<std::string> args);
+
+/// --nproc's option (learn and compare).
+OptionSpec nproc_option();
+
+class DataParallel {
+ public:
+  /// Reads --nproc (the command declares nproc_option()), a worker's environment, or an external
+  /// launcher's.
+  /// With more than one process: rank 0 starts the workers, then every process joins the group.
+  /// \throws latmix::UsageError for a bad --nproc, --nproc beside an external launcher's variables,
+  /// latmix::Error when the workers cannot be started or do not join.
+  explicit DataParallel(const Args& args);
+  /// Kills and reaps workers that are still running (rank 0 failed or was cancelled).
+  ~DataParallel();
+  DataParallel(const DataParallel&) = delete;
+  DataParallel& operator=(const DataParallel&) = delete;
+
+  /// The group; null for a run of one process.
+  dist::Group* group() const { return group_.get(); }
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+  /// This rank's device: `requested` with cuda (no index) becoming cuda:RANK (cuda:LOCAL_RANK under
+  /// an external launcher) when there is more than one process.
+  at::Device device(at::Device requested) const;
+  /// Rank 0 of --nproc: waits for every worker to exit. \throws latmix::Error naming each worker
+  /// that failed (its exit status or signal).
+  void finish();
+  /// Rank 0's error with what happened to the workers (they are killed first when still running).
+  std::string explain(const std::string& error);
+
+ private:
+  struct Worker {
+    int rank = 0;
+    pid_t pid = -1;
+    int status = 0;
+    bool reaped = false;
+  };
+  void start_workers(bool add_quiet);
+  std::string reap_all(bool kill_first);
+
+  int rank_ = 0;
+  int world_ = 1;
+  int local_rank_ = 0;
+  std::string store_folder_;  // rank 0 of --nproc made it and removes it
+  std::vector<Worker> workers_;
+  std::unique_ptr<dist::Group> group_;
+};
+
+}  // namespace latmix::cli
