@@ -57,7 +57,8 @@ void set_command_line(std::vector<std::string> args) { saved_command_line() = st
 OptionSpec nproc_option() {
   return {"nproc", "N",
           "processes that learn together on this host (data-parallel: each takes its share of every batch, the "
-          "gradients are summed; with --device cuda one GPU each; rank 0 prints and writes)",
+          "gradients are summed; with --device cuda one GPU each; rank 0 prints and writes). Given as 1, this one "
+          "process runs the distributed path",
           "1", false};
 }
 
@@ -90,7 +91,7 @@ DataParallel::DataParallel(const Args& args) {
     r.timeout = kTimeout;
     const char* local = std::getenv("LOCAL_RANK");
     local_rank_ = local != nullptr ? std::atoi(local) : r.rank;
-  } else if (nproc > 1) {
+  } else if (nproc > 1 || (args.has("nproc") && dist::available())) {  // --nproc 1 given: the distributed path
     if (!dist::available()) {
       throw UsageError("--nproc " + std::to_string(nproc) +
                        ": this build of latmix has no distributed engine (LibTorch's c10d with Gloo was not found "
@@ -108,7 +109,7 @@ DataParallel::DataParallel(const Args& args) {
     store_folder_ = buf.data();
     r.folder = store_folder_;
     world_ = r.world;
-    start_workers(!args.flag("quiet"));
+    if (world_ > 1) start_workers(!args.flag("quiet"));
   } else {
     return;  // one process
   }

@@ -37,6 +37,7 @@ class DataParallel {
   /// Reads --nproc (the command declares nproc_option()), a worker's environment, or an external
   /// launcher's.
   /// With more than one process: rank 0 starts the workers, then every process joins the group.
+  /// An explicit --nproc 1 makes a group of this one process (the distributed path, measurable).
   /// \throws latmix::UsageError for a bad --nproc, --nproc beside an external launcher's variables,
   /// latmix::Error when the workers cannot be started or do not join.
   explicit DataParallel(const Args& args);

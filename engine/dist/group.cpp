@@ -11,7 +11,12 @@
 #if LATMIX_WITH_DISTRIBUTED
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#if LATMIX_WITH_NCCL
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 namespace latmix::dist {
@@ -68,6 +73,35 @@ struct Group::Impl {
   Rendezvous rendezvous;
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
+#if LATMIX_WITH_NCCL
+  // CUDA tensors go through NCCL (made at the first collective on a GPU, one per device index).
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+  c10::DeviceIndex nccl_device = -1;
+#endif
+  // Calls f with the backend for tensors on `device`: Gloo on the CPU; NCCL on CUDA where built
+  // (else Gloo, which copies CUDA tensors through the host). A template: the backends' common base
+  // is c10d::ProcessGroup in LibTorch 1.13 and c10d::Backend in 2.x.
+  template <class F>
+  c10::intrusive_ptr<c10d::Work> on(const at::Device& device, F f) {
+#if LATMIX_WITH_NCCL
+    if (device.is_cuda()) {
+      if (!nccl) {
+        auto options = c10d::ProcessGroupNCCL::Options::create();
+        options->timeout = rendezvous.timeout;
+        nccl_device = device.index();
+        c10::cuda::CUDAGuard guard(device);
+        nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+            c10::make_intrusive<c10d::PrefixStore>("nccl", store), rendezvous.rank, rendezvous.world, options);
+      } else if (device.index() != nccl_device) {
+        throw Error("distributed: this process's collectives are on cuda:" + std::to_string(nccl_device) +
+                    ", not " + device.str() + " (one GPU per process)");
+      }
+      return f(*nccl);
+    }
+#endif
+    (void)device;
+    return f(*group);
+  }
 
   // Runs one collective to its end; a process that is gone (or a timeout) is an Error naming this one.
   void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& start) const {
@@ -104,7 +138,8 @@ Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
     impl_->store->setTimeout(r.timeout);
     auto options = c10d::ProcessGroupGloo::Options::create(r.timeout);
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, r.rank, r.world, options);
+    impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", impl_->store),
+                                                               r.rank, r.world, options);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -141,13 +176,15 @@ void unflat(const at::Tensor& buffer, std::vector<at::Tensor>& tensors) {
 
 }  // namespace
 
+// A group of one process runs its collectives too (c10d's own copies): `--nproc 1` measures what
+// the distributed path costs.
 void Group::sum(std::vector<at::Tensor>& tensors) {
-  if (tensors.empty() || world() == 1) return;
+  if (tensors.empty()) return;
   std::vector<at::Tensor> buffer = {flat(tensors)};
   impl_->run("sum", [&] {
     c10d::AllreduceOptions o;
     o.reduceOp = c10d::ReduceOp::SUM;
-    return impl_->group->allreduce(buffer, o);
+    return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.allreduce(buffer, o); });
   });
   unflat(buffer.front(), tensors);
 }
@@ -159,12 +196,12 @@ void Group::average(std::vector<at::Tensor>& tensors) {
 }
 
 void Group::broadcast(std::vector<at::Tensor>& tensors, int root) {
-  if (tensors.empty() || world() == 1) return;
+  if (tensors.empty()) return;
   std::vector<at::Tensor> buffer = {flat(tensors)};
   impl_->run("broadcast", [&] {
     c10d::BroadcastOptions o;
     o.rootRank = root;
-    return impl_->group->broadcast(buffer, o);
+    return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.broadcast(buffer, o); });
   });
   unflat(buffer.front(), tensors);
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine: issue 14's measurements at real model shapes, the PyTorch anchor and
 # ours in the same command. Builds like build_and_test.sh (latmix, bench_learn, unit tests), then
-# stages (any of: tests anchor learn1b profile1b presets1b gptq1b learn8b export8b export8b-memory; default: all):
+# stages (any of: tests anchor learn1b nproc1b profile1b presets1b gptq1b learn8b export8b export8b-memory; default: all):
 #  - tests:     the CPU tests of the memory code and the CUDA MX/GPTQ unit tests;
 #  - anchor:    ../shared/bench/latmix_step_anchor.py 4 2048 (carried in .device/scale);
 #  - learn1b:   `latmix learn --method latmix --device cuda --dtype bf16` with its defaults on a
 #               Llama-3.2-1B-shaped random model (make_model.py), the whole recipe or STEPS steps;
+#  - nproc1b:   the 1B shape's step through the distributed path (`--nproc 1`) against the plain one;
 #  - profile1b: 4 steps with LATMIX_PROFILE_STEP=1 (phase times), defaults and without the speed budget;
 #  - presets1b: every learned preset's CUDA defaults, a few steps each, peak memory;
 #  - gptq1b:    `latmix export --as folded-bf16` with GPTQ on 128 x 2048 (time of GPTQ);
@@ -61,7 +62,7 @@ model() {  # model SHAPE: a random-init folder with a tokenizer beside it
 }
 
 if want tests; then
-  /tmp/build-cuda/tests/latmix_unit_tests --gtest_filter='LearnMemory*:Gptq*:*Scales*' > "$O/unit-tests.txt" 2>&1
+  /tmp/build-cuda/tests/latmix_unit_tests --gtest_filter='LearnMemory*:Gptq*:*Scales*:Distributed*' > "$O/unit-tests.txt" 2>&1
   grep -E "Failure|Expected|Which is|actual|FAILED|PASSED" "$O/unit-tests.txt" | head -30
   log "tests"
 fi
@@ -81,6 +82,25 @@ if len(ev) > 3:
     print(f"    steps {len(ev)}, {(b['seconds']-a['seconds'])/(b['step']-a['step']):.3f} s/step after step 3, "
           f"{8*2048*(b['step']-a['step'])/(b['seconds']-a['seconds']):.0f} tokens/s, total {b['seconds']:.1f} s")
 PY
+fi
+if want nproc1b; then
+  # Issue 22: what the distributed path costs on one GPU. `--nproc 1` runs it in this one process (the
+  # plan's gradients and the step's losses through c10d's NCCL, the stop flag through Gloo) against the
+  # plain path; ROUNDS interleaved rounds of NSTEPS steps each (8 x 2048 tokens, the CUDA defaults).
+  export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the lent machines
+  for round in $(seq 1 "${ROUNDS:-2}"); do
+    for mode in plain nproc1; do
+      extra=(); [ $mode = nproc1 ] && extra=(--nproc 1)
+      peak "$mode-$round" $L learn --model "$M1" --method latmix --device cuda --dtype bf16 --calib /tmp/books.txt \
+        --samples 64 --steps "${NSTEPS:-12}" --validation 0 --events "$O/$mode-$round.jsonl" --quiet "${extra[@]}"
+      python3 - "$O/$mode-$round.jsonl" "$mode" <<'PY'
+import json, sys
+ev = [json.loads(l) for l in open(sys.argv[1])]
+a, b = ev[2], ev[-1]
+print(f"    {sys.argv[2]}: {len(ev)} steps, {(b['seconds'] - a['seconds']) / (b['step'] - a['step']):.4f} s/step after step 3")
+PY
+    done
+  done
 fi
 if want profile1b; then
   # Each micro-batch's phases (LATMIX_PROFILE_STEP=1 synchronizes the device around each), with the

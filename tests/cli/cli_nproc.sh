@@ -78,7 +78,7 @@ PY
 }
 
 # 1 process and 2 processes, the same global batch.
-expect 0 "$LATMIX" "${RUN[@]}" --nproc 1 --out "$OUT/one" --events "$OUT/one.jsonl" --quiet
+expect 0 "$LATMIX" "${RUN[@]}" --out "$OUT/one" --events "$OUT/one.jsonl" --quiet  # the plain path
 expect 0 "$LATMIX" "${RUN[@]}" --nproc 2 --out "$OUT/two" --events "$OUT/two.jsonl" --json
 contains stdout '"final_loss"'
 if compare "$OUT/one" "$OUT/two" "$OUT/one.jsonl" "$OUT/two.jsonl" >"$OUT/cmp" 2>&1; then

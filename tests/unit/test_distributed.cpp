@@ -146,3 +146,26 @@ TEST(Distributed, AProcessThatStopsEndsTheOthersCollectiveWithAnError) {
 }
 
 }  // namespace
+
+namespace {
+
+// A group of one process runs its collectives (what `--nproc 1` measures): a sum is the tensor itself,
+// on the CPU (Gloo) and, where there is a GPU, on CUDA (NCCL in builds with it, else Gloo through the host).
+TEST(Distributed, AGroupOfOneSumsOnTheCpuAndOnAGpu) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist-one");
+  Group g(in_folder(folder, 0, 1));
+  std::vector<at::Tensor> cpu = {at::arange(6, at::kFloat).reshape({2, 3}), at::full({1}, 2.5f)};
+  const std::vector<at::Tensor> want = {cpu[0].clone(), cpu[1].clone()};
+  g.sum(cpu);
+  EXPECT_TRUE(at::equal(cpu[0], want[0]));
+  EXPECT_TRUE(at::equal(cpu[1], want[1]));
+  if (!at::hasCUDA()) GTEST_SKIP() << "no GPU: the CPU half ran";
+  std::vector<at::Tensor> gpu = {want[0].to(at::kCUDA), want[1].to(at::kCUDA)};
+  g.sum(gpu);
+  g.broadcast(gpu, 0);
+  EXPECT_TRUE(at::equal(gpu[0].cpu(), want[0]));
+  EXPECT_TRUE(at::equal(gpu[1].cpu(), want[1]));
+}
+
+}  // namespace
