@@ -46,7 +46,8 @@ stderr with the exit codes above). Progress goes to stderr: a redrawn bar when s
 per 10 %), nothing with `--quiet`.
 
 **Version.** `latmix --version` prints the version, the git commit, the LibTorch version, whether that
-LibTorch has CUDA (and a GPU is available), whether the fused CUDA MX kernels are built in, and where the
+LibTorch has CUDA (and a GPU is available), whether the fused CUDA MX kernels are built in, whether
+learning in several processes (`latmix learn --nproc N`: LibTorch's c10d with Gloo, and NCCL on GPUs) is, and where the
 bundled demo model and calibration text are (`/usr/share/latmix/resources` when installed from the
 Debian package); `latmix --version --json` prints the same as JSON.
 

@@ -62,6 +62,9 @@ std::optional<Rendezvous> rendezvous_from_env() {
   r.rank = static_cast<int>(*env_number("RANK", 0, *world - 1, true));
   if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') r.addr = addr;
   if (const auto port = env_number("MASTER_PORT", 1, 65535, false)) r.port = static_cast<int>(*port);
+  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE"); agent != nullptr) {
+    r.store_served = std::string(agent) == "True";
+  }
   return r;
 }
 
@@ -129,7 +132,7 @@ Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
     } else {
       c10d::TCPStoreOptions o;
       o.port = static_cast<std::uint16_t>(r.port);
-      o.isServer = r.rank == 0;
+      o.isServer = r.rank == 0 && !r.store_served;
       o.numWorkers = static_cast<std::size_t>(r.world);
       o.waitWorkers = true;
       o.timeout = r.timeout;
@@ -148,7 +151,17 @@ Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
   }
 }
 
-Group::~Group() = default;
+Group::~Group() {
+#if LATMIX_WITH_NCCL
+  // NCCL's communicators are released here, not at the process's exit (which warns of a leak).
+  if (impl_ && impl_->nccl) {
+    try {
+      impl_->nccl->shutdown();
+    } catch (const std::exception&) {
+    }
+  }
+#endif
+}
 
 int Group::rank() const { return impl_->rendezvous.rank; }
 int Group::world() const { return impl_->rendezvous.world; }

@@ -32,7 +32,7 @@ GEN="Unix Makefiles"; command -v ninja >/dev/null && GEN=Ninja
 # timeline FILE: from now, `log MESSAGE` prints "[Ns] MESSAGE" (seconds since this call) and
 # appends it to FILE.
 timeline() { T0=$(date +%s); TIMELINE=$1; mkdir -p "$(dirname "$1")"; }
-log() { echo "[$(( $(date +%s) - T0 ))s] $*" | tee -a "$TIMELINE"; }
+log() { echo "[$(( $(date +%s) - ${T0:-$(date +%s)} ))s] $*" | tee -a "${TIMELINE:-/dev/null}"; }
 
 # cuda_build SRC LOGDIR TARGET...: configures and builds SRC into /tmp/build-cuda against that
 # machine's LibTorch (GUI off, nvcc for the CUDA kernels; warnings not errors: its gcc 13 reports

@@ -28,12 +28,15 @@ struct Rendezvous {
   std::string folder;
   std::string addr = "127.0.0.1";
   int port = 29500;
+  /// The TCP store is already served (torchrun's agent, TORCHELASTIC_USE_AGENT_STORE=True): rank 0
+  /// connects to it like the others instead of serving it.
+  bool store_served = false;
   /// How long a process waits for the others, at the start and in each collective.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
 };
 
 /// torchrun's variables: RANK, WORLD_SIZE, MASTER_ADDR (default 127.0.0.1), MASTER_PORT (default
-/// 29500). std::nullopt when WORLD_SIZE is unset. \throws latmix::UsageError naming the variable and
+/// 29500), TORCHELASTIC_USE_AGENT_STORE (Rendezvous::store_served). std::nullopt when WORLD_SIZE is unset. \throws latmix::UsageError naming the variable and
 /// its value when one is malformed (not a number, RANK outside 0 .. WORLD_SIZE - 1, a port outside 1-65535).
 std::optional<Rendezvous> rendezvous_from_env();
 

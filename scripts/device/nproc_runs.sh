@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs on the GPU machine (repository root, carrying .device/debs): issue 22's checks against its
+# LibTorch (2.11, CUDA, NCCL): the Distributed unit tests; tests/cli/cli_nproc.sh with the plain
+# `latmix` (2 processes on the CPU equal 1, a killed worker, resume across N); and torchrun starting
+# the processes itself (--no-python latmix learn): 2 on the CPU, and 1 on the GPU through NCCL.
+# Results in $OUT.
+set -uo pipefail
+O=${OUT:-/tmp/out}
+mkdir -p "$O"
+export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on the lent machines
+if [ ! -x /tmp/build-cuda/cli/latmix ]; then
+  source scripts/device/deps.sh
+  cuda_build . "$O" latmix latmix-engine latmix_unit_tests || exit 1
+fi
+export LD_LIBRARY_PATH="/tmp/deps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}"
+L=/tmp/build-cuda/cli/latmix
+/tmp/build-cuda/tests/latmix_unit_tests --gtest_filter='Distributed*' >"$O/unit.txt" 2>&1; echo "unit tests: exit $?"
+grep -E "OK|FAILED|PASSED|Warning" "$O/unit.txt" | head -12
+bash tests/cli/cli_nproc.sh "$L" "$PWD" >"$O/cli_nproc.txt" 2>&1; echo "cli_nproc.sh: exit $?"; tail -8 "$O/cli_nproc.txt"
+M6=resources/models/gutenberg-llama-6M
+TEXT=resources/calibration/pride_and_prejudice_ch1-6.txt
+RUN=(learn --model "$M6" --method latmix --quant w=mxfp4,a=none --calib "$TEXT" --samples 8 --seqlen 64 --batch 4
+     --validation 0 --threads 1 --optimizer sgd --lr 0.02 --steps 6)
+$L "${RUN[@]}" --out /tmp/plain --events /tmp/plain.jsonl --quiet; echo "plain: exit $?"
+torchrun --nproc-per-node 2 --no-python "$L" "${RUN[@]}" --out /tmp/tr2 --events /tmp/tr2.jsonl --quiet \
+  >"$O/torchrun2.txt" 2>&1; echo "torchrun, 2 processes on the CPU: exit $?"; tail -5 "$O/torchrun2.txt"
+python3 - /tmp/plain.jsonl /tmp/tr2.jsonl <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+print("losses, plain vs torchrun 2:", [(x["step"], f'{abs(x["loss"] - y["loss"]) / x["loss"]:.2g}') for x, y in zip(a, b)], len(a), len(b))
+PY
+torchrun --nproc-per-node 1 --no-python "$L" "${RUN[@]}" --device cuda --out /tmp/tr1 --events /tmp/tr1.jsonl \
+  >"$O/torchrun1-cuda.txt" 2>&1; echo "torchrun, 1 process on the GPU (NCCL): exit $?"; tail -6 "$O/torchrun1-cuda.txt"
