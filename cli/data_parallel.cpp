@@ -82,7 +82,7 @@ DataParallel::DataParallel(const Args& args) {
       throw UsageError(std::string(kWorldVar) + "=" + world + " differs from --nproc " + std::to_string(nproc));
     }
     local_rank_ = r.rank;
-  } else if (auto env = dist::rendezvous_from_env(); env && env->world > 1) {
+  } else if (auto env = dist::rendezvous_from_env()) {  // an external launcher (torchrun)
     if (args.has("nproc") && nproc != 1) {
       throw UsageError("--nproc " + std::to_string(nproc) + " beside WORLD_SIZE=" + std::to_string(env->world) +
                        ": an external launcher (torchrun) starts the processes; leave --nproc out");
