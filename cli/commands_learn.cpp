@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -127,6 +128,35 @@ std::string event_line(const LearnEvent& e) {
 
 namespace {
 
+// Runs `body(model, rank0)` in this process as one rank of `--nproc N` (or of an external launcher's
+// processes; one process alone without either): starts the workers when it is rank 0, loads the model
+// on this rank's device, and turns a failure into rank 0's message naming the worker that ended.
+// Returns true on rank 0 (the one that prints); a worker's cancel (rank 0 stopped every rank) is quiet.
+bool run_as_rank(const Args& args, const std::string& dtype, LearnControl& control,
+                 const std::function<void(LoadedModel&, bool rank0)>& body) {
+  DataParallel dp(args);
+  if (dp.world() > 1 && args.integer("threads") == 0) {
+    // The cores shared between the processes (the host's, not one process's each).
+    at::set_num_threads(static_cast<int>(std::max<int64_t>(1, available_cores() / dp.world())));
+  }
+  control.group = dp.group();
+  try {
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(dtype), false,
+                                         dp.device(parse_device(args.get("device"))));
+    body(m, dp.rank() == 0);
+    dp.finish();
+  } catch (const Cancelled&) {
+    if (dp.rank() != 0) return false;  // rank 0 stopped every rank and says so
+    throw;
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    if (dp.rank() != 0) throw Error("rank " + std::to_string(dp.rank()) + " of --nproc: " + e.what());
+    throw Error(dp.explain(e.what()));
+  }
+  return dp.rank() == 0;
+}
+
 int run_learn(const Args& args) {
   find_method(args.get("method"));
   const api::LearnRequest request = learn_request_from_args(args);
@@ -158,33 +188,15 @@ int run_learn(const Args& args) {
     hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
     result = api::learn_result_from_json(run_remote("learn", api::to_json(request), hooks));
   } else {
-    // --nproc N (or an external launcher): this process is one rank of a data-parallel run.
-    DataParallel dp(args);
-    if (dp.world() > 1 && args.integer("threads") == 0) {
-      // The cores shared between the processes (the host's, not one process's each).
-      at::set_num_threads(static_cast<int>(std::max<int64_t>(1, available_cores() / dp.world())));
-    }
-    api::LearnRequest r = request;
-    if (dp.rank() != 0) {  // rank 0 writes
-      r.out.clear();
-      r.events.clear();
-    }
-    control.group = dp.group();
-    try {
-      LoadedModel m = load_model_from_args(args, parse_compute_dtype(args.get("dtype")), false,
-                                           dp.device(parse_device(args.get("device"))));
+    const bool rank0 = run_as_rank(args, request.dtype, control, [&](LoadedModel& m, bool first) {
+      api::LearnRequest r = request;
+      if (!first) {  // rank 0 writes
+        r.out.clear();
+        r.events.clear();
+      }
       result = api::run_learn(r, m.model, *m.tokenizer, control);
-      dp.finish();
-    } catch (const Cancelled&) {
-      if (dp.rank() != 0) return 1;  // rank 0 stopped every rank and says so
-      throw;
-    } catch (const UsageError&) {
-      throw;
-    } catch (const Error& e) {
-      if (dp.rank() != 0) throw Error("rank " + std::to_string(dp.rank()) + " of --nproc: " + e.what());
-      throw Error(dp.explain(e.what()));
-    }
-    if (dp.rank() != 0) return 0;
+    });
+    if (!rank0) return 0;
   }
   if (args.flag("json")) {
     std::cout << api::to_json(result).dump(2) << "\n";
@@ -204,12 +216,19 @@ int run_compare(const Args& args) {
   control.job.progress = progress.callback();
   if (!quiet) control.on_note = [](const std::string& note) { std::fprintf(stderr, "%s\n", note.c_str()); };
   api::CompareResult result;
+  if (remote_engine() && args.integer("nproc") != 1) {
+    throw UsageError("--nproc: learning in several processes runs on this host, not through --engine");
+  }
   if (remote_engine()) {
     result = api::compare_result_from_json(
         run_remote("compare", api::to_json(request), {control.job.progress, control.on_note}));
   } else {
-    LoadedModel m = load_model_from_args(args, parse_compute_dtype(request.learning.dtype));
-    result = api::run_compare(request, m.model, *m.tokenizer, control);
+    const bool rank0 = run_as_rank(args, request.learning.dtype, control, [&](LoadedModel& m, bool first) {
+      api::CompareRequest r = request;
+      if (!first) r.out.clear();  // rank 0 writes the report; the other ranks only learn with it
+      result = api::run_compare(r, m.model, *m.tokenizer, control);
+    });
+    if (!rank0) return 0;
   }
   progress.finish();
   if (args.flag("json")) {
@@ -278,6 +297,7 @@ std::vector<Command> compare_commands() {
       {"out", "DIR", "report folder (report.md, report.json, *.png)", "", true}};
   for (const auto& o : learn_options()) options.push_back(o);
   options.push_back(dtype_option());
+  options.push_back(nproc_option());
   return {
       {{"compare",
         "Run several methods on the same data and write a comparison report.",

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "latmix/compare.h"
+#include "latmix/distributed.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/text_stream.h"
@@ -146,7 +147,9 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
   c.calibration = calib.describe();
   c.tasks = options.tasks;
   const JobControl& job = control.job;
-  c.fp = run_tasks(fp, tokenizer, options.tasks, options.eval, job);
+  // Data-parallel (LearnControl::group): the other ranks only learn with rank 0, which evaluates.
+  const bool worker = control.group != nullptr && control.group->rank() != 0;
+  if (!worker) c.fp = run_tasks(fp, tokenizer, options.tasks, options.eval, job);
   const at::Tensor sqnr_ids = calib.batch(0, std::min<int64_t>(options.sqnr_sequences, calib.size()), fp.device());
   // Fidelity to the FP model on held-out text: the first perplexity task's first windows, no more
   // than the evaluation's window limit (--limit N: N windows per text) when one is set.
@@ -155,7 +158,7 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
       options.eval.limit > 0 ? std::min<int64_t>(options.kl_windows, options.eval.limit) : options.kl_windows;
   for (const auto& task : options.tasks) {
     const auto file = perplexity_task_file(task);
-    if (!file || kl_windows <= 0) continue;
+    if (!file || kl_windows <= 0 || worker) continue;
     const std::string path = task.rfind("text:", 0) == 0 ? *file : (std::filesystem::path(options.eval.data_dir) / *file).string();
     const int64_t L = options.eval.seqlen;
     const std::vector<int32_t> ids = encode_text_file(tokenizer, path, kl_windows * L).ids;
@@ -180,6 +183,7 @@ Comparison run_comparison(const Model& fp, const Tokenizer& tokenizer, const Cal
       job.report(method + ": " + std::string(stage), done, total);
     };
     MethodResult learned = obtain_plan(fp, &calib, row.settings, lc);
+    if (worker) continue;
     row.curve = learned.curve;
     row.conditions = learned.conditions;
     row.learn_seconds = learned.seconds;
