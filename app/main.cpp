@@ -8,6 +8,7 @@
 #include <QSettings>
 #include <QTimer>
 
+#include <cstdio>
 #include <memory>
 
 #include "engine_host.h"
@@ -43,6 +44,11 @@ int main(int argc, char** argv) {
   parser.addVersionOption();
   QCommandLineOption model({"m", "model"}, "Open this model folder or llama2.c .bin.", "PATH");
   parser.addOption(model);
+  QCommandLineOption screenshot("screenshot",
+                                "Open the model (--model, else the bundled demo), save a PNG of the window to FILE once it "
+                                "is open, and quit: exit 0, or 1 when the model or the file fails (scripts, bug reports).",
+                                "FILE");
+  parser.addOption(screenshot);
   if (asks_only_for_help_or_version(argc, argv)) {
     QCoreApplication core(argc, argv);
     parser.process(core);  // prints the help or the version and exits (or reports a bad option)
@@ -57,6 +63,27 @@ int main(int argc, char** argv) {
   latmix::studio::apply_settings(latmix::studio::StudioSettings::load(), &host);
   latmix::studio::MainWindow window(&host, &session);
   window.show();
+
+  const QString shot = parser.value(screenshot);
+  if (!shot.isEmpty()) {
+    // --screenshot FILE: no recovery offer, no tour; the window once the model is open, then quit.
+    const QString path = parser.value(model).isEmpty() ? latmix::studio::resources_dir() + "/models/gutenberg-llama-6M"
+                                                       : parser.value(model);
+    QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [&window, &app, shot] {
+      QTimer::singleShot(100, &window, [&window, &app, shot] {  // after the panels' first paint
+        const bool ok = window.saveScreenshot(shot);
+        if (!ok) std::fprintf(stderr, "latmix-studio: cannot write the screenshot %s\n", qPrintable(shot));
+        app.exit(ok ? 0 : 1);
+      });
+    });
+    QObject::connect(&session, &latmix::studio::ModelSession::openFailed, &window,
+                     [&app](const QString& failed, const QString& message) {
+                       std::fprintf(stderr, "latmix-studio: %s: %s\n", qPrintable(failed), qPrintable(message));
+                       app.exit(1);
+                     });
+    window.openModel(path);
+    return app.exec();
+  }
 
   // After a crash (the last start never quit cleanly), offer that session back first.
   const bool recovered = parser.value(model).isEmpty() && window.offerRecovery();

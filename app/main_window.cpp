@@ -1,5 +1,6 @@
 #include "main_window.h"
 
+#include <QSaveFile>
 #include <QAction>
 #include <QApplication>
 #include <QCloseEvent>
@@ -667,7 +668,10 @@ void MainWindow::rebuildRecentMenu() {
   recent_menu_->setEnabled(!recent.isEmpty());
 }
 
-bool MainWindow::saveScreenshot(const QString& path) { return grab().save(path, "PNG"); }
+bool MainWindow::saveScreenshot(const QString& path) {
+  QSaveFile file(path);  // a temp file renamed over PATH: never half a PNG
+  return file.open(QIODevice::WriteOnly) && grab().save(&file, "PNG") && file.commit();
+}
 
 void MainWindow::buildTour() {
   // Each step points at a tab (or the Learn tab's Start button) in window coordinates, computed when
