@@ -457,20 +457,27 @@ struct Validation {
   }
   bool enabled() const { return !rows.empty(); }
 
-  // The student's loss on the held-out rows (KL to the FP model, or CE), a batch at a time.
+  // The student's loss on the held-out rows (KL to the FP model, or CE), a batch at a time. Data-parallel,
+  // each process measures its share of the rows and the sums are added up (every process gets the same).
   double measure(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
                  const learn_detail::StepMemory& memory, at::Device device, learn_detail::TeacherCache* cache,
                  const learn_detail::WeightResiduals* residuals = nullptr) const {
     double sum = 0;
     const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
-    for (size_t i = 0; i < rows.size(); i += per) {
-      const std::vector<int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(i),
-                                      rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), i + per)));
+    const std::vector<int64_t> mine = share_of(rows, group_);
+    for (size_t i = 0; i < mine.size(); i += per) {
+      const std::vector<int64_t> part(mine.begin() + static_cast<std::ptrdiff_t>(i),
+                                      mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), i + per)));
       const at::Tensor ids = gather_ids(*calib_, part, device);
       const at::Tensor teacher =
           cache != nullptr && cache->enabled() ? cache->get(fp, part, ids, memory.micro_batch) : at::Tensor();
       sum += learn_detail::end_to_end_loss(fp, plan, s, ids, memory, teacher, residuals).item<double>() *
              static_cast<double>(part.size());
+    }
+    if (group_ != nullptr) {
+      std::vector<at::Tensor> total = {at::full({1}, sum, at::kDouble)};
+      group_->sum(total);
+      sum = total.front().item<double>();
     }
     return sum / static_cast<double>(rows.size());
   }
@@ -559,6 +566,7 @@ struct Validation {
     r.validation_note += o.str();
   }
   const CalibrationSet* calib_ = nullptr;
+  dist::Group* group_ = nullptr;  // data-parallel: measure() splits the held-out rows
 };
 
 MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const LearnSettings& s,
@@ -635,6 +643,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   // Validation: held-out sequences, evenly spaced; training draws from the others.
   Validation val(*calib, s);
   val.calib_ = calib;
+  val.group_ = control.group;
   result.validation_samples = static_cast<int64_t>(val.rows.size());
   BatchOrder order(static_cast<int64_t>(val.train.size()), s.seed);
   auto next_rows = [&] {

@@ -7,6 +7,7 @@
 #    writes no transforms.
 #  - A checkpoint of a 2-process run (cancelled with SIGINT) resumes with 1 process, and the result
 #    equals the uninterrupted 1-process run within the same tolerance.
+#  - Validation splits the held-out sequences between the processes and equals one process's.
 #  - `latmix compare --nproc 2` learns in both processes; rank 0 evaluates and writes the report.
 # Skips (77) when the build has no c10d/Gloo (latmix --version says so).
 source "$(dirname "$0")/lib.sh"
@@ -32,10 +33,12 @@ fi
 # proportional to the gradient). Measured here with 2 and 3 processes: the losses of steps 1-3 agree
 # within 1e-6, later ones within 1.1e-3 once a weight code has flipped; step 1's gradient norm within
 # 1e-6 (a float32 sum over every token's contribution, in another order); the transforms after 6 steps
-# differ by at most 1.2e-5 (RMS 1.8e-7). The bounds: step 1's loss 1e-6 and gradient norm 1e-5 relative
-# (the split itself), every loss 1e-2, the transforms max 1e-4 and RMS 1e-6 (5-13x the measured).
-# A wrong split (a row counted twice or missed, a share's loss divided by its own size) moves step
-# 1's loss by a factor and the transforms' RMS by lr * |gradient difference| ~ 1e-5.
+# differ by at most 1.2e-5 (RMS 1.8e-7). The bounds. Step 1 (the split itself): the loss is a KL of
+# about 0.03 made of float32 log-probabilities of magnitude up to ~10, each good to ~1e-6, so another
+# order of its sums may move it by ~3e-5 relative: loss and gradient norm within 1e-4. After it: every
+# loss within 1e-2, the transforms within max 1e-4 and RMS 1e-6 (5-13x the measured). A wrong split (a
+# row counted twice or missed, a share's loss divided by its own size) moves step 1's loss by a factor
+# and the transforms' RMS by lr * |gradient difference| ~ 1e-5.
 RUN=(learn --model "$M6" --method latmix --quant w=mxfp4,a=none --calib "$TEXT" --samples 8 --seqlen 32
      --batch 4 --validation 0 --threads 1 --optimizer sgd --lr 0.02 --steps 6)
 compare() {  # compare A B [EVENTS_A EVENTS_B]: the transforms of two runs (safetensors) and their losses
@@ -71,8 +74,8 @@ if len(sys.argv) > 4:
     eb = [json.loads(l) for l in open(sys.argv[4])]
     assert [e["step"] for e in ea] == [e["step"] for e in eb], "other steps"
     rel = lambda x, y: abs(x - y) / abs(x)
-    assert rel(ea[0]["loss"], eb[0]["loss"]) <= 1e-6, f"step 1: loss {ea[0]['loss']} vs {eb[0]['loss']}"
-    assert rel(ea[0]["grad_norm"], eb[0]["grad_norm"]) <= 1e-5, f"step 1: gradient norm {ea[0]['grad_norm']} vs {eb[0]['grad_norm']}"
+    assert rel(ea[0]["loss"], eb[0]["loss"]) <= 1e-4, f"step 1: loss {ea[0]['loss']} vs {eb[0]['loss']}"
+    assert rel(ea[0]["grad_norm"], eb[0]["grad_norm"]) <= 1e-4, f"step 1: gradient norm {ea[0]['grad_norm']} vs {eb[0]['grad_norm']}"
     for x, y in zip(ea, eb):
         assert rel(x["loss"], y["loss"]) <= 1e-2, f"step {x['step']}: loss {x['loss']} vs {y['loss']}"
     print(f"losses: {len(ea)} steps agree, worst relative {max(rel(x['loss'], y['loss']) for x, y in zip(ea, eb)):.3g}")
@@ -90,6 +93,27 @@ else
 fi
 # Rank 0 alone wrote the events: one line per step.
 [ "$(wc -l <"$OUT/two.jsonl")" -eq 6 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: events of 2 processes"; FAILED=$((FAILED + 1)); }
+
+# Validation is measured in shares too: 3 held-out sequences, 1 for rank 0 and 2 for rank 1, the
+# sums added up. The start's measurement (the same plan in both runs) is one process's within 1e-4
+# (the bound of step 1's loss above; measured 9e-7); those after a step within 1e-2 (measured: 4.6e-4
+# after step 1).
+VAL=(learn --model "$M6" --method latmix --quant w=mxfp4,a=none --calib "$TEXT" --samples 8 --seqlen 32 --batch 4
+     --validation 3 --eval-every 1 --deployed-check no --threads 1 --optimizer sgd --lr 0.02 --steps 2 --json --quiet)
+"$LATMIX" "${VAL[@]}" >"$OUT/val1.json" 2>"$OUT/stderr"
+"$LATMIX" "${VAL[@]}" --nproc 2 >"$OUT/val2.json" 2>>"$OUT/stderr"
+if python3 - "$OUT/val1.json" "$OUT/val2.json" <<'PY' >"$OUT/val.txt" 2>&1; then
+import json, sys
+a, b = (json.load(open(p))["validation"]["curve"] for p in sys.argv[1:3])
+assert [x["step"] for x in a] == [0, 1, 2] and [x["step"] for x in b] == [0, 1, 2], (a, b)
+for x, y in zip(a, b):  # the start: the same plan, measured in shares; later: the chaos above
+    assert abs(x["loss"] - y["loss"]) <= (1e-4 if x["step"] == 0 else 1e-2) * x["loss"], (x, y)
+print("validation: " + ", ".join(f'step {x["step"]} {x["loss"]:.7g} vs {y["loss"]:.7g}' for x, y in zip(a, b)))
+PY
+  PASSED=$((PASSED + 1)); cat "$OUT/val.txt"
+else
+  echo "FAIL: validation of 2 processes vs 1"; sed 's/^/  /' "$OUT/val.txt" "$OUT/stderr" | tail -8; FAILED=$((FAILED + 1))
+fi
 
 # Resume across N: a 2-process run cancelled (SIGINT to rank 0) after its first step leaves its
 # checkpoint; 1 process resumes it to the end and equals the uninterrupted 1-process run.
