@@ -2,10 +2,11 @@
 // its logits, position by position, with a reference written by `latmix logits`.
 //
 // node llamacpp_logits.mjs --package DIR --gguf FILE --ids a,b,c [--ref LOGITS.safetensors]
-//      [--max-abs X] [--mean-abs X] [--ppl-rel X] [--text STR]
+//      [--max-abs X] [--mean-abs X] [--ppl-rel X] [--text STR [--text-ids x,y,z]]
 // DIR holds node_modules/node-llama-cpp. Prints one JSON line of figures; exit 1 when a figure is
 // beyond its bound, 2 on a usage or setup error. With --text, llama.cpp's tokenization of STR
-// (no special tokens) must equal --ids (without --ref: only that check).
+// (no special tokens) must equal --text-ids (default: --ids), checked first (without --ref: only
+// that check; with it, both in one start of llama.cpp).
 import fs from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
@@ -50,13 +51,14 @@ async function main() {
   const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: a.gguf, gpuLayers: 0, useMmap: false });
   if (a.text !== undefined) {
+    const want = a["text-ids"] ?? a.ids;
     const got = Array.from(model.tokenize(a.text, false));
-    if (got.join(",") !== a.ids) {
-      console.log(JSON.stringify({ tokenizer: "differs", llamacpp: got.slice(0, 40), latmix: ids.slice(0, 40) }));
+    if (got.join(",") !== want) {
+      console.log(JSON.stringify({ tokenizer: "differs", llamacpp: got.slice(0, 40), latmix: want.split(",").slice(0, 40) }));
       process.exit(1);
     }
     if (!a.ref) {
-      console.log(JSON.stringify({ tokenizer: "equal", tokens: ids.length }));
+      console.log(JSON.stringify({ tokenizer: "equal", tokens: got.length }));
       process.exit(0);
     }
   }
@@ -99,6 +101,7 @@ async function main() {
   const scored = ids.length - 1;
   const pplOurs = Math.exp(nllOurs / scored), pplTheirs = Math.exp(nllTheirs / scored);
   const figures = {
+    ...(a.text !== undefined ? { tokenizer: "equal" } : {}),
     positions: ids.length,
     vocab: V,
     max_abs: maxAbs,
