@@ -132,9 +132,9 @@ namespace {
 // processes; one process alone without either): starts the workers when it is rank 0, loads the model
 // on this rank's device, and turns a failure into rank 0's message naming the worker that ended.
 // Returns true on rank 0 (the one that prints); a worker's cancel (rank 0 stopped every rank) is quiet.
-bool run_as_rank(const Args& args, const std::string& dtype, LearnControl& control,
+bool run_as_rank(const Args& args, bool learns, const std::string& dtype, LearnControl& control,
                  const std::function<void(LoadedModel&, bool rank0)>& body) {
-  DataParallel dp(args);
+  DataParallel dp(args, learns);
   if (dp.world() > 1 && args.integer("threads") == 0) {
     // The cores shared between the processes (the host's, not one process's each).
     at::set_num_threads(static_cast<int>(std::max<int64_t>(1, available_cores() / dp.world())));
@@ -188,7 +188,8 @@ int run_learn(const Args& args) {
     hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
     result = api::learn_result_from_json(run_remote("learn", api::to_json(request), hooks));
   } else {
-    const bool rank0 = run_as_rank(args, request.dtype, control, [&](LoadedModel& m, bool first) {
+    const bool learns = find_method(request.method).learned;
+    const bool rank0 = run_as_rank(args, learns, request.dtype, control, [&](LoadedModel& m, bool first) {
       api::LearnRequest r = request;
       if (!first) {  // rank 0 writes
         r.out.clear();
@@ -223,7 +224,9 @@ int run_compare(const Args& args) {
     result = api::compare_result_from_json(
         run_remote("compare", api::to_json(request), {control.job.progress, control.on_note}));
   } else {
-    const bool rank0 = run_as_rank(args, request.learning.dtype, control, [&](LoadedModel& m, bool first) {
+    bool learns = false;
+    for (const std::string& method : api::check_compare_request(request)) learns = learns || find_method(method).learned;
+    const bool rank0 = run_as_rank(args, learns, request.learning.dtype, control, [&](LoadedModel& m, bool first) {
       api::CompareRequest r = request;
       if (!first) r.out.clear();  // rank 0 writes the report; the other ranks only learn with it
       result = api::run_compare(r, m.model, *m.tokenizer, control);

@@ -62,7 +62,7 @@ OptionSpec nproc_option() {
           "1", false};
 }
 
-DataParallel::DataParallel(const Args& args) {
+DataParallel::DataParallel(const Args& args, bool learns) {
   const char* worker_rank = std::getenv(kRankVar);
   const int64_t nproc = args.integer("nproc");
   if (nproc < 1 || nproc > 1024) throw UsageError("--nproc: expected 1 to 1024, found " + std::to_string(nproc));
@@ -91,6 +91,12 @@ DataParallel::DataParallel(const Args& args) {
     r.timeout = kTimeout;
     const char* local = std::getenv("LOCAL_RANK");
     local_rank_ = local != nullptr ? std::atoi(local) : r.rank;
+  } else if (nproc > 1 && !learns) {
+    if (!args.flag("quiet")) {
+      std::fprintf(stderr, "note: --nproc %lld: nothing is learned, so one process does it all\n",
+                   static_cast<long long>(nproc));
+    }
+    return;
   } else if (nproc > 1 || (args.has("nproc") && dist::available())) {  // --nproc 1 given: the distributed path
     if (!dist::available()) {
       throw UsageError("--nproc " + std::to_string(nproc) +

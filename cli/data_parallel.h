@@ -40,7 +40,9 @@ class DataParallel {
   /// An explicit --nproc 1 makes a group of this one process (the distributed path, measurable).
   /// \throws latmix::UsageError for a bad --nproc, --nproc beside an external launcher's variables,
   /// latmix::Error when the workers cannot be started or do not join.
-  explicit DataParallel(const Args& args);
+  /// `learns`: false when nothing will be learned (fixed presets): `--nproc N` then runs this one
+  /// process alone and says so (under an external launcher every process runs anyway).
+  DataParallel(const Args& args, bool learns);
   /// Kills and reaps workers that are still running (rank 0 failed or was cancelled).
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;

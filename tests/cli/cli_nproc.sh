@@ -179,6 +179,9 @@ fi
 # Usage: --nproc out of range; --nproc through --engine.
 expect 2 "$LATMIX" learn --model "$M6" --method rtn --nproc 0
 contains stderr "--nproc: expected 1 to 1024, found 0"
+# A fixed preset learns nothing: one process does it, and says so.
+expect 0 "$LATMIX" learn --model "$M6" --method rtn --nproc 2
+contains stderr "note: --nproc 2: nothing is learned, so one process does it all"
 ls -d /tmp/latmix-nproc-* 2>/dev/null | while read -r d; do [ -d "$d" ] && [ "$(stat -c %Y "$d")" -ge "$(stat -c %Y "$OUT")" ] && echo "left: $d"; done >"$OUT/left"
 [ ! -s "$OUT/left" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: rendezvous folders left: $(cat "$OUT/left")"; FAILED=$((FAILED + 1)); }
 finish
