@@ -10,7 +10,7 @@ PACKAGES=(
   qt6-base-dev libqt6opengl6-dev libquazip1-qt6-dev libimgui-dev libgl-dev
   xvfb xauth libgl1-mesa-dri fonts-dejavu-core
   clang libclang-rt-14-dev
-  dpkg-dev desktop-file-utils file
+  dpkg-dev desktop-file-utils file procps
   nodejs
 )
 
