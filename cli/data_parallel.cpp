@@ -235,13 +235,20 @@ void DataParallel::finish() {
 
 std::string DataParallel::explain(const std::string& error) {
   if (workers_.empty()) return error;
-  // Ended workers first (the one that failed made this rank's collective fail), then the rest.
-  for (Worker& w : workers_) {
-    int status = 0;
-    if (!w.reaped && waitpid(w.pid, &status, WNOHANG) == w.pid) {
-      w.reaped = true;
-      w.status = status;
+  // Ended workers first (the one that failed made this rank's collective fail), then the rest. A
+  // process's sockets close a moment before it can be reaped: wait up to a second for one to end.
+  for (int tries = 0; tries < 100; ++tries) {
+    bool any = false;
+    for (Worker& w : workers_) {
+      int status = 0;
+      if (!w.reaped && waitpid(w.pid, &status, WNOHANG) == w.pid) {
+        w.reaped = true;
+        w.status = status;
+      }
+      any = any || w.reaped;
     }
+    if (any) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::string ended;
   for (const Worker& w : workers_) {
