@@ -128,6 +128,13 @@ std::string event_line(const LearnEvent& e) {
 
 namespace {
 
+// --nproc starts processes on this host: through --engine it is refused.
+void refuse_nproc_on_engine(const Args& args) {
+  if (remote_engine() && args.integer("nproc") != 1) {
+    throw UsageError("--nproc: learning in several processes runs on this host, not through --engine");
+  }
+}
+
 // Runs `body(model, rank0)` in this process as one rank of `--nproc N` (or of an external launcher's
 // processes; one process alone without either): starts the workers when it is rank 0, loads the model
 // on this rank's device, and turns a failure into rank 0's message naming the worker that ended.
@@ -179,9 +186,7 @@ int run_learn(const Args& args) {
     }
   };
   api::LearnResult result;
-  if (remote_engine() && args.integer("nproc") != 1) {
-    throw UsageError("--nproc: learning in several processes runs on this host, not through --engine");
-  }
+  refuse_nproc_on_engine(args);
   if (remote_engine()) {
     RemoteHooks hooks;
     hooks.on_note = control.on_note;
@@ -217,9 +222,7 @@ int run_compare(const Args& args) {
   control.job.progress = progress.callback();
   if (!quiet) control.on_note = [](const std::string& note) { std::fprintf(stderr, "%s\n", note.c_str()); };
   api::CompareResult result;
-  if (remote_engine() && args.integer("nproc") != 1) {
-    throw UsageError("--nproc: learning in several processes runs on this host, not through --engine");
-  }
+  refuse_nproc_on_engine(args);
   if (remote_engine()) {
     result = api::compare_result_from_json(
         run_remote("compare", api::to_json(request), {control.job.progress, control.on_note}));

@@ -104,8 +104,7 @@ DataParallel::DataParallel(const Args& args, bool learns) {
                        "when it was built)");
     }
     r.world = static_cast<int>(nproc);
-    const char* tmp = std::getenv("TMPDIR");
-    std::string templ = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/latmix-nproc-XXXXXX";
+    const std::string templ = (std::filesystem::temp_directory_path() / "latmix-nproc-XXXXXX").string();
     std::vector<char> buf(templ.begin(), templ.end());
     buf.push_back('\0');
     if (mkdtemp(buf.data()) == nullptr) {
@@ -129,12 +128,8 @@ DataParallel::DataParallel(const Args& args, bool learns) {
     watch = std::thread([this, &joined] {
       while (!joined.load()) {
         for (Worker& w : workers_) {
-          int status = 0;
-          if (!w.reaped && waitpid(w.pid, &status, WNOHANG) == w.pid) {
-            w.reaped = true;
-            w.status = status;
-            std::fprintf(stderr, "error: --nproc: worker rank %d (pid %d) %s before the processes met\n", w.rank,
-                         static_cast<int>(w.pid), describe_status(status).c_str());
+          if (poll(w)) {
+            std::fprintf(stderr, "error: --nproc: %s before the processes met\n", describe(w).c_str());
             reap_all(true);
             if (!store_folder_.empty()) {
               std::error_code ec;
@@ -207,8 +202,19 @@ void DataParallel::start_workers(bool add_quiet) {
   }
 }
 
-std::string DataParallel::reap_all(bool kill_first) {
-  std::string report;
+std::string DataParallel::describe(const Worker& w) {
+  return "worker rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") " + describe_status(w.status);
+}
+
+bool DataParallel::poll(Worker& w) {
+  int status = 0;
+  if (w.reaped || waitpid(w.pid, &status, WNOHANG) != w.pid) return false;
+  w.reaped = true;
+  w.status = status;
+  return true;
+}
+
+void DataParallel::reap_all(bool kill_first) {
   for (Worker& w : workers_) {
     if (w.reaped) continue;
     if (kill_first) kill(w.pid, SIGKILL);
@@ -218,18 +224,22 @@ std::string DataParallel::reap_all(bool kill_first) {
     w.reaped = true;
     w.status = status;
   }
+}
+
+std::string DataParallel::failures() const {
+  std::string report;
   for (const Worker& w : workers_) {
-    if (!failed(w.status)) continue;
+    if (!w.reaped || !failed(w.status)) continue;
     if (!report.empty()) report += "; ";
-    report += "worker rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") " +
-              describe_status(w.status);
+    report += describe(w);
   }
   return report;
 }
 
 void DataParallel::finish() {
   if (workers_.empty()) return;
-  const std::string report = reap_all(false);
+  reap_all(false);
+  const std::string report = failures();
   if (!report.empty()) throw Error("--nproc " + std::to_string(world_) + ": " + report);
 }
 
@@ -239,25 +249,11 @@ std::string DataParallel::explain(const std::string& error) {
   // process's sockets close a moment before it can be reaped: wait up to a second for one to end.
   for (int tries = 0; tries < 100; ++tries) {
     bool any = false;
-    for (Worker& w : workers_) {
-      int status = 0;
-      if (!w.reaped && waitpid(w.pid, &status, WNOHANG) == w.pid) {
-        w.reaped = true;
-        w.status = status;
-      }
-      any = any || w.reaped;
-    }
+    for (Worker& w : workers_) any = poll(w) || w.reaped || any;
     if (any) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  std::string ended;
-  for (const Worker& w : workers_) {
-    if (w.reaped && failed(w.status)) {
-      if (!ended.empty()) ended += "; ";
-      ended += "worker rank " + std::to_string(w.rank) + " (pid " + std::to_string(w.pid) + ") " +
-               describe_status(w.status);
-    }
-  }
+  const std::string ended = failures();
   reap_all(true);
   return ended.empty() ? error : error + " [" + ended + "]";
 }

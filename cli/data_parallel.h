@@ -69,7 +69,14 @@ class DataParallel {
     bool reaped = false;
   };
   void start_workers(bool add_quiet);
-  std::string reap_all(bool kill_first);
+  /// Reaps `w` if it has ended (without waiting); true when it was reaped now.
+  static bool poll(Worker& w);
+  /// Waits for every worker not yet reaped (killing it first when `kill_first`).
+  void reap_all(bool kill_first);
+  /// "worker rank 1 (pid 42) was killed by signal 9 (Killed)"
+  static std::string describe(const Worker& w);
+  /// The reaped workers that failed, described and joined by "; " ("" when none).
+  std::string failures() const;
 
   int rank_ = 0;
   int world_ = 1;

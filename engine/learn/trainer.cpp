@@ -19,6 +19,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <utility>
 
 #include "latmix/compare.h"
 #include "latmix/distributed.h"
@@ -196,23 +197,20 @@ std::vector<int64_t> share_of(const std::vector<int64_t>& rows, const dist::Grou
 bool first_rank(const dist::Group* group) { return group == nullptr || group->rank() == 0; }
 
 // Every rank's gradients of the plan's parameters and its loss terms, summed over the ranks in
-// place (one collective per dtype). A parameter this rank gave no gradient adds zeros.
+// place: one collective per dtype and device (Group::sum takes one flat buffer of each). A parameter
+// this rank gave no gradient adds zeros.
 void sum_over_ranks(dist::Group& group, const TransformPlan& plan, std::vector<at::Tensor>& scalars) {
-  std::map<at::ScalarType, std::vector<at::Tensor>> by_dtype;
+  std::map<std::pair<at::ScalarType, std::string>, std::vector<at::Tensor>> buffers;
+  auto add = [&buffers](const at::Tensor& t) { buffers[{t.scalar_type(), t.device().str()}].push_back(t); };
   for (at::Tensor p : plan.parameters()) {
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
-    by_dtype[p.grad().scalar_type()].push_back(p.grad());
+    add(p.grad());
   }
   for (at::Tensor& t : scalars) {
     t = t.detach().to(at::kFloat).reshape({1}).clone();
-    by_dtype[at::kFloat].push_back(t);
+    add(t);
   }
-  for (auto& [dtype, tensors] : by_dtype) {
-    // one buffer per device: c10d's collectives take the tensors of one device
-    std::map<std::string, std::vector<at::Tensor>> by_device;
-    for (const at::Tensor& t : tensors) by_device[t.device().str()].push_back(t);
-    for (auto& [device, ts] : by_device) group.sum(ts);
-  }
+  for (auto& [key, tensors] : buffers) group.sum(tensors);
 }
 
 // True when any rank says true (a cancel in one process stops every one at the same step).
@@ -232,6 +230,7 @@ struct Checkpoint {
   std::string prefix;
   std::string fingerprint;
   std::string calibration;  // hash of the calibration token ids: another text is refused on resume
+  bool writer = true;       // data-parallel: rank 0 alone writes it (every rank reads it to resume)
   bool enabled() const { return !prefix.empty(); }
   std::string folder() const { return prefix + ".checkpoint"; }
   std::string state_path() const { return folder() + "/state.json"; }
@@ -239,6 +238,7 @@ struct Checkpoint {
   std::string optim_path() const { return folder() + "/optim.safetensors"; }
 
   void save(const TransformPlan& plan, const Optimizer& optim, int64_t step, const LearnSettings& s) const {
+    if (!writer) return;
     AtomicFolder temp(folder(), "checkpoint");
     save_transforms(temp.path() + "/transforms", plan);
     write_safetensors(temp.path() + "/optim.safetensors", optim.state(), {{"format", "latmix-optimizer"}});
@@ -330,7 +330,7 @@ class Loop {
       bool cancelled = control_.job.cancel.cancelled();
       if (group != nullptr) cancelled = any_rank(*group, cancelled);
       if (cancelled) {
-        if (checkpoint_.enabled() && first_rank(group)) checkpoint_.save(plan_, optim_, step, s_);
+        if (checkpoint_.enabled()) checkpoint_.save(plan_, optim_, step, s_);
         throw Cancelled();
       }
       const double lr = layer < 0 ? learning_rate(s_, step, total) : learning_rate(s_, step - layer * s_.steps, s_.steps);
@@ -369,7 +369,7 @@ class Loop {
       result_.curve.push_back(e);
       if (control_.on_step) control_.on_step(e);
       control_.job.report("learn", e.step, total);
-      if (checkpoint_.enabled() && first_rank(group) && s_.checkpoint_every > 0 && e.step % s_.checkpoint_every == 0) {
+      if (checkpoint_.enabled() && s_.checkpoint_every > 0 && e.step % s_.checkpoint_every == 0) {
         checkpoint_.save(plan_, optim_, e.step, s_);
       }
       if (control_.on_snapshot && control_.snapshot_every > 0 && e.step % control_.snapshot_every == 0 &&
@@ -592,6 +592,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
 
   Checkpoint checkpoint;
   checkpoint.prefix = s.checkpoint_prefix;
+  checkpoint.writer = first_rank(control.group);
   if (checkpoint.enabled()) {
     checkpoint.fingerprint = learn_fingerprint(fp, s);
     checkpoint.calibration = calibration_hash(*calib);
@@ -703,8 +704,8 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
                                                       static_cast<int64_t>(batch.size()));
       }
       // The volume term is the plan's, not a batch's: rank 0 alone adds it (and its gradient).
-      at::Tensor reg = volume_term(plan, s.lambda, device);
-      if (!first_rank(control.group)) reg = at::zeros_like(reg);
+      at::Tensor reg = first_rank(control.group) ? volume_term(plan, s.lambda, device)
+                                                 : at::zeros({}, at::TensorOptions(at::kFloat).device(device));
       if (reg.requires_grad()) reg.backward();
       StepLoss out;
       out.terms.emplace_back(s.loss == LearnLoss::Kl ? "kl" : "ce", term);
@@ -788,7 +789,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       val.update(total, v, plan, result);
     }
   }
-  if (checkpoint.enabled() && first_rank(control.group)) checkpoint.save(plan, optim, total, s);
+  if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
   if (val.enabled()) {
     val.finish(plan, result, total);
     if (deployed_every || gptq_refreshes > 0) {
