@@ -67,8 +67,7 @@ int main(int argc, char** argv) {
   const QString shot = parser.value(screenshot);
   if (!shot.isEmpty()) {
     // --screenshot FILE: no recovery offer, no tour; the window once the model is open, then quit.
-    const QString path = parser.value(model).isEmpty() ? latmix::studio::resources_dir() + "/models/gutenberg-llama-6M"
-                                                       : parser.value(model);
+    const QString path = parser.value(model).isEmpty() ? latmix::studio::demo_model() : parser.value(model);
     QObject::connect(&session, &latmix::studio::ModelSession::opened, &window, [&window, &app, shot] {
       QTimer::singleShot(100, &window, [&window, &app, shot] {  // after the panels' first paint
         const bool ok = window.saveScreenshot(shot);
@@ -90,7 +89,7 @@ int main(int argc, char** argv) {
   QString path = recovered ? QString() : parser.value(model);
   const bool first_start = !QSettings().contains("recent");
   if (!recovered && path.isEmpty() && first_start) {
-    path = latmix::studio::resources_dir() + "/models/gutenberg-llama-6M";
+    path = latmix::studio::demo_model();
   }
   if (!path.isEmpty()) window.openModel(path);
   // The first-run tour (issue #10).

@@ -65,6 +65,8 @@ QString resources_dir() {
   return {};
 }
 
+QString demo_model() { return resources_dir() + "/models/gutenberg-llama-6M"; }
+
 QString bundled_sample() { return resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt"; }
 
 QString last_folder(const QString& key) {
@@ -242,7 +244,7 @@ void MainWindow::buildMenus() {
   recent_menu_ = file->addMenu("Open &recent");
   rebuildRecentMenu();
   file->addAction("Open the &demo model", this, [this] {
-    openModel(resources_dir() + "/models/gutenberg-llama-6M");
+    openModel(demo_model());
   });
   file->addSeparator();
   file->addAction("Connect to &engine...", this, [this] { chooseEngine(); });

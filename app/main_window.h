@@ -187,6 +187,9 @@ class MainWindow : public QMainWindow {
 
 /// The folder holding the bundled resources (demo model, calibration sample), or "" if absent.
 QString resources_dir();
+/// The bundled demo model (resources_dir()/models/gutenberg-llama-6M): opened on a first start, by
+/// File > Open the demo model, and by --screenshot without --model.
+QString demo_model();
 /// The bundled calibration sample (resources_dir()/calibration/pride_and_prejudice_ch1-6.txt): the
 /// default text of the explorer, analyze, learn, compare, microscope and export.
 QString bundled_sample();
