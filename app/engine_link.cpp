@@ -203,8 +203,9 @@ void EngineLink::giveUpLostStream() {
 quint64 EngineLink::connectTo(const QString& url, const std::string& token) {
   pending_url_ = url;
   QPointer<EngineLink> self(this);
-  return pending_ = host_->submit("connect-engine", [self, url, token](const JobControl&) {
-    auto engine = std::make_shared<const serve::RemoteEngine>(url.toStdString(), token);
+  const serve::Reconnect reconnect = reconnect_;
+  return pending_ = host_->submit("connect-engine", [self, url, token, reconnect](const JobControl&) {
+    auto engine = std::make_shared<const serve::RemoteEngine>(url.toStdString(), token, reconnect);
     nlohmann::json facts = engine->engine();
     EngineHost::post(self, [self, engine, facts, url] {
       if (self->pending_url_ != url) return;  // a newer connect superseded this one

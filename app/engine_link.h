@@ -22,11 +22,7 @@
 #include <string>
 
 #include "latmix/progress.h"
-
-namespace latmix::serve {
-class RemoteEngine;
-struct JobEvent;
-}  // namespace latmix::serve
+#include "latmix/serve/client.h"
 
 namespace latmix::studio {
 
@@ -120,6 +116,9 @@ class EngineLink : public QObject {
   quint64 connectTo(const QString& url, const std::string& token);
   /// Back to this computer (disconnected()).
   void disconnectEngine();
+  /// How a remote job re-opens a dropped event stream before streamLost() (serve::Reconnect: five
+  /// tries over about 3 s). For the engines connectTo() connects to from now on.
+  void setReconnect(serve::Reconnect reconnect) { reconnect_ = reconnect; }
 
   /// The connected engine (nullptr: this computer). Shared, so a job that runs keeps it alive.
   std::shared_ptr<const serve::RemoteEngine> remote() const { return remote_; }
@@ -158,6 +157,7 @@ class EngineLink : public QObject {
   nlohmann::json facts_;
   quint64 pending_ = 0;
   QString pending_url_;
+  serve::Reconnect reconnect_;
   std::shared_ptr<StreamLossGate> gate_ = std::make_shared<StreamLossGate>();
 };
 

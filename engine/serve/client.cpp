@@ -89,7 +89,12 @@ std::string encode(const std::string& s) {
 
 }  // namespace
 
-RemoteEngine::RemoteEngine(const std::string& url, const std::string& token) : url_(url), impl_(std::make_unique<Impl>()) {
+RemoteEngine::RemoteEngine(const std::string& url, const std::string& token, Reconnect reconnect)
+    : url_(url), reconnect_(reconnect), impl_(std::make_unique<Impl>()) {
+  if (reconnect_.attempts < 0 || reconnect_.first_wait_ms < 0) {
+    throw UsageError("reconnect policy: expected attempts and a wait of 0 or more, found " +
+                     std::to_string(reconnect_.attempts) + " and " + std::to_string(reconnect_.first_wait_ms) + " ms");
+  }
   std::string base = url;
   while (!base.empty() && base.back() == '/') base.pop_back();
   if (base.rfind("http://", 0) != 0 && base.rfind("https://", 0) != 0) base = "http://" + base;
@@ -138,7 +143,7 @@ json RemoteEngine::files(const std::string& path) const {
 }
 
 int64_t RemoteEngine::follow(const std::string& id, int64_t after, const std::function<bool(const JobEvent&)>& on_event,
-                             const CancelToken& cancel, int reconnects) const {
+                             const CancelToken& cancel) const {
   int failures = 0;
   bool ended = false;
   bool stopped = false;
@@ -189,8 +194,8 @@ int64_t RemoteEngine::follow(const std::string& id, int64_t after, const std::fu
     if (ended || stopped || cancel.cancelled()) break;
     if (r && status != 200 && status != 0) impl_->fail(status, error_body, "following job " + id);
     if (r && status == 200) continue;  // the server closed a finished stream: asked again, it ends at once
-    if (++failures > reconnects) impl_->fail(r, "following job " + id);
-    std::this_thread::sleep_for(std::chrono::milliseconds(200 * failures));
+    if (++failures > reconnect_.attempts) impl_->fail(r, "following job " + id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(static_cast<int64_t>(reconnect_.first_wait_ms) * failures));
   }
   return after;
 }

@@ -717,13 +717,15 @@ class RemoteStudioTest : public QObject {
     LocalServer server;
     Relay relay(server.port);
     test::Studio s;
+    // Five reconnects 20 ms x 1..5 apart (the default is 200 ms x 1..5: 3 s a drop, the engine learning on).
+    s.window.context()->engineLink()->setReconnect({5, 20});
     QVERIFY(open_on_engine(s, relay.url()));
     LearnController* ctl = s.window.context()->learnController();
     QSignalSpy finished(ctl, &LearnController::finished);
     QSignalSpy failed(ctl, &LearnController::failed);
     QSignalSpy arrived(ctl, &LearnController::stepsArrived);
     QSignalSpy lost(s.window.context()->engineLink(), &EngineLink::streamLost);
-    constexpr int kSteps = 30;  // still learning when the relay drops and when Retry follows it again (~3.7 s)
+    constexpr int kSteps = 16;  // still learning when the relay drops and when Retry follows it again
     QVERIFY(ctl->start(learn_request(kSteps)) != 0);
     QVERIFY(arrived.wait(kJobMs));
     relay.drop();  // the engine is unreachable: the client's reconnects give up

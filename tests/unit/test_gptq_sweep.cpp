@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../../engine/quant/cuda/gptq_cuda.h"
 #include "../../engine/quant/gptq_sweep.h"
 #include "latmix/error.h"
 #include "latmix/mx.h"
@@ -208,6 +209,37 @@ TEST(GptqSweep, SortedDiagonalWithActOrderAndBf16) {
   EXPECT_EQ(expected.scalar_type(), at::kBFloat16);
   EXPECT_TRUE(same_bits(run(W, H, f, o, SweepKernel::Host).weight, expected));
   EXPECT_TRUE(same_bits(run(W, H, f, o, SweepKernel::Aten).weight, expected));
+}
+
+// The fused loop's rounding of one value (gptq_cuda::grid_round, a branch-free search) against
+// round_on_grid (at::bucketize) on the values where a search goes wrong: every midpoint exactly
+// (ties), its neighbouring floats, every grid value, the range's ends and beyond, signed zeros,
+// infinities and NaN, in every element format, with a scale of 1 and of 2^-3.
+TEST(GptqSweep, FusedRoundingIsBucketizeOnEdgeValues) {
+  for (const char* name : {"mxfp4", "mxfp6_e2m3", "mxfp6_e3m2", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8"}) {
+    SCOPED_TRACE(name);
+    const MxFormat f = MxFormat::parse(name);
+    const latmix::gptq_detail::GridTables t = latmix::gptq_detail::make_grid(f, at::kCPU);
+    const at::Tensor values = t.values.contiguous(), mids = t.midpoints.contiguous(), upper = t.pick_upper.contiguous();
+    std::vector<float> probe = {0.0f, -0.0f, std::nanf(""), INFINITY, -INFINITY, 1e30f, -1e30f, 1e-30f, -1e-30f};
+    for (const at::Tensor& table : {values, mids}) {
+      for (int64_t i = 0; i < table.numel(); ++i) {
+        const float v = table.data_ptr<float>()[i];
+        probe.insert(probe.end(), {v, std::nextafter(v, INFINITY), std::nextafter(v, -INFINITY), -v});
+      }
+    }
+    const latmix::gptq_cuda::GridView g{values.data_ptr<float>(), mids.data_ptr<float>(), upper.data_ptr<int64_t>(),
+                                        values.numel(), t.signed_zero ? 1 : 0};
+    for (const float scale : {1.0f, 0.125f}) {
+      std::vector<float> x;
+      for (const float v : probe) x.push_back(v * scale);
+      const at::Tensor in = at::tensor(x);
+      const at::Tensor expected = latmix::gptq_detail::round_on_grid(in, at::full({in.size(0)}, scale), t);
+      std::vector<float> got;
+      for (const float v : x) got.push_back(latmix::gptq_cuda::grid_round(v, scale, g));
+      EXPECT_TRUE(same_bits(at::tensor(got), expected.contiguous())) << "scale " << scale;
+    }
+  }
 }
 
 TEST(GptqSweep, KernelChoiceErrors) {

@@ -33,29 +33,30 @@ struct GridView {
   int signed_zero = 1;  ///< copy the sign of v / X onto the result (all formats but INT8)
 };
 
-/// at::bucketize(y, mids, right) for one value: the first index whose midpoint is >= y (> y when
-/// `right`). ATen's loop is written with negated comparisons, which sends NaN past the end; so is
-/// this one.
-LATMIX_HD int64_t bucket(const float* mids, int64_t len, float y, bool right) {
-  int64_t lo = 0, hi = len;
-  while (lo < hi) {
-    const int64_t mid = lo + ((hi - lo) >> 1);
-    const float m = mids[mid];
-    if (right ? !(m > y) : !(m >= y)) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
+/// at::bucketize(y, mids, right=false) for one value: the first index whose midpoint is >= y.
+/// ATen's loop is written with negated comparisons, which sends NaN past the end; so is this one.
+/// Branch-free (the halving below moves `base` with a select, not a jump): the predicate
+/// !(m >= y) holds on a prefix of the sorted midpoints, so the prefix's length is the answer.
+LATMIX_HD int64_t bucket(const float* mids, int64_t len, float y) {
+  if (len <= 0) return 0;
+  const float* base = mids;
+  int64_t n = len;
+  while (n > 1) {
+    const int64_t half = n >> 1;
+    base = !(base[half] >= y) ? base + half : base;
+    n -= half;
   }
-  return lo;
+  return (base - mids) + (!(*base >= y) ? 1 : 0);
 }
 
-/// round_on_grid (gptq_sweep.cpp) of one value w with its block scale s.
+/// round_on_grid (gptq_sweep.cpp) of one value w with its block scale s. A tie (y exactly on a
+/// midpoint: at::bucketize with right=true would answer past it) goes where pick_upper says.
 LATMIX_HD float grid_round(float w, float s, const GridView& g) {
   const float y = mx_cuda::div_rn(w, s);
   const int64_t len = g.size - 1;
-  const int64_t lo = bucket(g.midpoints, len, y, false);
-  const int64_t hi = bucket(g.midpoints, len, y, true);
+  const int64_t lo = bucket(g.midpoints, len, y);
+  int64_t hi = lo;  // bucketize(right=true): past the midpoints equal to y
+  while (hi < len && !(g.midpoints[hi] > y)) ++hi;
   const int64_t idx = lo != hi ? lo + g.pick_upper[lo < len - 1 ? lo : len - 1] : lo;
   const float q = mx_cuda::mul_rn(g.values[idx], s);
   return g.signed_zero ? mx_cuda::copy_sign(q, y) : q;

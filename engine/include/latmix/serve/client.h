@@ -40,10 +40,18 @@ struct RemoteCallbacks {
   CancelToken cancel;
 };
 
+/// How follow() re-opens a dropped event stream: up to `attempts` times in a row, waiting
+/// first_wait_ms, then twice that, ... (200 ms x 1..5: a stream is given up about 3 s after the
+/// engine stops answering).
+struct Reconnect {
+  int attempts = 5;
+  int first_wait_ms = 200;
+};
+
 class RemoteEngine {
  public:
   /// `url`: http://HOST:PORT (or HOST:PORT). \throws latmix::UsageError for a URL that is none.
-  RemoteEngine(const std::string& url, const std::string& token);
+  RemoteEngine(const std::string& url, const std::string& token, Reconnect reconnect = {});
   ~RemoteEngine();
   const std::string& url() const { return url_; }
 
@@ -55,10 +63,10 @@ class RemoteEngine {
   nlohmann::json jobs() const;
   nlohmann::json job(const std::string& id) const;
   /// Reads the job's events after `after` until it has ended (or `on_event` returns false, or
-  /// `cancel` is cancelled); a dropped connection is re-opened at the last event seen (up to
-  /// `reconnects` times in a row). Returns the last event's seq.
+  /// `cancel` is cancelled); a dropped connection is re-opened at the last event seen, as the
+  /// Reconnect given to the constructor says. Returns the last event's seq.
   int64_t follow(const std::string& id, int64_t after, const std::function<bool(const JobEvent&)>& on_event,
-                 const CancelToken& cancel = {}, int reconnects = 5) const;
+                 const CancelToken& cancel = {}) const;
   /// The result of a finished job (CBOR on the wire). \throws latmix::UsageError (a bad request),
   /// latmix::Error (the task failed), latmix::Cancelled, RemoteError (not finished, unknown job).
   nlohmann::json result(const std::string& id) const;
@@ -85,6 +93,7 @@ class RemoteEngine {
  private:
   struct Impl;
   std::string url_;
+  Reconnect reconnect_;
   std::unique_ptr<Impl> impl_;
 };
 
