@@ -1,6 +1,9 @@
 // Hadamard matrices: Sylvester powers of two, Paley I and Paley II over GF(q) for prime powers q,
 // and the decomposition d = 2^k * m used by the full-width transform.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 
 #include <map>
 #include <mutex>
@@ -9,6 +12,7 @@
 
 #include "latmix/error.h"
 #include "latmix/transforms.h"
+#include "transforms/hadamard_detail.h"
 
 namespace latmix {
 
@@ -224,9 +228,10 @@ at::Tensor hadamard_matrix(int64_t n) {
   return h;
 }
 
-at::Tensor fast_walsh_hadamard(const at::Tensor& x) {
+namespace hadamard_detail {
+
+at::Tensor butterflies_aten(const at::Tensor& x) {
   const int64_t n = x.size(-1);
-  if (!is_power_of_two(n)) fail("fast_walsh_hadamard", "width", "a power of two", std::to_string(n));
   auto shape = x.sizes().vec();
   at::Tensor y = x.reshape({-1, n});
   for (int64_t h = 1; h < n; h *= 2) {
@@ -235,6 +240,56 @@ at::Tensor fast_walsh_hadamard(const at::Tensor& x) {
     y = at::stack({a + b, a - b}, 2).reshape({-1, n});
   }
   return y.view(shape);
+}
+
+namespace {
+
+// The same butterflies as butterflies_aten, each row in place in one pass per stage: (a, b) ->
+// (a + b, a - b), one rounding each, in the same order, so the bits are the same; no tensor is
+// allocated per stage (ATen's chain allocated two per stage, and dominated folding a block
+// Hadamard into the weights on the CPU).
+template <typename T>
+void butterflies_rows(T* data, int64_t rows, int64_t n) {
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / n), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      T* p = data + r * n;
+      for (int64_t h = 1; h < n; h *= 2) {
+        for (int64_t i = 0; i < n; i += 2 * h) {
+          T* a = p + i;
+          T* b = p + i + h;
+          for (int64_t j = 0; j < h; ++j) {
+            const T u = a[j], v = b[j];
+            a[j] = u + v;
+            b[j] = u - v;
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor butterflies_host(const at::Tensor& x) {
+  const int64_t n = x.size(-1);
+  at::Tensor y = x.contiguous().clone();
+  const int64_t rows = n > 0 ? y.numel() / n : 0;
+  if (y.scalar_type() == at::kDouble) {
+    butterflies_rows(y.data_ptr<double>(), rows, n);
+  } else {
+    butterflies_rows(y.data_ptr<float>(), rows, n);
+  }
+  return y;
+}
+
+}  // namespace hadamard_detail
+
+at::Tensor fast_walsh_hadamard(const at::Tensor& x) {
+  const int64_t n = x.size(-1);
+  if (!is_power_of_two(n)) fail("fast_walsh_hadamard", "width", "a power of two", std::to_string(n));
+  const bool host = x.device().is_cpu() && (x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble) &&
+                    !(x.requires_grad() && at::GradMode::is_enabled());
+  return host ? hadamard_detail::butterflies_host(x) : hadamard_detail::butterflies_aten(x);
 }
 
 }  // namespace latmix

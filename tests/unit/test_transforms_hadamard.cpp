@@ -8,6 +8,7 @@
 
 #include "latmix/error.h"
 #include "latmix/transforms.h"
+#include "../../engine/transforms/hadamard_detail.h"
 
 namespace {
 
@@ -76,6 +77,32 @@ TEST(Hadamard, FastWalshHadamardEqualsDenseMatrix) {
     EXPECT_LT(max_abs(latmix::fast_walsh_hadamard(x) - dense), 1e-10) << n;
   }
   EXPECT_THROW(latmix::fast_walsh_hadamard(at::zeros({4, 12})), latmix::Error);
+}
+
+// The in-place host loop (CPU float and double without autograd) gives the bits of the ATen
+// stages, on a contiguous input and on a transposed view (as HadamardTransform::apply_h passes it),
+// rows with large and tiny values mixed so that the roundings matter; and a differentiable input
+// still gets its gradient (the ATen stages).
+TEST(Hadamard, FastWalshHadamardHostLoopIsBitForBitTheAtenStages) {
+  for (const auto dtype : {at::kFloat, at::kDouble}) {
+    for (int64_t n : {1, 2, 32, 256}) {
+      const at::Tensor x = (at::randn({7, n}, dtype) * at::exp2(at::randint(-20, 20, {7, n}, dtype)));
+      const at::Tensor views[] = {x, x.t().contiguous().t(), x.view({7, 1, n})};
+      for (const at::Tensor& v : views) {
+        const at::Tensor host = latmix::hadamard_detail::butterflies_host(v);
+        const at::Tensor aten = latmix::hadamard_detail::butterflies_aten(v);
+        ASSERT_EQ(host.sizes(), aten.sizes());
+        EXPECT_TRUE(at::equal(host, aten)) << n << " " << dtype;
+        EXPECT_TRUE(at::equal(latmix::fast_walsh_hadamard(v), aten)) << n << " " << dtype;
+      }
+    }
+  }
+  const at::Tensor w = at::randn({3, 16}).requires_grad_();
+  latmix::fast_walsh_hadamard(w).sum().backward();
+  ASSERT_TRUE(w.grad().defined());
+  // d/dx sum(x H) = row sums of H: 16 in the first column, 0 elsewhere.
+  EXPECT_TRUE(at::allclose(w.grad().select(1, 0), at::full({3}, 16.0f)));
+  EXPECT_TRUE(at::allclose(w.grad().slice(1, 1), at::zeros({3, 15})));
 }
 
 TEST(HadamardTransform, MatchesScaledHadamardWithSignsAndIsOrthogonal) {
