@@ -144,12 +144,12 @@ TEST(QuantGutenberg, GptqBeatsRtnOnEveryLayerUnderMxfp4) {
   // here, where they are quantized already: each test is its own process).
   latmix::PerplexityOptions o;
   o.seqlen = 256;
-  o.max_windows = 8;
+  o.max_windows = 4;
   const auto text = text_ids(latmix::test::source_path("resources/calibration/pride_and_prejudice_ch1-6.txt"));
   const double fp = latmix::evaluate_perplexity(setup().model, text, o).perplexity;
   for (const char* spec : {"w=mxfp4,a=none,weights=gptq,act_order=on", "w=mxfp4,a=none,weights=gptq,gptq_scales=static"}) {
     const double ppl = latmix::evaluate_perplexity(quantized(spec).model, text, o).perplexity;
-    std::printf("  %-44s ppl %.2f (calibration sample, seqlen 256, 8 windows)\n", spec, ppl);
+    std::printf("  %-44s ppl %.2f (calibration sample, seqlen 256, 4 windows)\n", spec, ppl);
     EXPECT_TRUE(std::isfinite(ppl)) << spec;
     EXPECT_GT(ppl, 0.95 * fp) << spec;
   }
@@ -171,7 +171,7 @@ TEST(QuantGutenberg, W4A4PerplexityIsFiniteAndAboveFp) {
   LATMIX_REQUIRE_DATA("corpus/gutenberg/pg11_alice_in_wonderland.txt");
   latmix::PerplexityOptions o;
   o.seqlen = 256;
-  o.max_windows = 8;
+  o.max_windows = 4;
   const auto calib_text = text_ids(latmix::test::source_path("resources/calibration/pride_and_prejudice_ch1-6.txt"));
   const auto held_out = text_ids(latmix::test::data_path("corpus/gutenberg/pg11_alice_in_wonderland.txt"));
   const char* specs[] = {"w=mxfp4,a=mxfp4,weights=rtn", "w=mxfp4,a=mxfp4,weights=gptq", "w=mxfp4,a=none,weights=rtn",
@@ -201,10 +201,10 @@ namespace {
 TEST(QuantGutenberg, AnyFormatCombination) {
   latmix::PerplexityOptions o;
   o.seqlen = 256;
-  o.max_windows = 8;
+  o.max_windows = 4;
   const auto text = text_ids(latmix::test::source_path("resources/calibration/pride_and_prejudice_ch1-6.txt"));
   const double fp = latmix::evaluate_perplexity(setup().model, text, o).perplexity;
-  std::printf("calibration sample, seqlen 256, 8 windows, no BOS: FP ppl %.2f\n", fp);
+  std::printf("calibration sample, seqlen 256, 4 windows, no BOS: FP ppl %.2f\n", fp);
   for (const char* spec :
        {"w=mxfp8,a=mxfp8", "mxint8", "w=mxfp6_e2m3,a=mxfp6_e2m3", "w=mxfp4,a=mxfp6_e2m3", "mxint4",
         "w=mxfp4,a=mxfp4,scale=even", "w=mxfp4,a=mxfp4,weights=gptq,act_order=on", "w=mxint4,a=mxint8,weights=gptq"}) {
