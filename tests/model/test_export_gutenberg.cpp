@@ -53,7 +53,7 @@ latmix::ExportOptions options(const std::string& out, const std::vector<int32_t>
   o.verify_ids = ids;
   o.verify_text = "pride_and_prejudice_ch1-6.txt";
   o.verify_ppl.seqlen = 256;
-  o.verify_ppl.max_windows = 8;
+  o.verify_ppl.max_windows = 4;
   return o;
 }
 

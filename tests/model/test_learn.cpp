@@ -266,9 +266,10 @@ TEST(Learn, DeployedCheckKeepsTheBetterOfStartAndLearnedWithGptqWeights) {
 TEST(Learn, DeployedCheckEveryMeasuresTheModelWithGptqWeights) {
   LATMIX_REQUIRE_DATA("corpus/gutenberg/pg1342_pride_and_prejudice.txt");
   const Fixture& f = six_m();
-  const LearnSettings s = gptq_validated(DeployedCheck::Every);
+  LearnSettings s = gptq_validated(DeployedCheck::Every);
+  s.steps = 3;  // a GPTQ run per measurement: the start and three steps (was 6 steps, 7 runs; issue 16)
   const MethodResult r = obtain_plan(f.model, &f.calib, s);
-  ASSERT_EQ(r.validation_curve.size(), 7u);
+  ASSERT_EQ(r.validation_curve.size(), 4u);
   // Measuring the deployed model must not cut the plan off from its optimizer: the steps after
   // the first measurement have gradients and the measurements move.
   for (const LearnEvent& e : r.curve) EXPECT_GT(e.grad_norm, 0) << "step " << e.step;
