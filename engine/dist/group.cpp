@@ -165,6 +165,7 @@ Group::~Group() {
 
 int Group::rank() const { return impl_->rendezvous.rank; }
 int Group::world() const { return impl_->rendezvous.world; }
+std::chrono::milliseconds Group::timeout() const { return impl_->rendezvous.timeout; }
 
 namespace {
 
@@ -241,6 +242,7 @@ Group::Group(const Rendezvous& r) {
 Group::~Group() = default;
 int Group::rank() const { return impl_->rendezvous.rank; }
 int Group::world() const { return impl_->rendezvous.world; }
+std::chrono::milliseconds Group::timeout() const { return impl_->rendezvous.timeout; }
 void Group::sum(std::vector<at::Tensor>&) {}
 void Group::average(std::vector<at::Tensor>&) {}
 void Group::broadcast(std::vector<at::Tensor>&, int) {}

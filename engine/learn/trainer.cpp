@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -213,13 +214,6 @@ void sum_over_ranks(dist::Group& group, const TransformPlan& plan, std::vector<a
   for (auto& [key, tensors] : buffers) group.sum(tensors);
 }
 
-// True when any rank says true (a cancel in one process stops every one at the same step).
-bool any_rank(dist::Group& group, bool mine) {
-  std::vector<at::Tensor> flag = {at::full({1}, mine ? 1.0f : 0.0f, at::kFloat)};
-  group.sum(flag);
-  return flag.front().item<float>() > 0;
-}
-
 // ---- Checkpoints -------------------------------------------------------------------------------
 
 // A checkpoint is one folder, PREFIX.checkpoint/ (transforms.safetensors/.json, optim.safetensors,
@@ -326,9 +320,13 @@ class Loop {
            const std::function<StepLoss(int64_t step)>& loss_of) {
     dist::Group* group = control_.group;
     for (int64_t step = first; step < last; ++step) {
-      control_.pause.wait(control_.job.cancel);
-      bool cancelled = control_.job.cancel.cancelled();
-      if (group != nullptr) cancelled = any_rank(*group, cancelled);
+      bool cancelled = false;
+      if (group == nullptr) {
+        control_.pause.wait(control_.job.cancel);
+        cancelled = control_.job.cancel.cancelled();
+      } else {
+        cancelled = agreed_stop(*group);
+      }
       if (cancelled) {
         if (checkpoint_.enabled()) checkpoint_.save(plan_, optim_, step, s_);
         throw Cancelled();
@@ -381,6 +379,27 @@ class Loop {
   }
 
   void set_resumed_at(int64_t step) { resumed_at_ = step; }
+
+  // Data-parallel: at a step's start every rank agrees to go on, to stop (a cancel on any rank) or
+  // to hold (a pause on any rank; the studio and `latmix serve` pause the process they run in).
+  // While held, the ranks meet about once a second (a quarter of the group's timeout when that is
+  // shorter), so a pause longer than the timeout does not end the run: the others wait in a
+  // collective no longer than that.
+  bool agreed_stop(dist::Group& group) const {
+    for (;;) {
+      const bool cancel = control_.job.cancel.cancelled();
+      const bool paused = !cancel && control_.pause.paused();
+      std::vector<at::Tensor> flags = {at::tensor({cancel ? 1.0f : 0.0f, paused ? 1.0f : 0.0f})};
+      group.sum(flags);
+      const at::Tensor f = flags.front();
+      if (f[0].item<float>() > 0) return true;
+      if (f[1].item<float>() == 0) return false;
+      const auto until = Clock::now() + std::min<std::chrono::milliseconds>(std::chrono::seconds(1), group.timeout() / 4);
+      while (control_.pause.paused() && !control_.job.cancel.cancelled() && Clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+  }
   /// Called with each step's event before it is reported (it may add the validation loss);
   /// returning true ends run() after that step.
   void set_after_step(std::function<bool(LearnEvent&)> f) { after_step_ = std::move(f); }

@@ -11,8 +11,15 @@
 #include <string>
 #include <vector>
 
+#include <ATen/Parallel.h>
+
+#include <thread>
+
+#include "latmix/calib_data.h"
 #include "latmix/distributed.h"
 #include "latmix/error.h"
+#include "latmix/learn.h"
+#include "latmix/model.h"
 #include "test_paths.h"
 
 namespace {
@@ -143,6 +150,51 @@ TEST(Distributed, AProcessThatStopsEndsTheOthersCollectiveWithAnError) {
   EXPECT_EQ(codes, std::vector<int>({0, 3}));
   // Ended by the error, not by the 30 s timeout.
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(25));
+}
+
+// Rank 0 paused for 3 s, three times the group's timeout (1 s here), before the first step: every
+// rank holds with it (meeting once a second), then both learn the same steps; without the agreed
+// hold rank 1 would time out waiting in the step's first collective. The held rank waits as long.
+TEST(Distributed, APauseOnOneRankHoldsEveryRankPastTheGroupsTimeout) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist-pause");
+  const std::vector<int> codes = run_ranks(2, [&](int rank) {
+    at::set_num_threads(1);  // a forked child: no OpenMP pool of the parent's
+    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
+    at::manual_seed(11);
+    const at::Tensor t = at::randint(0, 320, {4 * 16}, at::kInt);
+    latmix::CalibrationOptions co;
+    co.samples = 4;
+    co.seqlen = 16;
+    const latmix::CalibrationSet calib =
+        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
+    latmix::LearnSettings s = latmix::method_defaults("latmix", latmix::parse_quant_spec("w=mxfp4,a=none"), at::kCPU);
+    s.steps = 2;
+    s.batch = 4;
+    s.validation = 0;
+    s.init = latmix::TransformInit::Hadamard;  // the fixture's head_dim 16 is narrower than an MX block
+    Rendezvous r = in_folder(folder, rank, 2);
+    r.timeout = std::chrono::seconds(1);
+    Group g(r);
+    latmix::LearnControl control;
+    control.group = &g;
+    std::thread resumer;
+    if (rank == 0) {
+      control.pause.pause();
+      resumer = std::thread([pause = control.pause] {
+        std::this_thread::sleep_for(std::chrono::seconds(3));
+        pause.resume();
+      });
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const latmix::MethodResult result = latmix::obtain_plan(model, &calib, s, control);
+    const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (resumer.joinable()) resumer.join();
+    if (result.curve.size() != 2) return 10;
+    if (waited < 2.5) return 11;  // both ranks held for the pause
+    return 0;
+  });
+  EXPECT_EQ(codes, std::vector<int>({0, 0}));
 }
 
 }  // namespace

@@ -55,6 +55,8 @@ class Group {
 
   int rank() const;
   int world() const;
+  /// How long a collective waits for the others (Rendezvous::timeout).
+  std::chrono::milliseconds timeout() const;
   /// Every tensor summed over the processes and divided by world(), in place (float tensors of the
   /// same shapes on every rank, in the same order). \throws latmix::Error when a process is gone.
   void average(std::vector<at::Tensor>& tensors);
