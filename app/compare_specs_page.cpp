@@ -34,6 +34,7 @@
 #include "compare_common.h"
 #include "engine_host.h"
 #include "engine_link.h"
+#include "latmix/api/calibration.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
@@ -77,8 +78,33 @@ CompareSpecsPage::CompareSpecsPage(EngineHost* host, ModelSession* session, Engi
   specs_->setMaximumHeight(90);
   specs_->setToolTip(
       "One quantization spec per line (latmix eval --quant grammar); FP is always the first column. "
-      "GPTQ calibrates on the bundled sample.");
+      "GPTQ calibrates on the text below (default: the bundled sample).");
   layout->addWidget(specs_);
+  // GPTQ's calibration, as `latmix eval --calib FILE --calib-samples N --calib-seqlen N`; each control
+  // carries its option's name (the drift test fills the page as a person would).
+  const api::CalibrationSize gptq = api::gptq_calibration_defaults(false, 0);
+  auto* calib_row = new QHBoxLayout();
+  calib_ = new QLineEdit(page);
+  calib_->setObjectName("calib");
+  calib_->setPlaceholderText("the bundled sample");
+  calib_->setToolTip("latmix eval --calib FILE: the text GPTQ calibrates on (weights=gptq lines)");
+  calib_samples_ = new QSpinBox(page);
+  calib_samples_->setObjectName("calib-samples");
+  calib_samples_->setRange(0, 1 << 20);
+  calib_samples_->setSpecialValueText(QString("default (%1 on the CPU, 128 on CUDA)").arg(gptq.samples));
+  calib_samples_->setToolTip("latmix eval --calib-samples N: GPTQ's calibration sequences");
+  calib_seqlen_ = new QSpinBox(page);
+  calib_seqlen_->setObjectName("calib-seqlen");
+  calib_seqlen_->setRange(0, 1 << 20);
+  calib_seqlen_->setSpecialValueText(QString("default (%1 on the CPU, 2048 on CUDA)").arg(gptq.seqlen));
+  calib_seqlen_->setToolTip("latmix eval --calib-seqlen N: tokens per calibration sequence");
+  calib_row->addWidget(new QLabel("GPTQ calibration:", page));
+  calib_row->addWidget(calib_, 2);
+  calib_row->addWidget(new QLabel("sequences", page));
+  calib_row->addWidget(calib_samples_, 1);
+  calib_row->addWidget(new QLabel("tokens each", page));
+  calib_row->addWidget(calib_seqlen_, 1);
+  layout->addLayout(calib_row);
   table_ = table(page);
   layout->addWidget(table_, 1);
   specs_note_ = new QLabel(page);
@@ -108,6 +134,9 @@ api::EvaluateRequest CompareSpecsPage::specsRequest() const {
   for (const QString& line : specs_->toPlainText().split('\n', Qt::SkipEmptyParts)) {
     if (!line.trimmed().isEmpty()) r.quant.push_back(line.trimmed().toStdString());
   }
+  r.calib = calib_->text().trimmed().toStdString();
+  if (calib_samples_->value() > 0) r.calib_samples = calib_samples_->value();  // 0: "default"
+  if (calib_seqlen_->value() > 0) r.calib_seqlen = calib_seqlen_->value();
   return r;
 }
 
@@ -155,6 +184,7 @@ quint64 CompareSpecsPage::runOnEngine(api::EvaluateRequest request) {
   auto engine = session_->remote();
   const QString path = session_->summary().path;
   request.tasks = link_->engineTexts(request.tasks);
+  if (!request.calib.empty()) request.calib = link_->engineText(request.calib);
   request.data_dir.clear();
   EngineRunHooks hooks;
   hooks.gate = link_->lossGate();

@@ -13,7 +13,9 @@
 #include "latmix/tasks.h"
 
 class QLabel;
+class QLineEdit;
 class QPlainTextEdit;
+class QSpinBox;
 class QPushButton;
 class QTableWidget;
 
@@ -65,6 +67,10 @@ class CompareSpecsPage : public QWidget {
   EngineLink* link_;
   CompareEvaluation eval_;
   QPlainTextEdit* specs_ = nullptr;
+  // GPTQ's calibration: latmix eval --calib, --calib-samples, --calib-seqlen (0: the default).
+  QLineEdit* calib_ = nullptr;
+  QSpinBox* calib_samples_ = nullptr;
+  QSpinBox* calib_seqlen_ = nullptr;
   QPushButton* run_ = nullptr;
   QPushButton* save_ = nullptr;
   QTableWidget* table_ = nullptr;

@@ -136,6 +136,16 @@ void Scenario::run(const QString& dir, std::function<void(bool)> done) {
           // a short comparison, so that the scripted run stays quick on a small machine
           w_.compare()->configure("text:" + resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt,winogrande",
                               "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=mxfp4,weights=gptq", 6);
+          // GPTQ on 8 x 64 tokens of the bundled sample, set in the page's fields as a person would.
+          for (const auto& [name, value] : {std::pair<const char*, int>{"calib-samples", 8}, {"calib-seqlen", 64}}) {
+            auto* box = w_.compare()->findChild<QSpinBox*>(name);
+            if (box == nullptr) {
+              note(QString("scenario: the compare page has no field '%1'").arg(name));
+              finish(false);
+              return;
+            }
+            box->setValue(value);
+          }
           if (w_.compare()->run() == 0) finish(false);
         });
         w_.microscope()->select("residual", 1, 6);

@@ -17,6 +17,7 @@
 #include <QStandardPaths>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -449,6 +450,23 @@ TEST_F(CompareRequestDrift, EachSpecLineIsTheSameThroughTheCliAndTheSpecPage) {
   EXPECT_EQ(latmix::api::to_json(page).dump(2), latmix::api::to_json(cli).dump(2));
   EXPECT_EQ(page.quant[1], "w=mxint4,a=none,weights=gptq");
   EXPECT_FALSE(page.calib_samples || page.calib_seqlen);  // the one GPTQ default (api/calibration.h)
+
+  // GPTQ's calibration fields are `--calib`, `--calib-samples` and `--calib-seqlen`.
+  auto* calib = compare_->findChild<QLineEdit*>("calib");
+  auto* samples = compare_->findChild<QSpinBox*>("calib-samples");
+  auto* seqlen = compare_->findChild<QSpinBox*>("calib-seqlen");
+  ASSERT_TRUE(calib && samples && seqlen);
+  calib->setText(QString::fromStdString(kSample));
+  samples->setValue(8);
+  seqlen->setValue(64);
+  const latmix::api::EvaluateRequest sized = compare_->specsRequest();
+  latmix::api::EvaluateRequest cli_sized =
+      cli_evaluate_request({"--model", kModel, "--tasks", "frankenstein,arc_easy", "--limit", "12", "--seqlen", "256",
+                            "--quant", "w=mxfp4,a=mxfp4", "--calib", kSample, "--calib-samples", "8",
+                            "--calib-seqlen", "64"});
+  cli_sized.quant = sized.quant;
+  EXPECT_EQ(latmix::api::to_json(sized).dump(2), latmix::api::to_json(cli_sized).dump(2));
+  EXPECT_EQ(sized.calib_samples, std::optional<int64_t>(8));
 }
 
 // The Explorer's Calibrate is `latmix stats` with the heatmap's five capture points.
