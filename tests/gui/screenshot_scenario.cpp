@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <functional>
 #include <memory>
+#include <initializer_list>
 #include <utility>
 
 #include "compare_panel.h"
@@ -65,6 +66,19 @@ class Scenario : public QObject {
   void note(const QString& line) {
     std::printf("[%6.1f s] %s\n", clock_.elapsed() / 1000.0, line.toUtf8().constData());
     std::fflush(stdout);
+  }
+  // Sets spin boxes of `panel` by their option names, as a person would; false (and a note) when
+  // one is missing.
+  bool setFields(QWidget* panel, const QString& what, std::initializer_list<std::pair<const char*, int>> fields) {
+    for (const auto& [name, value] : fields) {
+      auto* box = panel->findChild<QSpinBox*>(name);
+      if (box == nullptr) {
+        note(QString("scenario: the %1 has no field '%2'").arg(what, name));
+        return false;
+      }
+      box->setValue(value);
+    }
+    return true;
   }
   QElapsedTimer clock_;
 
@@ -136,17 +150,11 @@ void Scenario::run(const QString& dir, std::function<void(bool)> done) {
           // a short comparison, so that the scripted run stays quick on a small machine
           w_.compare()->configure("text:" + resources_dir() + "/calibration/pride_and_prejudice_ch1-6.txt,winogrande",
                               "w=mxfp4,a=none,weights=rtn\nw=mxfp4,a=mxfp4,weights=gptq", 6);
-          // GPTQ on 8 x 64 tokens of the bundled sample, set in the page's fields as a person would.
-          for (const auto& [name, value] : {std::pair<const char*, int>{"calib-samples", 8}, {"calib-seqlen", 64}}) {
-            auto* box = w_.compare()->findChild<QSpinBox*>(name);
-            if (box == nullptr) {
-              note(QString("scenario: the compare page has no field '%1'").arg(name));
-              finish(false);
-              return;
-            }
-            box->setValue(value);
+          // GPTQ on 8 x 64 tokens of the bundled sample.
+          if (!setFields(w_.compare(), "compare page", {{"calib-samples", 8}, {"calib-seqlen", 64}}) ||
+              w_.compare()->run() == 0) {
+            finish(false);
           }
-          if (w_.compare()->run() == 0) finish(false);
         });
         w_.microscope()->select("residual", 1, 6);
       });
@@ -251,15 +259,9 @@ void Scenario::shootExport(const QString& dir, std::function<void(const QString&
   w_.exportPanel()->setQuant("");
   // The export's GPTQ on 8 x 64 tokens of the bundled sample and its perplexity check on 2 windows, set
   // in the panel's fields as a person would (the defaults, 32 x 128 and 8, cost this scenario ~3 s).
-  for (const auto& [name, value] : {std::pair<const char*, int>{"calib-samples", 8}, {"calib-seqlen", 64},
-                                    {"verify-windows", 2}}) {
-    auto* box = w_.exportPanel()->findChild<QSpinBox*>(name);
-    if (box == nullptr) {
-      note(QString("scenario: the export panel has no field '%1'").arg(name));
-      done(false);
-      return;
-    }
-    box->setValue(value);
+  if (!setFields(w_.exportPanel(), "export panel", {{"calib-samples", 8}, {"calib-seqlen", 64}, {"verify-windows", 2}})) {
+    done(false);
+    return;
   }
   after(this, w_.exportPanel(), &ExportPanel::exported, [this, shoot, done] {
     const ExportOutcome o = w_.exportPanel()->lastOutcome();
