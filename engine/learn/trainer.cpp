@@ -10,7 +10,6 @@
 
 #include <cerrno>
 #include <chrono>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include <map>
 #include <random>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "latmix/compare.h"

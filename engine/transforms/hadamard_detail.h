@@ -1,6 +1,6 @@
 #pragma once
-// The fast Walsh-Hadamard transform's two implementations (fast_walsh_hadamard, transforms.h picks
-// one), for the unit test that checks they give the same bits.
+// The fast Walsh-Hadamard transform's two implementations (fast_walsh_hadamard in hadamard_matrix.cpp
+// picks one), for the unit test that checks they give the same bits.
 #include <ATen/ATen.h>
 
 namespace latmix::hadamard_detail {

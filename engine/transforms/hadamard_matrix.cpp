@@ -4,7 +4,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-
 #include <map>
 #include <mutex>
 #include <optional>
@@ -272,7 +271,9 @@ void butterflies_rows(T* data, int64_t rows, int64_t n) {
 
 at::Tensor butterflies_host(const at::Tensor& x) {
   const int64_t n = x.size(-1);
-  at::Tensor y = x.contiguous().clone();
+  // One copy: contiguous() already copies a strided view (apply_h passes a transposed one).
+  at::Tensor y = x.contiguous();
+  if (y.is_alias_of(x)) y = y.clone();
   const int64_t rows = n > 0 ? y.numel() / n : 0;
   if (y.scalar_type() == at::kDouble) {
     butterflies_rows(y.data_ptr<double>(), rows, n);

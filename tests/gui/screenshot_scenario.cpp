@@ -17,8 +17,8 @@
 
 #include <cstdio>
 #include <functional>
-#include <memory>
 #include <initializer_list>
+#include <memory>
 #include <utility>
 
 #include "compare_panel.h"
