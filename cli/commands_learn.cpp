@@ -21,6 +21,7 @@
 #include "latmix/error.h"
 #include "latmix/export.h"
 #include "latmix/files.h"
+#include "latmix/json.h"
 #include "latmix/learn.h"
 #include "latmix/tasks.h"
 #include "result_text.h"
@@ -128,10 +129,12 @@ std::string event_line(const LearnEvent& e) {
 
 namespace {
 
-// --nproc starts processes on this host: through --engine it is refused.
+// compare --nproc starts processes on this host: through --engine it is refused (learn's runs on
+// the engine's host).
 void refuse_nproc_on_engine(const Args& args) {
   if (remote_engine() && args.integer("nproc") != 1) {
-    throw UsageError("--nproc: learning in several processes runs on this host, not through --engine");
+    throw UsageError("--nproc: compare learns in several processes on this host only, not through --engine "
+                     "(latmix --engine URL learn --nproc N runs them on the engine's host)");
   }
 }
 
@@ -166,7 +169,9 @@ bool run_as_rank(const Args& args, bool learns, const std::string& dtype, LearnC
 
 int run_learn(const Args& args) {
   find_method(args.get("method"));
-  const api::LearnRequest request = learn_request_from_args(args);
+  api::LearnRequest request = learn_request_from_args(args);
+  // A worker of a server's learn job (latmix serve, "nproc"): the job's request.
+  if (const char* file = DataParallel::worker_request()) request = api::learn_request_from_json(read_json_file(file));
   const bool quiet = args.flag("quiet");
   const bool tty = stderr_is_terminal();
   LearnControl control;
@@ -186,12 +191,15 @@ int run_learn(const Args& args) {
     }
   };
   api::LearnResult result;
-  refuse_nproc_on_engine(args);
   if (remote_engine()) {
     RemoteHooks hooks;
     hooks.on_note = control.on_note;
     hooks.on_step = [&control](const nlohmann::json& step) { control.on_step(api::learn_event_from_json(step)); };
-    result = api::learn_result_from_json(run_remote("learn", api::to_json(request), hooks));
+    nlohmann::json r = api::to_json(request);
+    const int64_t nproc = args.integer("nproc");
+    if (nproc < 1 || nproc > 1024) throw UsageError("--nproc: expected 1 to 1024, found " + std::to_string(nproc));
+    if (nproc > 1) r["nproc"] = nproc;  // the engine starts the processes on its host
+    result = api::learn_result_from_json(run_remote("learn", r, hooks));
   } else {
     const bool learns = find_method(request.method).learned;
     const bool rank0 = run_as_rank(args, learns, request.dtype, control, [&](LoadedModel& m, bool first) {

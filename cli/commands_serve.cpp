@@ -1,10 +1,15 @@
 // latmix serve: the engine's use cases over HTTP for remote clients (issue 19; docs/remote.md).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <thread>
 
 #include "commands.h"
 #include "console.h"
+#include "data_parallel.h"
 #include "latmix/error.h"
 #include "latmix/files.h"
 #include "latmix/serve/server.h"
@@ -58,6 +63,32 @@ std::vector<std::string> split_roots(const std::string& text) {
   return roots;
 }
 
+// A learn job's other processes (serve::Ranks): this executable's `learn` run again in each, as a
+// worker of --nproc with the job's request in a file; this process is rank 0. While they run, the
+// cores are shared: rank 0 gets its share of this server's threads, restored after.
+class ServeRanks : public serve::Ranks {
+ public:
+  ServeRanks(const nlohmann::json& request, int nproc, const std::string& device)
+      : threads_(at::get_num_threads()), share_(std::max(1, threads_ / nproc)) {
+    std::vector<std::string> command = {"learn", "--model", request.at("model").get<std::string>(), "--method",
+                                        request.at("method").get<std::string>()};
+    const std::string tokenizer = request.value("tokenizer", std::string());
+    if (!tokenizer.empty()) command.insert(command.end(), {"--tokenizer", tokenizer});
+    command.insert(command.end(), {"--dtype", request.value("dtype", std::string("fp32")), "--device", device,
+                                   "--threads", std::to_string(share_), "--nproc", std::to_string(nproc), "--quiet"});
+    dp_ = std::make_unique<DataParallel>(nproc, command, request.dump(), std::chrono::seconds(60));
+    at::set_num_threads(share_);
+  }
+  ~ServeRanks() override { at::set_num_threads(threads_); }
+  dist::Group& group() override { return *dp_->group(); }
+  void finish() override { dp_->finish(); }
+  std::string explain(const std::string& error) override { return dp_->explain(error); }
+
+ private:
+  int threads_, share_;
+  std::unique_ptr<DataParallel> dp_;
+};
+
 int run_serve(const Args& args) {
   apply_common_options(args);
   serve::ServeOptions options;
@@ -65,6 +96,9 @@ int run_serve(const Args& args) {
   options.roots = split_roots(args.get("root"));
   options.device = args.get("device");
   options.bundled_sample = bundled_sample();
+  options.start_ranks = [device = options.device](const nlohmann::json& request, int nproc) {
+    return std::unique_ptr<serve::Ranks>(std::make_unique<ServeRanks>(request, nproc, device));
+  };
   const VersionFacts facts = version_facts();
   options.facts = {{"version", version_line()},
                    {"libtorch", facts.libtorch},

@@ -19,6 +19,7 @@
 
 #include "latmix/distributed.h"
 #include "latmix/error.h"
+#include "latmix/files.h"
 
 extern char** environ;
 
@@ -34,6 +35,7 @@ std::vector<std::string>& saved_command_line() {
 const char* const kRankVar = "LATMIX_NPROC_RANK";
 const char* const kWorldVar = "LATMIX_NPROC_WORLD";
 const char* const kStoreVar = "LATMIX_NPROC_STORE";
+const char* const kRequestVar = "LATMIX_NPROC_REQUEST";  // a server's learn job: the request's file
 
 std::string describe_status(int status) {
   if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
@@ -58,7 +60,7 @@ OptionSpec nproc_option() {
   return {"nproc", "N",
           "processes that learn together on this host (data-parallel: each takes its share of every batch, the "
           "gradients are summed; with --device cuda one GPU each; rank 0 prints and writes). Given as 1, this one "
-          "process runs the distributed path",
+          "process runs the distributed path. Through --engine (learn only), the engine starts them on its host",
           "1", false};
 }
 
@@ -104,17 +106,15 @@ DataParallel::DataParallel(const Args& args, bool learns) {
                        "when it was built)");
     }
     r.world = static_cast<int>(nproc);
-    const std::string templ = (std::filesystem::temp_directory_path() / "latmix-nproc-XXXXXX").string();
-    std::vector<char> buf(templ.begin(), templ.end());
-    buf.push_back('\0');
-    if (mkdtemp(buf.data()) == nullptr) {
-      throw Error("--nproc: cannot make a folder for the processes' rendezvous in " + templ + ": " +
-                  std::strerror(errno));
-    }
-    store_folder_ = buf.data();
+    make_store_folder();
     r.folder = store_folder_;
     world_ = r.world;
-    if (world_ > 1) start_workers(!args.flag("quiet"));
+    if (world_ > 1) {
+      std::vector<std::string> command = saved_command_line();
+      if (command.empty()) throw Error("--nproc: the command line to run in the workers is unknown");
+      if (!args.flag("quiet")) command.push_back("--quiet");  // rank 0 alone prints
+      start_workers(command, {});
+    }
   } else {
     return;  // one process
   }
@@ -153,24 +153,69 @@ DataParallel::DataParallel(const Args& args, bool learns) {
   if (watch.joinable()) watch.join();
 }
 
-void DataParallel::start_workers(bool add_quiet) {
-  const std::vector<std::string>& args = saved_command_line();
-  if (args.empty()) throw Error("--nproc: the command line to run in the workers is unknown");
+DataParallel::DataParallel(int nproc, const std::vector<std::string>& command, const std::string& request,
+                           std::chrono::milliseconds join_timeout) {
+  if (!dist::available()) {
+    throw UsageError("nproc " + std::to_string(nproc) +
+                     ": this build of latmix has no distributed engine (LibTorch's c10d with Gloo was not found "
+                     "when it was built)");
+  }
+  if (nproc < 2 || nproc > 1024) throw UsageError("nproc: expected 2 to 1024, found " + std::to_string(nproc));
+  dist::Rendezvous r;
+  r.timeout = kTimeout;
+  r.join_timeout = join_timeout;
+  r.world = nproc;
+  world_ = nproc;
+  make_store_folder();
+  r.folder = store_folder_;
+  try {
+    const std::string request_file = store_folder_ + "/request.json";
+    AtomicFile file(request_file);
+    file.write(request);
+    file.commit();
+    start_workers(command, {std::string(kRequestVar) + "=" + request_file});
+    try {
+      group_ = std::make_unique<dist::Group>(r);
+    } catch (const Error& e) {
+      throw Error(explain(e.what()));
+    }
+  } catch (...) {
+    close();  // the destructor does not run for a constructor that throws
+    throw;
+  }
+}
+
+const char* DataParallel::worker_request() {
+  return std::getenv(kRankVar) != nullptr ? std::getenv(kRequestVar) : nullptr;
+}
+
+void DataParallel::make_store_folder() {
+  const std::string templ = (std::filesystem::temp_directory_path() / "latmix-nproc-XXXXXX").string();
+  std::vector<char> buf(templ.begin(), templ.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) {
+    throw Error("--nproc: cannot make a folder for the processes' rendezvous in " + templ + ": " +
+                std::strerror(errno));
+  }
+  store_folder_ = buf.data();
+}
+
+void DataParallel::start_workers(const std::vector<std::string>& args, const std::vector<std::string>& extra_env) {
   // Everything the children need, built before fork(): a child only calls async-signal-safe functions.
   std::vector<std::string> env_strings;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string v = *e;
     if (v.rfind(std::string(kRankVar) + "=", 0) == 0 || v.rfind(std::string(kWorldVar) + "=", 0) == 0 ||
-        v.rfind(std::string(kStoreVar) + "=", 0) == 0) {
+        v.rfind(std::string(kStoreVar) + "=", 0) == 0 || v.rfind(std::string(kRequestVar) + "=", 0) == 0) {
       continue;
     }
     env_strings.push_back(v);
   }
   env_strings.push_back(std::string(kWorldVar) + "=" + std::to_string(world_));
   env_strings.push_back(std::string(kStoreVar) + "=" + store_folder_);
+  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
   std::vector<std::string> argv_strings = {"latmix-engine"};
   argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-  if (add_quiet) argv_strings.push_back("--quiet");  // rank 0 alone prints
   std::vector<char*> argv;
   for (auto& a : argv_strings) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -258,14 +303,17 @@ std::string DataParallel::explain(const std::string& error) {
   return ended.empty() ? error : error + " [" + ended + "]";
 }
 
-DataParallel::~DataParallel() {
+void DataParallel::close() {
   reap_all(true);
   group_.reset();
   if (!store_folder_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(store_folder_, ec);
+    store_folder_.clear();
   }
 }
+
+DataParallel::~DataParallel() { close(); }
 
 at::Device DataParallel::device(at::Device requested) const {
   if (world_ > 1 && requested.is_cuda() && !requested.has_index()) {

@@ -12,6 +12,7 @@
 // prefixed by its rank; rank 0's next collective then fails, and its error says which worker ended how.
 #include <ATen/ATen.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <sys/types.h>
@@ -43,6 +44,16 @@ class DataParallel {
   /// `learns`: false when nothing will be learned (fixed presets): `--nproc N` then runs this one
   /// process alone and says so (under an external launcher every process runs anyway).
   DataParallel(const Args& args, bool learns);
+  /// Rank 0 of `nproc` (2 or more) processes in this process, for a server's learn job: the workers
+  /// run `command` (this executable's arguments: a command and its options) with the worker's
+  /// variables and LATMIX_NPROC_REQUEST naming a file that holds `request` in their environment
+  /// (worker_request()). The join waits at most `join_timeout` for them. \throws
+  /// latmix::UsageError when this build has no distributed engine, latmix::Error when the workers
+  /// cannot be started or do not join (naming the ones that ended).
+  DataParallel(int nproc, const std::vector<std::string>& command, const std::string& request,
+               std::chrono::milliseconds join_timeout);
+  /// In a worker started by the constructor above: the file of its request (else null).
+  static const char* worker_request();
   /// Kills and reaps workers that are still running (rank 0 failed or was cancelled).
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
@@ -68,7 +79,12 @@ class DataParallel {
     int status = 0;
     bool reaped = false;
   };
-  void start_workers(bool add_quiet);
+  /// Kills and reaps the workers still running, leaves the group, removes the rendezvous folder.
+  void close();
+  /// Makes the rendezvous folder (store_folder_).
+  void make_store_folder();
+  /// Starts ranks 1..world_-1 running `args` with `extra_env` added to this process's environment.
+  void start_workers(const std::vector<std::string>& args, const std::vector<std::string>& extra_env);
   /// Reaps `w` if it has ended (without waiting); true when it was reaped now.
   static bool poll(Worker& w);
   /// Waits for every worker not yet reaped (killing it first when `kill_first`).

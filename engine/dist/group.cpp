@@ -123,6 +123,8 @@ struct Group::Impl {
 Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
   check(r);
   impl_->rendezvous = r;
+  const std::chrono::milliseconds join =
+      r.join_timeout.count() > 0 && r.join_timeout < r.timeout ? r.join_timeout : r.timeout;
   // Gloo writes to its peers' sockets without MSG_NOSIGNAL: a write to a process that is gone would
   // kill this one with SIGPIPE instead of failing the collective with the error below.
   std::signal(SIGPIPE, SIG_IGN);
@@ -135,19 +137,20 @@ Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
       o.isServer = r.rank == 0 && !r.store_served;
       o.numWorkers = static_cast<std::size_t>(r.world);
       o.waitWorkers = true;
-      o.timeout = r.timeout;
+      o.timeout = join;
       impl_->store = c10::make_intrusive<c10d::TCPStore>(r.addr, o);
     }
-    impl_->store->setTimeout(r.timeout);
+    impl_->store->setTimeout(join);
     auto options = c10d::ProcessGroupGloo::Options::create(r.timeout);
     options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
     impl_->group = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", impl_->store),
                                                                r.rank, r.world, options);
+    impl_->store->setTimeout(r.timeout);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     throw Error("distributed: " + where(r) + " could not join its group within " +
-                std::to_string(r.timeout.count() / 1000) + " s: " + e.what());
+                std::to_string(join.count() / 1000) + " s: " + e.what());
   }
 }
 

@@ -1,6 +1,7 @@
 // Learning settings, presets, events and the pause token (learn.h).
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <thread>
 
@@ -155,11 +156,22 @@ void PauseToken::wait(const CancelToken& cancel) const {
   }
 }
 
+void PauseToken::wait_for(const CancelToken& cancel, std::chrono::milliseconds timeout) const {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  std::unique_lock<std::mutex> lock(state_->mutex);
+  while (state_->paused && !cancel.cancelled()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= until) return;
+    state_->cv.wait_for(lock, std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+  }
+}
+
 struct StepEndWork::State {
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<Work> work;
   int64_t step = 0;
+  int64_t told = -1;  // the paused step on_hold was last told of (serve without holding)
 };
 
 StepEndWork::StepEndWork() : state_(std::make_shared<State>()) {}
@@ -183,7 +195,7 @@ int64_t StepEndWork::step() const {
 }
 
 void StepEndWork::serve(const TransformPlan& plan, const JobControl& job, const PauseToken& pause,
-                        const std::function<void(int64_t step)>& on_hold) const {
+                        const std::function<void(int64_t step)>& on_hold, bool hold) const {
   std::unique_lock<std::mutex> lock(state_->mutex);
   bool told = false;
   for (;;) {
@@ -196,18 +208,21 @@ void StepEndWork::serve(const TransformPlan& plan, const JobControl& job, const 
       lock.lock();
     }
     if (!pause.paused() || job.cancel.cancelled()) return;
+    if (!hold) {
+      if (on_hold && state_->told != state_->step) on_hold(state_->step);
+      state_->told = state_->step;
+      return;
+    }
     if (!told && on_hold) on_hold(state_->step);
     told = true;
     state_->wake.wait_for(lock, std::chrono::milliseconds(50));
   }
 }
 
-bool StepEndWork::wanted(const PauseToken& pause) const {
-  {
-    std::lock_guard<std::mutex> lock(state_->mutex);
-    if (!state_->work.empty()) return true;
-  }
-  return pause.paused();
+bool StepEndWork::wanted(const PauseToken& pause, bool hold) const {
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  if (!state_->work.empty()) return true;
+  return pause.paused() && (hold || state_->told != state_->step);
 }
 
 void StepEndWork::wake() const { state_->wake.notify_all(); }
@@ -225,9 +240,11 @@ void StepEndWork::attach(LearnControl& control, const PauseToken& pause,
     if (next) next(e);
   };
   control.snapshot_every = 1;
-  control.snapshot_wanted = [self, pause] { return self.wanted(pause); };
-  control.on_snapshot = [self, job = control.job, pause, on_hold = std::move(on_hold)](const TransformPlan& plan) {
-    self.serve(plan, job, pause, on_hold);
+  // With a group the processes hold together at the next step's start (Loop::agreed_stop).
+  const bool hold = control.group == nullptr;
+  control.snapshot_wanted = [self, pause, hold] { return self.wanted(pause, hold); };
+  control.on_snapshot = [self, job = control.job, pause, on_hold = std::move(on_hold), hold](const TransformPlan& plan) {
+    self.serve(plan, job, pause, on_hold, hold);
   };
 }
 

@@ -19,7 +19,6 @@
 #include <map>
 #include <random>
 #include <sstream>
-#include <thread>
 #include <utility>
 
 #include "latmix/compare.h"
@@ -394,9 +393,16 @@ class Loop {
       const at::Tensor f = flags.front();
       if (f[0].item<float>() > 0) return true;
       if (f[1].item<float>() == 0) return false;
+      // Work asked for meanwhile (StepEndWork::attach: snapshot_wanted) runs within 50 ms.
       const auto until = Clock::now() + std::min<std::chrono::milliseconds>(std::chrono::seconds(1), group.timeout() / 4);
-      while (control_.pause.paused() && !control_.job.cancel.cancelled() && Clock::now() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      for (auto now = Clock::now(); now < until; now = Clock::now()) {
+        if (control_.on_snapshot && control_.snapshot_wanted && control_.snapshot_wanted()) {
+          control_.on_snapshot(clone_plan(plan_));
+        }
+        if (!control_.pause.paused() || control_.job.cancel.cancelled()) break;
+        control_.pause.wait_for(control_.job.cancel,
+                                std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
+                                         std::chrono::milliseconds(50)));
       }
     }
   }

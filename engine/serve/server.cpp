@@ -144,7 +144,7 @@ struct Server::Impl {
   explicit Impl(ServeOptions o)
       : options(std::move(o)),
         roots(options.roots),
-        host(TaskEnvironment{options.device, options.bundled_sample}),
+        host(TaskEnvironment{options.device, options.bundled_sample, options.start_ranks}),
         jobs([this](const std::string& task, const json& request,
                     const TaskEvents& events) { return host.run(task, request, events); },
              pausable_tasks(), 64,

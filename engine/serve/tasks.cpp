@@ -49,8 +49,23 @@ T take(json& request, const std::string& task, const std::string& key, T fallbac
     return value.get<T>();
   } catch (const json::exception&) {
     throw UsageError(task + " request: key '" + key + "': expected a " +
-                     (std::is_same<T, bool>::value ? "boolean" : "string") + ", found " + value.dump());
+                     (std::is_same<T, bool>::value          ? "boolean"
+                      : std::is_same<T, std::string>::value ? "string"
+                                                            : "whole number") +
+                     ", found " + value.dump());
   }
+}
+
+// A learn request's "nproc": the processes that learn together (1 to 1024).
+int take_nproc(json& request, const std::string& task) {
+  if (request.contains("nproc") && !request["nproc"].is_null() && !request["nproc"].is_number_integer()) {
+    throw UsageError(task + " request: key 'nproc': expected a whole number, found " + request["nproc"].dump());
+  }
+  const auto nproc = take<int64_t>(request, task, "nproc", 1);
+  if (nproc < 1 || nproc > 1024) {
+    throw UsageError(task + " request: key 'nproc': expected 1 to 1024, found " + std::to_string(nproc));
+  }
+  return static_cast<int>(nproc);
 }
 
 // auto: mapped on the CPU, in memory on CUDA (as `latmix --weights auto`).
@@ -84,6 +99,7 @@ void set_task_device(const std::string& task, json& request, const std::string& 
   if (task == "compare") {
     if (request.contains("learning") && request["learning"].is_object()) request["learning"]["device"] = device;
   } else if (task != "describe" && task != "verify") {
+    request["device"] = device;
   }
 }
 
@@ -106,6 +122,7 @@ void check_task_request(const std::string& task, const json& original) {
   } else if (task == "compare") {
     api::compare_request_from_json(request);
   } else if (task == "learn") {
+    take_nproc(request, task);
     api::learn_request_from_json(request);
   } else if (task == "export") {
     api::check_export_request(api::export_request_from_json(request));
@@ -215,11 +232,34 @@ json TaskHost::run(const std::string& task, json request, const TaskEvents& even
     return api::to_json(api::run_compare(r, *o->model, *o->tokenizer, learn_control));
   }
   if (task == "learn") {
+    const int nproc = take_nproc(request, task);
     const api::LearnRequest r = api::learn_request_from_json(request);
-    auto o = open(r.model, r.tokenizer, r.dtype, false, events.job);
-    // Snapshots (JobQueue::snapshot) are taken at step ends, where a paused run also holds.
+    std::unique_ptr<Ranks> ranks;
+    if (nproc > 1 && !find_method(r.method).learned) {
+      if (events.on_note) events.on_note("note: nproc " + std::to_string(nproc) + ": nothing is learned, so one process does it all");
+    } else if (nproc > 1) {
+      if (!environment_.start_ranks) {
+        throw UsageError("learn request: nproc " + std::to_string(nproc) + ": this server cannot start processes");
+      }
+      ranks = environment_.start_ranks(request, nproc);
+      learn_control.group = &ranks->group();
+    }
+    // Snapshots (JobQueue::snapshot) are taken at step ends, where a paused run also holds (with
+    // several processes: at the next step's start, all of them).
     events.step_end.attach(learn_control, events.pause);
-    return api::to_json(api::run_learn(r, *o->model, *o->tokenizer, learn_control));
+    try {
+      auto o = open(r.model, r.tokenizer, r.dtype, false, events.job);
+      json result = api::to_json(api::run_learn(r, *o->model, *o->tokenizer, learn_control));
+      if (ranks) ranks->finish();
+      return result;
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const UsageError&) {
+      throw;
+    } catch (const Error& e) {
+      if (ranks) throw Error(ranks->explain(e.what()));
+      throw;
+    }
   }
   if (task == "export") {
     const api::ExportRequest r = api::export_request_from_json(request);

@@ -9,6 +9,8 @@
 #    equals the uninterrupted 1-process run within the same tolerance.
 #  - Validation splits the held-out sequences between the processes and equals one process's.
 #  - `latmix compare --nproc 2` learns in both processes; rank 0 evaluates and writes the report.
+#  - `latmix --engine URL learn --nproc 2`: the engine runs rank 0 in its job and starts the worker;
+#    the result equals 1 process's; pause, a snapshot while paused, cancel.
 # Skips (77) when the build has no c10d/Gloo (latmix --version says so).
 source "$(dirname "$0")/lib.sh"
 LATMIX=$1; SRC=$2
@@ -175,6 +177,50 @@ PY
 else
   echo "FAIL: compare --nproc 2"; sed 's/^/  /' "$OUT/cmp.txt"; FAILED=$((FAILED + 1))
 fi
+
+# The remote engine's learn job with --nproc 2: `latmix serve` is rank 0 in its job and starts the
+# worker on its host. It learns what the 1-process run learns (the bounds above); a pause holds both
+# processes while the job answers a snapshot at once; a cancel ends both, and the engine lives on.
+export XDG_CONFIG_HOME=$OUT/config
+"$LATMIX" serve --root "$SRC/resources,$OUT" --listen 127.0.0.1:0 --port-file "$OUT/port" --threads 2 --quiet \
+  2>"$OUT/serve.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$OUT"' EXIT
+for _ in $(seq 100); do [ -s "$OUT/port" ] && break; sleep 0.1; done
+R=("$LATMIX" --engine "http://127.0.0.1:$(cat "$OUT/port")")
+expect 0 "${R[@]}" "${RUN[@]}" --nproc 2 --out "$OUT/remote" --events "$OUT/remote.jsonl" --json
+contains stdout '"final_loss"'
+if compare "$OUT/one" "$OUT/remote" "$OUT/one.jsonl" "$OUT/remote.jsonl" >"$OUT/cmp" 2>&1; then
+  PASSED=$((PASSED + 1)); sed 's/^/on the engine, 2 processes vs 1: /' "$OUT/cmp"
+else
+  echo "FAIL: on the engine, 2 processes vs 1"; sed 's/^/  /' "$OUT/cmp"; FAILED=$((FAILED + 1))
+fi
+"${R[@]}" "${RUN[@]}" --steps 100000 --nproc 2 --quiet >"$OUT/long.out" 2>"$OUT/long.err" &
+CLIENT=$!
+ID=
+for _ in $(seq 300); do
+  ID=$("${R[@]}" jobs list --json 2>/dev/null | python3 -c 'import json,sys; j=[x for x in json.load(sys.stdin)["jobs"] if x["task"]=="learn" and x["state"]=="running" and (x["progress"] or {}).get("stage")=="learn"]; print(j[0]["id"] if j else "")')
+  [ -n "$ID" ] && break; sleep 0.1
+done
+if [ -z "$ID" ]; then
+  echo "FAIL: the engine's 2-process learn job did not start"; FAILED=$((FAILED + 1))
+else
+  expect 0 "${R[@]}" jobs pause "$ID"
+  contains stdout "paused"
+  expect 0 "${R[@]}" jobs snapshot "$ID" --data "$TEXT" --samples 2 --seqlen 32 --quiet
+  contains stdout "snapshot 1 of job $ID, after step"
+  WORKER=$(pgrep -f -- "^latmix-engine learn --model $M6 .* --nproc 2 --quiet$" | head -1)
+  [ -n "$WORKER" ] && PASSED=$((PASSED + 1)) || { echo "FAIL: no worker of the engine's job"; FAILED=$((FAILED + 1)); }
+  expect 0 "${R[@]}" jobs cancel "$ID"
+  wait $CLIENT
+  for _ in $(seq 100); do [ -n "$WORKER" ] && kill -0 "$WORKER" 2>/dev/null || break; sleep 0.1; done
+  if [ -n "$WORKER" ] && kill -0 "$WORKER" 2>/dev/null; then echo "FAIL: the worker outlived the cancel"; FAILED=$((FAILED + 1));
+  else PASSED=$((PASSED + 1)); fi
+  expect 0 "${R[@]}" jobs list
+  contains stdout "cancelled"
+fi
+expect 2 "${R[@]}" compare --model "$M6" --methods latmix --nproc 2 --out "$OUT/report2"
+contains stderr "compare learns in several processes on this host only"
 
 # Usage: --nproc out of range; --nproc through --engine.
 expect 2 "$LATMIX" learn --model "$M6" --method rtn --nproc 0

@@ -19,6 +19,7 @@
 #include "latmix/api/learn.h"
 #include "latmix/api/model.h"
 #include "latmix/api/statistics.h"
+#include "latmix/error.h"
 #include "latmix/serve/client.h"
 #include "latmix/serve/jobs.h"
 #include "latmix/serve/roots.h"
@@ -220,6 +221,47 @@ TEST(ServeJobs, JobsRunInOrderWithTheirEventsAndResults) {
   EXPECT_TRUE(jobs.remove(b));
   EXPECT_FALSE(jobs.info(b));
   EXPECT_FALSE(jobs.events(b, 0, std::chrono::milliseconds(0)));
+}
+
+// Every task with a device runs on the server's (a client does not know the server's GPUs), and a
+// learn request's "nproc" is a whole number 1-1024 that a server without a way to start processes refuses.
+TEST(ServeTasks, TasksRunOnTheServersDeviceAndNprocIsCheckedAtSubmission) {
+  for (auto [task, request] : default_requests()) {
+    latmix::serve::set_task_device(task, request, "cuda:3");
+    if (task == "compare") {
+      EXPECT_EQ(request["learning"]["device"], "cuda:3");
+    } else if (task == "describe" || task == "verify") {
+      EXPECT_FALSE(request.contains("device")) << task;
+    } else {
+      EXPECT_EQ(request["device"], "cuda:3") << task;
+    }
+  }
+  json learn = default_requests()["learn"];
+  learn["nproc"] = 2;
+  EXPECT_NO_THROW(latmix::serve::check_task_request("learn", learn));
+  const auto refusal = [&](const json& nproc) {
+    json r = learn;
+    r["nproc"] = nproc;
+    try {
+      latmix::serve::check_task_request("learn", r);
+    } catch (const latmix::UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(refusal(0), "learn request: key 'nproc': expected 1 to 1024, found 0");
+  EXPECT_EQ(refusal(1025), "learn request: key 'nproc': expected 1 to 1024, found 1025");
+  EXPECT_EQ(refusal("2"), "learn request: key 'nproc': expected a whole number, found \"2\"");
+  EXPECT_EQ(refusal(2.5), "learn request: key 'nproc': expected a whole number, found 2.5");
+  // A server that cannot start processes (no TaskEnvironment::start_ranks) refuses before it loads anything.
+  latmix::serve::TaskHost host(latmix::serve::TaskEnvironment{});
+  learn["model"] = "/nonexistent";
+  try {
+    host.run("learn", learn, latmix::serve::TaskEvents{});
+    ADD_FAILURE() << "ran";
+  } catch (const latmix::UsageError& e) {
+    EXPECT_STREQ(e.what(), "learn request: nproc 2: this server cannot start processes");
+  }
 }
 
 TEST(ServeJobs, APausedLearningJobHoldsUntilResumedOrCancelled) {

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <functional>
@@ -192,6 +193,68 @@ TEST(Distributed, APauseOnOneRankHoldsEveryRankPastTheGroupsTimeout) {
     if (resumer.joinable()) resumer.join();
     if (result.curve.size() != 2) return 10;
     if (waited < 2.5) return 11;  // both ranks held for the pause
+    return 0;
+  });
+  EXPECT_EQ(codes, std::vector<int>({0, 0}));
+}
+
+// The studio's and the server's step-end work (StepEndWork::attach) in a group: rank 0 pauses at
+// step 1's end, which does not hold there (rank 1 would wait in the next collective past the 1 s
+// timeout) but tells on_hold once; both hold at step 2's start, where work pushed 1.5 s into the
+// pause runs at once, with the plan of step 1, before the resume at 3 s.
+TEST(Distributed, StepEndWorkInAGroupRunsWhilePausedAndTheRanksHoldTogether) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist-step-end");
+  const std::vector<int> codes = run_ranks(2, [&](int rank) {
+    at::set_num_threads(1);
+    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
+    at::manual_seed(11);
+    const at::Tensor t = at::randint(0, 320, {4 * 16}, at::kInt);
+    latmix::CalibrationOptions co;
+    co.samples = 4;
+    co.seqlen = 16;
+    const latmix::CalibrationSet calib =
+        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
+    latmix::LearnSettings s = latmix::method_defaults("latmix", latmix::parse_quant_spec("w=mxfp4,a=none"), at::kCPU);
+    s.steps = 2;
+    s.batch = 4;
+    s.validation = 0;
+    s.init = latmix::TransformInit::Hadamard;
+    Rendezvous r = in_folder(folder, rank, 2);
+    r.timeout = std::chrono::seconds(1);
+    Group g(r);
+    latmix::LearnControl control;
+    control.group = &g;
+    std::vector<int64_t> told;
+    std::atomic<int64_t> worked_at{-1};
+    std::atomic<bool> resumed{false}, worked_paused{false};
+    std::thread helper;
+    latmix::StepEndWork work;
+    if (rank == 0) {
+      control.on_step = [&](const latmix::LearnEvent& e) {
+        if (e.step != 1) return;
+        control.pause.pause();
+        helper = std::thread([&, pause = control.pause] {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+          work.push([&](const latmix::TransformPlan&, int64_t step, const latmix::JobControl&) {
+            worked_at = step;
+            worked_paused = !resumed.load();
+          });
+          std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+          resumed = true;
+          pause.resume();
+        });
+      };
+      work.attach(control, control.pause, [&](int64_t step) { told.push_back(step); });
+    }
+    const latmix::MethodResult result = latmix::obtain_plan(model, &calib, s, control);
+    if (helper.joinable()) helper.join();
+    if (result.curve.size() != 2) return 10;
+    if (rank == 0) {
+      if (told != std::vector<int64_t>{1}) return 11;
+      if (worked_at != 1) return 12;
+      if (!worked_paused) return 13;
+    }
     return 0;
   });
   EXPECT_EQ(codes, std::vector<int>({0, 0}));

@@ -33,6 +33,9 @@ struct Rendezvous {
   bool store_served = false;
   /// How long a process waits for the others, at the start and in each collective.
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+  /// How long the join waits for the others when shorter than `timeout` (0: `timeout`): a server
+  /// that started the others itself need not wait long for one that failed to start.
+  std::chrono::milliseconds join_timeout{0};
 };
 
 /// torchrun's variables: RANK, WORLD_SIZE, MASTER_ADDR (default 127.0.0.1), MASTER_PORT (default

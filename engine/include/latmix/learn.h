@@ -16,6 +16,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -188,6 +189,9 @@ class PauseToken {
   bool paused() const;
   /// Blocks while paused; returns early (and lets check() throw) when `cancel` is cancelled.
   void wait(const CancelToken& cancel) const;
+  /// wait() for at most `timeout`: returns when resumed, when `cancel` is cancelled, or when the
+  /// time is up, whichever comes first.
+  void wait_for(const CancelToken& cancel, std::chrono::milliseconds timeout) const;
 
  private:
   struct State {
@@ -220,10 +224,12 @@ class StepEndWork {
   /// At a step end: runs the work pushed so far (and any pushed meanwhile), then, while `pause` is
   /// paused and the job not cancelled, waits for more (wake() or 50 ms). `on_hold` is told once per
   /// hold, with the step.
+  /// With `hold` false it runs the work and returns, telling `on_hold` once per paused step.
   void serve(const TransformPlan& plan, const JobControl& job, const PauseToken& pause,
-             const std::function<void(int64_t step)>& on_hold = {}) const;
-  /// Work is waiting, or `pause` is paused: serve() has something to do (LearnControl::snapshot_wanted).
-  bool wanted(const PauseToken& pause) const;
+             const std::function<void(int64_t step)>& on_hold = {}, bool hold = true) const;
+  /// serve() has something to do (LearnControl::snapshot_wanted): work is waiting, or `pause` is
+  /// paused (with `hold` false: paused and on_hold not yet told of this step).
+  bool wanted(const PauseToken& pause, bool hold = true) const;
   /// Ends a hold's wait at once (a resume, more work).
   void wake() const;
   /// Drops the work not yet run (the run has ended).
@@ -231,6 +237,9 @@ class StepEndWork {
   /// Makes `control`'s run serve this at every step end: its on_step (wrapped) tells set_step(),
   /// snapshot_every = 1, snapshot_wanted() is wanted(pause), on_snapshot() is serve() with
   /// control.job (set it first), `pause` and `on_hold`.
+  /// With control.group set (set it first), step ends do not hold (`hold` false below): the run's
+  /// processes hold together at the next step's start (LearnControl::group), where work asked for
+  /// meanwhile is served within 50 ms.
   void attach(LearnControl& control, const PauseToken& pause, std::function<void(int64_t step)> on_hold = {}) const;
 
  private:
@@ -286,7 +295,9 @@ struct LearnControl {
   /// the transforms' gradients and the loss terms are summed over the processes before each optimizer
   /// step: the run equals one process's with the same batch, up to the order of float sums. A cancel
   /// in any process stops all of them at the same step. Only rank 0 writes checkpoints; the callbacks
-  /// above are called in every process that sets them (set them in rank 0's).
+  /// above are called in every process that sets them (set them in rank 0's). A pause in any process
+  /// holds every process at the next step's start; while held, a process whose snapshot_wanted()
+  /// (set it) turns true runs on_snapshot() there.
   dist::Group* group = nullptr;
 };
 

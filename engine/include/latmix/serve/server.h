@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "latmix/serve/tasks.h"
+
 namespace latmix::serve {
 
 struct ServeOptions {
@@ -26,6 +28,7 @@ struct ServeOptions {
   std::string token;               ///< the token every request must carry (non-empty)
   std::string device = "cpu";      ///< --device: where every task runs
   std::string bundled_sample;      ///< the server's bundled calibration sample ("" when none)
+  StartRanks start_ranks;          ///< starts a learn job's processes ("nproc" above 1; TaskEnvironment)
   size_t max_request_bytes = 1 << 20;  ///< a larger body is refused (413)
   /// What GET /v1/engine reports besides the device, roots and tasks (version, LibTorch, CUDA).
   nlohmann::json facts = nlohmann::json::object();

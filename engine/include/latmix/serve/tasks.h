@@ -14,16 +14,18 @@
 /// | analyze | api::AnalyzeRequest | run_analyze | analyze |
 /// | evaluate | api::EvaluateRequest | run_evaluate | eval |
 /// | compare | api::CompareRequest | run_compare | compare |
-/// | learn | api::LearnRequest | run_learn | learn |
+/// | learn | api::LearnRequest + "nproc" (number of processes) | run_learn | learn |
 /// | export | api::ExportRequest | run_export | export |
 /// | verify | api::VerifyRequest | run_verify | verify |
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "latmix/distributed.h"
 #include "latmix/model.h"
 #include "latmix/serve/jobs.h"
 #include "latmix/tokenizer.h"
@@ -47,6 +49,22 @@ void set_task_device(const std::string& task, nlohmann::json& request, const std
 /// \throws latmix::UsageError naming the key or option.
 void check_task_request(const std::string& task, const nlohmann::json& request);
 
+/// The other processes of a data-parallel learn job: a learn request's "nproc" above 1 (issue 22;
+/// LearnControl::group). This process is rank 0; the others run in processes of their own.
+class Ranks {
+ public:
+  virtual ~Ranks() = default;
+  virtual dist::Group& group() = 0;
+  /// Waits for the others to end. \throws latmix::Error naming each one that failed.
+  virtual void finish() = 0;
+  /// `error` with what happened to the others (stopped first when still running).
+  virtual std::string explain(const std::string& error) = 0;
+};
+
+/// Starts the other `nproc` - 1 processes of a learn job on `request` (the api::LearnRequest's JSON,
+/// with the server's device) and joins their group. \throws latmix::Error when they cannot start or join.
+using StartRanks = std::function<std::unique_ptr<Ranks>(const nlohmann::json& request, int nproc)>;
+
 /// What the server decides for every task.
 struct TaskEnvironment {
   /// The device every task runs on (`latmix serve --device`): a request's "device" is replaced by
@@ -55,6 +73,8 @@ struct TaskEnvironment {
   /// The bundled calibration sample on the server ("" when not installed): the default of every
   /// text a request leaves empty, as in-process.
   std::string bundled_sample;
+  /// Starts the processes of a learn request with "nproc" above 1 (null: such a request is refused).
+  StartRanks start_ranks;
 };
 
 /// Runs tasks on one thread at a time (the job queue's worker), keeping the last model open.
