@@ -96,10 +96,14 @@ std::string command_task(const std::string& command) {
 
 void set_task_device(const std::string& task, json& request, const std::string& device) {
   if (!request.is_object()) return;
+  // A device of the wrong type is left for the request's strict parser to refuse.
+  const auto set = [&](json& r) {
+    if (r.is_object() && r.contains("device") && r["device"].is_string()) r["device"] = device;
+  };
   if (task == "compare") {
-    if (request.contains("learning") && request["learning"].is_object()) request["learning"]["device"] = device;
+    if (request.contains("learning")) set(request["learning"]);
   } else if (task != "describe" && task != "verify") {
-    request["device"] = device;
+    set(request);
   }
 }
 

@@ -236,6 +236,9 @@ TEST(ServeTasks, TasksRunOnTheServersDeviceAndNprocIsCheckedAtSubmission) {
       EXPECT_EQ(request["device"], "cuda:3") << task;
     }
   }
+  json wrong = {{"device", 7}};
+  latmix::serve::set_task_device("analyze", wrong, "cuda:3");
+  EXPECT_EQ(wrong["device"], 7);  // left for the strict parser to refuse
   json learn = default_requests()["learn"];
   learn["nproc"] = 2;
   EXPECT_NO_THROW(latmix::serve::check_task_request("learn", learn));

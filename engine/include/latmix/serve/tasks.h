@@ -41,7 +41,8 @@ std::string task_command(const std::string& task);
 std::string command_task(const std::string& command);
 
 /// Sets the request's device (compare: its learning request's) to `device`: the server's, which
-/// every task runs on. Tasks without a device (describe, verify) are left as they are.
+/// every task runs on. Tasks without a device (describe, verify), and a "device" that is not a
+/// string (refused by the request's parser), are left as they are.
 void set_task_device(const std::string& task, nlohmann::json& request, const std::string& device);
 
 /// The checks of a request that need no model (its strict from_json and the task's model-free
