@@ -197,11 +197,21 @@ else
 fi
 "${R[@]}" "${RUN[@]}" --steps 100000 --nproc 2 --quiet >"$OUT/long.out" 2>"$OUT/long.err" &
 CLIENT=$!
-ID=
-for _ in $(seq 300); do
-  ID=$("${R[@]}" jobs list --json 2>/dev/null | python3 -c 'import json,sys; j=[x for x in json.load(sys.stdin)["jobs"] if x["task"]=="learn" and x["state"]=="running" and (x["progress"] or {}).get("stage")=="learn"]; print(j[0]["id"] if j else "")')
-  [ -n "$ID" ] && break; sleep 0.1
-done
+# The job's id once it learns (GET /v1/jobs polled from one Python process: a `latmix jobs list` a
+# time would start LibTorch each time).
+ID=$(python3 - "http://127.0.0.1:$(cat "$OUT/port")" "$XDG_CONFIG_HOME/latmix/engine.token" <<'PY'
+import json, sys, time, urllib.request
+url, token = sys.argv[1], open(sys.argv[2]).read().strip()
+for _ in range(600):
+    req = urllib.request.Request(url + "/v1/jobs", headers={"Authorization": "Bearer " + token})
+    jobs = json.load(urllib.request.urlopen(req))["jobs"]
+    j = [x for x in jobs if x["task"] == "learn" and x["state"] == "running" and (x["progress"] or {}).get("stage") == "learn"]
+    if j:
+        print(j[0]["id"])
+        break
+    time.sleep(0.05)
+PY
+)
 if [ -z "$ID" ]; then
   echo "FAIL: the engine's 2-process learn job did not start"; FAILED=$((FAILED + 1))
 else
