@@ -89,7 +89,7 @@ bool streams(const Model& fp, const TransformPlan& plan, const QuantSpec& spec, 
 
 /// Folds `plan` into a copy of `fp` and quantizes it by `spec` for an export of `kind` (see
 /// export.h). Compressed-tensors: the quantized layers go to host memory as they are made
-/// (QuantizeMemory::layers_to_host; that writer never runs the quantized model).
+/// (QuantizeOptions::layers_to_host; that writer never runs the quantized model).
 ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
                                  const CalibrationSet* calib, const JobControl& job, ExportKind kind);
 

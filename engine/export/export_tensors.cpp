@@ -285,7 +285,7 @@ ExportModel prepare_export_model(const Model& fp, const TransformPlan& plan, con
     FoldResult folded = fold_transforms(work, plan, options);
     for (auto& n : folded.notes) m.notes.push_back(std::move(n));
   }
-  QuantizeMemory memory;
+  QuantizeOptions memory;
   memory.layers_to_host = kind == ExportKind::CompressedTensors;
   QuantizedModel q = quantize_model(work, spec, calib, job, memory);
   if (q.activation_hook) q.model.remove_hook(q.activation_hook);

@@ -147,7 +147,7 @@ Model stored_model(const ExportModel& m) {
 }
 
 // The model with every layer tensor on `device`: a compressed-tensors export keeps the quantized
-// layers in host memory (QuantizeMemory::layers_to_host) until this check needs them.
+// layers in host memory (QuantizeOptions::layers_to_host) until this check needs them.
 Model on_device(const Model& model, at::Device device) {
   Model out = model;
   for (LayerWeights& lw : out.weights().layers) {

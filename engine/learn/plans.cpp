@@ -115,14 +115,16 @@ TransformPlan initial_plan(const ModelConfig& c, const LearnSettings& s) {
 }
 
 QuantizedModel apply_plan(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
-                          const CalibrationSet* calib, const JobControl& job) {
+                          const CalibrationSet* calib, const JobControl& job, dist::Group* group) {
   Model folded = fp.to(fp.device(), fp.dtype());
   if (!plan.empty()) {
     FoldOptions options;
     options.missing_bias = MissingBias::Drop;
     fold_transforms(folded, plan, options);
   }
-  return quantize_model(folded, spec, calib, job);
+  QuantizeOptions options;
+  options.group = group;
+  return quantize_model(folded, spec, calib, job, options);
 }
 
 }  // namespace latmix

@@ -153,10 +153,10 @@ void fake_quantize_layer(LayerWeights& lw, const QuantSpec& spec, int64_t l, int
 
 WeightResiduals gptq_residuals(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
                                const CalibrationSet& calib, at::ScalarType matmul_dtype, const JobControl& job,
-                               QuantizedModel* deployed) {
+                               QuantizedModel* deployed, dist::Group* group) {
   c10::NoGradGuard no_grad;
   // A copy: folding moves the plan to the model's device and gives its transforms new tensors.
-  QuantizedModel q = apply_plan(fp, clone_plan(plan), spec, &calib, job);
+  QuantizedModel q = apply_plan(fp, clone_plan(plan), spec, &calib, job, group);
   const LeafPlan dense(plan, matmul_dtype);  // no grad: the same DenseTransforms a step folds with
   const int64_t layers = fp.config().num_layers;
   WeightResiduals out;
@@ -187,8 +187,9 @@ void add_student_hooks(Model& student, const Model& fp, const TransformPlan& den
   if (embed_head) student.add_hook(std::make_shared<EmbedHeadHook>(embed_head, layers));
 }
 
-GptqLoop::GptqLoop(const Model& fp, const CalibrationSet* calib, const LearnSettings& s, const JobControl& job)
-    : fp_(fp), calib_(calib), s_(s), job_(job) {
+GptqLoop::GptqLoop(const Model& fp, const CalibrationSet* calib, const LearnSettings& s, const JobControl& job,
+                   dist::Group* group)
+    : fp_(fp), calib_(calib), s_(s), job_(job), group_(group) {
   enabled_ = s.gptq_refresh > 0 && s.quant.weights && s.quant.method == WeightMethod::Gptq &&
              s.mode == LearnMode::EndToEnd && calib != nullptr;
 }
@@ -200,7 +201,7 @@ void GptqLoop::before(int64_t updates, const TransformPlan& plan, bool now,
   const at::ScalarType dtype = fp_.dtype() == at::kBFloat16 ? at::kBFloat16 : at::kFloat;  // as a step's LeafPlan
   std::optional<QuantizedModel> q;
   if (deployed) q.emplace(QuantizedModel{fp_, nullptr, {}});
-  residuals_ = gptq_residuals(fp_, plan, s_.quant, *calib_, dtype, job_, q ? &*q : nullptr);
+  residuals_ = gptq_residuals(fp_, plan, s_.quant, *calib_, dtype, job_, q ? &*q : nullptr, group_);
   at_ = updates;
   ++refreshes_;
   if (deployed) deployed(q->model);

@@ -107,14 +107,16 @@ struct WeightResiduals {
 /// `deployed`: receives that deployed model when given.
 WeightResiduals gptq_residuals(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
                                const CalibrationSet& calib, at::ScalarType matmul_dtype, const JobControl& job,
-                               QuantizedModel* deployed = nullptr);
+                               QuantizedModel* deployed = nullptr, dist::Group* group = nullptr);
 
 /// When the student's residuals are refreshed (LearnSettings::gptq_refresh): every K optimizer
 /// updates, and whenever the caller asks (before a validation measurement, so that it measures the
 /// deployed model). Enabled for end-to-end learning whose weights are deployed with GPTQ.
 class GptqLoop {
  public:
-  GptqLoop(const Model& fp, const CalibrationSet* calib, const LearnSettings& s, const JobControl& job);
+  /// `group`: data-parallel GPTQ (QuantizeOptions::group; every process refreshes together).
+  GptqLoop(const Model& fp, const CalibrationSet* calib, const LearnSettings& s, const JobControl& job,
+           dist::Group* group = nullptr);
   bool enabled() const { return enabled_; }
   /// Before the step that follows `updates` optimizer updates of `plan`: refreshes when due (no
   /// residuals yet, a multiple of K, or `now`) unless they were computed at this count already;
@@ -130,6 +132,7 @@ class GptqLoop {
   const CalibrationSet* calib_;
   const LearnSettings& s_;
   const JobControl& job_;
+  dist::Group* group_ = nullptr;
   bool enabled_ = false;
   int64_t at_ = -1, refreshes_ = 0;
   WeightResiduals residuals_;

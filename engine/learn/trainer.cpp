@@ -554,8 +554,8 @@ struct Validation {
     c10::NoGradGuard no_grad;
     // A copy: folding moves the plan to the model's device (Transform::to), which gives its
     // transforms new parameter tensors, and the optimizer would go on stepping the old ones.
-    QuantizedModel q =
-        apply_plan(fp, clone_plan(plan), s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr, job);
+    QuantizedModel q = apply_plan(fp, clone_plan(plan), s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr,
+                                  job, group_);
     return deployed_loss(fp, q.model, s);
   }
   // The held-out loss of a deployed model `q`.
@@ -591,7 +591,7 @@ struct Validation {
     r.validation_note += o.str();
   }
   const CalibrationSet* calib_ = nullptr;
-  dist::Group* group_ = nullptr;  // data-parallel: measure() splits the held-out rows
+  dist::Group* group_ = nullptr;  // data-parallel: measure() splits the held-out rows, deployed() GPTQ
 };
 
 MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const LearnSettings& s,
@@ -697,7 +697,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
                                                  at::TensorOptions(fp.dtype()).device(device));
     }
     // GPTQ in the loop: every measurement refreshes and measures the refresh's deployed model.
-    learn_detail::GptqLoop gptq_loop(fp, calib, s, control.job);
+    learn_detail::GptqLoop gptq_loop(fp, calib, s, control.job, control.group);
     const auto measure = [&](int64_t updates) {
       if (gptq_loop.enabled()) {
         double v = 0;

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "latmix/distributed.h"
 #include "latmix/error.h"
 #include "latmix/scoped_hook.h"
 #include "latmix/quant.h"
@@ -64,7 +65,27 @@ class HessianHook : public CaptureHook {
 
   const at::Tensor& hessian(CapturePoint point) const { return hessians_.at(point).hessian(); }
 
+  // Data-parallel: this rank's running means (over its share of the batches) become the whole
+  // calibration set's, sum over ranks of share x mean, with `share` this rank's fraction of the
+  // rows. `points` are the capture points with their feature counts (a rank without batches has
+  // no Hessian: zeros).
+  void sum_over(dist::Group& group, const std::vector<std::pair<CapturePoint, int64_t>>& points, double share,
+                const at::Device& device) {
+    std::vector<at::Tensor> parts;
+    for (const auto& [point, features] : points) {
+      const auto it = hessians_.find(point);
+      parts.push_back(it != hessians_.end() && it->second.hessian().defined()
+                          ? it->second.hessian() * share
+                          : at::zeros({features, features}, at::TensorOptions().dtype(at::kFloat).device(device)));
+    }
+    group.sum(parts);
+    summed_.clear();
+    for (size_t i = 0; i < points.size(); ++i) summed_[points[i].first] = parts[i];
+  }
+  const at::Tensor& summed(CapturePoint point) const { return summed_.at(point); }
+
  private:
+  std::map<CapturePoint, at::Tensor> summed_;
   int64_t layer_, num_layers_;
   std::map<CapturePoint, HessianAccumulator> hessians_;
 };
@@ -74,17 +95,28 @@ class HessianHook : public CaptureHook {
 // Hessians, once through its quantized weights) instead of running the model from the embeddings
 // for every layer. The batches are the ones a full forward pass would see, and forward_layer is
 // that pass's layer step, so every Hessian gets the same inputs, bit for bit.
+//
+// Data-parallel (`group`): this rank keeps batch b when b mod N is its rank.
 class CalibrationStream {
  public:
-  CalibrationStream(const Model& model, const CalibrationSet& calib, int64_t batch_size, const JobControl& job) {
+  CalibrationStream(const Model& model, const CalibrationSet& calib, int64_t batch_size, const JobControl& job,
+                    const dist::Group* group = nullptr) {
     c10::InferenceMode guard;
-    for (int64_t first = 0; first < calib.size(); first += batch_size) {
+    const int64_t rank = group != nullptr ? group->rank() : 0, world = group != nullptr ? group->world() : 1;
+    int64_t rows = 0;
+    for (int64_t first = 0, b = 0; first < calib.size(); first += batch_size, ++b) {
       job.cancel.check();
-      h_.push_back(model.embed(calib.batch(first, std::min(batch_size, calib.size() - first), model.device())));
+      if (b % world != rank) continue;
+      const int64_t n = std::min(batch_size, calib.size() - first);
+      h_.push_back(model.embed(calib.batch(first, n, model.device())));
+      rows += n;
     }
+    share_ = static_cast<double>(rows) / static_cast<double>(calib.size());
   }
 
   int64_t layer() const { return layer_; }
+  // This rank's fraction of the calibration rows (1 alone).
+  double share() const { return share_; }
 
   // Runs layer() over every batch for its capture points only (the hooks see its inputs).
   void observe(const Model& model, const JobControl& job) const {
@@ -108,27 +140,51 @@ class CalibrationStream {
  private:
   std::vector<at::Tensor> h_;
   int64_t layer_ = 0;
+  double share_ = 1;
 };
 
-// The Hessians of the linear inputs of the stream's layer.
+// The capture points of a decoder layer's linear inputs, with their widths.
+std::vector<std::pair<CapturePoint, int64_t>> layer_points(const ModelConfig& c) {
+  return {{CapturePoint::AttnIn, c.hidden_size},
+          {CapturePoint::OIn, c.q_size()},
+          {CapturePoint::MlpIn, c.hidden_size},
+          {CapturePoint::DownIn, c.intermediate_size}};
+}
+
+// The Hessians of the linear inputs of the stream's layer (with a group: summed over the ranks).
 std::shared_ptr<HessianHook> collect_layer_hessians(Model& model, const CalibrationStream& stream,
-                                                    const JobControl& job) {
+                                                    const JobControl& job, dist::Group* group = nullptr) {
   auto hook = std::make_shared<HessianHook>(stream.layer(), model.config().num_layers);
-  const ScopedHook installed(model, hook);
-  stream.observe(model, job);
+  {
+    const ScopedHook installed(model, hook);
+    stream.observe(model, job);
+  }
+  if (group != nullptr) hook->sum_over(*group, layer_points(model.config()), stream.share(), model.device());
   return hook;
 }
 
-// Runs the calibration set through the whole model for the Hessian of lm_head's input.
+// Runs the calibration set through the whole model for the Hessian of lm_head's input (with a
+// group: each rank its batches, b mod N, summed over the ranks).
 std::shared_ptr<HessianHook> collect_lm_head_hessian(Model& model, const CalibrationSet& calib, int64_t batch_size,
-                                                     const JobControl& job) {
+                                                     const JobControl& job, dist::Group* group) {
   c10::InferenceMode guard;
   const int64_t layers = model.config().num_layers;
+  const int64_t rank = group != nullptr ? group->rank() : 0, world = group != nullptr ? group->world() : 1;
   auto hook = std::make_shared<HessianHook>(layers, layers);
-  const ScopedHook installed(model, hook);
-  for (int64_t first = 0; first < calib.size(); first += batch_size) {
-    job.cancel.check();
-    model.hidden_states(calib.batch(first, std::min(batch_size, calib.size() - first), model.device()));
+  int64_t rows = 0;
+  {
+    const ScopedHook installed(model, hook);
+    for (int64_t first = 0, b = 0; first < calib.size(); first += batch_size, ++b) {
+      job.cancel.check();
+      if (b % world != rank) continue;
+      const int64_t n = std::min(batch_size, calib.size() - first);
+      model.hidden_states(calib.batch(first, n, model.device()));
+      rows += n;
+    }
+  }
+  if (group != nullptr) {
+    hook->sum_over(*group, {{CapturePoint::FinalNormOut, model.config().hidden_size}},
+                   static_cast<double>(rows) / static_cast<double>(calib.size()), model.device());
   }
   return hook;
 }
@@ -184,7 +240,7 @@ void check_spec(const Model& fp, const QuantSpec& spec, const CalibrationSet* ca
   if (spec.gptq.batch_size < 1) throw UsageError("GPTQ: batch_size: expected 1 or more");
 }
 
-// A layer's linears in host memory (see QuantizeMemory::layers_to_host).
+// A layer's linears in host memory (see QuantizeOptions::layers_to_host).
 void layer_to_host(LayerWeights& lw) {
   for (const LinearRef& ref : kLinears) {
     at::Tensor& t = lw.*ref.member;
@@ -192,24 +248,55 @@ void layer_to_host(LayerWeights& lw) {
   }
 }
 
+// Data-parallel GPTQ: the linear `owner` quantized (in `slot`, the compute dtype) and its report
+// line, sent to every other rank, which receives them into its own slot.
+void share_linear(const Model& model, dist::Group& group, int owner, at::Tensor& slot, LinearQuantReport& r) {
+  const bool mine = group.rank() == owner;
+  const auto f32 = at::TensorOptions().dtype(at::kFloat).device(model.device());
+  // As float32 (bf16 and fp16 widen exactly): not every backend sends every dtype.
+  std::vector<at::Tensor> weight = {mine ? slot.to(f32) : at::empty(slot.sizes(), f32)};
+  group.broadcast(weight, owner);
+  std::vector<at::Tensor> line = {mine ? at::tensor({r.relative_output_error, r.weight_sqnr_db, r.seconds,
+                                                     static_cast<double>(r.reprojected)},
+                                                    at::TensorOptions().dtype(at::kDouble))
+                                             .to(model.device())
+                                       : at::empty({4}, at::TensorOptions().dtype(at::kDouble).device(model.device()))};
+  group.broadcast(line, owner);
+  if (mine) return;
+  slot = weight.front().to(model.dtype());
+  const at::Tensor v = line.front().cpu();
+  r.relative_output_error = v[0].item<double>();
+  r.weight_sqnr_db = v[1].item<double>();
+  r.seconds = v[2].item<double>();
+  r.reprojected = static_cast<int64_t>(v[3].item<double>());
+}
+
 void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* calib, QuantReport& report,
-                     int64_t total, const JobControl& job, bool to_host) {
+                     int64_t total, const JobControl& job, bool to_host, dist::Group* group) {
   const int64_t layers = model.config().num_layers;
+  // Only GPTQ shares its work: RTN has no calibration pass and costs less than sending its result.
+  if (spec.method != WeightMethod::Gptq) group = nullptr;
   std::optional<CalibrationStream> stream;
   for (int64_t l = 0; l < layers; ++l) {
     if (!spec.covers_layer(l, layers)) continue;
     std::shared_ptr<HessianHook> hook;
     if (spec.method == WeightMethod::Gptq) {
-      if (!stream) stream.emplace(model, *calib, spec.gptq.batch_size, job);
+      if (!stream) stream.emplace(model, *calib, spec.gptq.batch_size, job, group);
       while (stream->layer() < l) stream->advance(model, job);
-      hook = collect_layer_hessians(model, *stream, job);
+      hook = collect_layer_hessians(model, *stream, job, group);
     }
     // stored_weights(): a mapped model stays mapped; only the quantized tensors are held.
     LayerWeights& lw = model.stored_weights().layers[static_cast<size_t>(l)];
+    int64_t index = 0;
     for (const LinearRef& ref : kLinears) {
       job.cancel.check();
-      const at::Tensor h = hook ? hook->hessian(ref.input) : at::Tensor();
-      LinearQuantReport r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job);
+      const int owner = group != nullptr ? static_cast<int>(index++ % group->world()) : 0;
+      LinearQuantReport r;
+      if (group == nullptr || group->rank() == owner) {
+        const at::Tensor h = !hook ? at::Tensor() : group != nullptr ? hook->summed(ref.input) : hook->hessian(ref.input);
+        r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job);
+      }
+      if (group != nullptr) share_linear(model, *group, owner, lw.*ref.member, r);
       r.layer = l;
       r.name = ref.name;
       report.linears.push_back(r);
@@ -224,14 +311,18 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
 }
 
 void quantize_lm_head(Model& model, const QuantSpec& spec, const CalibrationSet* calib, QuantReport& report,
-                      int64_t total, const JobControl& job) {
+                      int64_t total, const JobControl& job, dist::Group* group) {
   const int64_t layers = model.config().num_layers;
+  if (spec.method != WeightMethod::Gptq) group = nullptr;
   std::shared_ptr<HessianHook> hook;
-  if (spec.method == WeightMethod::Gptq) hook = collect_lm_head_hessian(model, *calib, spec.gptq.batch_size, job);
+  if (spec.method == WeightMethod::Gptq) hook = collect_lm_head_hessian(model, *calib, spec.gptq.batch_size, job, group);
   ModelWeights& w = model.stored_weights();
   // A tied lm_head becomes its own tensor; the embedding stays in high precision.
   at::Tensor slot = w.lm_head;
-  const at::Tensor h = hook ? hook->hessian(CapturePoint::FinalNormOut) : at::Tensor();
+  const at::Tensor h = !hook                ? at::Tensor()
+                       : group != nullptr ? hook->summed(CapturePoint::FinalNormOut)
+                                          : hook->hessian(CapturePoint::FinalNormOut);
+  // With a group every rank quantizes it from the same Hessian (one linear: nothing to share).
   LinearQuantReport r = quantize_linear(model, slot, *spec.lm_head, spec, h, job);
   w.lm_head = slot;
   r.layer = layers;
@@ -285,11 +376,11 @@ std::string QuantReport::describe() const {
 
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
                               const JobControl& job) {
-  return quantize_model(fp, spec, calib, job, QuantizeMemory{});
+  return quantize_model(fp, spec, calib, job, QuantizeOptions{});
 }
 
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
-                              const JobControl& job, const QuantizeMemory& memory) {
+                              const JobControl& job, const QuantizeOptions& options) {
   check_spec(fp, spec, calib);
   const auto start = Clock::now();
   QuantizedModel out{fp, nullptr, {}};  // shares fp's tensors until they are replaced
@@ -303,10 +394,10 @@ QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const Cali
     out.report.calibration_seqlen = calib->seqlen();
   }
   // GPTQ of lm_head runs the whole quantized model: its layers stay where it runs.
-  const bool to_host = memory.layers_to_host && !fp.device().is_cpu() &&
+  const bool to_host = options.layers_to_host && !fp.device().is_cpu() &&
                        !(spec.lm_head && spec.method == WeightMethod::Gptq);
-  if (spec.weights) quantize_layers(out.model, spec, calib, out.report, total, job, to_host);
-  if (spec.lm_head) quantize_lm_head(out.model, spec, calib, out.report, total, job);
+  if (spec.weights) quantize_layers(out.model, spec, calib, out.report, total, job, to_host, options.group);
+  if (spec.lm_head) quantize_lm_head(out.model, spec, calib, out.report, total, job, options.group);
   if (spec.activations) {
     out.activation_hook = std::make_shared<ActivationQuantHook>(*spec.activations, spec.first_layer, spec.last_layer,
                                                                 spec.lm_head.has_value(), layers);

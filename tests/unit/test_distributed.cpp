@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -21,6 +22,7 @@
 #include "latmix/error.h"
 #include "latmix/learn.h"
 #include "latmix/model.h"
+#include "latmix/quant.h"
 #include "test_paths.h"
 
 namespace {
@@ -193,6 +195,112 @@ TEST(Distributed, APauseOnOneRankHoldsEveryRankPastTheGroupsTimeout) {
     if (resumer.joinable()) resumer.join();
     if (result.curve.size() != 2) return 10;
     if (waited < 2.5) return 11;  // both ranks held for the pause
+    return 0;
+  });
+  EXPECT_EQ(codes, std::vector<int>({0, 0}));
+}
+
+// GPTQ split between 3 ranks (QuantizeOptions::group): 2 calibration batches of 4 and 2 sequences,
+// so rank 0 holds 4 rows, rank 1 two and rank 2 none; the 7 linears of a layer are quantized by
+// ranks 0,1,2,0,1,2,0. Every rank ends with the same weights and report as rank 0; against one
+// process (whose Hessian sums run in another order) the weights agree but for a rare code
+// moved by a rounding decision, and each linear's relative output error agrees closely.
+TEST(Distributed, GptqSplitBetweenRanksGivesEveryRankTheSameWeightsAsOneProcess) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist-gptq");
+  const std::vector<int> codes = run_ranks(3, [&](int rank) {
+    at::set_num_threads(1);
+    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
+    at::manual_seed(5);
+    const at::Tensor t = at::randint(0, 320, {6 * 16}, at::kInt);
+    latmix::CalibrationOptions co;
+    co.samples = 6;
+    co.seqlen = 16;
+    const latmix::CalibrationSet calib =
+        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
+    latmix::QuantSpec spec = latmix::parse_quant_spec("w=mxfp4,a=none,weights=gptq,lm_head=mxfp4");
+    spec.gptq.batch_size = 4;
+    Group g(in_folder(folder, rank, 3));
+    latmix::QuantizeOptions options;
+    options.group = &g;
+    const latmix::QuantizedModel split = latmix::quantize_model(model, spec, &calib, {}, options);
+    const latmix::QuantizedModel one = latmix::quantize_model(model, spec, &calib);
+    std::vector<at::Tensor> mine, alone;
+    for (const auto& lw : split.model.weights().layers) {
+      for (const at::Tensor& w : {lw.q, lw.k, lw.v, lw.o, lw.gate, lw.up, lw.down}) mine.push_back(w.to(at::kFloat));
+    }
+    mine.push_back(split.model.weights().lm_head.to(at::kFloat));
+    for (const auto& lw : one.model.weights().layers) {
+      for (const at::Tensor& w : {lw.q, lw.k, lw.v, lw.o, lw.gate, lw.up, lw.down}) alone.push_back(w.to(at::kFloat));
+    }
+    alone.push_back(one.model.weights().lm_head.to(at::kFloat));
+    std::vector<at::Tensor> rank0;
+    for (const at::Tensor& w : mine) rank0.push_back(w.clone());
+    g.broadcast(rank0, 0);
+    int64_t moved = 0, total = 0;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (!at::equal(mine[i], rank0[i])) return 10;
+      moved += (mine[i] != alone[i]).sum().item<int64_t>();
+      total += mine[i].numel();
+    }
+    if (split.report.linears.size() != one.report.linears.size()) return 11;
+    double worst = 0;
+    for (size_t i = 0; i < one.report.linears.size(); ++i) {
+      const double a = one.report.linears[i].relative_output_error, b = split.report.linears[i].relative_output_error;
+      worst = std::max(worst, std::fabs(a - b) / a);
+    }
+    std::fprintf(stderr, "rank %d: %lld of %lld weights differ from one process's; output errors within %.3g\n", rank,
+                 static_cast<long long>(moved), static_cast<long long>(total), worst);
+    if (moved * 1000 > total) return 12;
+    if (worst > 1e-4) return 13;
+    return 0;
+  });
+  EXPECT_EQ(codes, std::vector<int>({0, 0, 0}));
+}
+
+// GPTQ in the loop with 2 ranks (each refresh's GPTQ split between them, QuantizeOptions::group):
+// the validation of the deployed model (GPTQ weights) at the start, on the same plan in both runs,
+// agrees with one process's within 1e-4 (it differs only in the order of the Hessians' float sums:
+// measured 0 here), as does step 1's loss; both ranks end with the same plan.
+TEST(Distributed, GptqInTheLoopSplitBetweenTwoRanksMeasuresWhatOneProcessDoes) {
+  if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
+  const std::string folder = latmix::test::temp_dir("dist-gptq-loop");
+  const std::vector<int> codes = run_ranks(2, [&](int rank) {
+    at::set_num_threads(1);
+    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
+    at::manual_seed(3);
+    const at::Tensor t = at::randint(0, 320, {12 * 16}, at::kInt);
+    latmix::CalibrationOptions co;
+    co.samples = 12;
+    co.seqlen = 16;
+    const latmix::CalibrationSet calib =
+        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
+    latmix::LearnSettings s =
+        latmix::method_defaults("latmix", latmix::parse_quant_spec("w=mxfp4,a=none,weights=gptq"), at::kCPU);
+    s.steps = 2;
+    s.batch = 4;
+    s.validation = 4;
+    s.eval_every = 1;
+    s.gptq_refresh = 1;
+    s.init = latmix::TransformInit::Hadamard;
+    Group g(in_folder(folder, rank, 2));
+    latmix::LearnControl control;
+    control.group = &g;
+    const latmix::MethodResult two = latmix::obtain_plan(model, &calib, s, control);
+    const latmix::MethodResult one = latmix::obtain_plan(model, &calib, s);
+    if (two.curve.size() != 2 || two.validation_curve.size() != one.validation_curve.size()) return 10;
+    const auto rel = [](double a, double b) { return std::fabs(a - b) / std::fabs(a); };
+    std::fprintf(stderr, "rank %d: deployed start %.9g vs %.9g, step 1 loss %.9g vs %.9g\n", rank,
+                 two.validation_curve[0].second, one.validation_curve[0].second, two.curve[0].loss, one.curve[0].loss);
+    if (rel(one.validation_curve[0].second, two.validation_curve[0].second) > 1e-4) return 11;
+    if (rel(one.curve[0].loss, two.curve[0].loss) > 1e-4) return 12;
+    std::vector<at::Tensor> mine, rank0;
+    for (const at::Tensor& p : two.plan.parameters()) mine.push_back(p.detach().to(at::kFloat).contiguous());
+    for (const at::Tensor& p : mine) rank0.push_back(p.clone());
+    g.broadcast(rank0, 0);
+    for (size_t i = 0; i < mine.size(); ++i) {
+      if (!at::equal(mine[i], rank0[i])) return 13;
+    }
     return 0;
   });
   EXPECT_EQ(codes, std::vector<int>({0, 0}));

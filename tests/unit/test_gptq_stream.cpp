@@ -163,7 +163,7 @@ TEST(GptqStream, HooksOfTheFpModelActOnTheStreamAsOnAFullPass) {
 }
 
 // The export of a model on a GPU moves each quantized layer to the host once the stream has
-// passed it (QuantizeMemory::layers_to_host): the same weights, bit for bit, now on the host.
+// passed it (QuantizeOptions::layers_to_host): the same weights, bit for bit, now on the host.
 TEST(GptqStream, LayersToHostOnCudaEqualTheDeviceResult) {
   if (!at::hasCUDA()) GTEST_SKIP() << "no CUDA device (layers_to_host only acts on a GPU model)";
   const latmix::CalibrationSet calib = random_calibration(6, 16);
@@ -171,7 +171,7 @@ TEST(GptqStream, LayersToHostOnCudaEqualTheDeviceResult) {
   for (const char* text : {"w=mxfp4,a=none,weights=gptq", "w=mxfp4,a=none,weights=gptq,layers=1", "w=mxfp4,a=none"}) {
     const latmix::QuantSpec spec = latmix::parse_quant_spec(text);
     const latmix::QuantizedModel on_device = latmix::quantize_model(fp, spec, &calib);
-    latmix::QuantizeMemory memory;
+    latmix::QuantizeOptions memory;
     memory.layers_to_host = true;
     const latmix::QuantizedModel hosted = latmix::quantize_model(fp, spec, &calib, {}, memory);
     for (size_t l = 0; l < hosted.model.weights().layers.size(); ++l) {

@@ -312,8 +312,9 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
 
 /// Applies a plan and the final weight quantization: a copy of `fp` with the plan folded (online
 /// hook installed), then quantize_model() with settings.quant. `calib` is needed for GPTQ.
+/// `group`: data-parallel GPTQ, every process of the group calling it alike (QuantizeOptions::group).
 QuantizedModel apply_plan(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
-                          const CalibrationSet* calib, const JobControl& job = {});
+                          const CalibrationSet* calib, const JobControl& job = {}, dist::Group* group = nullptr);
 
 /// SHA-256 (hex) over the model's config and weights' shapes and a sample of their values plus
 /// the settings: what a checkpoint must match to be resumed.

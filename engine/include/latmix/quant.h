@@ -50,6 +50,10 @@
 
 namespace latmix {
 
+namespace dist {
+class Group;
+}
+
 /// The weight quantizer.
 enum class WeightMethod {
   Rtn,   ///< round to nearest (fake_quantize of the weight)
@@ -149,16 +153,24 @@ struct QuantizedModel {
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib = nullptr,
                               const JobControl& job = {});
 
-/// Where quantize_model() keeps what it made.
-struct QuantizeMemory {
+/// Where quantize_model() keeps what it made, and who shares the work.
+struct QuantizeOptions {
   /// Each layer's quantized linears move to host memory once the calibration stream has passed
   /// the layer (the export of a model on a GPU: device memory stays the FP model plus one layer's
   /// work, not two models). The quantized model then cannot run forward; GPTQ of lm_head (which
   /// runs the whole quantized model) keeps the layers on the device.
   bool layers_to_host = false;
+  /// Data-parallel GPTQ (issue 22; null: this process alone). Every process of the group calls
+  /// quantize_model() with the same model, spec and calibration set. Each runs its share of the
+  /// calibration batches through the layers (batch b goes to rank b mod N); each Hessian is the
+  /// processes' sums added up (sum over ranks of samples x running mean, divided by all samples);
+  /// the seven linears of a layer are GPTQ-quantized by rank (index mod N) and sent to the others.
+  /// Every process ends with the same weights and report. Against one process the Hessians differ
+  /// in the order of their float sums only, which can move a GPTQ rounding decision.
+  dist::Group* group = nullptr;
 };
 QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const CalibrationSet* calib,
-                              const JobControl& job, const QuantizeMemory& memory);
+                              const JobControl& job, const QuantizeOptions& options);
 
 /// Quantizes a model's linear weights on demand, one decoder layer at a time, without holding the
 /// quantized model: for writers that stream tensor by tensor (an export of a mapped model).
