@@ -2,7 +2,8 @@
 # Runs on the GPU machine (repository root, carrying .device/debs): issue 22's checks against its
 # LibTorch (2.11, CUDA, NCCL): the Distributed unit tests; tests/cli/cli_nproc.sh with the plain
 # `latmix` (2 processes on the CPU equal 1, a killed worker, resume across N); and torchrun starting
-# the processes itself (--no-python latmix learn): 2 on the CPU, and 1 on the GPU through NCCL.
+# the processes itself (--no-python latmix learn): 2 on the CPU, and 1 on the GPU through NCCL; and GPTQ
+# in the loop through the group on the GPU.
 # Results in $OUT.
 set -uo pipefail
 O=${OUT:-/tmp/out}
@@ -31,3 +32,17 @@ print("losses, plain vs torchrun 2:", [(x["step"], f'{abs(x["loss"] - y["loss"])
 PY
 torchrun --nproc-per-node 1 --no-python "$L" "${RUN[@]}" --device cuda --out /tmp/tr1 --events /tmp/tr1.jsonl \
   >"$O/torchrun1-cuda.txt" 2>&1; echo "torchrun, 1 process on the GPU (NCCL): exit $?"; tail -6 "$O/torchrun1-cuda.txt"
+# GPTQ split between the processes (QuantizeOptions::group) on the GPU: a group of one process sends
+# each linear and its report line through NCCL. GPTQ in the loop, plain against --nproc 1: the same
+# validation curve (one process: the Hessians are its own, summed in the same order).
+GPTQ=(learn --model "$M6" --method latmix --quant w=mxfp4,a=none,weights=gptq --calib "$TEXT" --samples 12 --seqlen 64
+      --batch 4 --validation 4 --eval-every 2 --gptq-refresh 2 --steps 4 --device cuda --quiet --json)
+$L "${GPTQ[@]}" >/tmp/gptq-plain.json 2>"$O/gptq-plain.txt"; echo "GPTQ in the loop, plain, GPU: exit $?"
+$L "${GPTQ[@]}" --nproc 1 >/tmp/gptq-nproc1.json 2>"$O/gptq-nproc1.txt"; echo "GPTQ in the loop, --nproc 1, GPU: exit $?"
+python3 - /tmp/gptq-plain.json /tmp/gptq-nproc1.json <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+va, vb = a["validation"]["curve"], b["validation"]["curve"]
+print("validation, plain:   ", [(v["step"], round(v["loss"], 7)) for v in va])
+print("validation, --nproc 1:", [(v["step"], round(v["loss"], 7)) for v in vb])
+PY
