@@ -84,15 +84,19 @@ if len(sys.argv) > 4:
 PY
 }
 
+agrees() {  # agrees LABEL NAME: the run $OUT/NAME (transforms and events) against the 1-process run
+  if compare "$OUT/one" "$OUT/$2" "$OUT/one.jsonl" "$OUT/$2.jsonl" >"$OUT/cmp" 2>&1; then
+    PASSED=$((PASSED + 1)); sed "s/^/$1: /" "$OUT/cmp"
+  else
+    echo "FAIL: $1"; sed 's/^/  /' "$OUT/cmp"; FAILED=$((FAILED + 1))
+  fi
+}
+
 # 1 process and 2 processes, the same global batch.
 expect 0 "$LATMIX" "${RUN[@]}" --out "$OUT/one" --events "$OUT/one.jsonl" --quiet  # the plain path
 expect 0 "$LATMIX" "${RUN[@]}" --nproc 2 --out "$OUT/two" --events "$OUT/two.jsonl" --json
 contains stdout '"final_loss"'
-if compare "$OUT/one" "$OUT/two" "$OUT/one.jsonl" "$OUT/two.jsonl" >"$OUT/cmp" 2>&1; then
-  PASSED=$((PASSED + 1)); sed 's/^/2 processes vs 1: /' "$OUT/cmp"
-else
-  echo "FAIL: 2 processes vs 1"; sed 's/^/  /' "$OUT/cmp"; FAILED=$((FAILED + 1))
-fi
+agrees "2 processes vs 1" two
 # Rank 0 alone wrote the events: one line per step.
 [ "$(wc -l <"$OUT/two.jsonl")" -eq 6 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: events of 2 processes"; FAILED=$((FAILED + 1)); }
 
@@ -190,11 +194,7 @@ for _ in $(seq 100); do [ -s "$OUT/port" ] && break; sleep 0.1; done
 R=("$LATMIX" --engine "http://127.0.0.1:$(cat "$OUT/port")")
 expect 0 "${R[@]}" "${RUN[@]}" --nproc 2 --out "$OUT/remote" --events "$OUT/remote.jsonl" --json
 contains stdout '"final_loss"'
-if compare "$OUT/one" "$OUT/remote" "$OUT/one.jsonl" "$OUT/remote.jsonl" >"$OUT/cmp" 2>&1; then
-  PASSED=$((PASSED + 1)); sed 's/^/on the engine, 2 processes vs 1: /' "$OUT/cmp"
-else
-  echo "FAIL: on the engine, 2 processes vs 1"; sed 's/^/  /' "$OUT/cmp"; FAILED=$((FAILED + 1))
-fi
+agrees "on the engine, 2 processes vs 1" remote
 "${R[@]}" "${RUN[@]}" --steps 100000 --nproc 2 --quiet >"$OUT/long.out" 2>"$OUT/long.err" &
 CLIENT=$!
 # The job's id once it learns (GET /v1/jobs polled from one Python process: a `latmix jobs list` a

@@ -66,6 +66,44 @@ Rendezvous in_folder(const std::string& folder, int rank, int world) {
   return r;
 }
 
+// In a forked rank: the tiny fixture model and `samples` random calibration sequences of 16 tokens.
+struct Tiny {
+  latmix::Model model;
+  latmix::CalibrationSet calib;
+};
+Tiny tiny(int64_t samples, uint64_t seed) {
+  at::set_num_threads(1);  // a forked child: no OpenMP pool of the parent's
+  latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
+  at::manual_seed(seed);
+  const at::Tensor t = at::randint(0, 320, {samples * 16}, at::kInt);
+  latmix::CalibrationOptions co;
+  co.samples = samples;
+  co.seqlen = 16;
+  return {std::move(model),
+          latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co)};
+}
+
+// LATMiX for 2 steps of 4 sequences on the tiny model, no validation.
+latmix::LearnSettings tiny_settings(const char* quant) {
+  latmix::LearnSettings s = latmix::method_defaults("latmix", latmix::parse_quant_spec(quant), at::kCPU);
+  s.steps = 2;
+  s.batch = 4;
+  s.validation = 0;
+  s.init = latmix::TransformInit::Hadamard;  // the fixture's head_dim 16 is narrower than an MX block
+  return s;
+}
+
+// Every rank's `tensors` equal rank 0's, bit for bit (float32 copies travel).
+bool same_as_rank0(Group& g, const std::vector<at::Tensor>& tensors) {
+  std::vector<at::Tensor> rank0;
+  for (const at::Tensor& t : tensors) rank0.push_back(t.detach().to(at::kFloat).contiguous().clone());
+  g.broadcast(rank0, 0);
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!at::equal(tensors[i].detach().to(at::kFloat), rank0[i])) return false;
+  }
+  return true;
+}
+
 TEST(Distributed, TorchrunVariablesAreReadStrictly) {
   ::unsetenv("WORLD_SIZE");
   EXPECT_FALSE(latmix::dist::rendezvous_from_env());
@@ -162,20 +200,8 @@ TEST(Distributed, APauseOnOneRankHoldsEveryRankPastTheGroupsTimeout) {
   if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
   const std::string folder = latmix::test::temp_dir("dist-pause");
   const std::vector<int> codes = run_ranks(2, [&](int rank) {
-    at::set_num_threads(1);  // a forked child: no OpenMP pool of the parent's
-    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
-    at::manual_seed(11);
-    const at::Tensor t = at::randint(0, 320, {4 * 16}, at::kInt);
-    latmix::CalibrationOptions co;
-    co.samples = 4;
-    co.seqlen = 16;
-    const latmix::CalibrationSet calib =
-        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
-    latmix::LearnSettings s = latmix::method_defaults("latmix", latmix::parse_quant_spec("w=mxfp4,a=none"), at::kCPU);
-    s.steps = 2;
-    s.batch = 4;
-    s.validation = 0;
-    s.init = latmix::TransformInit::Hadamard;  // the fixture's head_dim 16 is narrower than an MX block
+    const Tiny t = tiny(4, 11);
+    const latmix::LearnSettings s = tiny_settings("w=mxfp4,a=none");
     Rendezvous r = in_folder(folder, rank, 2);
     r.timeout = std::chrono::seconds(1);
     Group g(r);
@@ -190,7 +216,7 @@ TEST(Distributed, APauseOnOneRankHoldsEveryRankPastTheGroupsTimeout) {
       });
     }
     const auto start = std::chrono::steady_clock::now();
-    const latmix::MethodResult result = latmix::obtain_plan(model, &calib, s, control);
+    const latmix::MethodResult result = latmix::obtain_plan(t.model, &t.calib, s, control);
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (resumer.joinable()) resumer.join();
     if (result.curve.size() != 2) return 10;
@@ -209,37 +235,28 @@ TEST(Distributed, GptqSplitBetweenRanksGivesEveryRankTheSameWeightsAsOneProcess)
   if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
   const std::string folder = latmix::test::temp_dir("dist-gptq");
   const std::vector<int> codes = run_ranks(3, [&](int rank) {
-    at::set_num_threads(1);
-    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
-    at::manual_seed(5);
-    const at::Tensor t = at::randint(0, 320, {6 * 16}, at::kInt);
-    latmix::CalibrationOptions co;
-    co.samples = 6;
-    co.seqlen = 16;
-    const latmix::CalibrationSet calib =
-        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
+    const Tiny t = tiny(6, 5);
     latmix::QuantSpec spec = latmix::parse_quant_spec("w=mxfp4,a=none,weights=gptq,lm_head=mxfp4");
     spec.gptq.batch_size = 4;
     Group g(in_folder(folder, rank, 3));
     latmix::QuantizeOptions options;
     options.group = &g;
-    const latmix::QuantizedModel split = latmix::quantize_model(model, spec, &calib, {}, options);
-    const latmix::QuantizedModel one = latmix::quantize_model(model, spec, &calib);
-    std::vector<at::Tensor> mine, alone;
-    for (const auto& lw : split.model.weights().layers) {
-      for (const at::Tensor& w : {lw.q, lw.k, lw.v, lw.o, lw.gate, lw.up, lw.down}) mine.push_back(w.to(at::kFloat));
-    }
-    mine.push_back(split.model.weights().lm_head.to(at::kFloat));
-    for (const auto& lw : one.model.weights().layers) {
-      for (const at::Tensor& w : {lw.q, lw.k, lw.v, lw.o, lw.gate, lw.up, lw.down}) alone.push_back(w.to(at::kFloat));
-    }
-    alone.push_back(one.model.weights().lm_head.to(at::kFloat));
-    std::vector<at::Tensor> rank0;
-    for (const at::Tensor& w : mine) rank0.push_back(w.clone());
-    g.broadcast(rank0, 0);
+    const latmix::QuantizedModel split = latmix::quantize_model(t.model, spec, &t.calib, {}, options);
+    const latmix::QuantizedModel one = latmix::quantize_model(t.model, spec, &t.calib);
+    const auto linears = [](const latmix::QuantizedModel& q) {
+      std::vector<at::Tensor> out;
+      for (const auto& lw : q.model.weights().layers) {
+        for (const at::Tensor& w : {lw.q, lw.k, lw.v, lw.o, lw.gate, lw.up, lw.down}) out.push_back(w.to(at::kFloat));
+      }
+      out.push_back(q.model.weights().lm_head.to(at::kFloat));
+      return out;
+    };
+    const std::vector<at::Tensor> mine = linears(split), alone = linears(one);
+    std::vector<double> errors;
+    for (const auto& line : split.report.linears) errors.push_back(line.relative_output_error);
+    if (!same_as_rank0(g, mine) || !same_as_rank0(g, {at::tensor(errors, at::kDouble).to(at::kFloat)})) return 10;
     int64_t moved = 0, total = 0;
     for (size_t i = 0; i < mine.size(); ++i) {
-      if (!at::equal(mine[i], rank0[i])) return 10;
       moved += (mine[i] != alone[i]).sum().item<int64_t>();
       total += mine[i].numel();
     }
@@ -266,42 +283,23 @@ TEST(Distributed, GptqInTheLoopSplitBetweenTwoRanksMeasuresWhatOneProcessDoes) {
   if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
   const std::string folder = latmix::test::temp_dir("dist-gptq-loop");
   const std::vector<int> codes = run_ranks(2, [&](int rank) {
-    at::set_num_threads(1);
-    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
-    at::manual_seed(3);
-    const at::Tensor t = at::randint(0, 320, {12 * 16}, at::kInt);
-    latmix::CalibrationOptions co;
-    co.samples = 12;
-    co.seqlen = 16;
-    const latmix::CalibrationSet calib =
-        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
-    latmix::LearnSettings s =
-        latmix::method_defaults("latmix", latmix::parse_quant_spec("w=mxfp4,a=none,weights=gptq"), at::kCPU);
-    s.steps = 2;
-    s.batch = 4;
+    const Tiny t = tiny(12, 3);
+    latmix::LearnSettings s = tiny_settings("w=mxfp4,a=none,weights=gptq");
     s.validation = 4;
     s.eval_every = 1;
     s.gptq_refresh = 1;
-    s.init = latmix::TransformInit::Hadamard;
     Group g(in_folder(folder, rank, 2));
     latmix::LearnControl control;
     control.group = &g;
-    const latmix::MethodResult two = latmix::obtain_plan(model, &calib, s, control);
-    const latmix::MethodResult one = latmix::obtain_plan(model, &calib, s);
+    const latmix::MethodResult two = latmix::obtain_plan(t.model, &t.calib, s, control);
+    const latmix::MethodResult one = latmix::obtain_plan(t.model, &t.calib, s);
     if (two.curve.size() != 2 || two.validation_curve.size() != one.validation_curve.size()) return 10;
     const auto rel = [](double a, double b) { return std::fabs(a - b) / std::fabs(a); };
     std::fprintf(stderr, "rank %d: deployed start %.9g vs %.9g, step 1 loss %.9g vs %.9g\n", rank,
                  two.validation_curve[0].second, one.validation_curve[0].second, two.curve[0].loss, one.curve[0].loss);
     if (rel(one.validation_curve[0].second, two.validation_curve[0].second) > 1e-4) return 11;
     if (rel(one.curve[0].loss, two.curve[0].loss) > 1e-4) return 12;
-    std::vector<at::Tensor> mine, rank0;
-    for (const at::Tensor& p : two.plan.parameters()) mine.push_back(p.detach().to(at::kFloat).contiguous());
-    for (const at::Tensor& p : mine) rank0.push_back(p.clone());
-    g.broadcast(rank0, 0);
-    for (size_t i = 0; i < mine.size(); ++i) {
-      if (!at::equal(mine[i], rank0[i])) return 13;
-    }
-    return 0;
+    return same_as_rank0(g, two.plan.parameters()) ? 0 : 13;
   });
   EXPECT_EQ(codes, std::vector<int>({0, 0}));
 }
@@ -314,20 +312,8 @@ TEST(Distributed, StepEndWorkInAGroupRunsWhilePausedAndTheRanksHoldTogether) {
   if (!latmix::dist::available()) GTEST_SKIP() << "built without c10d/Gloo (libgloo-dev)";
   const std::string folder = latmix::test::temp_dir("dist-step-end");
   const std::vector<int> codes = run_ranks(2, [&](int rank) {
-    at::set_num_threads(1);
-    const latmix::Model model = latmix::load_model(latmix::test::fixtures_path("models/tiny-llama3"));
-    at::manual_seed(11);
-    const at::Tensor t = at::randint(0, 320, {4 * 16}, at::kInt);
-    latmix::CalibrationOptions co;
-    co.samples = 4;
-    co.seqlen = 16;
-    const latmix::CalibrationSet calib =
-        latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co);
-    latmix::LearnSettings s = latmix::method_defaults("latmix", latmix::parse_quant_spec("w=mxfp4,a=none"), at::kCPU);
-    s.steps = 2;
-    s.batch = 4;
-    s.validation = 0;
-    s.init = latmix::TransformInit::Hadamard;
+    const Tiny t = tiny(4, 11);
+    const latmix::LearnSettings s = tiny_settings("w=mxfp4,a=none");
     Rendezvous r = in_folder(folder, rank, 2);
     r.timeout = std::chrono::seconds(1);
     Group g(r);
@@ -355,7 +341,7 @@ TEST(Distributed, StepEndWorkInAGroupRunsWhilePausedAndTheRanksHoldTogether) {
       };
       work.attach(control, control.pause, [&](int64_t step) { told.push_back(step); });
     }
-    const latmix::MethodResult result = latmix::obtain_plan(model, &calib, s, control);
+    const latmix::MethodResult result = latmix::obtain_plan(t.model, &t.calib, s, control);
     if (helper.joinable()) helper.join();
     if (result.curve.size() != 2) return 10;
     if (rank == 0) {
