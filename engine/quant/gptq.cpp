@@ -141,16 +141,16 @@ void HessianAccumulator::add(const at::Tensor& x) {
 namespace gptq_detail {
 
 GptqResult quantize_weight(const at::Tensor& weight, const at::Tensor& hessian, const MxFormat& format,
-                           const GptqOptions& options, const JobControl& job, SweepKernel kernel) {
+                           const GptqOptions& options, const JobControl& job, SweepKernel kernel,
+                           const HessianFactor* factor) {
   check_gptq_inputs(weight, hessian, format, options);
   const at::Tensor W0 = weight.detach().to(at::kFloat);
-  at::Tensor H = hessian.detach().to(W0.device(), at::kFloat).clone();
-  const at::Tensor H0 = H.clone();
+  const at::Tensor H0 = hessian.detach().to(W0.device(), at::kFloat);
+  const HessianFactor own = factor != nullptr ? HessianFactor{} : factor_hessian(H0, options, W0.device());
+  const HessianFactor& f = factor != nullptr ? *factor : own;
   GptqResult result;
-  const at::Tensor dead = H.diagonal() == 0;
-  result.dead_columns = dead.sum().item<int64_t>();
-  H.diagonal().masked_fill_(dead, 1.0);
-  const at::Tensor Q = gptq_sweep(W0.masked_fill(dead.unsqueeze(0), 0.0), H, format, options, job, kernel);
+  result.dead_columns = f.dead.sum().item<int64_t>();
+  const at::Tensor Q = gptq_sweep(W0.masked_fill(f.dead.unsqueeze(0), 0.0), f, format, options, job, kernel);
   const at::Tensor projected = fake_quantize(Q, format, -1);
   result.reprojected = (projected != Q).sum().item<int64_t>();
   result.relative_output_error = relative_output_error(W0, projected, H0);

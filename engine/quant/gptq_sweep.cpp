@@ -240,16 +240,23 @@ void sweep_batch_fused(Sweep& s, int64_t i1, int64_t i2, at::Tensor& Q, SweepKer
   lazy_update(s, i1, i2, Err1);
 }
 
-// Orders the columns (act-order or not), factors H^-1 and prepares the block scales.
-Sweep start_sweep(const at::Tensor& W, const at::Tensor& H, const MxFormat& format, const GptqOptions& options,
+// The column order (act-order or not) and the factor of H^-1 in it; H's dead diagonal entries are 1.
+void factor_into(HessianFactor& f, const at::Tensor& H, const GptqOptions& options) {
+  const int64_t n = H.size(0);
+  f.perm = options.act_order ? at::argsort(H.diagonal(), /*dim=*/0, /*descending=*/true)
+                             : at::arange(n, at::TensorOptions().dtype(at::kLong).device(H.device()));
+  f.hinv = inverse_hessian_factor(H.index_select(0, f.perm).index_select(1, f.perm), options.percdamp);
+}
+
+// Prepares the block scales and the column loop's plan for H's factor.
+Sweep start_sweep(const at::Tensor& W, const HessianFactor& factor, const MxFormat& format, const GptqOptions& options,
                   bool fused) {
   const int64_t n = W.size(1);
   Sweep s;
   s.format = format;
   s.batch = options.block_columns;
   s.grid = make_grid(format, W.device());
-  const at::Tensor perm = options.act_order ? at::argsort(H.diagonal(), /*dim=*/0, /*descending=*/true)
-                                            : at::arange(n, at::TensorOptions().dtype(at::kLong).device(W.device()));
+  const at::Tensor& perm = factor.perm;
   const at::Tensor perm_cpu = perm.to(at::kCPU).contiguous();
   s.perm.assign(perm_cpu.data_ptr<int64_t>(), perm_cpu.data_ptr<int64_t>() + n);
   s.invperm.assign(static_cast<size_t>(n), 0);
@@ -263,7 +270,7 @@ Sweep start_sweep(const at::Tensor& W, const at::Tensor& H, const MxFormat& form
   s.scales =
       options.static_scales ? mx_block_scales(W, format).contiguous() : at::zeros({W.size(0), groups}, W.options());
   s.W = W.index_select(1, perm);
-  s.Hinv = inverse_hessian_factor(H.index_select(0, perm).index_select(1, perm), options.percdamp);
+  s.Hinv = factor.hinv;
   make_plan(s, options.static_scales);
   if (fused) {
     s.hinv_rows = s.Hinv.contiguous();
@@ -305,11 +312,27 @@ bool gptq_cuda_kernel_built() {
 #endif
 }
 
+HessianFactor factor_hessian(const at::Tensor& hessian, const GptqOptions& options, at::Device device) {
+  HessianFactor f;
+  const at::Tensor H = hessian.detach().to(device, at::kFloat).clone();
+  f.dead = H.diagonal() == 0;
+  H.diagonal().masked_fill_(f.dead, 1.0);
+  factor_into(f, H, options);
+  return f;
+}
+
 at::Tensor gptq_sweep(const at::Tensor& W, const at::Tensor& H, const MxFormat& format, const GptqOptions& options,
                       const JobControl& job, SweepKernel kernel) {
+  HessianFactor f;
+  factor_into(f, H, options);
+  return gptq_sweep(W, f, format, options, job, kernel);
+}
+
+at::Tensor gptq_sweep(const at::Tensor& W, const HessianFactor& factor, const MxFormat& format,
+                      const GptqOptions& options, const JobControl& job, SweepKernel kernel) {
   kernel = resolve(kernel, W);
   const int64_t n = W.size(1);
-  Sweep s = start_sweep(W, H, format, options, kernel != SweepKernel::Aten);
+  Sweep s = start_sweep(W, factor, format, options, kernel != SweepKernel::Aten);
   at::Tensor Q = at::zeros(s.W.sizes(), s.W.options());
   for (int64_t i1 = 0; i1 < n; i1 += options.block_columns) {
     job.cancel.check();

@@ -38,14 +38,31 @@ enum class SweepKernel {
 /// Whether this build has the fused GPTQ kernel (LibTorch with CUDA and nvcc at build time).
 bool gptq_cuda_kernel_built();
 
+/// What a sweep takes from the Hessian alone: the same for every linear that reads one input (q, k
+/// and v; gate and up), so quantize_model() factors each input's Hessian once per layer.
+struct HessianFactor {
+  at::Tensor dead;  ///< bool [n]: diag(H) == 0 (those columns' weights become 0)
+  at::Tensor perm;  ///< int64 [n]: position -> column (act-order's, or the identity)
+  at::Tensor hinv;  ///< fp32 [n, n]: the upper Cholesky factor of (H + damp I)^-1, permuted
+};
+
+/// The factor of a Hessian [n, n] (any float dtype) on `device`, with `options`' damping and
+/// column order. \throws latmix::Error when H + damp I is not positive definite.
+HessianFactor factor_hessian(const at::Tensor& hessian, const GptqOptions& options, at::Device device);
+
 /// The GPTQ sweep over W [rows, n] (fp32, dead columns zeroed) against H [n, n] (fp32, dead
 /// diagonal entries set to 1), on W's device: the quantized weight in the original column order,
 /// before the final reprojection. Cancel is checked once per lazy batch.
 at::Tensor gptq_sweep(const at::Tensor& W, const at::Tensor& H, const MxFormat& format, const GptqOptions& options,
                       const JobControl& job, SweepKernel kernel);
+/// The same with H's factor (factor_hessian, on W's device).
+at::Tensor gptq_sweep(const at::Tensor& W, const HessianFactor& factor, const MxFormat& format,
+                      const GptqOptions& options, const JobControl& job, SweepKernel kernel);
 
-/// gptq_quantize_weight with a chosen implementation of the column loop.
+/// gptq_quantize_weight with a chosen implementation of the column loop, and `factor` when the
+/// caller has factored `hessian` already (factor_hessian with these options, on the weight's device).
 GptqResult quantize_weight(const at::Tensor& weight, const at::Tensor& hessian, const MxFormat& format,
-                           const GptqOptions& options, const JobControl& job, SweepKernel kernel);
+                           const GptqOptions& options, const JobControl& job, SweepKernel kernel,
+                           const HessianFactor* factor = nullptr);
 
 }  // namespace latmix::gptq_detail

@@ -15,6 +15,7 @@
 #include "latmix/error.h"
 #include "latmix/scoped_hook.h"
 #include "latmix/quant.h"
+#include "quant/gptq_sweep.h"
 
 namespace latmix {
 
@@ -197,17 +198,38 @@ double sqnr_db(const at::Tensor& w, const at::Tensor& q) {
   return 10.0 * std::log10(signal / noise);
 }
 
-// Quantizes one weight in place in `slot`, returning its report line.
+// The Hessian factors of one layer's inputs (GPTQ), each made when a linear first needs it: q, k
+// and v share theirs, as do gate and up.
+class LayerFactors {
+ public:
+  LayerFactors(const Model& model, const QuantSpec& spec) : device_(model.device()), options_(spec.gptq) {}
+  const gptq_detail::HessianFactor* get(CapturePoint input, const at::Tensor& hessian) {
+    if (!hessian.defined()) return nullptr;
+    auto it = factors_.find(input);
+    if (it == factors_.end()) it = factors_.emplace(input, gptq_detail::factor_hessian(hessian, options_, device_)).first;
+    return &it->second;
+  }
+
+ private:
+  at::Device device_;
+  GptqOptions options_;
+  std::map<CapturePoint, gptq_detail::HessianFactor> factors_;
+};
+
+// Quantizes one weight in place in `slot`, returning its report line (`factor`: the Hessian's,
+// when made already).
 // On a mapped model the slot holds the file's tensor: it is converted here, and the quantized
 // one (compute dtype) replaces it.
 LinearQuantReport quantize_linear(const Model& model, at::Tensor& slot, const MxFormat& format, const QuantSpec& spec,
-                                  const at::Tensor& hessian, const JobControl& job) {
+                                  const at::Tensor& hessian, const JobControl& job,
+                                  const gptq_detail::HessianFactor* factor = nullptr) {
   const auto start = Clock::now();
   LinearQuantReport r;
   at::Tensor q;
   const at::Tensor w = model.compute(slot);
   if (spec.method == WeightMethod::Gptq) {
-    GptqResult g = gptq_quantize_weight(w, hessian, format, spec.gptq, job);
+    GptqResult g =
+        gptq_detail::quantize_weight(w, hessian, format, spec.gptq, job, gptq_detail::SweepKernel::Auto, factor);
     q = g.weight;
     r.relative_output_error = g.relative_output_error;
     r.reprojected = g.reprojected;
@@ -287,6 +309,7 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
     }
     // stored_weights(): a mapped model stays mapped; only the quantized tensors are held.
     LayerWeights& lw = model.stored_weights().layers[static_cast<size_t>(l)];
+    LayerFactors factors(model, spec);
     int64_t index = 0;
     for (const LinearRef& ref : kLinears) {
       job.cancel.check();
@@ -294,7 +317,7 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
       LinearQuantReport r;
       if (group == nullptr || group->rank() == owner) {
         const at::Tensor h = !hook ? at::Tensor() : group != nullptr ? hook->summed(ref.input) : hook->hessian(ref.input);
-        r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job);
+        r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job, factors.get(ref.input, h));
       }
       if (group != nullptr) share_linear(model, *group, owner, lw.*ref.member, r);
       r.layer = l;
@@ -496,10 +519,13 @@ at::Tensor StreamingQuantizer::weight(int64_t layer, const std::string& name) {
   LayerWeights& lw = w.layers[static_cast<size_t>(layer)];
   s.original = lw;
   s.held_layer = layer;
+  LayerFactors factors(s.work, s.spec);
   for (const LinearRef& r : kLinears) {
     s.job.cancel.check();
     const auto one = Clock::now();
-    LinearQuantReport line = quantize_linear(s.work, lw.*r.member, *s.spec.weights, s.spec, hook->hessian(r.input), s.job);
+    const at::Tensor& h = hook->hessian(r.input);
+    LinearQuantReport line =
+        quantize_linear(s.work, lw.*r.member, *s.spec.weights, s.spec, h, s.job, factors.get(r.input, h));
     line.layer = layer;
     line.name = r.name;
     s.report.linears.push_back(line);
