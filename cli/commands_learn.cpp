@@ -13,7 +13,6 @@
 #include "commands_learn.h"
 #include "console.h"
 #include "data_parallel.h"
-#include "remote.h"
 #include "latmix/api/evaluate.h"
 #include "latmix/api/learn.h"
 #include "latmix/calib_data.h"
@@ -24,6 +23,7 @@
 #include "latmix/json.h"
 #include "latmix/learn.h"
 #include "latmix/tasks.h"
+#include "remote.h"
 #include "result_text.h"
 
 namespace latmix::cli {
@@ -133,8 +133,9 @@ namespace {
 // the engine's host).
 void refuse_nproc_on_engine(const Args& args) {
   if (remote_engine() && args.integer("nproc") != 1) {
-    throw UsageError("--nproc: compare learns in several processes on this host only, not through --engine "
-                     "(latmix --engine URL learn --nproc N runs them on the engine's host)");
+    throw UsageError(
+        "--nproc: compare learns in several processes on this host only, not through --engine "
+        "(latmix --engine URL learn --nproc N runs them on the engine's host)");
   }
 }
 

@@ -313,7 +313,9 @@ void DataParallel::close() {
   }
 }
 
-DataParallel::~DataParallel() { close(); }
+DataParallel::~DataParallel() {
+  close();
+}
 
 at::Device DataParallel::device(at::Device requested) const {
   if (world_ > 1 && requested.is_cuda() && !requested.has_index()) {

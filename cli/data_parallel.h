@@ -12,10 +12,10 @@
 // prefixed by its rank; rank 0's next collective then fails, and its error says which worker ended how.
 #include <ATen/ATen.h>
 
+#include <sys/types.h>
 #include <chrono>
 #include <memory>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 #include "args.h"

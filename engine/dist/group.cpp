@@ -149,8 +149,8 @@ Group::Group(const Rendezvous& r) : impl_(std::make_unique<Impl>()) {
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
-    throw Error("distributed: " + where(r) + " could not join its group within " +
-                std::to_string(join.count() / 1000) + " s: " + e.what());
+    throw Error("distributed: " + where(r) + " could not join its group within " + std::to_string(join.count() / 1000) +
+                " s: " + e.what());
   }
 }
 

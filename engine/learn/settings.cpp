@@ -162,7 +162,8 @@ void PauseToken::wait_for(const CancelToken& cancel, std::chrono::milliseconds t
   while (state_->paused && !cancel.cancelled()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) return;
-    state_->cv.wait_for(lock, std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
+    state_->cv.wait_for(lock,
+                        std::min<std::chrono::steady_clock::duration>(until - now, std::chrono::milliseconds(50)));
   }
 }
 
@@ -243,9 +244,8 @@ void StepEndWork::attach(LearnControl& control, const PauseToken& pause,
   // With a group the processes hold together at the next step's start (Loop::agreed_stop).
   const bool hold = control.group == nullptr;
   control.snapshot_wanted = [self, pause, hold] { return self.wanted(pause, hold); };
-  control.on_snapshot = [self, job = control.job, pause, on_hold = std::move(on_hold), hold](const TransformPlan& plan) {
-    self.serve(plan, job, pause, on_hold, hold);
-  };
+  control.on_snapshot = [self, job = control.job, pause, on_hold = std::move(on_hold),
+                         hold](const TransformPlan& plan) { self.serve(plan, job, pause, on_hold, hold); };
 }
 
 const std::vector<MethodPreset>& method_presets() {

@@ -10,10 +10,10 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <cmath>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -554,8 +554,8 @@ struct Validation {
     c10::NoGradGuard no_grad;
     // A copy: folding moves the plan to the model's device (Transform::to), which gives its
     // transforms new parameter tensors, and the optimizer would go on stepping the old ones.
-    QuantizedModel q = apply_plan(fp, clone_plan(plan), s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr,
-                                  job, group_);
+    QuantizedModel q =
+        apply_plan(fp, clone_plan(plan), s.quant, s.quant.method == WeightMethod::Gptq ? calib_ : nullptr, job, group_);
     return deployed_loss(fp, q.model, s);
   }
   // The held-out loss of a deployed model `q`.

@@ -13,8 +13,8 @@
 
 #include "latmix/distributed.h"
 #include "latmix/error.h"
-#include "latmix/scoped_hook.h"
 #include "latmix/quant.h"
+#include "latmix/scoped_hook.h"
 #include "quant/gptq_sweep.h"
 
 namespace latmix {
@@ -206,7 +206,8 @@ class LayerFactors {
   const gptq_detail::HessianFactor* get(CapturePoint input, const at::Tensor& hessian) {
     if (!hessian.defined()) return nullptr;
     auto it = factors_.find(input);
-    if (it == factors_.end()) it = factors_.emplace(input, gptq_detail::factor_hessian(hessian, options_, device_)).first;
+    if (it == factors_.end())
+      it = factors_.emplace(input, gptq_detail::factor_hessian(hessian, options_, device_)).first;
     return &it->second;
   }
 
@@ -278,11 +279,11 @@ void share_linear(const Model& model, dist::Group& group, int owner, at::Tensor&
   // As float32 (bf16 and fp16 widen exactly): not every backend sends every dtype.
   std::vector<at::Tensor> weight = {mine ? slot.to(f32) : at::empty(slot.sizes(), f32)};
   group.broadcast(weight, owner);
-  std::vector<at::Tensor> line = {mine ? at::tensor({r.relative_output_error, r.weight_sqnr_db, r.seconds,
-                                                     static_cast<double>(r.reprojected)},
-                                                    at::TensorOptions().dtype(at::kDouble))
-                                             .to(model.device())
-                                       : at::empty({4}, at::TensorOptions().dtype(at::kDouble).device(model.device()))};
+  std::vector<at::Tensor> line = {
+      mine ? at::tensor({r.relative_output_error, r.weight_sqnr_db, r.seconds, static_cast<double>(r.reprojected)},
+                        at::TensorOptions().dtype(at::kDouble))
+                 .to(model.device())
+           : at::empty({4}, at::TensorOptions().dtype(at::kDouble).device(model.device()))};
   group.broadcast(line, owner);
   if (mine) return;
   slot = weight.front().to(model.dtype());
@@ -316,7 +317,9 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
       const int owner = group != nullptr ? static_cast<int>(index++ % group->world()) : 0;
       LinearQuantReport r;
       if (group == nullptr || group->rank() == owner) {
-        const at::Tensor h = !hook ? at::Tensor() : group != nullptr ? hook->summed(ref.input) : hook->hessian(ref.input);
+        const at::Tensor h = !hook              ? at::Tensor()
+                             : group != nullptr ? hook->summed(ref.input)
+                                                : hook->hessian(ref.input);
         r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job, factors.get(ref.input, h));
       }
       if (group != nullptr) share_linear(model, *group, owner, lw.*ref.member, r);
@@ -338,11 +341,12 @@ void quantize_lm_head(Model& model, const QuantSpec& spec, const CalibrationSet*
   const int64_t layers = model.config().num_layers;
   if (spec.method != WeightMethod::Gptq) group = nullptr;
   std::shared_ptr<HessianHook> hook;
-  if (spec.method == WeightMethod::Gptq) hook = collect_lm_head_hessian(model, *calib, spec.gptq.batch_size, job, group);
+  if (spec.method == WeightMethod::Gptq)
+    hook = collect_lm_head_hessian(model, *calib, spec.gptq.batch_size, job, group);
   ModelWeights& w = model.stored_weights();
   // A tied lm_head becomes its own tensor; the embedding stays in high precision.
   at::Tensor slot = w.lm_head;
-  const at::Tensor h = !hook                ? at::Tensor()
+  const at::Tensor h = !hook              ? at::Tensor()
                        : group != nullptr ? hook->summed(CapturePoint::FinalNormOut)
                                           : hook->hessian(CapturePoint::FinalNormOut);
   // With a group every rank quantizes it from the same Hessian (one linear: nothing to share).
@@ -417,8 +421,8 @@ QuantizedModel quantize_model(const Model& fp, const QuantSpec& spec, const Cali
     out.report.calibration_seqlen = calib->seqlen();
   }
   // GPTQ of lm_head runs the whole quantized model: its layers stay where it runs.
-  const bool to_host = options.layers_to_host && !fp.device().is_cpu() &&
-                       !(spec.lm_head && spec.method == WeightMethod::Gptq);
+  const bool to_host =
+      options.layers_to_host && !fp.device().is_cpu() && !(spec.lm_head && spec.method == WeightMethod::Gptq);
   if (spec.weights) quantize_layers(out.model, spec, calib, out.report, total, job, to_host, options.group);
   if (spec.lm_head) quantize_lm_head(out.model, spec, calib, out.report, total, job, options.group);
   if (spec.activations) {

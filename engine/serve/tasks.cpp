@@ -240,7 +240,8 @@ json TaskHost::run(const std::string& task, json request, const TaskEvents& even
     const api::LearnRequest r = api::learn_request_from_json(request);
     std::unique_ptr<Ranks> ranks;
     if (nproc > 1 && !find_method(r.method).learned) {
-      if (events.on_note) events.on_note("note: nproc " + std::to_string(nproc) + ": nothing is learned, so one process does it all");
+      if (events.on_note)
+        events.on_note("note: nproc " + std::to_string(nproc) + ": nothing is learned, so one process does it all");
     } else if (nproc > 1) {
       if (!environment_.start_ranks) {
         throw UsageError("learn request: nproc " + std::to_string(nproc) + ": this server cannot start processes");

@@ -79,8 +79,8 @@ Tiny tiny(int64_t samples, uint64_t seed) {
   latmix::CalibrationOptions co;
   co.samples = samples;
   co.seqlen = 16;
-  return {std::move(model),
-          latmix::sample_calibration(std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co)};
+  return {std::move(model), latmix::sample_calibration(
+                                std::vector<int32_t>(t.data_ptr<int32_t>(), t.data_ptr<int32_t>() + t.numel()), co)};
 }
 
 // LATMiX for 2 steps of 4 sequences on the tiny model, no validation.
