@@ -149,16 +149,13 @@ bool PauseToken::paused() const {
 }
 
 void PauseToken::wait(const CancelToken& cancel) const {
-  std::unique_lock<std::mutex> lock(state_->mutex);
-  // Cancel does not notify: poll it every 50 ms while paused.
-  while (state_->paused && !cancel.cancelled()) {
-    state_->cv.wait_for(lock, std::chrono::milliseconds(50));
-  }
+  while (paused() && !cancel.cancelled()) wait_for(cancel, std::chrono::hours(1));
 }
 
 void PauseToken::wait_for(const CancelToken& cancel, std::chrono::milliseconds timeout) const {
   const auto until = std::chrono::steady_clock::now() + timeout;
   std::unique_lock<std::mutex> lock(state_->mutex);
+  // Cancel does not notify: poll it every 50 ms while paused.
   while (state_->paused && !cancel.cancelled()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= until) return;
@@ -172,7 +169,7 @@ struct StepEndWork::State {
   std::condition_variable wake;
   std::deque<Work> work;
   int64_t step = 0;
-  int64_t told = -1;  // the paused step on_hold was last told of (serve without holding)
+  int64_t told = -1;  // the paused step on_hold was last told of
 };
 
 StepEndWork::StepEndWork() : state_(std::make_shared<State>()) {}
@@ -198,7 +195,6 @@ int64_t StepEndWork::step() const {
 void StepEndWork::serve(const TransformPlan& plan, const JobControl& job, const PauseToken& pause,
                         const std::function<void(int64_t step)>& on_hold, bool hold) const {
   std::unique_lock<std::mutex> lock(state_->mutex);
-  bool told = false;
   for (;;) {
     while (!state_->work.empty()) {
       Work w = std::move(state_->work.front());
@@ -209,13 +205,9 @@ void StepEndWork::serve(const TransformPlan& plan, const JobControl& job, const 
       lock.lock();
     }
     if (!pause.paused() || job.cancel.cancelled()) return;
-    if (!hold) {
-      if (on_hold && state_->told != state_->step) on_hold(state_->step);
-      state_->told = state_->step;
-      return;
-    }
-    if (!told && on_hold) on_hold(state_->step);
-    told = true;
+    if (on_hold && state_->told != state_->step) on_hold(state_->step);
+    state_->told = state_->step;
+    if (!hold) return;
     state_->wake.wait_for(lock, std::chrono::milliseconds(50));
   }
 }

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <map>
 #include <memory>
@@ -64,7 +65,11 @@ class HessianHook : public CaptureHook {
     return {};
   }
 
-  const at::Tensor& hessian(CapturePoint point) const { return hessians_.at(point).hessian(); }
+  // The Hessian of `point`'s input (after sum_over: the whole calibration set's).
+  const at::Tensor& hessian(CapturePoint point) const {
+    const auto it = summed_.find(point);
+    return it != summed_.end() ? it->second : hessians_.at(point).hessian();
+  }
 
   // Data-parallel: this rank's running means (over its share of the batches) become the whole
   // calibration set's, sum over ranks of share x mean, with `share` this rank's fraction of the
@@ -80,16 +85,31 @@ class HessianHook : public CaptureHook {
                           : at::zeros({features, features}, at::TensorOptions().dtype(at::kFloat).device(device)));
     }
     group.sum(parts);
-    summed_.clear();
     for (size_t i = 0; i < points.size(); ++i) summed_[points[i].first] = parts[i];
   }
-  const at::Tensor& summed(CapturePoint point) const { return summed_.at(point); }
 
  private:
   std::map<CapturePoint, at::Tensor> summed_;
   int64_t layer_, num_layers_;
   std::map<CapturePoint, HessianAccumulator> hessians_;
 };
+
+// Calls `f(first, n)` for this rank's calibration batches of `batch_size` sequences (all of them
+// alone; with a group, batch b when b mod N is the rank) and returns this rank's fraction of the
+// sequences.
+double for_my_batches(const CalibrationSet& calib, int64_t batch_size, const dist::Group* group, const JobControl& job,
+                      const std::function<void(int64_t first, int64_t n)>& f) {
+  const int64_t rank = group != nullptr ? group->rank() : 0, world = group != nullptr ? group->world() : 1;
+  int64_t rows = 0;
+  for (int64_t first = 0, b = 0; first < calib.size(); first += batch_size, ++b) {
+    job.cancel.check();
+    if (b % world != rank) continue;
+    const int64_t n = std::min(batch_size, calib.size() - first);
+    f(first, n);
+    rows += n;
+  }
+  return static_cast<double>(rows) / static_cast<double>(calib.size());
+}
 
 // The residual stream of every calibration batch entering decoder layer layer(), kept on the
 // model's device so that GPTQ's layer-by-layer calibration runs each layer twice (once for its
@@ -103,16 +123,9 @@ class CalibrationStream {
   CalibrationStream(const Model& model, const CalibrationSet& calib, int64_t batch_size, const JobControl& job,
                     const dist::Group* group = nullptr) {
     c10::InferenceMode guard;
-    const int64_t rank = group != nullptr ? group->rank() : 0, world = group != nullptr ? group->world() : 1;
-    int64_t rows = 0;
-    for (int64_t first = 0, b = 0; first < calib.size(); first += batch_size, ++b) {
-      job.cancel.check();
-      if (b % world != rank) continue;
-      const int64_t n = std::min(batch_size, calib.size() - first);
+    share_ = for_my_batches(calib, batch_size, group, job, [&](int64_t first, int64_t n) {
       h_.push_back(model.embed(calib.batch(first, n, model.device())));
-      rows += n;
-    }
-    share_ = static_cast<double>(rows) / static_cast<double>(calib.size());
+    });
   }
 
   int64_t layer() const { return layer_; }
@@ -170,22 +183,16 @@ std::shared_ptr<HessianHook> collect_lm_head_hessian(Model& model, const Calibra
                                                      const JobControl& job, dist::Group* group) {
   c10::InferenceMode guard;
   const int64_t layers = model.config().num_layers;
-  const int64_t rank = group != nullptr ? group->rank() : 0, world = group != nullptr ? group->world() : 1;
   auto hook = std::make_shared<HessianHook>(layers, layers);
-  int64_t rows = 0;
+  double share = 1;
   {
     const ScopedHook installed(model, hook);
-    for (int64_t first = 0, b = 0; first < calib.size(); first += batch_size, ++b) {
-      job.cancel.check();
-      if (b % world != rank) continue;
-      const int64_t n = std::min(batch_size, calib.size() - first);
+    share = for_my_batches(calib, batch_size, group, job, [&](int64_t first, int64_t n) {
       model.hidden_states(calib.batch(first, n, model.device()));
-      rows += n;
-    }
+    });
   }
   if (group != nullptr) {
-    hook->sum_over(*group, {{CapturePoint::FinalNormOut, model.config().hidden_size}},
-                   static_cast<double>(rows) / static_cast<double>(calib.size()), model.device());
+    hook->sum_over(*group, {{CapturePoint::FinalNormOut, model.config().hidden_size}}, share, model.device());
   }
   return hook;
 }
@@ -317,9 +324,7 @@ void quantize_layers(Model& model, const QuantSpec& spec, const CalibrationSet* 
       const int owner = group != nullptr ? static_cast<int>(index++ % group->world()) : 0;
       LinearQuantReport r;
       if (group == nullptr || group->rank() == owner) {
-        const at::Tensor h = !hook              ? at::Tensor()
-                             : group != nullptr ? hook->summed(ref.input)
-                                                : hook->hessian(ref.input);
+        const at::Tensor h = hook ? hook->hessian(ref.input) : at::Tensor();
         r = quantize_linear(model, lw.*ref.member, *spec.weights, spec, h, job, factors.get(ref.input, h));
       }
       if (group != nullptr) share_linear(model, *group, owner, lw.*ref.member, r);
@@ -346,9 +351,7 @@ void quantize_lm_head(Model& model, const QuantSpec& spec, const CalibrationSet*
   ModelWeights& w = model.stored_weights();
   // A tied lm_head becomes its own tensor; the embedding stays in high precision.
   at::Tensor slot = w.lm_head;
-  const at::Tensor h = !hook              ? at::Tensor()
-                       : group != nullptr ? hook->summed(CapturePoint::FinalNormOut)
-                                          : hook->hessian(CapturePoint::FinalNormOut);
+  const at::Tensor h = hook ? hook->hessian(CapturePoint::FinalNormOut) : at::Tensor();
   // With a group every rank quantizes it from the same Hessian (one linear: nothing to share).
   LinearQuantReport r = quantize_linear(model, slot, *spec.lm_head, spec, h, job);
   w.lm_head = slot;
