@@ -104,6 +104,7 @@ api::LearnRequest learn_request_from_args(const Args& args) {
   r.checkpoint = args.get("checkpoint");
   r.checkpoint_every = args.integer("checkpoint-every");
   r.resume = args.flag("resume");
+  r.split = args.get("split");
   return r;
 }
 
@@ -143,8 +144,10 @@ void refuse_nproc_on_engine(const Args& args) {
 // processes; one process alone without either): starts the workers when it is rank 0, loads the model
 // on this rank's device, and turns a failure into rank 0's message naming the worker that ended.
 // Returns true on rank 0 (the one that prints); a worker's cancel (rank 0 stopped every rank) is quiet.
+// `split_layers` (learn --split layers): each process holds only its share of the layers
+// (Model::layer_share of the model opened memory-mapped).
 bool run_as_rank(const Args& args, bool learns, const std::string& dtype, LearnControl& control,
-                 const std::function<void(LoadedModel&, bool rank0)>& body) {
+                 const std::function<void(LoadedModel&, bool rank0)>& body, bool split_layers = false) {
   DataParallel dp(args, learns);
   if (dp.world() > 1 && args.integer("threads") == 0) {
     // The cores shared between the processes (the host's, not one process's each).
@@ -152,8 +155,13 @@ bool run_as_rank(const Args& args, bool learns, const std::string& dtype, LearnC
   }
   control.group = dp.group();
   try {
-    LoadedModel m = load_model_from_args(args, parse_compute_dtype(dtype), false,
+    const bool share = split_layers && dp.world() > 1;
+    LoadedModel m = load_model_from_args(args, parse_compute_dtype(dtype), share,
                                          dp.device(parse_device(args.get("device"))));
+    if (share) {
+      const auto [first, last] = layer_share_range(m.model.config().num_layers, dp.rank(), dp.world());
+      m.model = m.model.layer_share(first, last, dp.rank() == 0, dp.rank() == dp.world() - 1);
+    }
     body(m, dp.rank() == 0);
     dp.finish();
   } catch (const Cancelled&) {
@@ -203,14 +211,25 @@ int run_learn(const Args& args) {
     result = api::learn_result_from_json(run_remote("learn", r, hooks));
   } else {
     const bool learns = find_method(request.method).learned;
-    const bool rank0 = run_as_rank(args, learns, request.dtype, control, [&](LoadedModel& m, bool first) {
-      api::LearnRequest r = request;
-      if (!first) {  // rank 0 writes
-        r.out.clear();
-        r.events.clear();
-      }
-      result = api::run_learn(r, m.model, *m.tokenizer, control);
-    });
+    if (request.split != "batch" && request.split != "layers") {
+      throw UsageError("--split: expected batch or layers, found '" + request.split + "'");
+    }
+    const bool split = request.split == "layers";
+    if (split && learns && api::learn_settings(request, at::kCPU).mode != LearnMode::LayerWise) {
+      throw UsageError("--split layers: each process learns its share of the layers, which needs layer-wise learning "
+                       "(--mode layerwise)");
+    }
+    const bool rank0 = run_as_rank(
+        args, learns, request.dtype, control,
+        [&](LoadedModel& m, bool first) {
+          api::LearnRequest r = request;
+          if (!first) {  // rank 0 writes
+            r.out.clear();
+            r.events.clear();
+          }
+          result = api::run_learn(r, m.model, *m.tokenizer, control);
+        },
+        split);
     if (!rank0) return 0;
   }
   if (args.flag("json")) {
@@ -335,6 +354,10 @@ std::vector<Command> learn_commands() {
            {"out", "PREFIX", "write the transforms to PREFIX.safetensors + PREFIX.json", "", false},
            {"events", "FILE", "write every step as a JSON line to FILE", "", false},
            nproc_option(),
+           {"split", "batch|layers",
+            "how --nproc's processes share layer-wise learning: a share of every batch, or a share of the layers "
+            "(each process loads only its layers; the activations pass from process to process)",
+            "batch", false},
            {"checkpoint", "PREFIX", "checkpoint the transforms and optimizer to the folder PREFIX.checkpoint/ (and on cancel)", "", false},
            {"checkpoint-every", "N", "checkpoint every N steps (0: only at the end and on cancel)", "0", false},
            {"resume", "", "continue from --checkpoint when it exists (same model and settings)", "", false},

@@ -88,6 +88,7 @@ const std::vector<std::pair<std::string, Field>>& fields() {
       {"checkpoint", required(&LearnRequest::checkpoint, as_string)},
       {"checkpoint_every", required(&LearnRequest::checkpoint_every, as_integer)},
       {"resume", required(&LearnRequest::resume, as_bool)},
+      {"split", required(&LearnRequest::split, as_string)},
   };
   return table;
 }
@@ -456,6 +457,7 @@ LearnResult run_learn(const LearnRequest& request, const Model& model, const Tok
     note(line);
   }
   LearnControl c = control;
+  c.split_layers = checked_name("split", request.split, "batch", "layers") == "layers";
   if (events) {
     c.on_step = [events, on_step = control.on_step](const LearnEvent& e) {
       *events << e.to_json().dump() << "\n" << std::flush;

@@ -14,6 +14,7 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include "latmix/distributed.h"
 #include "latmix/error.h"
 #include "latmix/memory.h"
 #include "latmix/quant.h"
@@ -73,9 +74,10 @@ class StreamedStudent {
     if (dense.residual) {
       embed_head = as_dense(dense.residual);
       dense_.residual = embed_head;
-      // fold_transforms fuses the final norm gain into lm_head when a residual transform is folded.
+      // fold_transforms fuses the final norm gain into lm_head when a residual transform is folded
+      // (a layer share without lm_head has nothing to fuse).
       c10::NoGradGuard no_grad;
-      if (!final_norm_.eq(1).all().item<bool>()) {
+      if (lm_head_.defined() && !final_norm_.eq(1).all().item<bool>()) {
         lm_head_ = (lm_head_.to(at::kDouble) * final_norm_.to(at::kDouble).unsqueeze(0)).to(lm_head_.scalar_type());
       }
       final_norm_ = at::ones_like(final_norm_);
@@ -414,6 +416,44 @@ at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const Lea
       for (int64_t l = 0; l < fp.config().num_layers; ++l) h = student.layer(l, h);
       total += chunked_loss_backward(student.final_hidden(h), student.lm_head(), teacher, fp.weights().lm_head, mb,
                                      memory.loss_chunk, denom);
+    }
+  }
+  return total;
+}
+
+at::Tensor pipelined_loss(const Model& fp, const TransformPlan& plan, const LearnSettings& s, const at::Tensor& ids,
+                          const StepMemory& memory, int64_t first, int64_t last, dist::Group& group) {
+  c10::NoGradGuard no_grad;
+  const int64_t B = ids.size(0), T = ids.size(1), D = fp.config().hidden_size;
+  const int rank = group.rank(), world = group.world();
+  const double denom = static_cast<double>(B * T);
+  const TransformPlan dense = densify(plan);
+  StreamedStudent student(fp, dense, s.quant, nullptr);
+  at::Tensor total = at::zeros({}, at::TensorOptions(at::kFloat).device(fp.device()));
+  for (int64_t b0 = 0; b0 < B; b0 += memory.micro_batch) {
+    const int64_t n = std::min(memory.micro_batch, B - b0);
+    const at::Tensor mb = ids.narrow(0, b0, n);
+    at::Tensor h, t;  // the student's residual stream and the FP model's
+    if (rank == 0) {
+      h = fp.embed(mb);
+      t = fp.embed(mb);
+    } else {
+      // Through host memory (Gloo), as the learning's activations: the path CI runs.
+      std::vector<at::Tensor> both = {at::empty({n, T, D}, at::TensorOptions(fp.dtype())),
+                                      at::empty({n, T, D}, at::TensorOptions(fp.dtype()))};
+      group.recv(both, rank - 1);
+      h = both[0].to(fp.device());
+      t = both[1].to(fp.device());
+    }
+    for (int64_t l = first; l < last; ++l) {
+      h = student.layer(l, h);
+      t = fp.forward_layer(l, t);
+    }
+    if (rank + 1 < world) {
+      group.send({h.to(at::kCPU).contiguous(), t.to(at::kCPU).contiguous()}, rank + 1);
+    } else {
+      total += chunked_loss_backward(student.final_hidden(h), student.lm_head(), fp.final_hidden(t),
+                                     fp.weights().lm_head, mb, memory.loss_chunk, denom);
     }
   }
   return total;

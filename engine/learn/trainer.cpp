@@ -59,19 +59,26 @@ class Optimizer {
   }
 
   /// Clips, steps, and returns the global gradient norm before clipping.
-  double step(double lr) {
+  double step(double lr) { return step_at(lr, ++t_, nullptr); }
+
+  /// step() of the parameters in `only` (all when null) as Adam's step `t` (1-based): layer-wise
+  /// learning steps one layer's parameters, each layer's count starting at 1.
+  double step_at(double lr, int64_t t, const std::vector<at::Tensor>* only) {
     c10::NoGradGuard no_grad;
+    std::vector<bool> on(params_.size(), only == nullptr);
+    if (only != nullptr) {
+      for (const at::Tensor& q : *only) on[index(q)] = true;
+    }
     double sq = 0;
-    for (const auto& p : params_) {
-      if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (on[i] && params_[i].grad().defined()) sq += params_[i].grad().to(at::kDouble).pow(2).sum().item<double>();
     }
     const double norm = std::sqrt(sq);
     const double clip = s_.grad_clip > 0 && norm > s_.grad_clip ? s_.grad_clip / (norm + 1e-12) : 1.0;
-    ++t_;
     double lr_p = lr;
     for (size_t i = 0; i < params_.size(); ++i) {
       at::Tensor p = params_[i];
-      if (!p.grad().defined()) continue;
+      if (!on[i] || !p.grad().defined()) continue;
       at::Tensor g = p.grad() * clip;
       // A matrix parameter [d, d] moves every one of its d^2 entries by about lr per Adam step:
       // its learning rate is lr / sqrt(d), so a step changes the matrix's norm by about lr (as it
@@ -82,8 +89,8 @@ class Optimizer {
         constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
         m_[i].mul_(b1).add_(g, 1 - b1);
         v_[i].mul_(b2).addcmul_(g, g, 1 - b2);
-        const double c1 = 1 - std::pow(b1, static_cast<double>(t_));
-        const double c2 = 1 - std::pow(b2, static_cast<double>(t_));
+        const double c1 = 1 - std::pow(b1, static_cast<double>(t));
+        const double c2 = 1 - std::pow(b2, static_cast<double>(t));
         if (s_.weight_decay > 0) p.mul_(1 - lr_p * s_.weight_decay);
         p.addcdiv_(m_[i] / c1, (v_[i] / c2).sqrt_().add_(eps), -lr_p);
       } else {
@@ -107,6 +114,18 @@ class Optimizer {
     return out;
   }
 
+  /// The moments of `params` (each one of this optimizer's), in place: what a layer-split run
+  /// gathers with the parameters for a checkpoint.
+  std::vector<at::Tensor> moments(const std::vector<at::Tensor>& params) const {
+    std::vector<at::Tensor> out;
+    for (const at::Tensor& p : params) {
+      const size_t i = index(p);
+      out.push_back(m_[i]);
+      if (v_[i].defined()) out.push_back(v_[i]);
+    }
+    return out;
+  }
+
   void load(const SafetensorsFile& file, int64_t t) {
     t_ = t;
     for (size_t i = 0; i < params_.size(); ++i) {
@@ -116,6 +135,12 @@ class Optimizer {
   }
 
  private:
+  size_t index(const at::Tensor& p) const {
+    for (size_t i = 0; i < params_.size(); ++i) {
+      if (params_[i].is_same(p)) return i;
+    }
+    throw Error("learning: a parameter the optimizer does not hold");
+  }
   std::vector<at::Tensor> params_, m_, v_;
   const LearnSettings& s_;
   int64_t t_ = 0;
@@ -199,10 +224,10 @@ bool first_rank(const dist::Group* group) { return group == nullptr || group->ra
 // Every rank's gradients of the plan's parameters and its loss terms, summed over the ranks in
 // place: one collective per dtype and device (Group::sum takes one flat buffer of each). A parameter
 // this rank gave no gradient adds zeros.
-void sum_over_ranks(dist::Group& group, const TransformPlan& plan, std::vector<at::Tensor>& scalars) {
+void sum_over_ranks(dist::Group& group, const std::vector<at::Tensor>& params, std::vector<at::Tensor>& scalars) {
   std::map<std::pair<at::ScalarType, std::string>, std::vector<at::Tensor>> buffers;
   auto add = [&buffers](const at::Tensor& t) { buffers[{t.scalar_type(), t.device().str()}].push_back(t); };
-  for (at::Tensor p : plan.parameters()) {
+  for (at::Tensor p : params) {
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     add(p.grad());
   }
@@ -224,23 +249,30 @@ struct Checkpoint {
   std::string fingerprint;
   std::string calibration;  // hash of the calibration token ids: another text is refused on resume
   bool writer = true;       // data-parallel: rank 0 alone writes it (every rank reads it to resume)
+  // 3: the fingerprint digests the embedding, the head and each layer apart (a layer-split run's
+  // processes each hold a share), and layer-wise Adam counts each layer's steps from 1.
+  static constexpr int kVersion = 3;
   bool enabled() const { return !prefix.empty(); }
   std::string folder() const { return prefix + ".checkpoint"; }
   std::string state_path() const { return folder() + "/state.json"; }
   std::string transforms_prefix() const { return folder() + "/transforms"; }
   std::string optim_path() const { return folder() + "/optim.safetensors"; }
 
-  void save(const TransformPlan& plan, const Optimizer& optim, int64_t step, const LearnSettings& s) const {
+  /// `layer_steps`: layer-wise learning, the steps done of each layer (a layer-split run's layers
+  /// are learned side by side); `step` is then their sum.
+  void save(const TransformPlan& plan, const Optimizer& optim, int64_t step, const LearnSettings& s,
+            const std::vector<int64_t>& layer_steps = {}) const {
     if (!writer) return;
     AtomicFolder temp(folder(), "checkpoint");
     save_transforms(temp.path() + "/transforms", plan);
     write_safetensors(temp.path() + "/optim.safetensors", optim.state(), {{"format", "latmix-optimizer"}});
     nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
-                        {"version", 2},
+                        {"version", kVersion},
                         {"fingerprint", fingerprint},
                         {"calibration", calibration},
                         {"step", step},
                         {"settings", s.to_json()}};
+    if (!layer_steps.empty()) j["layer_steps"] = layer_steps;
     write_file_atomic(temp.path() + "/state.json", j.dump(2) + "\n");
     temp.commit([](const std::string&) {});  // the previous checkpoint of this run is replaced in one step
   }
@@ -301,7 +333,40 @@ std::vector<std::pair<std::string, double>> conditions(const TransformPlan& plan
   return out;
 }
 
-// Runs the steps [start, total) of one objective. `loss_of(step, rows)` builds the loss of a batch
+// Data-parallel: at a step's start every rank agrees to go on, to stop (a cancel on any rank) or
+// to hold (a pause on any rank; the studio and `latmix serve` pause the process they run in).
+// While held, the ranks meet about once a second (a quarter of the group's timeout when that is
+// shorter), so a pause longer than the timeout does not end the run: the others wait in a
+// collective no longer than that. `on_hold` runs in every rank as a hold begins (a layer-split run
+// gathers its plan there, so that snapshots taken while held show every layer).
+bool agreed_stop(dist::Group& group, const LearnControl& control, const TransformPlan& plan,
+                 const std::function<void()>& on_hold = {}) {
+  bool held = false;
+  for (;;) {
+    const bool cancel = control.job.cancel.cancelled();
+    const bool paused = !cancel && control.pause.paused();
+    std::vector<at::Tensor> flags = {at::tensor({cancel ? 1.0f : 0.0f, paused ? 1.0f : 0.0f})};
+    group.sum(flags);
+    const at::Tensor f = flags.front();
+    if (f[0].item<float>() > 0) return true;
+    if (f[1].item<float>() == 0) return false;
+    if (!held && on_hold) on_hold();
+    held = true;
+    // Work asked for meanwhile (StepEndWork::attach: snapshot_wanted) runs within 50 ms.
+    const auto until = Clock::now() + std::min<std::chrono::milliseconds>(std::chrono::seconds(1), group.timeout() / 4);
+    for (auto now = Clock::now(); now < until; now = Clock::now()) {
+      if (control.on_snapshot && control.snapshot_wanted && control.snapshot_wanted()) {
+        control.on_snapshot(clone_plan(plan));
+      }
+      if (!control.pause.paused() || control.job.cancel.cancelled()) break;
+      control.pause.wait_for(control.job.cancel,
+                             std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
+                                      std::chrono::milliseconds(50)));
+    }
+  }
+}
+
+// Runs the steps [start, total) of end-to-end learning. `loss_of(step)` builds the loss of a batch
 // and returns it with its named terms.
 struct StepLoss {
   at::Tensor loss;
@@ -315,8 +380,7 @@ class Loop {
        const Checkpoint& checkpoint, MethodResult& result)
       : s_(s), control_(control), plan_(plan), optim_(optim), checkpoint_(checkpoint), result_(result) {}
 
-  void run(int64_t first, int64_t last, int64_t total, int64_t layer,
-           const std::function<StepLoss(int64_t step)>& loss_of) {
+  void run(int64_t first, int64_t last, int64_t total, const std::function<StepLoss(int64_t step)>& loss_of) {
     dist::Group* group = control_.group;
     for (int64_t step = first; step < last; ++step) {
       bool cancelled = false;
@@ -324,20 +388,20 @@ class Loop {
         control_.pause.wait(control_.job.cancel);
         cancelled = control_.job.cancel.cancelled();
       } else {
-        cancelled = agreed_stop(*group);
+        cancelled = agreed_stop(*group, control_, plan_);
       }
       if (cancelled) {
         if (checkpoint_.enabled()) checkpoint_.save(plan_, optim_, step, s_);
         throw Cancelled();
       }
-      const double lr = layer < 0 ? learning_rate(s_, step, total) : learning_rate(s_, step - layer * s_.steps, s_.steps);
+      const double lr = learning_rate(s_, step, total);
       StepLoss sl = loss_of(step);
       if (!sl.backward_done && sl.loss.requires_grad()) sl.loss.backward();
       if (group != nullptr) {
         // The whole batch's gradients and loss: every rank's share, added up.
         std::vector<at::Tensor> scalars = {sl.loss};
         for (const auto& term : sl.terms) scalars.push_back(term.second);
-        sum_over_ranks(*group, plan_, scalars);
+        sum_over_ranks(*group, plan_.parameters(), scalars);
         sl.loss = scalars[0].reshape({});
         for (size_t i = 0; i < sl.terms.size(); ++i) sl.terms[i].second = scalars[i + 1].reshape({});
       }
@@ -350,7 +414,6 @@ class Loop {
       LearnEvent e;
       e.step = step + 1;
       e.total = total;
-      e.layer = layer;
       e.loss = sl.loss.item<double>();
       for (const auto& [name, value] : sl.terms) e.terms.emplace_back(name, value.item<double>());
       e.lr = lr;
@@ -379,33 +442,6 @@ class Loop {
 
   void set_resumed_at(int64_t step) { resumed_at_ = step; }
 
-  // Data-parallel: at a step's start every rank agrees to go on, to stop (a cancel on any rank) or
-  // to hold (a pause on any rank; the studio and `latmix serve` pause the process they run in).
-  // While held, the ranks meet about once a second (a quarter of the group's timeout when that is
-  // shorter), so a pause longer than the timeout does not end the run: the others wait in a
-  // collective no longer than that.
-  bool agreed_stop(dist::Group& group) const {
-    for (;;) {
-      const bool cancel = control_.job.cancel.cancelled();
-      const bool paused = !cancel && control_.pause.paused();
-      std::vector<at::Tensor> flags = {at::tensor({cancel ? 1.0f : 0.0f, paused ? 1.0f : 0.0f})};
-      group.sum(flags);
-      const at::Tensor f = flags.front();
-      if (f[0].item<float>() > 0) return true;
-      if (f[1].item<float>() == 0) return false;
-      // Work asked for meanwhile (StepEndWork::attach: snapshot_wanted) runs within 50 ms.
-      const auto until = Clock::now() + std::min<std::chrono::milliseconds>(std::chrono::seconds(1), group.timeout() / 4);
-      for (auto now = Clock::now(); now < until; now = Clock::now()) {
-        if (control_.on_snapshot && control_.snapshot_wanted && control_.snapshot_wanted()) {
-          control_.on_snapshot(clone_plan(plan_));
-        }
-        if (!control_.pause.paused() || control_.job.cancel.cancelled()) break;
-        control_.pause.wait_for(control_.job.cancel,
-                                std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
-                                         std::chrono::milliseconds(50)));
-      }
-    }
-  }
   /// Called with each step's event before it is reported (it may add the validation loss);
   /// returning true ends run() after that step.
   void set_after_step(std::function<bool(LearnEvent&)> f) { after_step_ = std::move(f); }
@@ -506,6 +542,23 @@ struct Validation {
     }
     return sum / static_cast<double>(rows.size());
   }
+  // measure() of a layer-split run: every held-out row goes through the processes' layers as a
+  // pipeline (learn_detail::pipelined_loss); the last rank's sum is every rank's.
+  double measure_split(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
+                       const learn_detail::StepMemory& memory, int64_t first, int64_t last) const {
+    double sum = 0;
+    const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
+    for (size_t i = 0; i < rows.size(); i += per) {
+      const std::vector<int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(i),
+                                      rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), i + per)));
+      const at::Tensor ids = gather_ids(*calib_, part, fp.device());
+      sum += learn_detail::pipelined_loss(fp, plan, s, ids, memory, first, last, *group_).item<double>() *
+             static_cast<double>(part.size());
+    }
+    std::vector<at::Tensor> total = {at::full({1}, sum, at::kDouble)};
+    group_->broadcast(total, group_->world() - 1);
+    return total.front().item<double>() / static_cast<double>(rows.size());
+  }
   void start(int64_t step, double v, const TransformPlan& plan, MethodResult& r) {
     start_step = step;
     initial = v;
@@ -594,6 +647,323 @@ struct Validation {
   dist::Group* group_ = nullptr;  // data-parallel: measure() splits the held-out rows, deployed() GPTQ
 };
 
+namespace {
+
+// Layer-wise learning (LearnMode::LayerWise): each decoder layer's transforms learn, for s.steps
+// steps, to make the student layer's output match the FP layer's on the FP model's inputs of that
+// layer. Layers are independent: a layer's steps draw the batches at its place in the run's batch
+// order (layer l, step i: the (l * steps + i)-th), take the learning rate of step i of the
+// schedule, and count Adam's steps from 1; only the layer's parameters step. `done` holds the
+// steps done of each layer (a checkpoint's progress) and is kept up to date.
+//
+// With a group: LearnControl::split_layers gives each process its share of the layers (whole
+// batches; the FP activations are sent on at the shares' boundaries; every slot of steps, each
+// process runs the next step of its own layers and the steps' events are gathered); else each
+// process takes its share of every batch's rows and the gradients are summed.
+class LayerwiseRun {
+ public:
+  LayerwiseRun(const Model& fp, const CalibrationSet& calib, const LearnSettings& s, const LearnControl& control,
+               TransformPlan& plan, Optimizer& optim, const Checkpoint& checkpoint, Validation& val,
+               MethodResult& result)
+      : fp_(fp), calib_(calib), s_(s), control_(control), plan_(plan), optim_(optim), checkpoint_(checkpoint),
+        val_(val), result_(result), layers_(fp.config().num_layers), group_(control.group),
+        split_(group_ != nullptr && control.split_layers), rank_(group_ != nullptr ? group_->rank() : 0),
+        world_(group_ != nullptr ? group_->world() : 1),
+        share_(split_ ? layer_share_range(layers_, rank_, world_) : std::pair<int64_t, int64_t>{0, layers_}),
+        device_(fp.device()), store_(device_.is_cuda() ? at::Device(at::kCPU) : device_),
+        order_(static_cast<int64_t>(val.train.size()), s.seed) {
+    residual_only_.residual = plan.residual;
+  }
+
+  void run(std::vector<int64_t>& done, bool deployed_every) {
+    done_ = &done;
+    const int64_t S = s_.steps, total = layers_ * S;
+    int64_t progress = 0;
+    for (int64_t d : done) progress += d;
+    first_inputs();
+    learn_detail::StepMemory vmem = learn_detail::validation_memory(fp_, s_, calib_.seqlen());
+    if (split_) vmem.micro_batch = agreed_min(vmem.micro_batch);  // the pipeline's micro-batches match
+    const auto measure = [&] {
+      if (deployed_every) return val_.deployed(fp_, plan_, s_, control_.job);
+      return split_ ? val_.measure_split(fp_, plan_, s_, vmem, share_.first, share_.second)
+                    : val_.measure(fp_, plan_, s_, vmem, device_, nullptr);
+    };
+    if (val_.enabled()) val_.start(progress, measure(), plan_, result_);
+
+    std::vector<std::pair<int64_t, int64_t>> work;  // (layer, step in it), in order
+    for (int64_t l = share_.first; l < share_.second; ++l) {
+      for (int64_t i = done[static_cast<size_t>(l)]; i < S; ++i) work.emplace_back(l, i);
+    }
+    auto slots = static_cast<int64_t>(work.size());
+    if (split_) slots = agreed_max(slots);
+    const auto start = Clock::now();
+    for (int64_t k = 0; k < slots; ++k) {
+      bool cancelled = false;
+      if (group_ != nullptr) {
+        cancelled = agreed_stop(*group_, control_, plan_, [this] {
+          if (split_) gather(false);
+        });
+      } else {
+        control_.pause.wait(control_.job.cancel);
+        cancelled = control_.job.cancel.cancelled();
+      }
+      if (cancelled) {
+        save(progress);
+        throw Cancelled();
+      }
+      // This slot's steps: (layer, step, loss, lr, gradient norm) of each process that had one.
+      std::vector<std::array<double, 5>> steps;
+      bool snapshot = false;
+      const int64_t before = progress;
+      std::array<double, 5> mine{};
+      const bool active = k < static_cast<int64_t>(work.size());
+      if (active) {
+        const auto [l, i] = work[static_cast<size_t>(k)];
+        const double lr = learning_rate(s_, i, S);
+        const auto [loss, norm] = step(l, i, lr);
+        mine = {static_cast<double>(l), static_cast<double>(i), loss, lr, norm};
+      }
+      const bool wants_snapshot = control_.on_snapshot && control_.snapshot_every > 0;
+      if (split_) {
+        // Every process's step of this slot, and whether a process wants a snapshot after it.
+        at::Tensor ev = at::zeros({world_, 7}, at::kDouble);
+        auto a = ev.accessor<double, 2>();
+        if (active) {
+          a[rank_][0] = 1;
+          for (size_t j = 0; j < mine.size(); ++j) a[rank_][static_cast<int64_t>(j) + 1] = mine[j];
+        }
+        int64_t after = before;
+        std::vector<at::Tensor> counts = {at::full({1}, active ? 1.0 : 0.0, at::kDouble)};
+        group_->sum(counts);
+        after += static_cast<int64_t>(counts.front().item<double>());
+        a[rank_][6] = wants_snapshot && crossed(before, after, control_.snapshot_every) &&
+                              (!control_.snapshot_wanted || control_.snapshot_wanted())
+                          ? 1
+                          : 0;
+        std::vector<at::Tensor> all = {ev};
+        group_->sum(all);
+        auto b = all.front().accessor<double, 2>();
+        for (int r = 0; r < world_; ++r) {
+          if (b[r][0] > 0) steps.push_back({b[r][1], b[r][2], b[r][3], b[r][4], b[r][5]});
+          snapshot = snapshot || b[r][6] > 0;
+        }
+      } else if (active) {
+        steps.push_back(mine);
+      }
+      for (const auto& st : steps) {
+        const auto l = static_cast<int64_t>(st[0]), i = static_cast<int64_t>(st[1]);
+        LearnEvent e;
+        e.step = l * S + i + 1;
+        e.total = total;
+        e.layer = l;
+        e.loss = st[2];
+        e.terms.emplace_back("mse", st[2]);
+        e.lr = st[3];
+        e.grad_norm = st[4];
+        e.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        e.eta = e.seconds / static_cast<double>(k + 1) * static_cast<double>(slots - k - 1);
+        if (!std::isfinite(e.loss)) {
+          throw Error("learning diverged at step " + std::to_string(e.step) + " (layer " + std::to_string(l) +
+                      ", loss " + std::to_string(e.loss) + "): lower --lr");
+        }
+        done[static_cast<size_t>(l)] = i + 1;
+        ++progress;
+        result_.curve.push_back(e);
+        if (control_.on_step) control_.on_step(e);
+      }
+      control_.job.report("learn", progress, total);
+      if (s_.checkpoint_every > 0 && crossed(before, progress, s_.checkpoint_every)) save(progress);
+      if (!split_) {
+        snapshot = wants_snapshot && crossed(before, progress, control_.snapshot_every) &&
+                   (!control_.snapshot_wanted || control_.snapshot_wanted());
+      } else if (snapshot) {
+        gather(false);
+      }
+      if (snapshot && control_.on_snapshot) control_.on_snapshot(clone_plan(plan_));
+    }
+    if (split_) gather(false);
+    // The events in the order of a one-process run (a split run's slots interleave the layers).
+    std::stable_sort(result_.curve.begin(), result_.curve.end(),
+                     [](const LearnEvent& a, const LearnEvent& b) { return a.step < b.step; });
+    if (val_.enabled()) {
+      const double v = measure();
+      if (!result_.curve.empty()) result_.curve.back().validation = v;
+      val_.update(total, v, plan_, result_);
+    }
+    save(progress);
+  }
+
+ private:
+  static bool crossed(int64_t before, int64_t after, int64_t every) { return every > 0 && after / every != before / every; }
+
+  // The smallest / largest of every process's value.
+  int64_t agreed_min(int64_t v) const { return agreed(v, true); }
+  int64_t agreed_max(int64_t v) const { return agreed(v, false); }
+  int64_t agreed(int64_t v, bool smallest) const {
+    at::Tensor all = at::zeros({world_}, at::kLong);
+    all[rank_] = v;
+    std::vector<at::Tensor> t = {all};
+    group_->sum(t);
+    return smallest ? t.front().min().item<int64_t>() : t.front().max().item<int64_t>();
+  }
+
+  // The FP model's layer l (the frozen residual transform folded in), and its outputs for `in`
+  // [rows, T, D] (in the store) a batch at a time.
+  Model base_layer(int64_t l) const {
+    return learn_detail::layer_model(fp_, l, learn_detail::fold_layer(fp_, residual_only_, l));
+  }
+  at::Tensor forward_all(const Model& base, int64_t l, const at::Tensor& in) const {
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> outs;
+    for (int64_t b = 0; b < in.size(0); b += s_.batch) {
+      const at::Tensor x = in.narrow(0, b, std::min(s_.batch, in.size(0) - b)).to(device_);
+      outs.push_back(base.forward_layer(l, x).to(store_));
+    }
+    return at::cat(outs, 0);
+  }
+
+  // The inputs of this process's first layer for every calibration sequence: the embeddings (the
+  // residual transform applied) on rank 0 of a split run or alone, else what the previous rank
+  // sent; a split run's process then runs its layers once to send the next rank its inputs.
+  void first_inputs() {
+    c10::NoGradGuard no_grad;
+    cur_ = share_.first;
+    if (!split_ || rank_ == 0) {
+      std::vector<at::Tensor> parts;
+      for (int64_t b = 0; b < calib_.size(); b += s_.batch) {
+        at::Tensor h = fp_.embed(calib_.batch(b, std::min(s_.batch, calib_.size() - b), device_));
+        // = the embedding with T folded into its rows (fold_residual), a batch of rows at a time
+        if (plan_.residual) h = plan_.residual->forward(h);
+        parts.push_back(h.to(store_));
+      }
+      inputs_ = at::cat(parts, 0);
+    } else {
+      std::vector<at::Tensor> in = {at::empty({calib_.size(), calib_.seqlen(), fp_.config().hidden_size},
+                                              at::TensorOptions(fp_.dtype()).device(store_))};
+      group_->recv(in, rank_ - 1);
+      inputs_ = in.front();
+    }
+    if (split_ && rank_ + 1 < world_) {
+      at::Tensor h = inputs_;
+      for (int64_t l = share_.first; l < share_.second; ++l) {
+        control_.job.cancel.check();
+        h = forward_all(base_layer(l), l, h);
+      }
+      group_->send({h}, rank_ + 1);
+    }
+  }
+
+  // Makes layer l the one learned: its inputs (running the layers between), FP targets, plan, parameters.
+  void begin_layer(int64_t l) {
+    c10::NoGradGuard no_grad;
+    while (cur_ < l) {
+      inputs_ = learning_ == cur_ ? targets_ : forward_all(base_layer(cur_), cur_, inputs_);
+      ++cur_;
+    }
+    base_.emplace(base_layer(l));
+    targets_ = forward_all(*base_, l, inputs_);
+    learning_ = l;
+    lp_ = layer_plan(plan_, static_cast<size_t>(l), static_cast<size_t>(layers_));
+    params_ = trainable_parameters(lp_);
+  }
+
+  // Step i of layer l: returns (loss, gradient norm before clipping).
+  std::pair<double, double> step(int64_t l, int64_t i, double lr) {
+    if (learning_ != l) begin_layer(l);
+    const std::vector<int64_t> batch = batch_at(l * s_.steps + i);
+    dist::Group* rows_group = split_ ? nullptr : group_;
+    const std::vector<int64_t> rows = share_of(batch, rows_group);
+    at::Tensor loss;
+    if (rows.empty()) {
+      loss = at::zeros({}, at::TensorOptions(at::kFloat).device(device_));
+    } else {
+      at::Tensor idx = at::tensor(rows, at::kLong).to(store_);
+      at::Tensor x = inputs_.index_select(0, idx).to(device_), y = targets_.index_select(0, idx).to(device_);
+      Model student = build_student(*base_, densify(lp_), s_.quant, l);
+      at::Tensor out = student.forward_layer(l, x);
+      const at::Tensor se = (out.to(at::kFloat) - y.to(at::kFloat)).pow(2);
+      // Data-parallel: the mean over the whole batch's elements, of which this process has a share.
+      const double elements = static_cast<double>(out.numel()) / static_cast<double>(rows.size()) *
+                              static_cast<double>(batch.size());
+      loss = rows_group == nullptr ? se.mean() : se.sum() / elements;
+      loss.backward();
+    }
+    if (rows_group != nullptr) {
+      std::vector<at::Tensor> scalars = {loss};
+      sum_over_ranks(*rows_group, params_, scalars);
+      loss = scalars[0].reshape({});
+    }
+    const double norm = optim_.step_at(lr, i + 1, &params_);
+    for (const auto& t : lp_.all()) {
+      if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
+        r->recenter();
+      }
+    }
+    return {loss.item<double>(), norm};
+  }
+
+  // The rows of the run's p-th batch (the order is drawn forward only: a process's steps come in
+  // increasing p).
+  std::vector<int64_t> batch_at(int64_t p) {
+    for (; drawn_ < p; ++drawn_) order_.next(s_.batch);
+    ++drawn_;
+    std::vector<int64_t> rows = order_.next(s_.batch);
+    for (auto& r : rows) r = val_.train[static_cast<size_t>(r)];
+    return rows;
+  }
+
+  // Split run: every process's layers' parameters (and their optimizer moments) from their owner.
+  void gather(bool moments) {
+    c10::NoGradGuard no_grad;
+    for (int r = 0; r < world_; ++r) {
+      const auto [a, b] = layer_share_range(layers_, r, world_);
+      std::vector<at::Tensor> tensors;
+      for (int64_t l = a; l < b; ++l) {
+        const std::vector<at::Tensor> p = trainable_parameters(layer_plan(plan_, static_cast<size_t>(l), static_cast<size_t>(layers_)));
+        tensors.insert(tensors.end(), p.begin(), p.end());
+        if (moments) {
+          const std::vector<at::Tensor> m = optim_.moments(p);
+          tensors.insert(tensors.end(), m.begin(), m.end());
+        }
+      }
+      group_->broadcast(tensors, r);
+    }
+  }
+
+  void save(int64_t progress) {
+    if (!checkpoint_.enabled()) return;
+    if (split_) gather(true);
+    checkpoint_.save(plan_, optim_, progress, s_, *done_);
+  }
+
+  const Model& fp_;
+  const CalibrationSet& calib_;
+  const LearnSettings& s_;
+  const LearnControl& control_;
+  TransformPlan& plan_;
+  Optimizer& optim_;
+  const Checkpoint& checkpoint_;
+  Validation& val_;
+  MethodResult& result_;
+  const int64_t layers_;
+  dist::Group* group_;
+  const bool split_;
+  const int rank_, world_;
+  const std::pair<int64_t, int64_t> share_;
+  const at::Device device_, store_;
+  TransformPlan residual_only_;
+  BatchOrder order_;
+  int64_t drawn_ = 0;
+  std::vector<int64_t>* done_ = nullptr;
+  at::Tensor inputs_, targets_;  // of layer cur_, and of the layer learned (FP outputs)
+  int64_t cur_ = 0, learning_ = -1;
+  std::optional<Model> base_;
+  TransformPlan lp_;
+  std::vector<at::Tensor> params_;
+};
+
+}  // namespace
+
 MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const LearnSettings& s,
                          const LearnControl& control) {
   const MethodPreset& preset = find_method(s.method);
@@ -614,16 +984,33 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   // Layer-wise: a global residual transform cannot be learned one layer at a time; it stays at
   // its starting rotation and is folded into the FP model the layers are learned against.
   if (layerwise) freeze(plan.residual);
+  // A layer-split run (LearnControl::split_layers): each process learns its share of the layers.
+  dist::Group* split = layerwise && control.split_layers && control.group != nullptr && control.group->world() > 1
+                           ? control.group
+                           : nullptr;
+  if (control.split_layers && control.group != nullptr && control.group->world() > 1) {
+    const std::string what = "splitting the layers between " + std::to_string(control.group->world()) + " processes";
+    if (!layerwise) throw UsageError(what + " needs layer-wise learning (--mode layerwise)");
+    if (static_cast<size_t>(control.group->world()) > layers) {
+      throw UsageError(what + ": the model has " + std::to_string(layers) + " layers; use at most that many processes");
+    }
+    if (s.quant.lm_head) throw UsageError(what + ": a quantized lm_head is not supported there (validation runs as a pipeline)");
+    if (s.quant.method == WeightMethod::Gptq && s.deployed_check != DeployedCheck::Off) {
+      throw UsageError(what + ": the deployed check runs GPTQ on the whole model, which no process holds; use "
+                       "--deployed-check no");
+    }
+  }
 
   Checkpoint checkpoint;
   checkpoint.prefix = s.checkpoint_prefix;
   checkpoint.writer = first_rank(control.group);
   if (checkpoint.enabled()) {
-    checkpoint.fingerprint = learn_fingerprint(fp, s);
+    checkpoint.fingerprint = learn_fingerprint(fp, s, split);
     checkpoint.calibration = calibration_hash(*calib);
   }
   const int64_t total = layerwise ? s.steps * static_cast<int64_t>(layers) : s.steps;
   int64_t start_step = 0;
+  std::vector<int64_t> layer_steps(layerwise ? layers : 0, 0);  // layer-wise: each layer's steps done
   nlohmann::json resume_state;
   if (s.resume) {
     if (!checkpoint.enabled()) throw UsageError("--resume needs --checkpoint PREFIX");
@@ -645,9 +1032,37 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
         fail(checkpoint.state_path(), "calibration data (hash of its token ids)", checkpoint.calibration,
              text + ": the checkpoint was made with another --calib text, --samples or --seqlen");
       }
+      const int version = resume_state.value("version", 0);
+      if (version != Checkpoint::kVersion) {
+        fail(checkpoint.state_path(), "checkpoint version", std::to_string(Checkpoint::kVersion),
+             std::to_string(version) + ": made by an earlier latmix, whose fingerprint and layer-wise steps differ; "
+             "start the run again");
+      }
       start_step = resume_state.value("step", int64_t{0});
       if (start_step < 0 || start_step > total) {
         fail(checkpoint.state_path(), "step", "0.." + std::to_string(total), std::to_string(start_step));
+      }
+      if (layerwise) {
+        // Each layer's steps done: recorded by layer-wise runs (a split run's layers progress side
+        // by side), else the first `step` steps in layer order.
+        for (size_t l = 0; l < layers; ++l) {
+          layer_steps[l] = std::clamp<int64_t>(start_step - static_cast<int64_t>(l) * s.steps, 0, s.steps);
+        }
+        if (resume_state.contains("layer_steps")) {
+          const nlohmann::json& d = resume_state["layer_steps"];
+          int64_t sum = 0;
+          bool ok = d.is_array() && d.size() == layers;
+          for (size_t l = 0; ok && l < layers; ++l) {
+            ok = d[l].is_number_integer() && d[l].get<int64_t>() >= 0 && d[l].get<int64_t>() <= s.steps;
+            if (ok) sum += layer_steps[l] = d[l].get<int64_t>();
+          }
+          if (!ok || sum != start_step) {
+            fail(checkpoint.state_path(), "layer_steps",
+                 std::to_string(layers) + " counts of 0.." + std::to_string(s.steps) + " adding up to step " +
+                     std::to_string(start_step),
+                 d.dump());
+          }
+        }
       }
       TransformPlan loaded = load_transforms(checkpoint.transforms_prefix());
       loaded.to(fp.device());
@@ -716,7 +1131,7 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
         return val.update(e.step, *e.validation, plan, result) && e.step != total;
       });
     }
-    loop.run(start_step, total, total, -1, [&](int64_t step) {
+    loop.run(start_step, total, total, [&](int64_t step) {
       gptq_loop.before(step, plan);
       const std::vector<int64_t> batch = next_rows();
       const std::vector<int64_t> rows = share_of(batch, control.group);
@@ -741,80 +1156,9 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
     });
     gptq_refreshes = gptq_loop.refreshes();
   } else {
-    // The FP model the layers are learned against has the frozen residual transform folded in,
-    // one layer at a time (never a second copy of the model). The layer inputs and targets of
-    // every calibration sequence stay in host memory when learning on a GPU and go to the device
-    // a batch at a time: device memory is the model plus one layer's work.
-    TransformPlan residual_only;
-    residual_only.residual = plan.residual;
-    const at::Device store = device.is_cuda() ? at::Device(at::kCPU) : device;
-    auto base_layer = [&](int64_t l) {
-      return learn_detail::layer_model(fp, l, learn_detail::fold_layer(fp, residual_only, l));
-    };
-    at::Tensor inputs;
-    {
-      c10::NoGradGuard no_grad;
-      std::vector<at::Tensor> parts;
-      for (int64_t b = 0; b < calib->size(); b += s.batch) {
-        at::Tensor h = fp.embed(calib->batch(b, std::min(s.batch, calib->size() - b), device));
-        // = the embedding with T folded into its rows (fold_residual), a batch of rows at a time
-        if (plan.residual) h = plan.residual->forward(h);
-        parts.push_back(h.to(store));
-      }
-      inputs = at::cat(parts, 0);
-    }
-    const learn_detail::StepMemory vmem = learn_detail::validation_memory(fp, s, calib->seqlen());
-    const auto measure = [&] {
-      return deployed_every ? val.deployed(fp, plan, s, control.job) : val.measure(fp, plan, s, vmem, device, nullptr);
-    };
-    if (val.enabled()) val.start(start_step, measure(), plan, result);
-    const int64_t first_layer = start_step / s.steps;
-    for (size_t l = 0; l < layers; ++l) {
-      const auto li = static_cast<int64_t>(l);
-      const Model base = base_layer(li);
-      at::Tensor targets;
-      {
-        c10::NoGradGuard no_grad;
-        std::vector<at::Tensor> outs;
-        for (int64_t b = 0; b < inputs.size(0); b += s.batch) {
-          const at::Tensor x = inputs.narrow(0, b, std::min(s.batch, inputs.size(0) - b)).to(device);
-          outs.push_back(base.forward_layer(li, x).to(store));
-        }
-        targets = at::cat(outs, 0);
-      }
-      if (li >= first_layer) {
-        TransformPlan lp = layer_plan(plan, l, layers);
-        const int64_t from = std::max(start_step, li * s.steps);
-        loop.run(from, (li + 1) * s.steps, total, li, [&](int64_t) {
-          const std::vector<int64_t> batch = next_rows();
-          const std::vector<int64_t> rows = share_of(batch, control.group);
-          StepLoss sl;
-          if (rows.empty()) {
-            sl.loss = at::zeros({}, at::TensorOptions(at::kFloat).device(device));
-          } else {
-            at::Tensor idx = at::tensor(rows, at::kLong).to(store);
-            at::Tensor x = inputs.index_select(0, idx).to(device), y = targets.index_select(0, idx).to(device);
-            Model student = build_student(base, densify(lp), s.quant, li);
-            at::Tensor out = student.forward_layer(li, x);
-            const at::Tensor se = (out.to(at::kFloat) - y.to(at::kFloat)).pow(2);
-            // Data-parallel: the mean over the whole batch's elements, of which this process has a share.
-            const double elements = static_cast<double>(out.numel()) / static_cast<double>(rows.size()) *
-                                    static_cast<double>(batch.size());
-            sl.loss = control.group == nullptr ? se.mean() : se.sum() / elements;
-          }
-          sl.terms.emplace_back("mse", sl.loss.detach());
-          return sl;
-        });
-      }
-      inputs = targets;
-    }
-    if (val.enabled()) {
-      const double v = measure();
-      if (!result.curve.empty()) result.curve.back().validation = v;
-      val.update(total, v, plan, result);
-    }
+    LayerwiseRun(fp, *calib, s, control, plan, optim, checkpoint, val, result).run(layer_steps, deployed_every);
   }
-  if (checkpoint.enabled()) checkpoint.save(plan, optim, total, s);
+  if (checkpoint.enabled() && !layerwise) checkpoint.save(plan, optim, total, s);
   if (val.enabled()) {
     val.finish(plan, result, total);
     if (deployed_every || gptq_refreshes > 0) {

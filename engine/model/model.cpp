@@ -122,8 +122,15 @@ class ConversionBuffers {
 
 Model::Model(ModelConfig config, ModelWeights weights)
     : Model(std::move(config), std::move(weights), at::kFloat, at::kCPU) {
-  dtype_ = weights_.embed.scalar_type();
-  device_ = weights_.embed.device();
+  // The embedding's dtype and device; a layer share without the embedding (layer_share): its
+  // first layer's, else lm_head's or the final norm's.
+  at::Tensor first = weights_.embed;
+  for (size_t l = 0; !first.defined() && l < weights_.layers.size(); ++l) first = weights_.layers[l].q;
+  if (!first.defined()) first = weights_.lm_head;
+  if (!first.defined()) first = weights_.final_norm;
+  if (!first.defined()) throw Error("model: no weights (neither an embedding, a layer, lm_head nor a final norm)");
+  dtype_ = first.scalar_type();
+  device_ = first.device();
   mapped_ = false;
   inv_freq_ = inv_freq_.to(device_);
 }
@@ -290,6 +297,10 @@ at::Tensor Model::hidden_states(const at::Tensor& ids_in, KvCache* cache) const 
   at::Tensor h = embed(ids);
   for (int64_t l = 0; l < config_.num_layers; ++l) h = layer_step(l, h, cache, offset);
   if (cache != nullptr) cache->length_ += ids.size(1);
+  return final_hidden(h);
+}
+
+at::Tensor Model::final_hidden(const at::Tensor& h) const {
   return capture(CapturePoint::FinalNormOut, config_.num_layers, rms_norm(h, weights_.final_norm));
 }
 
@@ -356,6 +367,39 @@ Model Model::to(at::Device device, at::ScalarType dtype) const {
                         conv(l.up_bias), conv(l.down_bias)});
   }
   Model m(config_, std::move(w));
+  m.hooks_ = hooks_;
+  return m;
+}
+
+Model Model::layer_share(int64_t first, int64_t last, bool embed, bool head) const {
+  if (first < 0 || last > config_.num_layers || first > last) {
+    throw UsageError("layer share " + std::to_string(first) + ".." + std::to_string(last) + " of a model with " +
+                     std::to_string(config_.num_layers) + " layers");
+  }
+  auto conv = [&](const at::Tensor& stored) {
+    if (!stored.defined()) return stored;
+    const at::Tensor decoded = deferred_ ? deferred_->decode(stored) : at::Tensor();
+    at::Tensor r = (decoded.defined() ? decoded : stored).to(device_, dtype_);
+    if (r.data_ptr() == stored.data_ptr()) r = r.clone();  // never shares storage with the source
+    return r;
+  };
+  ModelWeights w;
+  if (embed) w.embed = conv(weights_.embed);
+  w.final_norm = conv(weights_.final_norm);
+  if (head) w.lm_head = embed && weights_.lm_head.is_same(weights_.embed) ? w.embed : conv(weights_.lm_head);
+  w.layers.resize(weights_.layers.size());
+  for (int64_t i = first; i < last; ++i) {
+    const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
+    w.layers[static_cast<size_t>(i)] = {conv(l.attn_norm), conv(l.q),         conv(l.k),         conv(l.v),
+                                        conv(l.o),         conv(l.q_bias),    conv(l.k_bias),    conv(l.v_bias),
+                                        conv(l.o_bias),    conv(l.q_norm),    conv(l.k_norm),    conv(l.mlp_norm),
+                                        conv(l.gate),      conv(l.up),        conv(l.down),      conv(l.gate_bias),
+                                        conv(l.up_bias),   conv(l.down_bias)};
+  }
+  Model m(config_, std::move(w), dtype_, device_);
+  m.mapped_ = false;
+  m.buffers_.reset();
+  m.inv_freq_ = inv_freq_;
   m.hooks_ = hooks_;
   return m;
 }

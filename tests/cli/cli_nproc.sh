@@ -8,6 +8,7 @@
 #  - A checkpoint of a 2-process run (cancelled with SIGINT) resumes with 1 process, and the result
 #    equals the uninterrupted 1-process run within the same tolerance.
 #  - Validation splits the held-out sequences between the processes and equals one process's.
+#  - `--split layers`: 2 processes, each holding its share of the layers, learn what 1 process does.
 #  - `latmix compare --nproc 2` learns in both processes; rank 0 evaluates and writes the report.
 #  - `latmix --engine URL learn --nproc 2`: the engine runs rank 0 in its job and starts the worker;
 #    the result equals 1 process's; pause, a snapshot while paused, resume; a killed worker fails the
@@ -152,6 +153,34 @@ else
   if pgrep -f -- "--out $OUT/killed " >/dev/null; then echo "FAIL: a process of the killed run is left"; FAILED=$((FAILED + 1));
   else PASSED=$((PASSED + 1)); fi
 fi
+
+# --split layers: 2 processes each load only their share of the layers (memory-mapped, then
+# Model::layer_share) and learn them side by side; the activations pass from one to the other. The
+# result equals one process's layer-wise run (the transforms within compare()'s bounds; measured:
+# equal), as do the validation losses (a pipeline through both) and every step's loss.
+LAYERS=(learn --model "$M6" --method flatquant --quant w=mxfp4,a=mxfp4 --calib "$TEXT" --samples 8 --seqlen 32
+        --batch 4 --validation 2 --threads 1 --steps 2 --quiet --json)
+expect 0 "$LATMIX" "${LAYERS[@]}" --out "$OUT/lw1" --events "$OUT/lw1.jsonl"
+cp "$OUT/stdout" "$OUT/lw1.json"
+expect 0 "$LATMIX" "${LAYERS[@]}" --nproc 2 --split layers --out "$OUT/lw2" --events "$OUT/lw2.jsonl"
+if compare "$OUT/lw1" "$OUT/lw2" >"$OUT/cmp" 2>&1 && python3 - "$OUT/lw1.json" "$OUT/stdout" "$OUT/lw1.jsonl" "$OUT/lw2.jsonl" \
+    <<'PY' >>"$OUT/cmp" 2>&1; then
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert [e["loss"] for e in a["curve"]] == [e["loss"] for e in b["curve"]], "other losses"
+va, vb = a["validation"]["curve"], b["validation"]["curve"]
+assert len(va) == 2 and [v["loss"] for v in va] == [v["loss"] for v in vb], (va, vb)
+ea = [json.loads(l) for l in open(sys.argv[3])]
+eb = sorted((json.loads(l) for l in open(sys.argv[4])), key=lambda e: e["step"])  # the layers side by side
+assert [(e["step"], e["layer"], e["loss"]) for e in ea] == [(e["step"], e["layer"], e["loss"]) for e in eb]
+print(f"{len(ea)} steps and the validation ({va[0]['loss']:.7g} -> {va[1]['loss']:.7g}) equal")
+PY
+  PASSED=$((PASSED + 1)); sed 's/^/--split layers vs 1 process: /' "$OUT/cmp"
+else
+  echo "FAIL: --split layers vs 1 process"; sed 's/^/  /' "$OUT/cmp"; FAILED=$((FAILED + 1))
+fi
+expect 2 "$LATMIX" "${RUN[@]}" --nproc 2 --split layers
+contains stderr "needs layer-wise learning (--mode layerwise)"
 
 # latmix compare --nproc 2: the learned method learns in both processes, rank 0 evaluates and writes
 # the report. Validation is measured in shares too: 3 held-out sequences, 1 for rank 0 and 2 for rank 1,

@@ -62,6 +62,7 @@ LearnRequest every_field() {
   r.checkpoint = "/tmp/ck";
   r.checkpoint_every = 5;
   r.resume = true;
+  r.split = "layers";
   return r;
 }
 
@@ -77,7 +78,7 @@ TEST(ApiLearnRequest, EveryFieldSurvivesTheJsonRoundTrip) {
   EXPECT_EQ(back.init, "block_hadamard");
   EXPECT_TRUE(back.resume);
   // No field of the table is left out of the JSON (a new field must be added there).
-  EXPECT_EQ(j.size(), 42u);
+  EXPECT_EQ(j.size(), 43u);
 }
 
 TEST(ApiLearnRequest, UnsetOptionalsAreNullAndComeBackUnset) {

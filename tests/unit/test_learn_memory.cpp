@@ -169,3 +169,38 @@ TEST(LearnMemory, DeviceMemoryOfTheCpuIsNone) {
 }
 
 }  // namespace
+
+// Layer-wise learning's layers are independent (what lets a layer-split run learn them side by
+// side, issue 22): layer 0's transforms stop moving when its steps end. Before, AdamW's moments went
+// on moving them through layer 1's steps, which saw none of it. (Adam's step count starting at 1 in
+// each layer is checked by Distributed.LayerSplit..., whose second process learns its layer fresh.)
+TEST(LayerWise, ALayersTransformsStopMovingWhenItsStepsEnd) {
+  static const latmix::CalibrationSet calib = calibration(8, 16);
+  LearnSettings s = latmix::method_defaults("flatquant", latmix::parse_quant_spec("w=mxfp4,a=mxfp4"), at::kCPU);
+  s.steps = 3;
+  s.batch = 4;
+  s.validation = 0;
+  s.init = latmix::TransformInit::Hadamard;
+  latmix::LearnControl control;
+  std::vector<latmix::TransformPlan> snapshots;  // after layer 0's steps, after layer 1's
+  control.snapshot_every = s.steps;
+  control.on_snapshot = [&](latmix::TransformPlan p) { snapshots.push_back(std::move(p)); };
+  const MethodResult r = latmix::obtain_plan(tiny(), &calib, s, control);
+  ASSERT_EQ(snapshots.size(), 2u);
+  ASSERT_EQ(r.curve.size(), 6u);
+  int compared = 0;
+  for (const auto list : {&latmix::TransformPlan::attn_online, &latmix::TransformPlan::mlp_online,
+                           &latmix::TransformPlan::down_online, &latmix::TransformPlan::value}) {
+    const auto& mid = snapshots[0].*list;
+    const auto& end = r.plan.*list;
+    if (mid.size() != 2 || !mid[0] || !mid[1]) continue;
+    for (size_t j = 0; j < mid[0]->state().size(); ++j) {
+      const at::Tensor a = mid[0]->state()[j].second, b = end[0]->state()[j].second;
+      EXPECT_TRUE(at::equal(a, b)) << "layer 0 moved after its steps by " << (a - b).abs().max().item<double>();
+      ++compared;
+    }
+    // Layer 1 was learned meanwhile: the optimizer moves what it steps.
+    EXPECT_FALSE(at::equal(mid[1]->state()[0].second, end[1]->state()[0].second));
+  }
+  EXPECT_GT(compared, 0);
+}

@@ -67,6 +67,11 @@ class Group {
   void sum(std::vector<at::Tensor>& tensors);
   /// Every tensor becomes rank `root`'s, in place.
   void broadcast(std::vector<at::Tensor>& tensors, int root = 0);
+  /// Sends the tensors to process `to`, which receives them with recv() (same shapes, dtype and
+  /// device kind); returns when they are sent. Pipelines pass activations from rank to rank this way.
+  void send(const std::vector<at::Tensor>& tensors, int to);
+  /// Fills the tensors, in place, with what process `from` sent with send().
+  void recv(std::vector<at::Tensor>& tensors, int from);
   /// Waits until every process is here.
   void barrier();
 

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "latmix/calib_data.h"
@@ -299,7 +300,21 @@ struct LearnControl {
   /// holds every process at the next step's start; while held, a process whose snapshot_wanted()
   /// (set it) turns true runs on_snapshot() there.
   dist::Group* group = nullptr;
+  /// With a group and layer-wise learning: each process learns its share of the decoder layers
+  /// (layer_share_range) with whole batches, instead of a share of every batch's rows in every
+  /// layer. The FP activations go from rank to rank at the shares' boundaries (Group::send), the
+  /// processes learn their layers side by side, validation runs as a pipeline, and the learned
+  /// transforms are gathered at the end: every process returns the whole plan. The model each
+  /// process passes need hold only its share (Model::layer_share: its layers, the embedding on rank
+  /// 0, lm_head on the last); a run equals one process's layer-wise run up to float rounding. Every
+  /// process takes part in the checkpoints (rank 0 writes them, with each layer's progress), so a
+  /// run resumes with any number of processes.
+  bool split_layers = false;
 };
+
+/// Layers [first, last) of process `rank` of `world` in a layer-split run: contiguous, in rank
+/// order, the first `layers % world` processes one layer more.
+std::pair<int64_t, int64_t> layer_share_range(int64_t layers, int rank, int world);
 
 /// The plan of a preset: the fixed transforms of quarot / mr-gptq, nothing for rtn / gptq, and
 /// for the learned presets the transforms learned on `calib` (which they need). The model is not
@@ -316,8 +331,9 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
 QuantizedModel apply_plan(const Model& fp, const TransformPlan& plan, const QuantSpec& spec,
                           const CalibrationSet* calib, const JobControl& job = {}, dist::Group* group = nullptr);
 
-/// SHA-256 (hex) over the model's config and weights' shapes and a sample of their values plus
-/// the settings: what a checkpoint must match to be resumed.
-std::string learn_fingerprint(const Model& model, const LearnSettings& settings);
+/// FNV-1a 64 (hex) over the model's config, its weights' shapes and values and the settings: what a
+/// checkpoint must match to be resumed. `split`: the group of a layer-split run (every process
+/// calls it), each process holding its share (Model::layer_share).
+std::string learn_fingerprint(const Model& model, const LearnSettings& settings, dist::Group* split = nullptr);
 
 }  // namespace latmix

@@ -184,6 +184,10 @@ class Model {
   /// Final normalized hidden states [B, T, hidden] (the lm_head input), in the model's dtype.
   at::Tensor hidden_states(const at::Tensor& ids, KvCache* cache = nullptr) const;
 
+  /// The final norm (and its capture point) on the residual stream leaving the last layer: what
+  /// hidden_states() ends with. Layer-split validation runs the layers on several processes.
+  at::Tensor final_hidden(const at::Tensor& h) const;
+
   /// Applies lm_head to hidden states and returns float32 logits.
   at::Tensor logits_from_hidden(const at::Tensor& hidden) const;
 
@@ -201,6 +205,11 @@ class Model {
   /// A copy on another device / dtype (norm gains and biases follow the dtype too); always an
   /// in-memory model (a mapped model's matrices are converted and held).
   Model to(at::Device device, at::ScalarType dtype) const;
+  /// One process's share of a layer-split learning run (learn.h, LearnControl::split_layers): an
+  /// in-memory copy, on this model's device and in its dtype, holding only decoder layers
+  /// [first, last) (the others empty), the embedding when `embed`, lm_head when `head` (the final
+  /// norm always). A mapped model converts just those tensors, so a process holds its share alone.
+  Model layer_share(int64_t first, int64_t last, bool embed, bool head) const;
 
  private:
   at::Tensor capture(CapturePoint point, int64_t layer, const at::Tensor& x) const;

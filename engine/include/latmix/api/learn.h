@@ -84,6 +84,11 @@ struct LearnRequest {
   std::string checkpoint;        ///< --checkpoint PREFIX: PREFIX.checkpoint/
   int64_t checkpoint_every = 0;  ///< --checkpoint-every N (0: at the end and on cancel only)
   bool resume = false;           ///< --resume from --checkpoint when it exists
+
+  /// --split: how the processes of a group (--nproc, LearnControl::group) share layer-wise
+  /// learning: "batch" (each takes a share of every batch's rows) or "layers" (each learns its share
+  /// of the layers, holding only those: LearnControl::split_layers).
+  std::string split = "batch";
 };
 
 /// One calibration or learning option as `latmix learn --help` documents it; the studio's Learn tab
