@@ -912,7 +912,8 @@ class LayerwiseRun {
     return rows;
   }
 
-  // Split run: every process's layers' parameters (and their optimizer moments) from their owner.
+  // Split run: every process's layers' parameters (and their optimizer moments) from their owner,
+  // through host memory (Gloo) like every message of a split run, so processes may share a GPU.
   void gather(bool moments) {
     c10::NoGradGuard no_grad;
     for (int r = 0; r < world_; ++r) {
@@ -926,7 +927,10 @@ class LayerwiseRun {
           tensors.insert(tensors.end(), m.begin(), m.end());
         }
       }
-      group_->broadcast(tensors, r);
+      std::vector<at::Tensor> host;
+      for (const at::Tensor& t : tensors) host.push_back(t.to(at::kCPU, /*non_blocking=*/false, /*copy=*/true));
+      group_->broadcast(host, r);
+      for (size_t i = 0; i < tensors.size(); ++i) tensors[i].copy_(host[i]);
     }
   }
 
