@@ -164,8 +164,8 @@ LearnController::~LearnController() {
   if (job_ != 0) host_->cancel(job_);
 }
 
-quint64 LearnController::start(const LearnRequest& request) {
-  if (session_->remote()) return startOnEngine(request);
+quint64 LearnController::start(const LearnRequest& request, int nproc) {
+  if (session_->remote()) return startOnEngine(request, nproc);
   auto model = session_->model();
   auto tokenizer = session_->tokenizer();
   if (!model || !tokenizer) return 0;
@@ -270,16 +270,18 @@ quint64 LearnController::startWork(const LearnRequest& request, RunWork work) {
   return job_;
 }
 
-quint64 LearnController::startOnEngine(const LearnRequest& request) {
+quint64 LearnController::startOnEngine(const LearnRequest& request, int nproc) {
   LearnRequest r = request;
   r.model = session_->summary().path.toStdString();
   // The server's paths: this computer's bundled sample is the server's; the transforms go under the
   // engine's first root.
   if (link_ != nullptr) r.calib = link_->engineText(r.calib);
   r.out = engine_learn_prefix(QString::fromStdString(r.method), run_counter_ + 1).toStdString();
-  return followOnEngine(request, r.out, [r](const serve::RemoteEngine& engine, const JobControl& job,
+  nlohmann::json j = api::to_json(r);
+  if (nproc > 1) j["nproc"] = nproc;  // the engine starts the processes on its host
+  return followOnEngine(request, r.out, [j](const serve::RemoteEngine& engine, const JobControl& job,
                                             const EngineRunHooks& hooks) {
-    return run_on_engine(engine, "learn", api::to_json(r), job, hooks);
+    return run_on_engine(engine, "learn", j, job, hooks);
   });
 }
 

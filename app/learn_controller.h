@@ -101,7 +101,9 @@ class LearnController : public QObject {
   /// without a model or while one runs. For a model open on an engine, the task "learn" runs
   /// there (its "step" events feed the curve; pause / resume / cancel are the remote job's; the
   /// transforms are written on the server under engine_learn_prefix()).
-  quint64 start(const LearnRequest& request);
+  /// `nproc`: on an engine, the processes that learn together on its host (the job's "nproc", as
+  /// `latmix --engine URL learn --nproc N`); ignored in this process.
+  quint64 start(const LearnRequest& request, int nproc = 1);
 
   /// What a run computes on the engine thread with the controller's LearnControl (its on_step,
   /// pause token and snapshots feed this controller); `calibration` describes the data it used.
@@ -197,7 +199,7 @@ class LearnController : public QObject {
 
  private:
   struct RunState;
-  quint64 startOnEngine(const LearnRequest& request);
+  quint64 startOnEngine(const LearnRequest& request, int nproc);
   /// What a run on an engine does on the engine thread: submit and follow, or follow only.
   using EngineFollow = std::function<nlohmann::json(const latmix::serve::RemoteEngine& engine,
                                                     const latmix::JobControl& job, const EngineRunHooks& hooks)>;

@@ -359,7 +359,7 @@ quint64 LearnPanel::start() {
                         .arg(method)
                         .arg(controller_->runs(session_->summary().path).size() + 1));
   live_->setText(QString("Waiting for the engine: %1").arg(cliCommand()));
-  const quint64 id = controller_->start(r);
+  const quint64 id = controller_->start(r, processes());
   updateButtons();
   Q_EMIT statusText("learning " + method);
   return id;
@@ -626,6 +626,10 @@ void LearnPanel::updateButtons() {
   save_->setEnabled(!running && controller_->hasPlan());
   show_->setEnabled(!running && controller_->hasPlan());
   load_->setEnabled(!running && session_->hasModel());
+  // Processes are the engine's to start: this process learns alone.
+  const bool engine = session_->remote() != nullptr && find_method(method_->currentData().toString().toStdString()).learned;
+  nproc_->setEnabled(!running && engine);
+  split_->setEnabled(!running && engine);
 }
 
 }  // namespace latmix::studio

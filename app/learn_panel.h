@@ -55,6 +55,8 @@ class LearnPanel : public QWidget {
   bool refreshHeatmap();
   /// The equivalent `latmix learn` command line.
   QString cliCommand() const;
+  /// The processes a run learns in: the form's "engine processes" on an engine, else 1.
+  int processes() const;
 
   /// The context's learn controller (StudioContext::learnController()).
   LearnController* controller() const { return controller_; }
@@ -125,6 +127,8 @@ class LearnPanel : public QWidget {
   QSpinBox* seqlen_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QLabel* device_ = nullptr;
+  QSpinBox* nproc_ = nullptr;  // on an engine: processes that learn together on its host
+  QComboBox* split_ = nullptr;  // how they share layer-wise learning
   LearnKnobs* knobs_ = nullptr;  // the advanced options (learn_knobs.h)
   QLineEdit* cli_ = nullptr;
   QPushButton* start_ = nullptr;

@@ -98,6 +98,22 @@ void LearnPanel::buildSettings(QWidget* box) {
   seed_->setRange(0, 1 << 30);
   device_ = new QLabel(box);
   device_->setToolTip("The device is a setting (File > Settings); the model is loaded there.");
+  nproc_ = new QSpinBox(box);
+  nproc_->setRange(1, 64);
+  nproc_->setObjectName("nproc");
+  nproc_->setToolTip(
+      "On an engine (File > Connect): processes that learn together on the engine's host (latmix learn --nproc), one "
+      "GPU each with --device cuda; data-parallel: each takes its share of every batch. In this process: one.");
+  split_ = new QComboBox(box);
+  split_->addItems({"batch", "layers"});
+  split_->setObjectName("split");
+  split_->setToolTip(QString::fromStdString(
+      "How the processes share layer-wise learning (latmix learn --split): a share of every batch, or a share of the "
+      "layers (each process holds only its layers, for a model larger than one GPU; --mode layerwise)"));
+  auto* nproc_row = new QHBoxLayout();
+  nproc_row->addWidget(nproc_);
+  nproc_row->addWidget(new QLabel("split by", box));
+  nproc_row->addWidget(split_, 1);
   form->addRow("method", method_);
   form->addRow("", method_summary_);
   form->addRow("format", quant_);
@@ -109,6 +125,7 @@ void LearnPanel::buildSettings(QWidget* box) {
   form->addRow("seq. length", seqlen_);
   form->addRow("seed", seed_);
   form->addRow("device", device_);
+  form->addRow("engine processes", nproc_row);
   outer->addLayout(form);
 
   knobs_ = new LearnKnobs("method default", box);
@@ -139,9 +156,9 @@ void LearnPanel::buildSettings(QWidget* box) {
   outer->addStretch(1);
 
   connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
-  for (QComboBox* c : {quant_, calib_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
+  for (QComboBox* c : {quant_, calib_, split_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
   connect(knobs_, &LearnKnobs::changed, this, &LearnPanel::updateCli);
-  for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_})
+  for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_, nproc_})
     connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);
   connect(lr_, &QLineEdit::textChanged, this, &LearnPanel::updateCli);
 }
@@ -190,6 +207,7 @@ LearnRequest LearnPanel::request() const {
   if (seqlen_->value() != size.seqlen) r.seqlen = seqlen_->value();
   r.seed = static_cast<uint64_t>(seed_->value());
   if (!find_method(r.method).learned) return r;
+  if (processes() > 1) r.split = split_->currentText().toStdString();
   const LearnSettings d = formDefaults();
   if (steps_->value() != d.steps) r.steps = steps_->value();
   if (batch_->value() != d.batch) r.batch = batch_->value();
@@ -218,7 +236,15 @@ void LearnPanel::setRequest(const LearnRequest& r) {
 QString LearnPanel::cliCommand() const {
   LearnRequest r = request();
   if (r.out.empty()) r.out = "PREFIX";  // Save transforms names the files afterwards
-  return shell_command(to_qstrings(api::learn_command_line(r)));
+  std::vector<std::string> words = api::learn_command_line(r);
+  if (processes() > 1) words.insert(words.end(), {"--nproc", std::to_string(processes())});
+  return shell_command(to_qstrings(words));
+}
+
+int LearnPanel::processes() const {
+  return session_->remote() != nullptr && find_method(method_->currentData().toString().toStdString()).learned
+             ? nproc_->value()
+             : 1;
 }
 
 void LearnPanel::updateCli() {

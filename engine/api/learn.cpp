@@ -238,6 +238,7 @@ std::vector<std::string> learn_command_line(const LearnRequest& r) {
   if (!r.checkpoint.empty()) a.insert(a.end(), {"--checkpoint", r.checkpoint});
   if (r.checkpoint_every != 0) a.insert(a.end(), {"--checkpoint-every", std::to_string(r.checkpoint_every)});
   if (r.resume) a.emplace_back("--resume");
+  if (r.split != "batch") a.insert(a.end(), {"--split", r.split});
   if (r.dtype != "fp32") a.insert(a.end(), {"--dtype", r.dtype});
   a.insert(a.end(), {"--device", r.device});
   return a;

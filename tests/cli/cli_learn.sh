@@ -58,6 +58,12 @@ contains stderr "fingerprint"
 expect 1 "$LATMIX" learn --model "$M6" --method latmix --calib "$TEXT" --samples 3 --seqlen 32 --batch 2 --steps 4 \
   --checkpoint "$OUT/ck" --resume
 contains stderr "calibration data"
+# A checkpoint of an earlier version (its fingerprint and layer-wise steps were computed otherwise) is
+# refused with what to do.
+python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); j["version"] = 2; json.dump(j, open(sys.argv[1], "w"))' \
+  "$OUT/ck.checkpoint/state.json"
+expect 1 "$LATMIX" learn --model "$M6" --method latmix "${SMALL[@]}" --steps 4 --checkpoint "$OUT/ck" --resume
+contains stderr "checkpoint version (expected 3, found 2: made by an earlier latmix"
 
 # Usage errors.
 expect 2 "$LATMIX" learn --model "$M6" --method nope

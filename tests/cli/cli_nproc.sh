@@ -12,7 +12,7 @@
 #  - `latmix compare --nproc 2` learns in both processes; rank 0 evaluates and writes the report.
 #  - `latmix --engine URL learn --nproc 2`: the engine runs rank 0 in its job and starts the worker;
 #    the result equals 1 process's; pause, a snapshot while paused, resume; a killed worker fails the
-#    job with a message naming it.
+#    job with a message naming it; `--split layers` there too.
 # Skips (77) when the build has no c10d/Gloo (latmix --version says so).
 source "$(dirname "$0")/lib.sh"
 LATMIX=$1; SRC=$2
@@ -226,6 +226,14 @@ R=("$LATMIX" --engine "http://127.0.0.1:$(cat "$OUT/port")")
 expect 0 "${R[@]}" "${RUN[@]}" --nproc 2 --out "$OUT/remote" --events "$OUT/remote.jsonl" --json
 contains stdout '"final_loss"'
 agrees "on the engine, 2 processes vs 1" remote
+# --split layers on the engine: the job's request carries it to rank 0 (the server, which holds the
+# whole model) and to the worker (which loads its share); the same transforms as one process.
+expect 0 "${R[@]}" "${LAYERS[@]}" --nproc 2 --split layers --out "$OUT/lwr"
+if compare "$OUT/lw1" "$OUT/lwr" >"$OUT/cmp" 2>&1; then
+  PASSED=$((PASSED + 1)); sed 's/^/on the engine, --split layers vs 1 process: /' "$OUT/cmp"
+else
+  echo "FAIL: on the engine, --split layers vs 1 process"; sed 's/^/  /' "$OUT/cmp"; FAILED=$((FAILED + 1))
+fi
 "${R[@]}" "${RUN[@]}" --steps 100000 --nproc 2 --quiet >"$OUT/long.out" 2>"$OUT/long.err" &
 CLIENT=$!
 # The job's id once it learns (GET /v1/jobs polled from one Python process: a `latmix jobs list` a

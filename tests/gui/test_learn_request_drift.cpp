@@ -236,6 +236,11 @@ TEST_F(LearnRequestDrift, EveryKnobSetIsTheSameThroughTheCliAndTheLearnForm) {
 }
 
 TEST_F(LearnRequestDrift, TheFormsCommandLineRepeatsItsRequest) {
+  // In this process the run learns alone: the engine's processes are off (gui_remote sends them).
+  auto* nproc = widget<QSpinBox>("nproc");
+  ASSERT_NE(nproc, nullptr);
+  EXPECT_FALSE(nproc->isEnabled());
+  EXPECT_EQ(panel_->processes(), 1);
   choose("method", "spinquant");
   if (auto* c = widget<QComboBox>("calib")) c->setCurrentText(QString::fromStdString(kSample) + ",/tmp/a b.txt");
   spin("steps", 4);

@@ -4,12 +4,14 @@
 // the engine (its description and weight overview), the Explorer's statistics, the analysis, both
 // Compare pages and the export computed there equal to (or verified as) those computed in-process, the
 // bundle downloaded, and a lost event stream re-attached from the banner's Retry.
+#include <QComboBox>
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
 #include <QLabel>
 #include <QPushButton>
 #include <QSignalSpy>
+#include <QSpinBox>
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QTest>
@@ -482,13 +484,32 @@ class RemoteStudioTest : public QObject {
 
     QSignalSpy finished(ctl, &LearnController::finished);
     QSignalSpy failed(ctl, &LearnController::failed);
+    // The Learn tab's "engine processes" go with the job as its "nproc" (and --split as the request's
+    // "split"): this in-process server cannot start processes and says so (`latmix serve` can:
+    // tests/cli/cli_nproc.sh). In this process the fields are off.
+    auto* panel = s.window.learn();
+    auto* nproc = panel->findChild<QSpinBox*>("nproc");
+    auto* split = panel->findChild<QComboBox*>("split");
+    QVERIFY(nproc != nullptr && split != nullptr);
+    QVERIFY(nproc->isEnabled());
+    nproc->setValue(3);
+    split->setCurrentText("layers");
+    panel->findChild<QComboBox*>("calib")->setCurrentText(latmix::studio::bundled_sample());  // the server has it
+    QVERIFY2(panel->cliCommand().endsWith("--split layers --device cpu --nproc 3"), qPrintable(panel->cliCommand()));
+    QVERIFY(panel->start() != 0);
+    QTRY_VERIFY_WITH_TIMEOUT(failed.count() > 0, kJobMs);
+    QVERIFY2(failed.at(0).at(0).toString().contains("nproc 3: this server cannot start processes"),
+             qPrintable(failed.at(0).at(0).toString()));
+    failed.clear();
+    nproc->setValue(1);
+    QVERIFY2(!panel->cliCommand().contains("--nproc"), qPrintable(panel->cliCommand()));
     QVERIFY(ctl->start(learn_request(12)) != 0);
     QTRY_VERIFY_WITH_TIMEOUT(finished.count() + failed.count() > 0, kJobMs);
     QVERIFY2(failed.isEmpty(), qPrintable(failed.isEmpty() ? QString() : failed.at(0).at(0).toString()));
     QCOMPARE(static_cast<int>(ctl->curve().size()), 12);  // every step, from the engine's "step" events
     for (int i = 0; i < 12; ++i) QCOMPARE(ctl->curve()[static_cast<size_t>(i)].step, qint64(i + 1));
     const QString prefix = ctl->outcome().plan_prefix;
-    QVERIFY2(prefix.startsWith("latmix-studio-learned-latmix-1-"), qPrintable(prefix));
+    QVERIFY2(prefix.startsWith("latmix-studio-learned-latmix-2-"), qPrintable(prefix));  // the refused one was run 1
     QVERIFY2(QFileInfo::exists(server.out.path() + "/" + prefix + ".safetensors"), qPrintable(prefix));
     QCOMPARE(ctl->outcome().steps, qint64(12));
 
@@ -501,7 +522,9 @@ class RemoteStudioTest : public QObject {
     auto remote_state = [&s] {  // the state of the job not yet ended
       const nlohmann::json listed = s.window.context()->engineLink()->remote()->jobs();
       for (const auto& j : listed["jobs"]) {
-        if (j["state"] != "done" && j["state"] != "cancelled") return QString::fromStdString(j["state"].get<std::string>());
+        if (j["state"] != "done" && j["state"] != "cancelled" && j["state"] != "failed") {
+          return QString::fromStdString(j["state"].get<std::string>());
+        }
       }
       return QString();
     };
