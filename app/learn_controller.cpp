@@ -279,10 +279,10 @@ quint64 LearnController::startOnEngine(const LearnRequest& request, int nproc) {
   r.out = engine_learn_prefix(QString::fromStdString(r.method), run_counter_ + 1).toStdString();
   nlohmann::json j = api::to_json(r);
   if (nproc > 1) j["nproc"] = nproc;  // the engine starts the processes on its host
-  return followOnEngine(request, r.out, [j](const serve::RemoteEngine& engine, const JobControl& job,
-                                            const EngineRunHooks& hooks) {
-    return run_on_engine(engine, "learn", j, job, hooks);
-  });
+  return followOnEngine(request, r.out,
+                        [j](const serve::RemoteEngine& engine, const JobControl& job, const EngineRunHooks& hooks) {
+                          return run_on_engine(engine, "learn", j, job, hooks);
+                        });
 }
 
 quint64 LearnController::attach(const QString& job_id, const LearnRequest& request) {

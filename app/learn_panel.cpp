@@ -627,7 +627,8 @@ void LearnPanel::updateButtons() {
   show_->setEnabled(!running && controller_->hasPlan());
   load_->setEnabled(!running && session_->hasModel());
   // Processes are the engine's to start: this process learns alone.
-  const bool engine = session_->remote() != nullptr && find_method(method_->currentData().toString().toStdString()).learned;
+  const bool engine =
+      session_->remote() != nullptr && find_method(method_->currentData().toString().toStdString()).learned;
   nproc_->setEnabled(!running && engine);
   split_->setEnabled(!running && engine);
 }

@@ -127,8 +127,8 @@ class LearnPanel : public QWidget {
   QSpinBox* seqlen_ = nullptr;
   QSpinBox* seed_ = nullptr;
   QLabel* device_ = nullptr;
-  QSpinBox* nproc_ = nullptr;  // on an engine: processes that learn together on its host
-  QComboBox* split_ = nullptr;  // how they share layer-wise learning
+  QSpinBox* nproc_ = nullptr;    // on an engine: processes that learn together on its host
+  QComboBox* split_ = nullptr;   // how they share layer-wise learning
   LearnKnobs* knobs_ = nullptr;  // the advanced options (learn_knobs.h)
   QLineEdit* cli_ = nullptr;
   QPushButton* start_ = nullptr;

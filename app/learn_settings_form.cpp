@@ -156,7 +156,8 @@ void LearnPanel::buildSettings(QWidget* box) {
   outer->addStretch(1);
 
   connect(method_, &QComboBox::currentIndexChanged, this, &LearnPanel::methodChanged);
-  for (QComboBox* c : {quant_, calib_, split_}) connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
+  for (QComboBox* c : {quant_, calib_, split_})
+    connect(c, &QComboBox::currentTextChanged, this, &LearnPanel::updateCli);
   connect(knobs_, &LearnKnobs::changed, this, &LearnPanel::updateCli);
   for (QSpinBox* s : {steps_, batch_, samples_, seqlen_, seed_, nproc_})
     connect(s, &QSpinBox::valueChanged, this, &LearnPanel::updateCli);

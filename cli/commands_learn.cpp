@@ -156,8 +156,8 @@ bool run_as_rank(const Args& args, bool learns, const std::string& dtype, LearnC
   control.group = dp.group();
   try {
     const bool share = split_layers && dp.world() > 1;
-    LoadedModel m = load_model_from_args(args, parse_compute_dtype(dtype), share,
-                                         dp.device(parse_device(args.get("device"))));
+    LoadedModel m =
+        load_model_from_args(args, parse_compute_dtype(dtype), share, dp.device(parse_device(args.get("device"))));
     if (share) {
       const auto [first, last] = layer_share_range(m.model.config().num_layers, dp.rank(), dp.world());
       m.model = m.model.layer_share(first, last, dp.rank() == 0, dp.rank() == dp.world() - 1);
@@ -216,8 +216,9 @@ int run_learn(const Args& args) {
     }
     const bool split = request.split == "layers";
     if (split && learns && api::learn_settings(request, at::kCPU).mode != LearnMode::LayerWise) {
-      throw UsageError("--split layers: each process learns its share of the layers, which needs layer-wise learning "
-                       "(--mode layerwise)");
+      throw UsageError(
+          "--split layers: each process learns its share of the layers, which needs layer-wise learning "
+          "(--mode layerwise)");
     }
     const bool rank0 = run_as_rank(
         args, learns, request.dtype, control,
@@ -358,7 +359,8 @@ std::vector<Command> learn_commands() {
             "how --nproc's processes share layer-wise learning: a share of every batch, or a share of the layers "
             "(each process loads only its layers; the activations pass from process to process)",
             "batch", false},
-           {"checkpoint", "PREFIX", "checkpoint the transforms and optimizer to the folder PREFIX.checkpoint/ (and on cancel)", "", false},
+           {"checkpoint", "PREFIX",
+            "checkpoint the transforms and optimizer to the folder PREFIX.checkpoint/ (and on cancel)", "", false},
            {"checkpoint-every", "N", "checkpoint every N steps (0: only at the end and on cancel)", "0", false},
            {"resume", "", "continue from --checkpoint when it exists (same model and settings)", "", false},
            dtype_option()}) {

@@ -225,16 +225,20 @@ void Group::broadcast(std::vector<at::Tensor>& tensors, int root) {
 
 void Group::send(const std::vector<at::Tensor>& tensors, int to) {
   if (tensors.empty()) return;
-  if (to < 0 || to >= world() || to == rank()) throw Error("distributed: send to rank " + std::to_string(to) + " from " + where(impl_->rendezvous));
+  if (to < 0 || to >= world() || to == rank())
+    throw Error("distributed: send to rank " + std::to_string(to) + " from " + where(impl_->rendezvous));
   std::vector<at::Tensor> buffer = {flat(tensors)};
-  impl_->run("send", [&] { return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.send(buffer, to, 0); }); });
+  impl_->run("send",
+             [&] { return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.send(buffer, to, 0); }); });
 }
 
 void Group::recv(std::vector<at::Tensor>& tensors, int from) {
   if (tensors.empty()) return;
-  if (from < 0 || from >= world() || from == rank()) throw Error("distributed: recv from rank " + std::to_string(from) + " at " + where(impl_->rendezvous));
+  if (from < 0 || from >= world() || from == rank())
+    throw Error("distributed: recv from rank " + std::to_string(from) + " at " + where(impl_->rendezvous));
   std::vector<at::Tensor> buffer = {flat(tensors)};
-  impl_->run("recv", [&] { return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.recv(buffer, from, 0); }); });
+  impl_->run("recv",
+             [&] { return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.recv(buffer, from, 0); }); });
   unflat(buffer.front(), tensors);
 }
 

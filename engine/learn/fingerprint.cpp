@@ -97,7 +97,8 @@ std::string learn_fingerprint(const Model& model, const LearnSettings& settings,
 }
 
 std::pair<int64_t, int64_t> layer_share_range(int64_t layers, int rank, int world) {
-  if (world < 1 || rank < 0 || rank >= world) throw Error("layer share: rank " + std::to_string(rank) + " of " + std::to_string(world));
+  if (world < 1 || rank < 0 || rank >= world)
+    throw Error("layer share: rank " + std::to_string(rank) + " of " + std::to_string(world));
   const int64_t base = layers / world, extra = layers % world;
   const int64_t first = rank * base + std::min<int64_t>(rank, extra);
   return {first, first + base + (rank < extra ? 1 : 0)};

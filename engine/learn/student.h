@@ -212,8 +212,8 @@ at::Tensor end_to_end_loss(const Model& fp, const TransformPlan& plan, const Lea
 
 /// end_to_end_loss() (KL) of a layer-split run (LearnControl::split_layers): this process runs the
 /// student's and the FP model's layers [first, last) on what the previous rank sent (rank 0: the
-/// embeddings of ids) and sends both on (through host memory); the last rank adds the loss. `memory.micro_batch` must be
-/// the same on every rank. Returns the loss sum on the last rank, 0 on the others (a 0-dim float).
+/// embeddings of ids) and sends both on (through host memory); the last rank adds the loss. `memory.micro_batch` must
+/// be the same on every rank. Returns the loss sum on the last rank, 0 on the others (a 0-dim float).
 at::Tensor pipelined_loss(const Model& fp, const TransformPlan& plan, const LearnSettings& settings,
                           const at::Tensor& ids, const StepMemory& memory, int64_t first, int64_t last,
                           dist::Group& group);

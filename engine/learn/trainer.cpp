@@ -266,12 +266,8 @@ struct Checkpoint {
     AtomicFolder temp(folder(), "checkpoint");
     save_transforms(temp.path() + "/transforms", plan);
     write_safetensors(temp.path() + "/optim.safetensors", optim.state(), {{"format", "latmix-optimizer"}});
-    nlohmann::json j = {{"format", "latmix-learn-checkpoint"},
-                        {"version", kVersion},
-                        {"fingerprint", fingerprint},
-                        {"calibration", calibration},
-                        {"step", step},
-                        {"settings", s.to_json()}};
+    nlohmann::json j = {{"format", "latmix-learn-checkpoint"}, {"version", kVersion}, {"fingerprint", fingerprint},
+                        {"calibration", calibration},          {"step", step},        {"settings", s.to_json()}};
     if (!layer_steps.empty()) j["layer_steps"] = layer_steps;
     write_file_atomic(temp.path() + "/state.json", j.dump(2) + "\n");
     temp.commit([](const std::string&) {});  // the previous checkpoint of this run is replaced in one step
@@ -359,9 +355,9 @@ bool agreed_stop(dist::Group& group, const LearnControl& control, const Transfor
         control.on_snapshot(clone_plan(plan));
       }
       if (!control.pause.paused() || control.job.cancel.cancelled()) break;
-      control.pause.wait_for(control.job.cancel,
-                             std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now),
-                                      std::chrono::milliseconds(50)));
+      control.pause.wait_for(
+          control.job.cancel,
+          std::min(std::chrono::duration_cast<std::chrono::milliseconds>(until - now), std::chrono::milliseconds(50)));
     }
   }
 }
@@ -665,12 +661,23 @@ class LayerwiseRun {
   LayerwiseRun(const Model& fp, const CalibrationSet& calib, const LearnSettings& s, const LearnControl& control,
                TransformPlan& plan, Optimizer& optim, const Checkpoint& checkpoint, Validation& val,
                MethodResult& result)
-      : fp_(fp), calib_(calib), s_(s), control_(control), plan_(plan), optim_(optim), checkpoint_(checkpoint),
-        val_(val), result_(result), layers_(fp.config().num_layers), group_(control.group),
-        split_(group_ != nullptr && control.split_layers), rank_(group_ != nullptr ? group_->rank() : 0),
+      : fp_(fp),
+        calib_(calib),
+        s_(s),
+        control_(control),
+        plan_(plan),
+        optim_(optim),
+        checkpoint_(checkpoint),
+        val_(val),
+        result_(result),
+        layers_(fp.config().num_layers),
+        group_(control.group),
+        split_(group_ != nullptr && control.split_layers),
+        rank_(group_ != nullptr ? group_->rank() : 0),
         world_(group_ != nullptr ? group_->world() : 1),
         share_(split_ ? layer_share_range(layers_, rank_, world_) : std::pair<int64_t, int64_t>{0, layers_}),
-        device_(fp.device()), store_(device_.is_cuda() ? at::Device(at::kCPU) : device_),
+        device_(fp.device()),
+        store_(device_.is_cuda() ? at::Device(at::kCPU) : device_),
         order_(static_cast<int64_t>(val.train.size()), s.seed) {
     residual_only_.residual = plan.residual;
   }
@@ -794,7 +801,9 @@ class LayerwiseRun {
   }
 
  private:
-  static bool crossed(int64_t before, int64_t after, int64_t every) { return every > 0 && after / every != before / every; }
+  static bool crossed(int64_t before, int64_t after, int64_t every) {
+    return every > 0 && after / every != before / every;
+  }
 
   // The smallest / largest of every process's value.
   int64_t agreed_min(int64_t v) const { return agreed(v, true); }
@@ -883,8 +892,8 @@ class LayerwiseRun {
       at::Tensor out = student.forward_layer(l, x);
       const at::Tensor se = (out.to(at::kFloat) - y.to(at::kFloat)).pow(2);
       // Data-parallel: the mean over the whole batch's elements, of which this process has a share.
-      const double elements = static_cast<double>(out.numel()) / static_cast<double>(rows.size()) *
-                              static_cast<double>(batch.size());
+      const double elements =
+          static_cast<double>(out.numel()) / static_cast<double>(rows.size()) * static_cast<double>(batch.size());
       loss = rows_group == nullptr ? se.mean() : se.sum() / elements;
       loss.backward();
     }
@@ -920,7 +929,8 @@ class LayerwiseRun {
       const auto [a, b] = layer_share_range(layers_, r, world_);
       std::vector<at::Tensor> tensors;
       for (int64_t l = a; l < b; ++l) {
-        const std::vector<at::Tensor> p = trainable_parameters(layer_plan(plan_, static_cast<size_t>(l), static_cast<size_t>(layers_)));
+        const std::vector<at::Tensor> p =
+            trainable_parameters(layer_plan(plan_, static_cast<size_t>(l), static_cast<size_t>(layers_)));
         tensors.insert(tensors.end(), p.begin(), p.end());
         if (moments) {
           const std::vector<at::Tensor> m = optim_.moments(p);
@@ -998,9 +1008,11 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
     if (static_cast<size_t>(control.group->world()) > layers) {
       throw UsageError(what + ": the model has " + std::to_string(layers) + " layers; use at most that many processes");
     }
-    if (s.quant.lm_head) throw UsageError(what + ": a quantized lm_head is not supported there (validation runs as a pipeline)");
+    if (s.quant.lm_head)
+      throw UsageError(what + ": a quantized lm_head is not supported there (validation runs as a pipeline)");
     if (s.quant.method == WeightMethod::Gptq && s.deployed_check != DeployedCheck::Off) {
-      throw UsageError(what + ": the deployed check runs GPTQ on the whole model, which no process holds; use "
+      throw UsageError(what +
+                       ": the deployed check runs GPTQ on the whole model, which no process holds; use "
                        "--deployed-check no");
     }
   }
@@ -1039,8 +1051,9 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
       const int version = resume_state.value("version", 0);
       if (version != Checkpoint::kVersion) {
         fail(checkpoint.state_path(), "checkpoint version", std::to_string(Checkpoint::kVersion),
-             std::to_string(version) + ": made by an earlier latmix, whose fingerprint and layer-wise steps differ; "
-             "start the run again");
+             std::to_string(version) +
+                 ": made by an earlier latmix, whose fingerprint and layer-wise steps differ; "
+                 "start the run again");
       }
       start_step = resume_state.value("step", int64_t{0});
       if (start_step < 0 || start_step > total) {

@@ -390,11 +390,10 @@ Model Model::layer_share(int64_t first, int64_t last, bool embed, bool head) con
   w.layers.resize(weights_.layers.size());
   for (int64_t i = first; i < last; ++i) {
     const LayerWeights& l = weights_.layers[static_cast<size_t>(i)];
-    w.layers[static_cast<size_t>(i)] = {conv(l.attn_norm), conv(l.q),         conv(l.k),         conv(l.v),
-                                        conv(l.o),         conv(l.q_bias),    conv(l.k_bias),    conv(l.v_bias),
-                                        conv(l.o_bias),    conv(l.q_norm),    conv(l.k_norm),    conv(l.mlp_norm),
-                                        conv(l.gate),      conv(l.up),        conv(l.down),      conv(l.gate_bias),
-                                        conv(l.up_bias),   conv(l.down_bias)};
+    w.layers[static_cast<size_t>(i)] = {
+        conv(l.attn_norm), conv(l.q),      conv(l.k),      conv(l.v),         conv(l.o),       conv(l.q_bias),
+        conv(l.k_bias),    conv(l.v_bias), conv(l.o_bias), conv(l.q_norm),    conv(l.k_norm),  conv(l.mlp_norm),
+        conv(l.gate),      conv(l.up),     conv(l.down),   conv(l.gate_bias), conv(l.up_bias), conv(l.down_bias)};
   }
   Model m(config_, std::move(w), dtype_, device_);
   m.mapped_ = false;

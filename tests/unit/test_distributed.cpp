@@ -420,7 +420,8 @@ TEST(Distributed, LayerSplitProcessesHoldingTheirLayersLearnWhatOneProcessLearns
     const double v1 = std::fabs(two.validation_curve[1].second - one.validation_curve[1].second);
     const double plan = plan_difference(two.plan, one.plan);
     std::fprintf(stderr, "rank %d: losses %.3g, validation %.3g / %.3g, plan %.3g apart\n", rank, loss, v0, v1, plan);
-    if (loss > 1e-6 || v0 > 1e-6 * one.validation_curve[0].second || v1 > 1e-6 * one.validation_curve[1].second) return 13;
+    if (loss > 1e-6 || v0 > 1e-6 * one.validation_curve[0].second || v1 > 1e-6 * one.validation_curve[1].second)
+      return 13;
     return plan <= 1e-6 ? 0 : 14;
   });
   EXPECT_EQ(codes, std::vector<int>({0, 0}));

@@ -190,7 +190,7 @@ TEST(LayerWise, ALayersTransformsStopMovingWhenItsStepsEnd) {
   ASSERT_EQ(r.curve.size(), 6u);
   int compared = 0;
   for (const auto list : {&latmix::TransformPlan::attn_online, &latmix::TransformPlan::mlp_online,
-                           &latmix::TransformPlan::down_online, &latmix::TransformPlan::value}) {
+                          &latmix::TransformPlan::down_online, &latmix::TransformPlan::value}) {
     const auto& mid = snapshots[0].*list;
     const auto& end = r.plan.*list;
     if (mid.size() != 2 || !mid[0] || !mid[1]) continue;
