@@ -37,14 +37,15 @@ fi
 # proportional to the gradient). Measured here with 2 and 3 processes: the losses of steps 1-3 agree
 # within 1e-6, later ones within 1.1e-3 once a weight code has flipped; step 1's gradient norm within
 # 1e-6 (a float32 sum over every token's contribution, in another order); the transforms after 6 steps
-# differ by at most 1.2e-5 (RMS 1.8e-7). The bounds. Step 1 (the split itself): the loss is a KL of
+# differ by at most 1.2e-5 (RMS 1.8e-7). With the 4 steps run now (session 17, 2 processes): the
+# transforms within 4.2e-6 (RMS 5.9e-8), every loss within 2.5e-4. The bounds. Step 1 (the split itself): the loss is a KL of
 # about 0.03 made of float32 log-probabilities of magnitude up to ~10, each good to ~1e-6, so another
 # order of its sums may move it by ~3e-5 relative: loss and gradient norm within 1e-4. After it: every
 # loss within 1e-2, the transforms within max 1e-4 and RMS 1e-6 (5-13x the measured). A wrong split (a
 # row counted twice or missed, a share's loss divided by its own size) moves step 1's loss by a factor
 # and the transforms' RMS by lr * |gradient difference| ~ 1e-5.
 RUN=(learn --model "$M6" --method latmix --quant w=mxfp4,a=none --calib "$TEXT" --samples 8 --seqlen 32
-     --batch 4 --validation 0 --threads 1 --optimizer sgd --lr 0.02 --steps 6)
+     --batch 4 --validation 0 --threads 1 --optimizer sgd --lr 0.02 --steps 4)
 compare() {  # compare A B [EVENTS_A EVENTS_B]: the transforms of two runs (safetensors) and their losses
   python3 - "$@" <<'PY'
 import json, math, struct, sys
@@ -100,7 +101,7 @@ expect 0 "$LATMIX" "${RUN[@]}" --nproc 2 --out "$OUT/two" --events "$OUT/two.jso
 contains stdout '"final_loss"'
 agrees "2 processes vs 1" two
 # Rank 0 alone wrote the events: one line per step.
-[ "$(wc -l <"$OUT/two.jsonl")" -eq 6 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: events of 2 processes"; FAILED=$((FAILED + 1)); }
+[ "$(wc -l <"$OUT/two.jsonl")" -eq 4 ] && PASSED=$((PASSED + 1)) || { echo "FAIL: events of 2 processes"; FAILED=$((FAILED + 1)); }
 
 # Resume across N: a 2-process run cancelled (SIGINT to rank 0) after its first step leaves its
 # checkpoint; 1 process resumes it to the end and equals the uninterrupted 1-process run.
@@ -114,7 +115,7 @@ done
 kill -INT $PID 2>/dev/null
 wait $PID; RC=$?
 step=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["step"])' "$OUT/ck.checkpoint/state.json" 2>/dev/null)
-if [ "$RC" -eq 130 ] && [ -n "$step" ] && [ "$step" -ge 1 ] && [ "$step" -lt 6 ]; then
+if [ "$RC" -eq 130 ] && [ -n "$step" ] && [ "$step" -ge 1 ] && [ "$step" -lt 4 ]; then
   PASSED=$((PASSED + 1)); echo "cancelled the 2-process run at step $step"
 else
   echo "FAIL: the 2-process run to cancel exited $RC, checkpoint step '${step}'"; sed 's/^/  /' "$OUT/stderr" | tail -3
@@ -158,8 +159,8 @@ fi
 # Model::layer_share) and learn them side by side; the activations pass from one to the other. The
 # result equals one process's layer-wise run (the transforms within compare()'s bounds; measured:
 # equal), as do the validation losses (a pipeline through both) and every step's loss.
-LAYERS=(learn --model "$M6" --method flatquant --quant w=mxfp4,a=mxfp4 --calib "$TEXT" --samples 8 --seqlen 32
-        --batch 4 --validation 2 --threads 1 --steps 2 --quiet --json)
+LAYERS=(learn --model "$M6" --method latmix --mode layerwise --deployed-check no --quant w=mxfp4,a=mxfp4 --calib "$TEXT"
+        --samples 8 --seqlen 32 --batch 4 --validation 2 --threads 1 --steps 2 --quiet --json)
 expect 0 "$LATMIX" "${LAYERS[@]}" --out "$OUT/lw1" --events "$OUT/lw1.jsonl"
 cp "$OUT/stdout" "$OUT/lw1.json"
 expect 0 "$LATMIX" "${LAYERS[@]}" --nproc 2 --split layers --out "$OUT/lw2" --events "$OUT/lw2.jsonl"

@@ -138,7 +138,7 @@ TEST(ServeRoots, EveryStringKeyOfEveryRequestIsClassified) {
                                            "transform", "point", "transform_name", "method", "quant", "optimizer",
                                            "schedule", "param", "init", "rotation_map", "mode", "loss",
                                            "deployed_check", "affine", "blocks", "methods", "tasks", "bos", "as",
-                                           "gguf_float", "transforms_source"};
+                                           "gguf_float", "transforms_source", "split"};
   // Keys whose default is null: numbers and switches left unset.
   const std::set<std::string> unset_numbers = {"layer", "block", "calib_samples", "calib_seqlen", "affine_bias",
                                                "batch", "eval_every", "gptq_refresh", "grad_clip", "kept_layers",
