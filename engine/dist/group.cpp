@@ -223,23 +223,34 @@ void Group::broadcast(std::vector<at::Tensor>& tensors, int root) {
   unflat(buffer.front(), tensors);
 }
 
+namespace {
+
+// One message between this process and `peer` (Group::send, Group::recv): the tensors as one flat
+// buffer, `op(backend, buffer)` starting it. Returns the buffer. (A template on the group's Impl,
+// which is private to Group.)
+template <class Impl, class Op>
+at::Tensor message(Impl& impl, const char* what, const std::vector<at::Tensor>& tensors, int peer, Op op) {
+  const Rendezvous& r = impl.rendezvous;
+  if (peer < 0 || peer >= r.world || peer == r.rank) {
+    throw Error("distributed: " + std::string(what) + " with rank " + std::to_string(peer) + " at " + where(r));
+  }
+  std::vector<at::Tensor> buffer = {flat(tensors)};
+  impl.run(what, [&] { return impl.on(buffer.front().device(), [&](auto& pg) { return op(pg, buffer); }); });
+  return buffer.front();
+}
+
+}  // namespace
+
 void Group::send(const std::vector<at::Tensor>& tensors, int to) {
   if (tensors.empty()) return;
-  if (to < 0 || to >= world() || to == rank())
-    throw Error("distributed: send to rank " + std::to_string(to) + " from " + where(impl_->rendezvous));
-  std::vector<at::Tensor> buffer = {flat(tensors)};
-  impl_->run("send",
-             [&] { return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.send(buffer, to, 0); }); });
+  message(*impl_, "send", tensors, to, [to](auto& pg, std::vector<at::Tensor>& b) { return pg.send(b, to, 0); });
 }
 
 void Group::recv(std::vector<at::Tensor>& tensors, int from) {
   if (tensors.empty()) return;
-  if (from < 0 || from >= world() || from == rank())
-    throw Error("distributed: recv from rank " + std::to_string(from) + " at " + where(impl_->rendezvous));
-  std::vector<at::Tensor> buffer = {flat(tensors)};
-  impl_->run("recv",
-             [&] { return impl_->on(buffer.front().device(), [&](auto& pg) { return pg.recv(buffer, from, 0); }); });
-  unflat(buffer.front(), tensors);
+  const at::Tensor buffer =
+      message(*impl_, "recv", tensors, from, [from](auto& pg, std::vector<at::Tensor>& b) { return pg.recv(b, from, 0); });
+  unflat(buffer, tensors);
 }
 
 void Group::barrier() {
