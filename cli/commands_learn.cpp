@@ -211,11 +211,10 @@ int run_learn(const Args& args) {
     result = api::learn_result_from_json(run_remote("learn", r, hooks));
   } else {
     const bool learns = find_method(request.method).learned;
-    if (request.split != "batch" && request.split != "layers") {
-      throw UsageError("--split: expected batch or layers, found '" + request.split + "'");
-    }
-    const bool split = request.split == "layers";
-    if (split && learns && api::learn_settings(request, at::kCPU).mode != LearnMode::LayerWise) {
+    // --split's value is checked by learn_settings(); that it needs layer-wise learning, here
+    // (before the model loads; the engine refuses it too, in a group).
+    const bool split = request.split != "batch";
+    if (split && api::learn_settings(request, at::kCPU).mode != LearnMode::LayerWise && learns) {
       throw UsageError(
           "--split layers: each process learns its share of the layers, which needs layer-wise learning "
           "(--mode layerwise)");

@@ -258,6 +258,7 @@ LearnSettings learn_settings(const LearnRequest& r, at::Device device, const Cal
   if (!r.checkpoint.empty()) s.checkpoint_prefix = r.checkpoint;
   s.checkpoint_every = r.checkpoint_every;
   s.resume = r.resume;
+  checked_name("split", r.split, "batch", "layers");
   if (!find_method(r.method).learned) return s;  // the learning knobs do not apply
   if (r.steps) s.steps = *r.steps;
   if (r.batch) s.batch = *r.batch;
@@ -458,7 +459,7 @@ LearnResult run_learn(const LearnRequest& request, const Model& model, const Tok
     note(line);
   }
   LearnControl c = control;
-  c.split_layers = checked_name("split", request.split, "batch", "layers") == "layers";
+  c.split_layers = request.split == "layers";  // checked by learn_settings() above
   if (events) {
     c.on_step = [events, on_step = control.on_step](const LearnEvent& e) {
       *events << e.to_json().dump() << "\n" << std::flush;

@@ -8,6 +8,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -329,6 +331,15 @@ std::vector<std::pair<std::string, double>> conditions(const TransformPlan& plan
   return out;
 }
 
+// After an optimizer step: each Cayley rotation of the plan moves its base to the new rotation.
+void recenter_rotations(const TransformPlan& plan) {
+  for (const auto& t : plan.all()) {
+    if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
+      r->recenter();
+    }
+  }
+}
+
 // Data-parallel: at a step's start every rank agrees to go on, to stop (a cancel on any rank) or
 // to hold (a pause on any rank; the studio and `latmix serve` pause the process they run in).
 // While held, the ranks meet about once a second (a quarter of the group's timeout when that is
@@ -402,11 +413,7 @@ class Loop {
         for (size_t i = 0; i < sl.terms.size(); ++i) sl.terms[i].second = scalars[i + 1].reshape({});
       }
       const double grad_norm = optim_.step(lr);
-      for (const auto& t : plan_.all()) {
-        if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
-          r->recenter();
-        }
-      }
+      recenter_rotations(plan_);
       LearnEvent e;
       e.step = step + 1;
       e.total = total;
@@ -514,17 +521,23 @@ struct Validation {
   }
   bool enabled() const { return !rows.empty(); }
 
+  // `rows` in consecutive parts of a batch each: what one validation pass runs at a time.
+  static std::vector<std::vector<int64_t>> parts(const std::vector<int64_t>& rows, const LearnSettings& s) {
+    const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
+    std::vector<std::vector<int64_t>> out;
+    for (size_t i = 0; i < rows.size(); i += per) {
+      out.emplace_back(rows.begin() + static_cast<std::ptrdiff_t>(i),
+                       rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), i + per)));
+    }
+    return out;
+  }
   // The student's loss on the held-out rows (KL to the FP model, or CE), a batch at a time. Data-parallel,
   // each process measures its share of the rows and the sums are added up (every process gets the same).
   double measure(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
                  const learn_detail::StepMemory& memory, at::Device device, learn_detail::TeacherCache* cache,
                  const learn_detail::WeightResiduals* residuals = nullptr) const {
     double sum = 0;
-    const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
-    const std::vector<int64_t> mine = share_of(rows, group_);
-    for (size_t i = 0; i < mine.size(); i += per) {
-      const std::vector<int64_t> part(mine.begin() + static_cast<std::ptrdiff_t>(i),
-                                      mine.begin() + static_cast<std::ptrdiff_t>(std::min(mine.size(), i + per)));
+    for (const std::vector<int64_t>& part : parts(share_of(rows, group_), s)) {
       const at::Tensor ids = gather_ids(*calib_, part, device);
       const at::Tensor teacher =
           cache != nullptr && cache->enabled() ? cache->get(fp, part, ids, memory.micro_batch) : at::Tensor();
@@ -543,10 +556,7 @@ struct Validation {
   double measure_split(const Model& fp, const TransformPlan& plan, const LearnSettings& s,
                        const learn_detail::StepMemory& memory, int64_t first, int64_t last) const {
     double sum = 0;
-    const auto per = static_cast<size_t>(std::max<int64_t>(1, s.batch));
-    for (size_t i = 0; i < rows.size(); i += per) {
-      const std::vector<int64_t> part(rows.begin() + static_cast<std::ptrdiff_t>(i),
-                                      rows.begin() + static_cast<std::ptrdiff_t>(std::min(rows.size(), i + per)));
+    for (const std::vector<int64_t>& part : parts(rows, s)) {
       const at::Tensor ids = gather_ids(*calib_, part, fp.device());
       sum += learn_detail::pipelined_loss(fp, plan, s, ids, memory, first, last, *group_).item<double>() *
              static_cast<double>(part.size());
@@ -689,7 +699,10 @@ class LayerwiseRun {
     for (int64_t d : done) progress += d;
     first_inputs();
     learn_detail::StepMemory vmem = learn_detail::validation_memory(fp_, s_, calib_.seqlen());
-    if (split_) vmem.micro_batch = agreed_min(vmem.micro_batch);  // the pipeline's micro-batches match
+    if (split_) {  // the pipeline's micro-batches match
+      const std::vector<int64_t> micro = every_rank(vmem.micro_batch);
+      vmem.micro_batch = *std::min_element(micro.begin(), micro.end());
+    }
     const auto measure = [&] {
       if (deployed_every) return val_.deployed(fp_, plan_, s_, control_.job);
       return split_ ? val_.measure_split(fp_, plan_, s_, vmem, share_.first, share_.second)
@@ -701,8 +714,10 @@ class LayerwiseRun {
     for (int64_t l = share_.first; l < share_.second; ++l) {
       for (int64_t i = done[static_cast<size_t>(l)]; i < S; ++i) work.emplace_back(l, i);
     }
-    auto slots = static_cast<int64_t>(work.size());
-    if (split_) slots = agreed_max(slots);
+    // Split: every process's count of steps (a slot k holds a step of each process with more than k).
+    const std::vector<int64_t> sizes = split_ ? every_rank(static_cast<int64_t>(work.size()))
+                                              : std::vector<int64_t>{static_cast<int64_t>(work.size())};
+    const int64_t slots = *std::max_element(sizes.begin(), sizes.end());
     const auto start = Clock::now();
     for (int64_t k = 0; k < slots; ++k) {
       bool cancelled = false;
@@ -739,10 +754,7 @@ class LayerwiseRun {
           a[rank_][0] = 1;
           for (size_t j = 0; j < mine.size(); ++j) a[rank_][static_cast<int64_t>(j) + 1] = mine[j];
         }
-        int64_t after = before;
-        std::vector<at::Tensor> counts = {at::full({1}, active ? 1.0 : 0.0, at::kDouble)};
-        group_->sum(counts);
-        after += static_cast<int64_t>(counts.front().item<double>());
+        const int64_t after = before + std::count_if(sizes.begin(), sizes.end(), [k](int64_t n) { return n > k; });
         a[rank_][6] = wants_snapshot && crossed(before, after, control_.snapshot_every) &&
                               (!control_.snapshot_wanted || control_.snapshot_wanted())
                           ? 1
@@ -805,15 +817,14 @@ class LayerwiseRun {
     return every > 0 && after / every != before / every;
   }
 
-  // The smallest / largest of every process's value.
-  int64_t agreed_min(int64_t v) const { return agreed(v, true); }
-  int64_t agreed_max(int64_t v) const { return agreed(v, false); }
-  int64_t agreed(int64_t v, bool smallest) const {
+  // Every process's value of v, in rank order.
+  std::vector<int64_t> every_rank(int64_t v) const {
     at::Tensor all = at::zeros({world_}, at::kLong);
     all[rank_] = v;
     std::vector<at::Tensor> t = {all};
     group_->sum(t);
-    return smallest ? t.front().min().item<int64_t>() : t.front().max().item<int64_t>();
+    const at::Tensor sum = t.front().contiguous();
+    return {sum.data_ptr<int64_t>(), sum.data_ptr<int64_t>() + world_};
   }
 
   // The FP model's layer l (the frozen residual transform folded in), and its outputs for `in`
@@ -903,11 +914,7 @@ class LayerwiseRun {
       loss = scalars[0].reshape({});
     }
     const double norm = optim_.step_at(lr, i + 1, &params_);
-    for (const auto& t : lp_.all()) {
-      if (auto r = std::dynamic_pointer_cast<RotationTransform>(t); r && r->map() == RotationTransform::Map::Cayley) {
-        r->recenter();
-      }
-    }
+    recenter_rotations(lp_);
     return {loss.item<double>(), norm};
   }
 
@@ -1096,21 +1103,11 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   }
   Optimizer optim(trainable_parameters(plan), s);
   if (result.resumed) optim.load(*SafetensorsFile::open(checkpoint.optim_path()), start_step);
-  Loop loop(s, control, plan, optim, checkpoint, result);
-  loop.set_resumed_at(start_step);
   // Validation: held-out sequences, evenly spaced; training draws from the others.
   Validation val(*calib, s);
   val.calib_ = calib;
   val.group_ = control.group;
   result.validation_samples = static_cast<int64_t>(val.rows.size());
-  BatchOrder order(static_cast<int64_t>(val.train.size()), s.seed);
-  auto next_rows = [&] {
-    std::vector<int64_t> rows = order.next(s.batch);
-    for (auto& r : rows) r = val.train[static_cast<size_t>(r)];
-    return rows;
-  };
-  // Keep the batch order of a resumed run identical to an uninterrupted one.
-  for (int64_t i = 0; i < start_step; ++i) order.next(s.batch);
   const at::Device device = fp.device();
   // With RTN weights the student is the deployed model; with GPTQ weights validation may judge
   // the deployed model itself (LearnSettings::deployed_check).
@@ -1119,6 +1116,16 @@ MethodResult obtain_plan(const Model& fp, const CalibrationSet* calib, const Lea
   int64_t gptq_refreshes = 0;  // GPTQ in the loop (learn_detail::GptqLoop)
 
   if (!layerwise) {
+    Loop loop(s, control, plan, optim, checkpoint, result);
+    loop.set_resumed_at(start_step);
+    BatchOrder order(static_cast<int64_t>(val.train.size()), s.seed);
+    auto next_rows = [&] {
+      std::vector<int64_t> rows = order.next(s.batch);
+      for (auto& r : rows) r = val.train[static_cast<size_t>(r)];
+      return rows;
+    };
+    // Keep the batch order of a resumed run identical to an uninterrupted one.
+    for (int64_t i = 0; i < start_step; ++i) order.next(s.batch);
     const learn_detail::StepMemory memory =
         learn_detail::plan_step_memory(fp, s, calib->size(), calib->seqlen());
     result.memory_plan = memory.describe();

@@ -133,7 +133,7 @@ CalibrationSize learn_calibration_defaults(bool gpu, int64_t max_position);
 /// learned presets only; --mode without --loss takes that mode's loss). With `calibration`, a batch
 /// the request leaves unset is at most its size (a given batch is kept, and refused later when it
 /// is larger). \throws latmix::UsageError for a bad method, spec, name or value (the CLI's
-/// messages, naming the option).
+/// messages, naming the option; `split` too).
 LearnSettings learn_settings(const LearnRequest& request, at::Device device,
                              const CalibrationSet* calibration = nullptr);
 
