@@ -18,8 +18,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "engine_host.h"
 #include "latmix/api/learn.h"
@@ -44,6 +46,20 @@ QString format_seconds(double seconds) {
   if (s >= 3600) return QString("%1 h %2 min").arg(s / 3600).arg((s % 3600) / 60, 2, 10, QChar('0'));
   if (s >= 60) return QString("%1 min %2 s").arg(s / 60).arg(s % 60, 2, 10, QChar('0'));
   return QString("%1 s").arg(seconds, 0, 'f', 1);
+}
+
+std::vector<std::pair<double, QString>> layer_markers(const std::vector<LearnStep>& curve) {
+  std::map<qint64, qint64> first;  // layer -> its lowest step
+  for (const LearnStep& s : curve) {
+    if (s.layer < 0) continue;
+    const auto [it, added] = first.emplace(s.layer, s.step);
+    if (!added) it->second = std::min(it->second, s.step);
+  }
+  std::vector<std::pair<double, QString>> markers;
+  for (const auto& [layer, step] : first)
+    markers.emplace_back(static_cast<double>(step) - 0.5, QString("layer %1").arg(layer));
+  std::sort(markers.begin(), markers.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  return markers;
 }
 
 namespace {
@@ -280,16 +296,12 @@ bool LearnPanel::selectRun(int run) {
 void LearnPanel::showCurve(const std::vector<LearnStep>& curve, qint64 total, const LearnOutcome* outcome) {
   chart_->reset(total);
   const bool from_outcome = outcome != nullptr && !outcome->validation_curve.empty();
-  std::vector<std::pair<double, QString>> markers;
-  for (size_t i = 0; i < curve.size(); ++i) {
-    const LearnStep& s = curve[i];
+  for (const LearnStep& s : curve) {
     chart_->addPoint("total", static_cast<double>(s.step), s.loss);
     for (const auto& [name, value] : s.terms) chart_->addPoint(name, static_cast<double>(s.step), value);
     if (s.validation && !from_outcome) chart_->addPoint(kValidationSeries, static_cast<double>(s.step), *s.validation);
-    if (s.layer >= 0 && (i == 0 || curve[i - 1].layer != s.layer))
-      markers.emplace_back(static_cast<double>(s.step) - 0.5, QString("layer %1").arg(s.layer));
   }
-  chart_->setMarkers(std::move(markers));
+  chart_->setMarkers(layer_markers(curve));
   if (from_outcome) {
     for (const auto& [step, value] : outcome->validation_curve)
       chart_->addPoint(kValidationSeries, static_cast<double>(step), value);
@@ -324,17 +336,25 @@ QString loss_change_text(const std::vector<LearnStep>& curve) {
         .arg(pct, 0, 'f', 1);
   };
   if (curve.front().layer < 0) return "the loss " + change(curve.front().loss, curve.back().loss);
-  // Layer-wise: each layer has its own loss scale; compare a layer's first step with its last.
-  std::vector<std::pair<qint64, std::pair<double, double>>> layers;
+  // Layer-wise: each layer has its own loss scale; compare a layer's first step with its last (by
+  // step: a layer-split run's live curve has its processes' layers side by side).
+  struct Ends {
+    qint64 first_step, last_step;
+    double first, last;
+  };
+  std::map<qint64, Ends> layers;
   for (const LearnStep& s : curve) {
-    if (layers.empty() || layers.back().first != s.layer) layers.push_back({s.layer, {s.loss, s.loss}});
-    layers.back().second.second = s.loss;
+    const auto [it, added] = layers.emplace(s.layer, Ends{s.step, s.step, s.loss, s.loss});
+    Ends& e = it->second;
+    if (added) continue;
+    if (s.step < e.first_step) e = Ends{s.step, e.last_step, s.loss, e.last};
+    if (s.step > e.last_step) e = Ends{e.first_step, s.step, e.first, s.loss};
   }
   int fell = 0;
   QStringList parts;
-  for (const auto& [layer, fl] : layers) {
-    if (fl.second < fl.first) ++fell;
-    parts << QString("layer %1 %2").arg(layer).arg(change(fl.first, fl.second));
+  for (const auto& [layer, e] : layers) {
+    if (e.last < e.first) ++fell;
+    parts << QString("layer %1 %2").arg(layer).arg(change(e.first, e.last));
   }
   return QString("layer-wise: the loss fell in %1 of %2 layers (%3)")
       .arg(fell)
@@ -376,14 +396,7 @@ void LearnPanel::onSteps(int first, int count) {
     if (s.validation) chart_->addPoint(kValidationSeries, static_cast<double>(s.step), *s.validation);
     new_layer = new_layer || (s.layer >= 0 && (i == 0 || curve[static_cast<size_t>(i) - 1].layer != s.layer));
   }
-  if (new_layer) {  // layer boundaries of a layer-wise run
-    std::vector<std::pair<double, QString>> markers;
-    for (size_t i = 0; i < curve.size(); ++i) {
-      if (curve[i].layer >= 0 && (i == 0 || curve[i - 1].layer != curve[i].layer))
-        markers.emplace_back(static_cast<double>(curve[i].step) - 0.5, QString("layer %1").arg(curve[i].layer));
-    }
-    chart_->setMarkers(std::move(markers));
-  }
+  if (new_layer) chart_->setMarkers(layer_markers(curve));  // layer boundaries of a layer-wise run
   const LearnStep& s = curve.back();
   QStringList terms;
   for (const auto& [name, value] : s.terms) terms << QString("%1 %2").arg(name).arg(value, 0, 'g', 5);

@@ -153,6 +153,10 @@ class LearnPanel : public QWidget {
 
 /// "1 h 02 min", "3 min 05 s", "12.3 s".
 QString format_seconds(double seconds);
+/// The layer boundaries of a layer-wise run's curve, for LossChart::setMarkers: "layer L" half a step
+/// before each layer's first step, in step order. A layer-split run (--split layers) reports its
+/// processes' layers side by side, so a change of layer from one step to the next is not a boundary.
+std::vector<std::pair<double, QString>> layer_markers(const std::vector<LearnStep>& curve);
 
 /// What happened to the loss, honestly: "the loss fell from A to B (-x %)" or "rose"; for a
 /// layer-wise run (steps carry a layer) per layer, since consecutive layers' losses differ in

@@ -75,8 +75,14 @@ void LossChart::addPoint(const QString& series, double step, double value) {
       s->dots = it->dots;
     }
   }
-  s->steps.push_back(step);
-  s->values.push_back(value);
+  if (s->steps.empty() || step >= s->steps.back()) {
+    s->steps.push_back(step);
+    s->values.push_back(value);
+  } else {  // a layer-split run reports its processes' layers side by side: keep the series in step order
+    const auto at = std::upper_bound(s->steps.begin(), s->steps.end(), step) - s->steps.begin();
+    s->steps.insert(s->steps.begin() + at, step);
+    s->values.insert(s->values.begin() + at, value);
+  }
   update();
 }
 

@@ -28,8 +28,9 @@ class LossChart : public QWidget {
   void reset(qint64 total_steps = 0);
   /// Vertical lines at these steps with a label each (the layer boundaries of a layer-wise run).
   void setMarkers(std::vector<std::pair<double, QString>> markers);
-  /// Appends a point of `series` (created on first use, in a fixed colour order). Steps must not
-  /// decrease within a series. Schedules one repaint (Qt merges repeated update() calls).
+  /// Adds a point to `series` (created on first use, in a fixed colour order), kept in step order:
+  /// a point whose step is below the series' last is inserted where it belongs (a layer-split run
+  /// reports its layers side by side). Schedules one repaint (Qt merges repeated update() calls).
   void addPoint(const QString& series, double step, double value);
   /// The series called `series` (now, and whenever it is created again after reset()) is drawn
   /// in `colour`, with a dot at every point when `dots`, instead of the next colour of the order.

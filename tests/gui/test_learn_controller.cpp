@@ -185,6 +185,18 @@ class TestLearnController : public QObject {
     QVERIFY2(!layers.contains("rose"), qPrintable(layers));
     const QString mixed = latmix::studio::loss_change_text({step(1, 1, 0), step(2, 2, 0), step(3, 1, 1), step(4, 0.5, 1)});
     QVERIFY2(mixed.contains("fell in 1 of 2 layers") && mixed.contains("layer 0 rose"), qPrintable(mixed));
+    // A layer-split run's live curve: two processes report layers 0 and 1 side by side (steps 1-2 and
+    // 3-4 of the run), so neither the summary nor the layer markers may take a change of layer from
+    // one step to the next for a boundary.
+    const std::vector<LearnStep> split = {step(1, 1, 0), step(3, 4, 1), step(2, 0.5, 0), step(4, 3, 1)};
+    const QString side = latmix::studio::loss_change_text(split);
+    QVERIFY2(side.startsWith("layer-wise: the loss fell in 2 of 2 layers") &&
+                 side.contains("layer 0 fell from 1 to 0.5") && side.contains("layer 1 fell from 4 to 3"),
+             qPrintable(side));
+    const auto markers = latmix::studio::layer_markers(split);
+    QCOMPARE(markers.size(), size_t(2));
+    QCOMPARE(markers[0], std::make_pair(0.5, QString("layer 0")));
+    QCOMPARE(markers[1], std::make_pair(2.5, QString("layer 1")));
   }
 
   // Issue 17, Major 3: a run that is cancelled or fails keeps the current plan; the history keeps
@@ -550,6 +562,15 @@ class TestLearnController : public QObject {
     QCOMPARE(chart.points("validation").size(), size_t(3));
     chart.reset(10);
     QVERIFY(std::isnan(chart.markedStep()));
+    // points that come out of step order (a layer-split run's layers side by side) are kept in order
+    for (const int step : {1, 6, 2, 7, 3, 8, 4, 9, 5, 10}) chart.addPoint("total", step, 100.0 - step);
+    chart.addPoint("total", 6, 0.5);  // a second point at a step goes after the first
+    const auto sorted = chart.points("total");
+    QCOMPARE(sorted.size(), size_t(11));
+    for (size_t i = 0; i < 6; ++i) QCOMPARE(sorted[i], std::make_pair(double(i + 1), 99.0 - double(i)));
+    QCOMPARE(sorted[6], std::make_pair(6.0, 0.5));
+    QCOMPARE(sorted[10], std::make_pair(10.0, 90.0));
+    QCOMPARE(chart.lastValue("total"), 90.0);
   }
 
  private:
