@@ -68,7 +68,7 @@ std::vector<std::string> split_roots(const std::string& text) {
 // cores are shared: rank 0 gets its share of this server's threads, restored after.
 class ServeRanks : public serve::Ranks {
  public:
-  ServeRanks(const nlohmann::json& request, int nproc, const std::string& device)
+  ServeRanks(const nlohmann::json& request, int nproc, const std::string& device, const CancelToken& cancel)
       : threads_(at::get_num_threads()), share_(std::max(1, threads_ / nproc)) {
     std::vector<std::string> command = {"learn", "--model", request.at("model").get<std::string>(), "--method",
                                         request.at("method").get<std::string>()};
@@ -76,7 +76,7 @@ class ServeRanks : public serve::Ranks {
     if (!tokenizer.empty()) command.insert(command.end(), {"--tokenizer", tokenizer});
     command.insert(command.end(), {"--dtype", request.value("dtype", std::string("fp32")), "--device", device,
                                    "--threads", std::to_string(share_), "--nproc", std::to_string(nproc), "--quiet"});
-    dp_ = std::make_unique<DataParallel>(nproc, command, request.dump(), std::chrono::seconds(60));
+    dp_ = std::make_unique<DataParallel>(nproc, command, request.dump(), std::chrono::seconds(60), cancel);
     at::set_num_threads(share_);
   }
   ~ServeRanks() override { at::set_num_threads(threads_); }
@@ -96,8 +96,8 @@ int run_serve(const Args& args) {
   options.roots = split_roots(args.get("root"));
   options.device = args.get("device");
   options.bundled_sample = bundled_sample();
-  options.start_ranks = [device = options.device](const nlohmann::json& request, int nproc) {
-    return std::unique_ptr<serve::Ranks>(std::make_unique<ServeRanks>(request, nproc, device));
+  options.start_ranks = [device = options.device](const nlohmann::json& request, int nproc, const CancelToken& cancel) {
+    return std::unique_ptr<serve::Ranks>(std::make_unique<ServeRanks>(request, nproc, device, cancel));
   };
   const VersionFacts facts = version_facts();
   options.facts = {{"version", version_line()},

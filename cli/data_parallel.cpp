@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -47,6 +48,11 @@ std::string describe_status(int status) {
 }
 
 bool failed(int status) { return !(WIFEXITED(status) && WEXITSTATUS(status) == 0); }
+
+// The file a worker writes in the rendezvous folder once it runs (DataParallel::await_workers).
+std::string start_mark(const std::string& folder, int rank) {
+  return folder + "/started-" + std::to_string(rank);
+}
 
 // How long a process waits for the others: at the start, and in each collective (rank 0 may write a
 // checkpoint while the others wait in the next step's). A process that stops is noticed at once.
@@ -83,6 +89,9 @@ DataParallel::DataParallel(const Args& args, bool learns) {
     if (r.world != nproc) {
       throw UsageError(std::string(kWorldVar) + "=" + world + " differs from --nproc " + std::to_string(nproc));
     }
+    // The start mark that a server's rank 0 waits for (await_workers) before it joins.
+    const std::string mark = start_mark(store, r.rank);
+    if (!std::ofstream(mark)) throw Error("--nproc: worker rank " + std::string(worker_rank) + " cannot write " + mark);
     local_rank_ = r.rank;
   } else if (auto env = dist::rendezvous_from_env()) {  // an external launcher (torchrun)
     if (args.has("nproc") && nproc != 1) {
@@ -154,7 +163,7 @@ DataParallel::DataParallel(const Args& args, bool learns) {
 }
 
 DataParallel::DataParallel(int nproc, const std::vector<std::string>& command, const std::string& request,
-                           std::chrono::milliseconds join_timeout) {
+                           std::chrono::milliseconds join_timeout, const CancelToken& cancel) {
   if (!dist::available()) {
     throw UsageError("nproc " + std::to_string(nproc) +
                      ": this build of latmix has no distributed engine (LibTorch's c10d with Gloo was not found "
@@ -174,6 +183,7 @@ DataParallel::DataParallel(int nproc, const std::vector<std::string>& command, c
     file.write(request);
     file.commit();
     start_workers(command, {std::string(kRequestVar) + "=" + request_file});
+    await_workers(join_timeout, cancel);
     try {
       group_ = std::make_unique<dist::Group>(r);
     } catch (const Error& e) {
@@ -244,6 +254,25 @@ void DataParallel::start_workers(const std::vector<std::string>& args, const std
       _exit(127);
     }
     workers_.push_back({rank, pid, 0, false});
+  }
+}
+
+void DataParallel::await_workers(std::chrono::milliseconds timeout, const CancelToken& cancel) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    std::string waiting;
+    for (Worker& w : workers_) {
+      if (poll(w)) throw Error("nproc " + std::to_string(world_) + ": " + describe(w) + " before the processes met");
+      if (!std::filesystem::exists(start_mark(store_folder_, w.rank)))
+        waiting += (waiting.empty() ? "" : ", ") + std::to_string(w.rank);
+    }
+    if (waiting.empty()) return;
+    cancel.check();
+    if (std::chrono::steady_clock::now() > deadline) {
+      throw Error("nproc " + std::to_string(world_) + ": worker rank " + waiting + " did not start within " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(timeout).count()) + " s");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "args.h"
+#include "latmix/progress.h"
 
 namespace latmix::dist {
 class Group;
@@ -47,11 +48,13 @@ class DataParallel {
   /// Rank 0 of `nproc` (2 or more) processes in this process, for a server's learn job: the workers
   /// run `command` (this executable's arguments: a command and its options) with the worker's
   /// variables and LATMIX_NPROC_REQUEST naming a file that holds `request` in their environment
-  /// (worker_request()). The join waits at most `join_timeout` for them. \throws
-  /// latmix::UsageError when this build has no distributed engine, latmix::Error when the workers
-  /// cannot be started or do not join (naming the ones that ended).
+  /// (worker_request()). Until every worker has started (it leaves a mark in the rendezvous folder
+  /// before it joins), a worker that ends fails the constructor at once, naming it, and `cancel`
+  /// ends the wait (latmix::Cancelled); the start and then the join each wait at most `join_timeout`.
+  /// \throws latmix::UsageError when this build has no distributed engine, latmix::Error when the
+  /// workers cannot be started or do not join (naming the ones that ended), latmix::Cancelled.
   DataParallel(int nproc, const std::vector<std::string>& command, const std::string& request,
-               std::chrono::milliseconds join_timeout);
+               std::chrono::milliseconds join_timeout, const CancelToken& cancel);
   /// In a worker started by the constructor above: the file of its request (else null).
   static const char* worker_request();
   /// Kills and reaps workers that are still running (rank 0 failed or was cancelled).
@@ -85,6 +88,10 @@ class DataParallel {
   void make_store_folder();
   /// Starts ranks 1..world_-1 running `args` with `extra_env` added to this process's environment.
   void start_workers(const std::vector<std::string>& args, const std::vector<std::string>& extra_env);
+  /// Waits until every worker has left its start mark (a worker's first act in its constructor):
+  /// throws latmix::Error naming a worker that ended first, or when `timeout` passes; latmix::Cancelled
+  /// when `cancel` is.
+  void await_workers(std::chrono::milliseconds timeout, const CancelToken& cancel);
   /// Reaps `w` if it has ended (without waiting); true when it was reaped now.
   static bool poll(Worker& w);
   /// Waits for every worker not yet reaped (killing it first when `kill_first`).

@@ -246,7 +246,7 @@ json TaskHost::run(const std::string& task, json request, const TaskEvents& even
       if (!environment_.start_ranks) {
         throw UsageError("learn request: nproc " + std::to_string(nproc) + ": this server cannot start processes");
       }
-      ranks = environment_.start_ranks(request, nproc);
+      ranks = environment_.start_ranks(request, nproc, events.job.cancel);
       learn_control.group = &ranks->group();
     }
     // Snapshots (JobQueue::snapshot) are taken at step ends, where a paused run also holds (with

@@ -12,7 +12,9 @@
 #  - `latmix compare --nproc 2` learns in both processes; rank 0 evaluates and writes the report.
 #  - `latmix --engine URL learn --nproc 2`: the engine runs rank 0 in its job and starts the worker;
 #    the result equals 1 process's; pause, a snapshot while paused, resume; a killed worker fails the
-#    job with a message naming it; `--split layers` there too.
+#    job with a message naming it; `--split layers` there too. A worker that ends before it has
+#    started fails the job at once, naming it; a job cancelled while a worker is held before its start
+#    ends cancelled.
 # Skips (77) when the build has no c10d/Gloo (latmix --version says so).
 source "$(dirname "$0")/lib.sh"
 LATMIX=$1; SRC=$2
@@ -271,6 +273,67 @@ else
   expect 0 "${R[@]}" jobs list
   contains stdout "failed"
 fi
+# Before the processes meet. The engine waits for each worker's start mark (a file in the rendezvous
+# folder, its first act) before it joins them: a worker that ends before it has started fails the job
+# at once, naming it, and a job cancelled while a worker is held before its start ends cancelled
+# (before, the job waited in the join: this test ran into ctest's 600 s limit). catch_worker signals
+# the engine's next worker (its environment names a request file) as soon as it runs, long before
+# LibTorch has loaded. It starts first: it prints "ready" once it has listed the processes there are,
+# then the new worker's pid and whether its mark was there already.
+catch_worker() {  # catch_worker KILL|STOP >FILE &
+  python3 -u - "$1" "$M6" <<'PY'
+import os, signal, sys, time
+sig, want = getattr(signal, "SIG" + sys.argv[1]), [b"latmix-engine", b"learn", b"--model", sys.argv[2].encode()]
+old = set(os.listdir("/proc"))
+print("ready")
+for _ in range(15000):
+    for pid in set(os.listdir("/proc")) - old:
+        try:
+            argv = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            env = dict(e.split(b"=", 1) for e in open(f"/proc/{pid}/environ", "rb").read().split(b"\0") if b"=" in e)
+        except OSError:
+            continue
+        if argv[:4] != want or b"LATMIX_NPROC_REQUEST" not in env:
+            continue  # another process, or the worker before its exec: looked at again
+        os.kill(int(pid), sig)
+        mark = env[b"LATMIX_NPROC_STORE"].decode() + "/started-" + env[b"LATMIX_NPROC_RANK"].decode()
+        print(pid, "marked" if os.path.exists(mark) else "unmarked")
+        sys.exit(0)
+    time.sleep(0.002)
+print("none none")
+PY
+}
+caught() {  # caught SIGNAL NAME: runs the 2-process job on the engine with its worker caught; sets CLIENT, PID, MARK
+  catch_worker "$1" >"$OUT/$2.caught" &
+  local catcher=$!
+  for _ in $(seq 1000); do [ -s "$OUT/$2.caught" ] && break; sleep 0.01; done
+  "${R[@]}" "${RUN[@]}" --nproc 2 --quiet >"$OUT/$2.out" 2>"$OUT/$2.err" &
+  CLIENT=$!
+  wait $catcher
+  read -r PID MARK < <(sed -n 2p "$OUT/$2.caught")
+}
+caught KILL early
+wait $CLIENT; RC=$?
+if [ "$MARK" = unmarked ] && [ "$RC" -eq 1 ] &&
+   grep -q "worker rank 1 (pid $PID) was killed by signal 9 (Killed) before the processes met" "$OUT/early.err"; then
+  PASSED=$((PASSED + 1))
+else
+  echo "FAIL: a worker killed before it started (pid $PID, its mark: $MARK; exit $RC):"; tail -2 "$OUT/early.err"
+  FAILED=$((FAILED + 1))
+fi
+caught STOP held
+kill -INT $CLIENT
+wait $CLIENT; RC=$?
+if [ "$MARK" = unmarked ] && [ "$RC" -eq 130 ] && [ ! -e "/proc/$PID" ]; then
+  PASSED=$((PASSED + 1))
+else
+  echo "FAIL: a job cancelled while its worker was held before it started (pid $PID, its mark: $MARK; exit $RC;" \
+       "the worker $( [ -e "/proc/$PID" ] && echo 'still there' || echo gone)):"; tail -2 "$OUT/held.err"
+  [ -e "/proc/$PID" ] && kill -9 "$PID"
+  FAILED=$((FAILED + 1))
+fi
+expect 0 "${R[@]}" jobs list
+contains stdout "cancelled"
 expect 2 "${R[@]}" compare --model "$M6" --methods latmix --nproc 2 --out "$OUT/report2"
 contains stderr "compare learns in several processes on this host only"
 

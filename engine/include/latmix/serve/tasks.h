@@ -63,8 +63,10 @@ class Ranks {
 };
 
 /// Starts the other `nproc` - 1 processes of a learn job on `request` (the api::LearnRequest's JSON,
-/// with the server's device) and joins their group. \throws latmix::Error when they cannot start or join.
-using StartRanks = std::function<std::unique_ptr<Ranks>(const nlohmann::json& request, int nproc)>;
+/// with the server's device) and joins their group; `cancel` (the job's) ends the wait for them.
+/// \throws latmix::Error when they cannot start or join, latmix::Cancelled.
+using StartRanks =
+    std::function<std::unique_ptr<Ranks>(const nlohmann::json& request, int nproc, const CancelToken& cancel)>;
 
 /// What the server decides for every task.
 struct TaskEnvironment {
