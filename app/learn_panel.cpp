@@ -344,11 +344,15 @@ QString loss_change_text(const std::vector<LearnStep>& curve) {
   };
   std::map<qint64, Ends> layers;
   for (const LearnStep& s : curve) {
-    const auto [it, added] = layers.emplace(s.layer, Ends{s.step, s.step, s.loss, s.loss});
-    Ends& e = it->second;
-    if (added) continue;
-    if (s.step < e.first_step) e = Ends{s.step, e.last_step, s.loss, e.last};
-    if (s.step > e.last_step) e = Ends{e.first_step, s.step, e.first, s.loss};
+    Ends& e = layers.emplace(s.layer, Ends{s.step, s.step, s.loss, s.loss}).first->second;
+    if (s.step < e.first_step) {
+      e.first_step = s.step;
+      e.first = s.loss;
+    }
+    if (s.step > e.last_step) {
+      e.last_step = s.step;
+      e.last = s.loss;
+    }
   }
   int fell = 0;
   QStringList parts;
